@@ -1,0 +1,192 @@
+"""BatchNorm folding for ranking: rank weights as the network will use them after fusion.
+
+A layer followed directly by BatchNorm computes, in eval mode, for each output channel ``o``::
+
+    y_o = γ_o · (z_o - μ_o) / √(σ²_o + ε) + β_o,   z_o = (W ⋆ x)_o + b_o
+
+which is the same as a single layer with
+
+    W_fold[o] = W[o] · γ_o / √(σ²_o + ε)
+    b_fold[o] = (b_o - μ_o) · γ_o / √(σ²_o + ε) + β_o
+
+(``γ``/``β`` are the BN weight/bias, ``μ``/``σ²`` its running mean/variance). With
+``fold_batchnorm=true`` every pruner ranks ``W_fold`` instead of ``W``, so a filter whose BN scales
+it towards zero ranks as small even though its raw weights are large. Masks are still applied to
+the real weights ``W``; the folded copy is only looked at.
+
+Only the scale ``γ/√(σ²+ε)`` multiplies the weights. ``β`` and ``μ`` end up in the folded *bias*,
+which no pruner here ranks, so they cannot change any weight's rank and are ignored.
+
+On a freshly initialised model (``γ = 1``, ``σ² = 1``) the scale is ``1/√(1+ε)`` for every channel:
+a uniform factor that changes no ranking. Folding only starts to matter once the statistics and
+``γ`` have been learned, e.g. when pruning a pretrained model or after some training.
+
+Which BN belongs to which layer is read from the model's ``torch.fx`` graph, never guessed from
+module names or order: the layer's output must go straight, and only, into the BN. Anything in
+between (activation, pooling, residual add), a second consumer, or a layer used twice means the
+BN does not see exactly that layer's output, so folding would be wrong and is not done.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.fx
+from torch import nn
+
+from framework.errors import PruningError
+
+# Layers whose weight dim 0 is the output channel the BN scales.
+_OUT_FIRST = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+# Layers whose weight is [in, out/groups, k...]; output channels are spread over groups.
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+_PREFIX = "module."  # added by DataParallel / DistributedDataParallel
+
+
+@dataclass(frozen=True)
+class FoldPair:
+    """A weight that is ranked folded: ``weight_name`` of ``layer_name``, scaled by ``bn_name``."""
+
+    weight_name: str
+    layer_name: str
+    bn_name: str
+
+
+def _trace(model: nn.Module) -> torch.fx.GraphModule:
+    """Trace ``model`` with torch.fx, turning any failure into a one-line PruningError."""
+    try:
+        return torch.fx.symbolic_trace(model)
+    except Exception as exc:  # fx raises many types (TraceError, TypeError, ...); all mean the same
+        lines = str(exc).strip().splitlines()
+        reason = lines[0] if lines else type(exc).__name__
+        if len(reason) > 160:
+            reason = reason[:157] + "..."
+        raise PruningError(
+            f"fold_batchnorm=true needs a traceable model: torch.fx could not trace "
+            f"{type(model).__name__} ({reason}); set fold_batchnorm=false"
+        ) from exc
+
+
+def _out_channels(layer: nn.Module) -> int:
+    return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+
+
+def _foldable_bn(layer: nn.Module, bn: nn.Module) -> bool:
+    """Whether ``bn`` has running statistics that match ``layer``'s output channels."""
+    if not isinstance(bn, _BATCHNORMS) or bn.running_var is None:
+        # Without running statistics (track_running_stats=False) there is nothing fixed to fold.
+        return False
+    n = _out_channels(layer)
+    if bn.num_features != n or bn.running_var.numel() != n:
+        return False
+    return bn.weight is None or bn.weight.numel() == n
+
+
+def find_fold_pairs(model: nn.Module) -> list[FoldPair]:
+    """Return the layers whose output goes directly and only into a BatchNorm.
+
+    Raises PruningError if the model cannot be traced by ``torch.fx.symbolic_trace``.
+    """
+    graph = _trace(model).graph
+    modules = dict(model.named_modules())
+    calls = Counter(n.target for n in graph.nodes if n.op == "call_module")
+    # A Parameter reachable from two modules (tied weights) serves two layers; skip those too.
+    param_uses = Counter(id(p) for _, p in model.named_parameters(remove_duplicate=False))
+    # A weight also read directly (``self.conv.weight`` in forward) is used outside the layer.
+    attrs = {n.target for n in graph.nodes if n.op == "get_attr"}
+
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or calls[node.target] != 1:
+            continue  # shared layers see two inputs; only one of them would be followed by the BN
+        layer = modules.get(node.target)
+        if not isinstance(layer, _OUT_FIRST + _TRANSPOSED):
+            continue
+        if param_uses[id(layer.weight)] != 1 or f"{node.target}.weight" in attrs:
+            continue
+        if len(node.users) != 1:
+            continue
+        (user,) = node.users
+        if user.op != "call_module" or calls[user.target] != 1:
+            continue
+        if list(user.args) != [node] or user.kwargs:
+            continue
+        bn = modules.get(user.target)
+        if not _foldable_bn(layer, bn):
+            continue
+        pairs.append(FoldPair(f"{node.target}.weight", node.target, user.target))
+    return pairs
+
+
+def pairs_report(pairs: list[FoldPair]) -> list[dict[str, str]]:
+    """JSON-serialisable form of ``pairs`` for logging as a run artifact (count = ``len``)."""
+    return [asdict(p) for p in pairs]
+
+
+def _strip(name: str) -> str:
+    while name.startswith(_PREFIX):
+        name = name[len(_PREFIX):]
+    return name
+
+
+class FoldedRanking:
+    """Gives pruners the BN-folded view of weights; traces ``model`` once on construction."""
+
+    def __init__(self, model: nn.Module):
+        self.pairs = find_fold_pairs(model)
+        modules = dict(model.named_modules())
+        # Module objects, not tensors, so ``view`` reads the BN statistics current at call time.
+        self._by_name = {
+            p.weight_name: (modules[p.layer_name], modules[p.bn_name]) for p in self.pairs
+        }
+        self._by_stripped = {_strip(n): v for n, v in self._by_name.items()}
+
+    def _lookup(self, param_name: str):
+        hit = self._by_name.get(param_name)
+        return hit if hit is not None else self._by_stripped.get(_strip(param_name))
+
+    def is_folded(self, param_name: str) -> bool:
+        """Whether ``param_name`` (with or without a leading ``module.``) is ranked folded."""
+        return self._lookup(param_name) is not None
+
+    def view(self, param_name: str, weight: torch.Tensor) -> torch.Tensor:
+        """Return what a pruner should rank for ``weight``: folded if its layer has a BN.
+
+        The result is detached. For a layer without a BN it is ``weight.detach()``, which shares
+        storage with ``weight``: rank it, do not modify it in place.
+        """
+        hit = self._lookup(param_name)
+        if hit is None:
+            return weight.detach()
+        layer, bn = hit
+        if weight.shape != layer.weight.shape:
+            raise PruningError(
+                f"fold_batchnorm: {param_name} has shape {tuple(weight.shape)}, "
+                f"expected {tuple(layer.weight.shape)}"
+            )
+        # no_grad restores the caller's grad mode on exit; nothing here is recorded or kept.
+        with torch.no_grad():
+            scale = torch.rsqrt(bn.running_var.detach() + bn.eps)
+            if bn.weight is not None:  # affine=False means γ = 1
+                scale = bn.weight.detach() * scale
+            scale = scale.to(device=weight.device, dtype=weight.dtype)
+            w = weight.detach()
+            if isinstance(layer, _TRANSPOSED):
+                return _scale_transposed(w, scale, layer.groups)
+            return w * scale.reshape([-1] + [1] * (w.dim() - 1))
+
+
+def _scale_transposed(w: torch.Tensor, scale: torch.Tensor, groups: int) -> torch.Tensor:
+    """Scale a ConvTranspose weight [I, O/g, k...] by a per-output-channel ``scale`` of size O.
+
+    Output channel ``o`` is column ``o % (O/g)`` of the input rows of group ``o // (O/g)``, so the
+    weight is viewed as [g, I/g, O/g, k...] and the scale as [g, 1, O/g, 1...].
+    """
+    in_ch, out_per_group, *kernel = w.shape
+    grouped = w.reshape(groups, in_ch // groups, out_per_group, *kernel)
+    s = scale.reshape(groups, 1, out_per_group, *[1] * len(kernel))
+    return (grouped * s).reshape(w.shape)

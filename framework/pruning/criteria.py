@@ -1,0 +1,90 @@
+"""Ranking criteria: one importance score per group (higher = more important, pruned last).
+
+``l1``
+    Mean absolute value over the group. Dividing by the group size keeps scores comparable
+    between layers whose groups have different sizes.
+``l2``
+    Root mean square over the group, ``sqrt(mean(w**2))``, normalised the same way.
+``random``
+    Uniform scores in ``[0, 1)`` drawn from a private ``torch.Generator`` seeded with ``seed``:
+    a sanity baseline that any real criterion should beat. Each call draws fresh scores; the
+    generator state is part of :meth:`RandomCriterion.state_dict` so a resumed run continues the
+    same sequence.
+
+A criterion is a callable ``criterion(groups: Tensor[n_groups, group_size]) -> Tensor[n_groups]``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from framework.errors import PruningError
+
+CRITERIA = ("l1", "l2", "random")
+
+
+class Criterion:
+    """Base class: scores the rows of a ``[n_groups, group_size]`` matrix."""
+
+    name: str = ""
+
+    def __call__(self, groups: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """State needed to continue identically after a resume (none for deterministic ones)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+class L1Criterion(Criterion):
+    """Mean |w| per group."""
+
+    name = "l1"
+
+    def __call__(self, groups: torch.Tensor) -> torch.Tensor:
+        return groups.abs().mean(dim=1)
+
+
+class L2Criterion(Criterion):
+    """sqrt(mean w^2) per group."""
+
+    name = "l2"
+
+    def __call__(self, groups: torch.Tensor) -> torch.Tensor:
+        return groups.square().mean(dim=1).sqrt()
+
+
+class RandomCriterion(Criterion):
+    """Uniform random scores, reproducible from ``seed`` (a baseline, ignores the weights)."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0):
+        # A private CPU generator: the global RNG (used by data loading, dropout...) is left alone.
+        self.generator = torch.Generator(device="cpu")
+        self.generator.manual_seed(int(seed))
+
+    def __call__(self, groups: torch.Tensor) -> torch.Tensor:
+        scores = torch.rand(groups.shape[0], generator=self.generator, dtype=torch.float32)
+        return scores.to(groups.device)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"generator_state": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if "generator_state" in state:
+            self.generator.set_state(state["generator_state"])
+
+
+def build_criterion(name: str, seed: int = 0) -> Criterion:
+    """The criterion called ``name``; ``seed`` only matters for ``random``."""
+    if name == "l1":
+        return L1Criterion()
+    if name == "l2":
+        return L2Criterion()
+    if name == "random":
+        return RandomCriterion(seed)
+    raise PruningError(f"pruner.criterion={name!r} is not a known criterion; choose one of {', '.join(CRITERIA)}")

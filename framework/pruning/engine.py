@@ -1,0 +1,298 @@
+"""The pruning facade used by training loops: :func:`build_pruner` and :class:`PruningEngine`.
+
+Usage::
+
+    pruner = build_pruner(model, method="agp", structure="filter", criterion="l1",
+                          initial_sparsity=0.0, final_sparsity=0.5,
+                          starting_epoch=0, ending_epoch=10, frequency=1)
+    for epoch in range(epochs):
+        pruner.on_epoch_start(epoch)     # updates masks on scheduled epochs
+        for x, y in loader:
+            ...; optimizer.step()
+            pruner.after_step()          # re-zeroes pruned weights (cheap)
+
+Plain PyTorch: no Hydra, no MLflow. Every argument is validated in :func:`build_pruner`, before
+any training starts, and user mistakes raise one-line :class:`~framework.errors.PruningError`
+messages keyed by config names (``pruner.*``, ``schedule.*``).
+
+Ranking view: scores are computed on ``ranking_view(name, weight)`` (default: the weight itself).
+``fold_batchnorm=True`` ranks on BatchNorm-folded weights via
+:class:`framework.pruning.bn_fold.FoldedRanking`, imported only then. Masks always apply to the
+real weights.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from framework.errors import CheckpointError, PruningError
+from framework.pruning.criteria import build_criterion
+from framework.pruning.masks import MaskStore
+from framework.pruning.pruners import RANKING_METHODS, THRESHOLD_METHODS, Pruner, build_mask_pruner
+from framework.pruning.schedules import AGPSchedule, ConstantSchedule, EpochSchedule, check_sparsity
+from framework.pruning.selection import SelectedParameter, resolve_levels, select_parameters
+from framework.pruning.structures import check_structure
+
+METHODS = ("none",) + RANKING_METHODS + THRESHOLD_METHODS
+
+RankingView = Callable[[str, torch.Tensor], torch.Tensor]
+
+
+def raw_weight(name: str, weight: torch.Tensor) -> torch.Tensor:
+    """Default ranking view: rank on the weight as it is."""
+    return weight
+
+
+class NoOpPruner:
+    """``method="none"``: same interface as :class:`PruningEngine`, prunes nothing."""
+
+    method = "none"
+    structure = "fine"
+    parameter_names: list[str] = []
+    folded_pairs: list = []
+
+    @property
+    def masks(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def on_epoch_start(self, epoch: int) -> float | None:
+        return None
+
+    def after_step(self) -> None:
+        pass
+
+    def target_sparsity(self, epoch: int) -> float | None:
+        return None
+
+    def layer_targets(self, epoch: int) -> dict[str, float]:
+        return {}
+
+    def sparsity(self) -> dict[str, float]:
+        return {"total": 0.0}
+
+    def state_dict(self) -> dict:
+        return {"method": "none", "masks": {}}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        if state.get("masks"):
+            raise CheckpointError(
+                f"the checkpoint holds pruning masks for {len(state['masks'])} parameters but pruner.method=none"
+            )
+
+    def close(self) -> None:
+        pass
+
+
+class PruningEngine:
+    """Owns the selected parameters, the schedule, the pruner and the mask store."""
+
+    def __init__(
+        self,
+        method: str,
+        structure: str,
+        selected: list[SelectedParameter],
+        pruner: Pruner,
+        schedule: EpochSchedule,
+        finals: Mapping[str, float] | None,
+        ranking_view: RankingView = raw_weight,
+        mask_gradients: bool = False,
+        folded_pairs: Iterable = (),
+    ):
+        self.method = method
+        self.structure = structure
+        self.selected = list(selected)
+        self.pruner = pruner
+        self.schedule = schedule
+        self.finals = dict(finals) if finals is not None else None  # None: threshold method, no target
+        self.ranking_view = ranking_view
+        self.folded_pairs = list(folded_pairs)
+        self.store = MaskStore({p.name: p.param for p in self.selected}, mask_gradients=mask_gradients)
+
+    # ----------------------------------------------------------------------------- training hooks
+    def on_epoch_start(self, epoch: int) -> float | None:
+        """Update and apply masks if ``epoch`` is scheduled.
+
+        Returns None when nothing was pruned; otherwise the target sparsity of this update
+        (:meth:`target_sparsity`) or, for threshold methods that have no target, the total
+        sparsity reached.
+        """
+        if not self.schedule.is_pruning_epoch(epoch):
+            return None
+        self.update_masks(epoch)
+        target = self.target_sparsity(epoch)
+        return self.sparsity()["total"] if target is None else target
+
+    def after_step(self) -> None:
+        """Re-zero pruned weights after an optimizer step."""
+        self.store.apply()
+
+    @torch.no_grad()
+    def update_masks(self, epoch: int) -> None:
+        """Rank every selected parameter and AND the new masks into the store."""
+        self.store.apply()  # rank what the model really computes with
+        targets = self.layer_targets(epoch)
+        for selected in self.selected:
+            view = self.ranking_view(selected.name, selected.param)
+            keep = self.pruner.keep_mask(
+                view,
+                selected.layer,
+                None if targets is None else targets[selected.name],
+                self.store.get(selected.name),
+            )
+            self.store.update(selected.name, keep)
+        self.store.apply()
+
+    # ----------------------------------------------------------------------------- reading
+    @property
+    def parameter_names(self) -> list[str]:
+        return [p.name for p in self.selected]
+
+    @property
+    def masks(self) -> dict[str, torch.Tensor]:
+        """``{name: bool keep-mask}`` of the parameters pruned so far."""
+        return self.store.masks
+
+    def layer_targets(self, epoch: int) -> dict[str, float] | None:
+        """Per-parameter target at ``epoch`` (None for threshold methods)."""
+        if self.finals is None:
+            return None
+        return {name: self.schedule.target(epoch, final) for name, final in self.finals.items()}
+
+    def target_sparsity(self, epoch: int) -> float | None:
+        """Schedule target at ``epoch`` over the whole pruned set: the per-layer targets weighted
+        by parameter size (equal to the schedule value when no ``levels`` are given)."""
+        targets = self.layer_targets(epoch)
+        if targets is None:
+            return None
+        sizes = {p.name: p.param.numel() for p in self.selected}
+        return sum(targets[name] * sizes[name] for name in targets) / sum(sizes.values())
+
+    @torch.no_grad()
+    def sparsity(self) -> dict[str, float]:
+        """``{"total": zeros / elements over the pruned set, name: zeros / elements}``."""
+        result: dict[str, float] = {}
+        zeros_total = elements_total = 0
+        for selected in self.selected:
+            elements = selected.param.numel()
+            zeros = elements - int(torch.count_nonzero(selected.param))
+            result[selected.name] = zeros / elements if elements else 0.0
+            zeros_total += zeros
+            elements_total += elements
+        return {"total": zeros_total / elements_total if elements_total else 0.0, **result}
+
+    # ----------------------------------------------------------------------------- persistence
+    def state_dict(self) -> dict:
+        """Plain data (strings, bool/uint8 tensors): loadable with ``torch.load(weights_only=True)``."""
+        return {
+            "method": self.method,
+            "structure": self.structure,
+            "masks": self.store.state_dict(),
+            "pruner": self.pruner.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Restore masks (and zero the masked weights) from :meth:`state_dict`."""
+        for key in ("method", "structure"):
+            saved, current = state.get(key), getattr(self, key)
+            if saved is not None and saved != current:
+                raise CheckpointError(
+                    f"the checkpoint was pruned with pruner.{key}={saved}; this run uses pruner.{key}={current}"
+                )
+        self.store.load_state_dict(state.get("masks", {}))
+        self.pruner.load_state_dict(state.get("pruner", {}))
+
+    def close(self) -> None:
+        """Remove gradient hooks."""
+        self.store.remove_hooks()
+
+
+def _schedule_for(method, initial_sparsity, final_sparsity, starting_epoch, ending_epoch, frequency) -> EpochSchedule:
+    if method == "agp":
+        return AGPSchedule(initial_sparsity, final_sparsity, starting_epoch, ending_epoch, frequency)
+    if method == "level":
+        return ConstantSchedule(final_sparsity, starting_epoch, ending_epoch, frequency)
+    return EpochSchedule(starting_epoch, ending_epoch, frequency)
+
+
+def _finals_for(method, names, final_sparsity, initial_sparsity, levels) -> dict[str, float] | None:
+    if method in THRESHOLD_METHODS:
+        if levels:
+            raise PruningError(f"pruner.levels is not supported by pruner.method={method}; allowed with: level, agp")
+        return None
+    finals = resolve_levels(names, final_sparsity, levels)
+    if method == "agp":
+        too_low = {n: v for n, v in finals.items() if v < initial_sparsity}
+        if too_low:
+            name, value = next(iter(too_low.items()))
+            raise PruningError(
+                f"pruner.levels gives {name} a final sparsity {value} below pruner.initial_sparsity={initial_sparsity}; "
+                "AGP only increases sparsity"
+            )
+    return finals
+
+
+def build_pruner(
+    model: nn.Module,
+    method: str = "agp",
+    structure: str = "fine",
+    criterion: str = "l1",
+    initial_sparsity: float = 0.0,
+    final_sparsity: float = 0.5,
+    starting_epoch: int = 0,
+    ending_epoch: int = 10,
+    frequency: int = 1,
+    weights: str | Iterable[str] | None = None,
+    exclude: str | Iterable[str] | None = (),
+    levels: Mapping[str, float] | None = None,
+    threshold: float | None = None,
+    sensitivity: float | None = None,
+    fold_batchnorm: bool = False,
+    mask_gradients: bool = False,
+    seed: int = 0,
+    ranking_view: RankingView | None = None,
+) -> PruningEngine | NoOpPruner:
+    """Validate every argument and return a ready pruner (or a no-op for ``method="none"``).
+
+    ``ranking_view`` (library use) overrides the view that groups are ranked on; it cannot be
+    combined with ``fold_batchnorm``.
+    """
+    if method not in METHODS:
+        raise PruningError(f"pruner.method={method!r} is not a known pruning method; choose one of {', '.join(METHODS)}")
+    if method == "none":
+        return NoOpPruner()
+    check_structure(structure)
+    build_criterion(criterion, seed)  # validates the name before anything else is built
+    if method in RANKING_METHODS:
+        final_sparsity = check_sparsity("pruner.final_sparsity", final_sparsity)
+    if method == "agp":
+        initial_sparsity = check_sparsity("pruner.initial_sparsity", initial_sparsity)
+    schedule = _schedule_for(method, initial_sparsity, final_sparsity, starting_epoch, ending_epoch, frequency)
+    pruner = build_mask_pruner(method, structure, criterion, threshold, sensitivity, seed)
+
+    selected = select_parameters(model, structure, weights, exclude)
+    finals = _finals_for(method, [p.name for p in selected], final_sparsity, initial_sparsity, levels)
+
+    folded_pairs: list = []
+    if fold_batchnorm:
+        if ranking_view is not None:
+            raise PruningError("pruner.fold_batchnorm=true cannot be combined with a custom ranking_view")
+        from framework.pruning.bn_fold import FoldedRanking  # lazy: only folded runs need it
+
+        folded = FoldedRanking(model)
+        ranking_view = folded.view
+        folded_pairs = list(folded.pairs)
+
+    return PruningEngine(
+        method=method,
+        structure=structure,
+        selected=selected,
+        pruner=pruner,
+        schedule=schedule,
+        finals=finals,
+        ranking_view=ranking_view or raw_weight,
+        mask_gradients=mask_gradients,
+        folded_pairs=folded_pairs,
+    )

@@ -1,0 +1,67 @@
+"""Plugs a pruner into the training loop: masks are updated at the start of each scheduled epoch,
+re-applied after every optimizer step, reported after every epoch and saved with the checkpoint.
+At the end the per-layer reports are written to ``<run dir>/pruning/``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from framework.training.hooks import Hook
+
+
+class PruningHook(Hook):
+    name = "pruning"
+
+    def __init__(
+        self,
+        pruner,
+        report_dir: Optional[str | Path] = None,
+        input_shape: Optional[Sequence[int]] = None,
+        fold_pairs: Optional[List[Dict[str, Any]]] = None,
+    ):
+        self.pruner = pruner
+        self.report_dir = Path(report_dir) if report_dir is not None else None
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.fold_pairs = fold_pairs
+
+    def before_run(self, trainer) -> None:
+        # After a resume the loaded masks must hold before the first step.
+        self.pruner.apply_masks()
+
+    def before_epoch(self, trainer) -> None:
+        self.pruner.on_epoch_start(trainer.epoch)
+
+    def after_step(self, trainer) -> None:
+        self.pruner.after_step()
+
+    def after_epoch(self, trainer) -> None:
+        metrics = trainer.epoch_metrics
+        metrics["pruning/target_sparsity"] = float(self.pruner.target_sparsity(trainer.epoch))
+        for name, value in self.pruner.sparsity().items():
+            metrics[f"sparsity/{name}"] = float(value)
+
+    def after_run(self, trainer) -> None:
+        if self.report_dir is not None:
+            self.write_reports(trainer.model)
+
+    def write_reports(self, model) -> List[Path]:
+        """Sparsity table (CSV, Markdown), bar chart, MACs and BN-fold pairs under ``report_dir``."""
+        from framework.analysis import write_pruning_reports
+
+        assert self.report_dir is not None
+        paths = write_pruning_reports(
+            model, self.pruner.param_names, self.report_dir, input_shape=self.input_shape
+        )
+        if self.fold_pairs is not None:
+            path = self.report_dir / "bn_fold_pairs.json"
+            path.write_text(json.dumps(self.fold_pairs, indent=2) + "\n")
+            paths.append(path)
+        return paths
+
+    def state_dict(self) -> Dict[str, Any]:
+        return self.pruner.state_dict()
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.pruner.load_state_dict(state)

@@ -1,0 +1,139 @@
+"""When to prune and to which target.
+
+Masks are updated at the start of every epoch in ``range(starting_epoch, ending_epoch,
+frequency)`` (the *scheduled epochs*).
+
+:class:`AGPSchedule` follows Zhu & Gupta's automated gradual pruning (2017), with Distiller's
+convention for the span so that the last scheduled epoch reaches the final sparsity exactly::
+
+    span = floor((ending_epoch - starting_epoch - 1) / frequency) * frequency
+    s(e) = s_f + (s_i - s_f) * (1 - (e - starting_epoch) / span) ** 3
+
+``span == 0`` (a single scheduled epoch) means one-shot pruning to ``s_f`` at ``starting_epoch``.
+
+:class:`ConstantSchedule` prunes to the same target at every scheduled epoch (``level``).
+:class:`EpochSchedule` only says *when*; threshold pruners (``magnitude``, ``sensitivity``) have
+no sparsity target, so its :meth:`~EpochSchedule.target` is ``None``.
+
+Target between scheduled epochs (a choice, documented here): the value of the most recent
+scheduled epoch, because that is what the masks hold until the next update. Before
+``starting_epoch`` the target is ``0.0`` (no mask has been written yet, whatever
+``initial_sparsity`` says); after the last scheduled epoch it stays at the final value.
+
+``target(epoch, final=...)`` accepts a per-layer final value so one schedule can serve layers
+with different ``levels``.
+"""
+
+from __future__ import annotations
+
+from framework.errors import PruningError
+
+
+def _check_int(key: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise PruningError(f"{key}={value!r} must be an integer >= {minimum}")
+    return value
+
+
+def check_sparsity(key: str, value) -> float:
+    """Return ``value`` as a float if it lies in [0, 1), else raise a one-line PruningError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
+        raise PruningError(f"{key}={value!r} is outside [0, 1)")
+    return float(value)
+
+
+class EpochSchedule:
+    """Which epochs update the masks: ``range(starting_epoch, ending_epoch, frequency)``."""
+
+    def __init__(self, starting_epoch: int = 0, ending_epoch: int = 1, frequency: int = 1):
+        self.starting_epoch = _check_int("schedule.starting_epoch", starting_epoch, 0)
+        self.ending_epoch = _check_int("schedule.ending_epoch", ending_epoch, 0)
+        self.frequency = _check_int("schedule.frequency", frequency, 1)
+        if ending_epoch <= starting_epoch:
+            raise PruningError(
+                f"schedule.ending_epoch={ending_epoch} must be greater than schedule.starting_epoch={starting_epoch}"
+            )
+
+    @property
+    def epochs(self) -> range:
+        """The scheduled epochs."""
+        return range(self.starting_epoch, self.ending_epoch, self.frequency)
+
+    @property
+    def last_epoch(self) -> int:
+        """The last scheduled epoch (where the final target is reached)."""
+        return self.epochs[-1]
+
+    @property
+    def span(self) -> int:
+        """Distance from the first to the last scheduled epoch."""
+        return self.last_epoch - self.starting_epoch
+
+    def is_pruning_epoch(self, epoch: int) -> bool:
+        """True when masks are updated at the start of ``epoch``."""
+        return epoch in self.epochs
+
+    def most_recent_epoch(self, epoch: int) -> int | None:
+        """The latest scheduled epoch ``<= epoch``, or None before ``starting_epoch``."""
+        if epoch < self.starting_epoch:
+            return None
+        if epoch >= self.last_epoch:
+            return self.last_epoch
+        steps = (epoch - self.starting_epoch) // self.frequency
+        return self.starting_epoch + steps * self.frequency
+
+    def target(self, epoch: int, final: float | None = None) -> float | None:
+        """No sparsity target (threshold pruners)."""
+        return None
+
+
+class ConstantSchedule(EpochSchedule):
+    """Every scheduled epoch prunes to ``level`` (Distiller's level pruner, re-applied)."""
+
+    def __init__(self, level: float, starting_epoch: int = 0, ending_epoch: int = 1, frequency: int = 1):
+        super().__init__(starting_epoch, ending_epoch, frequency)
+        self.level = check_sparsity("pruner.final_sparsity", level)
+
+    def target(self, epoch: int, final: float | None = None) -> float:
+        if self.most_recent_epoch(epoch) is None:
+            return 0.0
+        return self.level if final is None else float(final)
+
+
+class AGPSchedule(EpochSchedule):
+    """Automated gradual pruning: cubic ramp from ``initial`` to ``final`` sparsity."""
+
+    def __init__(
+        self,
+        initial: float,
+        final: float,
+        starting_epoch: int = 0,
+        ending_epoch: int = 1,
+        frequency: int = 1,
+    ):
+        super().__init__(starting_epoch, ending_epoch, frequency)
+        self.initial = check_sparsity("pruner.initial_sparsity", initial)
+        self.final = check_sparsity("pruner.final_sparsity", final)
+        if self.initial > self.final:
+            raise PruningError(
+                f"pruner.initial_sparsity={initial} is greater than pruner.final_sparsity={final}; "
+                "AGP only increases sparsity"
+            )
+
+    def progress(self, epoch: float) -> float:
+        """Cubic progress in [0, 1]: 0 at ``starting_epoch``, 1 at the last scheduled epoch.
+
+        Accepts fractional epochs, so a caller may also ramp per step (epoch + step/steps).
+        """
+        if self.span == 0:
+            return 1.0
+        elapsed = min(max(epoch - self.starting_epoch, 0.0), self.span)
+        return 1.0 - (1.0 - elapsed / self.span) ** 3
+
+    def target(self, epoch: int, final: float | None = None) -> float:
+        recent = self.most_recent_epoch(epoch)
+        if recent is None:
+            return 0.0
+        final = self.final if final is None else float(final)
+        return final + (self.initial - final) * (1.0 - self.progress(recent))
+

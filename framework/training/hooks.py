@@ -1,0 +1,44 @@
+"""Hooks: the way pruning, tracking and checkpointing plug into the training loop.
+
+A hook overrides any of the methods below; the trainer calls them in list order. Each hook keeps
+its own state and exposes it through ``state_dict``/``load_state_dict``, which the checkpoint
+stores under the hook's ``name`` so that a resumed run continues every part where it stopped.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from framework.training.loop import Trainer
+
+
+class Hook:
+    """Base class; every method is a no-op."""
+
+    #: key of this hook's state in the checkpoint; hooks without state may leave it empty
+    name: str = ""
+
+    def before_run(self, trainer: "Trainer") -> None:
+        """Once, before the first epoch (also after a resume)."""
+
+    def before_epoch(self, trainer: "Trainer") -> None:
+        """At the start of every epoch, before the first step."""
+
+    def after_step(self, trainer: "Trainer") -> None:
+        """After every optimizer step."""
+
+    def after_epoch(self, trainer: "Trainer") -> None:
+        """After evaluation; ``trainer.epoch_metrics`` holds this epoch's metrics."""
+
+    def after_run(self, trainer: "Trainer") -> None:
+        """Once, when every epoch has finished."""
+
+    def on_failure(self, trainer: "Trainer", error: BaseException) -> None:
+        """When training stops on an exception (NaN loss, Ctrl-C, SIGTERM, a bug)."""
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""

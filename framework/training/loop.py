@@ -1,0 +1,166 @@
+"""The training loop: epochs of optimizer steps and an evaluation, with hooks at every boundary.
+
+It knows nothing about pruning or MLflow; those are hooks (see ``hooks.py``). Per epoch it puts
+``train/loss``, ``train/top1``, ``train/top5``, ``val/loss``, ``val/top1``, ``val/top5`` and ``lr``
+into ``trainer.epoch_metrics``; hooks may add their own before the logging hooks read them.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from framework.errors import NonFiniteLossError
+from framework.training.hooks import Hook
+from framework.training.metrics import EpochAverages
+from framework.training.rng import rng_state, set_rng_state
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        train_loader: Iterable,
+        val_loader: Iterable,
+        *,
+        epochs: int,
+        device: torch.device | str = "cpu",
+        lr_scheduler: Optional[Any] = None,
+        hooks: Sequence[Hook] = (),
+        loss_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+        progress: bool = False,
+        loader_generator: Optional[torch.Generator] = None,
+    ):
+        self.model = model
+        self.optimizer = optimizer
+        self.train_loader = train_loader
+        self.val_loader = val_loader
+        self.epochs = epochs
+        self.device = torch.device(device)
+        self.lr_scheduler = lr_scheduler
+        self.hooks: List[Hook] = list(hooks)
+        self.loss_fn = loss_fn or nn.CrossEntropyLoss()
+        # A bar only for a person watching a terminal: logs and CI stay clean.
+        self.progress = progress and sys.stdout.isatty()
+        # The generator that shuffles the training data; part of the RNG state for exact resume.
+        self.loader_generator = loader_generator
+        self.start_epoch = 0  # first epoch to run (> 0 after a resume)
+        self.epoch = 0  # the epoch in progress
+        self.finished_epochs = 0
+        self.global_step = 0
+        self.epoch_metrics: Dict[str, float] = {}
+        self.history: List[Dict[str, float]] = []  # epoch_metrics of every finished epoch
+
+    # -- running -----------------------------------------------------------------------------
+
+    def fit(self) -> List[Dict[str, float]]:
+        """Train from ``start_epoch`` to ``epochs``; returns every epoch's metrics."""
+        try:
+            self._call("before_run")
+            for epoch in range(self.start_epoch, self.epochs):
+                self.epoch = epoch
+                self.epoch_metrics = {}
+                self._call("before_epoch")
+                lr = self.optimizer.param_groups[0]["lr"]
+                train = self.train_one_epoch()
+                val = self.evaluate()
+                if self.lr_scheduler is not None:
+                    self.lr_scheduler.step()
+                self.epoch_metrics.update({f"train/{k}": v for k, v in train.items()})
+                self.epoch_metrics.update({f"val/{k}": v for k, v in val.items()})
+                self.epoch_metrics["lr"] = lr
+                self.finished_epochs = epoch + 1
+                # The same dict: metrics that hooks add in after_epoch land in the history too.
+                self.history.append(self.epoch_metrics)
+                self._call("after_epoch")
+            self._call("after_run")
+        except BaseException as error:
+            for hook in self.hooks:
+                try:
+                    hook.on_failure(self, error)
+                except Exception as hook_error:  # a failing hook must not hide the real error
+                    print(f"warning: {type(hook).__name__}.on_failure failed: {hook_error}", file=sys.stderr)
+            raise
+        return self.history
+
+    def train_one_epoch(self) -> Dict[str, float]:
+        self.model.train()
+        averages = EpochAverages()
+        batches = tqdm(
+            self.train_loader,
+            desc=f"epoch {self.epoch + 1}/{self.epochs}",
+            disable=not self.progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        for step, (inputs, targets) in enumerate(batches):
+            inputs = inputs.to(self.device, non_blocking=True)
+            targets = targets.to(self.device, non_blocking=True)
+            logits = self.model(inputs)
+            loss = self.loss_fn(logits, targets)
+            loss_value = float(loss)
+            if not math.isfinite(loss_value):
+                raise NonFiniteLossError(
+                    f"training loss became {loss_value} at epoch {self.epoch} step {step}; "
+                    f"stopped, the last good checkpoint is kept (try a lower optimizer.lr)"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.global_step += 1
+            self._call("after_step")
+            averages.update(loss.detach(), logits, targets)
+            if self.progress:
+                batches.set_postfix(loss=f"{loss_value:.3f}")
+        return averages.result()
+
+    @torch.no_grad()
+    def evaluate(self) -> Dict[str, float]:
+        self.model.eval()
+        averages = EpochAverages()
+        for inputs, targets in self.val_loader:
+            inputs = inputs.to(self.device, non_blocking=True)
+            targets = targets.to(self.device, non_blocking=True)
+            logits = self.model(inputs)
+            averages.update(self.loss_fn(logits, targets), logits, targets)
+        return averages.result()
+
+    def _call(self, method: str) -> None:
+        for hook in self.hooks:
+            getattr(hook, method)(self)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Everything needed to continue exactly where the last finished epoch left off."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None,
+            "epoch": self.finished_epochs,
+            "global_step": self.global_step,
+            "history": [dict(m) for m in self.history],
+            "rng": rng_state(self.loader_generator),
+            "hooks": {hook.name: hook.state_dict() for hook in self.hooks if hook.name},
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.lr_scheduler is not None and state.get("lr_scheduler") is not None:
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        self.finished_epochs = self.start_epoch = int(state["epoch"])
+        self.global_step = int(state.get("global_step", 0))
+        self.history = [dict(m) for m in state.get("history", [])]
+        if "rng" in state:
+            set_rng_state(state["rng"], self.loader_generator)
+        hook_states = state.get("hooks", {})
+        for hook in self.hooks:
+            if hook.name and hook.name in hook_states:
+                hook.load_state_dict(hook_states[hook.name])

@@ -1,0 +1,38 @@
+"""Classification metrics accumulated over an epoch."""
+
+from __future__ import annotations
+
+from typing import Dict, Sequence
+
+import torch
+
+
+def correct_topk(logits: torch.Tensor, targets: torch.Tensor, ks: Sequence[int]) -> Dict[int, int]:
+    """How many samples have their target among the k highest logits, for each k."""
+    max_k = min(max(ks), logits.shape[1])
+    top = logits.topk(max_k, dim=1).indices
+    hits = top.eq(targets.unsqueeze(1))
+    return {k: int(hits[:, : min(k, max_k)].any(dim=1).sum()) for k in ks}
+
+
+class EpochAverages:
+    """Running sums of loss and top-k hits; ``result()`` gives the epoch's means."""
+
+    def __init__(self, ks: Sequence[int] = (1, 5)):
+        self.ks = tuple(ks)
+        self.loss_sum = 0.0
+        self.count = 0
+        self.hits = {k: 0 for k in self.ks}
+
+    def update(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        batch = targets.shape[0]
+        self.loss_sum += float(loss) * batch
+        self.count += batch
+        for k, n in correct_topk(logits.detach(), targets, self.ks).items():
+            self.hits[k] += n
+
+    def result(self) -> Dict[str, float]:
+        n = max(self.count, 1)
+        out = {"loss": self.loss_sum / n}
+        out.update({f"top{k}": self.hits[k] / n for k in self.ks})
+        return out
