@@ -95,9 +95,14 @@ def read_file(path: Path) -> object:
 
 
 def first_line(error: BaseException, limit: int = 160) -> str:
-    """The first line of an exception's message, shortened, so our message stays one line."""
-    lines = str(error).strip().splitlines()
-    text = lines[0] if lines else ""
+    """The telling line of an exception's message, shortened, so our message stays one line.
+
+    For weights_only refusals that is the ``WeightsUnpickler error:`` line (which names the
+    refused class), not the first one (a paragraph about PyTorch 2.6 defaults).
+    """
+    lines = [line.strip() for line in str(error).strip().splitlines()]
+    telling = [line for line in lines if line.startswith("WeightsUnpickler error:")]
+    text = (telling or lines or [""])[0]
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -45,6 +45,7 @@ _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 _PREFIX = "module."  # added by DataParallel / DistributedDataParallel
+_WRAPPERS = (nn.DataParallel, nn.parallel.DistributedDataParallel)
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,7 @@ def _foldable_bn(layer: nn.Module, bn: nn.Module) -> bool:
     if not isinstance(bn, _BATCHNORMS) or bn.running_var is None:
         # Without running statistics (track_running_stats=False) there is nothing fixed to fold.
         return False
-    n = _out_channels(layer)
-    if bn.num_features != n or bn.running_var.numel() != n:
-        return False
-    return bn.weight is None or bn.weight.numel() == n
+    return bn.num_features == _out_channels(layer)
 
 
 def find_fold_pairs(model: nn.Module) -> list[FoldPair]:
@@ -91,6 +89,12 @@ def find_fold_pairs(model: nn.Module) -> list[FoldPair]:
 
     Raises PruningError if the model cannot be traced by ``torch.fx.symbolic_trace``.
     """
+    if isinstance(model, _WRAPPERS):
+        # The wrappers' forward (scatter/gather) is not traceable; the wrapped model is.
+        return [
+            FoldPair(*(_PREFIX + name for name in (p.weight_name, p.layer_name, p.bn_name)))
+            for p in find_fold_pairs(model.module)
+        ]
     graph = _trace(model).graph
     modules = dict(model.named_modules())
     calls = Counter(n.target for n in graph.nodes if n.op == "call_module")
@@ -168,16 +172,15 @@ class FoldedRanking:
                 f"fold_batchnorm: {param_name} has shape {tuple(weight.shape)}, "
                 f"expected {tuple(layer.weight.shape)}"
             )
-        # no_grad restores the caller's grad mode on exit; nothing here is recorded or kept.
+        # no_grad keeps γ and W out of any graph and restores the caller's grad mode on exit.
         with torch.no_grad():
-            scale = torch.rsqrt(bn.running_var.detach() + bn.eps)
+            scale = torch.rsqrt(bn.running_var + bn.eps)
             if bn.weight is not None:  # affine=False means γ = 1
-                scale = bn.weight.detach() * scale
+                scale = bn.weight * scale
             scale = scale.to(device=weight.device, dtype=weight.dtype)
-            w = weight.detach()
             if isinstance(layer, _TRANSPOSED):
-                return _scale_transposed(w, scale, layer.groups)
-            return w * scale.reshape([-1] + [1] * (w.dim() - 1))
+                return _scale_transposed(weight, scale, layer.groups)
+            return weight * scale.reshape([-1] + [1] * (weight.dim() - 1))
 
 
 def _scale_transposed(w: torch.Tensor, scale: torch.Tensor, groups: int) -> torch.Tensor:

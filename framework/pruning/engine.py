@@ -132,7 +132,8 @@ class PruningEngine:
     @torch.no_grad()
     def update_masks(self, epoch: int) -> None:
         """Rank every selected parameter and AND the new masks into the store."""
-        self.store.apply()  # rank what the model really computes with
+        # No apply() before ranking: groups pruned earlier are ranked lowest whatever their
+        # current values, so the result does not depend on whether the weights were re-masked.
         targets = self.layer_targets(epoch)
         for selected in self.selected:
             view = self.ranking_view(selected.name, selected.param)

@@ -63,6 +63,7 @@ class MaskStore:
         keep = keep.to(device=param.device, dtype=torch.bool)
         old = self._masks.get(name)
         self._masks[name] = keep.clone() if old is None else old.to(param.device) & keep
+        self._float_masks.pop(name, None)  # only this mask's float copy needs rebuilding
         self._cache_valid = False
         return self._masks[name]
 
@@ -91,6 +92,7 @@ class MaskStore:
                 shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
                 raise CheckpointError(f"pruning mask for {name} has shape {shape}; the parameter has {tuple(param.shape)}")
         self._masks = {name: mask.to(device=self.params[name].device, dtype=torch.bool) for name, mask in state.items()}
+        self._float_masks = {}
         self._cache_valid = False
         self.apply()
 
@@ -113,11 +115,12 @@ class MaskStore:
         )
 
     def _rebuild_cache(self) -> None:
-        self._float_masks = {}
         for name, mask in self._masks.items():
             param = self.params[name]
-            self._masks[name] = mask = mask.to(param.device)
-            self._float_masks[name] = mask.to(param.dtype)
+            cached = self._float_masks.get(name)
+            if cached is None or cached.device != param.device or cached.dtype != param.dtype:
+                self._masks[name] = mask = mask.to(param.device)
+                self._float_masks[name] = mask.to(param.dtype)
         self._apply_params = [self.params[name] for name in self._float_masks]
         self._apply_masks = list(self._float_masks.values())
         self._cache_valid = True

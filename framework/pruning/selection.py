@@ -53,8 +53,11 @@ def matches(name: str, pattern: str) -> bool:
 
 
 def _close_names(pattern: str, names: Sequence[str]) -> str:
+    """'closest names: ...' (difflib), or a few example names when nothing is close."""
     close = difflib.get_close_matches(pattern, list(names), n=3, cutoff=0.4)
-    return ", ".join(close) if close else "none"
+    if close:
+        return "closest names: " + ", ".join(close)
+    return "names look like: " + ", ".join(list(names)[:3])
 
 
 def _as_patterns(value: str | Iterable[str] | None, key: str) -> list[str]:
@@ -72,7 +75,7 @@ def _as_patterns(value: str | Iterable[str] | None, key: str) -> list[str]:
 
 def _no_match_error(key: str, pattern: str, names: Sequence[str], among: str) -> PruningError:
     return PruningError(
-        f"{key} pattern {pattern!r} matches none of the {among}; closest names: {_close_names(pattern, names)}"
+        f"{key} pattern {pattern!r} matches none of the {among}; {_close_names(pattern, names)}"
     )
 
 

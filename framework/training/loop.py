@@ -104,7 +104,7 @@ class Trainer:
             targets = targets.to(self.device, non_blocking=True)
             logits = self.model(inputs)
             loss = self.loss_fn(logits, targets)
-            loss_value = float(loss)
+            loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 raise NonFiniteLossError(
                     f"training loss became {loss_value} at epoch {self.epoch} step {step}; "

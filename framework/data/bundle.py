@@ -1,0 +1,21 @@
+"""The result of building a dataset: both splits plus what the model builder needs to know."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch.utils.data import Dataset
+
+
+@dataclass(frozen=True)
+class DatasetBundle:
+    """Training and validation splits of one dataset.
+
+    ``num_classes`` and ``input_shape`` (``(C, H, W)`` of one transformed sample) come from the
+    dataset, so the model can be sized without loading a batch first.
+    """
+
+    train: Dataset
+    val: Dataset
+    num_classes: int
+    input_shape: tuple[int, int, int]

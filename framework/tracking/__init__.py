@@ -1,0 +1,1 @@
+"""Experiment tracking: MLflow as a training-loop hook, and the local metrics file."""

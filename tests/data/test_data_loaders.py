@@ -1,0 +1,52 @@
+"""build_loaders: seeded, reproducible shuffling independent of the global RNG."""
+
+import pytest
+import torch
+
+from framework.data import build_datasets, build_loaders
+from framework.errors import ConfigError
+
+
+def labels_in_order(loader):
+    return torch.cat([labels for _, labels in loader])
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return build_datasets("synthetic", shape=(1, 2, 2), num_classes=50, train_size=64, val_size=20)
+
+
+def test_same_seed_same_order_whatever_the_global_rng(bundle):
+    torch.manual_seed(0)
+    first = labels_in_order(build_loaders(bundle, 8, 0, seed=3)[0])
+    torch.manual_seed(99)
+    second = labels_in_order(build_loaders(bundle, 8, 0, seed=3)[0])
+    assert torch.equal(first, second)
+
+
+def test_other_seed_other_order_and_epochs_differ(bundle):
+    train, _ = build_loaders(bundle, 8, 0, seed=3)
+    epoch1, epoch2 = labels_in_order(train), labels_in_order(train)
+    assert not torch.equal(epoch1, epoch2)
+    assert not torch.equal(epoch1, labels_in_order(build_loaders(bundle, 8, 0, seed=4)[0]))
+    assert sorted(epoch1.tolist()) == sorted(bundle.train.tensors[1].tolist())
+
+
+def test_validation_keeps_dataset_order(bundle):
+    _, val = build_loaders(bundle, 6, 0, seed=3)
+    assert torch.equal(labels_in_order(val), bundle.val.tensors[1])
+    assert [len(labels) for _, labels in val] == [6, 6, 6, 2]
+
+
+def test_worker_processes_give_the_same_order(bundle):
+    in_process = labels_in_order(build_loaders(bundle, 8, 0, seed=3)[0])
+    with_worker = labels_in_order(build_loaders(bundle, 8, 1, seed=3)[0])
+    assert torch.equal(in_process, with_worker)
+
+
+@pytest.mark.parametrize(
+    "batch_size, workers, key", [(0, 0, "batch_size"), (8, -1, "num_workers"), (2.5, 0, "batch_size")]
+)
+def test_bad_loader_options(bundle, batch_size, workers, key):
+    with pytest.raises(ConfigError, match=key):
+        build_loaders(bundle, batch_size, workers, seed=0)

@@ -1,0 +1,58 @@
+"""digits: the embedded default dataset (scikit-learn's 8x8 digits), its split and scaling."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from framework.data import build_datasets
+from framework.data.digits import stratified_split
+from framework.errors import ConfigError
+
+LABELS = load_digits().target
+
+
+def test_bundle_shapes_and_sizes():
+    bundle = build_datasets("digits")
+    assert bundle.num_classes == 10 and bundle.input_shape == (1, 8, 8)
+    assert len(bundle.train) + len(bundle.val) == 1797
+    assert len(bundle.val) == pytest.approx(0.2 * 1797, abs=10)
+    image, label = bundle.train[0]
+    assert image.shape == (1, 8, 8) and image.dtype == torch.float32
+    assert label.dtype == torch.long
+
+
+def test_split_is_disjoint_complete_and_stratified():
+    train, val = stratified_split(LABELS, 0.25, seed=3)
+    assert not set(train) & set(val)
+    assert sorted(np.concatenate([train, val])) == list(range(len(LABELS)))
+    for label in range(10):
+        in_class = np.sum(LABELS == label)
+        assert np.sum(LABELS[val] == label) == round(in_class * 0.25)
+
+
+def test_split_is_a_function_of_the_seed():
+    same = [stratified_split(LABELS, 0.2, seed=7) for _ in range(2)]
+    other = stratified_split(LABELS, 0.2, seed=8)
+    assert all(np.array_equal(a, b) for a, b in zip(*same))
+    assert not np.array_equal(same[0][1], other[1])
+    first, second = build_datasets("digits", seed=7), build_datasets("digits", seed=7)
+    assert torch.equal(first.val.tensors[0], second.val.tensors[0])
+    assert not torch.equal(first.val.tensors[1], build_datasets("digits", seed=8).val.tensors[1])
+
+
+def test_standardised_with_training_statistics():
+    bundle = build_datasets("digits", seed=1)
+    train_pixels = bundle.train.tensors[0]
+    assert train_pixels.mean().item() == pytest.approx(0.0, abs=1e-5)
+    assert train_pixels.std().item() == pytest.approx(1.0, abs=1e-5)
+    # Validation uses the same transform, so it is close to, not exactly, standard.
+    assert abs(bundle.val.tensors[0].mean().item()) < 0.1
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5, 0.0001])
+def test_bad_val_fraction(fraction):
+    with pytest.raises(ConfigError) as info:
+        build_datasets("digits", val_fraction=fraction)
+    assert "dataset.val_fraction" in str(info.value) and str(fraction) in str(info.value)
+    assert "\n" not in str(info.value)

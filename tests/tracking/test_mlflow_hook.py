@@ -1,0 +1,93 @@
+"""The MLflow hook against real stores: a temporary SQLite file, and a server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from framework.errors import TrackingError
+from framework.tracking.metrics_file import MetricsFileHook, read_metrics
+from framework.tracking.mlflow_hook import MLflowHook
+from framework.tracking.recover import recover
+from framework.training import Hook, Trainer
+
+from mlflow_server import MlflowServer, free_port
+
+
+def tiny_trainer(hooks, epochs=3):
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+    loader = DataLoader(TensorDataset(x, y), batch_size=8)
+    model = nn.Linear(4, 3)
+    return Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), loader, loader, epochs=epochs, hooks=hooks)
+
+
+def make_hook(uri, run_dir, **kw):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return MLflowHook(uri=uri, experiment="tests", artifact_location=None, run_dir=run_dir,
+                      params={"optimizer.lr": "0.1"}, tags={"hydra.overrides": "x=1"}, run_name="x=1",
+                      log_model=False, **kw)
+
+
+def test_unreachable_server_fails_fast_with_one_line(tmp_path):
+    hook = make_hook(f"http://127.0.0.1:{free_port()}", tmp_path)
+    start = time.monotonic()
+    with pytest.raises(TrackingError) as error:
+        hook.connect()
+    assert time.monotonic() - start < 30
+    message = str(error.value)
+    assert "\n" not in message and "tracking.uri=" in message and "tracking=none" in message
+
+
+def test_metrics_params_and_status_in_a_sqlite_store(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    hook = make_hook(uri, tmp_path / "run")
+    tiny_trainer([hook], epochs=3).fit()
+    client = MlflowClient(uri)
+    run = client.get_run(hook.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["optimizer.lr"] == "0.1"
+    assert run.data.tags["hydra.overrides"] == "x=1"
+    assert run.data.tags["mlflow.runName"] == "x=1"
+    history = client.get_metric_history(hook.run_id, "val/loss")
+    assert [m.step for m in history] == [0, 1, 2]
+
+
+class KillServerAfterEpoch(Hook):
+    def __init__(self, server, epoch):
+        self.server, self.epoch = server, epoch
+
+    def after_epoch(self, trainer):
+        if trainer.epoch == self.epoch:
+            self.server.stop()
+
+
+def test_logging_failing_mid_run_keeps_training_and_every_metric(tmp_path, caplog):
+    server = MlflowServer(tmp_path / "server").start()
+    try:
+        run_dir = tmp_path / "run"
+        hook = make_hook(server.uri, run_dir)
+        hook.connect()
+        # The server dies after epoch 1 is logged: epochs 2..4 can only reach the local file.
+        trainer = tiny_trainer([MetricsFileHook(run_dir), hook, KillServerAfterEpoch(server, 1)], epochs=5)
+        history = trainer.fit()
+        assert len(history) == 5
+        assert hook.failed_calls >= 3
+        assert any("training continues" in r.getMessage() for r in caplog.records)
+        local = read_metrics(run_dir / "metrics.jsonl")
+        assert [r["epoch"] for r in local] == [0, 1, 2, 3, 4]
+        assert [r["val/loss"] for r in local] == [h["val/loss"] for h in history]
+
+        # Recovery as the README says: replay metrics.jsonl into the same run, here straight into
+        # the store behind the dead server (restarting it would only cost time).
+        store = f"sqlite:///{tmp_path}/server/server.db"
+        recover(run_dir, store)
+        values = MlflowClient(store).get_metric_history(hook.run_id, "val/loss")
+        assert sorted({m.step for m in values}) == [0, 1, 2, 3, 4]
+    finally:
+        server.stop()
