@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import List, Sequence
@@ -13,17 +11,13 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 import framework.config  # noqa: F401  (schema + resolver)
+from support import store_overrides
+
+# Helper modules (support.py, mlflow_server.py) live beside the tests.
+sys.path.insert(0, str(Path(__file__).parent))
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-
-
-def store_overrides(tmp_path: Path) -> List[str]:
-    """Send MLflow to a fresh SQLite file and artifact folder inside ``tmp_path``."""
-    return [
-        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-        f"tracking.artifact_location={tmp_path}/artifacts",
-    ]
 
 
 @pytest.fixture
@@ -39,30 +33,30 @@ def compose_config():
     GlobalHydra.instance().clear()
 
 
+@pytest.fixture(scope="session")
+def shared_store(tmp_path_factory) -> Path:
+    """One SQLite store for the session: creating MLflow's tables costs seconds, so tests share it
+    and keep apart by experiment name."""
+    return tmp_path_factory.mktemp("mlflow_store")
+
+
 @pytest.fixture
-def tracking_overrides(tmp_path) -> List[str]:
-    return store_overrides(tmp_path)
+def tracking_overrides(shared_store, request) -> List[str]:
+    """MLflow into the shared temporary store, in an experiment named after the test."""
+    name = request.node.name.replace("[", "_").replace("]", "")
+    return [*store_overrides(shared_store), f"tracking.experiment={name}"]
 
 
-def run_cli(args: Sequence[str], cwd: Path = ROOT, timeout: float = 300, env=None) -> subprocess.CompletedProcess:
-    """Run ``python run.py args`` as a user would; returns the finished process (text output)."""
-    full_env = dict(os.environ)
-    full_env.pop("HYDRA_FULL_ERROR", None)
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-    )
+@pytest.fixture
+def run_experiment(compose_config, tmp_path):
+    """Compose ``overrides`` and run them in-process with a run dir under ``tmp_path``."""
+    from framework.experiment import RunContext, run
+
+    def _run(overrides: Sequence[str], run_dir: Path | None = None):
+        cfg = compose_config(list(overrides))
+        context = RunContext(run_dir=run_dir or tmp_path / "run", overrides=list(overrides))
+        return cfg, context, run(cfg, context)
+
+    return _run
 
 
-def cli_dirs(tmp_path: Path) -> List[str]:
-    """Keep a subprocess run's Hydra dirs and MLflow store inside ``tmp_path``."""
-    return [
-        f"hydra.run.dir={tmp_path}/run",
-        f"hydra.sweep.dir={tmp_path}/multirun",
-        *store_overrides(tmp_path),
-    ]

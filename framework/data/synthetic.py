@@ -1,4 +1,4 @@
-"""``synthetic``: seeded random tensors of any shape and class count, for smoke tests and benchmarks.
+"""``synthetic``: seeded random tensors of any shape and class count, for smoke tests, benchmarks.
 
 Each class has a random prototype and a sample is its prototype plus unit Gaussian noise, so a
 model can learn the data (a smoke test can check that the loss falls) while nothing is read from

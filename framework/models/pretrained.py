@@ -7,8 +7,8 @@ Accepted files, all read with ``torch.load(weights_only=True)`` so a file cannot
 
 Keys saved from a ``DataParallel``/``DistributedDataParallel`` wrapper carry a ``module.`` prefix,
 and from a ``torch.compile``d model an ``_orig_mod.`` prefix; both are stripped when every key has
-them. Every failure is a one-line :class:`CheckpointError` instead of a pickle or ``load_state_dict``
-traceback.
+them. Every failure is a one-line :class:`CheckpointError` instead of a pickle or
+``load_state_dict`` traceback.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def check_pretrained_file(path: str | os.PathLike) -> None:
 
 
 def load_pretrained(model: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Load the weights in ``path`` into ``model`` (strictly: every key must match) and return it."""
+    """Load the weights in ``path`` into ``model`` (strict: every key must fit) and return it."""
     check_pretrained_file(path)
     state = extract_state_dict(read_file(Path(path)), Path(path))
     state = strip_wrapper_prefixes(state)

@@ -15,7 +15,12 @@ from framework.models.torchvision_models import build_torchvision_model
 from framework.models.vgg import VGG
 
 
+# Every builder takes the same arguments (num_classes, input_shape, depth, width,
+# torchvision_name, shortcut) and reads the ones that apply to it.
+
+
 def _simple_cnn(num_classes, input_shape, depth, width, torchvision_name, shortcut):
+    """simple_cnn: any C x H x W input."""
     return SimpleCNN(num_classes, in_channels=input_shape[0], width=width)
 
 
@@ -39,10 +44,12 @@ def _cifar_resnet(default_depth: int | None) -> Callable[..., nn.Module]:
 
 
 def _vgg16(num_classes, input_shape, depth, width, torchvision_name, shortcut):
+    """vgg16: pools skipped where the input is too small for five halvings."""
     return VGG(num_classes, input_shape[0], input_size=tuple(input_shape[1:]), width=width)
 
 
 def _torchvision(num_classes, input_shape, depth, width, torchvision_name, shortcut):
+    """torchvision: the architecture named by ``torchvision_name``, unscaled."""
     if width != 1.0:
         raise ConfigError(
             f"model torchvision does not scale widths; got model.width={width}; allowed: 1.0"

@@ -24,8 +24,8 @@ def build_torchvision_model(
     allowed = classification_model_names()
     if torchvision_name not in allowed:
         raise ConfigError(
-            f"unknown torchvision classification model model.torchvision_name={torchvision_name!r}; "
-            f"allowed: {', '.join(allowed)}"
+            "unknown torchvision classification model "
+            f"model.torchvision_name={torchvision_name!r}; allowed: {', '.join(allowed)}"
         )
     # Every torchvision classifier starts with an RGB convolution; a grey-scale dataset would
     # otherwise only fail at the first forward pass with a shape error.

@@ -87,6 +87,11 @@ def _foldable_bn(layer: nn.Module, bn: nn.Module) -> bool:
 def find_fold_pairs(model: nn.Module) -> list[FoldPair]:
     """Return the layers whose output goes directly and only into a BatchNorm.
 
+    Skipped: layers or BNs called more than once, tied or directly-read weights, BNs without
+    running statistics and channel-count mismatches. A Linear→BatchNorm1d pair is assumed to see
+    [N, features] (the only shape BN1d normalises per feature); a 3-D Linear output whose length
+    happens to equal the feature count cannot be told apart without running the model.
+
     Raises PruningError if the model cannot be traced by ``torch.fx.symbolic_trace``.
     """
     if isinstance(model, _WRAPPERS):
@@ -116,7 +121,7 @@ def find_fold_pairs(model: nn.Module) -> list[FoldPair]:
             continue
         (user,) = node.users
         if user.op != "call_module" or calls[user.target] != 1:
-            continue
+            continue  # a shared BN's running statistics mix several layers' outputs
         if list(user.args) != [node] or user.kwargs:
             continue
         bn = modules.get(user.target)

@@ -39,7 +39,7 @@ def round_half_up(value: float) -> int:
 
 # Layers with more scores than this locate the k-th value from a strided sample first (see
 # kth_smallest); smaller ones call torch.kthvalue directly.
-SAMPLE_SIZE = 16384
+SAMPLE_SIZE = 65536
 
 
 def _count(mask: torch.Tensor) -> int:
@@ -141,12 +141,16 @@ class RankingPruner(Pruner):
         k = round_half_up(target * scores.numel())
         if current is None:
             return lowest_k(scores, k)
-        already_pruned = ~to_groups(current, self.structure, layer).any(dim=1).to(scores.device)
-        if k <= _count(already_pruned):
+        if self.structure == "fine":  # one element per group: no reduction needed
+            alive = current.reshape(-1).to(scores.device)
+        else:
+            alive = to_groups(current, self.structure, layer).any(dim=1).to(scores.device)
+        if k <= alive.numel() - _count(alive):
             # The target is already met: masks never regrow, so nothing changes.
-            return already_pruned
-        # Already pruned groups rank lowest so they count towards the target.
-        return lowest_k(scores.masked_fill_(already_pruned, -math.inf), k)
+            return alive.logical_not()
+        # Already pruned groups rank lowest so they count towards the target (torch.where is
+        # cheaper than masked_fill_ on CPU).
+        return lowest_k(torch.where(alive, scores, -math.inf), k)
 
     def keep_mask(self, view, layer, target, current):
         pruned = self.pruned_groups(view, layer, float(target), current)

@@ -45,7 +45,8 @@ def test_worker_processes_give_the_same_order(bundle):
 
 
 @pytest.mark.parametrize(
-    "batch_size, workers, key", [(0, 0, "batch_size"), (8, -1, "num_workers"), (2.5, 0, "batch_size")]
+    "batch_size, workers, key",
+    [(0, 0, "batch_size"), (8, -1, "num_workers"), (2.5, 0, "batch_size")],
 )
 def test_bad_loader_options(bundle, batch_size, workers, key):
     with pytest.raises(ConfigError, match=key):

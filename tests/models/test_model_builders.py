@@ -41,7 +41,8 @@ def test_output_shape(name, input_shape, extra):
 
 
 @pytest.mark.parametrize(
-    "name, millions", [("resnet20", 0.27), ("resnet32", 0.46), ("resnet44", 0.66), ("resnet56", 0.85)]
+    "name, millions",
+    [("resnet20", 0.27), ("resnet32", 0.46), ("resnet44", 0.66), ("resnet56", 0.85)],
 )
 def test_cifar_resnet_parameter_counts_match_the_paper(name, millions):
     # He et al. 2016, table 6 (option A shortcuts, 10 classes).

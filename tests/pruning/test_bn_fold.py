@@ -231,6 +231,28 @@ class _NoRunningStats(nn.Module):
         return self.bn(self.conv(x))
 
 
+class _WeightReadDirectly(nn.Module):
+    """The weight is also used outside the conv (here a penalty), not only through the BN."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return self.bn(self.conv(x)) + self.conv.weight.abs().sum()
+
+
+class _TiedWeights(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 1)
+        self.b.weight = self.a.weight
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.bn(self.a(x))))
+
+
 class _Block(nn.Module):
     def __init__(self, c):
         super().__init__()
@@ -258,7 +280,16 @@ class _Nested(nn.Module):
 
 @pytest.mark.parametrize(
     "model_cls",
-    [_ReluBetween, _TwoConsumers, _BnAfterAdd, _Shared, _Mismatched, _NoRunningStats],
+    [
+        _ReluBetween,
+        _TwoConsumers,
+        _BnAfterAdd,
+        _Shared,
+        _Mismatched,
+        _NoRunningStats,
+        _WeightReadDirectly,
+        _TiedWeights,
+    ],
 )
 def test_not_folded(model_cls):
     assert find_fold_pairs(model_cls()) == []

@@ -1,0 +1,44 @@
+"""Plain helpers for tests: where runs write, and running the app as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def store_overrides(tmp_path: Path) -> List[str]:
+    """Send MLflow to a fresh SQLite file and artifact folder inside ``tmp_path``."""
+    return [
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        f"tracking.artifact_location={tmp_path}/artifacts",
+    ]
+
+
+def run_cli(args: Sequence[str], cwd: Path = ROOT, timeout: float = 300, env=None) -> subprocess.CompletedProcess:
+    """Run ``python run.py args`` as a user would; returns the finished process (text output)."""
+    full_env = dict(os.environ)
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
+
+
+def cli_dirs(tmp_path: Path, store: Path | None = None) -> List[str]:
+    """Keep a subprocess run's Hydra dirs and MLflow store inside ``tmp_path`` (or ``store``)."""
+    return [
+        f"hydra.run.dir={tmp_path}/run",
+        f"hydra.sweep.dir={tmp_path}/multirun",
+        *store_overrides(store or tmp_path),
+        "progress=false",
+    ]
