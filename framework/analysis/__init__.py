@@ -1,9 +1,17 @@
 """Post-pruning analysis: sparsity tables (CSV/Markdown), per-layer MACs, sparsity bar chart.
 
-Plain PyTorch + matplotlib (imported lazily by :mod:`.plots`).
+Plain PyTorch + matplotlib (imported lazily by :mod:`.plots`). :func:`write_pruning_reports`
+writes them all into one folder at the end of a run.
 """
 
-from framework.analysis.macs import MacsRow, macs_table
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from torch import nn
+
+from framework.analysis.macs import MacsRow, macs_table, macs_to_markdown, write_macs_csv
 from framework.analysis.plots import plot_layer_sparsity
 from framework.analysis.sparsity import SparsityRow, sparsity_table, to_markdown, write_csv, write_markdown
 
@@ -11,9 +19,39 @@ __all__ = [
     "MacsRow",
     "SparsityRow",
     "macs_table",
+    "macs_to_markdown",
     "plot_layer_sparsity",
     "sparsity_table",
     "to_markdown",
     "write_csv",
+    "write_macs_csv",
     "write_markdown",
+    "write_pruning_reports",
 ]
+
+
+def write_pruning_reports(
+    model: nn.Module,
+    param_names: Sequence[str] | None,
+    report_dir: str | Path,
+    input_shape: Sequence[int] | None = None,
+) -> list[Path]:
+    """Write ``sparsity.csv``, ``sparsity.md``, ``sparsity.png`` and, when ``input_shape`` (batch
+    dimension included) is given, ``macs.csv`` and ``macs.md`` into ``report_dir``.
+
+    Returns the written paths.
+    """
+    report_dir = Path(report_dir)
+    rows = sparsity_table(model, param_names)
+    paths = [
+        write_csv(rows, report_dir / "sparsity.csv"),
+        write_markdown(rows, report_dir / "sparsity.md"),
+        plot_layer_sparsity(rows, report_dir / "sparsity.png"),
+    ]
+    if input_shape is not None:
+        macs = macs_table(model, input_shape)
+        paths.append(write_macs_csv(macs, report_dir / "macs.csv"))
+        markdown = report_dir / "macs.md"
+        markdown.write_text(macs_to_markdown(macs))
+        paths.append(markdown)
+    return paths

@@ -21,8 +21,10 @@ counted as savings (they need sparse kernels to be faster).
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from math import prod
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -111,3 +113,28 @@ def macs_table(model: nn.Module, input_shape: Sequence[int]) -> list[MacsRow]:
         MacsRow(TOTAL_LABEL, "", sum(r.dense_macs for r in rows), sum(r.effective_macs for r in rows))
     )
     return rows
+
+
+MACS_COLUMNS = ("name", "layer_type", "dense_macs", "effective_macs", "fraction_kept")
+
+
+def _macs_record(row: MacsRow) -> tuple:
+    return row.name, row.layer_type, row.dense_macs, row.effective_macs, round(row.fraction_kept, 4)
+
+
+def write_macs_csv(rows: Sequence[MacsRow], path: str | Path) -> Path:
+    """Write :func:`macs_table` rows as CSV."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(MACS_COLUMNS)
+        writer.writerows(_macs_record(row) for row in rows)
+    return path
+
+
+def macs_to_markdown(rows: Sequence[MacsRow]) -> str:
+    """:func:`macs_table` rows as a Markdown table."""
+    lines = ["| " + " | ".join(MACS_COLUMNS) + " |", "|---|---|---:|---:|---:|"]
+    lines += ["| " + " | ".join(str(v) for v in _macs_record(row)) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

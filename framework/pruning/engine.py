@@ -52,7 +52,14 @@ class NoOpPruner:
     method = "none"
     structure = "fine"
     parameter_names: list[str] = []
+    param_names: list[str] = []
     folded_pairs: list = []
+
+    def apply_masks(self) -> None:
+        pass
+
+    def fold_pairs_report(self) -> list[dict[str, str]]:
+        return []
 
     @property
     def masks(self) -> dict[str, torch.Tensor]:
@@ -64,8 +71,8 @@ class NoOpPruner:
     def after_step(self) -> None:
         pass
 
-    def target_sparsity(self, epoch: int) -> float | None:
-        return None
+    def target_sparsity(self, epoch: int) -> float:
+        return 0.0  # nothing is ever pruned
 
     def layer_targets(self, epoch: int) -> dict[str, float]:
         return {}
@@ -129,6 +136,10 @@ class PruningEngine:
         """Re-zero pruned weights after an optimizer step."""
         self.store.apply()
 
+    def apply_masks(self) -> None:
+        """Zero the pruned weights now (e.g. after loading a checkpoint, before the first step)."""
+        self.store.apply()
+
     @torch.no_grad()
     def update_masks(self, epoch: int) -> None:
         """Rank every selected parameter and AND the new masks into the store."""
@@ -149,7 +160,18 @@ class PruningEngine:
     # ----------------------------------------------------------------------------- reading
     @property
     def parameter_names(self) -> list[str]:
+        """Names of the pruned parameters, in ``named_parameters`` order."""
         return [p.name for p in self.selected]
+
+    param_names = parameter_names  # short alias used by the training hook
+
+    def fold_pairs_report(self) -> list[dict[str, str]]:
+        """The BatchNorm-folded (weight, BN) pairs as plain dicts ([] when not folding)."""
+        if not self.folded_pairs:
+            return []
+        from framework.pruning.bn_fold import pairs_report
+
+        return pairs_report(self.folded_pairs)
 
     @property
     def masks(self) -> dict[str, torch.Tensor]:

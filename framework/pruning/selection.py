@@ -89,6 +89,18 @@ def owners(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
     return found
 
 
+def io_layer_weights(model: nn.Module) -> tuple[str | None, str | None]:
+    """Names of the first and last Conv/ConvTranspose/Linear weights in registration order
+    (usually the input and output layers, which are often kept dense); None when there are none.
+
+    Registration order is used rather than tracing, so it works for any model; for models that
+    register layers out of call order, name the layers explicitly with ``pruner.exclude``.
+    """
+    owner = owners(model)
+    names = [name for name, _ in model.named_parameters() if is_structurable(*owner[name])]
+    return (names[0], names[-1]) if names else (None, None)
+
+
 def select_parameters(
     model: nn.Module,
     structure: str,

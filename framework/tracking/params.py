@@ -39,7 +39,7 @@ def flatten_config(cfg: Any) -> Dict[str, str]:
 
 def run_name(overrides: Iterable[str]) -> str:
     """``pruner=agp,fold_batchnorm=true`` (the overrides, readable in the runs table) or ``default``."""
-    shown = [o for o in overrides if not o.startswith(("hydra.", "tracking.", "resume="))]
+    shown = [o for o in overrides if not o.startswith(("hydra.", "tracking.", "resume=", "progress="))]
     name = ",".join(shown) or "default"
     return name if len(name) <= 250 else name[:247] + "..."
 

@@ -49,3 +49,13 @@ def test_model_mode_and_batchnorm_statistics_are_untouched():
     macs_table(model, (2, 3, 5, 5))
     assert model.training and model[1].training and not model[3].training
     assert torch.equal(model[1].running_mean, before)  # the forward pass ran in eval mode
+
+
+def test_macs_writers(tmp_path):
+    from framework.analysis.macs import macs_to_markdown, write_macs_csv
+
+    rows = macs_table(nn.Sequential(nn.Linear(4, 2)), (1, 4))
+    text = write_macs_csv(rows, tmp_path / "m" / "macs.csv").read_text().splitlines()
+    assert text[0] == "name,layer_type,dense_macs,effective_macs,fraction_kept"
+    assert text[1] == "0,Linear,8,8,1.0"
+    assert "| 0 | Linear | 8 | 8 | 1.0 |" in macs_to_markdown(rows)

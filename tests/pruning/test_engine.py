@@ -197,3 +197,29 @@ def test_engine_does_not_import_hydra_or_mlflow():
     code = "import sys, framework.pruning, framework.analysis; print(any(m.split('.')[0] in ('hydra', 'mlflow', 'omegaconf') for m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_fold_batchnorm_ranks_on_folded_weights():
+    model = tiny_model()
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[1].weight.copy_(torch.arange(1.0, 9.0))  # gamma grows with the filter index ...
+        model[1].weight[7] = 0.01  # ... except filter 7, which BN nearly switches off
+    pruner = build_pruner(model, method="level", structure="filter", final_sparsity=0.25, weights=["0.weight"], ending_epoch=1, fold_batchnorm=True)
+    assert pruner.fold_pairs_report() and pruner.fold_pairs_report()[0]["weight_name"] == "0.weight"
+    pruner.on_epoch_start(0)
+    # Raw weights are all equal; only the folded view can single out filters 0 and 7.
+    assert pruner.masks["0.weight"].reshape(8, -1).all(dim=1).tolist() == [False, True, True, True, True, True, True, False]
+    assert pruner.param_names == ["0.weight"]
+
+
+def test_apply_masks_rezeroes_after_external_changes():
+    model = tiny_model()
+    pruner = build_pruner(model, method="level", final_sparsity=0.5, ending_epoch=1)
+    pruner.on_epoch_start(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.fill_(1.0)  # e.g. a checkpoint's dense weights loaded on top
+    pruner.apply_masks()
+    assert pruner.sparsity()["total"] == pytest.approx(0.5, abs=0.01)
+    assert build_pruner(model, method="none").fold_pairs_report() == []

@@ -103,3 +103,11 @@ def test_integer_parameters_are_rejected():
     model.register_parameter("counter", nn.Parameter(torch.zeros(3, dtype=torch.int64), requires_grad=False))
     with pytest.raises(PruningError, match="not floating point"):
         select_parameters(model, "fine", weights=["counter"])
+
+
+def test_io_layer_weights_are_first_and_last_layer_weights():
+    from framework.pruning.selection import io_layer_weights
+
+    assert io_layer_weights(Small()) == ("features.0.weight", "classifier.weight")
+    assert io_layer_weights(nn.DataParallel(Small())) == ("module.features.0.weight", "module.classifier.weight")
+    assert io_layer_weights(nn.Sequential(nn.BatchNorm1d(3))) == (None, None)

@@ -1,0 +1,47 @@
+"""The app as a user runs it: ``python run.py ...`` in a subprocess."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from support import cli_dirs, run_cli
+
+
+@pytest.mark.slow
+def test_multirun_logs_one_run_per_job_into_one_experiment(tmp_path):
+    result = run_cli(["-m", "optimizer.lr=0.1,0.05", "epochs=2", "tracking.log_model=false",
+                      "tracking.experiment=sweep", *cli_dirs(tmp_path)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("sweep")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.params["optimizer.lr"] for r in runs) == ["0.05", "0.1"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert sorted(r.info.run_name for r in runs) == ["optimizer.lr=0.05,epochs=2", "optimizer.lr=0.1,epochs=2"]
+    for run in runs:
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val/top1")] == [0, 1]
+        # the composed Hydra config travels with the run
+        assert {a.path for a in client.list_artifacts(run.info.run_id, "hydra")} >= {
+            "hydra/config.yaml", "hydra/overrides.yaml"}
+
+
+def test_missing_cifar10_is_one_clear_line_before_any_work(tmp_path):
+    start = time.monotonic()
+    result = run_cli(["dataset=cifar10", f"dataset.root={tmp_path}/data", *cli_dirs(tmp_path)])
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, result.stderr
+    assert "dataset.root" in errors[0] and "dataset.download" in errors[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "mlflow.db").exists()  # failed before tracking started
+    assert time.monotonic() - start < 60
+
+
+def test_unknown_key_fails_at_compose_with_hydras_short_message(tmp_path):
+    result = run_cli(["pruner.final_sparsty=0.5", *cli_dirs(tmp_path)])
+    assert result.returncode != 0
+    assert "final_sparsty" in result.stderr
+    assert "Traceback" not in result.stderr
