@@ -86,7 +86,7 @@ class NoOpPruner:
     def load_state_dict(self, state: Mapping) -> None:
         if state.get("masks"):
             raise CheckpointError(
-                f"the checkpoint holds pruning masks for {len(state['masks'])} parameters but pruner.method=none"
+                f"the checkpoint holds pruning masks for {len(state['masks'])} parameters but pruner.name=none"
             )
 
     def close(self) -> None:
@@ -243,7 +243,7 @@ def _schedule_for(method, initial_sparsity, final_sparsity, starting_epoch, endi
 def _finals_for(method, names, final_sparsity, initial_sparsity, levels) -> dict[str, float] | None:
     if method in THRESHOLD_METHODS:
         if levels:
-            raise PruningError(f"pruner.levels is not supported by pruner.method={method}; allowed with: level, agp")
+            raise PruningError(f"pruner.levels is not supported by pruner.name={method}; allowed with: level, agp")
         return None
     finals = resolve_levels(names, final_sparsity, levels)
     if method == "agp":
@@ -283,7 +283,7 @@ def build_pruner(
     combined with ``fold_batchnorm``.
     """
     if method not in METHODS:
-        raise PruningError(f"pruner.method={method!r} is not a known pruning method; choose one of {', '.join(METHODS)}")
+        raise PruningError(f"pruner.name={method!r} is not a known pruning method; choose one of {', '.join(METHODS)}")
     if method == "none":
         return NoOpPruner()
     check_structure(structure)

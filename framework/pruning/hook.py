@@ -38,7 +38,9 @@ class PruningHook(Hook):
 
     def after_epoch(self, trainer) -> None:
         metrics = trainer.epoch_metrics
-        metrics["pruning/target_sparsity"] = float(self.pruner.target_sparsity(trainer.epoch))
+        target = self.pruner.target_sparsity(trainer.epoch)
+        if target is not None:  # threshold pruners (magnitude, sensitivity) have no target
+            metrics["pruning/target_sparsity"] = float(target)
         for name, value in self.pruner.sparsity().items():
             metrics[f"sparsity/{name}"] = float(value)
 
@@ -52,7 +54,10 @@ class PruningHook(Hook):
 
         assert self.report_dir is not None
         paths = write_pruning_reports(
-            model, self.pruner.param_names, self.report_dir, input_shape=self.input_shape
+            model,
+            self.pruner.param_names,
+            self.report_dir,
+            input_shape=(1, *self.input_shape) if self.input_shape else None,
         )
         if self.fold_pairs is not None:
             path = self.report_dir / "bn_fold_pairs.json"

@@ -208,10 +208,10 @@ def build_mask_pruner(
     if method in THRESHOLD_METHODS:
         if structure != "fine":
             raise PruningError(
-                f"pruner.structure={structure} is not supported by pruner.method={method}; allowed: fine"
+                f"pruner.structure={structure} is not supported by pruner.name={method}; allowed: fine"
             )
         if method == "magnitude":
             return MagnitudePruner(_non_negative("pruner.threshold", threshold))
         return SensitivityPruner(_non_negative("pruner.sensitivity", sensitivity))
     allowed = ", ".join(RANKING_METHODS + THRESHOLD_METHODS)
-    raise PruningError(f"pruner.method={method!r} is not a known pruning method; choose one of {allowed}")
+    raise PruningError(f"pruner.name={method!r} is not a known pruning method; choose one of {allowed}")
