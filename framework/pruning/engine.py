@@ -218,11 +218,13 @@ class PruningEngine:
 
     def load_state_dict(self, state: Mapping) -> None:
         """Restore masks (and zero the masked weights) from :meth:`state_dict`."""
-        for key in ("method", "structure"):
+        # config key each state field comes from
+        for key, config_key in (("method", "name"), ("structure", "structure")):
             saved, current = state.get(key), getattr(self, key)
             if saved is not None and saved != current:
                 raise CheckpointError(
-                    f"the checkpoint was pruned with pruner.{key}={saved}; this run uses pruner.{key}={current}"
+                    f"the checkpoint was pruned with pruner.{config_key}={saved}; "
+                    f"this run uses pruner.{config_key}={current}"
                 )
         self.store.load_state_dict(state.get("masks", {}))
         self.pruner.load_state_dict(state.get("pruner", {}))
