@@ -11,11 +11,13 @@ fine-grained sparsity (masks computed once, before timing):
   pre-hook recomputes ``weight = weight_orig * weight_mask`` on every forward).
 
 The machine is shared and noisy, so the variants are interleaved in one process: each round runs
-a block of steps of every variant (the order rotates between rounds) and the ratio to ``plain`` is
-taken per round, from blocks that ran seconds apart; the tables show medians over rounds.
+one step of every variant (the order rotates between rounds), and the ratio to ``plain`` is taken
+per round, from steps that ran milliseconds apart. The table shows the median of these paired
+ratios, the ratio of the median step times and the ratio of the 10th-percentile step times (the
+least disturbed steps; under heavy contention this is the most stable estimate of intrinsic cost).
 
-    .venv/bin/python bench/train_step.py            # default: ~2-3 minutes on 2 cores
-    .venv/bin/python bench/train_step.py --quick    # smoke run, ~20 s
+    .venv/bin/python bench/train_step.py            # default: ~2 minutes on 2 idle cores
+    .venv/bin/python bench/train_step.py --quick    # smoke run, ~30 s
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import clock, markdown_table, median, print_header, spread  # noqa: E402
+from _common import clock, markdown_table, median, print_header  # noqa: E402
 
 from framework.models import build_model  # noqa: E402
 from framework.pruning import build_pruner, select_parameters  # noqa: E402
@@ -84,89 +86,96 @@ class Setup:
         return zeros / total
 
 
+def quantile(values, q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 def bench_model(label: str, base: nn.Module, input_shape, batch: int, sparsity: float,
-                steps_per_block: int, repeats: int, warmup_blocks: int) -> tuple[list, list]:
+                rounds: int, warmup: int):
     torch.manual_seed(0)
     x = torch.randn(batch, *input_shape)
     y = torch.randint(0, 10, (batch,))
     setups = [Setup(name, base, sparsity) for name in VARIANTS]
     for setup in setups:  # warm-up: allocator, oneDNN primitive caches, optimizer state
-        for _ in range(warmup_blocks):
-            setup.steps(x, y, steps_per_block)
+        setup.steps(x, y, warmup)
 
     per_step: dict[str, list[float]] = {name: [] for name in VARIANTS}
     ratios: dict[str, list[float]] = {name: [] for name in VARIANTS}
     after_step_alone: list[float] = []
     secateurs = setups[VARIANTS.index("secateurs")]
-    for round_index in range(repeats):
+    for round_index in range(rounds):
+        # One step of every variant per round, order rotating: paired steps run milliseconds apart.
         shift = round_index % len(setups)
         order = setups[shift:] + setups[:shift]
-        block = {}
+        step = {}
         for setup in order:
-            block[setup.name] = clock(lambda: setup.steps(x, y, steps_per_block)) / steps_per_block
-        # The mask re-application on its own (same weights, already masked), for the reading.
-        calls = 20
-        after_step_alone.append(clock(lambda: [secateurs.pruner.after_step() for _ in range(calls)]) / calls)
+            step[setup.name] = clock(lambda: setup.steps(x, y, 1))
+        # The mask re-application on its own (weights already masked), for the reading.
+        after_step_alone.append(clock(secateurs.pruner.after_step))
         for name in VARIANTS:
-            per_step[name].append(block[name])
-            ratios[name].append(block[name] / block["plain"])
+            per_step[name].append(step[name])
+            ratios[name].append(step[name] / step["plain"])
 
+    plain_median, plain_p10 = median(per_step["plain"]), quantile(per_step["plain"], 0.1)
     rows = []
     for name in VARIANTS:
-        low, high = spread(per_step[name])
+        p10 = quantile(per_step[name], 0.1)
         rows.append([
-            f"{label}", name, f"{median(per_step[name]) * 1e3:.2f}", f"{low * 1e3:.2f}-{high * 1e3:.2f}",
-            f"{median(ratios[name]):.3f}x", f"{setups[VARIANTS.index(name)].sparsity(base):.3f}",
+            label, name, f"{median(per_step[name]) * 1e3:.2f}", f"{p10 * 1e3:.2f}",
+            f"{median(ratios[name]):.3f}x", f"{median(per_step[name]) / plain_median:.3f}x", f"{p10 / plain_p10:.3f}x",
+            f"{setups[VARIANTS.index(name)].sparsity(base):.3f}",
         ])
-    extra = [label, f"{median(after_step_alone) * 1e3:.3f}", f"{median(per_step['plain']) * 1e3:.2f}",
-             f"{median(after_step_alone) / median(per_step['plain']) * 100:.2f}%",
+    after = median(after_step_alone)
+    extra = [label, f"{after * 1e3:.3f}", f"{plain_median * 1e3:.2f}", f"{after / plain_median * 100:.2f}%",
              f"{sum(p.numel() for p in secateurs.pruner.masks.values()):,}"]
     return rows, [extra], median(ratios["secateurs"]), median(ratios["torch.prune"])
+
+
+HEADERS = ["model", "variant", "ms/step median", "ms/step p10", "ratio: median of paired", "ratio of medians",
+           "ratio of p10", "zero fraction"]
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=None,
-                        help="interleaved rounds (default 15, quick 4; simple_cnn runs 3x as many shorter rounds)")
+                        help="interleaved rounds for resnet18 (default 40, quick 6); simple_cnn runs 10x as many")
     parser.add_argument("--quick", action="store_true", help="few rounds and steps: a smoke run, noisy numbers")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--sparsity", type=float, default=0.7, help="fine-grained sparsity of every variant")
     parser.add_argument("--models", default="simple_cnn,resnet18", help="comma list: simple_cnn, resnet18")
     args = parser.parse_args(argv)
-    repeats = args.repeats or (4 if args.quick else 15)
+    repeats = args.repeats or (6 if args.quick else 40)
 
     torch.set_num_threads(args.threads)
     print_header("Training-step time: plain vs secateurs masks vs torch.nn.utils.prune", args.threads)
-    print(f"- sparsity {args.sparsity} fine (l1), SGD momentum 0.9 weight decay 5e-4, {repeats} interleaved rounds "
-          f"(resnet18: {2 if args.quick else 4} steps per variant per round; "
-          f"simple_cnn: {3 * repeats} rounds of 10 steps)")
+    print(f"- sparsity {args.sparsity} fine (l1), SGD momentum 0.9 weight decay 5e-4, one step of each variant per "
+          f"round (order rotating); rounds: resnet18 {repeats}, simple_cnn {10 * repeats}")
     print()
 
     import torchvision  # noqa: PLC0415 - only needed here
 
     configs = {
-        # label, model factory, input shape, batch, steps per block, warm-up blocks, rounds multiplier
-        # (simple_cnn steps take ~20 ms: short blocks and more rounds pair the variants more tightly)
+        # label, model factory, input shape, batch, warm-up steps, rounds multiplier
         "simple_cnn": ("simple_cnn 1x8x8 b64",
                        lambda: build_model("simple_cnn", num_classes=10, input_shape=(1, 8, 8)),
-                       (1, 8, 8), 64, 10, 3, 3),
+                       (1, 8, 8), 64, 30, 10),
         "resnet18": ("resnet18 3x32x32 b64", lambda: torchvision.models.resnet18(num_classes=10),
-                     (3, 32, 32), 64, 2 if args.quick else 4, 1, 1),
+                     (3, 32, 32), 64, 3, 1),
     }
     all_rows, all_extra, verdicts = [], [], []
     for key in args.models.split(","):
-        label, factory, shape, batch, steps, warmup, multiplier = configs[key]
+        label, factory, shape, batch, warmup, multiplier = configs[key]
         torch.manual_seed(0)
         rows, extra, sec_ratio, prune_ratio = bench_model(
-            label, factory(), shape, batch, args.sparsity, steps, repeats * multiplier, warmup)
+            label, factory(), shape, batch, args.sparsity, repeats * multiplier, warmup)
         all_rows += rows
         all_extra += extra
         verdicts.append((label, sec_ratio, prune_ratio))
-        print(markdown_table(["model", "variant", "ms/step (median)", "min-max", "ratio to plain (median of per-round)",
-                              "zero fraction"], rows), flush=True)
+        print(markdown_table(HEADERS, rows), flush=True)
         print()
 
-    print("## Mask re-application alone (`pruner.after_step()`, 20 calls per round)")
+    print("## Mask re-application alone (`pruner.after_step()`, one call per round, median)")
     print()
     print(markdown_table(["model", "after_step ms", "plain step ms", "share of a plain step", "masked elements"],
                          all_extra))
@@ -178,8 +187,7 @@ def main(argv=None) -> None:
     print()
     print("## Training step (all models)")
     print()
-    print(markdown_table(["model", "variant", "ms/step (median)", "min-max", "ratio to plain (median of per-round)",
-                          "zero fraction"], all_rows))
+    print(markdown_table(HEADERS, all_rows))
 
 
 if __name__ == "__main__":

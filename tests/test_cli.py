@@ -45,3 +45,33 @@ def test_unknown_key_fails_at_compose_with_hydras_short_message(tmp_path):
     assert result.returncode != 0
     assert "final_sparsty" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["pruner=agp", "pruner.weights=[blok2.*]"], ["blok2.*", "block2.0.weight"]),
+        (["pruner=agp", "pruner.exclude=[clasifier.weight]"], ["clasifier.weight", "classifier.weight"]),
+        (["pruner=agp_filter", "pruner.weights=[block1.1.weight]"], ["block1.1.weight", "filter"]),
+        (["pruner=agp", "pruner.final_sparsity=1.0"], ["pruner.final_sparsity=1.0 is outside [0, 1)"]),
+        (["pruner=agp", "epochs=5"], ["schedule.ending_epoch=10 is after epochs=5"]),
+        (["optimizer.lr=-0.1"], ["optimizer.lr=-0.1"]),
+        (["pruner=sensitivity", "pruner.sensitivity=-1"], ["pruner.sensitivity=-1"]),
+        (["pruner=level", "+pruner.levels={block9.*: 0.5}"], ["block9.*"]),
+    ],
+)
+def test_bad_pruning_input_is_one_line_and_no_training(tmp_path, overrides, expected):
+    result = run_cli([*overrides, *cli_dirs(tmp_path)])
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, result.stderr
+    for fragment in expected:
+        assert fragment in errors[0], errors[0]
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    assert not (tmp_path / "mlflow.db").exists()  # failed before tracking started
+
+
+def test_full_error_env_shows_the_traceback(tmp_path):
+    result = run_cli(["optimizer.lr=-0.1", *cli_dirs(tmp_path)], env={"HYDRA_FULL_ERROR": "1"})
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "ConfigError" in result.stderr

@@ -303,7 +303,7 @@ def build_pruner(
     folded_pairs: list = []
     if fold_batchnorm:
         if ranking_view is not None:
-            raise PruningError("pruner.fold_batchnorm=true cannot be combined with a custom ranking_view")
+            raise PruningError("fold_batchnorm=true cannot be combined with a custom ranking_view")
         from framework.pruning.bn_fold import FoldedRanking  # lazy: only folded runs need it
 
         folded = FoldedRanking(model)
