@@ -139,13 +139,13 @@ HEADERS = ["model", "variant", "ms/step median", "ms/step p10", "ratio: median o
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=None,
-                        help="interleaved rounds for resnet18 (default 40, quick 6); simple_cnn runs 10x as many")
+                        help="interleaved rounds for resnet18 (default 20, quick 6); simple_cnn runs 10x as many")
     parser.add_argument("--quick", action="store_true", help="few rounds and steps: a smoke run, noisy numbers")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--sparsity", type=float, default=0.7, help="fine-grained sparsity of every variant")
     parser.add_argument("--models", default="simple_cnn,resnet18", help="comma list: simple_cnn, resnet18")
     args = parser.parse_args(argv)
-    repeats = args.repeats or (6 if args.quick else 40)
+    repeats = args.repeats or (6 if args.quick else 20)
 
     torch.set_num_threads(args.threads)
     print_header("Training-step time: plain vs secateurs masks vs torch.nn.utils.prune", args.threads)
