@@ -80,7 +80,7 @@ def reference_pass(model: nn.Module, sparsity: float):
 
 VARIANTS = {
     # name: (structure, runner)
-    "reference: one |w| pass over the same weights": ("-", reference_pass),
+    "reference: one abs() pass over the same weights": ("-", reference_pass),
     "secateurs fine (first update)": ("fine", secateurs_variant("fine", warm_mask=False)),
     "secateurs fine (later AGP update, mask present)": ("fine", secateurs_variant("fine", warm_mask=True)),
     "torch.prune l1_unstructured": ("fine", torch_prune_variant("l1_unstructured")),

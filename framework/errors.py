@@ -32,3 +32,16 @@ class TrackingError(SecateursError):
 
 class NonFiniteLossError(SecateursError):
     """Training produced a NaN or infinite loss."""
+
+
+def short_reason(error: BaseException, limit: int = 160) -> str:
+    """The telling line of an exception's message, shortened, so that ours stays one line.
+
+    For ``weights_only`` refusals that is the ``WeightsUnpickler error:`` line (which names the
+    refused class), not the first one (a paragraph about PyTorch's defaults). Falls back to the
+    exception's type name when the message is empty.
+    """
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    telling = [line for line in lines if line.startswith("WeightsUnpickler error:")]
+    text = (telling or lines or [type(error).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -6,14 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from framework.errors import DataError, SecateursError
-
-
-def first_line(error: BaseException, limit: int = 160) -> str:
-    """The first line of an exception's message, shortened, so our message stays one line."""
-    lines = str(error).strip().splitlines()
-    text = lines[0] if lines else ""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+from framework.errors import DataError, SecateursError, short_reason
 
 
 @contextmanager
@@ -30,7 +23,7 @@ def reading(
     except SecateursError:
         raise
     except Exception as error:  # noqa: BLE001 - torchvision raises many unrelated types
-        cause = f"{type(error).__name__}: {first_line(error)}"
+        cause = f"{type(error).__name__}: {short_reason(error)}"
         if advice is None:
             advice = (
                 "check the network, or download the data by hand into dataset.root"

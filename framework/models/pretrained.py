@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from framework.errors import CheckpointError
+from framework.errors import CheckpointError, short_reason
 
 KEY = "model.pretrained"
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -90,20 +90,8 @@ def read_file(path: Path) -> object:
     except Exception as error:  # noqa: BLE001 - zip, pickle, EOF and weights_only errors alike
         raise CheckpointError(
             f"pretrained file cannot be loaded: {KEY}={path} ({type(error).__name__}: "
-            f"{first_line(error)}); expected a state_dict or checkpoint saved with torch.save"
+            f"{short_reason(error)}); expected a state_dict or checkpoint saved with torch.save"
         ) from None
-
-
-def first_line(error: BaseException, limit: int = 160) -> str:
-    """The telling line of an exception's message, shortened, so our message stays one line.
-
-    For weights_only refusals that is the ``WeightsUnpickler error:`` line (which names the
-    refused class), not the first one (a paragraph about PyTorch 2.6 defaults).
-    """
-    lines = [line.strip() for line in str(error).strip().splitlines()]
-    telling = [line for line in lines if line.startswith("WeightsUnpickler error:")]
-    text = (telling or lines or [""])[0]
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def extract_state_dict(content: object, path: Path) -> dict[str, Tensor]:

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from framework.errors import NonFiniteLossError, TrackingError
+from framework.errors import NonFiniteLossError, TrackingError, short_reason
 from framework.training.hooks import Hook
 
 # Fail fast instead of retrying for minutes when a tracking server is down.
@@ -82,9 +82,8 @@ class MLflowHook(Hook):
                     location = Path(self.artifact_location).resolve().as_uri()
                 self.experiment_id = self._client.create_experiment(self.experiment, artifact_location=location)
         except Exception as error:  # connection refused, DNS, bad URI scheme, locked database ...
-            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
             raise TrackingError(
-                f"cannot reach the MLflow store tracking.uri={self.uri!r} ({reason}); "
+                f"cannot reach the MLflow store tracking.uri={self.uri!r} ({short_reason(error, 200)}); "
                 f"start the server, fix tracking.uri, or run with tracking=none"
             ) from None
 
@@ -181,7 +180,7 @@ class MLflowHook(Hook):
             self.failed_calls += 1
             name = getattr(function, "__name__", "mlflow call")
             self._warn(
-                f"MLflow {name} failed ({str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__}); "
+                f"MLflow {name} failed ({short_reason(error, 200)}); "
                 f"training continues and metrics stay in {self.run_dir / 'metrics.jsonl'}"
             )
             return False

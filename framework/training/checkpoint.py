@@ -16,7 +16,7 @@ from typing import Any, Dict, Union
 
 import torch
 
-from framework.errors import CheckpointError
+from framework.errors import CheckpointError, short_reason
 
 PathLike = Union[str, os.PathLike]
 
@@ -50,15 +50,13 @@ def load_safely(path: PathLike, what: str = "checkpoint") -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         # weights_only refuses anything but tensors and plain containers.
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(
             f"{what} {str(path)!r} holds objects other than tensors and plain values, refused by "
-            f"weights_only loading ({first_line[:160]})"
+            f"weights_only loading ({short_reason(error)})"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(
-            f"{what} {str(path)!r} is truncated or not a PyTorch file ({reason[:160]})"
+            f"{what} {str(path)!r} is truncated or not a PyTorch file ({short_reason(error)})"
         ) from None
 
 
