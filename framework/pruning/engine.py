@@ -154,8 +154,11 @@ class PruningEngine:
                 None if targets is None else targets[selected.name],
                 self.store.get(selected.name),
             )
-            self.store.update(selected.name, keep)
-        self.store.apply()
+            # keep is a fresh tensor from the pruner: the store may keep it without a copy.
+            self.store.update(selected.name, keep, owned=True)
+            # Zero with the bool mask now; the float masks of apply() are built lazily on the
+            # next after_step, so an update does not pay for them.
+            self.store.zero_masked(selected.name)
 
     # ----------------------------------------------------------------------------- reading
     @property

@@ -55,17 +55,39 @@ class MaskStore:
         return self._masks.get(name)
 
     # ----------------------------------------------------------------------------- writing
-    def update(self, name: str, keep: torch.Tensor) -> torch.Tensor:
-        """AND ``keep`` into the mask of ``name`` and return the resulting mask."""
+    def update(self, name: str, keep: torch.Tensor, owned: bool = False) -> torch.Tensor:
+        """AND ``keep`` into the mask of ``name`` and return the resulting mask.
+
+        ``owned=True`` hands ``keep`` over to the store (a fresh tensor nobody else holds): it is
+        then kept or overwritten in place instead of being copied.
+        """
         param = self._param(name)
         if tuple(keep.shape) != tuple(param.shape):
             raise PruningError(f"mask for {name} has shape {tuple(keep.shape)}; the parameter has {tuple(param.shape)}")
-        keep = keep.to(device=param.device, dtype=torch.bool)
+        converted = keep.to(device=param.device, dtype=torch.bool)
+        owned = owned or converted is not keep  # .to() made a copy
+        keep = converted
+        if owned and not keep.is_contiguous():
+            keep, owned = keep.contiguous(), True
         old = self._masks.get(name)
-        self._masks[name] = keep.clone() if old is None else old.to(param.device) & keep
+        if old is None:
+            self._masks[name] = keep if owned else keep.clone()
+        elif owned:
+            self._masks[name] = torch.logical_and(keep, old.to(param.device), out=keep)
+        else:
+            self._masks[name] = old.to(param.device) & keep
         self._float_masks.pop(name, None)  # only this mask's float copy needs rebuilding
         self._cache_valid = False
         return self._masks[name]
+
+    @torch.no_grad()
+    def zero_masked(self, name: str) -> None:
+        """Zero the masked weights of ``name`` with its bool mask (no float mask is built: that
+        cache is left to the next :meth:`apply`, so a mask update does not pay for it)."""
+        mask = self._masks.get(name)
+        if mask is not None:
+            param = self.params[name]
+            param.mul_(mask.to(param.device))
 
     @torch.no_grad()
     def apply(self) -> None:

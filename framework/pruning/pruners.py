@@ -25,10 +25,12 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.criteria import Criterion, build_criterion
+from framework.pruning.criteria import Criterion, L1Criterion, L2Criterion, RandomCriterion, build_criterion
 from framework.pruning.structures import check_structure, expand_group_mask, to_groups
 
 RANKING_METHODS = ("level", "agp")
+# Built-in criteria return new score tensors, so the pruner may overwrite them in place.
+_FRESH_SCORE_CRITERIA = (L1Criterion, L2Criterion, RandomCriterion)
 THRESHOLD_METHODS = ("magnitude", "sensitivity")
 
 
@@ -37,55 +39,81 @@ def round_half_up(value: float) -> int:
     return int(math.floor(value + 0.5))
 
 
-# Layers with more scores than this locate the k-th value from a strided sample first (see
-# kth_smallest); smaller ones call torch.kthvalue directly.
+# Layers with at least BRACKET_MIN scores locate the k-th value from a strided sample of at most
+# SAMPLE_SIZE values (every SAMPLE_STRIDE_MIN-th value or sparser) first (see _bracket); smaller
+# ones call torch.kthvalue directly.
 SAMPLE_SIZE = 65536
+SAMPLE_STRIDE_MIN = 16
+BRACKET_MIN = 4096
 
 
 def _count(mask: torch.Tensor) -> int:
     return int(torch.count_nonzero(mask))
 
 
-def kth_smallest(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """The ``k``-th smallest value (1-based) of the 1-D ``scores``; exact.
-
-    ``torch.kthvalue`` over a multi-million-element layer costs about as much as ten elementwise
-    passes, so large inputs first bracket the answer between two quantiles of a strided sample
-    (no RNG involved), count what lies below the bracket and run kthvalue only on the few values
-    inside it. If the bracket misses (skewed or heavily tied data) it falls back to the full
-    kthvalue, so the result never depends on the sample.
-    """
+def _bracket(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Two values ``lo <= hi`` of a strided sample of ``scores`` (no RNG involved) that very
+    probably enclose the ``k``-th smallest score, or None when the layer is too small for it."""
     n = scores.numel()
-    if n <= 4 * SAMPLE_SIZE:
-        return torch.kthvalue(scores, k).values
-    sample = scores[:: n // SAMPLE_SIZE]
+    if n < BRACKET_MIN:
+        return None
+    # kthvalue costs ~2m on the sample (two calls) and ~(16 sigma) n = 8n/sqrt(m) on the band:
+    # m ~ (2n)^(2/3) balances the two.
+    target_m = min(SAMPLE_SIZE, int((2.0 * n) ** (2.0 / 3.0)))
+    sample = scores[:: max(n // target_m, SAMPLE_STRIDE_MIN)]
     m = sample.numel()
     quantile = k / n
     # Eight binomial standard deviations around the quantile: a miss is practically impossible
-    # for continuous scores, and the band still holds well under 10% of the values.
+    # for continuous scores, and the band still holds a small fraction of the values.
     margin = 8.0 * math.sqrt(quantile * (1.0 - quantile) / m) + 2.0 / m
     lo_index = math.floor((quantile - margin) * m)
     hi_index = math.ceil((quantile + margin) * m)
-    if lo_index >= 1 and hi_index <= m:
-        lo = torch.kthvalue(sample, lo_index).values
-        hi = torch.kthvalue(sample, hi_index).values
-        below_lo = scores < lo
-        up_to_hi = scores <= hi
-        n_below = _count(below_lo)
-        band = scores[up_to_hi ^ below_lo]  # lo <= score <= hi (below_lo is a subset of up_to_hi)
-        if n_below < k <= n_below + band.numel():
-            return torch.kthvalue(band, k - n_below).values
+    if lo_index < 1 or hi_index > m:
+        return None
+    lo = torch.kthvalue(sample, lo_index).values
+    hi = torch.kthvalue(sample, hi_index).values
+    return lo, hi
+
+
+def _split_at_bracket(scores: torch.Tensor, k: int):
+    """``(above, band_index, rank)`` when the bracket of :func:`_bracket` holds the ``k``-th
+    smallest score: ``above`` marks the scores above the bracket (a fresh bool tensor),
+    ``band_index`` (ascending) the scores inside it, and the ``k``-th smallest score is the
+    ``rank``-th smallest (1-based) of ``scores[band_index]``. None when the bracket misses."""
+    bracket = _bracket(scores, k)
+    if bracket is None:
+        return None
+    lo, hi = bracket
+    above = torch.gt(scores, hi)
+    n_above = _count(above)
+    band = torch.ge(scores, lo)
+    band.logical_xor_(above)  # lo <= score <= hi (above is a subset of scores >= lo)
+    band_index = band.nonzero().squeeze(1)
+    rank = k - (scores.numel() - n_above - band_index.numel())  # minus the scores below lo
+    if 0 < rank <= band_index.numel():
+        return above, band_index, rank
+    return None
+
+
+def kth_smallest(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k``-th smallest value (1-based) of the 1-D ``scores``; exact.
+
+    ``torch.kthvalue`` over a large layer costs about as much as several elementwise passes, so
+    larger inputs first bracket the answer between two quantiles of a strided sample, and run
+    kthvalue only on the few values inside it. If the bracket misses (skewed or heavily tied data)
+    it falls back to the full kthvalue, so the result never depends on the sample.
+    """
+    split = _split_at_bracket(scores, k)
+    if split is not None:
+        _, band_index, rank = split
+        return torch.kthvalue(scores[band_index], rank).values
     return torch.kthvalue(scores, k).values
 
 
-def lowest_k(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Bool vector marking the ``k`` smallest scores; equal scores are taken in index order."""
-    n = scores.numel()
-    if k <= 0:
-        return torch.zeros(n, dtype=torch.bool, device=scores.device)
-    if k >= n:
-        return torch.ones(n, dtype=torch.bool, device=scores.device)
-    kth = kth_smallest(scores, k)
+def _lowest_k_small(scores: torch.Tensor, k: int, kth: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`lowest_k` by one kthvalue (``kth``, when given, must be the ``k``-th smallest)."""
+    if kth is None:
+        kth = torch.kthvalue(scores, k).values
     up_to_kth = scores <= kth
     if _count(up_to_kth) == k:  # the usual case: no tie straddles the cut
         return up_to_kth
@@ -94,6 +122,35 @@ def lowest_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     ties = up_to_kth ^ below
     # cumsum over the tie flags numbers the tied entries 1, 2, ... in index order.
     return below | (ties & (ties.cumsum(0) <= still_needed))
+
+
+def keep_all_but_lowest_k(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool vector, False on the ``k`` smallest scores (equal scores taken in index order) and
+    True elsewhere: ``~lowest_k(scores, k)``, built directly as a fresh tensor."""
+    n = scores.numel()
+    if k <= 0:
+        return torch.ones(n, dtype=torch.bool, device=scores.device)
+    if k >= n:
+        return torch.zeros(n, dtype=torch.bool, device=scores.device)
+    split = _split_at_bracket(scores, k)
+    if split is None:
+        kth = torch.kthvalue(scores, k).values
+        keep = scores > kth
+        if n - _count(keep) == k:  # the usual case: no tie straddles the cut
+            return keep
+        return _lowest_k_small(scores, k, kth).logical_not_()
+    # Everything below the band is pruned, everything above kept (``above`` becomes the mask);
+    # inside the band, the ``rank`` lowest values are pruned with ties in index order, since
+    # band_index is ascending and every score equal to the k-th smallest lies in the band.
+    keep, band_index, rank = split
+    band_lowest = _lowest_k_small(scores[band_index], rank)
+    keep[band_index[band_lowest.logical_not_()]] = True
+    return keep
+
+
+def lowest_k(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool vector marking the ``k`` smallest scores; equal scores are taken in index order."""
+    return keep_all_but_lowest_k(scores, k).logical_not_()
 
 
 class Pruner:
@@ -126,6 +183,39 @@ class RankingPruner(Pruner):
         self.structure = structure
         self.criterion = criterion
 
+    def kept_groups(
+        self,
+        view: torch.Tensor,
+        layer: nn.Module | None,
+        target: float,
+        current: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Bool ``[n_groups]``: True for groups to keep (a fresh tensor)."""
+        groups = to_groups(view.detach(), self.structure, layer)
+        scores = self.criterion(groups)
+        fresh = type(self.criterion) in _FRESH_SCORE_CRITERIA  # scores share no memory with the view
+        if scores.dtype not in (torch.float32, torch.float64):
+            scores = scores.float()  # half precision would create ties and is slow to select on
+            fresh = True
+        k = round_half_up(target * scores.numel())
+        if current is None:
+            return keep_all_but_lowest_k(scores, k)
+        if self.structure == "fine":  # one element per group: no reduction needed
+            alive = current.reshape(-1).to(scores.device)
+        else:
+            alive = to_groups(current, self.structure, layer).any(dim=1).to(scores.device)
+        if k <= alive.numel() - _count(alive):
+            # The target is already met: masks never regrow, so nothing changes.
+            return alive.clone()
+        # Already pruned groups rank lowest so they count towards the target (torch.where is
+        # cheaper than masked_fill_ on CPU; written in place when the scores are our own).
+        if fresh:
+            floor = torch.full((), -math.inf, dtype=scores.dtype, device=scores.device)
+            ranked = torch.where(alive, scores, floor, out=scores)
+        else:
+            ranked = torch.where(alive, scores, -math.inf)
+        return keep_all_but_lowest_k(ranked, k)
+
     def pruned_groups(
         self,
         view: torch.Tensor,
@@ -134,27 +224,11 @@ class RankingPruner(Pruner):
         current: torch.Tensor | None,
     ) -> torch.Tensor:
         """Bool ``[n_groups]``: True for groups to prune."""
-        groups = to_groups(view.detach(), self.structure, layer)
-        scores = self.criterion(groups)
-        if scores.dtype not in (torch.float32, torch.float64):
-            scores = scores.float()  # half precision would create ties and is slow to select on
-        k = round_half_up(target * scores.numel())
-        if current is None:
-            return lowest_k(scores, k)
-        if self.structure == "fine":  # one element per group: no reduction needed
-            alive = current.reshape(-1).to(scores.device)
-        else:
-            alive = to_groups(current, self.structure, layer).any(dim=1).to(scores.device)
-        if k <= alive.numel() - _count(alive):
-            # The target is already met: masks never regrow, so nothing changes.
-            return alive.logical_not()
-        # Already pruned groups rank lowest so they count towards the target (torch.where is
-        # cheaper than masked_fill_ on CPU).
-        return lowest_k(torch.where(alive, scores, -math.inf), k)
+        return self.kept_groups(view, layer, target, current).logical_not_()
 
     def keep_mask(self, view, layer, target, current):
-        pruned = self.pruned_groups(view, layer, float(target), current)
-        return expand_group_mask(~pruned, self.structure, layer, view.shape)
+        keep = self.kept_groups(view, layer, float(target), current)
+        return expand_group_mask(keep, self.structure, layer, view.shape)
 
     def state_dict(self):
         return self.criterion.state_dict()
