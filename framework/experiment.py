@@ -21,6 +21,7 @@ from framework.config import project_root, validate
 from framework.errors import ConfigError
 from framework.training import CheckpointHook, Trainer, load_checkpoint, seed_everything
 from framework.tracking.metrics_file import MetricsFileHook
+from framework.training.log_hook import EpochLogHook
 from framework.training.optim import build_lr_scheduler, build_optimizer
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     train_loader, val_loader = build_loaders(
         bundle, batch_size=cfg.dataset.batch_size, num_workers=cfg.dataset.num_workers, seed=cfg.seed
     )
-    hooks: List[Any] = [h for h in (pruning_hook, MetricsFileHook(run_dir), tracker) if h is not None]
+    hooks: List[Any] = [h for h in (pruning_hook, EpochLogHook(), MetricsFileHook(run_dir), tracker) if h is not None]
     hooks.append(CheckpointHook(run_dir / "checkpoints"))
     trainer = Trainer(
         model,

@@ -15,6 +15,7 @@ def test_multirun_logs_one_run_per_job_into_one_experiment(tmp_path):
     result = run_cli(["-m", "optimizer.lr=0.1,0.05", "epochs=2", "tracking.log_model=false",
                       "tracking.experiment=sweep", *cli_dirs(tmp_path)])
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("epoch 2/2 train/loss=") == 2  # one progress line per epoch and job
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     experiment = client.get_experiment_by_name("sweep")
     runs = client.search_runs([experiment.experiment_id])

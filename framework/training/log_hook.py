@@ -1,0 +1,20 @@
+"""One log line per epoch, so a run in a terminal or a job log shows its progress."""
+
+from __future__ import annotations
+
+import logging
+
+from framework.training.hooks import Hook
+
+log = logging.getLogger("framework.training")
+
+# Shown in this order when present; the rest (per-layer sparsity) stays in MLflow and metrics.jsonl.
+SHOWN = ("train/loss", "train/top1", "val/loss", "val/top1", "val/top5", "lr",
+         "pruning/target_sparsity", "sparsity/total")
+
+
+class EpochLogHook(Hook):
+    def after_epoch(self, trainer) -> None:
+        metrics = trainer.epoch_metrics
+        parts = [f"{key}={metrics[key]:.4g}" for key in SHOWN if key in metrics]
+        log.info("epoch %d/%d %s", trainer.epoch + 1, trainer.epochs, " ".join(parts))
