@@ -79,6 +79,8 @@ class ScheduleConfig:
     starting_epoch: int = 0
     ending_epoch: int = 10
     frequency: int = 1
+    # AGP only: also re-rank every this many optimizer steps (fractional epochs), as in the paper
+    step_frequency: Optional[int] = None
 
 
 @dataclass
@@ -211,6 +213,15 @@ def _pruner_problems(cfg: Any) -> List[str]:
         )
     if schedule.frequency < 1:
         problems.append(f"schedule.frequency={schedule.frequency} is invalid; allowed: an integer >= 1")
+    if schedule.step_frequency is not None and schedule.step_frequency < 1:
+        problems.append(
+            f"schedule.step_frequency={schedule.step_frequency} is invalid; allowed: null or an integer >= 1"
+        )
+    if schedule.step_frequency is not None and pruner.name != "agp":
+        problems.append(
+            f"schedule.step_frequency={schedule.step_frequency} applies to pruner agp only, not {pruner.name}; "
+            "allowed: null"
+        )
     if schedule.starting_epoch < 0:
         problems.append(f"schedule.starting_epoch={schedule.starting_epoch} is invalid; allowed: >= 0")
     if schedule.ending_epoch <= schedule.starting_epoch:

@@ -195,6 +195,7 @@ def _build_pruning_hook(cfg: DictConfig, model, run_dir: Path, input_shape):
         fold_batchnorm=cfg.fold_batchnorm,
         mask_gradients=p.mask_gradients,
         seed=p.seed,
+        step_frequency=s.step_frequency,
     )
     fold_pairs = None
     if cfg.fold_batchnorm:

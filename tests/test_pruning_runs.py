@@ -98,3 +98,15 @@ def test_frequency_two_target_formula_is_logged(run_experiment, tmp_path):
         expected = agp_formula(record["epoch"], 0.1, 0.6, start=1, end=6, freq=2)
         assert record["pruning/target_sparsity"] == pytest.approx(expected, abs=1e-12), record["epoch"]
     assert records[-1]["sparsity/total"] == pytest.approx(0.6, abs=1e-3)
+
+
+def test_step_level_agp_prunes_between_epoch_boundaries(run_experiment):
+    from framework.tracking.metrics_file import read_metrics
+
+    _, context, _ = run_experiment(["tracking=none", "pruner=agp", "epochs=3", "schedule.ending_epoch=3",
+                                    "schedule.step_frequency=5"])
+    records = read_metrics(context.run_dir / "metrics.jsonl")
+    # epoch 0 starts at target 0, yet steps 5..20 already ramp towards epoch 1's target
+    assert records[0]["pruning/target_sparsity"] == 0.0
+    assert 0.0 < records[0]["sparsity/total"] < agp_formula(1, 0.0, 0.7, end=3)
+    assert records[-1]["sparsity/total"] == pytest.approx(0.7, abs=1e-3)

@@ -65,6 +65,9 @@ class NoOpPruner:
     def masks(self) -> dict[str, torch.Tensor]:
         return {}
 
+    def on_step(self, epoch: int, step: int, steps_per_epoch: int) -> None:
+        return None
+
     def on_epoch_start(self, epoch: int) -> float | None:
         return None
 
@@ -107,6 +110,7 @@ class PruningEngine:
         ranking_view: RankingView = raw_weight,
         mask_gradients: bool = False,
         folded_pairs: Iterable = (),
+        step_frequency: int | None = None,
     ):
         self.method = method
         self.structure = structure
@@ -116,9 +120,40 @@ class PruningEngine:
         self.finals = dict(finals) if finals is not None else None  # None: threshold method, no target
         self.ranking_view = ranking_view
         self.folded_pairs = list(folded_pairs)
+        self.step_frequency = step_frequency  # None: masks change only at epoch starts
         self.store = MaskStore({p.name: p.param for p in self.selected}, mask_gradients=mask_gradients)
 
     # ----------------------------------------------------------------------------- training hooks
+    def on_step(self, epoch: int, step: int, steps_per_epoch: int) -> float | None:
+        """Step-level AGP (``step_frequency``): after optimizer step ``step`` (1-based) of
+        ``epoch``, re-rank every ``step_frequency`` steps to the cubic target at the fractional
+        epoch ``epoch + step / steps_per_epoch``, between ``starting_epoch`` and the last scheduled
+        epoch (where the epoch-level update reaches the final target). Returns the target or None.
+        """
+        if not self.step_frequency or step % self.step_frequency or step >= steps_per_epoch:
+            return None
+        fractional = epoch + step / steps_per_epoch
+        schedule = self.schedule
+        if not (schedule.starting_epoch <= fractional < schedule.last_epoch):
+            return None
+        self.update_masks(epoch, fractional=fractional)
+        return self.target_sparsity(epoch, fractional=fractional)
+
+    def on_step(self, epoch: int, step: int, steps_per_epoch: int) -> float | None:
+        """Step-level AGP (``step_frequency``): after optimizer step ``step`` (1-based) of
+        ``epoch``, re-rank every ``step_frequency`` steps to the cubic target at the fractional
+        epoch ``epoch + step / steps_per_epoch``, between ``starting_epoch`` and the last scheduled
+        epoch (where the epoch-level update reaches the final target). Returns the target or None.
+        """
+        if not self.step_frequency or step % self.step_frequency or step >= steps_per_epoch:
+            return None
+        fractional = epoch + step / steps_per_epoch
+        schedule = self.schedule
+        if not (schedule.starting_epoch <= fractional < schedule.last_epoch):
+            return None
+        self.update_masks(epoch, fractional=fractional)
+        return self.target_sparsity(epoch, fractional=fractional)
+
     def on_epoch_start(self, epoch: int) -> float | None:
         """Update and apply masks if ``epoch`` is scheduled.
 
@@ -141,11 +176,11 @@ class PruningEngine:
         self.store.apply()
 
     @torch.no_grad()
-    def update_masks(self, epoch: int) -> None:
+    def update_masks(self, epoch: int, fractional: float | None = None) -> None:
         """Rank every selected parameter and AND the new masks into the store."""
         # No apply() before ranking: groups pruned earlier are ranked lowest whatever their
         # current values, so the result does not depend on whether the weights were re-masked.
-        targets = self.layer_targets(epoch)
+        targets = self.layer_targets(epoch, fractional=fractional)
         for selected in self.selected:
             view = self.ranking_view(selected.name, selected.param)
             keep = self.pruner.keep_mask(
@@ -181,16 +216,19 @@ class PruningEngine:
         """``{name: bool keep-mask}`` of the parameters pruned so far."""
         return self.store.masks
 
-    def layer_targets(self, epoch: int) -> dict[str, float] | None:
-        """Per-parameter target at ``epoch`` (None for threshold methods)."""
+    def layer_targets(self, epoch: int, fractional: float | None = None) -> dict[str, float] | None:
+        """Per-parameter target at ``epoch`` (None for threshold methods); with ``fractional``,
+        the step-level AGP target at that fractional epoch."""
         if self.finals is None:
             return None
+        if fractional is not None:
+            return {name: self.schedule.target_at(fractional, final) for name, final in self.finals.items()}
         return {name: self.schedule.target(epoch, final) for name, final in self.finals.items()}
 
-    def target_sparsity(self, epoch: int) -> float | None:
+    def target_sparsity(self, epoch: int, fractional: float | None = None) -> float | None:
         """Schedule target at ``epoch`` over the whole pruned set: the per-layer targets weighted
         by parameter size (equal to the schedule value when no ``levels`` are given)."""
-        targets = self.layer_targets(epoch)
+        targets = self.layer_targets(epoch, fractional=fractional)
         if targets is None:
             return None
         sizes = {p.name: p.param.numel() for p in self.selected}
@@ -281,17 +319,27 @@ def build_pruner(
     mask_gradients: bool = False,
     seed: int = 0,
     ranking_view: RankingView | None = None,
+    step_frequency: int | None = None,
 ) -> PruningEngine | NoOpPruner:
     """Validate every argument and return a ready pruner (or a no-op for ``method="none"``).
 
     ``ranking_view`` (library use) overrides the view that groups are ranked on; it cannot be
-    combined with ``fold_batchnorm``.
+    combined with ``fold_batchnorm``. ``step_frequency`` (AGP only) also re-ranks every that many
+    optimizer steps inside the pruning window, as in the AGP paper (call :meth:`PruningEngine.on_step`).
     """
     if method not in METHODS:
         raise PruningError(f"pruner.name={method!r} is not a known pruning method; choose one of {', '.join(METHODS)}")
     if method == "none":
         return NoOpPruner()
     check_structure(structure)
+    if step_frequency is not None:
+        if method != "agp":
+            raise PruningError(
+                f"schedule.step_frequency={step_frequency} needs pruner.name=agp (got {method}); "
+                "allowed: null for other pruners"
+            )
+        if isinstance(step_frequency, bool) or not isinstance(step_frequency, int) or step_frequency < 1:
+            raise PruningError(f"schedule.step_frequency={step_frequency!r} is invalid; allowed: null or an integer >= 1")
     build_criterion(criterion, seed)  # validates the name before anything else is built
     if method in RANKING_METHODS:
         final_sparsity = check_sparsity("pruner.final_sparsity", final_sparsity)
@@ -323,4 +371,5 @@ def build_pruner(
         ranking_view=ranking_view or raw_weight,
         mask_gradients=mask_gradients,
         folded_pairs=folded_pairs,
+        step_frequency=step_frequency,
     )

@@ -35,6 +35,8 @@ class PruningHook(Hook):
 
     def after_step(self, trainer) -> None:
         self.pruner.after_step()
+        # step-level AGP re-ranks here when schedule.step_frequency is set
+        self.pruner.on_step(trainer.epoch, trainer.step_in_epoch, trainer.steps_per_epoch)
 
     def after_epoch(self, trainer) -> None:
         metrics = trainer.epoch_metrics

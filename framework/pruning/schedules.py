@@ -134,6 +134,10 @@ class AGPSchedule(EpochSchedule):
         recent = self.most_recent_epoch(epoch)
         if recent is None:
             return 0.0
+        return self.target_at(recent, final)
+
+    def target_at(self, fractional_epoch: float, final: float | None = None) -> float:
+        """The cubic ramp at a fractional epoch (step-level AGP: ``epoch + step / steps``)."""
         final = self.final if final is None else float(final)
-        return final + (self.initial - final) * (1.0 - self.progress(recent))
+        return final + (self.initial - final) * (1.0 - self.progress(fractional_epoch))
 

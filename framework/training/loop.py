@@ -54,6 +54,7 @@ class Trainer:
         self.epoch = 0  # the epoch in progress
         self.finished_epochs = 0
         self.global_step = 0
+        self.step_in_epoch = 0  # optimizer steps taken so far in the epoch in progress
         self.epoch_metrics: Dict[str, float] = {}
         self.history: List[Dict[str, float]] = []  # epoch_metrics of every finished epoch
 
@@ -89,8 +90,13 @@ class Trainer:
             raise
         return self.history
 
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train_loader)
+
     def train_one_epoch(self) -> Dict[str, float]:
         self.model.train()
+        self.step_in_epoch = 0
         averages = EpochAverages()
         batches = tqdm(
             self.train_loader,
@@ -114,6 +120,7 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             self.global_step += 1
+            self.step_in_epoch = step + 1
             self._call("after_step")
             averages.update(loss.detach(), logits, targets)
             if self.progress:
