@@ -139,21 +139,6 @@ class PruningEngine:
         self.update_masks(epoch, fractional=fractional)
         return self.target_sparsity(epoch, fractional=fractional)
 
-    def on_step(self, epoch: int, step: int, steps_per_epoch: int) -> float | None:
-        """Step-level AGP (``step_frequency``): after optimizer step ``step`` (1-based) of
-        ``epoch``, re-rank every ``step_frequency`` steps to the cubic target at the fractional
-        epoch ``epoch + step / steps_per_epoch``, between ``starting_epoch`` and the last scheduled
-        epoch (where the epoch-level update reaches the final target). Returns the target or None.
-        """
-        if not self.step_frequency or step % self.step_frequency or step >= steps_per_epoch:
-            return None
-        fractional = epoch + step / steps_per_epoch
-        schedule = self.schedule
-        if not (schedule.starting_epoch <= fractional < schedule.last_epoch):
-            return None
-        self.update_masks(epoch, fractional=fractional)
-        return self.target_sparsity(epoch, fractional=fractional)
-
     def on_epoch_start(self, epoch: int) -> float | None:
         """Update and apply masks if ``epoch`` is scheduled.
 
