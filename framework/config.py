@@ -68,8 +68,11 @@ class PrunerConfig:
     weights: List[str] = field(default_factory=list)  # glob patterns; empty = every conv/linear weight
     exclude: List[str] = field(default_factory=list)
     levels: Dict[str, float] = field(default_factory=dict)  # per-layer targets {"layer1.*": 0.5}
-    skip_input_layer: bool = False  # keep the first layer's input channels (the image planes)
-    skip_output_layer: bool = False  # keep the classifier's rows (the classes)
+    # Keep the first layer's input channels (the image planes) / the classifier's rows (the
+    # classes) out of the selection; null = automatic: skip_input_layer for structure=channel,
+    # skip_output_layer for structure=filter.
+    skip_input_layer: Optional[bool] = None
+    skip_output_layer: Optional[bool] = None
     mask_gradients: bool = False  # also zero the gradients of pruned weights
     seed: int = 0  # for criterion=random
 

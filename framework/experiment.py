@@ -173,9 +173,13 @@ def _build_pruning_hook(cfg: DictConfig, model, run_dir: Path, input_shape):
     p, s = cfg.pruner, cfg.schedule
     exclude = list(p.exclude)
     first, last = io_layer_weights(model)
-    if p.skip_input_layer and first:
+    # Removing the input layer's channels drops image planes; removing the output layer's
+    # filters drops classes: by default each structured pruner leaves its end of the model alone.
+    skip_input = p.skip_input_layer if p.skip_input_layer is not None else p.structure == "channel"
+    skip_output = p.skip_output_layer if p.skip_output_layer is not None else p.structure == "filter"
+    if skip_input and first:
         exclude.append(first)
-    if p.skip_output_layer and last:
+    if skip_output and last:
         exclude.append(last)
     pruner = build_pruner(
         model,

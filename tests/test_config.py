@@ -98,3 +98,10 @@ def test_several_mistakes_give_one_line_each(compose_config):
     problems = config_problems(cfg)
     assert len(problems) >= 3
     assert all("\n" not in p for p in problems)
+
+
+@pytest.mark.parametrize("structure", ["filter", "channel"])
+def test_agp_with_a_structure_override_is_the_structured_preset(compose_config, structure):
+    by_hand = compose_config(["pruner=agp", f"pruner.structure={structure}", "pruner.final_sparsity=0.5"])
+    preset = compose_config([f"pruner=agp_{structure}"])
+    assert OmegaConf.to_container(by_hand.pruner) == OmegaConf.to_container(preset.pruner)
