@@ -6,8 +6,10 @@
     Groups the current mask already removed are ranked lowest, so they count towards the target
     instead of pushing sparsity past it (this matters for ``random`` and for ranking views such as
     BN folding, where a pruned weight need not have the smallest score). Ties are broken by group
-    index (lower index pruned first), so results are deterministic. Selection is
-    ``torch.kthvalue`` plus one pass over the scores: linear time, no full sort.
+    index (lower index pruned first), so results are deterministic. Selection needs no full
+    sort: large layers bracket the k-th smallest score from a strided sample and rank only the
+    scores inside the bracket (falling back to a full ``torch.kthvalue`` if the bracket misses),
+    and the keep-mask is built from that threshold directly.
 ``magnitude`` (:class:`MagnitudePruner`, fine only)
     Zero every weight with ``|w| < threshold``.
 ``sensitivity`` (:class:`SensitivityPruner`, fine only)
