@@ -18,7 +18,10 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from framework.data import DATASET_NAMES
 from framework.errors import ConfigError
+from framework.pruning import CRITERIA, METHODS, STRUCTURES
+from framework.pruning.pruners import RANKING_METHODS
 
 
 def project_root() -> Path:
@@ -141,16 +144,14 @@ CHOICES: Dict[str, tuple] = {
     "device": ("auto", "cpu", "cuda"),
     "model.arch": ("simple_cnn", "cifar_resnet", "vgg_cifar", "torchvision"),
     "model.shortcut": ("A", "B"),
-    "dataset.name": ("digits", "cifar10", "mnist", "imagefolder", "synthetic"),
-    "pruner.name": ("none", "agp", "level", "magnitude", "sensitivity"),
-    "pruner.structure": ("fine", "filter", "channel"),
-    "pruner.criterion": ("l1", "l2", "random"),
+    # the data and pruning packages own these lists
+    "dataset.name": DATASET_NAMES,
+    "pruner.name": METHODS,
+    "pruner.structure": STRUCTURES,
+    "pruner.criterion": CRITERIA,
     "optimizer.name": ("sgd", "adam", "adamw"),
     "lr_scheduler.name": ("cosine", "step", "multistep", "none"),
 }
-
-# Pruners that rank weights in a structure on a schedule (the others only zero small weights).
-RANKING_PRUNERS = ("agp", "level")
 
 
 def _get(cfg: Any, dotted: str) -> Any:
@@ -210,7 +211,7 @@ def _pruner_problems(cfg: Any) -> List[str]:
         problems.append(f"pruner.threshold={pruner.threshold} is invalid; allowed: a number >= 0")
     if pruner.name == "sensitivity" and (pruner.sensitivity is None or pruner.sensitivity < 0):
         problems.append(f"pruner.sensitivity={pruner.sensitivity} is invalid; allowed: a number >= 0")
-    if pruner.name not in RANKING_PRUNERS and pruner.structure != "fine":
+    if pruner.name not in RANKING_METHODS and pruner.structure != "fine":
         problems.append(
             f"pruner.structure={pruner.structure} does not apply to pruner {pruner.name}; allowed: fine"
         )
