@@ -46,10 +46,13 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     run_dir = context.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    from framework.data import build_loaders, check_dataset_available
+    from framework.data import build_loaders, check_dataset_available, dataset_signature
 
-    check_dataset_available(cfg.dataset.name, root=cfg.dataset.root, download=cfg.dataset.download)
-    num_classes, input_shape = dataset_signature(cfg.dataset)
+    d = cfg.dataset
+    check_dataset_available(d.name, root=d.root, download=d.download)
+    num_classes, input_shape = dataset_signature(
+        d.name, root=d.root, shape=tuple(d.shape), num_classes=d.num_classes, image_size=d.image_size
+    )
     if cfg.model.pretrained:
         from framework.models import check_pretrained_file
 
@@ -144,21 +147,6 @@ def _build_model(cfg: DictConfig, num_classes: int, input_shape: Sequence[int]) 
     if cfg.model.pretrained:
         load_pretrained(model, cfg.model.pretrained)
     return model
-
-
-# What each dataset feeds the model, known without reading it: (num_classes, (C, H, W)).
-_SIGNATURES = {"digits": (10, (1, 8, 8)), "mnist": (10, (1, 28, 28)), "cifar10": (10, (3, 32, 32))}
-
-
-def dataset_signature(dataset_cfg) -> tuple:
-    name = dataset_cfg.name
-    if name in _SIGNATURES:
-        return _SIGNATURES[name]
-    if name == "synthetic":
-        return int(dataset_cfg.num_classes), tuple(int(s) for s in dataset_cfg.shape)
-    # imagefolder: one class per sub-folder of train/ (already checked to exist)
-    classes = [p for p in (Path(dataset_cfg.root) / "train").iterdir() if p.is_dir()]
-    return len(classes), (3, int(dataset_cfg.image_size), int(dataset_cfg.image_size))
 
 
 def _build_pruning_hook(cfg: DictConfig, model, run_dir: Path, input_shape):

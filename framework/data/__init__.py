@@ -3,7 +3,7 @@
 from framework.data.availability import DATASET_NAMES, check_dataset_available
 from framework.data.bundle import DatasetBundle
 from framework.data.loaders import build_loaders
-from framework.data.registry import build_datasets
+from framework.data.registry import build_datasets, dataset_signature
 
 __all__ = [
     "DATASET_NAMES",
@@ -11,4 +11,5 @@ __all__ = [
     "build_datasets",
     "build_loaders",
     "check_dataset_available",
+    "dataset_signature",
 ]

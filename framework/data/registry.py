@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from framework.data.availability import check_dataset_name
+from framework.data import cifar, digits, mnist
+from framework.data.availability import check_dataset_name, require_root
 from framework.data.bundle import DatasetBundle
 from framework.data.cifar import build_cifar10
 from framework.data.digits import build_digits
@@ -51,3 +52,29 @@ def build_datasets(
     return build_synthetic(
         shape=shape, num_classes=num_classes, train_size=train_size, val_size=val_size, seed=seed
     )
+
+
+# Datasets whose module states their class count and image shape.
+_FIXED_SIGNATURES = {"digits": digits, "mnist": mnist, "cifar10": cifar}
+
+
+def dataset_signature(
+    name: str,
+    *,
+    root: str | os.PathLike | None = None,
+    shape: tuple[int, int, int] | list[int] = (3, 32, 32),
+    num_classes: int = 10,
+    image_size: int = 224,
+) -> tuple[int, tuple[int, ...]]:
+    """``(num_classes, (C, H, W))`` of dataset ``name`` without reading its data, so the model can
+    be built (and pruning patterns checked) before any data is loaded. Arguments as in
+    :func:`build_datasets`; for ``imagefolder`` the classes are the sub-folders of ``root/train``,
+    which :func:`~framework.data.check_dataset_available` has already found."""
+    check_dataset_name(name)
+    if name in _FIXED_SIGNATURES:
+        module = _FIXED_SIGNATURES[name]
+        return module.NUM_CLASSES, module.INPUT_SHAPE
+    if name == "synthetic":
+        return int(num_classes), tuple(int(s) for s in shape)
+    classes = [p for p in (require_root(name, root) / "train").iterdir() if p.is_dir()]
+    return len(classes), (3, int(image_size), int(image_size))
