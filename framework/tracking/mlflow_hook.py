@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from framework.errors import NonFiniteLossError, TrackingError, short_reason
 from framework.training.hooks import Hook
@@ -45,7 +45,6 @@ class MLflowHook(Hook):
         artifacts: Iterable[Tuple[str | Path, str]] = (),
         log_model: bool = True,
         model_example: Optional[Callable[[], Any]] = None,
-        extra_artifacts: Optional[Callable[[], Iterable[Tuple[str | Path, str]]]] = None,
     ):
         self.uri = uri
         self.experiment = experiment
@@ -57,11 +56,8 @@ class MLflowHook(Hook):
         self.artifacts = list(artifacts)
         self.log_model = log_model
         self.model_example = model_example
-        # Called at the end of the run for files made then (pruning reports): (path, artifact dir).
-        self.extra_artifacts = extra_artifacts
         self.run_id: Optional[str] = None
         self.experiment_id: Optional[str] = None
-        self.logged_epochs = -1
         self.failed_calls = 0
         self._client: Optional[MlflowClient] = None
 
@@ -103,11 +99,11 @@ class MLflowHook(Hook):
 
     def after_epoch(self, trainer) -> None:
         metrics = {k: float(v) for k, v in trainer.epoch_metrics.items()}
-        if self._safely(mlflow.log_metrics, metrics, step=trainer.epoch):
-            self.logged_epochs = trainer.epoch
+        self._safely(mlflow.log_metrics, metrics, step=trainer.epoch)
 
     def after_run(self, trainer) -> None:
-        for path, artifact_path in self._all_artifacts():
+        # (path, artifact dir) pairs; files made at the end (pruning reports) exist by now.
+        for path, artifact_path in self.artifacts:
             path = Path(path)
             if path.is_dir():
                 self._safely(mlflow.log_artifacts, str(path), artifact_path=artifact_path)
@@ -115,8 +111,7 @@ class MLflowHook(Hook):
                 self._safely(mlflow.log_artifact, str(path), artifact_path=artifact_path)
         if self.log_model:
             self._safely(self._log_model, trainer.model)
-        status = "FINISHED"
-        self._end(status)
+        self._end("FINISHED")
 
     def on_failure(self, trainer, error: BaseException) -> None:
         if mlflow.active_run() is None:
@@ -127,11 +122,10 @@ class MLflowHook(Hook):
         self._end(status)
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"run_id": self.run_id, "logged_epochs": self.logged_epochs}
+        return {"run_id": self.run_id}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.run_id = state.get("run_id")
-        self.logged_epochs = int(state.get("logged_epochs", -1))
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -140,10 +134,6 @@ class MLflowHook(Hook):
         # log_params takes at most 100 per call.
         for start in range(0, len(items), 100):
             mlflow.log_params(dict(items[start : start + 100]))
-
-    def _all_artifacts(self) -> List[Tuple[str | Path, str]]:
-        extra = list(self.extra_artifacts()) if self.extra_artifacts else []
-        return self.artifacts + extra
 
     def _log_model(self, model) -> None:
         import mlflow.pytorch
