@@ -25,6 +25,7 @@ class PruningHook(Hook):
         self.report_dir = Path(report_dir) if report_dir is not None else None
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.fold_pairs = fold_pairs
+        self.step_level = bool(getattr(pruner, "step_frequency", None))
 
     def before_run(self, trainer) -> None:
         # After a resume the loaded masks must hold before the first step.
@@ -35,8 +36,8 @@ class PruningHook(Hook):
 
     def after_step(self, trainer) -> None:
         self.pruner.after_step()
-        # step-level AGP re-ranks here when schedule.step_frequency is set
-        self.pruner.on_step(trainer.epoch, trainer.step_in_epoch, trainer.steps_per_epoch)
+        if self.step_level:  # step-level AGP re-ranks here (schedule.step_frequency)
+            self.pruner.on_step(trainer.epoch, trainer.step_in_epoch, trainer.steps_per_epoch)
 
     def after_epoch(self, trainer) -> None:
         metrics = trainer.epoch_metrics

@@ -62,6 +62,8 @@ class Trainer:
 
     def fit(self) -> List[Dict[str, float]]:
         """Train from ``start_epoch`` to ``epochs``; returns every epoch's metrics."""
+        # Only hooks that act after a step are called in the hot loop.
+        self._step_hooks = [h for h in self.hooks if type(h).after_step is not Hook.after_step]
         try:
             self._call("before_run")
             for epoch in range(self.start_epoch, self.epochs):
@@ -121,8 +123,9 @@ class Trainer:
             self.optimizer.step()
             self.global_step += 1
             self.step_in_epoch = step + 1
-            self._call("after_step")
-            averages.update(loss.detach(), logits, targets)
+            for hook in self._step_hooks:
+                hook.after_step(self)
+            averages.update(loss_value, logits, targets)
             if self.progress:
                 batches.set_postfix(loss=f"{loss_value:.3f}")
         return averages.result()

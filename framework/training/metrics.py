@@ -24,7 +24,8 @@ class EpochAverages:
         self.count = 0
         self.hits = {k: 0 for k in self.ks}
 
-    def update(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
+    def update(self, loss: float | torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """``loss``: the batch's mean loss (a float, or a 0-d tensor)."""
         batch = targets.shape[0]
         self.loss_sum += float(loss) * batch
         self.count += batch
