@@ -21,7 +21,6 @@ counted as savings (they need sparse kernels to be faster).
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from math import prod
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from framework.analysis.tables import markdown_table, write_csv_table
 from framework.pruning.structures import to_groups
 
 TOTAL_LABEL = "total (Conv/Linear layers)"
@@ -124,17 +124,9 @@ def _macs_record(row: MacsRow) -> tuple:
 
 def write_macs_csv(rows: Sequence[MacsRow], path: str | Path) -> Path:
     """Write :func:`macs_table` rows as CSV."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(MACS_COLUMNS)
-        writer.writerows(_macs_record(row) for row in rows)
-    return path
+    return write_csv_table(MACS_COLUMNS, (_macs_record(row) for row in rows), path)
 
 
 def macs_to_markdown(rows: Sequence[MacsRow]) -> str:
     """:func:`macs_table` rows as a Markdown table."""
-    lines = ["| " + " | ".join(MACS_COLUMNS) + " |", "|---|---|---:|---:|---:|"]
-    lines += ["| " + " | ".join(str(v) for v in _macs_record(row)) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return markdown_table(MACS_COLUMNS, (_macs_record(row) for row in rows), text_columns=("name", "layer_type"))

@@ -16,7 +16,6 @@ filters/channels of the listed structurable weights.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -24,6 +23,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
+from framework.analysis.tables import markdown_table, write_csv_table
 from framework.errors import PruningError
 from framework.pruning.selection import name_variants, owners
 from framework.pruning.structures import is_structurable, to_groups
@@ -139,22 +139,13 @@ def _cell(value) -> str:
 
 def write_csv(rows: Sequence[SparsityRow], path: str | Path) -> Path:
     """Write the table as CSV (empty cells where a value does not apply)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        for row in rows:
-            writer.writerow(["" if v is None else v for v in astuple(row)])
-    return path
+    return write_csv_table(COLUMNS, (["" if v is None else v for v in astuple(row)] for row in rows), path)
 
 
 def to_markdown(rows: Sequence[SparsityRow]) -> str:
     """The table as GitHub-flavoured Markdown ("-" where a value does not apply)."""
-    header = "| " + " | ".join(COLUMNS) + " |"
-    rule = "|" + "|".join("---" if c in ("name", "shape") else "---:" for c in COLUMNS) + "|"
-    body = ["| " + " | ".join(_cell(v) or "-" for v in astuple(row)) + " |" for row in rows]
-    return "\n".join([header, rule, *body]) + "\n"
+    records = ([_cell(v) or "-" for v in astuple(row)] for row in rows)
+    return markdown_table(COLUMNS, records, text_columns=("name", "shape"))
 
 
 def write_markdown(rows: Sequence[SparsityRow], path: str | Path) -> Path:
