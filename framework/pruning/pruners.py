@@ -97,21 +97,6 @@ def _split_at_bracket(scores: torch.Tensor, k: int):
     return None
 
 
-def kth_smallest(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """The ``k``-th smallest value (1-based) of the 1-D ``scores``; exact.
-
-    ``torch.kthvalue`` over a large layer costs about as much as several elementwise passes, so
-    larger inputs first bracket the answer between two quantiles of a strided sample, and run
-    kthvalue only on the few values inside it. If the bracket misses (skewed or heavily tied data)
-    it falls back to the full kthvalue, so the result never depends on the sample.
-    """
-    split = _split_at_bracket(scores, k)
-    if split is not None:
-        _, band_index, rank = split
-        return torch.kthvalue(scores[band_index], rank).values
-    return torch.kthvalue(scores, k).values
-
-
 def _lowest_k_small(scores: torch.Tensor, k: int, kth: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`lowest_k` by one kthvalue (``kth``, when given, must be the ``k``-th smallest)."""
     if kth is None:
@@ -217,16 +202,6 @@ class RankingPruner(Pruner):
         else:
             ranked = torch.where(alive, scores, -math.inf)
         return keep_all_but_lowest_k(ranked, k)
-
-    def pruned_groups(
-        self,
-        view: torch.Tensor,
-        layer: nn.Module | None,
-        target: float,
-        current: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """Bool ``[n_groups]``: True for groups to prune."""
-        return self.kept_groups(view, layer, target, current).logical_not_()
 
     def keep_mask(self, view, layer, target, current):
         keep = self.kept_groups(view, layer, float(target), current)
