@@ -18,10 +18,10 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
-from framework.errors import CheckpointError, short_reason
+from framework.errors import CheckpointError
+from framework.serialization import load_weights_only
 
 KEY = "model.pretrained"
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -85,13 +85,9 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> nn.Module:
 
 def read_file(path: Path) -> object:
     """``torch.load`` on the CPU, turning any reading error into a one-line CheckpointError."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - zip, pickle, EOF and weights_only errors alike
-        raise CheckpointError(
-            f"pretrained file cannot be loaded: {KEY}={path} ({type(error).__name__}: "
-            f"{short_reason(error)}); expected a state_dict or checkpoint saved with torch.save"
-        ) from None
+    return load_weights_only(
+        path, f"pretrained file {KEY}={path}", advice="expected a state_dict or checkpoint saved with torch.save"
+    )
 
 
 def extract_state_dict(content: object, path: Path) -> dict[str, Tensor]:

@@ -8,15 +8,14 @@ A checkpoint is a dict of tensors and plain values (``model``, ``optimizer``, ``
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any, Dict, Union
 
 import torch
 
-from framework.errors import CheckpointError, short_reason
+from framework.errors import CheckpointError
+from framework.serialization import load_weights_only
 
 PathLike = Union[str, os.PathLike]
 
@@ -46,18 +45,7 @@ def load_safely(path: PathLike, what: str = "checkpoint") -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{what} {str(path)!r} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        # weights_only refuses anything but tensors and plain containers.
-        raise CheckpointError(
-            f"{what} {str(path)!r} holds objects other than tensors and plain values, refused by "
-            f"weights_only loading ({short_reason(error)})"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
-        raise CheckpointError(
-            f"{what} {str(path)!r} is truncated or not a PyTorch file ({short_reason(error)})"
-        ) from None
+    return load_weights_only(path, f"{what} {str(path)!r}")
 
 
 def load_checkpoint(path: PathLike) -> Dict[str, Any]:
