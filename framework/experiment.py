@@ -57,7 +57,8 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
         from framework.models import check_pretrained_file
 
         check_pretrained_file(cfg.model.pretrained)
-    checkpoint = _checkpoint_to_resume(cfg, context)
+    resume_path = _checkpoint_to_resume(cfg, context)
+    checkpoint = load_checkpoint(resume_path) if resume_path is not None else None
     device = _resolve_device(cfg.device)
     seed_everything(cfg.seed)
 
@@ -82,7 +83,7 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
         milestones=list(cfg.lr_scheduler.milestones),
         gamma=cfg.lr_scheduler.gamma,
     )
-    tracker = _build_tracker(cfg, context, pruning_hook, input_shape, device)
+    tracker = _build_tracker(cfg, context, pruning_hook, input_shape)
     if tracker is not None:
         tracker.connect()  # an unreachable store fails here, before any data is read
 
@@ -107,7 +108,7 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     )
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
-        log.info("resumed at epoch %d from %s", trainer.start_epoch, checkpoint.get("_path", "checkpoint"))
+        log.info("resumed at epoch %d from %s", trainer.start_epoch, resume_path)
 
     with _sigterm_as_interrupt():
         history = trainer.fit()
@@ -200,7 +201,7 @@ def _build_pruning_hook(cfg: DictConfig, model, run_dir: Path, input_shape):
     return PruningHook(pruner, report_dir=run_dir / "pruning", input_shape=input_shape, fold_pairs=fold_pairs)
 
 
-def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_shape, device):
+def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_shape):
     if not cfg.tracking.enabled:
         return None
     from framework.tracking.mlflow_hook import MLflowHook
@@ -260,19 +261,16 @@ def _build_data(cfg: DictConfig):
 # -- resume -----------------------------------------------------------------------------------
 
 
-def _checkpoint_to_resume(cfg: DictConfig, context: RunContext) -> Optional[Dict[str, Any]]:
+def _checkpoint_to_resume(cfg: DictConfig, context: RunContext) -> Optional[Path]:
+    """The checkpoint ``resume`` asks for, or None to start from scratch."""
     if cfg.resume is None:
         return None
-    if cfg.resume == "auto":
-        path = find_resumable_checkpoint(context)
-        if path is None:
-            log.info("resume=auto: no earlier checkpoint of this run found; starting from scratch")
-            return None
-    else:
-        path = Path(cfg.resume)
-    checkpoint = load_checkpoint(path)
-    checkpoint["_path"] = str(path)
-    return checkpoint
+    if cfg.resume != "auto":
+        return Path(cfg.resume)
+    path = find_resumable_checkpoint(context)
+    if path is None:
+        log.info("resume=auto: no earlier checkpoint of this run found; starting from scratch")
+    return path
 
 
 def find_resumable_checkpoint(context: RunContext) -> Optional[Path]:
