@@ -129,14 +129,19 @@ def _input_for(layer):
     return torch.randn(2, channels, *spatial)
 
 
+@torch.no_grad()
+def _zero_group(layer, structure, index):
+    """Zero group ``index`` of ``structure`` in the layer's weight, as a pruner's mask would."""
+    keep = torch.ones(group_count(structure, layer, layer.weight.shape), dtype=torch.bool)
+    keep[index] = False
+    layer.weight.mul_(expand_group_mask(keep, structure, layer, layer.weight.shape))
+
+
 @pytest.mark.parametrize("layer", PHYSICAL_LAYERS, ids=lambda layer: repr(layer))
 def test_zeroing_a_channel_removes_that_input(layer):
     torch.manual_seed(0)
-    n = group_count("channel", layer, layer.weight.shape)
-    keep = torch.ones(n, dtype=torch.bool)
-    keep[1] = False
+    _zero_group(layer, "channel", 1)
     with torch.no_grad():
-        layer.weight.mul_(expand_group_mask(keep, "channel", layer, layer.weight.shape))
         x = _input_for(layer)
         changed = x.clone()
         changed[:, 1] += 10.0
@@ -149,11 +154,8 @@ def test_zeroing_a_channel_removes_that_input(layer):
 @pytest.mark.parametrize("layer", PHYSICAL_LAYERS, ids=lambda layer: repr(layer))
 def test_zeroing_a_filter_silences_that_output(layer):
     torch.manual_seed(0)
-    n = group_count("filter", layer, layer.weight.shape)
-    keep = torch.ones(n, dtype=torch.bool)
-    keep[2] = False
+    _zero_group(layer, "filter", 2)
     with torch.no_grad():
-        layer.weight.mul_(expand_group_mask(keep, "filter", layer, layer.weight.shape))
         layer.bias.zero_()
         out = layer(_input_for(layer))
     assert torch.count_nonzero(out[:, 2]) == 0
