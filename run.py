@@ -11,25 +11,30 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-import framework.config  # noqa: F401  (registers the schema and the ${project_root:} resolver)
+# The schema and the checks import neither torch nor mlflow: --help and typos answer at once.
+from framework.config import validate
 from framework.errors import SecateursError
 
 log = logging.getLogger("secateurs")
 _failed_jobs: list = []
+_jobs_started = 0
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig):
-    from framework.experiment import RunContext, run
-
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    context = RunContext(
-        run_dir=run_dir,
-        overrides=list(hydra_cfg.overrides.task),
-        hydra_dir=run_dir / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None,
-    )
+    global _jobs_started
+    _jobs_started += 1
     try:
+        validate(cfg)  # ranges and cross-field rules, before torch is even imported
+        from framework.experiment import RunContext, run
+
+        hydra_cfg = HydraConfig.get()
+        run_dir = Path(hydra_cfg.runtime.output_dir)
+        context = RunContext(
+            run_dir=run_dir,
+            overrides=list(hydra_cfg.overrides.task),
+            hydra_dir=run_dir / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None,
+        )
         return run(cfg, context)
     except SecateursError as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -42,10 +47,21 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        from framework.cli_help import print_help
+
+        print_help(Path(__file__).resolve().parent / "conf", sys.argv[1:])
+        sys.exit(0)
     try:
         main()
     except KeyboardInterrupt as interrupt:
         # The last checkpoint is kept; the MLflow run is already marked KILLED.
         print("interrupted: the run is marked KILLED; continue it with resume=auto", file=sys.stderr)
         sys.exit(143 if type(interrupt).__name__ == "Terminated" else 130)
+    except SystemExit as hydra_exit:
+        # Hydra exits 1 for a config it cannot compose (unknown key or option, wrong type): that
+        # is bad input like ours, so it gets our exit code. Once a job has started, 1 means a crash.
+        if hydra_exit.code == 1 and _jobs_started == 0:
+            sys.exit(2)
+        raise
     sys.exit(2 if _failed_jobs else 0)

@@ -1,27 +1,34 @@
-"""Configuration schemas and validation.
+"""The configuration's shape and the checks that types cannot express.
 
-The dataclasses below are registered in Hydra's ConfigStore as ``base_config``; ``conf/config.yaml``
-lists it first in its defaults, so every group option is merged into a typed node: an unknown key
-or a value of the wrong type fails at compose time with Hydra's short message.
+Two kinds of nodes make up a composed config:
 
-``validate`` then checks what types cannot express (ranges, choices, cross-field rules) and raises
-``ConfigError`` with one line per mistake, before any data is read.
+* **Components** (``model``, ``dataset``, ``optimizer``, ``lr_scheduler``, ``pruner`` and the
+  pruner's ``criterion``): a ``_target_`` (a class or function, by import path) and exactly the
+  arguments of that target. :mod:`framework.components` checks their keys and types against the
+  target's signature and builds them with ``hydra.utils.instantiate``.
+* **Settings** (``schedule``, ``loader``, ``tracking`` and the top-level knobs): typed dataclasses
+  below, registered as ``base_config`` and listed first in ``conf/config.yaml``'s defaults, so a
+  wrong type fails at compose time.
+
+Hydra composes in struct mode, so a key that is not in the chosen option (``model.shortcutt=B``,
+``dataset.image_size=64`` with ``dataset=digits``) fails at compose time too.
+
+``validate`` checks ranges and cross-field rules, one line per mistake, before any data is read.
+This module imports neither torch nor mlflow, so ``--help`` and typos answer at once.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from framework.data import DATASET_NAMES
 from framework.errors import ConfigError
-from framework.pruning import CRITERIA, METHODS, STRUCTURES
-from framework.pruning.pruners import RANKING_METHODS
+from framework.pruning.names import METHODS, RANKING_METHODS, STRUCTURES
 
 
 def project_root() -> Path:
@@ -36,76 +43,23 @@ if not OmegaConf.has_resolver("project_root"):
 
 
 @dataclass
-class ModelConfig:
-    arch: str = "simple_cnn"  # simple_cnn | cifar_resnet | vgg_cifar | torchvision
-    name: str = "simple_cnn"  # resnet20..56, vgg16, or a torchvision model name
-    pretrained: Optional[str] = None  # path to a state_dict or one of our checkpoints
-    shortcut: str = "A"  # CIFAR ResNets: A (zero-padding identity) | B (1x1 conv projection)
-
-
-@dataclass
-class DatasetConfig:
-    name: str = "digits"  # digits | cifar10 | mnist | imagefolder | synthetic
-    root: Optional[str] = None
-    download: bool = False
-    batch_size: int = 64
-    num_workers: int = 0
-    val_fraction: float = 0.2  # digits: share held out for validation
-    augment: bool = True
-    image_size: int = 224  # imagefolder
-    shape: List[int] = field(default_factory=lambda: [3, 32, 32])  # synthetic
-    num_classes: int = 10  # synthetic
-    train_size: int = 512  # synthetic
-    val_size: int = 128  # synthetic
-
-
-@dataclass
-class PrunerConfig:
-    name: str = "none"  # none | agp | level | magnitude | sensitivity
-    structure: str = "fine"  # fine | filter | channel
-    criterion: str = "l1"  # l1 | l2 | random
-    initial_sparsity: float = 0.0
-    final_sparsity: float = 0.0
-    threshold: Optional[float] = None  # magnitude
-    sensitivity: Optional[float] = None  # sensitivity: threshold = s * std(W)
-    weights: List[str] = field(default_factory=list)  # glob patterns; empty = every conv/linear weight
-    exclude: List[str] = field(default_factory=list)
-    levels: Dict[str, float] = field(default_factory=dict)  # per-layer targets {"layer1.*": 0.5}
-    # Keep the first layer's input channels (the image planes) / the classifier's rows (the
-    # classes) out of the selection; null = automatic: skip_input_layer for structure=channel,
-    # skip_output_layer for structure=filter.
-    skip_input_layer: Optional[bool] = None
-    skip_output_layer: Optional[bool] = None
-    mask_gradients: bool = False  # also zero the gradients of pruned weights
-    seed: int = 0  # for criterion=random
-
-
-@dataclass
 class ScheduleConfig:
+    """When the pruner updates its masks: ``range(starting_epoch, ending_epoch, frequency)``."""
+
     starting_epoch: int = 0
-    ending_epoch: int = 10
+    # null: the first half of training, ``max(1, epochs // 2)``, so any ``epochs`` works
+    ending_epoch: Optional[int] = None
     frequency: int = 1
     # AGP only: also re-rank every this many optimizer steps (fractional epochs), as in the paper
     step_frequency: Optional[int] = None
 
 
 @dataclass
-class OptimizerConfig:
-    name: str = "sgd"  # sgd | adam | adamw
-    lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+class LoaderConfig:
+    """How batches are drawn (the dataset node says what the samples are)."""
 
-
-@dataclass
-class LRSchedulerConfig:
-    name: str = "cosine"  # cosine | step | multistep | none
-    min_lr: float = 0.0
-    step_size: int = 10
-    milestones: List[int] = field(default_factory=lambda: [10, 15])
-    gamma: float = 0.1
+    batch_size: int = 64
+    num_workers: int = 0
 
 
 @dataclass
@@ -119,17 +73,21 @@ class TrackingConfig:
 
 @dataclass
 class Config:
-    model: ModelConfig = MISSING
-    dataset: DatasetConfig = MISSING
-    pruner: PrunerConfig = MISSING
+    # components: a _target_ and its arguments, checked against the target's signature
+    model: Any = MISSING
+    dataset: Any = MISSING
+    optimizer: Any = MISSING
+    lr_scheduler: Any = MISSING  # {} (lr_scheduler=none): a constant learning rate
+    pruner: Any = MISSING
+    # settings
     schedule: ScheduleConfig = MISSING
-    optimizer: OptimizerConfig = MISSING
-    lr_scheduler: LRSchedulerConfig = MISSING
+    loader: LoaderConfig = MISSING
     tracking: TrackingConfig = MISSING
     epochs: int = 20
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     fold_batchnorm: bool = False
+    pretrained: Optional[str] = None  # a state_dict or one of our checkpoints, loaded into the model
     resume: Optional[str] = None  # null | auto | <checkpoint path>
     progress: bool = True
 
@@ -140,22 +98,22 @@ def register_configs() -> None:
 
 register_configs()
 
-CHOICES: Dict[str, tuple] = {
-    "device": ("auto", "cpu", "cuda"),
-    "model.arch": ("simple_cnn", "cifar_resnet", "vgg_cifar", "torchvision"),
-    "model.shortcut": ("A", "B"),
-    # the data and pruning packages own these lists
-    "dataset.name": DATASET_NAMES,
-    "pruner.name": METHODS,
-    "pruner.structure": STRUCTURES,
-    "pruner.criterion": CRITERIA,
-    "optimizer.name": ("sgd", "adam", "adamw"),
-    "lr_scheduler.name": ("cosine", "step", "multistep", "none"),
-}
+DEVICES = ("auto", "cpu", "cuda")
 
 
-def _get(cfg: Any, dotted: str) -> Any:
-    return OmegaConf.select(cfg, dotted)
+def pruning_window(schedule: Any, epochs: int) -> tuple[int, int]:
+    """``(starting_epoch, ending_epoch)`` with a null ``ending_epoch`` resolved to the first half
+    of training (``max(1, epochs // 2)``)."""
+    ending = schedule.ending_epoch if schedule.ending_epoch is not None else max(1, epochs // 2)
+    return schedule.starting_epoch, ending
+
+
+def _select(cfg: Any, dotted: str) -> Any:
+    return OmegaConf.select(cfg, dotted, default=None)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def config_problems(cfg: Any) -> List[str]:
@@ -163,80 +121,134 @@ def config_problems(cfg: Any) -> List[str]:
     problems: List[str] = []
 
     def bad(key: str, allowed: str) -> None:
-        problems.append(f"{key}={_get(cfg, key)!r} is invalid; allowed: {allowed}")
+        problems.append(f"{key}={_select(cfg, key)!r} is invalid; allowed: {allowed}")
 
-    for key, allowed in CHOICES.items():
-        if _get(cfg, key) not in allowed:
-            bad(key, " | ".join(allowed))
-
+    if cfg.device not in DEVICES:
+        bad("device", " | ".join(DEVICES))
     if cfg.epochs < 1:
         bad("epochs", "an integer >= 1")
-    if cfg.dataset.batch_size < 1:
-        bad("dataset.batch_size", "an integer >= 1")
-    if cfg.dataset.num_workers < 0:
-        bad("dataset.num_workers", "an integer >= 0")
-    if cfg.dataset.name == "digits" and not 0.0 < cfg.dataset.val_fraction < 1.0:
-        bad("dataset.val_fraction", "a number in (0, 1)")
-    if not (cfg.optimizer.lr > 0 and math.isfinite(cfg.optimizer.lr)):
-        bad("optimizer.lr", "a finite number > 0")
-    if cfg.optimizer.weight_decay < 0:
-        bad("optimizer.weight_decay", "a number >= 0")
+    if cfg.loader.batch_size < 1:
+        bad("loader.batch_size", "an integer >= 1")
+    if cfg.loader.num_workers < 0:
+        bad("loader.num_workers", "an integer >= 0")
+    for node in ("model", "dataset", "optimizer", "pruner"):
+        if not isinstance(_select(cfg, f"{node}._target_"), str):
+            problems.append(f"{node}._target_ is missing; allowed: the import path of a class or function")
+    problems.extend(_optimizer_problems(cfg, bad))
+    problems.extend(_lr_scheduler_problems(cfg, bad))
     if cfg.resume not in (None, "auto") and not Path(cfg.resume).is_file():
         problems.append(f"resume={cfg.resume!r}: no such checkpoint file; allowed: auto | a path to last.pt")
-    if cfg.model.pretrained is not None and not Path(cfg.model.pretrained).is_file():
-        problems.append(f"model.pretrained={cfg.model.pretrained!r}: no such file")
-
-    pruner = cfg.pruner
-    if pruner.name != "none":
+    if cfg.pretrained is not None:
+        path = Path(cfg.pretrained)
+        if path.is_dir():
+            problems.append(f"pretrained={cfg.pretrained!r} is a directory; allowed: a state_dict or checkpoint file")
+        elif not path.is_file():
+            problems.append(f"pretrained={cfg.pretrained!r}: no such file; allowed: a state_dict or checkpoint file")
+    if _select(cfg, "pruner.method") not in (None, "none"):
         problems.extend(_pruner_problems(cfg))
+    return problems
+
+
+def _optimizer_problems(cfg: Any, bad) -> List[str]:
+    """Ranges of the arguments that torch's optimizers share, whatever the ``_target_``."""
+    problems = []
+    lr = _select(cfg, "optimizer.lr")
+    if lr is not None and not (_is_number(lr) and lr > 0):
+        bad("optimizer.lr", "a finite number > 0")
+    weight_decay = _select(cfg, "optimizer.weight_decay")
+    if weight_decay is not None and not (_is_number(weight_decay) and weight_decay >= 0):
+        bad("optimizer.weight_decay", "a finite number >= 0")
+    momentum = _select(cfg, "optimizer.momentum")
+    if momentum is not None and not (_is_number(momentum) and 0 <= momentum < 1):
+        bad("optimizer.momentum", "a number in [0, 1)")
+    if _select(cfg, "optimizer.nesterov") is True and not (momentum or 0) > 0:
+        problems.append(f"optimizer.nesterov=true needs optimizer.momentum > 0; got optimizer.momentum={momentum}")
+    betas = _select(cfg, "optimizer.betas")
+    if betas is not None and not (len(betas) == 2 and all(_is_number(b) and 0 <= b < 1 for b in betas)):
+        bad("optimizer.betas", "two numbers in [0, 1), such as [0.9, 0.999]")
+    return problems
+
+
+def _lr_scheduler_problems(cfg: Any, bad) -> List[str]:
+    problems = []
+    step_size = _select(cfg, "lr_scheduler.step_size")
+    if step_size is not None and not (isinstance(step_size, int) and step_size >= 1):
+        bad("lr_scheduler.step_size", "an integer >= 1 (epochs between decays)")
+    gamma = _select(cfg, "lr_scheduler.gamma")
+    if gamma is not None and not (_is_number(gamma) and 0 < gamma <= 1):
+        bad("lr_scheduler.gamma", "a number in (0, 1] (the factor the lr is multiplied by)")
+    milestones = _select(cfg, "lr_scheduler.milestones")
+    if milestones is not None and (
+        not all(isinstance(m, int) and m >= 1 for m in milestones) or list(milestones) != sorted(set(milestones))
+    ):
+        bad("lr_scheduler.milestones", "increasing epoch numbers >= 1, such as [10, 15]")
+    eta_min = _select(cfg, "lr_scheduler.eta_min")
+    if eta_min is not None and not (_is_number(eta_min) and eta_min >= 0):
+        bad("lr_scheduler.eta_min", "a finite number >= 0")
     return problems
 
 
 def _pruner_problems(cfg: Any) -> List[str]:
     pruner, schedule = cfg.pruner, cfg.schedule
+    method = pruner.get("method")
     problems: List[str] = []
+    if method not in METHODS:
+        return [f"pruner.method={method!r} is invalid; allowed: {' | '.join(METHODS)}"]
+    structure = pruner.get("structure", "fine")
+    if structure not in STRUCTURES:
+        problems.append(f"pruner.structure={structure!r} is invalid; allowed: {' | '.join(STRUCTURES)}")
     for key in ("initial_sparsity", "final_sparsity"):
-        value = getattr(pruner, key)
-        if not 0.0 <= value < 1.0:
+        value = pruner.get(key)
+        if value is not None and not (_is_number(value) and 0.0 <= value < 1.0):
             problems.append(f"pruner.{key}={value} is outside [0, 1)")
-    if pruner.initial_sparsity > pruner.final_sparsity and pruner.name == "agp":
+    initial, final = pruner.get("initial_sparsity", 0.0), pruner.get("final_sparsity")
+    if method == "agp" and _is_number(initial) and _is_number(final) and initial > final:
         problems.append(
-            f"pruner.initial_sparsity={pruner.initial_sparsity} is above "
-            f"pruner.final_sparsity={pruner.final_sparsity}; allowed: initial <= final"
+            f"pruner.initial_sparsity={initial} is above pruner.final_sparsity={final}; allowed: initial <= final"
         )
-    for pattern, level in pruner.levels.items():
-        if not 0.0 <= level < 1.0:
+    for pattern, level in (pruner.get("levels") or {}).items():
+        if not (_is_number(level) and 0.0 <= level < 1.0):
             problems.append(f"pruner.levels[{pattern!r}]={level} is outside [0, 1)")
-    if pruner.name == "magnitude" and (pruner.threshold is None or pruner.threshold < 0):
-        problems.append(f"pruner.threshold={pruner.threshold} is invalid; allowed: a number >= 0")
-    if pruner.name == "sensitivity" and (pruner.sensitivity is None or pruner.sensitivity < 0):
-        problems.append(f"pruner.sensitivity={pruner.sensitivity} is invalid; allowed: a number >= 0")
-    if pruner.name not in RANKING_METHODS and pruner.structure != "fine":
-        problems.append(
-            f"pruner.structure={pruner.structure} does not apply to pruner {pruner.name}; allowed: fine"
-        )
+    threshold = pruner.get("threshold")
+    if method == "magnitude" and not (_is_number(threshold) and threshold >= 0):
+        problems.append(f"pruner.threshold={threshold} is invalid; allowed: a number >= 0")
+    sensitivity = pruner.get("sensitivity")
+    if method == "sensitivity" and not (_is_number(sensitivity) and sensitivity >= 0):
+        problems.append(f"pruner.sensitivity={sensitivity} is invalid; allowed: a number >= 0")
+    if method not in RANKING_METHODS and structure != "fine":
+        problems.append(f"pruner.structure={structure} does not apply to pruner.method={method}; allowed: fine")
+    problems.extend(_schedule_problems(cfg, method))
+    return problems
+
+
+def _schedule_problems(cfg: Any, method: str) -> List[str]:
+    schedule = cfg.schedule
+    problems: List[str] = []
     if schedule.frequency < 1:
         problems.append(f"schedule.frequency={schedule.frequency} is invalid; allowed: an integer >= 1")
     if schedule.step_frequency is not None and schedule.step_frequency < 1:
         problems.append(
             f"schedule.step_frequency={schedule.step_frequency} is invalid; allowed: null or an integer >= 1"
         )
-    if schedule.step_frequency is not None and pruner.name != "agp":
+    if schedule.step_frequency is not None and method != "agp":
         problems.append(
-            f"schedule.step_frequency={schedule.step_frequency} applies to pruner agp only, not {pruner.name}; "
+            f"schedule.step_frequency={schedule.step_frequency} applies to pruner.method=agp only, not {method}; "
             "allowed: null"
         )
     if schedule.starting_epoch < 0:
         problems.append(f"schedule.starting_epoch={schedule.starting_epoch} is invalid; allowed: >= 0")
-    if schedule.ending_epoch <= schedule.starting_epoch:
+    starting, ending = pruning_window(schedule, cfg.epochs)
+    # Say where an ending epoch the user did not write came from.
+    shown = f"{ending} (null: epochs // 2)" if schedule.ending_epoch is None else str(ending)
+    if ending <= starting:
         problems.append(
-            f"schedule.ending_epoch={schedule.ending_epoch} is not after "
-            f"schedule.starting_epoch={schedule.starting_epoch}; allowed: ending_epoch > starting_epoch"
+            f"schedule.ending_epoch={shown} is not after schedule.starting_epoch={starting}; "
+            "allowed: ending_epoch > starting_epoch"
         )
-    if schedule.ending_epoch > cfg.epochs:
+    elif ending > cfg.epochs:
         problems.append(
-            f"schedule.ending_epoch={schedule.ending_epoch} is after epochs={cfg.epochs}, so the final "
-            f"sparsity would never be reached; allowed: ending_epoch <= epochs"
+            f"schedule.ending_epoch={shown} is after epochs={cfg.epochs}, so the final sparsity would never "
+            "be reached; allowed: ending_epoch <= epochs (or null for the first half of training)"
         )
     return problems
 

@@ -17,12 +17,13 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from framework.config import project_root, validate
+from framework.components import build_component
+from framework.config import project_root, pruning_window, validate
+from framework.data import build_loaders, load_splits
 from framework.errors import ConfigError
 from framework.training import CheckpointHook, Trainer, load_checkpoint, seed_everything
 from framework.tracking.metrics_file import MetricsFileHook
 from framework.training.log_hook import EpochLogHook
-from framework.training.optim import build_lr_scheduler, build_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +47,13 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     run_dir = context.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    from framework.data import build_loaders, check_dataset_available, dataset_signature
-
-    d = cfg.dataset
-    check_dataset_available(d.name, root=d.root, download=d.download)
-    num_classes, input_shape = dataset_signature(
-        d.name, root=d.root, shape=tuple(d.shape), num_classes=d.num_classes, image_size=d.image_size
-    )
-    if cfg.model.pretrained:
+    # -- components: checked against their targets' signatures and built, no data read yet --
+    data_source = _build_data_source(cfg)
+    num_classes, input_shape = int(data_source.num_classes), tuple(int(s) for s in data_source.input_shape)
+    if cfg.pretrained:
         from framework.models import check_pretrained_file
 
-        check_pretrained_file(cfg.model.pretrained)
+        check_pretrained_file(cfg.pretrained)
     resume_path = _checkpoint_to_resume(cfg, context)
     checkpoint = load_checkpoint(resume_path) if resume_path is not None else None
     device = _resolve_device(cfg.device)
@@ -65,32 +62,18 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     model = _build_model(cfg, num_classes, input_shape)
     model.to(device)
     pruning_hook = _build_pruning_hook(cfg, model, run_dir, input_shape)
-    optimizer = build_optimizer(
-        model.parameters(),
-        cfg.optimizer.name,
-        lr=cfg.optimizer.lr,
-        momentum=cfg.optimizer.momentum,
-        nesterov=cfg.optimizer.nesterov,
-        weight_decay=cfg.optimizer.weight_decay,
-        betas=list(cfg.optimizer.betas),
-    )
-    lr_scheduler = build_lr_scheduler(
-        optimizer,
-        cfg.lr_scheduler.name,
-        epochs=cfg.epochs,
-        min_lr=cfg.lr_scheduler.min_lr,
-        step_size=cfg.lr_scheduler.step_size,
-        milestones=list(cfg.lr_scheduler.milestones),
-        gamma=cfg.lr_scheduler.gamma,
+    optimizer = build_component("optimizer", cfg.optimizer, params=model.parameters())
+    lr_scheduler = (
+        build_component("lr_scheduler", cfg.lr_scheduler, optimizer=optimizer) if cfg.lr_scheduler else None
     )
     tracker = _build_tracker(cfg, context, pruning_hook, input_shape)
     if tracker is not None:
         tracker.connect()  # an unreachable store fails here, before any data is read
 
     # -- from here on, data is read ----------------------------------------------------------
-    bundle = _build_data(cfg)
+    bundle = load_splits(data_source, cfg.dataset._target_)
     train_loader, val_loader = build_loaders(
-        bundle, batch_size=cfg.dataset.batch_size, num_workers=cfg.dataset.num_workers, seed=cfg.seed
+        bundle, batch_size=cfg.loader.batch_size, num_workers=cfg.loader.num_workers, seed=cfg.seed
     )
     hooks: List[Any] = [h for h in (pruning_hook, EpochLogHook(), MetricsFileHook(run_dir), tracker) if h is not None]
     hooks.append(CheckpointHook(run_dir / "checkpoints"))
@@ -134,61 +117,49 @@ def _resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _build_model(cfg: DictConfig, num_classes: int, input_shape: Sequence[int]) -> torch.nn.Module:
-    from framework.models import build_model, load_pretrained
+def _build_data_source(cfg: DictConfig):
+    """The dataset component, described (classes, input shape) and its files checked, unread."""
+    from framework.data import as_data_source
 
-    torchvision = cfg.model.arch == "torchvision"
-    model = build_model(
-        "torchvision" if torchvision else cfg.model.name,
-        torchvision_name=cfg.model.name if torchvision else None,
-        num_classes=num_classes,
-        input_shape=tuple(input_shape),
-        shortcut=cfg.model.shortcut,
+    source = as_data_source(build_component("dataset", cfg.dataset), cfg.dataset._target_)
+    check = getattr(source, "check", None)
+    if callable(check):
+        check()
+    return source
+
+
+def _build_model(cfg: DictConfig, num_classes: int, input_shape: Sequence[int]) -> torch.nn.Module:
+    """The model component; the dataset supplies ``num_classes``, ``in_channels`` and
+    ``input_shape`` to a target whose signature takes them."""
+    model = build_component(
+        "model", cfg.model, num_classes=num_classes, in_channels=input_shape[0], input_shape=tuple(input_shape)
     )
-    if cfg.model.pretrained:
-        load_pretrained(model, cfg.model.pretrained)
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(f"model._target_={cfg.model._target_} returned a {type(model).__name__}; allowed: a torch.nn.Module")
+    if cfg.pretrained:
+        from framework.models import load_pretrained
+
+        load_pretrained(model, cfg.pretrained)
     return model
 
 
 def _build_pruning_hook(cfg: DictConfig, model, run_dir: Path, input_shape):
-    if cfg.pruner.name == "none":
+    if cfg.pruner.method == "none":
         if cfg.fold_batchnorm:
-            log.warning("fold_batchnorm=true has no effect with pruner=none")
+            log.warning("fold_batchnorm=true has no effect with pruner.method=none")
         return None
-    from framework.pruning import build_pruner
-    from framework.pruning.hook import PruningHook
-    from framework.pruning.selection import io_layer_weights
+    from framework.pruning_hook import PruningHook
 
-    p, s = cfg.pruner, cfg.schedule
-    exclude = list(p.exclude)
-    first, last = io_layer_weights(model)
-    # Removing the input layer's channels drops image planes; removing the output layer's
-    # filters drops classes: by default each structured pruner leaves its end of the model alone.
-    skip_input = p.skip_input_layer if p.skip_input_layer is not None else p.structure == "channel"
-    skip_output = p.skip_output_layer if p.skip_output_layer is not None else p.structure == "filter"
-    if skip_input and first:
-        exclude.append(first)
-    if skip_output and last:
-        exclude.append(last)
-    pruner = build_pruner(
-        model,
-        method=p.name,
-        structure=p.structure,
-        criterion=p.criterion,
-        initial_sparsity=p.initial_sparsity,
-        final_sparsity=p.final_sparsity,
-        starting_epoch=s.starting_epoch,
-        ending_epoch=s.ending_epoch,
-        frequency=s.frequency,
-        weights=list(p.weights) or None,
-        exclude=exclude,
-        levels=dict(p.levels) or None,
-        threshold=p.threshold,
-        sensitivity=p.sensitivity,
+    starting_epoch, ending_epoch = pruning_window(cfg.schedule, cfg.epochs)
+    pruner = build_component(
+        "pruner",
+        cfg.pruner,
+        model=model,
+        starting_epoch=starting_epoch,
+        ending_epoch=ending_epoch,
+        frequency=cfg.schedule.frequency,
+        step_frequency=cfg.schedule.step_frequency,
         fold_batchnorm=cfg.fold_batchnorm,
-        mask_gradients=p.mask_gradients,
-        seed=p.seed,
-        step_frequency=s.step_frequency,
     )
     fold_pairs = None
     if cfg.fold_batchnorm:
@@ -207,7 +178,7 @@ def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_sha
     from framework.tracking.mlflow_hook import MLflowHook
     from framework.tracking.params import flatten_config, git_commit, run_name
 
-    params = flatten_config(cfg)
+    params = flatten_config(params_in_use(cfg))
     tags = {
         "hydra.overrides": " ".join(context.overrides) or "(none)",
         "hydra.output_dir": str(context.run_dir),
@@ -239,23 +210,19 @@ def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_sha
     )
 
 
-def _build_data(cfg: DictConfig):
-    from framework.data import build_datasets
-
-    d = cfg.dataset
-    return build_datasets(
-        d.name,
-        root=d.root,
-        download=d.download,
-        seed=cfg.seed,
-        val_fraction=d.val_fraction,
-        augment=d.augment,
-        image_size=d.image_size,
-        shape=tuple(d.shape),
-        num_classes=d.num_classes,
-        train_size=d.train_size,
-        val_size=d.val_size,
-    )
+def params_in_use(cfg: DictConfig) -> Dict[str, Any]:
+    """The resolved config without what this run does not use: the schedule of a dense run, an
+    empty lr_scheduler node, and the settings that say where results go rather than what ran."""
+    used = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("tracking", "progress", "resume"):
+        used.pop(key, None)
+    if cfg.pruner.method == "none":
+        used.pop("schedule", None)
+    else:  # the epoch the schedule really ends at, not the null that means "half of training"
+        used["schedule"]["ending_epoch"] = pruning_window(cfg.schedule, cfg.epochs)[1]
+    if not cfg.lr_scheduler:
+        used.pop("lr_scheduler", None)
+    return used
 
 
 # -- resume -----------------------------------------------------------------------------------

@@ -1,15 +1,23 @@
-"""Datasets and data loaders: digits (embedded default), cifar10, mnist, imagefolder, synthetic."""
+"""Datasets and data loaders.
 
-from framework.data.availability import DATASET_NAMES, check_dataset_available
+Config components (``dataset._target_``): :class:`Digits` (embedded default), :class:`CIFAR10`,
+:class:`MNIST`, :class:`ImageFolder`, :class:`Synthetic`; your own follows the
+:class:`DataSource` interface or returns a :class:`DatasetBundle`.
+"""
+
 from framework.data.bundle import DatasetBundle
 from framework.data.loaders import build_loaders
-from framework.data.registry import build_datasets, dataset_signature
+from framework.data.sources import CIFAR10, MNIST, DataSource, Digits, ImageFolder, Synthetic, as_data_source, load_splits
 
 __all__ = [
-    "DATASET_NAMES",
+    "CIFAR10",
+    "MNIST",
+    "DataSource",
     "DatasetBundle",
-    "build_datasets",
+    "Digits",
+    "ImageFolder",
+    "Synthetic",
+    "as_data_source",
     "build_loaders",
-    "check_dataset_available",
-    "dataset_signature",
+    "load_splits",
 ]

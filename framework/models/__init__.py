@@ -1,6 +1,15 @@
-"""Model builders: simple_cnn (default), CIFAR ResNets, VGG-16, torchvision models, pretrained."""
+"""Model classes with real signatures, used as config components (``_target_``).
 
+``SimpleCNN`` (default), ``CifarResNet`` (ResNet-20 ... 56, shortcut A or B), ``VGG`` (VGG-16 with
+BatchNorm), ``torchvision_model`` (any torchvision classifier by name), and ``load_pretrained`` for
+trained weights. The runner passes ``num_classes``, ``in_channels`` and ``input_shape`` (from the
+dataset) to any model whose signature takes them.
+"""
+
+from framework.models.cifar_resnet import CifarResNet
 from framework.models.pretrained import check_pretrained_file, load_pretrained
-from framework.models.registry import MODEL_NAMES, build_model
+from framework.models.simple_cnn import SimpleCNN
+from framework.models.torchvision_models import torchvision_model
+from framework.models.vgg import VGG
 
-__all__ = ["MODEL_NAMES", "build_model", "check_pretrained_file", "load_pretrained"]
+__all__ = ["CifarResNet", "SimpleCNN", "VGG", "check_pretrained_file", "load_pretrained", "torchvision_model"]

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from framework.errors import ConfigError
+from framework.models.simple_cnn import check_width
 
 SHORTCUTS = ("A", "B")
 STAGE_WIDTHS = (16, 32, 64)
@@ -84,21 +85,22 @@ class CifarResNet(nn.Module):
 
     def __init__(
         self,
-        depth: int,
-        num_classes: int,
+        depth: int = 20,
+        num_classes: int = 10,
         in_channels: int = 3,
         width: float = 1.0,
         shortcut: str = "A",
     ) -> None:
         super().__init__()
+        check_width(width)
         if depth < 8 or (depth - 2) % 6 != 0:
             raise ConfigError(
-                f"CIFAR ResNet depth must be 6n+2 with n >= 1; got model.depth={depth}; "
+                f"CIFAR ResNet depth must be 6n+2 with n >= 1; got depth={depth}; "
                 "allowed: 8, 14, 20, 32, 44, 56, 110, ..."
             )
         if shortcut not in SHORTCUTS:
             raise ConfigError(
-                f"unknown ResNet shortcut model.shortcut={shortcut!r}; allowed: "
+                f"unknown ResNet shortcut={shortcut!r}; allowed: "
                 "'A' (zero-padding identity) or 'B' (1x1 conv projection)"
             )
         blocks_per_stage = (depth - 2) // 6

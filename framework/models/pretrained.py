@@ -1,4 +1,4 @@
-"""Loading trained weights into a freshly built model (``model.pretrained=<path>``).
+"""Loading trained weights into a freshly built model (``pretrained=<path>``).
 
 Accepted files, all read with ``torch.load(weights_only=True)`` so a file cannot run code:
 
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from framework.errors import CheckpointError
 from framework.serialization import load_weights_only
 
-KEY = "model.pretrained"
+KEY = "pretrained"
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 # How many offending keys a message lists before summarising the rest.
 SHOWN_KEYS = 5

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from framework.errors import ConfigError
+
 # Base widths of the three blocks; ``width`` scales them.
 BASE_WIDTHS = (32, 64, 128)
 
@@ -20,6 +22,12 @@ def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )
+
+
+def check_width(width: float) -> None:
+    """A width multiplier must be a positive number; one line otherwise."""
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+        raise ConfigError(f"width={width!r} is invalid; allowed: a number > 0 (1.0 = the base widths)")
 
 
 def scaled(width: int, multiplier: float) -> int:
@@ -34,8 +42,9 @@ class SimpleCNN(nn.Module):
     average pool makes the classifier independent of the image size.
     """
 
-    def __init__(self, num_classes: int, in_channels: int, width: float = 1.0) -> None:
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, width: float = 1.0) -> None:
         super().__init__()
+        check_width(width)
         w1, w2, w3 = (scaled(w, width) for w in BASE_WIDTHS)
         self.block1 = conv_bn_relu(in_channels, w1)
         self.block2 = conv_bn_relu(w1, w2)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from framework.models.simple_cnn import check_width
+
 # Channel counts, "M" for a 2x2 max-pool.
 VGG16_LAYERS: tuple[int | str, ...] = (
     64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M",
@@ -19,22 +21,21 @@ class VGG(nn.Module):
     """VGG feature extractor (Conv-BN-ReLU layers and max-pools), global pool, two Linear layers.
 
     A max-pool is left out where the feature map is already 1 pixel high or wide (inputs smaller
-    than 32x32, such as 8x8 digits); that is decided from ``input_size`` at construction, so the
+    than 32x32, such as 8x8 digits); that is decided from ``input_shape`` (C, H, W) at construction, so the
     graph stays free of data-dependent control flow.
     """
 
     def __init__(
         self,
-        num_classes: int,
-        in_channels: int = 3,
-        input_size: tuple[int, int] = (32, 32),
+        num_classes: int = 10,
+        input_shape: tuple[int, int, int] = (3, 32, 32),
         width: float = 1.0,
         layers: tuple[int | str, ...] = VGG16_LAYERS,
     ) -> None:
         super().__init__()
+        check_width(width)
         features: list[nn.Module] = []
-        channels = in_channels
-        height, width_px = input_size
+        channels, height, width_px = (int(s) for s in input_shape)
         for item in layers:
             if item == "M":
                 if height >= 2 and width_px >= 2:

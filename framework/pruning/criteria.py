@@ -11,7 +11,10 @@
     generator state is part of :meth:`RandomCriterion.state_dict` so a resumed run continues the
     same sequence.
 
-A criterion is a callable ``criterion(groups: Tensor[n_groups, group_size]) -> Tensor[n_groups]``.
+A criterion is a callable ``criterion(groups: Tensor[n_groups, group_size]) -> Tensor[n_groups]``:
+one row per group of the (ranking view of the) weight, one score per row, higher = kept longer.
+Subclass :class:`Criterion` to keep state across a resume (``state_dict``/``load_state_dict``),
+or pass any plain function. In a config it is a component: ``pruner.criterion._target_=my_pkg.MyCriterion``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import torch
 
 from framework.errors import PruningError
 
-CRITERIA = ("l1", "l2", "random")
+from framework.pruning.names import CRITERIA  # noqa: E402  (re-exported)
 
 
 class Criterion:
@@ -84,12 +87,32 @@ class RandomCriterion(Criterion):
             self.generator.set_state(state["generator_state"])
 
 
-def build_criterion(name: str, seed: int = 0) -> Criterion:
-    """The criterion called ``name``; ``seed`` only matters for ``random``."""
+class FunctionCriterion(Criterion):
+    """A plain function ``scores = f(groups)`` used as a criterion (no state)."""
+
+    def __init__(self, function):
+        self.function = function
+        self.name = getattr(function, "__name__", type(function).__name__)
+
+    def __call__(self, groups: torch.Tensor) -> torch.Tensor:
+        return self.function(groups)
+
+
+def build_criterion(criterion: "str | Criterion", seed: int = 0) -> Criterion:
+    """A criterion from its name (``l1``, ``l2``, ``random`` with ``seed``) or as given: a
+    :class:`Criterion` instance, or any callable ``scores = f(groups)``."""
+    if isinstance(criterion, Criterion):
+        return criterion
+    if callable(criterion) and not isinstance(criterion, str):
+        return FunctionCriterion(criterion)
+    name = criterion
     if name == "l1":
         return L1Criterion()
     if name == "l2":
         return L2Criterion()
     if name == "random":
         return RandomCriterion(seed)
-    raise PruningError(f"pruner.criterion={name!r} is not a known criterion; choose one of {', '.join(CRITERIA)}")
+    raise PruningError(
+        f"pruner.criterion={name!r} is not a known criterion; choose one of {', '.join(CRITERIA)} "
+        "or a Criterion component (pruner.criterion._target_=...)"
+    )

@@ -29,14 +29,14 @@ import torch
 from torch import nn
 
 from framework.errors import CheckpointError, PruningError
-from framework.pruning.criteria import build_criterion
+from framework.pruning.criteria import Criterion, build_criterion
 from framework.pruning.masks import MaskStore
 from framework.pruning.pruners import RANKING_METHODS, THRESHOLD_METHODS, Pruner, build_mask_pruner
 from framework.pruning.schedules import AGPSchedule, ConstantSchedule, EpochSchedule, check_sparsity
-from framework.pruning.selection import SelectedParameter, resolve_levels, select_parameters
+from framework.pruning.selection import SelectedParameter, io_layer_weights, resolve_levels, select_parameters
 from framework.pruning.structures import check_structure
 
-METHODS = ("none",) + RANKING_METHODS + THRESHOLD_METHODS
+from framework.pruning.names import METHODS  # noqa: E402  (re-exported)
 
 RankingView = Callable[[str, torch.Tensor], torch.Tensor]
 
@@ -89,7 +89,7 @@ class NoOpPruner:
     def load_state_dict(self, state: Mapping) -> None:
         if state.get("masks"):
             raise CheckpointError(
-                f"the checkpoint holds pruning masks for {len(state['masks'])} parameters but pruner.name=none"
+                f"the checkpoint holds pruning masks for {len(state['masks'])} parameters but pruner.method=none"
             )
 
     def close(self) -> None:
@@ -245,7 +245,7 @@ class PruningEngine:
     def load_state_dict(self, state: Mapping) -> None:
         """Restore masks (and zero the masked weights) from :meth:`state_dict`."""
         # config key each state field comes from
-        for key, config_key in (("method", "name"), ("structure", "structure")):
+        for key, config_key in (("method", "method"), ("structure", "structure")):
             saved, current = state.get(key), getattr(self, key)
             if saved is not None and saved != current:
                 raise CheckpointError(
@@ -271,7 +271,7 @@ def _schedule_for(method, initial_sparsity, final_sparsity, starting_epoch, endi
 def _finals_for(method, names, final_sparsity, initial_sparsity, levels) -> dict[str, float] | None:
     if method in THRESHOLD_METHODS:
         if levels:
-            raise PruningError(f"pruner.levels is not supported by pruner.name={method}; allowed with: level, agp")
+            raise PruningError(f"pruner.levels is not supported by pruner.method={method}; allowed with: level, agp")
         return None
     finals = resolve_levels(names, final_sparsity, levels)
     if method == "agp":
@@ -285,11 +285,24 @@ def _finals_for(method, names, final_sparsity, initial_sparsity, levels) -> dict
     return finals
 
 
+def _with_io_layers(model, structure, exclude, skip_input_layer, skip_output_layer) -> list[str]:
+    """``exclude`` plus the input/output layer weights that the skip options leave out."""
+    patterns = [exclude] if isinstance(exclude, str) else list(exclude or ())
+    skip_input = skip_input_layer if skip_input_layer is not None else structure == "channel"
+    skip_output = skip_output_layer if skip_output_layer is not None else structure == "filter"
+    first, last = io_layer_weights(model)
+    if skip_input and first:
+        patterns.append(first)
+    if skip_output and last:
+        patterns.append(last)
+    return patterns
+
+
 def build_pruner(
     model: nn.Module,
     method: str = "agp",
     structure: str = "fine",
-    criterion: str = "l1",
+    criterion: str | Criterion = "l1",
     initial_sparsity: float = 0.0,
     final_sparsity: float = 0.5,
     starting_epoch: int = 0,
@@ -305,27 +318,37 @@ def build_pruner(
     seed: int = 0,
     ranking_view: RankingView | None = None,
     step_frequency: int | None = None,
+    skip_input_layer: bool | None = None,
+    skip_output_layer: bool | None = None,
 ) -> PruningEngine | NoOpPruner:
     """Validate every argument and return a ready pruner (or a no-op for ``method="none"``).
 
     ``ranking_view`` (library use) overrides the view that groups are ranked on; it cannot be
     combined with ``fold_batchnorm``. ``step_frequency`` (AGP only) also re-ranks every that many
     optimizer steps inside the pruning window, as in the AGP paper (call :meth:`PruningEngine.on_step`).
+
+    ``criterion``: ``"l1"``, ``"l2"``, ``"random"`` (drawn with ``seed``), a
+    :class:`~framework.pruning.criteria.Criterion` or any callable ``scores = f(groups)``.
+
+    ``skip_input_layer`` / ``skip_output_layer`` leave the first / last Conv or Linear weight out
+    of the selection. Removing the input layer's channels drops image planes and removing the
+    output layer's filters drops classes, so ``None`` (the default) means: skip the input layer
+    for ``structure="channel"`` and the output layer for ``structure="filter"``.
     """
     if method not in METHODS:
-        raise PruningError(f"pruner.name={method!r} is not a known pruning method; choose one of {', '.join(METHODS)}")
+        raise PruningError(f"pruner.method={method!r} is not a known pruning method; choose one of {', '.join(METHODS)}")
     if method == "none":
         return NoOpPruner()
     check_structure(structure)
     if step_frequency is not None:
         if method != "agp":
             raise PruningError(
-                f"schedule.step_frequency={step_frequency} needs pruner.name=agp (got {method}); "
+                f"schedule.step_frequency={step_frequency} needs pruner.method=agp (got {method}); "
                 "allowed: null for other pruners"
             )
         if isinstance(step_frequency, bool) or not isinstance(step_frequency, int) or step_frequency < 1:
             raise PruningError(f"schedule.step_frequency={step_frequency!r} is invalid; allowed: null or an integer >= 1")
-    build_criterion(criterion, seed)  # validates the name before anything else is built
+    criterion = build_criterion(criterion, seed)  # validates a name before anything else is built
     if method in RANKING_METHODS:
         final_sparsity = check_sparsity("pruner.final_sparsity", final_sparsity)
     if method == "agp":
@@ -333,6 +356,7 @@ def build_pruner(
     schedule = _schedule_for(method, initial_sparsity, final_sparsity, starting_epoch, ending_epoch, frequency)
     pruner = build_mask_pruner(method, structure, criterion, threshold, sensitivity, seed)
 
+    exclude = _with_io_layers(model, structure, exclude, skip_input_layer, skip_output_layer)
     selected = select_parameters(model, structure, weights, exclude)
     finals = _finals_for(method, [p.name for p in selected], final_sparsity, initial_sparsity, levels)
 

@@ -30,10 +30,9 @@ from framework.errors import PruningError
 from framework.pruning.criteria import Criterion, L1Criterion, L2Criterion, RandomCriterion, build_criterion
 from framework.pruning.structures import check_structure, expand_group_mask, to_groups
 
-RANKING_METHODS = ("level", "agp")
+from framework.pruning.names import RANKING_METHODS, THRESHOLD_METHODS  # noqa: E402
 # Built-in criteria return new score tensors, so the pruner may overwrite them in place.
 _FRESH_SCORE_CRITERIA = (L1Criterion, L2Criterion, RandomCriterion)
-THRESHOLD_METHODS = ("magnitude", "sensitivity")
 
 
 def round_half_up(value: float) -> int:
@@ -247,7 +246,7 @@ def _non_negative(key: str, value) -> float:
 def build_mask_pruner(
     method: str,
     structure: str = "fine",
-    criterion: str = "l1",
+    criterion: "str | Criterion" = "l1",
     threshold: float | None = None,
     sensitivity: float | None = None,
     seed: int = 0,
@@ -259,10 +258,10 @@ def build_mask_pruner(
     if method in THRESHOLD_METHODS:
         if structure != "fine":
             raise PruningError(
-                f"pruner.structure={structure} is not supported by pruner.name={method}; allowed: fine"
+                f"pruner.structure={structure} is not supported by pruner.method={method}; allowed: fine"
             )
         if method == "magnitude":
             return MagnitudePruner(_non_negative("pruner.threshold", threshold))
         return SensitivityPruner(_non_negative("pruner.sensitivity", sensitivity))
     allowed = ", ".join(RANKING_METHODS + THRESHOLD_METHODS)
-    raise PruningError(f"pruner.name={method!r} is not a known pruning method; choose one of {allowed}")
+    raise PruningError(f"pruner.method={method!r} is not a known pruning method; choose one of {allowed}")

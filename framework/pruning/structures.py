@@ -44,7 +44,7 @@ from torch import nn
 
 from framework.errors import PruningError
 
-STRUCTURES = ("fine", "filter", "channel")
+from framework.pruning.names import STRUCTURES  # noqa: E402  (re-exported)
 
 
 @dataclass(frozen=True)
