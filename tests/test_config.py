@@ -8,7 +8,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from framework.config import config_problems, project_root, validate
+from framework.config import config_problems, project_root, pruning_window, validate
 from framework.errors import ConfigError
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -18,9 +18,9 @@ def test_default_config_composes_with_every_group(compose_config):
     cfg = compose_config()
     for group in ("model", "dataset", "pruner", "schedule", "optimizer", "lr_scheduler", "tracking"):
         assert group in cfg, group
-    assert cfg.model.arch == "simple_cnn"
-    assert cfg.dataset.name == "digits"
-    assert cfg.pruner.name == "none"
+    assert cfg.model._target_ == "framework.models.SimpleCNN"
+    assert cfg.dataset._target_ == "framework.data.Digits"
+    assert cfg.pruner.method == "none"
     assert cfg.fold_batchnorm is False
     assert cfg.device == "auto"
     assert cfg.resume is None
@@ -39,7 +39,8 @@ def test_every_option_of_every_group_composes_and_validates(compose_config, grou
     options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
     assert options, group
     for option in options:
-        overrides = [f"{group}={option}"]
+        # with a pruner, so that the schedule's rules are checked too
+        overrides = [f"{group}={option}"] + (["pruner=agp"] if group == "schedule" else [])
         if group == "dataset" and option == "imagefolder":
             overrides.append("dataset.root=/some/where")
         cfg = compose_config(overrides)
@@ -48,12 +49,23 @@ def test_every_option_of_every_group_composes_and_validates(compose_config, grou
         assert problems == [], (option, problems)
 
 
-def test_unknown_key_fails_at_compose(compose_config):
-    with pytest.raises(ConfigCompositionException, match="pruner.final_sparsty"):
-        compose_config(["pruner=agp", "pruner.final_sparsty=0.5"])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["pruner=agp", "pruner.final_sparsty=0.5"], "pruner.final_sparsty"),
+        (["model=resnet20", "model.shortcutt=B"], "model.shortcutt"),
+        # a key of another option of the same group is unknown too: no union schema
+        (["dataset=digits", "dataset.image_size=64"], "dataset.image_size"),
+        (["model=simple_cnn", "model.shortcut=B"], "model.shortcut"),
+        (["lr_scheduler=none", "lr_scheduler.gamma=0.5"], "lr_scheduler.gamma"),
+    ],
+)
+def test_unknown_key_fails_at_compose(compose_config, overrides, key):
+    with pytest.raises(ConfigCompositionException, match=key):
+        compose_config(overrides)
 
 
-def test_wrong_type_fails_at_compose(compose_config):
+def test_wrong_type_of_a_setting_fails_at_compose(compose_config):
     with pytest.raises(ConfigCompositionException, match="epochs"):
         compose_config(["epochs=many"])
 
@@ -61,6 +73,14 @@ def test_wrong_type_fails_at_compose(compose_config):
 def test_unknown_group_option_fails_at_compose(compose_config):
     with pytest.raises(ConfigCompositionException, match="agp_filter"):
         compose_config(["pruner=agp_fliter"])
+
+
+@pytest.mark.parametrize("pruner", ["agp", "agp_filter", "agp_channel", "level"])
+@pytest.mark.parametrize("epochs", [1, 2, 3, 7, 20])
+def test_default_schedule_prunes_over_the_first_half_of_any_length(compose_config, pruner, epochs):
+    cfg = compose_config([f"pruner={pruner}", f"epochs={epochs}"])
+    validate(cfg)
+    assert pruning_window(cfg.schedule, cfg.epochs) == (0, max(1, epochs // 2))
 
 
 @pytest.mark.parametrize(
@@ -71,16 +91,24 @@ def test_unknown_group_option_fails_at_compose(compose_config):
         (["pruner=agp", "pruner.initial_sparsity=0.6", "pruner.final_sparsity=0.5"], "pruner.initial_sparsity=0.6 is above"),
         (["pruner=agp", "schedule.starting_epoch=5", "schedule.ending_epoch=5"], "schedule.ending_epoch=5 is not after"),
         (["pruner=agp", "schedule.frequency=0"], "schedule.frequency=0 is invalid"),
-        (["pruner=agp", "epochs=5"], "schedule.ending_epoch=10 is after epochs=5"),
+        (["pruner=agp", "epochs=5", "schedule.ending_epoch=10"], "schedule.ending_epoch=10 is after epochs=5"),
+        (["pruner=agp", "epochs=4", "schedule.starting_epoch=3"], "schedule.ending_epoch=2 (null: epochs // 2) is not after"),
         (["pruner=agp", "pruner.structure=rows"], "pruner.structure='rows' is invalid; allowed: fine | filter | channel"),
-        (["pruner=agp", "pruner.criterion=l3"], "pruner.criterion='l3' is invalid; allowed: l1 | l2 | random"),
-        (["pruner=magnitude", "pruner.structure=filter"], "pruner.structure=filter does not apply to pruner magnitude"),
-        (["optimizer.lr=0"], "optimizer.lr=0.0 is invalid"),
-        (["optimizer.lr=-1"], "optimizer.lr=-1.0 is invalid"),
+        (["pruner=agp", "pruner.method=prune"], "pruner.method='prune' is invalid; allowed: none | level | agp"),
+        (["pruner=magnitude", "+pruner.structure=filter"], "pruner.structure=filter does not apply to pruner.method=magnitude"),
+        (["optimizer.lr=0"], "optimizer.lr=0 is invalid"),
+        (["optimizer.lr=-1"], "optimizer.lr=-1 is invalid"),
+        (["optimizer.momentum=-1"], "optimizer.momentum=-1 is invalid; allowed: a number in [0, 1)"),
+        (["optimizer.weight_decay=nan"], "optimizer.weight_decay=nan is invalid"),
+        (["optimizer=adam", "optimizer.betas=[1.5,0.9]"], "optimizer.betas=[1.5, 0.9] is invalid"),
+        (["lr_scheduler=step", "lr_scheduler.step_size=0"], "lr_scheduler.step_size=0 is invalid"),
+        (["lr_scheduler=step", "lr_scheduler.gamma=-1"], "lr_scheduler.gamma=-1 is invalid"),
+        (["lr_scheduler=multistep", "lr_scheduler.milestones=[15,10]"], "lr_scheduler.milestones=[15, 10] is invalid"),
         (["epochs=0"], "epochs=0 is invalid"),
-        (["dataset.batch_size=0"], "dataset.batch_size=0 is invalid"),
+        (["loader.batch_size=0"], "loader.batch_size=0 is invalid"),
         (["device=tpu"], "device='tpu' is invalid; allowed: auto | cpu | cuda"),
-        (["model.pretrained=/no/such/weights.pt"], "model.pretrained='/no/such/weights.pt': no such file"),
+        (["pretrained=/no/such/weights.pt"], "pretrained='/no/such/weights.pt': no such file"),
+        (["pretrained=/tmp"], "pretrained='/tmp' is a directory"),
         (["resume=/no/such/last.pt"], "resume='/no/such/last.pt': no such checkpoint file"),
     ],
 )

@@ -285,11 +285,13 @@ def _finals_for(method, names, final_sparsity, initial_sparsity, levels) -> dict
     return finals
 
 
-def _with_io_layers(model, structure, exclude, skip_input_layer, skip_output_layer) -> list[str]:
+def _with_io_layers(model, structure, weights, exclude, skip_input_layer, skip_output_layer) -> list[str]:
     """``exclude`` plus the input/output layer weights that the skip options leave out."""
     patterns = [exclude] if isinstance(exclude, str) else list(exclude or ())
-    skip_input = skip_input_layer if skip_input_layer is not None else structure == "channel"
-    skip_output = skip_output_layer if skip_output_layer is not None else structure == "filter"
+    # Automatic only for the default selection: layers named in ``weights`` are pruned as asked.
+    automatic = not weights
+    skip_input = skip_input_layer if skip_input_layer is not None else automatic and structure == "channel"
+    skip_output = skip_output_layer if skip_output_layer is not None else automatic and structure == "filter"
     first, last = io_layer_weights(model)
     if skip_input and first:
         patterns.append(first)
@@ -332,8 +334,9 @@ def build_pruner(
 
     ``skip_input_layer`` / ``skip_output_layer`` leave the first / last Conv or Linear weight out
     of the selection. Removing the input layer's channels drops image planes and removing the
-    output layer's filters drops classes, so ``None`` (the default) means: skip the input layer
-    for ``structure="channel"`` and the output layer for ``structure="filter"``.
+    output layer's filters drops classes, so ``None`` (the default) means: with the default
+    selection (no ``weights``), skip the input layer for ``structure="channel"`` and the output
+    layer for ``structure="filter"``.
     """
     if method not in METHODS:
         raise PruningError(f"pruner.method={method!r} is not a known pruning method; choose one of {', '.join(METHODS)}")
@@ -356,7 +359,7 @@ def build_pruner(
     schedule = _schedule_for(method, initial_sparsity, final_sparsity, starting_epoch, ending_epoch, frequency)
     pruner = build_mask_pruner(method, structure, criterion, threshold, sensitivity, seed)
 
-    exclude = _with_io_layers(model, structure, exclude, skip_input_layer, skip_output_layer)
+    exclude = _with_io_layers(model, structure, weights, exclude, skip_input_layer, skip_output_layer)
     selected = select_parameters(model, structure, weights, exclude)
     finals = _finals_for(method, [p.name for p in selected], final_sparsity, initial_sparsity, levels)
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from framework.data import build_datasets, build_loaders
+from framework.data import Synthetic, build_loaders
 from framework.errors import ConfigError
 
 
@@ -13,7 +13,7 @@ def labels_in_order(loader):
 
 @pytest.fixture(scope="module")
 def bundle():
-    return build_datasets("synthetic", shape=(1, 2, 2), num_classes=50, train_size=64, val_size=20)
+    return Synthetic(shape=(1, 2, 2), num_classes=50, train_size=64, val_size=20).load()
 
 
 def test_same_seed_same_order_whatever_the_global_rng(bundle):

@@ -1,8 +1,13 @@
+"""Data sources describe their data (classes, input shape) before any of it is read."""
+
+import pytest
+
+from framework.data import Digits, Synthetic
 
 
-def test_signature_known_without_loading_matches_the_built_bundle():
-    from framework.data import build_datasets, dataset_signature
-
-    for name, kwargs in (("digits", {}), ("synthetic", {"shape": (2, 5, 5), "num_classes": 3})):
-        bundle = build_datasets(name, train_size=8, val_size=4, **kwargs)
-        assert dataset_signature(name, **kwargs) == (bundle.num_classes, tuple(bundle.input_shape))
+@pytest.mark.parametrize("source", [Digits(), Synthetic(shape=(2, 5, 5), num_classes=3, train_size=8, val_size=4)])
+def test_description_known_without_loading_matches_the_loaded_bundle(source):
+    described = (source.num_classes, tuple(source.input_shape))
+    bundle = source.load()
+    assert described == (bundle.num_classes, tuple(bundle.input_shape))
+    assert tuple(bundle.train[0][0].shape) == tuple(source.input_shape)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from framework.data import build_datasets
+from framework.data import Digits
 from framework.data.digits import stratified_split
 from framework.errors import ConfigError
 
@@ -13,7 +13,7 @@ LABELS = load_digits().target
 
 
 def test_bundle_shapes_and_sizes():
-    bundle = build_datasets("digits")
+    bundle = Digits().load()
     assert bundle.num_classes == 10 and bundle.input_shape == (1, 8, 8)
     assert len(bundle.train) + len(bundle.val) == 1797
     assert len(bundle.val) == pytest.approx(0.2 * 1797, abs=10)
@@ -36,13 +36,13 @@ def test_split_is_a_function_of_the_seed():
     other = stratified_split(LABELS, 0.2, seed=8)
     assert all(np.array_equal(a, b) for a, b in zip(*same))
     assert not np.array_equal(same[0][1], other[1])
-    first, second = build_datasets("digits", seed=7), build_datasets("digits", seed=7)
+    first, second = Digits(seed=7).load(), Digits(seed=7).load()
     assert torch.equal(first.val.tensors[0], second.val.tensors[0])
-    assert not torch.equal(first.val.tensors[1], build_datasets("digits", seed=8).val.tensors[1])
+    assert not torch.equal(first.val.tensors[1], Digits(seed=8).load().val.tensors[1])
 
 
 def test_standardised_with_training_statistics():
-    bundle = build_datasets("digits", seed=1)
+    bundle = Digits(seed=1).load()
     train_pixels = bundle.train.tensors[0]
     assert train_pixels.mean().item() == pytest.approx(0.0, abs=1e-5)
     assert train_pixels.std().item() == pytest.approx(1.0, abs=1e-5)
@@ -53,6 +53,6 @@ def test_standardised_with_training_statistics():
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5, 0.0001])
 def test_bad_val_fraction(fraction):
     with pytest.raises(ConfigError) as info:
-        build_datasets("digits", val_fraction=fraction)
-    assert "dataset.val_fraction" in str(info.value) and str(fraction) in str(info.value)
+        Digits(val_fraction=fraction).load()
+    assert "val_fraction" in str(info.value) and str(fraction) in str(info.value)
     assert "\n" not in str(info.value)

@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from framework.data import build_datasets, check_dataset_available
+from framework.data import CIFAR10, MNIST, ImageFolder
+from framework.data.availability import check_dataset_available
 from framework.data.cifar import MEAN as CIFAR_MEAN
 from framework.data.cifar import STD as CIFAR_STD
 from framework.errors import ConfigError, DataError
@@ -82,7 +83,7 @@ def one_line(error_info) -> str:
 def test_cifar10_reads_the_real_pickle_format(tmp_path):
     write_cifar10(tmp_path)
     check_dataset_available("cifar10", tmp_path, download=False)
-    bundle = build_datasets("cifar10", root=tmp_path, augment=False)
+    bundle = CIFAR10(root=tmp_path, augment=False).load()
     assert (len(bundle.train), len(bundle.val)) == (5 * CIFAR_PER_BATCH, CIFAR_PER_BATCH)
     assert bundle.num_classes == 10 and bundle.input_shape == (3, 32, 32)
     image, label = bundle.train[4]  # second batch, second image: value 11, label 1
@@ -104,12 +105,12 @@ def test_cifar10_augmentation_pads_and_crops_training_images_only(tmp_path):
         return bool(torch.isclose(image, padding.expand_as(image), atol=1e-5).all(0).any())
 
     torch.manual_seed(0)
-    augmented = build_datasets("cifar10", root=tmp_path, augment=True)
+    augmented = CIFAR10(root=tmp_path, augment=True).load()
     crops = [augmented.train[1][0] for _ in range(20)]
     assert all(crop.shape == (3, 32, 32) for crop in crops)
     assert sum(map(shows_padding, crops)) >= 10  # a crop shows no padding only at offset (4, 4)
     assert not any(shows_padding(augmented.val[1][0]) for _ in range(20))
-    plain = build_datasets("cifar10", root=tmp_path, augment=False)
+    plain = CIFAR10(root=tmp_path, augment=False).load()
     assert not any(shows_padding(plain.train[1][0]) for _ in range(20))
 
 
@@ -120,21 +121,21 @@ def test_cifar10_missing_names_root_and_download(tmp_path):
     assert f"dataset.root={tmp_path / 'data'}" in message
     assert "dataset.download=true" in message and "cifar-10-batches-py" in message
     with pytest.raises(DataError) as again:
-        build_datasets("cifar10", root=tmp_path / "data")
+        CIFAR10(root=tmp_path / "data").load()
     assert str(again.value) == message
 
 
 def test_cifar10_partial_copy_names_the_missing_file(tmp_path):
     (write_cifar10(tmp_path) / "data_batch_3").unlink()
     with pytest.raises(DataError) as info:
-        build_datasets("cifar10", root=tmp_path)
+        CIFAR10(root=tmp_path).load()
     assert "data_batch_3" in one_line(info)
 
 
 def test_cifar10_damaged_file_is_a_one_line_error(tmp_path):
     (write_cifar10(tmp_path) / "data_batch_2").write_bytes(b"\x80\x02garbage")
     with pytest.raises(DataError) as info:
-        build_datasets("cifar10", root=tmp_path)
+        CIFAR10(root=tmp_path).load()
     message = one_line(info)
     assert "cannot be read" in message and "dataset.download=true" in message
 
@@ -156,7 +157,7 @@ def test_file_datasets_need_a_root(name):
 
 def test_mnist_reads_raw_idx_files(tmp_path):
     write_mnist(tmp_path, train=5, test=2)
-    bundle = build_datasets("mnist", root=tmp_path)
+    bundle = MNIST(root=tmp_path).load()
     assert (len(bundle.train), len(bundle.val)) == (5, 2)
     assert bundle.num_classes == 10 and bundle.input_shape == (1, 28, 28)
     image, label = bundle.train[3]
@@ -168,7 +169,7 @@ def test_mnist_missing_names_root_and_download(tmp_path):
     raw = write_mnist(tmp_path)
     (raw / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(DataError) as info:
-        build_datasets("mnist", root=tmp_path)
+        MNIST(root=tmp_path).load()
     message = one_line(info)
     assert f"dataset.root={tmp_path}" in message and "dataset.download=true" in message
     assert "t10k-labels-idx1-ubyte" in message
@@ -180,7 +181,7 @@ def test_mnist_missing_names_root_and_download(tmp_path):
 def test_imagefolder_tree(tmp_path):
     classes = ("cat", "dog", "fox")
     write_imagefolder(tmp_path, train_classes=classes, val_classes=classes)
-    bundle = build_datasets("imagefolder", root=tmp_path, image_size=12)
+    bundle = ImageFolder(root=tmp_path, image_size=12).load()
     assert bundle.num_classes == 3 and bundle.input_shape == (3, 12, 12)
     assert (len(bundle.train), len(bundle.val)) == (6, 6)
     image, label = bundle.val[2]  # dog, first image: colour (40, 100, 0)
@@ -202,7 +203,7 @@ def test_imagefolder_tree(tmp_path):
 def test_imagefolder_missing_parts(tmp_path, make, problem):
     make(tmp_path)
     with pytest.raises(DataError) as info:
-        build_datasets("imagefolder", root=tmp_path)
+        ImageFolder(root=tmp_path).load()
     message = one_line(info)
     assert problem in message and f"dataset.root={tmp_path}" in message
     assert "dataset.download" in message
@@ -211,7 +212,7 @@ def test_imagefolder_missing_parts(tmp_path, make, problem):
 def test_imagefolder_class_folders_must_match(tmp_path):
     write_imagefolder(tmp_path, train_classes=("cat", "dog"), val_classes=("cat", "eel"))
     with pytest.raises(DataError) as info:
-        build_datasets("imagefolder", root=tmp_path, image_size=8)
+        ImageFolder(root=tmp_path, image_size=8).load()
     assert "only in train: ['dog'], only in val: ['eel']" in one_line(info)
 
 
@@ -219,5 +220,5 @@ def test_imagefolder_without_images_is_a_one_line_error(tmp_path):
     for split in ("train", "val"):
         (tmp_path / split / "cat").mkdir(parents=True)
     with pytest.raises(DataError) as info:
-        build_datasets("imagefolder", root=tmp_path)
+        ImageFolder(root=tmp_path).load()
     assert "cannot be read" in one_line(info)

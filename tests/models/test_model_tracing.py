@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.fx
 
-from framework.models import build_model
+from test_model_builders import build
 
 
 @pytest.mark.parametrize(
@@ -18,7 +18,7 @@ from framework.models import build_model
 )
 def test_symbolic_trace_reproduces_the_model(name, input_shape, extra):
     torch.manual_seed(0)
-    model = build_model(name, num_classes=10, input_shape=input_shape, **extra).eval()
+    model = build(name, num_classes=10, input_shape=input_shape, **extra).eval()
     traced = torch.fx.symbolic_trace(model)
     # Every convolution must stay a call_module node, or folding cannot find it.
     conv_nodes = [

@@ -1,4 +1,4 @@
-"""load_pretrained / check_pretrained_file / build_model(pretrained=...): formats and errors."""
+"""load_pretrained / check_pretrained_file: formats and errors (``pretrained=<path>`` in a run)."""
 
 import collections
 
@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from framework.errors import CheckpointError
-from framework.models import build_model, check_pretrained_file, load_pretrained
+from framework.models import CifarResNet, SimpleCNN, check_pretrained_file, load_pretrained
 
 
-def fresh(num_classes=10, name="simple_cnn", seed=0):
+def fresh(num_classes=10, seed=0):
     torch.manual_seed(seed)
-    return build_model(name, num_classes=num_classes, input_shape=(1, 8, 8), width=0.25)
+    return SimpleCNN(num_classes, in_channels=1, width=0.25)
 
 
 def assert_same_weights(a, b):
@@ -53,21 +53,12 @@ def test_round_trip(tmp_path, source, wrap):
     assert_same_weights(target, source)
 
 
-def test_build_model_loads_pretrained(tmp_path, source):
-    path = tmp_path / "weights.pt"
-    torch.save({"model": source.state_dict()}, path)
-    model = build_model(
-        "simple_cnn", num_classes=10, input_shape=(1, 8, 8), width=0.25, pretrained=str(path)
-    )
-    assert_same_weights(model, source)
-
-
 def checkpoint_error(call) -> str:
     with pytest.raises(CheckpointError) as info:
         call()
     message = str(info.value)
     assert "\n" not in message
-    assert "model.pretrained=" in message
+    assert "pretrained=" in message and "model.pretrained" not in message
     return message
 
 
@@ -137,7 +128,7 @@ def test_file_without_weights(tmp_path):
 
 def test_keys_that_do_not_fit_are_named(tmp_path):
     path = tmp_path / "resnet.pt"
-    torch.save(build_model("resnet20", num_classes=10, input_shape=(1, 8, 8)).state_dict(), path)
+    torch.save(CifarResNet(20, num_classes=10, in_channels=1).state_dict(), path)
     message = checkpoint_error(lambda: load_pretrained(fresh(), path))
     assert "missing keys [block1.0.weight" in message
     assert "unexpected keys [conv1.weight" in message

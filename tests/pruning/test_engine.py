@@ -35,7 +35,9 @@ def train_step(model, optimizer):
 
 def test_agp_filter_pruning_follows_the_schedule():
     model = tiny_model()
-    pruner = build_pruner(model, method="agp", structure="filter", final_sparsity=0.5, starting_epoch=1, ending_epoch=4)
+    pruner = build_pruner(
+        model, method="agp", structure="filter", final_sparsity=0.5, starting_epoch=1, ending_epoch=4, skip_output_layer=False
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     expected_targets = {0: None, 1: 0.0, 2: 0.5 * (1 - 0.5**3), 3: 0.5, 4: None}
     for epoch, target in expected_targets.items():
@@ -80,7 +82,8 @@ def test_gradient_masking_keeps_pruned_weights_at_zero_without_after_step():
 def test_levels_give_per_layer_targets():
     model = tiny_model()
     pruner = build_pruner(
-        model, method="level", structure="filter", final_sparsity=0.25, levels={"3.*": 0.5, "6.weight": 0.0}, ending_epoch=1
+        model, method="level", structure="filter", final_sparsity=0.25, levels={"3.*": 0.5, "6.weight": 0.0}, ending_epoch=1,
+        skip_output_layer=False,
     )
     pruner.on_epoch_start(0)
     assert [zero_filters(model[i].weight) for i in (0, 3, 6)] == [2, 4, 0]
@@ -147,7 +150,7 @@ def test_state_dict_round_trip_with_weights_only_load():
 def test_state_dict_from_another_method_is_rejected():
     state = build_pruner(tiny_model(), method="level", ending_epoch=1).state_dict()
     other = build_pruner(tiny_model(), method="agp", ending_epoch=1)
-    with pytest.raises(CheckpointError, match="pruner.name=level; this run uses pruner.name=agp"):
+    with pytest.raises(CheckpointError, match="pruner.method=level; this run uses pruner.method=agp"):
         other.load_state_dict(state)
 
 
@@ -165,7 +168,7 @@ def test_method_none_is_a_no_op():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        (dict(method="prune"), "pruner.name='prune' is not a known pruning method; choose one of none, level, agp, magnitude, sensitivity"),
+        (dict(method="prune"), "pruner.method='prune' is not a known pruning method; choose one of none, level, agp, magnitude, sensitivity"),
         (dict(structure="kernel"), "pruner.structure='kernel' is not a known structure"),
         (dict(criterion="taylor"), "pruner.criterion='taylor' is not a known criterion"),
         (dict(final_sparsity=1.2), "pruner.final_sparsity=1.2 is outside [0, 1)"),
@@ -177,9 +180,9 @@ def test_method_none_is_a_no_op():
         (dict(levels={"9.*": 0.3}), "pruner.levels pattern '9.*' matches none of the pruned parameters"),
         (dict(levels={"0.*": 0.1}, initial_sparsity=0.2), "pruner.levels gives 0.weight a final sparsity 0.1 below pruner.initial_sparsity=0.2"),
         (dict(structure="filter", weights=["1.weight"]), "pruner.structure=filter cannot prune 1.weight"),
-        (dict(method="magnitude", structure="filter", threshold=0.1), "pruner.structure=filter is not supported by pruner.name=magnitude"),
+        (dict(method="magnitude", structure="filter", threshold=0.1), "pruner.structure=filter is not supported by pruner.method=magnitude"),
         (dict(method="magnitude"), "pruner.threshold is required"),
-        (dict(method="sensitivity", sensitivity=0.5, levels={"0.*": 0.5}), "pruner.levels is not supported by pruner.name=sensitivity"),
+        (dict(method="sensitivity", sensitivity=0.5, levels={"0.*": 0.5}), "pruner.levels is not supported by pruner.method=sensitivity"),
     ],
 )
 def test_build_pruner_validation_messages(kwargs, message):

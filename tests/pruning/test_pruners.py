@@ -120,7 +120,7 @@ def test_sensitivity_uses_the_layer_std():
 @pytest.mark.parametrize("method", ["magnitude", "sensitivity"])
 @pytest.mark.parametrize("structure", ["filter", "channel"])
 def test_threshold_methods_are_fine_only(method, structure):
-    with pytest.raises(PruningError, match=f"pruner.structure={structure} is not supported by pruner.name={method}"):
+    with pytest.raises(PruningError, match=f"pruner.structure={structure} is not supported by pruner.method={method}"):
         build_mask_pruner(method, structure, threshold=0.1, sensitivity=0.1)
 
 
@@ -129,7 +129,7 @@ def test_threshold_arguments_are_validated():
         build_mask_pruner("magnitude", "fine")
     with pytest.raises(PruningError, match="pruner.sensitivity=-1 must be a finite number >= 0"):
         build_mask_pruner("sensitivity", "fine", sensitivity=-1)
-    with pytest.raises(PruningError, match="pruner.name='prune' is not a known pruning method"):
+    with pytest.raises(PruningError, match="pruner.method='prune' is not a known pruning method"):
         build_mask_pruner("prune", "fine")
 
 

@@ -1,0 +1,140 @@
+"""Every option of every component group composes and builds; component mistakes are one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from framework.components import build_component, component_problems
+from framework.config import pruning_window, validate
+from framework.data import DataSource, as_data_source
+from framework.errors import ConfigError
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def build_model(cfg, shape=(3, 16, 16), classes=5):
+    return build_component("model", cfg.model, num_classes=classes, in_channels=shape[0], input_shape=shape)
+
+
+@pytest.mark.parametrize("option", options("model"))
+def test_every_model_option_builds_a_module_for_the_dataset(compose_config, option):
+    cfg = compose_config([f"model={option}"])
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 16, 16)).shape == (2, 5)
+
+
+@pytest.mark.parametrize("option", options("dataset"))
+def test_every_dataset_option_builds_a_source_without_reading_data(compose_config, option, tmp_path):
+    for split in ("train", "val"):  # an image tree's classes are its folders (no images needed)
+        (tmp_path / split / "cat").mkdir(parents=True)
+    cfg = compose_config([f"dataset={option}", f"dataset.root={tmp_path}"] if option in ("cifar10", "mnist", "imagefolder") else [f"dataset={option}"])
+    source = as_data_source(build_component("dataset", cfg.dataset), cfg.dataset._target_)
+    assert isinstance(source, DataSource)
+    assert len(source.input_shape) == 3
+    assert cfg.loader.batch_size >= 1  # every dataset option sets its loader
+    if option in ("digits", "synthetic"):  # embedded data: loads here
+        bundle = source.load()
+        assert bundle.num_classes == source.num_classes and len(bundle.train) > 0
+
+
+@pytest.mark.parametrize("optimizer", options("optimizer"))
+@pytest.mark.parametrize("scheduler", options("lr_scheduler"))
+def test_every_optimizer_and_scheduler_option_builds_and_steps(compose_config, optimizer, scheduler):
+    cfg = compose_config([f"optimizer={optimizer}", f"lr_scheduler={scheduler}", "epochs=4"])
+    model = torch.nn.Linear(3, 2)
+    built = build_component("optimizer", cfg.optimizer, params=model.parameters())
+    assert isinstance(built, torch.optim.Optimizer)
+    assert built.param_groups[0]["lr"] == cfg.optimizer.lr
+    if not cfg.lr_scheduler:
+        assert scheduler == "none"
+        return
+    schedule = build_component("lr_scheduler", cfg.lr_scheduler, optimizer=built)
+    built.step()
+    schedule.step()
+    assert built.param_groups[0]["lr"] <= cfg.optimizer.lr
+
+
+def ranks_with_a_criterion(pruner: str) -> bool:
+    return "criterion" in (CONF / "pruner" / f"{pruner}.yaml").read_text()
+
+
+PRUNER_CASES = [
+    [f"pruner={pruner}"] + ([f"pruner/criterion={criterion}"] if ranks_with_a_criterion(pruner) else [])
+    for pruner in options("pruner")
+    for criterion in (options("pruner/criterion") if ranks_with_a_criterion(pruner) else [None])
+]
+
+
+@pytest.mark.parametrize("overrides", PRUNER_CASES, ids=" ".join)
+def test_every_pruner_and_criterion_option_builds_and_prunes(compose_config, overrides):
+    pruner = overrides[0].split("=")[1]
+    cfg = compose_config(overrides + ["epochs=2"])
+    validate(cfg)
+    model = build_model(cfg)
+    start, end = pruning_window(cfg.schedule, cfg.epochs)
+    built = build_component(
+        "pruner", cfg.pruner, model=model, starting_epoch=start, ending_epoch=end,
+        frequency=cfg.schedule.frequency, step_frequency=cfg.schedule.step_frequency, fold_batchnorm=False,
+    )
+    built.on_epoch_start(0)
+    if pruner == "none":
+        assert built.sparsity()["total"] == 0.0
+    else:
+        assert built.sparsity()["total"] > 0.0
+
+
+@pytest.mark.parametrize("option", options("experiment") + options("schedule") + options("tracking"))
+def test_every_preset_schedule_and_tracking_option_composes_validates_and_builds(compose_config, option, tmp_path):
+    group = next(g for g in ("experiment", "schedule", "tracking") if (CONF / g / f"{option}.yaml").exists())
+    cfg = compose_config([f"{group}={option}", "pruner=agp", "epochs=4"] if group == "schedule" else [f"{group}={option}"])
+    OmegaConf.to_container(cfg, resolve=True)
+    validate(cfg)
+    model = build_model(cfg)
+    assert isinstance(model, torch.nn.Module)
+
+
+def test_unknown_argument_names_the_key_and_lists_the_accepted_ones(compose_config):
+    cfg = compose_config(["model=resnet20", "+model.widht=2"])
+    problems = component_problems("model", cfg.model, supplied={"num_classes", "in_channels"})
+    assert problems == [
+        "model.widht is not an argument of framework.models.CifarResNet; accepted: depth, width, shortcut"
+    ]
+
+
+def test_wrong_type_is_named_with_the_expected_type(compose_config):
+    cfg = compose_config(["model.width=wide"])
+    problems = component_problems("model", cfg.model)
+    assert problems == ["model.width='wide' has the wrong type for framework.models.SimpleCNN; expected float"]
+
+
+def test_target_that_cannot_be_imported_is_one_line(compose_config):
+    cfg = compose_config(["model._target_=my_nets.Missing"])
+    with pytest.raises(ConfigError) as info:
+        build_model(cfg)
+    assert str(info.value).startswith("model._target_='my_nets.Missing' cannot be imported: ")
+    assert "\n" not in str(info.value)
+
+
+def test_errors_raised_by_the_target_are_keyed_by_the_config_path(compose_config):
+    cfg = compose_config(["optimizer=adam", "+optimizer.eps=-1.0"])
+    with pytest.raises(ConfigError) as info:
+        build_component("optimizer", cfg.optimizer, params=torch.nn.Linear(2, 2).parameters())
+    assert str(info.value) == "optimizer (torch.optim.Adam): Invalid epsilon value: -1.0"
+
+
+def test_nested_criterion_component_is_checked_too(compose_config):
+    cfg = compose_config(["pruner=agp", "+pruner.criterion.power=2"])
+    problems = component_problems("pruner", cfg.pruner, supplied={"model"})
+    assert problems == [
+        "pruner.criterion.power is not an argument of framework.pruning.criteria.L1Criterion; accepted: (none)"
+    ]
