@@ -46,7 +46,18 @@ def main(cfg: DictConfig):
         return None
 
 
+def make_user_code_importable(argv: list[str]) -> None:
+    """Components of yours named by ``_target_`` (``my_net.MyNet``) are imported from the current
+    directory or from the folder that holds the ``--config-dir`` you give, as a user expects."""
+    from framework.cli_help import config_dirs
+
+    for folder in [Path.cwd(), *(d.resolve().parent for d in config_dirs(Path("conf"), argv)[1:])]:
+        if str(folder) not in sys.path:
+            sys.path.insert(1, str(folder))
+
+
 if __name__ == "__main__":
+    make_user_code_importable(sys.argv[1:])
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         from framework.cli_help import print_help
 

@@ -66,7 +66,7 @@ def main() -> None:
 
     dense = next(j for j in presets if choice(j, "pruner", "") == "none")
     pretrained = dense["dir"] / "checkpoints" / "last.pt"
-    for title, extra in (("from scratch", []), ("from the dense model's weights", [f"model.pretrained={pretrained}"])):
+    for title, extra in (("from scratch", []), ("from the dense model's weights", [f"pretrained={pretrained}"])):
         jobs = sweep(args.out, "fold-" + ("pretrained" if extra else "scratch"),
                      ["pruner=agp,agp_filter", "fold_batchnorm=true,false", epochs, *extra])
         print(f"\n{title}\n\n| pruner | fold_batchnorm | val top-1 | sparsity (pruned weights) |\n|---|---|---:|---:|")

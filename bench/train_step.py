@@ -35,7 +35,7 @@ from torch.nn.utils import prune
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import clock, markdown_table, median, print_header  # noqa: E402
 
-from framework.models import build_model  # noqa: E402
+from framework.models import SimpleCNN  # noqa: E402
 from framework.pruning import build_pruner, select_parameters  # noqa: E402
 
 VARIANTS = ("plain", "secateurs", "torch.prune")
@@ -158,7 +158,7 @@ def main(argv=None) -> None:
     configs = {
         # label, model factory, input shape, batch, warm-up steps, rounds multiplier
         "simple_cnn": ("simple_cnn 1x8x8 b64",
-                       lambda: build_model("simple_cnn", num_classes=10, input_shape=(1, 8, 8)),
+                       lambda: SimpleCNN(num_classes=10, in_channels=1),
                        (1, 8, 8), 64, 30, 10),
         "resnet18": ("resnet18 3x32x32 b64", lambda: torchvision.models.resnet18(num_classes=10),
                      (3, 32, 32), 64, 3, 1),

@@ -20,7 +20,7 @@ This module imports neither torch nor mlflow, so ``--help`` and typos answer at 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -81,7 +81,7 @@ class Config:
     pruner: Any = MISSING
     # settings
     schedule: ScheduleConfig = MISSING
-    loader: LoaderConfig = MISSING
+    loader: LoaderConfig = field(default_factory=LoaderConfig)  # dataset options set their own
     tracking: TrackingConfig = MISSING
     epochs: int = 20
     seed: int = 0

@@ -27,7 +27,18 @@ def test_dense_run_logs_params_metrics_tags_artifacts_and_a_checkpoint(run_exper
     params = run.data.params
     assert params["optimizer.lr"] == "0.05"
     assert params["fold_batchnorm"] == "False"
-    assert params["model.arch"] == "simple_cnn"
+    assert params["model._target_"] == "framework.models.SimpleCNN"
+    # Only what this run uses: the chosen options' keys, no schedule for a dense run, no tracking.
+    assert set(params) == {
+        "model._target_", "model.width",
+        "dataset._target_", "dataset.val_fraction", "dataset.seed",
+        "loader.batch_size", "loader.num_workers",
+        "optimizer._target_", "optimizer._partial_", "optimizer.lr", "optimizer.momentum",
+        "optimizer.nesterov", "optimizer.weight_decay",
+        "lr_scheduler._target_", "lr_scheduler._partial_", "lr_scheduler.T_max", "lr_scheduler.eta_min",
+        "pruner._target_", "pruner.method",
+        "epochs", "seed", "device", "fold_batchnorm", "pretrained",
+    }
     assert params["epochs"] == "3"
     assert run.data.tags["hydra.overrides"] == " ".join(overrides)
     assert run.data.tags["mlflow.runName"] == "epochs=3,optimizer.lr=0.05"
@@ -65,7 +76,7 @@ def test_pretrained_weights_from_our_checkpoint_are_loaded(run_experiment, tmp_p
     trained = torch.load(checkpoint, weights_only=True)["model"]
     # lr tiny: after one more epoch the weights are still those of the pretrained file, not a fresh init
     _, context_b, final = run_experiment(
-        ["tracking=none", "epochs=1", f"model.pretrained={checkpoint}", "optimizer.lr=1e-9", "optimizer.weight_decay=0"],
+        ["tracking=none", "epochs=1", f"pretrained={checkpoint}", "optimizer.lr=1e-9", "optimizer.weight_decay=0"],
         run_dir=tmp_path / "b",
     )
     continued = torch.load(context_b.run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]

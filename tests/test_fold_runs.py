@@ -9,7 +9,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from framework.models import build_model
+from framework.models import SimpleCNN
 from support import store_overrides
 
 CONVS = ["block1.0", "block2.0", "block3.0"]
@@ -18,7 +18,7 @@ CONVS = ["block1.0", "block2.0", "block3.0"]
 def pretrained_file_with_skewed_batchnorm(path):
     """simple_cnn weights whose BN scales differ wildly per channel, so folded and raw rankings differ."""
     torch.manual_seed(1)
-    model = build_model("simple_cnn", num_classes=10, input_shape=(1, 8, 8))
+    model = SimpleCNN(num_classes=10, in_channels=1)
     with torch.no_grad():
         for conv in CONVS:
             bn = model.get_submodule(conv.replace(".0", ".1"))
@@ -40,7 +40,7 @@ def lowest_filters(weight, k):
 def test_one_shot_filter_prune_of_a_pretrained_model_ranks_on_folded_weights(run_experiment, tmp_path, fold):
     state = pretrained_file_with_skewed_batchnorm(tmp_path / "pretrained.pt")
     _, context, _ = run_experiment([
-        "tracking=none", f"model.pretrained={tmp_path / 'pretrained.pt'}", "pruner=level",
+        "tracking=none", f"pretrained={tmp_path / 'pretrained.pt'}", "pruner=level",
         "pruner.structure=filter", "pruner.final_sparsity=0.5", "pruner.exclude=[classifier.weight]",
         "schedule=one_shot", "epochs=1", f"fold_batchnorm={str(fold).lower()}",
     ])

@@ -9,7 +9,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from framework.pruning.structures import to_groups
-from framework.models import build_model
+from framework.models import SimpleCNN
 from support import store_overrides
 
 EPOCHS, START, END, FREQ = 5, 0, 4, 1
@@ -28,7 +28,7 @@ def agp_formula(epoch, s_i, s_f, start=START, end=END, freq=FREQ):
 
 
 def layer_for(name):
-    model = build_model("simple_cnn", num_classes=10, input_shape=(1, 8, 8))
+    model = SimpleCNN(num_classes=10, in_channels=1)
     return model.get_submodule(name.rsplit(".", 1)[0])
 
 

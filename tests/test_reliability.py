@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from support import ROOT, cli_dirs, run_cli
 
-BASE = ["epochs=4", "tracking.log_model=false", "dataset.batch_size=16"]
+BASE = ["epochs=4", "tracking.log_model=false", "loader.batch_size=16"]
 
 
 def start_cli(args):
@@ -54,7 +54,7 @@ def runs_of(store: Path, experiment: str):
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
-    pruning = ["pruner=agp", "schedule.ending_epoch=3", "pruner.criterion=random"]
+    pruning = ["pruner=agp", "schedule.ending_epoch=3", "pruner/criterion=random"]
     straight_dir = tmp_path / "straight"
     result = run_cli([*BASE, *pruning, *cli_dirs(straight_dir), "tracking.experiment=straight"])
     assert result.returncode == 0, result.stderr[-2000:]
@@ -142,7 +142,7 @@ def test_truncated_pretrained_file_is_one_line(tmp_path):
     path = tmp_path / "weights.pt"
     torch.save({"block1.0.weight": torch.randn(32, 1, 3, 3)}, path)
     path.write_bytes(path.read_bytes()[:100])
-    result = run_cli([f"model.pretrained={path}", *cli_dirs(tmp_path)])
+    result = run_cli([f"pretrained={path}", *cli_dirs(tmp_path)])
     assert result.returncode != 0
     errors = [l for l in result.stderr.splitlines() if l.strip()]
     assert len(errors) == 1 and str(path) in errors[0], result.stderr
@@ -151,7 +151,7 @@ def test_truncated_pretrained_file_is_one_line(tmp_path):
 def test_pretrained_file_with_wrong_keys_names_missing_and_unexpected(tmp_path):
     path = tmp_path / "weights.pt"
     torch.save({"features.0.weight": torch.randn(4, 1, 3, 3)}, path)
-    result = run_cli([f"model.pretrained={path}", *cli_dirs(tmp_path)])
+    result = run_cli([f"pretrained={path}", *cli_dirs(tmp_path)])
     assert result.returncode != 0
     errors = [l for l in result.stderr.splitlines() if l.strip()]
     assert len(errors) == 1, result.stderr

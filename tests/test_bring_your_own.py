@@ -1,0 +1,135 @@
+"""A user's own model, dataset, optimizer and criterion, kept outside this repository, run as
+the README shows: ``python run.py --config-dir my_project/conf model=my_net ...``."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from support import cli_dirs, run_cli, store_overrides
+
+MY_NET = '''
+from torch import nn
+
+
+class MyNet(nn.Module):
+    """Two Conv-BN-ReLU blocks and a classifier; the runner passes num_classes and in_channels."""
+
+    def __init__(self, num_classes: int, in_channels: int, width: int = 8):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.head = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+'''
+
+MY_DATA = '''
+import torch
+from torch.utils.data import TensorDataset
+
+
+class Stripes:
+    """Images of horizontal or vertical stripes; described before it is loaded."""
+
+    num_classes = 2
+
+    def __init__(self, size: int = 6, count: int = 64):
+        self.size, self.count = size, count
+        self.input_shape = (1, size, size)
+
+    def load(self):
+        generator = torch.Generator().manual_seed(0)
+        labels = torch.randint(2, (self.count,), generator=generator)
+        stripes = (torch.arange(self.size) % 2).float()
+        images = torch.where(labels.view(-1, 1, 1) == 0, stripes.view(-1, 1), stripes.view(1, -1))
+        images = images + 0.1 * torch.randn(self.count, self.size, self.size, generator=generator)
+        data = TensorDataset(images.unsqueeze(1), labels)
+        return data, data
+'''
+
+MY_CRITERION = '''
+import torch
+
+from framework.pruning import Criterion
+
+
+class MaxAbs(Criterion):
+    """A group is as important as its largest weight."""
+
+    def __call__(self, groups: torch.Tensor) -> torch.Tensor:
+        return groups.abs().amax(dim=1)
+'''
+
+
+@pytest.fixture
+def my_project(tmp_path) -> Path:
+    project = tmp_path / "my_project"
+    (project / "conf" / "model").mkdir(parents=True)
+    (project / "conf" / "dataset").mkdir(parents=True)
+    (project / "my_net.py").write_text(textwrap.dedent(MY_NET))
+    (project / "my_data.py").write_text(textwrap.dedent(MY_DATA))
+    (project / "my_criterion.py").write_text(textwrap.dedent(MY_CRITERION))
+    (project / "conf" / "model" / "my_net.yaml").write_text("_target_: my_net.MyNet\nwidth: 8\n")
+    (project / "conf" / "dataset" / "stripes.yaml").write_text("_target_: my_data.Stripes\nsize: 6\ncount: 64\n")
+    return project
+
+
+def zero_filters(weight: torch.Tensor) -> int:
+    return int((weight.flatten(1).abs().sum(1) == 0).sum())
+
+
+@pytest.mark.slow
+def test_own_model_dataset_optimizer_and_criterion_from_a_folder_outside_the_repo(my_project, tmp_path):
+    result = run_cli(
+        [
+            "--config-dir", "my_project/conf",
+            "model=my_net", "dataset=stripes", "pruner=agp_filter", "fold_batchnorm=true", "epochs=2",
+            "optimizer=adam", "optimizer._target_=torch.optim.RAdam",
+            "pruner.criterion._target_=my_criterion.MaxAbs",
+            *cli_dirs(tmp_path),
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    weights = state["model"]
+    # agp_filter at 0.5 (one-shot at epoch 0 with epochs=2): half of each conv's filters are zero.
+    assert zero_filters(weights["features.0.weight"]) == 4
+    assert zero_filters(weights["features.3.weight"]) == 8
+    assert zero_filters(weights["head.weight"]) == 0  # the classes are never pruned
+
+    client = MlflowClient(store_overrides(tmp_path)[0].split("=", 1)[1])
+    [experiment] = [e for e in client.search_experiments() if e.name == "secateurs"]
+    [run] = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["model._target_"] == "my_net.MyNet"
+    assert params["dataset._target_"] == "my_data.Stripes"
+    assert params["optimizer._target_"] == "torch.optim.RAdam"
+    assert params["pruner.criterion._target_"] == "my_criterion.MaxAbs"
+    assert run.data.tags["fold_batchnorm.folded_layers"] == "2"
+
+
+def test_own_target_by_override_and_its_mistakes_are_one_line(my_project, tmp_path):
+    base = ["--config-dir", "my_project/conf", "dataset=stripes", "tracking=none", *cli_dirs(tmp_path)]
+    unknown = run_cli([*base, "model._target_=my_net.MyNet", "+model.widht=2"], cwd=tmp_path)
+    assert unknown.returncode == 2
+    lines = unknown.stderr.strip().splitlines()
+    # One line per mistake: the misspelt key, and simple_cnn's float width that MyNet types as int.
+    assert lines[-2:] == [
+        "error: model.widht is not an argument of my_net.MyNet; accepted: width",
+        "error: model.width=1.0 has the wrong type for my_net.MyNet; expected int",
+    ]
+    wrong = run_cli([*base, "model=my_net", "optimizer._target_=torch.optim.RAdam"], cwd=tmp_path)
+    assert wrong.returncode == 2
+    assert "error: optimizer.momentum is not an argument of torch.optim.RAdam; accepted: lr, betas, eps" in wrong.stderr
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # refused before any training
