@@ -136,6 +136,8 @@ def config_problems(cfg: Any) -> List[str]:
             problems.append(f"{node}._target_ is missing; allowed: the import path of a class or function")
     problems.extend(_optimizer_problems(cfg, bad))
     problems.extend(_lr_scheduler_problems(cfg, bad))
+    if not cfg.tracking.experiment.strip():
+        bad("tracking.experiment", "a non-empty experiment name")
     if cfg.resume not in (None, "auto") and not Path(cfg.resume).is_file():
         problems.append(f"resume={cfg.resume!r}: no such checkpoint file; allowed: auto | a path to last.pt")
     if cfg.pretrained is not None:

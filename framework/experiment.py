@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from framework.components import build_component
 from framework.config import project_root, pruning_window, validate
 from framework.data import build_loaders, load_splits
-from framework.errors import ConfigError
+from framework.errors import ConfigError, short_reason
 from framework.training import CheckpointHook, Trainer, load_checkpoint, seed_everything
 from framework.tracking.metrics_file import MetricsFileHook
 from framework.training.log_hook import EpochLogHook
@@ -140,7 +140,26 @@ def _build_model(cfg: DictConfig, num_classes: int, input_shape: Sequence[int]) 
         from framework.models import load_pretrained
 
         load_pretrained(model, cfg.pretrained)
+    named = f" (model.name={cfg.model.name})" if "name" in cfg.model else ""
+    _check_forward(model, f"model._target_={cfg.model._target_}{named}", input_shape)
     return model
+
+
+@torch.no_grad()
+def _check_forward(model: torch.nn.Module, described: str, input_shape: Sequence[int]) -> None:
+    """One forward pass on a dummy batch, so that a model that cannot take the dataset's inputs
+    (alexnet on 32x32) fails now with one line instead of at the first training step."""
+    was_training = model.training
+    model.eval()  # no BatchNorm statistics move, no dropout draws from the RNG
+    try:
+        model(torch.zeros(2, *input_shape))
+    except Exception as error:
+        raise ConfigError(
+            f"{described} cannot take the dataset's inputs of shape {tuple(input_shape)}: "
+            f"{short_reason(error)}; choose a model for this input size or another dataset"
+        ) from None
+    finally:
+        model.train(was_training)
 
 
 def _build_pruning_hook(cfg: DictConfig, model, run_dir: Path, input_shape):

@@ -1,0 +1,43 @@
+"""Bad input from the command line: one line naming the key, exit code 2, before any training."""
+
+from __future__ import annotations
+
+import pytest
+
+from support import cli_dirs, run_cli
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        # Hydra's own compose errors (unknown option, unknown key, wrong type) exit 2 like ours
+        (["pruner=agp_fliter"], "Could not find 'pruner/agp_fliter'"),
+        (["model.shortcutt=B"], "Key 'shortcutt' is not in struct"),
+        (["epochs=many"], "epochs"),
+        (["tracking.experiment="], "tracking.experiment='' is invalid"),
+        (["lr_scheduler=step", "lr_scheduler.step_size=0"], "lr_scheduler.step_size=0 is invalid"),
+        (["dataset=synthetic", "dataset.shape=[3,32]"], "dataset (framework.data.Synthetic): shape=[3, 32] is invalid"),
+        (["model=torchvision", "model.name=resnet7", "dataset=synthetic"], "model (framework.models.torchvision_model): name='resnet7'"),
+    ],
+)
+def test_bad_input_exits_2_with_the_key(tmp_path, overrides, expected):
+    result = run_cli([*overrides, *cli_dirs(tmp_path)])
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize("name", ["alexnet", "vit_b_16"])
+def test_model_that_cannot_take_the_input_shape_is_one_line_before_training(tmp_path, name):
+    result = run_cli([
+        "model=torchvision", f"model.name={name}", "dataset=synthetic", "dataset.train_size=8",
+        "dataset.val_size=8", *cli_dirs(tmp_path),
+    ])
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    assert (
+        f"model._target_=framework.models.torchvision_model (model.name={name}) cannot take the dataset's "
+        "inputs of shape (3, 32, 32)"
+    ) in line
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
