@@ -89,6 +89,7 @@ class Config:
     fold_batchnorm: bool = False
     pretrained: Optional[str] = None  # a state_dict or one of our checkpoints, loaded into the model
     resume: Optional[str] = None  # null | auto | <checkpoint path>
+    resume_changed: str = "refuse"  # refuse | allow: resume a checkpoint whose config differs
     progress: bool = True
 
 
@@ -123,6 +124,8 @@ def config_problems(cfg: Any) -> List[str]:
     def bad(key: str, allowed: str) -> None:
         problems.append(f"{key}={_select(cfg, key)!r} is invalid; allowed: {allowed}")
 
+    if cfg.resume_changed not in ("refuse", "allow"):
+        bad("resume_changed", "refuse | allow")
     if cfg.device not in DEVICES:
         bad("device", " | ".join(DEVICES))
     if cfg.epochs < 1:

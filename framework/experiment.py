@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from framework.components import build_component
 from framework.config import project_root, pruning_window, validate
 from framework.data import build_loaders, load_splits
+from framework.resume_guard import ConfigRecordHook, apply_scheduler_arguments, config_changes
 from framework.errors import ConfigError, short_reason
 from framework.training import CheckpointHook, Trainer, load_checkpoint, seed_everything
 from framework.tracking.metrics_file import MetricsFileHook
@@ -56,6 +57,10 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
         check_pretrained_file(cfg.pretrained)
     resume_path = _checkpoint_to_resume(cfg, context)
     checkpoint = load_checkpoint(resume_path) if resume_path is not None else None
+    record = ConfigRecordHook(recorded_params(cfg))
+    changes = (
+        config_changes(checkpoint, record.params, allow=cfg.resume_changed == "allow") if checkpoint is not None else []
+    )
     device = _resolve_device(cfg.device)
     seed_everything(cfg.seed)
 
@@ -66,7 +71,7 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     lr_scheduler = (
         build_component("lr_scheduler", cfg.lr_scheduler, optimizer=optimizer) if cfg.lr_scheduler else None
     )
-    tracker = _build_tracker(cfg, context, pruning_hook, input_shape)
+    tracker = _build_tracker(cfg, context, pruning_hook, input_shape, changes)
     if tracker is not None:
         tracker.connect()  # an unreachable store fails here, before any data is read
 
@@ -75,7 +80,9 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     train_loader, val_loader = build_loaders(
         bundle, batch_size=cfg.loader.batch_size, num_workers=cfg.loader.num_workers, seed=cfg.seed
     )
-    hooks: List[Any] = [h for h in (pruning_hook, EpochLogHook(), MetricsFileHook(run_dir), tracker) if h is not None]
+    hooks: List[Any] = [
+        h for h in (record, pruning_hook, EpochLogHook(), MetricsFileHook(run_dir), tracker) if h is not None
+    ]
     hooks.append(CheckpointHook(run_dir / "checkpoints"))
     trainer = Trainer(
         model,
@@ -90,7 +97,13 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
         loader_generator=getattr(train_loader, "generator", None),
     )
     if checkpoint is not None:
+        if changes:  # resume_changed=allow: the pruner's method may be new; its masks still apply
+            checkpoint.get("hooks", {}).get("pruning", {}).pop("method", None)
+            checkpoint.get("hooks", {}).get("pruning", {}).pop("structure", None)
         trainer.load_state_dict(checkpoint)
+        if changes:
+            apply_scheduler_arguments(lr_scheduler, OmegaConf.to_container(cfg.lr_scheduler, resolve=True) or {})
+            log.warning("resumed with a changed config: %s", "; ".join(changes))
         log.info("resumed at epoch %d from %s", trainer.start_epoch, resume_path)
 
     with _sigterm_as_interrupt():
@@ -191,7 +204,7 @@ def _build_pruning_hook(cfg: DictConfig, model, run_dir: Path, input_shape):
     return PruningHook(pruner, report_dir=run_dir / "pruning", input_shape=input_shape, fold_pairs=fold_pairs)
 
 
-def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_shape):
+def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_shape, changes: List[str]):
     if not cfg.tracking.enabled:
         return None
     from framework.tracking.mlflow_hook import MLflowHook
@@ -203,6 +216,8 @@ def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_sha
         "hydra.output_dir": str(context.run_dir),
         "git.commit": git_commit(project_root()) or "unknown",
     }
+    if changes:
+        tags["resume.changed"] = "; ".join(changes)[:5000]
     if pruning_hook is not None and pruning_hook.fold_pairs is not None:
         tags["fold_batchnorm.folded_layers"] = str(len(pruning_hook.fold_pairs))
     artifacts = [(context.run_dir / "checkpoints" / "last.pt", "checkpoints"),
@@ -229,11 +244,18 @@ def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_sha
     )
 
 
+def recorded_params(cfg: DictConfig) -> Dict[str, str]:
+    """What a checkpoint records of its config: the params, and the store its MLflow run is in."""
+    from framework.tracking.params import flatten_config
+
+    return {**flatten_config(params_in_use(cfg)), "tracking.uri": str(cfg.tracking.uri)}
+
+
 def params_in_use(cfg: DictConfig) -> Dict[str, Any]:
     """The resolved config without what this run does not use: the schedule of a dense run, an
     empty lr_scheduler node, and the settings that say where results go rather than what ran."""
     used = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("tracking", "progress", "resume"):
+    for key in ("tracking", "progress", "resume", "resume_changed"):
         used.pop(key, None)
     if cfg.pruner.method == "none":
         used.pop("schedule", None)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from framework.errors import ConfigError
 from support import store_overrides
 
 
@@ -16,7 +17,12 @@ def test_resume_from_a_path_continues_the_same_mlflow_run_exactly(run_experiment
     _, _, straight = run_experiment([*common, "epochs=4"], run_dir=tmp_path / "straight")
     _, first, _ = run_experiment([*common, "epochs=2"], run_dir=tmp_path / "first")
     checkpoint = first.run_dir / "checkpoints" / "last.pt"
-    _, second, resumed = run_experiment([*common, "epochs=4", f"resume={checkpoint}"], run_dir=tmp_path / "second")
+    # Training longer is a change of config: it must be asked for.
+    with pytest.raises(ConfigError, match=r"resume: the checkpoint was trained with another config \(epochs: 2 -> 4\)"):
+        run_experiment([*common, "epochs=4", f"resume={checkpoint}"], run_dir=tmp_path / "refused")
+    _, second, resumed = run_experiment(
+        [*common, "epochs=4", f"resume={checkpoint}", "resume_changed=allow"], run_dir=tmp_path / "second"
+    )
 
     assert resumed == straight
     a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
@@ -29,9 +35,41 @@ def test_resume_from_a_path_continues_the_same_mlflow_run_exactly(run_experiment
     client = MlflowClient(store_overrides(shared_store)[0].split("=", 1)[1])
     history = client.get_metric_history(first_run_id, "val/loss")
     assert sorted(m.step for m in history) == [0, 1, 2, 3]
-    assert client.get_run(first_run_id).data.tags["resumed_at_epoch"] == "2"
+    tags = client.get_run(first_run_id).data.tags
+    assert tags["resumed_at_epoch"] == "2"
+    assert tags["resume.changed"] == "epochs: 2 -> 4"
 
 
 def test_resume_auto_without_an_earlier_run_starts_fresh(run_experiment, tmp_path):
     _, context, final = run_experiment(["tracking=none", "epochs=1", "resume=auto"], run_dir=tmp_path / "fresh")
     assert torch.load(context.run_dir / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_changed_config_by_name_and_allows_it_when_asked(run_experiment, tmp_path):
+    base = ["tracking=none", "pruner=agp", "epochs=3", "schedule.ending_epoch=2", "tracking.log_model=false"]
+    _, first, _ = run_experiment(base, run_dir=tmp_path / "first")
+    checkpoint = first.run_dir / "checkpoints" / "last.pt"
+    changed = ["tracking=none", "pruner=agp", "epochs=6", "schedule.ending_epoch=5", "pruner.final_sparsity=0.9",
+               "tracking.log_model=false", f"resume={checkpoint}"]
+    with pytest.raises(ConfigError) as refused:
+        run_experiment(changed, run_dir=tmp_path / "refused")
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "epochs: 3 -> 6" in message and "pruner.final_sparsity: 0.7 -> 0.9" in message
+    assert "schedule.ending_epoch: 2 -> 5" in message
+    assert "lr_scheduler.T_max: 3 -> 6" in message
+
+    # allowed: the new values apply: 6 epochs, cosine over 6, AGP's schedule to 0.9 at epoch 4
+    _, second, final = run_experiment([*changed, "resume_changed=allow"], run_dir=tmp_path / "second")
+    saved = torch.load(second.run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["epoch"] == 6
+    assert saved["lr_scheduler"]["T_max"] == 6
+    lrs = [m["lr"] for m in saved["history"]]
+    # epochs 0-2 ran under cosine over 3 epochs; after resume the lr follows T_max=6 (no restart)
+    assert lrs[3] < lrs[2] or lrs[2] == 0.0
+    assert final["sparsity/total"] == pytest.approx(0.9, abs=0.01)
+
+    # a different model can never continue the checkpoint
+    with pytest.raises(ConfigError, match="cannot continue after a change of model._target_"):
+        run_experiment([*changed, "resume_changed=allow", "model=resnet20"], run_dir=tmp_path / "model")

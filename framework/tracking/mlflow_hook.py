@@ -91,6 +91,8 @@ class MLflowHook(Hook):
         if self.run_id is not None:  # resumed: reopen the same run
             mlflow.start_run(run_id=self.run_id)
             self._safely(mlflow.set_tag, "resumed_at_epoch", str(trainer.start_epoch))
+            if "resume.changed" in self.tags:  # resume_changed=allow: params keep the old values
+                self._safely(mlflow.set_tag, "resume.changed", self.tags["resume.changed"])
             return
         run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.run_name, tags=self.tags)
         self.run_id = run.info.run_id

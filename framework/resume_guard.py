@@ -1,0 +1,73 @@
+"""Resuming a checkpoint with the config it was trained with, or saying exactly what changed.
+
+The checkpoint records the run's resolved config (the flattened params, plus where its MLflow run
+lives) through :class:`ConfigRecordHook`. On resume, :func:`config_changes` compares it with the
+new config: by default a change is refused with one line naming every key that differs
+(``epochs: 3 -> 6``); ``resume_changed=allow`` continues with the new values, which the runner
+applies (new epochs and schedule; the lr scheduler's arguments are set on the restored scheduler)
+and tags in MLflow. Some changes cannot be continued even then: another model (the weights do not
+fit) or another tracking store (the MLflow run lives in the old one).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping
+
+from framework.errors import ConfigError
+from framework.training.hooks import Hook
+
+# Prefixes of keys whose change no resume can absorb, with the reason shown to the user.
+NEVER_CONTINUED = {
+    "model.": "the checkpoint's weights belong to the old model; start a new run with pretrained=<checkpoint>",
+    "tracking.uri": "the run's MLflow run lives in the old store; resume with the old tracking.uri",
+}
+
+
+class ConfigRecordHook(Hook):
+    """Keeps the run's flattened config in every checkpoint (``hooks.config.params``)."""
+
+    name = "config"
+
+    def __init__(self, params: Mapping[str, str]):
+        self.params = dict(params)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"params": dict(self.params)}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        pass  # compared before the run is built (config_changes); the new config stands
+
+
+def config_changes(checkpoint: Mapping, params: Mapping[str, str], allow: bool) -> List[str]:
+    """``["epochs: 3 -> 6", ...]`` between the checkpoint's config and ``params``; a ConfigError
+    (one line) when there are changes and ``allow`` is off, or a change that cannot be continued."""
+    saved = checkpoint.get("hooks", {}).get("config", {}).get("params")
+    if saved is None:  # a checkpoint from before configs were recorded: nothing to compare
+        return []
+    keys = sorted(set(saved) | set(params))
+    missing = "(unset)"
+    changes = [f"{k}: {saved.get(k, missing)} -> {params.get(k, missing)}" for k in keys if saved.get(k) != params.get(k)]
+    if not changes:
+        return []
+    for prefix, reason in NEVER_CONTINUED.items():
+        blocked = [c for c in changes if c.startswith(prefix)]
+        if blocked:
+            raise ConfigError(f"resume: cannot continue after a change of {'; '.join(blocked)}: {reason}")
+    if not allow:
+        raise ConfigError(
+            f"resume: the checkpoint was trained with another config ({'; '.join(changes)}); "
+            "resume with the same settings, or add resume_changed=allow to continue with the new values"
+        )
+    return changes
+
+
+def apply_scheduler_arguments(lr_scheduler: Any, arguments: Mapping[str, Any]) -> None:
+    """Set the config's arguments (``T_max``, ``gamma``, ``milestones`` ...) on a scheduler whose
+    state was restored from a checkpoint, so a changed value takes effect from the next step."""
+    if lr_scheduler is None:
+        return
+    for key, value in arguments.items():
+        if not key.startswith("_") and hasattr(lr_scheduler, key):
+            current = getattr(lr_scheduler, key)
+            # MultiStepLR keeps its milestones as a Counter
+            setattr(lr_scheduler, key, type(current)(value) if type(current).__name__ == "Counter" else value)
