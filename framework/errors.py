@@ -22,6 +22,10 @@ class CheckpointError(SecateursError):
     """A checkpoint or pretrained file is missing, truncated, foreign or does not fit the model."""
 
 
+class StorageError(SecateursError):
+    """A file of the run (checkpoint, metrics) cannot be written: disk full, read-only, not a folder."""
+
+
 class PruningError(ConfigError):
     """A pruning request does not fit the model (patterns, structures, targets)."""
 

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Dict, Iterator, List
 
+from framework.errors import StorageError
 from framework.training.hooks import Hook
 
 FILENAME = "metrics.jsonl"
@@ -22,11 +23,36 @@ class MetricsFileHook(Hook):
 
     def after_epoch(self, trainer) -> None:
         record = {"epoch": trainer.epoch, **trainer.epoch_metrics}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, sort_keys=True) + "\n")
+        append_line(self.path, json.dumps(record, sort_keys=True))
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append ``line`` to ``path``, durably; a StorageError (one line) when it cannot be written.
+
+    A line left unfinished by a crash or a full disk is closed first, so that the new record
+    starts on a line of its own instead of being glued to (and lost with) the torn one.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+b") as handle:
+            handle.seek(0, os.SEEK_END)
+            torn = handle.tell() > 0 and _last_byte(handle) != b"\n"
+            handle.write((b"\n" if torn else b"") + line.encode("utf-8") + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
+    except OSError as error:
+        reason = f"[Errno {error.errno}] {error.strerror}" if error.errno else str(error)
+        raise StorageError(
+            f"cannot write the metrics file {path} ({reason}); the epochs logged before are kept; "
+            f"free disk space or make {path.parent} writable, then continue with resume=auto"
+        ) from None
+
+
+def _last_byte(handle) -> bytes:
+    handle.seek(-1, os.SEEK_END)
+    last = handle.read(1)
+    handle.seek(0, os.SEEK_END)
+    return last
 
 
 def read_metrics(path: str | Path) -> List[Dict[str, float]]:
