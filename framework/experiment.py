@@ -23,6 +23,7 @@ from framework.training import CheckpointHook, Trainer, load_checkpoint, seed_ev
 from framework.tracking.metrics_file import MetricsFileHook
 from framework.training.log_hook import EpochLogHook
 from framework.training.optim import build_lr_scheduler, build_optimizer
+from framework.training.run_lock import lock_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,12 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     validate(cfg)
     run_dir = context.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    with lock_run_dir(run_dir):  # one run per run dir; released however the run ends
+        return _run_in_locked_dir(cfg, context)
+
+
+def _run_in_locked_dir(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
+    run_dir = context.run_dir
 
     from framework.data import build_loaders, check_dataset_available, dataset_signature
 
