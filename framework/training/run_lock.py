@@ -75,6 +75,23 @@ def lock_run_dir(run_dir: str | os.PathLike) -> RunDirLock:
     return RunDirLock(run_dir)
 
 
+def lock_holder(run_dir: str | os.PathLike) -> Optional[str]:
+    """The pid (as text, ``"unknown"`` if unreadable) of the process that holds the lock on
+    ``run_dir``, or None when no process does."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None  # no lock file: no run ever locked this dir
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_pid(fd)
+    finally:
+        os.close(fd)
+    return None
+
+
 def _read_pid(fd: int) -> str:
     try:
         text = os.pread(fd, 32, 0).decode(errors="replace").strip()

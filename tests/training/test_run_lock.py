@@ -4,33 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
 from framework.errors import RunDirInUseError
 from framework.training.run_lock import lock_run_dir
 
-from support import ROOT, cli_dirs, run_cli
+from lock_holder import hold_lock_in_child
+from support import cli_dirs, run_cli
 
 # Every config key the CLI test here sets, in one place (the config schema is being reshaped).
 CLI_OVERRIDES = ["tracking=none", "epochs=1"]
-
-
-def hold_lock_in_child(run_dir):
-    """A second process that takes the lock on ``run_dir`` and keeps it until killed."""
-    child = textwrap.dedent(f"""
-        import sys, time
-        from framework.training.run_lock import lock_run_dir
-        lock = lock_run_dir({str(run_dir)!r})
-        print("locked", flush=True)
-        time.sleep(600)
-    """)
-    process = subprocess.Popen([sys.executable, "-c", child], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert process.stdout.readline().strip() == "locked"
-    return process
 
 
 def test_a_second_process_is_refused_with_the_holders_pid(tmp_path):
