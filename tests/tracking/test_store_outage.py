@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -54,6 +55,7 @@ def test_a_deleted_sqlite_store_warns_once_per_kind_and_keeps_every_metric(tmp_p
     assert [r["epoch"] for r in read_metrics(run_dir / "metrics.jsonl")] == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_cli_store_deleted_mid_run_gives_no_traceback_and_one_line_per_kind(tmp_path):
     process = start_cli([*CLI_OVERRIDES, *cli_dirs(tmp_path)])
     wait_for_epochs(tmp_path / "run" / "metrics.jsonl", 1, process)

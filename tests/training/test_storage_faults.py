@@ -112,12 +112,16 @@ def test_a_checkpoint_folder_that_is_a_file_is_one_line(tmp_path):
     assert "no checkpoint has been written yet" in message
 
 
-def test_a_metrics_file_that_cannot_be_created_is_one_line(tmp_path):
+def test_a_run_dir_that_is_a_file_stops_the_metrics_hook_with_one_line(tmp_path):
     (tmp_path / "run").write_text("not a folder")
     trainer = tiny_trainer([MetricsFileHook(tmp_path / "run")])
     with pytest.raises(StorageError) as info:
         trainer.fit()
-    assert "\n" not in str(info.value) and "metrics.jsonl" in str(info.value)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"cannot write the run status file {tmp_path / 'run'}")
+    assert "Not a directory" in message
+    with pytest.raises(StorageError, match="cannot write the metrics file .*metrics.jsonl"):
+        append_line(tmp_path / "run" / "metrics.jsonl", "{}")
 
 
 def test_partial_checkpoint_files_are_removed_at_the_next_start(tmp_path):
