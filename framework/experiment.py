@@ -25,6 +25,7 @@ from framework.errors import ConfigError, short_reason
 from framework.training import CheckpointHook, Trainer, load_checkpoint, seed_everything
 from framework.tracking.metrics_file import MetricsFileHook
 from framework.training.log_hook import EpochLogHook
+from framework.training.run_lock import lock_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,12 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     validate(cfg)
     run_dir = context.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    with lock_run_dir(run_dir):  # one run per run dir; released however the run ends
+        return _run_in_locked_dir(cfg, context)
+
+
+def _run_in_locked_dir(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
+    run_dir = context.run_dir
 
     # -- components: checked against their targets' signatures and built, no data read yet --
     data_source = _build_data_source(cfg)
