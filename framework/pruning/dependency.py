@@ -65,7 +65,7 @@ import operator
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import torch
 import torch.fx
@@ -126,9 +126,9 @@ _CONVS = (nn.modules.conv._ConvNd,)
 _LAYERS = _CONVS + (nn.Linear,)
 
 
-@dataclass(frozen=True)
-class Member:
-    """Channels ``indices`` of ``module`` in ``role`` (``out`` / ``in`` / ``norm``)."""
+class Member(NamedTuple):
+    """Channels ``indices`` of ``module`` in ``role`` (``out`` / ``in`` / ``norm``). A named tuple:
+    large models have tens of thousands of them."""
 
     module: str
     role: str
@@ -722,7 +722,7 @@ def _assemble(builder: _Builder, modules, prefix: str, model: nn.Module, warn: b
     warn_flags: dict[tuple[str, str], bool] = {}
     for root in roots:
         members = tuple(
-            Member(prefix + module, role, tuple(sorted(indices)))
+            Member(prefix + module, role, tuple(indices))  # attach() recorded them in increasing order
             for (module, role), indices in sorted(by_root[root].items())
         )
         fixed = root in fixed_roots

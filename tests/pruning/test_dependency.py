@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from coupling_support import (
-    IN, NORM, OUT, assert_groups_consistent, kept_parameter_count, outputs, prune, randomise_norms,
+from coupling_support import (  # noqa: F401 (one_thread is an autouse fixture)
+    IN, one_thread, NORM, OUT, assert_groups_consistent, kept_parameter_count, outputs, prune, randomise_norms,
     relative_error,
 )
 from framework.errors import PruningError
