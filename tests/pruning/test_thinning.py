@@ -200,3 +200,27 @@ def test_coupled_pruner_state_round_trip_keeps_the_extra_masks():
     layer = build_pruner(build("resnet20_B")[0], method="level", structure="channel", coupling="layer")
     with pytest.raises(CheckpointError, match="pruned with pruner.coupling=coupled"):
         layer.load_state_dict(state)
+
+
+def test_agp_coupled_follows_the_schedule_per_group_and_never_regrows():
+    model, x = build("resnet20_B")
+    pruner = build_pruner(model, method="agp", structure="filter", final_sparsity=0.5, starting_epoch=0,
+                          ending_epoch=3, example_input=x)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    previous = {}
+    for epoch in range(3):
+        target = pruner.on_epoch_start(epoch)
+        for _ in range(2):
+            optimizer.zero_grad()
+            model(x).pow(2).mean().backward()
+            optimizer.step()
+            pruner.after_step()
+        for plan in pruner.plans:
+            dead = sum(not pruner._alive(channel, {}) for channel in plan.channels)
+            expected = min(len(plan.channels) - 1, int(target * len(plan.channels) + 0.5))
+            assert dead == expected, (epoch, plan.name)
+        assert_groups_consistent(model, pruner.graph)
+        for name, mask in pruner.masks.items():
+            if name in previous:
+                assert not (mask & ~previous[name]).any(), f"{name} regrew"
+        previous = {name: mask.clone() for name, mask in pruner.masks.items()}
