@@ -119,6 +119,11 @@ class CoupledPruningEngine(PruningEngine):
         self.modules = graph.modules
         selected = {p.name for p in self.selected}
         self.plans: list[_GroupPlan] = []
+        # layer roles that keep channels whatever happens (fixed or unselected ones) need no guard
+        self._roles_never_empty = {
+            (m.module, m.role) for c in graph.channels() if c.fixed or not self._selectable(c, selected)
+            for m in c.members
+        }
         extras: dict[str, nn.Parameter] = {}
         for group in graph.groups:
             channels = [c for c in group.prunable if self._selectable(c, selected)]
@@ -215,15 +220,15 @@ class CoupledPruningEngine(PruningEngine):
             keep = keep_all_but_lowest_k(torch.where(alive, scores, -math.inf), k)
         return self._keep_one_per_layer(plan, keep, scores)
 
-    @staticmethod
-    def _keep_one_per_layer(plan: _GroupPlan, keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    def _keep_one_per_layer(self, plan: _GroupPlan, keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """A layer role whose every channel would go keeps its best-scored one (a layer of width 0
         would not be a layer). Only possible where several layers share a group (concatenations)."""
         holders: dict[tuple[str, str], list[int]] = defaultdict(list)
         for position, channel in enumerate(plan.channels):
             for member in channel.members:
-                if member.role != NORM:
-                    holders[(member.module, member.role)].append(position)
+                key = (member.module, member.role)
+                if member.role != NORM and key not in self._roles_never_empty:
+                    holders[key].append(position)
         for positions in holders.values():
             if not keep[positions].any():
                 best = max(positions, key=lambda p: float(scores[p]))
