@@ -404,11 +404,18 @@ def save_thinned(path: str | os.PathLike, model: nn.Module, recipe: Mapping, ext
         raise
 
 
-def load_thinned(path: str | os.PathLike, model: nn.Module) -> nn.Module:
-    """Resize the freshly built ``model`` with the saved recipe and load the saved weights into it."""
+def read_thinned(path: str | os.PathLike) -> dict:
+    """The saved ``{"format", "recipe", "state_dict", "extra"}`` of :func:`save_thinned` (weights_only)."""
     payload = load_weights_only(path, f"thinned model '{path}'")
     if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
         raise CheckpointError(f"'{path}' is not a thinned model written by save_thinned (format {FILE_FORMAT!r})")
+    return payload
+
+
+def load_thinned(path: str | os.PathLike, model: nn.Module) -> nn.Module:
+    """Resize the freshly built ``model`` with the saved recipe and load the saved weights into it
+    (:func:`read_thinned` gives the ``extra`` data too)."""
+    payload = read_thinned(path)
     apply_recipe(model, payload["recipe"])
     try:
         model.load_state_dict(payload["state_dict"])
