@@ -305,8 +305,20 @@ def build_pruner(
     seed: int = 0,
     ranking_view: RankingView | None = None,
     step_frequency: int | None = None,
+    coupling: str | None = None,
+    group_reduction: str = "mean",
+    round_to: int | None = None,
+    example_input: torch.Tensor | None = None,
+    input_shape: Iterable[int] | None = None,
 ) -> PruningEngine | NoOpPruner:
     """Validate every argument and return a ready pruner (or a no-op for ``method="none"``).
+
+    ``coupling`` (filter/channel only): ``"coupled"`` (the default there) ranks and masks whole
+    dependency groups read from the torch.fx graph (:mod:`.coupled`, :mod:`.dependency`), with
+    member scores reduced by ``group_reduction`` (mean | sum | max) and kept channel counts a
+    multiple of ``round_to``; the graph's shapes come from one eval-mode run on ``example_input``
+    (or zeros of ``[2, *input_shape]``; inferred from the first layer when both are None).
+    ``"layer"`` masks each layer alone, as before.
 
     ``ranking_view`` (library use) overrides the view that groups are ranked on; it cannot be
     combined with ``fold_batchnorm``. ``step_frequency`` (AGP only) also re-ranks every that many
@@ -317,6 +329,11 @@ def build_pruner(
     if method == "none":
         return NoOpPruner()
     check_structure(structure)
+    from framework.pruning.coupled import check_coupling, check_group_reduction, check_round_to
+
+    coupling = check_coupling(coupling, structure)
+    group_reduction = check_group_reduction(group_reduction)
+    round_to = check_round_to(round_to)
     if step_frequency is not None:
         if method != "agp":
             raise PruningError(
@@ -346,7 +363,7 @@ def build_pruner(
         ranking_view = folded.view
         folded_pairs = list(folded.pairs)
 
-    return PruningEngine(
+    engine_arguments = dict(
         method=method,
         structure=structure,
         selected=selected,
@@ -358,3 +375,13 @@ def build_pruner(
         folded_pairs=folded_pairs,
         step_frequency=step_frequency,
     )
+    if coupling == "coupled" and method in RANKING_METHODS:
+        from framework.pruning.coupled import CoupledPruningEngine
+        from framework.pruning.dependency import build_dependency_graph
+
+        if example_input is None and input_shape is not None:
+            parameter = next(model.parameters())
+            example_input = torch.zeros(2, *input_shape, dtype=parameter.dtype, device=parameter.device)
+        graph = build_dependency_graph(model, example_input)
+        return CoupledPruningEngine(graph, group_reduction, round_to, **engine_arguments)
+    return PruningEngine(**engine_arguments)
