@@ -120,12 +120,12 @@ def prune_ours(model: nn.Module, case: Case) -> tuple[nn.Module, nn.Module]:
     from framework.pruning import build_pruner
     from framework.pruning.thinning import thin
 
-    pruner = build_pruner(model, method="level", structure="filter", criterion="l1",
-                          final_sparsity=RATIO, coupling="coupled")
-    pruner.update_masks(0)
     example = example_input(model, case.sample_shape)
-    with evaluating(model):
-        thinned = thin(model, pruner.masks, example)
+    pruner = build_pruner(model, method="level", structure="filter", criterion="l1",
+                          final_sparsity=RATIO, coupling="coupled", example_input=example)
+    pruner.on_epoch_start(0)  # the level pruner's one pruning epoch: rank groups, write masks
+    pruner.apply_masks()
+    thinned = thin(model, pruner.masks, example).model
     return model, thinned
 
 
