@@ -20,9 +20,9 @@ For each: parameters and MACs (``torch.utils.flop_counter``) before/after, eager
 three (interleaved; each checked against its eager outputs), speedup and speedup / MAC reduction, and whether the kept widths of ours and TP are
 the same (so their MACs compare). A failure of either side is caught and reported as a row.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/thinning.py            # ~3-6 minutes on 2 loaded cores
-    PYTHONPATH=$PWD .venv/bin/python bench/thinning.py --quick    # smoke run
-    PYTHONPATH=$PWD .venv/bin/python bench/thinning.py --write    # also replace the section in BENCHMARKS.md
+    .venv/bin/python bench/thinning.py            # ~3-6 minutes on 2 loaded cores
+    .venv/bin/python bench/thinning.py --quick    # smoke run
+    .venv/bin/python bench/thinning.py --write    # also replace the section in BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -256,16 +256,15 @@ def load() -> str:
 
 
 def header(args, started: str, load_before: str, load_after: str) -> str:
-    import onnxruntime
-    import torch_pruning
+    from importlib.metadata import version
 
-    command = "PYTHONPATH=$PWD " + " ".join(shlex.quote(p) for p in [os.path.relpath(sys.executable), *sys.argv])
+    command = " ".join(shlex.quote(p) for p in [os.path.relpath(sys.executable), *sys.argv])
     return "\n".join([
         f"- command: `{command}`",
         f"- date: {started} (`date`); finished {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S UTC}",
         f"- load before: `{load_before}`; after: `{load_after}`",
-        f"- torch {torch.__version__}, torchvision {torchvision.__version__}, Torch-Pruning {torch_pruning.__version__}, "
-        f"onnxruntime {onnxruntime.__version__}, python {platform.python_version()}",
+        f"- torch {torch.__version__}, torchvision {torchvision.__version__}, Torch-Pruning {version('torch-pruning')} "
+        f"(its __version__ string says 1.6.0), onnxruntime {version('onnxruntime')}, python {platform.python_version()}",
         f"- CPU: {cpu_model()}, os.cpu_count()={os.cpu_count()}; torch.set_num_threads({args.threads}), "
         f"ORT intra_op_num_threads=1; warm-up {args.warmup}, {args.repeats} interleaved repeats, medians",
     ])
@@ -285,7 +284,7 @@ def write_section(text: str, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="2 repeats, 1 warm-up: a smoke run")
