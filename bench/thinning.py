@@ -20,7 +20,7 @@ For each: parameters and MACs (``torch.utils.flop_counter``) before/after, eager
 three (interleaved; each checked against its eager outputs), speedup and speedup / MAC reduction, and whether the kept widths of ours and TP are
 the same (so their MACs compare). A failure of either side is caught and reported as a row.
 
-    .venv/bin/python bench/thinning.py            # ~3-6 minutes on 2 loaded cores
+    .venv/bin/python bench/thinning.py            # ~1.5 minutes on 2 loaded cores
     .venv/bin/python bench/thinning.py --quick    # smoke run
     .venv/bin/python bench/thinning.py --write    # also replace the section in BENCHMARKS.md
 """

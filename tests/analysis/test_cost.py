@@ -150,3 +150,43 @@ def test_cost_report_without_onnx_has_no_onnx_metrics():
     metrics = cost_report(conv_bn_linear(8), conv_bn_linear(4), (3, 4, 4), batch=1, warmup=0, repeats=1)
     assert not [name for name in metrics if "onnx" in name]
     assert {"thin/eager_ms_b1/dense", "thin/eager_speedup_b1"} <= set(metrics)
+
+
+def test_thinned_resnet_costs_what_its_layers_say(tmp_path):
+    """A real coupled 50 % filter pruning + thin of a CIFAR ResNet-8 (shortcut B): the counter's MACs
+    equal the conv/linear formula over the thinned layers, and the report sees the drop."""
+    from framework.models.cifar_resnet import CifarResNet
+    from framework.pruning import build_pruner
+    from framework.pruning.thinning import thin
+
+    torch.manual_seed(0)
+    model = CifarResNet(8, 10, shortcut="B").eval()
+    example = torch.randn(2, 3, 16, 16)
+    pruner = build_pruner(model, method="level", structure="filter", final_sparsity=0.5, coupling="coupled",
+                          example_input=example)
+    pruner.on_epoch_start(0)
+    pruner.apply_masks()
+    thinned = thin(model, pruner.masks, example).model
+
+    def formula(net: nn.Module) -> int:  # output elements * in/groups * kernel, per call
+        total = 0
+
+        def hook(layer, args, output):
+            nonlocal total
+            if isinstance(layer, nn.Conv2d):
+                total += output.numel() * layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
+            else:
+                total += output.numel() * layer.in_features
+
+        handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        with torch.no_grad():
+            net(torch.zeros(1, 3, 16, 16))
+        for handle in handles:
+            handle.remove()
+        return total
+
+    assert count_macs(thinned, (3, 16, 16)) == formula(thinned) < count_macs(model, (3, 16, 16)) / 3
+    metrics = cost_report(model, thinned, (3, 16, 16), batch=2, warmup=0, repeats=1, onnx_dir=tmp_path)
+    assert metrics["thin/macs/thinned"] == formula(thinned) and metrics["thin/macs/dense"] == formula(model)
+    assert metrics["thin/params/thinned"] == count_params(thinned) < count_params(model) / 3
+    assert metrics["thin/onnx_bytes/thinned"] < metrics["thin/onnx_bytes/dense"]
