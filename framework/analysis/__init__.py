@@ -19,10 +19,13 @@ from framework.analysis.cost import (
     count_macs,
     count_params,
     export_onnx,
+    latency_samples,
     macs_by_module,
     measure_latency,
     onnx_latency,
+    onnx_latency_samples,
     onnx_session,
+    summarize,
 )
 from framework.analysis.macs import MacsRow, macs_table, macs_to_markdown, write_macs_csv
 from framework.analysis.plots import plot_layer_sparsity
@@ -35,10 +38,13 @@ __all__ = [
     "count_macs",
     "count_params",
     "export_onnx",
+    "latency_samples",
     "macs_by_module",
     "measure_latency",
     "onnx_latency",
+    "onnx_latency_samples",
     "onnx_session",
+    "summarize",
     "SparsityRow",
     "macs_table",
     "macs_to_markdown",

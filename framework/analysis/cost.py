@@ -24,7 +24,6 @@ install; the legacy one needs nothing more and handles every model we thin.
 from __future__ import annotations
 
 import io
-import statistics
 import time
 import warnings
 from contextlib import ExitStack, contextmanager
@@ -206,11 +205,55 @@ def time_interleaved(
     return samples
 
 
-def _medians(samples: Mapping[tuple[str, int], list[float]]) -> dict[str, dict[int, float]]:
+def summarize(samples: Mapping[str, Mapping[int, Sequence[float]]], quantile: float = 0.5) -> dict[str, dict[int, float]]:
+    """``{name: {batch: seconds}}`` at ``quantile`` of each list of samples (0.5: the median; a
+    low one such as 0.1 approaches the uncontended cost when other work shares the cores)."""
+    if not 0.0 <= quantile <= 1.0:
+        raise MeasurementError(f"quantile must be within [0, 1]; got {quantile!r}")
     result: dict[str, dict[int, float]] = {}
-    for (name, batch), values in samples.items():
-        result.setdefault(name, {})[batch] = statistics.median(values)
+    for name, per_batch in samples.items():
+        for batch, values in per_batch.items():
+            ordered = sorted(values)
+            position = quantile * (len(ordered) - 1)  # linear interpolation between neighbours
+            low = int(position)
+            high = min(low + 1, len(ordered) - 1)
+            result.setdefault(name, {})[batch] = ordered[low] + (ordered[high] - ordered[low]) * (position - low)
     return result
+
+
+def _by_name(samples: Mapping[tuple[str, int], list[float]]) -> dict[str, dict[int, list[float]]]:
+    result: dict[str, dict[int, list[float]]] = {}
+    for (name, batch), values in samples.items():
+        result.setdefault(name, {})[batch] = values
+    return result
+
+
+def latency_samples(
+    models: Mapping[str, nn.Module],
+    sample_shape: Sequence[int],
+    batch_sizes: Sequence[int] = (1, 32),
+    warmup: int = 3,
+    repeats: int = 10,
+    threads: int | None = None,
+) -> dict[str, dict[int, list[float]]]:
+    """Seconds of each timed eager forward pass: ``{model name: {batch size: [seconds, ...]}}``.
+
+    Every model runs in eval mode without autograd on a fixed random batch; all (model, batch)
+    pairs are interleaved in one loop (:func:`time_interleaved`). ``threads`` sets
+    ``torch.set_num_threads`` for the measurement (``None`` leaves it as it is).
+    """
+    if not models:
+        raise MeasurementError("measuring latency needs at least one model; got none")
+    sizes = _check_batch_sizes(batch_sizes)
+    with torch_threads(threads), ExitStack() as stack:
+        for model in models.values():
+            stack.enter_context(evaluating(model))
+        runners = {}
+        for name, model in models.items():
+            for batch in sizes:
+                inputs = example_input(model, sample_shape, batch)
+                runners[(name, batch)] = lambda model=model, inputs=inputs: model(inputs)
+        return _by_name(time_interleaved(runners, warmup, repeats))
 
 
 def measure_latency(
@@ -221,24 +264,9 @@ def measure_latency(
     repeats: int = 10,
     threads: int | None = None,
 ) -> dict[str, dict[int, float]]:
-    """Median seconds of one eager forward pass: ``{model name: {batch size: seconds}}``.
-
-    Every model runs in eval mode without autograd on a fixed random batch; all (model, batch)
-    pairs are interleaved in one loop (:func:`time_interleaved`). ``threads`` sets
-    ``torch.set_num_threads`` for the measurement (``None`` leaves it as it is).
-    """
-    if not models:
-        raise MeasurementError("measure_latency needs at least one model; got none")
-    sizes = _check_batch_sizes(batch_sizes)
-    with torch_threads(threads), ExitStack() as stack:
-        for model in models.values():
-            stack.enter_context(evaluating(model))
-        runners = {}
-        for name, model in models.items():
-            for batch in sizes:
-                inputs = example_input(model, sample_shape, batch)
-                runners[(name, batch)] = lambda model=model, inputs=inputs: model(inputs)
-        return _medians(time_interleaved(runners, warmup, repeats))
+    """Median seconds of one eager forward pass: ``{model name: {batch size: seconds}}``
+    (:func:`latency_samples` summarized by :func:`summarize`)."""
+    return summarize(latency_samples(models, sample_shape, batch_sizes, warmup, repeats, threads))
 
 
 # --- ONNX ---------------------------------------------------------------------------------------
@@ -321,18 +349,18 @@ def check_onnx_matches(
     return error
 
 
-def onnx_latency(
+def onnx_latency_samples(
     sessions: Mapping[str, Any],
     sample_shape: Sequence[int],
     batch_sizes: Sequence[int] = (1, 32),
     warmup: int = 3,
     repeats: int = 10,
-) -> dict[str, dict[int, float]]:
-    """Median seconds of one ONNX Runtime run per session and batch size, interleaved like
-    :func:`measure_latency`. ``sessions`` maps names to :func:`onnx_session` results (their thread
+) -> dict[str, dict[int, list[float]]]:
+    """Seconds of each timed ONNX Runtime run, per session and batch size, interleaved like
+    :func:`latency_samples`. ``sessions`` maps names to :func:`onnx_session` results (their thread
     count was set there); inputs are float32."""
     if not sessions:
-        raise MeasurementError("onnx_latency needs at least one session; got none")
+        raise MeasurementError("measuring ONNX latency needs at least one session; got none")
     sizes = _check_batch_sizes(batch_sizes)
     shape = _check_shape(sample_shape)
     generator = torch.Generator().manual_seed(0)
@@ -342,7 +370,18 @@ def onnx_latency(
         for name, session in sessions.items()
         for batch in sizes
     }
-    return _medians(time_interleaved(runners, warmup, repeats))
+    return _by_name(time_interleaved(runners, warmup, repeats))
+
+
+def onnx_latency(
+    sessions: Mapping[str, Any],
+    sample_shape: Sequence[int],
+    batch_sizes: Sequence[int] = (1, 32),
+    warmup: int = 3,
+    repeats: int = 10,
+) -> dict[str, dict[int, float]]:
+    """Median seconds of one ONNX Runtime run: :func:`onnx_latency_samples` summarized."""
+    return summarize(onnx_latency_samples(sessions, sample_shape, batch_sizes, warmup, repeats))
 
 
 # --- the report ---------------------------------------------------------------------------------

@@ -14,12 +14,14 @@ from framework.analysis.cost import (
     count_params,
     export_onnx,
     file_bytes,
+    latency_samples,
     macs_by_module,
     measure_latency,
     onnx_latency,
     onnx_session,
     run_onnx,
     state_dict_bytes,
+    summarize,
 )
 
 
@@ -71,6 +73,18 @@ def test_latency_is_positive_for_every_model_and_batch_and_restores_state():
     assert all(seconds > 0 for per_batch in timing.values() for seconds in per_batch.values())
     assert large.training and torch.get_num_threads() == before_threads
     assert large[1].num_batches_tracked.item() == 0  # ran in eval mode: BN statistics untouched
+
+
+def test_samples_are_interleaved_repeats_and_summarize_takes_quantiles():
+    samples = latency_samples({"a": conv_bn_linear(4), "b": conv_bn_linear(8)}, (3, 8, 8), (1, 2), warmup=0, repeats=4)
+    assert {name: {b: len(v) for b, v in per.items()} for name, per in samples.items()} == {
+        "a": {1: 4, 2: 4}, "b": {1: 4, 2: 4}}
+    fixed = {"m": {1: [4.0, 1.0, 3.0, 2.0]}}
+    assert summarize(fixed) == {"m": {1: 2.5}}  # the median of an even count: mean of the middle two
+    assert summarize(fixed, 0.0) == {"m": {1: 1.0}} and summarize(fixed, 1.0) == {"m": {1: 4.0}}
+    assert summarize(fixed, 0.1)["m"][1] == pytest.approx(1.3)  # 0.1 * 3 = 0.3 of the way from 1 to 2
+    with pytest.raises(MeasurementError, match=r"quantile must be within \[0, 1\]; got 50"):
+        summarize(fixed, 50)
 
 
 @pytest.mark.parametrize(
