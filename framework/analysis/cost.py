@@ -238,8 +238,8 @@ def latency_samples(
 ) -> dict[str, dict[int, list[float]]]:
     """Seconds of each timed eager forward pass: ``{model name: {batch size: [seconds, ...]}}``.
 
-    Every model runs in eval mode without autograd on a fixed random batch; all (model, batch)
-    pairs are interleaved in one loop (:func:`time_interleaved`). ``threads`` sets
+    Every model runs in eval mode without autograd on a fixed random batch on its own device (a
+    CUDA pass is timed until its kernels finish); all (model, batch) pairs are interleaved in one loop (:func:`time_interleaved`). ``threads`` sets
     ``torch.set_num_threads`` for the measurement (``None`` leaves it as it is).
     """
     if not models:
@@ -252,8 +252,20 @@ def latency_samples(
         for name, model in models.items():
             for batch in sizes:
                 inputs = example_input(model, sample_shape, batch)
-                runners[(name, batch)] = lambda model=model, inputs=inputs: model(inputs)
+                runners[(name, batch)] = _forward_runner(model, inputs)
         return _by_name(time_interleaved(runners, warmup, repeats))
+
+
+def _forward_runner(model: nn.Module, inputs: torch.Tensor) -> Callable[[], object]:
+    if inputs.device.type != "cuda":
+        return lambda: model(inputs)
+
+    def run_and_wait():  # CUDA launches are asynchronous: the clock must wait for the kernels
+        output = model(inputs)
+        torch.cuda.synchronize(inputs.device)
+        return output
+
+    return run_and_wait
 
 
 def measure_latency(
