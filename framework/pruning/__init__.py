@@ -12,6 +12,9 @@ Modules, one job each:
 * :mod:`.masks`      - the mask store that ANDs, applies and saves masks.
 * :mod:`.engine`     - the facade a training loop talks to.
 * :mod:`.bn_fold`    - BatchNorm-folded ranking view (imported only when requested).
+* :mod:`.dependency` - coupled channels across layers, read from the torch.fx graph.
+* :mod:`.coupled`    - ranking and masking whole dependency groups (filter/channel default).
+* :mod:`.thinning`   - masked model -> smaller dense model, its recipe, optimizer state, file.
 """
 
 from framework.pruning.criteria import CRITERIA, build_criterion
@@ -21,6 +24,7 @@ from framework.pruning.pruners import build_mask_pruner
 from framework.pruning.schedules import AGPSchedule, ConstantSchedule, EpochSchedule
 from framework.pruning.selection import resolve_levels, select_parameters
 from framework.pruning.structures import STRUCTURES, expand_group_mask, group_count, to_groups
+from framework.pruning.thinning import ThinResult, apply_recipe, load_thinned, save_thinned, thin
 
 __all__ = [
     "AGPSchedule",
@@ -32,13 +36,18 @@ __all__ = [
     "NoOpPruner",
     "PruningEngine",
     "STRUCTURES",
+    "ThinResult",
+    "apply_recipe",
     "build_criterion",
     "build_mask_pruner",
     "build_pruner",
     "expand_group_mask",
     "group_count",
+    "load_thinned",
     "raw_weight",
     "resolve_levels",
+    "save_thinned",
     "select_parameters",
+    "thin",
     "to_groups",
 ]

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from framework.errors import CheckpointError, PruningError
+from framework.errors import PruningError
 from framework.pruning.dependency import IN, NORM, OUT, CoupledChannel, DependencyGraph
 from framework.pruning.engine import PruningEngine
 from framework.pruning.masks import MaskStore
@@ -108,16 +108,22 @@ def _reduce(scores: list[float], reduction: str) -> float:
 class CoupledPruningEngine(PruningEngine):
     """:class:`PruningEngine` that ranks and masks coupled channels (see the module docstring)."""
 
+    coupling = "coupled"
+
     def __init__(self, graph: DependencyGraph, group_reduction: str = DEFAULT_GROUP_REDUCTION,
                  round_to: int = 1, **kwargs):
         super().__init__(**kwargs)
-        self.coupling = "coupled"
         self.graph = graph
         self.group_reduction = group_reduction
         self.round_to = round_to
         self.modules = graph.modules
         selected = {p.name for p in self.selected}
         self.plans: list[_GroupPlan] = []
+        # layer roles that keep channels whatever happens (fixed or unselected ones) need no guard
+        self._roles_never_empty = {
+            (m.module, m.role) for c in graph.channels() if c.fixed or not self._selectable(c, selected)
+            for m in c.members
+        }
         extras: dict[str, nn.Parameter] = {}
         for group in graph.groups:
             channels = [c for c in group.prunable if self._selectable(c, selected)]
@@ -150,7 +156,7 @@ class CoupledPruningEngine(PruningEngine):
         return all(_weight(m.module) in selected for m in channel.members if m.role != NORM)
 
     # ----------------------------------------------------------------------------- ranking
-    def _per_channel(self, module: str, role: str, cache: dict, source: str) -> torch.Tensor:
+    def _per_channel(self, module: str, role: str, cache: dict, source: str) -> list | None:
         """Per-channel criterion scores (``source="view"``) or alive flags (``"mask"``) of a layer role."""
         key = (module, role, source)
         if key not in cache:
@@ -160,13 +166,13 @@ class CoupledPruningEngine(PruningEngine):
             if source == "view":
                 view = self.ranking_view(name, layer.weight)
                 scores = self.pruner.criterion(to_groups(view.detach(), structure, layer))
-                cache[key] = scores.detach().double().cpu()
+                cache[key] = scores.detach().double().cpu().tolist()  # python floats: cheap to index
             else:
                 mask = self.store.get(name)
                 if mask is None:
                     cache[key] = None
                 else:
-                    cache[key] = to_groups(mask, structure, layer).any(dim=1).cpu()
+                    cache[key] = to_groups(mask, structure, layer).any(dim=1).cpu().tolist()
         return cache[key]
 
     def _scoring_members(self, channel: CoupledChannel):
@@ -177,14 +183,14 @@ class CoupledPruningEngine(PruningEngine):
         scores = []
         for member in self._scoring_members(channel):
             per_channel = self._per_channel(member.module, member.role, cache, "view")
-            scores.append(float(per_channel[list(member.indices)].mean()))
+            scores.append(sum(per_channel[i] for i in member.indices) / len(member.indices))
         return _reduce(scores, self.group_reduction)
 
     def _alive(self, channel: CoupledChannel, cache: dict) -> bool:
         for member in self._scoring_members(channel):
             flags = self._per_channel(member.module, member.role, cache, "mask")
             if flags is not None:
-                return bool(flags[list(member.indices)].any())
+                return any(flags[i] for i in member.indices)
         return True
 
     def _prune_count(self, plan: _GroupPlan, target: float) -> int:
@@ -214,15 +220,15 @@ class CoupledPruningEngine(PruningEngine):
             keep = keep_all_but_lowest_k(torch.where(alive, scores, -math.inf), k)
         return self._keep_one_per_layer(plan, keep, scores)
 
-    @staticmethod
-    def _keep_one_per_layer(plan: _GroupPlan, keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    def _keep_one_per_layer(self, plan: _GroupPlan, keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """A layer role whose every channel would go keeps its best-scored one (a layer of width 0
         would not be a layer). Only possible where several layers share a group (concatenations)."""
         holders: dict[tuple[str, str], list[int]] = defaultdict(list)
         for position, channel in enumerate(plan.channels):
             for member in channel.members:
-                if member.role != NORM:
-                    holders[(member.module, member.role)].append(position)
+                key = (member.module, member.role)
+                if member.role != NORM and key not in self._roles_never_empty:
+                    holders[key].append(position)
         for positions in holders.values():
             if not keep[positions].any():
                 best = max(positions, key=lambda p: float(scores[p]))
@@ -264,11 +270,3 @@ class CoupledPruningEngine(PruningEngine):
     # ----------------------------------------------------------------------------- persistence
     def state_dict(self) -> dict:
         return {**super().state_dict(), "coupling": self.coupling}
-
-    def load_state_dict(self, state) -> None:
-        saved = state.get("coupling", "layer")
-        if saved != self.coupling:
-            raise CheckpointError(
-                f"the checkpoint was pruned with pruner.coupling={saved}; this run uses pruner.coupling={self.coupling}"
-            )
-        super().load_state_dict(state)

@@ -27,7 +27,8 @@ dimension: 1 for conv-style tensors ``[N, C, ...]``, the last one for a Linear's
   stays valid. Depthwise convs (one input channel per group, any multiplier) pass the channel through:
   input channel ``c`` is coupled with the ``out`` channels of group ``c``; thinning lowers ``groups``.
 * BatchNorm / InstanceNorm, activations, dropout, identity, pooling, adaptive pooling, interpolation,
-  spatial padding and slicing, reductions over non-channel dims: pass channels through.
+  spatial padding and slicing, reductions over non-channel dims, torchvision's ``stochastic_depth``:
+  pass channels through.
 * ``add``/``sub``/``mul``/``div`` (and their in-place forms): channels of the operands are coupled
   position by position after broadcasting; this covers residual adds and squeeze-excitation gates
   (``[N, C, 1, 1] * [N, C, H, W]``). An operand broadcast along channels (size 1) is left alone.
@@ -65,7 +66,7 @@ import operator
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import torch
 import torch.fx
@@ -104,6 +105,11 @@ _PASS_FUNCTIONS = {
     F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d, F.interpolate,
     torch.abs, torch.exp, torch.neg, torch.square, torch.sqrt, torch.clamp, torch.clip,
 }
+# Functions of other libraries known to act per sample or per channel, by (module, name): importing
+# them here would make torch-only pruning depend on those libraries.
+_PASS_FOREIGN_FUNCTIONS = {
+    ("torchvision.ops.stochastic_depth", "stochastic_depth"),  # scales whole samples (or is identity)
+}
 _PASS_METHODS = {
     "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "clip", "abs", "neg",
     "exp", "square", "sqrt", "contiguous", "clone", "detach", "float", "double", "half", "to",
@@ -126,9 +132,9 @@ _CONVS = (nn.modules.conv._ConvNd,)
 _LAYERS = _CONVS + (nn.Linear,)
 
 
-@dataclass(frozen=True)
-class Member:
-    """Channels ``indices`` of ``module`` in ``role`` (``out`` / ``in`` / ``norm``)."""
+class Member(NamedTuple):
+    """Channels ``indices`` of ``module`` in ``role`` (``out`` / ``in`` / ``norm``). A named tuple:
+    large models have tens of thousands of them."""
 
     module: str
     role: str
@@ -166,6 +172,7 @@ class Exclusion:
     reason: str
     layers: tuple[str, ...]
     warned: bool
+    sites: tuple[str, ...] = ()  # the graph nodes of an unknown op
 
 
 @dataclass
@@ -219,10 +226,12 @@ class _Channels:
 def _describe(node: torch.fx.Node, modules: dict[str, nn.Module]) -> str:
     if node.op == "call_module":
         return f"{type(modules[node.target]).__name__} '{node.target}'"
+    # functions and methods are named by kind (one warning for all view() calls); the graph
+    # nodes where they occur are listed in Exclusion.sites
     if node.op == "call_method":
-        return f"method .{node.target}() ('{node.name}')"
+        return f"method .{node.target}()"
     target = getattr(node.target, "__name__", str(node.target))
-    return f"{target}() ('{node.name}')"
+    return f"{target}()"
 
 
 def _tensor_meta(node: Any):
@@ -240,6 +249,7 @@ class _Builder:
         self.members: list[tuple[int, str, str, int]] = []  # (id, module, role, channel index)
         self.module_ids: dict[tuple[str, str], list[int]] = {}
         self.fixed: dict[int, tuple[str, str, bool]] = {}  # id -> (op, reason, warn)
+        self.sites: dict[str, list[str]] = defaultdict(list)  # unknown op -> graph nodes where it occurs
 
     # ----------------------------------------------------------------------------- helpers
     def fresh(self, meta: TensorMetadata, dim: int) -> _Channels:
@@ -270,6 +280,7 @@ class _Builder:
     def unknown(self, node: torch.fx.Node, reason: str, warn: bool = True) -> None:
         """Fix every channel flowing into and out of ``node``."""
         op = _describe(node, self.modules)
+        self.sites[op].append(node.name)
         for channels in self.tensors_in(list(node.args) + list(node.kwargs.values())):
             self.fix(channels.ids, op, reason, warn)
         meta = node.meta.get("tensor_meta")
@@ -431,7 +442,9 @@ class _Builder:
             self.unknown(node, "indexes along the channel dim with constants fixed in the code")
             return
         if isinstance(first, _Channels) and isinstance(meta, TensorMetadata):
-            if (function in _PASS_FUNCTIONS or method in _PASS_METHODS) and self._only_first_is_tensor(node):
+            foreign = (getattr(function, "__module__", None), getattr(function, "__name__", None))
+            known = function in _PASS_FUNCTIONS or method in _PASS_METHODS or foreign in _PASS_FOREIGN_FUNCTIONS
+            if known and self._only_first_is_tensor(node):
                 if self._pass(node, first, meta):
                     return
             if function in _BINARY_FUNCTIONS or method in _BINARY_METHODS:
@@ -722,7 +735,7 @@ def _assemble(builder: _Builder, modules, prefix: str, model: nn.Module, warn: b
     warn_flags: dict[tuple[str, str], bool] = {}
     for root in roots:
         members = tuple(
-            Member(prefix + module, role, tuple(sorted(indices)))
+            Member(prefix + module, role, tuple(indices))  # attach() recorded them in increasing order
             for (module, role), indices in sorted(by_root[root].items())
         )
         fixed = root in fixed_roots
@@ -739,15 +752,17 @@ def _assemble(builder: _Builder, modules, prefix: str, model: nn.Module, warn: b
         groups.append(DependencyGroup(name, channels))
     widths = {(prefix + module, role): len(ids) for (module, role), ids in builder.module_ids.items()}
     result = [
-        Exclusion(op, reason, tuple(sorted(layers)), warn_flags[(op, reason)])
+        Exclusion(op, reason, tuple(sorted(layers)), warn_flags[(op, reason)], tuple(builder.sites.get(op, ())))
         for (op, reason), layers in exclusions.items()
     ]
     if warn:
         for exclusion in result:
             if exclusion.warned:
                 shown = ", ".join(exclusion.layers[:8]) + (" ..." if len(exclusion.layers) > 8 else "")
+                sites = exclusion.sites
+                where = f" (at {', '.join(sites[:3])}{' ...' if len(sites) > 3 else ''})" if len(sites) > 1 else ""
                 warnings.warn(
-                    f"{exclusion.op}: {exclusion.reason}; the channels into and out of it are not pruned "
+                    f"{exclusion.op}{where}: {exclusion.reason}; the channels into and out of it are not pruned "
                     f"(layers that keep those channels: {shown or 'none'})",
                     stacklevel=3,
                 )

@@ -99,6 +99,8 @@ class NoOpPruner:
 class PruningEngine:
     """Owns the selected parameters, the schedule, the pruner and the mask store."""
 
+    coupling = "layer"  # each layer masked alone; see framework.pruning.coupled for "coupled"
+
     def __init__(
         self,
         method: str,
@@ -252,6 +254,12 @@ class PruningEngine:
                     f"the checkpoint was pruned with pruner.{config_key}={saved}; "
                     f"this run uses pruner.{config_key}={current}"
                 )
+        saved_coupling = state.get("coupling", "layer")  # checkpoints before coupling were per layer
+        if saved_coupling != self.coupling:
+            raise CheckpointError(
+                f"the checkpoint was pruned with pruner.coupling={saved_coupling}; "
+                f"this run uses pruner.coupling={self.coupling}"
+            )
         self.store.load_state_dict(state.get("masks", {}))
         self.pruner.load_state_dict(state.get("pruner", {}))
 

@@ -96,19 +96,21 @@ class _Removal:
         self.masks = masks
         self._flags: dict[tuple[str, str], torch.Tensor | None] = {}
 
-    def alive(self, module: str, role: str) -> torch.Tensor | None:
+    def alive(self, module: str, role: str) -> list[bool] | None:
         """Bool per channel of a layer role: True where its mask keeps some weight (None: no mask)."""
         key = (module, role)
         if key not in self._flags:
             mask = self.masks.get(_weight_name(module))
             layer = self.graph.modules[module]
-            self._flags[key] = None if mask is None else to_groups(mask.bool(), _ROLE_STRUCTURE[role], layer).any(1).cpu()
+            self._flags[key] = (
+                None if mask is None else to_groups(mask.bool(), _ROLE_STRUCTURE[role], layer).any(1).cpu().tolist()
+            )
         return self._flags[key]
 
     def all_masked(self, members) -> bool:
         for member in members:
             flags = self.alive(member.module, member.role)
-            if flags is None or bool(flags[list(member.indices)].any()):
+            if flags is None or any(flags[i] for i in member.indices):
                 return False
         return True
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from coupling_support import (
-    IN, NORM, OUT, assert_groups_consistent, kept_parameter_count, outputs, prune, randomise_norms,
+from coupling_support import (  # noqa: F401 (one_thread is an autouse fixture)
+    IN, one_thread, NORM, OUT, assert_groups_consistent, kept_parameter_count, outputs, prune, randomise_norms,
     relative_error,
 )
 from framework.errors import PruningError
@@ -322,3 +322,19 @@ def test_group_reduction_combines_member_scores(reduction):
     pruned = [int(i) for i in torch.nonzero(~model.a.weight.reshape(2, -1).ne(0).any(1))]
     assert pruned == {"mean": [0], "sum": [0], "max": [1]}[reduction]
     assert model.b.weight[pruned].eq(0).all()
+
+
+def test_coupled_filter_ranking_uses_the_batchnorm_folded_view():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[1].weight.copy_(torch.arange(1.0, 9.0))  # γ grows with the filter index ...
+        model[1].weight[7] = 0.01  # ... except filter 7, which BN nearly switches off
+    pruner = build_pruner(model, method="level", structure="filter", final_sparsity=0.25, ending_epoch=1,
+                          fold_batchnorm=True, input_shape=(3, 5, 5))
+    pruner.on_epoch_start(0)
+    # raw filters are all equal; only the folded view singles out filters 0 and 7
+    assert pruner.masks["0.weight"].reshape(8, -1).all(1).tolist() == [False] + [True] * 6 + [False]
+    assert pruner.masks["1.weight"].tolist() == [False] + [True] * 6 + [False]
+    assert pruner.masks["3.weight"].reshape(4, 8)[0].tolist() == [False] + [True] * 6 + [False]
