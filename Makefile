@@ -24,6 +24,7 @@ ui: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/train_step.py
 	$(PY) bench/mask_update.py
+	$(PY) bench/thinning.py
 
 clean:
 	rm -rf $(VENV) outputs/runs outputs/multirun outputs/mlflow.db outputs/mlartifacts
