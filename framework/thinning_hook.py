@@ -20,6 +20,7 @@ onnxruntime are installed, ONNX Runtime; interleaved, median). The files go to `
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
@@ -66,7 +67,7 @@ class ThinningHook(Hook):
             self.thin(trainer)
 
     def thin(self, trainer) -> None:
-        from framework.analysis.cost import cost_report, export_onnx
+        from framework.analysis.cost import cost_report
         from framework.pruning.thinning import save_thinned, thin
 
         masked = trainer.model
@@ -91,10 +92,12 @@ class ThinningHook(Hook):
         thinned_cpu = _cpu_copy(result.model)
         save_thinned(self.out_dir / "model.pt", thinned_cpu, result.recipe)
         onnx_dir = self.out_dir if _onnx_available() else None
-        report = cost_report(
-            _cpu_copy(masked), thinned_cpu, self.input_shape, batch=self.batch_size,
-            repeats=RUN_LATENCY_REPEATS, onnx_dir=onnx_dir,
-        )
+        with warnings.catch_warnings():  # the ONNX exporter's notes on constant folding are noise here
+            warnings.simplefilter("ignore", UserWarning)
+            report = cost_report(
+                _cpu_copy(masked), thinned_cpu, self.input_shape, batch=self.batch_size,
+                repeats=RUN_LATENCY_REPEATS, onnx_dir=onnx_dir,
+            )
         metrics.update({key: float(value) for key, value in report.items()})
         metrics["thin/model_bytes"] = float((self.out_dir / "model.pt").stat().st_size)
         if onnx_dir is not None:

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from framework.data import build_datasets
+from framework.data import CIFAR10
 from framework.data.safe_pickle import load_data_pickle
 from framework.errors import DataError
 
@@ -47,7 +47,7 @@ def test_a_tampered_cifar_batch_runs_no_code_and_names_the_file(tmp_path):
     marker = tmp_path / "ran"
     (folder / "data_batch_2").write_bytes(tampered_batch(marker))
     with pytest.raises(DataError) as info:
-        build_datasets("cifar10", root=tmp_path / "data")
+        CIFAR10(root=tmp_path / "data").load()
     message = str(info.value)
     assert not marker.exists()
     assert "\n" not in message
@@ -59,7 +59,7 @@ def test_a_tampered_meta_file_runs_no_code(tmp_path):
     marker = tmp_path / "ran"
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": MarkerPayload(marker)}, protocol=2))
     with pytest.raises(DataError) as info:
-        build_datasets("cifar10", root=tmp_path / "data")
+        CIFAR10(root=tmp_path / "data").load()
     assert not marker.exists()
     assert "batches.meta" in str(info.value)
 
@@ -79,13 +79,13 @@ def test_a_batch_of_the_wrong_shape_is_one_line(tmp_path):
     entry = {"labels": [0], "data": np.zeros((1, 10), dtype=np.uint8)}
     (folder / "test_batch").write_bytes(pickle.dumps(entry, protocol=2))
     with pytest.raises(DataError) as info:
-        build_datasets("cifar10", root=tmp_path)
+        CIFAR10(root=tmp_path).load()
     assert "test_batch" in str(info.value) and "(N, 3072)" in str(info.value)
 
 
 def test_a_valid_cifar_folder_still_loads(tmp_path):
     write_cifar10(tmp_path)
-    bundle = build_datasets("cifar10", root=tmp_path, augment=False)
+    bundle = CIFAR10(root=tmp_path, augment=False).load()
     assert len(bundle.train) == 5 * CIFAR_PER_BATCH
     assert bundle.train.classes[0] == "airplane"
     assert bundle.train.targets == list(range(CIFAR_PER_BATCH)) * 5
