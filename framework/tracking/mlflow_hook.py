@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Set, Tuple
 
-from framework.errors import NonFiniteLossError, TrackingError, short_reason
+from framework.errors import NonFiniteLossError, StorageError, TrackingError, short_reason
 from framework.training.hooks import Hook
 
 # Fail fast instead of retrying for minutes when a tracking server is down.
@@ -104,7 +104,14 @@ class MLflowHook(Hook):
             return
         run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.run_name, tags=self.tags)
         self.run_id = run.info.run_id
-        (self.run_dir / RUN_ID_FILE).write_text(self.run_id + "\n")
+        id_file = self.run_dir / RUN_ID_FILE
+        try:
+            id_file.write_text(self.run_id + "\n")
+        except OSError as error:
+            raise StorageError(
+                f"cannot write {id_file} ([Errno {error.errno}] {error.strerror}); free disk space or "
+                f"make {self.run_dir} writable"
+            ) from None
         self._safely(self._log_params)
 
     def after_epoch(self, trainer) -> None:

@@ -3,7 +3,9 @@
 Two jobs given the same ``hydra.run.dir`` would interleave ``metrics.jsonl`` and overwrite each
 other's checkpoint; the second one to start gets a one-line :class:`RunDirInUseError` instead.
 The kernel drops the lock when its holder dies, even by SIGKILL, so a crashed run never blocks
-its own ``resume=auto``. The lock file itself is left in place (deleting it would let a third
+its own ``resume=auto``. Forked children (DataLoader workers) close their copy of the lock's file
+descriptor at once: a flock belongs to the open file, so workers that outlive a killed run by a
+few seconds would otherwise keep its run dir locked. The lock file itself is left in place (deleting it would let a third
 process lock a new file while the second still holds the old one); it holds the holder's pid,
 for the message.
 """
@@ -18,6 +20,20 @@ from typing import Optional
 from framework.errors import RunDirInUseError, StorageError
 
 LOCK_FILE = ".lock"
+# File descriptors of the locks this process holds, closed in every child it forks.
+_held_fds: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for fd in list(_held_fds):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held_fds.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
 class RunDirLock:
@@ -47,6 +63,7 @@ class RunDirLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        _held_fds.add(fd)
 
     @property
     def held(self) -> bool:
@@ -55,6 +72,7 @@ class RunDirLock:
     def release(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
+            _held_fds.discard(fd)
             try:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             finally:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -11,7 +14,7 @@ from framework.errors import RunDirInUseError
 from framework.training.run_lock import lock_run_dir
 
 from lock_holder import hold_lock_in_child
-from support import cli_dirs, run_cli
+from support import ROOT, cli_dirs, run_cli
 
 # Every config key the CLI test here sets, in one place (the config schema is being reshaped).
 CLI_OVERRIDES = ["tracking=none", "epochs=1"]
@@ -60,3 +63,31 @@ def test_cli_second_run_in_a_locked_run_dir_exits_2_with_one_line(tmp_path):
     assert errors == [f"error: run dir {tmp_path / 'run'} is in use by another run (pid {holder.pid}); "
                       "wait for it to end or give this run another hydra.run.dir"], result.stderr[-2000:]
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_forked_children_do_not_keep_a_killed_runs_lock(tmp_path):
+    # DataLoader workers are forked and outlive a SIGKILLed run by a few seconds: the run dir
+    # must be free for resume=auto at once.
+    child = textwrap.dedent(f"""
+        import os, time
+        from framework.training.run_lock import lock_run_dir
+        lock = lock_run_dir({str(tmp_path)!r})
+        worker = os.fork()
+        if worker == 0:
+            time.sleep(600)
+            os._exit(0)
+        print(worker, flush=True)
+        time.sleep(600)
+    """)
+    holder = subprocess.Popen([sys.executable, "-c", child], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    worker = int(holder.stdout.readline())
+    try:
+        with pytest.raises(RunDirInUseError):
+            lock_run_dir(tmp_path)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        os.kill(worker, 0)  # the forked worker is still alive ...
+        with lock_run_dir(tmp_path) as lock:  # ... and the run dir is free
+            assert lock.held
+    finally:
+        os.kill(worker, signal.SIGKILL)

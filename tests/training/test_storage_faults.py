@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from framework.errors import StorageError
 from framework.tracking.metrics_file import MetricsFileHook, append_line, read_metrics
-from framework.training import CheckpointHook, Trainer, load_checkpoint, save_atomic
+from framework.training import CheckpointHook, Trainer, load_checkpoint
 
 from support import ROOT, cli_dirs, run_cli
 
