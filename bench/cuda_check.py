@@ -87,6 +87,17 @@ def check(name: str, build, shape, device: torch.device) -> bool:
     return ok
 
 
+def check_synchronised_timing() -> bool:
+    """Four 8192x8192 matmuls on a 4096 batch take tens of ms, their launches microseconds: only a
+    timer that waits for the kernels sees the large model as much slower than the small one."""
+    large = torch.nn.Linear(8192, 8192).cuda()
+    models = {"small": torch.nn.Linear(8192, 64).cuda(), "large": torch.nn.Sequential(large, large, large, large)}
+    timing = measure_latency(models, (8192,), batch_sizes=(4096,), warmup=2, repeats=5)
+    ratio = timing["large"][4096] / timing["small"][4096]
+    print(f"synchronised timing: large / small = {ratio:.0f}x {'OK' if ratio > 10 else 'MISMATCH'}", flush=True)
+    return ratio > 10
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("no CUDA device here")
@@ -94,6 +105,7 @@ def main() -> int:
     device = torch.device("cuda")
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name(0)}")
     results = [check(name, build, shape, device) for name, (build, shape) in MODELS.items()]
+    results.append(check_synchronised_timing())
     return 0 if all(results) else 1
 
 
