@@ -15,7 +15,7 @@ run: $(STAMP)
 	$(PY) run.py $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 # Opens the MLflow dashboard on the default store (outputs/mlflow.db).
 ui: $(STAMP)
