@@ -239,14 +239,19 @@ class CoupledPruningEngine(PruningEngine):
     def update_masks(self, epoch: int, fractional: float | None = None) -> None:
         targets = self.layer_targets(epoch, fractional=fractional)
         cache: dict = {}
-        removed: dict[tuple[str, str], list[int]] = defaultdict(list)
+        removed: list[CoupledChannel] = []
         for plan in self.plans:
             target = min(targets[name] for name in plan.weight_names if name in targets)
             keep = self._decide(plan, target, cache)
-            for channel, kept in zip(plan.channels, keep.tolist()):
-                if not kept:
-                    for member in channel.members:
-                        removed[(member.module, member.role)].extend(member.indices)
+            removed.extend(channel for channel, kept in zip(plan.channels, keep.tolist()) if not kept)
+        self._apply_removed(removed)
+
+    def _masks_for_removed(self, channels) -> dict[str, torch.Tensor]:
+        """Keep-masks (weights, biases, BN γ/β) that remove the coupled ``channels``."""
+        removed: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for channel in channels:
+            for member in channel.members:
+                removed[(member.module, member.role)].extend(member.indices)
         masks: dict[str, torch.Tensor] = {}
         for (module, role), indices in removed.items():
             layer = self.modules[module]
@@ -263,7 +268,11 @@ class CoupledPruningEngine(PruningEngine):
             masks[name] = weight_mask if name not in masks else masks[name] & weight_mask
             if role == OUT and isinstance(getattr(layer, "bias", None), nn.Parameter):
                 masks[f"{module}.bias"] = flags
-        for name, mask in masks.items():
+        return masks
+
+    def _apply_removed(self, channels) -> None:
+        """AND the masks that remove ``channels`` into the store and zero those weights now."""
+        for name, mask in self._masks_for_removed(channels).items():
             self.store.update(name, mask, owned=False)
             self.store.zero_masked(name)
 

@@ -102,6 +102,7 @@ class PruningEngine:
     thin_when = "never"  # set by build_pruner: when a training run thins the model
 
     coupling = "layer"  # each layer masked alone; see framework.pruning.coupled for "coupled"
+    scope = "layer"  # a target per layer; see framework.pruning.global_scope for "global"
 
     def __init__(
         self,
@@ -325,7 +326,7 @@ def build_pruner(
     levels: Mapping[str, float] | None = None,
     threshold: float | None = None,
     sensitivity: float | None = None,
-    fold_batchnorm: bool = False,
+    fold_batchnorm: bool | str = False,
     mask_gradients: bool = False,
     seed: int = 0,
     ranking_view: RankingView | None = None,
@@ -338,6 +339,8 @@ def build_pruner(
     example_input: torch.Tensor | None = None,
     input_shape: Iterable[int] | None = None,
     thin: str | None = None,
+    scope: str = "layer",
+    max_layer_sparsity: float | None = None,
 ) -> PruningEngine | NoOpPruner:
     """Validate every argument and return a ready pruner (or a no-op for ``method="none"``).
 
@@ -367,6 +370,15 @@ def build_pruner(
     ``"after_pruning"`` (after the last scheduled pruning epoch, so fine-tuning runs on the small
     model) or ``"never"``; ``None`` means ``"end"`` for coupled filter/channel pruning and
     ``"never"`` otherwise. Thinning needs coupled filter/channel masks.
+
+    ``scope="global"`` (agp/level) ranks the groups of all selected layers together, on scores
+    normalised per layer, to the schedule's target over the whole pruned set; no layer (coupled:
+    no dependency group) loses more than ``max_layer_sparsity`` of its groups, and at least one
+    group always survives (:mod:`.global_scope`).
+
+    ``fold_batchnorm``: ``False``, ``True`` (rank ``W·γ/√(σ²+ε)``, :mod:`.bn_fold`) or
+    ``"activation"`` (rank by the change a removal causes after the BatchNorm and the ReLU that
+    follows it, estimated from the running statistics, :mod:`.bn_activation`).
     """
     if method not in METHODS:
         raise PruningError(f"pruner.method={method!r} is not a known pruning method; choose one of {', '.join(METHODS)}")
@@ -387,6 +399,12 @@ def build_pruner(
         if isinstance(step_frequency, bool) or not isinstance(step_frequency, int) or step_frequency < 1:
             raise PruningError(f"schedule.step_frequency={step_frequency!r} is invalid; allowed: null or an integer >= 1")
     criterion = build_criterion(criterion, seed)  # validates a name before anything else is built
+    from framework.pruning.global_scope import check_max_layer_sparsity, check_scope
+
+    scope = check_scope(scope, levels, round_to, method)
+    max_layer_sparsity = check_max_layer_sparsity(max_layer_sparsity)
+    if fold_batchnorm not in (True, False, "activation"):
+        raise PruningError(f"fold_batchnorm={fold_batchnorm!r} is invalid; allowed: true | false | activation")
     if method in RANKING_METHODS:
         final_sparsity = check_sparsity("pruner.final_sparsity", final_sparsity)
     if method == "agp":
@@ -404,9 +422,12 @@ def build_pruner(
     if fold_batchnorm:
         if ranking_view is not None:
             raise PruningError("fold_batchnorm=true cannot be combined with a custom ranking_view")
-        from framework.pruning.bn_fold import FoldedRanking  # lazy: only folded runs need it
+        if fold_batchnorm == "activation":
+            from framework.pruning.bn_activation import ActivationRanking as FoldedRanking
+        else:
+            from framework.pruning.bn_fold import FoldedRanking  # lazy: only folded runs need it
 
-        folded = FoldedRanking(model)
+        folded = FoldedRanking(model, structure) if fold_batchnorm == "activation" else FoldedRanking(model)
         ranking_view = folded.view
         folded_pairs = list(folded.pairs)
 
@@ -430,7 +451,17 @@ def build_pruner(
             parameter = next(model.parameters())
             example_input = torch.zeros(2, *input_shape, dtype=parameter.dtype, device=parameter.device)
         graph = build_dependency_graph(model, example_input)
-        engine = CoupledPruningEngine(graph, group_reduction, round_to, **engine_arguments)
+        if scope == "global":
+            from framework.pruning.global_scope import GlobalCoupledPruningEngine
+
+            engine = GlobalCoupledPruningEngine(graph, group_reduction, round_to, max_layer_sparsity,
+                                                **engine_arguments)
+        else:
+            engine = CoupledPruningEngine(graph, group_reduction, round_to, **engine_arguments)
+    elif scope == "global":
+        from framework.pruning.global_scope import GlobalPruningEngine
+
+        engine = GlobalPruningEngine(max_layer_sparsity, **engine_arguments)
     else:
         engine = PruningEngine(**engine_arguments)
     engine.thin_when = thin_when
