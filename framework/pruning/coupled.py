@@ -16,7 +16,10 @@ Ranking
 Targets
     A dependency group (the coupled channels that share a layer) loses ``round(t · n)`` of its ``n``
     prunable channels (halves rounded up), where ``t`` is the schedule's target for the lowest
-    ``levels`` entry among the group's layers (no layer loses more than its level asks). At least
+    ``levels`` entry among the group's *ranked* layers: the producers for ``structure=filter`` (a
+    layer's level is the share of its filters that go), the consumers for ``structure=channel``
+    (the share of its input channels); so a per-group level can be written as a per-layer level,
+    which the sensitivity analysis relies on. At least
     one channel of every group and of every layer survives; a target that asks for more is capped
     with a warning. ``round_to=r`` keeps the group's kept count a multiple of ``r`` (rounding the
     kept count up, never above ``n``). Channels pruned earlier rank lowest (masks never regrow).
@@ -90,7 +93,8 @@ def check_round_to(round_to) -> int:
 class _GroupPlan:
     name: str
     channels: list[CoupledChannel]  # the prunable ones
-    weight_names: list[str]  # selected weights of its layers (their levels give the target)
+    weight_names: list[str]  # selected weights of its layers
+    target_names: list[str]  # the ranked (scoring) layers' weights: their levels give the target
 
 
 def _weight(module: str) -> str:
@@ -130,7 +134,8 @@ class CoupledPruningEngine(PruningEngine):
             if not channels:
                 continue
             names = sorted({_weight(m.module) for c in channels for m in c.members if m.role != NORM})
-            self.plans.append(_GroupPlan(group.name, channels, names))
+            scoring = sorted({_weight(m.module) for c in channels for m in self._scoring_members(c)})
+            self.plans.append(_GroupPlan(group.name, channels, names, scoring or names))
             for channel in channels:
                 for member in channel.members:
                     module = self.modules[member.module]
@@ -241,7 +246,7 @@ class CoupledPruningEngine(PruningEngine):
         cache: dict = {}
         removed: list[CoupledChannel] = []
         for plan in self.plans:
-            target = min(targets[name] for name in plan.weight_names if name in targets)
+            target = min(targets[name] for name in plan.target_names if name in targets)
             keep = self._decide(plan, target, cache)
             removed.extend(channel for channel, kept in zip(plan.channels, keep.tolist()) if not kept)
         self._apply_removed(removed)
