@@ -71,6 +71,25 @@ class TrackingConfig:
     log_model: bool = True
 
 
+BUDGET_KINDS = ("sparsity", "params", "macs", "top1_drop")
+TASKS = ("train", "sensitivity")
+FOLD_BATCHNORM = (True, False, "activation")
+
+
+@dataclass
+class SensitivityConfig:
+    """``task=sensitivity``: prune one layer (coupled: one dependency group) at a time to each of
+    ``levels``, evaluate without training, restore; then derive per-layer levels for ``budget``."""
+
+    levels: List[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    workers: int = 1  # worker processes that evaluate (layer, level) pairs in parallel
+    # the budget the derived levels must meet: a share of the pruned weights (sparsity), of the
+    # model's parameters (params) or MACs (macs) removed, or the largest top-1 drop per layer
+    budget_kind: str = "sparsity"  # sparsity | params | macs | top1_drop
+    budget: Optional[float] = None  # null: analysis only, no derived config
+    name: str = "derived"  # the derived pruner config: conf/pruner/derived/<name>.yaml in the run dir
+
+
 @dataclass
 class Config:
     # components: a _target_ and its arguments, checked against the target's signature
@@ -86,11 +105,13 @@ class Config:
     epochs: int = 20
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    fold_batchnorm: bool = False
+    fold_batchnorm: Any = False  # true | false | activation (checked in validate)
     pretrained: Optional[str] = None  # a state_dict or one of our checkpoints, loaded into the model
     resume: Optional[str] = None  # null | auto | <checkpoint path>
     resume_changed: str = "refuse"  # refuse | allow: resume a checkpoint whose config differs
     progress: bool = True
+    task: str = "train"  # train | sensitivity
+    sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
 
 
 def register_configs() -> None:
@@ -124,6 +145,12 @@ def config_problems(cfg: Any) -> List[str]:
     def bad(key: str, allowed: str) -> None:
         problems.append(f"{key}={_select(cfg, key)!r} is invalid; allowed: {allowed}")
 
+    if cfg.task not in TASKS:
+        bad("task", " | ".join(TASKS))
+    if cfg.fold_batchnorm not in FOLD_BATCHNORM or cfg.fold_batchnorm in (0, 1) and not isinstance(cfg.fold_batchnorm, bool):
+        bad("fold_batchnorm", "true | false | activation")
+    if cfg.task == "sensitivity":
+        problems.extend(_sensitivity_problems(cfg, bad))
     if cfg.resume_changed not in ("refuse", "allow"):
         bad("resume_changed", "refuse | allow")
     if cfg.device not in DEVICES:
@@ -151,6 +178,33 @@ def config_problems(cfg: Any) -> List[str]:
             problems.append(f"pretrained={cfg.pretrained!r}: no such file; allowed: a state_dict or checkpoint file")
     if _select(cfg, "pruner.method") not in (None, "none"):
         problems.extend(_pruner_problems(cfg))
+    return problems
+
+
+def _sensitivity_problems(cfg: Any, bad) -> List[str]:
+    """The analysis settings; the pruner must rank (it is the one that prunes each layer)."""
+    problems: List[str] = []
+    settings = cfg.sensitivity
+    levels = list(settings.levels)
+    if not levels or not all(_is_number(v) and 0.0 < v < 1.0 for v in levels):
+        bad("sensitivity.levels", "a non-empty list of numbers in (0, 1), such as [0.1, 0.5, 0.9]")
+    if settings.workers < 1:
+        bad("sensitivity.workers", "an integer >= 1")
+    if settings.budget_kind not in BUDGET_KINDS:
+        bad("sensitivity.budget_kind", " | ".join(BUDGET_KINDS))
+    budget = settings.budget
+    if budget is not None and not (_is_number(budget) and 0.0 < budget < 1.0):
+        bad("sensitivity.budget", "null or a number in (0, 1) (a share, or a top-1 drop such as 0.02)")
+    if not settings.name or not all(c.isalnum() or c in "_-" for c in settings.name):
+        bad("sensitivity.name", "a name of letters, digits, '_' and '-'")
+    method = _select(cfg, "pruner.method")
+    if method not in RANKING_METHODS:
+        problems.append(
+            f"task=sensitivity needs a ranking pruner (the one that prunes each layer); got pruner.method={method}; "
+            "allowed: pruner=level or pruner=agp (with pruner.structure=fine|filter|channel)"
+        )
+    if _select(cfg, "pruner.scope") == "global":
+        problems.append("task=sensitivity prunes one layer at a time; pruner.scope=global does not apply; allowed: layer")
     return problems
 
 

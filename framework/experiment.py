@@ -50,7 +50,40 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     run_dir = context.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     with lock_run_dir(run_dir):  # one run per run dir; released however the run ends
+        if cfg.task == "sensitivity":
+            return _run_sensitivity(cfg, context)
         return _run_in_locked_dir(cfg, context)
+
+
+def _run_sensitivity(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
+    """``task=sensitivity``: the same checks and parts as training (no optimizer), then the
+    analysis of :mod:`framework.sensitivity_task` on the validation split."""
+    from framework.sensitivity_task import analyse
+
+    data_source = _build_data_source(cfg)
+    num_classes, input_shape = int(data_source.num_classes), tuple(int(s) for s in data_source.input_shape)
+    if cfg.pretrained:
+        from framework.models import check_pretrained_file
+
+        check_pretrained_file(cfg.pretrained)
+    else:
+        log.warning("task=sensitivity without pretrained=...: analysing an untrained model")
+    device = _resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    model = _build_model(cfg, num_classes, input_shape)
+    model.to(device)
+    pruner = build_component(  # one-shot: the analysis sets each unit's level itself
+        "pruner", cfg.pruner, model=model, starting_epoch=0, ending_epoch=1, frequency=1, step_frequency=None,
+        fold_batchnorm=cfg.fold_batchnorm, input_shape=tuple(input_shape),
+    )
+    tracker = _build_tracker(cfg, context, None, input_shape, [])
+    if tracker is not None:
+        tracker.connect()
+    bundle = load_splits(data_source, cfg.dataset._target_)
+    # forked analysis workers evaluate in their own process: no loader workers below them
+    workers = 0 if cfg.sensitivity.workers > 1 else cfg.loader.num_workers
+    _, val_loader = build_loaders(bundle, batch_size=cfg.loader.batch_size, num_workers=workers, seed=cfg.seed)
+    return analyse(cfg, context.run_dir, context.overrides, model, pruner, val_loader, device, input_shape, tracker)
 
 
 def _run_in_locked_dir(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
@@ -289,6 +322,9 @@ def params_in_use(cfg: DictConfig) -> Dict[str, Any]:
     used = OmegaConf.to_container(cfg, resolve=True)
     for key in ("tracking", "progress", "resume", "resume_changed"):
         used.pop(key, None)
+    if cfg.get("task", "train") == "train":  # the analysis settings only matter to task=sensitivity
+        used.pop("task", None)
+        used.pop("sensitivity", None)
     if cfg.pruner.method == "none":
         used.pop("schedule", None)
     else:  # the epoch the schedule really ends at, not the null that means "half of training"

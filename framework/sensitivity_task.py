@@ -1,0 +1,155 @@
+"""``task=sensitivity``: the analysis of :mod:`framework.analysis.sensitivity` as a run.
+
+:func:`framework.experiment.run` builds the parts (data, model with its pretrained weights, the
+configured pruner, the MLflow hook) and hands them here. Files, under ``<run dir>/sensitivity/``:
+
+* ``rows.csv``: one line per (unit, level) as soon as it is evaluated; rerunning with the same
+  ``hydra.run.dir`` continues from it (``analysis.json`` records the settings, and a rerun with
+  other settings in the same folder is refused with one line);
+* ``sensitivity.csv``, ``sensitivity.md``, ``sensitivity.png``: the ordered rows, the top-1 table
+  (units × levels) and the curves;
+* with ``sensitivity.budget``: ``derived.md`` (levels, measured removal, the training command)
+  and ``<run dir>/conf/pruner/derived/<name>.yaml``, a pruner option that ``--config-dir <run
+  dir>/conf pruner=derived/<name>`` selects.
+
+All of them are logged to MLflow (artifacts ``sensitivity/`` and ``conf/``), with the metrics
+``sensitivity/<unit>/top1`` at step = level in percent and ``sensitivity/dense_top1``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Dict, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from framework.analysis import sensitivity as sens
+
+log = logging.getLogger(__name__)
+
+
+def _settings(cfg: DictConfig) -> Dict[str, Any]:
+    """What the rows depend on: a rerun in the same folder must match it to continue."""
+    used = OmegaConf.to_container(cfg, resolve=True)
+    return {key: used.get(key) for key in ("model", "dataset", "pruner", "fold_batchnorm", "pretrained", "seed")}
+
+
+def _check_same_settings(folder: Path, settings: Dict[str, Any]) -> None:
+    record = folder / "analysis.json"
+    if record.is_file():
+        earlier = json.loads(record.read_text())
+        changed = [f"{k}: {earlier.get(k)!r} -> {settings.get(k)!r}" for k in settings if earlier.get(k) != settings.get(k)]
+        if changed:
+            raise sens.SensitivityError(
+                f"{folder} holds an analysis with other settings ({'; '.join(changed)[:300]}); "
+                "allowed: the same settings to continue it, or another hydra.run.dir"
+            )
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(settings, indent=1, sort_keys=True, default=str) + "\n")
+
+
+_NOT_CARRIED = ("task=", "sensitivity.", "pruner=", "pruner.", "hydra.", "pretrained=", "schedule=", "schedule.",
+                "epochs=", "+pruner.")
+
+
+def training_command(run_dir: Path, name: str, pretrained: str | None, overrides: Sequence[str]) -> str:
+    """``python run.py`` with the derived pruner, the same model/data/folding, from the checkpoint."""
+    kept = [o for o in overrides if not o.lstrip("~+").startswith(_NOT_CARRIED)]
+    parts = ["python", "run.py", "--config-dir", str(run_dir / "conf"), f"pruner=derived/{name}"]
+    if pretrained:
+        parts.append(f"pretrained={Path(pretrained).resolve()}")
+    return " ".join(shlex.quote(p) for p in parts + kept)
+
+
+def write_derived(cfg: DictConfig, run_dir: Path, derived: sens.Derived, overrides: Sequence[str]) -> tuple[Path, str]:
+    """The derived pruner option and the command that trains with it."""
+    node = sens.derived_config(OmegaConf.to_container(cfg.pruner, resolve=True), derived)
+    path = run_dir / "conf" / "pruner" / "derived" / f"{cfg.sensitivity.name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = (
+        "# @package pruner\n"
+        f"# Derived by task=sensitivity ({derived.method}) for sensitivity.budget_kind={derived.budget_kind} "
+        f"budget={derived.budget}.\n"
+    )
+    path.write_text(header + OmegaConf.to_yaml(OmegaConf.create(node)))
+    return path, training_command(run_dir, cfg.sensitivity.name, cfg.pretrained, overrides)
+
+
+def derived_markdown(derived: sens.Derived, command: str) -> str:
+    lines = [
+        f"Derived levels: {derived.method}, budget {derived.budget_kind} = {derived.budget}",
+        "",
+        "| unit | level |",
+        "|---|---:|",
+        *[f"| {unit} | {level:g} |" for unit, level in derived.unit_levels.items()],
+        "",
+        "Measured with every unit pruned at once (one-shot masks): "
+        + ", ".join(f"{key} removed {value:.4f}" for key, value in derived.measured.items()),
+        f"Sum of the units' one-at-a-time top-1 drops (an estimate): {derived.predicted_top1_drop:.4f}",
+        "",
+        "Train with it:",
+        "",
+        "    " + command,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def analyse(cfg: DictConfig, run_dir: Path, overrides: Sequence[str], model, pruner, val_loader, device,
+            input_shape, tracker=None) -> Dict[str, float]:
+    """Run (or continue) the analysis, write and log its files; returns headline figures."""
+    folder = run_dir / "sensitivity"
+    _check_same_settings(folder, _settings(cfg))
+    analysis = sens.Analysis(model, pruner, val_loader, device, input_shape)
+    levels = [float(level) for level in cfg.sensitivity.levels]
+    rows_path = folder / "rows.csv"
+    rows = sens.read_rows(rows_path)
+    if rows:
+        log.info("sensitivity: continuing %s (%d rows done)", rows_path, len(rows))
+    if tracker is not None:
+        tracker.artifacts = [(folder, "sensitivity"), (run_dir / "conf", "conf")]
+        tracker.log_model = False
+        tracker.before_run(SimpleNamespace(start_epoch=0))
+    writer = sens.RowWriter(rows_path)
+    try:
+        if not any(r.unit == sens.DENSE for r in rows):
+            dense = analysis.dense_row()
+            writer(dense)
+            rows.append(dense)
+        done = {(r.unit, round(r.level, 6)) for r in rows}
+        sens.run_rows(analysis, levels, done, lambda row: (writer(row), rows.append(row)),
+                      workers=cfg.sensitivity.workers, progress=cfg.progress)
+    except BaseException as error:
+        if tracker is not None:
+            tracker.on_failure(None, error)
+        raise
+    finally:
+        writer.close()
+    rows = sens.ordered([r for r in rows if r.unit == sens.DENSE or round(r.level, 6) in {round(v, 6) for v in levels}],
+                        analysis.units)
+    sens.write_csv(rows, folder / "sensitivity.csv")
+    (folder / "sensitivity.md").write_text(sens.markdown(rows, analysis.units, levels))
+    title = f"{cfg.model._target_.rsplit('.', 1)[-1]}, {cfg.pruner.structure}, fold_batchnorm={cfg.fold_batchnorm}"
+    sens.plot(rows, analysis.units, folder / "sensitivity.png", title)
+    dense = next(r for r in rows if r.unit == sens.DENSE)
+    result = {"sensitivity/dense_top1": dense.top1}
+    if cfg.sensitivity.budget is not None:
+        derived = sens.derive_levels(rows, analysis.units, cfg.sensitivity.budget_kind, cfg.sensitivity.budget,
+                                     analysis.cost_of, analysis.totals)
+        path, command = write_derived(cfg, run_dir, derived, overrides)
+        (folder / "derived.md").write_text(derived_markdown(derived, command))
+        (folder / "derived_command.txt").write_text(command + "\n")
+        log.info("sensitivity: derived levels in %s; train with:\n  %s", path, command)
+        result.update({f"derived/{key}_removed": value for key, value in derived.measured.items()})
+    if tracker is not None:
+        tracker.after_epoch(SimpleNamespace(epoch=0, epoch_metrics={**result}))
+        for level in levels:
+            metrics = {f"sensitivity/{r.unit}/top1": r.top1 for r in rows if round(r.level, 6) == round(level, 6)}
+            tracker.after_epoch(SimpleNamespace(epoch=int(round(level * 100)), epoch_metrics=metrics))
+        tracker.after_run(SimpleNamespace(model=model))
+    log.info("sensitivity: %d units x %d levels in %s", len(analysis.units), len(levels), folder)
+    return result
