@@ -1,0 +1,74 @@
+"""task=sensitivity end to end: files in MLflow for the three structures; a derived config trains to its budget."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from framework.errors import SecateursError
+
+SMALL = ["model.width=0.25", "progress=false"]
+
+
+@pytest.fixture
+def dense_checkpoint(run_experiment, tmp_path):
+    run_experiment([*SMALL, "tracking=none", "epochs=2"], run_dir=tmp_path / "dense")
+    return tmp_path / "dense" / "checkpoints" / "last.pt"
+
+
+def test_sensitivity_writes_csv_table_and_plot_into_mlflow_for_all_three_structures(
+    run_experiment, dense_checkpoint, tracking_overrides, shared_store, tmp_path
+):
+    client = MlflowClient(tracking_uri=f"sqlite:///{shared_store}/mlflow.db")
+    for structure in ("fine", "filter", "channel"):
+        run_dir = tmp_path / f"sens_{structure}"
+        overrides = [*SMALL, *tracking_overrides, "task=sensitivity", f"pretrained={dense_checkpoint}", "pruner=level",
+                     f"pruner.structure={structure}", "sensitivity.levels=[0.3,0.7]"]
+        _, _, result = run_experiment(overrides, run_dir=run_dir)
+        assert 0.5 < result["sensitivity/dense_top1"] <= 1.0
+        run_id = (run_dir / "mlflow_run_id").read_text().strip()
+        logged = {a.path for a in client.list_artifacts(run_id, "sensitivity")}
+        for name in ("sensitivity.csv", "sensitivity.md", "sensitivity.png"):
+            assert f"sensitivity/{name}" in logged, (structure, logged)
+        table = (run_dir / "sensitivity" / "sensitivity.md").read_text()
+        units = ["block1.0", "block2.0", "block3.0"] + (["classifier"] if structure == "fine" else [])
+        if structure == "channel":
+            units = ["block1.0", "block2.0", "block3.0"]  # groups named by their producer; consumers are ranked
+        for unit in units:
+            assert f"| {unit}" in table, (structure, table)
+        metrics = client.get_run(run_id).data.metrics
+        assert any(key.startswith("sensitivity/") and key.endswith("/top1") for key in metrics)
+        assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_rerun_with_other_settings_in_the_same_folder_is_refused(run_experiment, dense_checkpoint, tmp_path):
+    base = [*SMALL, "tracking=none", "task=sensitivity", f"pretrained={dense_checkpoint}", "pruner=level",
+            "sensitivity.levels=[0.5]"]
+    run_experiment(base, run_dir=tmp_path / "sens")
+    with pytest.raises(SecateursError, match="holds an analysis with other settings"):
+        run_experiment([*base, "pruner.structure=filter"], run_dir=tmp_path / "sens")
+
+
+@pytest.mark.parametrize("structure", ["fine", "filter"])
+def test_derived_config_meets_its_sparsity_budget_when_trained(run_experiment, compose_config, dense_checkpoint,
+                                                              tmp_path, structure):
+    from framework.experiment import RunContext, run
+
+    budget = 0.4
+    sens_dir = tmp_path / "sens"
+    run_experiment([*SMALL, "tracking=none", "task=sensitivity", f"pretrained={dense_checkpoint}", "pruner=level",
+                    f"pruner.structure={structure}", "sensitivity.levels=[0.2,0.4,0.6,0.8]",
+                    f"sensitivity.budget={budget}", "sensitivity.name=small"], run_dir=sens_dir)
+    derived = OmegaConf.load(sens_dir / "conf" / "pruner" / "derived" / "small.yaml")
+    assert derived.method == "agp" and derived.levels
+    command = (sens_dir / "sensitivity" / "derived_command.txt").read_text()
+    assert f"--config-dir {sens_dir / 'conf'} pruner=derived/small pretrained=" in command
+    # what the command does, composed in-process: the run dir's conf/ on the search path
+    overrides = [*SMALL, "tracking=none", f"hydra.searchpath=[file://{sens_dir / 'conf'}]", "pruner=derived/small",
+                 f"pretrained={dense_checkpoint}", "epochs=2", "pruner.thin=never"]
+    cfg = compose_config(overrides)
+    assert cfg.pruner.levels == derived.levels
+    final = run(cfg, RunContext(run_dir=tmp_path / "train", overrides=overrides))
+    assert final["sparsity/total"] >= budget
+    assert final["sparsity/total"] <= budget + 0.25  # the levels' grid (0.2 steps) bounds the overshoot
