@@ -7,14 +7,29 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from framework.errors import SecateursError
+from support import ROOT
+
+CONF = ROOT / "conf"
 
 SMALL = ["model.width=0.25", "progress=false"]
 
 
-@pytest.fixture
-def dense_checkpoint(run_experiment, tmp_path):
-    run_experiment([*SMALL, "tracking=none", "epochs=2"], run_dir=tmp_path / "dense")
-    return tmp_path / "dense" / "checkpoints" / "last.pt"
+@pytest.fixture(scope="module")
+def dense_checkpoint(tmp_path_factory):
+    """One small dense model for the whole module (training it is the slow part)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from framework.experiment import RunContext, run
+
+    run_dir = tmp_path_factory.mktemp("dense")
+    overrides = [*SMALL, "tracking=none", "epochs=2"]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    GlobalHydra.instance().clear()
+    run(cfg, RunContext(run_dir=run_dir, overrides=overrides))
+    return run_dir / "checkpoints" / "last.pt"
 
 
 def test_sensitivity_writes_csv_table_and_plot_into_mlflow_for_all_three_structures(
@@ -40,6 +55,30 @@ def test_sensitivity_writes_csv_table_and_plot_into_mlflow_for_all_three_structu
         metrics = client.get_run(run_id).data.metrics
         assert any(key.startswith("sensitivity/") and key.endswith("/top1") for key in metrics)
         assert client.get_run(run_id).info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("sensitivity.levels=[0.5,1.0]", "sensitivity.levels=[0.5, 1.0] is invalid"),
+    ("sensitivity.workers=0", "sensitivity.workers=0 is invalid"),
+    ("sensitivity.budget_kind=energy", "sensitivity.budget_kind='energy' is invalid; allowed: sparsity | params | macs | top1_drop"),
+    ("pruner=none", "task=sensitivity needs a ranking pruner"),
+    ("pruner.scope=global", "pruner.scope=global does not apply"),
+])
+def test_bad_analysis_settings_are_one_line_each(compose_config, override, message):
+    from framework.config import config_problems
+
+    base = ["task=sensitivity", "pruner=level"]
+    problems = config_problems(compose_config([*base, override]))
+    assert len(problems) == 1 and message in problems[0], problems
+
+
+def test_fold_batchnorm_and_task_values_are_checked(compose_config):
+    from framework.config import config_problems
+
+    assert config_problems(compose_config(["fold_batchnorm=activation", "pruner=agp"])) == []
+    assert config_problems(compose_config(["fold_batchnorm=maybe"])) == [
+        "fold_batchnorm='maybe' is invalid; allowed: true | false | activation"]
+    assert config_problems(compose_config(["task=prune"])) == ["task='prune' is invalid; allowed: train | sensitivity"]
 
 
 def test_a_rerun_with_other_settings_in_the_same_folder_is_refused(run_experiment, dense_checkpoint, tmp_path):
