@@ -165,7 +165,8 @@ def report(out: Path) -> str:
             lines += [f"**{structure}**, one-shot, no fine-tuning: val top-1, mean ± std over seeds", "",
                       "| level | " + " | ".join(f"{scope} {ranking}" for scope in SCOPES for ranking in RANKINGS) + " |",
                       "|---:|" + "---:|" * (len(SCOPES) * len(RANKINGS))]
-            for level in LEVELS:
+            present = sorted({r["level"] for r in results["one_shot"] if r["model"] == name})
+            for level in present:
                 cells = []
                 for scope in SCOPES:
                     for ranking in RANKINGS:
@@ -194,6 +195,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-finetune", action="store_true")
+    parser.add_argument("--levels", nargs="+", type=float, default=LEVELS, help="one-shot levels (default 0.1 ... 0.9)")
     parser.add_argument("--report", type=Path, help="print the Markdown tables of a results file and exit")
     args = parser.parse_args()
     if args.report:
@@ -204,6 +206,7 @@ def main() -> None:
     print(f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}; "
           f"threads {args.threads}; {platform.processor() or platform.machine()}; load {os.getloadavg()}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    LEVELS[:] = args.levels
     run(args.dense, args.out, args.models, args.seeds, args.skip_finetune)
     print(report(args.out))
 
