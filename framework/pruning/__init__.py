@@ -16,6 +16,8 @@ Modules, one job each:
 * :mod:`.dependency` - coupled channels across layers, read from the torch.fx graph.
 * :mod:`.coupled`    - ranking and masking whole dependency groups (filter/channel default).
 * :mod:`.thinning`   - masked model -> smaller dense model, its recipe, optimizer state, file.
+* :mod:`.global_scope` - ``scope="global"``: one normalised ranking across layers, with floors.
+* :mod:`.bn_activation` - ``fold_batchnorm="activation"``: rank by the change after BN + ReLU.
 
 Names are imported on first use (PEP 562), so ``import framework.pruning.names`` does not pay
 for torch.
