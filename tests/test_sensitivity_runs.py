@@ -89,6 +89,7 @@ def test_a_rerun_with_other_settings_in_the_same_folder_is_refused(run_experimen
         run_experiment([*base, "pruner.structure=filter"], run_dir=tmp_path / "sens")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("structure", ["fine", "filter"])
 def test_derived_config_meets_its_sparsity_budget_when_trained(run_experiment, compose_config, dense_checkpoint,
                                                               tmp_path, structure):
