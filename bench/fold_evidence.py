@@ -156,7 +156,8 @@ def report(out: Path) -> str:
     results = json.loads(out.read_text())
     lines = []
     for name in ("simple_cnn", "resnet20"):
-        dense = [d["top1"] for d in results["dense"] if d["model"] == name]
+        finished = {r["seed"] for r in results["one_shot"] if r["model"] == name}  # seeds with a grid
+        dense = [d["top1"] for d in results["dense"] if d["model"] == name and d["seed"] in finished]
         if not dense:
             continue
         seeds = len(dense)
