@@ -24,6 +24,7 @@ _jobs_started = 0
 def main(cfg: DictConfig):
     global _jobs_started
     _jobs_started += 1
+    sys.stderr = sys.__stderr__  # a rank > 0 stays quiet only until its job starts (see below)
     try:
         validate(cfg)  # ranges and cross-field rules, before torch is even imported
         from framework.experiment import RunContext, run
@@ -39,11 +40,27 @@ def main(cfg: DictConfig):
     except SecateursError as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        # One line per mistake, no traceback; other jobs of a multirun go on.
-        for line in str(error).splitlines():
+        # One line per mistake, no traceback; other jobs of a multirun go on. Under torchrun
+        # only rank 0 says it: every rank stops with the same exit code.
+        for line in str(error).splitlines() if _rank() == 0 else ():
             print(f"error: {line}", file=sys.stderr, flush=True)
         _failed_jobs.append(error)
         return None
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def quiet_other_ranks(argv: list[str]) -> list[str]:
+    """Under torchrun, ranks > 0 compose the same config but leave the run dir to rank 0: no
+    ``.hydra/`` copy, no log file (rank 0 writes both), and a compose error is shown once."""
+    if _rank() == 0 or int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return argv
+    import io
+
+    sys.stderr = io.StringIO()  # Hydra's own compose errors: rank 0 prints the same text
+    return [*argv, "hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
 
 
 def make_user_code_importable(argv: list[str]) -> None:
@@ -63,6 +80,7 @@ if __name__ == "__main__":
 
         print_help(Path(__file__).resolve().parent / "conf", sys.argv[1:])
         sys.exit(0)
+    sys.argv[1:] = quiet_other_ranks(sys.argv[1:])
     try:
         main()
     except KeyboardInterrupt as interrupt:
@@ -74,5 +92,7 @@ if __name__ == "__main__":
         # is bad input like ours, so it gets our exit code. Once a job has started, 1 means a crash.
         if hydra_exit.code == 1 and _jobs_started == 0:
             sys.exit(2)
+        if sys.stderr is not sys.__stderr__:  # a rank > 0 that failed before its job: show why
+            sys.__stderr__.write(sys.stderr.getvalue())
         raise
     sys.exit(2 if _failed_jobs else 0)

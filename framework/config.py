@@ -72,6 +72,17 @@ class TrackingConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Several processes (``torchrun --nproc_per_node=N run.py ...``); unused by a plain run."""
+
+    # every collective (gradient all-reduce, metric sums, mask broadcast) gives up after this
+    # many seconds, so a rank that died or hangs ends the job instead of stalling it
+    timeout_s: float = 300.0
+    # BatchNorm statistics over the global batch instead of each rank's share (CUDA only)
+    sync_batchnorm: bool = False
+
+
+@dataclass
 class Config:
     # components: a _target_ and its arguments, checked against the target's signature
     model: Any = MISSING
@@ -83,6 +94,7 @@ class Config:
     schedule: ScheduleConfig = MISSING
     loader: LoaderConfig = field(default_factory=LoaderConfig)  # dataset options set their own
     tracking: TrackingConfig = MISSING
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     epochs: int = 20
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
@@ -130,6 +142,10 @@ def config_problems(cfg: Any) -> List[str]:
         bad("device", " | ".join(DEVICES))
     if cfg.epochs < 1:
         bad("epochs", "an integer >= 1")
+    if not (_is_number(cfg.distributed.timeout_s) and cfg.distributed.timeout_s > 0):
+        bad("distributed.timeout_s", "a number of seconds > 0")
+    if cfg.distributed.sync_batchnorm and cfg.device == "cpu":
+        problems.append("distributed.sync_batchnorm=true needs CUDA (device=cpu); allowed: false on the CPU")
     if cfg.loader.batch_size < 1:
         bad("loader.batch_size", "an integer >= 1")
     if cfg.loader.num_workers < 0:

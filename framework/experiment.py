@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import signal
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from framework.components import build_component
 from framework.config import project_root, pruning_window, validate
 from framework.data import build_loaders, load_splits
+from framework.distributed import resolve_device
 from framework.resume_guard import ConfigRecordHook, apply_scheduler_arguments, config_changes
 from framework.thinning_hook import thinned_recipe
 from framework.errors import ConfigError, short_reason
@@ -45,84 +46,65 @@ class Terminated(KeyboardInterrupt):
 
 
 def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
-    """Train (and prune) as ``cfg`` says; returns the last epoch's metrics."""
+    """Train (and prune) as ``cfg`` says; returns the last epoch's metrics.
+
+    Under ``torchrun`` every process calls this; they form one run (see
+    :mod:`framework.distributed`): rank 0's run dir, rank 0's files and MLflow run.
+    """
     validate(cfg)
+    from framework.distributed import agree_or_raise, init_distributed, shutdown_distributed
+
+    ddp = init_distributed(cfg.distributed.timeout_s)
+    try:
+        context = _shared_run_dir(context, ddp)
+        lock, resume_path, error = None, None, None
+        try:
+            context.run_dir.mkdir(parents=True, exist_ok=True)
+            if ddp.is_main:  # one run per run dir; released however the run ends
+                lock = lock_run_dir(context.run_dir)
+                resume_path = _checkpoint_to_resume(cfg, context)
+        except Exception as failure:
+            error = failure
+        agree_or_raise(error, ddp)
+        resume_path = _broadcast(resume_path, ddp)  # every rank resumes rank 0's choice
+        with lock if lock is not None else nullcontext():
+            return _run_in_locked_dir(cfg, context, ddp, resume_path)
+    finally:
+        shutdown_distributed()
+
+
+def _broadcast(value, ddp):
+    from framework.distributed import broadcast_object
+
+    return broadcast_object(value, ddp)
+
+
+def _shared_run_dir(context: RunContext, ddp) -> RunContext:
+    """Every rank takes rank 0's run dir (Hydra's timestamped dirs may differ by a second); the
+    empty dir Hydra made for another rank is removed."""
+    if not ddp.enabled:
+        return context
+    shared = Path(_broadcast(str(context.run_dir), ddp))
+    if shared != context.run_dir:
+        try:
+            context.run_dir.rmdir()  # only if empty: run.py gives ranks > 0 no .hydra/ nor log
+        except OSError:
+            pass
+        context = replace(context, run_dir=shared, hydra_dir=None)
+    return context
+
+
+def _run_in_locked_dir(cfg: DictConfig, context: RunContext, ddp=None, resume_path: Optional[Path] = None) -> Dict[str, float]:
+    from framework.distributed import SINGLE, agree_or_raise
+
+    ddp = ddp or SINGLE
     run_dir = context.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with lock_run_dir(run_dir):  # one run per run dir; released however the run ends
-        return _run_in_locked_dir(cfg, context)
-
-
-def _run_in_locked_dir(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
-    run_dir = context.run_dir
-
-    # -- components: checked against their targets' signatures and built, no data read yet --
-    data_source = _build_data_source(cfg)
-    num_classes, input_shape = int(data_source.num_classes), tuple(int(s) for s in data_source.input_shape)
-    if cfg.pretrained:
-        from framework.models import check_pretrained_file
-
-        check_pretrained_file(cfg.pretrained)
-    resume_path = _checkpoint_to_resume(cfg, context)
-    checkpoint = load_checkpoint(resume_path) if resume_path is not None else None
-    record = ConfigRecordHook(recorded_params(cfg))
-    changes = (
-        config_changes(checkpoint, record.params, allow=cfg.resume_changed == "allow") if checkpoint is not None else []
-    )
-    device = _resolve_device(cfg.device)
-    seed_everything(cfg.seed)
-
-    model = _build_model(cfg, num_classes, input_shape)
-    model.to(device)
-    pruning_hook = _build_pruning_hook(cfg, model, run_dir, input_shape)
-    thinning_hook = _build_thinning_hook(cfg, pruning_hook, run_dir, input_shape)
-    recipe = thinned_recipe(checkpoint) if checkpoint is not None else None
-    if recipe is not None:  # the checkpoint holds the thinned model: rebuild its architecture
-        from framework.pruning.thinning import apply_recipe
-
-        apply_recipe(model, recipe)
-        model.to(device)
-        pruning_hook.freeze()
-    optimizer = build_component("optimizer", cfg.optimizer, params=model.parameters())
-    lr_scheduler = (
-        build_component("lr_scheduler", cfg.lr_scheduler, optimizer=optimizer) if cfg.lr_scheduler else None
-    )
-    tracker = _build_tracker(cfg, context, pruning_hook, input_shape, changes)
-    if tracker is not None:
-        tracker.connect()  # an unreachable store fails here, before any data is read
-
-    # -- from here on, data is read ----------------------------------------------------------
-    bundle = load_splits(data_source, cfg.dataset._target_)
-    train_loader, val_loader = build_loaders(
-        bundle, batch_size=cfg.loader.batch_size, num_workers=cfg.loader.num_workers, seed=cfg.seed
-    )
-    hooks: List[Any] = [
-        h
-        for h in (record, pruning_hook, thinning_hook, EpochLogHook(), MetricsFileHook(run_dir), tracker)
-        if h is not None
-    ]
-    hooks.append(CheckpointHook(run_dir / "checkpoints"))
-    trainer = Trainer(
-        model,
-        optimizer,
-        train_loader,
-        val_loader,
-        epochs=cfg.epochs,
-        device=device,
-        lr_scheduler=lr_scheduler,
-        hooks=hooks,
-        progress=cfg.progress,
-        loader_generator=getattr(train_loader, "generator", None),
-    )
-    if checkpoint is not None:
-        if changes:  # resume_changed=allow: the pruner's method may be new; its masks still apply
-            checkpoint.get("hooks", {}).get("pruning", {}).pop("method", None)
-            checkpoint.get("hooks", {}).get("pruning", {}).pop("structure", None)
-        trainer.load_state_dict(checkpoint)
-        if changes:
-            apply_scheduler_arguments(lr_scheduler, OmegaConf.to_container(cfg.lr_scheduler, resolve=True) or {})
-            log.warning("resumed with a changed config: %s", "; ".join(changes))
-        log.info("resumed at epoch %d from %s", trainer.start_epoch, resume_path)
+    error = None
+    try:  # no collective inside: a rank that fails here must reach agree_or_raise below
+        trainer, resume_path, changes, lr_scheduler = _set_up(cfg, context, ddp, resume_path)
+    except Exception as failure:
+        error = failure
+    agree_or_raise(error, ddp)
 
     with _sigterm_as_interrupt():
         history = trainer.fit()
@@ -137,15 +119,97 @@ def _run_in_locked_dir(cfg: DictConfig, context: RunContext) -> Dict[str, float]
     return final
 
 
+def _set_up(cfg: DictConfig, context: RunContext, ddp, resume_path: Optional[Path]):
+    """Every part of the run, built and checked, data read, checkpoint loaded: the Trainer."""
+    run_dir = context.run_dir
+    # -- components: checked against their targets' signatures and built, no data read yet --
+    data_source = _build_data_source(cfg)
+    num_classes, input_shape = int(data_source.num_classes), tuple(int(s) for s in data_source.input_shape)
+    if cfg.pretrained:
+        from framework.models import check_pretrained_file
+
+        check_pretrained_file(cfg.pretrained)
+    checkpoint = load_checkpoint(resume_path) if resume_path is not None else None
+    record = ConfigRecordHook(recorded_params(cfg))
+    changes = (
+        config_changes(checkpoint, record.params, allow=cfg.resume_changed == "allow") if checkpoint is not None else []
+    )
+    device = resolve_device(cfg.device, ddp)
+    if cfg.distributed.sync_batchnorm and device.type != "cuda":
+        raise ConfigError(f"distributed.sync_batchnorm=true needs CUDA; this run is on {device.type}; allowed: false")
+    seed_everything(cfg.seed)
+
+    model = _build_model(cfg, num_classes, input_shape)
+    model.to(device)
+    pruning_hook = _build_pruning_hook(cfg, model, run_dir, input_shape)
+    thinning_hook = _build_thinning_hook(cfg, pruning_hook, run_dir, input_shape)
+    mask_sync = None
+    if ddp.enabled and pruning_hook is not None:
+        from framework.training.ddp import MaskSync
+
+        mask_sync = MaskSync(pruning_hook.pruner, ddp, run_dir if ddp.is_main else None)
+        pruning_hook.on_masks_updated = mask_sync
+        if not ddp.is_main:  # only rank 0 writes the reports and the thinned model
+            pruning_hook.report_dir = None
+            if thinning_hook is not None:
+                thinning_hook.writes_files = False
+    recipe = thinned_recipe(checkpoint) if checkpoint is not None else None
+    if recipe is not None:  # the checkpoint holds the thinned model: rebuild its architecture
+        from framework.pruning.thinning import apply_recipe
+
+        apply_recipe(model, recipe)
+        model.to(device)
+        pruning_hook.freeze()
+    optimizer = build_component("optimizer", cfg.optimizer, params=model.parameters())
+    lr_scheduler = (
+        build_component("lr_scheduler", cfg.lr_scheduler, optimizer=optimizer) if cfg.lr_scheduler else None
+    )
+    tracker = _build_tracker(cfg, context, pruning_hook, input_shape, changes, ddp) if ddp.is_main else None
+    if tracker is not None:
+        tracker.connect()  # an unreachable store fails here, before any data is read
+
+    # -- from here on, data is read ----------------------------------------------------------
+    bundle = load_splits(data_source, cfg.dataset._target_)
+    train_loader, val_loader = build_loaders(
+        bundle, batch_size=cfg.loader.batch_size, num_workers=cfg.loader.num_workers, seed=cfg.seed,
+        rank=ddp.rank, world_size=ddp.world_size,
+    )
+    # Ranks > 0 train, prune and thin like rank 0, but write nothing: no log, metrics, MLflow or checkpoint.
+    writers = (EpochLogHook(), MetricsFileHook(run_dir), tracker) if ddp.is_main else ()
+    hooks: List[Any] = [h for h in (record, pruning_hook, mask_sync, thinning_hook, *writers) if h is not None]
+    if ddp.is_main:
+        hooks.append(CheckpointHook(run_dir / "checkpoints"))
+    parallel = None
+    if ddp.enabled:
+        from framework.training.ddp import DataParallel
+
+        parallel = DataParallel(ddp, device, sync_batchnorm=cfg.distributed.sync_batchnorm)
+    trainer = Trainer(
+        model,
+        optimizer,
+        train_loader,
+        val_loader,
+        epochs=cfg.epochs,
+        device=device,
+        lr_scheduler=lr_scheduler,
+        hooks=hooks,
+        progress=cfg.progress,
+        loader_generator=getattr(train_loader, "generator", None),
+        parallel=parallel,
+    )
+    if checkpoint is not None:
+        if changes:  # resume_changed=allow: the pruner's method may be new; its masks still apply
+            checkpoint.get("hooks", {}).get("pruning", {}).pop("method", None)
+            checkpoint.get("hooks", {}).get("pruning", {}).pop("structure", None)
+        trainer.load_state_dict(checkpoint)
+        if changes:
+            apply_scheduler_arguments(lr_scheduler, OmegaConf.to_container(cfg.lr_scheduler, resolve=True) or {})
+            log.warning("resumed with a changed config: %s", "; ".join(changes))
+        log.info("resumed at epoch %d from %s", trainer.start_epoch, resume_path)
+    return trainer, resume_path, changes, lr_scheduler
+
+
 # -- parts -----------------------------------------------------------------------------------
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda but no CUDA device is available here; allowed: auto | cpu")
-    return torch.device(name)
 
 
 def _build_data_source(cfg: DictConfig):
@@ -235,7 +299,7 @@ def _build_thinning_hook(cfg: DictConfig, pruning_hook, run_dir: Path, input_sha
     )
 
 
-def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_shape, changes: List[str]):
+def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_shape, changes: List[str], ddp=None):
     if not cfg.tracking.enabled:
         return None
     from framework.tracking.mlflow_hook import MLflowHook
@@ -247,6 +311,8 @@ def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_sha
         "hydra.output_dir": str(context.run_dir),
         "git.commit": git_commit(project_root()) or "unknown",
     }
+    if ddp is not None and ddp.enabled:
+        tags["distributed.world_size"] = str(ddp.world_size)
     if changes:
         tags["resume.changed"] = "; ".join(changes)[:5000]
     if pruning_hook is not None and pruning_hook.fold_pairs is not None:
@@ -295,6 +361,9 @@ def params_in_use(cfg: DictConfig) -> Dict[str, Any]:
         used["schedule"]["ending_epoch"] = pruning_window(cfg.schedule, cfg.epochs)[1]
     if not cfg.lr_scheduler:
         used.pop("lr_scheduler", None)
+    distributed = used.pop("distributed", {}) or {}
+    if distributed.get("sync_batchnorm"):  # the timeout changes nothing that is learned
+        used["distributed"] = {"sync_batchnorm": True}
     return used
 
 
