@@ -63,6 +63,24 @@ def quiet_other_ranks(argv: list[str]) -> list[str]:
     return [*argv, "hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
 
 
+def exit_with(code: int) -> None:
+    """Exit; under torchrun a rank > 0 first gives rank 0 a moment to exit with the same code.
+
+    torchrun ends the other ranks (SIGTERM) as soon as one exits non-zero, and names the first
+    one as the cause: so that a config mistake reads "exitcode 2" on every rank, rank 0 goes
+    first and a rank > 0 answers the SIGTERM with the same code."""
+    if code != 0 and _rank() > 0:
+        import signal
+        import time
+
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(code))
+        time.sleep(RANK_EXIT_GRACE_S)
+    sys.exit(code)
+
+
+RANK_EXIT_GRACE_S = 5.0
+
+
 def make_user_code_importable(argv: list[str]) -> None:
     """Components of yours named by ``_target_`` (``my_net.MyNet``) are imported from the current
     directory or from the folder that holds the ``--config-dir`` you give, as a user expects."""
@@ -91,8 +109,8 @@ if __name__ == "__main__":
         # Hydra exits 1 for a config it cannot compose (unknown key or option, wrong type): that
         # is bad input like ours, so it gets our exit code. Once a job has started, 1 means a crash.
         if hydra_exit.code == 1 and _jobs_started == 0:
-            sys.exit(2)
+            exit_with(2)
         if sys.stderr is not sys.__stderr__:  # a rank > 0 that failed before its job: show why
             sys.__stderr__.write(sys.stderr.getvalue())
         raise
-    sys.exit(2 if _failed_jobs else 0)
+    exit_with(2 if _failed_jobs else 0)

@@ -77,10 +77,11 @@ class DataParallel:
         return sum_across_ranks(values, self.context, self.device)
 
 
-def parameters_fingerprint(model: nn.Module) -> str:
-    """A hash of every parameter's bytes: equal on two ranks only if their weights are equal."""
+def parameters_fingerprint(state_dict: Dict[str, torch.Tensor]) -> str:
+    """A hash of a model's ``state_dict`` (parameters and buffers, in order): equal on two ranks
+    only if their models are equal."""
     digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
+    for name, tensor in state_dict.items():
         digest.update(name.encode())
         digest.update(tensor.detach().to("cpu").contiguous().numpy().tobytes())
     return digest.hexdigest()
@@ -117,7 +118,7 @@ class MaskSync(Hook):
         # After thinning these are the masked model's tensors, kept as they were when it was thinned.
         mine = masks_fingerprint(self.pruner.store.masks, params)
         if whole_model:
-            mine = {**mine, "parameters_sha256": parameters_fingerprint(trainer.model)}
+            mine = {**mine, "parameters_sha256": parameters_fingerprint(trainer.model.state_dict())}
         ranks = gather_objects(mine, self.context)
         agree = all(r == ranks[0] for r in ranks) and all(r.get("nonzero_pruned", 0) == 0 for r in ranks)
         self.checks.append({"when": when, "epoch": trainer.epoch, "agree": agree, "ranks": ranks})
