@@ -80,6 +80,8 @@ class DistributedConfig:
     timeout_s: float = 300.0
     # BatchNorm statistics over the global batch instead of each rank's share (CUDA only)
     sync_batchnorm: bool = False
+    # auto: NCCL for CUDA tensors when CUDA is present, gloo for CPU tensors | gloo | nccl
+    backend: str = "auto"
 
 
 @dataclass
@@ -112,6 +114,7 @@ def register_configs() -> None:
 register_configs()
 
 DEVICES = ("auto", "cpu", "cuda")
+DIST_BACKENDS = ("auto", "gloo", "nccl")
 
 
 def pruning_window(schedule: Any, epochs: int) -> tuple[int, int]:
@@ -144,6 +147,8 @@ def config_problems(cfg: Any) -> List[str]:
         bad("epochs", "an integer >= 1")
     if not (_is_number(cfg.distributed.timeout_s) and cfg.distributed.timeout_s > 0):
         bad("distributed.timeout_s", "a number of seconds > 0")
+    if cfg.distributed.backend not in DIST_BACKENDS:
+        bad("distributed.backend", " | ".join(DIST_BACKENDS))
     if cfg.distributed.sync_batchnorm and cfg.device == "cpu":
         problems.append("distributed.sync_batchnorm=true needs CUDA (device=cpu); allowed: false on the CPU")
     if cfg.loader.batch_size < 1:

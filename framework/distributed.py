@@ -67,20 +67,26 @@ class DistContext:
 SINGLE = DistContext()
 
 
-def init_distributed(timeout_s: float) -> DistContext:
-    """Join the process group torchrun described in the environment (once per process)."""
+def init_distributed(timeout_s: float, backend: str = "auto") -> DistContext:
+    """Join the process group torchrun described in the environment (once per process).
+
+    ``backend``: ``auto`` (gloo, plus NCCL for CUDA tensors when CUDA is present), ``gloo`` (gloo
+    for every tensor, CUDA ones too) or ``nccl`` (NCCL for CUDA tensors, gloo for CPU ones)."""
     world = launched_world_size()
     if world <= 1:
         return SINGLE
     rank = launched_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        backend = "gloo"
+        if backend == "nccl" and not torch.cuda.is_available():
+            raise ConfigError("distributed.backend=nccl but no CUDA device is available here; allowed: auto | gloo")
+        chosen = "gloo"
         if torch.cuda.is_available():
             torch.cuda.set_device(local_rank % torch.cuda.device_count())
-            backend = "cpu:gloo,cuda:nccl"
+            if backend != "gloo":
+                chosen = "cpu:gloo,cuda:nccl"
         dist.init_process_group(
-            backend=backend, timeout=timedelta(seconds=float(timeout_s)), rank=rank, world_size=world
+            backend=chosen, timeout=timedelta(seconds=float(timeout_s)), rank=rank, world_size=world
         )
     return DistContext(rank=rank, world_size=world, local_rank=local_rank)
 

@@ -54,7 +54,7 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     validate(cfg)
     from framework.distributed import agree_or_raise, init_distributed, shutdown_distributed
 
-    ddp = init_distributed(cfg.distributed.timeout_s)
+    ddp = init_distributed(cfg.distributed.timeout_s, cfg.distributed.backend)
     try:
         context = _shared_run_dir(context, ddp)
         lock, resume_path, error = None, None, None
@@ -362,7 +362,7 @@ def params_in_use(cfg: DictConfig) -> Dict[str, Any]:
     if not cfg.lr_scheduler:
         used.pop("lr_scheduler", None)
     distributed = used.pop("distributed", {}) or {}
-    if distributed.get("sync_batchnorm"):  # the timeout changes nothing that is learned
+    if distributed.get("sync_batchnorm"):  # timeout and backend change nothing that is learned
         used["distributed"] = {"sync_batchnorm": True}
     return used
 
