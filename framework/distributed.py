@@ -26,20 +26,30 @@ import torch.distributed as dist
 from framework.errors import ConfigError, SecateursError
 
 
-def launched_world_size() -> int:
-    """How many processes the launcher started (1 when not started by torchrun)."""
-    try:
-        return int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        return 1
+# torchrun's names, and SLURM's for tasks that srun started (a submitit job with several tasks),
+# which are read when torchrun's are absent.
+_ENV_NAMES = {"WORLD_SIZE": "SLURM_NTASKS", "RANK": "SLURM_PROCID", "LOCAL_RANK": "SLURM_LOCALID"}
 
 
-def launched_rank() -> int:
-    """This process's rank as the launcher says (0 when not started by torchrun)."""
+def _launcher_value(name: str, default: int, environ=None) -> int:
+    environ = os.environ if environ is None else environ
+    text = environ.get(name)
+    if text is None and "WORLD_SIZE" not in environ and "MASTER_ADDR" in environ:
+        text = environ.get(_ENV_NAMES[name])  # SLURM tasks; MASTER_ADDR says they form a group
     try:
-        return int(os.environ.get("RANK", "0"))
+        return int(text) if text is not None else default
     except ValueError:
-        return 0
+        return default
+
+
+def launched_world_size(environ=None) -> int:
+    """How many processes the launcher started (1 when not started by torchrun or srun)."""
+    return _launcher_value("WORLD_SIZE", 1, environ)
+
+
+def launched_rank(environ=None) -> int:
+    """This process's rank as the launcher says (0 when not started by torchrun or srun)."""
+    return _launcher_value("RANK", 0, environ)
 
 
 class PeerFailedError(SecateursError):
@@ -76,7 +86,8 @@ def init_distributed(timeout_s: float, backend: str = "auto") -> DistContext:
     if world <= 1:
         return SINGLE
     rank = launched_rank()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_rank = _launcher_value("LOCAL_RANK", 0)
+    os.environ.setdefault("MASTER_PORT", "29500")  # env:// needs one; torchrun always sets it
     if not dist.is_initialized():
         if backend == "nccl" and not torch.cuda.is_available():
             raise ConfigError("distributed.backend=nccl but no CUDA device is available here; allowed: auto | gloo")
@@ -86,7 +97,8 @@ def init_distributed(timeout_s: float, backend: str = "auto") -> DistContext:
             if backend != "gloo":
                 chosen = "cpu:gloo,cuda:nccl"
         dist.init_process_group(
-            backend=chosen, timeout=timedelta(seconds=float(timeout_s)), rank=rank, world_size=world
+            backend=chosen, timeout=timedelta(seconds=float(timeout_s)), rank=rank, world_size=world,
+            init_method="env://",
         )
     return DistContext(rank=rank, world_size=world, local_rank=local_rank)
 

@@ -55,6 +55,18 @@ def rank_exit_codes(output: str) -> List[int]:
     return [int(code) for code in re.findall(r"exitcode\s+:\s+(-?\d+)\s+\(pid", output)]
 
 
+def test_ranks_come_from_torchrun_or_else_from_slurm_tasks():
+    from framework.distributed import launched_rank, launched_world_size
+
+    torchrun_env = {"RANK": "3", "WORLD_SIZE": "4", "SLURM_PROCID": "0", "SLURM_NTASKS": "1", "MASTER_ADDR": "h"}
+    assert (launched_rank(torchrun_env), launched_world_size(torchrun_env)) == (3, 4)
+    slurm_env = {"SLURM_PROCID": "2", "SLURM_NTASKS": "8", "MASTER_ADDR": "node0"}
+    assert (launched_rank(slurm_env), launched_world_size(slurm_env)) == (2, 8)
+    # A plain SLURM job (no MASTER_ADDR) is one process, whatever its task count.
+    assert launched_world_size({"SLURM_PROCID": "0", "SLURM_NTASKS": "8"}) == 1
+    assert (launched_rank({}), launched_world_size({})) == (0, 1)
+
+
 def test_two_processes_make_one_run_with_identical_masks(tmp_path):
     # A run dir with microseconds in its name: each rank's Hydra would choose another one.
     runs = tmp_path / "runs"
