@@ -193,7 +193,7 @@ def _set_up(cfg: DictConfig, context: RunContext, ddp, resume_path: Optional[Pat
         device=device,
         lr_scheduler=lr_scheduler,
         hooks=hooks,
-        progress=cfg.progress,
+        progress=cfg.progress and ddp.is_main,  # one bar, rank 0's
         loader_generator=getattr(train_loader, "generator", None),
         parallel=parallel,
     )
