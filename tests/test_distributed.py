@@ -28,13 +28,13 @@ TESTS = Path(__file__).resolve().parent
 
 
 def torchrun(args: Sequence[str], tmp_path: Path, timeout: float = 240, nproc: int = 2, popen: bool = False,
-             **popen_args):
+             store: bool = True, **popen_args):
     """``torchrun --nproc_per_node=2 run.py args`` with one thread per rank; returns (process, output)
     or, with ``popen``, the running Popen."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)])}
     env.pop("HYDRA_FULL_ERROR", None)
     command = [str(TORCHRUN), "--standalone", f"--nproc_per_node={nproc}", str(ROOT / "run.py"),
-               "progress=false", "tracking.log_model=false", *store_overrides(tmp_path), *args]
+               "progress=false", "tracking.log_model=false", *(store_overrides(tmp_path) if store else []), *args]
     if popen:
         return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, **popen_args)
@@ -127,10 +127,17 @@ def test_two_processes_make_one_run_with_identical_masks(tmp_path):
     assert abs(top1 - records[-1]["thin/val_top1"]) < 0.5 / len(val)
 
 
-def test_a_config_mistake_is_reported_once_and_every_rank_exits_2(tmp_path):
-    done, output = torchrun(["optimizer.lr=-1", f"hydra.run.dir={tmp_path}/run"], tmp_path, timeout=120)
+@pytest.mark.parametrize("mistake", ["value", "store"])
+def test_a_config_mistake_is_reported_once_and_every_rank_exits_2(tmp_path, mistake):
+    if mistake == "value":  # every rank sees it before the process group starts
+        args, message = ["optimizer.lr=-1"], "error: optimizer.lr=-1 is invalid"
+    else:  # only rank 0 talks to MLflow: the others learn of it at the set-up barrier
+        (tmp_path / "a_file").write_text("")
+        args, message = [f"tracking.uri=sqlite:///{tmp_path}/a_file/mlflow.db"], "error: cannot reach the MLflow store"
+    done, output = torchrun([*args, "epochs=1", f"hydra.run.dir={tmp_path}/run"], tmp_path, timeout=120, store=False)
     assert done.returncode != 0
-    assert output.count("error: optimizer.lr=-1 is invalid") == 1, output[-3000:]
+    assert output.count(message) == 1, output[-3000:]
+    assert output.count("error: ") == 1, output[-3000:]
     assert rank_exit_codes(output) == [2, 2], output[-3000:]
 
 
