@@ -17,6 +17,7 @@ from framework.errors import SecateursError
 
 log = logging.getLogger("secateurs")
 _failed_jobs: list = []
+_quiet_stderr = None  # under torchrun, where a rank > 0 sends Hydra's compose errors (rank 0 shows them)
 _jobs_started = 0
 
 
@@ -24,7 +25,8 @@ _jobs_started = 0
 def main(cfg: DictConfig):
     global _jobs_started
     _jobs_started += 1
-    sys.stderr = sys.__stderr__  # a rank > 0 stays quiet only until its job starts (see below)
+    if _quiet_stderr is not None and sys.stderr is _quiet_stderr:
+        sys.stderr = sys.__stderr__  # a rank > 0 stays quiet only until its job starts (see below)
     try:
         validate(cfg)  # ranges and cross-field rules, before torch is even imported
         from framework.experiment import RunContext, run
@@ -59,7 +61,8 @@ def quiet_other_ranks(argv: list[str]) -> list[str]:
         return argv
     import io
 
-    sys.stderr = io.StringIO()  # Hydra's own compose errors: rank 0 prints the same text
+    global _quiet_stderr
+    sys.stderr = _quiet_stderr = io.StringIO()  # Hydra's own compose errors: rank 0 prints the same text
     return [*argv, "hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
 
 
@@ -110,7 +113,7 @@ if __name__ == "__main__":
         # is bad input like ours, so it gets our exit code. Once a job has started, 1 means a crash.
         if hydra_exit.code == 1 and _jobs_started == 0:
             exit_with(2)
-        if sys.stderr is not sys.__stderr__:  # a rank > 0 that failed before its job: show why
-            sys.__stderr__.write(sys.stderr.getvalue())
+        if _quiet_stderr is not None and sys.stderr is _quiet_stderr:  # a rank > 0 failed before its job
+            sys.__stderr__.write(_quiet_stderr.getvalue())
         raise
     exit_with(2 if _failed_jobs else 0)
