@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from framework.errors import NonFiniteLossError, TrackingError, short_reason
+from framework.tracking.store import prepare_experiment
 from framework.training.hooks import Hook
 
 # Fail fast instead of retrying for minutes when a tracking server is down.
@@ -67,16 +68,9 @@ class MLflowHook(Hook):
         """Reach the store and find or create the experiment; ``TrackingError`` if it cannot."""
         try:
             mlflow.set_tracking_uri(self.uri)
+            # Under a file lock: jobs starting together on a fresh store must not race to create it.
+            self.experiment_id = prepare_experiment(self.uri, self.experiment, self.artifact_location)
             self._client = MlflowClient(tracking_uri=self.uri)
-            existing = self._client.get_experiment_by_name(self.experiment)
-            if existing is not None:
-                self.experiment_id = existing.experiment_id
-            else:
-                location = None
-                if self.artifact_location:
-                    Path(self.artifact_location).mkdir(parents=True, exist_ok=True)
-                    location = Path(self.artifact_location).resolve().as_uri()
-                self.experiment_id = self._client.create_experiment(self.experiment, artifact_location=location)
         except Exception as error:  # connection refused, DNS, bad URI scheme, locked database ...
             raise TrackingError(
                 f"cannot reach the MLflow store tracking.uri={self.uri!r} ({short_reason(error, 200)}); "
