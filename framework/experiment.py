@@ -81,6 +81,8 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
 
     # -- from here on, data is read ----------------------------------------------------------
     bundle = load_splits(data_source, cfg.dataset._target_)
+    if tracker is not None:
+        tracker.preprocessing = bundle.preprocessing  # logged beside the model
     train_loader, val_loader = build_loaders(
         bundle, batch_size=cfg.loader.batch_size, num_workers=cfg.loader.num_workers, seed=cfg.seed
     )
@@ -236,9 +238,6 @@ def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_sha
     if pruning_hook is not None:
         artifacts.append((context.run_dir / "pruning", "pruning"))
 
-    def model_example():
-        return torch.zeros((1, *input_shape)).numpy()
-
     return MLflowHook(
         uri=cfg.tracking.uri,
         experiment=cfg.tracking.experiment,
@@ -249,7 +248,7 @@ def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_sha
         run_name=run_name(context.overrides, swept=context.swept_keys),
         artifacts=artifacts,
         log_model=cfg.tracking.log_model,
-        model_example=model_example,
+        input_shape=input_shape,
     )
 
 

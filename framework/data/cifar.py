@@ -11,6 +11,7 @@ from torchvision import datasets, transforms
 
 from framework.data.availability import check_dataset_available, require_root
 from framework.data.bundle import DatasetBundle
+from framework.data.preprocessing import Preprocessing
 from framework.data.reading import reading
 
 # Per-channel mean and standard deviation of the CIFAR-10 training images.
@@ -53,4 +54,5 @@ def build_cifar10(
             folder, train=True, transform=train_transform, download=download
         )
         val = PresenceCheckedCIFAR10(folder, train=False, transform=val_transform)
-    return DatasetBundle(train, val, NUM_CLASSES, INPUT_SHAPE)
+    preprocessing = Preprocessing(INPUT_SHAPE, MEAN, STD, pixel_scale=255.0, class_names=tuple(val.classes))
+    return DatasetBundle(train, val, NUM_CLASSES, INPUT_SHAPE, preprocessing)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 from framework.errors import NonFiniteLossError, TrackingError, short_reason
 from framework.tracking.store import prepare_experiment
@@ -45,7 +45,7 @@ class MLflowHook(Hook):
         run_name: str,
         artifacts: Iterable[Tuple[str | Path, str]] = (),
         log_model: bool = True,
-        model_example: Optional[Callable[[], Any]] = None,
+        input_shape: Sequence[int] = (),
     ):
         self.uri = uri
         self.experiment = experiment
@@ -56,7 +56,8 @@ class MLflowHook(Hook):
         self.run_name = run_name
         self.artifacts = list(artifacts)
         self.log_model = log_model
-        self.model_example = model_example
+        self.input_shape = tuple(input_shape)  # (C, H, W) of one model input
+        self.preprocessing = None  # set once the data is loaded: logged with the model
         self.run_id: Optional[str] = None
         self.experiment_id: Optional[str] = None
         self.failed_calls = 0
@@ -132,22 +133,13 @@ class MLflowHook(Hook):
             mlflow.log_params(dict(items[start : start + 100]))
 
     def _log_model(self, model) -> None:
-        import mlflow.pytorch
-        import torch
+        from framework.tracking.model_export import log_model
 
-        # Logged from CPU in eval mode; the training model is restored as it was.
+        # Exported in eval mode; the training model is restored as it was.
         was_training = model.training
         model.eval()
         try:
-            example = self.model_example() if self.model_example else None
-            mlflow.pytorch.log_model(
-                model,
-                name="model",
-                # Inferring requirements costs ~10 s per call; we know them.
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-                serialization_format="pickle",
-                input_example=example,
-            )
+            log_model(model, self.input_shape, self.preprocessing)
         finally:
             model.train(was_training)
 
