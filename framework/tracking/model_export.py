@@ -32,7 +32,8 @@ EXPORT_BATCH = 2  # > 1, so that the exported batch dimension stays free
 
 
 def export_model(model: torch.nn.Module, input_shape: Sequence[int], directory: Path,
-                 preprocessing: Optional[Preprocessing] = None) -> Path:
+                 preprocessing: Optional[Preprocessing] = None, model_id: Optional[str] = None,
+                 run_id: Optional[str] = None) -> Path:
     """Write the MLflow model directory for ``model`` (put in eval mode by the caller) under
     ``directory``; returns it."""
     import mlflow
@@ -51,7 +52,7 @@ def export_model(model: torch.nn.Module, input_shape: Sequence[int], directory: 
         output = model(example)
     torch.export.save(program, str(directory / "data" / "model.pt2"))
 
-    mlmodel = Model()
+    mlmodel = Model(artifact_path=MODEL_DIR, run_id=run_id, model_id=model_id)
     mlmodel.signature = infer_signature(example.numpy(), output.numpy())
     # What mlflow.pytorch.load_model reads: the data folder (a folder without model.pth is loaded
     # with torch.export.load) and the torch version it was written with.
@@ -67,10 +68,25 @@ def export_model(model: torch.nn.Module, input_shape: Sequence[int], directory: 
 
 
 def log_model(model: torch.nn.Module, input_shape: Sequence[int],
-              preprocessing: Optional[Preprocessing] = None) -> None:
-    """Export ``model`` and log it to the active MLflow run as ``model/``."""
+              preprocessing: Optional[Preprocessing] = None) -> str:
+    """Export ``model`` and log it as an MLflow logged model named ``model`` of the active run
+    (listed under the run's and the experiment's models; ``runs:/<run id>/model`` and
+    ``models:/<model id>`` both load it); returns the model id."""
     import mlflow
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 
-    with tempfile.TemporaryDirectory(prefix="secateurs-model-") as scratch:
-        directory = export_model(model, input_shape, Path(scratch) / MODEL_DIR, preprocessing)
-        mlflow.log_artifacts(str(directory), artifact_path=MODEL_DIR)
+    run = mlflow.active_run()
+    logged = mlflow.initialize_logged_model(name=MODEL_DIR, source_run_id=run.info.run_id,
+                                            experiment_id=run.info.experiment_id)
+    try:
+        with tempfile.TemporaryDirectory(prefix="secateurs-model-") as scratch:
+            directory = export_model(model, input_shape, Path(scratch) / MODEL_DIR, preprocessing,
+                                     model_id=logged.model_id, run_id=run.info.run_id)
+            client = mlflow.MlflowClient()
+            client.log_model_artifacts(logged.model_id, str(directory))
+        client.log_outputs(run.info.run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    except BaseException:
+        mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        raise
+    mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    return logged.model_id

@@ -92,3 +92,32 @@ def test_summary_table_plot_and_page_of_a_sweep_with_a_failed_and_a_lost_job(tmp
     assert "http://" not in page and "https://" not in page and "src=" not in page  # works offline
     csv_lines = (tmp_path / "summary" / "sweep_summary.csv").read_text().splitlines()
     assert csv_lines[0].startswith("job,status,fold_batchnorm,val/top1") and len(csv_lines) == 6
+
+
+@pytest.mark.parametrize("value", ["''", "[]", "[val/top1,'']"])
+def test_optimized_metric_must_name_metrics(compose_config, value):
+    from framework.config import config_problems
+
+    problems = config_problems(compose_config([f"optimized_metric={value}"]))
+    assert [p for p in problems if p.startswith("optimized_metric=")], problems
+
+
+def test_presets_pick_the_optuna_sweeper_and_the_slurm_launcher():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from support import ROOT
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("config", overrides=["hparams_search=nsga2_sparsity_lr", "hydra/launcher=slurm"],
+                          return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
+    assert cfg.hydra.sweeper.sampler._target_ == "optuna.samplers.NSGAIISampler"
+    assert list(cfg.hydra.sweeper.direction) == ["maximize", "maximize"]
+    assert list(cfg.optimized_metric) == ["val/top1", "sparsity/total"] and cfg.pruner.method == "agp"
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.max_num_timeout > 0
+    assert "sweep" in cfg.hydra.callbacks
