@@ -134,8 +134,8 @@ def plot_fronts(fronts: Sequence[Front], path: Path, title: str) -> Path:
     for index, f in enumerate(fronts, start=1):
         axes = figure.add_subplot(1, len(fronts), index)
         axes.scatter([x for _, x, _ in f.points], [a for _, _, a in f.points], color="tab:blue", label="job")
-        for num, x, acc in f.points:
-            axes.annotate(str(num), (x, acc), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        for (x, acc), label in _labels(f.points).items():
+            axes.annotate(label, (x, acc), textcoords="offset points", xytext=(4, 4), fontsize=8)
         best = sorted((p for p in f.points if p[0] in f.front), key=lambda p: p[1])
         if best:
             axes.plot([x for _, x, _ in best], [a for _, _, a in best], "-o", color="tab:red",
@@ -149,6 +149,14 @@ def plot_fronts(fronts: Sequence[Front], path: Path, title: str) -> Path:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     return path
+
+
+def _labels(points: Sequence[Tuple[int, float, float]]) -> Dict[Tuple[float, float], str]:
+    """One label per place: jobs that ended at the same point read ``2,3`` instead of overprinting."""
+    by_place: Dict[Tuple[float, float], List[str]] = {}
+    for num, x, acc in points:
+        by_place.setdefault((x, acc), []).append(str(num))
+    return {place: ",".join(nums) for place, nums in by_place.items()}
 
 
 # -- the offline HTML page ----------------------------------------------------------------------
@@ -189,8 +197,9 @@ def _svg(f: Front, details: Dict[int, str]) -> str:
             f'<circle class="job" data-job="{num}" cx="{sx(x):.1f}" cy="{sy(acc):.1f}" r="{7 if on else 5}" '
             f'fill="{"#d62728" if on else "#1f77b4"}" fill-opacity="0.8">'
             f'<title>{html.escape(details.get(num, str(num)))}</title></circle>'
-            f'<text x="{sx(x) + 8:.1f}" y="{sy(acc) - 6:.1f}" font-size="10">{num}</text>'
         )
+    for (x, acc), label in _labels(f.points).items():
+        parts.append(f'<text x="{sx(x) + 8:.1f}" y="{sy(acc) - 6:.1f}" font-size="10">{label}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
 
