@@ -75,10 +75,18 @@ def start_sweep(config: DictConfig) -> SweepInfo:
         sweeper=short_name(OmegaConf.select(config, "hydra.sweeper._target_")),
         launcher=short_name(OmegaConf.select(config, "hydra.launcher._target_")),
     )
+    earlier = read_sweep_info(sweep_dir)
     if OmegaConf.select(config, "tracking.enabled"):
-        from framework.sweeps.parent import start_parent_run
+        from framework.sweeps.parent import reopen_parent_run, start_parent_run
 
-        start_parent_run(info, config.tracking.uri, config.tracking.experiment, config.tracking.artifact_location)
+        if earlier and earlier.parent_run_id and earlier.tracking_uri == config.tracking.uri:
+            # the same sweep dir again (resume=auto after a crash): its jobs continue their runs,
+            # so the sweep continues its parent run
+            info.tracking_uri, info.experiment_id = earlier.tracking_uri, earlier.experiment_id
+            info.parent_run_id = earlier.parent_run_id
+            reopen_parent_run(info)
+        else:
+            start_parent_run(info, config.tracking.uri, config.tracking.experiment, config.tracking.artifact_location)
         log.info("sweep: MLflow parent run %s in %s", info.parent_run_id, info.tracking_uri)
     write_sweep_info(info)
     _open_sweeps.append(sweep_dir)

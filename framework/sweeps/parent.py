@@ -34,6 +34,22 @@ def start_parent_run(info: SweepInfo, uri: str, experiment: str, artifact_locati
     info.tracking_uri, info.experiment_id, info.parent_run_id = uri, experiment_id, run.info.run_id
 
 
+def reopen_parent_run(info: SweepInfo) -> None:
+    """Mark an earlier sweep's parent run RUNNING again, with this launch's tags."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        client = MlflowClient(tracking_uri=info.tracking_uri)
+        client.update_run(info.parent_run_id, status="RUNNING")
+        for key, value in parent_tags(info).items():
+            client.set_tag(info.parent_run_id, key, value)
+    except Exception as error:
+        raise TrackingError(
+            f"cannot reopen the sweep's MLflow run {info.parent_run_id} in tracking.uri={info.tracking_uri!r} "
+            f"({short_reason(error, 200)}); start the server, fix tracking.uri, or use a new hydra.sweep.dir"
+        ) from None
+
+
 def parent_tags(info: SweepInfo) -> Dict[str, str]:
     return {
         "sweep.dir": info.sweep_dir,

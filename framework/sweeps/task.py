@@ -67,13 +67,19 @@ def run_task(cfg: DictConfig) -> Any:
         log.info("optimized_metric %s = %s", cfg.optimized_metric, describe(record.objective))
         return record.objective
     except SecateursError as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
         record.error = " / ".join(line for line in str(error).splitlines() if line.strip())
         log.error("job %d failed: %s", num, record.error)
     except Exception as error:  # a crash: the traceback goes to the job's log, one line to the report
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
         record.error = f"{type(error).__name__}: {short_reason(error, 300)}"
         log.exception("job %d failed", num)
     finally:
         record.run_id = _mlflow_run_id(run_dir)
+        if record.status == FAILED:
+            record.metrics = _last_epoch(run_dir)  # how far it got
         write_job_record(record)
     return FailedJob(num, record.error)
 
@@ -117,3 +123,11 @@ def _mlflow_run_id(run_dir: Path) -> Optional[str]:
         return None
     path = run_dir / hook.RUN_ID_FILE
     return path.read_text().strip() if path.is_file() else None
+
+
+def _last_epoch(run_dir: Path) -> dict:
+    from framework.tracking.metrics_file import FILENAME, read_metrics
+
+    path = run_dir / FILENAME
+    epochs = read_metrics(path) if path.is_file() else []
+    return {k: float(v) for k, v in epochs[-1].items() if k != "epoch"} if epochs else {}

@@ -111,3 +111,18 @@ def test_a_trial_whose_metric_is_missing_fails_and_is_never_a_number(tmp_path):
     lines = failure_lines(result.stderr)
     assert len(lines) == 2 and all("optimized_metric='val/top9' was not logged" in l for l in lines), result.stderr[-3000:]
     assert not (tmp_path / "multirun" / "optimization_results.yaml").exists()  # no best value from nothing
+
+
+@pytest.mark.slow
+def test_a_sweep_resumed_in_its_dir_continues_its_parent_and_each_jobs_own_child_run(tmp_path):
+    args = ["-m", "optimizer.lr=0.05", "epochs=1", "tracking.log_model=false", *cli_dirs(tmp_path)]
+    first = run_cli(args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    _, parent, children = sweep_runs(uri)
+    again = run_cli([*args, "resume=auto"])
+    assert again.returncode == 0, again.stderr[-3000:]
+    client, parent_again, children_again = sweep_runs(uri)  # still one parent, one child
+    assert parent_again.info.run_id == parent.info.run_id and parent_again.info.status == "FINISHED"
+    assert children_again[0].info.run_id == children[0].info.run_id
+    assert children_again[0].data.tags["resumed_at_epoch"] == "1"
