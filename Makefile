@@ -15,7 +15,7 @@ run: $(STAMP)
 	$(PY) run.py $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 # Opens the MLflow dashboard on the default store (outputs/mlflow.db).
 ui: $(STAMP)
@@ -24,6 +24,7 @@ ui: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/train_step.py
 	$(PY) bench/mask_update.py
+	$(PY) bench/thinning.py
 
 clean:
 	rm -rf $(VENV) outputs/runs outputs/multirun outputs/mlflow.db outputs/mlartifacts

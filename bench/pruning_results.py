@@ -2,7 +2,8 @@
 
     python bench/pruning_results.py [--epochs N] [--out DIR]
 
-1. dense vs agp 0.7 vs agp_filter 0.5 vs agp_channel 0.5 on the default model and digits;
+1. dense vs agp 0.7 vs agp_filter 0.5 vs agp_channel 0.5 on the default model and digits, and the
+   structured presets on resnet20, with the thinned model's size, MACs and measured speedup;
 2. fold_batchnorm true vs false for agp and agp_filter, from scratch and from the dense run's
    weights (a pretrained start whose BatchNorm statistics are learned).
 
@@ -52,6 +53,27 @@ def row(job: dict, *cells: str) -> str:
     return "| " + " | ".join([*cells, f"{final['val/top1']:.4f}", f"{sparsity:.3f}"]) + " |"
 
 
+def thinned(job: dict) -> str:
+    """Size, MACs and speedup of the thinned model ("-" when the run was not thinned)."""
+    final = job["final"]
+    if "thin/params/thinned" not in final:
+        return "| - | - | - | - | - |"
+    return (
+        f"| {final['thin/val_top1']:.4f} "
+        f"| {final['thin/params/dense'] / 1e3:.1f} k → {final['thin/params/thinned'] / 1e3:.1f} k "
+        f"| {final['thin/macs/dense'] / 1e6:.2f} M → {final['thin/macs/thinned'] / 1e6:.2f} M "
+        f"| ×{final['thin/eager_speedup_b1']:.2f} / ×{final.get('thin/onnx_speedup_b1', float('nan')):.2f} "
+        f"| ×{final[next(k for k in final if k.startswith('thin/eager_speedup_b') and k != 'thin/eager_speedup_b1')]:.2f} |"
+    )
+
+
+PRESET_HEADER = (
+    "| model | pruner | val top-1 | sparsity (pruned weights) | thinned val top-1 | params dense → thinned "
+    "| MACs per image | speedup batch 1 (eager / ONNX RT) | speedup batch 64 (eager) |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=20)
@@ -60,9 +82,11 @@ def main() -> None:
     epochs = f"epochs={args.epochs}"
 
     presets = sweep(args.out, "presets", ["pruner=none,agp,agp_filter,agp_channel", epochs])
-    print("\n| pruner | val top-1 | sparsity (pruned weights) |\n|---|---:|---:|")
-    for job in presets:
-        print(row(job, choice(job, "pruner", "none")))
+    resnet = sweep(args.out, "presets-resnet20", ["model=resnet20", "pruner=none,agp_filter,agp_channel", epochs])
+    print("\n" + PRESET_HEADER)
+    for model, jobs in (("simple_cnn", presets), ("resnet20", resnet)):
+        for job in jobs:
+            print(row(job, model, choice(job, "pruner", "none")) + thinned(job)[1:])
 
     dense = next(j for j in presets if choice(j, "pruner", "") == "none")
     pretrained = dense["dir"] / "checkpoints" / "last.pt"

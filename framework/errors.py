@@ -22,6 +22,14 @@ class CheckpointError(SecateursError):
     """A checkpoint or pretrained file is missing, truncated, foreign or does not fit the model."""
 
 
+class StorageError(SecateursError):
+    """A file of the run (checkpoint, metrics) cannot be written: disk full, read-only, not a folder."""
+
+
+class RunDirInUseError(SecateursError):
+    """Another run holds the lock on the run dir (two jobs given the same ``hydra.run.dir``)."""
+
+
 class PruningError(ConfigError):
     """A pruning request does not fit the model (patterns, structures, targets)."""
 

@@ -21,10 +21,12 @@ from framework.components import build_component
 from framework.config import project_root, pruning_window, validate
 from framework.data import build_loaders, load_splits
 from framework.resume_guard import ConfigRecordHook, apply_scheduler_arguments, config_changes
+from framework.thinning_hook import thinned_recipe
 from framework.errors import ConfigError, short_reason
 from framework.training import CheckpointHook, Trainer, load_checkpoint, seed_everything
 from framework.tracking.metrics_file import MetricsFileHook
 from framework.training.log_hook import EpochLogHook
+from framework.training.run_lock import lock_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,12 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     validate(cfg)
     run_dir = context.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    with lock_run_dir(run_dir):  # one run per run dir; released however the run ends
+        return _run_in_locked_dir(cfg, context)
+
+
+def _run_in_locked_dir(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
+    run_dir = context.run_dir
 
     # -- components: checked against their targets' signatures and built, no data read yet --
     data_source = _build_data_source(cfg)
@@ -71,6 +79,14 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     model = _build_model(cfg, num_classes, input_shape)
     model.to(device)
     pruning_hook = _build_pruning_hook(cfg, model, run_dir, input_shape)
+    thinning_hook = _build_thinning_hook(cfg, pruning_hook, run_dir, input_shape)
+    recipe = thinned_recipe(checkpoint) if checkpoint is not None else None
+    if recipe is not None:  # the checkpoint holds the thinned model: rebuild its architecture
+        from framework.pruning.thinning import apply_recipe
+
+        apply_recipe(model, recipe)
+        model.to(device)
+        pruning_hook.freeze()
     optimizer = build_component("optimizer", cfg.optimizer, params=model.parameters())
     lr_scheduler = (
         build_component("lr_scheduler", cfg.lr_scheduler, optimizer=optimizer) if cfg.lr_scheduler else None
@@ -87,7 +103,9 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
         bundle, batch_size=cfg.loader.batch_size, num_workers=cfg.loader.num_workers, seed=cfg.seed
     )
     hooks: List[Any] = [
-        h for h in (record, pruning_hook, EpochLogHook(), MetricsFileHook(run_dir), tracker) if h is not None
+        h
+        for h in (record, pruning_hook, thinning_hook, EpochLogHook(), MetricsFileHook(run_dir), tracker)
+        if h is not None
     ]
     hooks.append(CheckpointHook(run_dir / "checkpoints"))
     trainer = Trainer(
@@ -198,6 +216,7 @@ def _build_pruning_hook(cfg: DictConfig, model, run_dir: Path, input_shape):
         frequency=cfg.schedule.frequency,
         step_frequency=cfg.schedule.step_frequency,
         fold_batchnorm=cfg.fold_batchnorm,
+        input_shape=tuple(input_shape),
     )
     fold_pairs = None
     if cfg.fold_batchnorm:
@@ -208,6 +227,18 @@ def _build_pruning_hook(cfg: DictConfig, model, run_dir: Path, input_shape):
         else:
             log.info("fold_batchnorm: %d layers folded", len(fold_pairs))
     return PruningHook(pruner, report_dir=run_dir / "pruning", input_shape=input_shape, fold_pairs=fold_pairs)
+
+
+def _build_thinning_hook(cfg: DictConfig, pruning_hook, run_dir: Path, input_shape):
+    """The hook that makes the model smaller, when the pruner says so (``pruner.thin``)."""
+    if pruning_hook is None or pruning_hook.pruner.thin_when == "never":
+        return None
+    from framework.thinning_hook import ThinningHook
+
+    return ThinningHook(
+        pruning_hook.pruner, pruning_hook, pruning_hook.pruner.thin_when, input_shape, run_dir / "thinned",
+        batch_size=cfg.loader.batch_size,
+    )
 
 
 def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_shape, changes: List[str]):
@@ -237,6 +268,7 @@ def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_sha
         artifacts.append((context.hydra_dir, "hydra"))
     if pruning_hook is not None:
         artifacts.append((context.run_dir / "pruning", "pruning"))
+        artifacts.append((context.run_dir / "thinned", "thinned"))
 
     return MLflowHook(
         uri=cfg.tracking.uri,

@@ -26,15 +26,29 @@ class PruningHook(Hook):
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.fold_pairs = fold_pairs
         self.step_level = bool(getattr(pruner, "step_frequency", None))
+        # After thinning (framework.thinning_hook) the masks are spent: set by freeze()
+        self.frozen_sparsity: Optional[Dict[str, float]] = None
+
+    def freeze(self, masked_model=None) -> None:
+        """Stop masking (the model was thinned); keep reporting the sparsity reached, and write the
+        end-of-run reports for ``masked_model``."""
+        if self.frozen_sparsity is None:
+            self.frozen_sparsity = {k: float(v) for k, v in self.pruner.sparsity().items()}
+        if masked_model is not None and self.report_dir is not None:
+            self.write_reports(masked_model)  # now: the masks will not fit the model again
 
     def before_run(self, trainer) -> None:
         # After a resume the loaded masks must hold before the first step.
-        self.pruner.apply_masks()
+        if self.frozen_sparsity is None:
+            self.pruner.apply_masks()
 
     def before_epoch(self, trainer) -> None:
-        self.pruner.on_epoch_start(trainer.epoch)
+        if self.frozen_sparsity is None:
+            self.pruner.on_epoch_start(trainer.epoch)
 
     def after_step(self, trainer) -> None:
+        if self.frozen_sparsity is not None:
+            return
         self.pruner.after_step()
         if self.step_level:  # step-level AGP re-ranks here (schedule.step_frequency)
             self.pruner.on_step(trainer.epoch, trainer.step_in_epoch, trainer.steps_per_epoch)
@@ -44,11 +58,12 @@ class PruningHook(Hook):
         target = self.pruner.target_sparsity(trainer.epoch)
         if target is not None:  # threshold pruners (magnitude, sensitivity) have no target
             metrics["pruning/target_sparsity"] = float(target)
-        for name, value in self.pruner.sparsity().items():
+        sparsity = self.frozen_sparsity if self.frozen_sparsity is not None else self.pruner.sparsity()
+        for name, value in sparsity.items():
             metrics[f"sparsity/{name}"] = float(value)
 
     def after_run(self, trainer) -> None:
-        if self.report_dir is not None:
+        if self.report_dir is not None and self.frozen_sparsity is None:  # else written by freeze()
             self.write_reports(trainer.model)
 
     def write_reports(self, model) -> List[Path]:
@@ -69,7 +84,12 @@ class PruningHook(Hook):
         return paths
 
     def state_dict(self) -> Dict[str, Any]:
+        if self.frozen_sparsity is not None:  # thinned: the masks no longer fit the model
+            return {"frozen_sparsity": dict(self.frozen_sparsity)}
         return self.pruner.state_dict()
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if "frozen_sparsity" in state:
+            self.frozen_sparsity = dict(state["frozen_sparsity"])
+            return
         self.pruner.load_state_dict(state)

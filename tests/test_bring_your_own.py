@@ -83,10 +83,6 @@ def my_project(tmp_path) -> Path:
     return project
 
 
-def zero_filters(weight: torch.Tensor) -> int:
-    return int((weight.flatten(1).abs().sum(1) == 0).sum())
-
-
 @pytest.mark.slow
 def test_own_model_dataset_optimizer_and_criterion_from_a_folder_outside_the_repo(my_project, tmp_path):
     result = run_cli(
@@ -102,10 +98,12 @@ def test_own_model_dataset_optimizer_and_criterion_from_a_folder_outside_the_rep
     assert result.returncode == 0, result.stderr[-3000:]
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     weights = state["model"]
-    # agp_filter at 0.5 (one-shot at epoch 0 with epochs=2): half of each conv's filters are zero.
-    assert zero_filters(weights["features.0.weight"]) == 4
-    assert zero_filters(weights["features.3.weight"]) == 8
-    assert zero_filters(weights["head.weight"]) == 0  # the classes are never pruned
+    # agp_filter at 0.5 (one-shot at epoch 0 with epochs=2), thinned at the end: half of each
+    # conv's filters are gone, with their BatchNorm channels and the classifier's columns.
+    assert weights["features.0.weight"].shape[0] == 4 and weights["features.1.weight"].shape == (4,)
+    assert weights["features.3.weight"].shape[:2] == (8, 4)
+    assert weights["head.weight"].shape == (2, 8)  # the classes are never pruned
+    assert state["hooks"]["thinning"]["recipe"]["modules"]["head"]["in_features"] == 8
 
     client = MlflowClient(store_overrides(tmp_path)[0].split("=", 1)[1])
     [experiment] = [e for e in client.search_experiments() if e.name == "secateurs"]
@@ -117,6 +115,7 @@ def test_own_model_dataset_optimizer_and_criterion_from_a_folder_outside_the_rep
     assert params["optimizer._target_"] == "torch.optim.RAdam"
     assert params["pruner.criterion._target_"] == "my_criterion.MaxAbs"
     assert run.data.tags["fold_batchnorm.folded_layers"] == "2"
+    assert run.data.metrics["thin/params/thinned"] < run.data.metrics["thin/params/dense"] / 2
 
 
 def test_own_target_by_override_and_its_mistakes_are_one_line(my_project, tmp_path):

@@ -41,7 +41,9 @@ def test_one_shot_filter_prune_of_a_pretrained_model_ranks_on_folded_weights(run
     state = pretrained_file_with_skewed_batchnorm(tmp_path / "pretrained.pt")
     _, context, _ = run_experiment([
         "tracking=none", f"pretrained={tmp_path / 'pretrained.pt'}", "pruner=level",
-        "pruner.structure=filter", "pruner.final_sparsity=0.5", "pruner.exclude=[classifier.weight]",
+        # coupled (the default): each conv's filters form their own groups with its BN and readers;
+        # masks are checked, so the model is not thinned
+        "pruner.structure=filter", "pruner.final_sparsity=0.5", "pruner.thin=never",
         "schedule=one_shot", "epochs=1", f"fold_batchnorm={str(fold).lower()}",
     ])
     masks = torch.load(context.run_dir / "checkpoints" / "last.pt", weights_only=True)["hooks"]["pruning"]["masks"]

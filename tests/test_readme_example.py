@@ -20,11 +20,19 @@ def library_example() -> str:
 def test_readme_library_example_runs_and_prunes_half_the_filters():
     namespace: dict = {}
     exec(compile(library_example(), str(README), "exec"), namespace)
-    pruner, model = namespace["pruner"], namespace["model"]
-    assert sorted(namespace["masks"]) == ["0.weight", "3.weight"]
-    assert pruner.sparsity()["total"] == 0.5
+    model, small = namespace["model"], namespace["small"]
+    # coupled: each conv's filters with their bias and BatchNorm, and the columns of their reader
+    assert sorted(namespace["masks"]) == sorted(
+        ["0.weight", "0.bias", "1.weight", "1.bias", "3.weight", "3.bias", "4.weight", "4.bias", "8.weight"]
+    )
     for index, filters in ((0, 16), (3, 32)):
         zero_filters = (model[index].weight.detach().flatten(1).abs().sum(dim=1) == 0).sum()
         assert int(zero_filters) == filters // 2
-    assert torch.count_nonzero(model[8].weight) == model[8].weight.numel()  # excluded
+    assert bool(model[8].weight.ne(0).any(dim=1).all())  # no class removed
+    assert (model[8].weight == 0).all(dim=0).sum() == 16  # the columns of block 2's removed filters
     assert "masks" in namespace["state"]
+    assert (small[0].out_channels, small[3].out_channels, small[8].in_features) == (8, 16, 16)
+    model.eval(), small.eval()
+    inputs = namespace["inputs"]
+    with torch.no_grad():
+        assert torch.allclose(model(inputs), small(inputs), atol=1e-5)

@@ -1,7 +1,9 @@
-"""Post-pruning analysis: sparsity tables (CSV/Markdown), per-layer MACs, sparsity bar chart.
+"""Post-pruning analysis: sparsity tables (CSV/Markdown), per-layer MACs, sparsity bar chart,
+and the measured cost of a model (:mod:`.cost`: parameters, MACs, latency, ONNX, file sizes).
 
-Plain PyTorch + matplotlib (imported lazily by :mod:`.plots`). :func:`write_pruning_reports`
-writes them all into one folder at the end of a run.
+Plain PyTorch + matplotlib (imported lazily by :mod:`.plots`) + onnx/onnxruntime (imported lazily
+by the ONNX functions of :mod:`.cost`). :func:`write_pruning_reports` writes the reports into one
+folder at the end of a run.
 """
 
 from __future__ import annotations
@@ -11,12 +13,38 @@ from typing import Sequence
 
 from torch import nn
 
+from framework.analysis.cost import (
+    MeasurementError,
+    cost_report,
+    count_macs,
+    count_params,
+    export_onnx,
+    latency_samples,
+    macs_by_module,
+    measure_latency,
+    onnx_latency,
+    onnx_latency_samples,
+    onnx_session,
+    summarize,
+)
 from framework.analysis.macs import MacsRow, macs_table, macs_to_markdown, write_macs_csv
 from framework.analysis.plots import plot_layer_sparsity
 from framework.analysis.sparsity import SparsityRow, sparsity_table, to_markdown, write_csv, write_markdown
 
 __all__ = [
     "MacsRow",
+    "MeasurementError",
+    "cost_report",
+    "count_macs",
+    "count_params",
+    "export_onnx",
+    "latency_samples",
+    "macs_by_module",
+    "measure_latency",
+    "onnx_latency",
+    "onnx_latency_samples",
+    "onnx_session",
+    "summarize",
     "SparsityRow",
     "macs_table",
     "macs_to_markdown",
@@ -37,7 +65,9 @@ def write_pruning_reports(
     input_shape: Sequence[int] | None = None,
 ) -> list[Path]:
     """Write ``sparsity.csv``, ``sparsity.md``, ``sparsity.png`` and, when ``input_shape`` (batch
-    dimension included) is given, ``macs.csv`` and ``macs.md`` into ``report_dir``.
+    dimension included) is given, ``macs.csv`` and ``macs.md`` (MACs per layer as the model stands,
+    counted by torch's flop counter: zeroed weights are no saving until the model is thinned) into
+    ``report_dir``.
 
     Returns the written paths.
     """

@@ -1,30 +1,102 @@
-"""``build_loaders``: DataLoaders whose order depends only on the seed.
+"""``build_loaders``: DataLoaders whose order and augmentation depend only on (seed, epoch).
 
-The training loader shuffles with its own seeded ``torch.Generator`` rather than the global RNG,
-so the sample order is reproducible on the CPU and unaffected by whatever else draws random
-numbers (weight initialisation, pruning). With worker processes, PyTorch derives each worker's
-torch seed from that generator; ``seed_worker`` extends it to ``random`` and NumPy. Random
-augmentation in the main process (``num_workers=0``) draws from the global torch RNG, which the
-caller seeds.
+Exact resume needs the state of the data pipeline at an epoch boundary to be a pure function of
+the epoch, not of a random stream that ran since the process started (a resumed process has not
+run it). So:
+
+- the training order of epoch ``e`` is a permutation drawn from a generator seeded with
+  ``derive_seed(seed, e)`` (:class:`EpochShuffle`); the trainer calls ``set_epoch(e)``, and a
+  loop that does not call it still gets a new order per pass;
+- in a worker process, the RNGs that random augmentation draws from (torch, ``random``, NumPy)
+  are re-seeded with ``derive_seed(seed, e, worker_id)`` before the first sample of epoch ``e``
+  (:class:`EpochSeededDataset`). Workers are persistent, so the epoch travels with each index.
+  Which batches a worker gets is fixed by the DataLoader (round robin), so a resumed epoch is
+  the same as the uninterrupted one for the same ``num_workers``;
+- with ``num_workers=0`` augmentation draws from the main process's global torch RNG, which the
+  checkpoint saves and restores (``framework.training.rng``).
+
+Nothing here draws from the global RNGs of the main process.
 """
 
 from __future__ import annotations
 
 import random
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from framework.data.bundle import DatasetBundle
 from framework.errors import ConfigError
 
 
+def derive_seed(*parts: int) -> int:
+    """A well-mixed 63-bit seed from integers (e.g. ``(seed, epoch, worker_id)``)."""
+    entropy = [int(part) % 2**63 for part in parts]
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def seed_process_rngs(seed: int) -> None:
+    """Seed torch's, Python's and NumPy's global RNGs of this process from ``seed``."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
 def seed_worker(worker_id: int) -> None:
-    """Seed Python's and NumPy's RNGs in a worker from the torch seed PyTorch gave it."""
+    """Seed Python's and NumPy's RNGs in a worker from the torch seed PyTorch gave it (until the
+    first sample re-seeds them per epoch, see :class:`EpochSeededDataset`)."""
     worker_seed = torch.initial_seed() % 2**32
     np.random.seed(worker_seed)
     random.seed(worker_seed)
+
+
+class EpochShuffle(Sampler[Tuple[int, int]]):
+    """Yields ``(epoch, index)`` pairs: a permutation of ``range(size)`` fixed by (seed, epoch).
+
+    ``set_epoch`` chooses the epoch of the next pass (as with PyTorch's DistributedSampler);
+    without it, each pass takes the epoch after the previous one.
+    """
+
+    def __init__(self, size: int, seed: int):
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[Tuple[int, int]]:
+        epoch = self.epoch
+        self.epoch += 1
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
+        order = torch.randperm(self.size, generator=generator).tolist()
+        return iter([(epoch, index) for index in order])
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class EpochSeededDataset(Dataset):
+    """``dataset`` indexed by ``(epoch, index)``; in a worker, the first sample of each epoch
+    re-seeds the worker's RNGs from ``(seed, epoch, worker_id)``."""
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset = dataset
+        self.seed = seed
+        self._seeded_epoch: Optional[int] = None  # per worker: each holds its own copy
+
+    def __getitem__(self, key: Tuple[int, int]):
+        epoch, index = key
+        worker = get_worker_info()
+        if worker is not None and epoch != self._seeded_epoch:
+            seed_process_rngs(derive_seed(self.seed, epoch, worker.id))
+            self._seeded_epoch = epoch
+        return self.dataset[index]
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
 
 
 def build_loaders(
@@ -38,13 +110,16 @@ def build_loaders(
     workers = {
         "num_workers": num_workers,
         "worker_init_fn": seed_worker if num_workers > 0 else None,
-        # Keeps workers (and their RNG streams) alive across epochs instead of re-forking.
+        # Keeps workers alive across epochs instead of re-forking; the epoch reaches them with
+        # each index, so their RNGs are still re-seeded per epoch.
         "persistent_workers": num_workers > 0,
     }
     train = DataLoader(
-        bundle.train,
+        EpochSeededDataset(bundle.train, seed),
         batch_size=batch_size,
-        shuffle=True,
+        sampler=EpochShuffle(len(bundle.train), seed),
+        # Only the DataLoader's own base seed for workers is drawn from it: kept off the global
+        # RNG so that starting workers does not shift the main process's random stream.
         generator=torch.Generator().manual_seed(seed),
         **workers,
     )

@@ -74,9 +74,18 @@ def check_pretrained_file(path: str | os.PathLike) -> None:
 
 
 def load_pretrained(model: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Load the weights in ``path`` into ``model`` (strict: every key must fit) and return it."""
+    """Load the weights in ``path`` into ``model`` (strict: every key must fit) and return it.
+
+    A thinned model (``thinned/model.pt`` of a run, or a checkpoint written after thinning) carries
+    the recipe of its smaller architecture: ``model`` is resized with it first."""
     check_pretrained_file(path)
-    state = extract_state_dict(read_file(Path(path)), Path(path))
+    content = read_file(Path(path))
+    recipe = thinning_recipe(content)
+    if recipe is not None:
+        from framework.pruning.thinning import apply_recipe
+
+        apply_recipe(model, recipe)
+    state = extract_state_dict(content, Path(path))
     state = strip_wrapper_prefixes(state)
     check_fits(model, state, Path(path))
     model.load_state_dict(state, strict=True)
@@ -90,10 +99,23 @@ def read_file(path: Path) -> object:
     )
 
 
+def thinning_recipe(content: object) -> Mapping | None:
+    """The recipe of a thinned model file or of a checkpoint written after thinning, else None."""
+    if not isinstance(content, Mapping):
+        return None
+    if isinstance(content.get("recipe"), Mapping) and isinstance(content.get("state_dict"), Mapping):
+        return content["recipe"]
+    thinning = (content.get("hooks") or {}).get("thinning") if isinstance(content.get("hooks"), Mapping) else None
+    return thinning.get("recipe") if isinstance(thinning, Mapping) else None
+
+
 def extract_state_dict(content: object, path: Path) -> dict[str, Tensor]:
-    """The ``state_dict`` inside a loaded file: the file itself, or its ``"model"`` entry."""
+    """The ``state_dict`` inside a loaded file: the file itself, or its ``"model"`` entry (a
+    checkpoint), or its ``"state_dict"`` entry (a thinned model)."""
     if isinstance(content, Mapping) and isinstance(content.get("model"), Mapping):
         content = content["model"]
+    elif isinstance(content, Mapping) and isinstance(content.get("state_dict"), Mapping) and "recipe" in content:
+        content = content["state_dict"]
     if (
         isinstance(content, Mapping)
         and content

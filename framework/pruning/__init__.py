@@ -13,6 +13,9 @@ Modules, one job each:
 * :mod:`.masks`      - the mask store that ANDs, applies and saves masks.
 * :mod:`.engine`     - the facade a training loop talks to.
 * :mod:`.bn_fold`    - BatchNorm-folded ranking view (imported only when requested).
+* :mod:`.dependency` - coupled channels across layers, read from the torch.fx graph.
+* :mod:`.coupled`    - ranking and masking whole dependency groups (filter/channel default).
+* :mod:`.thinning`   - masked model -> smaller dense model, its recipe, optimizer state, file.
 
 Names are imported on first use (PEP 562), so ``import framework.pruning.names`` does not pay
 for torch.
@@ -44,6 +47,12 @@ _EXPORTS = {
     "expand_group_mask": "structures",
     "group_count": "structures",
     "to_groups": "structures",
+    "ThinResult": "thinning",
+    "apply_recipe": "thinning",
+    "load_thinned": "thinning",
+    "save_thinned": "thinning",
+    "thin": "thinning",
+    "build_dependency_graph": "dependency",
 }
 
 __all__ = ["CRITERIA", "METHODS", "STRUCTURES", *_EXPORTS]

@@ -57,8 +57,11 @@ class FoldPair:
     bn_name: str
 
 
-def _trace(model: nn.Module) -> torch.fx.GraphModule:
-    """Trace ``model`` with torch.fx, turning any failure into a one-line PruningError."""
+def _trace(
+    model: nn.Module, needed_by: str = "fold_batchnorm=true", advice: str = "set fold_batchnorm=false"
+) -> torch.fx.GraphModule:
+    """Trace ``model`` with torch.fx, turning any failure into a one-line PruningError that says
+    what ``needed_by`` the trace and ends with ``advice``."""
     try:
         return torch.fx.symbolic_trace(model)
     except Exception as exc:  # fx raises many types (TraceError, TypeError, ...); all mean the same
@@ -67,8 +70,8 @@ def _trace(model: nn.Module) -> torch.fx.GraphModule:
         if len(reason) > 160:
             reason = reason[:157] + "..."
         raise PruningError(
-            f"fold_batchnorm=true needs a traceable model: torch.fx could not trace "
-            f"{type(model).__name__} ({reason}); set fold_batchnorm=false"
+            f"{needed_by} needs a traceable model: torch.fx could not trace "
+            f"{type(model).__name__} ({reason}); {advice}"
         ) from exc
 
 

@@ -99,6 +99,10 @@ class NoOpPruner:
 class PruningEngine:
     """Owns the selected parameters, the schedule, the pruner and the mask store."""
 
+    thin_when = "never"  # set by build_pruner: when a training run thins the model
+
+    coupling = "layer"  # each layer masked alone; see framework.pruning.coupled for "coupled"
+
     def __init__(
         self,
         method: str,
@@ -252,6 +256,12 @@ class PruningEngine:
                     f"the checkpoint was pruned with pruner.{config_key}={saved}; "
                     f"this run uses pruner.{config_key}={current}"
                 )
+        saved_coupling = state.get("coupling", "layer")  # checkpoints before coupling were per layer
+        if saved_coupling != self.coupling:
+            raise CheckpointError(
+                f"the checkpoint was pruned with pruner.coupling={saved_coupling}; "
+                f"this run uses pruner.coupling={self.coupling}"
+            )
         self.store.load_state_dict(state.get("masks", {}))
         self.pruner.load_state_dict(state.get("pruner", {}))
 
@@ -322,8 +332,21 @@ def build_pruner(
     step_frequency: int | None = None,
     skip_input_layer: bool | None = None,
     skip_output_layer: bool | None = None,
+    coupling: str | None = None,
+    group_reduction: str = "mean",
+    round_to: int | None = None,
+    example_input: torch.Tensor | None = None,
+    input_shape: Iterable[int] | None = None,
+    thin: str | None = None,
 ) -> PruningEngine | NoOpPruner:
     """Validate every argument and return a ready pruner (or a no-op for ``method="none"``).
+
+    ``coupling`` (filter/channel only): ``"coupled"`` (the default there) ranks and masks whole
+    dependency groups read from the torch.fx graph (:mod:`.coupled`, :mod:`.dependency`), with
+    member scores reduced by ``group_reduction`` (mean | sum | max) and kept channel counts a
+    multiple of ``round_to``; the graph's shapes come from one eval-mode run on ``example_input``
+    (or zeros of ``[2, *input_shape]``; inferred from the first layer when both are None).
+    ``"layer"`` masks each layer alone, as before.
 
     ``ranking_view`` (library use) overrides the view that groups are ranked on; it cannot be
     combined with ``fold_batchnorm``. ``step_frequency`` (AGP only) also re-ranks every that many
@@ -332,17 +355,29 @@ def build_pruner(
     ``criterion``: ``"l1"``, ``"l2"``, ``"random"`` (drawn with ``seed``), a
     :class:`~framework.pruning.criteria.Criterion` or any callable ``scores = f(groups)``.
 
-    ``skip_input_layer`` / ``skip_output_layer`` leave the first / last Conv or Linear weight out
-    of the selection. Removing the input layer's channels drops image planes and removing the
-    output layer's filters drops classes, so ``None`` (the default) means: with the default
-    selection (no ``weights``), skip the input layer for ``structure="channel"`` and the output
-    layer for ``structure="filter"``.
+    ``skip_input_layer`` / ``skip_output_layer`` (``coupling="layer"`` only) leave the first /
+    last Conv or Linear weight out of the selection. Removing the input layer's channels drops
+    image planes and removing the output layer's filters drops classes, so ``None`` (the default)
+    means: with the default selection (no ``weights``), skip the input layer for
+    ``structure="channel"`` and the output layer for ``structure="filter"``. Coupled groups never
+    remove the network's input planes or its outputs, so they need no skipping.
+
+    ``thin`` says when a training run makes the masked model physically smaller (the engine only
+    records it, as ``engine.thin_when``; :mod:`.thinning` does the work): ``"end"``,
+    ``"after_pruning"`` (after the last scheduled pruning epoch, so fine-tuning runs on the small
+    model) or ``"never"``; ``None`` means ``"end"`` for coupled filter/channel pruning and
+    ``"never"`` otherwise. Thinning needs coupled filter/channel masks.
     """
     if method not in METHODS:
         raise PruningError(f"pruner.method={method!r} is not a known pruning method; choose one of {', '.join(METHODS)}")
     if method == "none":
         return NoOpPruner()
     check_structure(structure)
+    from framework.pruning.coupled import check_coupling, check_group_reduction, check_round_to
+
+    coupling = check_coupling(coupling, structure)
+    group_reduction = check_group_reduction(group_reduction)
+    round_to = check_round_to(round_to)
     if step_frequency is not None:
         if method != "agp":
             raise PruningError(
@@ -359,7 +394,9 @@ def build_pruner(
     schedule = _schedule_for(method, initial_sparsity, final_sparsity, starting_epoch, ending_epoch, frequency)
     pruner = build_mask_pruner(method, structure, criterion, threshold, sensitivity, seed)
 
-    exclude = _with_io_layers(model, structure, weights, exclude, skip_input_layer, skip_output_layer)
+    if coupling == "layer":
+        exclude = _with_io_layers(model, structure, weights, exclude, skip_input_layer, skip_output_layer)
+    thin_when = _check_thin(thin, coupling == "coupled" and method in RANKING_METHODS, structure, coupling)
     selected = select_parameters(model, structure, weights, exclude)
     finals = _finals_for(method, [p.name for p in selected], final_sparsity, initial_sparsity, levels)
 
@@ -373,7 +410,7 @@ def build_pruner(
         ranking_view = folded.view
         folded_pairs = list(folded.pairs)
 
-    return PruningEngine(
+    engine_arguments = dict(
         method=method,
         structure=structure,
         selected=selected,
@@ -385,3 +422,32 @@ def build_pruner(
         folded_pairs=folded_pairs,
         step_frequency=step_frequency,
     )
+    if coupling == "coupled" and method in RANKING_METHODS:
+        from framework.pruning.coupled import CoupledPruningEngine
+        from framework.pruning.dependency import build_dependency_graph
+
+        if example_input is None and input_shape is not None:
+            parameter = next(model.parameters())
+            example_input = torch.zeros(2, *input_shape, dtype=parameter.dtype, device=parameter.device)
+        graph = build_dependency_graph(model, example_input)
+        engine = CoupledPruningEngine(graph, group_reduction, round_to, **engine_arguments)
+    else:
+        engine = PruningEngine(**engine_arguments)
+    engine.thin_when = thin_when
+    return engine
+
+
+THIN_WHEN = ("end", "after_pruning", "never")
+
+
+def _check_thin(thin: str | None, thinnable: bool, structure: str, coupling: str) -> str:
+    if thin is not None and thin not in THIN_WHEN:
+        raise PruningError(f"pruner.thin={thin!r} is not known; choose one of null, {', '.join(THIN_WHEN)}")
+    if thin is None:
+        return "end" if thinnable else "never"
+    if thin != "never" and not thinnable:
+        raise PruningError(
+            f"pruner.thin={thin} needs coupled filter or channel pruning; got pruner.structure={structure} "
+            f"with pruner.coupling={coupling}; allowed: pruner.thin=never"
+        )
+    return thin

@@ -2,7 +2,8 @@
 
 ``level`` / ``agp`` (:class:`RankingPruner`)
     Cut the weight into groups (:mod:`.structures`), score them (:mod:`.criteria`) and prune
-    exactly ``round(t * n)`` of the ``n`` groups (halves rounded up) with the lowest scores.
+    exactly ``round(t * n)`` of the ``n`` groups (halves rounded up) with the lowest scores; for
+    ``filter``/``channel`` at most ``n - 1`` (one always survives, with a warning).
     Groups the current mask already removed are ranked lowest, so they count towards the target
     instead of pushing sparsity past it (this matters for ``random`` and for ranking views such as
     BN folding, where a pruned weight need not have the smallest score). Ties are broken by group
@@ -22,6 +23,7 @@ Every pruner returns a full new keep-mask; the :class:`~.masks.MaskStore` ANDs i
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
@@ -184,6 +186,13 @@ class RankingPruner(Pruner):
             scores = scores.float()  # half precision would create ties and is slow to select on
             fresh = True
         k = round_half_up(target * scores.numel())
+        if self.structure != "fine" and k >= scores.numel():
+            # a layer without filters (or input channels) cuts the network: one always survives
+            warnings.warn(
+                f"target sparsity {target:g} asks to remove all {scores.numel()} {self.structure}s of a "
+                f"{type(layer).__name__}; one is kept", stacklevel=3,
+            )
+            k = scores.numel() - 1
         if current is None:
             return keep_all_but_lowest_k(scores, k)
         if self.structure == "fine":  # one element per group: no reduction needed

@@ -45,8 +45,10 @@ class SweepSummary:
 
 
 def macs_metric(records: Sequence[JobRecord]) -> Optional[str]:
-    """The MACs metric the runs logged (``macs/...``), if any."""
-    names = sorted({name for r in records for name in r.metrics if "macs" in name.lower()})
+    """The MACs metric the runs logged, if any: the thinned model's (``thin/macs/thinned``) before
+    any other (``thin/macs/dense`` is the same for every job)."""
+    names = sorted({name for r in records for name in r.metrics if "macs" in name.lower()},
+                   key=lambda name: ("thinned" not in name, "dense" in name, name))
     return names[0] if names else None
 
 

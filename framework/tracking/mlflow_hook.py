@@ -5,17 +5,21 @@ One MLflow run per job: params = the flattened resolved config, metrics per epoc
 part of the hook's state, so a resumed run continues the same MLflow run instead of adding one.
 
 A store that cannot be reached at start is an error (``connect``); a logging call that fails in the
-middle of a run only warns: training goes on and ``metrics.jsonl`` keeps every metric.
+middle of a run only warns: training goes on and ``metrics.jsonl`` keeps every metric. A store that
+breaks for good (its SQLite file deleted, a read-only disk, a server gone) would fail every call:
+each kind of failure is warned about once, in one line, MLflow's and SQLAlchemy's own tracebacks
+are kept out of the output, and the end of the run says how to replay the metrics.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Sequence, Set, Tuple
 
-from framework.errors import NonFiniteLossError, TrackingError, short_reason
+from framework.errors import NonFiniteLossError, StorageError, TrackingError, short_reason
 from framework.tracking.store import prepare_experiment
 from framework.training.hooks import Hook
 
@@ -28,6 +32,9 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 RUN_ID_FILE = "mlflow_run_id"
 log = logging.getLogger(__name__)
+# Loggers that print a full traceback for every failed store call (mlflow.store.db.utils logs
+# each SQLAlchemy error at ERROR level with its stack); our one line per kind replaces them.
+STORE_LOGGERS = ("mlflow.store", "mlflow.store.db.utils", "sqlalchemy", "alembic")
 
 
 class MLflowHook(Hook):
@@ -61,6 +68,7 @@ class MLflowHook(Hook):
         self.run_id: Optional[str] = None
         self.experiment_id: Optional[str] = None
         self.failed_calls = 0
+        self._warned_reasons: Set[str] = set()
         self._client: Optional[MlflowClient] = None
 
     # -- set-up --------------------------------------------------------------------------------
@@ -91,7 +99,14 @@ class MLflowHook(Hook):
             return
         run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.run_name, tags=self.tags)
         self.run_id = run.info.run_id
-        (self.run_dir / RUN_ID_FILE).write_text(self.run_id + "\n")
+        id_file = self.run_dir / RUN_ID_FILE
+        try:
+            id_file.write_text(self.run_id + "\n")
+        except OSError as error:
+            raise StorageError(
+                f"cannot write {id_file} ([Errno {error.errno}] {error.strerror}); free disk space or "
+                f"make {self.run_dir} writable"
+            ) from None
         self._safely(self._log_params)
 
     def after_epoch(self, trainer) -> None:
@@ -144,25 +159,63 @@ class MLflowHook(Hook):
             model.train(was_training)
 
     def _end(self, status: str) -> None:
-        try:
-            mlflow.end_run(status=status)
-        except Exception as error:
-            self._warn(f"could not close the MLflow run as {status}: {error}")
+        closed = self._safely(mlflow.end_run, status=status)
+        if self.failed_calls:
+            self._warn(
+                f"{self.failed_calls} MLflow call(s) failed in this run"
+                + ("" if closed else f" and the MLflow run could not be closed as {status}")
+                + f"; {self.run_dir / 'metrics.jsonl'} has every metric: replay it with "
+                f"python -m framework.tracking.recover {self.run_dir}"
+            )
 
     def _safely(self, function: Callable, *args, **kwargs) -> bool:
-        """Call an MLflow function; on failure warn and carry on (metrics.jsonl keeps the data)."""
+        """Call an MLflow function; on failure warn (once per kind of failure) and carry on
+        (metrics.jsonl keeps the data)."""
         try:
-            function(*args, **kwargs)
+            with quiet_store_loggers():
+                function(*args, **kwargs)
             return True
         except Exception as error:
             self.failed_calls += 1
+            reason = failure_reason(error)
+            if reason in self._warned_reasons:
+                return False
+            self._warned_reasons.add(reason)
             name = getattr(function, "__name__", "mlflow call")
             self._warn(
-                f"MLflow {name} failed ({short_reason(error, 200)}); "
-                f"training continues and metrics stay in {self.run_dir / 'metrics.jsonl'}"
+                f"MLflow {name} failed ({reason}); training continues, metrics stay in "
+                f"{self.run_dir / 'metrics.jsonl'}, and further failures of this kind are not shown"
             )
             return False
 
     @staticmethod
     def _warn(message: str) -> None:
         log.warning(message)
+
+
+def failure_reason(error: BaseException, limit: int = 160) -> str:
+    """``"OperationalError: attempt to write a readonly database"``: the innermost cause of a
+    failed store call (SQLAlchemy keeps the driver's error in ``.orig``), one line, without the
+    SQL and parameters that differ between calls, so that failures of one kind compare equal."""
+    root, seen = error, {id(error)}
+    while True:
+        deeper = getattr(root, "orig", None) or root.__cause__
+        if not isinstance(deeper, BaseException) or id(deeper) in seen:
+            break
+        seen.add(id(deeper))
+        root = deeper
+    return f"{type(root).__name__}: {short_reason(root, limit)}"
+
+
+@contextmanager
+def quiet_store_loggers() -> Iterator[None]:
+    """Raise the loggers of MLflow's stores, SQLAlchemy and alembic to CRITICAL for the duration."""
+    loggers = [logging.getLogger(name) for name in STORE_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)

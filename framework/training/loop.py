@@ -99,6 +99,11 @@ class Trainer:
     def train_one_epoch(self) -> Dict[str, float]:
         self.model.train()
         self.step_in_epoch = 0
+        # A sampler with set_epoch (ours, or PyTorch's DistributedSampler) draws the order of an
+        # epoch from the epoch number, so a resumed epoch sees the order of the uninterrupted run.
+        sampler = getattr(self.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(self.epoch)
         averages = EpochAverages()
         batches = tqdm(
             self.train_loader,

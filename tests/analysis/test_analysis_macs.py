@@ -1,44 +1,55 @@
-"""MACs: dense formulas per layer type and the per-layer effective estimate."""
+"""The per-layer MACs table: torch's flop counter, attributed to the module that does the work."""
 
 import pytest
 import torch
 from torch import nn
 
-from framework.analysis.macs import TOTAL_LABEL, macs_table
+from framework.analysis.cost import MeasurementError
+from framework.analysis.macs import TOTAL_LABEL, macs_table, macs_to_markdown, write_macs_csv
 
 
-def test_dense_and_effective_macs_hand_computed():
+def test_per_layer_macs_hand_computed():
     model = nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1),  # 8x8 output: 8*8*8 outputs * 3*9 = 13824
         nn.Conv2d(8, 8, 3, padding=1, groups=4),  # 512 outputs * 2*9 = 9216
         nn.ConvTranspose2d(8, 4, 2, stride=2),  # 8*8*8 inputs * 4*4 = 8192
+        nn.ReLU(),
         nn.Flatten(),
         nn.Linear(4 * 16 * 16, 10),  # 10 * 1024 = 10240
     )
-    with torch.no_grad():
-        model[0].weight[[1, 5]] = 0.0  # 2 of 8 filters
-        model[4].weight[:, :256] = 0.0  # 256 of 1024 channels
-    rows = macs_table(model, (1, 3, 8, 8))
+    rows = macs_table(model, (2, 3, 8, 8))  # a batch of 2: every count doubles
     by_name = {row.name: row for row in rows}
-    assert [r.name for r in rows] == ["0", "1", "2", "4", TOTAL_LABEL]
-    assert by_name["0"].dense_macs == 13824 and by_name["0"].effective_macs == 13824 * 6 // 8
-    assert by_name["1"].dense_macs == 9216 and by_name["1"].effective_macs == 9216
-    assert by_name["2"].dense_macs == 8192
-    assert by_name["4"].dense_macs == 10240 and by_name["4"].effective_macs == 7680
-    assert by_name["4"].fraction_kept == pytest.approx(0.75)
+    assert [r.name for r in rows] == ["0", "1", "2", "5", TOTAL_LABEL]  # ReLU/Flatten do no MACs
+    assert [by_name[n].macs for n in ("0", "1", "2", "5")] == [2 * 13824, 2 * 9216, 2 * 8192, 2 * 10240]
+    assert [by_name[n].layer_type for n in ("0", "1", "2", "5")] == ["Conv2d", "Conv2d", "ConvTranspose2d", "Linear"]
     total = by_name[TOTAL_LABEL]
-    assert total.dense_macs == 13824 + 9216 + 8192 + 10240
-    assert total.effective_macs == sum(r.effective_macs for r in rows[:-1])
+    assert total.macs == 2 * (13824 + 9216 + 8192 + 10240)
+    assert by_name["5"].share == pytest.approx(10240 / (13824 + 9216 + 8192 + 10240))
 
 
-def test_filter_and_channel_savings_multiply():
+def test_zeroed_weights_are_not_savings():
+    # Masks leave the dense computation in place: only thinning lowers the count.
     model = nn.Sequential(nn.Conv1d(4, 4, 1, bias=False))
+    dense = macs_table(model, (1, 4, 5))[-1].macs
     with torch.no_grad():
-        model[0].weight[0] = 0.0  # filter 0
-        model[0].weight[:, 3] = 0.0  # channel 3
-    row = macs_table(model, (1, 4, 5))[0]
-    assert row.dense_macs == 4 * 5 * 4
-    assert row.effective_macs == round(80 * 0.75 * 0.75)
+        model[0].weight[0] = 0.0
+    assert dense == 4 * 5 * 4 == macs_table(model, (1, 4, 5))[-1].macs
+
+
+def test_nested_shared_and_functional_work_is_attributed_once():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = nn.Sequential(nn.Linear(6, 6), nn.ReLU())
+            self.head = nn.Linear(6, 3)
+            self.project = nn.Parameter(torch.ones(3, 2))
+
+        def forward(self, x):
+            x = self.block(self.block(x))  # shared: two calls
+            return self.head(x) @ self.project  # a matmul in the root's own forward
+
+    rows = {row.name: row.macs for row in macs_table(Net(), (1, 6))}
+    assert rows == {"block.0": 2 * 36, "head": 18, "(root module)": 6, TOTAL_LABEL: 72 + 18 + 6}
 
 
 def test_model_mode_and_batchnorm_statistics_are_untouched():
@@ -51,11 +62,13 @@ def test_model_mode_and_batchnorm_statistics_are_untouched():
     assert torch.equal(model[1].running_mean, before)  # the forward pass ran in eval mode
 
 
-def test_macs_writers(tmp_path):
-    from framework.analysis.macs import macs_to_markdown, write_macs_csv
+def test_shape_without_batch_is_one_line():
+    with pytest.raises(MeasurementError, match=r"include the batch dimension.*\(8,\)"):
+        macs_table(nn.Sequential(nn.Linear(8, 2)), (8,))
 
+
+def test_macs_writers(tmp_path):
     rows = macs_table(nn.Sequential(nn.Linear(4, 2)), (1, 4))
     text = write_macs_csv(rows, tmp_path / "m" / "macs.csv").read_text().splitlines()
-    assert text[0] == "name,layer_type,dense_macs,effective_macs,fraction_kept"
-    assert text[1] == "0,Linear,8,8,1.0"
-    assert "| 0 | Linear | 8 | 8 | 1.0 |" in macs_to_markdown(rows)
+    assert text == ["name,layer_type,macs,share", "0,Linear,8,1.0", "total,,8,1.0"]
+    assert "| 0 | Linear | 8 | 1.0 |" in macs_to_markdown(rows)

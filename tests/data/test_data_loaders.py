@@ -51,3 +51,41 @@ def test_worker_processes_give_the_same_order(bundle):
 def test_bad_loader_options(bundle, batch_size, workers, key):
     with pytest.raises(ConfigError, match=key):
         build_loaders(bundle, batch_size, workers, seed=0)
+
+
+def test_the_order_of_an_epoch_is_a_function_of_the_epoch(bundle):
+    # A fresh loader told "epoch 2" (a resumed run) gives what a loader at its third pass gives.
+    running, _ = build_loaders(bundle, 8, 0, seed=3)
+    passes = [labels_in_order(running) for _ in range(3)]
+    fresh, _ = build_loaders(bundle, 8, 0, seed=3)
+    fresh.sampler.set_epoch(2)
+    assert torch.equal(labels_in_order(fresh), passes[2])
+    assert not torch.equal(passes[1], passes[2])
+
+
+class RandomPerSample(torch.utils.data.Dataset):
+    """Returns a random draw from the process's torch RNG, as random augmentation does."""
+
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, index):
+        return torch.rand(1), index
+
+
+def draws_by_index(loader):
+    pairs = [(int(i), float(x)) for xs, idx in loader for x, i in zip(xs, idx)]
+    return dict(pairs)
+
+
+def test_worker_rngs_are_reseeded_per_epoch_so_a_resumed_epoch_matches():
+    from framework.data.bundle import DatasetBundle
+
+    data = DatasetBundle(RandomPerSample(), RandomPerSample(), 2, (1,))
+    running, _ = build_loaders(data, 3, 2, seed=5)
+    epochs = [draws_by_index(running) for _ in range(3)]
+    torch.manual_seed(1234)  # the main process's RNG must not matter
+    resumed, _ = build_loaders(data, 3, 2, seed=5)
+    resumed.sampler.set_epoch(2)
+    assert draws_by_index(resumed) == epochs[2]
+    assert epochs[1] != epochs[2]

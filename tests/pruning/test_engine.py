@@ -36,7 +36,8 @@ def train_step(model, optimizer):
 def test_agp_filter_pruning_follows_the_schedule():
     model = tiny_model()
     pruner = build_pruner(
-        model, method="agp", structure="filter", final_sparsity=0.5, starting_epoch=1, ending_epoch=4, skip_output_layer=False
+        model, method="agp", structure="filter", final_sparsity=0.5, starting_epoch=1, ending_epoch=4, coupling="layer",
+        skip_output_layer=False,
     )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     expected_targets = {0: None, 1: 0.0, 2: 0.5 * (1 - 0.5**3), 3: 0.5, 4: None}
@@ -83,7 +84,7 @@ def test_levels_give_per_layer_targets():
     model = tiny_model()
     pruner = build_pruner(
         model, method="level", structure="filter", final_sparsity=0.25, levels={"3.*": 0.5, "6.weight": 0.0}, ending_epoch=1,
-        skip_output_layer=False,
+        coupling="layer", skip_output_layer=False,
     )
     pruner.on_epoch_start(0)
     assert [zero_filters(model[i].weight) for i in (0, 3, 6)] == [2, 4, 0]
@@ -118,7 +119,8 @@ def test_custom_ranking_view_changes_what_is_pruned():
             return torch.arange(4.0).reshape(4, 1).expand(4, 8)
         return weight
 
-    pruner = build_pruner(model, method="level", structure="filter", final_sparsity=0.5, weights=["6.weight"], ending_epoch=1, ranking_view=view)
+    pruner = build_pruner(model, method="level", structure="filter", final_sparsity=0.5, weights=["6.weight"], ending_epoch=1, ranking_view=view,
+                           coupling="layer")
     pruner.on_epoch_start(0)
     assert pruner.masks["6.weight"].all(dim=1).tolist() == [False, False, True, True]
     assert torch.count_nonzero(model[6].weight[:2]) == 0
@@ -208,7 +210,8 @@ def test_fold_batchnorm_ranks_on_folded_weights():
         model[0].weight.fill_(1.0)
         model[1].weight.copy_(torch.arange(1.0, 9.0))  # gamma grows with the filter index ...
         model[1].weight[7] = 0.01  # ... except filter 7, which BN nearly switches off
-    pruner = build_pruner(model, method="level", structure="filter", final_sparsity=0.25, weights=["0.weight"], ending_epoch=1, fold_batchnorm=True)
+    pruner = build_pruner(model, method="level", structure="filter", final_sparsity=0.25, weights=["0.weight"], ending_epoch=1, fold_batchnorm=True,
+                           coupling="layer")
     assert pruner.fold_pairs_report() and pruner.fold_pairs_report()[0]["weight_name"] == "0.weight"
     pruner.on_epoch_start(0)
     # Raw weights are all equal; only the folded view can single out filters 0 and 7.

@@ -1,0 +1,272 @@
+"""Coupled structured pruning: rank and mask whole dependency groups (``coupling="coupled"``).
+
+With ``structure=filter`` or ``structure=channel`` the unit of removal is a *coupled channel* of
+:mod:`.dependency`: one channel of every tensor it runs through, with every layer that touches it.
+
+Ranking
+    Every member of a coupled channel is scored with the criterion (a callable on a
+    ``[n_groups, group_size]`` matrix, :mod:`.criteria`) on the ranking view (BatchNorm-folded with
+    ``fold_batchnorm``): ``structure=filter`` scores the producers' filters (``out`` members: weight
+    rows of the Conv/Linear layers that write the channel), ``structure=channel`` scores the
+    consumers' input channels (``in`` members: weight columns of the layers that read it; a channel
+    nobody reads falls back to its producers). A member that holds several columns of one layer
+    (a Linear after ``flatten`` reads H·W columns per channel) scores the mean of its columns. The
+    member scores are reduced with ``group_reduction``: ``mean`` (default: a channel written or read
+    by many layers is not favoured just for having more members), ``sum`` or ``max``.
+Targets
+    A dependency group (the coupled channels that share a layer) loses ``round(t · n)`` of its ``n``
+    prunable channels (halves rounded up), where ``t`` is the schedule's target for the lowest
+    ``levels`` entry among the group's layers (no layer loses more than its level asks). At least
+    one channel of every group and of every layer survives; a target that asks for more is capped
+    with a warning. ``round_to=r`` keeps the group's kept count a multiple of ``r`` (rounding the
+    kept count up, never above ``n``). Channels pruned earlier rank lowest (masks never regrow).
+Masks
+    The masks of a coupled channel are identical by construction and cover every member: the
+    producers' weight rows **and biases**, the BatchNorm ``γ``/``β`` of the channel, and the
+    consumers' weight columns. So a removed channel outputs exactly 0 (never ``ReLU(β)``) and is
+    read by nobody: the masked model computes what the thinned model (:mod:`.thinning`) computes.
+    The extra parameters (biases, ``γ``, ``β``) are kept in the same :class:`~.masks.MaskStore`, so
+    they stay zero through training.
+Selection
+    A coupled channel is pruned only if the weights of all its Conv/Linear members are selected
+    (``pruner.weights`` / ``pruner.exclude``): an excluded layer never changes shape. The network's
+    input planes and output classes are never coupled channels that can be removed (see
+    :mod:`.dependency`), so no input/output-layer exclusion is needed.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from framework.errors import PruningError
+from framework.pruning.dependency import IN, NORM, OUT, CoupledChannel, DependencyGraph
+from framework.pruning.engine import PruningEngine
+from framework.pruning.masks import MaskStore
+from framework.pruning.pruners import keep_all_but_lowest_k, round_half_up
+from framework.pruning.structures import expand_group_mask, to_groups
+
+COUPLINGS = ("coupled", "layer")
+GROUP_REDUCTIONS = ("mean", "sum", "max")
+DEFAULT_GROUP_REDUCTION = "mean"
+
+# which structure of a layer's weight a role is
+_ROLE_STRUCTURE = {OUT: "filter", IN: "channel"}
+
+
+def check_coupling(coupling, structure: str) -> str:
+    """The coupling to use: None means ``coupled`` for filter/channel; ``fine`` has no coupling."""
+    if coupling is not None and coupling not in COUPLINGS:
+        raise PruningError(f"pruner.coupling={coupling!r} is not known; choose one of {', '.join(COUPLINGS)}")
+    if structure == "fine":
+        if coupling == "coupled":
+            raise PruningError("pruner.coupling=coupled needs pruner.structure=filter or channel; got fine")
+        return "layer"
+    return coupling or "coupled"
+
+
+def check_group_reduction(reduction) -> str:
+    if reduction not in GROUP_REDUCTIONS:
+        raise PruningError(
+            f"pruner.group_reduction={reduction!r} is not known; choose one of {', '.join(GROUP_REDUCTIONS)}"
+        )
+    return reduction
+
+
+def check_round_to(round_to) -> int:
+    if round_to is None:
+        return 1
+    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+        raise PruningError(f"pruner.round_to={round_to!r} is invalid; allowed: null or an integer >= 1")
+    return round_to
+
+
+@dataclass
+class _GroupPlan:
+    name: str
+    channels: list[CoupledChannel]  # the prunable ones
+    weight_names: list[str]  # selected weights of its layers (their levels give the target)
+
+
+def _weight(module: str) -> str:
+    return f"{module}.weight"
+
+
+def _reduce(scores: list[float], reduction: str) -> float:
+    if reduction == "sum":
+        return sum(scores)
+    if reduction == "max":
+        return max(scores)
+    return sum(scores) / len(scores)
+
+
+class CoupledPruningEngine(PruningEngine):
+    """:class:`PruningEngine` that ranks and masks coupled channels (see the module docstring)."""
+
+    coupling = "coupled"
+
+    def __init__(self, graph: DependencyGraph, group_reduction: str = DEFAULT_GROUP_REDUCTION,
+                 round_to: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.graph = graph
+        self.group_reduction = group_reduction
+        self.round_to = round_to
+        self.modules = graph.modules
+        selected = {p.name for p in self.selected}
+        self.plans: list[_GroupPlan] = []
+        # layer roles that keep channels whatever happens (fixed or unselected ones) need no guard
+        self._roles_never_empty = {
+            (m.module, m.role) for c in graph.channels() if c.fixed or not self._selectable(c, selected)
+            for m in c.members
+        }
+        extras: dict[str, nn.Parameter] = {}
+        for group in graph.groups:
+            channels = [c for c in group.prunable if self._selectable(c, selected)]
+            if not channels:
+                continue
+            names = sorted({_weight(m.module) for c in channels for m in c.members if m.role != NORM})
+            self.plans.append(_GroupPlan(group.name, channels, names))
+            for channel in channels:
+                for member in channel.members:
+                    module = self.modules[member.module]
+                    attributes = ("bias",) if member.role == OUT else ("weight", "bias") if member.role == NORM else ()
+                    for attribute in attributes:
+                        param = getattr(module, attribute, None)
+                        if isinstance(param, nn.Parameter):
+                            extras[f"{member.module}.{attribute}"] = param
+        if not self.plans:
+            why = "; ".join(f"{e.op}: {e.reason}" for e in graph.exclusions if e.warned) or "every channel is fixed"
+            raise PruningError(
+                f"pruner.coupling=coupled finds no channel of the selected layers that can be removed ({why}); "
+                "select other layers or use pruner.coupling=layer"
+            )
+        params = {p.name: p.param for p in self.selected}
+        params.update({k: v for k, v in extras.items() if k not in params})
+        self.store.remove_hooks()
+        self.store = MaskStore(params, mask_gradients=kwargs.get("mask_gradients", False))
+        self._warned: set[str] = set()
+
+    @staticmethod
+    def _selectable(channel: CoupledChannel, selected: set[str]) -> bool:
+        return all(_weight(m.module) in selected for m in channel.members if m.role != NORM)
+
+    # ----------------------------------------------------------------------------- ranking
+    def _per_channel(self, module: str, role: str, cache: dict, source: str) -> list | None:
+        """Per-channel criterion scores (``source="view"``) or alive flags (``"mask"``) of a layer role."""
+        key = (module, role, source)
+        if key not in cache:
+            layer = self.modules[module]
+            name = _weight(module)
+            structure = _ROLE_STRUCTURE[role]
+            if source == "view":
+                view = self.ranking_view(name, layer.weight)
+                scores = self.pruner.criterion(to_groups(view.detach(), structure, layer))
+                cache[key] = scores.detach().double().cpu().tolist()  # python floats: cheap to index
+            else:
+                mask = self.store.get(name)
+                if mask is None:
+                    cache[key] = None
+                else:
+                    cache[key] = to_groups(mask, structure, layer).any(dim=1).cpu().tolist()
+        return cache[key]
+
+    def _scoring_members(self, channel: CoupledChannel):
+        role = OUT if self.structure == "filter" else IN
+        return channel.of(role) or channel.of(OUT) or channel.of(IN)
+
+    def _channel_score(self, channel: CoupledChannel, cache: dict) -> float:
+        scores = []
+        for member in self._scoring_members(channel):
+            per_channel = self._per_channel(member.module, member.role, cache, "view")
+            scores.append(sum(per_channel[i] for i in member.indices) / len(member.indices))
+        return _reduce(scores, self.group_reduction)
+
+    def _alive(self, channel: CoupledChannel, cache: dict) -> bool:
+        for member in self._scoring_members(channel):
+            flags = self._per_channel(member.module, member.role, cache, "mask")
+            if flags is not None:
+                return any(flags[i] for i in member.indices)
+        return True
+
+    def _prune_count(self, plan: _GroupPlan, target: float) -> int:
+        n = len(plan.channels)
+        k = round_half_up(target * n)
+        if k >= n:
+            if plan.name not in self._warned:
+                self._warned.add(plan.name)
+                warnings.warn(
+                    f"target sparsity {target:g} asks to remove all {n} prunable channels of the group of "
+                    f"{plan.name}; one is kept", stacklevel=4,
+                )
+            k = n - 1
+        if self.round_to > 1 and n >= self.round_to:
+            kept = min(n, math.ceil((n - k) / self.round_to) * self.round_to)
+            k = n - kept
+        return k
+
+    def _decide(self, plan: _GroupPlan, target: float, cache: dict) -> torch.Tensor:
+        """Bool keep flag per prunable channel of ``plan``."""
+        scores = torch.tensor([self._channel_score(c, cache) for c in plan.channels], dtype=torch.float64)
+        alive = torch.tensor([self._alive(c, cache) for c in plan.channels], dtype=torch.bool)
+        k = self._prune_count(plan, target)
+        if k <= int((~alive).sum()):
+            keep = alive.clone()
+        else:
+            keep = keep_all_but_lowest_k(torch.where(alive, scores, -math.inf), k)
+        return self._keep_one_per_layer(plan, keep, scores)
+
+    def _keep_one_per_layer(self, plan: _GroupPlan, keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """A layer role whose every channel would go keeps its best-scored one (a layer of width 0
+        would not be a layer). Only possible where several layers share a group (concatenations)."""
+        holders: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for position, channel in enumerate(plan.channels):
+            for member in channel.members:
+                key = (member.module, member.role)
+                if member.role != NORM and key not in self._roles_never_empty:
+                    holders[key].append(position)
+        for positions in holders.values():
+            if not keep[positions].any():
+                best = max(positions, key=lambda p: float(scores[p]))
+                keep[best] = True
+        return keep
+
+    @torch.no_grad()
+    def update_masks(self, epoch: int, fractional: float | None = None) -> None:
+        targets = self.layer_targets(epoch, fractional=fractional)
+        cache: dict = {}
+        removed: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for plan in self.plans:
+            target = min(targets[name] for name in plan.weight_names if name in targets)
+            keep = self._decide(plan, target, cache)
+            for channel, kept in zip(plan.channels, keep.tolist()):
+                if not kept:
+                    for member in channel.members:
+                        removed[(member.module, member.role)].extend(member.indices)
+        masks: dict[str, torch.Tensor] = {}
+        for (module, role), indices in removed.items():
+            layer = self.modules[module]
+            width = self.graph.widths[(module, role)]
+            flags = torch.ones(width, dtype=torch.bool)
+            flags[indices] = False
+            if role == NORM:
+                for attribute in ("weight", "bias"):
+                    if isinstance(getattr(layer, attribute, None), nn.Parameter):
+                        masks[f"{module}.{attribute}"] = flags
+                continue
+            weight_mask = expand_group_mask(flags, _ROLE_STRUCTURE[role], layer, layer.weight.shape)
+            name = _weight(module)
+            masks[name] = weight_mask if name not in masks else masks[name] & weight_mask
+            if role == OUT and isinstance(getattr(layer, "bias", None), nn.Parameter):
+                masks[f"{module}.bias"] = flags
+        for name, mask in masks.items():
+            self.store.update(name, mask, owned=False)
+            self.store.zero_masked(name)
+
+    # ----------------------------------------------------------------------------- persistence
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "coupling": self.coupling}

@@ -1,0 +1,136 @@
+"""Makes a run's masked model physically smaller (``pruner.thin``), measures it and saves it.
+
+Thinning happens once, at the end of an epoch, after that epoch's evaluation:
+
+* ``pruner.thin=after_pruning``: at the last scheduled pruning epoch, so the remaining epochs
+  fine-tune the small model. The optimizer's state (SGD momentum, Adam moments) is thinned with
+  the weights; the lr scheduler keeps its state and now drives the new optimizer.
+* ``pruner.thin=end``: at the last epoch.
+
+The thinned model replaces the trainer's model, so the checkpoint written after that epoch holds
+the small model with the recipe that rebuilds its architecture (this hook's state), and a resumed
+run continues it (:func:`rebuild_thinned`). The epoch's metrics gain ``thin/val_top1`` (the thinned
+model evaluated on the validation set), params, MACs (``torch.utils.flop_counter``), file sizes and
+the measured latency of the masked-dense and the thinned model (eager PyTorch and, when onnx and
+onnxruntime are installed, ONNX Runtime; interleaved, median). The files go to ``<run dir>/thinned/``:
+``model.pt`` (state_dict + recipe, loads with ``weights_only=True``: see
+:func:`framework.pruning.thinning.load_thinned`) and ``model.onnx``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+import torch
+
+from framework.training.hooks import Hook
+
+log = logging.getLogger(__name__)
+
+# Latency in a run is a check, not a benchmark: a few interleaved repeats (bench/thinning.py does more).
+RUN_LATENCY_REPEATS = 10
+
+
+class ThinningHook(Hook):
+    name = "thinning"
+
+    def __init__(
+        self,
+        pruner,
+        pruning_hook,
+        when: str,
+        input_shape: Sequence[int],
+        out_dir: str | Path,
+        batch_size: int = 32,
+    ):
+        self.pruner = pruner
+        self.pruning_hook = pruning_hook
+        self.when = when
+        self.input_shape = tuple(input_shape)
+        self.out_dir = Path(out_dir)
+        self.batch_size = batch_size
+        self.recipe: Optional[Dict[str, Any]] = None
+        self.thinned_at: Optional[int] = None
+
+    def thin_epoch(self, trainer) -> int:
+        """The epoch after whose evaluation the model is thinned."""
+        last = trainer.epochs - 1
+        if self.when == "after_pruning":
+            return min(self.pruner.schedule.last_epoch, last)
+        return last
+
+    def after_epoch(self, trainer) -> None:
+        if self.recipe is None and trainer.epoch == self.thin_epoch(trainer):
+            self.thin(trainer)
+
+    def thin(self, trainer) -> None:
+        from framework.analysis.cost import cost_report
+        from framework.pruning.thinning import save_thinned, thin
+
+        masked = trainer.model
+        device = next(masked.parameters()).device
+        example = torch.zeros(2, *self.input_shape, device=device)
+        result = thin(masked, self.pruner.masks, example_input=example, optimizer=trainer.optimizer)
+        masked_top1 = trainer.epoch_metrics.get("val/top1")
+
+        trainer.model = result.model
+        trainer.optimizer = result.optimizer
+        if trainer.lr_scheduler is not None:
+            trainer.lr_scheduler.optimizer = result.optimizer
+        # The masks belong to the old tensors: nothing is masked any more, reports use the masked model.
+        self.pruning_hook.freeze(masked)
+        self.recipe = result.recipe
+        self.thinned_at = trainer.epoch
+
+        metrics = trainer.epoch_metrics
+        metrics["thin/val_top1"] = trainer.evaluate()["top1"]
+        metrics["thin/removed_channels"] = float(result.removed_channels)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        thinned_cpu = _cpu_copy(result.model)
+        save_thinned(self.out_dir / "model.pt", thinned_cpu, result.recipe)
+        onnx_dir = self.out_dir if _onnx_available() else None
+        with warnings.catch_warnings():  # the ONNX exporter's notes on constant folding are noise here
+            warnings.simplefilter("ignore", UserWarning)
+            report = cost_report(
+                _cpu_copy(masked), thinned_cpu, self.input_shape, batch=self.batch_size,
+                repeats=RUN_LATENCY_REPEATS, onnx_dir=onnx_dir,
+            )
+        metrics.update({key: float(value) for key, value in report.items()})
+        metrics["thin/model_bytes"] = float((self.out_dir / "model.pt").stat().st_size)
+        if onnx_dir is not None:
+            (self.out_dir / "thinned.onnx").replace(self.out_dir / "model.onnx")
+            (self.out_dir / "dense.onnx").unlink(missing_ok=True)
+        log.info(
+            "thinned at epoch %d: params %d -> %d, MACs %d -> %d, eager speedup x%.2f (batch 1), "
+            "val/top1 masked %.4f, thinned %.4f",
+            trainer.epoch + 1, report["thin/params/dense"], report["thin/params/thinned"],
+            report["thin/macs/dense"], report["thin/macs/thinned"], report["thin/eager_speedup_b1"],
+            masked_top1 if masked_top1 is not None else float("nan"), metrics["thin/val_top1"],
+        )
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"recipe": self.recipe, "thinned_at": self.thinned_at}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.recipe = state.get("recipe")
+        self.thinned_at = state.get("thinned_at")
+
+
+def thinned_recipe(checkpoint: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The recipe of a checkpoint written after thinning, else None."""
+    return (checkpoint.get("hooks", {}).get("thinning") or {}).get("recipe")
+
+
+def _onnx_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
+
+
+def _cpu_copy(model: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    return copy.deepcopy(model).cpu()
