@@ -13,6 +13,7 @@ from torchvision import datasets, transforms
 
 from framework.data.availability import check_dataset_available, require_root
 from framework.data.bundle import DatasetBundle
+from framework.data.preprocessing import Preprocessing
 from framework.data.reading import reading
 from framework.errors import DataError
 
@@ -59,4 +60,9 @@ def build_imagefolder(
             f"train/ and val/ (only in train: {only_train}, only in val: {only_val}); both "
             "must hold the same class folders"
         )
-    return DatasetBundle(train, val, len(train.classes), (3, image_size, image_size))
+    shape = (3, image_size, image_size)
+    preprocessing = Preprocessing(
+        shape, MEAN, STD, pixel_scale=255.0, class_names=tuple(train.classes),
+        resize=f"resize the shorter side to {int(round(image_size / CROP_FRACTION))}, centre-crop {image_size}x{image_size}",
+    )
+    return DatasetBundle(train, val, len(train.classes), shape, preprocessing)

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from framework.data.bundle import DatasetBundle
+from framework.data.preprocessing import Preprocessing
 
 
 def build_synthetic(
@@ -32,5 +33,8 @@ def build_synthetic(
         return TensorDataset(prototypes[labels] + noise, labels)
 
     return DatasetBundle(
-        train=draw(train_size), val=draw(val_size), num_classes=num_classes, input_shape=shape
+        train=draw(train_size), val=draw(val_size), num_classes=num_classes, input_shape=shape,
+        # the tensors are model inputs already
+        preprocessing=Preprocessing(shape, mean=(0.0,) * shape[0], std=(1.0,) * shape[0],
+                                    class_names=tuple(str(c) for c in range(num_classes))),
     )
