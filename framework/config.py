@@ -105,6 +105,8 @@ class Config:
     resume: Optional[str] = None  # null | auto | <checkpoint path>
     resume_changed: str = "refuse"  # refuse | allow: resume a checkpoint whose config differs
     progress: bool = True
+    # what a run returns to a Hydra sweeper: one metric name, or a list for multi-objective search
+    optimized_metric: Any = "val/top1"
 
 
 def register_configs() -> None:
@@ -162,6 +164,10 @@ def config_problems(cfg: Any) -> List[str]:
     problems.extend(_lr_scheduler_problems(cfg, bad))
     if not cfg.tracking.experiment.strip():
         bad("tracking.experiment", "a non-empty experiment name")
+    metric = _select(cfg, "optimized_metric")
+    names = list(metric) if OmegaConf.is_list(metric) or isinstance(metric, list) else [metric]
+    if not names or not all(isinstance(n, str) and n.strip() for n in names):
+        bad("optimized_metric", "a metric name such as val/top1, or a list of them for a multi-objective sweep")
     if cfg.resume not in (None, "auto") and not Path(cfg.resume).is_file():
         problems.append(f"resume={cfg.resume!r}: no such checkpoint file; allowed: auto | a path to last.pt")
     if cfg.pretrained is not None:

@@ -39,6 +39,10 @@ class RunContext:
     run_dir: Path
     overrides: List[str] = field(default_factory=list)
     hydra_dir: Optional[Path] = None  # the .hydra/ folder with the composed config
+    # a job of a multirun: its number, the keys its sweep varies and the sweep's MLflow parent run
+    job_num: Optional[int] = None
+    swept_keys: List[str] = field(default_factory=list)
+    parent_run_id: Optional[str] = None
 
 
 class Terminated(KeyboardInterrupt):
@@ -170,6 +174,8 @@ def _set_up(cfg: DictConfig, context: RunContext, ddp, resume_path: Optional[Pat
 
     # -- from here on, data is read ----------------------------------------------------------
     bundle = load_splits(data_source, cfg.dataset._target_)
+    if tracker is not None:
+        tracker.preprocessing = bundle.preprocessing  # logged beside the model
     train_loader, val_loader = build_loaders(
         bundle, batch_size=cfg.loader.batch_size, num_workers=cfg.loader.num_workers, seed=cfg.seed,
         rank=ddp.rank, world_size=ddp.world_size,
@@ -313,6 +319,11 @@ def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_sha
     }
     if ddp is not None and ddp.enabled:
         tags["distributed.world_size"] = str(ddp.world_size)
+    if context.job_num is not None:
+        tags["hydra.job.num"] = str(context.job_num)
+        tags["sweep.dir"] = str(context.run_dir.parent)
+    if context.parent_run_id:
+        tags["mlflow.parentRunId"] = context.parent_run_id  # the MLflow UI nests the run under it
     if changes:
         tags["resume.changed"] = "; ".join(changes)[:5000]
     if pruning_hook is not None and pruning_hook.fold_pairs is not None:
@@ -325,9 +336,6 @@ def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_sha
         artifacts.append((context.run_dir / "pruning", "pruning"))
         artifacts.append((context.run_dir / "thinned", "thinned"))
 
-    def model_example():
-        return torch.zeros((1, *input_shape)).numpy()
-
     return MLflowHook(
         uri=cfg.tracking.uri,
         experiment=cfg.tracking.experiment,
@@ -335,10 +343,10 @@ def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_sha
         run_dir=context.run_dir,
         params=params,
         tags=tags,
-        run_name=run_name(context.overrides),
+        run_name=run_name(context.overrides, swept=context.swept_keys),
         artifacts=artifacts,
         log_model=cfg.tracking.log_model,
-        model_example=model_example,
+        input_shape=input_shape,
     )
 
 
@@ -353,7 +361,7 @@ def params_in_use(cfg: DictConfig) -> Dict[str, Any]:
     """The resolved config without what this run does not use: the schedule of a dense run, an
     empty lr_scheduler node, and the settings that say where results go rather than what ran."""
     used = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("tracking", "progress", "resume", "resume_changed"):
+    for key in ("tracking", "progress", "resume", "resume_changed", "optimized_metric"):
         used.pop(key, None)
     if cfg.pruner.method == "none":
         used.pop("schedule", None)
