@@ -2,48 +2,65 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 # The schema and the checks import neither torch nor mlflow: --help and typos answer at once.
-from framework.config import validate
-from framework.errors import SecateursError
+import framework.config  # noqa: F401  (registers the schema and the project_root resolver)
+from framework.sweeps import outcome
 
-log = logging.getLogger("secateurs")
-_failed_jobs: list = []
 _jobs_started = 0
+_quiet_stderr = None  # under torchrun, where a rank > 0 sends Hydra's compose errors (rank 0 shows them)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig):
+    """One run, or one job of a multirun; returns the final ``optimized_metric`` for sweepers."""
     global _jobs_started
     _jobs_started += 1
-    try:
-        validate(cfg)  # ranges and cross-field rules, before torch is even imported
-        from framework.experiment import RunContext, run
+    if _quiet_stderr is not None and sys.stderr is _quiet_stderr:
+        sys.stderr = sys.__stderr__  # a rank > 0 stays quiet only until its job starts (see below)
+    from framework.sweeps.task import run_task
 
-        hydra_cfg = HydraConfig.get()
-        run_dir = Path(hydra_cfg.runtime.output_dir)
-        context = RunContext(
-            run_dir=run_dir,
-            overrides=list(hydra_cfg.overrides.task),
-            hydra_dir=run_dir / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None,
-        )
-        return run(cfg, context)
-    except SecateursError as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        # One line per mistake, no traceback; other jobs of a multirun go on.
-        for line in str(error).splitlines():
-            print(f"error: {line}", file=sys.stderr, flush=True)
-        _failed_jobs.append(error)
-        return None
+    return run_task(cfg)
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def quiet_other_ranks(argv: list[str]) -> list[str]:
+    """Under torchrun, ranks > 0 compose the same config but leave the run dir to rank 0: no
+    ``.hydra/`` copy, no log file (rank 0 writes both), and a compose error is shown once."""
+    if _rank() == 0 or int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return argv
+    import io
+
+    global _quiet_stderr
+    sys.stderr = _quiet_stderr = io.StringIO()  # Hydra's own compose errors: rank 0 prints the same text
+    return [*argv, "hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+
+
+def exit_with(code: int) -> None:
+    """Exit; under torchrun a rank > 0 first gives rank 0 a moment to exit with the same code.
+
+    torchrun ends the other ranks (SIGTERM) as soon as one exits non-zero, and names the first
+    one as the cause: so that a config mistake reads "exitcode 2" on every rank, rank 0 goes
+    first and a rank > 0 answers the SIGTERM with the same code."""
+    if code != 0 and _rank() > 0:
+        import signal
+        import time
+
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(code))
+        time.sleep(RANK_EXIT_GRACE_S)
+    sys.exit(code)
+
+
+RANK_EXIT_GRACE_S = 5.0
 
 
 def make_user_code_importable(argv: list[str]) -> None:
@@ -63,16 +80,24 @@ if __name__ == "__main__":
 
         print_help(Path(__file__).resolve().parent / "conf", sys.argv[1:])
         sys.exit(0)
+    from framework.sweeps.callback import finish_open_sweeps
+
+    sys.argv[1:] = quiet_other_ranks(sys.argv[1:])
     try:
         main()
     except KeyboardInterrupt as interrupt:
         # The last checkpoint is kept; the MLflow run is already marked KILLED.
+        finish_open_sweeps()
         print("interrupted: the run is marked KILLED; continue it with resume=auto", file=sys.stderr)
         sys.exit(143 if type(interrupt).__name__ == "Terminated" else 130)
     except SystemExit as hydra_exit:
+        # A sweeper that raised (Optuna with no finished trial) skipped the sweep's end: do it here.
+        finish_open_sweeps()
         # Hydra exits 1 for a config it cannot compose (unknown key or option, wrong type): that
         # is bad input like ours, so it gets our exit code. Once a job has started, 1 means a crash.
         if hydra_exit.code == 1 and _jobs_started == 0:
-            sys.exit(2)
+            exit_with(2)
+        if _quiet_stderr is not None and sys.stderr is _quiet_stderr:  # a rank > 0 failed before its job
+            sys.__stderr__.write(_quiet_stderr.getvalue())
         raise
-    sys.exit(2 if _failed_jobs else 0)
+    exit_with(outcome.exit_code())

@@ -91,6 +91,19 @@ class SensitivityConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Several processes (``torchrun --nproc_per_node=N run.py ...``); unused by a plain run."""
+
+    # every collective (gradient all-reduce, metric sums, mask broadcast) gives up after this
+    # many seconds, so a rank that died or hangs ends the job instead of stalling it
+    timeout_s: float = 300.0
+    # BatchNorm statistics over the global batch instead of each rank's share (CUDA only)
+    sync_batchnorm: bool = False
+    # auto: NCCL for CUDA tensors when CUDA is present, gloo for CPU tensors | gloo | nccl
+    backend: str = "auto"
+
+
+@dataclass
 class Config:
     # components: a _target_ and its arguments, checked against the target's signature
     model: Any = MISSING
@@ -102,6 +115,7 @@ class Config:
     schedule: ScheduleConfig = MISSING
     loader: LoaderConfig = field(default_factory=LoaderConfig)  # dataset options set their own
     tracking: TrackingConfig = MISSING
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     epochs: int = 20
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
@@ -110,6 +124,8 @@ class Config:
     resume: Optional[str] = None  # null | auto | <checkpoint path>
     resume_changed: str = "refuse"  # refuse | allow: resume a checkpoint whose config differs
     progress: bool = True
+    # what a run returns to a Hydra sweeper: one metric name, or a list for multi-objective search
+    optimized_metric: Any = "val/top1"
     task: str = "train"  # train | sensitivity
     sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
 
@@ -121,6 +137,7 @@ def register_configs() -> None:
 register_configs()
 
 DEVICES = ("auto", "cpu", "cuda")
+DIST_BACKENDS = ("auto", "gloo", "nccl")
 
 
 def pruning_window(schedule: Any, epochs: int) -> tuple[int, int]:
@@ -157,6 +174,12 @@ def config_problems(cfg: Any) -> List[str]:
         bad("device", " | ".join(DEVICES))
     if cfg.epochs < 1:
         bad("epochs", "an integer >= 1")
+    if not (_is_number(cfg.distributed.timeout_s) and cfg.distributed.timeout_s > 0):
+        bad("distributed.timeout_s", "a number of seconds > 0")
+    if cfg.distributed.backend not in DIST_BACKENDS:
+        bad("distributed.backend", " | ".join(DIST_BACKENDS))
+    if cfg.distributed.sync_batchnorm and cfg.device == "cpu":
+        problems.append("distributed.sync_batchnorm=true needs CUDA (device=cpu); allowed: false on the CPU")
     if cfg.loader.batch_size < 1:
         bad("loader.batch_size", "an integer >= 1")
     if cfg.loader.num_workers < 0:
@@ -168,6 +191,10 @@ def config_problems(cfg: Any) -> List[str]:
     problems.extend(_lr_scheduler_problems(cfg, bad))
     if not cfg.tracking.experiment.strip():
         bad("tracking.experiment", "a non-empty experiment name")
+    metric = _select(cfg, "optimized_metric")
+    names = list(metric) if OmegaConf.is_list(metric) or isinstance(metric, list) else [metric]
+    if not names or not all(isinstance(n, str) and n.strip() for n in names):
+        bad("optimized_metric", "a metric name such as val/top1, or a list of them for a multi-objective sweep")
     if cfg.resume not in (None, "auto") and not Path(cfg.resume).is_file():
         problems.append(f"resume={cfg.resume!r}: no such checkpoint file; allowed: auto | a path to last.pt")
     if cfg.pretrained is not None:

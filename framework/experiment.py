@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import signal
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from framework.components import build_component
 from framework.config import project_root, pruning_window, validate
 from framework.data import build_loaders, load_splits
+from framework.distributed import resolve_device
 from framework.resume_guard import ConfigRecordHook, apply_scheduler_arguments, config_changes
 from framework.thinning_hook import thinned_recipe
 from framework.errors import ConfigError, short_reason
@@ -38,6 +39,10 @@ class RunContext:
     run_dir: Path
     overrides: List[str] = field(default_factory=list)
     hydra_dir: Optional[Path] = None  # the .hydra/ folder with the composed config
+    # a job of a multirun: its number, the keys its sweep varies and the sweep's MLflow parent run
+    job_num: Optional[int] = None
+    swept_keys: List[str] = field(default_factory=list)
+    parent_run_id: Optional[str] = None
 
 
 class Terminated(KeyboardInterrupt):
@@ -45,19 +50,87 @@ class Terminated(KeyboardInterrupt):
 
 
 def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
-    """Train (and prune) as ``cfg`` says; returns the last epoch's metrics."""
+    """Train (and prune) as ``cfg`` says; returns the last epoch's metrics.
+
+    Under ``torchrun`` every process calls this; they form one run (see
+    :mod:`framework.distributed`): rank 0's run dir, rank 0's files and MLflow run.
+    """
     validate(cfg)
+    from framework.distributed import agree_or_raise, init_distributed, shutdown_distributed
+
+    ddp = init_distributed(cfg.distributed.timeout_s, cfg.distributed.backend)
+    try:
+        context = _shared_run_dir(context, ddp)
+        lock, resume_path, error = None, None, None
+        try:
+            context.run_dir.mkdir(parents=True, exist_ok=True)
+            if ddp.is_main:  # one run per run dir; released however the run ends
+                lock = lock_run_dir(context.run_dir)
+                resume_path = _checkpoint_to_resume(cfg, context)
+        except Exception as failure:
+            error = failure
+        agree_or_raise(error, ddp)
+        resume_path = _broadcast(resume_path, ddp)  # every rank resumes rank 0's choice
+        with lock if lock is not None else nullcontext():
+            return _run_in_locked_dir(cfg, context, ddp, resume_path)
+    finally:
+        shutdown_distributed()
+
+
+def _broadcast(value, ddp):
+    from framework.distributed import broadcast_object
+
+    return broadcast_object(value, ddp)
+
+
+def _shared_run_dir(context: RunContext, ddp) -> RunContext:
+    """Every rank takes rank 0's run dir (Hydra's timestamped dirs may differ by a second); the
+    empty dir Hydra made for another rank is removed."""
+    if not ddp.enabled:
+        return context
+    shared = Path(_broadcast(str(context.run_dir), ddp))
+    if shared != context.run_dir:
+        try:
+            context.run_dir.rmdir()  # only if empty: run.py gives ranks > 0 no .hydra/ nor log
+        except OSError:
+            pass
+        context = replace(context, run_dir=shared, hydra_dir=None)
+    return context
+
+
+def _run_in_locked_dir(cfg: DictConfig, context: RunContext, ddp=None, resume_path: Optional[Path] = None) -> Dict[str, float]:
+    from framework.distributed import SINGLE, agree_or_raise
+
+    ddp = ddp or SINGLE
     run_dir = context.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with lock_run_dir(run_dir):  # one run per run dir; released however the run ends
-        if cfg.task == "sensitivity":
-            return _run_sensitivity(cfg, context)
-        return _run_in_locked_dir(cfg, context)
+    if cfg.task == "sensitivity":
+        if ddp.enabled:
+            raise ConfigError("task=sensitivity runs in one process; allowed: python run.py (sensitivity.workers=N forks workers)")
+        return _run_sensitivity(cfg, context)
+    error = None
+    try:  # no collective inside: a rank that fails here must reach agree_or_raise below
+        trainer, resume_path, changes, lr_scheduler = _set_up(cfg, context, ddp, resume_path)
+    except Exception as failure:
+        error = failure
+    agree_or_raise(error, ddp)
+
+    with _sigterm_as_interrupt():
+        history = trainer.fit()
+    final = history[-1] if history else {}
+    if final:
+        log.info(
+            "finished: val/top1=%.4f val/loss=%.4f%s",
+            final.get("val/top1", float("nan")),
+            final.get("val/loss", float("nan")),
+            f" sparsity/total={final['sparsity/total']:.4f}" if "sparsity/total" in final else "",
+        )
+    return final
 
 
 def _run_sensitivity(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     """``task=sensitivity``: the same checks and parts as training (no optimizer), then the
     analysis of :mod:`framework.sensitivity_task` on the validation split."""
+    from framework.distributed import SINGLE
     from framework.sensitivity_task import analyse
 
     data_source = _build_data_source(cfg)
@@ -68,7 +141,7 @@ def _run_sensitivity(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
         check_pretrained_file(cfg.pretrained)
     else:
         log.warning("task=sensitivity without pretrained=...: analysing an untrained model")
-    device = _resolve_device(cfg.device)
+    device = resolve_device(cfg.device, SINGLE)
     seed_everything(cfg.seed)
     model = _build_model(cfg, num_classes, input_shape)
     model.to(device)
@@ -86,9 +159,9 @@ def _run_sensitivity(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     return analyse(cfg, context.run_dir, context.overrides, model, pruner, val_loader, device, input_shape, tracker)
 
 
-def _run_in_locked_dir(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
+def _set_up(cfg: DictConfig, context: RunContext, ddp, resume_path: Optional[Path]):
+    """Every part of the run, built and checked, data read, checkpoint loaded: the Trainer."""
     run_dir = context.run_dir
-
     # -- components: checked against their targets' signatures and built, no data read yet --
     data_source = _build_data_source(cfg)
     num_classes, input_shape = int(data_source.num_classes), tuple(int(s) for s in data_source.input_shape)
@@ -96,19 +169,30 @@ def _run_in_locked_dir(cfg: DictConfig, context: RunContext) -> Dict[str, float]
         from framework.models import check_pretrained_file
 
         check_pretrained_file(cfg.pretrained)
-    resume_path = _checkpoint_to_resume(cfg, context)
     checkpoint = load_checkpoint(resume_path) if resume_path is not None else None
     record = ConfigRecordHook(recorded_params(cfg))
     changes = (
         config_changes(checkpoint, record.params, allow=cfg.resume_changed == "allow") if checkpoint is not None else []
     )
-    device = _resolve_device(cfg.device)
+    device = resolve_device(cfg.device, ddp)
+    if cfg.distributed.sync_batchnorm and device.type != "cuda":
+        raise ConfigError(f"distributed.sync_batchnorm=true needs CUDA; this run is on {device.type}; allowed: false")
     seed_everything(cfg.seed)
 
     model = _build_model(cfg, num_classes, input_shape)
     model.to(device)
     pruning_hook = _build_pruning_hook(cfg, model, run_dir, input_shape)
     thinning_hook = _build_thinning_hook(cfg, pruning_hook, run_dir, input_shape)
+    mask_sync = None
+    if ddp.enabled and pruning_hook is not None:
+        from framework.training.ddp import MaskSync
+
+        mask_sync = MaskSync(pruning_hook.pruner, ddp, run_dir if ddp.is_main else None)
+        pruning_hook.on_masks_updated = mask_sync
+        if not ddp.is_main:  # only rank 0 writes the reports and the thinned model
+            pruning_hook.report_dir = None
+            if thinning_hook is not None:
+                thinning_hook.writes_files = False
     recipe = thinned_recipe(checkpoint) if checkpoint is not None else None
     if recipe is not None:  # the checkpoint holds the thinned model: rebuild its architecture
         from framework.pruning.thinning import apply_recipe
@@ -120,21 +204,28 @@ def _run_in_locked_dir(cfg: DictConfig, context: RunContext) -> Dict[str, float]
     lr_scheduler = (
         build_component("lr_scheduler", cfg.lr_scheduler, optimizer=optimizer) if cfg.lr_scheduler else None
     )
-    tracker = _build_tracker(cfg, context, pruning_hook, input_shape, changes)
+    tracker = _build_tracker(cfg, context, pruning_hook, input_shape, changes, ddp) if ddp.is_main else None
     if tracker is not None:
         tracker.connect()  # an unreachable store fails here, before any data is read
 
     # -- from here on, data is read ----------------------------------------------------------
     bundle = load_splits(data_source, cfg.dataset._target_)
+    if tracker is not None:
+        tracker.preprocessing = bundle.preprocessing  # logged beside the model
     train_loader, val_loader = build_loaders(
-        bundle, batch_size=cfg.loader.batch_size, num_workers=cfg.loader.num_workers, seed=cfg.seed
+        bundle, batch_size=cfg.loader.batch_size, num_workers=cfg.loader.num_workers, seed=cfg.seed,
+        rank=ddp.rank, world_size=ddp.world_size,
     )
-    hooks: List[Any] = [
-        h
-        for h in (record, pruning_hook, thinning_hook, EpochLogHook(), MetricsFileHook(run_dir), tracker)
-        if h is not None
-    ]
-    hooks.append(CheckpointHook(run_dir / "checkpoints"))
+    # Ranks > 0 train, prune and thin like rank 0, but write nothing: no log, metrics, MLflow or checkpoint.
+    writers = (EpochLogHook(), MetricsFileHook(run_dir), tracker) if ddp.is_main else ()
+    hooks: List[Any] = [h for h in (record, pruning_hook, mask_sync, thinning_hook, *writers) if h is not None]
+    if ddp.is_main:
+        hooks.append(CheckpointHook(run_dir / "checkpoints"))
+    parallel = None
+    if ddp.enabled:
+        from framework.training.ddp import DataParallel
+
+        parallel = DataParallel(ddp, device, sync_batchnorm=cfg.distributed.sync_batchnorm)
     trainer = Trainer(
         model,
         optimizer,
@@ -144,8 +235,9 @@ def _run_in_locked_dir(cfg: DictConfig, context: RunContext) -> Dict[str, float]
         device=device,
         lr_scheduler=lr_scheduler,
         hooks=hooks,
-        progress=cfg.progress,
+        progress=cfg.progress and ddp.is_main,  # one bar, rank 0's
         loader_generator=getattr(train_loader, "generator", None),
+        parallel=parallel,
     )
     if checkpoint is not None:
         if changes:  # resume_changed=allow: the pruner's method may be new; its masks still apply
@@ -156,29 +248,10 @@ def _run_in_locked_dir(cfg: DictConfig, context: RunContext) -> Dict[str, float]
             apply_scheduler_arguments(lr_scheduler, OmegaConf.to_container(cfg.lr_scheduler, resolve=True) or {})
             log.warning("resumed with a changed config: %s", "; ".join(changes))
         log.info("resumed at epoch %d from %s", trainer.start_epoch, resume_path)
-
-    with _sigterm_as_interrupt():
-        history = trainer.fit()
-    final = history[-1] if history else {}
-    if final:
-        log.info(
-            "finished: val/top1=%.4f val/loss=%.4f%s",
-            final.get("val/top1", float("nan")),
-            final.get("val/loss", float("nan")),
-            f" sparsity/total={final['sparsity/total']:.4f}" if "sparsity/total" in final else "",
-        )
-    return final
+    return trainer, resume_path, changes, lr_scheduler
 
 
 # -- parts -----------------------------------------------------------------------------------
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda but no CUDA device is available here; allowed: auto | cpu")
-    return torch.device(name)
 
 
 def _build_data_source(cfg: DictConfig):
@@ -268,7 +341,7 @@ def _build_thinning_hook(cfg: DictConfig, pruning_hook, run_dir: Path, input_sha
     )
 
 
-def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_shape, changes: List[str]):
+def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_shape, changes: List[str], ddp=None):
     if not cfg.tracking.enabled:
         return None
     from framework.tracking.mlflow_hook import MLflowHook
@@ -280,6 +353,13 @@ def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_sha
         "hydra.output_dir": str(context.run_dir),
         "git.commit": git_commit(project_root()) or "unknown",
     }
+    if ddp is not None and ddp.enabled:
+        tags["distributed.world_size"] = str(ddp.world_size)
+    if context.job_num is not None:
+        tags["hydra.job.num"] = str(context.job_num)
+        tags["sweep.dir"] = str(context.run_dir.parent)
+    if context.parent_run_id:
+        tags["mlflow.parentRunId"] = context.parent_run_id  # the MLflow UI nests the run under it
     if changes:
         tags["resume.changed"] = "; ".join(changes)[:5000]
     if pruning_hook is not None and pruning_hook.fold_pairs is not None:
@@ -292,9 +372,6 @@ def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_sha
         artifacts.append((context.run_dir / "pruning", "pruning"))
         artifacts.append((context.run_dir / "thinned", "thinned"))
 
-    def model_example():
-        return torch.zeros((1, *input_shape)).numpy()
-
     return MLflowHook(
         uri=cfg.tracking.uri,
         experiment=cfg.tracking.experiment,
@@ -302,10 +379,10 @@ def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_sha
         run_dir=context.run_dir,
         params=params,
         tags=tags,
-        run_name=run_name(context.overrides),
+        run_name=run_name(context.overrides, swept=context.swept_keys),
         artifacts=artifacts,
         log_model=cfg.tracking.log_model,
-        model_example=model_example,
+        input_shape=input_shape,
     )
 
 
@@ -320,7 +397,7 @@ def params_in_use(cfg: DictConfig) -> Dict[str, Any]:
     """The resolved config without what this run does not use: the schedule of a dense run, an
     empty lr_scheduler node, and the settings that say where results go rather than what ran."""
     used = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("tracking", "progress", "resume", "resume_changed"):
+    for key in ("tracking", "progress", "resume", "resume_changed", "optimized_metric"):
         used.pop(key, None)
     if cfg.get("task", "train") == "train":  # the analysis settings only matter to task=sensitivity
         used.pop("task", None)
@@ -331,6 +408,9 @@ def params_in_use(cfg: DictConfig) -> Dict[str, Any]:
         used["schedule"]["ending_epoch"] = pruning_window(cfg.schedule, cfg.epochs)[1]
     if not cfg.lr_scheduler:
         used.pop("lr_scheduler", None)
+    distributed = used.pop("distributed", {}) or {}
+    if distributed.get("sync_batchnorm"):  # timeout and backend change nothing that is learned
+        used["distributed"] = {"sync_batchnorm": True}
     return used
 
 

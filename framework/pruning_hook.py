@@ -20,11 +20,15 @@ class PruningHook(Hook):
         report_dir: Optional[str | Path] = None,
         input_shape: Optional[Sequence[int]] = None,
         fold_pairs: Optional[List[Dict[str, Any]]] = None,
+        on_masks_updated=None,
     ):
         self.pruner = pruner
         self.report_dir = Path(report_dir) if report_dir is not None else None
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.fold_pairs = fold_pairs
+        # Called as on_masks_updated(trainer, when) after each update: with several processes,
+        # framework.training.ddp.MaskSync puts rank 0's masks in force on every rank.
+        self.on_masks_updated = on_masks_updated
         self.step_level = bool(getattr(pruner, "step_frequency", None))
         # After thinning (framework.thinning_hook) the masks are spent: set by freeze()
         self.frozen_sparsity: Optional[Dict[str, float]] = None
@@ -44,14 +48,18 @@ class PruningHook(Hook):
 
     def before_epoch(self, trainer) -> None:
         if self.frozen_sparsity is None:
-            self.pruner.on_epoch_start(trainer.epoch)
+            updated = self.pruner.on_epoch_start(trainer.epoch)
+            if updated is not None and self.on_masks_updated is not None:
+                self.on_masks_updated(trainer, f"epoch {trainer.epoch} start")
 
     def after_step(self, trainer) -> None:
         if self.frozen_sparsity is not None:
             return
         self.pruner.after_step()
         if self.step_level:  # step-level AGP re-ranks here (schedule.step_frequency)
-            self.pruner.on_step(trainer.epoch, trainer.step_in_epoch, trainer.steps_per_epoch)
+            updated = self.pruner.on_step(trainer.epoch, trainer.step_in_epoch, trainer.steps_per_epoch)
+            if updated is not None and self.on_masks_updated is not None:
+                self.on_masks_updated(trainer, f"epoch {trainer.epoch} step {trainer.step_in_epoch}")
 
     def after_epoch(self, trainer) -> None:
         metrics = trainer.epoch_metrics

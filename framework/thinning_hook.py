@@ -45,6 +45,7 @@ class ThinningHook(Hook):
         input_shape: Sequence[int],
         out_dir: str | Path,
         batch_size: int = 32,
+        writes_files: bool = True,
     ):
         self.pruner = pruner
         self.pruning_hook = pruning_hook
@@ -52,6 +53,9 @@ class ThinningHook(Hook):
         self.input_shape = tuple(input_shape)
         self.out_dir = Path(out_dir)
         self.batch_size = batch_size
+        # With several processes every rank thins (the masks are equal, so the small models are
+        # too) and evaluates its shard; only rank 0 saves and measures the small model.
+        self.writes_files = writes_files
         self.recipe: Optional[Dict[str, Any]] = None
         self.thinned_at: Optional[int] = None
 
@@ -88,6 +92,8 @@ class ThinningHook(Hook):
         metrics = trainer.epoch_metrics
         metrics["thin/val_top1"] = trainer.evaluate()["top1"]
         metrics["thin/removed_channels"] = float(result.removed_channels)
+        if not self.writes_files:
+            return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         thinned_cpu = _cpu_copy(result.model)
         save_thinned(self.out_dir / "model.pt", thinned_cpu, result.recipe)

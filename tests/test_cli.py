@@ -18,7 +18,9 @@ def test_multirun_logs_one_run_per_job_into_one_experiment(tmp_path):
     assert result.stdout.count("epoch 2/2 train/loss=") == 2  # one progress line per epoch and job
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     experiment = client.get_experiment_by_name("sweep")
-    runs = client.search_runs([experiment.experiment_id])
+    everything = client.search_runs([experiment.experiment_id])
+    runs = [r for r in everything if "mlflow.parentRunId" in r.data.tags]  # the jobs, nested under the sweep's run
+    assert len(everything) == len(runs) + 1
     assert sorted(r.data.params["optimizer.lr"] for r in runs) == ["0.05", "0.1"]
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert sorted(r.info.run_name for r in runs) == ["optimizer.lr=0.05,epochs=2", "optimizer.lr=0.1,epochs=2"]

@@ -34,7 +34,7 @@ def test_default_mlflow_store_is_absolute_under_project_outputs(compose_config):
     assert Path(uri.removeprefix("sqlite:///")).is_absolute()
 
 
-@pytest.mark.parametrize("group", ["model", "dataset", "pruner", "schedule", "optimizer", "lr_scheduler", "tracking", "experiment"])
+@pytest.mark.parametrize("group", ["model", "dataset", "pruner", "schedule", "optimizer", "lr_scheduler", "tracking", "experiment", "hparams_search"])
 def test_every_option_of_every_group_composes_and_validates(compose_config, group):
     options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
     assert options, group

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from torch.utils.data import Dataset
+
+from framework.data.preprocessing import Preprocessing
 
 
 @dataclass(frozen=True)
@@ -19,3 +22,5 @@ class DatasetBundle:
     val: Dataset
     num_classes: int
     input_shape: tuple[int, int, int]
+    # how a raw input becomes a model input (logged with the model); None when unknown
+    preprocessing: Optional[Preprocessing] = None

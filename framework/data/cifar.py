@@ -14,6 +14,7 @@ from torchvision.datasets.vision import VisionDataset
 
 from framework.data.availability import check_dataset_available, require_root
 from framework.data.bundle import DatasetBundle
+from framework.data.preprocessing import Preprocessing
 from framework.data.reading import reading
 from framework.data.safe_pickle import load_data_pickle
 from framework.errors import DataError
@@ -109,4 +110,5 @@ def build_cifar10(
             folder, train=True, transform=train_transform, download=download
         )
         val = SafeCIFAR10(folder, train=False, transform=val_transform)
-    return DatasetBundle(train, val, NUM_CLASSES, INPUT_SHAPE)
+    preprocessing = Preprocessing(INPUT_SHAPE, MEAN, STD, pixel_scale=255.0, class_names=tuple(val.classes))
+    return DatasetBundle(train, val, NUM_CLASSES, INPUT_SHAPE, preprocessing)

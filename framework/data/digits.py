@@ -14,6 +14,7 @@ from sklearn.datasets import load_digits
 from torch.utils.data import TensorDataset
 
 from framework.data.bundle import DatasetBundle
+from framework.data.preprocessing import Preprocessing, digit_names
 from framework.errors import ConfigError
 
 NUM_CLASSES = 10
@@ -62,4 +63,7 @@ def build_digits(seed: int = 0, val_fraction: float = 0.2) -> DatasetBundle:
         val=TensorDataset(pixels[val_idx], targets[val_idx]),
         num_classes=NUM_CLASSES,
         input_shape=INPUT_SHAPE,
+        preprocessing=Preprocessing(
+            INPUT_SHAPE, mean=(float(mean),), std=(float(std),), pixel_scale=MAX_PIXEL, class_names=digit_names()
+        ),
     )

@@ -13,8 +13,9 @@ from torchvision import datasets, transforms
 
 from framework.data.availability import check_dataset_available, require_root
 from framework.data.bundle import DatasetBundle
+from framework.data.preprocessing import Preprocessing
 from framework.data.reading import reading
-from framework.errors import ConfigError, DataError
+from framework.errors import DataError
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -42,9 +43,8 @@ def imagefolder_transforms(
 def build_imagefolder(
     root: str | os.PathLike | None, image_size: int = 224, augment: bool = True
 ) -> DatasetBundle:
-    """Both splits of the tree at ``root``; classes are the sub-folder names of ``train/``."""
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise ConfigError(f"dataset.image_size must be a positive integer; got {image_size!r}")
+    """Both splits of the tree at ``root``; classes are the sub-folder names of ``train/``
+    (``image_size`` checked by :class:`framework.data.ImageFolder`)."""
     check_dataset_available("imagefolder", root)
     folder = require_root("imagefolder", root)
     train_transform, val_transform = imagefolder_transforms(image_size, augment)
@@ -60,4 +60,9 @@ def build_imagefolder(
             f"train/ and val/ (only in train: {only_train}, only in val: {only_val}); both "
             "must hold the same class folders"
         )
-    return DatasetBundle(train, val, len(train.classes), (3, image_size, image_size))
+    shape = (3, image_size, image_size)
+    preprocessing = Preprocessing(
+        shape, MEAN, STD, pixel_scale=255.0, class_names=tuple(train.classes),
+        resize=f"resize the shorter side to {int(round(image_size / CROP_FRACTION))}, centre-crop {image_size}x{image_size}",
+    )
+    return DatasetBundle(train, val, len(train.classes), shape, preprocessing)

@@ -78,6 +78,44 @@ class EpochShuffle(Sampler[Tuple[int, int]]):
         return self.size
 
 
+class DistributedEpochShuffle(EpochShuffle):
+    """Rank ``rank``'s share of :class:`EpochShuffle`'s permutation for ``world_size`` processes.
+
+    Every rank draws the same (seed, epoch) permutation, pads it to a multiple of ``world_size``
+    with its first indices (as PyTorch's DistributedSampler does, so every rank takes the same
+    number of steps) and keeps every ``world_size``-th index from ``rank``: the ranks' shares
+    cover the epoch exactly once (plus the padding). With ``world_size=1`` it is EpochShuffle.
+    """
+
+    def __init__(self, size: int, seed: int, rank: int, world_size: int):
+        super().__init__(size, seed)
+        self.rank = rank
+        self.world_size = world_size
+        self.per_rank = -(-size // world_size)  # ceil
+
+    def __iter__(self) -> Iterator[Tuple[int, int]]:
+        pairs = list(super().__iter__())
+        padded = pairs + pairs[: self.per_rank * self.world_size - len(pairs)]
+        return iter(padded[self.rank :: self.world_size])
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world_size, ...``: the ranks' shares of an in-order split, without
+    padding, so that metrics summed over the ranks count every sample exactly once."""
+
+    def __init__(self, size: int, rank: int, world_size: int):
+        self.indices = list(range(rank, size, world_size))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 class EpochSeededDataset(Dataset):
     """``dataset`` indexed by ``(epoch, index)``; in a worker, the first sample of each epoch
     re-seeds the worker's RNGs from ``(seed, epoch, worker_id)``."""
@@ -100,9 +138,14 @@ class EpochSeededDataset(Dataset):
 
 
 def build_loaders(
-    bundle: DatasetBundle, batch_size: int, num_workers: int = 0, seed: int = 0
+    bundle: DatasetBundle, batch_size: int, num_workers: int = 0, seed: int = 0, rank: int = 0, world_size: int = 1
 ) -> tuple[DataLoader, DataLoader]:
-    """Shuffled training loader and in-order validation loader over ``bundle``."""
+    """Shuffled training loader and in-order validation loader over ``bundle``.
+
+    With ``world_size > 1`` (one process per rank, see :mod:`framework.distributed`) each loader
+    holds rank ``rank``'s share: ``batch_size`` is per process, and workers' augmentation seeds
+    include the rank so that ranks do not draw the same random crops.
+    """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer; got {batch_size!r}")
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
@@ -114,14 +157,24 @@ def build_loaders(
         # each index, so their RNGs are still re-seeded per epoch.
         "persistent_workers": num_workers > 0,
     }
+    distributed = world_size > 1
+    train_sampler = (
+        DistributedEpochShuffle(len(bundle.train), seed, rank, world_size)
+        if distributed
+        else EpochShuffle(len(bundle.train), seed)
+    )
+    augmentation_seed = derive_seed(seed, rank) if distributed else seed
     train = DataLoader(
-        EpochSeededDataset(bundle.train, seed),
+        EpochSeededDataset(bundle.train, augmentation_seed),
         batch_size=batch_size,
-        sampler=EpochShuffle(len(bundle.train), seed),
+        sampler=train_sampler,
         # Only the DataLoader's own base seed for workers is drawn from it: kept off the global
         # RNG so that starting workers does not shift the main process's random stream.
         generator=torch.Generator().manual_seed(seed),
         **workers,
     )
-    val = DataLoader(bundle.val, batch_size=batch_size, shuffle=False, **workers)
+    if distributed:
+        val = DataLoader(bundle.val, batch_size=batch_size, sampler=ShardSampler(len(bundle.val), rank, world_size), **workers)
+    else:
+        val = DataLoader(bundle.val, batch_size=batch_size, shuffle=False, **workers)
     return train, val

@@ -12,6 +12,7 @@ from torchvision import datasets, transforms
 
 from framework.data.availability import check_dataset_available, require_root
 from framework.data.bundle import DatasetBundle
+from framework.data.preprocessing import Preprocessing, digit_names
 from framework.data.reading import reading
 
 # Mean and standard deviation of the MNIST training pixels.
@@ -29,4 +30,5 @@ def build_mnist(root: str | os.PathLike | None, download: bool = False) -> Datas
     with reading("mnist", folder, download):
         train = datasets.MNIST(folder, train=True, transform=transform, download=download)
         val = datasets.MNIST(folder, train=False, transform=transform)
-    return DatasetBundle(train, val, NUM_CLASSES, INPUT_SHAPE)
+    preprocessing = Preprocessing(INPUT_SHAPE, MEAN, STD, pixel_scale=255.0, class_names=digit_names())
+    return DatasetBundle(train, val, NUM_CLASSES, INPUT_SHAPE, preprocessing)

@@ -37,6 +37,7 @@ step on the masked model restricted to the kept weights.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import tempfile
@@ -214,12 +215,24 @@ def _apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
         params[name].mul_(mask.to(device=params[name].device, dtype=params[name].dtype))
 
 
+@contextlib.contextmanager
+def _full_precision():
+    cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn, matmul
+
+
 def _outputs(model: nn.Module, example_input) -> list[torch.Tensor]:
     inputs = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
     modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
-        with torch.no_grad():
+        # TF32 (on by default for cuDNN convolutions on CUDA) rounds to ~1e-3: the check would
+        # measure that rounding, not the thinning. Full float32 for the two reference passes.
+        with torch.no_grad(), _full_precision():
             out = model(*inputs)
     finally:
         for module, mode in modes.items():

@@ -17,9 +17,10 @@ import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Sequence, Set, Tuple
 
 from framework.errors import NonFiniteLossError, StorageError, TrackingError, short_reason
+from framework.tracking.store import prepare_experiment
 from framework.training.hooks import Hook
 
 # Fail fast instead of retrying for minutes when a tracking server is down.
@@ -51,7 +52,7 @@ class MLflowHook(Hook):
         run_name: str,
         artifacts: Iterable[Tuple[str | Path, str]] = (),
         log_model: bool = True,
-        model_example: Optional[Callable[[], Any]] = None,
+        input_shape: Sequence[int] = (),
     ):
         self.uri = uri
         self.experiment = experiment
@@ -62,7 +63,8 @@ class MLflowHook(Hook):
         self.run_name = run_name
         self.artifacts = list(artifacts)
         self.log_model = log_model
-        self.model_example = model_example
+        self.input_shape = tuple(input_shape)  # (C, H, W) of one model input
+        self.preprocessing = None  # set once the data is loaded: logged with the model
         self.run_id: Optional[str] = None
         self.experiment_id: Optional[str] = None
         self.failed_calls = 0
@@ -75,16 +77,9 @@ class MLflowHook(Hook):
         """Reach the store and find or create the experiment; ``TrackingError`` if it cannot."""
         try:
             mlflow.set_tracking_uri(self.uri)
+            # Under a file lock: jobs starting together on a fresh store must not race to create it.
+            self.experiment_id = prepare_experiment(self.uri, self.experiment, self.artifact_location)
             self._client = MlflowClient(tracking_uri=self.uri)
-            existing = self._client.get_experiment_by_name(self.experiment)
-            if existing is not None:
-                self.experiment_id = existing.experiment_id
-            else:
-                location = None
-                if self.artifact_location:
-                    Path(self.artifact_location).mkdir(parents=True, exist_ok=True)
-                    location = Path(self.artifact_location).resolve().as_uri()
-                self.experiment_id = self._client.create_experiment(self.experiment, artifact_location=location)
         except Exception as error:  # connection refused, DNS, bad URI scheme, locked database ...
             raise TrackingError(
                 f"cannot reach the MLflow store tracking.uri={self.uri!r} ({short_reason(error, 200)}); "
@@ -153,22 +148,13 @@ class MLflowHook(Hook):
             mlflow.log_params(dict(items[start : start + 100]))
 
     def _log_model(self, model) -> None:
-        import mlflow.pytorch
-        import torch
+        from framework.tracking.model_export import log_model
 
-        # Logged from CPU in eval mode; the training model is restored as it was.
+        # Exported in eval mode; the training model is restored as it was.
         was_training = model.training
         model.eval()
         try:
-            example = self.model_example() if self.model_example else None
-            mlflow.pytorch.log_model(
-                model,
-                name="model",
-                # Inferring requirements costs ~10 s per call; we know them.
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-                serialization_format="pickle",
-                input_example=example,
-            )
+            log_model(model, self.input_shape, self.preprocessing)
         finally:
             model.train(was_training)
 

@@ -37,11 +37,36 @@ def flatten_config(cfg: Any) -> Dict[str, str]:
     return flat
 
 
-def run_name(overrides: Iterable[str]) -> str:
-    """``pruner=agp,fold_batchnorm=true`` (the overrides, readable in the runs table) or ``default``."""
+def run_name(overrides: Iterable[str], swept: Iterable[str] = ()) -> str:
+    """``fold_batchnorm=true,pruner=agp,epochs=2``: the overrides, readable in the runs table, or
+    ``default``. The keys a sweep varies (``swept``) come first, so the part that tells the jobs
+    of a sweep apart is what the table shows before it cuts the name; values are written as a
+    user types them (``true``, not Python's ``True``, which sweepers hand back)."""
     shown = [o for o in overrides if not o.startswith(("hydra.", "tracking.", "resume=", "progress="))]
-    name = ",".join(shown) or "default"
+    swept = set(swept)
+    shown = [o for o in shown if _key(o) in swept] + [o for o in shown if _key(o) not in swept]
+    name = ",".join(as_typed(o) for o in shown) or "default"
     return name if len(name) <= 250 else name[:247] + "..."
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+_TYPED = {"True": "true", "False": "false", "None": "null"}
+
+
+def as_typed(override: str) -> str:
+    """``fold_batchnorm=True`` -> ``fold_batchnorm=true``; a float from a sampler such as
+    ``optimizer.lr=0.012345678901`` -> ``optimizer.lr=0.01235``."""
+    if "=" not in override:
+        return override
+    key, value = override.split("=", 1)
+    if value in _TYPED:
+        return f"{key}={_TYPED[value]}"
+    if re.fullmatch(r"-?\d+\.\d{5,}(e-?\d+)?", value):
+        return f"{key}={float(value):.4g}"
+    return override
 
 
 def git_commit(directory: Path) -> Optional[str]:

@@ -36,6 +36,7 @@ class Trainer:
         loss_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
         progress: bool = False,
         loader_generator: Optional[torch.Generator] = None,
+        parallel: Optional[Any] = None,
     ):
         self.model = model
         self.optimizer = optimizer
@@ -50,6 +51,9 @@ class Trainer:
         self.progress = progress and sys.stdout.isatty()
         # The generator that shuffles the training data; part of the RNG state for exact resume.
         self.loader_generator = loader_generator
+        # Several processes (framework.training.ddp.DataParallel): wraps the model for training,
+        # aligns buffers before evaluation and sums the metrics over the ranks. None: one process.
+        self.parallel = parallel
         self.start_epoch = 0  # first epoch to run (> 0 after a resume)
         self.epoch = 0  # the epoch in progress
         self.finished_epochs = 0
@@ -112,10 +116,12 @@ class Trainer:
             leave=False,
             dynamic_ncols=True,
         )
+        # The model may be replaced between epochs (thinning): wrap the current one.
+        network = self.parallel.wrap(self.model) if self.parallel is not None else self.model
         for step, (inputs, targets) in enumerate(batches):
             inputs = inputs.to(self.device, non_blocking=True)
             targets = targets.to(self.device, non_blocking=True)
-            logits = self.model(inputs)
+            logits = network(inputs)
             loss = self.loss_fn(logits, targets)
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
@@ -133,17 +139,23 @@ class Trainer:
             averages.update(loss_value, logits, targets)
             if self.progress:
                 batches.set_postfix(loss=f"{loss_value:.3f}")
+        if self.parallel is not None:
+            averages.reduce(self.parallel.sum_across_ranks)
         return averages.result()
 
     @torch.no_grad()
     def evaluate(self) -> Dict[str, float]:
         self.model.eval()
+        if self.parallel is not None:  # every rank evaluates rank 0's BatchNorm statistics
+            self.parallel.sync_buffers(self.model)
         averages = EpochAverages()
         for inputs, targets in self.val_loader:
             inputs = inputs.to(self.device, non_blocking=True)
             targets = targets.to(self.device, non_blocking=True)
             logits = self.model(inputs)
             averages.update(self.loss_fn(logits, targets), logits, targets)
+        if self.parallel is not None:  # each rank saw its shard: the sums cover the whole split
+            averages.reduce(self.parallel.sum_across_ranks)
         return averages.result()
 
     def _call(self, method: str) -> None:

@@ -32,6 +32,13 @@ class EpochAverages:
         for k, n in correct_topk(logits.detach(), targets, self.ks).items():
             self.hits[k] += n
 
+    def reduce(self, sum_across_ranks) -> None:
+        """Replace the sums with ``sum_across_ranks(sums)`` (each rank's sums added up), so that
+        ``result()`` covers every rank's samples (see :mod:`framework.distributed`)."""
+        totals = sum_across_ranks([self.loss_sum, self.count, *(self.hits[k] for k in self.ks)])
+        self.loss_sum, self.count = float(totals[0]), int(round(totals[1]))
+        self.hits = {k: int(round(v)) for k, v in zip(self.ks, totals[2:])}
+
     def result(self) -> Dict[str, float]:
         n = max(self.count, 1)
         out = {"loss": self.loss_sum / n}

@@ -1,0 +1,208 @@
+"""Several processes, one run: the process group that ``torchrun`` asks for, and the few
+collectives a run needs (share the run dir, agree on errors, reduce metrics, broadcast masks).
+
+``torchrun --nproc_per_node=N run.py ...`` starts N copies of ``run.py`` with ``RANK``,
+``LOCAL_RANK`` and ``WORLD_SIZE`` in their environment. Each copy composes the same config; then
+:func:`init_distributed` joins them into one process group: gloo for CPU tensors, and NCCL as
+well for CUDA tensors when CUDA is present (``cpu:gloo,cuda:nccl``), so small control messages
+(the run dir, an error) always travel over gloo whatever the device. Every collective gives up
+after ``distributed.timeout_s``: a rank that dies or hangs ends the job instead of stalling it.
+
+Without those variables (or with ``WORLD_SIZE=1``) nothing here starts a process group and every
+helper is the identity, so a one-process run is untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+import torch.distributed as dist
+
+from framework.errors import ConfigError, SecateursError
+
+
+# torchrun's names, and SLURM's for tasks that srun started (a submitit job with several tasks),
+# which are read when torchrun's are absent.
+_ENV_NAMES = {"WORLD_SIZE": "SLURM_NTASKS", "RANK": "SLURM_PROCID", "LOCAL_RANK": "SLURM_LOCALID"}
+
+
+def _launcher_value(name: str, default: int, environ=None) -> int:
+    environ = os.environ if environ is None else environ
+    text = environ.get(name)
+    if text is None and "WORLD_SIZE" not in environ and "MASTER_ADDR" in environ:
+        text = environ.get(_ENV_NAMES[name])  # SLURM tasks; MASTER_ADDR says they form a group
+    try:
+        return int(text) if text is not None else default
+    except ValueError:
+        return default
+
+
+def launched_world_size(environ=None) -> int:
+    """How many processes the launcher started (1 when not started by torchrun or srun)."""
+    return _launcher_value("WORLD_SIZE", 1, environ)
+
+
+def launched_rank(environ=None) -> int:
+    """This process's rank as the launcher says (0 when not started by torchrun or srun)."""
+    return _launcher_value("RANK", 0, environ)
+
+
+class PeerFailedError(SecateursError):
+    """Another rank stopped on an error (rank 0 reports it); this rank stops too."""
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that writes files, logs and talks to MLflow."""
+        return self.rank == 0
+
+
+SINGLE = DistContext()
+
+
+def init_distributed(timeout_s: float, backend: str = "auto") -> DistContext:
+    """Join the process group torchrun described in the environment (once per process).
+
+    ``backend``: ``auto`` (gloo, plus NCCL for CUDA tensors when CUDA is present), ``gloo`` (gloo
+    for every tensor, CUDA ones too) or ``nccl`` (NCCL for CUDA tensors, gloo for CPU ones)."""
+    world = launched_world_size()
+    if world <= 1:
+        return SINGLE
+    rank = launched_rank()
+    local_rank = _launcher_value("LOCAL_RANK", 0)
+    os.environ.setdefault("MASTER_PORT", "29500")  # env:// needs one; torchrun always sets it
+    if not dist.is_initialized():
+        if backend == "nccl" and not torch.cuda.is_available():
+            raise ConfigError("distributed.backend=nccl but no CUDA device is available here; allowed: auto | gloo")
+        chosen = "gloo"
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank % torch.cuda.device_count())
+            if backend != "gloo":
+                chosen = "cpu:gloo,cuda:nccl"
+        dist.init_process_group(
+            backend=chosen, timeout=timedelta(seconds=float(timeout_s)), rank=rank, world_size=world,
+            init_method="env://",
+        )
+    return DistContext(rank=rank, world_size=world, local_rank=local_rank)
+
+
+def shutdown_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def resolve_device(name: str, context: DistContext) -> torch.device:
+    """``device`` of the config for this rank: with several processes on CUDA, each takes the
+    GPU of its ``LOCAL_RANK``."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA device is available here; allowed: auto | cpu")
+    if name == "cuda" and context.enabled:
+        return torch.device("cuda", context.local_rank % torch.cuda.device_count())
+    return torch.device(name)
+
+
+# -- collectives (identity with one process) ---------------------------------------------------
+
+
+def broadcast_object(value: Any, context: DistContext) -> Any:
+    """Rank 0's ``value`` on every rank (pickled over gloo: only for our own small data)."""
+    if not context.enabled:
+        return value
+    box = [value if context.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(value: Any, context: DistContext) -> List[Any]:
+    """Every rank's ``value``, in rank order, on every rank."""
+    if not context.enabled:
+        return [value]
+    out: List[Any] = [None] * context.world_size
+    dist.all_gather_object(out, value)
+    return out
+
+
+def agree_or_raise(error: Optional[BaseException], context: DistContext) -> None:
+    """A barrier that also compares errors: if any rank failed, every rank raises.
+
+    The rank that failed raises its own error; the others raise :class:`PeerFailedError`, except
+    rank 0, which raises the first failed rank's message, so the job reports the mistake once
+    (rank 0 prints, the others stay quiet) and every rank exits with the same code.
+    """
+    if not context.enabled:
+        if error is not None:
+            raise error
+        return
+    message = None if error is None else f"{type(error).__name__}\t{error}"
+    messages = gather_objects(message, context)
+    if error is not None:
+        raise error
+    failed = [(rank, m) for rank, m in enumerate(messages) if m is not None]
+    if failed:
+        rank, text = failed[0]
+        kind, _, line = text.partition("\t")
+        raise PeerFailedError(f"rank {rank} stopped: {line}" if context.is_main else "")
+
+
+def sum_across_ranks(values: Sequence[float], context: DistContext, device: torch.device) -> List[float]:
+    """Element-wise sums over the ranks, in float64 (counts and sums of the metrics)."""
+    if not context.enabled:
+        return [float(v) for v in values]
+    # float64 on the CPU (gloo) is exact for counts and enough for loss sums; NCCL would need the
+    # tensor on the GPU, and these few numbers are not worth a device copy.
+    tensor = torch.tensor([float(v) for v in values], dtype=torch.float64)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.tolist()
+
+
+def broadcast_masks(masks: Dict[str, torch.Tensor], context: DistContext) -> Dict[str, torch.Tensor]:
+    """Rank 0's keep-masks, sent to every rank (on the CPU, as uint8, in name order)."""
+    if not context.enabled:
+        return masks
+    names = broadcast_object(sorted(masks), context)
+    shapes = broadcast_object({n: tuple(masks[n].shape) for n in names} if context.is_main else None, context)
+    out = {}
+    for name in names:
+        local = masks.get(name)
+        buffer = (
+            local.detach().to("cpu", dtype=torch.uint8).contiguous()
+            if context.is_main
+            else torch.empty(shapes[name], dtype=torch.uint8)
+        )
+        dist.broadcast(buffer, src=0)
+        out[name] = buffer.to(torch.bool)
+    return out
+
+
+def masks_fingerprint(masks: Dict[str, torch.Tensor], params: Dict[str, torch.Tensor]) -> Dict[str, Any]:
+    """What :class:`MaskSync` compares between ranks: a hash of every mask's bits, and how many
+    pruned positions hold a nonzero weight (0 when the masks are in force)."""
+    digest = hashlib.sha256()
+    nonzero_pruned = 0
+    for name in sorted(masks):
+        mask = masks[name].detach().to("cpu", dtype=torch.bool).contiguous()
+        digest.update(name.encode())
+        digest.update(mask.numpy().tobytes())
+        if name in params:
+            weight = params[name].detach().to("cpu")
+            nonzero_pruned += int(torch.count_nonzero(weight[~mask]))
+    return {"sha256": digest.hexdigest(), "nonzero_pruned": nonzero_pruned, "layers": len(masks)}

@@ -1,0 +1,137 @@
+"""Summarising a sweep: from its dir (job records) or from MLflow (the parent run's children),
+into the summary files, the terminal and the parent run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+from framework.sweeps.records import FAILED, FINISHED, JobRecord, SweepInfo, shown_overrides
+from framework.sweeps.summary import write_summary
+
+
+def optimizer_result(sweep_dir: Path) -> Optional[str]:
+    """Optuna's verdict (``optimization_results.yaml``) as Markdown lines: the best value and
+    parameters, or the Pareto front of a multi-objective study."""
+    path = Path(sweep_dir) / "optimization_results.yaml"
+    if not path.is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    result = OmegaConf.to_container(OmegaConf.load(path))
+    if "best_value" in result:
+        return f"Best value (Optuna): {result['best_value']:.4f} with {_params(result.get('best_params', {}))}"
+    lines = ["Optuna's Pareto front (values in the order of optimized_metric):"]
+    for solution in result.get("solutions", []):
+        values = ", ".join(f"{v:.4f}" for v in solution["values"])
+        lines.append(f"- [{values}] with {_params(solution['params'])}")
+    return "\n".join(lines)
+
+
+def _params(params: dict) -> str:
+    from framework.tracking.params import as_typed
+
+    return " ".join(as_typed(f"{k}={v}") for k, v in params.items()) or "(no parameters)"
+
+
+def summarise(info: SweepInfo, records: List[JobRecord], out_dir: Path, interrupted: bool = False,
+              close_parent: bool = True) -> Optional[str]:
+    """Write and print the summary; log it to the parent run (closing it) when there is one.
+    Returns a warning line if MLflow could not take it."""
+    title = f"Sweep {Path(info.sweep_dir).name}: {shown_overrides(info.overrides)}"
+    verdict = optimizer_result(Path(info.sweep_dir))
+    summary = write_summary(records, info.swept_keys, out_dir, title.strip(), verdict)
+    print(summary.markdown, flush=True)
+    print(f"sweep summary: {out_dir}", flush=True)
+    if not info.parent_run_id:
+        return None
+    from framework.sweeps.parent import finish_parent_run
+
+    failed = sum(r.status != FINISHED for r in records)
+    status = "KILLED" if interrupted else "FAILED" if failed else "FINISHED"
+    tags = {"sweep.jobs": str(len(records)), "sweep.failed_jobs": str(failed)}
+    for front in summary.fronts:
+        tags[f"sweep.pareto.{front.x_metric}"] = ",".join(map(str, front.front))
+    if verdict:
+        tags["sweep.optimizer_result"] = verdict[:5000]
+    metrics = {"sweep/jobs_finished": float(len(records) - failed), "sweep/jobs_failed": float(failed)}
+    accuracies = [r.metrics["val/top1"] for r in records if r.status == FINISHED and "val/top1" in r.metrics]
+    if accuracies:
+        metrics["sweep/best_val_top1"] = max(accuracies)
+    return finish_parent_run(info, out_dir, status if close_parent else None, tags, metrics)
+
+
+def records_from_mlflow(uri: str, parent_run_id: str) -> Tuple[SweepInfo, List[JobRecord]]:
+    """The sweep as MLflow knows it: the parent's tags and one record per child run."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    parent = client.get_run(parent_run_id)
+    tags = parent.data.tags
+    info = SweepInfo(
+        sweep_dir=tags.get("sweep.dir", ""),
+        swept_keys=[k for k in tags.get("sweep.swept_keys", "").split(",") if k],
+        overrides=[o for o in tags.get("sweep.overrides", "").split() if o != "(none)"],
+        sweeper=tags.get("sweep.sweeper", ""),
+        launcher=tags.get("sweep.launcher", ""),
+        tracking_uri=uri,
+        experiment_id=parent.info.experiment_id,
+        parent_run_id=parent_run_id,
+    )
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=5000
+    )
+    records = []
+    for child in children:
+        child_tags = child.data.tags
+        overrides = child_tags.get("hydra.overrides", "")
+        records.append(JobRecord(
+            num=int(child_tags.get("hydra.job.num", len(records))),
+            overrides=[] if overrides == "(none)" else overrides.split(),
+            status=FINISHED if child.info.status == "FINISHED" else FAILED,
+            error=child_tags.get("failure") or (None if child.info.status == "FINISHED" else f"MLflow run {child.info.status}"),
+            metrics=dict(child.data.metrics),
+            run_id=child.info.run_id,
+        ))
+    return info, sorted(records, key=lambda r: r.num)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m framework.report",
+        description="Rebuild a sweep's summary (table, Pareto plot and page) and log it to its parent run.",
+    )
+    parser.add_argument("sweep", help="a sweep dir (outputs/multirun/<date>/<time>) or the MLflow parent run id")
+    parser.add_argument("--uri", default=None, help="tracking URI (default: the sweep's, else outputs/mlflow.db)")
+    parser.add_argument("--out", type=Path, default=None, help="where to write the files (default: <sweep dir>/summary)")
+    args = parser.parse_args(argv)
+    from framework.sweeps.records import read_job_records, read_sweep_info
+
+    sweep_dir = Path(args.sweep)
+    if sweep_dir.is_dir():
+        info = read_sweep_info(sweep_dir) or SweepInfo(sweep_dir=str(sweep_dir.resolve()))
+        if args.uri:
+            info.tracking_uri = args.uri
+        records = read_job_records(sweep_dir)
+        if not records:
+            print(f"error: {sweep_dir} holds no jobs (no */.hydra/overrides.yaml); allowed: a multirun's sweep dir",
+                  file=sys.stderr)
+            return 2
+    else:
+        if not all(c in "0123456789abcdef" for c in args.sweep) or len(args.sweep) != 32:
+            print(f"error: {args.sweep!r} is neither a directory nor an MLflow run id; allowed: a sweep dir or a "
+                  "parent run id", file=sys.stderr)
+            return 2
+        from framework.config import project_root
+
+        uri = args.uri or f"sqlite:///{project_root()}/outputs/mlflow.db"
+        info, records = records_from_mlflow(uri, args.sweep)
+    out_dir = args.out or (Path(info.sweep_dir) / "summary" if info.sweep_dir and Path(info.sweep_dir).is_dir()
+                           else Path(f"sweep_summary_{info.parent_run_id}"))
+    warning = summarise(info, records, out_dir, close_parent=False)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
