@@ -17,9 +17,10 @@ from framework.data.digits import MAX_PIXEL, build_digits, stratified_split
 from framework.models import SimpleCNN
 
 LOADER = """
-import json, sys
+import json, os, sys
 import numpy as np, torch, mlflow, mlflow.pytorch
-assert not any(p and {repo!r} in p for p in sys.path), sys.path
+# the checkout itself is not importable (its .venv may live inside it: that path is fine)
+assert {repo!r} not in [os.path.abspath(p) for p in sys.path if p], sys.path
 uri, run_id = sys.argv[1], sys.argv[2]
 mlflow.set_tracking_uri(uri)
 model = mlflow.pytorch.load_model(f"runs:/{{run_id}}/model")
