@@ -57,6 +57,16 @@ def exit_with(code: int) -> None:
 
         signal.signal(signal.SIGTERM, lambda *_: os._exit(code))
         time.sleep(RANK_EXIT_GRACE_S)
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        # The process group is already shut down; gloo's C++ threads can still abort the
+        # interpreter's teardown ("terminate called without an active exception", exit -6) and
+        # replace our exit code. Everything of ours is written and closed by now: flush and go.
+        import logging
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
 
 
