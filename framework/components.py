@@ -153,12 +153,6 @@ def check_component(path: str, node: Any, supplied: Iterable[str] = ()) -> None:
         raise ConfigError("\n".join(problems))
 
 
-def accepts(node: Any, argument: str) -> bool:
-    """Whether the component's target takes ``argument`` (by name or through ``**kwargs``)."""
-    parameters, takes_any = _parameters(locate_target("?", target_path(node)))
-    return takes_any or argument in parameters
-
-
 def build_component(path: str, node: Any, **supplied: Any) -> Any:
     """Check ``node`` and instantiate it; ``supplied`` arguments are passed where the target
     accepts them and the node does not set them. Errors raised by the target become one line."""

@@ -20,9 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 from framework.components import build_component
 from framework.config import project_root, pruning_window, validate
 from framework.data import build_loaders, load_splits
+from framework.models.pretrained import thinning_recipe
 from framework.distributed import resolve_device
 from framework.resume_guard import ConfigRecordHook, apply_scheduler_arguments, config_changes
-from framework.thinning_hook import thinned_recipe
 from framework.errors import ConfigError, short_reason
 from framework.training import CheckpointHook, Trainer, load_checkpoint, seed_everything
 from framework.tracking.metrics_file import MetricsFileHook
@@ -193,7 +193,7 @@ def _set_up(cfg: DictConfig, context: RunContext, ddp, resume_path: Optional[Pat
             pruning_hook.report_dir = None
             if thinning_hook is not None:
                 thinning_hook.writes_files = False
-    recipe = thinned_recipe(checkpoint) if checkpoint is not None else None
+    recipe = thinning_recipe(checkpoint) if checkpoint is not None else None
     if recipe is not None:  # the checkpoint holds the thinned model: rebuild its architecture
         from framework.pruning.thinning import apply_recipe
 

@@ -125,11 +125,6 @@ class ThinningHook(Hook):
         self.thinned_at = state.get("thinned_at")
 
 
-def thinned_recipe(checkpoint: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """The recipe of a checkpoint written after thinning, else None."""
-    return (checkpoint.get("hooks", {}).get("thinning") or {}).get("recipe")
-
-
 def _onnx_available() -> bool:
     import importlib.util
 
