@@ -76,12 +76,13 @@ from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 from framework.errors import PruningError
 from framework.pruning.bn_fold import _trace
+from framework.pruning.layouts import PARAM, LayoutHandlers, _Channels
 
 _WRAPPERS = (nn.DataParallel, nn.parallel.DistributedDataParallel)
 _PREFIX = "module."
 
 OUT, IN, NORM = "out", "in", "norm"
-ROLES = (OUT, IN, NORM)
+ROLES = (OUT, IN, NORM, PARAM)  # PARAM: slices of a parameter read in forward (layer scale, in_proj rows)
 
 # Modules and functions that act on each channel independently (or only on other dims).
 _PASS_MODULES = (
@@ -147,6 +148,7 @@ class CoupledChannel:
 
     members: tuple[Member, ...]
     fixed: bool = False  # True: never removed (network input/output, constants, unknown ops)
+    head: bool = False  # True: a whole attention head (removed by structure=head only)
 
     def of(self, role: str) -> list[Member]:
         return [m for m in self.members if m.role == role]
@@ -162,6 +164,11 @@ class DependencyGroup:
     @property
     def prunable(self) -> list[CoupledChannel]:
         return [c for c in self.channels if not c.fixed]
+
+    @property
+    def kind(self) -> str:
+        """``"head"`` for the heads of an attention block, ``"channel"`` otherwise."""
+        return "head" if self.channels and all(c.head for c in self.channels) else "channel"
 
 
 @dataclass
@@ -184,6 +191,9 @@ class DependencyGraph:
     # (module name, role) -> channel count of that role (out/in channels, norm features)
     widths: dict[tuple[str, str], int]
     modules: dict[str, nn.Module] = field(repr=False)
+    # PARAM members: parameter name -> the dim its slices are taken along
+    param_dims: dict[str, int] = field(default_factory=dict)
+    parameters: dict[str, nn.Parameter] = field(default_factory=dict, repr=False)
 
     def channels(self) -> Iterable[CoupledChannel]:
         for group in self.groups:
@@ -214,15 +224,6 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-@dataclass
-class _Channels:
-    """Channel ids of one tensor: ``ids[i]`` is channel ``i`` along dim ``dim`` of a tensor of ``shape``."""
-
-    ids: list[int]
-    dim: int
-    shape: tuple[int, ...]
-
-
 def _describe(node: torch.fx.Node, modules: dict[str, nn.Module]) -> str:
     if node.op == "call_module":
         return f"{type(modules[node.target]).__name__} '{node.target}'"
@@ -238,7 +239,7 @@ def _tensor_meta(node: Any):
     return node.meta.get("tensor_meta") if isinstance(node, torch.fx.Node) else None
 
 
-class _Builder:
+class _Builder(LayoutHandlers):
     """Walks the graph once; every tensor gets channel ids, every layer channel a member."""
 
     def __init__(self, graph: torch.fx.Graph, modules: dict[str, nn.Module]):
@@ -250,6 +251,10 @@ class _Builder:
         self.module_ids: dict[tuple[str, str], list[int]] = {}
         self.fixed: dict[int, tuple[str, str, bool]] = {}  # id -> (op, reason, warn)
         self.sites: dict[str, list[str]] = defaultdict(list)  # unknown op -> graph nodes where it occurs
+        self.head_ids: list[int] = []  # one id of every attention head unit
+        self.param_dims: dict[str, int] = {}  # parameter read in forward -> its channel dim
+        # get_attr parameters (and their expand()s): node -> (name, shape, leading dims added or None)
+        self.param_origin: dict[torch.fx.Node, tuple[str, tuple[int, ...], int | None]] = {}
 
     # ----------------------------------------------------------------------------- helpers
     def fresh(self, meta: TensorMetadata, dim: int) -> _Channels:
@@ -284,14 +289,20 @@ class _Builder:
         for channels in self.tensors_in(list(node.args) + list(node.kwargs.values())):
             self.fix(channels.ids, op, reason, warn)
         meta = node.meta.get("tensor_meta")
-        outputs = self._fresh_outputs(meta)
+        inputs = self.tensors_in(list(node.args) + list(node.kwargs.values()))
+        # an output shaped like an input (a fused attention call on [B, H, W, C]) keeps its channel dim
+        like = next((c.dim for c in inputs if not c.multi and isinstance(meta, TensorMetadata)
+                     and len(c.shape) == len(meta.shape) and c.dim != 1), None)
+        outputs = self._fresh_outputs(meta, like)
         if outputs is not None:
             for channels in outputs if isinstance(outputs, list) else [outputs]:
                 self.fix(channels.ids, op, reason, warn)
             self.values[node] = outputs
 
-    def _fresh_outputs(self, meta):
+    def _fresh_outputs(self, meta, dim: int | None = None):
         if isinstance(meta, TensorMetadata):
+            if dim is not None:
+                return self.fresh(meta, dim)
             return self.fresh(meta, 1 if len(meta.shape) >= 2 else 0) if len(meta.shape) >= 1 else None
         if isinstance(meta, (tuple, list)) and meta and all(isinstance(m, TensorMetadata) for m in meta):
             return [self.fresh(m, 1 if len(m.shape) >= 2 else 0) for m in meta if len(m.shape) >= 1]
@@ -329,6 +340,10 @@ class _Builder:
             channels = self.fresh(meta, 1 if len(meta.shape) >= 2 else 0)
             self.fix(channels.ids, f"tensor attribute '{node.target}'", "a constant read in forward", False)
             self.values[node] = channels
+            owner, _, attribute = node.target.rpartition(".")
+            if isinstance(getattr(self.modules.get(owner), attribute, None), nn.Parameter):
+                # followed where it meets channels element-wise (layer scale, position embedding)
+                self.param_origin[node] = (node.target, tuple(meta.shape), None)
 
     def _op_output(self, node):
         for channels in self.tensors_in(node.args):
@@ -338,7 +353,9 @@ class _Builder:
         module = self.modules[node.target]
         inputs = self.tensors_in(node.args[:1])
         meta = node.meta.get("tensor_meta")
-        if isinstance(module, _LAYERS) and len(inputs) == 1 and isinstance(meta, TensorMetadata) and not node.kwargs \
+        if any(value.multi for value in inputs):
+            pass  # channels spread over several dims: only the layout handlers below know them
+        elif isinstance(module, _LAYERS) and len(inputs) == 1 and isinstance(meta, TensorMetadata) and not node.kwargs \
                 and len(node.args) == 1:
             if self._layer(node, module, inputs[0], meta):
                 return
@@ -355,10 +372,16 @@ class _Builder:
         elif isinstance(module, nn.Flatten) and len(inputs) == 1 and isinstance(meta, TensorMetadata):
             if module.end_dim in (-1, len(inputs[0].shape) - 1) and self._merge_trailing(node, inputs[0], meta, module.start_dim):
                 return
+        if inputs or isinstance(module, nn.MultiheadAttention):
+            if self.layout_module(node, module, inputs, meta):
+                return
         self.unknown(node, "its effect on channels is not known")
 
     def _layer(self, node, module, source: _Channels, meta: TensorMetadata) -> bool:
         name = node.target
+        wanted = len(source.shape) - 1 if isinstance(module, nn.Linear) else 1
+        if source.dim != wanted and len(source.shape) > wanted:
+            source = self._refit(source, wanted) or source
         if isinstance(module, nn.Linear):
             if source.dim != len(source.shape) - 1:
                 return False
@@ -389,6 +412,16 @@ class _Builder:
         self.attach(out.ids, name, OUT)  # a shared layer's second call is coupled to its first
         self.values[node] = out
         return True
+
+    def _refit(self, source: _Channels, dim: int) -> _Channels | None:
+        """Channels kept whole by an unknown op carry no information about which dim holds them:
+        a layer that reads them along ``dim`` gets fresh kept ids there (None if some are removable)."""
+        reasons = [self.fixed.get(i) for i in source.ids]
+        if not reasons or any(r is None for r in reasons):
+            return None
+        channels = _Channels(self.uf.new(source.shape[dim]), dim, source.shape)
+        self.fix(channels.ids, *reasons[0])
+        return channels
 
     def _pass(self, node, source: _Channels, meta: TensorMetadata) -> bool:
         """Channels pass through unchanged (same count along the same dim)."""
@@ -430,6 +463,24 @@ class _Builder:
             return  # no tensor with channels goes in or comes out (sizes, arithmetic on ints)
         if method in _METADATA_METHODS or (function is getattr and meta is None):
             return
+        if method == "expand" and args[0] in self.param_origin and isinstance(meta, TensorMetadata):
+            name, shape, _ = self.param_origin[args[0]]
+            self.param_origin[node] = (name, shape, len(meta.shape) - len(shape))
+            channels = self.fresh(meta, 1 if len(meta.shape) >= 2 else 0)
+            self.fix(channels.ids, f"tensor attribute '{name}'", "a constant read in forward", False)
+            self.values[node] = channels
+            return
+        if isinstance(first, _Channels) and first.multi:
+            if self.layout_call(node, function, method, first, meta):
+                return
+            if (function in _PASS_FUNCTIONS or method in _PASS_METHODS) and self._only_first_is_tensor(node) \
+                    and isinstance(meta, TensorMetadata) and self._same_layout(node, first, meta):
+                return
+            if (function in _BINARY_FUNCTIONS or method in _BINARY_METHODS) and isinstance(meta, TensorMetadata) \
+                    and self._binary(node, meta):
+                return
+            self.unknown(node, "its effect on channels is not known")
+            return
         if function is operator.getitem:
             if isinstance(first, list):
                 if isinstance(args[1], int):
@@ -438,6 +489,8 @@ class _Builder:
             elif isinstance(first, _Channels) and isinstance(meta, TensorMetadata) and self._getitem(node, first, args[1], meta):
                 return
             elif first is None:
+                return
+            if isinstance(first, _Channels) and self.layout_call(node, function, method, first, meta):
                 return
             self.unknown(node, "indexes along the channel dim with constants fixed in the code")
             return
@@ -469,6 +522,10 @@ class _Builder:
         if (function is torch.chunk or method == "chunk") and isinstance(first, _Channels):
             if self._chunk(node, first, meta):
                 return
+        if isinstance(first, _Channels) and self.layout_call(node, function, method, first, meta):
+            return
+        if function is F.scaled_dot_product_attention and self._attention(node, meta):
+            return
         reason = "its effect on channels is not known"
         if function is torch.split or method == "split":
             reason = "its split sizes are fixed in the code"
@@ -501,9 +558,12 @@ class _Builder:
     def _binary(self, node, meta: TensorMetadata) -> bool:
         out_shape = tuple(meta.shape)
         operands = [a for a in list(node.args[:2]) + [node.kwargs.get("other")] if a is not None]
-        channel_dim, full = None, []
+        channel_dim, channel_axes, full, parameters = None, None, [], []
         for operand in operands:
             if isinstance(operand, (int, float, bool)):
+                continue
+            if isinstance(operand, torch.fx.Node) and operand in self.param_origin:
+                parameters.append(operand)
                 continue
             value = self.values.get(operand) if isinstance(operand, torch.fx.Node) else None
             if not isinstance(value, _Channels):
@@ -511,13 +571,16 @@ class _Builder:
                     continue  # a python number computed in the graph
                 return False
             offset = len(out_shape) - len(value.shape)
-            if len(value.ids) == 1 and out_shape[value.dim + offset] != 1:
+            if not value.multi and len(value.ids) == 1 and out_shape[value.dim + offset] != 1:
                 # broadcast along channels: it feeds every output channel, so it keeps its one channel
                 self.fix(value.ids, _describe(node, self.modules), "broadcast along channels", False)
                 continue
-            if channel_dim is not None and channel_dim != value.dim + offset:
+            axes = tuple(a + offset for a in value.axes)
+            if channel_axes is not None and channel_axes != axes:
                 return False
-            channel_dim = value.dim + offset
+            if value.multi and any(out_shape[a + offset] != value.shape[a] for a in value.axes):
+                return False
+            channel_dim, channel_axes = value.dim + offset, axes
             full.append(value)
         if not full:
             return False
@@ -526,7 +589,10 @@ class _Builder:
                 return False
             for a, b in zip(full[0].ids, value.ids):
                 self.uf.union(a, b)
-        self.values[node] = _Channels(full[0].ids, channel_dim, out_shape)
+        for parameter in parameters:
+            if self.attach_parameter(parameter, full[0], len(out_shape), channel_dim) is False:
+                return False
+        self.values[node] = _Channels(full[0].ids, channel_dim, out_shape, channel_axes)
         return True
 
     def _reduce(self, node, source: _Channels, meta) -> bool:
@@ -595,14 +661,22 @@ class _Builder:
         dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
         if not isinstance(tensors, (tuple, list)) or not isinstance(dim, int) or not isinstance(meta, TensorMetadata):
             return False
-        parts = [self.values.get(t) if isinstance(t, torch.fx.Node) else None for t in tensors]
-        if not parts or not all(isinstance(p, _Channels) for p in parts):
+        parameters = [t for t in tensors if isinstance(t, torch.fx.Node) and t in self.param_origin]
+        parts = [self.values.get(t) if isinstance(t, torch.fx.Node) else None for t in tensors
+                 if t not in parameters]
+        if not parts or not all(isinstance(p, _Channels) and not p.multi for p in parts):
             return False
         cdim = parts[0].dim
         ndim = len(parts[0].shape)
         if any(p.dim != cdim or len(p.shape) != ndim for p in parts):
             return False
         shape = tuple(meta.shape)
+        if parameters:  # a class token concatenated to the tokens: its channels go with theirs
+            if dim % ndim == cdim or len(shape) != ndim:
+                return False
+            for parameter in parameters:
+                if self.attach_parameter(parameter, parts[0], ndim, cdim) is False:
+                    return False
         if dim % ndim == cdim:
             ids = [i for p in parts for i in p.ids]
         else:
@@ -730,6 +804,7 @@ def _assemble(builder: _Builder, modules, prefix: str, model: nn.Module, warn: b
                 group_uf.union(group_of_key[key], root_group[root])
             else:
                 group_of_key[key] = root_group[root]
+    head_roots = {uf.find(i) for i in builder.head_ids}
     grouped: dict[int, list[CoupledChannel]] = defaultdict(list)
     exclusions: dict[tuple[str, str], set[str]] = defaultdict(set)
     warn_flags: dict[tuple[str, str], bool] = {}
@@ -743,7 +818,7 @@ def _assemble(builder: _Builder, modules, prefix: str, model: nn.Module, warn: b
             op, reason, loud = fixed_roots[root]
             exclusions[(op, reason)].update(m.module for m in members if m.role != NORM)
             warn_flags[(op, reason)] = loud
-        grouped[group_uf.find(root_group[root])].append(CoupledChannel(members, fixed))
+        grouped[group_uf.find(root_group[root])].append(CoupledChannel(members, fixed, root in head_roots))
 
     groups = []
     for channels in grouped.values():
@@ -766,4 +841,6 @@ def _assemble(builder: _Builder, modules, prefix: str, model: nn.Module, warn: b
                     f"(layers that keep those channels: {shown or 'none'})",
                     stacklevel=3,
                 )
-    return DependencyGraph(groups, result, widths, dict(model.named_modules()))
+    param_dims = {prefix + name: dim for name, dim in builder.param_dims.items()}
+    parameters = {name: p for name, p in model.named_parameters() if name in param_dims}
+    return DependencyGraph(groups, result, widths, dict(model.named_modules()), param_dims, parameters)

@@ -49,7 +49,8 @@ import torch
 from torch import nn
 
 from framework.errors import CheckpointError, PruningError
-from framework.pruning.dependency import IN, NORM, OUT, DependencyGraph, build_dependency_graph
+from framework.pruning.attention import thin_multihead
+from framework.pruning.dependency import IN, NORM, OUT, PARAM, DependencyGraph, build_dependency_graph
 from framework.pruning.structures import to_groups
 from framework.serialization import load_weights_only
 
@@ -100,6 +101,10 @@ class _Removal:
     def alive(self, module: str, role: str) -> list[bool] | None:
         """Bool per channel of a layer role: True where its mask keeps some weight (None: no mask)."""
         key = (module, role)
+        if key not in self._flags and role == PARAM:
+            mask, dim = self.masks.get(module), self.graph.param_dims[module]
+            self._flags[key] = None if mask is None else (
+                mask.bool().movedim(dim, 0).reshape(mask.shape[dim], -1).any(1).cpu().tolist())
         if key not in self._flags:
             mask = self.masks.get(_weight_name(module))
             layer = self.graph.modules[module]
@@ -293,8 +298,22 @@ def thin(
     kept = _kept_indices(graph, gone)
     modules = dict(work.named_modules())
     recipe_modules: dict[str, dict] = {}
+    recipe_parameters: dict[str, list[int]] = {}
     plans: dict[str, IndexPlan] = {}
-    for name in sorted({module for module, _ in kept}):
+    for (name, role), keep in sorted(kept.items()):
+        if role == PARAM:  # a parameter read in forward: sliced along its channel dim
+            owner, _, attribute = name.rpartition(".")
+            plan = [(graph.param_dims[name], keep)]
+            tensor = getattr(modules[owner], attribute)
+            _replace_tensor(modules[owner], attribute, _slice(tensor.detach(), plan).clone())
+            plans[name] = plan
+            recipe_parameters[name] = list(getattr(modules[owner], attribute).shape)
+    for name, module in modules.items():
+        if isinstance(module, nn.MultiheadAttention) and f"{name}.in_proj_weight" in recipe_parameters:
+            heads = recipe_parameters[f"{name}.in_proj_weight"][0] // (3 * module.head_dim)
+            thin_multihead(module, heads)
+            recipe_modules[name] = {"type": "MultiheadAttention", "num_heads": heads}
+    for name in sorted({module for module, role in kept if role != PARAM}):
         spec = _module_spec(name, modules[name], kept)
         if spec is None:
             continue
@@ -308,8 +327,10 @@ def thin(
         _set_widths(module, widths)
         recipe_modules[name] = widths
 
-    result = ThinResult(work, {"format": RECIPE_FORMAT, "modules": recipe_modules}, plans,
-                        removed_channels=len(gone))
+    recipe = {"format": RECIPE_FORMAT, "modules": recipe_modules}
+    if recipe_parameters:
+        recipe["parameters"] = recipe_parameters
+    result = ThinResult(work, recipe, plans, removed_channels=len(gone))
     if check:
         result.max_error = relative_error(reference, _outputs(work, example_input))
         dtype = next(work.parameters()).dtype
@@ -372,11 +393,22 @@ def apply_recipe(model: nn.Module, recipe: Mapping) -> nn.Module:
             raise CheckpointError(
                 f"thinning recipe resizes {spec.get('type')} '{name}' but {type(model).__name__} has {found} there"
             )
+        if isinstance(module, nn.MultiheadAttention):
+            thin_multihead(module, int(spec["num_heads"]))
+            continue
         _set_widths(module, spec)
         for attribute, shape in _shapes(module).items():
             tensor = getattr(module, attribute, None)
             if isinstance(tensor, torch.Tensor):
                 _replace_tensor(module, attribute, torch.empty(shape, dtype=tensor.dtype, device=tensor.device))
+    for name, shape in recipe.get("parameters", {}).items():
+        owner, _, attribute = name.rpartition(".")
+        module = modules.get(owner)
+        tensor = getattr(module, attribute, None) if module is not None else None
+        if not isinstance(tensor, nn.Parameter):
+            raise CheckpointError(f"thinning recipe resizes parameter '{name}' but {type(model).__name__} has none there")
+        _replace_tensor(module, attribute, torch.empty([int(s) for s in shape], dtype=tensor.dtype,
+                                                       device=tensor.device))
     return model
 
 
