@@ -76,7 +76,7 @@ from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 from framework.errors import PruningError
 from framework.pruning.bn_fold import _trace
-from framework.pruning.layouts import PARAM, LayoutHandlers, _Channels
+from framework.pruning.layouts import PARAM, STRUCTURAL_REASONS, LayoutHandlers, _Channels
 
 _WRAPPERS = (nn.DataParallel, nn.parallel.DistributedDataParallel)
 _PREFIX = "module."
@@ -787,10 +787,14 @@ def _assemble(builder: _Builder, modules, prefix: str, model: nn.Module, warn: b
     for i, module, role, index in builder.members:
         by_root[uf.find(i)][(module, role)].append(index)
     fixed_roots: dict[int, tuple[str, str, bool]] = {}
+    structural = {uf.find(i): why for i, why in builder.fixed.items() if why[1] in STRUCTURAL_REASONS}
     for i, why in builder.fixed.items():
         root = uf.find(i)
-        # a warning reason wins over a silent one, so the user hears about unknown ops
-        if root not in fixed_roots or (why[2] and not fixed_roots[root][2]):
+        # a warning reason wins over a silent one, so the user hears about unknown ops; but where
+        # the channels could never go anyway (a LayerNorm over them), that reason is the one given
+        if root in structural:
+            fixed_roots[root] = structural[root]
+        elif root not in fixed_roots or (why[2] and not fixed_roots[root][2]):
             fixed_roots[root] = why
 
     # group channels that share a (module, role)

@@ -430,6 +430,8 @@ def build_pruner(
         folded = FoldedRanking(model, structure) if fold_batchnorm == "activation" else FoldedRanking(model)
         ranking_view = folded.view
         folded_pairs = list(folded.pairs)
+        if not folded_pairs:
+            _warn_nothing_to_fold(model, fold_batchnorm)
 
     engine_arguments = dict(
         method=method,
@@ -466,6 +468,18 @@ def build_pruner(
         engine = PruningEngine(**engine_arguments)
     engine.thin_when = thin_when
     return engine
+
+
+def _warn_nothing_to_fold(model: nn.Module, fold_batchnorm) -> None:
+    """One line when ``fold_batchnorm`` finds nothing to fold (a transformer has LayerNorm, not BatchNorm)."""
+    import warnings
+
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    what = ("none of its BatchNorm layers directly follows a Conv/Linear" if has_bn
+            else "it has no BatchNorm layer")
+    value = "activation" if fold_batchnorm == "activation" else "true"
+    warnings.warn(f"fold_batchnorm={value}: {type(model).__name__} has nothing to fold ({what}); "
+                  "weights are ranked as they are", stacklevel=3)
 
 
 THIN_WHEN = ("end", "after_pruning", "never")

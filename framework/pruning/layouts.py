@@ -53,6 +53,8 @@ PARAM = "param"
 HEAD_REASON = "nn.MultiheadAttention keeps its embedding width (its heads can be removed with pruner.structure=head)"
 NORMALISED_REASON = "it normalises over these channels, so removing one would change the others"
 FIXED_SIZE_REASON = "its size along the channels is fixed in the code"
+# channels kept for a reason no change to the code around them would remove
+STRUCTURAL_REASONS = (NORMALISED_REASON, HEAD_REASON)
 MIXING_REASON = "it mixes the channel dim with another dim in a way that cannot be tracked"
 
 _PERMUTE_METHODS = {"permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis"}
@@ -112,7 +114,10 @@ def channels_from_full(full: torch.Tensor) -> _Channels | None:
             axes.append(d)
     if not axes or not bool((full == reduced.expand(shape)).all()):
         return None
-    return _Channels(reduced.flatten().tolist(), axes[0], shape, tuple(axes))
+    ids = reduced.flatten().tolist()
+    if len(axes) > 1 and len(set(ids)) != len(ids):
+        return None  # a channel spread over several positions of a grid: not a product of dims
+    return _Channels(ids, axes[0], shape, tuple(axes))
 
 
 def _size_is_variable(size: Any) -> bool:
@@ -265,8 +270,12 @@ class LayoutHandlers:
             return True
         grid = result.grid()
         shrinkable = [k for k, a in enumerate(result.axes) if variable[a]]
-        if not shrinkable:
-            self.unknown(node, FIXED_SIZE_REASON)
+        if not shrinkable:  # followed, but none of them can go
+            op = self._name(node)
+            self.sites[op].append(node.name)
+            self.fix(result.ids, op, FIXED_SIZE_REASON, True)
+            self.fix(source.ids, op, FIXED_SIZE_REASON, True)
+            self.values[node] = result
             return True
         for k in range(len(result.axes)):
             if k != shrinkable[0]:
