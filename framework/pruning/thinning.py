@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import os
 import tempfile
 from collections import defaultdict
@@ -361,7 +362,9 @@ def thin_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module, thinned: 
             )
         groups.append({**{k: v for k, v in group.items() if k != "params"},
                        "params": [new_params[names[id(p)]] for p in group["params"]]})
-    new = type(optimizer)(groups, **optimizer.defaults)
+    # defaults may hold keys the constructor does not take (AdamW records decoupled_weight_decay)
+    accepted = inspect.signature(type(optimizer).__init__).parameters
+    new = type(optimizer)(groups, **{k: v for k, v in optimizer.defaults.items() if k in accepted})
     for old_param, state in optimizer.state.items():
         name = names[id(old_param)]
         plan = plans.get(name)
