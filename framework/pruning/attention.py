@@ -67,3 +67,74 @@ def thin_multihead(module: nn.MultiheadAttention, num_heads: int) -> None:
     current ``head_dim`` (its tensors are resized by the caller)."""
     module.num_heads = int(num_heads)
     module.__class__ = ThinnedMultiheadAttention
+
+
+# ---------------------------------------------------------------------------------------------
+# Swin's shifted-window attention (torchvision.models.swin_transformer.ShiftedWindowAttention)
+#
+# torchvision's function derives head_dim from the embedding (C // num_heads), so a block that lost
+# heads but kept its embedding needs a forward that takes head_dim on its own. torchvision is not
+# imported here (pruning imports only torch): the thinned class is made from the module's own class.
+
+_THINNED_WINDOW_CLASSES: dict[type, type] = {}
+
+
+def is_window_attention(module: nn.Module) -> bool:
+    """torchvision's ShiftedWindowAttention (v1: a relative-position-bias table per head)."""
+    return (type(module).__name__ in ("ShiftedWindowAttention", "ThinnedShiftedWindowAttention")
+            and hasattr(module, "relative_position_bias_table") and isinstance(getattr(module, "qkv", None), nn.Linear))
+
+
+def _region_mask(height: int, width: int, window: tuple[int, int], shift: list[int], device) -> torch.Tensor:
+    """-100 between tokens of one window that came from different regions of the cyclic shift."""
+    def bands(size, win, step):
+        index = torch.arange(size, device=device)
+        return (index >= size - win).long() + (index >= size - step).long()
+
+    labels = bands(height, window[0], shift[0])[:, None] * 3 + bands(width, window[1], shift[1])[None, :]
+    labels = labels.view(height // window[0], window[0], width // window[1], window[1]).permute(0, 2, 1, 3)
+    labels = labels.reshape(-1, window[0] * window[1])
+    different = labels[:, None, :] != labels[:, :, None]
+    return torch.zeros(different.shape, device=device).masked_fill(different, -100.0)
+
+
+def _window_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """Shifted-window attention with ``num_heads`` heads of ``head_dim`` features on a ``[B, H, W, C]``
+    input (the computation of torchvision's function, with head_dim not tied to C)."""
+    batch, height, width, channels = x.shape
+    window = tuple(self.window_size)
+    x = F.pad(x, (0, 0, 0, (-width) % window[1], 0, (-height) % window[0]))
+    padded_h, padded_w = x.shape[1], x.shape[2]
+    shift = [0 if window[0] >= padded_h else self.shift_size[0], 0 if window[1] >= padded_w else self.shift_size[1]]
+    if sum(shift):
+        x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+    rows, cols = padded_h // window[0], padded_w // window[1]
+    tokens = window[0] * window[1]
+    windows = x.view(batch, rows, window[0], cols, window[1], channels).permute(0, 1, 3, 2, 4, 5)
+    windows = windows.reshape(batch * rows * cols, tokens, channels)
+    qkv = self.qkv(windows).reshape(windows.shape[0], tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    scores = torch.matmul(q * float(self.head_dim) ** -0.5, k.transpose(-2, -1)) + self.get_relative_position_bias()
+    if sum(shift):
+        mask = _region_mask(padded_h, padded_w, window, shift, scores.device).to(scores.dtype)
+        scores = scores.view(batch, rows * cols, self.num_heads, tokens, tokens) + mask[None, :, None]
+        scores = scores.view(-1, self.num_heads, tokens, tokens)
+    weights = F.dropout(torch.softmax(scores, dim=-1), p=self.attention_dropout, training=self.training)
+    out = torch.matmul(weights, v).transpose(1, 2).reshape(windows.shape[0], tokens, self.num_heads * self.head_dim)
+    out = F.dropout(self.proj(out), p=self.dropout, training=self.training)
+    out = out.view(batch, rows, cols, window[0], window[1], channels).permute(0, 1, 3, 2, 4, 5)
+    out = out.reshape(batch, padded_h, padded_w, channels)
+    if sum(shift):
+        out = torch.roll(out, shifts=(shift[0], shift[1]), dims=(1, 2))
+    return out[:, :height, :width, :].contiguous()
+
+
+def thin_window_attention(module: nn.Module, num_heads: int, head_dim: int) -> None:
+    """Turn a ShiftedWindowAttention into its thinned form: ``num_heads`` heads of ``head_dim``."""
+    base = type(module)
+    if not base.__name__.startswith("Thinned"):
+        if base not in _THINNED_WINDOW_CLASSES:
+            _THINNED_WINDOW_CLASSES[base] = type(f"Thinned{base.__name__}", (base,), {"forward": _window_forward})
+        module.__class__ = _THINNED_WINDOW_CLASSES[base]
+    module.num_heads = int(num_heads)
+    module.head_dim = int(head_dim)

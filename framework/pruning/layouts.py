@@ -53,8 +53,11 @@ PARAM = "param"
 HEAD_REASON = "nn.MultiheadAttention keeps its embedding width (its heads can be removed with pruner.structure=head)"
 NORMALISED_REASON = "it normalises over these channels, so removing one would change the others"
 FIXED_SIZE_REASON = "its size along the channels is fixed in the code"
+WINDOW_REASON = ("shifted-window attention keeps its embedding width (the heads of a v1 block can be removed "
+                 "with pruner.structure=head)")
 # channels kept for a reason no change to the code around them would remove
-STRUCTURAL_REASONS = (NORMALISED_REASON, HEAD_REASON)
+STRUCTURAL_REASONS = (NORMALISED_REASON, HEAD_REASON, WINDOW_REASON)
+_WINDOW_ATTENTION = ("torchvision.models.swin_transformer", "shifted_window_attention")
 MIXING_REASON = "it mixes the channel dim with another dim in a way that cannot be tracked"
 
 _PERMUTE_METHODS = {"permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis"}
@@ -156,6 +159,8 @@ class LayoutHandlers:
             return self._unbind(node, first, meta)
         if function is F.scaled_dot_product_attention:
             return self._attention(node, meta)
+        if (getattr(function, "__module__", None), getattr(function, "__name__", None)) == _WINDOW_ATTENTION:
+            return self._window_attention(node, first, meta)
         if function in _SOFTMAX or method in ("softmax", "log_softmax"):
             dim = _arg(node, 1, "dim")
             if isinstance(dim, int) and isinstance(meta, TensorMetadata) and dim % len(first.shape) not in first.axes:
@@ -409,6 +414,37 @@ class LayoutHandlers:
             self.attach(rows, f"{node.target}.in_proj_bias", PARAM)
             self.param_dims[f"{node.target}.in_proj_bias"] = 0
         self.attach([units[c // head_dim] for c in range(width)], f"{node.target}.out_proj", "in")
+        return True
+
+    def _window_attention(self, node, source: _Channels, meta) -> bool:
+        """torchvision's Swin attention (one wrapped call): heads of a v1 block are units made of their
+        qkv rows, proj columns and relative-position-bias table column; the embedding is kept."""
+        from framework.pruning.attention import is_window_attention
+
+        qkv = _arg(node, 1, "qkv_weight")
+        if not isinstance(meta, TensorMetadata) or not isinstance(qkv, torch.fx.Node) or qkv.op != "get_attr" \
+                or not str(qkv.target).endswith(".qkv.weight"):
+            return False
+        owner = str(qkv.target)[: -len(".qkv.weight")]
+        module = self.modules.get(owner)
+        op = self._name(node)
+        self.fix(source.ids, op, WINDOW_REASON, False)
+        out = self.fresh(meta, len(meta.shape) - 1)
+        self.fix(out.ids, op, WINDOW_REASON, False)
+        self.values[node] = out
+        if not is_window_attention(module) or _arg(node, 11, "logit_scale") is not None:
+            return True  # v2 reads its per-head bias through a view with the head count fixed: heads stay
+        width, heads = module.qkv.in_features, module.num_heads
+        if module.qkv.out_features != 3 * width or module.proj.in_features != width or width % heads:
+            return True
+        head_dim = width // heads
+        units = self.uf.new(heads)
+        self.head_ids.extend(units)
+        self.attach([units[(r % width) // head_dim] for r in range(3 * width)], f"{owner}.qkv", "out")
+        self.attach([units[c // head_dim] for c in range(width)], f"{owner}.proj", "in")
+        table = f"{owner}.relative_position_bias_table"
+        self.attach(units, table, PARAM)
+        self.param_dims[table] = 1
         return True
 
     # ------------------------------------------------------------------ parameters read in forward

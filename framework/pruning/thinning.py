@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from framework.errors import CheckpointError, PruningError
-from framework.pruning.attention import thin_multihead
+from framework.pruning.attention import is_window_attention, thin_multihead, thin_window_attention
 from framework.pruning.dependency import IN, NORM, OUT, PARAM, DependencyGraph, build_dependency_graph
 from framework.pruning.structures import to_groups
 from framework.serialization import load_weights_only
@@ -314,6 +314,11 @@ def thin(
             heads = recipe_parameters[f"{name}.in_proj_weight"][0] // (3 * module.head_dim)
             thin_multihead(module, heads)
             recipe_modules[name] = {"type": "MultiheadAttention", "num_heads": heads}
+        elif is_window_attention(module) and (f"{name}.qkv", OUT) in kept:
+            head_dim = graph.widths[(f"{name}.qkv", OUT)] // (3 * module.num_heads)
+            heads = len(kept[(f"{name}.qkv", OUT)]) // (3 * head_dim)
+            recipe_modules[name] = {"type": type(module).__name__, "num_heads": heads, "head_dim": head_dim}
+            thin_window_attention(module, heads, head_dim)
     for name in sorted({module for module, role in kept if role != PARAM}):
         spec = _module_spec(name, modules[name], kept)
         if spec is None:
@@ -398,6 +403,9 @@ def apply_recipe(model: nn.Module, recipe: Mapping) -> nn.Module:
             )
         if isinstance(module, nn.MultiheadAttention):
             thin_multihead(module, int(spec["num_heads"]))
+            continue
+        if is_window_attention(module):
+            thin_window_attention(module, int(spec["num_heads"]), int(spec["head_dim"]))
             continue
         _set_widths(module, spec)
         for attribute, shape in _shapes(module).items():

@@ -58,7 +58,8 @@ def tiny_vit():
 
 def tiny_swin(v2=False):
     extra = dict(block=swin_transformer.SwinTransformerBlockV2, downsample_layer=swin_transformer.PatchMergingV2) if v2 else {}
-    return swin_transformer.SwinTransformer(patch_size=[2, 2], embed_dim=8, depths=[1, 1], num_heads=[2, 2],
+    # two blocks in the first stage: the second one shifts its windows
+    return swin_transformer.SwinTransformer(patch_size=[2, 2], embed_dim=8, depths=[2, 1], num_heads=[2, 2],
                                             window_size=[2, 2], num_classes=3, **extra)
 
 
@@ -110,7 +111,7 @@ def check_exact(model, x, structure, sparsity=0.5, **kwargs):
 
 
 CASES = [(name, structure) for name in MODELS for structure in ("filter", "channel")]
-CASES += [("vit", "head"), ("sdpa_block", "head"), ("gqa_block", "head")]
+CASES += [("vit", "head"), ("swin", "head"), ("sdpa_block", "head"), ("gqa_block", "head")]
 
 
 @pytest.mark.parametrize("name, structure", CASES)
@@ -302,6 +303,30 @@ def test_thinned_vit_rebuilds_from_its_recipe_and_exports_to_onnx(tmp_path):
     apply_recipe(tiny_vit(), result.recipe)  # a fresh float32 model takes the recipe as well
     onnx_path = export_onnx(result.model.float(), (3, 8, 8), tmp_path / "vit.onnx")
     check_onnx_matches(result.model, onnx_session(onnx_path), (3, 8, 8))
+
+
+def test_swin_heads_go_with_their_bias_table_column_and_the_model_rebuilds(tmp_path):
+    model, x = build("swin")
+    pruner, result, _ = check_exact(model, x, "head")
+    attention = result.model.features[1][1].attn  # the shifted block
+    assert type(attention).__name__ == "ThinnedShiftedWindowAttention"
+    assert (attention.num_heads, attention.head_dim) == (1, 4)
+    assert attention.qkv.out_features == 12 and attention.proj.in_features == 4
+    assert attention.relative_position_bias_table.shape == (9, 1)
+    assert result.recipe["modules"]["features.1.1.attn"] == {"type": "ShiftedWindowAttention", "num_heads": 1,
+                                                            "head_dim": 4}
+    path = tmp_path / "swin.pt"
+    save_thinned(path, result.model, result.recipe)
+    fresh = load_thinned(path, tiny_swin().double())
+    assert relative_error(outputs(result.model, x), outputs(fresh, x)) == 0
+
+
+def test_swin_v2_keeps_its_heads():
+    model, x = build("swin_v2")
+    with pytest.raises(PruningError, match="structure=head finds no attention head"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            build_pruner(model, method="level", structure="head", example_input=x)
 
 
 def test_head_structure_needs_coupling_and_heads():
