@@ -2,6 +2,9 @@
 
 With ``structure=filter`` or ``structure=channel`` the unit of removal is a *coupled channel* of
 :mod:`.dependency`: one channel of every tensor it runs through, with every layer that touches it.
+With ``structure=head`` it is an attention head (the groups of kind ``"head"``; filter/channel rank
+the others): its q, k, v rows and output-projection columns, scored by the criterion on every
+member (``param`` members on their slices) and reduced with ``group_reduction``.
 
 Ranking
     Every member of a coupled channel is scored with the criterion (a callable on a

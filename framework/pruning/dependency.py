@@ -11,11 +11,14 @@ Vocabulary
     One unit of removal: a set of (module, role, channel index) *members* that are removed together.
     Roles: ``"out"`` (a Conv/ConvTranspose/Linear filter, i.e. weight rows **and** the bias entry),
     ``"in"`` (a consumer's input channel: weight columns), ``"norm"`` (a BatchNorm/InstanceNorm channel:
-    ``γ``, ``β``, running mean and variance).
+    ``γ``, ``β``, running mean and variance), ``"param"`` (slices of a parameter read in forward along its
+    channel dim: a layer scale, a class token, a position embedding, the q/k/v rows of an
+    ``nn.MultiheadAttention``'s ``in_proj_weight``; ``DependencyGraph.param_dims`` gives the dim).
 *dependency group*
     The coupled channels that are ranked against each other with one target: all channels that share a
     (module, role), e.g. the 16 channels of a ResNet stage's residual stream, or every channel of a
-    DenseNet block, whose concatenations one conv reads at once.
+    DenseNet block, whose concatenations one conv reads at once. Its ``kind`` is ``"head"`` for the
+    heads of an attention block (ranked by ``structure=head`` only) and ``"channel"`` otherwise.
 
 How channels propagate (each tensor in the graph carries one id per channel along its channel
 dimension: 1 for conv-style tensors ``[N, C, ...]``, the last one for a Linear's output)
@@ -39,6 +42,10 @@ dimension: 1 for conv-style tensors ``[N, C, ...]``, the last one for a Linear's
 * ``flatten``/``view``/``reshape`` that merge the channel dim with the dims after it: feature ``j`` of
   the result belongs to channel ``j // (H·W)``, so a Linear after ``flatten`` loses its block of H·W
   columns with each channel. Only when the new shape is given as ``-1`` or computed at run time.
+* Transformers (:mod:`.layouts`): permute/transpose, reshapes into heads and back, LayerNorm (over the
+  channels: kept, since removing one changes the others' statistics), per-channel parameters met in
+  element-wise ops or concatenations, ``F.scaled_dot_product_attention`` (heads, GQA),
+  ``nn.MultiheadAttention`` and Swin's window attention (heads; embedding kept).
 * Zero padding of channels (``F.pad`` with channel pads, the CIFAR ResNet option-A shortcut): the
   padded channels are constants whose count is fixed in the code, so they are never removed; the
   channels that flow through keep their positions, so they can be.
@@ -51,9 +58,9 @@ coupled to them.
 
 Unknown ops
 -----------
-An op whose effect on channels is not listed above (``channel_shuffle``, ``pixel_shuffle``, ``permute``,
-GroupNorm, LayerNorm, a multi-channel PReLU, custom autograd functions, a split with constant sizes,
-a slice along channels, any other call) is **never assumed element-wise**: the channels that flow into
+An op whose effect on channels is not listed above (``channel_shuffle``, ``pixel_shuffle``, ``einsum``,
+GroupNorm, a multi-channel PReLU, custom autograd functions, a split with constant sizes, a slice
+along channels, a reshape that mixes channels with another dim, any other call) is **never assumed element-wise**: the channels that flow into
 and out of it are fixed, and :func:`build_dependency_graph` emits one ``warnings.warn`` per op naming the
 op and the layers that are kept whole because of it. A model with nothing prunable left raises
 :class:`PruningError` in the pruner; a model torch.fx cannot trace raises a one-line PruningError.

@@ -11,7 +11,10 @@ least one channel.
 The result is a deep copy of the model, of the same class, in which each changed Conv/ConvTranspose/
 Linear/BatchNorm (InstanceNorm) has new, smaller parameters and buffers and matching width attributes
 (``in_channels``, ``out_channels``, ``groups``, ``in_features``, ``out_features``, ``num_features``).
-Grouped convs keep ``groups``; depthwise convs get ``groups`` = their new channel count. The copy is
+Grouped convs keep ``groups``; depthwise convs get ``groups`` = their new channel count. Parameters
+read in forward (``param`` members: layer scales, class tokens, position embeddings, attention
+``in_proj`` rows) are sliced along their channel dim; an ``nn.MultiheadAttention`` or Swin window
+attention that lost heads becomes its thinned subclass (:mod:`.attention`). The copy is
 checked against the masked model on ``example_input`` (eval mode) and a :class:`PruningError` is
 raised if they differ (relative error above ``1e-4`` in float32, ``1e-9`` in float64).
 
@@ -20,7 +23,9 @@ Recipe format (plain data, JSON- and ``weights_only``-safe)::
     {"format": "secateurs.thinning/1",
      "modules": {"layer1.0.conv1": {"type": "Conv2d", "in_channels": 16, "out_channels": 8, "groups": 1},
                  "layer1.0.bn1":   {"type": "BatchNorm2d", "num_features": 8},
-                 "fc":             {"type": "Linear", "in_features": 32, "out_features": 10}}}
+                 "fc":             {"type": "Linear", "in_features": 32, "out_features": 10},
+                 "encoder.layers.0.self_attention": {"type": "MultiheadAttention", "num_heads": 6}},
+     "parameters": {"encoder.layers.0.self_attention.in_proj_weight": [1152, 768]}}   # optional
 
 :func:`apply_recipe` resizes the named modules of a freshly built model of the same class (new empty
 tensors of the right shapes), after which ``load_state_dict`` of the thinned state_dict works.
