@@ -347,20 +347,28 @@ def load() -> str:
         return "load average: " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def header(args, started: str, load_before: str, load_after: str) -> str:
+def header_lines(started: str, load_before: str, load_after: str, machine: str) -> list[str]:
+    """Command, date, load, versions and ``machine`` as Markdown list items (shared by the benches)."""
     from importlib.metadata import version
 
     command = " ".join(shlex.quote(p) for p in [os.path.relpath(sys.executable), *sys.argv])
-    return "\n".join([
+    return [
         f"- command: `{command}`",
         f"- date: {started} (`date`); finished {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S UTC}",
         f"- load before: `{load_before}`; after: `{load_after}`",
         f"- torch {torch.__version__}, torchvision {torchvision.__version__}, Torch-Pruning {version('torch-pruning')} "
         f"(its __version__ string says 1.6.0), onnxruntime {version('onnxruntime')}, python {platform.python_version()}",
-        f"- CPU: {cpu_model()}, os.cpu_count()={os.cpu_count()}; torch.set_num_threads({args.threads}), "
+        f"- {machine}",
+    ]
+
+
+def header(args, started: str, load_before: str, load_after: str) -> str:
+    return "\n".join(header_lines(
+        started, load_before, load_after,
+        f"CPU: {cpu_model()}, os.cpu_count()={os.cpu_count()}; torch.set_num_threads({args.threads}), "
         f"ORT intra_op_num_threads=1; warm-up {args.warmup}, {args.repeats} interleaved repeats; "
         "speedups from the median and from the 10th percentile (p10, closer to the uncontended cost on a shared machine)",
-    ])
+    ))
 
 
 def write_section(text: str, path: Path, section: str = SECTION) -> None:

@@ -531,8 +531,6 @@ class _Builder(LayoutHandlers):
                 return
         if isinstance(first, _Channels) and self.layout_call(node, function, method, first, meta):
             return
-        if function is F.scaled_dot_product_attention and self._attention(node, meta):
-            return
         reason = "its effect on channels is not known"
         if function is torch.split or method == "split":
             reason = "its split sizes are fixed in the code"

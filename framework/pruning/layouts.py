@@ -401,8 +401,11 @@ class LayoutHandlers:
         out = self.fresh(first, len(first.shape) - 1)
         self.fix(out.ids, op, HEAD_REASON, False)
         self.values[node] = [out, None]
-        if not packed or any(isinstance(m, torch.fx.Node) for m in masks):
-            return True  # heads stay: a per-head mask or separate projections are not handled
+        # the attention weights, when read, are per head or averaged over the heads: removing a head changes them
+        weights_read = any(u.op == "call_function" and u.target is operator.getitem and u.args[1] == 1
+                           for u in node.users)
+        if not packed or weights_read or any(isinstance(m, torch.fx.Node) for m in masks):
+            return True  # heads stay: a per-head mask, separate projections or read weights are not handled
         heads, width = module.num_heads, module.embed_dim
         head_dim = width // heads
         units = self.uf.new(heads)

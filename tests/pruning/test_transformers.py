@@ -357,3 +357,21 @@ def test_fold_batchnorm_on_a_model_without_batchnorm_warns_once_and_ranks_raw_we
     raw.on_epoch_start(0)
     assert folded.masks.keys() == raw.masks.keys()
     assert all(torch.equal(folded.masks[k], raw.masks[k]) for k in raw.masks)
+
+
+class ReadsAttentionWeights(nn.Module):
+    """The averaged attention weights are part of the output: removing a head would change them."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.attention = nn.Linear(4, 8), nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x):
+        x = self.embed(x)
+        out, weights = self.attention(x, x, x)
+        return out, weights
+
+
+def test_multihead_attention_whose_weights_are_read_keeps_its_heads():
+    with pytest.raises(PruningError, match="structure=head finds no attention head"):
+        build_pruner(ReadsAttentionWeights(), method="level", structure="head", example_input=torch.randn(2, 3, 4))
