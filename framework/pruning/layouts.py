@@ -402,7 +402,7 @@ class LayoutHandlers:
         self.fix(out.ids, op, HEAD_REASON, False)
         self.values[node] = [out, None]
         # the attention weights, when read, are per head or averaged over the heads: removing a head changes them
-        weights_read = any(u.op == "call_function" and u.target is operator.getitem and u.args[1] == 1
+        weights_read = any(u.op == "call_function" and u.target is operator.getitem and u.args[1] == 1 and u.users
                            for u in node.users)
         if not packed or weights_read or any(isinstance(m, torch.fx.Node) for m in masks):
             return True  # heads stay: a per-head mask, separate projections or read weights are not handled
