@@ -832,7 +832,8 @@ def _assemble(builder: _Builder, modules, prefix: str, model: nn.Module, warn: b
     groups = []
     for channels in grouped.values():
         producers = [m.module for c in channels for m in c.members if m.role == OUT]
-        name = producers[0] if producers else channels[0].members[0].module
+        layers = [m.module for m in channels[0].members if m.role != PARAM]
+        name = producers[0] if producers else layers[0] if layers else channels[0].members[0].module
         groups.append(DependencyGroup(name, channels))
     widths = {(prefix + module, role): len(ids) for (module, role), ids in builder.module_ids.items()}
     result = [

@@ -58,6 +58,8 @@ WINDOW_REASON = ("shifted-window attention keeps its embedding width (the heads 
 # channels kept for a reason no change to the code around them would remove
 STRUCTURAL_REASONS = (NORMALISED_REASON, HEAD_REASON, WINDOW_REASON)
 _WINDOW_ATTENTION = ("torchvision.models.swin_transformer", "shifted_window_attention")
+# Swin's patch merging: pads H and W to even sizes and concatenates the four 2x2 phases along the channels
+_PATCH_MERGING = {("torchvision.models.swin_transformer", "_patch_merging_pad")}
 MIXING_REASON = "it mixes the channel dim with another dim in a way that cannot be tracked"
 
 _PERMUTE_METHODS = {"permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis"}
@@ -159,8 +161,13 @@ class LayoutHandlers:
             return self._unbind(node, first, meta)
         if function is F.scaled_dot_product_attention:
             return self._attention(node, meta)
-        if (getattr(function, "__module__", None), getattr(function, "__name__", None)) == _WINDOW_ATTENTION:
+        foreign = (getattr(function, "__module__", None), getattr(function, "__name__", None))
+        if foreign == _WINDOW_ATTENTION:
             return self._window_attention(node, first, meta)
+        if foreign in _PATCH_MERGING and isinstance(meta, TensorMetadata) and not first.multi \
+                and first.dim == len(first.shape) - 1 and meta.shape[-1] == 4 * len(first.ids):
+            self.values[node] = _Channels(first.ids * 4, len(meta.shape) - 1, tuple(meta.shape))
+            return True
         if function in _SOFTMAX or method in ("softmax", "log_softmax"):
             dim = _arg(node, 1, "dim")
             if isinstance(dim, int) and isinstance(meta, TensorMetadata) and dim % len(first.shape) not in first.axes:
