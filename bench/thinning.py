@@ -85,6 +85,7 @@ class Case:
     # arguments, and a fix-up after pruning
     tp_hints: Callable[[nn.Module], dict] | None = None
     tp_after: Callable[[nn.Module], None] | None = None
+    tp_skip: str | None = None  # why Torch-Pruning is not run on this model
 
 
 def vit_hints(model: nn.Module) -> dict:
@@ -113,7 +114,9 @@ def vit_tiny() -> nn.Module:
 TRANSFORMER_CASES = [
     Case("vit_b_16@224", lambda: torchvision.models.vit_b_16(), lambda m: m.heads.head, (3, 224, 224), 1,
          ("filter", "head"), vit_hints, vit_after),
-    Case("swin_t@224", lambda: torchvision.models.swin_t(), lambda m: m.head, (3, 224, 224), 1, ("filter", "head")),
+    Case("swin_t@224", lambda: torchvision.models.swin_t(), lambda m: m.head, (3, 224, 224), 1, ("filter", "head"),
+         tp_skip="not run: Torch-Pruning's own torchvision test lists swin_t among its failures; here its graph "
+                 "warned 'Maximum recursive depth reached' and grew past 15 GB in 3 CPU-minutes, so it was stopped"),
     Case("convnext_tiny@224", lambda: torchvision.models.convnext_tiny(), lambda m: m.classifier[2], (3, 224, 224), 1,
          ("filter",), convnext_hints),
     Case("vit_tiny@8", vit_tiny, lambda m: m.heads.head, (1, 8, 8), 1, ("filter", "head"), vit_hints, vit_after),
@@ -269,6 +272,10 @@ def run_case(case: Case, warmup: int, repeats: int, onnx_dir: Path) -> list[dict
     for method, prune in methods:
         row = dict(base, method=method)
         stage = "pruning"
+        if method == "Torch-Pruning" and case.tp_skip:
+            row["failure"] = case.tp_skip
+            results[method] = row
+            continue
         try:
             reference, pruned = prune(copy.deepcopy(dense), case)
             stage = "forward of the pruned model"
