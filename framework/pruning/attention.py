@@ -40,26 +40,41 @@ class ThinnedMultiheadAttention(nn.MultiheadAttention):
             return t.reshape(n, batch, self.num_heads, self.head_dim).permute(1, 2, 0, 3)
 
         q, k, v = heads(q, length), heads(k, source), heads(v, source)
-        scores = torch.matmul(q, k.transpose(-2, -1)) * (float(self.head_dim) ** -0.5)
-        if attn_mask is not None:
-            mask = attn_mask.reshape(-1, self.num_heads, length, source) if attn_mask.dim() == 3 else attn_mask
-            scores = scores.masked_fill(mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
-        if is_causal and attn_mask is None:
-            causal = torch.ones(length, source, dtype=torch.bool, device=scores.device).triu(1)
-            scores = scores.masked_fill(causal, float("-inf"))
-        if key_padding_mask is not None:
-            padding = key_padding_mask.reshape(batch, 1, 1, source)
-            scores = (scores.masked_fill(padding, float("-inf")) if padding.dtype == torch.bool
-                      else scores + padding)
-        weights = torch.softmax(scores, dim=-1)
-        weights = F.dropout(weights, p=self.dropout, training=self.training)
-        out = torch.matmul(weights, v).permute(2, 0, 1, 3).reshape(length, batch, inner)
+        mask = self._additive_mask(attn_mask, key_padding_mask, is_causal, batch, length, source, q.dtype, q.device)
+        scale = float(self.head_dim) ** -0.5
+        dropout = self.dropout if self.training else 0.0
+        if need_weights:
+            scores = torch.matmul(q, k.transpose(-2, -1)) * scale
+            weights = torch.softmax(scores if mask is None else scores + mask, dim=-1)
+            attended = torch.matmul(F.dropout(weights, p=dropout), v)
+        else:  # the fused kernel when nobody reads the weights
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scale)
+        out = attended.permute(2, 0, 1, 3).reshape(length, batch, inner)
         out = self.out_proj(out)
         if self.batch_first:
             out = out.transpose(0, 1)
         if not need_weights:
             return out, None
         return out, weights.mean(dim=1) if average_attn_weights else weights
+
+    def _additive_mask(self, attn_mask, key_padding_mask, is_causal, batch, length, source, dtype, device):
+        """The masks of nn.MultiheadAttention (bool: True = not attended; float: added) as one float mask
+        broadcastable to ``[batch, heads, length, source]``, or None."""
+        def additive(mask):
+            if mask.dtype == torch.bool:
+                return torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill(mask, float("-inf"))
+            return mask.to(dtype)
+
+        total = None
+        if attn_mask is not None:
+            total = additive(attn_mask.reshape(-1, self.num_heads, length, source) if attn_mask.dim() == 3
+                             else attn_mask)
+        elif is_causal:
+            total = additive(torch.ones(length, source, dtype=torch.bool, device=device).triu(1))
+        if key_padding_mask is not None:
+            padding = additive(key_padding_mask.reshape(batch, 1, 1, source))
+            total = padding if total is None else total + padding
+        return total
 
 
 def thin_multihead(module: nn.MultiheadAttention, num_heads: int) -> None:

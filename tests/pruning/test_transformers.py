@@ -3,6 +3,7 @@ reshape, LayerNorm, per-channel parameters, attention (float64, tiny instances o
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import pytest
@@ -16,7 +17,7 @@ from coupling_support import (  # noqa: F401 (one_thread is an autouse fixture)
 )
 from framework.errors import PruningError
 from framework.pruning import build_pruner
-from framework.pruning.attention import ThinnedMultiheadAttention
+from framework.pruning.attention import ThinnedMultiheadAttention, thin_multihead
 from framework.pruning.dependency import PARAM, build_dependency_graph
 from framework.pruning.thinning import apply_recipe, load_thinned, save_thinned, thin
 
@@ -375,3 +376,23 @@ class ReadsAttentionWeights(nn.Module):
 def test_multihead_attention_whose_weights_are_read_keeps_its_heads():
     with pytest.raises(PruningError, match="structure=head finds no attention head"):
         build_pruner(ReadsAttentionWeights(), method="level", structure="head", example_input=torch.randn(2, 3, 4))
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_thinned_multihead_attention_with_every_head_computes_what_the_original_does(batch_first, need_weights):
+    torch.manual_seed(0)
+    original = nn.MultiheadAttention(8, 2, batch_first=batch_first).double().eval()
+    thinned = copy.deepcopy(original)
+    thin_multihead(thinned, 2)
+    x = torch.randn(3, 5, 8, dtype=torch.float64)
+    padding = torch.tensor([[False] * 5, [False] * 4 + [True], [False] * 3 + [True] * 2])
+    if not batch_first:
+        x = x.transpose(0, 1)
+    with torch.no_grad():
+        expected = original(x, x, x, key_padding_mask=padding, need_weights=need_weights)
+        got = thinned(x, x, x, key_padding_mask=padding, need_weights=need_weights)
+    assert relative_error(expected[0], got[0]) <= 1e-12
+    assert (got[1] is None) == (not need_weights)
+    if need_weights:
+        assert relative_error(expected[1], got[1]) <= 1e-12
