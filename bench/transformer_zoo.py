@@ -1,8 +1,8 @@
 """Full-size transformers and modern convnets: coupled 50 % pruning thins exactly (issue 18).
 
 For torchvision's vit_b_16, vit_b_32, swin_t, swin_v2_t, convnext_tiny and maxvit_t (random weights;
-the parameters torchvision starts at zero, such as ViT's class token and classifier, get small random
-values so that outputs are not all zero): ``build_pruner(method="level", structure=..., final_sparsity=0.5)``
+the parameters torchvision starts at or near zero, ViT's class token and classifier, ConvNeXt's
+layer scale, get random values so that every block counts): ``build_pruner(method="level", structure=..., final_sparsity=0.5)``
 on one float64 sample, masks applied, :func:`framework.pruning.thinning.thin` (which itself refuses a
 thinned model whose outputs differ from the masked model's by more than 1e-9), and the measured
 relative error, parameters and MACs (``torch.utils.flop_counter``) before and after. ``structure=filter``
