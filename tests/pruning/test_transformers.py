@@ -396,3 +396,31 @@ def test_thinned_multihead_attention_with_every_head_computes_what_the_original_
     assert (got[1] is None) == (not need_weights)
     if need_weights:
         assert relative_error(expected[1], got[1]) <= 1e-12
+
+
+class ChannelsLastMixer(nn.Module):
+    """A conv stream moved to channels-last with movedim, mixed per token by Linear layers, split
+    into 2 groups with unflatten (group count fixed, group width free) and moved back with swapaxes."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.up, self.down = nn.Conv2d(3, 8, 1), nn.Linear(8, 12), nn.Linear(12, 8)
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        y = self.up(torch.movedim(self.conv(x), 1, -1))  # [N, H, W, 12]
+        y = F.gelu(y.unflatten(-1, (2, -1))).flatten(-2)  # 2 groups of 6, merged back
+        return self.head(self.down(y).swapaxes(1, 3).swapaxes(2, 3))
+
+
+def test_movedim_unflatten_and_swapaxes_are_followed():
+    torch.manual_seed(0)
+    model = ChannelsLastMixer().double()
+    pruner, result, _ = check_exact(model, torch.randn(2, 3, 4, 4, dtype=torch.float64), "filter")
+    graph = pruner.graph
+    hidden = next(c for c in graph.channels() if any(m.module == "up" and m.role == OUT and 1 in m.indices
+                                                     for m in c.members))
+    # the group count (2) is a constant: position 1 of both groups is one unit
+    assert {m.indices for m in hidden.members if m.module == "up"} == {(1, 7)}
+    assert result.model.up.out_features == result.model.down.in_features == 6
+    assert result.model.conv.out_channels == result.model.head.in_channels == 4
