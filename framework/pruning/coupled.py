@@ -162,7 +162,8 @@ class CoupledPruningEngine(PruningEngine):
             if self.structure == "head":
                 raise PruningError(
                     "pruner.structure=head finds no attention head that can be removed (heads are found in "
-                    "nn.MultiheadAttention and F.scaled_dot_product_attention on [B, H, L, E] views); "
+                    "nn.MultiheadAttention, Swin v1 window attention, and scaled_dot_product_attention or matmul "
+                    "attention on [B, H, L, E] views whose head count is not a constant); "
                     "use pruner.structure=filter or channel"
                 )
             raise PruningError(

@@ -563,7 +563,8 @@ class _Builder(LayoutHandlers):
     def _binary(self, node, meta: TensorMetadata) -> bool:
         out_shape = tuple(meta.shape)
         operands = [a for a in list(node.args[:2]) + [node.kwargs.get("other")] if a is not None]
-        channel_dim, channel_axes, full, parameters = None, None, [], []
+        channel_dim, channel_axes, full, parameters, constants = None, None, [], [], []
+        values = []
         for operand in operands:
             if isinstance(operand, (int, float, bool)):
                 continue
@@ -575,6 +576,19 @@ class _Builder(LayoutHandlers):
                 if isinstance(operand, torch.fx.Node) and _tensor_meta(operand) is None:
                     continue  # a python number computed in the graph
                 return False
+            if operand.op == "get_attr":  # a buffer (a mask, a bias table): looked at once the channels are known
+                constants.append(value)
+            else:
+                values.append(value)
+        if values:  # a constant broadcast along the channels (size 1 there) does not touch them
+            axes_of = [tuple(a + len(out_shape) - len(v.shape) for a in v.axes) for v in values]
+            for constant in constants:
+                offset = len(out_shape) - len(constant.shape)
+                if not all(a < offset or constant.shape[a - offset] == 1 for a in axes_of[0]):
+                    values.append(constant)
+        else:
+            values = constants
+        for value in values:
             offset = len(out_shape) - len(value.shape)
             if not value.multi and len(value.ids) == 1 and out_shape[value.dim + offset] != 1:
                 # broadcast along channels: it feeds every output channel, so it keeps its one channel

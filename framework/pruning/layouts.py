@@ -27,6 +27,8 @@ Rules (each keeps the thinned model computing what the masked one computes)
   ``enable_gqa`` (fewer key/value heads), key/value head ``j`` and its query heads
   ``j·g .. j·g+g-1`` are one unit, so the grouping survives thinning. A per-head attention mask
   keeps every head.
+* ``q @ k.transpose(-2, -1)`` and ``scores @ v`` on such views: the same head units; a constant
+  (a causal mask buffer) broadcast along the heads does not touch them.
 * ``nn.MultiheadAttention`` (self-attention with packed ``in_proj``): head ``h`` is one unit made of
   rows ``h`` of q, k and v in ``in_proj_weight``/``in_proj_bias`` and the head's columns of
   ``out_proj``; its embedding width (the residual stream) is kept. Thinning turns the module into
@@ -161,6 +163,8 @@ class LayoutHandlers:
             return self._unbind(node, first, meta)
         if function is F.scaled_dot_product_attention:
             return self._attention(node, meta)
+        if function in (torch.matmul, operator.matmul) or method == "matmul":
+            return self._matmul(node, first, meta)
         foreign = (getattr(function, "__module__", None), getattr(function, "__name__", None))
         if foreign == _WINDOW_ATTENTION:
             return self._window_attention(node, first, meta)
@@ -390,6 +394,34 @@ class LayoutHandlers:
         shape = tuple(meta.shape)
         self.values[node] = _Channels(out.flatten().tolist(), len(shape) - 3, shape, (len(shape) - 3, len(shape) - 1))
         return True
+
+    def _matmul(self, node, a: _Channels, meta) -> bool:
+        """Attention written with matmul on ``[..., H, L, E]`` views: ``q @ k.transpose(-2, -1)`` (head h
+        of q and k one unit; the scores keep the head dim) and ``scores @ v`` (head h of the scores
+        and of v one unit; the output has v's channels). Other products of channels are not followed."""
+        b = self.values.get(_arg(node, 1, "other"))
+        if not isinstance(b, _Channels) or not isinstance(meta, TensorMetadata) or len(a.shape) != len(b.shape):
+            return False
+        nd = len(a.shape)
+        if nd < 3 or a.shape[nd - 3] != b.shape[nd - 3]:
+            return False
+        heads, shape = a.shape[nd - 3], tuple(meta.shape)
+        ag, bg = a.grid(), b.grid()
+        if a.axes == (nd - 3, nd - 1) and b.axes == (nd - 3, nd - 2):  # scores = q @ k^T
+            for h in range(heads):
+                ids = ag[h].tolist() + bg[h].tolist()
+                for other in ids[1:]:
+                    self.uf.union(ids[0], other)
+                self.head_ids.append(ids[0])
+            self.values[node] = _Channels([int(ag[h, 0]) for h in range(heads)], nd - 3, shape)
+            return True
+        if a.axes == (nd - 3,) and b.axes == (nd - 3, nd - 1):  # out = scores @ v
+            for h in range(heads):
+                for other in bg[h].tolist():
+                    self.uf.union(int(ag[h]), other)
+            self.values[node] = _Channels(b.ids, nd - 3, shape, b.axes)
+            return True
+        return False
 
     def _multihead(self, node, module: nn.MultiheadAttention) -> bool:
         """Packed self- or cross-attention: heads are units, the embedding is kept."""

@@ -424,3 +424,32 @@ def test_movedim_unflatten_and_swapaxes_are_followed():
     assert {m.indices for m in hidden.members if m.module == "up"} == {(1, 7)}
     assert result.model.up.out_features == result.model.down.in_features == 6
     assert result.model.conv.out_channels == result.model.head.in_channels == 4
+
+
+class MatmulAttention(AttentionBlock):
+    """Attention by hand: q @ k^T with a constant scale, a causal mask buffer, softmax, @ v."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("causal", torch.full((5, 5), float("-inf")).triu(1))
+
+    def forward(self, x):
+        x = self.embed(x)
+        q, k, v = self.split(self.q(x)), self.split(self.k(x)), self.split(self.v(x))
+        scores = (q @ k.transpose(-2, -1)) * 0.5 + self.causal
+        attended = torch.matmul(scores.softmax(dim=-1), v)
+        batch, tokens, _ = x.shape
+        return self.head(self.o(attended.transpose(1, 2).reshape(batch, tokens, -1)).mean(1))
+
+
+def test_attention_written_with_matmul_and_a_causal_mask_prunes_heads():
+    torch.manual_seed(0)
+    model = MatmulAttention().double()
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every op is followed: no warning
+        graph = build_dependency_graph(model, x)
+    (group,) = [g for g in graph.groups if g.kind == "head"]
+    assert len(group.channels) == 4
+    _, result, zero = check_exact(model, x, "head")
+    assert zero == 2 and result.model.q.out_features == result.model.v.out_features == 8
