@@ -199,8 +199,26 @@ def prune_ours(model: nn.Module, case: Case, structure: str = "filter") -> tuple
 # --- Torch-Pruning ------------------------------------------------------------------------------
 
 
-def prune_torch_pruning(model: nn.Module, case: Case) -> tuple[nn.Module, nn.Module]:
-    """(original with TP's removed channels zeroed at their producers, TP-pruned model)."""
+SAME_LAYERS = "Torch-Pruning, our layers"
+
+
+def narrowed(results: dict, dense: nn.Module) -> set[str]:
+    """Names of the Conv/Linear layers whose output our first (filter) row made narrower."""
+    first = next(iter(results.values())).get("model_obj")
+    if first is None:
+        raise RuntimeError("our filter pruning failed, so there are no layers to match")
+    before = {n: m for n, m in dense.named_modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))}
+    after = dict(first.named_modules())
+
+    def width(m):
+        return m.out_features if isinstance(m, nn.Linear) else m.out_channels
+
+    return {n for n, m in before.items() if n in after and width(after[n]) < width(m)}
+
+
+def prune_torch_pruning(model: nn.Module, case: Case, only: set[str] | None = None) -> tuple[nn.Module, nn.Module]:
+    """(original with TP's removed channels zeroed at their producers, TP-pruned model). With ``only``,
+    every Conv/Linear but those is ignored (no hints needed: nothing else changes width)."""
     import torch_pruning as tp
 
     original = copy.deepcopy(model)
@@ -208,8 +226,11 @@ def prune_torch_pruning(model: nn.Module, case: Case) -> tuple[nn.Module, nn.Mod
     names.update({param: name for name, param in model.named_parameters()})
     example = example_input(model, case.sample_shape)
     model.eval()
-    hints = case.tp_hints(model) if case.tp_hints else {}
+    hints = case.tp_hints(model) if case.tp_hints and only is None else {}
     ignored = [case.classifier(model), *hints.pop("ignored_layers", [])]
+    if only is not None:
+        ignored += [m for n, m in model.named_modules()
+                    if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd, nn.MultiheadAttention)) and n not in only]
     pruner = tp.pruner.MagnitudePruner(
         model, example, importance=tp.importance.MagnitudeImportance(p=1), pruning_ratio=RATIO,
         global_pruning=False, ignored_layers=ignored, **hints,
@@ -222,7 +243,7 @@ def prune_torch_pruning(model: nn.Module, case: Case) -> tuple[nn.Module, nn.Mod
             if module in names and pruner.DG.is_out_channel_pruning_fn(dep.handler):
                 removed.append((names[module], [int(getattr(i, "idx", i)) for i in idxs]))
         group.prune()
-    if case.tp_after:
+    if case.tp_after and only is None:
         case.tp_after(model)
     zero_producers(original, removed, dims)
     return original, model
@@ -270,10 +291,13 @@ def run_case(case: Case, warmup: int, repeats: int, onnx_dir: Path) -> list[dict
     methods = [(f"secateurs {s}" if len(case.structures) > 1 else "secateurs",
                 lambda model, case, s=s: prune_ours(model, case, s)) for s in case.structures]
     methods.append(("Torch-Pruning", prune_torch_pruning))
+    if case in TRANSFORMER_CASES:
+        # equal widths: Torch-Pruning allowed only the layers whose outputs our filter pruning narrowed
+        methods.append((SAME_LAYERS, lambda model, case: prune_torch_pruning(model, case, only=narrowed(results, dense))))
     for method, prune in methods:
         row = dict(base, method=method)
         stage = "pruning"
-        if method == "Torch-Pruning" and case.tp_skip:
+        if method.startswith("Torch-Pruning") and case.tp_skip:
             row["failure"] = case.tp_skip
             results[method] = row
             continue
@@ -310,7 +334,9 @@ def run_case(case: Case, warmup: int, repeats: int, onnx_dir: Path) -> list[dict
                     if variant in summary:
                         row["ms"][runtime, label, variant] = summary[variant][case.batch] * 1e3
         if "model_obj" in row:
-            other = results["Torch-Pruning" if method.startswith("secateurs") else next(iter(results))].get("widths")
+            partner = (SAME_LAYERS if SAME_LAYERS in results else "Torch-Pruning") if method.startswith("secateurs") \
+                else next(iter(results))
+            other = results[partner].get("widths")
             row["same_widths"] = "-" if other is None else ("yes" if other == row["widths"] else
                                                             f"no ({sum(a != b for a, b in zip(other, row['widths']))} layers differ)")
         row.pop("model_obj", None)
@@ -385,9 +411,10 @@ stream, because every block normalises it with LayerNorm: removing a stream chan
 and variance of the others, so no thinned model can compute what the masked one does. Torch-Pruning
 (with the hints of its own tests) prunes the stream as well: 3.9-4x fewer MACs, but its pruned model
 is far from the model with those channels zeroed (relative error 0.3-0.56, the LayerNorm effect),
-so it needs recovery training that ours does not. The widths therefore never match; "equal widths"
-has no row here. Latency follows MACs in both runtimes (speedup / MAC reduction 0.8-1.06 on the large
-models); vit_tiny is too small for the timings to mean much. No hints were needed on our side."""
+so it needs recovery training that ours does not. At equal widths ("Torch-Pruning, our layers": TP
+allowed only the layers our filter pruning narrowed, i.e. the MLP hidden units) both are exact and
+their latencies can be compared directly. Latency follows MACs in both runtimes on the large models;
+vit_tiny is too small for the timings to mean much. No hints were needed on our side."""
 
 
 def write_section(text: str, path: Path, section: str = SECTION) -> None:
