@@ -46,31 +46,32 @@ def quiet_other_ranks(argv: list[str]) -> list[str]:
 
 
 def exit_with(code: int) -> None:
-    """Exit; under torchrun a rank > 0 first gives rank 0 a moment to exit with the same code.
+    """Exit; under torchrun every rank first agrees to leave with the same code.
 
-    torchrun ends the other ranks (SIGTERM) as soon as one exits non-zero, and names the first
-    one as the cause: so that a config mistake reads "exitcode 2" on every rank, rank 0 goes
-    first and a rank > 0 answers the SIGTERM with the same code."""
-    if code != 0 and _rank() > 0:
-        import signal
-        import time
-
-        signal.signal(signal.SIGTERM, lambda *_: os._exit(code))
-        time.sleep(RANK_EXIT_GRACE_S)
+    torchrun ends the other ranks (SIGTERM) as soon as one exits non-zero. So that a config
+    mistake reads "exitcode 2" on every rank, whatever the order the ranks get there, each rank
+    answers SIGTERM with its own code from now on and waits until every rank has said so
+    (:func:`framework.distributed.wait_for_every_rank_to_exit`) before it exits."""
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        import logging
+        import signal
+
+        def leave(*_):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+        if code != 0:
+            signal.signal(signal.SIGTERM, leave)
+            from framework.distributed import wait_for_every_rank_to_exit
+
+            wait_for_every_rank_to_exit(code)
         # The process group is already shut down; gloo's C++ threads can still abort the
         # interpreter's teardown ("terminate called without an active exception", exit -6) and
         # replace our exit code. Everything of ours is written and closed by now: flush and go.
-        import logging
-
         logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        leave()
     sys.exit(code)
-
-
-RANK_EXIT_GRACE_S = 5.0
 
 
 def make_user_code_importable(argv: list[str]) -> None:

@@ -206,3 +206,38 @@ def masks_fingerprint(masks: Dict[str, torch.Tensor], params: Dict[str, torch.Te
             weight = params[name].detach().to("cpu")
             nonzero_pruned += int(torch.count_nonzero(weight[~mask]))
     return {"sha256": digest.hexdigest(), "nonzero_pruned": nonzero_pruned, "layers": len(masks)}
+
+
+# -- leaving together -------------------------------------------------------------------------
+
+# How long a rank that stops on a mistake waits for the others to stop too (a rank that crashed
+# or hangs never arrives; torchrun then ends the job anyway).
+EXIT_AGREEMENT_TIMEOUT_S = 60.0
+
+
+def wait_for_every_rank_to_exit(code: int, timeout_s: float = EXIT_AGREEMENT_TIMEOUT_S) -> bool:
+    """Under torchrun, announce that this rank exits with ``code`` and wait until every rank has.
+
+    torchrun ends the other ranks (SIGTERM) as soon as one exits non-zero. A rank that has not
+    yet set its own SIGTERM handler then dies of the signal (-15) instead of exiting with the
+    mistake's code. Each rank sets that handler before it announces itself here, so once every
+    rank has announced, whichever exits first, the others answer torchrun's SIGTERM with their
+    own code: the job's exit codes no longer depend on which process is scheduled first.
+
+    The announcements go through the store of torchrun's agent (no process group is needed: a
+    config mistake stops the ranks before one exists). Returns False where there is no such
+    store (not under torchrun) or the others did not arrive within ``timeout_s``."""
+    environ = os.environ
+    if launched_world_size() <= 1 or environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return False
+    prefix = f"secateurs/exit/{environ.get('TORCHELASTIC_RUN_ID', '')}/{environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+    try:
+        store = dist.TCPStore(
+            environ["MASTER_ADDR"], int(environ["MASTER_PORT"]), is_master=False,
+            timeout=timedelta(seconds=timeout_s),
+        )
+        store.set(f"{prefix}/{launched_rank()}", str(code))
+        store.wait([f"{prefix}/{rank}" for rank in range(launched_world_size())], timedelta(seconds=timeout_s))
+    except Exception:  # a missing peer or store: leave anyway, torchrun reports the rest
+        return False
+    return True
