@@ -12,7 +12,6 @@ from framework.components import build_component, component_problems
 from framework.config import pruning_window, validate
 from framework.data import DataSource, as_data_source
 from framework.errors import ConfigError
-from composed_configs import composed
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -66,8 +65,14 @@ def test_every_optimizer_and_scheduler_option_builds_and_steps(compose_config, o
 
 
 def ranks_with_a_criterion(pruner: str) -> bool:
-    # composed, not read from the file: a preset may inherit its criterion from the one it builds on
-    return "criterion" in composed([f"pruner={pruner}"])["config"]["pruner"]
+    """Whether the option has a criterion: its own defaults list names one, or the option it builds
+    on (a sibling named in that list) has one."""
+    defaults = OmegaConf.to_container(OmegaConf.load(CONF / "pruner" / f"{pruner}.yaml")).get("defaults", [])
+    return any(
+        (isinstance(entry, dict) and "criterion" in entry)
+        or (isinstance(entry, str) and (CONF / "pruner" / f"{entry}.yaml").exists() and ranks_with_a_criterion(entry))
+        for entry in defaults
+    )
 
 
 PRUNER_CASES = [
