@@ -1,6 +1,8 @@
-"""Pruners: turn a weight (or its ranking view) and a target into a keep-mask.
+"""Mask rules: turn a weight (or its ranking view) and a target into a keep-mask, one layer at a time.
 
-``level`` / ``agp`` (:class:`RankingPruner`)
+The engine (:mod:`.engine`, "the pruner") asks its method's rule for every selected layer.
+
+``level`` / ``agp`` (:class:`RankingRule`)
     Cut the weight into groups (:mod:`.structures`), score them (:mod:`.criteria`) and prune
     exactly ``round(t * n)`` of the ``n`` groups (halves rounded up) with the lowest scores; for
     ``filter``/``channel`` at most ``n - 1`` (one always survives, with a warning).
