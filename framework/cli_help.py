@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from framework.pruning.spec import RENAMED_METHODS
+from framework.pruning.spec import RENAMED_METHODS, renamed_problem
 
 HEADER = """\
 secateurs: train and prune a model as the config says, tracked in MLflow.
@@ -77,7 +77,7 @@ def renamed_option_problem(conf: Path, argv: Sequence[str]) -> Optional[str]:
         for option in value.split(","):  # a sweep lists several
             advice = RENAMED_OPTIONS.get((group, option.strip()))
             if advice and not any((d / group / f"{option.strip()}.yaml").is_file() for d in dirs):
-                return f"{group}={option.strip()} was renamed; use {advice}"
+                return renamed_problem(f"{group}={option.strip()}", advice)
     return None
 
 

@@ -82,9 +82,13 @@ def is_sparsity(value: Any) -> bool:
 
 
 # ----------------------------------------------------------------------------- one rule each
+def renamed_problem(old_spelling: str, new_spelling: str) -> str:
+    return f"{old_spelling} was renamed; use {new_spelling}"
+
+
 def method_problem(method: Any) -> Optional[str]:
     if method in RENAMED_METHODS:
-        return f"pruner.method={method} was renamed; use {RENAMED_METHODS[method]}"
+        return renamed_problem(f"pruner.method={method}", RENAMED_METHODS[method])
     if method not in METHODS:
         return f"pruner.method={method!r} is invalid; allowed: {' | '.join(METHODS)}"
     return None
