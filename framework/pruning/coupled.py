@@ -159,7 +159,8 @@ class CoupledPruningEngine(PruningEngine):
             scores.append(sum(per_channel[i] for i in member.indices) / len(member.indices))
         return reduce_member_scores(scores, self.group_reduction)
 
-    def _alive(self, channel: CoupledChannel, cache: dict) -> bool:
+    def is_alive(self, channel: CoupledChannel, cache: dict) -> bool:
+        """Whether ``channel`` survives the current masks (``cache``: shared by one update's calls)."""
         for member in self._scoring_members(channel):
             flags = self._per_channel(member.module, member.role, cache, "mask")
             if flags is not None:
@@ -185,7 +186,7 @@ class CoupledPruningEngine(PruningEngine):
     def _decide(self, plan: _GroupPlan, target: float, cache: dict) -> torch.Tensor:
         """Bool keep flag per prunable channel of ``plan``."""
         scores = torch.tensor([self._channel_score(c, cache) for c in plan.channels], dtype=torch.float64)
-        alive = torch.tensor([self._alive(c, cache) for c in plan.channels], dtype=torch.bool)
+        alive = torch.tensor([self.is_alive(c, cache) for c in plan.channels], dtype=torch.bool)
         k = self._prune_count(plan, target)
         if k <= int((~alive).sum()):
             keep = alive.clone()

@@ -205,7 +205,7 @@ class GlobalCoupledPruningEngine(CoupledPruningEngine):
                     float(normalised[(m.module, m.role)][list(m.indices)].mean()) for m in members
                 ]
                 scores.append(reduce_member_scores(per_member, self.group_reduction))
-            alive = torch.tensor([self._alive(c, cache) for c in plan.channels], dtype=torch.bool)
+            alive = torch.tensor([self.is_alive(c, cache) for c in plan.channels], dtype=torch.bool)
             result.append((torch.tensor(scores, dtype=torch.float64), alive))
         return result
 
