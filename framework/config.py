@@ -30,6 +30,7 @@ from framework.errors import ConfigError
 from framework.pruning.spec import (
     DEFAULTS,
     GLOBAL,
+    NONE,
     RANKING_METHODS,
     fold_batchnorm_problem,
     is_number,
@@ -207,7 +208,7 @@ def config_problems(cfg: Any) -> List[str]:
             problems.append(f"pretrained={cfg.pretrained!r} is a directory; allowed: a state_dict or checkpoint file")
         elif not path.is_file():
             problems.append(f"pretrained={cfg.pretrained!r}: no such file; allowed: a state_dict or checkpoint file")
-    if _select(cfg, "pruner.method") not in (None, "none"):
+    if _select(cfg, "pruner.method") not in (None, NONE):
         problems.extend(_pruner_problems(cfg))
     return problems
 

@@ -80,7 +80,7 @@ class NoOpPruner:
         return {"total": 0.0}
 
     def state_dict(self) -> dict:
-        return {"method": "none", "masks": {}}
+        return {"method": NONE, "masks": {}}
 
     def load_state_dict(self, state: Mapping) -> None:
         if state.get("masks"):
