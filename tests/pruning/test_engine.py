@@ -149,6 +149,16 @@ def test_state_dict_round_trip_with_weights_only_load():
         assert torch.equal(resumed.masks[name], mask)
 
 
+def test_a_checkpoint_from_before_the_rule_rename_resumes_its_random_criterion():
+    pruner = build_pruner(tiny_model(), method="level", criterion="random", seed=1, ending_epoch=1)
+    pruner.rule.criterion(torch.zeros(3, 1))  # the generator moves on
+    state = pruner.state_dict()
+    state["pruner"] = state.pop("rule")  # where checkpoints kept the rule's state before
+    resumed = build_pruner(tiny_model(), method="level", criterion="random", seed=1, ending_epoch=1)
+    resumed.load_state_dict(state)
+    assert torch.equal(resumed.rule.criterion(torch.zeros(5, 1)), pruner.rule.criterion(torch.zeros(5, 1)))
+
+
 def test_state_dict_from_another_method_is_rejected():
     state = build_pruner(tiny_model(), method="level", ending_epoch=1).state_dict()
     other = build_pruner(tiny_model(), method="agp", ending_epoch=1)
