@@ -10,7 +10,7 @@ which is the same as a single layer with
     b_fold[o] = (b_o - μ_o) · γ_o / √(σ²_o + ε) + β_o
 
 (``γ``/``β`` are the BN weight/bias, ``μ``/``σ²`` its running mean/variance). With
-``fold_batchnorm=true`` every pruner ranks ``W_fold`` instead of ``W``, so a filter whose BN scales
+``fold_batchnorm=true`` the pruner ranks ``W_fold`` instead of ``W``, so a filter whose BN scales
 it towards zero ranks as small even though its raw weights are large. Masks are still applied to
 the real weights ``W``; the folded copy is only looked at.
 
@@ -141,7 +141,7 @@ class FoldedRanking:
         return self._lookup(param_name) is not None
 
     def view(self, param_name: str, weight: torch.Tensor) -> torch.Tensor:
-        """Return what a pruner should rank for ``weight``: folded if its layer has a BN.
+        """Return what the pruner should rank for ``weight``: folded if its layer has a BN.
 
         The result is detached. For a layer without a BN it is ``weight.detach()``, which shares
         storage with ``weight``: rank it, do not modify it in place.

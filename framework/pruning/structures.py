@@ -1,6 +1,6 @@
 """Pruning structures: which weights are removed together.
 
-A *structure* partitions a weight tensor into equally sized *groups*; a pruner ranks groups and
+A *structure* partitions a weight tensor into equally sized *groups*; the pruner ranks groups and
 zeroes whole groups at a time.
 
 ``fine``
