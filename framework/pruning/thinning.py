@@ -49,7 +49,15 @@ import torch
 from torch import nn
 
 from framework.errors import CheckpointError, PruningError
-from framework.pruning.dependency import IN, NORM, OUT, ROLE_STRUCTURE, DependencyGraph, build_dependency_graph
+from framework.pruning.dependency import (
+    IN,
+    NORM,
+    OUT,
+    ROLE_STRUCTURE,
+    DependencyGraph,
+    build_dependency_graph,
+    infer_example_input,
+)
 from framework.pruning.fx import CONVS, NORMS
 from framework.pruning.structures import to_groups
 from framework.serialization import load_weights_only
@@ -280,8 +288,6 @@ def thin(
     if graph is None:
         graph = build_dependency_graph(model, example_input, warn=False)
     if example_input is None:
-        from framework.pruning.dependency import infer_example_input
-
         example_input = infer_example_input(model)
     work = copy.deepcopy(model)
     _apply_masks(work, masks)
