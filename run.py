@@ -91,9 +91,14 @@ if __name__ == "__main__":
 
         print_help(Path(__file__).resolve().parent / "conf", sys.argv[1:])
         sys.exit(0)
+    from framework.cli_help import renamed_option_problem
     from framework.sweeps.callback import finish_open_sweeps
 
     sys.argv[1:] = quiet_other_ranks(sys.argv[1:])
+    renamed = renamed_option_problem(Path(__file__).resolve().parent / "conf", sys.argv[1:])
+    if renamed:  # Hydra would answer with a page of available options
+        print(f"error: {renamed}", file=sys.stderr)
+        exit_with(2)
     try:
         main()
     except KeyboardInterrupt as interrupt:

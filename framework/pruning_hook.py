@@ -64,7 +64,7 @@ class PruningHook(Hook):
     def after_epoch(self, trainer) -> None:
         metrics = trainer.epoch_metrics
         target = self.pruner.target_sparsity(trainer.epoch)
-        if target is not None:  # threshold pruners (magnitude, sensitivity) have no target
+        if target is not None:  # threshold methods (magnitude, std_threshold) have no target
             metrics["pruning/target_sparsity"] = float(target)
         sparsity = self.frozen_sparsity if self.frozen_sparsity is not None else self.pruner.sparsity()
         for name, value in sparsity.items():

@@ -21,10 +21,10 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from framework.errors import CheckpointError
+from framework.pruning.fx import WRAPPER_PREFIXES
 from framework.serialization import load_weights_only
 
 KEY = "pretrained"
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 # How many offending keys a message lists before summarising the rest.
 SHOWN_KEYS = 5
 # torch.save writes a zip archive; its legacy format (and plain pickles) start with PROTO 0x80.
