@@ -56,7 +56,7 @@ def rank_exit_codes(output: str) -> List[int]:
 
 
 def test_ranks_come_from_torchrun_or_else_from_slurm_tasks():
-    from framework.distributed import launched_rank, launched_world_size
+    from framework.training.distributed import launched_rank, launched_world_size
 
     torchrun_env = {"RANK": "3", "WORLD_SIZE": "4", "SLURM_PROCID": "0", "SLURM_NTASKS": "1", "MASTER_ADDR": "h"}
     assert (launched_rank(torchrun_env), launched_world_size(torchrun_env)) == (3, 4)
@@ -94,7 +94,7 @@ def test_two_processes_make_one_run_with_identical_masks(tmp_path):
 
     # The masks agreed on both ranks after every update, no pruned weight was nonzero, and the
     # final models were equal; the recorded hash is the checkpoint's model's.
-    from framework.training.ddp import parameters_fingerprint
+    from framework.runner.mask_sync import parameters_fingerprint
 
     checks = json.loads((run_dir / "distributed.json").read_text())["checks"]
     assert [c["when"] for c in checks] == ["epoch 0 start", "end"]
