@@ -24,7 +24,7 @@ from framework.tracking.metrics_file import read_metrics
 from support import ROOT, store_overrides
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
-TESTS = Path(__file__).resolve().parent
+TESTS = ROOT / "tests"  # rank_models.py
 
 
 def torchrun(args: Sequence[str], tmp_path: Path, timeout: float = 240, nproc: int = 2, popen: bool = False,
