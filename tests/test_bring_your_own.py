@@ -146,7 +146,7 @@ def test_own_model_dataset_optimizer_and_criterion_from_a_folder_outside_the_rep
 
 
 def test_own_target_by_override_and_its_mistakes_are_one_line(my_project, tmp_path):
-    base = ["--config-dir", "my_project/conf", "dataset=stripes", "tracking=none", *cli_dirs(tmp_path)]
+    base = ["--config-dir", "my_project/conf", "dataset=stripes", "tracking=none", *cli_dirs(tmp_path, mlflow=False)]
     unknown = run_cli([*base, "model._target_=my_net.MyNet", "+model.widht=2"], cwd=tmp_path)
     assert unknown.returncode == 2
     lines = unknown.stderr.strip().splitlines()

@@ -34,7 +34,8 @@ def torchrun(args: Sequence[str], tmp_path: Path, timeout: float = 240, nproc: i
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)])}
     env.pop("HYDRA_FULL_ERROR", None)
     command = [str(TORCHRUN), "--standalone", f"--nproc_per_node={nproc}", str(ROOT / "run.py"),
-               "progress=false", "tracking.log_model=false", *(store_overrides(tmp_path) if store else []), *args]
+               "progress=false", *(store_overrides(tmp_path) + ["tracking.log_model=false"]
+                                   if store and "tracking=none" not in args else []), *args]
     if popen:
         return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, **popen_args)
