@@ -13,6 +13,8 @@ from framework.training.hooks import Hook
 
 class PruningHook(Hook):
     name = "pruning"
+    # of the metrics this hook adds, the ones the epoch's log line shows (per-layer sparsity is not)
+    SHOWN_IN_LOG = ("pruning/target_sparsity", "sparsity/total")
 
     def __init__(
         self,

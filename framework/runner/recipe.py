@@ -16,12 +16,14 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from framework.components import build_component
 from framework.config import validate
 from framework.data import build_loaders, load_splits
 from framework.errors import ConfigError
-from framework.pruning.thinning import thinning_recipe
+from framework.pruning.thinning import apply_recipe, thinning_recipe
 from framework.runner.context import RunContext
 from framework.runner.parts import build_parts, build_thinning_hook, recorded_params
+from framework.runner.pruning_hook import PruningHook
 from framework.runner.ranks import agree_or_raise
 from framework.runner.resume_guard import (
     ConfigRecordHook,
@@ -29,7 +31,6 @@ from framework.runner.resume_guard import (
     checkpoint_to_resume,
     config_changes,
 )
-from framework.components import build_component
 from framework.tracking.metrics_file import MetricsFileHook
 from framework.training import CheckpointHook, Trainer, load_checkpoint
 from framework.training.distributed import (
@@ -139,8 +140,6 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
                 thinning_hook.writes_files = False
     recipe = thinning_recipe(checkpoint) if checkpoint is not None else None
     if recipe is not None:  # the checkpoint holds the thinned model: rebuild its architecture
-        from framework.pruning.thinning import apply_recipe
-
         apply_recipe(model, recipe)
         model.to(device)
         pruning_hook.freeze()
@@ -157,7 +156,7 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
         rank=ddp.rank, world_size=ddp.world_size,
     )
     # Ranks > 0 train, prune and thin like rank 0, but write nothing: no log, metrics, tracker or checkpoint.
-    writers = (EpochLogHook(), MetricsFileHook(run_dir), *parts.trackers) if ddp.is_main else ()
+    writers = (EpochLogHook(also_shown=PruningHook.SHOWN_IN_LOG), MetricsFileHook(run_dir), *parts.trackers) if ddp.is_main else ()
     hooks: List[Any] = [h for h in (record, pruning_hook, mask_sync, thinning_hook, *writers) if h is not None]
     if ddp.is_main:
         hooks.append(CheckpointHook(run_dir / "checkpoints"))
