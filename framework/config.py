@@ -3,10 +3,10 @@
 Two kinds of nodes make up a composed config:
 
 * **Components** (``model``, ``dataset``, ``optimizer``, ``lr_scheduler``, ``pruner`` and the
-  pruner's ``criterion``): a ``_target_`` (a class or function, by import path) and exactly the
+  pruner's ``criterion``, ``tracking``): a ``_target_`` (a class or function, by import path) and exactly the
   arguments of that target. :mod:`framework.components` checks their keys and types against the
   target's signature and builds them with ``hydra.utils.instantiate``.
-* **Settings** (``schedule``, ``loader``, ``tracking`` and the top-level knobs): typed dataclasses
+* **Settings** (``schedule``, ``loader`` and the top-level knobs): typed dataclasses
   below, registered as ``base_config`` and listed first in ``conf/config.yaml``'s defaults, so a
   wrong type fails at compose time.
 
@@ -71,15 +71,6 @@ class LoaderConfig:
     num_workers: int = 0
 
 
-@dataclass
-class TrackingConfig:
-    enabled: bool = True
-    uri: Optional[str] = None
-    artifact_location: Optional[str] = None
-    experiment: str = "secateurs"
-    log_model: bool = True
-
-
 BUDGET_KINDS = ("sparsity", "params", "macs", "top1_drop")
 TASKS = ("train", "sensitivity")
 
@@ -119,10 +110,10 @@ class Config:
     optimizer: Any = MISSING
     lr_scheduler: Any = MISSING  # {} (lr_scheduler=none): a constant learning rate
     pruner: Any = MISSING
+    tracking: Any = MISSING  # builds the loop hooks that track the run (none: an empty list)
     # settings
     schedule: ScheduleConfig = MISSING
     loader: LoaderConfig = field(default_factory=LoaderConfig)  # dataset options set their own
-    tracking: TrackingConfig = MISSING
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     epochs: int = 20
     seed: int = 0
@@ -189,12 +180,13 @@ def config_problems(cfg: Any) -> List[str]:
         bad("loader.batch_size", "an integer >= 1")
     if cfg.loader.num_workers < 0:
         bad("loader.num_workers", "an integer >= 0")
-    for node in ("model", "dataset", "optimizer", "pruner"):
+    for node in ("model", "dataset", "optimizer", "pruner", "tracking"):
         if not isinstance(_select(cfg, f"{node}._target_"), str):
             problems.append(f"{node}._target_ is missing; allowed: the import path of a class or function")
     problems.extend(_optimizer_problems(cfg, bad))
     problems.extend(_lr_scheduler_problems(cfg, bad))
-    if not cfg.tracking.experiment.strip():
+    experiment = _select(cfg, "tracking.experiment")
+    if experiment is not None and not (isinstance(experiment, str) and experiment.strip()):
         bad("tracking.experiment", "a non-empty experiment name")
     metric = _select(cfg, "optimized_metric")
     names = list(metric) if OmegaConf.is_list(metric) or isinstance(metric, list) else [metric]

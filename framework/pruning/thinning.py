@@ -421,6 +421,23 @@ def save_thinned(path: str | os.PathLike, model: nn.Module, recipe: Mapping, ext
         raise
 
 
+# A training checkpoint written after thinning keeps the recipe in the thinning hook's state,
+# ``checkpoint["hooks"][CHECKPOINT_KEY]["recipe"]``; the hook is named after this key.
+CHECKPOINT_KEY = "thinning"
+
+
+def thinning_recipe(content: object) -> Mapping | None:
+    """The recipe in a loaded thinned model file (:func:`save_thinned`) or in a training checkpoint
+    written after thinning; None for anything else (a plain state_dict, a dense checkpoint)."""
+    if not isinstance(content, Mapping):
+        return None
+    if isinstance(content.get("recipe"), Mapping) and isinstance(content.get("state_dict"), Mapping):
+        return content["recipe"]
+    hooks = content.get("hooks")
+    state = hooks.get(CHECKPOINT_KEY) if isinstance(hooks, Mapping) else None
+    return state.get("recipe") if isinstance(state, Mapping) else None
+
+
 def read_thinned(path: str | os.PathLike) -> dict:
     """The saved ``{"format", "recipe", "state_dict", "extra"}`` of :func:`save_thinned` (weights_only)."""
     payload = load_weights_only(path, f"thinned model '{path}'")

@@ -24,7 +24,7 @@ from framework.tracking.metrics_file import read_metrics
 from support import ROOT, store_overrides
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
-TESTS = Path(__file__).resolve().parent
+TESTS = ROOT / "tests"  # rank_models.py
 
 
 def torchrun(args: Sequence[str], tmp_path: Path, timeout: float = 240, nproc: int = 2, popen: bool = False,
@@ -35,7 +35,8 @@ def torchrun(args: Sequence[str], tmp_path: Path, timeout: float = 240, nproc: i
            "PYTHONPATH": os.pathsep.join(str(p) for p in [*python_path, ROOT, TESTS])}
     env.pop("HYDRA_FULL_ERROR", None)
     command = [str(TORCHRUN), "--standalone", f"--nproc_per_node={nproc}", str(ROOT / "run.py"),
-               "progress=false", "tracking.log_model=false", *(store_overrides(tmp_path) if store else []), *args]
+               "progress=false", *(store_overrides(tmp_path) + ["tracking.log_model=false"]
+                                   if store and "tracking=none" not in args else []), *args]
     if popen:
         return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, **popen_args)
@@ -57,7 +58,7 @@ def rank_exit_codes(output: str) -> List[int]:
 
 
 def test_ranks_come_from_torchrun_or_else_from_slurm_tasks():
-    from framework.distributed import launched_rank, launched_world_size
+    from framework.training.distributed import launched_rank, launched_world_size
 
     torchrun_env = {"RANK": "3", "WORLD_SIZE": "4", "SLURM_PROCID": "0", "SLURM_NTASKS": "1", "MASTER_ADDR": "h"}
     assert (launched_rank(torchrun_env), launched_world_size(torchrun_env)) == (3, 4)
@@ -95,7 +96,7 @@ def test_two_processes_make_one_run_with_identical_masks(tmp_path):
 
     # The masks agreed on both ranks after every update, no pruned weight was nonzero, and the
     # final models were equal; the recorded hash is the checkpoint's model's.
-    from framework.training.ddp import parameters_fingerprint
+    from framework.runner.mask_sync import parameters_fingerprint
 
     checks = json.loads((run_dir / "distributed.json").read_text())["checks"]
     assert [c["when"] for c in checks] == ["epoch 0 start", "end"]
