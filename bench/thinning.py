@@ -293,7 +293,8 @@ def run_case(case: Case, warmup: int, repeats: int, onnx_dir: Path) -> list[dict
     methods.append(("Torch-Pruning", prune_torch_pruning))
     if case in TRANSFORMER_CASES:
         # equal widths: Torch-Pruning allowed only the layers whose outputs our filter pruning narrowed
-        methods.append((SAME_LAYERS, lambda model, case: prune_torch_pruning(model, case, only=narrowed(results, dense))))
+        methods.append((SAME_LAYERS,
+                        lambda model, case: prune_torch_pruning(model, case, only=narrowed(results, dense))))
     for method, prune in methods:
         row = dict(base, method=method)
         stage = "pruning"
@@ -311,7 +312,7 @@ def run_case(case: Case, warmup: int, repeats: int, onnx_dir: Path) -> list[dict
             row["macs"] = count_macs(pruned, case.sample_shape)
             row["widths"] = conv_widths(pruned)
             row["model_obj"] = pruned
-        except Exception as error:  # noqa: BLE001 - a benchmark reports every failure as a row
+        except Exception as error:
             row["failure"] = f"{type(error).__name__} during {stage}: {str(error).splitlines()[0][:120]}"
         results[method] = row
 

@@ -2,7 +2,8 @@
 
 For torchvision's vit_b_16, vit_b_32, swin_t, swin_v2_t, convnext_tiny and maxvit_t (random weights;
 the parameters torchvision starts at or near zero, ViT's class token and classifier, ConvNeXt's
-layer scale, get random values so that every block counts): ``build_pruner(method="level", structure=..., final_sparsity=0.5)``
+layer scale, get random values so that every block counts):
+``build_pruner(method="level", structure=..., final_sparsity=0.5)``
 on one float64 sample, masks applied, :func:`framework.pruning.thinning.thin` (which itself refuses a
 thinned model whose outputs differ from the masked model's by more than 1e-9), and the measured
 relative error, parameters and MACs (``torch.utils.flop_counter``) before and after. ``structure=filter``
@@ -73,7 +74,7 @@ def run(name: str, size: int, structure: str) -> list[str]:
         cells = [f"{params / 1e6:.2f} → {count_params(thinned) / 1e6:.2f}",
                  f"{macs / 1e9:.2f} → {count_macs(thinned, shape) / 1e9:.2f}", str(result.removed_channels),
                  f"{result.max_error:.1e}", f"{seconds:.0f}", "; ".join(kept) or "-"]
-    except Exception as error:  # noqa: BLE001 - every failure is a row
+    except Exception as error:
         cells = [f"{params / 1e6:.2f} → -", f"{macs / 1e9:.2f} → -", "-", "-", "-",
                  f"**fails**: {type(error).__name__}: {str(error).splitlines()[0][:150]}"]
     return [name, f"3x{size}x{size}", structure, *cells]

@@ -1,7 +1,8 @@
 """Model classes with real signatures, used as config components (``_target_``).
 
 ``SimpleCNN`` (default), ``CifarResNet`` (ResNet-20 ... 56, shortcut A or B), ``VGG`` (VGG-16 with
-BatchNorm), ``VitTiny`` (torchvision's ViT sized for small images), ``torchvision_model`` (any torchvision classifier by name), and ``load_pretrained`` for
+BatchNorm), ``VitTiny`` (torchvision's ViT sized for small images), ``torchvision_model`` (any
+torchvision classifier by name), and ``load_pretrained`` for
 trained weights. The runner passes ``num_classes``, ``in_channels`` and ``input_shape`` (from the
 dataset) to any model whose signature takes them.
 """

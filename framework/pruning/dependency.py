@@ -60,7 +60,8 @@ Unknown ops
 -----------
 An op whose effect on channels is not listed above (``channel_shuffle``, ``pixel_shuffle``, ``einsum``,
 GroupNorm, a multi-channel PReLU, custom autograd functions, a split with constant sizes, a slice
-along channels, a reshape that mixes channels with another dim, any other call) is **never assumed element-wise**: the channels that flow into
+along channels, a reshape that mixes channels with another dim, any other call) is
+**never assumed element-wise**: the channels that flow into
 and out of it are fixed, and :func:`build_dependency_graph` emits one ``warnings.warn`` per op naming the
 op and the layers that are kept whole because of it. A model with nothing prunable left raises
 :class:`PruningError` in the pruner; a model torch.fx cannot trace raises a one-line PruningError.
@@ -358,8 +359,8 @@ class _Builder(LayoutHandlers):
         meta = node.meta.get("tensor_meta")
         if any(value.multi for value in inputs):
             pass  # channels spread over several dims: only the layout handlers below know them
-        elif isinstance(module, CONV_LINEAR) and len(inputs) == 1 and isinstance(meta, TensorMetadata) and not node.kwargs \
-                and len(node.args) == 1:
+        elif isinstance(module, CONV_LINEAR) and len(inputs) == 1 and isinstance(meta, TensorMetadata) \
+                and not node.kwargs and len(node.args) == 1:
             if self._layer(node, module, inputs[0], meta):
                 return
         elif isinstance(module, NORMS) and len(inputs) == 1 and len(node.args) == 1 and inputs[0].dim == 1:
@@ -759,7 +760,7 @@ def propagate_shapes(model: nn.Module, example_input, needed_by: str) -> torch.f
             ShapeProp(traced).propagate(*inputs)
     except PruningError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a shape mismatch, a wrong dtype: all mean the same
+    except Exception as exc:
         lines = str(exc).strip().splitlines()
         reason = (lines[0] if lines else type(exc).__name__)[:160]
         shapes = [tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)]

@@ -216,7 +216,8 @@ class LayoutHandlers:
         """Whether every unit already spans ``dim`` of ``grid``."""
         find = self.uf.find
         first = [find(i) for i in grid.select(dim, 0).flatten().tolist()]
-        return all([find(i) for i in grid.select(dim, p).flatten().tolist()] == first for p in range(1, grid.shape[dim]))
+        return all([find(i) for i in grid.select(dim, p).flatten().tolist()] == first
+                   for p in range(1, grid.shape[dim]))
 
     # ------------------------------------------------------------------ permute
     def _permute(self, node, source: _Channels, meta, op) -> bool:

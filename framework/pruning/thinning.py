@@ -427,7 +427,9 @@ def apply_recipe(model: nn.Module, recipe: Mapping) -> nn.Module:
         module = modules.get(owner)
         tensor = getattr(module, attribute, None) if module is not None else None
         if not isinstance(tensor, nn.Parameter):
-            raise CheckpointError(f"thinning recipe resizes parameter '{name}' but {type(model).__name__} has none there")
+            raise CheckpointError(
+                f"thinning recipe resizes parameter '{name}' but {type(model).__name__} has none there"
+            )
         _replace_tensor(module, attribute, torch.empty([int(s) for s in shape], dtype=tensor.dtype,
                                                        device=tensor.device))
     return model

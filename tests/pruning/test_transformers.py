@@ -9,12 +9,19 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from coupling_support import (  # noqa: F401 (one_thread is an autouse fixture)
+    IN,
+    OUT,
+    assert_groups_consistent,
+    kept_parameter_count,
+    one_thread,
+    outputs,
+    prune,
+    relative_error,
+)
 from torch import nn
 from torchvision.models import convnext, maxvit, swin_transformer, vision_transformer
 
-from coupling_support import (  # noqa: F401 (one_thread is an autouse fixture)
-    IN, OUT, assert_groups_consistent, kept_parameter_count, one_thread, outputs, prune, relative_error,
-)
 from framework.errors import PruningError
 from framework.pruning import build_pruner
 from framework.pruning.attention import ThinnedMultiheadAttention, thin_multihead
@@ -58,7 +65,8 @@ def tiny_vit():
 
 
 def tiny_swin(v2=False):
-    extra = dict(block=swin_transformer.SwinTransformerBlockV2, downsample_layer=swin_transformer.PatchMergingV2) if v2 else {}
+    v2_parts = dict(block=swin_transformer.SwinTransformerBlockV2, downsample_layer=swin_transformer.PatchMergingV2)
+    extra = v2_parts if v2 else {}
     # two blocks in the first stage: the second one shifts its windows
     return swin_transformer.SwinTransformer(patch_size=[2, 2], embed_dim=8, depths=[2, 1], num_heads=[2, 2],
                                             window_size=[2, 2], num_classes=3, **extra)
@@ -232,7 +240,8 @@ class MixingReshape(nn.Module):
 
 
 def test_untrackable_mixing_keeps_the_channels_with_a_warning():
-    with pytest.warns(UserWarning, match=r"method \.view\(\): it mixes the channel dim.*layers that keep those channels: a"):
+    kept = r"method \.view\(\): it mixes the channel dim.*layers that keep those channels: a"
+    with pytest.warns(UserWarning, match=kept):
         graph = build_dependency_graph(MixingReshape(), torch.randn(2, 5, 4))
     assert all(c.fixed for c in graph.channels() if any(m.module == "a" and m.role == OUT for m in c.members))
 
