@@ -10,7 +10,7 @@ import torch
 from framework.models import VitTiny
 
 VAL_IMAGES = 359  # digits' validation split (seed 0): one image is 1/359 of top-1
-FAST = ["tracking=none", "epochs=3", "optimizer=adamw", "optimizer.lr=0.003", "tracking.log_model=false"]
+FAST = ["tracking=none", "epochs=3", "optimizer=adamw", "optimizer.lr=0.003"]
 
 
 @pytest.fixture(autouse=True)
