@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from framework.pruning import build_pruner
-from framework.pruning.dependency import IN, NORM, OUT
+from framework.pruning.dependency import IN, NORM, OUT, PARAM
 from framework.pruning.structures import to_groups
 
 
@@ -46,9 +46,13 @@ def prune(model, example_input, structure="filter", sparsity=0.5, **kwargs):
     return pruner
 
 
-def role_alive(model: nn.Module, module_name: str, role: str) -> torch.Tensor | None:
+def role_alive(model: nn.Module, module_name: str, role: str, param_dim: int = 0) -> torch.Tensor | None:
     """Bool per channel of a layer role: whether any of its parameters is non-zero there (None for a
-    BatchNorm without γ/β, which has nothing to zero)."""
+    BatchNorm without γ/β, which has nothing to zero). For ``PARAM`` members ``module_name`` is a
+    parameter read in forward and ``param_dim`` its channel dim."""
+    if role == PARAM:
+        param = model.get_parameter(module_name).detach().movedim(param_dim, 0)
+        return param.reshape(param.shape[0], -1).ne(0).any(1)
     module = model.get_submodule(module_name)
     if role == NORM:
         parts = [p.detach() for p in (module.weight, module.bias) if p is not None]
@@ -70,7 +74,7 @@ def assert_groups_consistent(model: nn.Module, graph) -> int:
         for member in channel.members:
             key = (member.module, member.role)
             if key not in cache:
-                alive = role_alive(model, *key)
+                alive = role_alive(model, *key, graph.param_dims.get(member.module, 0))
                 cache[key] = None if alive is None else alive.tolist()
             if cache[key] is not None:
                 dead.append(not any(cache[key][i] for i in member.indices))

@@ -8,6 +8,7 @@ dependency graph; the engine class comes from :data:`ENGINES`.
 
 from __future__ import annotations
 
+import warnings
 from typing import Iterable, Mapping
 
 import torch
@@ -152,6 +153,8 @@ def build_pruner(
         folded = ActivationRanking(model, structure) if fold_batchnorm == ACTIVATION else FoldedRanking(model)
         ranking_view = folded.view
         folded_pairs = list(folded.pairs)
+        if not folded_pairs:
+            _warn_nothing_to_fold(model, fold_batchnorm)
 
     arguments = dict(
         method=method,
@@ -176,6 +179,15 @@ def build_pruner(
     engine = ENGINES[(coupled, scope)](**arguments)
     engine.thin_when = resolved_thin(thin, method, coupling)
     return engine
+
+
+def _warn_nothing_to_fold(model: nn.Module, fold_batchnorm) -> None:
+    """One line when ``fold_batchnorm`` finds nothing to fold (a transformer has LayerNorm, not BatchNorm)."""
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    what = "none of its BatchNorm layers directly follows a Conv/Linear" if has_bn else "it has no BatchNorm layer"
+    value = ACTIVATION if fold_batchnorm == ACTIVATION else "true"
+    warnings.warn(f"fold_batchnorm={value}: {type(model).__name__} has nothing to fold ({what}); "
+                  "weights are ranked as they are", stacklevel=3)
 
 
 def _schedule_for(method, initial_sparsity, final_sparsity, starting_epoch, ending_epoch, frequency) -> EpochSchedule:

@@ -2,6 +2,9 @@
 
 With ``structure=filter`` or ``structure=channel`` the unit of removal is a *coupled channel* of
 :mod:`.dependency`: one channel of every tensor it runs through, with every layer that touches it.
+With ``structure=head`` it is an attention head (the groups of kind ``"head"``; filter/channel rank
+the others): its q, k, v rows and output-projection columns, scored by the criterion on every
+member (``param`` members on their slices) and reduced with ``group_reduction``.
 
 Ranking
     Every member of a coupled channel is scored with the criterion (a callable on a
@@ -48,11 +51,11 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.dependency import IN, NORM, OUT, ROLE_STRUCTURE, CoupledChannel, DependencyGraph
+from framework.pruning.dependency import IN, NORM, OUT, PARAM, ROLE_STRUCTURE, CoupledChannel, DependencyGraph
 from framework.pruning.engine import PruningEngine
 from framework.pruning.masks import MaskStore
 from framework.pruning.rules import keep_all_but_lowest_k, round_half_up
-from framework.pruning.spec import COUPLED, DEFAULTS, FILTER
+from framework.pruning.spec import COUPLED, DEFAULTS, FILTER, HEAD
 from framework.pruning.structures import expand_group_mask, to_groups
 
 
@@ -97,15 +100,23 @@ class CoupledPruningEngine(PruningEngine):
             for m in c.members
         }
         extras: dict[str, nn.Parameter] = {}
+        # structure=head ranks attention heads; filter/channel everything else (MLP hidden units, ...)
+        kind = "head" if self.structure == HEAD else "channel"
         for group in graph.groups:
+            if group.kind != kind:
+                continue
             channels = [c for c in group.prunable if self._selectable(c, selected)]
             if not channels:
                 continue
-            names = sorted({_weight(m.module) for c in channels for m in c.members if m.role != NORM})
-            scoring = sorted({_weight(m.module) for c in channels for m in self._scoring_members(c)})
+            names = sorted({_weight(m.module) for c in channels for m in c.members if m.role in (OUT, IN)})
+            scoring = sorted({_weight(m.module) for c in channels for m in self._scoring_members(c)
+                              if m.role != PARAM})
             self.plans.append(_GroupPlan(group.name, channels, names, scoring or names))
             for channel in channels:
                 for member in channel.members:
+                    if member.role == PARAM:
+                        extras[member.module] = graph.parameters[member.module]
+                        continue
                     module = self.modules[member.module]
                     attributes = ("bias",) if member.role == OUT else ("weight", "bias") if member.role == NORM else ()
                     for attribute in attributes:
@@ -114,6 +125,13 @@ class CoupledPruningEngine(PruningEngine):
                             extras[f"{member.module}.{attribute}"] = param
         if not self.plans:
             why = "; ".join(f"{e.op}: {e.reason}" for e in graph.exclusions if e.warned) or "every channel is fixed"
+            if self.structure == HEAD:
+                raise PruningError(
+                    "pruner.structure=head finds no attention head that can be removed (heads are found in "
+                    "nn.MultiheadAttention, Swin v1 window attention, and scaled_dot_product_attention or matmul "
+                    "attention on [B, H, L, E] views whose head count is not a constant); "
+                    "use pruner.structure=filter or channel"
+                )
             raise PruningError(
                 f"pruner.coupling=coupled finds no channel of the selected layers that can be removed ({why}); "
                 "select other layers or use pruner.coupling=layer"
@@ -126,12 +144,14 @@ class CoupledPruningEngine(PruningEngine):
 
     @staticmethod
     def _selectable(channel: CoupledChannel, selected: set[str]) -> bool:
-        return all(_weight(m.module) in selected for m in channel.members if m.role != NORM)
+        return all(_weight(m.module) in selected for m in channel.members if m.role in (OUT, IN))
 
     # ----------------------------------------------------------------------------- ranking
     def _per_channel(self, module: str, role: str, cache: dict, source: str) -> list | None:
         """Per-channel criterion scores (``source="view"``) or alive flags (``"mask"``) of a layer role."""
         key = (module, role, source)
+        if key not in cache and role == PARAM:
+            cache[key] = self._per_slice(module, source)
         if key not in cache:
             layer = self.modules[module]
             name = _weight(module)
@@ -148,7 +168,18 @@ class CoupledPruningEngine(PruningEngine):
                     cache[key] = to_groups(mask, structure, layer).any(dim=1).cpu().tolist()
         return cache[key]
 
+    def _per_slice(self, name: str, source: str) -> list | None:
+        """Per-slice scores or alive flags of a parameter read in forward (slices along its channel dim)."""
+        dim = self.graph.param_dims[name]
+        if source == "view":
+            rows = self.graph.parameters[name].detach().movedim(dim, 0)
+            return self.rule.criterion(rows.reshape(rows.shape[0], -1)).detach().double().cpu().tolist()
+        mask = self.store.get(name)
+        return None if mask is None else mask.movedim(dim, 0).reshape(mask.shape[dim], -1).any(1).cpu().tolist()
+
     def _scoring_members(self, channel: CoupledChannel):
+        if self.structure == HEAD:  # a head is ranked on all its weights: q, k, v rows and out columns
+            return [m for m in channel.members if m.role != NORM]
         role = OUT if self.structure == FILTER else IN
         return channel.of(role) or channel.of(OUT) or channel.of(IN)
 
@@ -228,10 +259,16 @@ class CoupledPruningEngine(PruningEngine):
                 removed[(member.module, member.role)].extend(member.indices)
         masks: dict[str, torch.Tensor] = {}
         for (module, role), indices in removed.items():
-            layer = self.modules[module]
             width = self.graph.widths[(module, role)]
             flags = torch.ones(width, dtype=torch.bool)
             flags[indices] = False
+            if role == PARAM:
+                param, dim = self.graph.parameters[module], self.graph.param_dims[module]
+                shape = [1] * param.dim()
+                shape[dim] = width
+                masks[module] = flags.reshape(shape).expand(param.shape).contiguous()
+                continue
+            layer = self.modules[module]
             if role == NORM:
                 for attribute in ("weight", "bias"):
                     if isinstance(getattr(layer, attribute, None), nn.Parameter):

@@ -11,11 +11,14 @@ Vocabulary
     One unit of removal: a set of (module, role, channel index) *members* that are removed together.
     Roles: ``"out"`` (a Conv/ConvTranspose/Linear filter, i.e. weight rows **and** the bias entry),
     ``"in"`` (a consumer's input channel: weight columns), ``"norm"`` (a BatchNorm/InstanceNorm channel:
-    ``γ``, ``β``, running mean and variance).
+    ``γ``, ``β``, running mean and variance), ``"param"`` (slices of a parameter read in forward along its
+    channel dim: a layer scale, a class token, a position embedding, the q/k/v rows of an
+    ``nn.MultiheadAttention``'s ``in_proj_weight``; ``DependencyGraph.param_dims`` gives the dim).
 *dependency group*
     The coupled channels that are ranked against each other with one target: all channels that share a
     (module, role), e.g. the 16 channels of a ResNet stage's residual stream, or every channel of a
-    DenseNet block, whose concatenations one conv reads at once.
+    DenseNet block, whose concatenations one conv reads at once. Its ``kind`` is ``"head"`` for the
+    heads of an attention block (ranked by ``structure=head`` only) and ``"channel"`` otherwise.
 
 How channels propagate (each tensor in the graph carries one id per channel along its channel
 dimension: 1 for conv-style tensors ``[N, C, ...]``, the last one for a Linear's output)
@@ -39,6 +42,10 @@ dimension: 1 for conv-style tensors ``[N, C, ...]``, the last one for a Linear's
 * ``flatten``/``view``/``reshape`` that merge the channel dim with the dims after it: feature ``j`` of
   the result belongs to channel ``j // (H·W)``, so a Linear after ``flatten`` loses its block of H·W
   columns with each channel. Only when the new shape is given as ``-1`` or computed at run time.
+* Transformers (:mod:`.layouts`): permute/transpose, reshapes into heads and back, LayerNorm (over the
+  channels: kept, since removing one changes the others' statistics), per-channel parameters met in
+  element-wise ops or concatenations, ``F.scaled_dot_product_attention`` (heads, GQA),
+  ``nn.MultiheadAttention`` and Swin's window attention (heads; embedding kept).
 * Zero padding of channels (``F.pad`` with channel pads, the CIFAR ResNet option-A shortcut): the
   padded channels are constants whose count is fixed in the code, so they are never removed; the
   channels that flow through keep their positions, so they can be.
@@ -51,9 +58,10 @@ coupled to them.
 
 Unknown ops
 -----------
-An op whose effect on channels is not listed above (``channel_shuffle``, ``pixel_shuffle``, ``permute``,
-GroupNorm, LayerNorm, a multi-channel PReLU, custom autograd functions, a split with constant sizes,
-a slice along channels, any other call) is **never assumed element-wise**: the channels that flow into
+An op whose effect on channels is not listed above (``channel_shuffle``, ``pixel_shuffle``, ``einsum``,
+GroupNorm, a multi-channel PReLU, custom autograd functions, a split with constant sizes, a slice
+along channels, a reshape that mixes channels with another dim, any other call) is
+**never assumed element-wise**: the channels that flow into
 and out of it are fixed, and :func:`build_dependency_graph` emits one ``warnings.warn`` per op naming the
 op and the layers that are kept whole because of it. A model with nothing prunable left raises
 :class:`PruningError` in the pruner; a model torch.fx cannot trace raises a one-line PruningError.
@@ -76,10 +84,11 @@ from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 from framework.errors import PruningError
 from framework.pruning.fx import CONV_LINEAR, CONVS, NORMS, trace, unwrap
+from framework.pruning.layouts import PARAM, STRUCTURAL_REASONS, LayoutHandlers, _Channels
 from framework.pruning.spec import CHANNEL, FILTER
 
 OUT, IN, NORM = "out", "in", "norm"
-ROLES = (OUT, IN, NORM)
+ROLES = (OUT, IN, NORM, PARAM)  # PARAM: slices of a parameter read in forward (layer scale, in_proj rows)
 # which structure of a layer's weight a member's role is
 ROLE_STRUCTURE = {OUT: FILTER, IN: CHANNEL}
 
@@ -143,6 +152,7 @@ class CoupledChannel:
 
     members: tuple[Member, ...]
     fixed: bool = False  # True: never removed (network input/output, constants, unknown ops)
+    head: bool = False  # True: a whole attention head (removed by structure=head only)
 
     def of(self, role: str) -> list[Member]:
         return [m for m in self.members if m.role == role]
@@ -158,6 +168,11 @@ class DependencyGroup:
     @property
     def prunable(self) -> list[CoupledChannel]:
         return [c for c in self.channels if not c.fixed]
+
+    @property
+    def kind(self) -> str:
+        """``"head"`` for the heads of an attention block, ``"channel"`` otherwise."""
+        return "head" if self.channels and all(c.head for c in self.channels) else "channel"
 
 
 @dataclass
@@ -180,6 +195,9 @@ class DependencyGraph:
     # (module name, role) -> channel count of that role (out/in channels, norm features)
     widths: dict[tuple[str, str], int]
     modules: dict[str, nn.Module] = field(repr=False)
+    # PARAM members: parameter name -> the dim its slices are taken along
+    param_dims: dict[str, int] = field(default_factory=dict)
+    parameters: dict[str, nn.Parameter] = field(default_factory=dict, repr=False)
 
     def channels(self) -> Iterable[CoupledChannel]:
         for group in self.groups:
@@ -210,15 +228,6 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-@dataclass
-class _Channels:
-    """Channel ids of one tensor: ``ids[i]`` is channel ``i`` along dim ``dim`` of a tensor of ``shape``."""
-
-    ids: list[int]
-    dim: int
-    shape: tuple[int, ...]
-
-
 def _describe(node: torch.fx.Node, modules: dict[str, nn.Module]) -> str:
     if node.op == "call_module":
         return f"{type(modules[node.target]).__name__} '{node.target}'"
@@ -234,7 +243,7 @@ def _tensor_meta(node: Any):
     return node.meta.get("tensor_meta") if isinstance(node, torch.fx.Node) else None
 
 
-class _Builder:
+class _Builder(LayoutHandlers):
     """Walks the graph once; every tensor gets channel ids, every layer channel a member."""
 
     def __init__(self, graph: torch.fx.Graph, modules: dict[str, nn.Module]):
@@ -246,6 +255,10 @@ class _Builder:
         self.module_ids: dict[tuple[str, str], list[int]] = {}
         self.fixed: dict[int, tuple[str, str, bool]] = {}  # id -> (op, reason, warn)
         self.sites: dict[str, list[str]] = defaultdict(list)  # unknown op -> graph nodes where it occurs
+        self.head_ids: list[int] = []  # one id of every attention head unit
+        self.param_dims: dict[str, int] = {}  # parameter read in forward -> its channel dim
+        # get_attr parameters (and their expand()s): node -> (name, shape, leading dims added or None)
+        self.param_origin: dict[torch.fx.Node, tuple[str, tuple[int, ...], int | None]] = {}
 
     # ----------------------------------------------------------------------------- helpers
     def fresh(self, meta: TensorMetadata, dim: int) -> _Channels:
@@ -280,14 +293,20 @@ class _Builder:
         for channels in self.tensors_in(list(node.args) + list(node.kwargs.values())):
             self.fix(channels.ids, op, reason, warn)
         meta = node.meta.get("tensor_meta")
-        outputs = self._fresh_outputs(meta)
+        inputs = self.tensors_in(list(node.args) + list(node.kwargs.values()))
+        # an output shaped like an input (a fused attention call on [B, H, W, C]) keeps its channel dim
+        like = next((c.dim for c in inputs if not c.multi and isinstance(meta, TensorMetadata)
+                     and len(c.shape) == len(meta.shape) and c.dim != 1), None)
+        outputs = self._fresh_outputs(meta, like)
         if outputs is not None:
             for channels in outputs if isinstance(outputs, list) else [outputs]:
                 self.fix(channels.ids, op, reason, warn)
             self.values[node] = outputs
 
-    def _fresh_outputs(self, meta):
+    def _fresh_outputs(self, meta, dim: int | None = None):
         if isinstance(meta, TensorMetadata):
+            if dim is not None:
+                return self.fresh(meta, dim)
             return self.fresh(meta, 1 if len(meta.shape) >= 2 else 0) if len(meta.shape) >= 1 else None
         if isinstance(meta, (tuple, list)) and meta and all(isinstance(m, TensorMetadata) for m in meta):
             return [self.fresh(m, 1 if len(m.shape) >= 2 else 0) for m in meta if len(m.shape) >= 1]
@@ -325,6 +344,10 @@ class _Builder:
             channels = self.fresh(meta, 1 if len(meta.shape) >= 2 else 0)
             self.fix(channels.ids, f"tensor attribute '{node.target}'", "a constant read in forward", False)
             self.values[node] = channels
+            owner, _, attribute = node.target.rpartition(".")
+            if isinstance(getattr(self.modules.get(owner), attribute, None), nn.Parameter):
+                # followed where it meets channels element-wise (layer scale, position embedding)
+                self.param_origin[node] = (node.target, tuple(meta.shape), None)
 
     def _op_output(self, node):
         for channels in self.tensors_in(node.args):
@@ -334,8 +357,10 @@ class _Builder:
         module = self.modules[node.target]
         inputs = self.tensors_in(node.args[:1])
         meta = node.meta.get("tensor_meta")
-        if isinstance(module, CONV_LINEAR) and len(inputs) == 1 and isinstance(meta, TensorMetadata) and not node.kwargs \
-                and len(node.args) == 1:
+        if any(value.multi for value in inputs):
+            pass  # channels spread over several dims: only the layout handlers below know them
+        elif isinstance(module, CONV_LINEAR) and len(inputs) == 1 and isinstance(meta, TensorMetadata) \
+                and not node.kwargs and len(node.args) == 1:
             if self._layer(node, module, inputs[0], meta):
                 return
         elif isinstance(module, NORMS) and len(inputs) == 1 and len(node.args) == 1 and inputs[0].dim == 1:
@@ -351,10 +376,16 @@ class _Builder:
         elif isinstance(module, nn.Flatten) and len(inputs) == 1 and isinstance(meta, TensorMetadata):
             if module.end_dim in (-1, len(inputs[0].shape) - 1) and self._merge_trailing(node, inputs[0], meta, module.start_dim):
                 return
+        if inputs or isinstance(module, nn.MultiheadAttention):
+            if self.layout_module(node, module, inputs, meta):
+                return
         self.unknown(node, "its effect on channels is not known")
 
     def _layer(self, node, module, source: _Channels, meta: TensorMetadata) -> bool:
         name = node.target
+        wanted = len(source.shape) - 1 if isinstance(module, nn.Linear) else 1
+        if source.dim != wanted and len(source.shape) > wanted:
+            source = self._refit(source, wanted) or source
         if isinstance(module, nn.Linear):
             if source.dim != len(source.shape) - 1:
                 return False
@@ -385,6 +416,16 @@ class _Builder:
         self.attach(out.ids, name, OUT)  # a shared layer's second call is coupled to its first
         self.values[node] = out
         return True
+
+    def _refit(self, source: _Channels, dim: int) -> _Channels | None:
+        """Channels kept whole by an unknown op carry no information about which dim holds them:
+        a layer that reads them along ``dim`` gets fresh kept ids there (None if some are removable)."""
+        reasons = [self.fixed.get(i) for i in source.ids]
+        if not reasons or any(r is None for r in reasons):
+            return None
+        channels = _Channels(self.uf.new(source.shape[dim]), dim, source.shape)
+        self.fix(channels.ids, *reasons[0])
+        return channels
 
     def _pass(self, node, source: _Channels, meta: TensorMetadata) -> bool:
         """Channels pass through unchanged (same count along the same dim)."""
@@ -426,6 +467,24 @@ class _Builder:
             return  # no tensor with channels goes in or comes out (sizes, arithmetic on ints)
         if method in _METADATA_METHODS or (function is getattr and meta is None):
             return
+        if method == "expand" and args[0] in self.param_origin and isinstance(meta, TensorMetadata):
+            name, shape, _ = self.param_origin[args[0]]
+            self.param_origin[node] = (name, shape, len(meta.shape) - len(shape))
+            channels = self.fresh(meta, 1 if len(meta.shape) >= 2 else 0)
+            self.fix(channels.ids, f"tensor attribute '{name}'", "a constant read in forward", False)
+            self.values[node] = channels
+            return
+        if isinstance(first, _Channels) and first.multi:
+            if self.layout_call(node, function, method, first, meta):
+                return
+            if (function in _PASS_FUNCTIONS or method in _PASS_METHODS) and self._only_first_is_tensor(node) \
+                    and isinstance(meta, TensorMetadata) and self._same_layout(node, first, meta):
+                return
+            if (function in _BINARY_FUNCTIONS or method in _BINARY_METHODS) and isinstance(meta, TensorMetadata) \
+                    and self._binary(node, meta):
+                return
+            self.unknown(node, "its effect on channels is not known")
+            return
         if function is operator.getitem:
             if isinstance(first, list):
                 if isinstance(args[1], int):
@@ -434,6 +493,8 @@ class _Builder:
             elif isinstance(first, _Channels) and isinstance(meta, TensorMetadata) and self._getitem(node, first, args[1], meta):
                 return
             elif first is None:
+                return
+            if isinstance(first, _Channels) and self.layout_call(node, function, method, first, meta):
                 return
             self.unknown(node, "indexes along the channel dim with constants fixed in the code")
             return
@@ -465,6 +526,8 @@ class _Builder:
         if (function is torch.chunk or method == "chunk") and isinstance(first, _Channels):
             if self._chunk(node, first, meta):
                 return
+        if isinstance(first, _Channels) and self.layout_call(node, function, method, first, meta):
+            return
         reason = "its effect on channels is not known"
         if function is torch.split or method == "split":
             reason = "its split sizes are fixed in the code"
@@ -497,23 +560,43 @@ class _Builder:
     def _binary(self, node, meta: TensorMetadata) -> bool:
         out_shape = tuple(meta.shape)
         operands = [a for a in list(node.args[:2]) + [node.kwargs.get("other")] if a is not None]
-        channel_dim, full = None, []
+        channel_dim, channel_axes, full, parameters, constants = None, None, [], [], []
+        values = []
         for operand in operands:
             if isinstance(operand, (int, float, bool)):
+                continue
+            if isinstance(operand, torch.fx.Node) and operand in self.param_origin:
+                parameters.append(operand)
                 continue
             value = self.values.get(operand) if isinstance(operand, torch.fx.Node) else None
             if not isinstance(value, _Channels):
                 if isinstance(operand, torch.fx.Node) and _tensor_meta(operand) is None:
                     continue  # a python number computed in the graph
                 return False
+            if operand.op == "get_attr":  # a buffer (a mask, a bias table): looked at once the channels are known
+                constants.append(value)
+            else:
+                values.append(value)
+        if values:  # a constant broadcast along the channels (size 1 there) does not touch them
+            axes_of = [tuple(a + len(out_shape) - len(v.shape) for a in v.axes) for v in values]
+            for constant in constants:
+                offset = len(out_shape) - len(constant.shape)
+                if not all(a < offset or constant.shape[a - offset] == 1 for a in axes_of[0]):
+                    values.append(constant)
+        else:
+            values = constants
+        for value in values:
             offset = len(out_shape) - len(value.shape)
-            if len(value.ids) == 1 and out_shape[value.dim + offset] != 1:
+            if not value.multi and len(value.ids) == 1 and out_shape[value.dim + offset] != 1:
                 # broadcast along channels: it feeds every output channel, so it keeps its one channel
                 self.fix(value.ids, _describe(node, self.modules), "broadcast along channels", False)
                 continue
-            if channel_dim is not None and channel_dim != value.dim + offset:
+            axes = tuple(a + offset for a in value.axes)
+            if channel_axes is not None and channel_axes != axes:
                 return False
-            channel_dim = value.dim + offset
+            if value.multi and any(out_shape[a + offset] != value.shape[a] for a in value.axes):
+                return False
+            channel_dim, channel_axes = value.dim + offset, axes
             full.append(value)
         if not full:
             return False
@@ -522,7 +605,10 @@ class _Builder:
                 return False
             for a, b in zip(full[0].ids, value.ids):
                 self.uf.union(a, b)
-        self.values[node] = _Channels(full[0].ids, channel_dim, out_shape)
+        for parameter in parameters:
+            if self.attach_parameter(parameter, full[0], len(out_shape), channel_dim) is False:
+                return False
+        self.values[node] = _Channels(full[0].ids, channel_dim, out_shape, channel_axes)
         return True
 
     def _reduce(self, node, source: _Channels, meta) -> bool:
@@ -591,14 +677,22 @@ class _Builder:
         dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
         if not isinstance(tensors, (tuple, list)) or not isinstance(dim, int) or not isinstance(meta, TensorMetadata):
             return False
-        parts = [self.values.get(t) if isinstance(t, torch.fx.Node) else None for t in tensors]
-        if not parts or not all(isinstance(p, _Channels) for p in parts):
+        parameters = [t for t in tensors if isinstance(t, torch.fx.Node) and t in self.param_origin]
+        parts = [self.values.get(t) if isinstance(t, torch.fx.Node) else None for t in tensors
+                 if t not in parameters]
+        if not parts or not all(isinstance(p, _Channels) and not p.multi for p in parts):
             return False
         cdim = parts[0].dim
         ndim = len(parts[0].shape)
         if any(p.dim != cdim or len(p.shape) != ndim for p in parts):
             return False
         shape = tuple(meta.shape)
+        if parameters:  # a class token concatenated to the tokens: its channels go with theirs
+            if dim % ndim == cdim or len(shape) != ndim:
+                return False
+            for parameter in parameters:
+                if self.attach_parameter(parameter, parts[0], ndim, cdim) is False:
+                    return False
         if dim % ndim == cdim:
             ids = [i for p in parts for i in p.ids]
         else:
@@ -666,7 +760,7 @@ def propagate_shapes(model: nn.Module, example_input, needed_by: str) -> torch.f
             ShapeProp(traced).propagate(*inputs)
     except PruningError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a shape mismatch, a wrong dtype: all mean the same
+    except Exception as exc:
         lines = str(exc).strip().splitlines()
         reason = (lines[0] if lines else type(exc).__name__)[:160]
         shapes = [tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)]
@@ -702,10 +796,14 @@ def _assemble(builder: _Builder, modules, prefix: str, model: nn.Module, warn: b
     for i, module, role, index in builder.members:
         by_root[uf.find(i)][(module, role)].append(index)
     fixed_roots: dict[int, tuple[str, str, bool]] = {}
+    structural = {uf.find(i): why for i, why in builder.fixed.items() if why[1] in STRUCTURAL_REASONS}
     for i, why in builder.fixed.items():
         root = uf.find(i)
-        # a warning reason wins over a silent one, so the user hears about unknown ops
-        if root not in fixed_roots or (why[2] and not fixed_roots[root][2]):
+        # a warning reason wins over a silent one, so the user hears about unknown ops; but where
+        # the channels could never go anyway (a LayerNorm over them), that reason is the one given
+        if root in structural:
+            fixed_roots[root] = structural[root]
+        elif root not in fixed_roots or (why[2] and not fixed_roots[root][2]):
             fixed_roots[root] = why
 
     # group channels that share a (module, role)
@@ -719,6 +817,7 @@ def _assemble(builder: _Builder, modules, prefix: str, model: nn.Module, warn: b
                 group_uf.union(group_of_key[key], root_group[root])
             else:
                 group_of_key[key] = root_group[root]
+    head_roots = {uf.find(i) for i in builder.head_ids}
     grouped: dict[int, list[CoupledChannel]] = defaultdict(list)
     exclusions: dict[tuple[str, str], set[str]] = defaultdict(set)
     warn_flags: dict[tuple[str, str], bool] = {}
@@ -732,12 +831,13 @@ def _assemble(builder: _Builder, modules, prefix: str, model: nn.Module, warn: b
             op, reason, loud = fixed_roots[root]
             exclusions[(op, reason)].update(m.module for m in members if m.role != NORM)
             warn_flags[(op, reason)] = loud
-        grouped[group_uf.find(root_group[root])].append(CoupledChannel(members, fixed))
+        grouped[group_uf.find(root_group[root])].append(CoupledChannel(members, fixed, root in head_roots))
 
     groups = []
     for channels in grouped.values():
         producers = [m.module for c in channels for m in c.members if m.role == OUT]
-        name = producers[0] if producers else channels[0].members[0].module
+        layers = [m.module for m in channels[0].members if m.role != PARAM]
+        name = producers[0] if producers else layers[0] if layers else channels[0].members[0].module
         groups.append(DependencyGroup(name, channels))
     widths = {(prefix + module, role): len(ids) for (module, role), ids in builder.module_ids.items()}
     result = [
@@ -755,4 +855,6 @@ def _assemble(builder: _Builder, modules, prefix: str, model: nn.Module, warn: b
                     f"(layers that keep those channels: {shown or 'none'})",
                     stacklevel=3,
                 )
-    return DependencyGraph(groups, result, widths, dict(model.named_modules()))
+    param_dims = {prefix + name: dim for name, dim in builder.param_dims.items()}
+    parameters = {name: p for name, p in model.named_parameters() if name in param_dims}
+    return DependencyGraph(groups, result, widths, dict(model.named_modules()), param_dims, parameters)

@@ -27,8 +27,8 @@ RENAMED_METHODS = {
     "sensitivity": "pruner=std_threshold (pruner.method=std_threshold, pruner.std_multiplier=...)",
 }
 
-FINE, FILTER, CHANNEL = "fine", "filter", "channel"
-STRUCTURES = (FINE, FILTER, CHANNEL)
+FINE, FILTER, CHANNEL, HEAD = "fine", "filter", "channel", "head"
+STRUCTURES = (FINE, FILTER, CHANNEL, HEAD)  # head: whole attention heads, across layers (coupled only)
 STRUCTURED = (FILTER, CHANNEL)  # whole output / input channels: the ones that can be coupled
 
 CRITERIA = ("l1", "l2", "random")
@@ -210,6 +210,8 @@ def coupling_problem(coupling: Any, structure: str) -> Optional[str]:
         return f"pruner.coupling={coupling!r} is invalid; allowed: null | {' | '.join(COUPLINGS)}"
     if coupling == COUPLED and structure == FINE:
         return f"pruner.coupling=coupled needs pruner.structure=filter or channel; got {FINE}"
+    if coupling == LAYER and structure == HEAD:
+        return f"pruner.structure={HEAD} needs pruner.coupling=coupled (a head spans several layers); got {LAYER}"
     return None
 
 

@@ -12,6 +12,10 @@ zeroes whole groups at a time.
 ``channel``
     One input channel of the layer: the weights that read that input.
 
+``head``
+    One attention head across the layers that compute it (q, k, v rows and the output projection's
+    columns): only with coupled pruning (:mod:`.coupled`), which finds heads in the graph.
+
 Exact definitions per layer type (``g`` = ``groups``, ``K`` = the kernel elements, flattened):
 
 * ``Linear`` weight ``[O, I]``: filter ``o`` is the row ``W[o]``, channel ``c`` is the column

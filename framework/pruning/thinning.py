@@ -11,7 +11,10 @@ least one channel.
 The result is a deep copy of the model, of the same class, in which each changed Conv/ConvTranspose/
 Linear/BatchNorm (InstanceNorm) has new, smaller parameters and buffers and matching width attributes
 (``in_channels``, ``out_channels``, ``groups``, ``in_features``, ``out_features``, ``num_features``).
-Grouped convs keep ``groups``; depthwise convs get ``groups`` = their new channel count. The copy is
+Grouped convs keep ``groups``; depthwise convs get ``groups`` = their new channel count. Parameters
+read in forward (``param`` members: layer scales, class tokens, position embeddings, attention
+``in_proj`` rows) are sliced along their channel dim; an ``nn.MultiheadAttention`` or Swin window
+attention that lost heads becomes its thinned subclass (:mod:`.attention`). The copy is
 checked against the masked model on ``example_input`` (eval mode) and a :class:`PruningError` is
 raised if they differ (relative error above ``1e-4`` in float32, ``1e-9`` in float64).
 
@@ -20,7 +23,9 @@ Recipe format (plain data, JSON- and ``weights_only``-safe)::
     {"format": "secateurs.thinning/1",
      "modules": {"layer1.0.conv1": {"type": "Conv2d", "in_channels": 16, "out_channels": 8, "groups": 1},
                  "layer1.0.bn1":   {"type": "BatchNorm2d", "num_features": 8},
-                 "fc":             {"type": "Linear", "in_features": 32, "out_features": 10}}}
+                 "fc":             {"type": "Linear", "in_features": 32, "out_features": 10},
+                 "encoder.layers.0.self_attention": {"type": "MultiheadAttention", "num_heads": 6}},
+     "parameters": {"encoder.layers.0.self_attention.in_proj_weight": [1152, 768]}}   # optional
 
 :func:`apply_recipe` resizes the named modules of a freshly built model of the same class (new empty
 tensors of the right shapes), after which ``load_state_dict`` of the thinned state_dict works.
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import os
 import tempfile
 from collections import defaultdict
@@ -49,10 +55,12 @@ import torch
 from torch import nn
 
 from framework.errors import CheckpointError, PruningError
+from framework.pruning.attention import is_window_attention, thin_multihead, thin_window_attention
 from framework.pruning.dependency import (
     IN,
     NORM,
     OUT,
+    PARAM,
     ROLE_STRUCTURE,
     DependencyGraph,
     build_dependency_graph,
@@ -106,6 +114,10 @@ class _Removal:
     def alive(self, module: str, role: str) -> list[bool] | None:
         """Bool per channel of a layer role: True where its mask keeps some weight (None: no mask)."""
         key = (module, role)
+        if key not in self._flags and role == PARAM:
+            mask, dim = self.masks.get(module), self.graph.param_dims[module]
+            self._flags[key] = None if mask is None else (
+                mask.bool().movedim(dim, 0).reshape(mask.shape[dim], -1).any(1).cpu().tolist())
         if key not in self._flags:
             mask = self.masks.get(_weight_name(module))
             layer = self.graph.modules[module]
@@ -297,8 +309,27 @@ def thin(
     kept = _kept_indices(graph, gone)
     modules = dict(work.named_modules())
     recipe_modules: dict[str, dict] = {}
+    recipe_parameters: dict[str, list[int]] = {}
     plans: dict[str, IndexPlan] = {}
-    for name in sorted({module for module, _ in kept}):
+    for (name, role), keep in sorted(kept.items()):
+        if role == PARAM:  # a parameter read in forward: sliced along its channel dim
+            owner, _, attribute = name.rpartition(".")
+            plan = [(graph.param_dims[name], keep)]
+            tensor = getattr(modules[owner], attribute)
+            _replace_tensor(modules[owner], attribute, _slice(tensor.detach(), plan).clone())
+            plans[name] = plan
+            recipe_parameters[name] = list(getattr(modules[owner], attribute).shape)
+    for name, module in modules.items():
+        if isinstance(module, nn.MultiheadAttention) and f"{name}.in_proj_weight" in recipe_parameters:
+            heads = recipe_parameters[f"{name}.in_proj_weight"][0] // (3 * module.head_dim)
+            thin_multihead(module, heads)
+            recipe_modules[name] = {"type": "MultiheadAttention", "num_heads": heads}
+        elif is_window_attention(module) and (f"{name}.qkv", OUT) in kept:
+            head_dim = graph.widths[(f"{name}.qkv", OUT)] // (3 * module.num_heads)
+            heads = len(kept[(f"{name}.qkv", OUT)]) // (3 * head_dim)
+            recipe_modules[name] = {"type": type(module).__name__, "num_heads": heads, "head_dim": head_dim}
+            thin_window_attention(module, heads, head_dim)
+    for name in sorted({module for module, role in kept if role != PARAM}):
         spec = _module_spec(name, modules[name], kept)
         if spec is None:
             continue
@@ -312,8 +343,10 @@ def thin(
         _set_widths(module, widths)
         recipe_modules[name] = widths
 
-    result = ThinResult(work, {"format": RECIPE_FORMAT, "modules": recipe_modules}, plans,
-                        removed_channels=len(gone))
+    recipe = {"format": RECIPE_FORMAT, "modules": recipe_modules}
+    if recipe_parameters:
+        recipe["parameters"] = recipe_parameters
+    result = ThinResult(work, recipe, plans, removed_channels=len(gone))
     if check:
         result.max_error = relative_error(reference, _outputs(work, example_input))
         dtype = next(work.parameters()).dtype
@@ -344,7 +377,9 @@ def thin_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module, thinned: 
             )
         groups.append({**{k: v for k, v in group.items() if k != "params"},
                        "params": [new_params[names[id(p)]] for p in group["params"]]})
-    new = type(optimizer)(groups, **optimizer.defaults)
+    # defaults may hold keys the constructor does not take (AdamW records decoupled_weight_decay)
+    accepted = inspect.signature(type(optimizer).__init__).parameters
+    new = type(optimizer)(groups, **{k: v for k, v in optimizer.defaults.items() if k in accepted})
     for old_param, state in optimizer.state.items():
         name = names[id(old_param)]
         plan = plans.get(name)
@@ -376,11 +411,27 @@ def apply_recipe(model: nn.Module, recipe: Mapping) -> nn.Module:
             raise CheckpointError(
                 f"thinning recipe resizes {spec.get('type')} '{name}' but {type(model).__name__} has {found} there"
             )
+        if isinstance(module, nn.MultiheadAttention):
+            thin_multihead(module, int(spec["num_heads"]))
+            continue
+        if is_window_attention(module):
+            thin_window_attention(module, int(spec["num_heads"]), int(spec["head_dim"]))
+            continue
         _set_widths(module, spec)
         for attribute, shape in _shapes(module).items():
             tensor = getattr(module, attribute, None)
             if isinstance(tensor, torch.Tensor):
                 _replace_tensor(module, attribute, torch.empty(shape, dtype=tensor.dtype, device=tensor.device))
+    for name, shape in recipe.get("parameters", {}).items():
+        owner, _, attribute = name.rpartition(".")
+        module = modules.get(owner)
+        tensor = getattr(module, attribute, None) if module is not None else None
+        if not isinstance(tensor, nn.Parameter):
+            raise CheckpointError(
+                f"thinning recipe resizes parameter '{name}' but {type(model).__name__} has none there"
+            )
+        _replace_tensor(module, attribute, torch.empty([int(s) for s in shape], dtype=tensor.dtype,
+                                                       device=tensor.device))
     return model
 
 
