@@ -41,9 +41,18 @@ from framework.pruning.spec import (
 
 
 def project_root() -> Path:
-    """The checkout holding ``conf/`` (outputs and the default MLflow store live under it)."""
+    """Where ``paths.output_dir`` (``<root>/outputs``) and ``data/`` live by default: the checkout
+    holding ``conf/`` when the package runs from a clone (``python run.py``, ``make run``, an
+    editable install), the current directory when it runs from an installed wheel (no checkout)."""
     here = Path(__file__).resolve().parents[1]
     return here if (here / "conf").is_dir() else Path.cwd()
+
+
+def conf_dir() -> Path:
+    """The config tree ``run.py`` and the ``secateurs`` command compose: ``framework/conf/`` in an
+    installed wheel (setup.py packs the repository's ``conf/`` there), ``<checkout>/conf`` in a clone."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "conf"
 
 
 # Config files say ${project_root:} so that outputs/ does not move with the current directory.
@@ -103,6 +112,15 @@ class DistributedConfig:
 
 
 @dataclass
+class PathsConfig:
+    """Where a run writes: run folders (``runs/``, ``multirun/``) and the default MLflow store
+    (``mlflow.db``, ``mlartifacts/``) go under ``output_dir``."""
+
+    # a clone: <checkout>/outputs; an installed secateurs: ./outputs (see project_root)
+    output_dir: str = "${project_root:}/outputs"
+
+
+@dataclass
 class Config:
     # components: a _target_ and its arguments, checked against the target's signature
     model: Any = MISSING
@@ -115,6 +133,7 @@ class Config:
     schedule: ScheduleConfig = MISSING
     loader: LoaderConfig = field(default_factory=LoaderConfig)  # dataset options set their own
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
     epochs: int = 20
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
