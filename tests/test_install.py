@@ -95,6 +95,8 @@ def test_the_command_logs_to_the_default_store_in_the_current_folder(installed, 
     assert done.returncode == 0, done.stderr[-3000:]
     store = tmp_path / "outputs" / "mlflow.db"
     assert store.is_file()
+    # installed, not a clone: the end of the run names the store itself, not `make ui`
+    assert f"MLflow UI:   mlflow ui --backend-store-uri sqlite:///{store} " in done.stdout + done.stderr
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{store}")

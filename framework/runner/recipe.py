@@ -25,6 +25,7 @@ from framework.runner.context import RunContext
 from framework.runner.parts import build_parts, build_thinning_hook, recorded_params
 from framework.runner.pruning_hook import PruningHook
 from framework.runner.ranks import agree_or_raise
+from framework.runner.summary import where_everything_is
 from framework.runner.resume_guard import (
     ConfigRecordHook,
     apply_scheduler_arguments,
@@ -114,6 +115,8 @@ def train(cfg: DictConfig, context: RunContext, ddp: DistContext = SINGLE,
             final.get("val/loss", float("nan")),
             f" sparsity/total={final['sparsity/total']:.4f}" if "sparsity/total" in final else "",
         )
+    if ddp.is_main:
+        log.info(where_everything_is(context.run_dir, history, trainer.hooks))
     return final
 
 
