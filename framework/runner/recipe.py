@@ -25,13 +25,13 @@ from framework.runner.context import RunContext
 from framework.runner.parts import build_parts, build_thinning_hook, recorded_params
 from framework.runner.pruning_hook import PruningHook
 from framework.runner.ranks import agree_or_raise
-from framework.runner.summary import where_everything_is
 from framework.runner.resume_guard import (
     ConfigRecordHook,
     apply_scheduler_arguments,
     checkpoint_to_resume,
     config_changes,
 )
+from framework.runner.summary import where_everything_is
 from framework.tracking.metrics_file import MetricsFileHook
 from framework.training import CheckpointHook, Trainer, load_checkpoint
 from framework.training.distributed import (
