@@ -78,6 +78,9 @@ class LoaderConfig:
 
     batch_size: int = 64
     num_workers: int = 0
+    # null: every batch; N: only the first N batches' worth of samples of the split (debug presets)
+    limit_train_batches: Optional[int] = None
+    limit_val_batches: Optional[int] = None
 
 
 BUDGET_KINDS = ("sparsity", "params", "macs", "top1_drop")
@@ -145,6 +148,10 @@ class Config:
     # what a run returns to a Hydra sweeper: one metric name, or a list for multi-objective search
     optimized_metric: Any = "val/top1"
     task: str = "train"  # train | sensitivity
+    # MLflow tags of the run: "word" (tag word=true) or "key:value"; not params
+    tags: List[str] = field(default_factory=list)
+    # > 0: the torch profiler records that many training steps into <run dir>/profile/ (debug=profile)
+    profile_steps: int = 0
     sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
 
 
@@ -199,6 +206,11 @@ def config_problems(cfg: Any) -> List[str]:
         bad("loader.batch_size", "an integer >= 1")
     if cfg.loader.num_workers < 0:
         bad("loader.num_workers", "an integer >= 0")
+    for key in ("limit_train_batches", "limit_val_batches"):
+        if _select(cfg, f"loader.{key}") is not None and cfg.loader[key] < 1:
+            bad(f"loader.{key}", "null (every batch) or an integer >= 1")
+    if _select(cfg, "profile_steps") is not None and cfg.profile_steps < 0:
+        bad("profile_steps", "0 (off) or a number of training steps >= 1")
     for node in ("model", "dataset", "optimizer", "pruner", "tracking"):
         if not isinstance(_select(cfg, f"{node}._target_"), str):
             problems.append(f"{node}._target_ is missing; allowed: the import path of a class or function")

@@ -17,8 +17,8 @@ from typing import Any, Dict, Iterator, List, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from framework.components import build_component
-from framework.config import validate
-from framework.data import build_loaders, load_splits
+from framework.config import pruning_window, validate
+from framework.data import build_loaders, limit_batches, load_splits
 from framework.errors import ConfigError
 from framework.pruning.thinning import apply_recipe, thinning_recipe
 from framework.runner.context import RunContext
@@ -154,6 +154,7 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
     # -- from here on, data is read ----------------------------------------------------------
     bundle = load_splits(parts.data_source, cfg.dataset._target_)
     parts.description.preprocessing = bundle.preprocessing  # a tracker may log it beside the model
+    bundle = limit_batches(bundle, cfg.loader.batch_size, cfg.loader.limit_train_batches, cfg.loader.limit_val_batches)
     train_loader, val_loader = build_loaders(
         bundle, batch_size=cfg.loader.batch_size, num_workers=cfg.loader.num_workers, seed=cfg.seed,
         rank=ddp.rank, world_size=ddp.world_size,
@@ -162,7 +163,12 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
     writers = (EpochLogHook(also_shown=PruningHook.SHOWN_IN_LOG), MetricsFileHook(run_dir), *parts.trackers) if ddp.is_main else ()
     hooks: List[Any] = [h for h in (record, pruning_hook, mask_sync, thinning_hook, *writers) if h is not None]
     if ddp.is_main:
-        hooks.append(CheckpointHook(run_dir / "checkpoints"))
+        hooks.append(CheckpointHook(run_dir / "checkpoints", best_metric=_first_metric(cfg.optimized_metric),
+                                    best_from_epoch=_final_sparsity_epoch(cfg) if pruning_hook is not None else 0))
+        if cfg.profile_steps > 0:
+            from framework.training.profiler_hook import ProfilerHook
+
+            hooks.append(ProfilerHook(run_dir / "profile", cfg.profile_steps))
     parallel = None
     if ddp.enabled:
         from framework.training.ddp import DataParallel
@@ -191,6 +197,18 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
             log.warning("resumed with a changed config: %s", "; ".join(changes))
         log.info("resumed at epoch %d from %s", trainer.start_epoch, resume_path)
     return trainer
+
+
+def _first_metric(optimized_metric: Any) -> str:
+    """best.pt follows the first of several optimized metrics (a multi-objective sweep)."""
+    return optimized_metric if isinstance(optimized_metric, str) else list(optimized_metric)[0]
+
+
+def _final_sparsity_epoch(cfg: DictConfig) -> int:
+    """The first epoch that ends at the final sparsity: the schedule's last pruning epoch."""
+    start, end = pruning_window(cfg.schedule, cfg.epochs)
+    epochs = list(range(start, end, cfg.schedule.frequency))
+    return epochs[-1] if epochs else 0
 
 
 def analyse_sensitivity(cfg: DictConfig, context: RunContext) -> Dict[str, float]:

@@ -40,6 +40,8 @@ def where_everything_is(run_dir: Path, history: Sequence[Mapping[str, float]], t
         files = sorted(p.name for p in (run_dir / folder).glob("*") if p.is_file())
         if files:
             lines.append(f"  {folder} model: {run_dir / folder} ({', '.join(files)})")
+    if (run_dir / "profile").is_dir():
+        lines.append(f"  profile:     {run_dir / 'profile'} (trace.json: chrome://tracing or Perfetto)")
     for tracker in trackers:
         lines.extend(f"  {line}" for line in _tracker_lines(tracker))
     figures = headline(history)

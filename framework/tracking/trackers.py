@@ -56,6 +56,9 @@ def mlflow_tracking(
         "hydra.output_dir": str(run.run_dir),
         "git.commit": git_commit(project_root()) or "unknown",
     }
+    for label in run.tags:  # the user's labels: "baseline" -> baseline=true, "owner:ana" -> owner=ana
+        key, _, value = str(label).partition(":")
+        tags[key.strip()] = value.strip() or "true"
     if run.world_size > 1:
         tags["distributed.world_size"] = str(run.world_size)
     if run.job_num is not None:
