@@ -84,7 +84,7 @@ class LoaderConfig:
 
 
 BUDGET_KINDS = ("sparsity", "params", "macs", "top1_drop")
-TASKS = ("train", "sensitivity")
+TASKS = ("train", "sensitivity", "eval")
 
 
 @dataclass
@@ -147,7 +147,7 @@ class Config:
     progress: bool = True
     # what a run returns to a Hydra sweeper: one metric name, or a list for multi-objective search
     optimized_metric: Any = "val/top1"
-    task: str = "train"  # train | sensitivity
+    task: str = "train"  # train | sensitivity | eval (pretrained=<file> on the val split)
     # MLflow tags of the run: "word" (tag word=true) or "key:value"; not params
     tags: List[str] = field(default_factory=list)
     # > 0: the torch profiler records that many training steps into <run dir>/profile/ (debug=profile)
@@ -190,6 +190,9 @@ def config_problems(cfg: Any) -> List[str]:
         problems.append(problem)
     if cfg.task == "sensitivity":
         problems.extend(_sensitivity_problems(cfg, bad))
+    if cfg.task == "eval" and cfg.pretrained is None:
+        problems.append("task=eval needs pretrained=<file>; allowed: a run's checkpoint (checkpoints/best.pt, "
+                        "last.pt) or thinned model (thinned/model.pt)")
     if cfg.resume_changed not in ("refuse", "allow"):
         bad("resume_changed", "refuse | allow")
     if cfg.device not in DEVICES:

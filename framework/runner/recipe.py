@@ -75,6 +75,12 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
                         "task=sensitivity runs in one process; allowed: python run.py (sensitivity.workers=N forks workers)"
                     )
                 return analyse_sensitivity(cfg, context)
+            if cfg.task == "eval":
+                if ddp.enabled:
+                    raise ConfigError("task=eval runs in one process; allowed: python run.py task=eval ...")
+                from framework.runner.eval_task import evaluate
+
+                return evaluate(cfg, context)
             return train(cfg, context, ddp, resume_path)
     finally:
         shutdown_distributed()

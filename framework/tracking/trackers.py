@@ -73,6 +73,10 @@ def mlflow_tracking(
     if run.task == "sensitivity":  # the analysis logs its tables and the derived pruner, no model
         artifacts = [(run.run_dir / "sensitivity", "sensitivity"), (run.run_dir / "conf", "conf")]
         log_model = False
+    elif run.task == "eval":  # val metrics of a model a run made: nothing new to keep but its config
+        artifacts = [(run.run_dir / "metrics.jsonl", "")]
+        artifacts += [(run.hydra_dir, "hydra")] if run.hydra_dir is not None else []
+        log_model = False
     else:
         artifacts = [(run.run_dir / "checkpoints" / "last.pt", "checkpoints"), (run.run_dir / "metrics.jsonl", "")]
         if run.hydra_dir is not None:
