@@ -8,22 +8,23 @@ option names from the config folders (ours and any ``--config-dir``) directly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 from framework.pruning.spec import RENAMED_METHODS, renamed_problem
 
 HEADER = """\
 secateurs: train and prune a model as the config says, tracked in MLflow.
 
-  python run.py [group=option ...] [key=value ...]      one run
-  python run.py -m group=a,b key=1,2                    a sweep (one run per combination)
-  python run.py --config-dir my_project/conf model=my_net   bring your own components
+  secateurs [group=option ...] [key=value ...]      one run (python run.py ... in a clone)
+  secateurs -m group=a,b key=1,2                    a sweep (one run per combination)
+  secateurs --config-dir my_project/conf model=my_net   bring your own components
+  outputs: paths.output_dir (./outputs; <checkout>/outputs in a clone)
 
 == Configuration groups (group=option) ==
 """
 
 FOOTER = """
-Hydra's own flags: python run.py --hydra-help
+Hydra's own flags: secateurs --hydra-help
 """
 
 
@@ -78,6 +79,72 @@ def renamed_option_problem(conf: Path, argv: Sequence[str]) -> Optional[str]:
             advice = RENAMED_OPTIONS.get((group, option.strip()))
             if advice and not any((d / group / f"{option.strip()}.yaml").is_file() for d in dirs):
                 return renamed_problem(f"{group}={option.strip()}", advice)
+    return None
+
+
+# Hydra options that a plugin package provides: (group, option) -> (module, pip package). The
+# plugins come with the `sweeps` extra; an option whose module is missing gets one line naming it
+# instead of Hydra's "Could not load 'hydra/launcher/submitit_slurm'".
+PLUGIN_OPTIONS = {
+    ("hydra/launcher", "joblib"): ("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher"),
+    ("hydra/launcher", "submitit_local"): ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher"),
+    ("hydra/launcher", "submitit_slurm"): ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher"),
+    ("hydra/sweeper", "optuna"): ("hydra_plugins.hydra_optuna_sweeper", "hydra-optuna-sweeper"),
+}
+# The groups whose options may pull a plugin in: picked directly, or by a preset's defaults list.
+PLUGIN_GROUPS = ("hydra/launcher", "hydra/sweeper", "hparams_search", "experiment")
+
+
+def _options_picked(dirs: Sequence[Path], group: str, option: str, seen: set) -> Iterator[tuple]:
+    """``(group, option)`` and every option its config file's defaults list picks, recursively
+    (``hparams_search=x`` -> ``override /hydra/sweeper: optuna``; ``slurm`` -> ``submitit_slurm``)."""
+    if (group, option) in seen:
+        return
+    seen.add((group, option))
+    yield group, option
+    from omegaconf import OmegaConf
+
+    for root in dirs:
+        path = root / group / f"{option}.yaml"
+        if not path.is_file():
+            continue
+        defaults = OmegaConf.to_container(OmegaConf.load(path)).get("defaults") or []
+        for entry in defaults:
+            if isinstance(entry, str) and entry != "_self_":  # an option of the same group
+                yield from _options_picked(dirs, group, entry, seen)
+            elif isinstance(entry, dict):
+                for key, value in entry.items():
+                    key = key.removeprefix("override").removeprefix("optional").strip()
+                    sub = key[1:] if key.startswith("/") else f"{group}/{key}"
+                    if isinstance(value, str):
+                        yield from _options_picked(dirs, sub, value, seen)
+        return
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent (hydra_plugins: no plugin at all) is missing too
+        return False
+
+
+def missing_plugin_problem(conf: Path, argv: Sequence[str]) -> Optional[str]:
+    """One line when the command line picks a launcher or sweeper (directly or through a preset)
+    whose Hydra plugin is not installed, naming the package and the extra that brings it."""
+    dirs = config_dirs(conf, argv)
+    seen: set = set()
+    for override in overrides_of(argv):
+        key, _, value = override.lstrip("+~").partition("=")
+        if key not in PLUGIN_GROUPS:
+            continue
+        for option in value.split(","):
+            for group, picked in _options_picked(dirs, key, option.strip(), seen):
+                module, package = PLUGIN_OPTIONS.get((group, picked), (None, None))
+                if module and not _importable(module):
+                    return (f"{override} needs the Hydra plugin {package}, which is not installed; "
+                            f"install it with: pip install 'secateurs[sweeps]'")
     return None
 
 

@@ -41,9 +41,18 @@ from framework.pruning.spec import (
 
 
 def project_root() -> Path:
-    """The checkout holding ``conf/`` (outputs and the default MLflow store live under it)."""
+    """Where ``paths.output_dir`` (``<root>/outputs``) and ``data/`` live by default: the checkout
+    holding ``conf/`` when the package runs from a clone (``python run.py``, ``make run``, an
+    editable install), the current directory when it runs from an installed wheel (no checkout)."""
     here = Path(__file__).resolve().parents[1]
     return here if (here / "conf").is_dir() else Path.cwd()
+
+
+def conf_dir() -> Path:
+    """The config tree ``run.py`` and the ``secateurs`` command compose: ``framework/conf/`` in an
+    installed wheel (setup.py packs the repository's ``conf/`` there), ``<checkout>/conf`` in a clone."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "conf"
 
 
 # Config files say ${project_root:} so that outputs/ does not move with the current directory.
@@ -69,10 +78,13 @@ class LoaderConfig:
 
     batch_size: int = 64
     num_workers: int = 0
+    # null: every batch; N: only the first N batches' worth of samples of the split (debug presets)
+    limit_train_batches: Optional[int] = None
+    limit_val_batches: Optional[int] = None
 
 
 BUDGET_KINDS = ("sparsity", "params", "macs", "top1_drop")
-TASKS = ("train", "sensitivity")
+TASKS = ("train", "sensitivity", "eval")
 
 
 @dataclass
@@ -103,6 +115,15 @@ class DistributedConfig:
 
 
 @dataclass
+class PathsConfig:
+    """Where a run writes: run folders (``runs/``, ``multirun/``) and the default MLflow store
+    (``mlflow.db``, ``mlartifacts/``) go under ``output_dir``."""
+
+    # a clone: <checkout>/outputs; an installed secateurs: ./outputs (see project_root)
+    output_dir: str = "${project_root:}/outputs"
+
+
+@dataclass
 class Config:
     # components: a _target_ and its arguments, checked against the target's signature
     model: Any = MISSING
@@ -115,6 +136,7 @@ class Config:
     schedule: ScheduleConfig = MISSING
     loader: LoaderConfig = field(default_factory=LoaderConfig)  # dataset options set their own
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
     epochs: int = 20
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
@@ -125,7 +147,11 @@ class Config:
     progress: bool = True
     # what a run returns to a Hydra sweeper: one metric name, or a list for multi-objective search
     optimized_metric: Any = "val/top1"
-    task: str = "train"  # train | sensitivity
+    task: str = "train"  # train | sensitivity | eval (pretrained=<file> on the val split)
+    # MLflow tags of the run: "word" (tag word=true) or "key:value"; not params
+    tags: List[str] = field(default_factory=list)
+    # > 0: the torch profiler records that many training steps into <run dir>/profile/ (debug=profile)
+    profile_steps: int = 0
     sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
 
 
@@ -164,6 +190,9 @@ def config_problems(cfg: Any) -> List[str]:
         problems.append(problem)
     if cfg.task == "sensitivity":
         problems.extend(_sensitivity_problems(cfg, bad))
+    if cfg.task == "eval" and cfg.pretrained is None:
+        problems.append("task=eval needs pretrained=<file>; allowed: a run's checkpoint (checkpoints/best.pt, "
+                        "last.pt) or thinned model (thinned/model.pt)")
     if cfg.resume_changed not in ("refuse", "allow"):
         bad("resume_changed", "refuse | allow")
     if cfg.device not in DEVICES:
@@ -180,6 +209,11 @@ def config_problems(cfg: Any) -> List[str]:
         bad("loader.batch_size", "an integer >= 1")
     if cfg.loader.num_workers < 0:
         bad("loader.num_workers", "an integer >= 0")
+    for key in ("limit_train_batches", "limit_val_batches"):
+        if _select(cfg, f"loader.{key}") is not None and cfg.loader[key] < 1:
+            bad(f"loader.{key}", "null (every batch) or an integer >= 1")
+    if _select(cfg, "profile_steps") is not None and cfg.profile_steps < 0:
+        bad("profile_steps", "0 (off) or a number of training steps >= 1")
     for node in ("model", "dataset", "optimizer", "pruner", "tracking"):
         if not isinstance(_select(cfg, f"{node}._target_"), str):
             problems.append(f"{node}._target_ is missing; allowed: the import path of a class or function")

@@ -178,3 +178,19 @@ def build_loaders(
     else:
         val = DataLoader(bundle.val, batch_size=batch_size, shuffle=False, **workers)
     return train, val
+
+
+def limit_batches(bundle: DatasetBundle, batch_size: int, train: Optional[int] = None,
+                  val: Optional[int] = None) -> DatasetBundle:
+    """The bundle with each split cut to its first ``N * batch_size`` samples (``None``: whole):
+    the same few batches every epoch (``loader.limit_train_batches``, the debug presets)."""
+    from dataclasses import replace
+
+    from torch.utils.data import Subset
+
+    def cut(split: Dataset, batches: Optional[int]) -> Dataset:
+        if batches is None or batches * batch_size >= len(split):
+            return split
+        return Subset(split, range(batches * batch_size))
+
+    return replace(bundle, train=cut(bundle.train, train), val=cut(bundle.val, val))

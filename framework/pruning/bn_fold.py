@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
+from typing import Iterable
 
 import torch
 from torch import nn
@@ -118,6 +119,22 @@ def find_fold_pairs(model: nn.Module) -> list[FoldPair]:
 def pairs_report(pairs: list[FoldPair]) -> list[dict[str, str]]:
     """JSON-serialisable form of ``pairs`` for logging as a run artifact (count = ``len``)."""
     return [asdict(p) for p in pairs]
+
+
+def batchnorms_at_initial_state(model: nn.Module, pairs: Iterable) -> bool:
+    """Whether every BatchNorm that ``pairs`` fold is still as constructed (γ 1, β 0, running mean
+    0, running var 1): then each folded scale is the same constant and the folded ranking is the
+    raw one. False when nothing is folded."""
+    modules = {strip_data_parallel_prefix(n): m for n, m in model.named_modules()}
+    bns = [modules.get(strip_data_parallel_prefix(getattr(p, "bn_name", ""))) for p in pairs]
+    if not bns or any(bn is None for bn in bns):
+        return False
+
+    def equals(tensor, value: float) -> bool:
+        return tensor is None or bool(torch.all(tensor.detach() == value))
+
+    return all(equals(bn.weight, 1.0) and equals(bn.bias, 0.0) and equals(bn.running_mean, 0.0)
+               and equals(bn.running_var, 1.0) for bn in bns)
 
 
 class FoldedRanking:

@@ -80,6 +80,7 @@ def build_parts(cfg: DictConfig, context: RunContext, ddp: DistContext = SINGLE,
         input_shape=input_shape,
         params=params_in_use(cfg),
         world_size=ddp.world_size,
+        tags=list(cfg.tags),
     )
     # Ranks > 0 train, prune and thin like rank 0, but track nothing.
     trackers = as_hooks(build_component("tracking", cfg.tracking, run=description)) if ddp.is_main else []
@@ -188,8 +189,13 @@ def params_in_use(cfg: DictConfig) -> Dict[str, Any]:
     """The resolved config without what this run does not use: the schedule of a dense run, an
     empty lr_scheduler node, and the settings that say where results go rather than what ran."""
     used = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("tracking", "progress", "resume", "resume_changed", "optimized_metric"):
+    for key in ("tracking", "progress", "resume", "resume_changed", "optimized_metric", "paths", "tags"):
         used.pop(key, None)
+    for key in ("limit_train_batches", "limit_val_batches"):  # params only when set (debug presets)
+        if used["loader"].get(key) is None:
+            used["loader"].pop(key, None)
+    if not used.get("profile_steps"):
+        used.pop("profile_steps", None)
     if cfg.get("task", "train") == "train":  # the analysis settings only matter to task=sensitivity
         used.pop("task", None)
         used.pop("sensitivity", None)

@@ -5,10 +5,14 @@ At the end the per-layer reports are written to ``<run dir>/pruning/``."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from framework.pruning.bn_fold import batchnorms_at_initial_state
 from framework.training.hooks import Hook
+
+log = logging.getLogger(__name__)
 
 
 class PruningHook(Hook):
@@ -34,6 +38,7 @@ class PruningHook(Hook):
         self.step_level = bool(getattr(pruner, "step_frequency", None))
         # After thinning (framework.runner.thinning_hook) the masks are spent: set by freeze()
         self.frozen_sparsity: Optional[Dict[str, float]] = None
+        self.warned_unfolded = False  # fold_batchnorm ranked on untrained BatchNorms: said once
 
     def freeze(self, masked_model=None) -> None:
         """Stop masking (the model was thinned); keep reporting the sparsity reached, and write the
@@ -51,8 +56,23 @@ class PruningHook(Hook):
     def before_epoch(self, trainer) -> None:
         if self.frozen_sparsity is None:
             updated = self.pruner.on_epoch_start(trainer.epoch)
+            if updated is not None:
+                self.warn_if_folding_changes_nothing(trainer)
             if updated is not None and self.on_masks_updated is not None:
                 self.on_masks_updated(trainer, f"epoch {trainer.epoch} start")
+
+    def warn_if_folding_changes_nothing(self, trainer) -> None:
+        """fold_batchnorm=true ranks W·γ/sqrt(var+eps); while every folded BatchNorm is untrained
+        that factor is one constant, so the ranking (and the whole run) equals fold_batchnorm=false."""
+        pairs = getattr(self.pruner, "folded_pairs", None)
+        if self.warned_unfolded or not pairs or not batchnorms_at_initial_state(trainer.model, pairs):
+            return
+        self.warned_unfolded = True
+        log.warning(
+            "fold_batchnorm: every folded BatchNorm is still at its initial state (gamma 1, beta 0, "
+            "running mean 0, var 1) when pruning at epoch %d, so the folded ranking equals the raw one; "
+            "prune later (schedule.starting_epoch=1 or more) or start from trained weights (pretrained=...)",
+            trainer.epoch)
 
     def after_step(self, trainer) -> None:
         if self.frozen_sparsity is not None:

@@ -17,8 +17,8 @@ from typing import Any, Dict, Iterator, List, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from framework.components import build_component
-from framework.config import validate
-from framework.data import build_loaders, load_splits
+from framework.config import pruning_window, validate
+from framework.data import build_loaders, limit_batches, load_splits
 from framework.errors import ConfigError
 from framework.pruning.thinning import apply_recipe, thinning_recipe
 from framework.runner.context import RunContext
@@ -31,6 +31,7 @@ from framework.runner.resume_guard import (
     checkpoint_to_resume,
     config_changes,
 )
+from framework.runner.summary import where_everything_is
 from framework.tracking.metrics_file import MetricsFileHook
 from framework.training import CheckpointHook, Trainer, load_checkpoint
 from framework.training.distributed import (
@@ -74,6 +75,12 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
                         "task=sensitivity runs in one process; allowed: python run.py (sensitivity.workers=N forks workers)"
                     )
                 return analyse_sensitivity(cfg, context)
+            if cfg.task == "eval":
+                if ddp.enabled:
+                    raise ConfigError("task=eval runs in one process; allowed: python run.py task=eval ...")
+                from framework.runner.eval_task import evaluate
+
+                return evaluate(cfg, context)
             return train(cfg, context, ddp, resume_path)
     finally:
         shutdown_distributed()
@@ -114,6 +121,8 @@ def train(cfg: DictConfig, context: RunContext, ddp: DistContext = SINGLE,
             final.get("val/loss", float("nan")),
             f" sparsity/total={final['sparsity/total']:.4f}" if "sparsity/total" in final else "",
         )
+    if ddp.is_main:
+        log.info(where_everything_is(context.run_dir, history, trainer.hooks))
     return final
 
 
@@ -151,6 +160,7 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
     # -- from here on, data is read ----------------------------------------------------------
     bundle = load_splits(parts.data_source, cfg.dataset._target_)
     parts.description.preprocessing = bundle.preprocessing  # a tracker may log it beside the model
+    bundle = limit_batches(bundle, cfg.loader.batch_size, cfg.loader.limit_train_batches, cfg.loader.limit_val_batches)
     train_loader, val_loader = build_loaders(
         bundle, batch_size=cfg.loader.batch_size, num_workers=cfg.loader.num_workers, seed=cfg.seed,
         rank=ddp.rank, world_size=ddp.world_size,
@@ -159,7 +169,12 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
     writers = (EpochLogHook(also_shown=PruningHook.SHOWN_IN_LOG), MetricsFileHook(run_dir), *parts.trackers) if ddp.is_main else ()
     hooks: List[Any] = [h for h in (record, pruning_hook, mask_sync, thinning_hook, *writers) if h is not None]
     if ddp.is_main:
-        hooks.append(CheckpointHook(run_dir / "checkpoints"))
+        hooks.append(CheckpointHook(run_dir / "checkpoints", best_metric=_first_metric(cfg.optimized_metric),
+                                    best_from_epoch=_final_sparsity_epoch(cfg) if pruning_hook is not None else 0))
+        if cfg.profile_steps > 0:
+            from framework.training.profiler_hook import ProfilerHook
+
+            hooks.append(ProfilerHook(run_dir / "profile", cfg.profile_steps))
     parallel = None
     if ddp.enabled:
         from framework.training.ddp import DataParallel
@@ -188,6 +203,18 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
             log.warning("resumed with a changed config: %s", "; ".join(changes))
         log.info("resumed at epoch %d from %s", trainer.start_epoch, resume_path)
     return trainer
+
+
+def _first_metric(optimized_metric: Any) -> str:
+    """best.pt follows the first of several optimized metrics (a multi-objective sweep)."""
+    return optimized_metric if isinstance(optimized_metric, str) else list(optimized_metric)[0]
+
+
+def _final_sparsity_epoch(cfg: DictConfig) -> int:
+    """The first epoch that ends at the final sparsity: the schedule's last pruning epoch."""
+    start, end = pruning_window(cfg.schedule, cfg.epochs)
+    epochs = list(range(start, end, cfg.schedule.frequency))
+    return epochs[-1] if epochs else 0
 
 
 def analyse_sensitivity(cfg: DictConfig, context: RunContext) -> Dict[str, float]:

@@ -19,7 +19,6 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from framework.config import project_root
 from framework.errors import ConfigError
 from framework.runner.context import RunContext
 from framework.training.hooks import Hook
@@ -89,13 +88,13 @@ def checkpoint_to_resume(cfg: DictConfig, context: RunContext) -> Optional[Path]
         return None
     if cfg.resume != "auto":
         return Path(cfg.resume)
-    path = find_resumable_checkpoint(context)
+    path = find_resumable_checkpoint(context, Path(cfg.paths.output_dir))
     if path is None:
         log.info("resume=auto: no earlier checkpoint of this run found; starting from scratch")
     return path
 
 
-def find_resumable_checkpoint(context: RunContext) -> Optional[Path]:
+def find_resumable_checkpoint(context: RunContext, outputs: Path) -> Optional[Path]:
     """This run dir's checkpoint, else the newest one of an earlier run with the same overrides.
 
     With an explicit ``hydra.run.dir`` the first case applies; with Hydra's timestamped dirs the
@@ -105,7 +104,6 @@ def find_resumable_checkpoint(context: RunContext) -> Optional[Path]:
     if own.is_file():
         return own
     wanted = _without_resume(context.overrides)
-    outputs = project_root() / "outputs"
     candidates = []
     for overrides_file in outputs.glob("**/.hydra/overrides.yaml"):
         run_dir = overrides_file.parent.parent

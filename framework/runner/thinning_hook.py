@@ -99,6 +99,9 @@ class ThinningHook(Hook):
         thinned_cpu = _cpu_copy(result.model)
         save_thinned(self.out_dir / "model.pt", thinned_cpu, result.recipe)
         onnx_dir = self.out_dir if _onnx_available() else None
+        if onnx_dir is None:
+            log.warning("ONNX export skipped: onnx and onnxruntime are not installed "
+                        "(pip install 'secateurs[onnx]')")
         with warnings.catch_warnings():  # the ONNX exporter's notes on constant folding are noise here
             warnings.simplefilter("ignore", UserWarning)
             report = cost_report(

@@ -30,6 +30,7 @@ class RunDescription:
         input_shape: Sequence[int] = (),  # one model input, (C, H, W)
         params: Optional[Dict[str, Any]] = None,  # the resolved config this run uses
         world_size: int = 1,  # processes of the run (torchrun)
+        tags: Sequence[str] = (),  # the user's labels (config `tags`): "word" or "key:value"
     ):
         self.run_dir = Path(run_dir)
         self.task = task
@@ -44,6 +45,7 @@ class RunDescription:
         self.input_shape: Tuple[int, ...] = tuple(input_shape)
         self.params: Dict[str, Any] = dict(params or {})
         self.world_size = world_size
+        self.tags: List[str] = list(tags)
         self.preprocessing: Any = None  # set once the data is read: what a model's inputs go through
 
     def __repr__(self) -> str:

@@ -220,7 +220,13 @@ def _run_config(run_dir: Path) -> Dict[str, str]:
     except (OSError, yaml.YAMLError, AttributeError):
         return {}
     found = {k: tracking.get(k) for k in ("uri", "experiment", "_target_")}
-    # An interpolation (${project_root:}) cannot be resolved here without the config machinery.
+    # The default store names ${paths.output_dir}, itself ${project_root:}/outputs unless the run
+    # set it: those two are resolved here; any other interpolation needs the config machinery.
+    from framework.config import project_root
+
+    output_dir = str((config.get("paths") or {}).get("output_dir") or "${project_root:}/outputs")
+    output_dir = output_dir.replace("${project_root:}", str(project_root()))
+    found = {k: v.replace("${paths.output_dir}", output_dir) if isinstance(v, str) else v for k, v in found.items()}
     return {k: v for k, v in found.items() if isinstance(v, str) and v and "${" not in v}
 
 

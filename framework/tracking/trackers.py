@@ -56,6 +56,9 @@ def mlflow_tracking(
         "hydra.output_dir": str(run.run_dir),
         "git.commit": git_commit(project_root()) or "unknown",
     }
+    for label in run.tags:  # the user's labels: "baseline" -> baseline=true, "owner:ana" -> owner=ana
+        key, _, value = str(label).partition(":")
+        tags[key.strip()] = value.strip() or "true"
     if run.world_size > 1:
         tags["distributed.world_size"] = str(run.world_size)
     if run.job_num is not None:
@@ -69,6 +72,10 @@ def mlflow_tracking(
         tags["fold_batchnorm.folded_layers"] = str(len(run.fold_pairs))
     if run.task == "sensitivity":  # the analysis logs its tables and the derived pruner, no model
         artifacts = [(run.run_dir / "sensitivity", "sensitivity"), (run.run_dir / "conf", "conf")]
+        log_model = False
+    elif run.task == "eval":  # val metrics of a model a run made: nothing new to keep but its config
+        artifacts = [(run.run_dir / "metrics.jsonl", "")]
+        artifacts += [(run.hydra_dir, "hydra")] if run.hydra_dir is not None else []
         log_model = False
     else:
         artifacts = [(run.run_dir / "checkpoints" / "last.pt", "checkpoints"), (run.run_dir / "metrics.jsonl", "")]

@@ -1,5 +1,6 @@
 """Saves ``checkpoints/last.pt`` after every epoch (and once before the first, so that even a run
-stopped in its first epoch leaves a checkpoint to resume from).
+stopped in its first epoch leaves a checkpoint to resume from), and ``checkpoints/best.pt`` after
+an epoch whose ``best_metric`` beats every earlier epoch's (resume always takes ``last.pt``).
 
 At the start of a run it removes the temporary files that a kill in the middle of a save left in
 the checkpoint folder; a save that fails keeps the previous checkpoint (see ``save_atomic``).
@@ -8,7 +9,9 @@ the checkpoint folder; a save that fails keeps the previous checkpoint (see ``sa
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
+from typing import Dict, Optional, Sequence
 
 from framework.training.checkpoint import remove_partial_files, save_atomic
 from framework.training.hooks import Hook
@@ -17,8 +20,16 @@ log = logging.getLogger(__name__)
 
 
 class CheckpointHook(Hook):
-    def __init__(self, directory: str | Path, filename: str = "last.pt"):
+    def __init__(self, directory: str | Path, filename: str = "last.pt", best_metric: Optional[str] = None,
+                 best_from_epoch: int = 0):
         self.path = Path(directory) / filename
+        self.best_path = Path(directory) / "best.pt"
+        # The best epoch is looked for among epochs >= best_from_epoch (for a pruned run: once the
+        # final sparsity is reached, so that best.pt is not a dense epoch from before pruning).
+        # A metric named ...loss is minimised, any other maximised. Stateless: the trainer's
+        # history (restored on resume) holds every earlier epoch's value.
+        self.best_metric = best_metric
+        self.best_from_epoch = best_from_epoch
 
     def before_run(self, trainer) -> None:
         removed = remove_partial_files(self.path)
@@ -29,4 +40,18 @@ class CheckpointHook(Hook):
             save_atomic(trainer.state_dict(), self.path)
 
     def after_epoch(self, trainer) -> None:
-        save_atomic(trainer.state_dict(), self.path)
+        state = trainer.state_dict()
+        save_atomic(state, self.path)
+        if self.best_metric is not None and self.is_best(trainer.history, trainer.epoch):
+            save_atomic(state, self.best_path)
+
+    def is_best(self, history: Sequence[Dict[str, float]], epoch: int) -> bool:
+        """Whether ``epoch``'s value beats every eligible earlier epoch's (the first of equals wins)."""
+        if epoch < self.best_from_epoch or epoch >= len(history):
+            return False
+        value = history[epoch].get(self.best_metric)
+        if value is None or not math.isfinite(value):
+            return False
+        sign = -1.0 if self.best_metric.endswith("loss") else 1.0
+        earlier = [m.get(self.best_metric) for m in history[self.best_from_epoch:epoch]]
+        return all(sign * value > sign * e for e in earlier if e is not None and math.isfinite(e))

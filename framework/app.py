@@ -1,0 +1,172 @@
+"""The ``secateurs`` command (``python run.py`` in a clone is the same): ``secateurs [group=option ...]
+[key=value ...]`` for one run, ``-m`` for a sweep.
+
+The configs are the repository's top-level ``conf/`` in a clone and ``framework/conf/`` in an
+installed wheel (:func:`framework.config.conf_dir`); both compose the same tree. This module is the
+process's entry: the only one beside the tests that imports the runner.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+# The schema and the checks import neither torch nor mlflow: --help and typos answer at once.
+from framework.config import conf_dir
+
+_jobs_started = 0
+_user_errors = []  # single runs that stopped on a user mistake (SecateursError): exit 2
+_quiet_stderr = None  # under torchrun, where a rank > 0 sends Hydra's compose errors (rank 0 shows them)
+
+
+@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
+def hydra_main(cfg: DictConfig):
+    """One run, or one job of a multirun (then returns the final ``optimized_metric`` for sweepers)."""
+    global _jobs_started
+    _jobs_started += 1
+    if _quiet_stderr is not None and sys.stderr is _quiet_stderr:
+        sys.stderr = sys.__stderr__  # a rank > 0 stays quiet only until its job starts (see below)
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    context = dict(
+        run_dir=run_dir,
+        overrides=list(hydra_cfg.overrides.task),
+        hydra_dir=run_dir / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None,
+    )
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return run_job(cfg, hydra_cfg, context)
+    return run_single(cfg, context)
+
+
+def run_single(cfg: DictConfig, context: dict):
+    """A single run: a user mistake prints one line and the process exits 2 (under torchrun only
+    rank 0 says it; every rank exits 2); the last epoch's metrics otherwise."""
+    from framework.errors import SecateursError
+    from framework.runner import RunContext, run
+
+    try:
+        return run(cfg, RunContext(**context))
+    except SecateursError as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        for line in str(error).splitlines() if _rank() == 0 else ():
+            print(f"error: {line}", file=sys.stderr, flush=True)
+        _user_errors.append(str(error))
+        return None
+
+
+def run_job(cfg: DictConfig, hydra_cfg, context: dict):
+    """A job of a multirun: the runner runs it, the sweep layer records its outcome (job.json) and
+    gives the sweeper its value, a number or a failed trial, never an exception."""
+    from framework.runner import RunContext, run
+    from framework.sweeps.job import SweepJob
+
+    job = SweepJob(hydra_cfg)
+    try:
+        final = run(cfg, RunContext(**context, job_num=job.num, swept_keys=job.swept_keys,
+                                    parent_run_id=job.parent_run_id))
+        return job.finished(final, cfg.optimized_metric)
+    except Exception as error:
+        return job.failed(error)
+    finally:
+        job.write_record()
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def quiet_other_ranks(argv: list[str]) -> list[str]:
+    """Under torchrun, ranks > 0 compose the same config but leave the run dir to rank 0: no
+    ``.hydra/`` copy, no log file (rank 0 writes both), and a compose error is shown once."""
+    if _rank() == 0 or int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return argv
+    import io
+
+    global _quiet_stderr
+    sys.stderr = _quiet_stderr = io.StringIO()  # Hydra's own compose errors: rank 0 prints the same text
+    return [*argv, "hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+
+
+def exit_with(code: int) -> None:
+    """Exit; under torchrun every rank first agrees to leave with the same code.
+
+    torchrun ends the other ranks (SIGTERM) as soon as one exits non-zero. So that a config
+    mistake reads "exitcode 2" on every rank, whatever the order the ranks get there, each rank
+    answers SIGTERM with its own code from now on and waits until every rank has said so
+    (:func:`framework.training.distributed.wait_for_every_rank_to_exit`) before it exits."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        import logging
+        import signal
+
+        def leave(*_):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+        if code != 0:
+            signal.signal(signal.SIGTERM, leave)
+            from framework.training.distributed import wait_for_every_rank_to_exit
+
+            wait_for_every_rank_to_exit(code)
+        # The process group is already shut down; gloo's C++ threads can still abort the
+        # interpreter's teardown ("terminate called without an active exception", exit -6) and
+        # replace our exit code. Everything of ours is written and closed by now: flush and go.
+        logging.shutdown()
+        leave()
+    sys.exit(code)
+
+
+def make_user_code_importable(argv: list[str]) -> None:
+    """Components of yours named by ``_target_`` (``my_net.MyNet``) are imported from the current
+    directory or from the folder that holds the ``--config-dir`` you give, as a user expects."""
+    from framework.cli_help import config_dirs
+
+    for folder in [Path.cwd(), *(d.resolve().parent for d in config_dirs(Path("conf"), argv)[1:])]:
+        if str(folder) not in sys.path:
+            sys.path.insert(1, str(folder))
+
+
+def main() -> None:
+    """The console script: checks the command line, runs Hydra, exits with the run's status."""
+    make_user_code_importable(sys.argv[1:])
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        from framework.cli_help import print_help
+
+        print_help(conf_dir(), sys.argv[1:])
+        sys.exit(0)
+    from framework.cli_help import missing_plugin_problem, renamed_option_problem
+    from framework.sweeps.callback import finish_open_sweeps
+
+    sys.argv[1:] = quiet_other_ranks(sys.argv[1:])
+    problem = renamed_option_problem(conf_dir(), sys.argv[1:]) or missing_plugin_problem(conf_dir(), sys.argv[1:])
+    if problem:  # Hydra would answer with a page of available options, or "Could not load ..."
+        print(f"error: {problem}", file=sys.stderr)
+        exit_with(2)
+    try:
+        hydra_main()
+    except KeyboardInterrupt as interrupt:
+        # The last checkpoint is kept; the MLflow run is already marked KILLED.
+        finish_open_sweeps()
+        print("interrupted: the run is marked KILLED; continue it with resume=auto", file=sys.stderr)
+        sys.exit(143 if type(interrupt).__name__ == "Terminated" else 130)
+    except SystemExit as hydra_exit:
+        # A sweeper that raised (Optuna with no finished trial) skipped the sweep's end: do it here.
+        finish_open_sweeps()
+        # Hydra exits 1 for a config it cannot compose (unknown key or option, wrong type): that
+        # is bad input like ours, so it gets our exit code. Once a job has started, 1 means a crash.
+        if hydra_exit.code == 1 and _jobs_started == 0:
+            exit_with(2)
+        if _quiet_stderr is not None and sys.stderr is _quiet_stderr:  # a rank > 0 failed before its job
+            sys.__stderr__.write(_quiet_stderr.getvalue())
+        raise
+    from framework.sweeps import outcome
+
+    exit_with(outcome.exit_code() or (2 if _user_errors else 0))

@@ -1,0 +1,11 @@
+"""The one thing pyproject.toml cannot say: the wheel carries the repository's top-level ``conf/``
+as ``framework/conf/`` (package data), so an installed ``secateurs`` composes the same configs as
+``run.py`` in a clone. Everything else about the package is in pyproject.toml."""
+
+from setuptools import find_packages, setup
+
+setup(
+    packages=[*find_packages(include=["framework", "framework.*"]), "framework.conf"],
+    package_dir={"framework.conf": "conf"},
+    package_data={"framework.conf": ["**/*.yaml"]},
+)
