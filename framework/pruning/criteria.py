@@ -15,6 +15,10 @@ A criterion is a callable ``criterion(groups: Tensor[n_groups, group_size]) -> T
 one row per group of the (ranking view of the) weight, one score per row, higher = kept longer.
 Subclass :class:`Criterion` to keep state across a resume (``state_dict``/``load_state_dict``),
 or pass any plain function. In a config it is a component: ``pruner.criterion._target_=my_pkg.MyCriterion``.
+
+Criteria that rank from data (``taylor``, ``activation_mean``, ``apoz``, ``bn_gamma``, or your own
+:class:`~framework.pruning.data_criteria.DataCriterion`) live in :mod:`.data_criteria`; the
+engine feeds them with the calibration pass of :mod:`.calibration`.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torch
 
 from framework.errors import PruningError
 
-from framework.pruning.names import CRITERIA  # noqa: E402  (re-exported)
+from framework.pruning.names import CRITERIA, DATA_CRITERIA  # noqa: E402  (re-exported)
 
 
 class Criterion:
@@ -112,6 +116,10 @@ def build_criterion(criterion: "str | Criterion", seed: int = 0) -> Criterion:
         return L2Criterion()
     if name == "random":
         return RandomCriterion(seed)
+    if isinstance(name, str) and name in DATA_CRITERIA:
+        from framework.pruning.data_criteria import DATA_CRITERIA as classes  # torch.fx only when asked
+
+        return classes[name]()
     raise PruningError(
         f"pruner.criterion={name!r} is not a known criterion; choose one of {', '.join(CRITERIA)} "
         "or a Criterion component (pruner.criterion._target_=...)"

@@ -71,6 +71,9 @@ class NoOpPruner:
     def on_epoch_start(self, epoch: int) -> float | None:
         return None
 
+    def set_calibration_data(self, batches, loss_fn=None) -> None:
+        pass
+
     def after_step(self) -> None:
         pass
 
@@ -127,6 +130,20 @@ class PruningEngine:
         self.folded_pairs = list(folded_pairs)
         self.step_frequency = step_frequency  # None: masks change only at epoch starts
         self.store = MaskStore({p.name: p.param for p in self.selected}, mask_gradients=mask_gradients)
+        # A data-aware criterion's pass (framework.pruning.calibration), set by build_pruner.
+        self.calibration = None
+
+    def set_calibration_data(self, batches, loss_fn=None) -> None:
+        """Where a data-aware criterion reads its calibration batches ``(inputs, targets)``:
+        a callable ``batches(moment)`` (see :func:`.calibration.seeded_batches`) or an iterable,
+        and the loss whose gradients it sees (default cross-entropy). No-op for weight criteria."""
+        if self.calibration is not None:
+            self.calibration.set_data(batches, loss_fn)
+
+    def prepare_ranking(self, epoch: int, fractional: float | None = None) -> None:
+        """Run the calibration pass a data-aware criterion needs, once per pruning moment."""
+        if self.calibration is not None:
+            self.calibration.run(float(epoch) if fractional is None else float(fractional))
 
     # ----------------------------------------------------------------------------- training hooks
     def on_step(self, epoch: int, step: int, steps_per_epoch: int) -> float | None:
@@ -170,6 +187,7 @@ class PruningEngine:
         """Rank every selected parameter and AND the new masks into the store."""
         # No apply() before ranking: groups pruned earlier are ranked lowest whatever their
         # current values, so the result does not depend on whether the weights were re-masked.
+        self.prepare_ranking(epoch, fractional)
         targets = self.layer_targets(epoch, fractional=fractional)
         for selected in self.selected:
             view = self.ranking_view(selected.name, selected.param)
@@ -341,6 +359,7 @@ def build_pruner(
     thin: str | None = None,
     scope: str = "layer",
     max_layer_sparsity: float | None = None,
+    calibration_batches: int = 8,
 ) -> PruningEngine | NoOpPruner:
     """Validate every argument and return a ready pruner (or a no-op for ``method="none"``).
 
@@ -376,6 +395,11 @@ def build_pruner(
     no dependency group) loses more than ``max_layer_sparsity`` of its groups, and at least one
     group always survives (:mod:`.global_scope`).
 
+    ``calibration_batches``: how many training batches a data-aware criterion (``taylor``,
+    ``activation_mean``, ``apoz``, or your own :class:`~.data_criteria.DataCriterion`) sees at each
+    pruning moment (:mod:`.calibration`); give them with :meth:`PruningEngine.set_calibration_data`.
+    Data-aware criteria cannot be combined with ``fold_batchnorm`` or a custom ``ranking_view``.
+
     ``fold_batchnorm``: ``False``, ``True`` (rank ``W·γ/√(σ²+ε)``, :mod:`.bn_fold`) or
     ``"activation"`` (rank by the change a removal causes after the BatchNorm and the ReLU that
     follows it, estimated from the running statistics, :mod:`.bn_activation`).
@@ -399,6 +423,10 @@ def build_pruner(
         if isinstance(step_frequency, bool) or not isinstance(step_frequency, int) or step_frequency < 1:
             raise PruningError(f"schedule.step_frequency={step_frequency!r} is invalid; allowed: null or an integer >= 1")
     criterion = build_criterion(criterion, seed)  # validates a name before anything else is built
+    from framework.pruning.calibration import check_calibration_batches, check_data_criterion
+
+    calibration_batches = check_calibration_batches(calibration_batches)
+    check_data_criterion(criterion, structure, fold_batchnorm, ranking_view)
     from framework.pruning.global_scope import check_max_layer_sparsity, check_scope
 
     scope = check_scope(scope, levels, round_to, method)
@@ -465,6 +493,10 @@ def build_pruner(
     else:
         engine = PruningEngine(**engine_arguments)
     engine.thin_when = thin_when
+    if method in RANKING_METHODS:
+        from framework.pruning.calibration import attach_calibration
+
+        attach_calibration(engine, model, criterion, calibration_batches)
     return engine
 
 

@@ -8,4 +8,6 @@ RANKING_METHODS = ("level", "agp")
 THRESHOLD_METHODS = ("magnitude", "sensitivity")
 METHODS = ("none",) + RANKING_METHODS + THRESHOLD_METHODS
 STRUCTURES = ("fine", "filter", "channel")
-CRITERIA = ("l1", "l2", "random")
+CRITERIA = ("l1", "l2", "random", "taylor", "activation_mean", "apoz", "bn_gamma")
+# Criteria that rank from data (framework.pruning.data_criteria): they cannot use fold_batchnorm.
+DATA_CRITERIA = ("taylor", "activation_mean", "apoz", "bn_gamma")
