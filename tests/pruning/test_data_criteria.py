@@ -200,7 +200,7 @@ def test_same_seed_same_batches_same_masks_as_after_a_resume():
         torch.manual_seed(0)
         model = SimpleCNN(in_channels=1, width=0.25)
         pruner = build_pruner(model, method="level", structure="filter", criterion="taylor", final_sparsity=0.5,
-                              starting_epoch=0, ending_epoch=1, input_shape=(1, 8, 8))
+                              starting_epoch=0, ending_epoch=1, input_shape=(1, 8, 8), calibration_batches=2)
         pruner.set_calibration_data(seeded_batches(digits_like(64), batch_size=4, seed=seed))
         pruner.on_epoch_start(0)
         return pruner.pruner.criterion.sums, pruner.masks
