@@ -162,19 +162,26 @@ class Calibration:
         self.criterion.reset()
         modes = {module: module.training for module in self.model.modules()}
         self.model.eval()
+        # The batches' augmentation may draw from the global CPU RNG: a forked stream keeps the
+        # training's random sequence the same with and without the pass.
+        with torch.random.fork_rng(devices=[]):
+            seen = self._pass(batches, modes)
+        if seen == 0:
+            raise PruningError(f"pruner.criterion={self.criterion.name}: the calibration data gave no batch")
+        self._reduce_across_ranks()
+        self.moment = moment
+        self.passes += 1
+
+    def _pass(self, batches, modes) -> int:
+        seen = 0
         try:
-            seen = 0
             for inputs, targets in itertools.islice(iter(batches), self.batches):
                 self._one_batch(inputs, targets)
                 seen += 1
         finally:
             for module, training in modes.items():
                 module.training = training
-        if seen == 0:
-            raise PruningError(f"pruner.criterion={self.criterion.name}: the calibration data gave no batch")
-        self._reduce_across_ranks()
-        self.moment = moment
-        self.passes += 1
+        return seen
 
     def _one_batch(self, inputs, targets) -> None:
         parameter = next(self.model.parameters())
