@@ -40,16 +40,9 @@ def group_lasso(weights: Sequence[tuple[torch.Tensor, nn.Module]], structure: st
         if structure == "fine":
             terms.append(torch.linalg.vector_norm(weight, ord=1))
         else:
-            terms.append(_group_norms(to_groups(weight, structure, layer)).sum())
+            # vector_norm's gradient at an all-zero (pruned) group is 0, not NaN
+            terms.append(torch.linalg.vector_norm(to_groups(weight, structure, layer), dim=1).sum())
     return torch.stack(terms).sum()
-
-
-def _group_norms(groups: torch.Tensor) -> torch.Tensor:
-    # sqrt has an infinite slope at 0: a pruned (all-zero) group would get a NaN gradient, so the
-    # norm of a zero group is taken as a constant 0 (its gradient is 0, its value unchanged).
-    squares = groups.square().sum(dim=1)
-    alive = squares > 0
-    return torch.where(alive, squares.clamp_min(1e-30).sqrt(), torch.zeros_like(squares))
 
 
 def check_strength(key: str, value) -> float:
