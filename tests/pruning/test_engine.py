@@ -172,7 +172,7 @@ def test_method_none_is_a_no_op():
     [
         (dict(method="prune"), "pruner.method='prune' is not a known pruning method; choose one of none, level, agp, magnitude, sensitivity"),
         (dict(structure="kernel"), "pruner.structure='kernel' is not a known structure"),
-        (dict(criterion="taylor"), "pruner.criterion='taylor' is not a known criterion"),
+        (dict(criterion="hessian"), "pruner.criterion='hessian' is not a known criterion"),
         (dict(final_sparsity=1.2), "pruner.final_sparsity=1.2 is outside [0, 1)"),
         (dict(initial_sparsity=0.6, final_sparsity=0.5), "pruner.initial_sparsity=0.6 is greater than pruner.final_sparsity=0.5"),
         (dict(ending_epoch=0, starting_epoch=0), "schedule.ending_epoch=0 must be greater than schedule.starting_epoch=0"),
