@@ -215,11 +215,12 @@ def report(path: Path) -> str:
     for name in models:
         dense = [d["top1"] for d in results["dense"] if d["model"] == name]
         lines += [f"### {name} on digits ({len(dense)} seeds; dense top-1 {_cell(dense)} %)", ""]
-        one = {}
+        one, reached = {}, {}
         for r in results["one_shot"]:
             _, model, seed, criterion, structure, scope, level = r["key"]
             if model == name:
                 one.setdefault((criterion, structure, scope, level), {})[seed] = r["top1"]
+                reached.setdefault((structure, scope, level), []).append(r["sparsity"])
         if one:
             lines += ["One-shot top-1 % without fine-tuning (mean ± std over seeds; Δ vs l1 paired by seed, "
                       "* = |Δ| > 2 standard errors):", ""]
@@ -236,6 +237,11 @@ def report(path: Path) -> str:
                                 cell += f" (Δ {_paired(values, one.get(('l1', structure, scope, level), {}))})"
                             cells.append(cell)
                         lines.append(f"| {criterion} | {structure} | {scope} | " + " | ".join(cells) + " |")
+            lines.append("")
+            lines.append("Share of the selected weights zeroed (mean over criteria and seeds): " + "; ".join(
+                f"{structure}/{scope} " + "/".join(f"{100 * statistics.fmean(reached[(structure, scope, l)]):.0f}"
+                                                   for l in LEVELS if (structure, scope, l) in reached) + " %"
+                for structure in STRUCTURES for scope in SCOPES))
             lines.append("")
         trained = {}
         for r in results["trained"]:
