@@ -47,7 +47,8 @@ class KnowledgeDistillation:
             return DistillationHook(self.temperature, self.alpha, snapshot_epoch=start, architecture=architecture)
         from framework.models.teacher import check_teacher_outputs, load_teacher
 
-        teacher = load_teacher(architecture(), self.teacher)
+        with torch.random.fork_rng(devices=[]):  # the teacher's throw-away init draws no run randomness
+            teacher = load_teacher(architecture(), self.teacher)
         check_teacher_outputs(teacher, model, example_input, self.teacher)
         return DistillationHook(self.temperature, self.alpha, teacher=teacher)
 

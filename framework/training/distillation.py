@@ -136,7 +136,10 @@ class DistillationHook(Hook):
         self._pending_teacher = state.get("teacher") if state.get("snapshot_taken") else None
 
     def _restore_teacher(self, trainer) -> None:
-        teacher = self.architecture() if self.architecture is not None else copy.deepcopy(trainer.model)
+        # building a model draws its initial weights: from a forked RNG, so the run's stream is
+        # the one of the uninterrupted run
+        with torch.random.fork_rng(devices=[]):
+            teacher = self.architecture() if self.architecture is not None else copy.deepcopy(trainer.model)
         try:
             teacher.load_state_dict(self._pending_teacher)
         except RuntimeError as error:
