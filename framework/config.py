@@ -111,6 +111,8 @@ class Config:
     optimizer: Any = MISSING
     lr_scheduler: Any = MISSING  # {} (lr_scheduler=none): a constant learning rate
     pruner: Any = MISSING
+    regularizer: Any = MISSING  # {} (regularizer=none): no penalty
+    distill: Any = MISSING  # {} (distill=none): no distillation
     # settings
     schedule: ScheduleConfig = MISSING
     loader: LoaderConfig = field(default_factory=LoaderConfig)  # dataset options set their own

@@ -156,6 +156,9 @@ def _run_sensitivity(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     # forked analysis workers evaluate in their own process: no loader workers below them
     workers = 0 if cfg.sensitivity.workers > 1 else cfg.loader.num_workers
     _, val_loader = build_loaders(bundle, batch_size=cfg.loader.batch_size, num_workers=workers, seed=cfg.seed)
+    from framework.runner.methods import give_calibration_data
+
+    give_calibration_data(pruner, bundle.train, cfg.loader.batch_size, cfg.seed)
     return analyse(cfg, context.run_dir, context.overrides, model, pruner, val_loader, device, input_shape, tracker)
 
 
@@ -182,6 +185,7 @@ def _set_up(cfg: DictConfig, context: RunContext, ddp, resume_path: Optional[Pat
     model = _build_model(cfg, num_classes, input_shape)
     model.to(device)
     pruning_hook = _build_pruning_hook(cfg, model, run_dir, input_shape)
+    method_hooks = _build_method_hooks(cfg, model, pruning_hook, num_classes, input_shape)
     thinning_hook = _build_thinning_hook(cfg, pruning_hook, run_dir, input_shape)
     mask_sync = None
     if ddp.enabled and pruning_hook is not None:
@@ -216,9 +220,15 @@ def _set_up(cfg: DictConfig, context: RunContext, ddp, resume_path: Optional[Pat
         bundle, batch_size=cfg.loader.batch_size, num_workers=cfg.loader.num_workers, seed=cfg.seed,
         rank=ddp.rank, world_size=ddp.world_size,
     )
+    if pruning_hook is not None:
+        from framework.runner.methods import give_calibration_data
+
+        give_calibration_data(pruning_hook.pruner, bundle.train, cfg.loader.batch_size, cfg.seed, ddp.rank)
     # Ranks > 0 train, prune and thin like rank 0, but write nothing: no log, metrics, MLflow or checkpoint.
     writers = (EpochLogHook(), MetricsFileHook(run_dir), tracker) if ddp.is_main else ()
-    hooks: List[Any] = [h for h in (record, pruning_hook, mask_sync, thinning_hook, *writers) if h is not None]
+    # distillation first: its dense teacher is copied before the first pruning step changes the model
+    hooks: List[Any] = [h for h in (record, *method_hooks, pruning_hook, mask_sync, thinning_hook, *writers)
+                        if h is not None]
     if ddp.is_main:
         hooks.append(CheckpointHook(run_dir / "checkpoints"))
     parallel = None
@@ -329,6 +339,27 @@ def _build_pruning_hook(cfg: DictConfig, model, run_dir: Path, input_shape):
     return PruningHook(pruner, report_dir=run_dir / "pruning", input_shape=input_shape, fold_pairs=fold_pairs)
 
 
+def _build_method_hooks(cfg: DictConfig, model, pruning_hook, num_classes, input_shape) -> list:
+    """The distillation and sparsity-penalty hooks (checked now, before any data is read)."""
+    from framework.runner.methods import regularizer_hook
+
+    pruner = pruning_hook.pruner if pruning_hook is not None else None
+    hooks = []
+    if cfg.distill:
+        kd = build_component("distill", cfg.distill)
+
+        def architecture():
+            return build_component("model", cfg.model, num_classes=num_classes, in_channels=input_shape[0],
+                                   input_shape=tuple(input_shape))
+
+        parameter = next(model.parameters())
+        example = torch.zeros(2, *input_shape, dtype=parameter.dtype, device=parameter.device)
+        hooks.append(kd.hook(model, pruner, architecture, example))
+    if cfg.regularizer:
+        hooks.append(regularizer_hook(build_component("regularizer", cfg.regularizer), model, pruner))
+    return hooks
+
+
 def _build_thinning_hook(cfg: DictConfig, pruning_hook, run_dir: Path, input_shape):
     """The hook that makes the model smaller, when the pruner says so (``pruner.thin``)."""
     if pruning_hook is None or pruning_hook.pruner.thin_when == "never":
@@ -408,6 +439,9 @@ def params_in_use(cfg: DictConfig) -> Dict[str, Any]:
         used["schedule"]["ending_epoch"] = pruning_window(cfg.schedule, cfg.epochs)[1]
     if not cfg.lr_scheduler:
         used.pop("lr_scheduler", None)
+    for node in ("regularizer", "distill"):  # none: nothing to record
+        if not cfg.get(node):
+            used.pop(node, None)
     distributed = used.pop("distributed", {}) or {}
     if distributed.get("sync_batchnorm"):  # timeout and backend change nothing that is learned
         used["distributed"] = {"sync_batchnorm": True}
