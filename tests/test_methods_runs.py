@@ -112,3 +112,14 @@ def test_bad_method_input_from_the_cli_exits_2(tmp_path):
     assert "Traceback" not in result.stderr
     result = run_cli(["regularizer=lasso", *cli_dirs(tmp_path)])
     assert result.returncode == 2 and "Could not find 'regularizer/lasso'" in result.stderr
+
+
+@pytest.mark.slow
+def test_sensitivity_analysis_ranks_with_a_data_criterion(run_experiment, tmp_path):
+    overrides = ["tracking=none", "task=sensitivity", "pruner=agp_filter", "pruner/criterion=taylor",
+                 "pruner.calibration_batches=2", "sensitivity.levels=[0.3,0.7]", "loader.batch_size=128"]
+    _, context, result = run_experiment(overrides, run_dir=tmp_path / "sens")
+    table = (context.run_dir / "sensitivity" / "sensitivity.md").read_text()
+    for unit in ("block1.0", "block2.0", "block3.0"):
+        assert f"| {unit}" in table
+    assert 0.0 <= result["sensitivity/dense_top1"] <= 1.0
