@@ -113,14 +113,14 @@ def distillation(rounds, steps, batch):
     return medians, medians["kd step"] / (medians["plain step"] + medians["teacher forward"])
 
 
-def penalties(rounds, steps, batch, resnet18: bool):
+def penalties(rounds, steps, batch, resnet18: bool, size: int = 32):
     if resnet18:
         import torchvision
 
         model = torchvision.models.resnet18(num_classes=10)
     else:
         model = CifarResNet(depth=20, in_channels=3)
-    data = batches(steps, batch, (3, 32, 32))
+    data = batches(steps, batch, (3, size, size))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pruner = build_pruner(model, method="agp", structure="filter", final_sparsity=0.5, starting_epoch=99,
@@ -141,6 +141,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-224", type=int, default=0, help="also resnet18 at 224x224 with this batch (0: skip)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print_header("methods speed", args.threads)
@@ -152,11 +153,13 @@ def main() -> None:
     medians, ratio = distillation(args.rounds, args.steps, args.batch)
     print(f"distillation (resnet20 student and teacher, {args.steps} steps): " +
           ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in medians.items()) + f"; kd / (plain + teacher) {ratio:.3f} (target <= 1.10)")
-    for resnet18 in (False, True):
-        medians, ratios = penalties(args.rounds, args.steps, args.batch, resnet18)
+    for resnet18, size, batch in ((False, 32, args.batch), (True, 32, args.batch), (True, 224, args.batch_224)):
+        if size == 224 and not batch:
+            continue
+        medians, ratios = penalties(args.rounds, args.steps, batch, resnet18, size)
         name = "resnet18" if resnet18 else "resnet20"
         target = "1.15" if resnet18 else "1.05"
-        print(f"penalties ({name}, {args.steps} steps): " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in medians.items())
+        print(f"penalties ({name}, {args.steps} steps of {batch} at {size}x{size}): " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in medians.items())
               + "; " + ", ".join(f"{k} / plain {v:.3f}" for k, v in ratios.items()) + f" (target <= {target})")
     with open("/proc/loadavg") as handle:
         print(f"\n- load average at end: {handle.read().split()[:3]}")

@@ -94,9 +94,10 @@ class DistillationHook(Hook):
     def training_loss(self, trainer, loss, inputs, targets, logits):
         if self.teacher is None:
             return loss
-        with torch.no_grad():
+        with torch.inference_mode():  # cheaper than no_grad: no version counters, no views tracked
             teacher_logits = self.teacher(inputs)
-        soft = kd_loss(logits, teacher_logits, self.temperature)
+        # a normal tensor again (kl_div saves its target for backward; inference tensors cannot be)
+        soft = kd_loss(logits, teacher_logits.clone(), self.temperature)
         detached = soft.detach()
         self._sum = detached if self._sum is None else self._sum + detached
         self._steps += 1
