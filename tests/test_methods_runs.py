@@ -123,3 +123,30 @@ def test_sensitivity_analysis_ranks_with_a_data_criterion(run_experiment, tmp_pa
     for unit in ("block1.0", "block2.0", "block3.0"):
         assert f"| {unit}" in table
     assert 0.0 <= result["sensitivity/dense_top1"] <= 1.0
+
+
+@pytest.mark.slow
+def test_two_processes_prune_with_taylor_and_distill(tmp_path):
+    from test_distributed import torchrun
+
+    from framework.tracking.metrics_file import read_metrics
+
+    runs = tmp_path / "runs"
+    done, output = torchrun(
+        ["pruner=agp_filter", "pruner/criterion=taylor", "pruner.calibration_batches=2", "distill=kd",
+         "regularizer=group_lasso", "epochs=2", "schedule.ending_epoch=1", "loader.batch_size=64",
+         "pruner.thin=never", f"hydra.run.dir={runs}/" + "${now:%H-%M-%S-%f}"],
+        tmp_path,
+    )
+    assert done.returncode == 0, output[-3000:]
+    (run_dir,) = list(runs.iterdir())
+    import json
+
+    checks = json.loads((run_dir / "distributed.json").read_text())["checks"]
+    # masks and weights agree on both ranks (that the all-reduced sums themselves are equal on
+    # every rank is shown in tests/pruning/test_calibration_ranks.py)
+    assert checks and all(check["agree"] for check in checks)
+    records = read_metrics(run_dir / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [0, 1]
+    assert "distill/kd_loss" in records[0] and records[0]["regularizer/value"] > 0
+    assert "distill/teacher_top1" in records[0] and "distill/teacher_top1" not in records[1]
