@@ -29,6 +29,7 @@ from torch import nn
 
 from framework.errors import PruningError
 from framework.pruning.data_criteria import DataCriterion, LayerRecord
+from framework.pruning.structures import expand_group_values
 
 BatchSource = Callable[[float], Iterable] | Iterable
 
@@ -93,22 +94,6 @@ def seeded_batches(dataset, batch_size: int, seed: int, rank: int = 0) -> Callab
     return draw
 
 
-def broadcast_group_scores(scores: torch.Tensor, structure: str, layer: nn.Module, weight: torch.Tensor) -> torch.Tensor:
-    """A weight-shaped tensor in which every element of group ``i`` holds ``scores[i]`` (so any
-    row reduction of ``to_groups`` of it returns the scores)."""
-    if structure == "fine":
-        return scores.reshape(weight.shape).to(weight.dtype)
-    from framework.pruning.structures import _grouped_axis_structure, _split_groups, geometry_of
-
-    geometry = geometry_of(layer)
-    scores = scores.to(device=weight.device, dtype=weight.dtype)
-    if structure == _grouped_axis_structure(geometry):
-        return scores.reshape(-1, *([1] * (weight.dim() - 1))).expand(weight.shape)
-    g, rows, cols, k = _split_groups(weight.shape, geometry)
-    grid = scores.reshape(g, cols, 1, 1).expand(g, cols, rows, k)
-    return grid.permute(0, 2, 1, 3).reshape(weight.shape)
-
-
 class Calibration:
     """Runs the pass for ``criterion`` over the ranked ``layers`` (parameter name -> layer)."""
 
@@ -146,7 +131,8 @@ class Calibration:
         if layer is None:
             return weight.detach()
         scores = self.criterion.group_scores(name, layer, weight.detach(), self.structure)
-        return broadcast_group_scores(scores, self.structure, layer, weight)
+        scores = scores.to(device=weight.device, dtype=weight.dtype)
+        return expand_group_values(scores, self.structure, layer, weight.shape)
 
     # -------------------------------------------------------------------------------- the pass
     def run(self, moment: float) -> None:
