@@ -29,14 +29,15 @@ from torch import nn
 
 from framework.errors import PruningError
 from framework.pruning.data_criteria import DataCriterion, LayerRecord
+from framework.pruning.fx import strip_data_parallel_prefix, unwrap
+from framework.pruning.spec import calibration_batches_problem, raise_first
 from framework.pruning.structures import expand_group_values
 
 BatchSource = Callable[[float], Iterable] | Iterable
 
 
 def check_calibration_batches(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PruningError(f"pruner.calibration_batches={value!r} is invalid; allowed: an integer >= 1")
+    raise_first([calibration_batches_problem(value)])
     return value
 
 
@@ -99,9 +100,7 @@ class Calibration:
 
     def __init__(self, model: nn.Module, criterion: DataCriterion, layers: Mapping[str, nn.Module],
                  structure: str, batches: int = 8):
-        while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            model = model.module  # the pass runs the bare model: no scatter, no DDP reducer
-        self.model = model
+        self.model = unwrap(model)[0]  # the pass runs the bare model: no scatter, no DDP reducer
         self.criterion = criterion
         self.layers = dict(layers)
         self.structure = structure
@@ -231,7 +230,4 @@ class Calibration:
 
 
 def _strip_weight(parameter_name: str) -> str:
-    name = parameter_name.rsplit(".", 1)[0]
-    while name.startswith("module."):
-        name = name[len("module."):]
-    return name
+    return strip_data_parallel_prefix(parameter_name.rsplit(".", 1)[0])

@@ -26,8 +26,7 @@ from __future__ import annotations
 import torch
 
 from framework.errors import PruningError
-
-from framework.pruning.names import CRITERIA, DATA_CRITERIA  # noqa: E402  (re-exported)
+from framework.pruning.spec import DATA_CRITERIA, criterion_problem, raise_first
 
 
 class Criterion:
@@ -109,18 +108,12 @@ def build_criterion(criterion: "str | Criterion", seed: int = 0) -> Criterion:
         return criterion
     if callable(criterion) and not isinstance(criterion, str):
         return FunctionCriterion(criterion)
-    name = criterion
-    if name == "l1":
-        return L1Criterion()
-    if name == "l2":
-        return L2Criterion()
-    if name == "random":
+    raise_first([criterion_problem(criterion)])
+    if criterion == RandomCriterion.name:
         return RandomCriterion(seed)
-    if isinstance(name, str) and name in DATA_CRITERIA:
-        from framework.pruning.data_criteria import DATA_CRITERIA as classes  # torch.fx only when asked
-
-        return classes[name]()
-    raise PruningError(
-        f"pruner.criterion={name!r} is not a known criterion; choose one of {', '.join(CRITERIA)} "
-        "or a Criterion component (pruner.criterion._target_=...)"
-    )
+    if criterion in DATA_CRITERIA:  # they need a calibration pass: the engine builds them
+        raise PruningError(
+            f"pruner.criterion={criterion} ranks from data: give it to build_pruner, or build it with "
+            "framework.pruning.data_criteria.build_data_criterion"
+        )
+    return {L1Criterion.name: L1Criterion, L2Criterion.name: L2Criterion}[criterion]()

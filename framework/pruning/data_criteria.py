@@ -42,12 +42,12 @@ from torch import nn
 
 from framework.errors import PruningError
 from framework.pruning.criteria import Criterion
+from framework.pruning.fx import BATCHNORMS, strip_data_parallel_prefix, trace, unwrap
 from framework.pruning.structures import to_groups
 
 # What a criterion can ask for, per selected layer and batch.
 NEEDS = ("input", "output", "activation", "weight_grad", "output_grad")
 
-_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish, nn.Mish)
 _ZERO_MAKING = (nn.ReLU, nn.ReLU6)  # APoZ is only meaningful where exact zeros are produced
 # Between a layer's input and the BatchNorm that produced it (bn_gamma, structure=channel).
@@ -248,25 +248,22 @@ DATA_CRITERIA = {
 }
 
 
+def build_data_criterion(name: str) -> DataCriterion:
+    """A data-aware criterion by its name (one of :data:`framework.pruning.spec.DATA_CRITERIA`)."""
+    return DATA_CRITERIA[name]()
+
+
 # ------------------------------------------------------------------------------------ the graph
 def _module_name(parameter_name: str) -> str:
-    name = parameter_name.rsplit(".", 1)[0]
-    while name.startswith("module."):
-        name = name[len("module."):]
-    return name
+    return strip_data_parallel_prefix(parameter_name.rsplit(".", 1)[0])
 
 
 def _inner(model: nn.Module) -> nn.Module:
-    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        model = model.module
-    return model
+    return unwrap(model)[0]
 
 
 def _graph(model: nn.Module, criterion: str):
-    from framework.pruning.bn_fold import _trace
-
-    return _trace(_inner(model), needed_by=f"pruner.criterion={criterion}",
-                  advice="choose a weight criterion (l1, l2)").graph
+    return trace(_inner(model), needed_by=f"pruner.criterion={criterion}", advice="choose a weight criterion (l1, l2)").graph
 
 
 def _layer_nodes(graph, layers) -> dict:
@@ -302,7 +299,7 @@ def find_activations(model: nn.Module, layers: Mapping[str, nn.Module], criterio
         while current is not None and len(current.users) == 1:
             (user,) = current.users
             module = modules.get(user.target) if user.op == "call_module" else None
-            if isinstance(module, _BATCHNORMS) or _is_add(user):
+            if isinstance(module, BATCHNORMS) or _is_add(user):
                 current = user
                 continue
             if isinstance(module, types) and calls[user.target] == 1:
@@ -329,7 +326,7 @@ def _batchnorms_before(start, modules) -> list[nn.Module]:
             continue
         seen.add(current)
         module = modules.get(current.target) if current.op == "call_module" else None
-        if isinstance(module, _BATCHNORMS):
+        if isinstance(module, BATCHNORMS):
             found.append(module)
         elif _is_add(current):
             pending.extend(a for a in current.args if hasattr(a, "op"))
@@ -355,7 +352,7 @@ def find_batchnorms(model: nn.Module, layers: Mapping[str, nn.Module], structure
             if len(node.users) == 1:
                 (user,) = node.users
                 bn = modules.get(user.target) if user.op == "call_module" else None
-                if isinstance(bn, _BATCHNORMS):
+                if isinstance(bn, BATCHNORMS):
                     found[name] = [bn]
             continue
         batchnorms = _batchnorms_before(node.args[0] if node.args else None, modules)

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
+from framework.pruning.fx import CONV_LINEAR, unwrap
 from framework.pruning.structures import to_groups
 
-_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def bn_l1(gammas: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -97,16 +97,14 @@ class Regularizer:
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        model = model.module
-    return model
+    return unwrap(model)[0]
 
 
 def _selected_layers(model: nn.Module, pruner) -> list[str]:
     selected = getattr(pruner, "selected", None)
     if selected:
         return [p.name.rsplit(".", 1)[0] for p in selected if p.attribute == "weight"]
-    return [name for name, m in _unwrap(model).named_modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    return [name for name, m in _unwrap(model).named_modules() if isinstance(m, CONV_LINEAR)]
 
 
 class BatchNormL1(Regularizer):

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from framework.components import build_component
 from framework.errors import ConfigError
 from framework.training.distillation import DistillationHook, check_alpha, check_temperature
 from framework.training.loss_terms import LossTermHook
@@ -58,6 +59,27 @@ def regularizer_hook(regularizer, model: nn.Module, pruner) -> Optional[LossTerm
     if regularizer is None:
         return None
     return LossTermHook(regularizer.bind(model, pruner))
+
+
+def build_method_hooks(cfg, model: nn.Module, pruning_hook, num_classes: int, input_shape) -> list:
+    """The distillation and sparsity-penalty hooks of a training run, in the order the loop needs
+    them (distillation first: its dense teacher is copied before the first pruning step changes the
+    model). Built, and so checked, before any data is read."""
+    pruner = pruning_hook.pruner if pruning_hook is not None else None
+    hooks = []
+    if cfg.get("distill"):
+        kd = build_component("distill", cfg.distill)
+
+        def architecture() -> nn.Module:  # the run's model as built, without pretrained weights
+            return build_component("model", cfg.model, num_classes=num_classes, in_channels=input_shape[0],
+                                   input_shape=tuple(input_shape))
+
+        parameter = next(model.parameters())
+        example = torch.zeros(2, *input_shape, dtype=parameter.dtype, device=parameter.device)
+        hooks.append(kd.hook(model, pruner, architecture, example))
+    if cfg.get("regularizer"):
+        hooks.append(regularizer_hook(build_component("regularizer", cfg.regularizer), model, pruner))
+    return hooks
 
 
 def give_calibration_data(pruner, train_dataset, batch_size: int, seed: int, rank: int = 0) -> None:

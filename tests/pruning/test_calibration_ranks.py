@@ -33,7 +33,7 @@ def rank_main(rank, store_file, out_file):
     try:
         pruner = pruner_with(seeded_batches(dataset(), 4, seed=1, rank=rank), batches=2)
         pruner.on_epoch_start(0)
-        torch.save({"sums": pruner.pruner.criterion.sums, "masks": pruner.masks}, f"{out_file}.{rank}")
+        torch.save({"sums": pruner.rule.criterion.sums, "masks": pruner.masks}, f"{out_file}.{rank}")
     finally:
         dist.destroy_process_group()
 
@@ -46,7 +46,7 @@ def test_sums_are_reduced_over_ranks(tmp_path):
     both = [b for r in (0, 1) for b in list(seeded_batches(dataset(), 4, seed=1, rank=r)(0.0))[:2]]
     single = pruner_with(both, batches=4)
     single.on_epoch_start(0)
-    for key, expected in single.pruner.criterion.sums.items():
+    for key, expected in single.rule.criterion.sums.items():
         for state in ranks:
             assert torch.allclose(state["sums"][key], expected, rtol=1e-9)
     for key in ranks[0]["masks"]:

@@ -53,7 +53,7 @@ def test_taylor_filter_is_the_squared_group_sum_of_w_times_g_over_batches():
     pruner.set_calibration_data(TWO_BATCHES, loss_fn=sum_loss)
     pruner.on_epoch_start(0)
     # row o: sum_i W1[o,i]·W2[0,o]·x_i = W2[0,o]·h_o = 3, -4, 1 -> squared 9, 16, 1, twice
-    scores = pruner.pruner.criterion.group_scores("fc1.weight", model.fc1, model.fc1.weight, "filter")
+    scores = pruner.rule.criterion.group_scores("fc1.weight", model.fc1, model.fc1.weight, "filter")
     assert scores.tolist() == [18.0, 32.0, 2.0]
     # the lowest (row 2) goes, although l1 would remove row 1 (mean |w| 0.5)
     assert pruner.masks["fc1.weight"].all(dim=1).tolist() == [True, True, False]
@@ -66,7 +66,7 @@ def test_taylor_channel_and_fine_by_hand():
     pruner.set_calibration_data(TWO_BATCHES[:1], loss_fn=sum_loss)
     pruner.on_epoch_start(0)
     # column o of W2: W2[0,o]·dL/dW2[0,o] = W2[0,o]·h_o = 3, -4, 1
-    scores = pruner.pruner.criterion.group_scores("fc2.weight", model.fc2, model.fc2.weight, "channel")
+    scores = pruner.rule.criterion.group_scores("fc2.weight", model.fc2, model.fc2.weight, "channel")
     assert scores.tolist() == [9.0, 16.0, 1.0]
 
     model = TwoLayer()
@@ -76,7 +76,7 @@ def test_taylor_channel_and_fine_by_hand():
     w1 = torch.tensor([[1.0, 2.0], [0.0, 1.0], [3.0, -1.0]])
     g1 = torch.tensor([1.0, -4.0, 0.5]).reshape(3, 1) * X  # W2[0,o]·x_i
     expected = (w1 * g1).square().reshape(-1)
-    scores = pruner.pruner.criterion.group_scores("fc1.weight", model.fc1, w1, "fine")
+    scores = pruner.rule.criterion.group_scores("fc1.weight", model.fc1, w1, "fine")
     assert torch.equal(scores.float(), expected)
     # w·g = [[1, 2], [0, -4], [1.5, -0.5]]: the three smallest |w·g| (0, 0.5, 1) are gone
     kept = (w1 * g1)[pruner.masks["fc1.weight"]].abs().sort().values.tolist()
@@ -109,7 +109,7 @@ def test_activation_criteria_by_hand(criterion, expected, structure, weight):
     pruner.set_calibration_data(RELU_BATCH)
     pruner.on_epoch_start(0)
     layer = model.fc1 if weight == "fc1.weight" else model.fc2
-    scores = pruner.pruner.criterion.group_scores(weight, layer, layer.weight, structure)
+    scores = pruner.rule.criterion.group_scores(weight, layer, layer.weight, structure)
     # per-sample values summed over the two samples: the mean value / the share of non-zeros
     assert scores.tolist() == expected
     removed = (~pruner.masks[weight]).all(dim=1 if structure == "filter" else 0)
@@ -203,7 +203,7 @@ def test_same_seed_same_batches_same_masks_as_after_a_resume():
                               starting_epoch=0, ending_epoch=1, input_shape=(1, 8, 8), calibration_batches=2)
         pruner.set_calibration_data(seeded_batches(digits_like(64), batch_size=4, seed=seed))
         pruner.on_epoch_start(0)
-        return pruner.pruner.criterion.sums, pruner.masks
+        return pruner.rule.criterion.sums, pruner.masks
 
     sums_a, masks_a = masks(1)
     sums_b, masks_b = masks(1)

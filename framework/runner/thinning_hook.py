@@ -9,7 +9,7 @@ Thinning happens once, at the end of an epoch, after that epoch's evaluation:
 
 The thinned model replaces the trainer's model, so the checkpoint written after that epoch holds
 the small model with the recipe that rebuilds its architecture (this hook's state), and a resumed
-run continues it (:func:`rebuild_thinned`). The epoch's metrics gain ``thin/val_top1`` (the thinned
+run continues it. The epoch's metrics gain ``thin/val_top1`` (the thinned
 model evaluated on the validation set), params, MACs (``torch.utils.flop_counter``), file sizes and
 the measured latency of the masked-dense and the thinned model (eager PyTorch and, when onnx and
 onnxruntime are installed, ONNX Runtime; interleaved, median). The files go to ``<run dir>/thinned/``:
@@ -26,6 +26,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 
+from framework.pruning.thinning import CHECKPOINT_KEY
 from framework.training.hooks import Hook
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ RUN_LATENCY_REPEATS = 10
 
 
 class ThinningHook(Hook):
-    name = "thinning"
+    name = CHECKPOINT_KEY  # the reader of this state is framework.pruning.thinning.thinning_recipe
 
     def __init__(
         self,
