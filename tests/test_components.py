@@ -81,7 +81,14 @@ STRUCTURED_ONLY = {"activation_mean", "apoz", "bn_gamma"}
 
 
 def fine_grained(pruner: str) -> bool:
-    return "structure: fine" in (CONF / "pruner" / f"{pruner}.yaml").read_text()
+    """The preset's structure, following its defaults (presets inherit from level.yaml)."""
+    import yaml
+
+    node = yaml.safe_load((CONF / "pruner" / f"{pruner}.yaml").read_text()) or {}
+    if "structure" in node:
+        return node["structure"] == "fine"
+    parents = [d for d in node.get("defaults", []) if isinstance(d, str) and d != "_self_"]
+    return bool(parents) and fine_grained(parents[0])
 
 
 PRUNER_CASES = [
