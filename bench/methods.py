@@ -38,16 +38,16 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from framework.analysis.sensitivity import evaluate  # noqa: E402
-from framework.data import build_loaders, load_splits  # noqa: E402
-from framework.data.sources import Digits  # noqa: E402
-from framework.models import CifarResNet, SimpleCNN  # noqa: E402
-from framework.pruning import build_pruner  # noqa: E402
-from framework.pruning.calibration import seeded_batches  # noqa: E402
-from framework.pruning.regularizers import BatchNormL1  # noqa: E402
-from framework.training import Hook, Trainer  # noqa: E402
-from framework.training.distillation import DistillationHook  # noqa: E402
-from framework.training.loss_terms import LossTermHook  # noqa: E402
+from framework.analysis.sensitivity import evaluate
+from framework.data import build_loaders, load_splits
+from framework.data.sources import Digits
+from framework.models import CifarResNet, SimpleCNN
+from framework.pruning import build_pruner
+from framework.pruning.calibration import seeded_batches
+from framework.pruning.regularizers import BatchNormL1
+from framework.training import Hook, Trainer
+from framework.training.distillation import DistillationHook
+from framework.training.loss_terms import LossTermHook
 
 CRITERIA = ["l1", "l2", "random", "taylor", "activation_mean", "apoz", "bn_gamma"]
 STRUCTURES = ["filter", "channel"]
@@ -224,7 +224,8 @@ def report(path: Path) -> str:
         if one:
             lines += ["One-shot top-1 % without fine-tuning (mean ± std over seeds; Δ vs l1 paired by seed, "
                       "* = |Δ| > 2 standard errors):", ""]
-            header = "| criterion | structure | scope | " + " | ".join(f"{int(l * 100)} %" for l in LEVELS) + " |"
+            levels = " | ".join(f"{int(level * 100)} %" for level in LEVELS)
+            header = f"| criterion | structure | scope | {levels} |"
             lines += [header, "|" + "---|" * (3 + len(LEVELS))]
             for structure in STRUCTURES:
                 for scope in SCOPES:
@@ -239,8 +240,9 @@ def report(path: Path) -> str:
                         lines.append(f"| {criterion} | {structure} | {scope} | " + " | ".join(cells) + " |")
             lines.append("")
             lines.append("Share of the selected weights zeroed (mean over criteria and seeds): " + "; ".join(
-                f"{structure}/{scope} " + "/".join(f"{100 * statistics.fmean(reached[(structure, scope, l)]):.0f}"
-                                                   for l in LEVELS if (structure, scope, l) in reached) + " %"
+                f"{structure}/{scope} " + "/".join(f"{100 * statistics.fmean(reached[(structure, scope, level)]):.0f}"
+                                                   for level in LEVELS if (structure, scope, level) in reached)
+                + " %"
                 for structure in STRUCTURES for scope in SCOPES))
             lines.append("")
         trained = {}
@@ -250,7 +252,8 @@ def report(path: Path) -> str:
                 trained.setdefault(variant, {})[seed] = r["top1"]
         if trained:
             epochs = results["meta"].get("epochs")
-            lines += [f"With training, 50 % of filters, {epochs} epochs in all (top-1 %; Δ vs agp/l1 paired by seed):", "",
+            title = f"With training, 50 % of filters, {epochs} epochs in all (top-1 %; Δ vs agp/l1 paired by seed):"
+            lines += [title, "",
                       "| method | top-1 % | Δ vs agp/l1 |", "|---|---|---|"]
             for variant in VARIANTS:
                 values = trained.get(variant, {})

@@ -29,13 +29,13 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import print_header  # noqa: E402
-from framework.models import CifarResNet  # noqa: E402
-from framework.pruning import build_pruner  # noqa: E402
-from framework.pruning.regularizers import BatchNormL1, GroupLasso  # noqa: E402
-from framework.training import Trainer  # noqa: E402
-from framework.training.distillation import DistillationHook  # noqa: E402
-from framework.training.loss_terms import LossTermHook  # noqa: E402
+from bench._common import print_header
+from framework.models import CifarResNet
+from framework.pruning import build_pruner
+from framework.pruning.regularizers import BatchNormL1, GroupLasso
+from framework.training import Trainer
+from framework.training.distillation import DistillationHook
+from framework.training.loss_terms import LossTermHook
 
 
 def batches(n, batch, shape, seed=0):
@@ -92,7 +92,8 @@ def calibration(rounds, batch):
         pruner.prepare_ranking(0)
         return time.perf_counter() - started
 
-    medians = interleaved({"8 plain fwd+bwd": lambda: plain_backward_time(model, data), "taylor pass": calibrate}, rounds)
+    variants = {"8 plain fwd+bwd": lambda: plain_backward_time(model, data), "taylor pass": calibrate}
+    medians = interleaved(variants, rounds)
     # epochs that do not prune run no pass: on_epoch_start of a non-pruning epoch
     before = pruner.calibration.passes
     pruner.on_epoch_start(5)
@@ -152,14 +153,16 @@ def main() -> None:
           ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in medians.items()) + f"; ratio {ratio:.3f} (target <= 1.05)")
     medians, ratio = distillation(args.rounds, args.steps, args.batch)
     print(f"distillation (resnet20 student and teacher, {args.steps} steps): " +
-          ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in medians.items()) + f"; kd / (plain + teacher) {ratio:.3f} (target <= 1.10)")
+          ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in medians.items())
+          + f"; kd / (plain + teacher) {ratio:.3f} (target <= 1.10)")
     for resnet18, size, batch in ((False, 32, args.batch), (True, 32, args.batch), (True, 224, args.batch_224)):
         if size == 224 and not batch:
             continue
         medians, ratios = penalties(args.rounds, args.steps, batch, resnet18, size)
         name = "resnet18" if resnet18 else "resnet20"
         target = "1.15" if resnet18 else "1.05"
-        print(f"penalties ({name}, {args.steps} steps of {batch} at {size}x{size}): " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in medians.items())
+        print(f"penalties ({name}, {args.steps} steps of {batch} at {size}x{size}): "
+              + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in medians.items())
               + "; " + ", ".join(f"{k} / plain {v:.3f}" for k, v in ratios.items()) + f" (target <= {target})")
     with open("/proc/loadavg") as handle:
         print(f"\n- load average at end: {handle.read().split()[:3]}")

@@ -22,7 +22,7 @@ calibrates once.
 from __future__ import annotations
 
 import itertools
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -51,7 +51,9 @@ def check_data_criterion(criterion, structure: str, fold_batchnorm, ranking_view
             f"{criterion.fold_batchnorm_reason}; allowed: fold_batchnorm=false"
         )
     if ranking_view is not None:
-        raise PruningError(f"pruner.criterion={criterion.name} ranks its own view; a custom ranking_view cannot be given")
+        raise PruningError(
+            f"pruner.criterion={criterion.name} ranks its own view; a custom ranking_view cannot be given"
+        )
     if structure not in criterion.structures:
         raise PruningError(
             f"pruner.criterion={criterion.name} does not support pruner.structure={structure}; "

@@ -34,8 +34,8 @@ normalisation of ``scope=global`` and coupled reductions are unchanged by a comm
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import torch
 from torch import nn
@@ -263,7 +263,8 @@ def _inner(model: nn.Module) -> nn.Module:
 
 
 def _graph(model: nn.Module, criterion: str):
-    return trace(_inner(model), needed_by=f"pruner.criterion={criterion}", advice="choose a weight criterion (l1, l2)").graph
+    advice = "choose a weight criterion (l1, l2)"
+    return trace(_inner(model), needed_by=f"pruner.criterion={criterion}", advice=advice).graph
 
 
 def _layer_nodes(graph, layers) -> dict:

@@ -17,7 +17,7 @@ the strength, the epochs in which they act and the parameters they read. A train
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -25,7 +25,6 @@ from torch import nn
 from framework.errors import PruningError
 from framework.pruning.fx import CONV_LINEAR, unwrap
 from framework.pruning.structures import to_groups
-
 
 
 def bn_l1(gammas: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -54,9 +53,11 @@ def check_strength(key: str, value) -> float:
 def check_epochs(start_epoch, end_epoch, prefix: str = "regularizer") -> tuple[int, int | None]:
     if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0:
         raise PruningError(f"{prefix}.start_epoch={start_epoch!r} is invalid; allowed: an integer >= 0")
-    if end_epoch is not None and (isinstance(end_epoch, bool) or not isinstance(end_epoch, int) or end_epoch <= start_epoch):
+    whole = isinstance(end_epoch, int) and not isinstance(end_epoch, bool)
+    if end_epoch is not None and (not whole or end_epoch <= start_epoch):
         raise PruningError(
-            f"{prefix}.end_epoch={end_epoch!r} is invalid; allowed: null (to the end) or an integer > start_epoch={start_epoch}"
+            f"{prefix}.end_epoch={end_epoch!r} is invalid; "
+            f"allowed: null (to the end) or an integer > start_epoch={start_epoch}"
         )
     return start_epoch, end_epoch
 
@@ -81,7 +82,7 @@ class Regularizer:
     def active(self, epoch: int) -> bool:
         return epoch >= self.start_epoch and (self.end_epoch is None or epoch < self.end_epoch)
 
-    def bind(self, model: nn.Module, pruner=None) -> "Regularizer":
+    def bind(self, model: nn.Module, pruner=None) -> Regularizer:
         """Find the modules the penalty reads (once, before training); returns self."""
         raise NotImplementedError
 

@@ -10,7 +10,7 @@ data is read.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -54,7 +54,7 @@ class KnowledgeDistillation:
         return DistillationHook(self.temperature, self.alpha, teacher=teacher)
 
 
-def regularizer_hook(regularizer, model: nn.Module, pruner) -> Optional[LossTermHook]:
+def regularizer_hook(regularizer, model: nn.Module, pruner) -> LossTermHook | None:
     """The loss-term hook of a built regularizer component (None for ``regularizer=none``)."""
     if regularizer is None:
         return None

@@ -28,7 +28,8 @@ def test_missing_foreign_and_mismatched_files_are_one_line(tmp_path):
         check_teacher_file(foreign)
     other = tmp_path / "other.pt"
     torch.save(SimpleCNN(in_channels=1, width=0.5).state_dict(), other)
-    with pytest.raises(CheckpointError, match=r"^distill.teacher file does not fit the model: distill.teacher=") as error:
+    refusal = r"^distill.teacher file does not fit the model: distill.teacher="
+    with pytest.raises(CheckpointError, match=refusal) as error:
         load_teacher(SimpleCNN(in_channels=1, width=0.25), other)
     assert "\n" not in str(error.value)
 

@@ -144,14 +144,17 @@ def test_apoz_needs_an_activation_and_bn_gamma_a_batchnorm_naming_the_layer():
 
 @pytest.mark.parametrize("criterion", ["activation_mean", "apoz", "bn_gamma"])
 def test_structures_a_criterion_cannot_rank_are_refused(criterion):
-    with pytest.raises(PruningError, match=rf"criterion={criterion} does not support pruner.structure=fine; allowed: filter, channel"):
+    refusal = rf"criterion={criterion} does not support pruner.structure=fine; allowed: filter, channel"
+    with pytest.raises(PruningError, match=refusal):
         level(ReluNet(), structure="fine", criterion=criterion)
 
 
 @pytest.mark.parametrize("criterion", ["taylor", "activation_mean", "apoz", "bn_gamma"])
 @pytest.mark.parametrize("fold", [True, "activation"])
 def test_fold_batchnorm_is_refused_with_a_reason(criterion, fold):
-    with pytest.raises(PruningError, match=rf"fold_batchnorm={fold} cannot be combined with pruner.criterion={criterion}: .*allowed: fold_batchnorm=false"):
+    refusal = (rf"fold_batchnorm={fold} cannot be combined with pruner.criterion={criterion}: "
+               r".*allowed: fold_batchnorm=false")
+    with pytest.raises(PruningError, match=refusal):
         level(SimpleCNN(in_channels=1, width=0.125), structure="filter", criterion=criterion, fold_batchnorm=fold)
 
 
@@ -163,7 +166,8 @@ def test_calibration_batches_must_be_a_positive_integer(value):
 
 def test_ranking_without_data_says_how_to_give_it():
     pruner = level(TwoLayer(), structure="filter", criterion="taylor", weights=["fc1.weight"])
-    with pytest.raises(PruningError, match=r"criterion=taylor needs calibration data; call pruner.set_calibration_data"):
+    refusal = r"criterion=taylor needs calibration data; call pruner.set_calibration_data"
+    with pytest.raises(PruningError, match=refusal):
         pruner.on_epoch_start(0)
 
 

@@ -70,7 +70,8 @@ def test_bn_l1_sums_the_scales_after_the_selected_layers():
 
 
 def test_bn_l1_without_batchnorm_is_refused():
-    with pytest.raises(PruningError, match=r"regularizer=bn_l1 finds no BatchNorm .* choose regularizer=group_lasso or none"):
+    refusal = r"regularizer=bn_l1 finds no BatchNorm .* choose regularizer=group_lasso or none"
+    with pytest.raises(PruningError, match=refusal):
         BatchNormL1().bind(TwoLayer())
 
 

@@ -9,10 +9,10 @@ import time
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-
-from framework.errors import SecateursError
 from support import cli_dirs, run_cli, store_overrides
 from test_reliability import final_state, runs_of, start_cli, wait_for_epochs
+
+from framework.errors import SecateursError
 
 FAST = ["tracking.log_model=false", "loader.batch_size=64", "pruner.calibration_batches=2"]
 
@@ -23,7 +23,8 @@ def metric_history(store, run_id, key):
 
 
 @pytest.mark.slow
-def test_a_distillation_run_from_the_dense_model_into_mlflow(run_experiment, tracking_overrides, shared_store, tmp_path):
+def test_a_distillation_run_from_the_dense_model_into_mlflow(run_experiment, tracking_overrides, shared_store,
+                                                              tmp_path):
     overrides = [*tracking_overrides, *FAST, "pruner=agp_filter", "pruner/criterion=taylor", "distill=kd",
                  "epochs=3", "schedule.starting_epoch=1", "schedule.ending_epoch=3"]
     _, context, final = run_experiment(overrides, run_dir=tmp_path / "kd")
@@ -82,16 +83,19 @@ def test_sigkill_then_resume_is_bit_exact_with_kd_a_regularizer_and_a_data_crite
 
 
 @pytest.mark.parametrize("overrides, expected", [
-    (["pruner=agp_filter", "pruner.calibration_batches=0"], "pruner.calibration_batches=0 is invalid; allowed: an integer >= 1"),
+    (["pruner=agp_filter", "pruner.calibration_batches=0"],
+     "pruner.calibration_batches=0 is invalid; allowed: an integer >= 1"),
     (["regularizer=bn_l1", "regularizer.strength=-1"], "regularizer.strength=-1"),
     (["regularizer=group_lasso", "regularizer.strength=nan"], "regularizer.strength=nan is invalid"),
     (["distill=kd", "distill.temperature=0"], "distill.temperature=0"),
     (["distill=kd", "distill.alpha=1.5"], "distill.alpha=1.5 is invalid; allowed: a number in [0, 1]"),
-    (["distill=kd", "distill.teacher=/no/such/teacher.pt"], "distill.teacher file not found: distill.teacher=/no/such/teacher.pt"),
+    (["distill=kd", "distill.teacher=/no/such/teacher.pt"],
+     "distill.teacher file not found: distill.teacher=/no/such/teacher.pt"),
     (["pruner=agp_filter", "pruner/criterion=apoz", "pruner.coupling=layer", "pruner.skip_output_layer=false"],
      "criterion=apoz needs a ReLU/ReLU6 module after each ranked layer; layer classifier has none"),
     (["pruner=agp_filter", "pruner/criterion=bn_gamma", "pruner.coupling=layer", "pruner.skip_output_layer=false"],
-     "criterion=bn_gamma needs a BatchNorm directly after each ranked layer (structure=filter); layer classifier has none"),
+     "criterion=bn_gamma needs a BatchNorm directly after each ranked layer (structure=filter); "
+     "layer classifier has none"),
     (["pruner=agp_filter", "pruner/criterion=taylor", "fold_batchnorm=true"],
      "fold_batchnorm=True cannot be combined with pruner.criterion=taylor"),
     (["pruner=agp", "pruner/criterion=apoz"], "pruner.criterion=apoz does not support pruner.structure=fine"),
