@@ -132,6 +132,8 @@ class Config:
     lr_scheduler: Any = MISSING  # {} (lr_scheduler=none): a constant learning rate
     pruner: Any = MISSING
     tracking: Any = MISSING  # builds the loop hooks that track the run (none: an empty list)
+    regularizer: Any = MISSING  # {} (regularizer=none): no penalty
+    distill: Any = MISSING  # {} (distill=none): no distillation
     # settings
     schedule: ScheduleConfig = MISSING
     loader: LoaderConfig = field(default_factory=LoaderConfig)  # dataset options set their own

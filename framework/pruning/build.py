@@ -17,6 +17,7 @@ from torch import nn
 from framework.errors import PruningError
 from framework.pruning.bn_activation import ActivationRanking
 from framework.pruning.bn_fold import FoldedRanking
+from framework.pruning.calibration import attach_calibration, check_data_criterion
 from framework.pruning.coupled import CoupledPruningEngine
 from framework.pruning.criteria import Criterion
 from framework.pruning.dependency import build_dependency_graph
@@ -35,6 +36,7 @@ from framework.pruning.spec import (
     LAYER,
     LEVEL,
     NONE,
+    RANKING_METHODS,
     THRESHOLD_METHODS,
     method_problem,
     pruner_problems,
@@ -83,6 +85,7 @@ def build_pruner(
     thin: str | None = DEFAULTS["thin"],
     scope: str = DEFAULTS["scope"],
     max_layer_sparsity: float | None = DEFAULTS["max_layer_sparsity"],
+    calibration_batches: int = DEFAULTS["calibration_batches"],
 ) -> PruningEngine | NoOpPruner:
     """Check every argument (:mod:`.spec`) and return a ready pruner (a no-op for ``method="none"``).
 
@@ -100,7 +103,8 @@ def build_pruner(
     combined with ``fold_batchnorm``. ``step_frequency`` (AGP only) also re-ranks every that many
     optimizer steps inside the pruning window, as in the AGP paper (call :meth:`PruningEngine.on_step`).
 
-    ``criterion``: ``"l1"``, ``"l2"``, ``"random"`` (drawn with ``seed``), a
+    ``criterion``: ``"l1"``, ``"l2"``, ``"random"`` (drawn with ``seed``), the data-aware
+    ``"taylor"``, ``"activation_mean"``, ``"apoz"``, ``"bn_gamma"`` (:mod:`.data_criteria`), a
     :class:`~framework.pruning.criteria.Criterion` or any callable ``scores = f(groups)``.
 
     ``skip_input_layer`` / ``skip_output_layer`` (``coupling="layer"`` only) leave the first /
@@ -121,6 +125,12 @@ def build_pruner(
     no dependency group) loses more than ``max_layer_sparsity`` of its groups, and at least one
     group always survives (:mod:`.global_scope`).
 
+    ``calibration_batches``: how many training batches a data-aware criterion (``taylor``,
+    ``activation_mean``, ``apoz``, ``bn_gamma`` or your own :class:`~.data_criteria.DataCriterion`)
+    sees at each pruning moment (:mod:`.calibration`); give them with
+    :meth:`PruningEngine.set_calibration_data`. Data-aware criteria cannot be combined with
+    ``fold_batchnorm`` or a custom ``ranking_view`` (one line saying why).
+
     ``fold_batchnorm``: ``False``, ``True`` (rank ``W·γ/√(σ²+ε)``, :mod:`.bn_fold`) or
     ``"activation"`` (rank by the change a removal causes after the BatchNorm and the ReLU that
     follows it, estimated from the running statistics, :mod:`.bn_activation`).
@@ -134,13 +144,15 @@ def build_pruner(
         frequency=frequency, levels=levels, threshold=threshold, std_multiplier=std_multiplier,
         fold_batchnorm=fold_batchnorm, step_frequency=step_frequency, coupling=coupling,
         group_reduction=group_reduction, round_to=round_to, thin=thin, scope=scope,
-        max_layer_sparsity=max_layer_sparsity,
+        max_layer_sparsity=max_layer_sparsity, calibration_batches=calibration_batches,
     )))
     if fold_batchnorm and ranking_view is not None:
         raise PruningError("fold_batchnorm=true cannot be combined with a custom ranking_view")
     coupling = resolved_coupling(coupling, structure)
     coupled = thinnable(method, coupling)  # coupled masks of a ranking method: whole dependency groups
     rule = build_mask_rule(method, structure, criterion, threshold, std_multiplier, seed)
+    if method in RANKING_METHODS:
+        check_data_criterion(rule.criterion, structure, fold_batchnorm, ranking_view)
     schedule = _schedule_for(method, initial_sparsity, final_sparsity, starting_epoch, ending_epoch, frequency)
 
     if coupling == LAYER:
@@ -178,6 +190,8 @@ def build_pruner(
         arguments.update(max_layer_sparsity=None if max_layer_sparsity is None else float(max_layer_sparsity))
     engine = ENGINES[(coupled, scope)](**arguments)
     engine.thin_when = resolved_thin(thin, method, coupling)
+    if method in RANKING_METHODS:
+        attach_calibration(engine, model, rule.criterion, calibration_batches)
     return engine
 
 

@@ -242,6 +242,7 @@ class CoupledPruningEngine(PruningEngine):
 
     @torch.no_grad()
     def update_masks(self, epoch: int, fractional: float | None = None) -> None:
+        self.prepare_ranking(epoch, fractional)
         targets = self.layer_targets(epoch, fractional=fractional)
         cache: dict = {}
         removed: list[CoupledChannel] = []

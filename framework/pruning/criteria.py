@@ -15,13 +15,18 @@ A criterion is a callable ``criterion(groups: Tensor[n_groups, group_size]) -> T
 one row per group of the (ranking view of the) weight, one score per row, higher = kept longer.
 Subclass :class:`Criterion` to keep state across a resume (``state_dict``/``load_state_dict``),
 or pass any plain function. In a config it is a component: ``pruner.criterion._target_=my_pkg.MyCriterion``.
+
+Criteria that rank from data (``taylor``, ``activation_mean``, ``apoz``, ``bn_gamma``, or your own
+:class:`~framework.pruning.data_criteria.DataCriterion`) live in :mod:`.data_criteria`; the
+engine feeds them with the calibration pass of :mod:`.calibration`.
 """
 
 from __future__ import annotations
 
 import torch
 
-from framework.pruning.spec import criterion_problem, raise_first
+from framework.errors import PruningError
+from framework.pruning.spec import DATA_CRITERIA, criterion_problem, raise_first
 
 
 class Criterion:
@@ -106,4 +111,9 @@ def build_criterion(criterion: "str | Criterion", seed: int = 0) -> Criterion:
     raise_first([criterion_problem(criterion)])
     if criterion == RandomCriterion.name:
         return RandomCriterion(seed)
+    if criterion in DATA_CRITERIA:  # they need a calibration pass: the engine builds them
+        raise PruningError(
+            f"pruner.criterion={criterion} ranks from data: give it to build_pruner, or build it with "
+            "framework.pruning.data_criteria.build_data_criterion"
+        )
     return {L1Criterion.name: L1Criterion, L2Criterion.name: L2Criterion}[criterion]()

@@ -67,6 +67,9 @@ class NoOpPruner:
     def on_epoch_start(self, epoch: int) -> float | None:
         return None
 
+    def set_calibration_data(self, batches, loss_fn=None) -> None:
+        pass
+
     def after_step(self) -> None:
         pass
 
@@ -123,6 +126,20 @@ class PruningEngine:
         self.folded_pairs = list(folded_pairs)
         self.step_frequency = step_frequency  # None: masks change only at epoch starts
         self.store = MaskStore({p.name: p.param for p in self.selected}, mask_gradients=mask_gradients)
+        # A data-aware criterion's pass (framework.pruning.calibration), set by build_pruner.
+        self.calibration = None
+
+    def set_calibration_data(self, batches, loss_fn=None) -> None:
+        """Where a data-aware criterion reads its calibration batches ``(inputs, targets)``:
+        a callable ``batches(moment)`` (see :func:`.calibration.seeded_batches`) or an iterable,
+        and the loss whose gradients it sees (default cross-entropy). No-op for weight criteria."""
+        if self.calibration is not None:
+            self.calibration.set_data(batches, loss_fn)
+
+    def prepare_ranking(self, epoch: int, fractional: float | None = None) -> None:
+        """Run the calibration pass a data-aware criterion needs, once per pruning moment."""
+        if self.calibration is not None:
+            self.calibration.run(float(epoch) if fractional is None else float(fractional))
 
     # ----------------------------------------------------------------------------- training hooks
     def on_step(self, epoch: int, step: int, steps_per_epoch: int) -> float | None:
@@ -166,6 +183,7 @@ class PruningEngine:
         """Rank every selected parameter and AND the new masks into the store."""
         # No apply() before ranking: groups pruned earlier are ranked lowest whatever their
         # current values, so the result does not depend on whether the weights were re-masked.
+        self.prepare_ranking(epoch, fractional)
         targets = self.layer_targets(epoch, fractional=fractional)
         for selected in self.selected:
             view = self.ranking_view(selected.name, selected.param)

@@ -135,6 +135,7 @@ class GlobalPruningEngine(PruningEngine):
 
     @torch.no_grad()
     def update_masks(self, epoch: int, fractional: float | None = None) -> None:
+        self.prepare_ranking(epoch, fractional)
         target = self.target_sparsity(epoch, fractional=fractional)
         layers = self.normalised_scores()
         sizes = [p.param.numel() // scores.numel() for p, (scores, _) in zip(self.selected, layers)]
@@ -224,6 +225,7 @@ class GlobalCoupledPruningEngine(CoupledPruningEngine):
 
     @torch.no_grad()
     def update_masks(self, epoch: int, fractional: float | None = None) -> None:
+        self.prepare_ranking(epoch, fractional)
         target = self.target_sparsity(epoch, fractional=fractional)
         plans = self.channel_scores()
         candidates = [

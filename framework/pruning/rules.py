@@ -32,7 +32,9 @@ from torch import nn
 
 from framework.errors import PruningError
 from framework.pruning.criteria import Criterion, L1Criterion, L2Criterion, RandomCriterion, build_criterion
+from framework.pruning.data_criteria import build_data_criterion
 from framework.pruning.spec import (
+    DATA_CRITERIA,
     FINE,
     MAGNITUDE,
     RANKING_METHODS,
@@ -272,6 +274,8 @@ def build_mask_rule(
         threshold_problem(method, threshold, std_multiplier),
     ])
     if method in RANKING_METHODS:
+        if isinstance(criterion, str) and criterion in DATA_CRITERIA:
+            return RankingRule(structure, build_data_criterion(criterion))
         return RankingRule(structure, build_criterion(criterion, seed))
     if method == MAGNITUDE:
         return MagnitudeRule(threshold)

@@ -31,7 +31,9 @@ FINE, FILTER, CHANNEL, HEAD = "fine", "filter", "channel", "head"
 STRUCTURES = (FINE, FILTER, CHANNEL, HEAD)  # head: whole attention heads, across layers (coupled only)
 STRUCTURED = (FILTER, CHANNEL)  # whole output / input channels: the ones that can be coupled
 
-CRITERIA = ("l1", "l2", "random")
+# Criteria that rank from data (framework.pruning.data_criteria), fed by a calibration pass.
+DATA_CRITERIA = ("taylor", "activation_mean", "apoz", "bn_gamma")
+CRITERIA = ("l1", "l2", "random") + DATA_CRITERIA
 
 COUPLED, LAYER = "coupled", "layer"
 COUPLINGS = (COUPLED, LAYER)
@@ -64,6 +66,7 @@ DEFAULTS: dict[str, Any] = dict(
     thin=None,
     scope=LAYER,
     max_layer_sparsity=None,
+    calibration_batches=8,
 )
 
 
@@ -114,6 +117,12 @@ def criterion_problem(criterion: Any) -> Optional[str]:
             f"pruner.criterion={criterion!r} is invalid; allowed: {' | '.join(CRITERIA)} "
             "or a Criterion component (pruner.criterion._target_=...)"
         )
+    return None
+
+
+def calibration_batches_problem(value: Any) -> Optional[str]:
+    if not is_integer(value, 1):
+        return f"pruner.calibration_batches={value!r} is invalid; allowed: an integer >= 1"
     return None
 
 
@@ -295,6 +304,7 @@ def pruner_problems(arguments: Mapping[str, Any], with_schedule: bool = True) ->
             coupling = resolved_coupling(given["coupling"], structure)
             problems.append(thin_problem(given["thin"], method, structure, coupling))
     problems.append(criterion_problem(given["criterion"]))
+    problems.append(calibration_batches_problem(given["calibration_batches"]))
     if method in RANKING_METHODS or arguments.get("final_sparsity") is not None:
         problems.append(sparsity_problem("pruner.final_sparsity", given["final_sparsity"]))
     if method == AGP or arguments.get("initial_sparsity") is not None:

@@ -152,13 +152,20 @@ def expand_group_mask(
             f"a {structure} mask needs {expected} entries for weight shape {tuple(weight_shape)}; "
             f"got {group_keep.numel()}"
         )
-    group_keep = group_keep.to(torch.bool)
+    return expand_group_values(group_keep.to(torch.bool), structure, layer, weight_shape)
+
+
+def expand_group_values(values: torch.Tensor, structure: str, layer: nn.Module | None,
+                        weight_shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+    """A tensor of ``weight_shape`` holding ``values[i]`` in every element of group ``i`` (one
+    value per group, any dtype): so each row of ``to_groups`` of it is constant."""
+    weight_shape = torch.Size(weight_shape)
     if structure == FINE:
-        return group_keep.reshape(weight_shape)
+        return values.reshape(weight_shape)
     geometry = geometry_of(layer)
     if structure == _grouped_axis_structure(geometry):
         trailing = (1,) * (len(weight_shape) - 1)
-        return group_keep.reshape(weight_shape[0], *trailing).expand(weight_shape).contiguous()
+        return values.reshape(weight_shape[0], *trailing).expand(weight_shape).contiguous()
     g, rows, cols, k = _split_groups(weight_shape, geometry)
-    grid = group_keep.reshape(g, cols, 1, 1).expand(g, cols, rows, k)
+    grid = values.reshape(g, cols, 1, 1).expand(g, cols, rows, k)
     return grid.permute(0, 2, 1, 3).reshape(weight_shape)

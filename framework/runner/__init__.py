@@ -7,6 +7,8 @@ pruning, data, models, analysis}``; nothing but ``run.py`` and tests imports it)
   and pretrained weights, device, seed, the pruner in its hook, the trackers);
 * the hooks that plug pruning into the loop: :mod:`~framework.runner.pruning_hook`,
   :mod:`~framework.runner.thinning_hook`, :mod:`~framework.runner.mask_sync` (several processes);
+* :mod:`~framework.runner.methods`: distillation (``distill=``), sparsity penalties
+  (``regularizer=``) and the calibration batches of data-aware criteria, joined to the run;
 * :mod:`~framework.runner.resume_guard` (which checkpoint, and what changed since),
   :mod:`~framework.runner.ranks` (the ranks agree that none failed),
   :mod:`~framework.runner.sensitivity_task`, :mod:`~framework.runner.context` (``RunContext``).

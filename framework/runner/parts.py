@@ -19,6 +19,7 @@ from framework.components import build_component
 from framework.config import pruning_window
 from framework.errors import ConfigError, short_reason
 from framework.runner.context import RunContext
+from framework.runner.methods import build_method_hooks
 from framework.runner.pruning_hook import PruningHook
 from framework.runner.thinning_hook import ThinningHook
 from framework.tracking.description import RunDescription
@@ -41,6 +42,7 @@ class Parts:
     pruning_hook: Optional[PruningHook]  # None for pruner.method=none
     description: RunDescription  # what the trackers are told
     trackers: List[Any] = field(default_factory=list)  # loop hooks; empty with tracking=none or on ranks > 0
+    method_hooks: List[Any] = field(default_factory=list)  # distillation, sparsity penalty (training only)
 
 
 def build_parts(cfg: DictConfig, context: RunContext, ddp: DistContext = SINGLE, *,
@@ -66,6 +68,7 @@ def build_parts(cfg: DictConfig, context: RunContext, ddp: DistContext = SINGLE,
     model = build_model(cfg, num_classes, input_shape)
     model.to(device)
     pruning_hook = build_pruning_hook(cfg, model, context.run_dir, input_shape, schedule_window)
+    method_hooks = build_method_hooks(cfg, model, pruning_hook, num_classes, input_shape) if cfg.task == "train" else []
     description = RunDescription(
         run_dir=context.run_dir,
         task=cfg.task,
@@ -88,7 +91,8 @@ def build_parts(cfg: DictConfig, context: RunContext, ddp: DistContext = SINGLE,
         connect = getattr(tracker, "connect", None)
         if callable(connect):
             connect()  # an unreachable store fails here, before any data is read
-    return Parts(data_source, num_classes, input_shape, device, model, pruning_hook, description, trackers)
+    return Parts(data_source, num_classes, input_shape, device, model, pruning_hook, description, trackers,
+                 method_hooks)
 
 
 def build_data_source(cfg: DictConfig):
@@ -205,6 +209,9 @@ def params_in_use(cfg: DictConfig) -> Dict[str, Any]:
         used["schedule"]["ending_epoch"] = pruning_window(cfg.schedule, cfg.epochs)[1]
     if not cfg.lr_scheduler:
         used.pop("lr_scheduler", None)
+    for node in ("regularizer", "distill"):  # none: nothing to record
+        if not cfg.get(node):
+            used.pop(node, None)
     distributed = used.pop("distributed", {}) or {}
     if distributed.get("sync_batchnorm"):  # timeout and backend change nothing that is learned
         used["distributed"] = {"sync_batchnorm": True}

@@ -22,6 +22,7 @@ from framework.data import build_loaders, limit_batches, load_splits
 from framework.errors import ConfigError
 from framework.pruning.thinning import apply_recipe, thinning_recipe
 from framework.runner.context import RunContext
+from framework.runner.methods import give_calibration_data
 from framework.runner.parts import build_parts, build_thinning_hook, recorded_params
 from framework.runner.pruning_hook import PruningHook
 from framework.runner.ranks import agree_or_raise
@@ -165,9 +166,13 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
         bundle, batch_size=cfg.loader.batch_size, num_workers=cfg.loader.num_workers, seed=cfg.seed,
         rank=ddp.rank, world_size=ddp.world_size,
     )
+    if pruning_hook is not None:  # a data-aware criterion ranks on seeded training batches
+        give_calibration_data(pruning_hook.pruner, bundle.train, cfg.loader.batch_size, cfg.seed, ddp.rank)
     # Ranks > 0 train, prune and thin like rank 0, but write nothing: no log, metrics, tracker or checkpoint.
     writers = (EpochLogHook(also_shown=PruningHook.SHOWN_IN_LOG), MetricsFileHook(run_dir), *parts.trackers) if ddp.is_main else ()
-    hooks: List[Any] = [h for h in (record, pruning_hook, mask_sync, thinning_hook, *writers) if h is not None]
+    # distillation before pruning: its dense teacher is copied before the first pruning step
+    hooks: List[Any] = [h for h in (record, *parts.method_hooks, pruning_hook, mask_sync, thinning_hook, *writers)
+                        if h is not None]
     if ddp.is_main:
         hooks.append(CheckpointHook(run_dir / "checkpoints", best_metric=_first_metric(cfg.optimized_metric),
                                     best_from_epoch=_final_sparsity_epoch(cfg) if pruning_hook is not None else 0))
@@ -227,6 +232,7 @@ def analyse_sensitivity(cfg: DictConfig, context: RunContext) -> Dict[str, float
     # forked analysis workers evaluate in their own process: no loader workers below them
     workers = 0 if cfg.sensitivity.workers > 1 else cfg.loader.num_workers
     _, val_loader = build_loaders(bundle, batch_size=cfg.loader.batch_size, num_workers=workers, seed=cfg.seed)
+    give_calibration_data(parts.pruning_hook.pruner, bundle.train, cfg.loader.batch_size, cfg.seed)
     return analyse(cfg, context.run_dir, context.overrides, parts.model, parts.pruning_hook.pruner, val_loader,
                    parts.device, parts.input_shape, parts.trackers)
 

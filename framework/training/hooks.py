@@ -25,6 +25,11 @@ class Hook:
     def before_epoch(self, trainer: "Trainer") -> None:
         """At the start of every epoch, before the first step."""
 
+    def training_loss(self, trainer: "Trainer", loss, inputs, targets, logits):
+        """Each step, before backward: return the loss to minimise (``loss``: the task loss plus
+        what earlier hooks made of it). Overriding this puts the hook in the hot loop."""
+        return loss
+
     def after_step(self, trainer: "Trainer") -> None:
         """After every optimizer step."""
 

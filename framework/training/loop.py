@@ -68,6 +68,7 @@ class Trainer:
         """Train from ``start_epoch`` to ``epochs``; returns every epoch's metrics."""
         # Only hooks that act after a step are called in the hot loop.
         self._step_hooks = [h for h in self.hooks if type(h).after_step is not Hook.after_step]
+        self._loss_hooks = [h for h in self.hooks if type(h).training_loss is not Hook.training_loss]
         try:
             self._call("before_run")
             for epoch in range(self.start_epoch, self.epochs):
@@ -123,14 +124,20 @@ class Trainer:
             targets = targets.to(self.device, non_blocking=True)
             logits = network(inputs)
             loss = self.loss_fn(logits, targets)
+            # Hooks may change what is minimised (distillation, sparsity penalties); train/loss
+            # stays the task loss so that runs with and without them compare.
+            objective = loss
+            for hook in self._loss_hooks:
+                objective = hook.training_loss(self, objective, inputs, targets, logits)
             loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
+            objective_value = loss_value if objective is loss else float(objective.detach())
+            if not (math.isfinite(loss_value) and math.isfinite(objective_value)):
                 raise NonFiniteLossError(
-                    f"training loss became {loss_value} at epoch {self.epoch} step {step}; "
+                    f"training loss became {objective_value} at epoch {self.epoch} step {step}; "
                     f"stopped, the last good checkpoint is kept (try a lower optimizer.lr)"
                 )
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             self.optimizer.step()
             self.global_step += 1
             self.step_in_epoch = step + 1

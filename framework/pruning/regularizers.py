@@ -1,0 +1,160 @@
+"""Sparsity training: penalties added to the loss so that the groups a pruner removes shrink first.
+
+``bn_l1`` (network slimming, Liu et al., ICCV 2017)
+    ``strength · Σ |γ|`` over the BatchNorms directly after the selected layers (every BatchNorm
+    when no pruner selects layers). Channels whose scale is driven to zero are the ones
+    ``pruner/criterion=bn_gamma`` (or ``fold_batchnorm=true``) removes.
+``group_lasso`` (Distiller's GroupLasso regularizer; Wen et al., 2016)
+    ``strength · Σ_layers Σ_groups ‖w_g‖₂`` over the groups the pruner's structure removes
+    (filters, channels; for ``fine`` each weight is a group and this is plain L1).
+
+Both are pure functions of the model (:func:`bn_l1`, :func:`group_lasso`); the classes only hold
+the strength, the epochs in which they act and the parameters they read. A training loop adds
+``regularizer()`` to the loss (framework.training's loss-term hook does, each step, between
+``start_epoch`` and ``end_epoch``). Plain PyTorch: no Hydra, no loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from framework.errors import PruningError
+from framework.pruning.fx import CONV_LINEAR, unwrap
+from framework.pruning.structures import to_groups
+
+
+def bn_l1(gammas: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``Σ |γ|`` over the given BatchNorm scales."""
+    return torch.stack([torch.linalg.vector_norm(g, ord=1) for g in gammas]).sum()
+
+
+def group_lasso(weights: Sequence[tuple[torch.Tensor, nn.Module]], structure: str) -> torch.Tensor:
+    """``Σ ‖w_g‖₂`` over the ``structure`` groups of each ``(weight, layer)``."""
+    terms = []
+    for weight, layer in weights:
+        if structure == "fine":
+            terms.append(torch.linalg.vector_norm(weight, ord=1))
+        else:
+            # vector_norm's gradient at an all-zero (pruned) group is 0, not NaN
+            terms.append(torch.linalg.vector_norm(to_groups(weight, structure, layer), dim=1).sum())
+    return torch.stack(terms).sum()
+
+
+def check_strength(key: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise PruningError(f"{key}={value!r} is invalid; allowed: a finite number >= 0")
+    return float(value)
+
+
+def check_epochs(start_epoch, end_epoch, prefix: str = "regularizer") -> tuple[int, int | None]:
+    if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0:
+        raise PruningError(f"{prefix}.start_epoch={start_epoch!r} is invalid; allowed: an integer >= 0")
+    whole = isinstance(end_epoch, int) and not isinstance(end_epoch, bool)
+    if end_epoch is not None and (not whole or end_epoch <= start_epoch):
+        raise PruningError(
+            f"{prefix}.end_epoch={end_epoch!r} is invalid; "
+            f"allowed: null (to the end) or an integer > start_epoch={start_epoch}"
+        )
+    return start_epoch, end_epoch
+
+
+class Regularizer:
+    """A penalty with a strength, acting in epochs ``[start_epoch, end_epoch)`` (end None: always).
+
+    :meth:`bind` records the *names* of the modules the penalty reads; calling the regularizer
+    with a model resolves them in that model (once per model object), so it keeps working when a
+    run replaces the model by its thinned copy.
+    """
+
+    name = ""
+
+    def __init__(self, strength: float = 1e-4, start_epoch: int = 0, end_epoch: int | None = None):
+        self.strength = check_strength("regularizer.strength", strength)
+        self.start_epoch, self.end_epoch = check_epochs(start_epoch, end_epoch)
+        self.module_names: list[str] = []
+        self._model: nn.Module | None = None
+        self._modules: list[nn.Module] = []
+
+    def active(self, epoch: int) -> bool:
+        return epoch >= self.start_epoch and (self.end_epoch is None or epoch < self.end_epoch)
+
+    def bind(self, model: nn.Module, pruner=None) -> Regularizer:
+        """Find the modules the penalty reads (once, before training); returns self."""
+        raise NotImplementedError
+
+    def modules(self, model: nn.Module) -> list[nn.Module]:
+        if model is not self._model:
+            found = dict(_unwrap(model).named_modules())
+            self._modules = [found[name] for name in self.module_names if name in found]
+            self._model = model
+        return self._modules
+
+    def __call__(self, model: nn.Module) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return unwrap(model)[0]
+
+
+def _selected_layers(model: nn.Module, pruner) -> list[str]:
+    selected = getattr(pruner, "selected", None)
+    if selected:
+        return [p.name.rsplit(".", 1)[0] for p in selected if p.attribute == "weight"]
+    return [name for name, m in _unwrap(model).named_modules() if isinstance(m, CONV_LINEAR)]
+
+
+class BatchNormL1(Regularizer):
+    """``strength · Σ |γ|`` of the BatchNorms after the pruner's selected layers (network slimming)."""
+
+    name = "bn_l1"
+
+    def bind(self, model, pruner=None):
+        from framework.pruning.bn_fold import find_fold_pairs
+
+        model = _unwrap(model)
+        layers = set(_selected_layers(model, pruner))
+        modules = dict(model.named_modules())
+        self.module_names = [
+            p.bn_name for p in find_fold_pairs(model)
+            if p.layer_name in layers and isinstance(getattr(modules[p.bn_name], "weight", None), nn.Parameter)
+        ]
+        if not self.module_names:
+            raise PruningError(
+                "regularizer=bn_l1 finds no BatchNorm (with a learnable scale) directly after the selected layers; "
+                "choose regularizer=group_lasso or none"
+            )
+        return self
+
+    def __call__(self, model):
+        return self.strength * bn_l1([bn.weight for bn in self.modules(model)])
+
+
+class GroupLasso(Regularizer):
+    """``strength · Σ ‖w_g‖₂`` over the groups of the pruner's structure (filters without a pruner)."""
+
+    name = "group_lasso"
+
+    def bind(self, model, pruner=None):
+        structure = getattr(pruner, "structure", None)
+        if structure is None or getattr(pruner, "method", "none") == "none":
+            structure = "filter"  # no pruner: the filters of every Conv/Linear layer
+        self.structure = structure
+        self.module_names = _selected_layers(model, pruner)
+        return self
+
+    def __call__(self, model):
+        return self.strength * group_lasso([(m.weight, m) for m in self.modules(model)], self.structure)
+
+
+def build_regularizer(name: str, strength: float = 1e-4, start_epoch: int = 0,
+                      end_epoch: int | None = None) -> Regularizer:
+    """A regularizer by name (``bn_l1`` | ``group_lasso``), validated."""
+    classes = {"bn_l1": BatchNormL1, "group_lasso": GroupLasso}
+    if name not in classes:
+        raise PruningError(f"regularizer={name!r} is not known; choose one of none, {', '.join(classes)}")
+    return classes[name](strength, start_epoch, end_epoch)

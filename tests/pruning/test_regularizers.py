@@ -1,0 +1,101 @@
+"""Sparsity-training penalties (bn_l1, group_lasso): values by hand, gradients at pruned groups,
+bad strengths and epochs, and the model being swapped for its thinned copy."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from framework.errors import PruningError
+from framework.models.simple_cnn import SimpleCNN
+from framework.pruning import build_pruner
+from framework.pruning.regularizers import BatchNormL1, GroupLasso, build_regularizer
+
+
+class TwoLayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(2, 3, bias=False)
+        self.fc2 = nn.Linear(3, 1, bias=False)
+        with torch.no_grad():
+            self.fc1.weight.copy_(torch.tensor([[1.0, 2.0], [0.0, 1.0], [3.0, -1.0]]))
+            self.fc2.weight.copy_(torch.tensor([[1.0, -4.0, 0.5]]))
+
+    def forward(self, x):
+        return self.fc2(self.fc1(x))
+
+
+def pruner_of(model, structure, weights):
+    return build_pruner(model, method="level", structure=structure, coupling="layer", weights=weights,
+                        final_sparsity=0.3, starting_epoch=0, ending_epoch=1)
+
+
+@pytest.mark.parametrize("structure, expected", [
+    ("filter", math.sqrt(5) + 1 + math.sqrt(10)),  # rows of W1
+    ("channel", math.sqrt(10) + math.sqrt(6)),  # columns of W1
+    ("fine", 8.0),  # plain L1
+])
+def test_group_lasso_by_hand(structure, expected):
+    model = TwoLayer()
+    lasso = GroupLasso(strength=0.5).bind(model, pruner_of(model, structure, ["fc1.weight"]))
+    assert lasso(model).item() == pytest.approx(0.5 * expected)
+
+
+def test_group_lasso_of_a_pruned_group_has_a_zero_not_a_nan_gradient():
+    model = TwoLayer()
+    with torch.no_grad():
+        model.fc1.weight[1].zero_()
+    lasso = GroupLasso(strength=1.0).bind(model, pruner_of(model, "filter", ["fc1.weight"]))
+    lasso(model).backward()
+    grad = model.fc1.weight.grad
+    assert torch.isfinite(grad).all() and grad[1].eq(0).all()
+    assert torch.allclose(grad[0], model.fc1.weight[0] / math.sqrt(5))
+
+
+def test_bn_l1_sums_the_scales_after_the_selected_layers():
+    model = SimpleCNN(in_channels=1, width=0.125)  # BN widths 4, 8, 16
+    with torch.no_grad():
+        model.block1[1].weight.copy_(torch.tensor([0.5, -3.0, 0.1, 2.0]))
+        model.block2[1].weight.fill_(-1.0)
+        model.block3[1].weight.fill_(10.0)
+    pruner = build_pruner(model, method="level", structure="filter", final_sparsity=0.3, starting_epoch=0,
+                          ending_epoch=1, weights=["block1.0.weight", "block2.0.weight"], input_shape=(1, 8, 8))
+    slimming = BatchNormL1(strength=0.1).bind(model, pruner)
+    assert slimming(model).item() == pytest.approx(0.1 * (5.6 + 8.0))
+    everything = BatchNormL1(strength=1.0).bind(model)  # no pruner: every BN after a layer
+    assert everything(model).item() == pytest.approx(5.6 + 8.0 + 160.0)
+
+
+def test_bn_l1_without_batchnorm_is_refused():
+    refusal = r"regularizer=bn_l1 finds no BatchNorm .* choose regularizer=group_lasso or none"
+    with pytest.raises(PruningError, match=refusal):
+        BatchNormL1().bind(TwoLayer())
+
+
+@pytest.mark.parametrize("strength", [-1e-4, float("nan"), float("inf"), True, "1e-4"])
+def test_strength_must_be_finite_and_non_negative(strength):
+    with pytest.raises(PruningError, match=r"regularizer.strength=.* is invalid; allowed: a finite number >= 0"):
+        build_regularizer("bn_l1", strength=strength)
+
+
+def test_epochs_and_names_are_checked():
+    with pytest.raises(PruningError, match=r"regularizer.end_epoch=2 is invalid; allowed: null .* > start_epoch=2"):
+        build_regularizer("group_lasso", start_epoch=2, end_epoch=2)
+    with pytest.raises(PruningError, match=r"regularizer.start_epoch=-1 is invalid"):
+        build_regularizer("group_lasso", start_epoch=-1)
+    with pytest.raises(PruningError, match=r"regularizer='l3' is not known; choose one of none, bn_l1, group_lasso"):
+        build_regularizer("l3")
+    term = build_regularizer("bn_l1", start_epoch=1, end_epoch=3)
+    assert [term.active(e) for e in range(4)] == [False, True, True, False]
+
+
+def test_a_replaced_model_is_read_by_name():
+    model = TwoLayer()
+    lasso = GroupLasso(strength=1.0).bind(model, pruner_of(model, "filter", ["fc1.weight"]))
+    smaller = TwoLayer()
+    with torch.no_grad():
+        smaller.fc1.weight.mul_(2)
+    assert lasso(smaller).item() == pytest.approx(2 * lasso(model).item())
