@@ -75,40 +75,49 @@ def ranks_with_a_criterion(pruner: str) -> bool:
     )
 
 
-# criteria that rank filters/channels only (fine-grained presets refuse them in one line, tested
-# in tests/pruning/test_data_criteria.py)
-STRUCTURED_ONLY = {"activation_mean", "apoz", "bn_gamma"}
-
-
-def fine_grained(pruner: str) -> bool:
+def preset_structure(pruner: str) -> str:
     """The preset's structure, following its defaults (presets inherit from level.yaml)."""
     import yaml
 
     node = yaml.safe_load((CONF / "pruner" / f"{pruner}.yaml").read_text()) or {}
     if "structure" in node:
-        return node["structure"] == "fine"
+        return node["structure"]
     parents = [d for d in node.get("defaults", []) if isinstance(d, str) and d != "_self_"]
-    return bool(parents) and fine_grained(parents[0])
+    return preset_structure(parents[0]) if parents else "fine"
+
+
+def criterion_fits(criterion: str | None, structure: str) -> bool:
+    """Data-aware criteria name the structures they rank (the others are refused in one line,
+    tested in tests/pruning/test_data_criteria.py); weight criteria rank any structure."""
+    from framework.pruning import data_criteria
+
+    for value in vars(data_criteria).values():
+        if isinstance(value, type) and issubclass(value, data_criteria.DataCriterion) and value.name == criterion:
+            return structure in value.structures
+    return True
 
 
 PRUNER_CASES = [
     [f"pruner={pruner}"] + ([f"pruner/criterion={criterion}"] if ranks_with_a_criterion(pruner) else [])
     for pruner in options("pruner")
     for criterion in (options("pruner/criterion") if ranks_with_a_criterion(pruner) else [None])
-    if not (criterion in STRUCTURED_ONLY and fine_grained(pruner))
+    if criterion_fits(criterion, preset_structure(pruner))
 ]
 
 
 @pytest.mark.parametrize("overrides", PRUNER_CASES, ids=" ".join)
 def test_every_pruner_and_criterion_option_builds_and_prunes(compose_config, overrides):
     pruner = overrides[0].split("=")[1]
-    cfg = compose_config(overrides + ["epochs=2"])
+    # heads are found in attention blocks: a head preset prunes the small transformer
+    model = ["model=vit_tiny"] if preset_structure(pruner) == "head" else []
+    cfg = compose_config(overrides + model + ["epochs=2"])
     validate(cfg)
     model = build_model(cfg)
     start, end = pruning_window(cfg.schedule, cfg.epochs)
     built = build_component(
         "pruner", cfg.pruner, model=model, starting_epoch=start, ending_epoch=end,
         frequency=cfg.schedule.frequency, step_frequency=cfg.schedule.step_frequency, fold_batchnorm=False,
+        input_shape=(3, 16, 16),
     )
     # data-aware criteria read a few training batches (the runner gives them the training split)
     built.set_calibration_data([(torch.randn(4, 3, 16, 16), torch.randint(0, 5, (4,)))])
