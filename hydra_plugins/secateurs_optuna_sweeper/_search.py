@@ -2,8 +2,9 @@
 
 ``key=a,b,c`` / ``choice(a,b,c)``  -> a categorical choice
 ``range(start, stop[, step])``    -> integers (or floats) on that grid; ``stop`` is excluded, as in Hydra
-``interval(low, high)``           -> a float between the bounds (an integer when both are integers)
+``interval(low, high)``           -> a float between the bounds
 ``tag(log, interval(...))``       -> the same, sampled on a log scale
+``tag(int, interval(...))``       -> an integer between the bounds (``tag(int, log, ...)`` on a log scale)
 ``key=value``                     -> a fixed value given to every trial
 """
 
@@ -56,8 +57,8 @@ def _distribution(key: str, override: Override) -> BaseDistribution:
             return _range(value.start, value.stop, value.step)
         if override.is_interval_sweep():
             log = "log" in value.tags
-            if isinstance(value.start, int) and isinstance(value.end, int):
-                return IntDistribution(value.start, value.end, log=log)
+            if "int" in value.tags:  # Hydra reads interval bounds as floats; the tag asks for integers
+                return IntDistribution(int(value.start), int(value.end), log=log)
             return FloatDistribution(float(value.start), float(value.end), log=log)
     except (ValueError, TypeError) as error:
         raise SearchSpaceError(f"{override.input_line}: {error}") from None
