@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from framework.sweeps.records import FAILED, FINISHED, JobRecord, SweepInfo, shown_overrides
-from framework.sweeps.summary import write_summary
+from framework.sweeps.summary import swept_value, write_summary
 
 
 def optimizer_result(sweep_dir: Path) -> Optional[str]:
@@ -62,7 +62,22 @@ def summarise(info: SweepInfo, records: List[JobRecord], out_dir: Path, interrup
     accuracies = [r.metrics["val/top1"] for r in records if r.status == FINISHED and "val/top1" in r.metrics]
     if accuracies:
         metrics["sweep/best_val_top1"] = max(accuracies)
-    return finish_parent_run(info, out_dir, status if close_parent else None, tags, metrics)
+    best = best_job(records)
+    params = {}
+    if best is not None:
+        # the parent's row in the runs table shows the best job under the same columns as its children
+        metrics.update(best.metrics)
+        params = {key: swept_value(best, key) for key in info.swept_keys if swept_value(best, key)}
+        tags["sweep.best_job"] = str(best.num)
+        if best.run_id:
+            tags["sweep.best_run_id"] = best.run_id
+    return finish_parent_run(info, out_dir, status if close_parent else None, tags, metrics, params)
+
+
+def best_job(records: List[JobRecord]) -> Optional[JobRecord]:
+    """The finished job with the highest final val/top1 (the headline metric of the summary)."""
+    finished = [r for r in records if r.status == FINISHED and "val/top1" in r.metrics]
+    return max(finished, key=lambda r: (r.metrics["val/top1"], -r.num)) if finished else None
 
 
 def records_from_mlflow(uri: str, parent_run_id: str) -> Tuple[SweepInfo, List[JobRecord]]:
