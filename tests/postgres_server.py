@@ -12,14 +12,13 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import List, Optional
 
 from mlflow_server import free_port
 
 BIN_DIRS = ("/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin")
 
 
-def find_bin_dir() -> Optional[Path]:
+def find_bin_dir() -> Path | None:
     for folder in BIN_DIRS:
         if (Path(folder) / "initdb").is_file():
             return Path(folder)
@@ -36,7 +35,7 @@ class PostgresServer:
         self.bin_dir = find_bin_dir()
         if self.bin_dir is None:
             raise PostgresUnavailable(f"no initdb in {', '.join(BIN_DIRS)} or on the PATH (apt-get install postgresql)")
-        self.run_as: Optional[str] = None
+        self.run_as: str | None = None
         if os.geteuid() == 0:
             try:
                 pwd.getpwnam("postgres")
@@ -54,7 +53,7 @@ class PostgresServer:
         # SQLAlchemy 2.1 reads plain postgresql:// as psycopg 3; the driver we install is psycopg2
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{self.database}"
 
-    def _command(self, tool: str, *args: str) -> List[str]:
+    def _command(self, tool: str, *args: str) -> list[str]:
         command = [str(self.bin_dir / tool), *args]
         return ["runuser", "-u", self.run_as, "--", *command] if self.run_as else command
 
@@ -63,7 +62,7 @@ class PostgresServer:
         if result.returncode != 0:
             raise PostgresUnavailable(f"{tool} failed: {(result.stderr or result.stdout).strip()[-500:]}")
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         if self.run_as:
             shutil.chown(self.folder, user=self.run_as)
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")

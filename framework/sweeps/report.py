@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from framework.sweeps.records import FAILED, FINISHED, JobRecord, SweepInfo, shown_overrides
-from framework.sweeps.summary import swept_value, write_summary
+from framework.sweeps.summary import write_summary
 
 
 def optimizer_result(sweep_dir: Path) -> Optional[str]:
@@ -67,11 +67,18 @@ def summarise(info: SweepInfo, records: List[JobRecord], out_dir: Path, interrup
     if best is not None:
         # the parent's row in the runs table shows the best job under the same columns as its children
         metrics.update(best.metrics)
-        params = {key: swept_value(best, key) for key in info.swept_keys if swept_value(best, key)}
+        params = swept_values_as_given(best, info.swept_keys)
         tags["sweep.best_job"] = str(best.num)
         if best.run_id:
             tags["sweep.best_run_id"] = best.run_id
     return finish_parent_run(info, out_dir, status if close_parent else None, tags, metrics, params)
+
+
+def swept_values_as_given(record: JobRecord, swept_keys: List[str]) -> dict:
+    """``{"optimizer.lr": "0.047298070313598374"}``: the job's swept values as it received them
+    (the summary table shortens numbers; a param keeps them whole)."""
+    given = dict(o.lstrip("+~").split("=", 1) for o in record.overrides if "=" in o)
+    return {key: given[key] for key in swept_keys if given.get(key, "") != ""}
 
 
 def best_job(records: List[JobRecord]) -> Optional[JobRecord]:

@@ -12,7 +12,7 @@ when the experiment is prepared, so :func:`runs_view_url` opens the runs table r
 from __future__ import annotations
 
 import json
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 SHARED_VIEW_TAG_PREFIX = "mlflow.sharedViewState."
 VIEW_KEY = "secateurs-runs"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, Transformer
@@ -25,15 +25,15 @@ class SearchSpaceError(ValueError):
 
 @dataclass
 class SearchSpace:
-    distributions: Dict[str, BaseDistribution] = field(default_factory=dict)
-    fixed: Dict[str, str] = field(default_factory=dict)  # key -> the value as typed
+    distributions: dict[str, BaseDistribution] = field(default_factory=dict)
+    fixed: dict[str, str] = field(default_factory=dict)  # key -> the value as typed
 
-    def grid(self) -> Dict[str, List[Any]]:
+    def grid(self) -> dict[str, list[Any]]:
         """Every value of each (discrete) parameter, for the grid and brute-force samplers."""
         return {name: grid_values(name, dist) for name, dist in self.distributions.items()}
 
 
-def parse_search_space(entries: List[str]) -> SearchSpace:
+def parse_search_space(entries: list[str]) -> SearchSpace:
     """``entries``: ``key=value`` strings, the preset's ``params`` first, then the command line's
     (a key given twice keeps its last value)."""
     space = SearchSpace()
@@ -66,7 +66,7 @@ def _distribution(key: str, override: Override) -> BaseDistribution:
                            "range(start, stop, step) | interval(low, high) | tag(log, interval(low, high))")
 
 
-def _choices(key: str, override: Override) -> List[Any]:
+def _choices(key: str, override: Override) -> list[Any]:
     choices = list(override.sweep_iterator(transformer=Transformer.encode))
     if not choices:
         raise SearchSpaceError(f"{override.input_line}: no values to choose from")
@@ -83,7 +83,7 @@ def _range(start: float, stop: float, step: float) -> BaseDistribution:
     return FloatDistribution(float(start), float(last), step=float(step))
 
 
-def grid_values(name: str, dist: BaseDistribution) -> List[Any]:
+def grid_values(name: str, dist: BaseDistribution) -> list[Any]:
     if isinstance(dist, CategoricalDistribution):
         return list(dist.choices)
     step = getattr(dist, "step", None)
@@ -93,7 +93,7 @@ def grid_values(name: str, dist: BaseDistribution) -> List[Any]:
     return [dist.low + i * step for i in range(count)]
 
 
-def probe_values(space: SearchSpace) -> List[Dict[str, Any]]:
+def probe_values(space: SearchSpace) -> list[dict[str, Any]]:
     """A few points that together touch every choice and both ends of every range: composing
     them finds a bad key or option before any trial is asked for."""
     width = max([2] + [len(d.choices) for d in space.distributions.values() if isinstance(d, CategoricalDistribution)])

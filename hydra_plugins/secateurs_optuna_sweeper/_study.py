@@ -10,8 +10,9 @@ on; when no trial finished there is no best value, and one line says that instea
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any
 
 import optuna
 from omegaconf import OmegaConf
@@ -28,7 +29,7 @@ class SweepSetupError(ValueError):
     """A sweeper setting that cannot work; each line names the key, the value and what is allowed."""
 
 
-def run_study(sweeper, arguments: List[str]) -> List[Any]:
+def run_study(sweeper, arguments: list[str]) -> list[Any]:
     config = sweeper.config
     directions = check_settings(sweeper, config)
     space = search_space(sweeper.params, arguments)
@@ -47,7 +48,7 @@ def run_study(sweeper, arguments: List[str]) -> List[Any]:
 
     sweep_dir = str(config.hydra.sweep.dir)
     job_num = already  # job numbers continue the study's, so trial N is job N when one sweeper runs it
-    returns: List[Any] = []
+    returns: list[Any] = []
     told = {TrialState.COMPLETE: 0, TrialState.FAIL: 0}
     to_go = n_trials
     while to_go > 0:
@@ -86,7 +87,7 @@ def tell(study: optuna.Study, trial: optuna.Trial, result: Any, n_objectives: in
         values = [float(value)] if n_objectives == 1 else [float(v) for v in value]
         if len(values) != n_objectives:
             raise ValueError(f"the job gave {len(values)} values for {n_objectives} directions")
-    except Exception as error:  # noqa: BLE001 - any failure of the job is this trial's FAIL
+    except Exception as error:
         study.tell(trial, state=TrialState.FAIL)
         log.warning("Optuna trial %d FAIL: %s", trial.number, str(error).splitlines()[0] if str(error) else
                     type(error).__name__)
@@ -95,7 +96,7 @@ def tell(study: optuna.Study, trial: optuna.Trial, result: Any, n_objectives: in
     return TrialState.COMPLETE
 
 
-def check_settings(sweeper, config) -> List[str]:
+def check_settings(sweeper, config) -> list[str]:
     """The directions, one per objective; every other scalar setting checked on the way."""
     problems = []
     raw = sweeper.direction
@@ -139,7 +140,7 @@ def check_jobs_compose(sweeper, space: SearchSpace) -> None:
         from framework.config import config_problems
     except ImportError:  # the sweeper used by another Hydra app
         config_problems = None
-    seen: List[str] = []
+    seen: list[str] = []
     for point in probe_values(space):
         overrides = [*(as_override(k, v) for k, v in point.items()), *(f"{k}={v}" for k, v in space.fixed.items())]
         try:
@@ -169,7 +170,7 @@ def make_sampler(factory: Any, space: SearchSpace) -> optuna.samplers.BaseSample
                               f"{type(error).__name__}: {str(error).splitlines()[0]}") from None
 
 
-def make_storage(url: Optional[str]) -> Any:
+def make_storage(url: str | None) -> Any:
     """None (memory), an SQLAlchemy URL, or the path of a journal file (no database needed; safe
     for several processes on one machine or a shared filesystem with working locks)."""
     if url is None:
@@ -184,7 +185,7 @@ def make_storage(url: Optional[str]) -> Any:
     return JournalStorage(JournalFileBackend(url))
 
 
-def open_study(url: Optional[str], name: Optional[str], sampler, directions: List[str]) -> optuna.Study:
+def open_study(url: str | None, name: str | None, sampler, directions: list[str]) -> optuna.Study:
     try:
         study = optuna.create_study(storage=make_storage(url), sampler=sampler, study_name=name,
                                     directions=directions, load_if_exists=True)
@@ -199,7 +200,7 @@ def open_study(url: Optional[str], name: Optional[str], sampler, directions: Lis
     return study
 
 
-def write_results(study: optuna.Study, directions: List[str], path: Path) -> None:
+def write_results(study: optuna.Study, directions: list[str], path: Path) -> None:
     """The best trial (or the Pareto front) of the whole study, printed and saved; when no trial
     has finished, one line says so and nothing is written."""
     if not study.get_trials(states=(TrialState.COMPLETE,)):

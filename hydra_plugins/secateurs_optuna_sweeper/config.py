@@ -7,7 +7,7 @@ Python objects (callbacks, mutation operators) are left to Optuna's defaults.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -21,7 +21,7 @@ class SamplerConf:
     # Hydra hands the sweeper a factory, not a sampler: the grid sampler needs the search space,
     # which is known only once the sweep's overrides are read
     _partial_: bool = True
-    seed: Optional[int] = None
+    seed: int | None = None
 
 
 @dataclass
@@ -53,10 +53,10 @@ class CmaEsSamplerConf(SamplerConf):
     """Needs the ``cmaes`` package (``pip install cmaes``)."""
 
     _target_: str = "optuna.samplers.CmaEsSampler"
-    sigma0: Optional[float] = None
+    sigma0: float | None = None
     n_startup_trials: int = 1
-    restart_strategy: Optional[str] = None
-    popsize: Optional[int] = None
+    restart_strategy: str | None = None
+    popsize: int | None = None
     use_separable_cma: bool = False
     with_margin: bool = False
     lr_adapt: bool = False
@@ -73,7 +73,7 @@ class QMCSamplerConf(SamplerConf):
 class NSGAIISamplerConf(SamplerConf):
     _target_: str = "optuna.samplers.NSGAIISampler"
     population_size: int = 50
-    mutation_prob: Optional[float] = None
+    mutation_prob: float | None = None
     crossover_prob: float = 0.9
     swapping_prob: float = 0.5
 
@@ -113,19 +113,19 @@ SAMPLERS = {
 @dataclass
 class OptunaSweeperConf:
     _target_: str = "hydra_plugins.secateurs_optuna_sweeper.sweeper.OptunaSweeper"
-    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])
     sampler: SamplerConf = MISSING
     # minimize | maximize, or a list of them in the order of the task's objectives
     direction: Any = "minimize"
     # None: in memory. An SQLAlchemy URL (sqlite:///optuna.db, postgresql://...) or the path of a
     # journal file (optuna.log) keeps the study: parallel sweepers share it, a rerun continues it.
-    storage: Optional[str] = None
-    study_name: Optional[str] = None
+    storage: str | None = None
+    study_name: str | None = None
     n_trials: int = 20
     # trials asked for at once, launched together (in parallel with a parallel launcher)
     n_jobs: int = 1
     # the search space: key -> choice(...) | a,b,c | range(...) | interval(...) | tag(log, interval(...))
-    params: Optional[Dict[str, str]] = None
+    params: dict[str, str] | None = None
 
 
 def register() -> None:

@@ -7,7 +7,7 @@ so it is loaded when a sweep starts, never by a single run.
 from __future__ import annotations
 
 import sys
-from typing import Any, List, Optional
+from typing import Any
 
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
@@ -19,8 +19,8 @@ class OptunaSweeper(Sweeper):
     """Asks Optuna for ``n_jobs`` trials at a time, runs them as one batch of Hydra jobs through
     the configured launcher, and tells Optuna each job's value (or FAIL)."""
 
-    def __init__(self, sampler: Any, direction: Any, storage: Optional[str], study_name: Optional[str],
-                 n_trials: int, n_jobs: int, params: Optional[DictConfig]) -> None:
+    def __init__(self, sampler: Any, direction: Any, storage: str | None, study_name: str | None,
+                 n_trials: int, n_jobs: int, params: DictConfig | None) -> None:
         self.sampler_conf = sampler
         self.direction = direction
         self.storage = storage
@@ -28,8 +28,8 @@ class OptunaSweeper(Sweeper):
         self.n_trials = n_trials
         self.n_jobs = n_jobs
         self.params = params
-        self.config: Optional[DictConfig] = None
-        self.hydra_context: Optional[HydraContext] = None
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
         self.launcher = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -38,7 +38,7 @@ class OptunaSweeper(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function)
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         from ._study import SweepSetupError, run_study
 
         try:

@@ -8,6 +8,7 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
+from support import cli_dirs, run_cli
 
 from hydra_plugins.secateurs_optuna_sweeper._search import (
     SearchSpaceError,
@@ -17,15 +18,16 @@ from hydra_plugins.secateurs_optuna_sweeper._search import (
     probe_values,
 )
 from hydra_plugins.secateurs_optuna_sweeper._study import make_storage
-from support import cli_dirs, run_cli
 
 FAST = ["epochs=1", "tracking.log_model=false"]
 
 
 def test_hydra_sweep_syntax_becomes_optuna_distributions():
     space = parse_search_space([
-        "optimizer.lr=tag(log, interval(0.005, 0.3))", "pruner=agp,agp_filter", "loader.batch_size=range(16, 64, 16)",
-        "pruner.final_sparsity=interval(0.3, 0.9)", "seed=tag(int, interval(0, 4))", "loader.num_workers=interval(0, 4)", "epochs=2", "epochs=1"])
+        "optimizer.lr=tag(log, interval(0.005, 0.3))", "pruner=agp,agp_filter",
+        "loader.batch_size=range(16, 64, 16)",
+        "pruner.final_sparsity=interval(0.3, 0.9)", "seed=tag(int, interval(0, 4))",
+        "loader.num_workers=interval(0, 4)", "epochs=2", "epochs=1"])
     d = space.distributions
     assert d["optimizer.lr"] == FloatDistribution(0.005, 0.3, log=True)
     assert d["pruner"] == CategoricalDistribution(["agp", "agp_filter"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from mlflow.tracking import MlflowClient
-
 from mlflow_server import MlflowServer
 from postgres_server import PostgresServer, PostgresUnavailable
 from support import cli_dirs, run_cli
@@ -49,8 +48,11 @@ def test_a_joblib_sweep_logs_to_a_postgres_backed_server_that_serves_its_artifac
     finally:
         server.stop()
     # the runs are rows in PostgreSQL, not in a file of the server's
-    with psycopg2.connect(host="127.0.0.1", port=postgres.port, user="postgres", dbname=postgres.database) as db:
+    db = psycopg2.connect(host="127.0.0.1", port=postgres.port, user="postgres", dbname=postgres.database)
+    try:
         with db.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM runs")
             assert cursor.fetchone()[0] == 3
+    finally:
+        db.close()  # psycopg2's "with connection" ends the transaction, not the connection
     assert not (tmp_path / "server" / "server.db").exists()
