@@ -84,15 +84,22 @@ def tell(study: optuna.Study, trial: optuna.Trial, result: Any, n_objectives: in
     """The job's value to Optuna: COMPLETE with its number(s), or FAIL with one line saying why."""
     try:
         value = result.return_value  # re-raises a job's exception (status FAILED)
-        values = [float(value)] if n_objectives == 1 else [float(v) for v in value]
+        # a FailedJob is neither a list nor a float: float() raises, so the trial FAILs
+        values = [float(v) for v in value] if isinstance(value, (list, tuple)) else [float(value)]
         if len(values) != n_objectives:
             raise ValueError(f"the job gave {len(values)} values for {n_objectives} directions")
-    except Exception as error:
+    except Exception as error:  # any failure of the job is this trial's FAIL
         study.tell(trial, state=TrialState.FAIL)
         log.warning("Optuna trial %d FAIL: %s", trial.number, str(error).splitlines()[0] if str(error) else
                     type(error).__name__)
         return TrialState.FAIL
-    study.tell(trial, values=values)
+    try:
+        study.tell(trial, values=values)
+    except RuntimeError as error:
+        # the grid sampler stops the study once every point is tried, which Optuna allows only
+        # inside study.optimize; the trial itself is already recorded COMPLETE
+        if "Study.stop" not in str(error):
+            raise
     return TrialState.COMPLETE
 
 

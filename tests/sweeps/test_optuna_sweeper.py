@@ -108,3 +108,24 @@ def test_parallel_jobs_share_one_stored_study_and_a_rerun_continues_it(tmp_path)
     assert sorted(t.user_attrs["hydra.job.num"] for t in study.trials[2:]) == [2, 3]  # job numbers go on too
     assert sorted(p.name for p in (tmp_path / "multirun2").iterdir() if p.name.isdigit()) == ["2", "3"]
     assert "2 trial(s) already in it" in again.stdout + again.stderr
+
+
+class _Return:
+    def __init__(self, value):
+        self.return_value = value
+
+
+def test_a_failed_job_is_a_failed_trial_and_a_finished_grid_is_no_error():
+    from framework.sweeps.job import FailedJob
+    from hydra_plugins.secateurs_optuna_sweeper._study import tell
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = {"a": CategoricalDistribution([1, 2])}
+    study = optuna.create_study(sampler=optuna.samplers.GridSampler({"a": [1, 2]}), direction="maximize")
+    first, second = (study.ask(fixed_distributions=space) for _ in range(2))
+    assert tell(study, first, _Return(FailedJob(0, "training loss became nan")), 1) == TrialState.FAIL
+    assert tell(study, second, _Return([0.5]), 1) == TrialState.COMPLETE  # a one-metric list is a value
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    third = study.ask(fixed_distributions=space)
+    assert tell(study, third, _Return(0.7), 1) == TrialState.COMPLETE  # the grid is done: Optuna's stop is no error
+    assert study.best_value == 0.7
