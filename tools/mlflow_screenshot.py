@@ -5,7 +5,7 @@
 
 Starts ``mlflow ui`` on 127.0.0.1 (a free port) and drives headless Chromium through its DevTools
 protocol. It opens the link ``make ui`` prints (``framework/tracking/ui_view.py``: the experiment's
-training runs with the key columns, sorted by val/top1) with no clicks, and saves the runs table
+training runs with the key columns, sweeps nested under their parent runs) with no clicks, and saves the runs table
 with the sweep collapsed (its parent row shows the best job), then expanded to its jobs, and the
 parent run's summary plot: ``docs/sweep_runs_collapsed.png``, ``docs/sweep_runs.png`` and
 ``docs/sweep_parent_summary.png``. Needs a ``chromium`` (or
@@ -159,9 +159,16 @@ def page_of(port: int) -> DevTools:
     raise SystemExit("error: headless Chromium did not open its DevTools port within 60 s")
 
 
-def visit(tab: DevTools, url: str, settle_s: float = 10.0) -> None:
+def visit(tab: DevTools, url: str, ready: str, settle_s: float = 3.0, timeout_s: float = 120.0) -> None:
+    """Open ``url`` and wait until ``ready`` (a CSS selector) is on the page: the UI is a
+    single-page app that fetches after it loads, slowly on a busy machine."""
     tab.call("Page.navigate", url=url)
-    time.sleep(settle_s)  # the UI is a single-page app that fetches after it loads
+    deadline = time.monotonic() + timeout_s
+    while not tab.evaluate(f"!!document.querySelector({json.dumps(ready)})"):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"error: {url} showed no {ready} within {timeout_s:.0f} s")
+        time.sleep(1)
+    time.sleep(settle_s)
     tab.click('[data-component-id="mlflow.assistant.chat_panel.close"]')  # the assistant panel hides the table
 
 
@@ -178,12 +185,13 @@ def take_screenshots(browser: str, ui_port: int, experiment_id: str, run_id: str
             tab.call("Page.enable")
             # the link `make ui` prints: the experiment's shared view (columns, sort) with no clicks;
             # collapsed, the parent row shows the best job's figures
-            visit(tab, runs_view_url(f"http://127.0.0.1:{ui_port}", experiment_id))
+            visit(tab, runs_view_url(f"http://127.0.0.1:{ui_port}", experiment_id), ready=".ag-row")
             tab.capture(out / "sweep_runs_collapsed.png")
             tab.click('[data-component-id$="runnamecellrenderer.tsx_46"]')  # expand the sweep: its jobs
             time.sleep(2)
             tab.capture(out / "sweep_runs.png")
-            visit(tab, f"{base}/runs/{run_id}/artifacts/summary/sweep_pareto.png?workflowType=machine_learning")
+            visit(tab, f"{base}/runs/{run_id}/artifacts/summary/sweep_pareto.png?workflowType=machine_learning",
+                  ready="main img, [class*=artifact] img, img[alt]")
             tab.capture(out / "sweep_parent_summary.png")
         finally:
             os.killpg(chrome.pid, signal.SIGKILL)

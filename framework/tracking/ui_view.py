@@ -1,5 +1,5 @@
 """The MLflow UI view a secateurs experiment opens on: its training runs, with the columns that
-matter, sorted by accuracy.
+matter, newest first with each sweep's jobs nested under its parent run.
 
 MLflow 3 opens an experiment in its GenAI view unless the experiment is tagged as a model-training
 one (``mlflow.experimentKind``, set in store.py) or the URL says ``workflowType=machine_learning``;
@@ -26,13 +26,15 @@ def column(kind: str, name: str) -> str:
 
 
 def view_state(metrics: Sequence[str] = KEY_METRICS, params: Sequence[str] = KEY_PARAMS) -> str:
-    """The JSON the UI reads from a shared-view tag: the search facets (sort by val/top1, best
-    first) and the runs-table state (its columns)."""
+    """The JSON the UI reads from a shared-view tag: the search facets and the runs-table state
+    (its columns). Newest first: the UI nests a sweep's jobs under its parent run only in that
+    order (sorted by a metric, every run is a row of its own), and collapsed, the parent row shows
+    the sweep's best job."""
     columns: Iterable[str] = [column("attributes", "Source"), *(column("metrics", m) for m in metrics),
                               *(column("params", p) for p in params)]
     return json.dumps({
         "searchFilter": "",
-        "orderByKey": column("metrics", metrics[0]),
+        "orderByKey": "attributes.start_time",  # the UI's own key for its default order
         "orderByAsc": False,
         "lifecycleFilter": "Active",
         "selectedColumns": list(columns),

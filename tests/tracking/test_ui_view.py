@@ -17,7 +17,7 @@ def test_a_prepared_experiment_carries_the_runs_view_its_url_opens(tmp_path):
     tags = MlflowClient(uri).get_experiment(experiment_id).tags
     assert tags["mlflow.experimentKind"] == "custom_model_development"  # runs, not the GenAI overview
     view = json.loads(tags[SHARED_VIEW_TAG_PREFIX + VIEW_KEY])
-    assert view["orderByKey"] == "metrics.`val/top1`" and view["orderByAsc"] is False
+    assert view["orderByKey"] == "attributes.start_time" and view["orderByAsc"] is False  # sweeps nest
     assert {"metrics.`val/top1`", "metrics.`sparsity/total`", "params.`pruner.method`"} <= set(view["selectedColumns"])
     url = runs_view_url("http://127.0.0.1:5000/", experiment_id)
     assert url == (f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs"
