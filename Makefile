@@ -19,6 +19,7 @@ test: $(STAMP)
 
 # Opens the MLflow dashboard on the default store (outputs/mlflow.db).
 ui: $(STAMP)
+	@$(PY) -m framework.tracking.ui_view --uri sqlite:///$(CURDIR)/outputs/mlflow.db --server http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db --host 127.0.0.1 --port 5000
 
 bench: $(STAMP)

@@ -2,10 +2,15 @@
 as ``framework/conf/`` (package data), so an installed ``secateurs`` composes the same configs as
 ``run.py`` in a clone. Everything else about the package is in pyproject.toml."""
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, find_packages, setup
 
 setup(
-    packages=[*find_packages(include=["framework", "framework.*"]), "framework.conf"],
+    # hydra_plugins/ is Hydra's namespace package for plugins (no __init__.py): ours is the Optuna sweeper
+    packages=[
+        *find_packages(include=["framework", "framework.*"]),
+        *find_namespace_packages(include=["hydra_plugins.*"]),
+        "framework.conf",
+    ],
     package_dir={"framework.conf": "conf"},
     package_data={"framework.conf": ["**/*.yaml"]},
 )

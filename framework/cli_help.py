@@ -86,10 +86,13 @@ def renamed_option_problem(conf: Path, argv: Sequence[str]) -> Optional[str]:
 # plugins come with the `sweeps` extra; an option whose module is missing gets one line naming it
 # instead of Hydra's "Could not load 'hydra/launcher/submitit_slurm'".
 PLUGIN_OPTIONS = {
-    ("hydra/launcher", "joblib"): ("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher"),
-    ("hydra/launcher", "submitit_local"): ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher"),
-    ("hydra/launcher", "submitit_slurm"): ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher"),
-    ("hydra/sweeper", "optuna"): ("hydra_plugins.hydra_optuna_sweeper", "hydra-optuna-sweeper"),
+    ("hydra/launcher", "joblib"): ("hydra_plugins.hydra_joblib_launcher", "the Hydra plugin hydra-joblib-launcher"),
+    ("hydra/launcher", "submitit_local"): ("hydra_plugins.hydra_submitit_launcher",
+                                           "the Hydra plugin hydra-submitit-launcher"),
+    ("hydra/launcher", "submitit_slurm"): ("hydra_plugins.hydra_submitit_launcher",
+                                           "the Hydra plugin hydra-submitit-launcher"),
+    # our sweeper ships with secateurs; what it needs is Optuna itself
+    ("hydra/sweeper", "secateurs_optuna"): ("optuna", "optuna (for the secateurs_optuna sweeper)"),
 }
 # The groups whose options may pull a plugin in: picked directly, or by a preset's defaults list.
 PLUGIN_GROUPS = ("hydra/launcher", "hydra/sweeper", "hparams_search", "experiment")
@@ -97,7 +100,7 @@ PLUGIN_GROUPS = ("hydra/launcher", "hydra/sweeper", "hparams_search", "experimen
 
 def _options_picked(dirs: Sequence[Path], group: str, option: str, seen: set) -> Iterator[tuple]:
     """``(group, option)`` and every option its config file's defaults list picks, recursively
-    (``hparams_search=x`` -> ``override /hydra/sweeper: optuna``; ``slurm`` -> ``submitit_slurm``)."""
+    (``hparams_search=x`` -> ``override /hydra/sweeper: secateurs_optuna``; ``slurm`` -> ``submitit_slurm``)."""
     if (group, option) in seen:
         return
     seen.add((group, option))
@@ -141,9 +144,9 @@ def missing_plugin_problem(conf: Path, argv: Sequence[str]) -> Optional[str]:
             continue
         for option in value.split(","):
             for group, picked in _options_picked(dirs, key, option.strip(), seen):
-                module, package = PLUGIN_OPTIONS.get((group, picked), (None, None))
+                module, needed = PLUGIN_OPTIONS.get((group, picked), (None, None))
                 if module and not _importable(module):
-                    return (f"{override} needs the Hydra plugin {package}, which is not installed; "
+                    return (f"{override} needs {needed}, which is not installed; "
                             f"install it with: pip install 'secateurs[sweeps]'")
     return None
 

@@ -19,9 +19,15 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    def __init__(self, directory: Path, port: int | None = None):
+    def __init__(self, directory: Path, port: int | None = None, backend_store_uri: str | None = None,
+                 serve_artifacts: bool = False):
+        """``backend_store_uri``: a database (PostgreSQL for a team store); SQLite in ``directory``
+        by default. ``serve_artifacts``: clients upload artifacts through the server, which keeps
+        them in ``directory/artifacts`` (no shared filesystem needed)."""
         self.directory = Path(directory)
         self.port = port or free_port()
+        self.backend_store_uri = backend_store_uri or f"sqlite:///{self.directory}/server.db"
+        self.serve_artifacts = serve_artifacts
         self.process: subprocess.Popen | None = None
 
     @property
@@ -33,8 +39,7 @@ class MlflowServer:
         mlflow_cli = Path(sys.executable).with_name("mlflow")
         self.process = subprocess.Popen(
             [str(mlflow_cli), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{self.directory}/server.db",
-             "--default-artifact-root", str(self.directory / "artifacts")],
+             "--backend-store-uri", self.backend_store_uri, *self._artifact_options()],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,  # the server forks workers: stop() kills the whole group
         )
@@ -50,6 +55,11 @@ class MlflowServer:
                 time.sleep(0.3)
         self.stop()
         raise RuntimeError("mlflow server did not start in time")
+
+    def _artifact_options(self) -> list[str]:
+        if self.serve_artifacts:
+            return ["--serve-artifacts", "--artifacts-destination", str(self.directory / "artifacts")]
+        return ["--default-artifact-root", str(self.directory / "artifacts")]
 
     def stop(self) -> None:
         if self.process is not None:

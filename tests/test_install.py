@@ -121,6 +121,6 @@ def test_a_missing_sweep_plugin_is_one_line_naming_the_extra(tmp_path):
         done = _run([python, ROOT / "run.py", "-m", override], cwd=tmp_path, timeout=120)
         assert done.returncode == 2, done.stderr
         assert done.stderr.strip().splitlines() == [
-            f"error: {override} needs the Hydra plugin "
-            f"{'hydra-submitit-launcher' if 'slurm' in override else 'hydra-optuna-sweeper'}, which is not "
+            f"error: {override} needs "
+            f"{'the Hydra plugin hydra-submitit-launcher' if 'slurm' in override else 'optuna (for the secateurs_optuna sweeper)'}, which is not "
             "installed; install it with: pip install 'secateurs[sweeps]'"], done.stderr

@@ -4,9 +4,11 @@
     python tools/mlflow_screenshot.py --run-id <parent run id> --uri sqlite:///path/mlflow.db
 
 Starts ``mlflow ui`` on 127.0.0.1 (a free port) and drives headless Chromium through its DevTools
-protocol: the experiment's runs table in the "Model training" view with the sweep's parent run
-expanded to its jobs and metric columns added, and the parent run's summary plot, saved as
-``docs/sweep_runs.png`` and ``docs/sweep_parent_summary.png``. Needs a ``chromium`` (or
+protocol. It opens the link ``make ui`` prints (``framework/tracking/ui_view.py``: the experiment's
+training runs with the key columns, sweeps nested under their parent runs) with no clicks, and saves the runs table
+with the sweep collapsed (its parent row shows the best job), then expanded to its jobs, and the
+parent run's summary plot: ``docs/sweep_runs_collapsed.png``, ``docs/sweep_runs.png`` and
+``docs/sweep_parent_summary.png``. Needs a ``chromium`` (or
 ``chromium-browser``, ``google-chrome``) on the PATH, e.g. ``apt-get install chromium``; nothing
 else in the project uses it, and ``make test`` does not run this.
 """
@@ -29,6 +31,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's framework/ (the runs view it writes and links to)
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
 
@@ -156,13 +159,22 @@ def page_of(port: int) -> DevTools:
     raise SystemExit("error: headless Chromium did not open its DevTools port within 60 s")
 
 
-def visit(tab: DevTools, url: str, settle_s: float = 10.0) -> None:
+def visit(tab: DevTools, url: str, ready: str, settle_s: float = 3.0, timeout_s: float = 120.0) -> None:
+    """Open ``url`` and wait until ``ready`` (a CSS selector) is on the page: the UI is a
+    single-page app that fetches after it loads, slowly on a busy machine."""
     tab.call("Page.navigate", url=url)
-    time.sleep(settle_s)  # the UI is a single-page app that fetches after it loads
+    deadline = time.monotonic() + timeout_s
+    while not tab.evaluate(f"!!document.querySelector({json.dumps(ready)})"):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"error: {url} showed no {ready} within {timeout_s:.0f} s")
+        time.sleep(1)
+    time.sleep(settle_s)
     tab.click('[data-component-id="mlflow.assistant.chat_panel.close"]')  # the assistant panel hides the table
 
 
-def take_screenshots(browser: str, ui_port: int, experiment_id: str, run_id: str, out: Path, columns) -> None:
+def take_screenshots(browser: str, ui_port: int, experiment_id: str, run_id: str, out: Path) -> None:
+    from framework.tracking.ui_view import runs_view_url
+
     # workflowType=machine_learning: the "Model training" side of the UI (runs and metrics)
     base = f"http://127.0.0.1:{ui_port}/#/experiments/{experiment_id}"
     port = free_port()
@@ -171,18 +183,15 @@ def take_screenshots(browser: str, ui_port: int, experiment_id: str, run_id: str
         try:
             tab = page_of(port)
             tab.call("Page.enable")
-            visit(tab, f"{base}/runs?workflowType=machine_learning")
+            # the link `make ui` prints: the experiment's shared view (columns, sort) with no clicks;
+            # collapsed, the parent row shows the best job's figures
+            visit(tab, runs_view_url(f"http://127.0.0.1:{ui_port}", experiment_id), ready=".ag-row")
+            tab.capture(out / "sweep_runs_collapsed.png")
             tab.click('[data-component-id$="runnamecellrenderer.tsx_46"]')  # expand the sweep: its jobs
-            tab.click('[data-component-id$="experimentviewrunscolumnselector.tsx_315"]')  # Columns
-            time.sleep(2)
-            for name in columns:
-                tab.click("[role=menu] span, [role=tree] span, [role=dialog] span", text=name)
-                time.sleep(0.5)
-            for kind in ("keyDown", "keyUp"):
-                tab.call("Input.dispatchKeyEvent", type=kind, key="Escape", code="Escape", windowsVirtualKeyCode=27)
             time.sleep(2)
             tab.capture(out / "sweep_runs.png")
-            visit(tab, f"{base}/runs/{run_id}/artifacts/summary/sweep_pareto.png?workflowType=machine_learning")
+            visit(tab, f"{base}/runs/{run_id}/artifacts/summary/sweep_pareto.png?workflowType=machine_learning",
+                  ready="main img, [class*=artifact] img, img[alt]")
             tab.capture(out / "sweep_parent_summary.png")
         finally:
             os.killpg(chrome.pid, signal.SIGKILL)
@@ -212,18 +221,21 @@ def main(argv=None) -> int:
         return 2
     from mlflow.tracking import MlflowClient
 
-    parent = MlflowClient(args.uri).get_run(args.run_id) if args.run_id else newest_parent(args.uri)
+    from framework.tracking.ui_view import write_runs_view
+
+    client = MlflowClient(args.uri)
+    parent = client.get_run(args.run_id) if args.run_id else newest_parent(args.uri)
     experiment_id, run_id = parent.info.experiment_id, parent.info.run_id
+    write_runs_view(client, experiment_id)  # a store made before the view existed gets it too
     port = free_port()
     ui = start_ui(args.uri, port)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
-        take_screenshots(browser, port, experiment_id, run_id, args.out,
-                         columns=["val/top1", "sparsity/total", "pruner.structure", "fold_batchnorm"])
+        take_screenshots(browser, port, experiment_id, run_id, args.out)
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         ui.wait(timeout=30)
-    for name in ("sweep_runs.png", "sweep_parent_summary.png"):
+    for name in ("sweep_runs_collapsed.png", "sweep_runs.png", "sweep_parent_summary.png"):
         print(args.out / name)
     return 0
 

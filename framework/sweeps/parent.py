@@ -62,10 +62,12 @@ def parent_tags(info: SweepInfo) -> Dict[str, str]:
 
 
 def finish_parent_run(
-    info: SweepInfo, summary_dir: Path, status: Optional[str], tags: Dict[str, str], metrics: Dict[str, float]
+    info: SweepInfo, summary_dir: Path, status: Optional[str], tags: Dict[str, str], metrics: Dict[str, float],
+    params: Optional[Dict[str, str]] = None,
 ) -> Optional[str]:
-    """Log the summary's files, tags and metrics to the parent run and close it with ``status``.
-    Returns a warning line when the store could not take them (the files stay on disk)."""
+    """Log the summary's files, tags, metrics and the best job's swept values (``params``) to the
+    parent run and close it with ``status``. Returns a warning line when the store could not take
+    them (the files stay on disk)."""
     from mlflow.tracking import MlflowClient
 
     try:
@@ -74,6 +76,12 @@ def finish_parent_run(
             client.set_tag(info.parent_run_id, key, value)
         for key, value in metrics.items():
             client.log_metric(info.parent_run_id, key, value)
+        logged = client.get_run(info.parent_run_id).data.params
+        for key, value in (params or {}).items():
+            if key not in logged:
+                client.log_param(info.parent_run_id, key, value)
+            elif logged[key] != value:  # a continued sweep with a new best: MLflow params never change
+                client.set_tag(info.parent_run_id, f"sweep.best.{key}", value)
         client.log_artifacts(info.parent_run_id, str(summary_dir), artifact_path="summary")
         if status:  # None: a rebuilt summary leaves the run's status alone
             client.set_terminated(info.parent_run_id, status=status)

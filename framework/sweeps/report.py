@@ -62,7 +62,29 @@ def summarise(info: SweepInfo, records: List[JobRecord], out_dir: Path, interrup
     accuracies = [r.metrics["val/top1"] for r in records if r.status == FINISHED and "val/top1" in r.metrics]
     if accuracies:
         metrics["sweep/best_val_top1"] = max(accuracies)
-    return finish_parent_run(info, out_dir, status if close_parent else None, tags, metrics)
+    best = best_job(records)
+    params = {}
+    if best is not None:
+        # the parent's row in the runs table shows the best job under the same columns as its children
+        metrics.update(best.metrics)
+        params = swept_values_as_given(best, info.swept_keys)
+        tags["sweep.best_job"] = str(best.num)
+        if best.run_id:
+            tags["sweep.best_run_id"] = best.run_id
+    return finish_parent_run(info, out_dir, status if close_parent else None, tags, metrics, params)
+
+
+def swept_values_as_given(record: JobRecord, swept_keys: List[str]) -> dict:
+    """``{"optimizer.lr": "0.047298070313598374"}``: the job's swept values as it received them
+    (the summary table shortens numbers; a param keeps them whole)."""
+    given = dict(o.lstrip("+~").split("=", 1) for o in record.overrides if "=" in o)
+    return {key: given[key] for key in swept_keys if given.get(key, "") != ""}
+
+
+def best_job(records: List[JobRecord]) -> Optional[JobRecord]:
+    """The finished job with the highest final val/top1 (the headline metric of the summary)."""
+    finished = [r for r in records if r.status == FINISHED and "val/top1" in r.metrics]
+    return max(finished, key=lambda r: (r.metrics["val/top1"], -r.num)) if finished else None
 
 
 def records_from_mlflow(uri: str, parent_run_id: str) -> Tuple[SweepInfo, List[JobRecord]]:

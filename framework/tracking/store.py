@@ -76,4 +76,8 @@ def prepare_experiment(uri: str, experiment: str, artifact_location: Optional[st
         tags = found.tags if found is not None else {}
         if tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING_KIND:
             client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
+        from framework.tracking.ui_view import SHARED_VIEW_TAG_PREFIX, VIEW_KEY, view_state, write_runs_view
+
+        if tags.get(SHARED_VIEW_TAG_PREFIX + VIEW_KEY) != view_state():
+            write_runs_view(client, experiment_id)
     return experiment_id

@@ -92,6 +92,11 @@ def test_optuna_preset_completes_its_trials_and_reports_the_best_value(tmp_path)
     assert f"Best value (Optuna): {best.best_value:.4f}" in result.stdout
     assert parent.data.tags["sweep.swept_keys"] == "optimizer.lr,optimizer.weight_decay"
     assert sorted(parent.data.tags["sweep.swept_keys"].split(",")) == sorted(best.best_params)
+    # the parent's row shows the best job under the children's columns
+    best_child = children[int(parent.data.tags["sweep.best_job"])]
+    assert parent.data.metrics["val/top1"] == best.best_value == best_child.data.metrics["val/top1"]
+    assert parent.data.tags["sweep.best_run_id"] == best_child.info.run_id
+    assert parent.data.params["optimizer.lr"] == best_child.data.params["optimizer.lr"]
 
 
 @pytest.mark.slow

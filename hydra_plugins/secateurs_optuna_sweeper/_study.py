@@ -1,0 +1,232 @@
+"""One search: check the settings, open (or continue) the study, then ask, launch and tell in
+batches of ``n_jobs`` trials.
+
+Everything that can be wrong with the settings is found before the first trial is asked for, so a
+mistake neither runs jobs nor leaves trials in a stored study. A job that fails (it returns a value
+``float()`` rejects, or raises) is told to Optuna as FAIL, one line says so, and the search goes
+on; when no trial finished there is no best value, and one line says that instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from ._search import SearchSpace, SearchSpaceError, as_override, parse_search_space, probe_values
+
+log = logging.getLogger(__name__)
+DIRECTIONS = ("minimize", "maximize")
+RESULTS_FILE = "optimization_results.yaml"
+
+
+class SweepSetupError(ValueError):
+    """A sweeper setting that cannot work; each line names the key, the value and what is allowed."""
+
+
+def run_study(sweeper, arguments: list[str]) -> list[Any]:
+    config = sweeper.config
+    directions = check_settings(sweeper, config)
+    space = search_space(sweeper.params, arguments)
+    check_jobs_compose(sweeper, space)
+    sampler = make_sampler(sweeper.sampler_conf, space)
+    n_trials = sweeper.n_trials
+    if isinstance(sampler, (optuna.samplers.GridSampler, optuna.samplers.BruteForceSampler)):
+        size = 1
+        for values in space.grid().values():
+            size *= len(values)
+        n_trials = min(n_trials, size)
+    study = open_study(sweeper.storage, sweeper.study_name, sampler, directions)
+    already = len(study.trials)
+    log.info("Optuna %s: study %r in %s, %s, %s; %d trial(s) already in it", optuna.__version__, study.study_name,
+             sweeper.storage or "memory", type(sampler).__name__, "/".join(directions), already)
+
+    sweep_dir = str(config.hydra.sweep.dir)
+    job_num = already  # job numbers continue the study's, so trial N is job N when one sweeper runs it
+    returns: list[Any] = []
+    told = {TrialState.COMPLETE: 0, TrialState.FAIL: 0}
+    to_go = n_trials
+    while to_go > 0:
+        batch = min(to_go, sweeper.n_jobs)
+        trials = [study.ask(fixed_distributions=space.distributions) for _ in range(batch)]
+        overrides = []
+        for i, trial in enumerate(trials):
+            trial.set_user_attr("hydra.job.num", job_num + i)
+            trial.set_user_attr("hydra.sweep.dir", sweep_dir)
+            overrides.append(tuple([*(as_override(k, v) for k, v in trial.params.items()),
+                                    *(f"{k}={v}" for k, v in space.fixed.items())]))
+        try:
+            results = sweeper.launcher.launch(overrides, initial_job_idx=job_num)
+        except BaseException:
+            for trial in trials:  # an interrupted batch leaves no trial RUNNING in a stored study
+                study.tell(trial, state=TrialState.FAIL)
+            raise
+        for trial, result in zip(trials, results):
+            state = tell(study, trial, result, len(directions))
+            told[state] += 1
+        returns.extend(results)
+        job_num += len(results)
+        to_go -= batch
+
+    finished, failed = told[TrialState.COMPLETE], told[TrialState.FAIL]
+    log.info("Optuna: %d trial(s) run, %d finished, %d failed; study %r now holds %d", finished + failed, finished,
+             failed, study.study_name, len(study.trials))
+    write_results(study, directions, Path(sweep_dir) / RESULTS_FILE)
+    return returns
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, result: Any, n_objectives: int) -> TrialState:
+    """The job's value to Optuna: COMPLETE with its number(s), or FAIL with one line saying why."""
+    try:
+        value = result.return_value  # re-raises a job's exception (status FAILED)
+        # a FailedJob is neither a list nor a float: float() raises, so the trial FAILs
+        values = [float(v) for v in value] if isinstance(value, (list, tuple)) else [float(value)]
+        if len(values) != n_objectives:
+            raise ValueError(f"the job gave {len(values)} values for {n_objectives} directions")
+    except Exception as error:  # any failure of the job is this trial's FAIL
+        study.tell(trial, state=TrialState.FAIL)
+        log.warning("Optuna trial %d FAIL: %s", trial.number, str(error).splitlines()[0] if str(error) else
+                    type(error).__name__)
+        return TrialState.FAIL
+    try:
+        study.tell(trial, values=values)
+    except RuntimeError as error:
+        # the grid sampler stops the study once every point is tried, which Optuna allows only
+        # inside study.optimize; the trial itself is already recorded COMPLETE
+        if "Study.stop" not in str(error):
+            raise
+    return TrialState.COMPLETE
+
+
+def check_settings(sweeper, config) -> list[str]:
+    """The directions, one per objective; every other scalar setting checked on the way."""
+    problems = []
+    raw = sweeper.direction
+    directions = [str(d) for d in raw] if OmegaConf.is_list(raw) or isinstance(raw, (list, tuple)) else [str(raw)]
+    if not directions or any(d not in DIRECTIONS for d in directions):
+        problems.append(f"hydra.sweeper.direction={_shown(raw)} is invalid; allowed: minimize | maximize, "
+                        "or a list of them, one per objective")
+    metric = OmegaConf.select(config, "optimized_metric", default=None)
+    if metric is not None and not problems:
+        names = [str(m) for m in metric] if OmegaConf.is_list(metric) else [str(metric)]
+        if len(names) != len(directions):
+            problems.append(f"hydra.sweeper.direction={_shown(raw)} gives {len(directions)} direction(s) for "
+                            f"optimized_metric={_shown(metric)} ({len(names)} metric(s)); allowed: one direction "
+                            "per metric, in the same order")
+    for key, value in (("n_trials", sweeper.n_trials), ("n_jobs", sweeper.n_jobs)):
+        if not isinstance(value, int) or value < 1:
+            problems.append(f"hydra.sweeper.{key}={value!r} is invalid; allowed: an integer >= 1")
+    if sweeper.storage is not None and not sweeper.study_name:
+        problems.append(f"hydra.sweeper.study_name is empty with storage={sweeper.storage!r}; allowed: a name, "
+                        "so that a rerun of the sweep continues the same study")
+    if problems:
+        raise SweepSetupError("\n".join(problems))
+    return directions
+
+
+def search_space(params: Any, arguments: Sequence[str]) -> SearchSpace:
+    entries = [f"{k}={v}" for k, v in (params or {}).items()]
+    try:
+        return parse_search_space([*entries, *arguments])
+    except SearchSpaceError as error:
+        raise SweepSetupError(f"hydra.sweeper.params: {error}") from None
+    except Exception as error:  # Hydra's parser: the override it could not read
+        raise SweepSetupError(f"hydra.sweeper.params: {str(error).splitlines()[0]}") from None
+
+
+def check_jobs_compose(sweeper, space: SearchSpace) -> None:
+    """Compose a job's config at every choice and at both ends of every range, and run the task's
+    own config checks on it when it has them (secateurs' ``framework.config.config_problems``)."""
+    loader = sweeper.hydra_context.config_loader
+    try:
+        from framework.config import config_problems
+    except ImportError:  # the sweeper used by another Hydra app
+        config_problems = None
+    seen: list[str] = []
+    for point in probe_values(space):
+        overrides = [*(as_override(k, v) for k, v in point.items()), *(f"{k}={v}" for k, v in space.fixed.items())]
+        try:
+            cfg = loader.load_sweep_config(sweeper.config, overrides)
+        except Exception as error:
+            raise SweepSetupError(f"a trial's config cannot be composed ({' '.join(overrides)}): "
+                                  f"{str(error).splitlines()[0]}") from None
+        for problem in config_problems(cfg) if config_problems else []:
+            if problem not in seen:
+                seen.append(problem)
+    if seen:
+        raise SweepSetupError("\n".join(seen))
+
+
+def make_sampler(factory: Any, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    """``factory``: the sampler node, which Hydra has made a partial (``_partial_: true``)."""
+    func = getattr(factory, "func", None)
+    name = getattr(func, "__name__", str(func))
+    try:
+        if func is optuna.samplers.GridSampler:
+            return factory(search_space=space.grid())
+        return factory()
+    except SearchSpaceError as error:
+        raise SweepSetupError(f"hydra.sweeper.sampler={name}: {error}") from None
+    except Exception as error:
+        raise SweepSetupError(f"hydra.sweeper.sampler={name} cannot be made: "
+                              f"{type(error).__name__}: {str(error).splitlines()[0]}") from None
+
+
+def make_storage(url: str | None) -> Any:
+    """None (memory), an SQLAlchemy URL, or the path of a journal file (no database needed; safe
+    for several processes on one machine or a shared filesystem with working locks)."""
+    if url is None:
+        return None
+    url = str(url)
+    if "://" in url:
+        engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    Path(url).parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(url))
+
+
+def open_study(url: str | None, name: str | None, sampler, directions: list[str]) -> optuna.Study:
+    try:
+        study = optuna.create_study(storage=make_storage(url), sampler=sampler, study_name=name,
+                                    directions=directions, load_if_exists=True)
+    except Exception as error:
+        raise SweepSetupError(f"hydra.sweeper.storage={url!r} cannot be opened: {type(error).__name__}: "
+                              f"{str(error).splitlines()[0]}; allowed: sqlite:///path.db, postgresql://..., "
+                              "mysql://..., or a journal file path") from None
+    stored = [d.name.lower() for d in study.directions]
+    if stored != directions:
+        raise SweepSetupError(f"hydra.sweeper.study_name={name!r} in {url} was created with direction {stored}, "
+                              f"not {directions}; allowed: the same directions, or another study_name")
+    return study
+
+
+def write_results(study: optuna.Study, directions: list[str], path: Path) -> None:
+    """The best trial (or the Pareto front) of the whole study, printed and saved; when no trial
+    has finished, one line says so and nothing is written."""
+    if not study.get_trials(states=(TrialState.COMPLETE,)):
+        log.error("Optuna: no trial of study %r has finished, so there is no best value (the failed jobs are "
+                  "listed below)", study.study_name)
+        return
+    base = {"name": "optuna", "study_name": study.study_name, "n_trials_in_study": len(study.trials)}
+    if len(directions) == 1:
+        best = study.best_trial
+        result = {**base, "best_params": best.params, "best_value": best.value, "best_trial": best.number}
+        log.info("Optuna: best value %s with %s (trial %d)", best.value, best.params, best.number)
+    else:
+        front = [{"params": t.params, "values": t.values, "trial": t.number} for t in study.best_trials]
+        result = {**base, "solutions": front}
+        log.info("Optuna: %d trial(s) on the Pareto front", len(front))
+    OmegaConf.save(OmegaConf.create(result), path)
+
+
+def _shown(value: Any) -> str:
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value)
+    return str(value).replace("'", "").replace(" ", "")

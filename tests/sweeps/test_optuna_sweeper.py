@@ -1,0 +1,131 @@
+"""Our Optuna sweeper (hydra_plugins/secateurs_optuna_sweeper) on current Optuna: the search-space
+syntax, settings refused before the first trial, and a stored study shared by parallel jobs and
+continued by a rerun, read back with Optuna's own API."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+from support import cli_dirs, run_cli
+
+from hydra_plugins.secateurs_optuna_sweeper._search import (
+    SearchSpaceError,
+    as_override,
+    grid_values,
+    parse_search_space,
+    probe_values,
+)
+from hydra_plugins.secateurs_optuna_sweeper._study import make_storage
+
+FAST = ["epochs=1", "tracking.log_model=false"]
+
+
+def test_hydra_sweep_syntax_becomes_optuna_distributions():
+    space = parse_search_space([
+        "optimizer.lr=tag(log, interval(0.005, 0.3))", "pruner=agp,agp_filter",
+        "loader.batch_size=range(16, 64, 16)",
+        "pruner.final_sparsity=interval(0.3, 0.9)", "seed=tag(int, interval(0, 4))",
+        "loader.num_workers=interval(0, 4)", "epochs=2", "epochs=1"])
+    d = space.distributions
+    assert d["optimizer.lr"] == FloatDistribution(0.005, 0.3, log=True)
+    assert d["pruner"] == CategoricalDistribution(["agp", "agp_filter"])
+    assert d["loader.batch_size"] == IntDistribution(16, 48, step=16)  # Hydra's range excludes its stop
+    assert d["pruner.final_sparsity"] == FloatDistribution(0.3, 0.9)
+    assert d["seed"] == IntDistribution(0, 4)
+    assert d["loader.num_workers"] == FloatDistribution(0, 4)  # Hydra reads interval bounds as floats
+    assert space.fixed == {"epochs": "1"}  # the last value given wins
+    assert grid_values("loader.batch_size", d["loader.batch_size"]) == [16, 32, 48]
+    with pytest.raises(SearchSpaceError, match="optimizer.lr is continuous; the grid sampler needs"):
+        space.grid()
+
+
+def test_every_choice_and_both_ends_are_probed_before_a_trial():
+    space = parse_search_space(["pruner=agp,agp_filter,agp_channel", "optimizer.lr=interval(0.01, 0.1)"])
+    points = probe_values(space)
+    assert {p["pruner"] for p in points} == {"agp", "agp_filter", "agp_channel"}
+    assert {p["optimizer.lr"] for p in points} == {0.01, 0.1}
+
+
+@pytest.mark.parametrize("value, typed", [(True, "x=true"), (0.5, "x=0.5"), ("agp_filter", "x=agp_filter"),
+                                          ("a b", "x='a b'"), (None, "x=null"), (3, "x=3")])
+def test_values_go_back_to_hydra_as_it_reads_them(value, typed):
+    assert as_override("x", value) == typed
+
+
+def test_an_empty_or_reversed_range_is_refused():
+    with pytest.raises(SearchSpaceError, match="optimizer.lr=interval"):
+        parse_search_space(["optimizer.lr=interval(0.3, 0.1)"])
+    with pytest.raises(SearchSpaceError, match="holds no value"):
+        parse_search_space(["epochs=range(5, 1)"])
+
+
+def test_a_journal_file_keeps_a_study_for_the_next_process(tmp_path):
+    path = tmp_path / "studies" / "optuna.log"
+    study = optuna.create_study(storage=make_storage(str(path)), study_name="s", direction="maximize")
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
+    again = optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(path))))
+    assert [t.value for t in again.trials] == [0.5]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["hydra.sweeper.direction=[maximize,maximize]"], "gives 2 direction(s) for optimized_metric=val/top1"),
+    (["hydra.sweeper.direction=up"], "hydra.sweeper.direction=up is invalid; allowed: minimize | maximize"),
+    (["optimizer.lr=interval(0.3, 0.1)"], "hydra.sweeper.params: optimizer.lr=interval(0.3, 0.1)"),
+    (["pruner=agp,agp_fliter"], "a trial's config cannot be composed"),
+    (["loader.batch_size=choice(8, 0)"], "loader.batch_size=0 is invalid; allowed: an integer >= 1"),
+    (["hydra.sweeper.storage=sqlite:///x.db", "hydra.sweeper.study_name=null"], "hydra.sweeper.study_name is empty"),
+])
+def test_bad_settings_get_one_line_and_exit_2_before_any_trial(tmp_path, args, says):
+    result = run_cli(["-m", "hparams_search=optuna_lr_wd", *args, *FAST, *cli_dirs(tmp_path)])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert len(errors) == 1 and says in errors[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert not list((tmp_path / "multirun").glob("*/job.json"))  # no job ran
+
+
+@pytest.mark.slow
+def test_parallel_jobs_share_one_stored_study_and_a_rerun_continues_it(tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    args = ["-m", "hparams_search=optuna_lr_wd", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+            "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage={storage}", *FAST]
+    first = run_cli([*args, *cli_dirs(tmp_path)])
+    assert first.returncode == 0, first.stderr[-3000:]
+    study = optuna.load_study(study_name="lr_wd", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert sorted(t.user_attrs["hydra.job.num"] for t in study.trials) == [0, 1]
+    assert {tuple(sorted(t.params)) for t in study.trials} == {("optimizer.lr", "optimizer.weight_decay")}
+
+    # the same command again (a new sweep dir, as a second day's run gets): the study goes on
+    rerun_dirs = [a.replace(f"{tmp_path}/multirun", f"{tmp_path}/multirun2") for a in cli_dirs(tmp_path)]
+    again = run_cli([*args, *rerun_dirs])
+    assert again.returncode == 0, again.stderr[-3000:]
+    study = optuna.load_study(study_name="lr_wd", storage=storage)
+    assert len(study.trials) == 4 and all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert sorted(t.user_attrs["hydra.job.num"] for t in study.trials[2:]) == [2, 3]  # job numbers go on too
+    assert sorted(p.name for p in (tmp_path / "multirun2").iterdir() if p.name.isdigit()) == ["2", "3"]
+    assert "2 trial(s) already in it" in again.stdout + again.stderr
+
+
+class _Return:
+    def __init__(self, value):
+        self.return_value = value
+
+
+def test_a_failed_job_is_a_failed_trial_and_a_finished_grid_is_no_error():
+    from framework.sweeps.job import FailedJob
+    from hydra_plugins.secateurs_optuna_sweeper._study import tell
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = {"a": CategoricalDistribution([1, 2])}
+    study = optuna.create_study(sampler=optuna.samplers.GridSampler({"a": [1, 2]}), direction="maximize")
+    first, second = (study.ask(fixed_distributions=space) for _ in range(2))
+    assert tell(study, first, _Return(FailedJob(0, "training loss became nan")), 1) == TrialState.FAIL
+    assert tell(study, second, _Return([0.5]), 1) == TrialState.COMPLETE  # a one-metric list is a value
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    third = study.ask(fixed_distributions=space)
+    assert tell(study, third, _Return(0.7), 1) == TrialState.COMPLETE  # the grid is done: Optuna's stop is no error
+    assert study.best_value == 0.7
