@@ -1,0 +1,71 @@
+"""BatchNorm fused into its layer: same function in float32, fewer modules, original untouched."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from framework.deploy.errors import DeployError
+from framework.deploy.fuse import check_fused_matches, fuse_batchnorm
+from framework.deploy.fuse import count_batchnorms
+from framework.models import CifarResNet
+
+
+def trained_looking(model: nn.Module, seed: int = 0) -> nn.Module:
+    """BN statistics and affine parameters away from their initial 0/1, so fusion has work to do."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                n = module.num_features
+                module.running_mean.copy_(torch.rand(n, generator=generator) * 2 - 1)
+                module.running_var.copy_(torch.rand(n, generator=generator) * 1.5 + 0.25)
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.rand(n, generator=generator) - 0.5)
+    return model
+
+
+class HeadWithBN1d(nn.Module):
+    """conv->BN->ReLU, then a BN after the ReLU (cannot fuse), then linear->BN1d (fuses)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.after_relu = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 8 * 8, 6)
+        self.bn_fc = nn.BatchNorm1d(6)
+
+    def forward(self, x):
+        x = self.after_relu(torch.relu(self.bn(self.conv(x))))
+        return self.bn_fc(self.fc(x.flatten(1)))
+
+
+def test_resnet_fuses_every_batchnorm_and_stays_equal_in_float32():
+    model = trained_looking(CifarResNet(depth=20, num_classes=10, in_channels=1, shortcut="B")).train()
+    fused = fuse_batchnorm(model)
+    assert count_batchnorms(model) == 1 + 18 + 2  # stem, two per block, two projection shortcuts
+    assert count_batchnorms(fused) == 0
+    assert model.training and all(m.training for m in model.modules())  # the original is left alone
+    assert not fused.training
+    inputs = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    assert check_fused_matches(model, fused, inputs) <= 1e-5
+    assert model.training  # the check restores the flags it changed
+
+
+def test_only_batchnorms_right_after_a_layer_are_fused():
+    model = trained_looking(HeadWithBN1d())
+    fused = fuse_batchnorm(model)
+    assert isinstance(fused.bn, nn.Identity) and isinstance(fused.bn_fc, nn.Identity)
+    assert isinstance(fused.after_relu, nn.BatchNorm2d)
+    assert check_fused_matches(model, fused, torch.randn(4, 1, 8, 8)) <= 1e-5
+
+
+def test_a_fused_model_that_differs_is_refused_in_one_line():
+    model = trained_looking(HeadWithBN1d())
+    other = fuse_batchnorm(trained_looking(HeadWithBN1d(), seed=1))
+    with pytest.raises(DeployError) as error:
+        check_fused_matches(model, other, torch.randn(4, 1, 8, 8))
+    assert "BatchNorm fusion changed the model's output" in str(error.value)
+    assert "\n" not in str(error.value)
