@@ -10,20 +10,7 @@ from framework.deploy.errors import DeployError
 from framework.deploy.fuse import check_fused_matches, fuse_batchnorm
 from framework.deploy.fuse import count_batchnorms
 from framework.models import CifarResNet
-
-
-def trained_looking(model: nn.Module, seed: int = 0) -> nn.Module:
-    """BN statistics and affine parameters away from their initial 0/1, so fusion has work to do."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                n = module.num_features
-                module.running_mean.copy_(torch.rand(n, generator=generator) * 2 - 1)
-                module.running_var.copy_(torch.rand(n, generator=generator) * 1.5 + 0.25)
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.rand(n, generator=generator) - 0.5)
-    return model
+from bn_models import trained_looking
 
 
 class HeadWithBN1d(nn.Module):

@@ -18,7 +18,7 @@ from framework.deploy.variants import build_deployable, check_quantize, variants
 from framework.analysis.cost import export_onnx, onnx_session, run_onnx
 from framework.models import SimpleCNN
 
-from test_fuse import trained_looking
+from bn_models import trained_looking
 
 ROOT = Path(__file__).resolve().parents[2]
 
