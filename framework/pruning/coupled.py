@@ -66,9 +66,9 @@ def check_coupling(coupling, structure: str) -> str:
     """The coupling to use: None means ``coupled`` for filter/channel; ``fine`` has no coupling."""
     if coupling is not None and coupling not in COUPLINGS:
         raise PruningError(f"pruner.coupling={coupling!r} is not known; choose one of {', '.join(COUPLINGS)}")
-    if structure == "fine":
+    if structure in ("fine", "nm"):
         if coupling == "coupled":
-            raise PruningError("pruner.coupling=coupled needs pruner.structure=filter or channel; got fine")
+            raise PruningError(f"pruner.coupling=coupled needs pruner.structure=filter or channel; got {structure}")
         return "layer"
     return coupling or "coupled"
 

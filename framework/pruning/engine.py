@@ -341,6 +341,8 @@ def build_pruner(
     thin: str | None = None,
     scope: str = "layer",
     max_layer_sparsity: float | None = None,
+    n: int | None = None,
+    m: int | None = None,
 ) -> PruningEngine | NoOpPruner:
     """Validate every argument and return a ready pruner (or a no-op for ``method="none"``).
 
@@ -387,6 +389,11 @@ def build_pruner(
     check_structure(structure)
     from framework.pruning.coupled import check_coupling, check_group_reduction, check_round_to
 
+    if structure == "nm":
+        from framework.pruning.nm import check_nm_request
+
+        check_nm_request(n, m, method, coupling, thin, scope, levels, final_sparsity, fold_batchnorm)
+        coupling = "layer"  # N:M zeroes weights inside blocks: no shape changes, nothing to couple
     coupling = check_coupling(coupling, structure)
     group_reduction = check_group_reduction(group_reduction)
     round_to = check_round_to(round_to)
@@ -410,12 +417,21 @@ def build_pruner(
     if method == "agp":
         initial_sparsity = check_sparsity("pruner.initial_sparsity", initial_sparsity)
     schedule = _schedule_for(method, initial_sparsity, final_sparsity, starting_epoch, ending_epoch, frequency)
-    pruner = build_mask_pruner(method, structure, criterion, threshold, sensitivity, seed)
+    if structure == "nm":
+        from framework.pruning.nm import NMPruner
+
+        pruner = NMPruner(n, m, criterion)
+    else:
+        pruner = build_mask_pruner(method, structure, criterion, threshold, sensitivity, seed)
 
     if coupling == "layer":
         exclude = _with_io_layers(model, structure, weights, exclude, skip_input_layer, skip_output_layer)
     thin_when = _check_thin(thin, coupling == "coupled" and method in RANKING_METHODS, structure, coupling)
     selected = select_parameters(model, structure, weights, exclude)
+    if structure == "nm":
+        from framework.pruning.nm import check_nm_layers
+
+        check_nm_layers(((p.name, p.layer, p.param.shape) for p in selected), m)
     finals = _finals_for(method, [p.name for p in selected], final_sparsity, initial_sparsity, levels)
 
     folded_pairs: list = []
@@ -465,6 +481,7 @@ def build_pruner(
     else:
         engine = PruningEngine(**engine_arguments)
     engine.thin_when = thin_when
+    engine.nm = (n, m) if structure == "nm" else None  # the pattern a run checks at the end (nm.check_nm_pattern)
     return engine
 
 

@@ -7,5 +7,5 @@ allowed values in a second, before torch is imported.
 RANKING_METHODS = ("level", "agp")
 THRESHOLD_METHODS = ("magnitude", "sensitivity")
 METHODS = ("none",) + RANKING_METHODS + THRESHOLD_METHODS
-STRUCTURES = ("fine", "filter", "channel")
+STRUCTURES = ("fine", "filter", "channel", "nm")  # nm: n of every m weights along the input dim
 CRITERIA = ("l1", "l2", "random")
