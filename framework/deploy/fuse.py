@@ -88,3 +88,34 @@ def check_fused_matches(model: nn.Module, fused: nn.Module, inputs: torch.Tensor
             "the model's forward reads a BatchNorm in a way fusion cannot see"
         )
     return error
+
+
+class ChannelsLast(nn.Module):
+    """Runs ``model`` (converted to channels-last) on channels-last inputs.
+
+    oneDNN's CPU convolutions work natively in NHWC; given NCHW tensors PyTorch reorders inputs
+    and weights around every convolution. Holding the weights in NHWC once and feeding NHWC
+    inputs removes those reorders, which is where most of the eager speed-up of the deployable
+    model comes from on CPU (measured in bench/deploy.py). Outputs are the same numbers.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model.to(memory_format=torch.channels_last)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return self.model(inputs)
+
+
+def inference_layout(fused: nn.Module) -> nn.Module:
+    """``fused`` in channels-last layout (:class:`ChannelsLast`) when it has 2-D convolutions."""
+    if any(isinstance(m, nn.Conv2d) for m in fused.modules()):
+        return ChannelsLast(fused).eval()
+    return fused
+
+
+def inference_form(model: nn.Module) -> nn.Module:
+    """The eager model to deploy: BatchNorm fused (:func:`fuse_batchnorm`), in its inference layout."""
+    return inference_layout(fuse_batchnorm(model))

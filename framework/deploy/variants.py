@@ -4,6 +4,8 @@ Variants (``VARIANTS``), from the model as trained to what a user deploys:
 
 * ``dense_fp32``: the model before thinning (masked but dense-shaped in a pruned run), eager;
 * ``thinned_fp32``: the thinned model, eager (only when the run thinned);
+* ``fused_fp32``: the final model in its eager inference form (BatchNorm fused, channels-last
+  for 2-D convolutions: :func:`framework.deploy.fuse.inference_layout`);
 * ``fused_onnx_fp32``: the final model (thinned when thinned) with BatchNorm fused
   (:mod:`framework.deploy.fuse`, checked equal to the eval model), exported to ONNX, run by ONNX
   Runtime;
@@ -29,10 +31,10 @@ from torch import nn
 from framework.analysis import cost
 from framework.analysis.tables import markdown_table, write_csv_table
 from framework.deploy.errors import DeployError, require_onnxruntime
-from framework.deploy.fuse import check_fused_matches, fuse_batchnorm
+from framework.deploy.fuse import check_fused_matches, fuse_batchnorm, inference_layout
 
 QUANTIZE = ("none", "int8")
-VARIANTS = ("dense_fp32", "thinned_fp32", "fused_onnx_fp32", "int8_onnx")
+VARIANTS = ("dense_fp32", "thinned_fp32", "fused_fp32", "fused_onnx_fp32", "int8_onnx")
 FP32_ONNX = "model.onnx"
 INT8_ONNX = "model_int8.onnx"
 TABLE = "variants.csv"
@@ -114,6 +116,7 @@ def build_deployable(
         eager["thinned_fp32"] = final
     else:
         eager["dense_fp32"] = final
+    eager["fused_fp32"] = inference_layout(copy.deepcopy(fused))
     sizes = {name: float(cost.state_dict_bytes(model)) for name, model in eager.items()}
     sizes.update({"fused_onnx_fp32": float(onnx_path.stat().st_size)})
     if int8_path is not None:

@@ -56,3 +56,13 @@ def test_a_fused_model_that_differs_is_refused_in_one_line():
         check_fused_matches(model, other, torch.randn(4, 1, 8, 8))
     assert "BatchNorm fusion changed the model's output" in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_inference_form_is_fused_channels_last_and_equal():
+    from framework.deploy.fuse import ChannelsLast, inference_form
+
+    model = trained_looking(CifarResNet(depth=20, num_classes=10, in_channels=1, shortcut="B")).eval()
+    deployed = inference_form(model)
+    assert isinstance(deployed, ChannelsLast) and count_batchnorms(deployed) == 0
+    assert deployed.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert check_fused_matches(model, deployed, torch.randn(3, 1, 8, 8)) <= 1e-5

@@ -77,9 +77,9 @@ def test_every_variant_is_measured_and_tabled(tmp_path):
         quantize="int8", loader_batch=16, warmup=1, repeats=2,
     )
     names = [row["variant"] for row in result.rows]
-    assert names == ["dense_fp32", "thinned_fp32", "fused_onnx_fp32", "int8_onnx"]
+    assert names == ["dense_fp32", "thinned_fp32", "fused_fp32", "fused_onnx_fp32", "int8_onnx"]
     m = result.metrics
-    assert m["deploy/thinned_fp32/val_top1"] == 1.0 and m["deploy/fused_onnx_fp32/val_top1"] == 1.0
+    assert m["deploy/thinned_fp32/val_top1"] == m["deploy/fused_fp32/val_top1"] == m["deploy/fused_onnx_fp32/val_top1"] == 1.0
     assert m["deploy/dense_fp32/val_top1"] < 1.0  # another model: not the labeller
     assert m["deploy/fused_max_error"] <= 1e-5
     for name in names:
@@ -89,7 +89,7 @@ def test_every_variant_is_measured_and_tabled(tmp_path):
     with (tmp_path / "variants.csv").open() as handle:
         table = list(csv.DictReader(handle))
     assert [row["variant"] for row in table] == names
-    assert float(table[2]["val_top1"]) == 1.0
+    assert float(table[3]["val_top1"]) == 1.0
     assert variants_markdown(result.rows).count("\n") == 2 + len(names)
     assert result.onnx_path.is_file() and result.int8_path.is_file()
 
@@ -97,7 +97,7 @@ def test_every_variant_is_measured_and_tabled(tmp_path):
 def test_a_dense_run_without_int8_has_two_variants(tmp_path):
     model = trained_looking(SimpleCNN(num_classes=10, in_channels=1))
     result = build_deployable(model, (1, 8, 8), tmp_path, labelled_by(model, batches(2)), loader_batch=8, warmup=0, repeats=1)
-    assert [row["variant"] for row in result.rows] == ["dense_fp32", "fused_onnx_fp32"]
+    assert [row["variant"] for row in result.rows] == ["dense_fp32", "fused_fp32", "fused_onnx_fp32"]
     assert result.metrics["deploy/dense_fp32/val_top1"] == result.metrics["deploy/fused_onnx_fp32/val_top1"] == 1.0
     assert result.int8_path is None and not (tmp_path / "model_int8.onnx").exists()
 
