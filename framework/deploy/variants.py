@@ -5,7 +5,7 @@ Variants (``VARIANTS``), from the model as trained to what a user deploys:
 * ``dense_fp32``: the model before thinning (masked but dense-shaped in a pruned run), eager;
 * ``thinned_fp32``: the thinned model, eager (only when the run thinned);
 * ``fused_fp32``: the final model in its eager inference form (BatchNorm fused, channels-last
-  for 2-D convolutions: :func:`framework.deploy.fuse.inference_layout`);
+  when that is faster at batch 1: :func:`framework.deploy.fuse.inference_layout`);
 * ``fused_onnx_fp32``: the final model (thinned when thinned) with BatchNorm fused
   (:mod:`framework.deploy.fuse`, checked equal to the eval model), exported to ONNX, run by ONNX
   Runtime;
@@ -116,7 +116,8 @@ def build_deployable(
         eager["thinned_fp32"] = final
     else:
         eager["dense_fp32"] = final
-    eager["fused_fp32"] = inference_layout(copy.deepcopy(fused))
+    with cost.torch_threads(threads):
+        eager["fused_fp32"] = inference_layout(copy.deepcopy(fused), shape, batch=1)
     sizes = {name: float(cost.state_dict_bytes(model)) for name, model in eager.items()}
     sizes.update({"fused_onnx_fp32": float(onnx_path.stat().st_size)})
     if int8_path is not None:

@@ -62,7 +62,9 @@ def test_inference_form_is_fused_channels_last_and_equal():
     from framework.deploy.fuse import ChannelsLast, inference_form
 
     model = trained_looking(CifarResNet(depth=20, num_classes=10, in_channels=1, shortcut="B")).eval()
-    deployed = inference_form(model)
+    deployed = inference_form(model)  # no shape given: channels-last for a model with 2-D convs
     assert isinstance(deployed, ChannelsLast) and count_batchnorms(deployed) == 0
     assert deployed.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert check_fused_matches(model, deployed, torch.randn(3, 1, 8, 8)) <= 1e-5
+    timed = inference_form(model, (1, 8, 8), batch=1)  # the faster layout, whichever it is here
+    assert count_batchnorms(timed) == 0 and check_fused_matches(model, timed, torch.randn(3, 1, 8, 8)) <= 1e-5
