@@ -100,9 +100,10 @@ class NMPruner(Pruner):
     def keep_mask(self, view, layer, target, current):
         view = view.detach()
         k = min(round_half_up(float(target) * self.m), self.m - self.n)
-        keep = torch.ones(view.shape, dtype=torch.bool, device=view.device)
         if k <= 0:
-            return keep if current is None else current.clone().to(torch.bool)
+            if current is None:
+                return torch.ones(view.shape, dtype=torch.bool, device=view.device)
+            return current.clone().to(torch.bool)
         scores = self.criterion(view.reshape(-1, 1)).reshape(view.shape).float()
         if current is not None:  # pruned weights rank lowest, so they count towards k
             scores = torch.where(current.to(torch.bool), scores, -math.inf)
