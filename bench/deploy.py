@@ -203,7 +203,7 @@ def main() -> None:
     text = "\n".join(parts)
     print(text)
     if args.write:
-        write_section(text, ROOT / "BENCHMARKS.md")
+        write_section(text, ROOT / "BENCHMARKS.md", SECTION)
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def main() -> None:
     if args.write:
         from thinning import write_section
 
-        write_section(text, ROOT / "BENCHMARKS.md")
+        write_section(text, ROOT / "BENCHMARKS.md", SECTION)
 
 
 if __name__ == "__main__":

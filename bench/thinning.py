@@ -280,14 +280,14 @@ def header(args, started: str, load_before: str, load_after: str) -> str:
     ])
 
 
-def write_section(text: str, path: Path) -> None:
-    """Replace (or append) this benchmark's section of BENCHMARKS.md."""
+def write_section(text: str, path: Path, section: str = SECTION) -> None:
+    """Replace (or append) the ``section`` of BENCHMARKS.md (this benchmark's by default)."""
     current = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = current.find(SECTION)
+    start = current.find(section)
     if start < 0:
         updated = current.rstrip("\n") + "\n\n" + text
     else:
-        end = current.find("\n## ", start + len(SECTION))
+        end = current.find("\n## ", start + len(section))
         updated = current[:start] + text + ("" if end < 0 else current[end:])
     path.write_text(updated.rstrip("\n") + "\n")
 
