@@ -245,6 +245,9 @@ def _sensitivity_problems(cfg: Any, bad) -> List[str]:
         )
     if _select(cfg, "pruner.scope") == "global":
         problems.append("task=sensitivity prunes one layer at a time; pruner.scope=global does not apply; allowed: layer")
+    if _select(cfg, "pruner.structure") == "nm":
+        problems.append("task=sensitivity prunes each layer to levels; pruner.structure=nm has one level, (m - n) / m; "
+                        "allowed: pruner.structure=fine|filter|channel")
     return problems
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from framework.config import config_problems
 from framework.pruning.nm import nm_violations, to_blocks
 from support import cli_dirs, run_cli
 
@@ -36,3 +37,8 @@ def test_nm_run_ends_in_the_pattern_with_shapes_unchanged(tmp_path):
         assert nm_violations(state[name], 2, 4) == 0, name
         assert (to_blocks(state[name], 4) != 0).sum(dim=1).float().mean() == pytest.approx(2, abs=0.05), name
     assert (state["block1.0.weight"] != 0).float().mean() > 0.95  # excluded: not pruned
+
+
+def test_sensitivity_analysis_of_nm_is_one_line(compose_config):
+    problems = config_problems(compose_config(["task=sensitivity", "pruner=agp_nm"]))
+    assert any("pruner.structure=nm has one level" in p for p in problems), problems

@@ -33,3 +33,4 @@ def test_bad_deploy_setting_exits_2_before_training(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "deploy.calibration_batches=-1 is invalid" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
