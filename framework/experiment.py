@@ -218,7 +218,8 @@ def _set_up(cfg: DictConfig, context: RunContext, ddp, resume_path: Optional[Pat
     )
     # Ranks > 0 train, prune and thin like rank 0, but write nothing: no log, metrics, MLflow or checkpoint.
     writers = (EpochLogHook(), MetricsFileHook(run_dir), tracker) if ddp.is_main else ()
-    hooks: List[Any] = [h for h in (record, pruning_hook, mask_sync, thinning_hook, *writers) if h is not None]
+    deploy_hook = _build_deploy_hook(cfg, pruning_hook, thinning_hook, run_dir, input_shape, writes_files=ddp.is_main)
+    hooks: List[Any] = [h for h in (record, pruning_hook, mask_sync, thinning_hook, deploy_hook, *writers) if h is not None]
     if ddp.is_main:
         hooks.append(CheckpointHook(run_dir / "checkpoints"))
     parallel = None
@@ -341,6 +342,20 @@ def _build_thinning_hook(cfg: DictConfig, pruning_hook, run_dir: Path, input_sha
     )
 
 
+def _build_deploy_hook(cfg: DictConfig, pruning_hook, thinning_hook, run_dir: Path, input_shape, writes_files: bool):
+    """The deployable model at the end of the run (``deploy.*``); with N:M, its pattern check."""
+    nm = pruning_hook is not None and getattr(pruning_hook.pruner, "nm", None) is not None
+    if not cfg.deploy.enabled and not nm:
+        return None
+    from framework.deploy_hook import DeployHook
+
+    return DeployHook(
+        cfg.deploy.quantize, cfg.deploy.calibration_batches, input_shape, run_dir / "deploy", cfg.loader.batch_size,
+        thinning_hook=thinning_hook, pruner=pruning_hook.pruner if pruning_hook is not None else None,
+        builds=cfg.deploy.enabled, writes_files=writes_files,
+    )
+
+
 def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_shape, changes: List[str], ddp=None):
     if not cfg.tracking.enabled:
         return None
@@ -365,7 +380,8 @@ def _build_tracker(cfg: DictConfig, context: RunContext, pruning_hook, input_sha
     if pruning_hook is not None and pruning_hook.fold_pairs is not None:
         tags["fold_batchnorm.folded_layers"] = str(len(pruning_hook.fold_pairs))
     artifacts = [(context.run_dir / "checkpoints" / "last.pt", "checkpoints"),
-                 (context.run_dir / "metrics.jsonl", "")]
+                 (context.run_dir / "metrics.jsonl", ""),
+                 (context.run_dir / "deploy" / "variants.csv", "deploy")]
     if context.hydra_dir is not None:
         artifacts.append((context.hydra_dir, "hydra"))
     if pruning_hook is not None:

@@ -58,6 +58,7 @@ class ThinningHook(Hook):
         self.writes_files = writes_files
         self.recipe: Optional[Dict[str, Any]] = None
         self.thinned_at: Optional[int] = None
+        self.masked_model: Optional[torch.nn.Module] = None  # a CPU copy of the model before thinning (deploy's dense variant)
 
     def thin_epoch(self, trainer) -> int:
         """The epoch after whose evaluation the model is thinned."""
@@ -94,6 +95,7 @@ class ThinningHook(Hook):
         metrics["thin/removed_channels"] = float(result.removed_channels)
         if not self.writes_files:
             return
+        self.masked_model = _cpu_copy(masked)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         thinned_cpu = _cpu_copy(result.model)
         save_thinned(self.out_dir / "model.pt", thinned_cpu, result.recipe)

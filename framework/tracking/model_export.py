@@ -22,6 +22,7 @@ Requirements are given, not inferred (inference imports the model and costs seco
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -103,6 +104,18 @@ def log_servable(name: str, onnx_path: str | Path, preprocessing: Preprocessing,
     return info.model_id
 
 
+DEPLOY_DIR = "deploy"  # where the run's deploy step leaves its ONNX files (framework/deploy/variants.py)
+
+
+def deployed_files(run_dir: str | Path) -> tuple[Optional[Path], Optional[Path]]:
+    """The fused fp32 and int8 ONNX files the run's deploy step wrote, each None when absent."""
+    from framework.deploy.variants import FP32_ONNX, INT8_ONNX
+
+    folder = Path(run_dir) / DEPLOY_DIR
+    fp32, int8 = folder / FP32_ONNX, folder / INT8_ONNX
+    return (fp32 if fp32.is_file() else None), (int8 if int8.is_file() else None)
+
+
 def log_model(model: torch.nn.Module, input_shape: Sequence[int], preprocessing: Optional[Preprocessing] = None,
               example_inputs: Optional[torch.Tensor] = None, int8_onnx: Optional[str | Path] = None,
               fused_onnx: Optional[str | Path] = None) -> str:
@@ -134,10 +147,23 @@ def log_model(model: torch.nn.Module, input_shape: Sequence[int], preprocessing:
 
 
 class _quiet(warnings.catch_warnings):
-    """The ONNX exporter's constant-folding notes and MLflow's notes on optional packages are noise."""
+    """The ONNX exporter's constant-folding notes, MLflow's notes on optional packages and its
+    progress bars for files copied on this machine are noise in a run's log."""
 
     def __enter__(self):
         result = super().__enter__()
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", FutureWarning)
+        self._bar = os.environ.get(PROGRESS_BAR)
+        os.environ[PROGRESS_BAR] = "false"
         return result
+
+    def __exit__(self, *exc_info):
+        if self._bar is None:
+            os.environ.pop(PROGRESS_BAR, None)
+        else:
+            os.environ[PROGRESS_BAR] = self._bar
+        return super().__exit__(*exc_info)
+
+
+PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"

@@ -12,11 +12,17 @@ sample with the predicted class index ``label``, its ``class_name`` and its soft
 """
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
 from mlflow.models import set_model
 from mlflow.pyfunc import PythonModel
+
+
+# The logged signature says what comes in; MLflow's suggestion to add type hints instead is noise
+# every time the model loads (and a hint MLflow accepts would take the place of the signature).
+warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method", category=UserWarning)
 
 
 class RawPixelClassifier(PythonModel):
