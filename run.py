@@ -14,19 +14,64 @@ import framework.config  # noqa: F401  (registers the schema and the project_roo
 from framework.sweeps import outcome
 
 _jobs_started = 0
+_user_errors = []  # single runs that stopped on a user mistake (SecateursError): exit 2
 _quiet_stderr = None  # under torchrun, where a rank > 0 sends Hydra's compose errors (rank 0 shows them)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig):
-    """One run, or one job of a multirun; returns the final ``optimized_metric`` for sweepers."""
+    """One run, or one job of a multirun (then returns the final ``optimized_metric`` for sweepers)."""
     global _jobs_started
     _jobs_started += 1
     if _quiet_stderr is not None and sys.stderr is _quiet_stderr:
         sys.stderr = sys.__stderr__  # a rank > 0 stays quiet only until its job starts (see below)
-    from framework.sweeps.task import run_task
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    return run_task(cfg)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    context = dict(
+        run_dir=run_dir,
+        overrides=list(hydra_cfg.overrides.task),
+        hydra_dir=run_dir / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None,
+    )
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return run_job(cfg, hydra_cfg, context)
+    return run_single(cfg, context)
+
+
+def run_single(cfg: DictConfig, context: dict):
+    """A single run: a user mistake prints one line and the process exits 2 (under torchrun only
+    rank 0 says it; every rank exits 2); the last epoch's metrics otherwise."""
+    from framework.errors import SecateursError
+    from framework.runner import RunContext, run
+
+    try:
+        return run(cfg, RunContext(**context))
+    except SecateursError as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        for line in str(error).splitlines() if _rank() == 0 else ():
+            print(f"error: {line}", file=sys.stderr, flush=True)
+        _user_errors.append(str(error))
+        return None
+
+
+def run_job(cfg: DictConfig, hydra_cfg, context: dict):
+    """A job of a multirun: the runner runs it, the sweep layer records its outcome (job.json) and
+    gives the sweeper its value, a number or a failed trial, never an exception."""
+    from framework.runner import RunContext, run
+    from framework.sweeps.job import SweepJob
+
+    job = SweepJob(hydra_cfg)
+    try:
+        final = run(cfg, RunContext(**context, job_num=job.num, swept_keys=job.swept_keys,
+                                    parent_run_id=job.parent_run_id))
+        return job.finished(final, cfg.optimized_metric)
+    except Exception as error:
+        return job.failed(error)
+    finally:
+        job.write_record()
 
 
 def _rank() -> int:
@@ -46,31 +91,32 @@ def quiet_other_ranks(argv: list[str]) -> list[str]:
 
 
 def exit_with(code: int) -> None:
-    """Exit; under torchrun a rank > 0 first gives rank 0 a moment to exit with the same code.
+    """Exit; under torchrun every rank first agrees to leave with the same code.
 
-    torchrun ends the other ranks (SIGTERM) as soon as one exits non-zero, and names the first
-    one as the cause: so that a config mistake reads "exitcode 2" on every rank, rank 0 goes
-    first and a rank > 0 answers the SIGTERM with the same code."""
-    if code != 0 and _rank() > 0:
-        import signal
-        import time
-
-        signal.signal(signal.SIGTERM, lambda *_: os._exit(code))
-        time.sleep(RANK_EXIT_GRACE_S)
+    torchrun ends the other ranks (SIGTERM) as soon as one exits non-zero. So that a config
+    mistake reads "exitcode 2" on every rank, whatever the order the ranks get there, each rank
+    answers SIGTERM with its own code from now on and waits until every rank has said so
+    (:func:`framework.training.distributed.wait_for_every_rank_to_exit`) before it exits."""
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        import logging
+        import signal
+
+        def leave(*_):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+        if code != 0:
+            signal.signal(signal.SIGTERM, leave)
+            from framework.training.distributed import wait_for_every_rank_to_exit
+
+            wait_for_every_rank_to_exit(code)
         # The process group is already shut down; gloo's C++ threads can still abort the
         # interpreter's teardown ("terminate called without an active exception", exit -6) and
         # replace our exit code. Everything of ours is written and closed by now: flush and go.
-        import logging
-
         logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        leave()
     sys.exit(code)
-
-
-RANK_EXIT_GRACE_S = 5.0
 
 
 def make_user_code_importable(argv: list[str]) -> None:
@@ -90,9 +136,14 @@ if __name__ == "__main__":
 
         print_help(Path(__file__).resolve().parent / "conf", sys.argv[1:])
         sys.exit(0)
+    from framework.cli_help import renamed_option_problem
     from framework.sweeps.callback import finish_open_sweeps
 
     sys.argv[1:] = quiet_other_ranks(sys.argv[1:])
+    renamed = renamed_option_problem(Path(__file__).resolve().parent / "conf", sys.argv[1:])
+    if renamed:  # Hydra would answer with a page of available options
+        print(f"error: {renamed}", file=sys.stderr)
+        exit_with(2)
     try:
         main()
     except KeyboardInterrupt as interrupt:
@@ -110,4 +161,4 @@ if __name__ == "__main__":
         if _quiet_stderr is not None and sys.stderr is _quiet_stderr:  # a rank > 0 failed before its job
             sys.__stderr__.write(_quiet_stderr.getvalue())
         raise
-    exit_with(outcome.exit_code())
+    exit_with(outcome.exit_code() or (2 if _user_errors else 0))

@@ -40,12 +40,11 @@ from framework.data import build_loaders, load_splits  # noqa: E402
 from framework.data.sources import Digits  # noqa: E402
 from framework.models import CifarResNet, SimpleCNN  # noqa: E402
 from framework.pruning import build_pruner  # noqa: E402
+from framework.pruning.spec import CHANNEL, FILTER, FINE, SCOPES, STRUCTURES  # noqa: E402
 
 LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-STRUCTURES = ["fine", "filter", "channel"]
-SCOPES = ["layer", "global"]
 RANKINGS = {"raw": False, "folded": True, "activation": "activation"}
-FINETUNE_POINTS = [("fine", 0.8), ("filter", 0.5), ("channel", 0.5)]
+FINETUNE_POINTS = [(FINE, 0.8), (FILTER, 0.5), (CHANNEL, 0.5)]
 INPUT_SHAPE = (1, 8, 8)
 
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from framework.pruning.nm import NMPruner, nm_violations  # noqa: E402
+from framework.pruning.nm import NMRule, nm_violations  # noqa: E402
 from framework.pruning.criteria import L1Criterion  # noqa: E402
 
 SECTION = "## 2:4 sparse Linear on CUDA, fp16 (issue 19)"
@@ -61,7 +61,7 @@ def main() -> None:
     from torch.sparse import to_sparse_semi_structured
 
     device = torch.device("cuda")
-    pruner = NMPruner(2, 4, L1Criterion())
+    pruner = NMRule(2, 4, L1Criterion())
     rows = []
     for tokens, fan_in, fan_out in SHAPES:
         torch.manual_seed(0)

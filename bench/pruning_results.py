@@ -1,4 +1,4 @@
-"""Produce the README's results tables by running the sweeps a user would run.
+"""Produce BENCHMARKS.md's pruning results tables by running the sweeps a user would run.
 
     python bench/pruning_results.py [--epochs N] [--out DIR]
 

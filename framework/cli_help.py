@@ -8,7 +8,9 @@ option names from the config folders (ours and any ``--config-dir``) directly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence
+
+from framework.pruning.spec import RENAMED_METHODS, renamed_problem
 
 HEADER = """\
 secateurs: train and prune a model as the config says, tracked in MLflow.
@@ -58,6 +60,25 @@ def overrides_of(argv: Sequence[str]) -> List[str]:
         elif not arg.startswith("-"):
             overrides.append(arg)
     return overrides
+
+
+# Config options that were renamed, answered with the new spelling: (group, old option) -> advice.
+# A pruner preset is named after its method.
+RENAMED_OPTIONS = {("pruner", old): advice for old, advice in RENAMED_METHODS.items()}
+
+
+def renamed_option_problem(conf: Path, argv: Sequence[str]) -> Optional[str]:
+    """One line for an override that picks a renamed option (``pruner=sensitivity``), which
+    Hydra would answer with a page of available options; None when no config folder (ours or a
+    ``--config-dir``) still has a file of that name."""
+    dirs = config_dirs(conf, argv)
+    for override in overrides_of(argv):
+        group, _, value = override.partition("=")
+        for option in value.split(","):  # a sweep lists several
+            advice = RENAMED_OPTIONS.get((group, option.strip()))
+            if advice and not any((d / group / f"{option.strip()}.yaml").is_file() for d in dirs):
+                return renamed_problem(f"{group}={option.strip()}", advice)
+    return None
 
 
 def print_help(conf: Path, argv: Sequence[str]) -> None:

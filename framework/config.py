@@ -3,10 +3,10 @@
 Two kinds of nodes make up a composed config:
 
 * **Components** (``model``, ``dataset``, ``optimizer``, ``lr_scheduler``, ``pruner`` and the
-  pruner's ``criterion``): a ``_target_`` (a class or function, by import path) and exactly the
+  pruner's ``criterion``, ``tracking``): a ``_target_`` (a class or function, by import path) and exactly the
   arguments of that target. :mod:`framework.components` checks their keys and types against the
   target's signature and builds them with ``hydra.utils.instantiate``.
-* **Settings** (``schedule``, ``loader``, ``tracking`` and the top-level knobs): typed dataclasses
+* **Settings** (``schedule``, ``loader`` and the top-level knobs): typed dataclasses
   below, registered as ``base_config`` and listed first in ``conf/config.yaml``'s defaults, so a
   wrong type fails at compose time.
 
@@ -19,7 +19,6 @@ This module imports neither torch nor mlflow, so ``--help`` and typos answer at 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional
@@ -28,7 +27,17 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from framework.errors import ConfigError
-from framework.pruning.names import METHODS, RANKING_METHODS, STRUCTURES
+from framework.pruning.spec import (
+    DEFAULTS,
+    GLOBAL,
+    NONE,
+    RANKING_METHODS,
+    fold_batchnorm_problem,
+    is_number,
+    method_problem,
+    pruner_problems,
+    schedule_problems,
+)
 
 
 def project_root() -> Path:
@@ -62,18 +71,8 @@ class LoaderConfig:
     num_workers: int = 0
 
 
-@dataclass
-class TrackingConfig:
-    enabled: bool = True
-    uri: Optional[str] = None
-    artifact_location: Optional[str] = None
-    experiment: str = "secateurs"
-    log_model: bool = True
-
-
 BUDGET_KINDS = ("sparsity", "params", "macs", "top1_drop")
 TASKS = ("train", "sensitivity")
-FOLD_BATCHNORM = (True, False, "activation")
 
 
 @dataclass
@@ -121,10 +120,10 @@ class Config:
     optimizer: Any = MISSING
     lr_scheduler: Any = MISSING  # {} (lr_scheduler=none): a constant learning rate
     pruner: Any = MISSING
+    tracking: Any = MISSING  # builds the loop hooks that track the run (none: an empty list)
     # settings
     schedule: ScheduleConfig = MISSING
     loader: LoaderConfig = field(default_factory=LoaderConfig)  # dataset options set their own
-    tracking: TrackingConfig = MISSING
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     epochs: int = 20
@@ -163,10 +162,6 @@ def _select(cfg: Any, dotted: str) -> Any:
     return OmegaConf.select(cfg, dotted, default=None)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def config_problems(cfg: Any) -> List[str]:
     """Every mistake in ``cfg`` that can be seen without a model or data, one line each."""
     problems: List[str] = []
@@ -176,8 +171,9 @@ def config_problems(cfg: Any) -> List[str]:
 
     if cfg.task not in TASKS:
         bad("task", " | ".join(TASKS))
-    if cfg.fold_batchnorm not in FOLD_BATCHNORM or cfg.fold_batchnorm in (0, 1) and not isinstance(cfg.fold_batchnorm, bool):
-        bad("fold_batchnorm", "true | false | activation")
+    problem = fold_batchnorm_problem(cfg.fold_batchnorm)
+    if problem:
+        problems.append(problem)
     if cfg.task == "sensitivity":
         problems.extend(_sensitivity_problems(cfg, bad))
     if cfg.resume_changed not in ("refuse", "allow"):
@@ -186,7 +182,7 @@ def config_problems(cfg: Any) -> List[str]:
         bad("device", " | ".join(DEVICES))
     if cfg.epochs < 1:
         bad("epochs", "an integer >= 1")
-    if not (_is_number(cfg.distributed.timeout_s) and cfg.distributed.timeout_s > 0):
+    if not (is_number(cfg.distributed.timeout_s) and cfg.distributed.timeout_s > 0):
         bad("distributed.timeout_s", "a number of seconds > 0")
     if cfg.distributed.backend not in DIST_BACKENDS:
         bad("distributed.backend", " | ".join(DIST_BACKENDS))
@@ -196,13 +192,14 @@ def config_problems(cfg: Any) -> List[str]:
         bad("loader.batch_size", "an integer >= 1")
     if cfg.loader.num_workers < 0:
         bad("loader.num_workers", "an integer >= 0")
-    for node in ("model", "dataset", "optimizer", "pruner"):
+    for node in ("model", "dataset", "optimizer", "pruner", "tracking"):
         if not isinstance(_select(cfg, f"{node}._target_"), str):
             problems.append(f"{node}._target_ is missing; allowed: the import path of a class or function")
     problems.extend(_optimizer_problems(cfg, bad))
     problems.extend(_lr_scheduler_problems(cfg, bad))
     problems.extend(_deploy_problems(cfg, bad))
-    if not cfg.tracking.experiment.strip():
+    experiment = _select(cfg, "tracking.experiment")
+    if experiment is not None and not (isinstance(experiment, str) and experiment.strip()):
         bad("tracking.experiment", "a non-empty experiment name")
     metric = _select(cfg, "optimized_metric")
     names = list(metric) if OmegaConf.is_list(metric) or isinstance(metric, list) else [metric]
@@ -216,7 +213,7 @@ def config_problems(cfg: Any) -> List[str]:
             problems.append(f"pretrained={cfg.pretrained!r} is a directory; allowed: a state_dict or checkpoint file")
         elif not path.is_file():
             problems.append(f"pretrained={cfg.pretrained!r}: no such file; allowed: a state_dict or checkpoint file")
-    if _select(cfg, "pruner.method") not in (None, "none"):
+    if _select(cfg, "pruner.method") not in (None, NONE):
         problems.extend(_pruner_problems(cfg))
     return problems
 
@@ -226,14 +223,14 @@ def _sensitivity_problems(cfg: Any, bad) -> List[str]:
     problems: List[str] = []
     settings = cfg.sensitivity
     levels = list(settings.levels)
-    if not levels or not all(_is_number(v) and 0.0 < v < 1.0 for v in levels):
+    if not levels or not all(is_number(v) and 0.0 < v < 1.0 for v in levels):
         bad("sensitivity.levels", "a non-empty list of numbers in (0, 1), such as [0.1, 0.5, 0.9]")
     if settings.workers < 1:
         bad("sensitivity.workers", "an integer >= 1")
     if settings.budget_kind not in BUDGET_KINDS:
         bad("sensitivity.budget_kind", " | ".join(BUDGET_KINDS))
     budget = settings.budget
-    if budget is not None and not (_is_number(budget) and 0.0 < budget < 1.0):
+    if budget is not None and not (is_number(budget) and 0.0 < budget < 1.0):
         bad("sensitivity.budget", "null or a number in (0, 1) (a share, or a top-1 drop such as 0.02)")
     if not settings.name or not all(c.isalnum() or c in "_-" for c in settings.name):
         bad("sensitivity.name", "a name of letters, digits, '_' and '-'")
@@ -243,7 +240,7 @@ def _sensitivity_problems(cfg: Any, bad) -> List[str]:
             f"task=sensitivity needs a ranking pruner (the one that prunes each layer); got pruner.method={method}; "
             "allowed: pruner=level or pruner=agp (with pruner.structure=fine|filter|channel)"
         )
-    if _select(cfg, "pruner.scope") == "global":
+    if _select(cfg, "pruner.scope") == GLOBAL:
         problems.append("task=sensitivity prunes one layer at a time; pruner.scope=global does not apply; allowed: layer")
     if _select(cfg, "pruner.structure") == "nm":
         problems.append("task=sensitivity prunes each layer to levels; pruner.structure=nm has one level, (m - n) / m; "
@@ -272,18 +269,18 @@ def _optimizer_problems(cfg: Any, bad) -> List[str]:
     """Ranges of the arguments that torch's optimizers share, whatever the ``_target_``."""
     problems = []
     lr = _select(cfg, "optimizer.lr")
-    if lr is not None and not (_is_number(lr) and lr > 0):
+    if lr is not None and not (is_number(lr) and lr > 0):
         bad("optimizer.lr", "a finite number > 0")
     weight_decay = _select(cfg, "optimizer.weight_decay")
-    if weight_decay is not None and not (_is_number(weight_decay) and weight_decay >= 0):
+    if weight_decay is not None and not (is_number(weight_decay) and weight_decay >= 0):
         bad("optimizer.weight_decay", "a finite number >= 0")
     momentum = _select(cfg, "optimizer.momentum")
-    if momentum is not None and not (_is_number(momentum) and 0 <= momentum < 1):
+    if momentum is not None and not (is_number(momentum) and 0 <= momentum < 1):
         bad("optimizer.momentum", "a number in [0, 1)")
     if _select(cfg, "optimizer.nesterov") is True and not (momentum or 0) > 0:
         problems.append(f"optimizer.nesterov=true needs optimizer.momentum > 0; got optimizer.momentum={momentum}")
     betas = _select(cfg, "optimizer.betas")
-    if betas is not None and not (len(betas) == 2 and all(_is_number(b) and 0 <= b < 1 for b in betas)):
+    if betas is not None and not (len(betas) == 2 and all(is_number(b) and 0 <= b < 1 for b in betas)):
         bad("optimizer.betas", "two numbers in [0, 1), such as [0.9, 0.999]")
     return problems
 
@@ -294,7 +291,7 @@ def _lr_scheduler_problems(cfg: Any, bad) -> List[str]:
     if step_size is not None and not (isinstance(step_size, int) and step_size >= 1):
         bad("lr_scheduler.step_size", "an integer >= 1 (epochs between decays)")
     gamma = _select(cfg, "lr_scheduler.gamma")
-    if gamma is not None and not (_is_number(gamma) and 0 < gamma <= 1):
+    if gamma is not None and not (is_number(gamma) and 0 < gamma <= 1):
         bad("lr_scheduler.gamma", "a number in (0, 1] (the factor the lr is multiplied by)")
     milestones = _select(cfg, "lr_scheduler.milestones")
     if milestones is not None and (
@@ -302,71 +299,32 @@ def _lr_scheduler_problems(cfg: Any, bad) -> List[str]:
     ):
         bad("lr_scheduler.milestones", "increasing epoch numbers >= 1, such as [10, 15]")
     eta_min = _select(cfg, "lr_scheduler.eta_min")
-    if eta_min is not None and not (_is_number(eta_min) and eta_min >= 0):
+    if eta_min is not None and not (is_number(eta_min) and eta_min >= 0):
         bad("lr_scheduler.eta_min", "a finite number >= 0")
     return problems
 
 
 def _pruner_problems(cfg: Any) -> List[str]:
-    pruner, schedule = cfg.pruner, cfg.schedule
-    method = pruner.get("method")
-    problems: List[str] = []
-    if method not in METHODS:
-        return [f"pruner.method={method!r} is invalid; allowed: {' | '.join(METHODS)}"]
-    structure = pruner.get("structure", "fine")
-    if structure not in STRUCTURES:
-        problems.append(f"pruner.structure={structure!r} is invalid; allowed: {' | '.join(STRUCTURES)}")
-    for key in ("initial_sparsity", "final_sparsity"):
-        value = pruner.get(key)
-        if value is not None and not (_is_number(value) and 0.0 <= value < 1.0):
-            problems.append(f"pruner.{key}={value} is outside [0, 1)")
-    initial, final = pruner.get("initial_sparsity", 0.0), pruner.get("final_sparsity")
-    if method == "agp" and _is_number(initial) and _is_number(final) and initial > final:
-        problems.append(
-            f"pruner.initial_sparsity={initial} is above pruner.final_sparsity={final}; allowed: initial <= final"
-        )
-    for pattern, level in (pruner.get("levels") or {}).items():
-        if not (_is_number(level) and 0.0 <= level < 1.0):
-            problems.append(f"pruner.levels[{pattern!r}]={level} is outside [0, 1)")
-    threshold = pruner.get("threshold")
-    if method == "magnitude" and not (_is_number(threshold) and threshold >= 0):
-        problems.append(f"pruner.threshold={threshold} is invalid; allowed: a number >= 0")
-    sensitivity = pruner.get("sensitivity")
-    if method == "sensitivity" and not (_is_number(sensitivity) and sensitivity >= 0):
-        problems.append(f"pruner.sensitivity={sensitivity} is invalid; allowed: a number >= 0")
-    if method not in RANKING_METHODS and structure != "fine":
-        problems.append(f"pruner.structure={structure} does not apply to pruner.method={method}; allowed: fine")
-    problems.extend(_schedule_problems(cfg, method))
-    return problems
+    """The pruner's rules (:mod:`framework.pruning.spec`) on the pruner node and the schedule; the
+    window is checked here, where ``epochs`` is known."""
+    # the criterion is a component of its own, checked against its target's signature
+    arguments = {key: value for key, value in cfg.pruner.items() if key in DEFAULTS and key != "criterion"}
+    arguments["step_frequency"] = cfg.schedule.step_frequency
+    problems = pruner_problems(arguments, with_schedule=False)
+    if method_problem(arguments.get("method")):
+        return problems
+    return problems + _schedule_problems(cfg)
 
 
-def _schedule_problems(cfg: Any, method: str) -> List[str]:
+def _schedule_problems(cfg: Any) -> List[str]:
     schedule = cfg.schedule
-    problems: List[str] = []
-    if schedule.frequency < 1:
-        problems.append(f"schedule.frequency={schedule.frequency} is invalid; allowed: an integer >= 1")
-    if schedule.step_frequency is not None and schedule.step_frequency < 1:
-        problems.append(
-            f"schedule.step_frequency={schedule.step_frequency} is invalid; allowed: null or an integer >= 1"
-        )
-    if schedule.step_frequency is not None and method != "agp":
-        problems.append(
-            f"schedule.step_frequency={schedule.step_frequency} applies to pruner.method=agp only, not {method}; "
-            "allowed: null"
-        )
-    if schedule.starting_epoch < 0:
-        problems.append(f"schedule.starting_epoch={schedule.starting_epoch} is invalid; allowed: >= 0")
     starting, ending = pruning_window(schedule, cfg.epochs)
     # Say where an ending epoch the user did not write came from.
-    shown = f"{ending} (null: epochs // 2)" if schedule.ending_epoch is None else str(ending)
-    if ending <= starting:
+    note = " (null: epochs // 2)" if schedule.ending_epoch is None else ""
+    problems = schedule_problems(starting, ending, schedule.frequency, ending_note=note)
+    if not problems and ending > cfg.epochs:
         problems.append(
-            f"schedule.ending_epoch={shown} is not after schedule.starting_epoch={starting}; "
-            "allowed: ending_epoch > starting_epoch"
-        )
-    elif ending > cfg.epochs:
-        problems.append(
-            f"schedule.ending_epoch={shown} is after epochs={cfg.epochs}, so the final sparsity would never "
+            f"schedule.ending_epoch={ending}{note} is after epochs={cfg.epochs}, so the final sparsity would never "
             "be reached; allowed: ending_epoch <= epochs (or null for the first half of training)"
         )
     return problems

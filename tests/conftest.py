@@ -50,7 +50,7 @@ def tracking_overrides(shared_store, request) -> List[str]:
 @pytest.fixture
 def run_experiment(compose_config, tmp_path):
     """Compose ``overrides`` and run them in-process with a run dir under ``tmp_path``."""
-    from framework.experiment import RunContext, run
+    from framework.runner import RunContext, run
 
     def _run(overrides: Sequence[str], run_dir: Path | None = None):
         cfg = compose_config(list(overrides))

@@ -34,11 +34,12 @@ def run_cli(args: Sequence[str], cwd: Path = ROOT, timeout: float = 300, env=Non
     )
 
 
-def cli_dirs(tmp_path: Path, store: Path | None = None) -> List[str]:
-    """Keep a subprocess run's Hydra dirs and MLflow store inside ``tmp_path`` (or ``store``)."""
+def cli_dirs(tmp_path: Path, store: Path | None = None, mlflow: bool = True) -> List[str]:
+    """Keep a subprocess run's Hydra dirs and MLflow store inside ``tmp_path`` (or ``store``);
+    ``mlflow=False`` for a run with another tracking option (tracking=none has no store keys)."""
     return [
         f"hydra.run.dir={tmp_path}/run",
         f"hydra.sweep.dir={tmp_path}/multirun",
-        *store_overrides(store or tmp_path),
+        *(store_overrides(store or tmp_path) if mlflow else []),
         "progress=false",
     ]

@@ -69,6 +69,30 @@ class MaxAbs(Criterion):
         return groups.abs().amax(dim=1)
 '''
 
+MY_TRACKER = '''
+import csv
+
+from framework.training import Hook
+
+
+class CsvLogger(Hook):
+    """One line per (epoch, metric) in <run dir>/<filename>; the runner passes ``run``."""
+
+    def __init__(self, run, filename: str = "metrics.csv"):
+        self.path = run.run_dir / filename
+        self.model = run.params["model"]["_target_"]
+
+    def before_run(self, trainer):
+        with self.path.open("w", newline="") as file:
+            csv.writer(file).writerow(["model", "epoch", "metric", "value"])
+
+    def after_epoch(self, trainer):
+        with self.path.open("a", newline="") as file:
+            writer = csv.writer(file)
+            for name, value in trainer.epoch_metrics.items():
+                writer.writerow([self.model, trainer.epoch, name, repr(float(value))])
+'''
+
 
 @pytest.fixture
 def my_project(tmp_path) -> Path:
@@ -80,6 +104,9 @@ def my_project(tmp_path) -> Path:
     (project / "my_criterion.py").write_text(textwrap.dedent(MY_CRITERION))
     (project / "conf" / "model" / "my_net.yaml").write_text("_target_: my_net.MyNet\nwidth: 8\n")
     (project / "conf" / "dataset" / "stripes.yaml").write_text("_target_: my_data.Stripes\nsize: 6\ncount: 64\n")
+    (project / "my_tracker.py").write_text(textwrap.dedent(MY_TRACKER))
+    (project / "conf" / "tracking").mkdir(parents=True)
+    (project / "conf" / "tracking" / "csv.yaml").write_text("_target_: my_tracker.CsvLogger\nfilename: epochs.csv\n")
     return project
 
 
@@ -119,7 +146,7 @@ def test_own_model_dataset_optimizer_and_criterion_from_a_folder_outside_the_rep
 
 
 def test_own_target_by_override_and_its_mistakes_are_one_line(my_project, tmp_path):
-    base = ["--config-dir", "my_project/conf", "dataset=stripes", "tracking=none", *cli_dirs(tmp_path)]
+    base = ["--config-dir", "my_project/conf", "dataset=stripes", "tracking=none", *cli_dirs(tmp_path, mlflow=False)]
     unknown = run_cli([*base, "model._target_=my_net.MyNet", "+model.widht=2"], cwd=tmp_path)
     assert unknown.returncode == 2
     lines = unknown.stderr.strip().splitlines()
@@ -132,3 +159,32 @@ def test_own_target_by_override_and_its_mistakes_are_one_line(my_project, tmp_pa
     assert wrong.returncode == 2
     assert "error: optimizer.momentum is not an argument of torch.optim.RAdam; accepted: lr, betas, eps" in wrong.stderr
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # refused before any training
+
+
+def test_own_tracker_from_a_folder_outside_the_repo_logs_every_epoch(my_project, tmp_path):
+    import csv
+    import subprocess
+    import sys
+
+    from framework.tracking.metrics_file import read_metrics
+    from support import ROOT
+
+    result = run_cli(["--config-dir", "my_project/conf", "model=my_net", "dataset=stripes", "tracking=csv",
+                      "epochs=2", f"hydra.run.dir={tmp_path}/run", "progress=false"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with (tmp_path / "run" / "epochs.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    logged = {(int(r["epoch"]), r["metric"]): float(r["value"]) for r in rows}
+    expected = {(e["epoch"], k): float(v) for e in read_metrics(tmp_path / "run" / "metrics.jsonl")
+                for k, v in e.items() if k != "epoch"}
+    assert {epoch for epoch, _ in logged} == {0, 1} and {"val/top1", "train/loss"} <= {m for _, m in logged}
+    assert logged == expected and len(expected) > 10
+    assert {r["model"] for r in rows} == {"my_net.MyNet"}  # the run's params reach the tracker
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "run" / "mlflow_run_id").exists()
+
+    # recovery replays into MLflow: a run tracked by another tracker is refused in one line
+    recover = subprocess.run([sys.executable, "-m", "framework.tracking.recover", str(tmp_path / "run")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert recover.returncode == 2
+    assert recover.stderr.strip().splitlines() == [recover.stderr.strip()]
+    assert "tracking._target_=my_tracker.CsvLogger" in recover.stderr and "--uri" in recover.stderr

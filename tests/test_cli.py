@@ -59,7 +59,9 @@ def test_unknown_key_fails_at_compose_with_hydras_short_message(tmp_path):
         (["pruner=agp", "pruner.final_sparsity=1.0"], ["pruner.final_sparsity=1.0 is outside [0, 1)"]),
         (["pruner=agp", "epochs=5", "schedule.ending_epoch=10"], ["schedule.ending_epoch=10 is after epochs=5"]),
         (["optimizer.lr=-0.1"], ["optimizer.lr=-0.1"]),
-        (["pruner=sensitivity", "pruner.sensitivity=-1"], ["pruner.sensitivity=-1"]),
+        (["pruner=std_threshold", "pruner.std_multiplier=-1"], ["pruner.std_multiplier=-1"]),
+        (["pruner=sensitivity"], ["pruner=sensitivity was renamed; use pruner=std_threshold (pruner.method=std_threshold"]),
+        (["pruner=agp", "pruner.method=sensitivity"], ["pruner.method=sensitivity was renamed; use pruner=std_threshold"]),
         (["pruner=level", "+pruner.levels={block9.*: 0.5}"], ["block9.*"]),
     ],
 )

@@ -29,3 +29,15 @@ def test_help_shows_overrides_and_a_users_config_dir(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "my_net" in result.stdout.split("== Config")[0]  # listed as an option of model
     assert "_target_: my_net.MyNet" in result.stdout and "method: agp" in result.stdout
+
+
+def test_a_renamed_option_is_named_with_its_new_spelling_unless_a_config_dir_still_has_it(tmp_path):
+    from framework.cli_help import renamed_option_problem
+
+    advice = "pruner=sensitivity was renamed; use pruner=std_threshold (pruner.method=std_threshold, pruner.std_multiplier=...)"
+    assert renamed_option_problem(CONF, ["pruner=sensitivity"]) == advice
+    assert renamed_option_problem(CONF, ["-m", "pruner=agp,sensitivity", "epochs=2"]) == advice
+    assert renamed_option_problem(CONF, ["pruner=std_threshold", "task=sensitivity"]) is None
+    (tmp_path / "pruner").mkdir()
+    (tmp_path / "pruner" / "sensitivity.yaml").write_text("_target_: my_pruner.build\n")
+    assert renamed_option_problem(CONF, ["--config-dir", str(tmp_path), "pruner=sensitivity"]) is None

@@ -65,7 +65,14 @@ def test_every_optimizer_and_scheduler_option_builds_and_steps(compose_config, o
 
 
 def ranks_with_a_criterion(pruner: str) -> bool:
-    return "criterion" in (CONF / "pruner" / f"{pruner}.yaml").read_text()
+    """Whether the option has a criterion: its own defaults list names one, or the option it builds
+    on (a sibling named in that list) has one."""
+    defaults = OmegaConf.to_container(OmegaConf.load(CONF / "pruner" / f"{pruner}.yaml")).get("defaults", [])
+    return any(
+        (isinstance(entry, dict) and "criterion" in entry)
+        or (isinstance(entry, str) and (CONF / "pruner" / f"{entry}.yaml").exists() and ranks_with_a_criterion(entry))
+        for entry in defaults
+    )
 
 
 PRUNER_CASES = [

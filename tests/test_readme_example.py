@@ -1,20 +1,35 @@
-"""The README's library example runs as written and does what its comments say."""
+"""The README's library example runs as written and does what its comments say; every other
+block marked ``<!-- library-example -->`` in docs/*.md runs too."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pytest
 import torch
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+EXAMPLE = re.compile(r"<!-- library-example[^>]*-->\s*```python\n(.*?)```", re.S)
 
 
 def library_example() -> str:
-    text = README.read_text()
-    match = re.search(r"<!-- library-example[^>]*-->\s*```python\n(.*?)```", text, re.S)
+    match = EXAMPLE.search(README.read_text())
     assert match, "README lost its library example"
     return match.group(1)
+
+
+DOCS_EXAMPLES = [
+    pytest.param(page, block, id=f"{page.name}#{number}")
+    for page in sorted((ROOT / "docs").glob("*.md"))
+    for number, block in enumerate(EXAMPLE.findall(page.read_text()))
+]
+
+
+@pytest.mark.parametrize("page, block", DOCS_EXAMPLES)
+def test_docs_library_examples_run(page, block):
+    exec(compile(block, str(page), "exec"), {})
 
 
 def test_readme_library_example_runs_and_prunes_half_the_filters():

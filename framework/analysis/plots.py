@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from framework.analysis.sparsity import SparsityRow
+from framework.pruning.spec import CHANNEL, FILTER, FINE
 
 
 def plot_layer_sparsity(
@@ -22,8 +23,8 @@ def plot_layer_sparsity(
     from matplotlib.figure import Figure
 
     layers = [row for row in rows if row.shape]
-    series = {"fine": [row.fine_pct for row in layers]}
-    for label, attribute in (("filter", "filter_pct"), ("channel", "channel_pct")):
+    series = {FINE: [row.fine_pct for row in layers]}
+    for label, attribute in ((FILTER, "filter_pct"), (CHANNEL, "channel_pct")):
         values = [getattr(row, attribute) for row in layers]
         if any(v for v in values):
             series[label] = [v or 0.0 for v in values]

@@ -17,7 +17,6 @@ Plain torch (and matplotlib for the plot); no Hydra, no MLflow.
 from __future__ import annotations
 
 import csv
-import math
 import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -30,6 +29,7 @@ import torch
 from torch import nn
 
 from framework.errors import SecateursError
+from framework.pruning.spec import AGP
 from framework.training.metrics import EpochAverages
 
 DENSE = "(dense)"
@@ -427,7 +427,7 @@ def derive_levels(rows: Sequence[Row], units: Sequence[Unit], budget_kind: str, 
 def derived_config(pruner_node: Mapping, derived: Derived) -> dict:
     """The pruner node that trains to the derived levels (AGP, every other key as analysed)."""
     node = dict(pruner_node)
-    node["method"] = "agp"
+    node["method"] = AGP
     node["initial_sparsity"] = 0.0
     node["final_sparsity"] = 0.0  # a layer without a level is not pruned
     node["levels"] = {name: float(level) for name, level in derived.weight_levels.items()}

@@ -26,6 +26,7 @@ from torch import nn
 from framework.analysis.tables import markdown_table, write_csv_table
 from framework.errors import PruningError
 from framework.pruning.selection import name_variants, owners
+from framework.pruning.spec import CHANNEL, FILTER, STRUCTURED
 from framework.pruning.structures import is_structurable, to_groups
 
 TOTAL_LABEL = "total (pruned weights)"
@@ -84,10 +85,10 @@ def sparsity_table(
         weight = params[name].detach()
         structured = {}
         if is_structurable(*owner[name]) and weight.dim() >= 2:
-            for structure in ("filter", "channel"):
+            for structure in STRUCTURED:
                 zero, count = _zero_group_counts(weight, structure, owner[name][0])
                 structured[structure] = _pct(zero, count)
-                bucket = totals["filters" if structure == "filter" else "channels"]
+                bucket = totals["filters" if structure == FILTER else "channels"]
                 bucket[0] += zero
                 bucket[1] += count
         values = weight.float().reshape(-1)
@@ -100,8 +101,8 @@ def sparsity_table(
                 nnz_dense=values.numel(),
                 nnz_sparse=nnz,
                 fine_pct=_pct(values.numel() - nnz, values.numel()) or 0.0,
-                filter_pct=structured.get("filter"),
-                channel_pct=structured.get("channel"),
+                filter_pct=structured.get(FILTER),
+                channel_pct=structured.get(CHANNEL),
                 std=float(values.std(correction=0)) if values.numel() else 0.0,
                 mean_abs=float(values.abs().mean()) if values.numel() else 0.0,
             )

@@ -3,6 +3,7 @@
 Variants (``VARIANTS``), from the model as trained to what a user deploys:
 
 * ``dense_fp32``: the model before thinning (masked but dense-shaped in a pruned run), eager;
+  in a run that thinned, measured when it thinned (``dense_measured``: the model is gone since);
 * ``thinned_fp32``: the thinned model, eager (only when the run thinned);
 * ``fused_fp32``: the final model in its eager inference form (BatchNorm fused, channels-last
   when that is faster at batch 1: :func:`framework.deploy.fuse.inference_layout`);
@@ -69,6 +70,7 @@ def build_deployable(
     val_batches: Iterable[Batch],
     calibration_batches: Iterable[torch.Tensor] = (),
     dense_model: Optional[nn.Module] = None,
+    dense_measured: Optional[Dict[str, float]] = None,
     quantize: str = "none",
     loader_batch: int = 64,
     threads: int | None = 1,
@@ -78,7 +80,8 @@ def build_deployable(
     """Fuse, export (and quantize) ``final_model``, then measure every variant.
 
     ``dense_model``: the model before thinning, when the run thinned (``None``: ``final_model`` is
-    the dense model). ``val_batches``: preprocessed ``(inputs, targets)`` batches (iterated once per
+    the dense model); or ``dense_measured``, its ``val_top1``, ``bytes``, ``ms_b1`` and
+    ``ms_batch`` measured earlier (then ``final_model`` is the thinned one). ``val_batches``: preprocessed ``(inputs, targets)`` batches (iterated once per
     variant); ``calibration_batches``: preprocessed inputs, used only with ``quantize="int8"``.
     Models are copied to the CPU; the caller's are left as they were.
     """
@@ -114,6 +117,8 @@ def build_deployable(
     if dense_model is not None:
         eager["dense_fp32"] = copy.deepcopy(dense_model).cpu().eval()
         eager["thinned_fp32"] = final
+    elif dense_measured is not None:
+        eager["thinned_fp32"] = final
     else:
         eager["dense_fp32"] = final
     with cost.torch_threads(threads):
@@ -133,6 +138,12 @@ def build_deployable(
 
     rows = []
     for name in VARIANTS:
+        if name == "dense_fp32" and name not in predictors and dense_measured is not None:
+            row = {"variant": name, "runtime": "torch eager (when thinned)", "val_top1": dense_measured["val_top1"],
+                   "bytes": int(dense_measured["bytes"]), "ms_b1": dense_measured["ms_b1"],
+                   "ms_batch": dense_measured["ms_batch"], "batch": loader_batch}
+            rows.append(row)
+            continue
         if name not in predictors:
             continue
         row = {
@@ -145,15 +156,24 @@ def build_deployable(
             "batch": loader_batch,
         }
         rows.append(row)
-        metrics[f"deploy/{name}/val_top1"] = row["val_top1"]
-        metrics[f"deploy/{name}/bytes"] = float(row["bytes"])
-        metrics[f"deploy/{name}/ms_b1"] = row["ms_b1"]
-        metrics[f"deploy/{name}/ms_b{loader_batch}"] = row["ms_batch"]
+    for row in rows:
+        metrics.update(row_metrics(row, loader_batch))
     if int8_path is not None:
         metrics["deploy/int8_top1_drop"] = top1["fused_onnx_fp32"] - top1["int8_onnx"]
     table = write_csv_table(COLUMNS, ([row[c] for c in COLUMNS] for row in rows), out_dir / TABLE)
     files.append(table)
     return DeployResult(metrics, rows, onnx_path, int8_path, files)
+
+
+def row_metrics(row: dict, loader_batch: int) -> Dict[str, float]:
+    """One variant's ``deploy/<what>/<variant>`` metrics (the ``thin/...`` naming: ``_ms_`` marks a time)."""
+    name = row["variant"]
+    return {
+        f"deploy/val_top1/{name}": float(row["val_top1"]),
+        f"deploy/bytes/{name}": float(row["bytes"]),
+        f"deploy/latency_ms_b1/{name}": float(row["ms_b1"]),
+        f"deploy/latency_ms_b{loader_batch}/{name}": float(row["ms_batch"]),
+    }
 
 
 def variants_markdown(rows: Sequence[dict]) -> str:

@@ -21,10 +21,11 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from framework.errors import CheckpointError
+from framework.pruning.fx import WRAPPER_PREFIXES
+from framework.pruning.thinning import apply_recipe, thinning_recipe
 from framework.serialization import load_weights_only
 
 KEY = "pretrained"
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 # How many offending keys a message lists before summarising the rest.
 SHOWN_KEYS = 5
 # torch.save writes a zip archive; its legacy format (and plain pickles) start with PROTO 0x80.
@@ -82,8 +83,6 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     content = read_file(Path(path))
     recipe = thinning_recipe(content)
     if recipe is not None:
-        from framework.pruning.thinning import apply_recipe
-
         apply_recipe(model, recipe)
     state = extract_state_dict(content, Path(path))
     state = strip_wrapper_prefixes(state)
@@ -97,16 +96,6 @@ def read_file(path: Path) -> object:
     return load_weights_only(
         path, f"pretrained file {KEY}={path}", advice="expected a state_dict or checkpoint saved with torch.save"
     )
-
-
-def thinning_recipe(content: object) -> Mapping | None:
-    """The recipe of a thinned model file or of a checkpoint written after thinning, else None."""
-    if not isinstance(content, Mapping):
-        return None
-    if isinstance(content.get("recipe"), Mapping) and isinstance(content.get("state_dict"), Mapping):
-        return content["recipe"]
-    thinning = (content.get("hooks") or {}).get("thinning") if isinstance(content.get("hooks"), Mapping) else None
-    return thinning.get("recipe") if isinstance(thinning, Mapping) else None
 
 
 def extract_state_dict(content: object, path: Path) -> dict[str, Tensor]:

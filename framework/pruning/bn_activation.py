@@ -35,7 +35,9 @@ import math
 import torch
 from torch import nn
 
-from framework.pruning.bn_fold import _TRANSPOSED, _scale_transposed, _strip, _trace, find_fold_pairs
+from framework.pruning.bn_fold import find_fold_pairs, scale_transposed
+from framework.pruning.fx import TRANSPOSED_CONVS, strip_data_parallel_prefix, trace, unwrap
+from framework.pruning.spec import FILTER
 
 _RELU_FUNCTIONS = (torch.relu, torch.nn.functional.relu, torch.relu_)
 
@@ -50,7 +52,7 @@ def _is_relu(node, modules: dict) -> bool:
 
 def bns_followed_by_relu(model: nn.Module, bn_names) -> set[str]:
     """The BatchNorms among ``bn_names`` whose only user in the fx graph is a ReLU."""
-    graph = _trace(model, needed_by="fold_batchnorm=activation").graph
+    graph = trace(model, needed_by="fold_batchnorm=activation").graph
     modules = dict(model.named_modules())
     wanted = set(bn_names)
     found = set()
@@ -104,27 +106,27 @@ class ActivationRanking:
         self.structure = structure
         self.pairs = find_fold_pairs(model)
         modules = dict(model.named_modules())
-        inner = model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
-        relu_bns = bns_followed_by_relu(inner, [_strip(p.bn_name) for p in self.pairs])
+        strip = strip_data_parallel_prefix
+        relu_bns = bns_followed_by_relu(unwrap(model)[0], [strip(p.bn_name) for p in self.pairs])
         self._by_name = {
-            _strip(p.weight_name): (modules[p.layer_name], modules[p.bn_name], _strip(p.bn_name) in relu_bns)
+            strip(p.weight_name): (modules[p.layer_name], modules[p.bn_name], strip(p.bn_name) in relu_bns)
             for p in self.pairs
         }
         self.relu_after = {name for name, (_, _, relu) in self._by_name.items() if relu}
 
     def view(self, param_name: str, weight: torch.Tensor) -> torch.Tensor:
-        hit = self._by_name.get(_strip(param_name))
+        hit = self._by_name.get(strip_data_parallel_prefix(param_name))
         if hit is None:
             return weight.detach()
         layer, bn, relu = hit
         with torch.no_grad():
             mean, std, gain = bn_output_moments(bn)
-            if self.structure == "filter" and not isinstance(layer, _TRANSPOSED):
+            if self.structure == FILTER and not isinstance(layer, TRANSPOSED_CONVS):
                 rms = relu_rms(mean, std) if relu else (mean * mean + std * std).sqrt()
                 rms = rms.to(device=weight.device, dtype=weight.dtype)
                 return rms.reshape([-1] + [1] * (weight.dim() - 1)).expand(weight.shape).clone()
             scale = gain * active_probability(mean, std).sqrt() if relu else gain
             scale = scale.to(device=weight.device, dtype=weight.dtype)
-            if isinstance(layer, _TRANSPOSED):
-                return _scale_transposed(weight.detach(), scale, layer.groups)
+            if isinstance(layer, TRANSPOSED_CONVS):
+                return scale_transposed(weight.detach(), scale, layer.groups)
             return weight.detach() * scale.reshape([-1] + [1] * (weight.dim() - 1))

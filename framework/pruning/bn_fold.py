@@ -10,7 +10,7 @@ which is the same as a single layer with
     b_fold[o] = (b_o - μ_o) · γ_o / √(σ²_o + ε) + β_o
 
 (``γ``/``β`` are the BN weight/bias, ``μ``/``σ²`` its running mean/variance). With
-``fold_batchnorm=true`` every pruner ranks ``W_fold`` instead of ``W``, so a filter whose BN scales
+``fold_batchnorm=true`` the pruner ranks ``W_fold`` instead of ``W``, so a filter whose BN scales
 it towards zero ranks as small even though its raw weights are large. Masks are still applied to
 the real weights ``W``; the folded copy is only looked at.
 
@@ -33,19 +33,18 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.fx
 from torch import nn
 
 from framework.errors import PruningError
-
-# Layers whose weight dim 0 is the output channel the BN scales.
-_OUT_FIRST = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-# Layers whose weight is [in, out/groups, k...]; output channels are spread over groups.
-_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
-
-_PREFIX = "module."  # added by DataParallel / DistributedDataParallel
-_WRAPPERS = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+from framework.pruning.fx import (
+    BATCHNORMS,
+    DATA_PARALLEL_PREFIX,
+    DATA_PARALLEL_WRAPPERS,
+    OUT_FIRST_LAYERS,
+    TRANSPOSED_CONVS,
+    strip_data_parallel_prefix,
+    trace,
+)
 
 
 @dataclass(frozen=True)
@@ -57,31 +56,13 @@ class FoldPair:
     bn_name: str
 
 
-def _trace(
-    model: nn.Module, needed_by: str = "fold_batchnorm=true", advice: str = "set fold_batchnorm=false"
-) -> torch.fx.GraphModule:
-    """Trace ``model`` with torch.fx, turning any failure into a one-line PruningError that says
-    what ``needed_by`` the trace and ends with ``advice``."""
-    try:
-        return torch.fx.symbolic_trace(model)
-    except Exception as exc:  # fx raises many types (TraceError, TypeError, ...); all mean the same
-        lines = str(exc).strip().splitlines()
-        reason = lines[0] if lines else type(exc).__name__
-        if len(reason) > 160:
-            reason = reason[:157] + "..."
-        raise PruningError(
-            f"{needed_by} needs a traceable model: torch.fx could not trace "
-            f"{type(model).__name__} ({reason}); {advice}"
-        ) from exc
-
-
 def _out_channels(layer: nn.Module) -> int:
     return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
 
 
 def _foldable_bn(layer: nn.Module, bn: nn.Module) -> bool:
     """Whether ``bn`` has running statistics that match ``layer``'s output channels."""
-    if not isinstance(bn, _BATCHNORMS) or bn.running_var is None:
+    if not isinstance(bn, BATCHNORMS) or bn.running_var is None:
         # Without running statistics (track_running_stats=False) there is nothing fixed to fold.
         return False
     return bn.num_features == _out_channels(layer)
@@ -97,13 +78,13 @@ def find_fold_pairs(model: nn.Module) -> list[FoldPair]:
 
     Raises PruningError if the model cannot be traced by ``torch.fx.symbolic_trace``.
     """
-    if isinstance(model, _WRAPPERS):
+    if isinstance(model, DATA_PARALLEL_WRAPPERS):
         # The wrappers' forward (scatter/gather) is not traceable; the wrapped model is.
         return [
-            FoldPair(*(_PREFIX + name for name in (p.weight_name, p.layer_name, p.bn_name)))
+            FoldPair(*(DATA_PARALLEL_PREFIX + name for name in (p.weight_name, p.layer_name, p.bn_name)))
             for p in find_fold_pairs(model.module)
         ]
-    graph = _trace(model).graph
+    graph = trace(model).graph
     modules = dict(model.named_modules())
     calls = Counter(n.target for n in graph.nodes if n.op == "call_module")
     # A Parameter reachable from two modules (tied weights) serves two layers; skip those too.
@@ -116,7 +97,7 @@ def find_fold_pairs(model: nn.Module) -> list[FoldPair]:
         if node.op != "call_module" or calls[node.target] != 1:
             continue  # shared layers see two inputs; only one of them would be followed by the BN
         layer = modules.get(node.target)
-        if not isinstance(layer, _OUT_FIRST + _TRANSPOSED):
+        if not isinstance(layer, OUT_FIRST_LAYERS + TRANSPOSED_CONVS):
             continue
         if param_uses[id(layer.weight)] != 1 or f"{node.target}.weight" in attrs:
             continue
@@ -139,14 +120,8 @@ def pairs_report(pairs: list[FoldPair]) -> list[dict[str, str]]:
     return [asdict(p) for p in pairs]
 
 
-def _strip(name: str) -> str:
-    while name.startswith(_PREFIX):
-        name = name[len(_PREFIX):]
-    return name
-
-
 class FoldedRanking:
-    """Gives pruners the BN-folded view of weights; traces ``model`` once on construction."""
+    """Gives the engine the BN-folded view of weights; traces ``model`` once on construction."""
 
     def __init__(self, model: nn.Module):
         self.pairs = find_fold_pairs(model)
@@ -155,18 +130,18 @@ class FoldedRanking:
         self._by_name = {
             p.weight_name: (modules[p.layer_name], modules[p.bn_name]) for p in self.pairs
         }
-        self._by_stripped = {_strip(n): v for n, v in self._by_name.items()}
+        self._by_stripped = {strip_data_parallel_prefix(n): v for n, v in self._by_name.items()}
 
     def _lookup(self, param_name: str):
         hit = self._by_name.get(param_name)
-        return hit if hit is not None else self._by_stripped.get(_strip(param_name))
+        return hit if hit is not None else self._by_stripped.get(strip_data_parallel_prefix(param_name))
 
     def is_folded(self, param_name: str) -> bool:
         """Whether ``param_name`` (with or without a leading ``module.``) is ranked folded."""
         return self._lookup(param_name) is not None
 
     def view(self, param_name: str, weight: torch.Tensor) -> torch.Tensor:
-        """Return what a pruner should rank for ``weight``: folded if its layer has a BN.
+        """Return what the pruner should rank for ``weight``: folded if its layer has a BN.
 
         The result is detached. For a layer without a BN it is ``weight.detach()``, which shares
         storage with ``weight``: rank it, do not modify it in place.
@@ -186,12 +161,12 @@ class FoldedRanking:
             if bn.weight is not None:  # affine=False means γ = 1
                 scale = bn.weight * scale
             scale = scale.to(device=weight.device, dtype=weight.dtype)
-            if isinstance(layer, _TRANSPOSED):
-                return _scale_transposed(weight, scale, layer.groups)
+            if isinstance(layer, TRANSPOSED_CONVS):
+                return scale_transposed(weight, scale, layer.groups)
             return weight * scale.reshape([-1] + [1] * (weight.dim() - 1))
 
 
-def _scale_transposed(w: torch.Tensor, scale: torch.Tensor, groups: int) -> torch.Tensor:
+def scale_transposed(w: torch.Tensor, scale: torch.Tensor, groups: int) -> torch.Tensor:
     """Scale a ConvTranspose weight [I, O/g, k...] by a per-output-channel ``scale`` of size O.
 
     Output channel ``o`` is column ``o % (O/g)`` of the input rows of group ``o // (O/g)``, so the

@@ -48,45 +48,12 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.dependency import IN, NORM, OUT, CoupledChannel, DependencyGraph
+from framework.pruning.dependency import IN, NORM, OUT, ROLE_STRUCTURE, CoupledChannel, DependencyGraph
 from framework.pruning.engine import PruningEngine
 from framework.pruning.masks import MaskStore
-from framework.pruning.pruners import keep_all_but_lowest_k, round_half_up
+from framework.pruning.rules import keep_all_but_lowest_k, round_half_up
+from framework.pruning.spec import COUPLED, DEFAULTS, FILTER
 from framework.pruning.structures import expand_group_mask, to_groups
-
-COUPLINGS = ("coupled", "layer")
-GROUP_REDUCTIONS = ("mean", "sum", "max")
-DEFAULT_GROUP_REDUCTION = "mean"
-
-# which structure of a layer's weight a role is
-_ROLE_STRUCTURE = {OUT: "filter", IN: "channel"}
-
-
-def check_coupling(coupling, structure: str) -> str:
-    """The coupling to use: None means ``coupled`` for filter/channel; ``fine`` has no coupling."""
-    if coupling is not None and coupling not in COUPLINGS:
-        raise PruningError(f"pruner.coupling={coupling!r} is not known; choose one of {', '.join(COUPLINGS)}")
-    if structure in ("fine", "nm"):
-        if coupling == "coupled":
-            raise PruningError(f"pruner.coupling=coupled needs pruner.structure=filter or channel; got {structure}")
-        return "layer"
-    return coupling or "coupled"
-
-
-def check_group_reduction(reduction) -> str:
-    if reduction not in GROUP_REDUCTIONS:
-        raise PruningError(
-            f"pruner.group_reduction={reduction!r} is not known; choose one of {', '.join(GROUP_REDUCTIONS)}"
-        )
-    return reduction
-
-
-def check_round_to(round_to) -> int:
-    if round_to is None:
-        return 1
-    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
-        raise PruningError(f"pruner.round_to={round_to!r} is invalid; allowed: null or an integer >= 1")
-    return round_to
 
 
 @dataclass
@@ -101,7 +68,8 @@ def _weight(module: str) -> str:
     return f"{module}.weight"
 
 
-def _reduce(scores: list[float], reduction: str) -> float:
+def reduce_member_scores(scores: list[float], reduction: str) -> float:
+    """One coupled channel's score from its members' scores (``group_reduction``)."""
     if reduction == "sum":
         return sum(scores)
     if reduction == "max":
@@ -112,9 +80,9 @@ def _reduce(scores: list[float], reduction: str) -> float:
 class CoupledPruningEngine(PruningEngine):
     """:class:`PruningEngine` that ranks and masks coupled channels (see the module docstring)."""
 
-    coupling = "coupled"
+    coupling = COUPLED
 
-    def __init__(self, graph: DependencyGraph, group_reduction: str = DEFAULT_GROUP_REDUCTION,
+    def __init__(self, graph: DependencyGraph, group_reduction: str = DEFAULTS["group_reduction"],
                  round_to: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.graph = graph
@@ -167,10 +135,10 @@ class CoupledPruningEngine(PruningEngine):
         if key not in cache:
             layer = self.modules[module]
             name = _weight(module)
-            structure = _ROLE_STRUCTURE[role]
+            structure = ROLE_STRUCTURE[role]
             if source == "view":
                 view = self.ranking_view(name, layer.weight)
-                scores = self.pruner.criterion(to_groups(view.detach(), structure, layer))
+                scores = self.rule.criterion(to_groups(view.detach(), structure, layer))
                 cache[key] = scores.detach().double().cpu().tolist()  # python floats: cheap to index
             else:
                 mask = self.store.get(name)
@@ -181,7 +149,7 @@ class CoupledPruningEngine(PruningEngine):
         return cache[key]
 
     def _scoring_members(self, channel: CoupledChannel):
-        role = OUT if self.structure == "filter" else IN
+        role = OUT if self.structure == FILTER else IN
         return channel.of(role) or channel.of(OUT) or channel.of(IN)
 
     def _channel_score(self, channel: CoupledChannel, cache: dict) -> float:
@@ -189,9 +157,10 @@ class CoupledPruningEngine(PruningEngine):
         for member in self._scoring_members(channel):
             per_channel = self._per_channel(member.module, member.role, cache, "view")
             scores.append(sum(per_channel[i] for i in member.indices) / len(member.indices))
-        return _reduce(scores, self.group_reduction)
+        return reduce_member_scores(scores, self.group_reduction)
 
-    def _alive(self, channel: CoupledChannel, cache: dict) -> bool:
+    def is_alive(self, channel: CoupledChannel, cache: dict) -> bool:
+        """Whether ``channel`` survives the current masks (``cache``: shared by one update's calls)."""
         for member in self._scoring_members(channel):
             flags = self._per_channel(member.module, member.role, cache, "mask")
             if flags is not None:
@@ -217,7 +186,7 @@ class CoupledPruningEngine(PruningEngine):
     def _decide(self, plan: _GroupPlan, target: float, cache: dict) -> torch.Tensor:
         """Bool keep flag per prunable channel of ``plan``."""
         scores = torch.tensor([self._channel_score(c, cache) for c in plan.channels], dtype=torch.float64)
-        alive = torch.tensor([self._alive(c, cache) for c in plan.channels], dtype=torch.bool)
+        alive = torch.tensor([self.is_alive(c, cache) for c in plan.channels], dtype=torch.bool)
         k = self._prune_count(plan, target)
         if k <= int((~alive).sum()):
             keep = alive.clone()
@@ -268,7 +237,7 @@ class CoupledPruningEngine(PruningEngine):
                     if isinstance(getattr(layer, attribute, None), nn.Parameter):
                         masks[f"{module}.{attribute}"] = flags
                 continue
-            weight_mask = expand_group_mask(flags, _ROLE_STRUCTURE[role], layer, layer.weight.shape)
+            weight_mask = expand_group_mask(flags, ROLE_STRUCTURE[role], layer, layer.weight.shape)
             name = _weight(module)
             masks[name] = weight_mask if name not in masks else masks[name] & weight_mask
             if role == OUT and isinstance(getattr(layer, "bias", None), nn.Parameter):

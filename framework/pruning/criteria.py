@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from framework.errors import PruningError
-
-from framework.pruning.names import CRITERIA  # noqa: E402  (re-exported)
+from framework.pruning.spec import criterion_problem, raise_first
 
 
 class Criterion:
@@ -105,14 +103,7 @@ def build_criterion(criterion: "str | Criterion", seed: int = 0) -> Criterion:
         return criterion
     if callable(criterion) and not isinstance(criterion, str):
         return FunctionCriterion(criterion)
-    name = criterion
-    if name == "l1":
-        return L1Criterion()
-    if name == "l2":
-        return L2Criterion()
-    if name == "random":
+    raise_first([criterion_problem(criterion)])
+    if criterion == RandomCriterion.name:
         return RandomCriterion(seed)
-    raise PruningError(
-        f"pruner.criterion={name!r} is not a known criterion; choose one of {', '.join(CRITERIA)} "
-        "or a Criterion component (pruner.criterion._target_=...)"
-    )
+    return {L1Criterion.name: L1Criterion, L2Criterion.name: L2Criterion}[criterion]()

@@ -75,13 +75,13 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 from framework.errors import PruningError
-from framework.pruning.bn_fold import _trace
-
-_WRAPPERS = (nn.DataParallel, nn.parallel.DistributedDataParallel)
-_PREFIX = "module."
+from framework.pruning.fx import CONV_LINEAR, CONVS, NORMS, trace, unwrap
+from framework.pruning.spec import CHANNEL, FILTER
 
 OUT, IN, NORM = "out", "in", "norm"
 ROLES = (OUT, IN, NORM)
+# which structure of a layer's weight a member's role is
+ROLE_STRUCTURE = {OUT: FILTER, IN: CHANNEL}
 
 # Modules and functions that act on each channel independently (or only on other dims).
 _PASS_MODULES = (
@@ -126,10 +126,6 @@ _REDUCE_METHODS = {"mean", "sum", "amax", "amin"}
 _RESHAPE_METHODS = {"view", "reshape", "flatten"}
 # Calls that only read metadata (sizes); their results are not tensors with channels.
 _METADATA_METHODS = {"size", "dim", "numel"}
-
-_NORMS = (nn.modules.batchnorm._NormBase,)  # BatchNorm1d/2d/3d, SyncBatchNorm, InstanceNorm*
-_CONVS = (nn.modules.conv._ConvNd,)
-_LAYERS = _CONVS + (nn.Linear,)
 
 
 class Member(NamedTuple):
@@ -338,11 +334,11 @@ class _Builder:
         module = self.modules[node.target]
         inputs = self.tensors_in(node.args[:1])
         meta = node.meta.get("tensor_meta")
-        if isinstance(module, _LAYERS) and len(inputs) == 1 and isinstance(meta, TensorMetadata) and not node.kwargs \
+        if isinstance(module, CONV_LINEAR) and len(inputs) == 1 and isinstance(meta, TensorMetadata) and not node.kwargs \
                 and len(node.args) == 1:
             if self._layer(node, module, inputs[0], meta):
                 return
-        elif isinstance(module, _NORMS) and len(inputs) == 1 and len(node.args) == 1 and inputs[0].dim == 1:
+        elif isinstance(module, NORMS) and len(inputs) == 1 and len(node.args) == 1 and inputs[0].dim == 1:
             self.attach(inputs[0].ids, node.target, NORM)
             self.values[node] = inputs[0]
             return
@@ -368,7 +364,7 @@ class _Builder:
                 return False
             out_dim = 1
         groups = getattr(module, "groups", 1)
-        if isinstance(module, _CONVS) and module.transposed and groups != 1:
+        if isinstance(module, CONVS) and module.transposed and groups != 1:
             return False
         in_ids = source.ids
         out = self.fresh(meta, out_dim)
@@ -639,19 +635,12 @@ class _Builder:
         return True
 
 
-def _unwrap(model: nn.Module) -> tuple[nn.Module, str]:
-    prefix = ""
-    while isinstance(model, _WRAPPERS):
-        model, prefix = model.module, prefix + _PREFIX
-    return model, prefix
-
-
 def infer_example_input(model: nn.Module) -> torch.Tensor:
     """A zero input batch of 2 for ``model`` when none is given: channels from the first
     Conv/Linear in registration order, 32 pixels per spatial dim (8 for 3-D convs)."""
     for module in model.modules():
         param = next(module.parameters(recurse=False), None)
-        if isinstance(module, _CONVS):
+        if isinstance(module, CONVS):
             spatial = (8,) * 3 if module.weight.dim() == 5 else (32,) * (module.weight.dim() - 2)
             return torch.zeros(2, module.in_channels, *spatial, dtype=param.dtype, device=param.device)
         if isinstance(module, nn.Linear):
@@ -667,7 +656,7 @@ def propagate_shapes(model: nn.Module, example_input, needed_by: str) -> torch.f
     The model's train/eval flags are restored afterwards and no gradient or BatchNorm statistic
     changes (the run is in eval mode under no_grad).
     """
-    traced = _trace(model, needed_by=needed_by, advice="use coupling=layer")
+    traced = trace(model, needed_by=needed_by, advice="use coupling=layer")
     inputs = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
     modes = {m: m.training for m in model.modules()}
     try:
@@ -697,7 +686,7 @@ def build_dependency_graph(model: nn.Module, example_input=None, warn: bool = Tr
 
     Warns once per unknown op (naming the op and the layers it keeps whole) when ``warn``.
     """
-    inner, prefix = _unwrap(model)
+    inner, prefix = unwrap(model)
     if example_input is None:
         example_input = infer_example_input(inner)
     traced = propagate_shapes(inner, example_input, needed_by="coupled structured pruning")

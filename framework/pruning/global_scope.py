@@ -36,37 +36,10 @@ from dataclasses import dataclass
 
 import torch
 
-from framework.errors import PruningError
-from framework.pruning.coupled import CoupledPruningEngine, _reduce
+from framework.pruning.coupled import CoupledPruningEngine, reduce_member_scores
 from framework.pruning.engine import PruningEngine
+from framework.pruning.spec import GLOBAL
 from framework.pruning.structures import expand_group_mask, to_groups
-
-SCOPES = ("layer", "global")
-
-
-def check_scope(scope, levels, round_to, method: str) -> str:
-    """The scope to use; global scope takes one target, so per-layer ``levels`` do not apply."""
-    if scope not in SCOPES:
-        raise PruningError(f"pruner.scope={scope!r} is not known; choose one of {', '.join(SCOPES)}")
-    if scope == "global":
-        if method not in ("agp", "level"):
-            raise PruningError(f"pruner.scope=global needs pruner.method=agp or level; got {method}")
-        if levels:
-            raise PruningError(
-                "pruner.levels cannot be combined with pruner.scope=global (one ranking, one target); "
-                "allowed: levels={} or pruner.scope=layer"
-            )
-        if round_to not in (None, 1):
-            raise PruningError(f"pruner.round_to={round_to} is not supported with pruner.scope=global; allowed: null")
-    return scope
-
-
-def check_max_layer_sparsity(value) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise PruningError(f"pruner.max_layer_sparsity={value!r} is invalid; allowed: null or a number in [0, 1)")
-    return float(value)
 
 
 def kept_floor(n: int, max_layer_sparsity: float | None) -> int:
@@ -139,7 +112,7 @@ def _split_floor(owner: int, scores: torch.Tensor, alive: torch.Tensor, floor: i
 class GlobalPruningEngine(PruningEngine):
     """Per-layer masks (``coupling="layer"`` or ``structure="fine"``) cut by one global ranking."""
 
-    scope = "global"
+    scope = GLOBAL
 
     def __init__(self, max_layer_sparsity: float | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -151,7 +124,7 @@ class GlobalPruningEngine(PruningEngine):
         result = []
         for selected in self.selected:
             view = self.ranking_view(selected.name, selected.param)
-            scores = self.pruner.criterion(to_groups(view.detach(), self.structure, selected.layer)).detach().cpu()
+            scores = self.rule.criterion(to_groups(view.detach(), self.structure, selected.layer)).detach().cpu()
             current = self.store.get(selected.name)
             if current is None:
                 alive = torch.ones(scores.numel(), dtype=torch.bool)
@@ -197,7 +170,7 @@ class GlobalPruningEngine(PruningEngine):
 class GlobalCoupledPruningEngine(CoupledPruningEngine):
     """Coupled channels of every dependency group ranked together (see the module docstring)."""
 
-    scope = "global"
+    scope = GLOBAL
 
     def __init__(self, graph, group_reduction, round_to=1, max_layer_sparsity: float | None = None, **kwargs):
         super().__init__(graph, group_reduction, round_to, **kwargs)
@@ -231,8 +204,8 @@ class GlobalCoupledPruningEngine(CoupledPruningEngine):
                 per_member = [
                     float(normalised[(m.module, m.role)][list(m.indices)].mean()) for m in members
                 ]
-                scores.append(_reduce(per_member, self.group_reduction))
-            alive = torch.tensor([self._alive(c, cache) for c in plan.channels], dtype=torch.bool)
+                scores.append(reduce_member_scores(per_member, self.group_reduction))
+            alive = torch.tensor([self.is_alive(c, cache) for c in plan.channels], dtype=torch.bool)
             result.append((torch.tensor(scores, dtype=torch.float64), alive))
         return result
 

@@ -14,7 +14,9 @@ its weights gradually, and the last pruning epoch leaves exactly ``n`` per block
 pruned rank lowest, so masks never regrow.
 
 N:M does not change any shape: the model stays dense with zeros (exported as such), so it cannot
-be coupled or thinned. :func:`check_nm_pattern` checks that every targeted tensor holds the pattern.
+be coupled or thinned. The settings N:M cannot take are rules of :mod:`.spec` (``nm_problems``);
+the layers it cannot block are named by :func:`check_nm_layers`; :func:`check_nm_pattern` checks
+that every targeted tensor holds the pattern.
 """
 
 from __future__ import annotations
@@ -25,38 +27,9 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.pruners import Pruner, round_half_up
+from framework.pruning.rules import MaskRule, round_half_up
 
 EXCLUDE_HINT = "exclude it with pruner.exclude=['{name}']"
-
-
-def check_nm_request(n, m, method: str, coupling, thin, scope: str, levels, final_sparsity, fold_batchnorm=False) -> None:
-    """The settings that N:M cannot take, one line each (raised as PruningError)."""
-    for key, value in (("pruner.n", n), ("pruner.m", m)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise PruningError(f"{key}={value!r} is invalid with pruner.structure=nm; allowed: an integer >= 1")
-    if n >= m:
-        raise PruningError(f"pruner.n={n} must be below pruner.m={m} (n of every m weights are kept); allowed: 1 <= n < m, e.g. 2:4")
-    if method not in ("agp", "level"):
-        raise PruningError(f"pruner.structure=nm needs a ranking pruner; got pruner.method={method}; allowed: agp | level")
-    if coupling == "coupled" or thin not in (None, "never"):
-        key, value = ("pruner.coupling", coupling) if coupling == "coupled" else ("pruner.thin", thin)
-        raise PruningError(
-            f"{key}={value} cannot be combined with pruner.structure=nm: N:M zeroes weights inside each block and "
-            "does not shrink any shape, so there is nothing to couple or thin; allowed: pruner.coupling=null, pruner.thin=null"
-        )
-    if scope != "layer":
-        raise PruningError(f"pruner.scope={scope} does not apply to pruner.structure=nm (every block holds n of m); allowed: layer")
-    if levels:
-        raise PruningError("pruner.levels does not apply to pruner.structure=nm (every layer holds n of m); allowed: {}")
-    if fold_batchnorm == "activation":
-        raise PruningError("fold_batchnorm=activation ranks whole channels and does not apply to pruner.structure=nm; allowed: true | false")
-    pattern = (m - n) / m
-    if final_sparsity is None or not math.isclose(float(final_sparsity), pattern, abs_tol=1e-9):
-        raise PruningError(
-            f"pruner.final_sparsity={final_sparsity} does not match pruner.n={n}, pruner.m={m} "
-            f"(the pattern removes {m - n} of every {m}); allowed: pruner.final_sparsity={pattern:g}"
-        )
 
 
 def _check_layer(name: str, layer: nn.Module | None, shape: torch.Size, m: int) -> None:
@@ -89,7 +62,7 @@ def from_blocks(blocks: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return blocks.reshape(moved).movedim(-1, 1).contiguous()
 
 
-class NMPruner(Pruner):
+class NMRule(MaskRule):
     """Keep at least ``n`` of every ``m`` weights; prune ``round(target * m)`` (<= m - n) per block."""
 
     structure = "nm"

@@ -12,7 +12,7 @@ convention for the span so that the last scheduled epoch reaches the final spars
 ``span == 0`` (a single scheduled epoch) means one-shot pruning to ``s_f`` at ``starting_epoch``.
 
 :class:`ConstantSchedule` prunes to the same target at every scheduled epoch (``level``).
-:class:`EpochSchedule` only says *when*; threshold pruners (``magnitude``, ``sensitivity``) have
+:class:`EpochSchedule` only says *when*; threshold methods (``magnitude``, ``std_threshold``) have
 no sparsity target, so its :meth:`~EpochSchedule.target` is ``None``.
 
 Target between scheduled epochs (a choice, documented here): the value of the most recent
@@ -26,19 +26,12 @@ with different ``levels``.
 
 from __future__ import annotations
 
-from framework.errors import PruningError
-
-
-def _check_int(key: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise PruningError(f"{key}={value!r} must be an integer >= {minimum}")
-    return value
+from framework.pruning.spec import raise_first, schedule_problems, sparsity_order_problem, sparsity_problem
 
 
 def check_sparsity(key: str, value) -> float:
     """Return ``value`` as a float if it lies in [0, 1), else raise a one-line PruningError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
-        raise PruningError(f"{key}={value!r} is outside [0, 1)")
+    raise_first([sparsity_problem(key, value)])
     return float(value)
 
 
@@ -46,13 +39,10 @@ class EpochSchedule:
     """Which epochs update the masks: ``range(starting_epoch, ending_epoch, frequency)``."""
 
     def __init__(self, starting_epoch: int = 0, ending_epoch: int = 1, frequency: int = 1):
-        self.starting_epoch = _check_int("schedule.starting_epoch", starting_epoch, 0)
-        self.ending_epoch = _check_int("schedule.ending_epoch", ending_epoch, 0)
-        self.frequency = _check_int("schedule.frequency", frequency, 1)
-        if ending_epoch <= starting_epoch:
-            raise PruningError(
-                f"schedule.ending_epoch={ending_epoch} must be greater than schedule.starting_epoch={starting_epoch}"
-            )
+        raise_first(schedule_problems(starting_epoch, ending_epoch, frequency))
+        self.starting_epoch = starting_epoch
+        self.ending_epoch = ending_epoch
+        self.frequency = frequency
 
     @property
     def epochs(self) -> range:
@@ -83,7 +73,7 @@ class EpochSchedule:
         return self.starting_epoch + steps * self.frequency
 
     def target(self, epoch: int, final: float | None = None) -> float | None:
-        """No sparsity target (threshold pruners)."""
+        """No sparsity target (threshold methods)."""
         return None
 
 
@@ -114,11 +104,7 @@ class AGPSchedule(EpochSchedule):
         super().__init__(starting_epoch, ending_epoch, frequency)
         self.initial = check_sparsity("pruner.initial_sparsity", initial)
         self.final = check_sparsity("pruner.final_sparsity", final)
-        if self.initial > self.final:
-            raise PruningError(
-                f"pruner.initial_sparsity={initial} is greater than pruner.final_sparsity={final}; "
-                "AGP only increases sparsity"
-            )
+        raise_first([sparsity_order_problem(initial, final)])
 
     def progress(self, epoch: float) -> float:
         """Cubic progress in [0, 1]: 0 at ``starting_epoch``, 1 at the last scheduled epoch.

@@ -25,9 +25,9 @@ from typing import Iterable, Mapping, Sequence
 from torch import nn
 
 from framework.errors import PruningError
+from framework.pruning.fx import DATA_PARALLEL_PREFIX
+from framework.pruning.spec import FINE, level_problem, raise_first
 from framework.pruning.structures import check_structure, is_structurable
-
-WRAPPER_PREFIX = "module."
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,9 @@ class SelectedParameter:
 
 def name_variants(name: str) -> tuple[str, ...]:
     """``name`` as written plus its form with the ``module.`` wrapper prefix removed or added."""
-    if name.startswith(WRAPPER_PREFIX):
-        return name, name[len(WRAPPER_PREFIX):]
-    return name, WRAPPER_PREFIX + name
+    if name.startswith(DATA_PARALLEL_PREFIX):
+        return name, name[len(DATA_PARALLEL_PREFIX):]
+    return name, DATA_PARALLEL_PREFIX + name
 
 
 def matches(name: str, pattern: str) -> bool:
@@ -147,7 +147,7 @@ def _check_prunable(chosen, params, owner, structure: str) -> None:
     not_floating = [name for name in chosen if not params[name].is_floating_point()]
     if not_floating:
         raise PruningError(f"selected parameters {not_floating} are not floating point and cannot be pruned")
-    if structure == "fine":
+    if structure == FINE:
         return
     rejected = [name for name in chosen if not is_structurable(*owner[name])]
     if rejected:
@@ -167,10 +167,7 @@ def resolve_levels(
     (dict order), else ``default``. Each pattern must match at least one of ``names``."""
     levels = dict(levels or {})
     for pattern, level in levels.items():
-        if not isinstance(pattern, str) or not pattern:
-            raise PruningError(f"pruner.levels keys must be non-empty glob patterns; got {pattern!r}")
-        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 <= float(level) < 1.0:
-            raise PruningError(f"pruner.levels[{pattern!r}]={level!r} is outside [0, 1)")
+        raise_first([level_problem(pattern, level)])
         if not any(matches(name, pattern) for name in names):
             raise _no_match_error("pruner.levels", pattern, names, "pruned parameters")
     resolved = {}

@@ -1,6 +1,6 @@
 """Pruning structures: which weights are removed together.
 
-A *structure* partitions a weight tensor into equally sized *groups*; a pruner ranks groups and
+A *structure* partitions a weight tensor into equally sized *groups*; the pruner ranks groups and
 zeroes whole groups at a time.
 
 ``fine``
@@ -43,8 +43,8 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-
-from framework.pruning.names import STRUCTURES  # noqa: E402  (re-exported)
+from framework.pruning.fx import CONV_LINEAR, CONVS
+from framework.pruning.spec import CHANNEL, FILTER, FINE, raise_first, structure_problem
 
 
 @dataclass(frozen=True)
@@ -57,20 +57,17 @@ class LayerGeometry:
 
 def check_structure(structure: str) -> None:
     """Raise a one-line :class:`PruningError` unless ``structure`` is a known structure."""
-    if structure not in STRUCTURES:
-        raise PruningError(
-            f"pruner.structure={structure!r} is not a known structure; choose one of {', '.join(STRUCTURES)}"
-        )
+    raise_first([structure_problem(structure)])
 
 
 def is_structurable(layer: nn.Module | None, param_name: str = "weight") -> bool:
     """True when ``layer.<param_name>`` can be pruned by filter or channel."""
-    return isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)) and param_name == "weight"
+    return isinstance(layer, CONV_LINEAR) and param_name == "weight"
 
 
 def geometry_of(layer: nn.Module) -> LayerGeometry:
     """Grouping and orientation of a Conv/ConvTranspose/Linear weight."""
-    if isinstance(layer, nn.modules.conv._ConvNd):
+    if isinstance(layer, CONVS):
         return LayerGeometry(groups=layer.groups, transposed=layer.transposed)
     if isinstance(layer, nn.Linear):
         return LayerGeometry(groups=1, transposed=False)
@@ -105,12 +102,12 @@ def _split_groups(shape: torch.Size, geometry: LayerGeometry) -> tuple[int, int,
 
 def _grouped_axis_structure(geometry: LayerGeometry) -> str:
     """The structure that the leading weight axis indexes directly (W[i] is one group)."""
-    return "channel" if geometry.transposed else "filter"
+    return CHANNEL if geometry.transposed else FILTER
 
 
 def group_count(structure: str, layer: nn.Module | None, weight_shape: torch.Size) -> int:
     """Number of groups ``structure`` cuts a weight of ``weight_shape`` into."""
-    if structure == "fine":
+    if structure == FINE:
         check_structure(structure)
         return prod(weight_shape)
     geometry = _check_geometry_inputs(structure, layer, weight_shape)
@@ -126,7 +123,7 @@ def to_groups(weight: torch.Tensor, structure: str, layer: nn.Module | None = No
     ``layer`` (the module owning the weight) is only needed for ``filter`` and ``channel``.
     The result may be a copy (when a permute is needed); it is meant for ranking, not writing.
     """
-    if structure == "fine":
+    if structure == FINE:
         check_structure(structure)
         return weight.reshape(-1, 1)
     geometry = _check_geometry_inputs(structure, layer, weight.shape)
@@ -154,7 +151,7 @@ def expand_group_mask(
             f"got {group_keep.numel()}"
         )
     group_keep = group_keep.to(torch.bool)
-    if structure == "fine":
+    if structure == FINE:
         return group_keep.reshape(weight_shape)
     geometry = geometry_of(layer)
     if structure == _grouped_axis_structure(geometry):

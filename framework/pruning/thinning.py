@@ -49,16 +49,22 @@ import torch
 from torch import nn
 
 from framework.errors import CheckpointError, PruningError
-from framework.pruning.dependency import IN, NORM, OUT, DependencyGraph, build_dependency_graph
+from framework.pruning.dependency import (
+    IN,
+    NORM,
+    OUT,
+    ROLE_STRUCTURE,
+    DependencyGraph,
+    build_dependency_graph,
+    infer_example_input,
+)
+from framework.pruning.fx import CONVS, NORMS
 from framework.pruning.structures import to_groups
 from framework.serialization import load_weights_only
 
 RECIPE_FORMAT = "secateurs.thinning/1"
 FILE_FORMAT = "secateurs.thinned/1"
 
-_CONVS = (nn.modules.conv._ConvNd,)
-_NORMS = (nn.modules.batchnorm._NormBase,)
-_ROLE_STRUCTURE = {OUT: "filter", IN: "channel"}
 _TOLERANCE = {torch.float64: 1e-9}
 _DEFAULT_TOLERANCE = 1e-4
 
@@ -104,7 +110,7 @@ class _Removal:
             mask = self.masks.get(_weight_name(module))
             layer = self.graph.modules[module]
             self._flags[key] = (
-                None if mask is None else to_groups(mask.bool(), _ROLE_STRUCTURE[role], layer).any(1).cpu().tolist()
+                None if mask is None else to_groups(mask.bool(), ROLE_STRUCTURE[role], layer).any(1).cpu().tolist()
             )
         return self._flags[key]
 
@@ -154,7 +160,7 @@ def _module_spec(name: str, module: nn.Module, kept: dict) -> tuple[dict, dict[s
     def of(role, width):
         return kept.get((name, role), torch.arange(width))
 
-    if isinstance(module, _NORMS):
+    if isinstance(module, NORMS):
         keep = kept.get((name, NORM))
         if keep is None:
             return None
@@ -166,7 +172,7 @@ def _module_spec(name: str, module: nn.Module, kept: dict) -> tuple[dict, dict[s
         keep_out, keep_in = of(OUT, module.out_features), of(IN, module.in_features)
         spec = {"type": type(module).__name__, "in_features": len(keep_in), "out_features": len(keep_out)}
         return spec, {"weight": [(0, keep_out), (1, keep_in)], "bias": [(0, keep_out)]}
-    if isinstance(module, _CONVS):
+    if isinstance(module, CONVS):
         keep_out, keep_in = of(OUT, module.out_channels), of(IN, module.in_channels)
         groups = module.groups
         per_in = module.in_channels // groups
@@ -282,8 +288,6 @@ def thin(
     if graph is None:
         graph = build_dependency_graph(model, example_input, warn=False)
     if example_input is None:
-        from framework.pruning.dependency import infer_example_input
-
         example_input = infer_example_input(model)
     work = copy.deepcopy(model)
     _apply_masks(work, masks)
@@ -382,12 +386,12 @@ def apply_recipe(model: nn.Module, recipe: Mapping) -> nn.Module:
 
 def _shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
     """Tensor shapes implied by a module's (new) width attributes."""
-    if isinstance(module, _NORMS):
+    if isinstance(module, NORMS):
         n = module.num_features
         return {attr: (n,) for attr in ("weight", "bias", "running_mean", "running_var")}
     if isinstance(module, nn.Linear):
         return {"weight": (module.out_features, module.in_features), "bias": (module.out_features,)}
-    if isinstance(module, _CONVS):
+    if isinstance(module, CONVS):
         kernel = tuple(module.kernel_size)
         if module.transposed:
             weight = (module.in_channels, module.out_channels // module.groups, *kernel)
@@ -415,6 +419,23 @@ def save_thinned(path: str | os.PathLike, model: nn.Module, recipe: Mapping, ext
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+# A training checkpoint written after thinning keeps the recipe in the thinning hook's state,
+# ``checkpoint["hooks"][CHECKPOINT_KEY]["recipe"]``; the hook is named after this key.
+CHECKPOINT_KEY = "thinning"
+
+
+def thinning_recipe(content: object) -> Mapping | None:
+    """The recipe in a loaded thinned model file (:func:`save_thinned`) or in a training checkpoint
+    written after thinning; None for anything else (a plain state_dict, a dense checkpoint)."""
+    if not isinstance(content, Mapping):
+        return None
+    if isinstance(content.get("recipe"), Mapping) and isinstance(content.get("state_dict"), Mapping):
+        return content["recipe"]
+    hooks = content.get("hooks")
+    state = hooks.get(CHECKPOINT_KEY) if isinstance(hooks, Mapping) else None
+    return state.get("recipe") if isinstance(state, Mapping) else None
 
 
 def read_thinned(path: str | os.PathLike) -> dict:

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework.errors import SecateursError
 from framework.sweeps import outcome
+from framework.tracking.trackers import NO_TRACKING_TARGET, uses_mlflow
 from framework.sweeps.records import FINISHED, shown_overrides, SweepInfo, read_job_records, read_sweep_info, write_sweep_info
 
 log = logging.getLogger("secateurs")
@@ -76,7 +77,12 @@ def start_sweep(config: DictConfig) -> SweepInfo:
         launcher=short_name(OmegaConf.select(config, "hydra.launcher._target_")),
     )
     earlier = read_sweep_info(sweep_dir)
-    if OmegaConf.select(config, "tracking.enabled"):
+    if not uses_mlflow(config.get("tracking")):
+        if OmegaConf.select(config, "tracking._target_") not in (None, NO_TRACKING_TARGET):
+            # a tracker of yours tracks each job; grouping the jobs under a parent run is MLflow's
+            log.info("sweep: no parent run (sweep parent runs are MLflow-only; tracking._target_=%s)",
+                     config.tracking._target_)
+    else:
         from framework.sweeps.parent import reopen_parent_run, start_parent_run
 
         if earlier and earlier.parent_run_id and earlier.tracking_uri == config.tracking.uri:

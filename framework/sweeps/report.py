@@ -1,5 +1,8 @@
 """Summarising a sweep: from its dir (job records) or from MLflow (the parent run's children),
-into the summary files, the terminal and the parent run."""
+into the summary files, the terminal and the parent run.
+
+    python -m framework.sweeps.report <sweep dir | parent run id> [--uri URI]
+"""
 
 from __future__ import annotations
 
@@ -101,7 +104,7 @@ def main(argv=None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m framework.report",
+        prog="python -m framework.sweeps.report",
         description="Rebuild a sweep's summary (table, Pareto plot and page) and log it to its parent run.",
     )
     parser.add_argument("sweep", help="a sweep dir (outputs/multirun/<date>/<time>) or the MLflow parent run id")
@@ -135,3 +138,7 @@ def main(argv=None) -> int:
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,1 +1,2 @@
-"""Experiment tracking: MLflow as a training-loop hook, and the local metrics file."""
+"""Experiment tracking: trackers as ``tracking`` components built into loop hooks (MLflow, none, or
+yours: :mod:`framework.tracking.trackers`), the local metrics file, and MLflow recovery."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Sequence, Set, Tuple
 
 from framework.errors import NonFiniteLossError, StorageError, TrackingError, short_reason
+from framework.tracking.description import RunDescription
 from framework.tracking.store import prepare_experiment
 from framework.training.hooks import Hook
 
@@ -53,6 +54,7 @@ class MLflowHook(Hook):
         artifacts: Iterable[Tuple[str | Path, str]] = (),
         log_model: bool = True,
         input_shape: Sequence[int] = (),
+        description: Optional[RunDescription] = None,
     ):
         self.uri = uri
         self.experiment = experiment
@@ -64,7 +66,7 @@ class MLflowHook(Hook):
         self.artifacts = list(artifacts)
         self.log_model = log_model
         self.input_shape = tuple(input_shape)  # (C, H, W) of one model input
-        self.preprocessing = None  # set once the data is loaded: logged with the model
+        self.description = description  # its preprocessing, set once the data is read, is logged with the model
         self.run_id: Optional[str] = None
         self.experiment_id: Optional[str] = None
         self.failed_calls = 0
@@ -156,7 +158,8 @@ class MLflowHook(Hook):
         model.eval()
         try:
             fused, int8 = deployed_files(self.run_dir)
-            log_model(model, self.input_shape, self.preprocessing, example_inputs=_first_inputs(trainer.val_loader),
+            preprocessing = self.description.preprocessing if self.description else None
+            log_model(model, self.input_shape, preprocessing, example_inputs=_first_inputs(trainer.val_loader),
                       int8_onnx=int8, fused_onnx=fused)
         finally:
             model.train(was_training)

@@ -22,8 +22,9 @@ The final status it sets, in this order:
 3. the status already in the store when the job managed to close its run;
 4. KILLED otherwise: the job stopped without saying why (SIGKILL, out of memory, a lost node).
 
-A run dir whose lock is held belongs to a run in progress: it is refused. Every failure is one
-line on stderr and exit status 2.
+A run dir whose lock is held belongs to a run in progress: it is refused. So is a run tracked by
+a tracker of yours (``tracking._target_``), unless ``--uri`` names the MLflow store to replay it
+into: recovery is MLflow's. Every failure is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Dict, List, Optional, Set, Tuple
 from framework.errors import SecateursError, TrackingError, short_reason
 from framework.tracking.metrics_file import FILENAME, read_metrics, read_status
 from framework.tracking.mlflow_hook import RUN_ID_FILE
+from framework.tracking.trackers import MLFLOW_TARGET, NO_TRACKING_TARGET
 from framework.training.run_lock import lock_holder
 
 RECOVERED_FROM_TAG = "secateurs.recovered_from"
@@ -208,7 +210,8 @@ def _refuse_a_run_in_progress(run_dir: Path) -> None:
 
 
 def _run_config(run_dir: Path) -> Dict[str, str]:
-    """``tracking.uri`` and ``tracking.experiment`` of the run's composed config, when readable."""
+    """``tracking.uri``, ``tracking.experiment`` and ``tracking._target_`` of the run's composed
+    config, when readable."""
     import yaml
 
     try:
@@ -216,7 +219,7 @@ def _run_config(run_dir: Path) -> Dict[str, str]:
         tracking = config.get("tracking") or {}
     except (OSError, yaml.YAMLError, AttributeError):
         return {}
-    found = {k: tracking.get(k) for k in ("uri", "experiment")}
+    found = {k: tracking.get(k) for k in ("uri", "experiment", "_target_")}
     # An interpolation (${project_root:}) cannot be resolved here without the config machinery.
     return {k: v for k, v in found.items() if isinstance(v, str) and v and "${" not in v}
 
@@ -230,6 +233,12 @@ def main(argv=None) -> int:
                         help="experiment of a new run (default: the run's tracking.experiment, else secateurs)")
     args = parser.parse_args(argv)
     from_config = _run_config(args.run_dir)
+    tracker = from_config.get("_target_")
+    if tracker not in (None, MLFLOW_TARGET, NO_TRACKING_TARGET) and args.uri is None:
+        print(f"error: recover replays metrics into MLflow, and {args.run_dir} was tracked by "
+              f"tracking._target_={tracker}; allowed: a run tracked with tracking=mlflow or none, "
+              "or --uri <MLflow store> to replay it there anyway", file=sys.stderr)
+        return 2
     uri = args.uri or from_config.get("uri")
     if uri is None:
         from framework.config import project_root

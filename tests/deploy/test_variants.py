@@ -79,13 +79,13 @@ def test_every_variant_is_measured_and_tabled(tmp_path):
     names = [row["variant"] for row in result.rows]
     assert names == ["dense_fp32", "thinned_fp32", "fused_fp32", "fused_onnx_fp32", "int8_onnx"]
     m = result.metrics
-    assert m["deploy/thinned_fp32/val_top1"] == m["deploy/fused_fp32/val_top1"] == m["deploy/fused_onnx_fp32/val_top1"] == 1.0
-    assert m["deploy/dense_fp32/val_top1"] < 1.0  # another model: not the labeller
+    assert m["deploy/val_top1/thinned_fp32"] == m["deploy/val_top1/fused_fp32"] == m["deploy/val_top1/fused_onnx_fp32"] == 1.0
+    assert m["deploy/val_top1/dense_fp32"] < 1.0  # another model: not the labeller
     assert m["deploy/fused_max_error"] <= 1e-5
     for name in names:
-        assert m[f"deploy/{name}/ms_b1"] > 0 and m[f"deploy/{name}/ms_b16"] > 0 and m[f"deploy/{name}/bytes"] > 0
-    assert m["deploy/int8_onnx/bytes"] < m["deploy/fused_onnx_fp32/bytes"] < m["deploy/dense_fp32/bytes"]
-    assert m["deploy/int8_top1_drop"] == pytest.approx(1.0 - m["deploy/int8_onnx/val_top1"])
+        assert m[f"deploy/latency_ms_b1/{name}"] > 0 and m[f"deploy/latency_ms_b16/{name}"] > 0 and m[f"deploy/bytes/{name}"] > 0
+    assert m["deploy/bytes/int8_onnx"] < m["deploy/bytes/fused_onnx_fp32"] < m["deploy/bytes/dense_fp32"]
+    assert m["deploy/int8_top1_drop"] == pytest.approx(1.0 - m["deploy/val_top1/int8_onnx"])
     with (tmp_path / "variants.csv").open() as handle:
         table = list(csv.DictReader(handle))
     assert [row["variant"] for row in table] == names
@@ -98,7 +98,7 @@ def test_a_dense_run_without_int8_has_two_variants(tmp_path):
     model = trained_looking(SimpleCNN(num_classes=10, in_channels=1))
     result = build_deployable(model, (1, 8, 8), tmp_path, labelled_by(model, batches(2)), loader_batch=8, warmup=0, repeats=1)
     assert [row["variant"] for row in result.rows] == ["dense_fp32", "fused_fp32", "fused_onnx_fp32"]
-    assert result.metrics["deploy/dense_fp32/val_top1"] == result.metrics["deploy/fused_onnx_fp32/val_top1"] == 1.0
+    assert result.metrics["deploy/val_top1/dense_fp32"] == result.metrics["deploy/val_top1/fused_onnx_fp32"] == 1.0
     assert result.int8_path is None and not (tmp_path / "model_int8.onnx").exists()
 
 
@@ -116,3 +116,15 @@ def test_missing_onnxruntime_names_the_extra(tmp_path):
         "deploy.quantize=int8 needs onnxruntime, which is not installed; "
         "install the 'deploy' extra: pip install 'secateurs[deploy]'"
     )
+
+
+def test_a_thinned_model_whose_dense_one_was_measured_earlier(tmp_path):
+    model = trained_looking(SimpleCNN(num_classes=10, in_channels=1, width=0.5))
+    earlier = {"val_top1": 0.5, "bytes": 1234.0, "ms_b1": 0.7, "ms_batch": 2.5}
+    result = build_deployable(model, (1, 8, 8), tmp_path, labelled_by(model, batches(2)), dense_measured=earlier,
+                              loader_batch=8, warmup=0, repeats=1)
+    assert [row["variant"] for row in result.rows] == ["dense_fp32", "thinned_fp32", "fused_fp32", "fused_onnx_fp32"]
+    m = result.metrics
+    assert (m["deploy/val_top1/dense_fp32"], m["deploy/bytes/dense_fp32"], m["deploy/latency_ms_b1/dense_fp32"],
+            m["deploy/latency_ms_b8/dense_fp32"]) == (0.5, 1234.0, 0.7, 2.5)
+    assert m["deploy/val_top1/thinned_fp32"] == 1.0

@@ -57,4 +57,4 @@ def test_unknown_criterion_is_a_one_line_error():
     with pytest.raises(PruningError) as error:
         build_criterion("taylor")
     message = str(error.value)
-    assert "pruner.criterion='taylor'" in message and "l1, l2, random" in message and "\n" not in message
+    assert "pruner.criterion='taylor'" in message and "l1 | l2 | random" in message and "\n" not in message

@@ -290,8 +290,8 @@ def test_round_to_keeps_multiples_and_options_are_validated():
     assert int(model[0].weight.reshape(32, -1).ne(0).any(1).sum()) == 24  # 32 - round(9.6) = 22 -> 24
     for kwargs, message in [
         (dict(round_to=0), r"pruner.round_to=0 is invalid"),
-        (dict(group_reduction="median"), r"pruner.group_reduction='median' is not known; choose one of mean, sum, max"),
-        (dict(coupling="graph"), r"pruner.coupling='graph' is not known"),
+        (dict(group_reduction="median"), r"pruner.group_reduction='median' is invalid; allowed: mean \| sum \| max"),
+        (dict(coupling="graph"), r"pruner.coupling='graph' is invalid; allowed: null \| coupled \| layer"),
         (dict(coupling="coupled", structure="fine"), r"pruner.coupling=coupled needs pruner.structure=filter or channel"),
     ]:
         with pytest.raises(PruningError, match=message):

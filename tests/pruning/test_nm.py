@@ -85,7 +85,7 @@ def test_the_validator_names_a_tensor_that_breaks_the_pattern():
 @pytest.mark.parametrize(
     "kw, expected",
     [
-        (dict(n=4, m=4), "pruner.n=4 must be below pruner.m=4"),
+        (dict(n=4, m=4, final_sparsity=0.0), "pruner.n=4 must be below pruner.m=4"),
         (dict(n=0), "pruner.n=0 is invalid with pruner.structure=nm; allowed: an integer >= 1"),
         (dict(coupling="coupled"), "pruner.coupling=coupled cannot be combined with pruner.structure=nm: N:M zeroes weights inside each block and does not shrink any shape"),
         (dict(thin="end"), "pruner.thin=end cannot be combined with pruner.structure=nm"),

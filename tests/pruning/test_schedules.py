@@ -74,10 +74,10 @@ def test_epoch_schedule_has_no_target():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        (dict(starting_epoch=5, ending_epoch=3), "schedule.ending_epoch=3 must be greater than schedule.starting_epoch=5"),
-        (dict(starting_epoch=2, ending_epoch=2), "schedule.ending_epoch=2 must be greater"),
-        (dict(frequency=0), "schedule.frequency=0 must be an integer >= 1"),
-        (dict(starting_epoch=-1), "schedule.starting_epoch=-1 must be an integer >= 0"),
+        (dict(starting_epoch=5, ending_epoch=3), "schedule.ending_epoch=3 is not after schedule.starting_epoch=5; allowed: ending_epoch > starting_epoch"),
+        (dict(starting_epoch=2, ending_epoch=2), "schedule.ending_epoch=2 is not after"),
+        (dict(frequency=0), "schedule.frequency=0 is invalid; allowed: an integer >= 1"),
+        (dict(starting_epoch=-1), "schedule.starting_epoch=-1 is invalid; allowed: an integer >= 0"),
         (dict(frequency=1.5), "schedule.frequency=1.5"),
     ],
 )
@@ -94,7 +94,7 @@ def test_schedule_validation(kwargs, message):
         (0.0, 1.2, "pruner.final_sparsity=1.2 is outside [0, 1)"),
         (0.0, 1.0, "pruner.final_sparsity=1.0 is outside [0, 1)"),
         (-0.1, 0.5, "pruner.initial_sparsity=-0.1 is outside [0, 1)"),
-        (0.6, 0.5, "pruner.initial_sparsity=0.6 is greater than pruner.final_sparsity=0.5"),
+        (0.6, 0.5, "pruner.initial_sparsity=0.6 is above pruner.final_sparsity=0.5"),
     ],
 )
 def test_sparsity_validation(initial, final, message):

@@ -47,5 +47,5 @@ def test_step_frequency_is_validated():
     model = nn.Sequential(nn.Linear(4, 4))
     with pytest.raises(PruningError, match="schedule.step_frequency=0 is invalid"):
         build_pruner(model, method="agp", step_frequency=0)
-    with pytest.raises(PruningError, match="needs pruner.method=agp"):
+    with pytest.raises(PruningError, match="applies to pruner.method=agp only"):
         build_pruner(model, method="level", step_frequency=5)

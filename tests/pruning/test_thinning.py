@@ -215,7 +215,7 @@ def test_agp_coupled_follows_the_schedule_per_group_and_never_regrows():
             optimizer.step()
             pruner.after_step()
         for plan in pruner.plans:
-            dead = sum(not pruner._alive(channel, {}) for channel in plan.channels)
+            dead = sum(not pruner.is_alive(channel, {}) for channel in plan.channels)
             expected = min(len(plan.channels) - 1, int(target * len(plan.channels) + 0.5))
             assert dead == expected, (epoch, plan.name)
         assert_groups_consistent(model, pruner.graph)

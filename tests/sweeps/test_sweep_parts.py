@@ -11,7 +11,7 @@ from framework.sweeps.objective import ObjectiveError, objective_value
 from framework.sweeps.pareto import pareto_front
 from framework.sweeps.records import FAILED, FINISHED, JobRecord, read_job_records, write_job_record
 from framework.sweeps.summary import write_summary
-from framework.sweeps.task import FailedJob
+from framework.sweeps.job import FailedJob
 from framework.tracking.params import run_name
 
 

@@ -57,7 +57,7 @@ def test_joblib_sweep_on_a_fresh_store_nests_every_job_under_one_parent_with_a_s
     assert "[job 0]" in result.stdout and "[job 1]" in result.stdout
 
     # rebuilt from the parent run id alone (into another folder), then from the sweep dir
-    rebuilt = subprocess.run([sys.executable, "-m", "framework.report", parent.info.run_id, "--uri", uri,
+    rebuilt = subprocess.run([sys.executable, "-m", "framework.sweeps.report", parent.info.run_id, "--uri", uri,
                               "--out", str(tmp_path / "again")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     again = (tmp_path / "again" / "sweep_summary.md").read_text()

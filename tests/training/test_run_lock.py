@@ -54,7 +54,7 @@ def test_cli_second_run_in_a_locked_run_dir_exits_2_with_one_line(tmp_path):
     (tmp_path / "run").mkdir()
     holder = hold_lock_in_child(tmp_path / "run")
     try:
-        result = run_cli([*CLI_OVERRIDES, *cli_dirs(tmp_path)])
+        result = run_cli([*CLI_OVERRIDES, *cli_dirs(tmp_path, mlflow=False)])
     finally:
         holder.kill()
         holder.wait()

@@ -144,7 +144,7 @@ def test_cli_full_disk_mid_run_exits_2_with_one_line_and_keeps_the_last_good_che
     (plain / "run" / "checkpoints").mkdir(parents=True)
     partial = plain / "run" / "checkpoints" / ".last.pt.abcd.tmp"
     partial.write_bytes(b"\0" * 100)
-    result = run_cli([*CLI_OVERRIDES, "epochs=1", *cli_dirs(plain)])
+    result = run_cli([*CLI_OVERRIDES, "epochs=1", *cli_dirs(plain, mlflow=False)])
     assert result.returncode == 0, result.stderr[-2000:]
     assert not partial.exists()
     after_epoch = load_checkpoint(plain / "run" / "checkpoints" / "last.pt")
@@ -155,7 +155,7 @@ def test_cli_full_disk_mid_run_exits_2_with_one_line_and_keeps_the_last_good_che
     limit = full_size - momentum_bytes // 2  # the first save fits, the ones after an epoch do not
 
     full = tmp_path / "full"
-    result = run_limited([sys.executable, str(ROOT / "run.py"), *CLI_OVERRIDES, "epochs=3", *cli_dirs(full)], limit)
+    result = run_limited([sys.executable, str(ROOT / "run.py"), *CLI_OVERRIDES, "epochs=3", *cli_dirs(full, mlflow=False)], limit)
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1, result.stderr[-3000:]
@@ -169,7 +169,7 @@ def test_cli_full_disk_mid_run_exits_2_with_one_line_and_keeps_the_last_good_che
 def test_cli_unwritable_checkpoint_folder_exits_2_with_one_line(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "checkpoints").write_text("a file where the folder should be")
-    result = run_cli([*CLI_OVERRIDES, "epochs=1", *cli_dirs(tmp_path)])
+    result = run_cli([*CLI_OVERRIDES, "epochs=1", *cli_dirs(tmp_path, mlflow=False)])
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and "cannot write the checkpoint" in errors[0], result.stderr[-2000:]

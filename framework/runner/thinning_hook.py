@@ -9,7 +9,7 @@ Thinning happens once, at the end of an epoch, after that epoch's evaluation:
 
 The thinned model replaces the trainer's model, so the checkpoint written after that epoch holds
 the small model with the recipe that rebuilds its architecture (this hook's state), and a resumed
-run continues it (:func:`rebuild_thinned`). The epoch's metrics gain ``thin/val_top1`` (the thinned
+run continues it. The epoch's metrics gain ``thin/val_top1`` (the thinned
 model evaluated on the validation set), params, MACs (``torch.utils.flop_counter``), file sizes and
 the measured latency of the masked-dense and the thinned model (eager PyTorch and, when onnx and
 onnxruntime are installed, ONNX Runtime; interleaved, median). The files go to ``<run dir>/thinned/``:
@@ -26,6 +26,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 
+from framework.pruning.thinning import CHECKPOINT_KEY
 from framework.training.hooks import Hook
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ RUN_LATENCY_REPEATS = 10
 
 
 class ThinningHook(Hook):
-    name = "thinning"
+    name = CHECKPOINT_KEY  # the reader of this state is framework.pruning.thinning.thinning_recipe
 
     def __init__(
         self,
@@ -58,7 +59,9 @@ class ThinningHook(Hook):
         self.writes_files = writes_files
         self.recipe: Optional[Dict[str, Any]] = None
         self.thinned_at: Optional[int] = None
-        self.masked_model: Optional[torch.nn.Module] = None  # a CPU copy of the model before thinning (deploy's dense variant)
+        # The masked model's top-1, size and latency when it was thinned: the deploy step's dense
+        # variant (part of the state, so a resumed run reports the same).
+        self.dense_measured: Optional[Dict[str, float]] = None
 
     def thin_epoch(self, trainer) -> int:
         """The epoch after whose evaluation the model is thinned."""
@@ -95,7 +98,6 @@ class ThinningHook(Hook):
         metrics["thin/removed_channels"] = float(result.removed_channels)
         if not self.writes_files:
             return
-        self.masked_model = _cpu_copy(masked)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         thinned_cpu = _cpu_copy(result.model)
         save_thinned(self.out_dir / "model.pt", thinned_cpu, result.recipe)
@@ -108,6 +110,12 @@ class ThinningHook(Hook):
             )
         metrics.update({key: float(value) for key, value in report.items()})
         metrics["thin/model_bytes"] = float((self.out_dir / "model.pt").stat().st_size)
+        self.dense_measured = {
+            "val_top1": float(masked_top1) if masked_top1 is not None else float("nan"),
+            "bytes": float(report["thin/state_dict_bytes/dense"]),
+            "ms_b1": float(report["thin/eager_ms_b1/dense"]),
+            "ms_batch": float(report[f"thin/eager_ms_b{self.batch_size}/dense"]),
+        }
         if onnx_dir is not None:
             (self.out_dir / "thinned.onnx").replace(self.out_dir / "model.onnx")
             (self.out_dir / "dense.onnx").unlink(missing_ok=True)
@@ -120,11 +128,12 @@ class ThinningHook(Hook):
         )
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"recipe": self.recipe, "thinned_at": self.thinned_at}
+        return {"recipe": self.recipe, "thinned_at": self.thinned_at, "dense_measured": self.dense_measured}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.recipe = state.get("recipe")
         self.thinned_at = state.get("thinned_at")
+        self.dense_measured = state.get("dense_measured")
 
 
 def _onnx_available() -> bool:

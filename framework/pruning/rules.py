@@ -1,6 +1,8 @@
-"""Pruners: turn a weight (or its ranking view) and a target into a keep-mask.
+"""Mask rules: turn a weight (or its ranking view) and a target into a keep-mask, one layer at a time.
 
-``level`` / ``agp`` (:class:`RankingPruner`)
+The engine (:mod:`.engine`, "the pruner") asks its method's rule for every selected layer.
+
+``level`` / ``agp`` (:class:`RankingRule`)
     Cut the weight into groups (:mod:`.structures`), score them (:mod:`.criteria`) and prune
     exactly ``round(t * n)`` of the ``n`` groups (halves rounded up) with the lowest scores; for
     ``filter``/``channel`` at most ``n - 1`` (one always survives, with a warning).
@@ -11,13 +13,13 @@
     sort: large layers bracket the k-th smallest score from a strided sample and rank only the
     scores inside the bracket (falling back to a full ``torch.kthvalue`` if the bracket misses),
     and the keep-mask is built from that threshold directly.
-``magnitude`` (:class:`MagnitudePruner`, fine only)
+``magnitude`` (:class:`MagnitudeRule`, fine only)
     Zero every weight with ``|w| < threshold``.
-``sensitivity`` (:class:`SensitivityPruner`, fine only)
-    Han et al. (2015): per layer, zero ``|w| < s * std(W)``. The standard deviation is the
-    population one (no Bessel correction) so that a 1-element tensor gives 0, not NaN.
+``std_threshold`` (:class:`StdThresholdRule`, fine only)
+    Han et al. (2015): per layer, zero ``|w| < std_multiplier * std(W)``. The standard deviation
+    is the population one (no Bessel correction) so that a 1-element tensor gives 0, not NaN.
 
-Every pruner returns a full new keep-mask; the :class:`~.masks.MaskStore` ANDs it with the old one.
+Every rule returns a full new keep-mask; the :class:`~.masks.MaskStore` ANDs it with the old one.
 """
 
 from __future__ import annotations
@@ -30,10 +32,20 @@ from torch import nn
 
 from framework.errors import PruningError
 from framework.pruning.criteria import Criterion, L1Criterion, L2Criterion, RandomCriterion, build_criterion
+from framework.pruning.spec import (
+    FINE,
+    MAGNITUDE,
+    RANKING_METHODS,
+    STD_THRESHOLD,
+    THRESHOLD_METHODS,
+    method_problem,
+    method_structure_problem,
+    raise_first,
+    threshold_problem,
+)
 from framework.pruning.structures import check_structure, expand_group_mask, to_groups
 
-from framework.pruning.names import RANKING_METHODS, THRESHOLD_METHODS  # noqa: E402
-# Built-in criteria return new score tensors, so the pruner may overwrite them in place.
+# Built-in criteria return new score tensors, so the rule may overwrite them in place.
 _FRESH_SCORE_CRITERIA = (L1Criterion, L2Criterion, RandomCriterion)
 
 
@@ -141,10 +153,10 @@ def lowest_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     return keep_all_but_lowest_k(scores, k).logical_not_()
 
 
-class Pruner:
+class MaskRule:
     """Computes a keep-mask (True = keep) of the weight's shape."""
 
-    structure = "fine"
+    structure = FINE
 
     def keep_mask(
         self,
@@ -163,7 +175,7 @@ class Pruner:
         pass
 
 
-class RankingPruner(Pruner):
+class RankingRule(MaskRule):
     """Prune the ``round(target * n_groups)`` lowest-scored groups."""
 
     def __init__(self, structure: str, criterion: Criterion):
@@ -186,7 +198,7 @@ class RankingPruner(Pruner):
             scores = scores.float()  # half precision would create ties and is slow to select on
             fresh = True
         k = round_half_up(target * scores.numel())
-        if self.structure != "fine" and k >= scores.numel():
+        if self.structure != FINE and k >= scores.numel():
             # a layer without filters (or input channels) cuts the network: one always survives
             warnings.warn(
                 f"target sparsity {target:g} asks to remove all {scores.numel()} {self.structure}s of a "
@@ -195,7 +207,7 @@ class RankingPruner(Pruner):
             k = scores.numel() - 1
         if current is None:
             return keep_all_but_lowest_k(scores, k)
-        if self.structure == "fine":  # one element per group: no reduction needed
+        if self.structure == FINE:  # one element per group: no reduction needed
             alive = current.reshape(-1).to(scores.device)
         else:
             alive = to_groups(current, self.structure, layer).any(dim=1).to(scores.device)
@@ -222,7 +234,7 @@ class RankingPruner(Pruner):
         self.criterion.load_state_dict(state)
 
 
-class MagnitudePruner(Pruner):
+class MagnitudeRule(MaskRule):
     """Zero every weight whose magnitude is below a fixed threshold."""
 
     def __init__(self, threshold: float):
@@ -232,45 +244,37 @@ class MagnitudePruner(Pruner):
         return view.detach().abs() >= self.threshold
 
 
-class SensitivityPruner(Pruner):
-    """Zero ``|w| < sensitivity * std(W)`` per layer (Han et al., 2015)."""
+class StdThresholdRule(MaskRule):
+    """Zero ``|w| < std_multiplier * std(W)`` per layer (Han et al., 2015)."""
 
-    def __init__(self, sensitivity: float):
-        self.sensitivity = float(sensitivity)
+    def __init__(self, std_multiplier: float):
+        self.std_multiplier = float(std_multiplier)
 
     def keep_mask(self, view, layer, target, current):
         view = view.detach().float()
-        threshold = self.sensitivity * view.std(correction=0)
+        threshold = self.std_multiplier * view.std(correction=0)
         return view.abs() >= threshold
 
 
-def _non_negative(key: str, value) -> float:
-    if value is None:
-        raise PruningError(f"{key} is required by this pruning method; got None, expected a number >= 0")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise PruningError(f"{key}={value!r} must be a finite number >= 0")
-    return float(value)
-
-
-def build_mask_pruner(
+def build_mask_rule(
     method: str,
-    structure: str = "fine",
+    structure: str = FINE,
     criterion: "str | Criterion" = "l1",
     threshold: float | None = None,
-    sensitivity: float | None = None,
+    std_multiplier: float | None = None,
     seed: int = 0,
-) -> Pruner:
-    """The pruner for ``method`` (one of ``level``, ``agp``, ``magnitude``, ``sensitivity``)."""
+) -> MaskRule:
+    """The mask rule of ``method`` (one of ``level``, ``agp``, ``magnitude``, ``std_threshold``)."""
     check_structure(structure)
+    raise_first([
+        method_problem(method),
+        method_structure_problem(method, structure),
+        threshold_problem(method, threshold, std_multiplier),
+    ])
     if method in RANKING_METHODS:
-        return RankingPruner(structure, build_criterion(criterion, seed))
-    if method in THRESHOLD_METHODS:
-        if structure != "fine":
-            raise PruningError(
-                f"pruner.structure={structure} is not supported by pruner.method={method}; allowed: fine"
-            )
-        if method == "magnitude":
-            return MagnitudePruner(_non_negative("pruner.threshold", threshold))
-        return SensitivityPruner(_non_negative("pruner.sensitivity", sensitivity))
-    allowed = ", ".join(RANKING_METHODS + THRESHOLD_METHODS)
-    raise PruningError(f"pruner.method={method!r} is not a known pruning method; choose one of {allowed}")
+        return RankingRule(structure, build_criterion(criterion, seed))
+    if method == MAGNITUDE:
+        return MagnitudeRule(threshold)
+    if method == STD_THRESHOLD:
+        return StdThresholdRule(std_multiplier)
+    raise PruningError(f"pruner.method={method} prunes nothing and has no mask rule; allowed: {', '.join(RANKING_METHODS + THRESHOLD_METHODS)}")

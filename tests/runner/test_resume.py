@@ -47,11 +47,11 @@ def test_resume_auto_without_an_earlier_run_starts_fresh(run_experiment, tmp_pat
 
 @pytest.mark.slow
 def test_resume_refuses_a_changed_config_by_name_and_allows_it_when_asked(run_experiment, tmp_path):
-    base = ["tracking=none", "pruner=agp", "epochs=3", "schedule.ending_epoch=2", "tracking.log_model=false"]
+    base = ["tracking=none", "pruner=agp", "epochs=3", "schedule.ending_epoch=2"]
     _, first, _ = run_experiment(base, run_dir=tmp_path / "first")
     checkpoint = first.run_dir / "checkpoints" / "last.pt"
     changed = ["tracking=none", "pruner=agp", "epochs=6", "schedule.ending_epoch=5", "pruner.final_sparsity=0.9",
-               "tracking.log_model=false", f"resume={checkpoint}"]
+               f"resume={checkpoint}"]
     with pytest.raises(ConfigError) as refused:
         run_experiment(changed, run_dir=tmp_path / "refused")
     message = str(refused.value)

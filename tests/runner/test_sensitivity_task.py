@@ -20,7 +20,7 @@ def dense_checkpoint(tmp_path_factory):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from framework.experiment import RunContext, run
+    from framework.runner import RunContext, run
 
     run_dir = tmp_path_factory.mktemp("dense")
     overrides = [*SMALL, "tracking=none", "epochs=2"]
@@ -93,7 +93,7 @@ def test_a_rerun_with_other_settings_in_the_same_folder_is_refused(run_experimen
 @pytest.mark.parametrize("structure", ["fine", "filter"])
 def test_derived_config_meets_its_sparsity_budget_when_trained(run_experiment, compose_config, dense_checkpoint,
                                                               tmp_path, structure):
-    from framework.experiment import RunContext, run
+    from framework.runner import RunContext, run
 
     budget = 0.4
     sens_dir = tmp_path / "sens"

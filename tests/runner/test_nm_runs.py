@@ -20,7 +20,7 @@ from support import cli_dirs, run_cli
     ],
 )
 def test_bad_nm_settings_exit_2_before_training(tmp_path, overrides, expected):
-    result = run_cli(["pruner=agp_nm", "epochs=2", "tracking=none", *overrides, *cli_dirs(tmp_path)])
+    result = run_cli(["pruner=agp_nm", "epochs=2", "tracking=none", *overrides, *cli_dirs(tmp_path, mlflow=False)])
     assert result.returncode == 2, result.stderr[-2000:]
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
@@ -29,7 +29,7 @@ def test_bad_nm_settings_exit_2_before_training(tmp_path, overrides, expected):
 @pytest.mark.slow
 def test_nm_run_ends_in_the_pattern_with_shapes_unchanged(tmp_path):
     result = run_cli(["pruner=agp_nm", "pruner.exclude=[block1.0.weight]", "epochs=3", "tracking=none",
-                      "deploy.enabled=false", *cli_dirs(tmp_path)])
+                      "deploy.enabled=false", *cli_dirs(tmp_path, mlflow=False)])
     assert result.returncode == 0, result.stderr[-3000:]
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert state["block2.0.weight"].shape == (64, 32, 3, 3)  # dense-shaped: N:M never thins

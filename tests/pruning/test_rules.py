@@ -1,4 +1,4 @@
-"""Pruners: exact counts, ties, already-pruned groups, threshold pruners, and the property that
+"""Mask rules: exact counts, ties, already-pruned groups, threshold rules, and the property that
 masks never regrow."""
 
 import math
@@ -12,14 +12,14 @@ from torch import nn
 from framework.errors import PruningError
 from framework.pruning.criteria import build_criterion
 from framework.pruning.masks import MaskStore
-from framework.pruning.structures import group_count, to_groups
-from framework.pruning.pruners import (
+from framework.pruning.rules import (
     SAMPLE_SIZE,
-    RankingPruner,
-    build_mask_pruner,
+    RankingRule,
+    build_mask_rule,
     lowest_k,
     round_half_up,
 )
+from framework.pruning.structures import group_count, to_groups
 
 
 def test_round_half_up():
@@ -54,7 +54,7 @@ def test_lowest_k_cuts_exactly_at_kthvalue_on_large_inputs(values):
 
 
 def test_fine_level_prunes_exactly_the_smallest_magnitudes():
-    pruner = build_mask_pruner("level", "fine", "l1")
+    pruner = build_mask_rule("level", "fine", "l1")
     weight = torch.tensor([[0.1, -0.5], [0.3, 0.05]])
     keep = pruner.keep_mask(weight, None, 0.5, None)
     assert keep.tolist() == [[False, True], [True, False]]
@@ -64,7 +64,7 @@ def test_round_half_up_group_count():
     # 3 filters at 50% -> round(1.5) = 2 filters pruned
     layer = nn.Linear(2, 3)
     weight = torch.tensor([[1.0, 1.0], [3.0, 3.0], [2.0, -2.0]])
-    keep = build_mask_pruner("agp", "filter", "l1").keep_mask(weight, layer, 0.5, None)
+    keep = build_mask_rule("agp", "filter", "l1").keep_mask(weight, layer, 0.5, None)
     assert keep.tolist() == [[False, False], [True, True], [False, False]]
 
 
@@ -72,23 +72,23 @@ def test_channel_l2_on_conv_hand_computed():
     layer = nn.Conv1d(3, 2, 1)
     # channel scores (rms over the 2 filters): c0 = 1, c1 = sqrt(12.5), c2 = sqrt(0.5)
     weight = torch.tensor([[[1.0], [3.0], [1.0]], [[1.0], [4.0], [0.0]]])
-    keep = build_mask_pruner("level", "channel", "l2").keep_mask(weight, layer, 0.34, None)
+    keep = build_mask_rule("level", "channel", "l2").keep_mask(weight, layer, 0.34, None)
     assert keep[:, :, 0].tolist() == [[True, True, False], [True, True, False]]
-    keep = build_mask_pruner("level", "channel", "l2").keep_mask(weight, layer, 0.67, None)
+    keep = build_mask_rule("level", "channel", "l2").keep_mask(weight, layer, 0.67, None)
     assert keep[:, :, 0].tolist() == [[False, True, False], [False, True, False]]
 
 
 def test_grouped_conv_filter_pruning_counts_groups():
     layer = nn.Conv2d(4, 6, 3, groups=2)
     weight = torch.randn(layer.weight.shape)
-    keep = build_mask_pruner("agp", "filter", "l1").keep_mask(weight, layer, 0.5, None)
+    keep = build_mask_rule("agp", "filter", "l1").keep_mask(weight, layer, 0.5, None)
     assert int((~keep.reshape(6, -1).all(dim=1)).sum()) == 3
 
 
 def test_already_pruned_groups_count_towards_the_target():
     # Random scores would pick other groups; the already pruned ones must be reused first.
     layer = nn.Linear(2, 10)
-    pruner = RankingPruner("filter", build_criterion("random", seed=0))
+    pruner = RankingRule("filter", build_criterion("random", seed=0))
     current = torch.ones(10, 2, dtype=torch.bool)
     current[[1, 4, 7]] = False
     keep = pruner.keep_mask(torch.randn(10, 2), layer, 0.5, current)
@@ -97,40 +97,42 @@ def test_already_pruned_groups_count_towards_the_target():
 
 
 def test_lower_target_keeps_the_current_mask():
-    pruner = build_mask_pruner("level", "fine", "l1")
+    pruner = build_mask_rule("level", "fine", "l1")
     current = torch.tensor([False, False, True, True])
     keep = pruner.keep_mask(torch.tensor([5.0, 6.0, 1.0, 2.0]), None, 0.25, current)
     assert keep.tolist() == [False, False, True, True]
 
 
 def test_magnitude_threshold():
-    pruner = build_mask_pruner("magnitude", "fine", threshold=0.3)
+    pruner = build_mask_rule("magnitude", "fine", threshold=0.3)
     keep = pruner.keep_mask(torch.tensor([0.1, -0.3, 0.5, -0.29]), None, None, None)
     assert keep.tolist() == [False, True, True, False]
 
 
-def test_sensitivity_uses_the_layer_std():
+def test_std_threshold_uses_the_layer_std():
     weight = torch.tensor([1.0, -1.0, 3.0, -3.0])  # population std = sqrt(5)
-    pruner = build_mask_pruner("sensitivity", "fine", sensitivity=0.5)  # threshold = 1.118
+    pruner = build_mask_rule("std_threshold", "fine", std_multiplier=0.5)  # threshold = 1.118
     assert pruner.keep_mask(weight, None, None, None).tolist() == [False, False, True, True]
-    pruner = build_mask_pruner("sensitivity", "fine", sensitivity=0.4)  # threshold = 0.894
+    pruner = build_mask_rule("std_threshold", "fine", std_multiplier=0.4)  # threshold = 0.894
     assert pruner.keep_mask(weight, None, None, None).tolist() == [True, True, True, True]
 
 
-@pytest.mark.parametrize("method", ["magnitude", "sensitivity"])
+@pytest.mark.parametrize("method", ["magnitude", "std_threshold"])
 @pytest.mark.parametrize("structure", ["filter", "channel"])
 def test_threshold_methods_are_fine_only(method, structure):
-    with pytest.raises(PruningError, match=f"pruner.structure={structure} is not supported by pruner.method={method}"):
-        build_mask_pruner(method, structure, threshold=0.1, sensitivity=0.1)
+    with pytest.raises(PruningError, match=f"pruner.structure={structure} does not apply to pruner.method={method}; allowed: fine"):
+        build_mask_rule(method, structure, threshold=0.1, std_multiplier=0.1)
 
 
 def test_threshold_arguments_are_validated():
-    with pytest.raises(PruningError, match="pruner.threshold is required"):
-        build_mask_pruner("magnitude", "fine")
-    with pytest.raises(PruningError, match="pruner.sensitivity=-1 must be a finite number >= 0"):
-        build_mask_pruner("sensitivity", "fine", sensitivity=-1)
-    with pytest.raises(PruningError, match="pruner.method='prune' is not a known pruning method"):
-        build_mask_pruner("prune", "fine")
+    with pytest.raises(PruningError, match="pruner.threshold=None is invalid; allowed: a number >= 0"):
+        build_mask_rule("magnitude", "fine")
+    with pytest.raises(PruningError, match="pruner.std_multiplier=-1 is invalid; allowed: a number >= 0"):
+        build_mask_rule("std_threshold", "fine", std_multiplier=-1)
+    with pytest.raises(PruningError, match="pruner.method='prune' is invalid; allowed: none"):
+        build_mask_rule("prune", "fine")
+    with pytest.raises(PruningError, match="pruner.method=none prunes nothing and has no mask rule"):
+        build_mask_rule("none", "fine")
 
 
 LAYERS = {
@@ -151,7 +153,7 @@ def test_masks_never_regrow(structure, criterion, targets, seed):
     torch.manual_seed(seed)
     layer = LAYERS[structure]
     store = MaskStore({"w": layer.weight})
-    pruner = build_mask_pruner("level", structure, criterion, seed=seed)
+    pruner = build_mask_rule("level", structure, criterion, seed=seed)
     previous = torch.ones_like(layer.weight, dtype=torch.bool)
     n_groups = group_count(structure, layer, layer.weight.shape)
     expected_pruned = 0

@@ -51,11 +51,12 @@ class DeployHook(Hook):
             return
         from framework.deploy.variants import build_deployable, variants_markdown
 
-        dense = getattr(self.thinning_hook, "masked_model", None)
+        thinned = self.thinning_hook is not None and self.thinning_hook.recipe is not None
+        dense = self.thinning_hook.dense_measured if thinned else None
         calibration = (inputs for inputs, _ in itertools.islice(trainer.train_loader, self.calibration_batches))
         self.result = build_deployable(
             trainer.model, self.input_shape, self.out_dir, trainer.val_loader,
-            calibration_batches=calibration if self.quantize == "int8" else (), dense_model=dense,
+            calibration_batches=calibration if self.quantize == "int8" else (), dense_measured=dense,
             quantize=self.quantize, loader_batch=self.batch_size, repeats=RUN_LATENCY_REPEATS,
         )
         trainer.epoch_metrics.update(self.result.metrics)

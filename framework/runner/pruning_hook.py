@@ -13,6 +13,8 @@ from framework.training.hooks import Hook
 
 class PruningHook(Hook):
     name = "pruning"
+    # of the metrics this hook adds, the ones the epoch's log line shows (per-layer sparsity is not)
+    SHOWN_IN_LOG = ("pruning/target_sparsity", "sparsity/total")
 
     def __init__(
         self,
@@ -27,10 +29,10 @@ class PruningHook(Hook):
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.fold_pairs = fold_pairs
         # Called as on_masks_updated(trainer, when) after each update: with several processes,
-        # framework.training.ddp.MaskSync puts rank 0's masks in force on every rank.
+        # framework.runner.mask_sync.MaskSync puts rank 0's masks in force on every rank.
         self.on_masks_updated = on_masks_updated
         self.step_level = bool(getattr(pruner, "step_frequency", None))
-        # After thinning (framework.thinning_hook) the masks are spent: set by freeze()
+        # After thinning (framework.runner.thinning_hook) the masks are spent: set by freeze()
         self.frozen_sparsity: Optional[Dict[str, float]] = None
 
     def freeze(self, masked_model=None) -> None:
@@ -64,7 +66,7 @@ class PruningHook(Hook):
     def after_epoch(self, trainer) -> None:
         metrics = trainer.epoch_metrics
         target = self.pruner.target_sparsity(trainer.epoch)
-        if target is not None:  # threshold pruners (magnitude, sensitivity) have no target
+        if target is not None:  # threshold methods (magnitude, std_threshold) have no target
             metrics["pruning/target_sparsity"] = float(target)
         sparsity = self.frozen_sparsity if self.frozen_sparsity is not None else self.pruner.sparsity()
         for name, value in sparsity.items():

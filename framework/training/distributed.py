@@ -1,5 +1,5 @@
 """Several processes, one run: the process group that ``torchrun`` asks for, and the few
-collectives a run needs (share the run dir, agree on errors, reduce metrics, broadcast masks).
+collectives a run needs (broadcast and gather small objects, sum metrics).
 
 ``torchrun --nproc_per_node=N run.py ...`` starts N copies of ``run.py`` with ``RANK``,
 ``LOCAL_RANK`` and ``WORLD_SIZE`` in their environment. Each copy composes the same config; then
@@ -14,16 +14,15 @@ helper is the identity, so a one-process run is untouched.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, List, Sequence
 
 import torch
 import torch.distributed as dist
 
-from framework.errors import ConfigError, SecateursError
+from framework.errors import ConfigError
 
 
 # torchrun's names, and SLURM's for tasks that srun started (a submitit job with several tasks),
@@ -50,10 +49,6 @@ def launched_world_size(environ=None) -> int:
 def launched_rank(environ=None) -> int:
     """This process's rank as the launcher says (0 when not started by torchrun or srun)."""
     return _launcher_value("RANK", 0, environ)
-
-
-class PeerFailedError(SecateursError):
-    """Another rank stopped on an error (rank 0 reports it); this rank stops too."""
 
 
 @dataclass(frozen=True)
@@ -141,28 +136,6 @@ def gather_objects(value: Any, context: DistContext) -> List[Any]:
     return out
 
 
-def agree_or_raise(error: Optional[BaseException], context: DistContext) -> None:
-    """A barrier that also compares errors: if any rank failed, every rank raises.
-
-    The rank that failed raises its own error; the others raise :class:`PeerFailedError`, except
-    rank 0, which raises the first failed rank's message, so the job reports the mistake once
-    (rank 0 prints, the others stay quiet) and every rank exits with the same code.
-    """
-    if not context.enabled:
-        if error is not None:
-            raise error
-        return
-    message = None if error is None else f"{type(error).__name__}\t{error}"
-    messages = gather_objects(message, context)
-    if error is not None:
-        raise error
-    failed = [(rank, m) for rank, m in enumerate(messages) if m is not None]
-    if failed:
-        rank, text = failed[0]
-        kind, _, line = text.partition("\t")
-        raise PeerFailedError(f"rank {rank} stopped: {line}" if context.is_main else "")
-
-
 def sum_across_ranks(values: Sequence[float], context: DistContext, device: torch.device) -> List[float]:
     """Element-wise sums over the ranks, in float64 (counts and sums of the metrics)."""
     if not context.enabled:
@@ -174,35 +147,36 @@ def sum_across_ranks(values: Sequence[float], context: DistContext, device: torc
     return tensor.tolist()
 
 
-def broadcast_masks(masks: Dict[str, torch.Tensor], context: DistContext) -> Dict[str, torch.Tensor]:
-    """Rank 0's keep-masks, sent to every rank (on the CPU, as uint8, in name order)."""
-    if not context.enabled:
-        return masks
-    names = broadcast_object(sorted(masks), context)
-    shapes = broadcast_object({n: tuple(masks[n].shape) for n in names} if context.is_main else None, context)
-    out = {}
-    for name in names:
-        local = masks.get(name)
-        buffer = (
-            local.detach().to("cpu", dtype=torch.uint8).contiguous()
-            if context.is_main
-            else torch.empty(shapes[name], dtype=torch.uint8)
+# -- leaving together -------------------------------------------------------------------------
+
+# How long a rank that stops on a mistake waits for the others to stop too (a rank that crashed
+# or hangs never arrives; torchrun then ends the job anyway).
+EXIT_AGREEMENT_TIMEOUT_S = 60.0
+
+
+def wait_for_every_rank_to_exit(code: int, timeout_s: float = EXIT_AGREEMENT_TIMEOUT_S) -> bool:
+    """Under torchrun, announce that this rank exits with ``code`` and wait until every rank has.
+
+    torchrun ends the other ranks (SIGTERM) as soon as one exits non-zero. A rank that has not
+    yet set its own SIGTERM handler then dies of the signal (-15) instead of exiting with the
+    mistake's code. Each rank sets that handler before it announces itself here, so once every
+    rank has announced, whichever exits first, the others answer torchrun's SIGTERM with their
+    own code: the job's exit codes no longer depend on which process is scheduled first.
+
+    The announcements go through the store of torchrun's agent (no process group is needed: a
+    config mistake stops the ranks before one exists). Returns False where there is no such
+    store (not under torchrun) or the others did not arrive within ``timeout_s``."""
+    environ = os.environ
+    if launched_world_size() <= 1 or environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return False
+    prefix = f"secateurs/exit/{environ.get('TORCHELASTIC_RUN_ID', '')}/{environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+    try:
+        store = dist.TCPStore(
+            environ["MASTER_ADDR"], int(environ["MASTER_PORT"]), is_master=False,
+            timeout=timedelta(seconds=timeout_s),
         )
-        dist.broadcast(buffer, src=0)
-        out[name] = buffer.to(torch.bool)
-    return out
-
-
-def masks_fingerprint(masks: Dict[str, torch.Tensor], params: Dict[str, torch.Tensor]) -> Dict[str, Any]:
-    """What :class:`MaskSync` compares between ranks: a hash of every mask's bits, and how many
-    pruned positions hold a nonzero weight (0 when the masks are in force)."""
-    digest = hashlib.sha256()
-    nonzero_pruned = 0
-    for name in sorted(masks):
-        mask = masks[name].detach().to("cpu", dtype=torch.bool).contiguous()
-        digest.update(name.encode())
-        digest.update(mask.numpy().tobytes())
-        if name in params:
-            weight = params[name].detach().to("cpu")
-            nonzero_pruned += int(torch.count_nonzero(weight[~mask]))
-    return {"sha256": digest.hexdigest(), "nonzero_pruned": nonzero_pruned, "layers": len(masks)}
+        store.set(f"{prefix}/{launched_rank()}", str(code))
+        store.wait([f"{prefix}/{rank}" for rank in range(launched_world_size())], timedelta(seconds=timeout_s))
+    except Exception:  # a missing peer or store: leave anyway, torchrun reports the rest
+        return False
+    return True

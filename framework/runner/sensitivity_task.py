@@ -1,7 +1,8 @@
 """``task=sensitivity``: the analysis of :mod:`framework.analysis.sensitivity` as a run.
 
-:func:`framework.experiment.run` builds the parts (data, model with its pretrained weights, the
-configured pruner, the MLflow hook) and hands them here. Files, under ``<run dir>/sensitivity/``:
+:func:`framework.runner.recipe.analyse_sensitivity` builds the parts (data, model with its
+pretrained weights, the configured pruner, the trackers) and hands them here. Files, under
+``<run dir>/sensitivity/``:
 
 * ``rows.csv``: one line per (unit, level) as soon as it is evaluated; rerunning with the same
   ``hydra.run.dir`` continues from it (``analysis.json`` records the settings, and a rerun with
@@ -12,8 +13,8 @@ configured pruner, the MLflow hook) and hands them here. Files, under ``<run dir
   and ``<run dir>/conf/pruner/derived/<name>.yaml``, a pruner option that ``--config-dir <run
   dir>/conf pruner=derived/<name>`` selects.
 
-All of them are logged to MLflow (artifacts ``sensitivity/`` and ``conf/``), with the metrics
-``sensitivity/<unit>/top1`` at step = level in percent and ``sensitivity/dense_top1``.
+The trackers get the metrics ``sensitivity/<unit>/top1`` at step = level in percent and
+``sensitivity/dense_top1``; MLflow logs the folders ``sensitivity/`` and ``conf/`` as artifacts.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def derived_markdown(derived: sens.Derived, command: str) -> str:
 
 
 def analyse(cfg: DictConfig, run_dir: Path, overrides: Sequence[str], model, pruner, val_loader, device,
-            input_shape, tracker=None) -> Dict[str, float]:
+            input_shape, trackers: Sequence[Any] = ()) -> Dict[str, float]:
     """Run (or continue) the analysis, write and log its files; returns headline figures."""
     folder = run_dir / "sensitivity"
     _check_same_settings(folder, _settings(cfg))
@@ -110,9 +111,7 @@ def analyse(cfg: DictConfig, run_dir: Path, overrides: Sequence[str], model, pru
     rows = sens.read_rows(rows_path)
     if rows:
         log.info("sensitivity: continuing %s (%d rows done)", rows_path, len(rows))
-    if tracker is not None:
-        tracker.artifacts = [(folder, "sensitivity"), (run_dir / "conf", "conf")]
-        tracker.log_model = False
+    for tracker in trackers:
         tracker.before_run(SimpleNamespace(start_epoch=0))
     writer = sens.RowWriter(rows_path)
     try:
@@ -124,7 +123,7 @@ def analyse(cfg: DictConfig, run_dir: Path, overrides: Sequence[str], model, pru
         sens.run_rows(analysis, levels, done, lambda row: (writer(row), rows.append(row)),
                       workers=cfg.sensitivity.workers, progress=cfg.progress)
     except BaseException as error:
-        if tracker is not None:
+        for tracker in trackers:
             tracker.on_failure(None, error)
         raise
     finally:
@@ -145,7 +144,7 @@ def analyse(cfg: DictConfig, run_dir: Path, overrides: Sequence[str], model, pru
         (folder / "derived_command.txt").write_text(command + "\n")
         log.info("sensitivity: derived levels in %s; train with:\n  %s", path, command)
         result.update({f"derived/{key}_removed": value for key, value in derived.measured.items()})
-    if tracker is not None:
+    for tracker in trackers:
         tracker.after_epoch(SimpleNamespace(epoch=0, epoch_metrics={**result}))
         for level in levels:
             metrics = {f"sensitivity/{r.unit}/top1": r.top1 for r in rows if round(r.level, 6) == round(level, 6)}

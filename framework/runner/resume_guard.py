@@ -1,6 +1,8 @@
-"""Resuming a checkpoint with the config it was trained with, or saying exactly what changed.
+"""Resuming: which checkpoint ``resume`` names, and resuming it with the config it was trained
+with, or saying exactly what changed.
 
-The checkpoint records the run's resolved config (the flattened params, plus where its MLflow run
+``resume=auto`` finds this run dir's checkpoint, else the newest one of an earlier run started with
+the same overrides (:func:`find_resumable_checkpoint`). The checkpoint records the run's resolved config (the flattened params, plus where its MLflow run
 lives) through :class:`ConfigRecordHook`. On resume, :func:`config_changes` compares it with the
 new config: by default a change is refused with one line naming every key that differs
 (``epochs: 3 -> 6``); ``resume_changed=allow`` continues with the new values, which the runner
@@ -11,10 +13,18 @@ fit) or another tracking store (the MLflow run lives in the old one).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
 
+from omegaconf import DictConfig, OmegaConf
+
+from framework.config import project_root
 from framework.errors import ConfigError
+from framework.runner.context import RunContext
 from framework.training.hooks import Hook
+
+log = logging.getLogger(__name__)
 
 # Prefixes of keys whose change no resume can absorb, with the reason shown to the user.
 NEVER_CONTINUED = {
@@ -71,3 +81,41 @@ def apply_scheduler_arguments(lr_scheduler: Any, arguments: Mapping[str, Any]) -
             current = getattr(lr_scheduler, key)
             # MultiStepLR keeps its milestones as a Counter
             setattr(lr_scheduler, key, type(current)(value) if type(current).__name__ == "Counter" else value)
+
+
+def checkpoint_to_resume(cfg: DictConfig, context: RunContext) -> Optional[Path]:
+    """The checkpoint ``resume`` asks for, or None to start from scratch."""
+    if cfg.resume is None:
+        return None
+    if cfg.resume != "auto":
+        return Path(cfg.resume)
+    path = find_resumable_checkpoint(context)
+    if path is None:
+        log.info("resume=auto: no earlier checkpoint of this run found; starting from scratch")
+    return path
+
+
+def find_resumable_checkpoint(context: RunContext) -> Optional[Path]:
+    """This run dir's checkpoint, else the newest one of an earlier run with the same overrides.
+
+    With an explicit ``hydra.run.dir`` the first case applies; with Hydra's timestamped dirs the
+    second finds the run that the same command started before.
+    """
+    own = context.run_dir / "checkpoints" / "last.pt"
+    if own.is_file():
+        return own
+    wanted = _without_resume(context.overrides)
+    outputs = project_root() / "outputs"
+    candidates = []
+    for overrides_file in outputs.glob("**/.hydra/overrides.yaml"):
+        run_dir = overrides_file.parent.parent
+        checkpoint = run_dir / "checkpoints" / "last.pt"
+        if run_dir == context.run_dir or not checkpoint.is_file():
+            continue
+        if _without_resume(OmegaConf.load(overrides_file)) == wanted:
+            candidates.append(checkpoint)
+    return max(candidates, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def _without_resume(overrides) -> List[str]:
+    return sorted(str(o) for o in overrides if not str(o).startswith(("resume=", "hydra.")))

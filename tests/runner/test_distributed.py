@@ -24,17 +24,19 @@ from framework.tracking.metrics_file import read_metrics
 from support import ROOT, store_overrides
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
-TESTS = Path(__file__).resolve().parent
+TESTS = ROOT / "tests"  # rank_models.py
 
 
 def torchrun(args: Sequence[str], tmp_path: Path, timeout: float = 240, nproc: int = 2, popen: bool = False,
-             store: bool = True, **popen_args):
+             store: bool = True, python_path: Sequence[Path] = (), **popen_args):
     """``torchrun --nproc_per_node=2 run.py args`` with one thread per rank; returns (process, output)
     or, with ``popen``, the running Popen."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)])}
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(str(p) for p in [*python_path, ROOT, TESTS])}
     env.pop("HYDRA_FULL_ERROR", None)
     command = [str(TORCHRUN), "--standalone", f"--nproc_per_node={nproc}", str(ROOT / "run.py"),
-               "progress=false", "tracking.log_model=false", *(store_overrides(tmp_path) if store else []), *args]
+               "progress=false", *(store_overrides(tmp_path) + ["tracking.log_model=false"]
+                                   if store and "tracking=none" not in args else []), *args]
     if popen:
         return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, **popen_args)
@@ -56,7 +58,7 @@ def rank_exit_codes(output: str) -> List[int]:
 
 
 def test_ranks_come_from_torchrun_or_else_from_slurm_tasks():
-    from framework.distributed import launched_rank, launched_world_size
+    from framework.training.distributed import launched_rank, launched_world_size
 
     torchrun_env = {"RANK": "3", "WORLD_SIZE": "4", "SLURM_PROCID": "0", "SLURM_NTASKS": "1", "MASTER_ADDR": "h"}
     assert (launched_rank(torchrun_env), launched_world_size(torchrun_env)) == (3, 4)
@@ -94,7 +96,7 @@ def test_two_processes_make_one_run_with_identical_masks(tmp_path):
 
     # The masks agreed on both ranks after every update, no pruned weight was nonzero, and the
     # final models were equal; the recorded hash is the checkpoint's model's.
-    from framework.training.ddp import parameters_fingerprint
+    from framework.runner.mask_sync import parameters_fingerprint
 
     checks = json.loads((run_dir / "distributed.json").read_text())["checks"]
     assert [c["when"] for c in checks] == ["epoch 0 start", "end"]
@@ -127,14 +129,23 @@ def test_two_processes_make_one_run_with_identical_masks(tmp_path):
     assert abs(top1 - records[-1]["thin/val_top1"]) < 0.5 / len(val)
 
 
-@pytest.mark.parametrize("mistake", ["value", "store"])
+@pytest.mark.parametrize("mistake", ["value", "store", "value, rank 1 late"])
 def test_a_config_mistake_is_reported_once_and_every_rank_exits_2(tmp_path, mistake):
-    if mistake == "value":  # every rank sees it before the process group starts
+    late = []
+    if mistake.startswith("value"):  # every rank sees it before the process group starts
         args, message = ["optimizer.lr=-1"], "error: optimizer.lr=-1 is invalid"
     else:  # only rank 0 talks to MLflow: the others learn of it at the set-up barrier
         (tmp_path / "a_file").write_text("")
         args, message = [f"tracking.uri=sqlite:///{tmp_path}/a_file/mlflow.db"], "error: cannot reach the MLflow store"
-    done, output = torchrun([*args, "epochs=1", f"hydra.run.dir={tmp_path}/run"], tmp_path, timeout=120, store=False)
+    if mistake.endswith("late"):
+        # Rank 1 starts 8 s after rank 0 (Python runs sitecustomize at start-up): rank 0 has long
+        # found the mistake when rank 1 begins, the order that once let torchrun's SIGTERM kill
+        # rank 1 (-15) before it could exit 2 by itself.
+        late = [tmp_path / "late_rank"]
+        late[0].mkdir()
+        (late[0] / "sitecustomize.py").write_text("import os, time\nif os.environ.get('RANK') == '1':\n    time.sleep(8)\n")
+    done, output = torchrun([*args, "epochs=1", f"hydra.run.dir={tmp_path}/run"], tmp_path, timeout=120, store=False,
+                            python_path=late)
     assert done.returncode != 0
     assert output.count(message) == 1, output[-3000:]
     assert output.count("error: ") == 1, output[-3000:]

@@ -35,12 +35,15 @@ def test_a_thinned_int8_run_logs_every_variant_and_both_servable_models(tmp_path
                                              "deploy.calibration_batches=2", "loader.batch_size=32"])
     metrics = client.get_run(run_id).data.metrics
     for variant in ("dense_fp32", "thinned_fp32", "fused_fp32", "fused_onnx_fp32", "int8_onnx"):
-        for what in ("val_top1", "bytes", "ms_b1", "ms_b32"):
-            assert f"deploy/{variant}/{what}" in metrics, (variant, what)
+        for what in ("val_top1", "bytes", "latency_ms_b1", "latency_ms_b32"):
+            assert f"deploy/{what}/{variant}" in metrics, (variant, what)
     assert metrics["deploy/fused_max_error"] <= 1e-5
-    assert metrics["deploy/thinned_fp32/val_top1"] == pytest.approx(metrics["thin/val_top1"])  # the same model
-    assert metrics["deploy/fused_onnx_fp32/val_top1"] == pytest.approx(metrics["val/top1"], abs=1 / 360 + 1e-9)
-    assert metrics["deploy/int8_onnx/bytes"] < metrics["deploy/fused_onnx_fp32/bytes"] < metrics["deploy/dense_fp32/bytes"]
+    assert metrics["deploy/val_top1/thinned_fp32"] == pytest.approx(metrics["thin/val_top1"])  # the same model
+    assert metrics["deploy/val_top1/fused_onnx_fp32"] == pytest.approx(metrics["val/top1"], abs=1 / 360 + 1e-9)
+    # the model before thinning, as measured when it was thinned
+    assert metrics["deploy/bytes/dense_fp32"] == metrics["thin/state_dict_bytes/dense"]
+    assert metrics["deploy/latency_ms_b1/dense_fp32"] == metrics["thin/eager_ms_b1/dense"]
+    assert metrics["deploy/bytes/int8_onnx"] < metrics["deploy/bytes/fused_onnx_fp32"] < metrics["deploy/bytes/dense_fp32"]
     artifacts = [f.path for f in client.list_artifacts(run_id, "deploy")]
     assert "deploy/variants.csv" in artifacts
 
@@ -49,14 +52,14 @@ def test_a_thinned_int8_run_logs_every_variant_and_both_servable_models(tmp_path
         served = mlflow.pyfunc.load_model(f"runs:/{run_id}/{name}").predict(raw)
         accuracy = float((served["label"].to_numpy() == labels).mean())
         # raw pixels preprocessed in numpy vs the loader's torch tensors: one digit may round apart
-        assert accuracy == pytest.approx(metrics[f"deploy/{variant}/val_top1"], abs=1 / 360 + 1e-9), name
+        assert accuracy == pytest.approx(metrics[f"deploy/val_top1/{variant}"], abs=1 / 360 + 1e-9), name
 
 
 @pytest.mark.slow
 def test_a_dense_run_deploys_without_int8(tmp_path):
     client, run_id = finished_run(tmp_path, ["epochs=1"])
     metrics = client.get_run(run_id).data.metrics
-    assert {k.split("/")[1] for k in metrics if k.startswith("deploy/") and k.count("/") == 2} == {
+    assert {k.split("/")[2] for k in metrics if k.startswith("deploy/val_top1/")} == {
         "dense_fp32", "fused_fp32", "fused_onnx_fp32"}
     names = {m.name for m in client.search_logged_models(experiment_ids=[client.get_run(run_id).info.experiment_id])}
     assert names == {"model"}

@@ -1,0 +1,67 @@
+"""What the engine knows about models as torch builds them: the fx trace, layer types, wrappers.
+
+* :func:`trace`: ``torch.fx.symbolic_trace`` whose failure is one :class:`PruningError` line
+  naming the option that needed the graph (BN folding, coupled channels) and what to do instead.
+* The layer-type tuples that BN folding, dependency tracing, structures and thinning share.
+* Wrappers: ``DataParallel`` / ``DistributedDataParallel`` hold the model as ``.module`` and name
+  its parameters ``module.<name>``; ``torch.compile`` saves ``_orig_mod.<name>`` keys.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.fx
+from torch import nn
+
+from framework.errors import PruningError
+
+# Conv1d/2d/3d and ConvTranspose1d/2d/3d (and anything built on their base)
+CONVS = (nn.modules.conv._ConvNd,)
+# the layers whose weights have filters and channels
+CONV_LINEAR = CONVS + (nn.Linear,)
+# weight [out, in/groups, k...]: dim 0 is the output channel
+OUT_FIRST_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+# weight [in, out/groups, k...]: output channels are spread over the groups
+TRANSPOSED_CONVS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+# every per-channel normalisation: BatchNorm1d/2d/3d, SyncBatchNorm, InstanceNorm*
+NORMS = (nn.modules.batchnorm._NormBase,)
+# the normalisations with running statistics that fold into the layer before them
+BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+DATA_PARALLEL_WRAPPERS = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+DATA_PARALLEL_PREFIX = "module."
+COMPILE_PREFIX = "_orig_mod."
+WRAPPER_PREFIXES = (DATA_PARALLEL_PREFIX, COMPILE_PREFIX)
+
+
+def trace(
+    model: nn.Module, needed_by: str = "fold_batchnorm=true", advice: str = "set fold_batchnorm=false"
+) -> torch.fx.GraphModule:
+    """Trace ``model`` with torch.fx, turning any failure into a one-line PruningError that says
+    what ``needed_by`` the trace and ends with ``advice``."""
+    try:
+        return torch.fx.symbolic_trace(model)
+    except Exception as exc:  # fx raises many types (TraceError, TypeError, ...); all mean the same
+        lines = str(exc).strip().splitlines()
+        reason = lines[0] if lines else type(exc).__name__
+        if len(reason) > 160:
+            reason = reason[:157] + "..."
+        raise PruningError(
+            f"{needed_by} needs a traceable model: torch.fx could not trace "
+            f"{type(model).__name__} ({reason}); {advice}"
+        ) from exc
+
+
+def unwrap(model: nn.Module) -> tuple[nn.Module, str]:
+    """The model inside any DataParallel wrappers, and the prefix they add to its names."""
+    prefix = ""
+    while isinstance(model, DATA_PARALLEL_WRAPPERS):
+        model, prefix = model.module, prefix + DATA_PARALLEL_PREFIX
+    return model, prefix
+
+
+def strip_data_parallel_prefix(name: str) -> str:
+    """``name`` without the ``module.`` prefixes of DataParallel wrappers."""
+    while name.startswith(DATA_PARALLEL_PREFIX):
+        name = name[len(DATA_PARALLEL_PREFIX):]
+    return name

@@ -1,0 +1,357 @@
+"""The pruner's specification: the names a user can choose and every rule about the arguments.
+
+Plain Python without torch, so the configuration check (:mod:`framework.config`) answers in a
+second, before torch is imported, and :func:`framework.pruning.build_pruner` applies the very same
+rules with the very same messages. Each rule is written once, here, as a function that returns a
+problem line (what is wrong, the value given, what is allowed) or None.
+
+:func:`pruner_problems` gathers the problems of a set of pruner arguments; an argument left out
+takes the builder's default (:data:`DEFAULTS`). :func:`raise_first` turns the first problem into a
+:class:`~framework.errors.PruningError` for library callers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable, List, Mapping, Optional
+
+from framework.errors import PruningError
+
+# ----------------------------------------------------------------------------- names
+NONE, LEVEL, AGP, MAGNITUDE, STD_THRESHOLD = "none", "level", "agp", "magnitude", "std_threshold"
+RANKING_METHODS = (LEVEL, AGP)  # prune the lowest-scored groups down to a target sparsity
+THRESHOLD_METHODS = (MAGNITUDE, STD_THRESHOLD)  # zero what lies under a threshold: no target
+METHODS = (NONE,) + RANKING_METHODS + THRESHOLD_METHODS
+# Old spellings answered with the new one (method name -> the message's advice).
+RENAMED_METHODS = {
+    "sensitivity": "pruner=std_threshold (pruner.method=std_threshold, pruner.std_multiplier=...)",
+}
+
+FINE, FILTER, CHANNEL, NM = "fine", "filter", "channel", "nm"
+STRUCTURES = (FINE, FILTER, CHANNEL, NM)  # nm: n of every m weights along the input dimension
+STRUCTURED = (FILTER, CHANNEL)  # whole output / input channels: the ones that can be coupled
+
+CRITERIA = ("l1", "l2", "random")
+
+COUPLED, LAYER = "coupled", "layer"
+COUPLINGS = (COUPLED, LAYER)
+GROUP_REDUCTIONS = ("mean", "sum", "max")
+GLOBAL = "global"
+SCOPES = (LAYER, GLOBAL)  # a target per layer (group) | one ranking across layers
+THIN_END, THIN_AFTER_PRUNING, THIN_NEVER = "end", "after_pruning", "never"
+THIN_WHEN = (THIN_END, THIN_AFTER_PRUNING, THIN_NEVER)
+ACTIVATION = "activation"
+FOLD_BATCHNORM = (True, False, ACTIVATION)
+
+# The builder's defaults for every argument these rules read; build_pruner's signature uses them.
+DEFAULTS: dict[str, Any] = dict(
+    method=AGP,
+    structure=FINE,
+    criterion="l1",
+    initial_sparsity=0.0,
+    final_sparsity=0.5,
+    starting_epoch=0,
+    ending_epoch=10,
+    frequency=1,
+    levels=None,
+    threshold=None,
+    std_multiplier=None,
+    fold_batchnorm=False,
+    step_frequency=None,
+    coupling=None,
+    group_reduction="mean",
+    round_to=None,
+    thin=None,
+    scope=LAYER,
+    max_layer_sparsity=None,
+    n=None,
+    m=None,
+)
+
+
+# ----------------------------------------------------------------------------- value kinds
+def is_number(value: Any) -> bool:
+    """A finite int or float (bool is not a number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_integer(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def is_sparsity(value: Any) -> bool:
+    return is_number(value) and 0.0 <= value < 1.0
+
+
+# ----------------------------------------------------------------------------- one rule each
+def renamed_problem(old_spelling: str, new_spelling: str) -> str:
+    return f"{old_spelling} was renamed; use {new_spelling}"
+
+
+def method_problem(method: Any) -> Optional[str]:
+    if method in RENAMED_METHODS:
+        return renamed_problem(f"pruner.method={method}", RENAMED_METHODS[method])
+    if method not in METHODS:
+        return f"pruner.method={method!r} is invalid; allowed: {' | '.join(METHODS)}"
+    return None
+
+
+def structure_problem(structure: Any) -> Optional[str]:
+    if structure not in STRUCTURES:
+        return f"pruner.structure={structure!r} is invalid; allowed: {' | '.join(STRUCTURES)}"
+    return None
+
+
+def method_structure_problem(method: str, structure: str) -> Optional[str]:
+    """Threshold methods zero single weights: they have no filter or channel form."""
+    if method in THRESHOLD_METHODS and structure != FINE:
+        return f"pruner.structure={structure} does not apply to pruner.method={method}; allowed: {FINE}"
+    return None
+
+
+def criterion_problem(criterion: Any) -> Optional[str]:
+    """A criterion is a known name or a callable (a Criterion, a function of the groups)."""
+    if not callable(criterion) and criterion not in CRITERIA:
+        return (
+            f"pruner.criterion={criterion!r} is invalid; allowed: {' | '.join(CRITERIA)} "
+            "or a Criterion component (pruner.criterion._target_=...)"
+        )
+    return None
+
+
+def sparsity_problem(key: str, value: Any) -> Optional[str]:
+    if not is_sparsity(value):
+        return f"{key}={value!r} is outside [0, 1)"
+    return None
+
+
+def sparsity_order_problem(initial: Any, final: Any) -> Optional[str]:
+    """AGP ramps sparsity up, never down."""
+    if is_number(initial) and is_number(final) and initial > final:
+        return (
+            f"pruner.initial_sparsity={initial} is above pruner.final_sparsity={final}; "
+            "allowed: initial <= final (AGP only increases sparsity)"
+        )
+    return None
+
+
+def level_problem(pattern: Any, level: Any) -> Optional[str]:
+    if not isinstance(pattern, str) or not pattern:
+        return f"pruner.levels keys must be non-empty glob patterns; got {pattern!r}"
+    return sparsity_problem(f"pruner.levels[{pattern!r}]", level)
+
+
+def levels_problems(method: str, levels: Optional[Mapping], scope: str) -> List[str]:
+    if not levels:
+        return []
+    if method in THRESHOLD_METHODS:
+        return [f"pruner.levels is not supported by pruner.method={method}; allowed with: {', '.join(RANKING_METHODS)}"]
+    if scope == GLOBAL:
+        return [
+            "pruner.levels cannot be combined with pruner.scope=global (one ranking, one target); "
+            "allowed: levels={} or pruner.scope=layer"
+        ]
+    return [p for p in (level_problem(pattern, level) for pattern, level in levels.items()) if p]
+
+
+def non_negative_problem(key: str, value: Any) -> Optional[str]:
+    if not (is_number(value) and value >= 0):
+        return f"{key}={value!r} is invalid; allowed: a number >= 0"
+    return None
+
+
+def threshold_problem(method: str, threshold: Any, std_multiplier: Any) -> Optional[str]:
+    """The threshold of the method in use: a weight magnitude, or a multiple of the layer's std."""
+    if method == MAGNITUDE:
+        return non_negative_problem("pruner.threshold", threshold)
+    if method == STD_THRESHOLD:
+        return non_negative_problem("pruner.std_multiplier", std_multiplier)
+    return None
+
+
+def schedule_problems(starting_epoch: Any, ending_epoch: Any, frequency: Any, ending_note: str = "") -> List[str]:
+    """``range(starting_epoch, ending_epoch, frequency)`` must hold at least one epoch.
+    ``ending_note`` tells where an ending epoch the user did not write came from."""
+    problems = []
+    if not is_integer(frequency, 1):
+        problems.append(f"schedule.frequency={frequency!r} is invalid; allowed: an integer >= 1")
+    if not is_integer(starting_epoch, 0):
+        problems.append(f"schedule.starting_epoch={starting_epoch!r} is invalid; allowed: an integer >= 0")
+    elif not is_integer(ending_epoch, 0):
+        problems.append(f"schedule.ending_epoch={ending_epoch!r} is invalid; allowed: an integer > schedule.starting_epoch")
+    elif ending_epoch <= starting_epoch:
+        problems.append(
+            f"schedule.ending_epoch={ending_epoch}{ending_note} is not after schedule.starting_epoch={starting_epoch}; "
+            "allowed: ending_epoch > starting_epoch"
+        )
+    return problems
+
+
+def step_frequency_problem(step_frequency: Any, method: str) -> Optional[str]:
+    if step_frequency is None:
+        return None
+    if method != AGP:
+        return (
+            f"schedule.step_frequency={step_frequency} applies to pruner.method=agp only, not {method}; "
+            "allowed: null"
+        )
+    if not is_integer(step_frequency, 1):
+        return f"schedule.step_frequency={step_frequency!r} is invalid; allowed: null or an integer >= 1"
+    return None
+
+
+def fold_batchnorm_problem(fold_batchnorm: Any) -> Optional[str]:
+    # 0 and 1 equal False and True but are not what a user who wrote them meant to choose
+    if fold_batchnorm not in FOLD_BATCHNORM or fold_batchnorm in (0, 1) and not isinstance(fold_batchnorm, bool):
+        return f"fold_batchnorm={fold_batchnorm!r} is invalid; allowed: true | false | {ACTIVATION}"
+    return None
+
+
+def coupling_problem(coupling: Any, structure: str) -> Optional[str]:
+    if coupling is not None and coupling not in COUPLINGS:
+        return f"pruner.coupling={coupling!r} is invalid; allowed: null | {' | '.join(COUPLINGS)}"
+    if coupling == COUPLED and structure == FINE:
+        return f"pruner.coupling=coupled needs pruner.structure=filter or channel; got {FINE}"
+    return None
+
+
+def group_reduction_problem(reduction: Any) -> Optional[str]:
+    if reduction not in GROUP_REDUCTIONS:
+        return f"pruner.group_reduction={reduction!r} is invalid; allowed: {' | '.join(GROUP_REDUCTIONS)}"
+    return None
+
+
+def round_to_problem(round_to: Any, scope: str) -> Optional[str]:
+    if round_to is not None and not is_integer(round_to, 1):
+        return f"pruner.round_to={round_to!r} is invalid; allowed: null or an integer >= 1"
+    if scope == GLOBAL and round_to not in (None, 1):
+        return f"pruner.round_to={round_to} is not supported with pruner.scope=global; allowed: null"
+    return None
+
+
+def scope_problem(scope: Any, method: str) -> Optional[str]:
+    if scope not in SCOPES:
+        return f"pruner.scope={scope!r} is invalid; allowed: {' | '.join(SCOPES)}"
+    if scope == GLOBAL and method not in RANKING_METHODS:
+        return f"pruner.scope=global needs pruner.method=agp or level; got {method}"
+    return None
+
+
+def max_layer_sparsity_problem(value: Any) -> Optional[str]:
+    if value is not None and not is_sparsity(value):
+        return f"pruner.max_layer_sparsity={value!r} is invalid; allowed: null or a number in [0, 1)"
+    return None
+
+
+def thin_problem(thin: Any, method: str, structure: str, coupling: str) -> Optional[str]:
+    """``coupling`` is the resolved one (:func:`resolved_coupling`)."""
+    if thin is not None and thin not in THIN_WHEN:
+        return f"pruner.thin={thin!r} is invalid; allowed: null | {' | '.join(THIN_WHEN)}"
+    if thin not in (None, THIN_NEVER) and not thinnable(method, coupling):
+        return (
+            f"pruner.thin={thin} needs coupled filter or channel pruning; got pruner.structure={structure} "
+            f"with pruner.coupling={coupling}; allowed: pruner.thin=never"
+        )
+    return None
+
+
+# ----------------------------------------------------------------------------- N:M
+def nm_problems(given: Mapping[str, Any]) -> List[str]:
+    """``structure=nm``: n of every m weights kept; shapes never change, so nothing to couple or thin."""
+    n, m, method = given["n"], given["m"], given["method"]
+    bad = [f"pruner.{key}={value!r} is invalid with pruner.structure=nm; allowed: an integer >= 1"
+           for key, value in (("n", n), ("m", m)) if not is_integer(value, 1)]
+    if bad:
+        return bad
+    problems: List[str] = []
+    if n >= m:
+        problems.append(f"pruner.n={n} must be below pruner.m={m} (n of every m weights are kept); allowed: 1 <= n < m, e.g. 2:4")
+    if method not in RANKING_METHODS:
+        problems.append(f"pruner.structure=nm needs a ranking pruner; got pruner.method={method}; allowed: agp | level")
+    for key, value, allowed in (("coupling", given["coupling"], (None, LAYER)), ("thin", given["thin"], (None, THIN_NEVER))):
+        if value not in allowed:
+            problems.append(
+                f"pruner.{key}={value} cannot be combined with pruner.structure=nm: N:M zeroes weights inside each block "
+                f"and does not shrink any shape, so there is nothing to couple or thin; allowed: pruner.{key}=null"
+            )
+    if given["scope"] != LAYER:
+        problems.append(f"pruner.scope={given['scope']} does not apply to pruner.structure=nm (every block holds n of m); allowed: layer")
+    if given["levels"]:
+        problems.append("pruner.levels does not apply to pruner.structure=nm (every layer holds n of m); allowed: {}")
+    if given["fold_batchnorm"] == ACTIVATION:
+        problems.append("fold_batchnorm=activation ranks whole channels and does not apply to pruner.structure=nm; allowed: true | false")
+    final = given["final_sparsity"]
+    if n < m and not (is_number(final) and math.isclose(final, (m - n) / m, abs_tol=1e-9)):
+        problems.append(
+            f"pruner.final_sparsity={final} does not match pruner.n={n}, pruner.m={m} "
+            f"(the pattern removes {m - n} of every {m}); allowed: pruner.final_sparsity={(m - n) / m:g}"
+        )
+    return problems
+
+
+# ----------------------------------------------------------------------------- resolved values
+def resolved_coupling(coupling: Optional[str], structure: str) -> str:
+    """None means coupled for filter/channel; fine-grained and N:M pruning have no coupling."""
+    if structure in (FINE, NM):
+        return LAYER
+    return coupling or COUPLED
+
+
+def thinnable(method: str, coupling: str) -> bool:
+    """Only coupled masks of a ranking method leave a model that can be made smaller."""
+    return coupling == COUPLED and method in RANKING_METHODS
+
+
+def resolved_thin(thin: Optional[str], method: str, coupling: str) -> str:
+    """None means ``end`` where the model can be thinned and ``never`` elsewhere."""
+    if thin is not None:
+        return thin
+    return THIN_END if thinnable(method, coupling) else THIN_NEVER
+
+
+# ----------------------------------------------------------------------------- all of them
+def pruner_problems(arguments: Mapping[str, Any], with_schedule: bool = True) -> List[str]:
+    """Every problem of the pruner ``arguments`` (keys as :data:`DEFAULTS`; missing keys take
+    their default), one line each. ``with_schedule=False`` leaves the epoch window to a caller
+    that checks it against more than these arguments (the config knows ``epochs``)."""
+    given = {**DEFAULTS, **{k: v for k, v in arguments.items() if k in DEFAULTS}}
+    method = given["method"]
+    problem = method_problem(method)
+    if problem or method == NONE:
+        return [problem] if problem else []
+    structure, scope = given["structure"], given["scope"]
+    problems: List[Optional[str]] = [structure_problem(structure)]
+    if structure == NM:
+        problems.extend(nm_problems(given))
+    elif structure in STRUCTURES:
+        problems.append(method_structure_problem(method, structure))
+        coupling_issue = coupling_problem(given["coupling"], structure)
+        problems.append(coupling_issue)
+        if not coupling_issue:
+            coupling = resolved_coupling(given["coupling"], structure)
+            problems.append(thin_problem(given["thin"], method, structure, coupling))
+    problems.append(criterion_problem(given["criterion"]))
+    if method in RANKING_METHODS or arguments.get("final_sparsity") is not None:
+        problems.append(sparsity_problem("pruner.final_sparsity", given["final_sparsity"]))
+    if method == AGP or arguments.get("initial_sparsity") is not None:
+        problems.append(sparsity_problem("pruner.initial_sparsity", given["initial_sparsity"]))
+    if method == AGP:
+        problems.append(sparsity_order_problem(given["initial_sparsity"], given["final_sparsity"]))
+    problems.append(threshold_problem(method, given["threshold"], given["std_multiplier"]))
+    problems.append(scope_problem(scope, method))
+    problems.extend(levels_problems(method, given["levels"], scope))
+    problems.append(group_reduction_problem(given["group_reduction"]))
+    problems.append(round_to_problem(given["round_to"], scope))
+    problems.append(max_layer_sparsity_problem(given["max_layer_sparsity"]))
+    problems.append(fold_batchnorm_problem(given["fold_batchnorm"]))
+    problems.append(step_frequency_problem(given["step_frequency"], method))
+    if with_schedule:
+        problems.extend(schedule_problems(given["starting_epoch"], given["ending_epoch"], given["frequency"]))
+    return [p for p in problems if p]
+
+
+def raise_first(problems: Iterable[Optional[str]], error: Callable[[str], Exception] = PruningError) -> None:
+    """Raise ``error`` with the first problem, if any (a library call stops at its first mistake)."""
+    for problem in problems:
+        if problem:
+            raise error(problem)

@@ -1,0 +1,34 @@
+"""A refactor keeps behaviour: two short runs give bit-for-bit the masks, metrics and thinned model
+recorded before it (tests/data/behaviour_baseline.json, made by tests/behaviour_fingerprint.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from behaviour_fingerprint import BASELINE, RUNS, cpu_capability, fingerprint, run
+
+pytestmark = pytest.mark.slow
+
+
+def _shapes(weights: dict) -> dict:
+    return {name: digest.rsplit(" ", 1)[0] for name, digest in weights.items()}
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_a_short_run_gives_the_recorded_masks_metrics_and_thinned_model(name, tmp_path):
+    recorded = json.loads(BASELINE.read_text())
+    expected = recorded["runs"][name]
+    run(name, tmp_path / name)
+    got = fingerprint(tmp_path / name)
+    if recorded["cpu_capability"] == cpu_capability():
+        assert got == expected
+        return
+    # Another instruction set picks other float kernels, so bits may differ: the structure must not.
+    assert _shapes(got["final_weights"]) == _shapes(expected["final_weights"])
+    assert got.get("thinned_recipe") == expected.get("thinned_recipe")
+    assert [sorted(e) for e in got["metrics"]] == [sorted(e) for e in expected["metrics"]]
+    for mine, theirs in zip(got["metrics"], expected["metrics"]):
+        for key, value in theirs.items():
+            assert mine[key] == pytest.approx(value, rel=1e-3, abs=1e-3), key
