@@ -216,4 +216,9 @@ def params_in_use(cfg: DictConfig) -> Dict[str, Any]:
     distributed = used.pop("distributed", {}) or {}
     if distributed.get("sync_batchnorm"):  # timeout and backend change nothing that is learned
         used["distributed"] = {"sync_batchnorm": True}
+    deploy = used.get("deploy") or {}
+    if deploy.get("quantize") == "none":  # calibration only matters to int8
+        deploy.pop("calibration_batches", None)
+    if deploy.get("enabled") is False:
+        used["deploy"] = {"enabled": False}
     return used
