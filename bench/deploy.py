@@ -32,7 +32,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torchvision
 
@@ -94,7 +93,9 @@ def time_case(case: Case, eager, files, threads: int, warmup: int, repeats: int)
     x = example_input(eager["TP eager"], case.sample_shape, case.batch)
     feed = x.numpy()
     runners = {(name, case.batch): (lambda m=model: m(x)) for name, model in eager.items()}
-    runners.update({(name, case.batch): (lambda s=session: s.run(None, {"input": feed})) for name, session in sessions.items()})
+    runners.update(
+        {(name, case.batch): (lambda s=session: s.run(None, {"input": feed})) for name, session in sessions.items()}
+    )
     torch.set_num_threads(threads)
     with torch.no_grad():
         samples = time_interleaved(runners, warmup, repeats)
@@ -115,24 +116,43 @@ def latency_rows(cases, threads_list, warmup, repeats):
             for threads in threads_list:
                 ms = time_case(case, eager, files, threads, warmup, repeats)
                 rows.append((case, threads, reduction, ms))
-                print(f"{case.name} t{threads}: " + ", ".join(f"{k} {v:.2f}" for k, v in ms.items() if "p10" not in k), flush=True)
+                print(
+                    f"{case.name} t{threads}: " + ", ".join(f"{k} {v:.2f}" for k, v in ms.items() if "p10" not in k),
+                    flush=True,
+                )
             print(f"({case.name}: {time.perf_counter() - begin:.0f} s)", flush=True)
     return rows
 
 
-LAT_HEADERS = ["model", "threads", "MAC red. ÷", *[f"{v} ms" for v in EAGER + ORT],
-               "deploy eager ÷ TP eager", "(p10)", "fused NCHW ÷ TP eager", "int8 ÷ dense ORT (÷ MAC red.)", "(p10)",
-               "ours ORT fp32 ÷ dense ORT"]
+LAT_HEADERS = [
+    "model",
+    "threads",
+    "MAC red. ÷",
+    *[f"{v} ms" for v in EAGER + ORT],
+    "deploy eager ÷ TP eager",
+    "(p10)",
+    "fused NCHW ÷ TP eager",
+    "int8 ÷ dense ORT (÷ MAC red.)",
+    "(p10)",
+    "ours ORT fp32 ÷ dense ORT",
+]
 
 
 def latency_cells(case, threads, reduction, ms):
     int8 = ms["dense ORT fp32"] / ms["ours ORT int8"]
     int8_p10 = ms["dense ORT fp32 p10"] / ms["ours ORT int8 p10"]
-    return [case.name, threads, f"{reduction:.2f}", *[f"{ms[v]:.2f}" for v in EAGER + ORT],
-            f"**{ms['TP eager'] / ms['ours deploy eager']:.2f}x**", f"{ms['TP eager p10'] / ms['ours deploy eager p10']:.2f}x",
-            f"{ms['TP eager'] / ms['ours fused eager']:.2f}x",
-            f"**{int8:.2f}x ({int8 / reduction:.2f})**", f"{int8_p10:.2f}x ({int8_p10 / reduction:.2f})",
-            f"{ms['dense ORT fp32'] / ms['ours ORT fp32']:.2f}x"]
+    return [
+        case.name,
+        threads,
+        f"{reduction:.2f}",
+        *[f"{ms[v]:.2f}" for v in EAGER + ORT],
+        f"**{ms['TP eager'] / ms['ours deploy eager']:.2f}x**",
+        f"{ms['TP eager p10'] / ms['ours deploy eager p10']:.2f}x",
+        f"{ms['TP eager'] / ms['ours fused eager']:.2f}x",
+        f"**{int8:.2f}x ({int8 / reduction:.2f})**",
+        f"{int8_p10:.2f}x ({int8_p10 / reduction:.2f})",
+        f"{ms['dense ORT fp32'] / ms['ours ORT fp32']:.2f}x",
+    ]
 
 
 # --- digits: fp32 vs int8 top-1 --------------------------------------------------------------
@@ -146,12 +166,22 @@ def digits_rows(scratch: Path, epochs: int):
     from framework.pruning.thinning import load_thinned
 
     rows = []
-    fresh = {"simple_cnn": lambda: SimpleCNN(num_classes=10, in_channels=1),
-             "resnet20": lambda: CifarResNet(20, 10, in_channels=1, shortcut="A")}
+    fresh = {
+        "simple_cnn": lambda: SimpleCNN(num_classes=10, in_channels=1),
+        "resnet20": lambda: CifarResNet(20, 10, in_channels=1, shortcut="A"),
+    }
     for model in ("simple_cnn", "resnet20"):
         run_dir = scratch / model
-        command = [sys.executable, str(ROOT / "run.py"), f"model={model}", "pruner=agp_filter", f"epochs={epochs}",
-                   "tracking=none", "progress=false", f"hydra.run.dir={run_dir}"]
+        command = [
+            sys.executable,
+            str(ROOT / "run.py"),
+            f"model={model}",
+            "pruner=agp_filter",
+            f"epochs={epochs}",
+            "tracking=none",
+            "progress=false",
+            f"hydra.run.dir={run_dir}",
+        ]
         done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
         if done.returncode != 0:
             raise RuntimeError(f"training {model} failed: {done.stderr[-2000:]}")
@@ -159,17 +189,40 @@ def digits_rows(scratch: Path, epochs: int):
         bundle = build_digits(seed=0)
         train_loader, val_loader = build_loaders(bundle, batch_size=64, num_workers=0, seed=0)
         calibration = [x for _, (x, _) in zip(range(8), train_loader)]
-        result = build_deployable(thinned, bundle.input_shape, scratch / f"{model}-deploy", list(val_loader),
-                                  calibration_batches=calibration, quantize="int8", loader_batch=64, warmup=1, repeats=3)
+        result = build_deployable(
+            thinned,
+            bundle.input_shape,
+            scratch / f"{model}-deploy",
+            list(val_loader),
+            calibration_batches=calibration,
+            quantize="int8",
+            loader_batch=64,
+            warmup=1,
+            repeats=3,
+        )
         top1 = {row["variant"]: row["val_top1"] for row in result.rows}
-        rows.append([model, epochs, f"{top1['dense_fp32']:.4f}", f"{top1['fused_onnx_fp32']:.4f}", f"{top1['int8_onnx']:.4f}",
-                     f"{(top1['fused_onnx_fp32'] - top1['int8_onnx']) * 100:+.2f}"])
+        rows.append(
+            [
+                model,
+                epochs,
+                f"{top1['dense_fp32']:.4f}",
+                f"{top1['fused_onnx_fp32']:.4f}",
+                f"{top1['int8_onnx']:.4f}",
+                f"{(top1['fused_onnx_fp32'] - top1['int8_onnx']) * 100:+.2f}",
+            ]
+        )
         print(rows[-1], flush=True)
     return rows
 
 
-DIGITS_HEADERS = ["model (digits, agp_filter 50 %, thinned)", "epochs", "eager fp32 top-1", "ONNX fp32 top-1",
-                  "int8 top-1", "fp32 − int8 (points)"]
+DIGITS_HEADERS = [
+    "model (digits, agp_filter 50 %, thinned)",
+    "epochs",
+    "eager fp32 top-1",
+    "ONNX fp32 top-1",
+    "int8 top-1",
+    "fp32 − int8 (points)",
+]
 
 
 def main() -> None:
@@ -178,7 +231,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--models", nargs="*", default=[c.name for c in CASES])
-    parser.add_argument("--digits", action="store_true", help="also train two digits models and compare fp32/int8 top-1")
+    parser.add_argument(
+        "--digits", action="store_true", help="also train two digits models and compare fp32/int8 top-1"
+    )
     parser.add_argument("--epochs", type=int, default=12, help="training epochs of the digits models")
     parser.add_argument("--quick", action="store_true", help="2 repeats, 1 warm-up, 1 thread")
     parser.add_argument("--write", action="store_true", help="replace the section in BENCHMARKS.md")
@@ -189,12 +244,19 @@ def main() -> None:
     load_before = load()
     cases = [c for c in CASES if c.name in args.models]
     rows = latency_rows(cases, args.threads, args.warmup, args.repeats)
-    parts = [SECTION, "", f"- command: `{' '.join(sys.argv)}`", f"- date: {started}",
-             f"- load before: `{load_before}`; after the latency part: `{load()}`",
-             f"- torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}; "
-             f"warm-up {args.warmup}, {args.repeats} interleaved repeats, medians (and the 10th percentile, p10, "
-             "for the target ratios: closer to the uncontended cost on a shared machine); batch 1", "",
-             markdown_table(LAT_HEADERS, [latency_cells(*r) for r in rows]), ""]
+    parts = [
+        SECTION,
+        "",
+        f"- command: `{' '.join(sys.argv)}`",
+        f"- date: {started}",
+        f"- load before: `{load_before}`; after the latency part: `{load()}`",
+        f"- torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}; "
+        f"warm-up {args.warmup}, {args.repeats} interleaved repeats, medians (and the 10th percentile, p10, "
+        "for the target ratios: closer to the uncontended cost on a shared machine); batch 1",
+        "",
+        markdown_table(LAT_HEADERS, [latency_cells(*r) for r in rows]),
+        "",
+    ]
     print("\n".join(parts), flush=True)  # kept in the log even if the digits part fails
     if args.digits:
         with tempfile.TemporaryDirectory() as scratch:

@@ -25,13 +25,20 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from framework.pruning.nm import NMRule, nm_violations  # noqa: E402
 from framework.pruning.criteria import L1Criterion  # noqa: E402
+from framework.pruning.nm import NMRule, nm_violations  # noqa: E402
 
 SECTION = "## 2:4 sparse Linear on CUDA, fp16 (issue 19)"
 SHAPES = [  # (tokens, in_features, out_features)
-    (1, 4096, 4096), (16, 4096, 4096), (128, 4096, 4096), (1024, 4096, 4096), (4096, 4096, 4096),
-    (1024, 768, 3072), (1024, 3072, 768), (4096, 1024, 4096), (8192, 8192, 8192),
+    (1, 4096, 4096),
+    (16, 4096, 4096),
+    (128, 4096, 4096),
+    (1024, 4096, 4096),
+    (4096, 4096, 4096),
+    (1024, 768, 3072),
+    (1024, 3072, 768),
+    (4096, 1024, 4096),
+    (8192, 8192, 8192),
 ]
 
 
@@ -72,25 +79,46 @@ def main() -> None:
         x = torch.randn(tokens, fan_in, device=device, dtype=torch.float16)
         try:
             sparse = to_sparse_semi_structured(weight)
-        except Exception as error:  # noqa: BLE001 - an unsupported shape is a result, not a crash
-            rows.append([f"{tokens}x{fan_in}->{fan_out}", "-", "-", "-", f"not supported: {str(error).splitlines()[0][:80]}"])
+        except Exception as error:
+            rows.append(
+                [f"{tokens}x{fan_in}->{fan_out}", "-", "-", "-", f"not supported: {str(error).splitlines()[0][:80]}"]
+            )
             continue
         dense_times, sparse_times = [], []
         for _ in range(3):  # interleave in rounds so that clocks and heat hit both alike
-            dense_times += time_ms(lambda: F.linear(x, weight), args.warmup, args.repeats // 3)
-            sparse_times += time_ms(lambda: F.linear(x, sparse), args.warmup, args.repeats // 3)
+            dense_times += time_ms(lambda x=x, w=weight: F.linear(x, w), args.warmup, args.repeats // 3)
+            sparse_times += time_ms(lambda x=x, s=sparse: F.linear(x, s), args.warmup, args.repeats // 3)
         dense_ms, sparse_ms = statistics.median(dense_times), statistics.median(sparse_times)
         error = float((F.linear(x, sparse) - F.linear(x, weight)).abs().max())
         speedup = dense_ms / sparse_ms
-        rows.append([f"{tokens}x{fan_in}->{fan_out}", f"{dense_ms:.4f}", f"{sparse_ms:.4f}", f"{speedup:.2f}x",
-                     ("faster" if speedup > 1.05 else "slower" if speedup < 0.95 else "same") + f"; max abs error {error:.2e}"])
+        rows.append(
+            [
+                f"{tokens}x{fan_in}->{fan_out}",
+                f"{dense_ms:.4f}",
+                f"{sparse_ms:.4f}",
+                f"{speedup:.2f}x",
+                ("faster" if speedup > 1.05 else "slower" if speedup < 0.95 else "same")
+                + f"; max abs error {error:.2e}",
+            ]
+        )
         print(rows[-1], flush=True)
-    header = "| shape (tokens x in -> out) | dense fp16 ms | 2:4 sparse fp16 ms | speedup | note |\n|---|---|---|---|---|"
+    header = (
+        "| shape (tokens x in -> out) | dense fp16 ms | 2:4 sparse fp16 ms | speedup | note |\n|---|---|---|---|---|"
+    )
     table = header + "\n" + "\n".join("| " + " | ".join(r) + " |" for r in rows)
-    text = "\n".join([SECTION, "", f"- command: `python {' '.join(sys.argv)}`",
-                      f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S UTC}",
-                      f"- GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}; "
-                      f"median of {args.repeats} CUDA-event timings per side, interleaved in 3 rounds", "", table, ""])
+    text = "\n".join(
+        [
+            SECTION,
+            "",
+            f"- command: `python {' '.join(sys.argv)}`",
+            f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S UTC}",
+            f"- GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}; "
+            f"median of {args.repeats} CUDA-event timings per side, interleaved in 3 rounds",
+            "",
+            table,
+            "",
+        ]
+    )
     print(text)
     if args.write:
         from thinning import write_section

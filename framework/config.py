@@ -259,7 +259,8 @@ def _deploy_problems(cfg: Any, bad) -> List[str]:
     if deploy.enabled:
         from framework.deploy.errors import missing_line  # torch-free: looks for the packages only
 
-        missing = missing_line(f"deploy.quantize={deploy.quantize}" if deploy.quantize != "none" else "deploy.enabled=true")
+        needed_by = f"deploy.quantize={deploy.quantize}" if deploy.quantize != "none" else "deploy.enabled=true"
+        missing = missing_line(needed_by)
         if missing:
             return [missing + " (or deploy.enabled=false)"]
     return []

@@ -11,8 +11,8 @@ PyTorch quantization is involved: the fp32 ONNX export is the single source.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -46,7 +46,9 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Ite
     int8_path.parent.mkdir(parents=True, exist_ok=True)
     calibration = [np.ascontiguousarray(batch, dtype=np.float32) for batch in calibration]
     if not calibration:
-        raise DeployError("int8 calibration got no batch; allowed: deploy.calibration_batches >= 1 with a non-empty training set")
+        raise DeployError(
+            "int8 calibration got no batch; allowed: deploy.calibration_batches >= 1 with a non-empty training set"
+        )
     input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
     reader = _Batches(input_name, calibration)
     with tempfile.TemporaryDirectory(prefix="secateurs-quant-") as scratch:

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -44,16 +44,16 @@ COLUMNS = ("variant", "runtime", "val_top1", "bytes", "ms_b1", "ms_batch", "batc
 # far below any change of prediction.
 ONNX_RTOL = 1e-4
 
-Batch = Tuple[torch.Tensor, torch.Tensor]
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass
 class DeployResult:
-    metrics: Dict[str, float]  # deploy/... ready for a tracker
-    rows: List[dict]  # one per variant, COLUMNS
+    metrics: dict[str, float]  # deploy/... ready for a tracker
+    rows: list[dict]  # one per variant, COLUMNS
     onnx_path: Path  # the fused fp32 model
-    int8_path: Optional[Path] = None
-    files: List[Path] = field(default_factory=list)  # everything written under out_dir
+    int8_path: Path | None = None
+    files: list[Path] = field(default_factory=list)  # everything written under out_dir
 
 
 def check_quantize(quantize: str, calibration_batches: int) -> None:
@@ -69,8 +69,8 @@ def build_deployable(
     out_dir: str | Path,
     val_batches: Iterable[Batch],
     calibration_batches: Iterable[torch.Tensor] = (),
-    dense_model: Optional[nn.Module] = None,
-    dense_measured: Optional[Dict[str, float]] = None,
+    dense_model: nn.Module | None = None,
+    dense_measured: dict[str, float] | None = None,
     quantize: str = "none",
     loader_batch: int = 64,
     threads: int | None = 1,
@@ -81,8 +81,9 @@ def build_deployable(
 
     ``dense_model``: the model before thinning, when the run thinned (``None``: ``final_model`` is
     the dense model); or ``dense_measured``, its ``val_top1``, ``bytes``, ``ms_b1`` and
-    ``ms_batch`` measured earlier (then ``final_model`` is the thinned one). ``val_batches``: preprocessed ``(inputs, targets)`` batches (iterated once per
-    variant); ``calibration_batches``: preprocessed inputs, used only with ``quantize="int8"``.
+    ``ms_batch`` measured earlier (then ``final_model`` is the thinned one). ``val_batches``:
+    preprocessed ``(inputs, targets)`` batches (iterated once); ``calibration_batches``: preprocessed
+    inputs, used only with ``quantize="int8"``.
     Models are copied to the CPU; the caller's are left as they were.
     """
     check_quantize(quantize, 1)
@@ -92,7 +93,7 @@ def build_deployable(
     out_dir.mkdir(parents=True, exist_ok=True)
     final = copy.deepcopy(final_model).cpu().eval()
     fused = fuse_batchnorm(final)
-    metrics: Dict[str, float] = {}
+    metrics: dict[str, float] = {}
     probe = cost.example_input(final, shape, batch_size=3, seed=1)
     metrics["deploy/fused_max_error"] = check_fused_matches(final, fused, probe)
 
@@ -109,11 +110,13 @@ def build_deployable(
     if quantize == "int8":
         from framework.deploy.quantize import quantize_int8
 
-        int8_path = quantize_int8(onnx_path, out_dir / INT8_ONNX, (x.detach().cpu().float().numpy() for x in calibration_batches))
+        int8_path = quantize_int8(
+            onnx_path, out_dir / INT8_ONNX, (x.detach().cpu().float().numpy() for x in calibration_batches)
+        )
         sessions["int8_onnx"] = cost.onnx_session(int8_path, threads)
         files.append(int8_path)
 
-    eager: Dict[str, nn.Module] = {}
+    eager: dict[str, nn.Module] = {}
     if dense_model is not None:
         eager["dense_fp32"] = copy.deepcopy(dense_model).cpu().eval()
         eager["thinned_fp32"] = final
@@ -128,7 +131,7 @@ def build_deployable(
     if int8_path is not None:
         sizes["int8_onnx"] = float(int8_path.stat().st_size)
 
-    predictors: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    predictors: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
         **{name: _eager_predictor(model) for name, model in eager.items()},
         **{name: _onnx_predictor(session) for name, session in sessions.items()},
     }
@@ -139,9 +142,15 @@ def build_deployable(
     rows = []
     for name in VARIANTS:
         if name == "dense_fp32" and name not in predictors and dense_measured is not None:
-            row = {"variant": name, "runtime": "torch eager (when thinned)", "val_top1": dense_measured["val_top1"],
-                   "bytes": int(dense_measured["bytes"]), "ms_b1": dense_measured["ms_b1"],
-                   "ms_batch": dense_measured["ms_batch"], "batch": loader_batch}
+            row = {
+                "variant": name,
+                "runtime": "torch eager (when thinned)",
+                "val_top1": dense_measured["val_top1"],
+                "bytes": int(dense_measured["bytes"]),
+                "ms_b1": dense_measured["ms_b1"],
+                "ms_batch": dense_measured["ms_batch"],
+                "batch": loader_batch,
+            }
             rows.append(row)
             continue
         if name not in predictors:
@@ -165,7 +174,7 @@ def build_deployable(
     return DeployResult(metrics, rows, onnx_path, int8_path, files)
 
 
-def row_metrics(row: dict, loader_batch: int) -> Dict[str, float]:
+def row_metrics(row: dict, loader_batch: int) -> dict[str, float]:
     """One variant's ``deploy/<what>/<variant>`` metrics (the ``thin/...`` naming: ``_ms_`` marks a time)."""
     name = row["variant"]
     return {
@@ -178,7 +187,15 @@ def row_metrics(row: dict, loader_batch: int) -> Dict[str, float]:
 
 def variants_markdown(rows: Sequence[dict]) -> str:
     shown = [
-        [r["variant"], r["runtime"], f"{r['val_top1']:.4f}", r["bytes"], f"{r['ms_b1']:.3f}", f"{r['ms_batch']:.3f}", r["batch"]]
+        [
+            r["variant"],
+            r["runtime"],
+            f"{r['val_top1']:.4f}",
+            r["bytes"],
+            f"{r['ms_b1']:.3f}",
+            f"{r['ms_batch']:.3f}",
+            r["batch"],
+        ]
         for r in rows
     ]
     return markdown_table(COLUMNS, shown, text_columns=("variant", "runtime"))
@@ -201,7 +218,9 @@ def _onnx_predictor(session) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda inputs: cost.run_onnx(session, inputs)
 
 
-def evaluate_top1(predictors: Dict[str, Callable[[torch.Tensor], torch.Tensor]], batches: Iterable[Batch]) -> Dict[str, float]:
+def evaluate_top1(
+    predictors: dict[str, Callable[[torch.Tensor], torch.Tensor]], batches: Iterable[Batch]
+) -> dict[str, float]:
     """Top-1 accuracy of each predictor over the same batches (read once, shared)."""
     correct = {name: 0 for name in predictors}
     seen = 0
@@ -216,7 +235,7 @@ def evaluate_top1(predictors: Dict[str, Callable[[torch.Tensor], torch.Tensor]],
     return {name: count / seen for name, count in correct.items()}
 
 
-def _latency(predictors, shape, batches, threads, warmup, repeats) -> Dict[str, Dict[int, float]]:
+def _latency(predictors, shape, batches, threads, warmup, repeats) -> dict[str, dict[int, float]]:
     generator = torch.Generator().manual_seed(0)
     feeds = {batch: torch.randn((batch, *shape), generator=generator) for batch in batches}
     runners = {
@@ -226,7 +245,7 @@ def _latency(predictors, shape, batches, threads, warmup, repeats) -> Dict[str, 
     }
     with cost.torch_threads(threads):
         samples = cost.time_interleaved(runners, warmup, repeats)
-    per_name: Dict[str, Dict[int, List[float]]] = {}
+    per_name: dict[str, dict[int, list[float]]] = {}
     for (name, batch), values in samples.items():
         per_name.setdefault(name, {})[batch] = values
     return cost.summarize(per_name)

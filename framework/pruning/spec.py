@@ -265,21 +265,31 @@ def nm_problems(given: Mapping[str, Any]) -> List[str]:
         return bad
     problems: List[str] = []
     if n >= m:
-        problems.append(f"pruner.n={n} must be below pruner.m={m} (n of every m weights are kept); allowed: 1 <= n < m, e.g. 2:4")
+        problems.append(
+            f"pruner.n={n} must be below pruner.m={m} (n of every m weights are kept); allowed: 1 <= n < m, e.g. 2:4"
+        )
     if method not in RANKING_METHODS:
         problems.append(f"pruner.structure=nm needs a ranking pruner; got pruner.method={method}; allowed: agp | level")
-    for key, value, allowed in (("coupling", given["coupling"], (None, LAYER)), ("thin", given["thin"], (None, THIN_NEVER))):
+    unchanged_shapes = (("coupling", given["coupling"], (None, LAYER)), ("thin", given["thin"], (None, THIN_NEVER)))
+    for key, value, allowed in unchanged_shapes:
         if value not in allowed:
             problems.append(
-                f"pruner.{key}={value} cannot be combined with pruner.structure=nm: N:M zeroes weights inside each block "
-                f"and does not shrink any shape, so there is nothing to couple or thin; allowed: pruner.{key}=null"
+                f"pruner.{key}={value} cannot be combined with pruner.structure=nm: N:M zeroes weights inside "
+                "each block and does not shrink any shape, so there is nothing to couple or thin; "
+                f"allowed: pruner.{key}=null"
             )
     if given["scope"] != LAYER:
-        problems.append(f"pruner.scope={given['scope']} does not apply to pruner.structure=nm (every block holds n of m); allowed: layer")
+        problems.append(
+            f"pruner.scope={given['scope']} does not apply to pruner.structure=nm (every block holds n of m); "
+            "allowed: layer"
+        )
     if given["levels"]:
         problems.append("pruner.levels does not apply to pruner.structure=nm (every layer holds n of m); allowed: {}")
     if given["fold_batchnorm"] == ACTIVATION:
-        problems.append("fold_batchnorm=activation ranks whole channels and does not apply to pruner.structure=nm; allowed: true | false")
+        problems.append(
+            "fold_batchnorm=activation ranks whole channels and does not apply to pruner.structure=nm; "
+            "allowed: true | false"
+        )
     final = given["final_sparsity"]
     if n < m and not (is_number(final) and math.isclose(final, (m - n) / m, abs_tol=1e-9)):
         problems.append(

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from framework.training.hooks import Hook
 
@@ -25,8 +25,18 @@ RUN_LATENCY_REPEATS = 10
 
 
 class DeployHook(Hook):
-    def __init__(self, quantize: str, calibration_batches: int, input_shape: Sequence[int], out_dir: str | Path,
-                 batch_size: int, thinning_hook=None, pruner=None, builds: bool = True, writes_files: bool = True):
+    def __init__(
+        self,
+        quantize: str,
+        calibration_batches: int,
+        input_shape: Sequence[int],
+        out_dir: str | Path,
+        batch_size: int,
+        thinning_hook=None,
+        pruner=None,
+        builds: bool = True,
+        writes_files: bool = True,
+    ):
         self.quantize = quantize
         self.calibration_batches = calibration_batches
         self.input_shape = tuple(input_shape)
@@ -55,9 +65,15 @@ class DeployHook(Hook):
         dense = self.thinning_hook.dense_measured if thinned else None
         calibration = (inputs for inputs, _ in itertools.islice(trainer.train_loader, self.calibration_batches))
         self.result = build_deployable(
-            trainer.model, self.input_shape, self.out_dir, trainer.val_loader,
-            calibration_batches=calibration if self.quantize == "int8" else (), dense_measured=dense,
-            quantize=self.quantize, loader_batch=self.batch_size, repeats=RUN_LATENCY_REPEATS,
+            trainer.model,
+            self.input_shape,
+            self.out_dir,
+            trainer.val_loader,
+            calibration_batches=calibration if self.quantize == "int8" else (),
+            dense_measured=dense,
+            quantize=self.quantize,
+            loader_batch=self.batch_size,
+            repeats=RUN_LATENCY_REPEATS,
         )
         trainer.epoch_metrics.update(self.result.metrics)
         log.info("deployable model (%s):\n%s", self.out_dir, variants_markdown(self.result.rows))

@@ -157,8 +157,11 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
     )
     # Ranks > 0 train, prune and thin like rank 0, but write nothing: no log, metrics, tracker or checkpoint.
     writers = (EpochLogHook(also_shown=PruningHook.SHOWN_IN_LOG), MetricsFileHook(run_dir), *parts.trackers) if ddp.is_main else ()
-    deploy_hook = build_deploy_hook(cfg, pruning_hook, thinning_hook, run_dir, parts.input_shape, writes_files=ddp.is_main)
-    hooks: List[Any] = [h for h in (record, pruning_hook, mask_sync, thinning_hook, deploy_hook, *writers) if h is not None]
+    deploy_hook = build_deploy_hook(
+        cfg, pruning_hook, thinning_hook, run_dir, parts.input_shape, writes_files=ddp.is_main
+    )
+    parts_in_order = (record, pruning_hook, mask_sync, thinning_hook, deploy_hook, *writers)
+    hooks: List[Any] = [h for h in parts_in_order if h is not None]
     if ddp.is_main:
         hooks.append(CheckpointHook(run_dir / "checkpoints"))
     parallel = None

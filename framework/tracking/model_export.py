@@ -25,8 +25,8 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -86,12 +86,16 @@ def _model_arguments(onnx_path: Path, preprocessing: Preprocessing, example: np.
     )
 
 
-def save_servable(directory: str | Path, onnx_path: str | Path, preprocessing: Preprocessing, example: np.ndarray) -> Path:
+def save_servable(
+    directory: str | Path, onnx_path: str | Path, preprocessing: Preprocessing, example: np.ndarray
+) -> Path:
     """Write the servable model directory for the ONNX file at ``directory`` (which must not exist)."""
     import mlflow.pyfunc
 
     with tempfile.TemporaryDirectory(prefix="secateurs-model-") as scratch, _quiet():
-        mlflow.pyfunc.save_model(str(directory), **_model_arguments(Path(onnx_path), preprocessing, example, Path(scratch)))
+        mlflow.pyfunc.save_model(
+            str(directory), **_model_arguments(Path(onnx_path), preprocessing, example, Path(scratch))
+        )
     return Path(directory)
 
 
@@ -100,14 +104,16 @@ def log_servable(name: str, onnx_path: str | Path, preprocessing: Preprocessing,
     import mlflow.pyfunc
 
     with tempfile.TemporaryDirectory(prefix="secateurs-model-") as scratch, _quiet():
-        info = mlflow.pyfunc.log_model(name=name, **_model_arguments(Path(onnx_path), preprocessing, example, Path(scratch)))
+        info = mlflow.pyfunc.log_model(
+            name=name, **_model_arguments(Path(onnx_path), preprocessing, example, Path(scratch))
+        )
     return info.model_id
 
 
 DEPLOY_DIR = "deploy"  # where the run's deploy step leaves its ONNX files (framework/deploy/variants.py)
 
 
-def deployed_files(run_dir: str | Path) -> tuple[Optional[Path], Optional[Path]]:
+def deployed_files(run_dir: str | Path) -> tuple[Path | None, Path | None]:
     """The fused fp32 and int8 ONNX files the run's deploy step wrote, each None when absent."""
     from framework.deploy.variants import FP32_ONNX, INT8_ONNX
 
@@ -116,9 +122,14 @@ def deployed_files(run_dir: str | Path) -> tuple[Optional[Path], Optional[Path]]
     return (fp32 if fp32.is_file() else None), (int8 if int8.is_file() else None)
 
 
-def log_model(model: torch.nn.Module, input_shape: Sequence[int], preprocessing: Optional[Preprocessing] = None,
-              example_inputs: Optional[torch.Tensor] = None, int8_onnx: Optional[str | Path] = None,
-              fused_onnx: Optional[str | Path] = None) -> str:
+def log_model(
+    model: torch.nn.Module,
+    input_shape: Sequence[int],
+    preprocessing: Preprocessing | None = None,
+    example_inputs: torch.Tensor | None = None,
+    int8_onnx: str | Path | None = None,
+    fused_onnx: str | Path | None = None,
+) -> str:
     """Log ``model`` as the servable logged model ``model`` of the active run (and ``int8_onnx``, when
     given, as ``model_int8``); returns the id of ``model``.
 

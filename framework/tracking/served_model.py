@@ -19,7 +19,6 @@ import pandas as pd
 from mlflow.models import set_model
 from mlflow.pyfunc import PythonModel
 
-
 # The logged signature says what comes in; MLflow's suggestion to add type hints instead is noise
 # every time the model loads (and a hint MLflow accepts would take the place of the signature).
 warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method", category=UserWarning)
@@ -44,7 +43,8 @@ class RawPixelClassifier(PythonModel):
         per_sample = int(np.prod(self.input_shape))
         if raw.size % per_sample:
             raise ValueError(
-                f"each sample must hold {per_sample} raw pixels of shape {self.input_shape}; got an input of shape {raw.shape}"
+                f"each sample must hold {per_sample} raw pixels of shape {self.input_shape}; "
+                f"got an input of shape {raw.shape}"
             )
         raw = raw.reshape(-1, *self.input_shape)
         inputs = ((raw / self.pixel_scale - self.mean) / self.std).astype(np.float32)
@@ -54,7 +54,11 @@ class RawPixelClassifier(PythonModel):
         labels = probabilities.argmax(axis=1)
         names = [self.class_names[i] if i < len(self.class_names) else str(i) for i in labels]
         return pd.DataFrame(
-            {"label": labels.astype(np.int64), "class_name": names, "probability": probabilities.max(axis=1).astype(np.float64)}
+            {
+                "label": labels.astype(np.int64),
+                "class_name": names,
+                "probability": probabilities.max(axis=1).astype(np.float64),
+            }
         )
 
 

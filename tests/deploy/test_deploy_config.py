@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from support import cli_dirs, run_cli
 
 from framework.config import config_problems, validate
-from support import cli_dirs, run_cli
 
 
 def test_default_deploys_fp32_with_calibration_ready(compose_config):
@@ -33,4 +33,3 @@ def test_bad_deploy_setting_exits_2_before_training(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "deploy.calibration_batches=-1 is invalid" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
-

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from bn_models import trained_looking
 from torch import nn
 
 from framework.deploy.errors import DeployError
-from framework.deploy.fuse import check_fused_matches, fuse_batchnorm
-from framework.deploy.fuse import count_batchnorms
+from framework.deploy.fuse import check_fused_matches, count_batchnorms, fuse_batchnorm
 from framework.models import CifarResNet
-from bn_models import trained_looking
 
 
 class HeadWithBN1d(nn.Module):

@@ -87,10 +87,22 @@ def test_the_validator_names_a_tensor_that_breaks_the_pattern():
     [
         (dict(n=4, m=4, final_sparsity=0.0), "pruner.n=4 must be below pruner.m=4"),
         (dict(n=0), "pruner.n=0 is invalid with pruner.structure=nm; allowed: an integer >= 1"),
-        (dict(coupling="coupled"), "pruner.coupling=coupled cannot be combined with pruner.structure=nm: N:M zeroes weights inside each block and does not shrink any shape"),
+        (
+            dict(coupling="coupled"),
+            "pruner.coupling=coupled cannot be combined with pruner.structure=nm: "
+            "N:M zeroes weights inside each block and does not shrink any shape",
+        ),
         (dict(thin="end"), "pruner.thin=end cannot be combined with pruner.structure=nm"),
-        (dict(final_sparsity=0.7), "pruner.final_sparsity=0.7 does not match pruner.n=2, pruner.m=4 (the pattern removes 2 of every 4); allowed: pruner.final_sparsity=0.5"),
-        (dict(m=3, n=1, final_sparsity=2 / 3), "pruner.m=3 does not divide the input dimension of conv.weight (8, weight shape (16, 8, 3, 3)); exclude it with pruner.exclude=['conv.weight']"),
+        (
+            dict(final_sparsity=0.7),
+            "pruner.final_sparsity=0.7 does not match pruner.n=2, pruner.m=4 (the pattern removes 2 of every 4); "
+            "allowed: pruner.final_sparsity=0.5",
+        ),
+        (
+            dict(m=3, n=1, final_sparsity=2 / 3),
+            "pruner.m=3 does not divide the input dimension of conv.weight (8, weight shape (16, 8, 3, 3)); "
+            "exclude it with pruner.exclude=['conv.weight']",
+        ),
     ],
 )
 def test_settings_nm_cannot_take_are_one_line(kw, expected):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
+from support import cli_dirs, run_cli
 
 from framework.data.digits import stratified_split
-from support import cli_dirs, run_cli
 
 
 def raw_val_digits():
@@ -31,8 +31,16 @@ def finished_run(tmp_path, overrides):
 def test_a_thinned_int8_run_logs_every_variant_and_both_servable_models(tmp_path):
     import mlflow.pyfunc
 
-    client, run_id = finished_run(tmp_path, ["pruner=agp_filter", "epochs=3", "deploy.quantize=int8",
-                                             "deploy.calibration_batches=2", "loader.batch_size=32"])
+    client, run_id = finished_run(
+        tmp_path,
+        [
+            "pruner=agp_filter",
+            "epochs=3",
+            "deploy.quantize=int8",
+            "deploy.calibration_batches=2",
+            "loader.batch_size=32",
+        ],
+    )
     metrics = client.get_run(run_id).data.metrics
     for variant in ("dense_fp32", "thinned_fp32", "fused_fp32", "fused_onnx_fp32", "int8_onnx"):
         for what in ("val_top1", "bytes", "latency_ms_b1", "latency_ms_b32"):
@@ -43,7 +51,9 @@ def test_a_thinned_int8_run_logs_every_variant_and_both_servable_models(tmp_path
     # the model before thinning, as measured when it was thinned
     assert metrics["deploy/bytes/dense_fp32"] == metrics["thin/state_dict_bytes/dense"]
     assert metrics["deploy/latency_ms_b1/dense_fp32"] == metrics["thin/eager_ms_b1/dense"]
-    assert metrics["deploy/bytes/int8_onnx"] < metrics["deploy/bytes/fused_onnx_fp32"] < metrics["deploy/bytes/dense_fp32"]
+    assert (
+        metrics["deploy/bytes/int8_onnx"] < metrics["deploy/bytes/fused_onnx_fp32"] < metrics["deploy/bytes/dense_fp32"]
+    )
     artifacts = [f.path for f in client.list_artifacts(run_id, "deploy")]
     assert "deploy/variants.csv" in artifacts
 
@@ -60,13 +70,24 @@ def test_a_dense_run_deploys_without_int8(tmp_path):
     client, run_id = finished_run(tmp_path, ["epochs=1"])
     metrics = client.get_run(run_id).data.metrics
     assert {k.split("/")[2] for k in metrics if k.startswith("deploy/val_top1/")} == {
-        "dense_fp32", "fused_fp32", "fused_onnx_fp32"}
+        "dense_fp32",
+        "fused_fp32",
+        "fused_onnx_fp32",
+    }
     names = {m.name for m in client.search_logged_models(experiment_ids=[client.get_run(run_id).info.experiment_id])}
     assert names == {"model"}
 
 
 @pytest.mark.slow
 def test_an_nm_run_reports_its_pattern_held(tmp_path):
-    client, run_id = finished_run(tmp_path, ["pruner=agp_nm", "pruner.exclude=[block1.0.weight]", "epochs=2",
-                                             "tracking.log_model=false", "deploy.enabled=false"])
+    client, run_id = finished_run(
+        tmp_path,
+        [
+            "pruner=agp_nm",
+            "pruner.exclude=[block1.0.weight]",
+            "epochs=2",
+            "tracking.log_model=false",
+            "deploy.enabled=false",
+        ],
+    )
     assert client.get_run(run_id).data.metrics["nm/pattern_ok"] == 1.0

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import pytest
 import torch
+from support import cli_dirs, run_cli
 
 from framework.config import config_problems
 from framework.pruning.nm import nm_violations, to_blocks
-from support import cli_dirs, run_cli
 
 
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        ([], "pruner.m=4 does not divide the input dimension of block1.0.weight (1, weight shape (32, 1, 3, 3)); "
-             "exclude it with pruner.exclude=['block1.0.weight']"),
+        (
+            [],
+            "pruner.m=4 does not divide the input dimension of block1.0.weight (1, weight shape (32, 1, 3, 3)); "
+            "exclude it with pruner.exclude=['block1.0.weight']",
+        ),
         (["pruner.n=4"], "pruner.n=4 must be below pruner.m=4"),
     ],
 )
@@ -28,8 +31,16 @@ def test_bad_nm_settings_exit_2_before_training(tmp_path, overrides, expected):
 
 @pytest.mark.slow
 def test_nm_run_ends_in_the_pattern_with_shapes_unchanged(tmp_path):
-    result = run_cli(["pruner=agp_nm", "pruner.exclude=[block1.0.weight]", "epochs=3", "tracking=none",
-                      "deploy.enabled=false", *cli_dirs(tmp_path, mlflow=False)])
+    result = run_cli(
+        [
+            "pruner=agp_nm",
+            "pruner.exclude=[block1.0.weight]",
+            "epochs=3",
+            "tracking=none",
+            "deploy.enabled=false",
+            *cli_dirs(tmp_path, mlflow=False),
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert state["block2.0.weight"].shape == (64, 32, 3, 3)  # dense-shaped: N:M never thins

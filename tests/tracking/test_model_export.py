@@ -16,16 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from bn_models import trained_looking
 from sklearn.datasets import load_digits
+from support import ROOT, cli_dirs, run_cli
 
 from framework.analysis.cost import export_onnx
 from framework.data.digits import build_digits, stratified_split
 from framework.deploy.fuse import fuse_batchnorm
 from framework.models import SimpleCNN
 from framework.tracking.model_export import SERVING_PACKAGES, raw_pixels, save_servable
-from support import ROOT, cli_dirs, run_cli
-
-from bn_models import trained_looking
 
 
 def raw_val_digits(seed: int = 0):
@@ -50,9 +49,18 @@ def test_servable_model_takes_raw_pixels_and_predicts_like_the_model(tmp_path):
 
     directory = save_servable(tmp_path / "model", onnx, bundle.preprocessing, raw)
     mlmodel = yaml.safe_load((directory / "MLmodel").read_text())
-    assert "python_function" in mlmodel["flavors"] and mlmodel["flavors"]["python_function"]["loader_module"] == "mlflow.pyfunc.loaders.code_model"  # from code, no pickle
-    assert json.loads(mlmodel["signature"]["inputs"]) == [{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 1, 8, 8]}}]
-    assert [json.loads(mlmodel["signature"]["outputs"])[i]["name"] for i in range(3)] == ["label", "class_name", "probability"]
+    assert (
+        "python_function" in mlmodel["flavors"]
+        and mlmodel["flavors"]["python_function"]["loader_module"] == "mlflow.pyfunc.loaders.code_model"
+    )  # from code, no pickle
+    assert json.loads(mlmodel["signature"]["inputs"]) == [
+        {"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 1, 8, 8]}}
+    ]
+    assert [json.loads(mlmodel["signature"]["outputs"])[i]["name"] for i in range(3)] == [
+        "label",
+        "class_name",
+        "probability",
+    ]
     assert json.loads((directory / "input_example.json").read_text())  # logged, raw pixels
     requirements = (directory / "requirements.txt").read_text().split()
     assert [line.split("==")[0] for line in requirements] == list(SERVING_PACKAGES)
@@ -108,8 +116,9 @@ def load_elsewhere(python: str, uri: str, run_id: str, workdir: Path, env=None) 
     raw, _ = raw_val_digits()
     np.save(workdir / "raw.npy", raw)
     (workdir / "load_model.py").write_text(LOADER)
-    loaded = subprocess.run([python, "-I", "load_model.py", uri, run_id], cwd=workdir, capture_output=True,
-                            text=True, timeout=300, env=env)
+    loaded = subprocess.run(
+        [python, "-I", "load_model.py", uri, run_id], cwd=workdir, capture_output=True, text=True, timeout=300, env=env
+    )
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     return json.loads(loaded.stdout.strip().splitlines()[-1])
 
@@ -139,9 +148,28 @@ def test_mlflow_models_serve_answers_raw_digits_over_http_with_the_runs_accuracy
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"runs:/{run_id}/model", "--env-manager", "local",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            f"runs:/{run_id}/model",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 120
@@ -157,7 +185,8 @@ def test_mlflow_models_serve_answers_raw_digits_over_http_with_the_runs_accuracy
             time.sleep(0.5)
         raw, labels = raw_val_digits()
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations", data=json.dumps({"inputs": raw.tolist()}).encode(),
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"inputs": raw.tolist()}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=60) as reply:
@@ -185,11 +214,21 @@ def test_a_venv_with_only_the_models_requirements_loads_it(trained_run, tmp_path
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    installed = subprocess.run([python, "-m", "pip", "install", "-q", "-r", str(requirements)], capture_output=True,
-                               text=True, timeout=900, env=env)
+    installed = subprocess.run(
+        [python, "-m", "pip", "install", "-q", "-r", str(requirements)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     assert installed.returncode == 0, installed.stderr[-3000:]
-    absent = subprocess.run([python, "-I", "-c", "import importlib.util as u; print(u.find_spec('torch'), u.find_spec('framework'))"],
-                            capture_output=True, text=True, cwd=place, env=env)
+    absent = subprocess.run(
+        [python, "-I", "-c", "import importlib.util as u; print(u.find_spec('torch'), u.find_spec('framework'))"],
+        capture_output=True,
+        text=True,
+        cwd=place,
+        env=env,
+    )
     assert absent.stdout.split() == ["None", "None"], absent.stdout + absent.stderr
     answer = load_elsewhere(python, uri, run_id, place, env=env)
     _, labels = raw_val_digits()
