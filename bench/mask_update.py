@@ -150,7 +150,6 @@ def main(argv=None) -> None:
     print()
 
     rows = []
-    reference = median(times[names[0]])
     for name in names:
         structure = VARIANTS[name][0]
         low, high = spread(times[name])

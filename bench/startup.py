@@ -76,7 +76,7 @@ def main() -> None:
     labels = [label for label, _ in checkouts]
     print("| command | " + " | ".join(f"{label}: median s (exit)" for label in labels) + " |")
     print("|---|" + "---|" * len(labels))
-    for command, (_, expected) in commands.items():
+    for command in commands:
         cells = []
         for label in labels:
             median = statistics.median(times[(command, label)])

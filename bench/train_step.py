@@ -110,7 +110,7 @@ def bench_model(label: str, base: nn.Module, input_shape, batch: int, sparsity: 
         order = setups[shift:] + setups[:shift]
         step = {}
         for setup in order:
-            step[setup.name] = clock(lambda: setup.steps(x, y, 1))
+            step[setup.name] = clock(lambda setup=setup: setup.steps(x, y, 1))
         # The mask re-application on its own (weights already masked), for the reading.
         after_step_alone.append(clock(secateurs.pruner.after_step))
         for name in VARIANTS:

@@ -35,7 +35,7 @@ def test_model_that_cannot_take_the_input_shape_is_one_line_before_training(tmp_
         "dataset.val_size=8", *cli_dirs(tmp_path),
     ])
     assert result.returncode == 2, result.stderr[-2000:]
-    [line] = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    [line] = [text for text in result.stderr.splitlines() if text.startswith("error:")]
     assert (
         f"model._target_=framework.models.torchvision_model (model.name={name}) cannot take the dataset's "
         "inputs of shape (3, 32, 32)"

@@ -111,7 +111,7 @@ def test_nan_loss_fails_the_run_keeps_the_checkpoint_and_other_jobs(tmp_path):
     result = run_cli(["-m", "optimizer.lr=0.05,1e30", "epochs=2", "tracking.log_model=false",
                       *cli_dirs(tmp_path), "tracking.experiment=nan"])
     assert result.returncode != 0
-    error_lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and "training loss became nan" in error_lines[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     client, runs = runs_of(tmp_path, "nan")
@@ -132,7 +132,7 @@ def test_unreachable_tracking_server_fails_fast_before_training(tmp_path):
     start = time.monotonic()
     result = run_cli(args)
     assert result.returncode != 0
-    errors = [l for l in result.stderr.splitlines() if l.strip()]
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and "cannot reach the MLflow store" in errors[0], result.stderr
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
     assert time.monotonic() - start < 60
@@ -144,7 +144,7 @@ def test_truncated_pretrained_file_is_one_line(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     result = run_cli([f"pretrained={path}", *cli_dirs(tmp_path)])
     assert result.returncode != 0
-    errors = [l for l in result.stderr.splitlines() if l.strip()]
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and str(path) in errors[0], result.stderr
 
 
@@ -153,6 +153,6 @@ def test_pretrained_file_with_wrong_keys_names_missing_and_unexpected(tmp_path):
     torch.save({"features.0.weight": torch.randn(4, 1, 3, 3)}, path)
     result = run_cli([f"pretrained={path}", *cli_dirs(tmp_path)])
     assert result.returncode != 0
-    errors = [l for l in result.stderr.splitlines() if l.strip()]
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1, result.stderr
     assert "missing" in errors[0] and "unexpected" in errors[0] and "features.0.weight" in errors[0]

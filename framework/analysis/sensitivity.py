@@ -415,7 +415,7 @@ def derive_levels(rows: Sequence[Row], units: Sequence[Unit], budget_kind: str, 
             if best is None:
                 raise SensitivityError(
                     f"sensitivity.budget={budget} ({budget_kind}) cannot be met with sensitivity.levels up to "
-                    f"{max(l for c in curves.values() for l, _, _ in c)}; allowed: a smaller budget or higher levels"
+                    f"{max(level for c in curves.values() for level, _, _ in c)}; allowed: a smaller budget or higher levels"
                 )
             current[best[1]] = best[2]
         chosen = {u: lv for u, (lv, _, _) in current.items()}

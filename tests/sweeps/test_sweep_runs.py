@@ -63,7 +63,9 @@ def test_joblib_sweep_on_a_fresh_store_nests_every_job_under_one_parent_with_a_s
     again = (tmp_path / "again" / "sweep_summary.md").read_text()
     original = (tmp_path / "multirun" / "summary" / "sweep_summary.md").read_text()
     assert again.split("| job |")[1].split("\n\n")[0].count("FINISHED") == 2
-    assert [l for l in again.splitlines() if l.startswith("Pareto")] == [l for l in original.splitlines() if l.startswith("Pareto")]
+    assert [line for line in again.splitlines() if line.startswith("Pareto")] == [
+        line for line in original.splitlines() if line.startswith("Pareto")
+    ]
 
 
 @pytest.mark.slow
@@ -109,7 +111,7 @@ def test_a_trial_whose_metric_is_missing_fails_and_is_never_a_number(tmp_path):
                       *FAST, *cli_dirs(tmp_path)])
     assert result.returncode == 1
     lines = failure_lines(result.stderr)
-    assert len(lines) == 2 and all("optimized_metric='val/top9' was not logged" in l for l in lines), result.stderr[-3000:]
+    assert len(lines) == 2 and all("optimized_metric='val/top9' was not logged" in line for line in lines), result.stderr[-3000:]
     assert not (tmp_path / "multirun" / "optimization_results.yaml").exists()  # no best value from nothing
 
 

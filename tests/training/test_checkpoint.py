@@ -8,7 +8,7 @@ import pickle
 import pytest
 import torch
 
-from framework.errors import CheckpointError
+from framework.errors import CheckpointError, StorageError
 from framework.training import load_checkpoint, load_safely, save_atomic
 
 
@@ -28,7 +28,7 @@ def test_a_crash_during_the_write_leaves_the_previous_checkpoint_intact(tmp_path
         def __reduce__(self):
             raise OSError("disk full")
 
-    with pytest.raises(Exception):
+    with pytest.raises(StorageError, match="disk full"):
         save_atomic({"model": {}, "optimizer": {}, "epoch": 2, "bad": Exploding()}, path)
     assert load_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
