@@ -20,8 +20,9 @@ from framework.training.hooks import Hook
 
 log = logging.getLogger(__name__)
 
-# Latency in a run is a check, not a benchmark (bench/deploy.py does more).
-RUN_LATENCY_REPEATS = 10
+# Latency in a run is a check, not a benchmark (bench/deploy.py does more): few repeats, so the
+# deploy step costs a fraction of an epoch.
+RUN_LATENCY_REPEATS = 5
 
 
 class DeployHook(Hook):
@@ -73,6 +74,7 @@ class DeployHook(Hook):
             dense_measured=dense,
             quantize=self.quantize,
             loader_batch=self.batch_size,
+            warmup=1,
             repeats=RUN_LATENCY_REPEATS,
         )
         trainer.epoch_metrics.update(self.result.metrics)
