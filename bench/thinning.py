@@ -419,7 +419,7 @@ vit_tiny is too small for the timings to mean much. No hints were needed on our 
 
 
 def write_section(text: str, path: Path, section: str = SECTION) -> None:
-    """Replace (or append) this benchmark's section of BENCHMARKS.md."""
+    """Replace (or append) the ``section`` of BENCHMARKS.md (this benchmark's by default)."""
     current = path.read_text() if path.exists() else "# Benchmarks\n"
     start = current.find(section)
     if start < 0:

@@ -124,6 +124,16 @@ class PathsConfig:
 
 
 @dataclass
+class DeployConfig:
+    """The deployable model built at the end of a run (after thinning): BatchNorm fused, ONNX,
+    optionally int8, each variant measured (framework/deploy/)."""
+
+    enabled: bool = True  # needs onnx and onnxruntime: pip install 'secateurs[onnx]'
+    quantize: str = "none"  # none | int8: static ONNX Runtime quantization, also logged as a model
+    calibration_batches: int = 8  # training batches that calibrate the int8 activation ranges
+
+
+@dataclass
 class Config:
     # components: a _target_ and its arguments, checked against the target's signature
     model: Any = MISSING
@@ -139,6 +149,7 @@ class Config:
     loader: LoaderConfig = field(default_factory=LoaderConfig)  # dataset options set their own
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
     epochs: int = 20
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
@@ -164,6 +175,7 @@ def register_configs() -> None:
 register_configs()
 
 DEVICES = ("auto", "cpu", "cuda")
+QUANTIZE = ("none", "int8")
 DIST_BACKENDS = ("auto", "gloo", "nccl")
 
 
@@ -221,6 +233,7 @@ def config_problems(cfg: Any) -> List[str]:
             problems.append(f"{node}._target_ is missing; allowed: the import path of a class or function")
     problems.extend(_optimizer_problems(cfg, bad))
     problems.extend(_lr_scheduler_problems(cfg, bad))
+    problems.extend(_deploy_problems(cfg, bad))
     experiment = _select(cfg, "tracking.experiment")
     if experiment is not None and not (isinstance(experiment, str) and experiment.strip()):
         bad("tracking.experiment", "a non-empty experiment name")
@@ -265,7 +278,28 @@ def _sensitivity_problems(cfg: Any, bad) -> List[str]:
         )
     if _select(cfg, "pruner.scope") == GLOBAL:
         problems.append("task=sensitivity prunes one layer at a time; pruner.scope=global does not apply; allowed: layer")
+    if _select(cfg, "pruner.structure") == "nm":
+        problems.append("task=sensitivity prunes each layer to levels; pruner.structure=nm has one level, (m - n) / m; "
+                        "allowed: pruner.structure=fine|filter|channel")
     return problems
+
+
+def _deploy_problems(cfg: Any, bad) -> List[str]:
+    deploy = cfg.deploy
+    if deploy.quantize not in QUANTIZE:
+        bad("deploy.quantize", " | ".join(QUANTIZE))
+    if deploy.calibration_batches < 1:
+        bad("deploy.calibration_batches", "an integer >= 1 (training batches that calibrate int8)")
+    if deploy.quantize != "none" and not deploy.enabled:
+        return [f"deploy.quantize={deploy.quantize} needs deploy.enabled=true; allowed: deploy.quantize=none"]
+    if deploy.enabled:
+        from framework.deploy.errors import missing_line  # torch-free: looks for the packages only
+
+        needed_by = f"deploy.quantize={deploy.quantize}" if deploy.quantize != "none" else "deploy.enabled=true"
+        missing = missing_line(needed_by)
+        if missing:
+            return [missing + " (or deploy.enabled=false)"]
+    return []
 
 
 def _optimizer_problems(cfg: Any, bad) -> List[str]:

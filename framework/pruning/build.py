@@ -19,7 +19,7 @@ from framework.pruning.bn_activation import ActivationRanking
 from framework.pruning.bn_fold import FoldedRanking
 from framework.pruning.calibration import attach_calibration, check_data_criterion
 from framework.pruning.coupled import CoupledPruningEngine
-from framework.pruning.criteria import Criterion
+from framework.pruning.criteria import Criterion, build_criterion
 from framework.pruning.dependency import build_dependency_graph
 from framework.pruning.engine import NoOpPruner, PruningEngine, RankingView, raw_weight
 from framework.pruning.global_scope import GlobalCoupledPruningEngine, GlobalPruningEngine
@@ -35,6 +35,7 @@ from framework.pruning.spec import (
     GLOBAL,
     LAYER,
     LEVEL,
+    NM,
     NONE,
     RANKING_METHODS,
     THRESHOLD_METHODS,
@@ -86,6 +87,8 @@ def build_pruner(
     scope: str = DEFAULTS["scope"],
     max_layer_sparsity: float | None = DEFAULTS["max_layer_sparsity"],
     calibration_batches: int = DEFAULTS["calibration_batches"],
+    n: int | None = DEFAULTS["n"],
+    m: int | None = DEFAULTS["m"],
 ) -> PruningEngine | NoOpPruner:
     """Check every argument (:mod:`.spec`) and return a ready pruner (a no-op for ``method="none"``).
 
@@ -134,6 +137,11 @@ def build_pruner(
     ``fold_batchnorm``: ``False``, ``True`` (rank ``W·γ/√(σ²+ε)``, :mod:`.bn_fold`) or
     ``"activation"`` (rank by the change a removal causes after the BatchNorm and the ReLU that
     follows it, estimated from the running statistics, :mod:`.bn_activation`).
+
+    ``structure="nm"`` with ``n`` and ``m``: N:M semi-structured sparsity, ``n`` of every ``m``
+    weights along each Conv/Linear weight's input dimension kept (:mod:`.nm`); never coupled or
+    thinned (shapes do not change); ``final_sparsity`` must be ``(m - n) / m``. The engine's
+    ``nm`` is ``(n, m)`` then (None otherwise), the pattern a run checks at its end.
     """
     raise_first([method_problem(method)])
     if method == NONE:
@@ -144,13 +152,18 @@ def build_pruner(
         frequency=frequency, levels=levels, threshold=threshold, std_multiplier=std_multiplier,
         fold_batchnorm=fold_batchnorm, step_frequency=step_frequency, coupling=coupling,
         group_reduction=group_reduction, round_to=round_to, thin=thin, scope=scope,
-        max_layer_sparsity=max_layer_sparsity, calibration_batches=calibration_batches,
+        max_layer_sparsity=max_layer_sparsity, calibration_batches=calibration_batches, n=n, m=m,
     )))
     if fold_batchnorm and ranking_view is not None:
         raise PruningError("fold_batchnorm=true cannot be combined with a custom ranking_view")
     coupling = resolved_coupling(coupling, structure)
     coupled = thinnable(method, coupling)  # coupled masks of a ranking method: whole dependency groups
-    rule = build_mask_rule(method, structure, criterion, threshold, std_multiplier, seed)
+    if structure == NM:
+        from framework.pruning.nm import NMRule
+
+        rule = NMRule(n, m, build_criterion(criterion, seed))
+    else:
+        rule = build_mask_rule(method, structure, criterion, threshold, std_multiplier, seed)
     if method in RANKING_METHODS:
         check_data_criterion(rule.criterion, structure, fold_batchnorm, ranking_view)
     schedule = _schedule_for(method, initial_sparsity, final_sparsity, starting_epoch, ending_epoch, frequency)
@@ -158,6 +171,10 @@ def build_pruner(
     if coupling == LAYER:
         exclude = _with_io_layers(model, structure, weights, exclude, skip_input_layer, skip_output_layer)
     selected = select_parameters(model, structure, weights, exclude)
+    if structure == NM:
+        from framework.pruning.nm import check_nm_layers
+
+        check_nm_layers(((p.name, p.layer, p.param.shape) for p in selected), m)
     finals = _finals_for(method, [p.name for p in selected], final_sparsity, initial_sparsity, levels)
 
     folded_pairs: list = []
@@ -192,6 +209,7 @@ def build_pruner(
     engine.thin_when = resolved_thin(thin, method, coupling)
     if method in RANKING_METHODS:
         attach_calibration(engine, model, rule.criterion, calibration_batches)
+    engine.nm = (n, m) if structure == NM else None
     return engine
 
 

@@ -27,8 +27,9 @@ RENAMED_METHODS = {
     "sensitivity": "pruner=std_threshold (pruner.method=std_threshold, pruner.std_multiplier=...)",
 }
 
-FINE, FILTER, CHANNEL, HEAD = "fine", "filter", "channel", "head"
-STRUCTURES = (FINE, FILTER, CHANNEL, HEAD)  # head: whole attention heads, across layers (coupled only)
+FINE, FILTER, CHANNEL, HEAD, NM = "fine", "filter", "channel", "head", "nm"
+# head: whole attention heads, across layers (coupled only); nm: n of every m weights along the input dimension
+STRUCTURES = (FINE, FILTER, CHANNEL, HEAD, NM)
 STRUCTURED = (FILTER, CHANNEL)  # whole output / input channels: the ones that can be coupled
 
 # Criteria that rank from data (framework.pruning.data_criteria), fed by a calibration pass.
@@ -67,6 +68,8 @@ DEFAULTS: dict[str, Any] = dict(
     scope=LAYER,
     max_layer_sparsity=None,
     calibration_batches=8,
+    n=None,
+    m=None,
 )
 
 
@@ -264,10 +267,54 @@ def thin_problem(thin: Any, method: str, structure: str, coupling: str) -> Optio
     return None
 
 
+# ----------------------------------------------------------------------------- N:M
+def nm_problems(given: Mapping[str, Any]) -> List[str]:
+    """``structure=nm``: n of every m weights kept; shapes never change, so nothing to couple or thin."""
+    n, m, method = given["n"], given["m"], given["method"]
+    bad = [f"pruner.{key}={value!r} is invalid with pruner.structure=nm; allowed: an integer >= 1"
+           for key, value in (("n", n), ("m", m)) if not is_integer(value, 1)]
+    if bad:
+        return bad
+    problems: List[str] = []
+    if n >= m:
+        problems.append(
+            f"pruner.n={n} must be below pruner.m={m} (n of every m weights are kept); allowed: 1 <= n < m, e.g. 2:4"
+        )
+    if method not in RANKING_METHODS:
+        problems.append(f"pruner.structure=nm needs a ranking pruner; got pruner.method={method}; allowed: agp | level")
+    unchanged_shapes = (("coupling", given["coupling"], (None, LAYER)), ("thin", given["thin"], (None, THIN_NEVER)))
+    for key, value, allowed in unchanged_shapes:
+        if value not in allowed:
+            problems.append(
+                f"pruner.{key}={value} cannot be combined with pruner.structure=nm: N:M zeroes weights inside "
+                "each block and does not shrink any shape, so there is nothing to couple or thin; "
+                f"allowed: pruner.{key}=null"
+            )
+    if given["scope"] != LAYER:
+        problems.append(
+            f"pruner.scope={given['scope']} does not apply to pruner.structure=nm (every block holds n of m); "
+            "allowed: layer"
+        )
+    if given["levels"]:
+        problems.append("pruner.levels does not apply to pruner.structure=nm (every layer holds n of m); allowed: {}")
+    if given["fold_batchnorm"] == ACTIVATION:
+        problems.append(
+            "fold_batchnorm=activation ranks whole channels and does not apply to pruner.structure=nm; "
+            "allowed: true | false"
+        )
+    final = given["final_sparsity"]
+    if n < m and not (is_number(final) and math.isclose(final, (m - n) / m, abs_tol=1e-9)):
+        problems.append(
+            f"pruner.final_sparsity={final} does not match pruner.n={n}, pruner.m={m} "
+            f"(the pattern removes {m - n} of every {m}); allowed: pruner.final_sparsity={(m - n) / m:g}"
+        )
+    return problems
+
+
 # ----------------------------------------------------------------------------- resolved values
 def resolved_coupling(coupling: Optional[str], structure: str) -> str:
-    """None means coupled for filter/channel; fine-grained pruning has no coupling."""
-    if structure == FINE:
+    """None means coupled for filter/channel; fine-grained and N:M pruning have no coupling."""
+    if structure in (FINE, NM):
         return LAYER
     return coupling or COUPLED
 
@@ -296,7 +343,9 @@ def pruner_problems(arguments: Mapping[str, Any], with_schedule: bool = True) ->
         return [problem] if problem else []
     structure, scope = given["structure"], given["scope"]
     problems: List[Optional[str]] = [structure_problem(structure)]
-    if structure in STRUCTURES:
+    if structure == NM:
+        problems.extend(nm_problems(given))
+    elif structure in STRUCTURES:
         problems.append(method_structure_problem(method, structure))
         coupling_issue = coupling_problem(given["coupling"], structure)
         problems.append(coupling_issue)

@@ -83,6 +83,8 @@ def geometry_of(layer: nn.Module) -> LayerGeometry:
 
 def _check_geometry_inputs(structure: str, layer: nn.Module | None, shape: torch.Size) -> LayerGeometry:
     check_structure(structure)
+    if structure == "nm":  # blocks, not groups of one layer axis: framework.pruning.nm ranks them
+        raise PruningError("pruner.structure=nm is ranked in blocks by framework.pruning.nm, not as groups")
     if layer is None:
         raise PruningError(f"pruner.structure={structure} needs the layer that owns the weight; got none")
     geometry = geometry_of(layer)

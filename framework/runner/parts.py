@@ -182,6 +182,20 @@ def build_thinning_hook(cfg: DictConfig, pruning_hook: Optional[PruningHook], ru
     )
 
 
+def build_deploy_hook(cfg: DictConfig, pruning_hook: Optional[PruningHook], thinning_hook, run_dir: Path,
+                      input_shape, writes_files: bool = True):
+    """The deployable model at the end of the run (``deploy.*``); with N:M, the pattern check."""
+    from framework.runner.deploy_hook import DeployHook
+
+    pruner = pruning_hook.pruner if pruning_hook is not None else None
+    if not cfg.deploy.enabled and getattr(pruner, "nm", None) is None:
+        return None
+    return DeployHook(
+        cfg.deploy.quantize, cfg.deploy.calibration_batches, input_shape, run_dir / "deploy", cfg.loader.batch_size,
+        thinning_hook=thinning_hook, pruner=pruner, builds=cfg.deploy.enabled, writes_files=writes_files,
+    )
+
+
 def recorded_params(cfg: DictConfig) -> Dict[str, str]:
     """What a checkpoint records of its config: the params, and the store its tracker logs to."""
     from framework.tracking.params import flatten_config
@@ -215,4 +229,9 @@ def params_in_use(cfg: DictConfig) -> Dict[str, Any]:
     distributed = used.pop("distributed", {}) or {}
     if distributed.get("sync_batchnorm"):  # timeout and backend change nothing that is learned
         used["distributed"] = {"sync_batchnorm": True}
+    deploy = used.get("deploy") or {}
+    if deploy.get("quantize") == "none":  # calibration only matters to int8
+        deploy.pop("calibration_batches", None)
+    if deploy.get("enabled") is False:
+        used["deploy"] = {"enabled": False}
     return used

@@ -23,7 +23,7 @@ from framework.errors import ConfigError
 from framework.pruning.thinning import apply_recipe, thinning_recipe
 from framework.runner.context import RunContext
 from framework.runner.methods import give_calibration_data
-from framework.runner.parts import build_parts, build_thinning_hook, recorded_params
+from framework.runner.parts import build_deploy_hook, build_parts, build_thinning_hook, recorded_params
 from framework.runner.pruning_hook import PruningHook
 from framework.runner.ranks import agree_or_raise
 from framework.runner.resume_guard import (
@@ -170,9 +170,12 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
         give_calibration_data(pruning_hook.pruner, bundle.train, cfg.loader.batch_size, cfg.seed, ddp.rank)
     # Ranks > 0 train, prune and thin like rank 0, but write nothing: no log, metrics, tracker or checkpoint.
     writers = (EpochLogHook(also_shown=PruningHook.SHOWN_IN_LOG), MetricsFileHook(run_dir), *parts.trackers) if ddp.is_main else ()
+    deploy_hook = build_deploy_hook(
+        cfg, pruning_hook, thinning_hook, run_dir, parts.input_shape, writes_files=ddp.is_main
+    )
     # distillation before pruning: its dense teacher is copied before the first pruning step
-    hooks: List[Any] = [h for h in (record, *parts.method_hooks, pruning_hook, mask_sync, thinning_hook, *writers)
-                        if h is not None]
+    parts_in_order = (record, *parts.method_hooks, pruning_hook, mask_sync, thinning_hook, deploy_hook, *writers)
+    hooks: List[Any] = [h for h in parts_in_order if h is not None]
     if ddp.is_main:
         hooks.append(CheckpointHook(run_dir / "checkpoints", best_metric=_first_metric(cfg.optimized_metric),
                                     best_from_epoch=_final_sparsity_epoch(cfg) if pruning_hook is not None else 0))

@@ -59,6 +59,9 @@ class ThinningHook(Hook):
         self.writes_files = writes_files
         self.recipe: Optional[Dict[str, Any]] = None
         self.thinned_at: Optional[int] = None
+        # The masked model's top-1, size and latency when it was thinned: the deploy step's dense
+        # variant (part of the state, so a resumed run reports the same).
+        self.dense_measured: Optional[Dict[str, float]] = None
 
     def thin_epoch(self, trainer) -> int:
         """The epoch after whose evaluation the model is thinned."""
@@ -110,6 +113,12 @@ class ThinningHook(Hook):
             )
         metrics.update({key: float(value) for key, value in report.items()})
         metrics["thin/model_bytes"] = float((self.out_dir / "model.pt").stat().st_size)
+        self.dense_measured = {
+            "val_top1": float(masked_top1) if masked_top1 is not None else float("nan"),
+            "bytes": float(report["thin/state_dict_bytes/dense"]),
+            "ms_b1": float(report["thin/eager_ms_b1/dense"]),
+            "ms_batch": float(report[f"thin/eager_ms_b{self.batch_size}/dense"]),
+        }
         if onnx_dir is not None:
             (self.out_dir / "thinned.onnx").replace(self.out_dir / "model.onnx")
             (self.out_dir / "dense.onnx").unlink(missing_ok=True)
@@ -122,11 +131,12 @@ class ThinningHook(Hook):
         )
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"recipe": self.recipe, "thinned_at": self.thinned_at}
+        return {"recipe": self.recipe, "thinned_at": self.thinned_at, "dense_measured": self.dense_measured}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.recipe = state.get("recipe")
         self.thinned_at = state.get("thinned_at")
+        self.dense_measured = state.get("dense_measured")
 
 
 def _onnx_available() -> bool:

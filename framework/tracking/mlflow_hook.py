@@ -124,7 +124,7 @@ class MLflowHook(Hook):
             elif path.is_file():
                 self._safely(mlflow.log_artifact, str(path), artifact_path=artifact_path)
         if self.log_model:
-            self._safely(self._log_model, trainer.model)
+            self._safely(self._log_model, trainer)
         self._end("FINISHED")
 
     def on_failure(self, trainer, error: BaseException) -> None:
@@ -149,14 +149,18 @@ class MLflowHook(Hook):
         for start in range(0, len(items), 100):
             mlflow.log_params(dict(items[start : start + 100]))
 
-    def _log_model(self, model) -> None:
-        from framework.tracking.model_export import log_model
+    def _log_model(self, trainer) -> None:
+        from framework.tracking.model_export import deployed_files, log_model
 
+        model = trainer.model
         # Exported in eval mode; the training model is restored as it was.
         was_training = model.training
         model.eval()
         try:
-            log_model(model, self.input_shape, self.description.preprocessing if self.description else None)
+            fused, int8 = deployed_files(self.run_dir)
+            preprocessing = self.description.preprocessing if self.description else None
+            log_model(model, self.input_shape, preprocessing, example_inputs=_first_inputs(trainer.val_loader),
+                      int8_onnx=int8, fused_onnx=fused)
         finally:
             model.train(was_training)
 
@@ -221,3 +225,10 @@ def quiet_store_loggers() -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+
+
+def _first_inputs(loader, count: int = 2):
+    """A few validation inputs: their raw pixels become the logged model's input example."""
+    for inputs, _ in loader:
+        return inputs[:count]
+    return None

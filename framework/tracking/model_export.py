@@ -1,92 +1,180 @@
-"""The trained model as an MLflow model that loads without this repository and without pickle.
+"""The trained model as a servable MLflow ``python_function`` model that loads without this repository.
 
-``mlflow.pytorch.log_model``'s default pickles the model's classes (loading then needs
-``framework`` importable, and MLflow warns about it) and checks pip requirements against every
-installed package (seconds per run). Instead the model is exported with ``torch.export`` (a
-graph of ATen operators, batch size free) and written as an MLflow model directory by hand:
+What is logged (the run's *Models*; ``runs:/<run id>/model`` and ``models:/<model id>`` load it)::
 
-    model/MLmodel              pytorch flavor (pt2 format) + signature
-    model/data/model.pt2       torch.export.save of the eval-mode model
-    model/preprocessing.json   mean, std, pixel scale, input shape, class names
-    model/requirements.txt     torch and mlflow, pinned to the versions that wrote it
+    model/MLmodel                 python_function flavor, signature (raw pixels in), input example
+    model/artifacts/model.onnx    the model with BatchNorm fused (framework.deploy.fuse), ONNX
+    model/artifacts/preprocessing.json   mean, std, pixel scale, input shape, class names
+    model/python_model.py         framework/tracking/served_model.py: ONNX Runtime + the preprocessing
+    model/requirements.txt        mlflow, onnxruntime, numpy, pandas, pinned (never torch, never us)
 
-so that, with only torch and mlflow installed::
+With ``deploy.quantize=int8`` the int8 ONNX model is logged the same way as ``model_int8``. The
+input is what a user has, raw pixels as the dataset stores them (digits 0..16), so::
 
-    model = mlflow.pytorch.load_model("runs:/<run id>/model")   # or torch.export.load(...).module()
-    prep = mlflow.artifacts.load_dict("runs:/<run id>/model/preprocessing.json")
+    model = mlflow.pyfunc.load_model("runs:/<run id>/model")
+    model.predict(raw_pixels)          # -> label, class_name, probability per sample
+
+and ``mlflow models serve -m runs:/<run id>/model`` answers HTTP requests with the same. Nothing is
+pickled: MLflow runs ``served_model.py`` from the model directory ("models from code").
+Requirements are given, not inferred (inference imports the model and costs seconds per run).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
+import numpy as np
 import torch
 
 from framework.data.preprocessing import Preprocessing
 
 MODEL_DIR = "model"
-EXPORT_BATCH = 2  # > 1, so that the exported batch dimension stays free
+INT8_MODEL_DIR = "model_int8"
+SERVED_CODE = Path(__file__).with_name("served_model.py")
+EXAMPLE_ROWS = 2
+# What served_model.py imports; pinned to this environment so that a fresh one reproduces it.
+SERVING_PACKAGES = ("mlflow", "onnxruntime", "numpy", "pandas")
 
 
-def export_model(model: torch.nn.Module, input_shape: Sequence[int], directory: Path,
-                 preprocessing: Optional[Preprocessing] = None, model_id: Optional[str] = None,
-                 run_id: Optional[str] = None) -> Path:
-    """Write the MLflow model directory for ``model`` (put in eval mode by the caller) under
-    ``directory``; returns it."""
-    import mlflow
-    from mlflow.models import Model, infer_signature
+def identity_preprocessing(input_shape: Sequence[int]) -> Preprocessing:
+    """For data that came without a recorded preprocessing: inputs are taken as they are."""
+    channels = int(input_shape[0])
+    return Preprocessing(tuple(int(d) for d in input_shape), mean=(0.0,) * channels, std=(1.0,) * channels)
 
-    directory = Path(directory)
-    (directory / "data").mkdir(parents=True, exist_ok=True)
-    if any(p.device.type != "cpu" for p in model.parameters()):
-        import copy
 
-        model = copy.deepcopy(model).cpu()  # a CPU graph loads on any machine
-    example = torch.zeros(EXPORT_BATCH, *input_shape)
-    batch = torch.export.Dim("batch")
-    with torch.no_grad():
-        program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
-        output = model(example)
-    torch.export.save(program, str(directory / "data" / "model.pt2"))
+def raw_pixels(inputs: torch.Tensor, preprocessing: Preprocessing) -> np.ndarray:
+    """Preprocessed ``inputs`` turned back into raw pixels (the inverse of
+    :meth:`Preprocessing.apply`), rounded when the raw values are integers (digits, 8-bit images)."""
+    mean = torch.tensor(preprocessing.mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(preprocessing.std, dtype=torch.float32).view(1, -1, 1, 1)
+    raw = (inputs.detach().cpu().float() * std + mean) * preprocessing.pixel_scale
+    if preprocessing.pixel_scale > 1:
+        raw = raw.round()
+    return raw.numpy().astype(np.float32)
 
-    mlmodel = Model(artifact_path=MODEL_DIR, run_id=run_id, model_id=model_id)
-    mlmodel.signature = infer_signature(example.numpy(), output.numpy())
-    # What mlflow.pytorch.load_model reads: the data folder (a folder without model.pth is loaded
-    # with torch.export.load) and the torch version it was written with.
-    mlmodel.add_flavor("pytorch", model_data="data", pytorch_version=str(torch.__version__),
-                       serialization_format="pt2", code=None)
-    mlmodel.save(str(directory / "MLmodel"))
-    (directory / "requirements.txt").write_text(
-        f"torch=={torch.__version__.split('+')[0]}\nmlflow=={mlflow.__version__}\n"
+
+def serving_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in SERVING_PACKAGES]
+
+
+def _signature(input_shape: Sequence[int]):
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *input_shape))]),
+        outputs=Schema([ColSpec("long", "label"), ColSpec("string", "class_name"), ColSpec("double", "probability")]),
     )
-    if preprocessing is not None:
-        (directory / "preprocessing.json").write_text(json.dumps(preprocessing.to_dict(), indent=2) + "\n")
-    return directory
 
 
-def log_model(model: torch.nn.Module, input_shape: Sequence[int],
-              preprocessing: Optional[Preprocessing] = None) -> str:
-    """Export ``model`` and log it as an MLflow logged model named ``model`` of the active run
-    (listed under the run's and the experiment's models; ``runs:/<run id>/model`` and
-    ``models:/<model id>`` both load it); returns the model id."""
-    import mlflow
-    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+def _model_arguments(onnx_path: Path, preprocessing: Preprocessing, example: np.ndarray, scratch: Path) -> dict:
+    prep_file = scratch / "preprocessing.json"
+    prep_file.write_text(json.dumps(preprocessing.to_dict(), indent=2) + "\n")
+    return dict(
+        python_model=str(SERVED_CODE),
+        artifacts={"onnx_model": str(onnx_path), "preprocessing": str(prep_file)},
+        signature=_signature(preprocessing.input_shape),
+        input_example=example[:EXAMPLE_ROWS],
+        pip_requirements=serving_requirements(),
+    )
 
-    run = mlflow.active_run()
-    logged = mlflow.initialize_logged_model(name=MODEL_DIR, source_run_id=run.info.run_id,
-                                            experiment_id=run.info.experiment_id)
-    try:
-        with tempfile.TemporaryDirectory(prefix="secateurs-model-") as scratch:
-            directory = export_model(model, input_shape, Path(scratch) / MODEL_DIR, preprocessing,
-                                     model_id=logged.model_id, run_id=run.info.run_id)
-            client = mlflow.MlflowClient()
-            client.log_model_artifacts(logged.model_id, str(directory))
-        client.log_outputs(run.info.run_id, [LoggedModelOutput(logged.model_id, step=0)])
-    except BaseException:
-        mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
-        raise
-    mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
-    return logged.model_id
+
+def save_servable(
+    directory: str | Path, onnx_path: str | Path, preprocessing: Preprocessing, example: np.ndarray
+) -> Path:
+    """Write the servable model directory for the ONNX file at ``directory`` (which must not exist)."""
+    import mlflow.pyfunc
+
+    with tempfile.TemporaryDirectory(prefix="secateurs-model-") as scratch, _quiet():
+        mlflow.pyfunc.save_model(
+            str(directory), **_model_arguments(Path(onnx_path), preprocessing, example, Path(scratch))
+        )
+    return Path(directory)
+
+
+def log_servable(name: str, onnx_path: str | Path, preprocessing: Preprocessing, example: np.ndarray) -> str:
+    """Log the ONNX file as the servable logged model ``name`` of the active run; returns its id."""
+    import mlflow.pyfunc
+
+    with tempfile.TemporaryDirectory(prefix="secateurs-model-") as scratch, _quiet():
+        info = mlflow.pyfunc.log_model(
+            name=name, **_model_arguments(Path(onnx_path), preprocessing, example, Path(scratch))
+        )
+    return info.model_id
+
+
+DEPLOY_DIR = "deploy"  # where the run's deploy step leaves its ONNX files (framework/deploy/variants.py)
+
+
+def deployed_files(run_dir: str | Path) -> tuple[Path | None, Path | None]:
+    """The fused fp32 and int8 ONNX files the run's deploy step wrote, each None when absent."""
+    from framework.deploy.variants import FP32_ONNX, INT8_ONNX
+
+    folder = Path(run_dir) / DEPLOY_DIR
+    fp32, int8 = folder / FP32_ONNX, folder / INT8_ONNX
+    return (fp32 if fp32.is_file() else None), (int8 if int8.is_file() else None)
+
+
+def log_model(
+    model: torch.nn.Module,
+    input_shape: Sequence[int],
+    preprocessing: Preprocessing | None = None,
+    example_inputs: torch.Tensor | None = None,
+    int8_onnx: str | Path | None = None,
+    fused_onnx: str | Path | None = None,
+) -> str:
+    """Log ``model`` as the servable logged model ``model`` of the active run (and ``int8_onnx``, when
+    given, as ``model_int8``); returns the id of ``model``.
+
+    ``fused_onnx``: the model's BatchNorm-fused ONNX export when the deploy step made one already;
+    otherwise it is made here. ``example_inputs``: a few preprocessed samples (say, validation
+    inputs) whose raw pixels become the logged input example; zeros when not given.
+    """
+    from framework.analysis.cost import export_onnx
+    from framework.deploy.errors import require_onnxruntime
+    from framework.deploy.fuse import fuse_batchnorm
+
+    require_onnxruntime("logging the servable model (tracking.log_model=true)")
+    preprocessing = preprocessing or identity_preprocessing(input_shape)
+    if example_inputs is None:
+        example_inputs = torch.zeros(EXAMPLE_ROWS, *input_shape)
+    example = raw_pixels(example_inputs[:EXAMPLE_ROWS], preprocessing)
+    with tempfile.TemporaryDirectory(prefix="secateurs-onnx-") as scratch:
+        if fused_onnx is None:
+            fused = fuse_batchnorm(model).cpu()  # a copy: the caller's model stays where it is
+            with _quiet():
+                fused_onnx = export_onnx(fused, tuple(input_shape), Path(scratch) / "model.onnx")
+        model_id = log_servable(MODEL_DIR, fused_onnx, preprocessing, example)
+        if int8_onnx is not None:
+            log_servable(INT8_MODEL_DIR, int8_onnx, preprocessing, example)
+    return model_id
+
+
+class _quiet(warnings.catch_warnings):
+    """The ONNX exporter's constant-folding notes, MLflow's notes on optional packages and its
+    progress bars for files copied on this machine are noise in a run's log."""
+
+    def __enter__(self):
+        result = super().__enter__()
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        self._bar = os.environ.get(PROGRESS_BAR)
+        os.environ[PROGRESS_BAR] = "false"
+        return result
+
+    def __exit__(self, *exc_info):
+        if self._bar is None:
+            os.environ.pop(PROGRESS_BAR, None)
+        else:
+            os.environ[PROGRESS_BAR] = self._bar
+        return super().__exit__(*exc_info)
+
+
+PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"

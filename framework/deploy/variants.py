@@ -1,0 +1,251 @@
+"""Build the deployable variants of a model and measure each the same way.
+
+Variants (``VARIANTS``), from the model as trained to what a user deploys:
+
+* ``dense_fp32``: the model before thinning (masked but dense-shaped in a pruned run), eager;
+  in a run that thinned, measured when it thinned (``dense_measured``: the model is gone since);
+* ``thinned_fp32``: the thinned model, eager (only when the run thinned);
+* ``fused_fp32``: the final model in its eager inference form (BatchNorm fused, channels-last
+  when that is faster at batch 1: :func:`framework.deploy.fuse.inference_layout`);
+* ``fused_onnx_fp32``: the final model (thinned when thinned) with BatchNorm fused
+  (:mod:`framework.deploy.fuse`, checked equal to the eval model), exported to ONNX, run by ONNX
+  Runtime;
+* ``int8_onnx``: that ONNX model statically quantized (:mod:`framework.deploy.quantize`), only
+  with ``quantize="int8"``.
+
+Each gets its validation top-1, its size on disk (the ONNX file; for eager models the saved
+``state_dict``) and its median latency at batch 1 and at the loader's batch, all variants timed
+interleaved in one loop at the same thread count (:func:`framework.analysis.cost.time_interleaved`).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from framework.analysis import cost
+from framework.analysis.tables import markdown_table, write_csv_table
+from framework.deploy.errors import DeployError, require_onnxruntime
+from framework.deploy.fuse import check_fused_matches, fuse_batchnorm, inference_layout
+
+QUANTIZE = ("none", "int8")
+VARIANTS = ("dense_fp32", "thinned_fp32", "fused_fp32", "fused_onnx_fp32", "int8_onnx")
+FP32_ONNX = "model.onnx"
+INT8_ONNX = "model_int8.onnx"
+TABLE = "variants.csv"
+COLUMNS = ("variant", "runtime", "val_top1", "bytes", "ms_b1", "ms_batch", "batch")
+# ONNX Runtime's kernels round differently from PyTorch's; 1e-4 of the output scale is still
+# far below any change of prediction.
+ONNX_RTOL = 1e-4
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class DeployResult:
+    metrics: dict[str, float]  # deploy/... ready for a tracker
+    rows: list[dict]  # one per variant, COLUMNS
+    onnx_path: Path  # the fused fp32 model
+    int8_path: Path | None = None
+    files: list[Path] = field(default_factory=list)  # everything written under out_dir
+
+
+def check_quantize(quantize: str, calibration_batches: int) -> None:
+    if quantize not in QUANTIZE:
+        raise DeployError(f"deploy.quantize={quantize!r} is invalid; allowed: {' | '.join(QUANTIZE)}")
+    if not isinstance(calibration_batches, int) or isinstance(calibration_batches, bool) or calibration_batches < 1:
+        raise DeployError(f"deploy.calibration_batches={calibration_batches!r} is invalid; allowed: an integer >= 1")
+
+
+def build_deployable(
+    final_model: nn.Module,
+    sample_shape: Sequence[int],
+    out_dir: str | Path,
+    val_batches: Iterable[Batch],
+    calibration_batches: Iterable[torch.Tensor] = (),
+    dense_model: nn.Module | None = None,
+    dense_measured: dict[str, float] | None = None,
+    quantize: str = "none",
+    loader_batch: int = 64,
+    threads: int | None = 1,
+    warmup: int = 3,
+    repeats: int = 10,
+) -> DeployResult:
+    """Fuse, export (and quantize) ``final_model``, then measure every variant.
+
+    ``dense_model``: the model before thinning, when the run thinned (``None``: ``final_model`` is
+    the dense model); or ``dense_measured``, its ``val_top1``, ``bytes``, ``ms_b1`` and
+    ``ms_batch`` measured earlier (then ``final_model`` is the thinned one). ``val_batches``:
+    preprocessed ``(inputs, targets)`` batches (iterated once); ``calibration_batches``: preprocessed
+    inputs, used only with ``quantize="int8"``.
+    Models are copied to the CPU; the caller's are left as they were.
+    """
+    check_quantize(quantize, 1)
+    require_onnxruntime("the deployable model (ONNX export)")
+    shape = tuple(sample_shape)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = copy.deepcopy(final_model).cpu().eval()
+    fused = fuse_batchnorm(final)
+    metrics: dict[str, float] = {}
+    probe = cost.example_input(final, shape, batch_size=3, seed=1)
+    metrics["deploy/fused_max_error"] = check_fused_matches(final, fused, probe)
+
+    onnx_path = out_dir / FP32_ONNX
+    with warnings.catch_warnings():  # the TorchScript exporter's notes on constant folding are noise here
+        warnings.simplefilter("ignore", UserWarning)
+        cost.export_onnx(fused, shape, onnx_path)
+    sessions = {"fused_onnx_fp32": cost.onnx_session(onnx_path, threads)}
+    metrics["deploy/onnx_max_abs_error"] = cost.check_onnx_matches(
+        fused, sessions["fused_onnx_fp32"], shape, atol=ONNX_RTOL * _output_scale(fused, probe), label="the fused model"
+    )
+    files = [onnx_path]
+    int8_path = None
+    if quantize == "int8":
+        from framework.deploy.quantize import quantize_int8
+
+        int8_path = quantize_int8(
+            onnx_path, out_dir / INT8_ONNX, (x.detach().cpu().float().numpy() for x in calibration_batches)
+        )
+        sessions["int8_onnx"] = cost.onnx_session(int8_path, threads)
+        files.append(int8_path)
+
+    eager: dict[str, nn.Module] = {}
+    if dense_model is not None:
+        eager["dense_fp32"] = copy.deepcopy(dense_model).cpu().eval()
+        eager["thinned_fp32"] = final
+    elif dense_measured is not None:
+        eager["thinned_fp32"] = final
+    else:
+        eager["dense_fp32"] = final
+    with cost.torch_threads(threads):
+        eager["fused_fp32"] = inference_layout(copy.deepcopy(fused), shape, batch=1)
+    sizes = {name: float(cost.state_dict_bytes(model)) for name, model in eager.items()}
+    sizes.update({"fused_onnx_fp32": float(onnx_path.stat().st_size)})
+    if int8_path is not None:
+        sizes["int8_onnx"] = float(int8_path.stat().st_size)
+
+    predictors: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        **{name: _eager_predictor(model) for name, model in eager.items()},
+        **{name: _onnx_predictor(session) for name, session in sessions.items()},
+    }
+    top1 = evaluate_top1(predictors, val_batches)
+    batches = tuple(dict.fromkeys((1, loader_batch)))
+    latency = _latency(predictors, shape, batches, threads, warmup, repeats)
+
+    rows = []
+    for name in VARIANTS:
+        if name == "dense_fp32" and name not in predictors and dense_measured is not None:
+            row = {
+                "variant": name,
+                "runtime": "torch eager (when thinned)",
+                "val_top1": dense_measured["val_top1"],
+                "bytes": int(dense_measured["bytes"]),
+                "ms_b1": dense_measured["ms_b1"],
+                "ms_batch": dense_measured["ms_batch"],
+                "batch": loader_batch,
+            }
+            rows.append(row)
+            continue
+        if name not in predictors:
+            continue
+        row = {
+            "variant": name,
+            "runtime": "onnxruntime" if name in sessions else "torch eager",
+            "val_top1": top1[name],
+            "bytes": int(sizes[name]),
+            "ms_b1": latency[name][1] * 1e3,
+            "ms_batch": latency[name][loader_batch] * 1e3,
+            "batch": loader_batch,
+        }
+        rows.append(row)
+    for row in rows:
+        metrics.update(row_metrics(row, loader_batch))
+    if int8_path is not None:
+        metrics["deploy/int8_top1_drop"] = top1["fused_onnx_fp32"] - top1["int8_onnx"]
+    table = write_csv_table(COLUMNS, ([row[c] for c in COLUMNS] for row in rows), out_dir / TABLE)
+    files.append(table)
+    return DeployResult(metrics, rows, onnx_path, int8_path, files)
+
+
+def row_metrics(row: dict, loader_batch: int) -> dict[str, float]:
+    """One variant's ``deploy/<what>/<variant>`` metrics (the ``thin/...`` naming: ``_ms_`` marks a time)."""
+    name = row["variant"]
+    return {
+        f"deploy/val_top1/{name}": float(row["val_top1"]),
+        f"deploy/bytes/{name}": float(row["bytes"]),
+        f"deploy/latency_ms_b1/{name}": float(row["ms_b1"]),
+        f"deploy/latency_ms_b{loader_batch}/{name}": float(row["ms_batch"]),
+    }
+
+
+def variants_markdown(rows: Sequence[dict]) -> str:
+    shown = [
+        [
+            r["variant"],
+            r["runtime"],
+            f"{r['val_top1']:.4f}",
+            r["bytes"],
+            f"{r['ms_b1']:.3f}",
+            f"{r['ms_batch']:.3f}",
+            r["batch"],
+        ]
+        for r in rows
+    ]
+    return markdown_table(COLUMNS, shown, text_columns=("variant", "runtime"))
+
+
+def _output_scale(model: nn.Module, inputs: torch.Tensor) -> float:
+    with torch.no_grad():
+        return max(1.0, float(model(inputs).abs().max()))
+
+
+def _eager_predictor(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    def predict(inputs: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(inputs)
+
+    return predict
+
+
+def _onnx_predictor(session) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda inputs: cost.run_onnx(session, inputs)
+
+
+def evaluate_top1(
+    predictors: dict[str, Callable[[torch.Tensor], torch.Tensor]], batches: Iterable[Batch]
+) -> dict[str, float]:
+    """Top-1 accuracy of each predictor over the same batches (read once, shared)."""
+    correct = {name: 0 for name in predictors}
+    seen = 0
+    for inputs, targets in batches:
+        inputs = inputs.detach().cpu().float()
+        targets = targets.detach().cpu()
+        for name, predict in predictors.items():
+            correct[name] += int((predict(inputs).argmax(dim=1) == targets).sum())
+        seen += len(targets)
+    if seen == 0:
+        raise DeployError("the deployable model's top-1 needs validation batches; got none")
+    return {name: count / seen for name, count in correct.items()}
+
+
+def _latency(predictors, shape, batches, threads, warmup, repeats) -> dict[str, dict[int, float]]:
+    generator = torch.Generator().manual_seed(0)
+    feeds = {batch: torch.randn((batch, *shape), generator=generator) for batch in batches}
+    runners = {
+        (name, batch): (lambda predict=predict, feed=feeds[batch]: predict(feed))
+        for name, predict in predictors.items()
+        for batch in batches
+    }
+    with cost.torch_threads(threads):
+        samples = cost.time_interleaved(runners, warmup, repeats)
+    per_name: dict[str, dict[int, list[float]]] = {}
+    for (name, batch), values in samples.items():
+        per_name.setdefault(name, {})[batch] = values
+    return cost.summarize(per_name)
