@@ -121,12 +121,31 @@ def exit_with(code: int) -> None:
 
 def make_user_code_importable(argv: list[str]) -> None:
     """Components of yours named by ``_target_`` (``my_net.MyNet``) are imported from the current
-    directory or from the folder that holds the ``--config-dir`` you give, as a user expects."""
+    directory or from the folder that holds the ``--config-dir`` you give, as a user expects.
+
+    Those folders go to the *end* of ``sys.path``: a module of yours never shadows an installed
+    package or the standard library (a ``sklearn.py`` beside your data stays a file of yours). The
+    folder of this script, which Python puts first, goes to the end too once ``framework`` is
+    imported (its submodules are found through the package, not through ``sys.path``). A run folder
+    (one the program wrote: it holds ``.hydra/`` or ``.lock``) never becomes importable, even when
+    its ``conf/`` is passed as ``--config-dir`` (the derived-pruner command does)."""
     from framework.cli_help import config_dirs
 
-    for folder in [Path.cwd(), *(d.resolve().parent for d in config_dirs(Path("conf"), argv)[1:])]:
-        if str(folder) not in sys.path:
-            sys.path.insert(1, str(folder))
+    script_dir = Path(__file__).resolve().parent
+    if sys.path and sys.path[0] and Path(sys.path[0]).resolve() == script_dir and "framework" in sys.modules:
+        sys.path.append(sys.path.pop(0))
+    folders = [Path.cwd(), *(d.resolve().parent for d in config_dirs(Path("conf"), argv)[1:])]
+    for folder in folders:
+        if is_run_folder(folder) or str(folder) in sys.path:
+            continue
+        sys.path.append(str(folder))
+
+
+def is_run_folder(folder: Path) -> bool:
+    """A folder this program wrote as a run's home (its files are never code to import): Hydra's
+    ``.hydra/`` or the run lock's ``.lock`` (framework.training.run_lock.LOCK_FILE; not imported
+    here, as it brings torch and ``--help`` answers without it)."""
+    return (folder / ".hydra").is_dir() or (folder / ".lock").is_file()
 
 
 if __name__ == "__main__":
