@@ -12,13 +12,14 @@ import signal
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
 from framework.components import build_component
 from framework.config import validate
 from framework.data import build_loaders, load_splits
+from framework.runner.first_batch import check_first_batches
 from framework.errors import ConfigError
 from framework.pruning.thinning import apply_recipe, thinning_recipe
 from framework.runner.context import RunContext
@@ -140,7 +141,7 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
                 thinning_hook.writes_files = False
     recipe = thinning_recipe(checkpoint) if checkpoint is not None else None
     if recipe is not None:  # the checkpoint holds the thinned model: rebuild its architecture
-        apply_recipe(model, recipe)
+        apply_recipe(model, recipe, checkpoint["model"] if isinstance(checkpoint.get("model"), Mapping) else None)
         model.to(device)
         pruning_hook.freeze()
     optimizer = build_component("optimizer", cfg.optimizer, params=model.parameters())
@@ -150,6 +151,7 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
 
     # -- from here on, data is read ----------------------------------------------------------
     bundle = load_splits(parts.data_source, cfg.dataset._target_)
+    check_data(cfg, parts, bundle)
     parts.description.preprocessing = bundle.preprocessing  # a tracker may log it beside the model
     train_loader, val_loader = build_loaders(
         bundle, batch_size=cfg.loader.batch_size, num_workers=cfg.loader.num_workers, seed=cfg.seed,
@@ -190,6 +192,12 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
     return trainer
 
 
+def check_data(cfg: DictConfig, parts, bundle) -> None:
+    """The first batch of each split and the model's output for it, before any step (one line each)."""
+    check_first_batches(bundle, parts.model, parts.device, cfg.loader.batch_size, parts.num_classes,
+                        parts.input_shape, cfg.dataset._target_, f"model._target_={cfg.model._target_}")
+
+
 def analyse_sensitivity(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     """``task=sensitivity``: the same parts as training (a one-shot pruner that the analysis sets
     unit by unit, no optimizer), then :mod:`framework.runner.sensitivity_task` on the validation split."""
@@ -197,6 +205,7 @@ def analyse_sensitivity(cfg: DictConfig, context: RunContext) -> Dict[str, float
 
     parts = build_parts(cfg, context, SINGLE, schedule_window=(0, 1, 1, None))
     bundle = load_splits(parts.data_source, cfg.dataset._target_)
+    check_data(cfg, parts, bundle)
     # forked analysis workers evaluate in their own process: no loader workers below them
     workers = 0 if cfg.sensitivity.workers > 1 else cfg.loader.num_workers
     _, val_loader = build_loaders(bundle, batch_size=cfg.loader.batch_size, num_workers=workers, seed=cfg.seed)
