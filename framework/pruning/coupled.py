@@ -52,6 +52,7 @@ from framework.pruning.dependency import IN, NORM, OUT, ROLE_STRUCTURE, CoupledC
 from framework.pruning.engine import PruningEngine
 from framework.pruning.masks import MaskStore
 from framework.pruning.rules import keep_all_but_lowest_k, round_half_up
+from framework.pruning.score_check import checked_scores
 from framework.pruning.spec import COUPLED, DEFAULTS, FILTER
 from framework.pruning.structures import expand_group_mask, to_groups
 
@@ -138,7 +139,7 @@ class CoupledPruningEngine(PruningEngine):
             structure = ROLE_STRUCTURE[role]
             if source == "view":
                 view = self.ranking_view(name, layer.weight)
-                scores = self.rule.criterion(to_groups(view.detach(), structure, layer))
+                scores = checked_scores(self.rule.criterion, to_groups(view.detach(), structure, layer))
                 cache[key] = scores.detach().double().cpu().tolist()  # python floats: cheap to index
             else:
                 mask = self.store.get(name)

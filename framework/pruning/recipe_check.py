@@ -14,7 +14,8 @@ attributes are added to :data:`RECIPE_WIDTHS` here, in one place.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -70,7 +71,8 @@ def check_recipe(model: nn.Module, recipe: object, state_dict: Mapping[str, Any]
                 continue
             if key not in allowed:
                 raise CheckpointError(
-                    f"{where}: {key!r} cannot be set by a recipe; allowed for {type(module).__name__}: {', '.join(allowed)}"
+                    f"{where}: {key!r} cannot be set by a recipe; "
+                    f"allowed for {type(module).__name__}: {', '.join(allowed)}"
                 )
             current = getattr(module, key)
             if type(value) is not int or not 1 <= value <= current:

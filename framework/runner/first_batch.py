@@ -14,7 +14,8 @@ exactly as it would be without the check.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import default_collate
@@ -84,7 +85,8 @@ def _first_batch(dataset, split: str, batch_size: int, target: str):
     except Exception as error:
         raise ConfigError(
             f"dataset._target_={target}: the first {count} {split} samples do not stack into a batch "
-            f"({type(error).__name__}: {str(error).splitlines()[0][:160]}); allowed: inputs of one shape, integer labels"
+            f"({type(error).__name__}: {str(error).splitlines()[0][:160]}); "
+            "allowed: inputs of one shape, integer labels"
         ) from None
     if not isinstance(inputs, torch.Tensor):
         raise ConfigError(f"{where} has an input of type {type(first[0]).__name__}; allowed: a tensor")

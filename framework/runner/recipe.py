@@ -19,10 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 from framework.components import build_component
 from framework.config import validate
 from framework.data import build_loaders, load_splits
-from framework.runner.first_batch import check_first_batches
 from framework.errors import ConfigError
 from framework.pruning.thinning import apply_recipe, thinning_recipe
 from framework.runner.context import RunContext
+from framework.runner.first_batch import check_first_batches
 from framework.runner.parts import build_parts, build_thinning_hook, recorded_params
 from framework.runner.pruning_hook import PruningHook
 from framework.runner.ranks import agree_or_raise
