@@ -34,6 +34,7 @@ from framework.runner.resume_guard import (
 )
 from framework.tracking.metrics_file import MetricsFileHook
 from framework.training import CheckpointHook, Trainer, load_checkpoint
+from framework.training.checkpoint_checks import check_checkpoint_fields, check_checkpoint_fits
 from framework.training.distributed import (
     SINGLE,
     DistContext,
@@ -122,6 +123,8 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
     """The parts, the loop's hooks, the data and the checkpoint: a Trainer ready to fit."""
     run_dir = context.run_dir
     checkpoint = load_checkpoint(resume_path) if resume_path is not None else None
+    if checkpoint is not None:
+        check_checkpoint_fields(checkpoint, resume_path, cfg.epochs)
     record = ConfigRecordHook(recorded_params(cfg))
     changes = (
         config_changes(checkpoint, record.params, allow=cfg.resume_changed == "allow") if checkpoint is not None else []
@@ -181,6 +184,7 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
         parallel=parallel,
     )
     if checkpoint is not None:
+        check_checkpoint_fits(checkpoint, resume_path, model, optimizer)
         if changes:  # resume_changed=allow: the pruner's method may be new; its masks still apply
             checkpoint.get("hooks", {}).get("pruning", {}).pop("method", None)
             checkpoint.get("hooks", {}).get("pruning", {}).pop("structure", None)
