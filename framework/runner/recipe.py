@@ -31,6 +31,7 @@ from framework.runner.resume_guard import (
     apply_scheduler_arguments,
     checkpoint_to_resume,
     config_changes,
+    refuse_pruner_change_after_thinning,
 )
 from framework.tracking.metrics_file import MetricsFileHook
 from framework.training import CheckpointHook, Trainer, load_checkpoint
@@ -143,6 +144,7 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
             if thinning_hook is not None:
                 thinning_hook.writes_files = False
     recipe = thinning_recipe(checkpoint) if checkpoint is not None else None
+    refuse_pruner_change_after_thinning(recipe is not None, changes, pruned=pruning_hook is not None)
     if recipe is not None:  # the checkpoint holds the thinned model: rebuild its architecture
         apply_recipe(model, recipe, checkpoint["model"] if isinstance(checkpoint.get("model"), Mapping) else None)
         model.to(device)
