@@ -56,6 +56,7 @@ class Terminated(KeyboardInterrupt):
 def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     """Run ``cfg`` (``cfg.task``) in ``context.run_dir``; returns the last epoch's metrics (the
     analysis's headline figures for task=sensitivity)."""
+    refuse_unset_mandatory_values(cfg)
     validate(cfg)  # ranges and cross-field rules, before anything is built
     ddp = init_distributed(cfg.distributed.timeout_s, cfg.distributed.backend)
     try:
@@ -80,6 +81,17 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
             return train(cfg, context, ddp, resume_path)
     finally:
         shutdown_distributed()
+
+
+def refuse_unset_mandatory_values(cfg: DictConfig) -> None:
+    """A ``???`` left unset (``dataset=imagefolder`` without ``dataset.root``) is one line naming
+    every such key, not OmegaConf's traceback from wherever it is first read."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(
+            f"{', '.join(missing)} must be set (the chosen options leave {'them' if len(missing) > 1 else 'it'} "
+            f"'???'); add {' '.join(f'{key}=...' for key in missing)} to the command line"
+        )
 
 
 def _shared_run_dir(context: RunContext, ddp: DistContext) -> RunContext:
