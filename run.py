@@ -141,6 +141,23 @@ def make_user_code_importable(argv: list[str]) -> None:
         sys.path.append(str(folder))
 
 
+def output_dir_problem(argv: list[str]) -> str | None:
+    """A ``hydra.run.dir`` / ``hydra.sweep.dir`` given on the command line that cannot be created
+    (a file on its path, a folder without write access): one line now, not Hydra's traceback."""
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") not in ("hydra.run.dir", "hydra.sweep.dir") or not value or "${" in value:
+            continue
+        ancestor = Path(value).expanduser().absolute()
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            return f"{key}={value} cannot be created: {ancestor} is a file; allowed: a folder path"
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            return f"{key}={value} cannot be created: {ancestor} is not writable; allowed: a writable folder"
+    return None
+
+
 def is_run_folder(folder: Path) -> bool:
     """A folder this program wrote as a run's home (its files are never code to import): Hydra's
     ``.hydra/`` or the run lock's ``.lock`` (framework.training.run_lock.LOCK_FILE; not imported
@@ -159,9 +176,11 @@ if __name__ == "__main__":
     from framework.sweeps.callback import finish_open_sweeps
 
     sys.argv[1:] = quiet_other_ranks(sys.argv[1:])
-    renamed = renamed_option_problem(Path(__file__).resolve().parent / "conf", sys.argv[1:])
-    if renamed:  # Hydra would answer with a page of available options
-        print(f"error: {renamed}", file=sys.stderr)
+    # Hydra would answer with a page of available options, or a traceback from making the run dir
+    problem = (renamed_option_problem(Path(__file__).resolve().parent / "conf", sys.argv[1:])
+               or output_dir_problem(sys.argv[1:]))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         exit_with(2)
     try:
         main()

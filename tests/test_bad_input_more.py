@@ -31,3 +31,22 @@ def test_more_bad_input_is_one_line_with_its_cause(tmp_path, overrides, expected
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0], result.stderr[-2000:]
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize("key", ["hydra.run.dir", "hydra.sweep.dir"])
+def test_a_run_folder_that_cannot_be_created_is_one_line(tmp_path, key):
+    (tmp_path / "a_file").write_text("in the way\n")
+    args = ["-m", "seed=1"] if key == "hydra.sweep.dir" else []
+    result = run_cli([*args, "tracking=none", f"{key}={tmp_path}/a_file/run"], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: {key}={tmp_path}/a_file/run cannot be created: {tmp_path}/a_file is a file; "
+                     "allowed: a folder path"], result.stderr[-2000:]
+
+
+def test_a_sqlite_store_in_a_missing_folder_is_said(tmp_path):
+    uri = f"sqlite:///{tmp_path}/not/yet/mlflow.db"
+    result = run_cli(["epochs=1", f"tracking.uri={uri}", f"hydra.run.dir={tmp_path}/run", "progress=false",
+                      f"tracking.artifact_location={tmp_path}/artifacts"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"the folder {tmp_path}/not/yet of tracking.uri={uri} does not exist" in result.stdout + result.stderr
