@@ -182,6 +182,12 @@ class CoupledPruningEngine(PruningEngine):
         if self.round_to > 1 and n >= self.round_to:
             kept = min(n, math.ceil((n - k) / self.round_to) * self.round_to)
             k = n - kept
+        elif self.round_to > n and f"round_to:{plan.name}" not in self._warned:
+            self._warned.add(f"round_to:{plan.name}")  # said once per group, not per epoch
+            warnings.warn(
+                f"pruner.round_to={self.round_to} is larger than the group of {plan.name} ({n} prunable "
+                "channels): its kept count is not rounded", stacklevel=4,
+            )
         return k
 
     def _decide(self, plan: _GroupPlan, target: float, cache: dict) -> torch.Tensor:
