@@ -126,12 +126,48 @@ def exit_with(code: int) -> None:
 
 def make_user_code_importable(argv: list[str]) -> None:
     """Components of yours named by ``_target_`` (``my_net.MyNet``) are imported from the current
-    directory or from the folder that holds the ``--config-dir`` you give, as a user expects."""
+    directory or from the folder that holds the ``--config-dir`` you give, as a user expects.
+
+    Those folders go to the *end* of ``sys.path``: a module of yours never shadows an installed
+    package or the standard library (a ``sklearn.py`` beside your data stays a file of yours). The
+    folder of the script (run.py's clone), which Python puts first, goes to the end too once
+    ``framework`` is imported (its submodules are found through the package, not ``sys.path``). A
+    run folder (one the program wrote: it holds ``.hydra/`` or ``.lock``) never becomes importable,
+    even when its ``conf/`` is passed as ``--config-dir`` (the derived-pruner command does)."""
     from framework.cli_help import config_dirs
 
-    for folder in [Path.cwd(), *(d.resolve().parent for d in config_dirs(Path("conf"), argv)[1:])]:
-        if str(folder) not in sys.path:
-            sys.path.insert(1, str(folder))
+    script_dir = Path(sys.argv[0]).resolve().parent
+    if sys.path and sys.path[0] and Path(sys.path[0]).resolve() == script_dir and "framework" in sys.modules:
+        sys.path.append(sys.path.pop(0))
+    folders = [Path.cwd(), *(d.resolve().parent for d in config_dirs(conf_dir(), argv)[1:])]
+    for folder in folders:
+        if is_run_folder(folder) or str(folder) in sys.path:
+            continue
+        sys.path.append(str(folder))
+
+
+def output_dir_problem(argv: list[str]) -> str | None:
+    """A ``hydra.run.dir`` / ``hydra.sweep.dir`` given on the command line that cannot be created
+    (a file on its path, a folder without write access): one line now, not Hydra's traceback."""
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") not in ("hydra.run.dir", "hydra.sweep.dir") or not value or "${" in value:
+            continue
+        ancestor = Path(value).expanduser().absolute()
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            return f"{key}={value} cannot be created: {ancestor} is a file; allowed: a folder path"
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            return f"{key}={value} cannot be created: {ancestor} is not writable; allowed: a writable folder"
+    return None
+
+
+def is_run_folder(folder: Path) -> bool:
+    """A folder this program wrote as a run's home (its files are never code to import): Hydra's
+    ``.hydra/`` or the run lock's ``.lock`` (framework.training.run_lock.LOCK_FILE; not imported
+    here, as it brings torch and ``--help`` answers without it)."""
+    return (folder / ".hydra").is_dir() or (folder / ".lock").is_file()
 
 
 def main() -> None:
@@ -146,8 +182,9 @@ def main() -> None:
     from framework.sweeps.callback import finish_open_sweeps
 
     sys.argv[1:] = quiet_other_ranks(sys.argv[1:])
-    problem = renamed_option_problem(conf_dir(), sys.argv[1:]) or missing_plugin_problem(conf_dir(), sys.argv[1:])
-    if problem:  # Hydra would answer with a page of available options, or "Could not load ..."
+    problem = (renamed_option_problem(conf_dir(), sys.argv[1:]) or missing_plugin_problem(conf_dir(), sys.argv[1:])
+               or output_dir_problem(sys.argv[1:]))
+    if problem:  # Hydra would answer with a page of options, "Could not load ...", or a traceback
         print(f"error: {problem}", file=sys.stderr)
         exit_with(2)
     try:

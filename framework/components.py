@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections import abc
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -35,14 +36,39 @@ def target_path(node: Any) -> str | None:
     return None
 
 
+def import_cause(error: BaseException) -> str:
+    """The first cause of a failed import, as a person reads it: ``SyntaxError: invalid syntax
+    (my_net.py, line 3)``, ``ModuleNotFoundError: No module named 'timm'``; Hydra's own wrapper
+    ("Error loading ...") otherwise says nothing about why."""
+    root = error
+    seen = {id(root)}
+    while True:
+        nxt = root.__cause__ or root.__context__
+        if nxt is None or id(nxt) in seen:
+            break
+        seen.add(id(nxt))
+        root = nxt
+    if root is error:
+        return short_reason(error)
+    if isinstance(root, SyntaxError):
+        where = f" ({Path(root.filename).name}, line {root.lineno})" if root.filename else ""
+        return f"SyntaxError: {root.msg}{where}"
+    return f"{type(root).__name__}: {short_reason(root)}"
+
+
 def locate_target(path: str, target: str) -> Callable:
     """The object ``target`` names, or a one-line ConfigError keyed by ``path``."""
     from hydra.utils import get_object
 
     try:
         found = get_object(target)
+    except SystemExit as exit_call:  # a module that calls sys.exit() while it is imported
+        raise ConfigError(
+            f"{path}._target_={target!r} cannot be imported: its module called sys.exit({exit_call.code!r}) "
+            "while being imported; move that call under `if __name__ == \"__main__\":`"
+        ) from None
     except Exception as error:  # ImportError, AttributeError, or an error inside the module
-        raise ConfigError(f"{path}._target_={target!r} cannot be imported: {short_reason(error)}") from None
+        raise ConfigError(f"{path}._target_={target!r} cannot be imported: {import_cause(error)}") from None
     if not callable(found):
         raise ConfigError(f"{path}._target_={target!r} is not a class or function")
     return found

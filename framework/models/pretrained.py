@@ -82,10 +82,10 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     check_pretrained_file(path)
     content = read_file(Path(path))
     recipe = thinning_recipe(content)
-    if recipe is not None:
-        apply_recipe(model, recipe)
     state = extract_state_dict(content, Path(path))
     state = strip_wrapper_prefixes(state)
+    if recipe is not None:
+        apply_recipe(model, recipe, state)
     check_fits(model, state, Path(path))
     model.load_state_dict(state, strict=True)
     return model

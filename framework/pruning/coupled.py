@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -55,6 +55,7 @@ from framework.pruning.dependency import IN, NORM, OUT, PARAM, ROLE_STRUCTURE, C
 from framework.pruning.engine import PruningEngine
 from framework.pruning.masks import MaskStore
 from framework.pruning.rules import keep_all_but_lowest_k, round_half_up
+from framework.pruning.score_check import checked_scores
 from framework.pruning.spec import COUPLED, DEFAULTS, FILTER, HEAD
 from framework.pruning.structures import expand_group_mask, to_groups
 
@@ -65,6 +66,17 @@ class _GroupPlan:
     channels: list[CoupledChannel]  # the prunable ones
     weight_names: list[str]  # selected weights of its layers
     target_names: list[str]  # the ranked (scoring) layers' weights: their levels give the target
+
+
+def concatenated_segments(channels: list[CoupledChannel]) -> dict[frozenset, list[int]]:
+    """Positions of ``channels`` by the layers that produce them (their OUT members). One entry
+    for an ordinary group or a residual sum (every channel has the same producers); one per
+    producer for a concatenation."""
+    segments: dict[frozenset, list[int]] = defaultdict(list)
+    for position, channel in enumerate(channels):
+        producers = frozenset(m.module for m in channel.members if m.role == OUT)
+        segments[producers].append(position)
+    return dict(segments)
 
 
 def _weight(module: str) -> str:
@@ -158,7 +170,7 @@ class CoupledPruningEngine(PruningEngine):
             structure = ROLE_STRUCTURE[role]
             if source == "view":
                 view = self.ranking_view(name, layer.weight)
-                scores = self.rule.criterion(to_groups(view.detach(), structure, layer))
+                scores = checked_scores(self.rule.criterion, to_groups(view.detach(), structure, layer))
                 cache[key] = scores.detach().double().cpu().tolist()  # python floats: cheap to index
             else:
                 mask = self.store.get(name)
@@ -212,10 +224,30 @@ class CoupledPruningEngine(PruningEngine):
         if self.round_to > 1 and n >= self.round_to:
             kept = min(n, math.ceil((n - k) / self.round_to) * self.round_to)
             k = n - kept
+        elif self.round_to > n and f"round_to:{plan.name}" not in self._warned:
+            self._warned.add(f"round_to:{plan.name}")  # said once per group, not per epoch
+            warnings.warn(
+                f"pruner.round_to={self.round_to} is larger than the group of {plan.name} ({n} prunable "
+                "channels): its kept count is not rounded", stacklevel=4,
+            )
         return k
 
     def _decide(self, plan: _GroupPlan, target: float, cache: dict) -> torch.Tensor:
-        """Bool keep flag per prunable channel of ``plan``."""
+        """Bool keep flag per prunable channel of ``plan``. A group fed by a concatenation (its
+        channels come from different producers) gets the level on each producer's share, as a
+        layer scope promises: ranking the whole group at once would empty one producer and keep
+        the other whole (squeezenet's expand3x3 at 1 of 64 filters beside a full expand1x1)."""
+        segments = concatenated_segments(plan.channels)
+        if len(segments) <= 1:
+            return self._decide_whole(plan, target, cache)
+        keep = torch.ones(len(plan.channels), dtype=torch.bool)
+        for producers, positions in segments.items():
+            share = replace(plan, name=f"{plan.name} ({', '.join(sorted(producers))})",
+                            channels=[plan.channels[p] for p in positions])
+            keep[positions] = self._decide_whole(share, target, cache)
+        return keep
+
+    def _decide_whole(self, plan: _GroupPlan, target: float, cache: dict) -> torch.Tensor:
         scores = torch.tensor([self._channel_score(c, cache) for c in plan.channels], dtype=torch.float64)
         alive = torch.tensor([self.is_alive(c, cache) for c in plan.channels], dtype=torch.bool)
         k = self._prune_count(plan, target)

@@ -38,6 +38,7 @@ import torch
 
 from framework.pruning.coupled import CoupledPruningEngine, reduce_member_scores
 from framework.pruning.engine import PruningEngine
+from framework.pruning.score_check import checked_scores
 from framework.pruning.spec import GLOBAL
 from framework.pruning.structures import expand_group_mask, to_groups
 
@@ -124,7 +125,7 @@ class GlobalPruningEngine(PruningEngine):
         result = []
         for selected in self.selected:
             view = self.ranking_view(selected.name, selected.param)
-            scores = self.rule.criterion(to_groups(view.detach(), self.structure, selected.layer)).detach().cpu()
+            scores = checked_scores(self.rule.criterion, to_groups(view.detach(), self.structure, selected.layer)).detach().cpu()
             current = self.store.get(selected.name)
             if current is None:
                 alive = torch.ones(scores.numel(), dtype=torch.bool)

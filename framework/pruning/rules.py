@@ -33,6 +33,7 @@ from torch import nn
 from framework.errors import PruningError
 from framework.pruning.criteria import Criterion, L1Criterion, L2Criterion, RandomCriterion, build_criterion
 from framework.pruning.data_criteria import build_data_criterion
+from framework.pruning.score_check import checked_scores
 from framework.pruning.spec import (
     DATA_CRITERIA,
     FINE,
@@ -194,7 +195,7 @@ class RankingRule(MaskRule):
     ) -> torch.Tensor:
         """Bool ``[n_groups]``: True for groups to keep (a fresh tensor)."""
         groups = to_groups(view.detach(), self.structure, layer)
-        scores = self.criterion(groups)
+        scores = checked_scores(self.criterion, groups)
         fresh = type(self.criterion) in _FRESH_SCORE_CRITERIA  # scores share no memory with the view
         if scores.dtype not in (torch.float32, torch.float64):
             scores = scores.float()  # half precision would create ties and is slow to select on

@@ -67,6 +67,7 @@ from framework.pruning.dependency import (
     infer_example_input,
 )
 from framework.pruning.fx import CONVS, NORMS
+from framework.pruning.recipe_check import check_recipe
 from framework.pruning.structures import to_groups
 from framework.serialization import load_weights_only
 
@@ -395,14 +396,17 @@ def thin_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module, thinned: 
     return new
 
 
-def apply_recipe(model: nn.Module, recipe: Mapping) -> nn.Module:
+def apply_recipe(model: nn.Module, recipe: Mapping, state_dict: Mapping | None = None) -> nn.Module:
     """Resize the modules named in ``recipe`` (see the module docstring) in place; return ``model``.
 
-    The resized tensors are new and uninitialised: load the thinned state_dict next.
+    The recipe is checked first (:func:`framework.pruning.recipe_check.check_recipe`: widths only,
+    in range, fitting ``state_dict`` when given). The resized tensors are new and uninitialised:
+    load the thinned state_dict next.
     """
     if not isinstance(recipe, Mapping) or recipe.get("format") != RECIPE_FORMAT:
         found = recipe.get("format") if isinstance(recipe, Mapping) else type(recipe).__name__
         raise CheckpointError(f"thinning recipe has format {found!r}; expected {RECIPE_FORMAT!r}")
+    check_recipe(model, recipe, state_dict)
     modules = dict(model.named_modules())
     for name, spec in recipe["modules"].items():
         module = modules.get(name)
@@ -501,7 +505,7 @@ def load_thinned(path: str | os.PathLike, model: nn.Module) -> nn.Module:
     """Resize the freshly built ``model`` with the saved recipe and load the saved weights into it
     (:func:`read_thinned` gives the ``extra`` data too)."""
     payload = read_thinned(path)
-    apply_recipe(model, payload["recipe"])
+    apply_recipe(model, payload["recipe"], payload["state_dict"] if isinstance(payload.get("state_dict"), Mapping) else None)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as error:

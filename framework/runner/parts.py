@@ -19,6 +19,7 @@ from framework.components import build_component
 from framework.config import pruning_window
 from framework.errors import ConfigError, short_reason
 from framework.runner.context import RunContext
+from framework.runner.first_batch import check_output
 from framework.runner.methods import build_method_hooks
 from framework.runner.pruning_hook import PruningHook
 from framework.runner.thinning_hook import ThinningHook
@@ -119,18 +120,19 @@ def build_model(cfg: DictConfig, num_classes: int, input_shape: Sequence[int]) -
 
         load_pretrained(model, cfg.pretrained)
     named = f" (model.name={cfg.model.name})" if "name" in cfg.model else ""
-    _check_forward(model, f"model._target_={cfg.model._target_}{named}", input_shape)
+    _check_forward(model, f"model._target_={cfg.model._target_}{named}", input_shape, num_classes)
     return model
 
 
 @torch.no_grad()
-def _check_forward(model: torch.nn.Module, described: str, input_shape: Sequence[int]) -> None:
+def _check_forward(model: torch.nn.Module, described: str, input_shape: Sequence[int], num_classes: int) -> None:
     """One forward pass on a dummy batch, so that a model that cannot take the dataset's inputs
-    (alexnet on 32x32) fails now with one line instead of at the first training step."""
+    (alexnet on 32x32) or whose output is not ``[batch, num_classes]`` fails now with one line
+    instead of at the first training step."""
     was_training = model.training
     model.eval()  # no BatchNorm statistics move, no dropout draws from the RNG
     try:
-        model(torch.zeros(2, *input_shape))
+        output = model(torch.zeros(2, *input_shape))
     except Exception as error:
         raise ConfigError(
             f"{described} cannot take the dataset's inputs of shape {tuple(input_shape)}: "
@@ -138,6 +140,7 @@ def _check_forward(model: torch.nn.Module, described: str, input_shape: Sequence
         ) from None
     finally:
         model.train(was_training)
+    check_output(output, 2, num_classes, described)
 
 
 def build_pruning_hook(cfg: DictConfig, model, run_dir: Path, input_shape, schedule_window=None) -> Optional[PruningHook]:

@@ -12,7 +12,7 @@ import signal
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -22,6 +22,7 @@ from framework.data import build_loaders, limit_batches, load_splits
 from framework.errors import ConfigError
 from framework.pruning.thinning import apply_recipe, thinning_recipe
 from framework.runner.context import RunContext
+from framework.runner.first_batch import check_first_batches
 from framework.runner.methods import give_calibration_data
 from framework.runner.parts import build_deploy_hook, build_parts, build_thinning_hook, recorded_params
 from framework.runner.pruning_hook import PruningHook
@@ -31,10 +32,12 @@ from framework.runner.resume_guard import (
     apply_scheduler_arguments,
     checkpoint_to_resume,
     config_changes,
+    refuse_pruner_change_after_thinning,
 )
 from framework.runner.summary import where_everything_is
 from framework.tracking.metrics_file import MetricsFileHook
 from framework.training import CheckpointHook, Trainer, load_checkpoint
+from framework.training.checkpoint_checks import check_checkpoint_fields, check_checkpoint_fits
 from framework.training.distributed import (
     SINGLE,
     DistContext,
@@ -55,6 +58,7 @@ class Terminated(KeyboardInterrupt):
 def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     """Run ``cfg`` (``cfg.task``) in ``context.run_dir``; returns the last epoch's metrics (the
     analysis's headline figures for task=sensitivity)."""
+    refuse_unset_mandatory_values(cfg)
     validate(cfg)  # ranges and cross-field rules, before anything is built
     ddp = init_distributed(cfg.distributed.timeout_s, cfg.distributed.backend)
     try:
@@ -85,6 +89,17 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
             return train(cfg, context, ddp, resume_path)
     finally:
         shutdown_distributed()
+
+
+def refuse_unset_mandatory_values(cfg: DictConfig) -> None:
+    """A ``???`` left unset (``dataset=imagefolder`` without ``dataset.root``) is one line naming
+    every such key, not OmegaConf's traceback from wherever it is first read."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(
+            f"{', '.join(missing)} must be set (the chosen options leave {'them' if len(missing) > 1 else 'it'} "
+            f"'???'); add {' '.join(f'{key}=...' for key in missing)} to the command line"
+        )
 
 
 def _shared_run_dir(context: RunContext, ddp: DistContext) -> RunContext:
@@ -131,6 +146,8 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
     """The parts, the loop's hooks, the data and the checkpoint: a Trainer ready to fit."""
     run_dir = context.run_dir
     checkpoint = load_checkpoint(resume_path) if resume_path is not None else None
+    if checkpoint is not None:
+        check_checkpoint_fields(checkpoint, resume_path, cfg.epochs)
     record = ConfigRecordHook(recorded_params(cfg))
     changes = (
         config_changes(checkpoint, record.params, allow=cfg.resume_changed == "allow") if checkpoint is not None else []
@@ -149,8 +166,9 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
             if thinning_hook is not None:
                 thinning_hook.writes_files = False
     recipe = thinning_recipe(checkpoint) if checkpoint is not None else None
+    refuse_pruner_change_after_thinning(recipe is not None, changes, pruned=pruning_hook is not None)
     if recipe is not None:  # the checkpoint holds the thinned model: rebuild its architecture
-        apply_recipe(model, recipe)
+        apply_recipe(model, recipe, checkpoint["model"] if isinstance(checkpoint.get("model"), Mapping) else None)
         model.to(device)
         pruning_hook.freeze()
     optimizer = build_component("optimizer", cfg.optimizer, params=model.parameters())
@@ -160,6 +178,7 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
 
     # -- from here on, data is read ----------------------------------------------------------
     bundle = load_splits(parts.data_source, cfg.dataset._target_)
+    check_data(cfg, parts, bundle)
     parts.description.preprocessing = bundle.preprocessing  # a tracker may log it beside the model
     bundle = limit_batches(bundle, cfg.loader.batch_size, cfg.loader.limit_train_batches, cfg.loader.limit_val_batches)
     train_loader, val_loader = build_loaders(
@@ -202,6 +221,7 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
         parallel=parallel,
     )
     if checkpoint is not None:
+        check_checkpoint_fits(checkpoint, resume_path, model, optimizer)
         if changes:  # resume_changed=allow: the pruner's method may be new; its masks still apply
             checkpoint.get("hooks", {}).get("pruning", {}).pop("method", None)
             checkpoint.get("hooks", {}).get("pruning", {}).pop("structure", None)
@@ -225,6 +245,12 @@ def _final_sparsity_epoch(cfg: DictConfig) -> int:
     return epochs[-1] if epochs else 0
 
 
+def check_data(cfg: DictConfig, parts, bundle) -> None:
+    """The first batch of each split and the model's output for it, before any step (one line each)."""
+    check_first_batches(bundle, parts.model, parts.device, cfg.loader.batch_size, parts.num_classes,
+                        parts.input_shape, cfg.dataset._target_, f"model._target_={cfg.model._target_}")
+
+
 def analyse_sensitivity(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     """``task=sensitivity``: the same parts as training (a one-shot pruner that the analysis sets
     unit by unit, no optimizer), then :mod:`framework.runner.sensitivity_task` on the validation split."""
@@ -232,6 +258,7 @@ def analyse_sensitivity(cfg: DictConfig, context: RunContext) -> Dict[str, float
 
     parts = build_parts(cfg, context, SINGLE, schedule_window=(0, 1, 1, None))
     bundle = load_splits(parts.data_source, cfg.dataset._target_)
+    check_data(cfg, parts, bundle)
     # forked analysis workers evaluate in their own process: no loader workers below them
     workers = 0 if cfg.sensitivity.workers > 1 else cfg.loader.num_workers
     _, val_loader = build_loaders(bundle, batch_size=cfg.loader.batch_size, num_workers=workers, seed=cfg.seed)

@@ -117,3 +117,22 @@ def find_resumable_checkpoint(context: RunContext, outputs: Path) -> Optional[Pa
 
 def _without_resume(overrides) -> List[str]:
     return sorted(str(o) for o in overrides if not str(o).startswith(("resume=", "hydra.")))
+
+
+def refuse_pruner_change_after_thinning(thinned: bool, changes: List[str], pruned: bool) -> None:
+    """A thinned checkpoint's masks are spent (the model is physically smaller): a new pruner, a new
+    target or ``pruner=none`` cannot apply to it, so resuming it with one is refused in one line
+    rather than crashing or logging a target the masks never reach."""
+    if not thinned:
+        return
+    changed = [change for change in changes if change.startswith("pruner.")]
+    if changed or not pruned:
+        # the keys a user sets first: the method and the target, then whatever followed from them
+        changed.sort(key=lambda c: not c.startswith(("pruner.method:", "pruner.final_sparsity:", "pruner.structure:")))
+        what = "; ".join(changed[:3]) + (f" (+{len(changed) - 3} more)" if len(changed) > 3 else "")
+        what = what or "pruner.method: -> none"
+        raise ConfigError(
+            f"resume: the checkpoint holds a thinned model, whose pruner settings cannot change ({what[:400]}); "
+            "resume it with the pruner it was trained with, or prune it further in a new run with "
+            "pretrained=<checkpoint>"
+        )

@@ -29,6 +29,7 @@ from typing import Any, Dict, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from framework.analysis import sensitivity as sens
+from framework.runner.sensitivity_files import read_settings, trusted_rows
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,8 @@ def _settings(cfg: DictConfig) -> Dict[str, Any]:
 
 def _check_same_settings(folder: Path, settings: Dict[str, Any]) -> None:
     record = folder / "analysis.json"
-    if record.is_file():
-        earlier = json.loads(record.read_text())
+    earlier = read_settings(record)
+    if earlier is not None:
         changed = [f"{k}: {earlier.get(k)!r} -> {settings.get(k)!r}" for k in settings if earlier.get(k) != settings.get(k)]
         if changed:
             raise sens.SensitivityError(
@@ -108,7 +109,7 @@ def analyse(cfg: DictConfig, run_dir: Path, overrides: Sequence[str], model, pru
     analysis = sens.Analysis(model, pruner, val_loader, device, input_shape)
     levels = [float(level) for level in cfg.sensitivity.levels]
     rows_path = folder / "rows.csv"
-    rows = sens.read_rows(rows_path)
+    rows = trusted_rows(rows_path, [unit.name for unit in analysis.units])
     if rows:
         log.info("sensitivity: continuing %s (%d rows done)", rows_path, len(rows))
     for tracker in trackers:

@@ -26,13 +26,34 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 
+from framework.errors import StorageError
 from framework.pruning.thinning import CHECKPOINT_KEY
+from framework.training.checkpoint import storage_cause
 from framework.training.hooks import Hook
 
 log = logging.getLogger(__name__)
 
 # Latency in a run is a check, not a benchmark: a few interleaved repeats (bench/thinning.py does more).
 RUN_LATENCY_REPEATS = 10
+
+
+# what ThinningHook writes in its folder (the ONNX files under their names during the export, and
+# save_thinned's temporary file)
+THINNING_FILES = ("model.pt", "model.onnx", "thinned.onnx", "dense.onnx")
+
+
+def remove_thinning_files(out_dir: Path) -> list[Path]:
+    """Delete the files a failed write of the thinned model left in ``out_dir``; those removed."""
+    removed = []
+    if out_dir.is_dir():
+        for path in [*(out_dir / name for name in THINNING_FILES), *out_dir.glob("*.tmp")]:
+            try:
+                if path.is_file():
+                    path.unlink()
+                    removed.append(path)
+            except OSError:
+                pass  # cannot remove it (read-only): the error line still says what failed
+    return removed
 
 
 class ThinningHook(Hook):
@@ -75,8 +96,7 @@ class ThinningHook(Hook):
             self.thin(trainer)
 
     def thin(self, trainer) -> None:
-        from framework.analysis.cost import cost_report
-        from framework.pruning.thinning import save_thinned, thin
+        from framework.pruning.thinning import thin
 
         masked = trainer.model
         device = next(masked.parameters()).device
@@ -98,6 +118,26 @@ class ThinningHook(Hook):
         metrics["thin/removed_channels"] = float(result.removed_channels)
         if not self.writes_files:
             return
+        try:
+            self._write_files(trainer, result, masked, masked_top1)
+        except BaseException as error:
+            # Nothing half-written stays: this epoch's checkpoint is not written either, so
+            # resume=auto thins again from the checkpoint before it and writes every file whole.
+            removed = remove_thinning_files(self.out_dir)
+            cause = storage_cause(error)
+            if cause is None:
+                raise
+            raise StorageError(
+                f"cannot write the thinned model in {self.out_dir} ({cause}); "
+                f"{'its partial files are removed' if removed else 'nothing was written'} and the last "
+                "checkpoint is from before thinning; free disk space, then continue with resume=auto"
+            ) from None
+
+    def _write_files(self, trainer, result, masked, masked_top1) -> None:
+        from framework.analysis.cost import cost_report
+        from framework.pruning.thinning import save_thinned
+
+        metrics = trainer.epoch_metrics
         self.out_dir.mkdir(parents=True, exist_ok=True)
         thinned_cpu = _cpu_copy(result.model)
         save_thinned(self.out_dir / "model.pt", thinned_cpu, result.recipe)

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from framework.errors import SecateursError
+
 SWEEP_FILE = "sweep.json"
 JOB_FILE = "job.json"
 FINISHED, FAILED = "FINISHED", "FAILED"
@@ -59,11 +61,60 @@ def write_sweep_info(info: SweepInfo) -> Path:
     return path
 
 
+class RecordError(SecateursError):
+    """A sweep.json or job.json that is not what this program writes (edited, truncated, binary)."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _optional_str(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+# field -> the values this program writes there; anything else in a file is refused, never merged
+_SWEEP_FIELDS = {
+    "sweep_dir": lambda v: isinstance(v, str), "swept_keys": _is_strings, "overrides": _is_strings,
+    "sweeper": lambda v: isinstance(v, str), "launcher": lambda v: isinstance(v, str),
+    "tracking_uri": _optional_str, "experiment_id": _optional_str, "parent_run_id": _optional_str,
+}
+_JOB_FIELDS = {
+    "num": lambda v: type(v) is int and v >= 0, "overrides": _is_strings, "status": lambda v: v in (FINISHED, FAILED),
+    "error": _optional_str,
+    "objective": lambda v: v is None or _is_number(v) or (isinstance(v, list) and all(map(_is_number, v))),
+    "metrics": lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_number(x) for k, x in v.items()),
+    "run_id": _optional_str, "run_dir": lambda v: isinstance(v, str),
+}
+
+
+def _read_record(path: Path, fields: Dict[str, Any], required: tuple[str, ...]) -> Dict[str, Any]:
+    """The checked fields of a record file; one-line RecordError for anything we did not write."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise RecordError(f"{path} is not a record this program writes ({type(error).__name__})") from None
+    if not isinstance(data, dict):
+        raise RecordError(f"{path} holds a {type(data).__name__}; expected a mapping of {', '.join(fields)}")
+    unknown = sorted(set(data) - set(fields))
+    missing = [key for key in required if key not in data]
+    if unknown or missing:
+        raise RecordError(f"{path}: unknown keys {unknown} / missing keys {missing}; allowed keys: {', '.join(fields)}")
+    for key, value in data.items():
+        if not fields[key](value):
+            raise RecordError(f"{path}: {key}={value!r:.80} is not a value this program writes there")
+    return data
+
+
 def read_sweep_info(sweep_dir: str | Path) -> Optional[SweepInfo]:
     path = Path(sweep_dir) / SWEEP_FILE
-    if not path.is_file():
+    if not path.exists():
         return None
-    return SweepInfo(**json.loads(path.read_text()))
+    return SweepInfo(**_read_record(path, _SWEEP_FIELDS, ("sweep_dir",)))
 
 
 def write_job_record(record: JobRecord) -> Path:
@@ -75,17 +126,22 @@ def write_job_record(record: JobRecord) -> Path:
 def read_job_records(sweep_dir: str | Path) -> List[JobRecord]:
     """Every job of the sweep, by number. A job dir without ``job.json`` (its process died before
     it could write one) counts as failed."""
+    from omegaconf import OmegaConf
+
     records = []
     for overrides_file in sorted(Path(sweep_dir).glob("*/.hydra/overrides.yaml")):
         job_dir = overrides_file.parent.parent
         path = job_dir / JOB_FILE
-        if path.is_file():
-            records.append(JobRecord(**json.loads(path.read_text())))
+        if path.exists():
+            try:
+                records.append(JobRecord(**_read_record(path, _JOB_FIELDS, ("num", "overrides", "status"))))
+            except RecordError as error:  # counted as failed, its figures never merged into the summary
+                records.append(JobRecord(num=int(job_dir.name) if job_dir.name.isdigit() else -1,
+                                         overrides=[str(o) for o in OmegaConf.load(overrides_file)],
+                                         status=FAILED, error=f"record refused: {error}", run_dir=str(job_dir)))
             continue
         if not job_dir.name.isdigit():
             continue
-        from omegaconf import OmegaConf
-
         records.append(JobRecord(
             num=int(job_dir.name),
             overrides=[str(o) for o in OmegaConf.load(overrides_file)],

@@ -133,11 +133,15 @@ def main(argv=None) -> int:
     parser.add_argument("--uri", default=None, help="tracking URI (default: the sweep's, else outputs/mlflow.db)")
     parser.add_argument("--out", type=Path, default=None, help="where to write the files (default: <sweep dir>/summary)")
     args = parser.parse_args(argv)
-    from framework.sweeps.records import read_job_records, read_sweep_info
+    from framework.sweeps.records import RecordError, read_job_records, read_sweep_info
 
     sweep_dir = Path(args.sweep)
     if sweep_dir.is_dir():
-        info = read_sweep_info(sweep_dir) or SweepInfo(sweep_dir=str(sweep_dir.resolve()))
+        try:
+            info = read_sweep_info(sweep_dir) or SweepInfo(sweep_dir=str(sweep_dir.resolve()))
+        except RecordError as error:
+            print(f"error: {error}; move it away to rebuild the summary from the jobs alone", file=sys.stderr)
+            return 2
         if args.uri:
             info.tracking_uri = args.uri
         records = read_job_records(sweep_dir)

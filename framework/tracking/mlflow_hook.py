@@ -32,6 +32,8 @@ import mlflow  # noqa: E402  (after the environment above, which mlflow reads on
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 RUN_ID_FILE = "mlflow_run_id"
+# set on the MLflow run that continues a resumed run whose own run the store had lost
+LOST_RUN_TAG = "secateurs.continues_lost_run"
 log = logging.getLogger(__name__)
 # Loggers that print a full traceback for every failed store call (mlflow.store.db.utils logs
 # each SQLAlchemy error at ERROR level with its stack); our one line per kind replaces them.
@@ -93,6 +95,14 @@ class MLflowHook(Hook):
     def before_run(self, trainer) -> None:
         if self._client is None:
             self.connect()
+        lost_run_id = None
+        if self.run_id is not None and not self._run_in_store(self.run_id):
+            # The store lost the run (its SQLite file deleted, another tracking.uri's data): the
+            # run continues in a new MLflow run, which gets the earlier epochs from metrics.jsonl.
+            lost_run_id, self.run_id = self.run_id, None
+            self.tags = {**self.tags, LOST_RUN_TAG: lost_run_id}
+            log.warning("MLflow run %s is not in the store %s any more: continuing in a new run, with the "
+                        "earlier epochs replayed from %s", lost_run_id, self.uri, self.run_dir / "metrics.jsonl")
         if self.run_id is not None:  # resumed: reopen the same run
             mlflow.start_run(run_id=self.run_id)
             self._safely(mlflow.set_tag, "resumed_at_epoch", str(trainer.start_epoch))
@@ -110,6 +120,33 @@ class MLflowHook(Hook):
                 f"make {self.run_dir} writable"
             ) from None
         self._safely(self._log_params)
+        if lost_run_id is not None:
+            self._safely(self._replay_earlier_epochs, trainer.start_epoch)
+
+    def _run_in_store(self, run_id: str) -> bool:
+        """False only when the store answers that the run does not exist (or was deleted)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._client.get_run(run_id).info.lifecycle_stage != "deleted"
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return False
+            raise
+
+    def _replay_earlier_epochs(self, start_epoch: int) -> None:
+        """The finished epochs' metrics, from ``metrics.jsonl``, into the new run (lost store)."""
+        from mlflow.entities import Metric
+
+        from framework.tracking.metrics_file import FILENAME, read_metrics
+
+        path = self.run_dir / FILENAME
+        records = read_metrics(path) if path.is_file() else []
+        metrics = [Metric(key, float(value), 0, int(record["epoch"]))
+                   for record in records if int(record["epoch"]) < start_epoch
+                   for key, value in record.items() if key != "epoch"]
+        for start in range(0, len(metrics), 1000):  # log_batch takes at most 1000 metrics
+            self._client.log_batch(self.run_id, metrics=metrics[start:start + 1000])
 
     def after_epoch(self, trainer) -> None:
         metrics = {k: float(v) for k, v in trainer.epoch_metrics.items()}

@@ -13,6 +13,7 @@ race of the experiment remains, which is retried as a lookup.
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 from typing import Iterator, Optional
 from urllib.parse import unquote, urlparse
@@ -22,6 +23,8 @@ from urllib.parse import unquote, urlparse
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
 LOCK_TIMEOUT_S = 300
+
+log = logging.getLogger(__name__)
 
 
 def sqlite_path(uri: str) -> Optional[Path]:
@@ -42,6 +45,9 @@ def store_lock(uri: str) -> Iterator[None]:
         return
     from filelock import FileLock
 
+    if not database.parent.exists():  # a typo in the path would otherwise go unnoticed
+        log.warning("the folder %s of tracking.uri=%s does not exist: creating it for a new MLflow store",
+                    database.parent, uri)
     database.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(database) + ".lock", timeout=LOCK_TIMEOUT_S):
         yield

@@ -1,0 +1,118 @@
+"""A thinning recipe read from a file is checked before it resizes anything.
+
+A recipe (``thinned/model.pt``, a checkpoint written after thinning, ``pretrained=``) comes from a
+file, and a file can be edited. It may only set the *width* attributes that thinning writes, on
+the module types thinning resizes, to whole numbers no larger than the freshly built model's
+(thinning only ever makes a layer smaller); when the weights to load are at hand, the widths must
+also give exactly their shapes. Anything else (a stride, a padding, BatchNorm's ``eps``, a dunder
+key, a string, a negative or enormous width, the root module) is one :class:`CheckpointError`
+line naming the module, the key and the value, raised before a single tensor is allocated.
+
+Kept apart from ``thinning.py`` on purpose: when thinning learns a new module type, its width
+attributes are added to :data:`RECIPE_WIDTHS` here, in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from framework.errors import CheckpointError
+from framework.pruning.fx import CONVS, NORMS
+
+# module types thinning resizes -> the only attributes a recipe may set on them
+RECIPE_WIDTHS: tuple[tuple[tuple[type, ...], tuple[str, ...]], ...] = (
+    (NORMS, ("num_features",)),
+    ((nn.Linear,), ("in_features", "out_features")),
+    (CONVS, ("in_channels", "out_channels", "groups")),
+)
+
+
+def width_attributes(module: nn.Module) -> tuple[str, ...] | None:
+    """The attributes a recipe may set on ``module``; None for a type thinning never resizes."""
+    for types, attributes in RECIPE_WIDTHS:
+        if isinstance(module, types):
+            return attributes
+    return None
+
+
+def check_recipe(model: nn.Module, recipe: object, state_dict: Mapping[str, Any] | None = None,
+                 source: str = "thinning recipe") -> None:
+    """Raise one CheckpointError line for the first malformed entry of ``recipe`` for ``model``
+    (built fresh, full width); with ``state_dict``, its tensors' shapes must follow the widths."""
+    if not isinstance(recipe, Mapping):
+        raise CheckpointError(f"{source} is a {type(recipe).__name__}; expected a mapping with 'format' and 'modules'")
+    entries = recipe.get("modules")
+    if not isinstance(entries, Mapping):
+        raise CheckpointError(
+            f"{source}: 'modules' is a {type(entries).__name__}; expected a mapping of module name -> widths"
+        )
+    modules = dict(model.named_modules())
+    for name, spec in entries.items():
+        where = f"{source}: module {name!r}"
+        if not isinstance(name, str) or name == "":
+            raise CheckpointError(f"{where}: only submodules can be resized, not the model itself")
+        if not isinstance(spec, Mapping):
+            raise CheckpointError(f"{where} is a {type(spec).__name__}; expected a mapping of width -> integer")
+        module = modules.get(name)
+        if module is None or type(module).__name__ != spec.get("type"):
+            continue  # apply_recipe names the module that differs (another architecture)
+        allowed = width_attributes(module)
+        if allowed is None:
+            raise CheckpointError(
+                f"{where} is a {type(module).__name__}, which thinning never resizes; "
+                "a recipe may resize Conv, Linear and normalisation layers only"
+            )
+        for key, value in spec.items():
+            if key == "type":
+                continue
+            if key not in allowed:
+                raise CheckpointError(
+                    f"{where}: {key!r} cannot be set by a recipe; "
+                    f"allowed for {type(module).__name__}: {', '.join(allowed)}"
+                )
+            current = getattr(module, key)
+            if type(value) is not int or not 1 <= value <= current:
+                raise CheckpointError(
+                    f"{where}: {key}={value!r}; expected a whole number from 1 to {current} "
+                    f"(its width in {type(model).__name__})"
+                )
+        _check_groups(module, spec, where)
+        if state_dict is not None:
+            _check_shapes(module, name, spec, state_dict, where)
+
+
+def _check_groups(module: nn.Module, spec: Mapping, where: str) -> None:
+    if "groups" not in spec:
+        return
+    groups = spec["groups"]
+    for key in ("in_channels", "out_channels"):
+        width = spec.get(key, getattr(module, key))
+        if width % groups:
+            raise CheckpointError(f"{where}: {key}={width} is not divisible by groups={groups}")
+
+
+def _check_shapes(module: nn.Module, name: str, spec: Mapping, state_dict: Mapping, where: str) -> None:
+    def width(key):
+        return spec.get(key, getattr(module, key))
+
+    if isinstance(module, NORMS):
+        expected = {"weight": (width("num_features"),), "running_mean": (width("num_features"),)}
+    elif isinstance(module, nn.Linear):
+        expected = {"weight": (width("out_features"), width("in_features"))}
+    else:
+        kernel = tuple(module.kernel_size)
+        groups = width("groups") if "groups" in spec else module.groups
+        if module.transposed:
+            expected = {"weight": (width("in_channels"), width("out_channels") // groups, *kernel)}
+        else:
+            expected = {"weight": (width("out_channels"), width("in_channels") // groups, *kernel)}
+    for attribute, shape in expected.items():
+        tensor = state_dict.get(f"{name}.{attribute}")
+        if isinstance(tensor, torch.Tensor) and tuple(tensor.shape) != shape:
+            raise CheckpointError(
+                f"{where}: its widths give {attribute} {list(shape)} but the saved weights have {list(tensor.shape)}"
+            )
