@@ -14,8 +14,8 @@ PROBE = """
 import importlib.util, json, sys
 sys.argv = [sys.argv[0], *json.loads(sys.argv[1])]
 sys.path.insert(0, {root!r})
-import run
-run.make_user_code_importable(sys.argv[1:])
+import framework.app as app
+app.make_user_code_importable(sys.argv[1:])
 def origin(name):
     spec = importlib.util.find_spec(name)
     return spec.origin if spec else None

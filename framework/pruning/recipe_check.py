@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from framework.errors import CheckpointError
+from framework.pruning.attention import is_window_attention
 from framework.pruning.fx import CONVS, NORMS
 
 # module types thinning resizes -> the only attributes a recipe may set on them
@@ -33,6 +34,12 @@ RECIPE_WIDTHS: tuple[tuple[tuple[type, ...], tuple[str, ...]], ...] = (
 
 def width_attributes(module: nn.Module) -> tuple[str, ...] | None:
     """The attributes a recipe may set on ``module``; None for a type thinning never resizes."""
+    # attention loses whole heads (framework/pruning/attention.py): the head count, and the width
+    # of a window-attention head
+    if isinstance(module, nn.MultiheadAttention):
+        return ("num_heads",)
+    if is_window_attention(module):
+        return ("num_heads", "head_dim")
     for types, attributes in RECIPE_WIDTHS:
         if isinstance(module, types):
             return attributes
@@ -74,15 +81,40 @@ def check_recipe(model: nn.Module, recipe: object, state_dict: Mapping[str, Any]
                     f"{where}: {key!r} cannot be set by a recipe; "
                     f"allowed for {type(module).__name__}: {', '.join(allowed)}"
                 )
-            current = getattr(module, key)
+            current = _current_width(module, key)
             if type(value) is not int or not 1 <= value <= current:
                 raise CheckpointError(
                     f"{where}: {key}={value!r}; expected a whole number from 1 to {current} "
                     f"(its width in {type(model).__name__})"
                 )
         _check_groups(module, spec, where)
-        if state_dict is not None:
+        if state_dict is not None and width_attributes(module) in [a for _, a in RECIPE_WIDTHS]:
             _check_shapes(module, name, spec, state_dict, where)
+    _check_parameters(model, recipe.get("parameters", {}), source)
+
+
+def _current_width(module: nn.Module, key: str) -> int:
+    if key == "head_dim" and not hasattr(module, key):  # torchvision's window attention derives it
+        return module.qkv.out_features // (3 * module.num_heads)
+    return getattr(module, key)
+
+
+def _check_parameters(model: nn.Module, parameters: object, source: str) -> None:
+    """Per-channel parameters (a class token, a layer scale) may only shrink, keeping their rank."""
+    if not isinstance(parameters, Mapping):
+        raise CheckpointError(f"{source}: 'parameters' is a {type(parameters).__name__}; expected a mapping")
+    tensors = dict(model.named_parameters())
+    for name, shape in parameters.items():
+        where = f"{source}: parameter {name!r}"
+        current = tensors.get(name) if isinstance(name, str) else None
+        if current is None:
+            continue  # apply_recipe names the parameter that is missing
+        if (not isinstance(shape, (list, tuple)) or len(shape) != current.dim()
+                or not all(type(s) is int and 1 <= s <= c for s, c in zip(shape, current.shape))):
+            raise CheckpointError(
+                f"{where}: shape {shape!r}; expected {current.dim()} whole numbers, each from 1 to "
+                f"{list(current.shape)} (its shape in {type(model).__name__})"
+            )
 
 
 def _check_groups(module: nn.Module, spec: Mapping, where: str) -> None:

@@ -84,3 +84,17 @@ def test_a_tampered_thinned_model_given_as_pretrained_exits_2_with_one_line(tmp_
     assert len(errors) == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert "'block1.0'" in errors[0] or "'classifier'" in errors[0]
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_an_attention_recipe_may_set_only_its_head_count_within_range():
+    from torch import nn
+
+    from framework.errors import CheckpointError
+    from framework.pruning.recipe_check import check_recipe
+
+    model = nn.Sequential(nn.MultiheadAttention(8, 2))
+    for spec, expected in (({"num_heads": 2**40}, "num_heads=1099511627776"), ({"dropout": 0.5}, "'dropout' cannot")):
+        recipe = {"format": 1, "modules": {"0": {"type": "MultiheadAttention", **spec}}}
+        with pytest.raises(CheckpointError, match=expected):
+            check_recipe(model, recipe)
+    check_recipe(model, {"format": 1, "modules": {"0": {"type": "MultiheadAttention", "num_heads": 1}}})
