@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test ui bench clean
+.PHONY: run test lint ui bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,8 +14,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) run.py $(ARGS)
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+# ruff (configured in pyproject.toml): lint and format check, zero findings; `make test` runs it first.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Opens the MLflow dashboard on the default store (outputs/mlflow.db).
 ui: $(STAMP)

@@ -19,9 +19,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from framework.analysis.cost import count_macs, measure_latency  # noqa: E402
-from framework.models import CifarResNet, torchvision_model  # noqa: E402
-from framework.pruning import build_pruner, thin  # noqa: E402
+from framework.analysis.cost import count_macs, measure_latency
+from framework.models import CifarResNet, torchvision_model
+from framework.pruning import build_pruner, thin
 
 MODELS = {
     "resnet56-A": (lambda: CifarResNet(56, 10, 3, shortcut="A"), (3, 32, 32)),
@@ -47,8 +47,15 @@ def check(name: str, build, shape, device: torch.device) -> bool:
     train_without_dropout(model)
     with torch.no_grad():  # learned-looking BN statistics so folding matters
         model(torch.randn(8, *shape, device=device, dtype=torch.float64))
-    pruner = build_pruner(model, method="level", structure="filter", final_sparsity=0.5, ending_epoch=1,
-                          fold_batchnorm=True, input_shape=shape)
+    pruner = build_pruner(
+        model,
+        method="level",
+        structure="filter",
+        final_sparsity=0.5,
+        ending_epoch=1,
+        fold_batchnorm=True,
+        input_shape=shape,
+    )
     pruner.on_epoch_start(0)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     inputs = torch.randn(4, *shape, device=device, dtype=torch.float64)

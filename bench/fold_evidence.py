@@ -35,12 +35,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from framework.analysis.sensitivity import evaluate  # noqa: E402
-from framework.data import build_loaders, load_splits  # noqa: E402
-from framework.data.sources import Digits  # noqa: E402
-from framework.models import CifarResNet, SimpleCNN  # noqa: E402
-from framework.pruning import build_pruner  # noqa: E402
-from framework.pruning.spec import CHANNEL, FILTER, FINE, SCOPES, STRUCTURES  # noqa: E402
+from framework.analysis.sensitivity import evaluate
+from framework.data import build_loaders, load_splits
+from framework.data.sources import Digits
+from framework.models import CifarResNet, SimpleCNN
+from framework.pruning import build_pruner
+from framework.pruning.spec import CHANNEL, FILTER, FINE, SCOPES, STRUCTURES
 
 LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 RANKINGS = {"raw": False, "folded": True, "activation": "activation"}
@@ -71,8 +71,17 @@ def one_shot(model, structure, scope, fold, level, val_batches):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "one is kept" caps at 90 % of tiny groups
-            pruner = build_pruner(model, method="level", structure=structure, final_sparsity=level, starting_epoch=0,
-                                  ending_epoch=1, scope=scope, fold_batchnorm=fold, input_shape=INPUT_SHAPE)
+            pruner = build_pruner(
+                model,
+                method="level",
+                structure=structure,
+                final_sparsity=level,
+                starting_epoch=0,
+                ending_epoch=1,
+                scope=scope,
+                fold_batchnorm=fold,
+                input_shape=INPUT_SHAPE,
+            )
             pruner.on_epoch_start(0)
         result = evaluate(model, val_batches)
         return result["top1"], pruner.sparsity()["total"]
@@ -85,8 +94,16 @@ def finetune(model, structure, fold, level, train_loader, val_batches, seed):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pruner = build_pruner(model, method="agp", structure=structure, final_sparsity=level, starting_epoch=0,
-                              ending_epoch=2, fold_batchnorm=fold, input_shape=INPUT_SHAPE)
+        pruner = build_pruner(
+            model,
+            method="agp",
+            structure=structure,
+            final_sparsity=level,
+            starting_epoch=0,
+            ending_epoch=2,
+            fold_batchnorm=fold,
+            input_shape=INPUT_SHAPE,
+        )
     for epoch in range(4):
         pruner.on_epoch_start(epoch)
         model.train()
@@ -123,9 +140,13 @@ def run(dense_root: Path, out: Path, models, seeds, skip_finetune: bool) -> None
                             if key in done:
                                 continue
                             top1, sparsity = one_shot(model, structure, scope, fold, level, val_batches)
-                            results["one_shot"].append(dict(zip(
-                                ("model", "seed", "structure", "scope", "ranking", "level"), key),
-                                top1=top1, sparsity=sparsity))
+                            results["one_shot"].append(
+                                dict(
+                                    zip(("model", "seed", "structure", "scope", "ranking", "level"), key),
+                                    top1=top1,
+                                    sparsity=sparsity,
+                                )
+                            )
                 out.write_text(json.dumps(results))
             print(f"{name} seed {seed}: one-shot grid in {time.perf_counter() - started:.0f} s", flush=True)
             if skip_finetune:
@@ -137,8 +158,9 @@ def run(dense_root: Path, out: Path, models, seeds, skip_finetune: bool) -> None
                         continue
                     tuned = load_dense(checkpoint, name)
                     top1, sparsity = finetune(tuned, structure, fold, level, train_loader, val_batches, seed)
-                    results["finetune"].append(dict(zip(("model", "seed", "structure", "ranking", "level"), key),
-                                                    top1=top1, sparsity=sparsity))
+                    results["finetune"].append(
+                        dict(zip(("model", "seed", "structure", "ranking", "level"), key), top1=top1, sparsity=sparsity)
+                    )
                     out.write_text(json.dumps(results))
             print(f"{name} seed {seed}: fine-tune points done", flush=True)
 
@@ -162,26 +184,48 @@ def report(out: Path) -> str:
         seeds = len(dense)
         lines += [f"### {name} (digits, {seeds} seeds; dense top-1 {_cell(dense)})", ""]
         for structure in STRUCTURES:
-            lines += [f"**{structure}**, one-shot, no fine-tuning: val top-1, mean ± std over seeds", "",
-                      "| level | " + " | ".join(f"{scope} {ranking}" for scope in SCOPES for ranking in RANKINGS) + " |",
-                      "|---:|" + "---:|" * (len(SCOPES) * len(RANKINGS))]
+            lines += [
+                f"**{structure}**, one-shot, no fine-tuning: val top-1, mean ± std over seeds",
+                "",
+                "| level | " + " | ".join(f"{scope} {ranking}" for scope in SCOPES for ranking in RANKINGS) + " |",
+                "|---:|" + "---:|" * (len(SCOPES) * len(RANKINGS)),
+            ]
             present = sorted({r["level"] for r in results["one_shot"] if r["model"] == name})
             for level in present:
                 cells = []
                 for scope in SCOPES:
                     for ranking in RANKINGS:
-                        values = [r["top1"] for r in results["one_shot"] if r["model"] == name and r["structure"] == structure
-                                  and r["scope"] == scope and r["ranking"] == ranking and r["level"] == level]
+                        values = [
+                            r["top1"]
+                            for r in results["one_shot"]
+                            if r["model"] == name
+                            and r["structure"] == structure
+                            and r["scope"] == scope
+                            and r["ranking"] == ranking
+                            and r["level"] == level
+                        ]
                         cells.append(_cell(values))
                 lines.append(f"| {level:.1f} | " + " | ".join(cells) + " |")
             lines.append("")
         tuned = [r for r in results["finetune"] if r["model"] == name]
         if tuned:
-            lines += ["**After a short AGP fine-tune** (per-layer scope; prune at epochs 0-1, fine-tune 2-3): val top-1", "",
-                      "| structure | level | " + " | ".join(RANKINGS) + " |", "|---|---:|" + "---:|" * len(RANKINGS)]
+            lines += [
+                "**After a short AGP fine-tune** (per-layer scope; prune at epochs 0-1, fine-tune 2-3): val top-1",
+                "",
+                "| structure | level | " + " | ".join(RANKINGS) + " |",
+                "|---|---:|" + "---:|" * len(RANKINGS),
+            ]
             for structure, level in FINETUNE_POINTS:
-                cells = [_cell([r["top1"] for r in tuned if r["structure"] == structure and r["level"] == level
-                                and r["ranking"] == ranking]) for ranking in RANKINGS]
+                cells = [
+                    _cell(
+                        [
+                            r["top1"]
+                            for r in tuned
+                            if r["structure"] == structure and r["level"] == level and r["ranking"] == ranking
+                        ]
+                    )
+                    for ranking in RANKINGS
+                ]
                 lines.append(f"| {structure} | {level} | " + " | ".join(cells) + " |")
             lines.append("")
     return "\n".join(lines)
@@ -203,8 +247,11 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     print(f"command: python {' '.join(sys.argv)}")
-    print(f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}; "
-          f"threads {args.threads}; {platform.processor() or platform.machine()}; load {os.getloadavg()}", flush=True)
+    print(
+        f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}; "
+        f"threads {args.threads}; {platform.processor() or platform.machine()}; load {os.getloadavg()}",
+        flush=True,
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     LEVELS[:] = args.levels
     run(args.dense, args.out, args.models, args.seeds, args.skip_finetune)

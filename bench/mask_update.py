@@ -32,24 +32,33 @@ from torch import nn
 from torch.nn.utils import prune
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import clock, markdown_table, median, print_header, spread  # noqa: E402
+from _common import clock, markdown_table, median, print_header, spread
 
-from framework.pruning import build_pruner, select_parameters  # noqa: E402
+from framework.pruning import build_pruner, select_parameters
 
 TARGET_SECONDS = 0.5
 START, END = 0, 10  # AGP epochs; the last scheduled epoch (9) reaches final_sparsity
-EARLIER_EPOCH = 4   # a mid-schedule epoch, for the "mask already present" case
+EARLIER_EPOCH = 4  # a mid-schedule epoch, for the "mask already present" case
 
 
 def secateurs_variant(structure: str, warm_mask: bool):
     def run(model: nn.Module, sparsity: float):
-        pruner = build_pruner(model, method="agp", structure=structure, criterion="l1",
-                              initial_sparsity=0.0, final_sparsity=sparsity,
-                              starting_epoch=START, ending_epoch=END, frequency=1)
+        pruner = build_pruner(
+            model,
+            method="agp",
+            structure=structure,
+            criterion="l1",
+            initial_sparsity=0.0,
+            final_sparsity=sparsity,
+            starting_epoch=START,
+            ending_epoch=END,
+            frequency=1,
+        )
         if warm_mask:
             pruner.update_masks(EARLIER_EPOCH)  # untimed: the earlier AGP step
         seconds = clock(lambda: pruner.update_masks(END - 1))
         return seconds, len(pruner.selected)
+
     return run
 
 
@@ -67,6 +76,7 @@ def torch_prune_variant(kind: str):
                     prune.ln_structured(layer, attribute, amount=sparsity, n=1, dim=1)
 
         return clock(prune_all), len(layers)
+
     return run
 
 
@@ -115,14 +125,16 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(args.threads)
     print_header("Mask update time: secateurs AGP vs torch.nn.utils.prune on resnet50", args.threads)
-    import torchvision  # noqa: PLC0415
+    import torchvision
 
     torch.manual_seed(0)
     base = torchvision.models.resnet50(num_classes=10)
     selected = select_parameters(base, "fine")
     weights = sum(s.param.numel() for s in selected)
-    print(f"- torchvision resnet50(num_classes=10), {len(selected)} Conv2d/Linear weights, {weights:,} elements; "
-          f"sparsity {args.sparsity}; {repeats} repeats, fresh deep copy per repeat, variants interleaved")
+    print(
+        f"- torchvision resnet50(num_classes=10), {len(selected)} Conv2d/Linear weights, {weights:,} elements; "
+        f"sparsity {args.sparsity}; {repeats} repeats, fresh deep copy per repeat, variants interleaved"
+    )
     print(flush=True)
 
     names = list(VARIANTS)
@@ -145,8 +157,10 @@ def main(argv=None) -> None:
                 zeros[name] = zero_fraction(model)
             del model
             gc.collect()
-        print(f"  repeat {rep + 1}/{repeats}: " + ", ".join(f"{n.split(' (')[0]}={times[n][-1]:.2f}s" for n in names),
-              flush=True)
+        print(
+            f"  repeat {rep + 1}/{repeats}: " + ", ".join(f"{n.split(' (')[0]}={times[n][-1]:.2f}s" for n in names),
+            flush=True,
+        )
     print()
 
     rows = []
@@ -157,10 +171,33 @@ def main(argv=None) -> None:
         if name.startswith("secateurs"):
             met = "yes" if median(times[name]) <= TARGET_SECONDS else "**no**"
         ratio = [t / r for t, r in zip(times[name], times[names[0]])]  # same repeat, seconds apart
-        rows.append([name, structure, layers[name], f"{median(times[name]):.3f}", f"{low:.3f}-{high:.3f}",
-                     f"{median(ratio):.1f}", f"{zeros[name]:.3f}" if name != names[0] else "-", met])
-    print(markdown_table(["variant", "structure", "layers", "seconds (median)", "min-max",
-                          "in reference passes (median)", "zero fraction", f"<= {TARGET_SECONDS} s"], rows))
+        rows.append(
+            [
+                name,
+                structure,
+                layers[name],
+                f"{median(times[name]):.3f}",
+                f"{low:.3f}-{high:.3f}",
+                f"{median(ratio):.1f}",
+                f"{zeros[name]:.3f}" if name != names[0] else "-",
+                met,
+            ]
+        )
+    print(
+        markdown_table(
+            [
+                "variant",
+                "structure",
+                "layers",
+                "seconds (median)",
+                "min-max",
+                "in reference passes (median)",
+                "zero fraction",
+                f"<= {TARGET_SECONDS} s",
+            ],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -108,8 +108,17 @@ def dense_model(name, seed, work: Path, epochs, train_loader, val_loader):
 def make_pruner(model, criterion, structure, level, scope="layer", method="level", start=0, end=1, calibration=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "one is kept" on tiny groups at 70 %
-        pruner = build_pruner(model, method=method, structure=structure, criterion=criterion, final_sparsity=level,
-                              starting_epoch=start, ending_epoch=end, scope=scope, input_shape=INPUT_SHAPE)
+        pruner = build_pruner(
+            model,
+            method=method,
+            structure=structure,
+            criterion=criterion,
+            final_sparsity=level,
+            starting_epoch=start,
+            ending_epoch=end,
+            scope=scope,
+            input_shape=INPUT_SHAPE,
+        )
     if calibration is not None:
         pruner.set_calibration_data(calibration)
     return pruner
@@ -134,8 +143,9 @@ def trained_variant(variant, dense, train_loader, val_loader, epochs, seed):
     model = copy.deepcopy(dense)
     calibration = train_loader.calibration
     start = 0 if kind == "agp" else 2
-    pruner = make_pruner(model, criterion, "filter", 0.5, method="agp", start=start, end=start + 3,
-                         calibration=calibration)
+    pruner = make_pruner(
+        model, criterion, "filter", 0.5, method="agp", start=start, end=start + 3, calibration=calibration
+    )
     hooks = [Pruning(pruner)]
     if kd:
         hooks.insert(0, DistillationHook(4.0, 0.9, teacher=copy.deepcopy(dense)))
@@ -147,8 +157,12 @@ def trained_variant(variant, dense, train_loader, val_loader, epochs, seed):
     return evaluate(model, list(val_loader))["top1"], pruner.sparsity()["total"]
 
 
-VARIANTS = ([f"agp/{c}" for c in CRITERIA] + [f"agp/{c}+kd" for c in KD_CRITERIA] + ["late/l1"]
-            + [f"slim/{c}" for c in SLIM_CRITERIA])
+VARIANTS = (
+    [f"agp/{c}" for c in CRITERIA]
+    + [f"agp/{c}+kd" for c in KD_CRITERIA]
+    + ["late/l1"]
+    + [f"slim/{c}" for c in SLIM_CRITERIA]
+)
 
 
 def run(args) -> None:
@@ -174,8 +188,9 @@ def run(args) -> None:
                                 key = ("one_shot", name, seed, criterion, structure, scope, level)
                                 if key in done:
                                     continue
-                                top1, sparsity = one_shot(dense, criterion, structure, scope, level, val_batches,
-                                                          calibration)
+                                top1, sparsity = one_shot(
+                                    dense, criterion, structure, scope, level, val_batches, calibration
+                                )
                                 results["one_shot"].append({"key": key, "top1": top1, "sparsity": sparsity})
                     out.write_text(json.dumps(results))
             for variant in VARIANTS:
@@ -222,8 +237,11 @@ def report(path: Path) -> str:
                 one.setdefault((criterion, structure, scope, level), {})[seed] = r["top1"]
                 reached.setdefault((structure, scope, level), []).append(r["sparsity"])
         if one:
-            lines += ["One-shot top-1 % without fine-tuning (mean ± std over seeds; Δ vs l1 paired by seed, "
-                      "* = |Δ| > 2 standard errors):", ""]
+            lines += [
+                "One-shot top-1 % without fine-tuning (mean ± std over seeds; Δ vs l1 paired by seed, "
+                "* = |Δ| > 2 standard errors):",
+                "",
+            ]
             levels = " | ".join(f"{int(level * 100)} %" for level in LEVELS)
             header = f"| criterion | structure | scope | {levels} |"
             lines += [header, "|" + "---|" * (3 + len(LEVELS))]
@@ -239,11 +257,20 @@ def report(path: Path) -> str:
                             cells.append(cell)
                         lines.append(f"| {criterion} | {structure} | {scope} | " + " | ".join(cells) + " |")
             lines.append("")
-            lines.append("Share of the selected weights zeroed (mean over criteria and seeds): " + "; ".join(
-                f"{structure}/{scope} " + "/".join(f"{100 * statistics.fmean(reached[(structure, scope, level)]):.0f}"
-                                                   for level in LEVELS if (structure, scope, level) in reached)
-                + " %"
-                for structure in STRUCTURES for scope in SCOPES))
+            lines.append(
+                "Share of the selected weights zeroed (mean over criteria and seeds): "
+                + "; ".join(
+                    f"{structure}/{scope} "
+                    + "/".join(
+                        f"{100 * statistics.fmean(reached[(structure, scope, level)]):.0f}"
+                        for level in LEVELS
+                        if (structure, scope, level) in reached
+                    )
+                    + " %"
+                    for structure in STRUCTURES
+                    for scope in SCOPES
+                )
+            )
             lines.append("")
         trained = {}
         for r in results["trained"]:
@@ -253,8 +280,7 @@ def report(path: Path) -> str:
         if trained:
             epochs = results["meta"].get("epochs")
             title = f"With training, 50 % of filters, {epochs} epochs in all (top-1 %; Δ vs agp/l1 paired by seed):"
-            lines += [title, "",
-                      "| method | top-1 % | Δ vs agp/l1 |", "|---|---|---|"]
+            lines += [title, "", "| method | top-1 % | Δ vs agp/l1 |", "|---|---|---|"]
             for variant in VARIANTS:
                 values = trained.get(variant, {})
                 delta = "" if variant == "agp/l1" else _paired(values, trained.get("agp/l1", {}))

@@ -82,8 +82,16 @@ def calibration(rounds, batch):
     data = batches(8, batch, (3, 32, 32))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pruner = build_pruner(model, method="level", structure="filter", criterion="taylor", final_sparsity=0.5,
-                              starting_epoch=0, ending_epoch=1, input_shape=(3, 32, 32))
+        pruner = build_pruner(
+            model,
+            method="level",
+            structure="filter",
+            criterion="taylor",
+            final_sparsity=0.5,
+            starting_epoch=0,
+            ending_epoch=1,
+            input_shape=(3, 32, 32),
+        )
     pruner.set_calibration_data(data)
 
     def calibrate():
@@ -106,11 +114,14 @@ def distillation(rounds, steps, batch):
     teacher = CifarResNet(depth=20, in_channels=3)
     data = batches(steps, batch, (3, 32, 32))
     kd = DistillationHook(4.0, 0.9, teacher=teacher)
-    medians = interleaved({
-        "plain step": lambda: epoch_time(student, data, []),
-        "teacher forward": lambda: teacher_forward_time(teacher, data),
-        "kd step": lambda: epoch_time(student, data, [kd]),
-    }, rounds)
+    medians = interleaved(
+        {
+            "plain step": lambda: epoch_time(student, data, []),
+            "teacher forward": lambda: teacher_forward_time(teacher, data),
+            "kd step": lambda: epoch_time(student, data, [kd]),
+        },
+        rounds,
+    )
     return medians, medians["kd step"] / (medians["plain step"] + medians["teacher forward"])
 
 
@@ -124,8 +135,15 @@ def penalties(rounds, steps, batch, resnet18: bool, size: int = 32):
     data = batches(steps, batch, (3, size, size))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pruner = build_pruner(model, method="agp", structure="filter", final_sparsity=0.5, starting_epoch=99,
-                              ending_epoch=100, input_shape=(3, 32, 32))
+        pruner = build_pruner(
+            model,
+            method="agp",
+            structure="filter",
+            final_sparsity=0.5,
+            starting_epoch=99,
+            ending_epoch=100,
+            input_shape=(3, 32, 32),
+        )
     variants = {"plain step": lambda: epoch_time(model, data, [])}
     lasso = LossTermHook(GroupLasso(1e-4).bind(model, pruner))
     variants["group_lasso step"] = lambda: epoch_time(model, data, [lasso])
@@ -149,21 +167,30 @@ def main() -> None:
     with open("/proc/loadavg") as handle:
         print(f"- load average at start: {handle.read().split()[:3]}\n")
     medians, ratio = calibration(args.rounds, args.batch)
-    print(f"calibration (resnet20, 8 batches of {args.batch} at 32x32): " +
-          ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in medians.items()) + f"; ratio {ratio:.3f} (target <= 1.05)")
+    print(
+        f"calibration (resnet20, 8 batches of {args.batch} at 32x32): "
+        + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in medians.items())
+        + f"; ratio {ratio:.3f} (target <= 1.05)"
+    )
     medians, ratio = distillation(args.rounds, args.steps, args.batch)
-    print(f"distillation (resnet20 student and teacher, {args.steps} steps): " +
-          ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in medians.items())
-          + f"; kd / (plain + teacher) {ratio:.3f} (target <= 1.10)")
+    print(
+        f"distillation (resnet20 student and teacher, {args.steps} steps): "
+        + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in medians.items())
+        + f"; kd / (plain + teacher) {ratio:.3f} (target <= 1.10)"
+    )
     for resnet18, size, batch in ((False, 32, args.batch), (True, 32, args.batch), (True, 224, args.batch_224)):
         if size == 224 and not batch:
             continue
         medians, ratios = penalties(args.rounds, args.steps, batch, resnet18, size)
         name = "resnet18" if resnet18 else "resnet20"
         target = "1.15" if resnet18 else "1.05"
-        print(f"penalties ({name}, {args.steps} steps of {batch} at {size}x{size}): "
-              + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in medians.items())
-              + "; " + ", ".join(f"{k} / plain {v:.3f}" for k, v in ratios.items()) + f" (target <= {target})")
+        print(
+            f"penalties ({name}, {args.steps} steps of {batch} at {size}x{size}): "
+            + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in medians.items())
+            + "; "
+            + ", ".join(f"{k} / plain {v:.3f}" for k, v in ratios.items())
+            + f" (target <= {target})"
+        )
     with open("/proc/loadavg") as handle:
         print(f"\n- load average at end: {handle.read().split()[:3]}")
 

@@ -25,8 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def sweep(out: Path, name: str, overrides: list[str]) -> list[dict]:
     sweep_dir = out / name
-    command = [sys.executable, str(ROOT / "run.py"), "-m", *overrides, f"hydra.sweep.dir={sweep_dir}",
-               "progress=false", "tracking.experiment=readme-results", "tracking.log_model=false"]
+    command = [
+        sys.executable,
+        str(ROOT / "run.py"),
+        "-m",
+        *overrides,
+        f"hydra.sweep.dir={sweep_dir}",
+        "progress=false",
+        "tracking.experiment=readme-results",
+        "tracking.log_model=false",
+    ]
     print("$ python run.py -m " + " ".join(overrides), flush=True)
     start = time.monotonic()
     subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
@@ -91,8 +99,11 @@ def main() -> None:
     dense = next(j for j in presets if choice(j, "pruner", "") == "none")
     pretrained = dense["dir"] / "checkpoints" / "last.pt"
     for title, extra in (("from scratch", []), ("from the dense model's weights", [f"pretrained={pretrained}"])):
-        jobs = sweep(args.out, "fold-" + ("pretrained" if extra else "scratch"),
-                     ["pruner=agp,agp_filter", "fold_batchnorm=true,false", epochs, *extra])
+        jobs = sweep(
+            args.out,
+            "fold-" + ("pretrained" if extra else "scratch"),
+            ["pruner=agp,agp_filter", "fold_batchnorm=true,false", epochs, *extra],
+        )
         print(f"\n{title}\n\n| pruner | fold_batchnorm | val top-1 | sparsity (pruned weights) |\n|---|---|---:|---:|")
         for job in jobs:
             print(row(job, choice(job, "pruner", "?"), choice(job, "fold_batchnorm", "false")))

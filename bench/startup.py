@@ -31,7 +31,9 @@ COMMANDS = {
 }
 
 
-def run_once(python: str, checkout: Path, overrides: list[str], scratch: Path, round_no: int) -> tuple[float, int, float]:
+def run_once(
+    python: str, checkout: Path, overrides: list[str], scratch: Path, round_no: int
+) -> tuple[float, int, float]:
     args = list(overrides)
     if overrides != ["--help"]:
         args += [
@@ -42,7 +44,9 @@ def run_once(python: str, checkout: Path, overrides: list[str], scratch: Path, r
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    done = subprocess.run([python, str(checkout / "run.py"), *args], cwd=checkout, capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [python, str(checkout / "run.py"), *args], cwd=checkout, capture_output=True, text=True, env=env
+    )
     elapsed = time.perf_counter() - start
     peak_mb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
     return elapsed, done.returncode, peak_mb
@@ -50,11 +54,15 @@ def run_once(python: str, checkout: Path, overrides: list[str], scratch: Path, r
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkout", action="append", default=[], help="label=path (repeatable); default: this checkout")
+    parser.add_argument(
+        "--checkout", action="append", default=[], help="label=path (repeatable); default: this checkout"
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", nargs="*", help="substrings of the command labels to run")
     args = parser.parse_args()
-    checkouts = [tuple(item.split("=", 1)) for item in args.checkout] or [("this", str(Path(__file__).resolve().parents[1]))]
+    checkouts = [tuple(item.split("=", 1)) for item in args.checkout] or [
+        ("this", str(Path(__file__).resolve().parents[1]))
+    ]
     python = sys.executable
     commands = {k: v for k, v in COMMANDS.items() if not args.only or any(s in k for s in args.only)}
     scratch = {label: Path(tempfile.mkdtemp(prefix=f"startup-{label}-")) for label, _ in checkouts}

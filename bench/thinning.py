@@ -92,8 +92,11 @@ def vit_hints(model: nn.Module) -> dict:
     """TP's tests for torchvision ViT: class token and position embedding as unwrapped parameters
     (dim 2), the embedding rounded to the head count, the attention output projections ignored."""
     attention_outputs = [m for m in model.modules() if isinstance(m, nn.modules.linear.NonDynamicallyQuantizableLinear)]
-    return {"round_to": model.encoder.layers[0].num_heads, "ignored_layers": attention_outputs,
-            "unwrapped_parameters": [(model.class_token, 2), (model.encoder.pos_embedding, 2)]}
+    return {
+        "round_to": model.encoder.layers[0].num_heads,
+        "ignored_layers": attention_outputs,
+        "unwrapped_parameters": [(model.class_token, 2), (model.encoder.pos_embedding, 2)],
+    }
 
 
 def vit_after(model: nn.Module) -> None:
@@ -112,13 +115,35 @@ def vit_tiny() -> nn.Module:
 
 
 TRANSFORMER_CASES = [
-    Case("vit_b_16@224", lambda: torchvision.models.vit_b_16(), lambda m: m.heads.head, (3, 224, 224), 1,
-         ("filter", "head"), vit_hints, vit_after),
-    Case("swin_t@224", lambda: torchvision.models.swin_t(), lambda m: m.head, (3, 224, 224), 1, ("filter", "head"),
-         tp_skip="not run: Torch-Pruning's own torchvision test lists swin_t among its failures; here its graph "
-                 "warned 'Maximum recursive depth reached' and grew past 15 GB in 3 CPU-minutes, so it was stopped"),
-    Case("convnext_tiny@224", lambda: torchvision.models.convnext_tiny(), lambda m: m.classifier[2], (3, 224, 224), 1,
-         ("filter",), convnext_hints),
+    Case(
+        "vit_b_16@224",
+        lambda: torchvision.models.vit_b_16(),
+        lambda m: m.heads.head,
+        (3, 224, 224),
+        1,
+        ("filter", "head"),
+        vit_hints,
+        vit_after,
+    ),
+    Case(
+        "swin_t@224",
+        lambda: torchvision.models.swin_t(),
+        lambda m: m.head,
+        (3, 224, 224),
+        1,
+        ("filter", "head"),
+        tp_skip="not run: Torch-Pruning's own torchvision test lists swin_t among its failures; here its graph "
+        "warned 'Maximum recursive depth reached' and grew past 15 GB in 3 CPU-minutes, so it was stopped",
+    ),
+    Case(
+        "convnext_tiny@224",
+        lambda: torchvision.models.convnext_tiny(),
+        lambda m: m.classifier[2],
+        (3, 224, 224),
+        1,
+        ("filter",),
+        convnext_hints,
+    ),
     Case("vit_tiny@8", vit_tiny, lambda m: m.heads.head, (1, 8, 8), 1, ("filter", "head"), vit_hints, vit_after),
 ]
 
@@ -188,8 +213,15 @@ def prune_ours(model: nn.Module, case: Case, structure: str = "filter") -> tuple
     from framework.pruning.thinning import thin
 
     example = example_input(model, case.sample_shape)
-    pruner = build_pruner(model, method="level", structure=structure, criterion="l1",
-                          final_sparsity=RATIO, coupling="coupled", example_input=example)
+    pruner = build_pruner(
+        model,
+        method="level",
+        structure=structure,
+        criterion="l1",
+        final_sparsity=RATIO,
+        coupling="coupled",
+        example_input=example,
+    )
     pruner.on_epoch_start(0)  # the level pruner's one pruning epoch: rank groups, write masks
     pruner.apply_masks()
     thinned = thin(model, pruner.masks, example).model
@@ -229,11 +261,19 @@ def prune_torch_pruning(model: nn.Module, case: Case, only: set[str] | None = No
     hints = case.tp_hints(model) if case.tp_hints and only is None else {}
     ignored = [case.classifier(model), *hints.pop("ignored_layers", [])]
     if only is not None:
-        ignored += [m for n, m in model.named_modules()
-                    if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd, nn.MultiheadAttention)) and n not in only]
+        ignored += [
+            m
+            for n, m in model.named_modules()
+            if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd, nn.MultiheadAttention)) and n not in only
+        ]
     pruner = tp.pruner.MagnitudePruner(
-        model, example, importance=tp.importance.MagnitudeImportance(p=1), pruning_ratio=RATIO,
-        global_pruning=False, ignored_layers=ignored, **hints,
+        model,
+        example,
+        importance=tp.importance.MagnitudeImportance(p=1),
+        pruning_ratio=RATIO,
+        global_pruning=False,
+        ignored_layers=ignored,
+        **hints,
     )
     dims = {names[p]: d for p, d in hints.get("unwrapped_parameters") or ()}
     removed: list[tuple[str, list[int]]] = []
@@ -284,17 +324,27 @@ def run_case(case: Case, warmup: int, repeats: int, onnx_dir: Path) -> list[dict
         randomize_zero_parameters(dense, seed=0)
     dense.eval()
     check_input = example_input(dense, case.sample_shape, batch_size=2, seed=7)
-    base = {"model": case.name, "input": f"{'x'.join(map(str, case.sample_shape))} b{case.batch}",
-            "params_dense": count_params(dense), "macs_dense": count_macs(dense, case.sample_shape)}
+    base = {
+        "model": case.name,
+        "input": f"{'x'.join(map(str, case.sample_shape))} b{case.batch}",
+        "params_dense": count_params(dense),
+        "macs_dense": count_macs(dense, case.sample_shape),
+    }
 
     results = {}
-    methods = [(f"secateurs {s}" if len(case.structures) > 1 else "secateurs",
-                lambda model, case, s=s: prune_ours(model, case, s)) for s in case.structures]
+    methods = [
+        (
+            f"secateurs {s}" if len(case.structures) > 1 else "secateurs",
+            lambda model, case, s=s: prune_ours(model, case, s),
+        )
+        for s in case.structures
+    ]
     methods.append(("Torch-Pruning", prune_torch_pruning))
     if case in TRANSFORMER_CASES:
         # equal widths: Torch-Pruning allowed only the layers whose outputs our filter pruning narrowed
-        methods.append((SAME_LAYERS,
-                        lambda model, case: prune_torch_pruning(model, case, only=narrowed(results, dense))))
+        methods.append(
+            (SAME_LAYERS, lambda model, case: prune_torch_pruning(model, case, only=narrowed(results, dense)))
+        )
     for method, prune in methods:
         row = dict(base, method=method)
         stage = "pruning"
@@ -320,7 +370,9 @@ def run_case(case: Case, warmup: int, repeats: int, onnx_dir: Path) -> list[dict
     latency = {"eager": latency_samples(timed, case.sample_shape, (case.batch,), warmup, repeats)}
     sessions = {}
     for variant, model in timed.items():
-        path = export_onnx(model, case.sample_shape, onnx_dir / f"{case.name}-{variant}.onnx".replace("@", "_").replace(" ", "_"))
+        path = export_onnx(
+            model, case.sample_shape, onnx_dir / f"{case.name}-{variant}.onnx".replace("@", "_").replace(" ", "_")
+        )
         sessions[variant] = onnx_session(path, threads=1)
         if variant in results:  # ORT must compute what eager PyTorch computes
             results[variant]["onnx_error"] = onnx_max_abs_error(model, sessions[variant], case.sample_shape)
@@ -335,11 +387,21 @@ def run_case(case: Case, warmup: int, repeats: int, onnx_dir: Path) -> list[dict
                     if variant in summary:
                         row["ms"][runtime, label, variant] = summary[variant][case.batch] * 1e3
         if "model_obj" in row:
-            partner = (SAME_LAYERS if SAME_LAYERS in results else "Torch-Pruning") if method.startswith("secateurs") \
+            partner = (
+                (SAME_LAYERS if SAME_LAYERS in results else "Torch-Pruning")
+                if method.startswith("secateurs")
                 else next(iter(results))
+            )
             other = results[partner].get("widths")
-            row["same_widths"] = "-" if other is None else ("yes" if other == row["widths"] else
-                                                            f"no ({sum(a != b for a, b in zip(other, row['widths']))} layers differ)")
+            row["same_widths"] = (
+                "-"
+                if other is None
+                else (
+                    "yes"
+                    if other == row["widths"]
+                    else f"no ({sum(a != b for a, b in zip(other, row['widths']))} layers differ)"
+                )
+            )
         row.pop("model_obj", None)
     return list(results.values())
 
@@ -354,25 +416,55 @@ def fmt_row(row: dict) -> list[str]:
     ms, method = row["ms"], row["method"]
     cells = [row["model"], row["input"], method]
     if "failure" in row:
-        return cells + [f"{row['params_dense'] / 1e6:.3f} → -", f"{row['macs_dense'] / 1e6:.1f} → -", "-",
-                        f"{ms['eager', 'median', 'dense']:.2f} → -", "-", "-",
-                        f"{ms['ORT', 'median', 'dense']:.2f} → -", "-", "-", "-", "-", f"**fails**: {row['failure']}"]
+        return cells + [
+            f"{row['params_dense'] / 1e6:.3f} → -",
+            f"{row['macs_dense'] / 1e6:.1f} → -",
+            "-",
+            f"{ms['eager', 'median', 'dense']:.2f} → -",
+            "-",
+            "-",
+            f"{ms['ORT', 'median', 'dense']:.2f} → -",
+            "-",
+            "-",
+            "-",
+            "-",
+            f"**fails**: {row['failure']}",
+        ]
     reduction = row["macs_dense"] / row["macs"]
-    cells += [f"{row['params_dense'] / 1e6:.3f} → {row['params'] / 1e6:.3f}",
-              f"{row['macs_dense'] / 1e6:.1f} → {row['macs'] / 1e6:.1f}", f"{reduction:.2f}"]
+    cells += [
+        f"{row['params_dense'] / 1e6:.3f} → {row['params'] / 1e6:.3f}",
+        f"{row['macs_dense'] / 1e6:.1f} → {row['macs'] / 1e6:.1f}",
+        f"{reduction:.2f}",
+    ]
     for runtime in ("eager", "ORT"):
         cells.append(f"{ms[runtime, 'median', 'dense']:.2f} → {ms[runtime, 'median', method]:.2f}")
         for label in QUANTILES:
             speedup = ms[runtime, label, "dense"] / ms[runtime, label, method]
             cells.append(f"{speedup:.2f}x ({speedup / reduction:.2f})")
-    return cells + [f"{row['max_rel_error']:.1e}", row["same_widths"],
-                    f"ORT vs eager max abs error {row['onnx_error']:.1e}"]
+    return cells + [
+        f"{row['max_rel_error']:.1e}",
+        row["same_widths"],
+        f"ORT vs eager max abs error {row['onnx_error']:.1e}",
+    ]
 
 
-HEADERS = ["model", "input", "method", "params M dense → pruned", "MACs M dense → pruned", "MAC reduction ÷",
-           "eager ms dense → pruned (median)", "eager speedup median (÷ MAC red.)", "eager speedup p10 (÷ MAC red.)",
-           "ORT ms dense → pruned (median)", "ORT speedup median (÷ MAC red.)", "ORT speedup p10 (÷ MAC red.)",
-           "pruned vs masked: max rel. error", "same widths as the other", "note"]
+HEADERS = [
+    "model",
+    "input",
+    "method",
+    "params M dense → pruned",
+    "MACs M dense → pruned",
+    "MAC reduction ÷",
+    "eager ms dense → pruned (median)",
+    "eager speedup median (÷ MAC red.)",
+    "eager speedup p10 (÷ MAC red.)",
+    "ORT ms dense → pruned (median)",
+    "ORT speedup median (÷ MAC red.)",
+    "ORT speedup p10 (÷ MAC red.)",
+    "pruned vs masked: max rel. error",
+    "same widths as the other",
+    "note",
+]
 
 
 def load() -> str:
@@ -398,12 +490,16 @@ def header_lines(started: str, load_before: str, load_after: str, machine: str) 
 
 
 def header(args, started: str, load_before: str, load_after: str) -> str:
-    return "\n".join(header_lines(
-        started, load_before, load_after,
-        f"CPU: {cpu_model()}, os.cpu_count()={os.cpu_count()}; torch.set_num_threads({args.threads}), "
-        f"ORT intra_op_num_threads=1; warm-up {args.warmup}, {args.repeats} interleaved repeats; "
-        "speedups from the median and from the 10th percentile (p10, closer to the uncontended cost on a shared machine)",
-    ))
+    return "\n".join(
+        header_lines(
+            started,
+            load_before,
+            load_after,
+            f"CPU: {cpu_model()}, os.cpu_count()={os.cpu_count()}; torch.set_num_threads({args.threads}), "
+            f"ORT intra_op_num_threads=1; warm-up {args.warmup}, {args.repeats} interleaved repeats; "
+            "speedups from the median and from the 10th percentile (p10, closer to the uncontended cost on a shared machine)",
+        )
+    )
 
 
 TRANSFORMER_READING = """\
@@ -436,9 +532,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="2 repeats, 1 warm-up: a smoke run")
-    parser.add_argument("--models", nargs="*", default=[c.name for c in CASES if c not in TRANSFORMER_CASES],
-                        help="subset of case names (the transformer cases, issue 18: "
-                             + ", ".join(c.name for c in TRANSFORMER_CASES) + ")")
+    parser.add_argument(
+        "--models",
+        nargs="*",
+        default=[c.name for c in CASES if c not in TRANSFORMER_CASES],
+        help="subset of case names (the transformer cases, issue 18: "
+        + ", ".join(c.name for c in TRANSFORMER_CASES)
+        + ")",
+    )
     parser.add_argument("--write", action="store_true", help="replace the section in BENCHMARKS.md")
     args = parser.parse_args()
     if args.quick:

@@ -33,10 +33,10 @@ from torch import nn
 from torch.nn.utils import prune
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import clock, markdown_table, median, print_header  # noqa: E402
+from _common import clock, markdown_table, median, print_header
 
-from framework.models import SimpleCNN  # noqa: E402
-from framework.pruning import build_pruner, select_parameters  # noqa: E402
+from framework.models import SimpleCNN
+from framework.pruning import build_pruner, select_parameters
 
 VARIANTS = ("plain", "secateurs", "torch.prune")
 TARGET_RATIO = 1.02
@@ -55,8 +55,15 @@ class Setup:
         self.pruner = None
         if name == "secateurs":
             self.pruner = build_pruner(
-                self.model, method="agp", structure="fine", criterion="l1",
-                initial_sparsity=0.0, final_sparsity=sparsity, starting_epoch=0, ending_epoch=10, frequency=1,
+                self.model,
+                method="agp",
+                structure="fine",
+                criterion="l1",
+                initial_sparsity=0.0,
+                final_sparsity=sparsity,
+                starting_epoch=0,
+                ending_epoch=10,
+                frequency=1,
             )
             self.pruner.update_masks(9)  # the last scheduled epoch: target = final_sparsity
         elif name == "torch.prune":
@@ -91,8 +98,7 @@ def quantile(values, q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def bench_model(label: str, base: nn.Module, input_shape, batch: int, sparsity: float,
-                rounds: int, warmup: int):
+def bench_model(label: str, base: nn.Module, input_shape, batch: int, sparsity: float, rounds: int, warmup: int):
     torch.manual_seed(0)
     x = torch.randn(batch, *input_shape)
     y = torch.randint(0, 10, (batch,))
@@ -121,25 +127,49 @@ def bench_model(label: str, base: nn.Module, input_shape, batch: int, sparsity: 
     rows = []
     for name in VARIANTS:
         p10 = quantile(per_step[name], 0.1)
-        rows.append([
-            label, name, f"{median(per_step[name]) * 1e3:.2f}", f"{p10 * 1e3:.2f}",
-            f"{median(ratios[name]):.3f}x", f"{median(per_step[name]) / plain_median:.3f}x", f"{p10 / plain_p10:.3f}x",
-            f"{setups[VARIANTS.index(name)].sparsity(base):.3f}",
-        ])
+        rows.append(
+            [
+                label,
+                name,
+                f"{median(per_step[name]) * 1e3:.2f}",
+                f"{p10 * 1e3:.2f}",
+                f"{median(ratios[name]):.3f}x",
+                f"{median(per_step[name]) / plain_median:.3f}x",
+                f"{p10 / plain_p10:.3f}x",
+                f"{setups[VARIANTS.index(name)].sparsity(base):.3f}",
+            ]
+        )
     after = median(after_step_alone)
-    extra = [label, f"{after * 1e3:.3f}", f"{plain_median * 1e3:.2f}", f"{after / plain_median * 100:.2f}%",
-             f"{sum(p.numel() for p in secateurs.pruner.masks.values()):,}"]
+    extra = [
+        label,
+        f"{after * 1e3:.3f}",
+        f"{plain_median * 1e3:.2f}",
+        f"{after / plain_median * 100:.2f}%",
+        f"{sum(p.numel() for p in secateurs.pruner.masks.values()):,}",
+    ]
     return rows, [extra], median(ratios["secateurs"]), median(ratios["torch.prune"])
 
 
-HEADERS = ["model", "variant", "ms/step median", "ms/step p10", "ratio: median of paired", "ratio of medians",
-           "ratio of p10", "zero fraction"]
+HEADERS = [
+    "model",
+    "variant",
+    "ms/step median",
+    "ms/step p10",
+    "ratio: median of paired",
+    "ratio of medians",
+    "ratio of p10",
+    "zero fraction",
+]
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="interleaved rounds for resnet18 (default 20, quick 6); simple_cnn runs 10x as many")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="interleaved rounds for resnet18 (default 20, quick 6); simple_cnn runs 10x as many",
+    )
     parser.add_argument("--quick", action="store_true", help="few rounds and steps: a smoke run, noisy numbers")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--sparsity", type=float, default=0.7, help="fine-grained sparsity of every variant")
@@ -149,26 +179,33 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(args.threads)
     print_header("Training-step time: plain vs secateurs masks vs torch.nn.utils.prune", args.threads)
-    print(f"- sparsity {args.sparsity} fine (l1), SGD momentum 0.9 weight decay 5e-4, one step of each variant per "
-          f"round (order rotating); rounds: resnet18 {repeats}, simple_cnn {10 * repeats}")
+    print(
+        f"- sparsity {args.sparsity} fine (l1), SGD momentum 0.9 weight decay 5e-4, one step of each variant per "
+        f"round (order rotating); rounds: resnet18 {repeats}, simple_cnn {10 * repeats}"
+    )
     print()
 
-    import torchvision  # noqa: PLC0415 - only needed here
+    import torchvision
 
     configs = {
         # label, model factory, input shape, batch, warm-up steps, rounds multiplier
-        "simple_cnn": ("simple_cnn 1x8x8 b64",
-                       lambda: SimpleCNN(num_classes=10, in_channels=1),
-                       (1, 8, 8), 64, 30, 10),
-        "resnet18": ("resnet18 3x32x32 b64", lambda: torchvision.models.resnet18(num_classes=10),
-                     (3, 32, 32), 64, 3, 1),
+        "simple_cnn": ("simple_cnn 1x8x8 b64", lambda: SimpleCNN(num_classes=10, in_channels=1), (1, 8, 8), 64, 30, 10),
+        "resnet18": (
+            "resnet18 3x32x32 b64",
+            lambda: torchvision.models.resnet18(num_classes=10),
+            (3, 32, 32),
+            64,
+            3,
+            1,
+        ),
     }
     all_rows, all_extra, verdicts = [], [], []
     for key in args.models.split(","):
         label, factory, shape, batch, warmup, multiplier = configs[key]
         torch.manual_seed(0)
         rows, extra, sec_ratio, prune_ratio = bench_model(
-            label, factory(), shape, batch, args.sparsity, repeats * multiplier, warmup)
+            label, factory(), shape, batch, args.sparsity, repeats * multiplier, warmup
+        )
         all_rows += rows
         all_extra += extra
         verdicts.append((label, sec_ratio, prune_ratio))
@@ -177,13 +214,18 @@ def main(argv=None) -> None:
 
     print("## Mask re-application alone (`pruner.after_step()`, one call per round, median)")
     print()
-    print(markdown_table(["model", "after_step ms", "plain step ms", "share of a plain step", "masked elements"],
-                         all_extra))
+    print(
+        markdown_table(
+            ["model", "after_step ms", "plain step ms", "share of a plain step", "masked elements"], all_extra
+        )
+    )
     print()
     for label, sec_ratio, prune_ratio in verdicts:
         met = "met" if sec_ratio <= TARGET_RATIO else "NOT met"
-        print(f"- {label}: secateurs {sec_ratio:.3f}x plain (target <= {TARGET_RATIO}x: {met}); "
-              f"torch.nn.utils.prune {prune_ratio:.3f}x")
+        print(
+            f"- {label}: secateurs {sec_ratio:.3f}x plain (target <= {TARGET_RATIO}x: {met}); "
+            f"torch.nn.utils.prune {prune_ratio:.3f}x"
+        )
     print()
     print("## Training step (all models)")
     print()

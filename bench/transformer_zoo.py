@@ -63,25 +63,46 @@ def run(name: str, size: int, structure: str) -> list[str]:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            pruner = build_pruner(model, method="level", structure=structure, final_sparsity=0.5, ending_epoch=1,
-                                  example_input=x)
+            pruner = build_pruner(
+                model, method="level", structure=structure, final_sparsity=0.5, ending_epoch=1, example_input=x
+            )
             pruner.on_epoch_start(0)
             pruner.apply_masks()
             result = thin(model, pruner.masks, x, graph=pruner.graph)
         kept = [str(w.message).split(":")[0] for w in caught if "not pruned" in str(w.message)]
         seconds = time.perf_counter() - begin
         thinned = result.model.float()
-        cells = [f"{params / 1e6:.2f} → {count_params(thinned) / 1e6:.2f}",
-                 f"{macs / 1e9:.2f} → {count_macs(thinned, shape) / 1e9:.2f}", str(result.removed_channels),
-                 f"{result.max_error:.1e}", f"{seconds:.0f}", "; ".join(kept) or "-"]
+        cells = [
+            f"{params / 1e6:.2f} → {count_params(thinned) / 1e6:.2f}",
+            f"{macs / 1e9:.2f} → {count_macs(thinned, shape) / 1e9:.2f}",
+            str(result.removed_channels),
+            f"{result.max_error:.1e}",
+            f"{seconds:.0f}",
+            "; ".join(kept) or "-",
+        ]
     except Exception as error:
-        cells = [f"{params / 1e6:.2f} → -", f"{macs / 1e9:.2f} → -", "-", "-", "-",
-                 f"**fails**: {type(error).__name__}: {str(error).splitlines()[0][:150]}"]
+        cells = [
+            f"{params / 1e6:.2f} → -",
+            f"{macs / 1e9:.2f} → -",
+            "-",
+            "-",
+            "-",
+            f"**fails**: {type(error).__name__}: {str(error).splitlines()[0][:150]}",
+        ]
     return [name, f"3x{size}x{size}", structure, *cells]
 
 
-HEADERS = ["model", "input", "structure", "params M dense → thinned", "GMACs dense → thinned", "units removed",
-           "thinned vs masked: max rel. error (float64)", "prune + thin s", "warnings (channels kept)"]
+HEADERS = [
+    "model",
+    "input",
+    "structure",
+    "params M dense → thinned",
+    "GMACs dense → thinned",
+    "units removed",
+    "thinned vs masked: max rel. error (float64)",
+    "prune + thin s",
+    "warnings (channels kept)",
+]
 
 
 def main() -> None:

@@ -70,8 +70,9 @@ def run_job(cfg: DictConfig, hydra_cfg, context: dict):
 
     job = SweepJob(hydra_cfg)
     try:
-        final = run(cfg, RunContext(**context, job_num=job.num, swept_keys=job.swept_keys,
-                                    parent_run_id=job.parent_run_id))
+        final = run(
+            cfg, RunContext(**context, job_num=job.num, swept_keys=job.swept_keys, parent_run_id=job.parent_run_id)
+        )
         return job.finished(final, cfg.optimized_metric)
     except Exception as error:
         return job.failed(error)
@@ -182,8 +183,11 @@ def main() -> None:
     from framework.sweeps.callback import finish_open_sweeps
 
     sys.argv[1:] = quiet_other_ranks(sys.argv[1:])
-    problem = (renamed_option_problem(conf_dir(), sys.argv[1:]) or missing_plugin_problem(conf_dir(), sys.argv[1:])
-               or output_dir_problem(sys.argv[1:]))
+    problem = (
+        renamed_option_problem(conf_dir(), sys.argv[1:])
+        or missing_plugin_problem(conf_dir(), sys.argv[1:])
+        or output_dir_problem(sys.argv[1:])
+    )
     if problem:  # Hydra would answer with a page of options, "Could not load ...", or a traceback
         print(f"error: {problem}", file=sys.stderr)
         exit_with(2)

@@ -87,10 +87,14 @@ def renamed_option_problem(conf: Path, argv: Sequence[str]) -> Optional[str]:
 # instead of Hydra's "Could not load 'hydra/launcher/submitit_slurm'".
 PLUGIN_OPTIONS = {
     ("hydra/launcher", "joblib"): ("hydra_plugins.hydra_joblib_launcher", "the Hydra plugin hydra-joblib-launcher"),
-    ("hydra/launcher", "submitit_local"): ("hydra_plugins.hydra_submitit_launcher",
-                                           "the Hydra plugin hydra-submitit-launcher"),
-    ("hydra/launcher", "submitit_slurm"): ("hydra_plugins.hydra_submitit_launcher",
-                                           "the Hydra plugin hydra-submitit-launcher"),
+    ("hydra/launcher", "submitit_local"): (
+        "hydra_plugins.hydra_submitit_launcher",
+        "the Hydra plugin hydra-submitit-launcher",
+    ),
+    ("hydra/launcher", "submitit_slurm"): (
+        "hydra_plugins.hydra_submitit_launcher",
+        "the Hydra plugin hydra-submitit-launcher",
+    ),
     # our sweeper ships with secateurs; what it needs is Optuna itself
     ("hydra/sweeper", "secateurs_optuna"): ("optuna", "optuna (for the secateurs_optuna sweeper)"),
 }
@@ -146,8 +150,10 @@ def missing_plugin_problem(conf: Path, argv: Sequence[str]) -> Optional[str]:
             for group, picked in _options_picked(dirs, key, option.strip(), seen):
                 module, needed = PLUGIN_OPTIONS.get((group, picked), (None, None))
                 if module and not _importable(module):
-                    return (f"{override} needs {needed}, which is not installed; "
-                            f"install it with: pip install 'secateurs[sweeps]'")
+                    return (
+                        f"{override} needs {needed}, which is not installed; "
+                        f"install it with: pip install 'secateurs[sweeps]'"
+                    )
     return None
 
 
@@ -160,7 +166,9 @@ def print_help(conf: Path, argv: Sequence[str]) -> None:
     print(HEADER + "\n".join(lines))
     print("\n== Config (override anything: key=value; add a key: +key=value) ==\n")
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        extra = [f"hydra.searchpath=[{','.join('file://' + str(d.resolve()) for d in dirs[1:])}]"] if len(dirs) > 1 else []
+        extra = (
+            [f"hydra.searchpath=[{','.join('file://' + str(d.resolve()) for d in dirs[1:])}]"] if len(dirs) > 1 else []
+        )
         cfg = compose(config_name="config", overrides=overrides_of(argv) + extra)
     print(OmegaConf.to_yaml(cfg), end="")
     print(FOOTER, end="")

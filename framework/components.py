@@ -65,7 +65,7 @@ def locate_target(path: str, target: str) -> Callable:
     except SystemExit as exit_call:  # a module that calls sys.exit() while it is imported
         raise ConfigError(
             f"{path}._target_={target!r} cannot be imported: its module called sys.exit({exit_call.code!r}) "
-            "while being imported; move that call under `if __name__ == \"__main__\":`"
+            'while being imported; move that call under `if __name__ == "__main__":`'
         ) from None
     except Exception as error:  # ImportError, AttributeError, or an error inside the module
         raise ConfigError(f"{path}._target_={target!r} cannot be imported: {import_cause(error)}") from None
@@ -164,7 +164,9 @@ def component_problems(path: str, node: Any, supplied: Iterable[str] = ()) -> li
             problems.extend(component_problems(f"{path}.{key}", value))
             continue
         if key in hints and not OmegaConf.is_missing(node, key):
-            plain = OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+            plain = (
+                OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+            )
             if not _matches(plain, hints[key]):
                 problems.append(
                     f"{path}.{key}={plain!r} has the wrong type for {target}; expected {_describe(hints[key])}"

@@ -205,8 +205,10 @@ def config_problems(cfg: Any) -> List[str]:
     if cfg.task == "sensitivity":
         problems.extend(_sensitivity_problems(cfg, bad))
     if cfg.task == "eval" and cfg.pretrained is None:
-        problems.append("task=eval needs pretrained=<file>; allowed: a run's checkpoint (checkpoints/best.pt, "
-                        "last.pt) or thinned model (thinned/model.pt)")
+        problems.append(
+            "task=eval needs pretrained=<file>; allowed: a run's checkpoint (checkpoints/best.pt, "
+            "last.pt) or thinned model (thinned/model.pt)"
+        )
     if cfg.resume_changed not in ("refuse", "allow"):
         bad("resume_changed", "refuse | allow")
     if cfg.device not in DEVICES:
@@ -277,10 +279,14 @@ def _sensitivity_problems(cfg: Any, bad) -> List[str]:
             "allowed: pruner=level or pruner=agp (with pruner.structure=fine|filter|channel)"
         )
     if _select(cfg, "pruner.scope") == GLOBAL:
-        problems.append("task=sensitivity prunes one layer at a time; pruner.scope=global does not apply; allowed: layer")
+        problems.append(
+            "task=sensitivity prunes one layer at a time; pruner.scope=global does not apply; allowed: layer"
+        )
     if _select(cfg, "pruner.structure") == "nm":
-        problems.append("task=sensitivity prunes each layer to levels; pruner.structure=nm has one level, (m - n) / m; "
-                        "allowed: pruner.structure=fine|filter|channel")
+        problems.append(
+            "task=sensitivity prunes each layer to levels; pruner.structure=nm has one level, (m - n) / m; "
+            "allowed: pruner.structure=fine|filter|channel"
+        )
     return problems
 
 

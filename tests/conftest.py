@@ -9,9 +9,9 @@ from typing import List, Sequence
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from support import store_overrides
 
 import framework.config  # noqa: F401  (schema + resolver)
-from support import store_overrides
 
 # Helper modules (support.py, mlflow_server.py) live beside the tests.
 sys.path.insert(0, str(Path(__file__).parent))
@@ -58,5 +58,3 @@ def run_experiment(compose_config, tmp_path):
         return cfg, context, run(cfg, context)
 
     return _run
-
-

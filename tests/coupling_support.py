@@ -40,8 +40,15 @@ def randomise_norms(model: nn.Module, seed: int = 0) -> nn.Module:
 
 def prune(model, example_input, structure="filter", sparsity=0.5, **kwargs):
     """A coupled level pruner at ``sparsity``, applied once."""
-    pruner = build_pruner(model, method="level", structure=structure, final_sparsity=sparsity, ending_epoch=1,
-                          example_input=example_input, **kwargs)
+    pruner = build_pruner(
+        model,
+        method="level",
+        structure=structure,
+        final_sparsity=sparsity,
+        ending_epoch=1,
+        example_input=example_input,
+        **kwargs,
+    )
     pruner.on_epoch_start(0)
     return pruner
 
@@ -104,6 +111,14 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 __all__ = [
-    "IN", "OUT", "NORM", "assert_groups_consistent", "kept_parameter_count", "one_thread", "outputs", "prune",
-    "randomise_norms", "relative_error",
+    "IN",
+    "OUT",
+    "NORM",
+    "assert_groups_consistent",
+    "kept_parameter_count",
+    "one_thread",
+    "outputs",
+    "prune",
+    "randomise_norms",
+    "relative_error",
 ]

@@ -19,8 +19,13 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    def __init__(self, directory: Path, port: int | None = None, backend_store_uri: str | None = None,
-                 serve_artifacts: bool = False):
+    def __init__(
+        self,
+        directory: Path,
+        port: int | None = None,
+        backend_store_uri: str | None = None,
+        serve_artifacts: bool = False,
+    ):
         """``backend_store_uri``: a database (PostgreSQL for a team store); SQLite in ``directory``
         by default. ``serve_artifacts``: clients upload artifacts through the server, which keeps
         them in ``directory/artifacts`` (no shared filesystem needed)."""
@@ -38,9 +43,21 @@ class MlflowServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         mlflow_cli = Path(sys.executable).with_name("mlflow")
         self.process = subprocess.Popen(
-            [str(mlflow_cli), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-             "--backend-store-uri", self.backend_store_uri, *self._artifact_options()],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                str(mlflow_cli),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                self.backend_store_uri,
+                *self._artifact_options(),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,  # the server forks workers: stop() kills the whole group
         )
         deadline = time.monotonic() + timeout

@@ -66,15 +66,29 @@ class PostgresServer:
         if self.run_as:
             shutil.chown(self.folder, user=self.run_as)
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "server.log"), "-w", "-t", "60",
-                  "-o", f"-h 127.0.0.1 -p {self.port} -k {self.folder}", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.folder / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-h 127.0.0.1 -p {self.port} -k {self.folder}",
+            "start",
+        )
         self.started = True
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", self.database)
         return self
 
     def stop(self) -> None:
         if self.started:
-            subprocess.run(self._command("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop"),
-                           capture_output=True, timeout=120)
+            subprocess.run(
+                self._command("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop"),
+                capture_output=True,
+                timeout=120,
+            )
             self.started = False
         shutil.rmtree(self.folder, ignore_errors=True)

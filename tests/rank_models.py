@@ -13,8 +13,16 @@ class RankFailingCNN(SimpleCNN):
     """SimpleCNN whose training forward number ``after_steps`` on rank ``fail_rank`` raises
     (``mode=raise``) or sleeps ``hang_s`` seconds (``mode=hang``)."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: float = 1.0,
-                 fail_rank: int = 1, after_steps: int = 5, mode: str = "raise", hang_s: float = 600.0):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        width: float = 1.0,
+        fail_rank: int = 1,
+        after_steps: int = 5,
+        mode: str = "raise",
+        hang_s: float = 600.0,
+    ):
         super().__init__(num_classes=num_classes, in_channels=in_channels, width=width)
         self.fail_rank, self.after_steps, self.mode, self.hang_s = fail_rank, after_steps, mode, hang_s
         self.training_forwards = 0

@@ -69,9 +69,7 @@ def _within(module: str, package: str) -> bool:
 
 
 def test_the_root_of_framework_holds_only_the_foundation_and_packages():
-    strays = sorted(
-        p.name for p in PACKAGE.glob("*.py") if p.stem not in ROOT_MODULES
-    )
+    strays = sorted(p.name for p in PACKAGE.glob("*.py") if p.stem not in ROOT_MODULES)
     assert strays == [], f"modules at framework/'s root that belong in a package: {strays}"
 
 
@@ -85,7 +83,7 @@ def test_no_import_cycle_anywhere_in_framework():
         path.append(node)
         for target in sorted(GRAPH[node]):
             if state.get(target) == 1:
-                cycles.append(path[path.index(target):] + [target])
+                cycles.append(path[path.index(target) :] + [target])
             elif target not in state:
                 visit(target)
         path.pop()
@@ -99,10 +97,24 @@ def test_no_import_cycle_anywhere_in_framework():
 
 FORBIDDEN = [
     # (package, what it must not import, why)
-    ("framework.pruning", ("hydra", "omegaconf", "mlflow", "framework.training", "framework.tracking",
-                           "framework.runner", "framework.sweeps"), "the engine is plain torch"),
-    ("framework.training", ("mlflow", "framework.pruning", "framework.tracking", "framework.runner",
-                            "framework.sweeps"), "the loop knows hooks, not pruning or MLflow"),
+    (
+        "framework.pruning",
+        (
+            "hydra",
+            "omegaconf",
+            "mlflow",
+            "framework.training",
+            "framework.tracking",
+            "framework.runner",
+            "framework.sweeps",
+        ),
+        "the engine is plain torch",
+    ),
+    (
+        "framework.training",
+        ("mlflow", "framework.pruning", "framework.tracking", "framework.runner", "framework.sweeps"),
+        "the loop knows hooks, not pruning or MLflow",
+    ),
     ("framework.deploy", ("hydra", "mlflow", "framework.runner", "framework.sweeps"), "deploy is plain torch + ONNX"),
     ("framework.models", ("mlflow", "framework.runner", "framework.sweeps", "framework.tracking"), "models are torch"),
     ("framework.data", ("mlflow", "framework.runner", "framework.sweeps", "framework.pruning"), "data is data"),
@@ -113,7 +125,8 @@ FORBIDDEN = [
 def test_the_arrows_point_one_way(package, forbidden, why):
     crossings = sorted(
         f"{name} imports {target}"
-        for name in MODULES if _within(name, package)
+        for name in MODULES
+        if _within(name, package)
         for target in imports_of(name)
         if any(_within(target, f) for f in forbidden)
     )
@@ -122,8 +135,11 @@ def test_the_arrows_point_one_way(package, forbidden, why):
 
 def test_nothing_but_the_entry_imports_the_runner():
     importers = sorted(
-        name for name in MODULES if not _within(name, "framework.runner") and name != ENTRY
-        for target in imports_of(name) if _within(target, "framework.runner")
+        name
+        for name in MODULES
+        if not _within(name, "framework.runner") and name != ENTRY
+        for target in imports_of(name)
+        if _within(target, "framework.runner")
     )
     assert importers == []
 

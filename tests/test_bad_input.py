@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from support import cli_dirs, run_cli
 
 
@@ -17,7 +16,10 @@ from support import cli_dirs, run_cli
         (["tracking.experiment="], "tracking.experiment='' is invalid"),
         (["lr_scheduler=step", "lr_scheduler.step_size=0"], "lr_scheduler.step_size=0 is invalid"),
         (["dataset=synthetic", "dataset.shape=[3,32]"], "dataset (framework.data.Synthetic): shape=[3, 32] is invalid"),
-        (["model=torchvision", "model.name=resnet7", "dataset=synthetic"], "model (framework.models.torchvision_model): name='resnet7'"),
+        (
+            ["model=torchvision", "model.name=resnet7", "dataset=synthetic"],
+            "model (framework.models.torchvision_model): name='resnet7'",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_the_key(tmp_path, overrides, expected):
@@ -30,10 +32,16 @@ def test_bad_input_exits_2_with_the_key(tmp_path, overrides, expected):
 
 @pytest.mark.parametrize("name", ["alexnet", "vit_b_16"])
 def test_model_that_cannot_take_the_input_shape_is_one_line_before_training(tmp_path, name):
-    result = run_cli([
-        "model=torchvision", f"model.name={name}", "dataset=synthetic", "dataset.train_size=8",
-        "dataset.val_size=8", *cli_dirs(tmp_path),
-    ])
+    result = run_cli(
+        [
+            "model=torchvision",
+            f"model.name={name}",
+            "dataset=synthetic",
+            "dataset.train_size=8",
+            "dataset.val_size=8",
+            *cli_dirs(tmp_path),
+        ]
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     [line] = [text for text in result.stderr.splitlines() if text.startswith("error:")]
     assert (

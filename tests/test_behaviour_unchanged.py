@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from behaviour_fingerprint import BASELINE, RUNS, cpu_capability, fingerprint, run
 
 pytestmark = pytest.mark.slow
@@ -25,7 +24,9 @@ def test_a_short_run_gives_the_recorded_masks_metrics_and_thinned_model(name, tm
     # Metrics that later features add (deploy/*, ...) are new behaviour, not changed behaviour:
     # every recorded one must come back with its value.
     assert len(got["metrics"]) == len(expected["metrics"])
-    got["metrics"] = [{k: v for k, v in mine.items() if k in theirs} for mine, theirs in zip(got["metrics"], expected["metrics"])]
+    got["metrics"] = [
+        {k: v for k, v in mine.items() if k in theirs} for mine, theirs in zip(got["metrics"], expected["metrics"])
+    ]
     if recorded["cpu_capability"] == cpu_capability():
         assert got == expected
         return

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-
 from support import cli_dirs, run_cli, store_overrides
 
 MY_NET = '''
@@ -114,9 +113,15 @@ def my_project(tmp_path) -> Path:
 def test_own_model_dataset_optimizer_and_criterion_from_a_folder_outside_the_repo(my_project, tmp_path):
     result = run_cli(
         [
-            "--config-dir", "my_project/conf",
-            "model=my_net", "dataset=stripes", "pruner=agp_filter", "fold_batchnorm=true", "epochs=2",
-            "optimizer=adam", "optimizer._target_=torch.optim.RAdam",
+            "--config-dir",
+            "my_project/conf",
+            "model=my_net",
+            "dataset=stripes",
+            "pruner=agp_filter",
+            "fold_batchnorm=true",
+            "epochs=2",
+            "optimizer=adam",
+            "optimizer._target_=torch.optim.RAdam",
             "pruner.criterion._target_=my_criterion.MaxAbs",
             *cli_dirs(tmp_path),
         ],
@@ -166,25 +171,46 @@ def test_own_tracker_from_a_folder_outside_the_repo_logs_every_epoch(my_project,
     import subprocess
     import sys
 
-    from framework.tracking.metrics_file import read_metrics
     from support import ROOT
 
-    result = run_cli(["--config-dir", "my_project/conf", "model=my_net", "dataset=stripes", "tracking=csv",
-                      "epochs=2", f"hydra.run.dir={tmp_path}/run", "progress=false"], cwd=tmp_path)
+    from framework.tracking.metrics_file import read_metrics
+
+    result = run_cli(
+        [
+            "--config-dir",
+            "my_project/conf",
+            "model=my_net",
+            "dataset=stripes",
+            "tracking=csv",
+            "epochs=2",
+            f"hydra.run.dir={tmp_path}/run",
+            "progress=false",
+        ],
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     with (tmp_path / "run" / "epochs.csv").open(newline="") as file:
         rows = list(csv.DictReader(file))
     logged = {(int(r["epoch"]), r["metric"]): float(r["value"]) for r in rows}
-    expected = {(e["epoch"], k): float(v) for e in read_metrics(tmp_path / "run" / "metrics.jsonl")
-                for k, v in e.items() if k != "epoch"}
+    expected = {
+        (e["epoch"], k): float(v)
+        for e in read_metrics(tmp_path / "run" / "metrics.jsonl")
+        for k, v in e.items()
+        if k != "epoch"
+    }
     assert {epoch for epoch, _ in logged} == {0, 1} and {"val/top1", "train/loss"} <= {m for _, m in logged}
     assert logged == expected and len(expected) > 10
     assert {r["model"] for r in rows} == {"my_net.MyNet"}  # the run's params reach the tracker
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "run" / "mlflow_run_id").exists()
 
     # recovery replays into MLflow: a run tracked by another tracker is refused in one line
-    recover = subprocess.run([sys.executable, "-m", "framework.tracking.recover", str(tmp_path / "run")],
-                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+    recover = subprocess.run(
+        [sys.executable, "-m", "framework.tracking.recover", str(tmp_path / "run")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert recover.returncode == 2
     assert recover.stderr.strip().splitlines() == [recover.stderr.strip()]
     assert "tracking._target_=my_tracker.CsvLogger" in recover.stderr and "--uri" in recover.stderr

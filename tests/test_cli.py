@@ -6,14 +6,21 @@ import time
 
 import pytest
 from mlflow.tracking import MlflowClient
-
 from support import cli_dirs, run_cli
 
 
 @pytest.mark.slow
 def test_multirun_logs_one_run_per_job_into_one_experiment(tmp_path):
-    result = run_cli(["-m", "optimizer.lr=0.1,0.05", "epochs=2", "tracking.log_model=false",
-                      "tracking.experiment=sweep", *cli_dirs(tmp_path)])
+    result = run_cli(
+        [
+            "-m",
+            "optimizer.lr=0.1,0.05",
+            "epochs=2",
+            "tracking.log_model=false",
+            "tracking.experiment=sweep",
+            *cli_dirs(tmp_path),
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("epoch 2/2 train/loss=") == 2  # one progress line per epoch and job
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
@@ -28,7 +35,9 @@ def test_multirun_logs_one_run_per_job_into_one_experiment(tmp_path):
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val/top1")] == [0, 1]
         # the composed Hydra config travels with the run
         assert {a.path for a in client.list_artifacts(run.info.run_id, "hydra")} >= {
-            "hydra/config.yaml", "hydra/overrides.yaml"}
+            "hydra/config.yaml",
+            "hydra/overrides.yaml",
+        }
 
 
 def test_missing_cifar10_is_one_clear_line_before_any_work(tmp_path):
@@ -60,8 +69,14 @@ def test_unknown_key_fails_at_compose_with_hydras_short_message(tmp_path):
         (["pruner=agp", "epochs=5", "schedule.ending_epoch=10"], ["schedule.ending_epoch=10 is after epochs=5"]),
         (["optimizer.lr=-0.1"], ["optimizer.lr=-0.1"]),
         (["pruner=std_threshold", "pruner.std_multiplier=-1"], ["pruner.std_multiplier=-1"]),
-        (["pruner=sensitivity"], ["pruner=sensitivity was renamed; use pruner=std_threshold (pruner.method=std_threshold"]),
-        (["pruner=agp", "pruner.method=sensitivity"], ["pruner.method=sensitivity was renamed; use pruner=std_threshold"]),
+        (
+            ["pruner=sensitivity"],
+            ["pruner=sensitivity was renamed; use pruner=std_threshold (pruner.method=std_threshold"],
+        ),
+        (
+            ["pruner=agp", "pruner.method=sensitivity"],
+            ["pruner.method=sensitivity was renamed; use pruner=std_threshold"],
+        ),
         (["pruner=level", "+pruner.levels={block9.*: 0.5}"], ["block9.*"]),
     ],
 )

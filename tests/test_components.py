@@ -37,7 +37,11 @@ def test_every_model_option_builds_a_module_for_the_dataset(compose_config, opti
 def test_every_dataset_option_builds_a_source_without_reading_data(compose_config, option, tmp_path):
     for split in ("train", "val"):  # an image tree's classes are its folders (no images needed)
         (tmp_path / split / "cat").mkdir(parents=True)
-    cfg = compose_config([f"dataset={option}", f"dataset.root={tmp_path}"] if option in ("cifar10", "mnist", "imagefolder") else [f"dataset={option}"])
+    cfg = compose_config(
+        [f"dataset={option}", f"dataset.root={tmp_path}"]
+        if option in ("cifar10", "mnist", "imagefolder")
+        else [f"dataset={option}"]
+    )
     source = as_data_source(build_component("dataset", cfg.dataset), cfg.dataset._target_)
     assert isinstance(source, DataSource)
     assert len(source.input_shape) == 3
@@ -117,8 +121,14 @@ def test_every_pruner_and_criterion_option_builds_and_prunes(compose_config, ove
     model = build_model(cfg)
     start, end = pruning_window(cfg.schedule, cfg.epochs)
     built = build_component(
-        "pruner", cfg.pruner, model=model, starting_epoch=start, ending_epoch=end,
-        frequency=cfg.schedule.frequency, step_frequency=cfg.schedule.step_frequency, fold_batchnorm=False,
+        "pruner",
+        cfg.pruner,
+        model=model,
+        starting_epoch=start,
+        ending_epoch=end,
+        frequency=cfg.schedule.frequency,
+        step_frequency=cfg.schedule.step_frequency,
+        fold_batchnorm=False,
         input_shape=(3, 16, 16),
     )
     # data-aware criteria read a few training batches (the runner gives them the training split)
@@ -133,7 +143,9 @@ def test_every_pruner_and_criterion_option_builds_and_prunes(compose_config, ove
 @pytest.mark.parametrize("option", options("experiment") + options("schedule") + options("tracking"))
 def test_every_preset_schedule_and_tracking_option_composes_validates_and_builds(compose_config, option, tmp_path):
     group = next(g for g in ("experiment", "schedule", "tracking") if (CONF / g / f"{option}.yaml").exists())
-    cfg = compose_config([f"{group}={option}", "pruner=agp", "epochs=4"] if group == "schedule" else [f"{group}={option}"])
+    cfg = compose_config(
+        [f"{group}={option}", "pruner=agp", "epochs=4"] if group == "schedule" else [f"{group}={option}"]
+    )
     OmegaConf.to_container(cfg, resolve=True)
     validate(cfg)
     model = build_model(cfg)

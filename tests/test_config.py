@@ -34,7 +34,10 @@ def test_default_mlflow_store_is_absolute_under_project_outputs(compose_config):
     assert Path(uri.removeprefix("sqlite:///")).is_absolute()
 
 
-@pytest.mark.parametrize("group", ["model", "dataset", "pruner", "schedule", "optimizer", "lr_scheduler", "tracking", "experiment", "hparams_search"])
+@pytest.mark.parametrize(
+    "group",
+    ["model", "dataset", "pruner", "schedule", "optimizer", "lr_scheduler", "tracking", "experiment", "hparams_search"],
+)
 def test_every_option_of_every_group_composes_and_validates(compose_config, group):
     options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
     assert options, group
@@ -88,20 +91,46 @@ def test_default_schedule_prunes_over_the_first_half_of_any_length(compose_confi
     [
         (["pruner=agp", "pruner.final_sparsity=1.2"], "pruner.final_sparsity=1.2 is outside [0, 1)"),
         (["pruner=agp", "pruner.initial_sparsity=-0.1"], "pruner.initial_sparsity=-0.1 is outside [0, 1)"),
-        (["pruner=agp", "pruner.initial_sparsity=0.6", "pruner.final_sparsity=0.5"], "pruner.initial_sparsity=0.6 is above"),
-        (["pruner=agp", "schedule.starting_epoch=5", "schedule.ending_epoch=5"], "schedule.ending_epoch=5 is not after"),
+        (
+            ["pruner=agp", "pruner.initial_sparsity=0.6", "pruner.final_sparsity=0.5"],
+            "pruner.initial_sparsity=0.6 is above",
+        ),
+        (
+            ["pruner=agp", "schedule.starting_epoch=5", "schedule.ending_epoch=5"],
+            "schedule.ending_epoch=5 is not after",
+        ),
         (["pruner=agp", "schedule.frequency=0"], "schedule.frequency=0 is invalid"),
         (["pruner=agp", "epochs=5", "schedule.ending_epoch=10"], "schedule.ending_epoch=10 is after epochs=5"),
-        (["pruner=agp", "epochs=4", "schedule.starting_epoch=3"], "schedule.ending_epoch=2 (null: epochs // 2) is not after"),
-        (["pruner=agp", "pruner.structure=rows"], "pruner.structure='rows' is invalid; allowed: fine | filter | channel"),
+        (
+            ["pruner=agp", "epochs=4", "schedule.starting_epoch=3"],
+            "schedule.ending_epoch=2 (null: epochs // 2) is not after",
+        ),
+        (
+            ["pruner=agp", "pruner.structure=rows"],
+            "pruner.structure='rows' is invalid; allowed: fine | filter | channel",
+        ),
         (["pruner=agp", "pruner.method=prune"], "pruner.method='prune' is invalid; allowed: none | level | agp"),
-        (["pruner=magnitude", "+pruner.structure=filter"], "pruner.structure=filter does not apply to pruner.method=magnitude"),
-        (["pruner=agp", "pruner.method=sensitivity"],
-         "pruner.method=sensitivity was renamed; use pruner=std_threshold (pruner.method=std_threshold, pruner.std_multiplier=...)"),
-        (["pruner=std_threshold", "pruner.std_multiplier=-1"], "pruner.std_multiplier=-1 is invalid; allowed: a number >= 0"),
-        (["pruner=agp_filter", "pruner.coupling=graph"], "pruner.coupling='graph' is invalid; allowed: null | coupled | layer"),
+        (
+            ["pruner=magnitude", "+pruner.structure=filter"],
+            "pruner.structure=filter does not apply to pruner.method=magnitude",
+        ),
+        (
+            ["pruner=agp", "pruner.method=sensitivity"],
+            "pruner.method=sensitivity was renamed; use pruner=std_threshold (pruner.method=std_threshold, pruner.std_multiplier=...)",
+        ),
+        (
+            ["pruner=std_threshold", "pruner.std_multiplier=-1"],
+            "pruner.std_multiplier=-1 is invalid; allowed: a number >= 0",
+        ),
+        (
+            ["pruner=agp_filter", "pruner.coupling=graph"],
+            "pruner.coupling='graph' is invalid; allowed: null | coupled | layer",
+        ),
         (["pruner=agp", "pruner.thin=end"], "pruner.thin=end needs coupled filter or channel pruning"),
-        (["pruner=agp_filter", "pruner.scope=global", "pruner.round_to=8"], "pruner.round_to=8 is not supported with pruner.scope=global"),
+        (
+            ["pruner=agp_filter", "pruner.scope=global", "pruner.round_to=8"],
+            "pruner.round_to=8 is not supported with pruner.scope=global",
+        ),
         (["pruner=agp", "pruner.max_layer_sparsity=1.5"], "pruner.max_layer_sparsity=1.5 is invalid"),
         (["pruner=level", "schedule.step_frequency=2"], "schedule.step_frequency=2 applies to pruner.method=agp only"),
         (["fold_batchnorm=1"], "fold_batchnorm=1 is invalid; allowed: true | false | activation"),

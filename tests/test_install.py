@@ -34,10 +34,15 @@ def installed(tmp_path_factory) -> Path:
     source = base / "source"
     for name in SOURCES:
         copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
-        copy(ROOT / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
-                                           if (ROOT / name).is_dir() else {}))
-    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                  "-w", base / "dist", source], cwd=base)
+        copy(
+            ROOT / name,
+            source / name,
+            **({"ignore": shutil.ignore_patterns("__pycache__")} if (ROOT / name).is_dir() else {}),
+        )
+    built = _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", base / "dist", source],
+        cwd=base,
+    )
     assert built.returncode == 0, built.stderr[-3000:]
     (wheel,) = (base / "dist").glob("secateurs-*.whl")
 
@@ -54,20 +59,28 @@ def installed(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_the_wheel_carries_the_configs_and_the_command_runs_from_any_folder(installed, tmp_path):
-    where = _run([installed / "python", "-c", "import framework, framework.config as c; "
-                  "print(framework.__file__); print(c.conf_dir())"], cwd=tmp_path)
+    where = _run(
+        [
+            installed / "python",
+            "-c",
+            "import framework, framework.config as c; print(framework.__file__); print(c.conf_dir())",
+        ],
+        cwd=tmp_path,
+    )
     package, conf = where.stdout.split()
     assert Path(package).is_relative_to(installed.parent), package
     assert Path(conf) == Path(package).parent / "conf"
     assert sorted(p.relative_to(conf).as_posix() for p in Path(conf).rglob("*.yaml")) == sorted(
-        p.relative_to(ROOT / "conf").as_posix() for p in (ROOT / "conf").rglob("*.yaml"))
+        p.relative_to(ROOT / "conf").as_posix() for p in (ROOT / "conf").rglob("*.yaml")
+    )
 
     helped = _run([installed / "secateurs", "--help"], cwd=tmp_path)
     assert helped.returncode == 0, helped.stderr
     assert "secateurs [group=option ...]" in helped.stdout and "pruner: " in helped.stdout
 
     # a user's model beside the command, its config in a --config-dir; no MLflow
-    (tmp_path / "my_net.py").write_text(textwrap.dedent('''
+    (tmp_path / "my_net.py").write_text(
+        textwrap.dedent("""
         from torch import nn
 
         class MyNet(nn.Module):
@@ -78,11 +91,24 @@ def test_the_wheel_carries_the_configs_and_the_command_runs_from_any_folder(inst
 
             def forward(self, x):
                 return self.body(x)
-    '''))
+    """)
+    )
     (tmp_path / "my_conf" / "model").mkdir(parents=True)
     (tmp_path / "my_conf" / "model" / "my_net.yaml").write_text("_target_: my_net.MyNet\n")
-    own = _run([installed / "secateurs", "--config-dir", "my_conf", "model=my_net", "pruner=agp",
-                "fold_batchnorm=true", "epochs=1", "tracking=none", "progress=false"], cwd=tmp_path)
+    own = _run(
+        [
+            installed / "secateurs",
+            "--config-dir",
+            "my_conf",
+            "model=my_net",
+            "pruner=agp",
+            "fold_batchnorm=true",
+            "epochs=1",
+            "tracking=none",
+            "progress=false",
+        ],
+        cwd=tmp_path,
+    )
     assert own.returncode == 0, own.stderr[-3000:]
     (run_dir,) = (tmp_path / "outputs" / "runs").glob("*/*")
     assert (run_dir / "checkpoints" / "last.pt").is_file() and (run_dir / "run.log").is_file()
@@ -90,8 +116,9 @@ def test_the_wheel_carries_the_configs_and_the_command_runs_from_any_folder(inst
 
 @pytest.mark.slow
 def test_the_command_logs_to_the_default_store_in_the_current_folder(installed, tmp_path):
-    done = _run([installed / "secateurs", "pruner=agp", "epochs=1", "progress=false",
-                 "tracking.log_model=false"], cwd=tmp_path)
+    done = _run(
+        [installed / "secateurs", "pruner=agp", "epochs=1", "progress=false", "tracking.log_model=false"], cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     store = tmp_path / "outputs" / "mlflow.db"
     assert store.is_file()
@@ -109,8 +136,9 @@ def test_a_missing_sweep_plugin_is_one_line_naming_the_extra(tmp_path):
     venv = tmp_path / "venv"
     assert _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=tmp_path).returncode == 0
     python = venv / "bin" / "python"
-    site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                     cwd=tmp_path).stdout.strip())
+    site = Path(
+        _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp_path).stdout.strip()
+    )
     shared = Path(sysconfig.get_paths()["purelib"])
     # hydra, omegaconf and their own dependencies, without hydra_plugins (the sweep extra)
     for name in ("hydra", "omegaconf", "antlr4", "yaml", "_yaml", "packaging"):
@@ -123,4 +151,5 @@ def test_a_missing_sweep_plugin_is_one_line_naming_the_extra(tmp_path):
         assert done.stderr.strip().splitlines() == [
             f"error: {override} needs "
             f"{'the Hydra plugin hydra-submitit-launcher' if 'slurm' in override else 'optuna (for the secateurs_optuna sweeper)'}, which is not "
-            "installed; install it with: pip install 'secateurs[sweeps]'"], done.stderr
+            "installed; install it with: pip install 'secateurs[sweeps]'"
+        ], done.stderr

@@ -50,8 +50,14 @@ INHERITING = [
 
 def test_the_presets_inherit():
     assert {(g, o) for g, o, _ in INHERITING} >= {
-        ("pruner", "agp"), ("pruner", "agp_filter"), ("pruner", "agp_channel"), ("schedule", "one_shot"),
-        ("model", "resnet32"), ("model", "resnet44"), ("model", "resnet56"), ("optimizer", "adamw"),
+        ("pruner", "agp"),
+        ("pruner", "agp_filter"),
+        ("pruner", "agp_channel"),
+        ("schedule", "one_shot"),
+        ("model", "resnet32"),
+        ("model", "resnet44"),
+        ("model", "resnet56"),
+        ("optimizer", "adamw"),
     }
 
 
@@ -73,7 +79,7 @@ def test_an_experiment_preset_changes_only_what_config_yaml_does_not_say(compose
     defaults = {next(iter(e)): e[next(iter(e))] for e in defaults_of(CONF / "config.yaml") if isinstance(e, dict)}
     choices = []
     for entry in defaults_of(path):
-        (key, option), = entry.items()
+        ((key, option),) = entry.items()
         group = key.removeprefix("override /")
         assert defaults.get(group) != option, f"{path}: {group}={option} is config.yaml's default already"
         choices.append(f"{group}={option}")

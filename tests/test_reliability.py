@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-
 from support import ROOT, cli_dirs, run_cli
 
 BASE = ["epochs=4", "tracking.log_model=false", "loader.batch_size=16"]
@@ -25,8 +24,14 @@ BASE = ["epochs=4", "tracking.log_model=false", "loader.batch_size=16"]
 def start_cli(args):
     env = dict(os.environ)
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_epochs(metrics_file: Path, count: int, process, timeout=240):
@@ -108,8 +113,16 @@ def test_ctrl_c_and_sigterm_mark_the_run_killed_and_leave_a_resumable_checkpoint
 
 @pytest.mark.slow
 def test_nan_loss_fails_the_run_keeps_the_checkpoint_and_other_jobs(tmp_path):
-    result = run_cli(["-m", "optimizer.lr=0.05,1e30", "epochs=2", "tracking.log_model=false",
-                      *cli_dirs(tmp_path), "tracking.experiment=nan"])
+    result = run_cli(
+        [
+            "-m",
+            "optimizer.lr=0.05,1e30",
+            "epochs=2",
+            "tracking.log_model=false",
+            *cli_dirs(tmp_path),
+            "tracking.experiment=nan",
+        ]
+    )
     assert result.returncode != 0
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and "training loss became nan" in error_lines[0], result.stderr[-2000:]

@@ -27,8 +27,13 @@ def probe(tmp_path: Path, argv: list[str]) -> dict:
     script = tmp_path / "elsewhere" / "probe.py"
     script.parent.mkdir()
     script.write_text(PROBE.format(root=str(ROOT)))
-    done = subprocess.run([sys.executable, str(script), json.dumps(argv)], cwd=tmp_path / "project",
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(script), json.dumps(argv)],
+        cwd=tmp_path / "project",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 

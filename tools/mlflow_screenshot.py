@@ -45,7 +45,9 @@ def start_ui(uri: str, port: int) -> subprocess.Popen:
     mlflow_cli = Path(sys.executable).with_name("mlflow")
     process = subprocess.Popen(
         [str(mlflow_cli), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -64,12 +66,16 @@ class DevTools:
     click in it and capture it: the runs table needs clicks to expand the sweep and add columns."""
 
     def __init__(self, ws_url: str):
-        host_port, path = ws_url[len("ws://"):].split("/", 1)
+        host_port, path = ws_url[len("ws://") :].split("/", 1)
         host, port = host_port.split(":")
         self.sock = socket.create_connection((host, int(port)), timeout=60)
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET /{path} HTTP/1.1\r\nHost: {host_port}\r\nUpgrade: websocket\r\n"
-                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        self.sock.sendall(
+            (
+                f"GET /{path} HTTP/1.1\r\nHost: {host_port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
         response = b""
         while b"\r\n\r\n" not in response:
             response += self.sock.recv(1)
@@ -128,10 +134,12 @@ class DevTools:
     def click(self, selector: str, text: str | None = None) -> bool:
         """Click the first element matching ``selector`` (whose text is ``text``, if given)."""
         match = f"e => e.textContent.trim() === {json.dumps(text)}" if text is not None else "e => true"
-        return bool(self.evaluate(
-            f"(() => {{ const e = Array.from(document.querySelectorAll({json.dumps(selector)})).find({match});"
-            " if (e) e.click(); return !!e; })()"
-        ))
+        return bool(
+            self.evaluate(
+                f"(() => {{ const e = Array.from(document.querySelectorAll({json.dumps(selector)})).find({match});"
+                " if (e) e.click(); return !!e; })()"
+            )
+        )
 
     def capture(self, path: Path) -> None:
         path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
@@ -139,9 +147,20 @@ class DevTools:
 
 def open_browser(browser: str, profile: str, port: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--user-data-dir={profile}",
-         "--window-size=1900,900", f"--remote-debugging-port={port}", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            browser,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            "--window-size=1900,900",
+            f"--remote-debugging-port={port}",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
 
 
@@ -190,8 +209,11 @@ def take_screenshots(browser: str, ui_port: int, experiment_id: str, run_id: str
             tab.click('[data-component-id$="runnamecellrenderer.tsx_46"]')  # expand the sweep: its jobs
             time.sleep(2)
             tab.capture(out / "sweep_runs.png")
-            visit(tab, f"{base}/runs/{run_id}/artifacts/summary/sweep_pareto.png?workflowType=machine_learning",
-                  ready="main img, [class*=artifact] img, img[alt]")
+            visit(
+                tab,
+                f"{base}/runs/{run_id}/artifacts/summary/sweep_pareto.png?workflowType=machine_learning",
+                ready="main img, [class*=artifact] img, img[alt]",
+            )
             tab.capture(out / "sweep_parent_summary.png")
         finally:
             os.killpg(chrome.pid, signal.SIGKILL)
@@ -202,8 +224,12 @@ def newest_parent(uri: str):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
-                              filter_string="tags.`sweep.role` = 'parent'", order_by=["start_time DESC"], max_results=1)
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string="tags.`sweep.role` = 'parent'",
+        order_by=["start_time DESC"],
+        max_results=1,
+    )
     if not runs:
         raise SystemExit(f"error: no sweep parent run in {uri}; run a multirun first (python run.py -m ...)")
     return runs[0]

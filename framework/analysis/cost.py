@@ -170,9 +170,7 @@ def macs_by_module(model: nn.Module, sample_shape: Sequence[int], batch_size: in
     # The counter names modules "<RootClass>.<qualified name>" and credits every enclosing
     # module too; a module's own share is its total less its direct children's.
     root = type(model).__name__
-    totals = {
-        name: sum(ops.values()) for name, ops in counts.items() if name == root or name.startswith(root + ".")
-    }
+    totals = {name: sum(ops.values()) for name, ops in counts.items() if name == root or name.startswith(root + ".")}
     children: dict[str, list[str]] = {name: [] for name in totals}
     for name in totals:
         if name != root:
@@ -217,7 +215,9 @@ def time_interleaved(
     return samples
 
 
-def summarize(samples: Mapping[str, Mapping[int, Sequence[float]]], quantile: float = 0.5) -> dict[str, dict[int, float]]:
+def summarize(
+    samples: Mapping[str, Mapping[int, Sequence[float]]], quantile: float = 0.5
+) -> dict[str, dict[int, float]]:
     """``{name: {batch: seconds}}`` at ``quantile`` of each list of samples (0.5: the median; a
     low one such as 0.1 approaches the uncontended cost when other work shares the cores)."""
     if not 0.0 <= quantile <= 1.0:
@@ -308,7 +308,9 @@ def _require(package: str):
         ) from None
 
 
-def export_onnx(model: nn.Module, sample_shape: Sequence[int], path: str | Path, opset: int = DEFAULT_ONNX_OPSET) -> Path:
+def export_onnx(
+    model: nn.Module, sample_shape: Sequence[int], path: str | Path, opset: int = DEFAULT_ONNX_OPSET
+) -> Path:
     """Export ``model`` (in eval mode) to ONNX at ``path`` with a dynamic batch axis (input
     ``"input"``, output ``"output"``); returns the path. The model's flags are restored."""
     _require("onnx")

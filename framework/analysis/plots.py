@@ -14,9 +14,7 @@ from framework.analysis.sparsity import SparsityRow
 from framework.pruning.spec import CHANNEL, FILTER, FINE
 
 
-def plot_layer_sparsity(
-    rows: Sequence[SparsityRow], path: str | Path, title: str = "Per-layer sparsity"
-) -> Path:
+def plot_layer_sparsity(rows: Sequence[SparsityRow], path: str | Path, title: str = "Per-layer sparsity") -> Path:
     """Horizontal bars of fine-grained sparsity per layer, plus filter and channel sparsity when
     any layer has them. Total rows (shape "") are left out: they are not layers."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -118,8 +118,9 @@ def _zeros(tensors: Iterable[torch.Tensor]) -> int:
 class Analysis:
     """Holds the model, the engine and the evaluation; computes rows (see the module docstring)."""
 
-    def __init__(self, model: nn.Module, engine, batches: Iterable, device="cpu",
-                 input_shape: Sequence[int] | None = None):
+    def __init__(
+        self, model: nn.Module, engine, batches: Iterable, device="cpu", input_shape: Sequence[int] | None = None
+    ):
         from framework.analysis.cost import macs_by_module
 
         self.model, self.engine, self.batches, self.device = model, engine, batches, device
@@ -133,8 +134,11 @@ class Analysis:
             model.train(was_training)
             all_macs = sum(own.values())
             modules = dict(model.named_modules())
-            self.layer_macs = {name: macs for name, macs in own.items()
-                               if isinstance(modules.get(name), (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))}
+            self.layer_macs = {
+                name: macs
+                for name, macs in own.items()
+                if isinstance(modules.get(name), (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))
+            }
         params = dict(model.named_parameters())
         self.totals = Totals(
             weights=sum(params[n].numel() for n in self.weight_names),
@@ -146,8 +150,11 @@ class Analysis:
 
     def _zero_counts(self) -> tuple[int, int, dict]:
         params = dict(self.model.named_parameters())
-        per_layer = {name: _zeros([params[f"{name}.weight"]]) / params[f"{name}.weight"].numel()
-                     for name in self.layer_macs if f"{name}.weight" in params}
+        per_layer = {
+            name: _zeros([params[f"{name}.weight"]]) / params[f"{name}.weight"].numel()
+            for name in self.layer_macs
+            if f"{name}.weight" in params
+        }
         return (_zeros(params[n] for n in self.weight_names), _zeros(params.values()), per_layer)
 
     def removed(self) -> tuple[int, int, int]:
@@ -201,12 +208,22 @@ def _worker_row(unit_index: int, level: float) -> Row:
     return analysis.row(analysis.units[unit_index], level)
 
 
-def run_rows(analysis: Analysis, levels: Sequence[float], done: set[tuple[str, float]],
-             on_row: Callable[[Row], None], workers: int = 1, progress: bool = False) -> None:
+def run_rows(
+    analysis: Analysis,
+    levels: Sequence[float],
+    done: set[tuple[str, float]],
+    on_row: Callable[[Row], None],
+    workers: int = 1,
+    progress: bool = False,
+) -> None:
     """Compute every (unit, level) row not in ``done`` and hand each to ``on_row`` as it is ready
     (so an interrupted analysis keeps what it finished). ``workers > 1`` forks that many processes."""
-    todo = [(i, float(level)) for i, unit in enumerate(analysis.units) for level in levels
-            if (unit.name, round(float(level), 6)) not in done]
+    todo = [
+        (i, float(level))
+        for i, unit in enumerate(analysis.units)
+        for level in levels
+        if (unit.name, round(float(level), 6)) not in done
+    ]
     from tqdm import tqdm
 
     bar = tqdm(total=len(todo), desc="sensitivity (layers x levels)", disable=not (progress and sys.stdout.isatty()))
@@ -242,9 +259,18 @@ def read_rows(path: Path) -> list[Row]:
     with path.open(newline="") as handle:
         for record in csv.DictReader(handle):
             try:
-                rows.append(Row(record["unit"], float(record["level"]), float(record["top1"]), float(record["top5"]),
-                                float(record["loss"]), int(record["pruned_weights"]), int(record["pruned_params"]),
-                                int(record["pruned_macs"])))
+                rows.append(
+                    Row(
+                        record["unit"],
+                        float(record["level"]),
+                        float(record["top1"]),
+                        float(record["top5"]),
+                        float(record["loss"]),
+                        int(record["pruned_weights"]),
+                        int(record["pruned_params"]),
+                        int(record["pruned_macs"]),
+                    )
+                )
             except (KeyError, TypeError, ValueError):
                 continue  # a line torn by a kill
     return rows
@@ -294,8 +320,12 @@ def markdown(rows: Sequence[Row], units: Sequence[Unit], levels: Sequence[float]
     dense = next((r for r in rows if r.unit == DENSE), None)
     by_key = {(r.unit, round(r.level, 6)): r for r in rows}
     header = "| unit | " + " | ".join(f"{level:g}" for level in levels) + " |"
-    lines = [f"Top-1 with only that unit pruned (dense: {dense.top1:.4f})" if dense else "Top-1", "",
-             header, "|---|" + "---:|" * len(levels)]
+    lines = [
+        f"Top-1 with only that unit pruned (dense: {dense.top1:.4f})" if dense else "Top-1",
+        "",
+        header,
+        "|---|" + "---:|" * len(levels),
+    ]
     for unit in units:
         cells = [by_key.get((unit.name, round(float(level), 6))) for level in levels]
         lines.append(f"| {unit.name} | " + " | ".join(f"{c.top1:.4f}" if c else "" for c in cells) + " |")
@@ -360,8 +390,14 @@ def _curves(rows: Sequence[Row], units: Sequence[Unit]):
 _COST_FIELD = {"sparsity": "pruned_weights", "params": "pruned_params", "macs": "pruned_macs"}
 
 
-def derive_levels(rows: Sequence[Row], units: Sequence[Unit], budget_kind: str, budget: float,
-                  measure: Callable[[Mapping[str, float]], tuple[int, int, int]], totals: Totals) -> Derived:
+def derive_levels(
+    rows: Sequence[Row],
+    units: Sequence[Unit],
+    budget_kind: str,
+    budget: float,
+    measure: Callable[[Mapping[str, float]], tuple[int, int, int]],
+    totals: Totals,
+) -> Derived:
     """Per-unit levels for a budget, from the one-unit-at-a-time curves.
 
     ``top1_drop``: *equal-drop threshold* (as Distiller's users read their plots): every unit gets
@@ -377,13 +413,17 @@ def derive_levels(rows: Sequence[Row], units: Sequence[Unit], budget_kind: str, 
     """
     dense, curves = _curves(rows, units)
     current = {u.name: (0.0, 0.0, 0) for u in units}  # level, drop, cost
+
     def as_weights(unit_levels):
         return {w: unit_levels[u.name] for u in units for w in u.weights}
 
     def shares(levels):
         weights, params, macs = measure(as_weights(levels))
-        return {"sparsity": weights / max(totals.weights, 1), "params": params / max(totals.params, 1),
-                "macs": macs / max(totals.macs, 1)}
+        return {
+            "sparsity": weights / max(totals.weights, 1),
+            "params": params / max(totals.params, 1),
+            "macs": macs / max(totals.macs, 1),
+        }
 
     if budget_kind == "top1_drop":
         chosen = {}

@@ -7,7 +7,16 @@ Config components (``dataset._target_``): :class:`Digits` (embedded default), :c
 
 from framework.data.bundle import DatasetBundle
 from framework.data.loaders import build_loaders, limit_batches
-from framework.data.sources import CIFAR10, MNIST, DataSource, Digits, ImageFolder, Synthetic, as_data_source, load_splits
+from framework.data.sources import (
+    CIFAR10,
+    MNIST,
+    DataSource,
+    Digits,
+    ImageFolder,
+    Synthetic,
+    as_data_source,
+    load_splits,
+)
 
 __all__ = [
     "CIFAR10",

@@ -15,13 +15,20 @@ from framework.errors import ConfigError, DataError
 # Datasets that live under ``dataset.root``; the others (digits, synthetic) need no files.
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_FILES = (
-    "data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
-    "test_batch", "batches.meta",
+    "data_batch_1",
+    "data_batch_2",
+    "data_batch_3",
+    "data_batch_4",
+    "data_batch_5",
+    "test_batch",
+    "batches.meta",
 )
 MNIST_FOLDER = os.path.join("MNIST", "raw")
 MNIST_FILES = (
-    "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
 )
 IMAGEFOLDER_SPLITS = ("train", "val")
 FILE_DATASETS = ("cifar10", "mnist", "imagefolder")
@@ -32,9 +39,7 @@ DATASET_NAMES = ("digits", "cifar10", "mnist", "imagefolder", "synthetic")
 def check_dataset_name(name: str) -> None:
     """Raise ConfigError unless ``name`` is a known dataset."""
     if name not in DATASET_NAMES:
-        raise ConfigError(
-            f"unknown dataset dataset.name={name!r}; allowed: {', '.join(DATASET_NAMES)}"
-        )
+        raise ConfigError(f"unknown dataset dataset.name={name!r}; allowed: {', '.join(DATASET_NAMES)}")
 
 
 def require_root(name: str, root: str | os.PathLike | None) -> Path:
@@ -47,9 +52,7 @@ def require_root(name: str, root: str | os.PathLike | None) -> Path:
     return Path(root).expanduser()
 
 
-def check_dataset_available(
-    name: str, root: str | os.PathLike | None = None, download: bool = False
-) -> None:
+def check_dataset_available(name: str, root: str | os.PathLike | None = None, download: bool = False) -> None:
     """Raise DataError (or ConfigError for a bad name/root) if ``name`` cannot be built.
 
     Only looks for folders and files. With ``download`` on, cifar10 and mnist pass: whether the
@@ -64,9 +67,7 @@ def check_dataset_available(
         return
     if download:
         return
-    subfolder, files = (
-        (CIFAR10_FOLDER, CIFAR10_FILES) if name == "cifar10" else (MNIST_FOLDER, MNIST_FILES)
-    )
+    subfolder, files = (CIFAR10_FOLDER, CIFAR10_FILES) if name == "cifar10" else (MNIST_FOLDER, MNIST_FILES)
     missing = [f for f in files if not (folder / subfolder / f).is_file()]
     if missing:
         raise DataError(

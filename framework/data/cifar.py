@@ -43,8 +43,7 @@ class SafeCIFAR10(datasets.CIFAR10):
     test_list = [[file, None] for file, _ in datasets.CIFAR10.test_list]
     meta = {**datasets.CIFAR10.meta, "md5": None}
 
-    def __init__(self, root, train: bool = True, transform=None, target_transform=None,
-                 download: bool = False) -> None:
+    def __init__(self, root, train: bool = True, transform=None, target_transform=None, download: bool = False) -> None:
         # torchvision's __init__ would unpickle the files itself: only the base class's is run.
         VisionDataset.__init__(self, root, transform=transform, target_transform=target_transform)
         self.train = train
@@ -73,7 +72,7 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, list[int]]:
     """``(data, labels)`` of one batch file: uint8 rows of 3072 pixels and as many int labels."""
     entry = load_data_pickle(path, "cifar10", ADVICE)
     data = entry.get("data") if isinstance(entry, dict) else None
-    labels = (entry.get("labels", entry.get("fine_labels")) if isinstance(entry, dict) else None)
+    labels = entry.get("labels", entry.get("fine_labels")) if isinstance(entry, dict) else None
     if (
         not isinstance(data, np.ndarray)
         or data.dtype != np.uint8
@@ -98,17 +97,13 @@ def cifar10_transforms(augment: bool) -> tuple[transforms.Compose, transforms.Co
     return train, transforms.Compose(normalise)
 
 
-def build_cifar10(
-    root: str | os.PathLike | None, download: bool = False, augment: bool = True
-) -> DatasetBundle:
+def build_cifar10(root: str | os.PathLike | None, download: bool = False, augment: bool = True) -> DatasetBundle:
     """CIFAR-10 from ``root/cifar-10-batches-py``, downloaded there first if ``download``."""
     check_dataset_available("cifar10", root, download)
     folder = require_root("cifar10", root)
     train_transform, val_transform = cifar10_transforms(augment)
     with reading("cifar10", folder, download):
-        train = SafeCIFAR10(
-            folder, train=True, transform=train_transform, download=download
-        )
+        train = SafeCIFAR10(folder, train=True, transform=train_transform, download=download)
         val = SafeCIFAR10(folder, train=False, transform=val_transform)
     preprocessing = Preprocessing(INPUT_SHAPE, MEAN, STD, pixel_scale=255.0, class_names=tuple(val.classes))
     return DatasetBundle(train, val, NUM_CLASSES, INPUT_SHAPE, preprocessing)

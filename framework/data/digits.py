@@ -22,9 +22,7 @@ INPUT_SHAPE = (1, 8, 8)
 MAX_PIXEL = 16.0
 
 
-def stratified_split(
-    labels: np.ndarray, val_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train and validation indices, ``val_fraction`` of each class in validation.
 
     Per-class shuffles from one seeded generator make the split a pure function of ``seed``;
@@ -43,9 +41,7 @@ def stratified_split(
 def build_digits(seed: int = 0, val_fraction: float = 0.2) -> DatasetBundle:
     """The digits dataset as ``[1, 8, 8]`` float tensors, split by ``seed``."""
     if not 0.0 < val_fraction < 1.0:
-        raise ConfigError(
-            f"dataset.val_fraction must lie strictly between 0 and 1; got {val_fraction}"
-        )
+        raise ConfigError(f"dataset.val_fraction must lie strictly between 0 and 1; got {val_fraction}")
     images, labels = load_digits(return_X_y=True)
     train_idx, val_idx = stratified_split(labels, val_fraction, seed)
     if len(train_idx) == 0 or len(val_idx) == 0:

@@ -22,9 +22,7 @@ STD = (0.229, 0.224, 0.225)
 CROP_FRACTION = 0.875
 
 
-def imagefolder_transforms(
-    image_size: int, augment: bool
-) -> tuple[transforms.Compose, transforms.Compose]:
+def imagefolder_transforms(image_size: int, augment: bool) -> tuple[transforms.Compose, transforms.Compose]:
     """Train and validation transforms for square ``image_size`` crops."""
     # No RGB conversion here: ImageFolder's default loader already converts every image to RGB.
     normalise = [transforms.ToTensor(), transforms.Normalize(MEAN, STD)]
@@ -40,9 +38,7 @@ def imagefolder_transforms(
     return train, transforms.Compose(evaluation + normalise)
 
 
-def build_imagefolder(
-    root: str | os.PathLike | None, image_size: int = 224, augment: bool = True
-) -> DatasetBundle:
+def build_imagefolder(root: str | os.PathLike | None, image_size: int = 224, augment: bool = True) -> DatasetBundle:
     """Both splits of the tree at ``root``; classes are the sub-folder names of ``train/``
     (``image_size`` checked by :class:`framework.data.ImageFolder`)."""
     check_dataset_available("imagefolder", root)
@@ -62,7 +58,11 @@ def build_imagefolder(
         )
     shape = (3, image_size, image_size)
     preprocessing = Preprocessing(
-        shape, MEAN, STD, pixel_scale=255.0, class_names=tuple(train.classes),
+        shape,
+        MEAN,
+        STD,
+        pixel_scale=255.0,
+        class_names=tuple(train.classes),
         resize=f"resize the shorter side to {int(round(image_size / CROP_FRACTION))}, centre-crop {image_size}x{image_size}",
     )
     return DatasetBundle(train, val, len(train.classes), shape, preprocessing)

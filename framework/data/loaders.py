@@ -174,14 +174,17 @@ def build_loaders(
         **workers,
     )
     if distributed:
-        val = DataLoader(bundle.val, batch_size=batch_size, sampler=ShardSampler(len(bundle.val), rank, world_size), **workers)
+        val = DataLoader(
+            bundle.val, batch_size=batch_size, sampler=ShardSampler(len(bundle.val), rank, world_size), **workers
+        )
     else:
         val = DataLoader(bundle.val, batch_size=batch_size, shuffle=False, **workers)
     return train, val
 
 
-def limit_batches(bundle: DatasetBundle, batch_size: int, train: Optional[int] = None,
-                  val: Optional[int] = None) -> DatasetBundle:
+def limit_batches(
+    bundle: DatasetBundle, batch_size: int, train: Optional[int] = None, val: Optional[int] = None
+) -> DatasetBundle:
     """The bundle with each split cut to its first ``N * batch_size`` samples (``None``: whole):
     the same few batches every epoch (``loader.limit_train_batches``, the debug presets)."""
     from dataclasses import replace

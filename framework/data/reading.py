@@ -10,9 +10,7 @@ from framework.errors import DataError, SecateursError, short_reason
 
 
 @contextmanager
-def reading(
-    name: str, root: Path, download: bool, advice: str | None = None
-) -> Iterator[None]:
+def reading(name: str, root: Path, download: bool, advice: str | None = None) -> Iterator[None]:
     """Re-raise anything but our own errors as a one-line DataError about ``name`` at ``root``.
 
     The availability check has already passed when this runs, so what is left is a failed
@@ -22,7 +20,7 @@ def reading(
         yield
     except SecateursError:
         raise
-    except Exception as error:  # noqa: BLE001 - torchvision raises many unrelated types
+    except Exception as error:
         cause = f"{type(error).__name__}: {short_reason(error)}"
         if advice is None:
             advice = (
@@ -30,6 +28,4 @@ def reading(
                 if download
                 else "delete the damaged files and set dataset.download=true"
             )
-        raise DataError(
-            f"dataset {name} under dataset.root={root} cannot be read ({cause}); {advice}"
-        ) from None
+        raise DataError(f"dataset {name} under dataset.root={root} cannot be read ({cause}); {advice}") from None

@@ -95,7 +95,11 @@ def load_data_pickle(path: str | os.PathLike, dataset: str, advice: str = "") ->
                 f"dataset {dataset}: {path} holds objects other than plain data and numpy arrays "
                 f"({reason}); it was not loaded, since loading it could run code{tail}"
             ) from None
-        raise DataError(f"dataset {dataset}: {path} cannot be read: it is damaged or not a pickle ({reason}){tail}") from None
-    except Exception as error:  # noqa: BLE001 - EOF, bad opcodes, numpy reconstruction errors
+        raise DataError(
+            f"dataset {dataset}: {path} cannot be read: it is damaged or not a pickle ({reason}){tail}"
+        ) from None
+    except Exception as error:
         reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")
-        raise DataError(f"dataset {dataset}: {path} cannot be read: it is damaged or not a pickle ({reason[:160]}){tail}") from None
+        raise DataError(
+            f"dataset {dataset}: {path} cannot be read: it is damaged or not a pickle ({reason[:160]}){tail}"
+        ) from None

@@ -174,7 +174,9 @@ def as_data_source(built: Any, target: str) -> DataSource:
         )
     shape = built.input_shape
     if not (isinstance(shape, (tuple, list)) and len(shape) == 3 and all(isinstance(s, int) and s >= 1 for s in shape)):
-        raise ConfigError(f"dataset._target_={target} gives input_shape={shape!r}; allowed: three positive integers (C, H, W)")
+        raise ConfigError(
+            f"dataset._target_={target} gives input_shape={shape!r}; allowed: three positive integers (C, H, W)"
+        )
     _positive_int(f"dataset._target_={target} num_classes", built.num_classes)
     return built
 
@@ -190,4 +192,3 @@ def load_splits(source: DataSource, target: str) -> DatasetBundle:
         f"dataset._target_={target}: load() returned a {type(loaded).__name__}; allowed: a DatasetBundle "
         "or a (train, val) pair of datasets"
     )
-

@@ -33,8 +33,12 @@ def build_synthetic(
         return TensorDataset(prototypes[labels] + noise, labels)
 
     return DatasetBundle(
-        train=draw(train_size), val=draw(val_size), num_classes=num_classes, input_shape=shape,
+        train=draw(train_size),
+        val=draw(val_size),
+        num_classes=num_classes,
+        input_shape=shape,
         # the tensors are model inputs already
-        preprocessing=Preprocessing(shape, mean=(0.0,) * shape[0], std=(1.0,) * shape[0],
-                                    class_names=tuple(str(c) for c in range(num_classes))),
+        preprocessing=Preprocessing(
+            shape, mean=(0.0,) * shape[0], std=(1.0,) * shape[0], class_names=tuple(str(c) for c in range(num_classes))
+        ),
     )

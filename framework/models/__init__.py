@@ -14,5 +14,12 @@ from framework.models.torchvision_models import torchvision_model
 from framework.models.vgg import VGG
 from framework.models.vit_tiny import VitTiny
 
-__all__ = ["CifarResNet", "SimpleCNN", "VGG", "VitTiny", "check_pretrained_file", "load_pretrained",
-           "torchvision_model"]
+__all__ = [
+    "CifarResNet",
+    "SimpleCNN",
+    "VGG",
+    "VitTiny",
+    "check_pretrained_file",
+    "load_pretrained",
+    "torchvision_model",
+]

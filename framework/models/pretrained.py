@@ -42,13 +42,11 @@ def check_pretrained_file(path: str | os.PathLike) -> None:
     file = Path(path)
     if not file.exists():
         raise CheckpointError(
-            f"pretrained file not found: {KEY}={file}; give the path of a saved state_dict "
-            "or checkpoint file"
+            f"pretrained file not found: {KEY}={file}; give the path of a saved state_dict or checkpoint file"
         )
     if not file.is_file():
         raise CheckpointError(
-            f"pretrained path is not a file: {KEY}={file}; give the path of a saved state_dict "
-            "or checkpoint file"
+            f"pretrained path is not a file: {KEY}={file}; give the path of a saved state_dict or checkpoint file"
         )
     try:
         with file.open("rb") as handle:
@@ -61,16 +59,13 @@ def check_pretrained_file(path: str | os.PathLike) -> None:
     if head.startswith(ZIP_MAGIC):
         # A download or copy cut short loses the zip directory stored at the end of the file.
         if not zipfile.is_zipfile(file):
-            raise CheckpointError(
-                f"pretrained file is truncated or damaged: {KEY}={file}; save or copy it again"
-            )
+            raise CheckpointError(f"pretrained file is truncated or damaged: {KEY}={file}; save or copy it again")
         return
     if head.startswith(PICKLE_MAGIC):
         return
     reason = "empty" if not head else "not a file written by torch.save"
     raise CheckpointError(
-        f"pretrained file is {reason}: {KEY}={file}; expected a state_dict or checkpoint "
-        "saved with torch.save"
+        f"pretrained file is {reason}: {KEY}={file}; expected a state_dict or checkpoint saved with torch.save"
     )
 
 
@@ -128,7 +123,7 @@ def strip_wrapper_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
         changed = False
         for prefix in WRAPPER_PREFIXES:
             if all(key.startswith(prefix) for key in state):
-                state = {key[len(prefix):]: value for key, value in state.items()}
+                state = {key[len(prefix) :]: value for key, value in state.items()}
                 changed = True
     return state
 

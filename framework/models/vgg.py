@@ -13,7 +13,24 @@ from framework.models.simple_cnn import check_width
 
 # Channel counts, "M" for a 2x2 max-pool.
 VGG16_LAYERS: tuple[int | str, ...] = (
-    64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M",
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    "M",
 )
 
 

@@ -26,11 +26,25 @@ class VitTiny(VisionTransformer):
     """A ViT of ``num_layers`` encoder blocks, ``num_heads`` heads over ``hidden_dim`` features, MLP
     width ``mlp_dim``, on ``patch_size`` x ``patch_size`` patches of an ``in_channels``-plane image."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, input_shape: Sequence[int] | None = None,
-                 patch_size: int = 2, num_layers: int = 4, num_heads: int = 4, hidden_dim: int = 64,
-                 mlp_dim: int = 128, dropout: float = 0.0) -> None:
-        for name, value in (("patch_size", patch_size), ("num_layers", num_layers), ("num_heads", num_heads),
-                            ("hidden_dim", hidden_dim), ("mlp_dim", mlp_dim)):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        input_shape: Sequence[int] | None = None,
+        patch_size: int = 2,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        hidden_dim: int = 64,
+        mlp_dim: int = 128,
+        dropout: float = 0.0,
+    ) -> None:
+        for name, value in (
+            ("patch_size", patch_size),
+            ("num_layers", num_layers),
+            ("num_heads", num_heads),
+            ("hidden_dim", hidden_dim),
+            ("mlp_dim", mlp_dim),
+        ):
             _check_positive(name, value)
         if hidden_dim % num_heads:
             raise ConfigError(
@@ -45,8 +59,16 @@ class VitTiny(VisionTransformer):
                 f"model.patch_size={patch_size} does not divide the image size {image_size}; "
                 "allowed: a divisor of the image size"
             )
-        super().__init__(image_size=image_size, patch_size=patch_size, num_layers=num_layers, num_heads=num_heads,
-                         hidden_dim=hidden_dim, mlp_dim=mlp_dim, dropout=dropout, num_classes=num_classes)
+        super().__init__(
+            image_size=image_size,
+            patch_size=patch_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            hidden_dim=hidden_dim,
+            mlp_dim=mlp_dim,
+            dropout=dropout,
+            num_classes=num_classes,
+        )
         self.conv_proj = nn.Conv2d(in_channels, hidden_dim, kernel_size=patch_size, stride=patch_size)
         # the initialisation torchvision gives its own patch embedding
         fan_in = in_channels * patch_size * patch_size

@@ -23,18 +23,27 @@ from torch import nn
 class ThinnedMultiheadAttention(nn.MultiheadAttention):
     """``nn.MultiheadAttention`` whose q/k/v width is ``num_heads * head_dim`` (see the module docstring)."""
 
-    def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
-                average_attn_weights=True, is_causal=False):
+    def forward(
+        self,
+        query,
+        key,
+        value,
+        key_padding_mask=None,
+        need_weights=True,
+        attn_mask=None,
+        average_attn_weights=True,
+        is_causal=False,
+    ):
         if self.batch_first:
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         length, batch, _ = query.shape
         source = key.shape[0]
         inner = self.num_heads * self.head_dim
         weight, bias = self.in_proj_weight, self.in_proj_bias
-        biases = (None, None, None) if bias is None else (bias[:inner], bias[inner:2 * inner], bias[2 * inner:])
+        biases = (None, None, None) if bias is None else (bias[:inner], bias[inner : 2 * inner], bias[2 * inner :])
         q = F.linear(query, weight[:inner], biases[0])
-        k = F.linear(key, weight[inner:2 * inner], biases[1])
-        v = F.linear(value, weight[2 * inner:], biases[2])
+        k = F.linear(key, weight[inner : 2 * inner], biases[1])
+        v = F.linear(value, weight[2 * inner :], biases[2])
 
         def heads(t, n):  # [n, batch, inner] -> [batch, heads, n, head_dim]
             return t.reshape(n, batch, self.num_heads, self.head_dim).permute(1, 2, 0, 3)
@@ -60,6 +69,7 @@ class ThinnedMultiheadAttention(nn.MultiheadAttention):
     def _additive_mask(self, attn_mask, key_padding_mask, is_causal, batch, length, source, dtype, device):
         """The masks of nn.MultiheadAttention (bool: True = not attended; float: added) as one float mask
         broadcastable to ``[batch, heads, length, source]``, or None."""
+
         def additive(mask):
             if mask.dtype == torch.bool:
                 return torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill(mask, float("-inf"))
@@ -67,8 +77,9 @@ class ThinnedMultiheadAttention(nn.MultiheadAttention):
 
         total = None
         if attn_mask is not None:
-            total = additive(attn_mask.reshape(-1, self.num_heads, length, source) if attn_mask.dim() == 3
-                             else attn_mask)
+            total = additive(
+                attn_mask.reshape(-1, self.num_heads, length, source) if attn_mask.dim() == 3 else attn_mask
+            )
         elif is_causal:
             total = additive(torch.ones(length, source, dtype=torch.bool, device=device).triu(1))
         if key_padding_mask is not None:
@@ -96,12 +107,16 @@ _THINNED_WINDOW_CLASSES: dict[type, type] = {}
 
 def is_window_attention(module: nn.Module) -> bool:
     """torchvision's ShiftedWindowAttention (v1: a relative-position-bias table per head)."""
-    return (type(module).__name__ in ("ShiftedWindowAttention", "ThinnedShiftedWindowAttention")
-            and hasattr(module, "relative_position_bias_table") and isinstance(getattr(module, "qkv", None), nn.Linear))
+    return (
+        type(module).__name__ in ("ShiftedWindowAttention", "ThinnedShiftedWindowAttention")
+        and hasattr(module, "relative_position_bias_table")
+        and isinstance(getattr(module, "qkv", None), nn.Linear)
+    )
 
 
 def _region_mask(height: int, width: int, window: tuple[int, int], shift: list[int], device) -> torch.Tensor:
     """-100 between tokens of one window that came from different regions of the cyclic shift."""
+
     def bands(size, win, step):
         index = torch.arange(size, device=device)
         return (index >= size - win).long() + (index >= size - step).long()

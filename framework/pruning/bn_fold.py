@@ -133,8 +133,10 @@ def batchnorms_at_initial_state(model: nn.Module, pairs: Iterable) -> bool:
     def equals(tensor, value: float) -> bool:
         return tensor is None or bool(torch.all(tensor.detach() == value))
 
-    return all(equals(bn.weight, 1.0) and equals(bn.bias, 0.0) and equals(bn.running_mean, 0.0)
-               and equals(bn.running_var, 1.0) for bn in bns)
+    return all(
+        equals(bn.weight, 1.0) and equals(bn.bias, 0.0) and equals(bn.running_mean, 0.0) and equals(bn.running_var, 1.0)
+        for bn in bns
+    )
 
 
 class FoldedRanking:
@@ -144,9 +146,7 @@ class FoldedRanking:
         self.pairs = find_fold_pairs(model)
         modules = dict(model.named_modules())
         # Module objects, not tensors, so ``view`` reads the BN statistics current at call time.
-        self._by_name = {
-            p.weight_name: (modules[p.layer_name], modules[p.bn_name]) for p in self.pairs
-        }
+        self._by_name = {p.weight_name: (modules[p.layer_name], modules[p.bn_name]) for p in self.pairs}
         self._by_stripped = {strip_data_parallel_prefix(n): v for n, v in self._by_name.items()}
 
     def _lookup(self, param_name: str):
@@ -169,8 +169,7 @@ class FoldedRanking:
         layer, bn = hit
         if weight.shape != layer.weight.shape:
             raise PruningError(
-                f"fold_batchnorm: {param_name} has shape {tuple(weight.shape)}, "
-                f"expected {tuple(layer.weight.shape)}"
+                f"fold_batchnorm: {param_name} has shape {tuple(weight.shape)}, expected {tuple(layer.weight.shape)}"
             )
         # no_grad keeps γ and W out of any graph and restores the caller's grad mode on exit.
         with torch.no_grad():

@@ -146,14 +146,34 @@ def build_pruner(
     raise_first([method_problem(method)])
     if method == NONE:
         return NoOpPruner()
-    raise_first(pruner_problems(dict(
-        method=method, structure=structure, criterion=criterion, initial_sparsity=initial_sparsity,
-        final_sparsity=final_sparsity, starting_epoch=starting_epoch, ending_epoch=ending_epoch,
-        frequency=frequency, levels=levels, threshold=threshold, std_multiplier=std_multiplier,
-        fold_batchnorm=fold_batchnorm, step_frequency=step_frequency, coupling=coupling,
-        group_reduction=group_reduction, round_to=round_to, thin=thin, scope=scope,
-        max_layer_sparsity=max_layer_sparsity, calibration_batches=calibration_batches, n=n, m=m,
-    )))
+    raise_first(
+        pruner_problems(
+            dict(
+                method=method,
+                structure=structure,
+                criterion=criterion,
+                initial_sparsity=initial_sparsity,
+                final_sparsity=final_sparsity,
+                starting_epoch=starting_epoch,
+                ending_epoch=ending_epoch,
+                frequency=frequency,
+                levels=levels,
+                threshold=threshold,
+                std_multiplier=std_multiplier,
+                fold_batchnorm=fold_batchnorm,
+                step_frequency=step_frequency,
+                coupling=coupling,
+                group_reduction=group_reduction,
+                round_to=round_to,
+                thin=thin,
+                scope=scope,
+                max_layer_sparsity=max_layer_sparsity,
+                calibration_batches=calibration_batches,
+                n=n,
+                m=m,
+            )
+        )
+    )
     if fold_batchnorm and ranking_view is not None:
         raise PruningError("fold_batchnorm=true cannot be combined with a custom ranking_view")
     coupling = resolved_coupling(coupling, structure)
@@ -218,8 +238,10 @@ def _warn_nothing_to_fold(model: nn.Module, fold_batchnorm) -> None:
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     what = "none of its BatchNorm layers directly follows a Conv/Linear" if has_bn else "it has no BatchNorm layer"
     value = ACTIVATION if fold_batchnorm == ACTIVATION else "true"
-    warnings.warn(f"fold_batchnorm={value}: {type(model).__name__} has nothing to fold ({what}); "
-                  "weights are ranked as they are", stacklevel=3)
+    warnings.warn(
+        f"fold_batchnorm={value}: {type(model).__name__} has nothing to fold ({what}); weights are ranked as they are",
+        stacklevel=3,
+    )
 
 
 def _schedule_for(method, initial_sparsity, final_sparsity, starting_epoch, ending_epoch, frequency) -> EpochSchedule:
@@ -259,4 +281,3 @@ def _with_io_layers(model, structure, weights, exclude, skip_input_layer, skip_o
     if skip_output and last:
         patterns.append(last)
     return patterns
-

@@ -100,8 +100,14 @@ def seeded_batches(dataset, batch_size: int, seed: int, rank: int = 0) -> Callab
 class Calibration:
     """Runs the pass for ``criterion`` over the ranked ``layers`` (parameter name -> layer)."""
 
-    def __init__(self, model: nn.Module, criterion: DataCriterion, layers: Mapping[str, nn.Module],
-                 structure: str, batches: int = 8):
+    def __init__(
+        self,
+        model: nn.Module,
+        criterion: DataCriterion,
+        layers: Mapping[str, nn.Module],
+        structure: str,
+        batches: int = 8,
+    ):
         self.model = unwrap(model)[0]  # the pass runs the bare model: no scatter, no DDP reducer
         self.criterion = criterion
         self.layers = dict(layers)
@@ -115,7 +121,8 @@ class Calibration:
         modules = dict(model.named_modules())
         self.activation_modules = {
             name: modules[criterion.activation_modules[_strip_weight(name)]]
-            for name in self.layers if _strip_weight(name) in criterion.activation_modules
+            for name in self.layers
+            if _strip_weight(name) in criterion.activation_modules
         }
 
     def set_data(self, batches: BatchSource, loss_fn: Callable | None = None) -> None:
@@ -204,12 +211,14 @@ class Calibration:
                 record.output = output.detach().clone()
             if "output_grad" in needs:
                 outputs[name] = output
+
         return hook
 
     @staticmethod
     def _activation_hook(record):
         def hook(module, args, output):
             record.activation = output.detach().clone()
+
         return hook
 
     def _gradients(self, loss, records, outputs, needs) -> None:

@@ -97,8 +97,9 @@ class CoupledPruningEngine(PruningEngine):
 
     coupling = COUPLED
 
-    def __init__(self, graph: DependencyGraph, group_reduction: str = DEFAULTS["group_reduction"],
-                 round_to: int = 1, **kwargs):
+    def __init__(
+        self, graph: DependencyGraph, group_reduction: str = DEFAULTS["group_reduction"], round_to: int = 1, **kwargs
+    ):
         super().__init__(**kwargs)
         self.graph = graph
         self.group_reduction = group_reduction
@@ -108,7 +109,9 @@ class CoupledPruningEngine(PruningEngine):
         self.plans: list[_GroupPlan] = []
         # layer roles that keep channels whatever happens (fixed or unselected ones) need no guard
         self._roles_never_empty = {
-            (m.module, m.role) for c in graph.channels() if c.fixed or not self._selectable(c, selected)
+            (m.module, m.role)
+            for c in graph.channels()
+            if c.fixed or not self._selectable(c, selected)
             for m in c.members
         }
         extras: dict[str, nn.Parameter] = {}
@@ -121,8 +124,7 @@ class CoupledPruningEngine(PruningEngine):
             if not channels:
                 continue
             names = sorted({_weight(m.module) for c in channels for m in c.members if m.role in (OUT, IN)})
-            scoring = sorted({_weight(m.module) for c in channels for m in self._scoring_members(c)
-                              if m.role != PARAM})
+            scoring = sorted({_weight(m.module) for c in channels for m in self._scoring_members(c) if m.role != PARAM})
             self.plans.append(_GroupPlan(group.name, channels, names, scoring or names))
             for channel in channels:
                 for member in channel.members:
@@ -218,7 +220,8 @@ class CoupledPruningEngine(PruningEngine):
                 self._warned.add(plan.name)
                 warnings.warn(
                     f"target sparsity {target:g} asks to remove all {n} prunable channels of the group of "
-                    f"{plan.name}; one is kept", stacklevel=4,
+                    f"{plan.name}; one is kept",
+                    stacklevel=4,
                 )
             k = n - 1
         if self.round_to > 1 and n >= self.round_to:
@@ -228,7 +231,8 @@ class CoupledPruningEngine(PruningEngine):
             self._warned.add(f"round_to:{plan.name}")  # said once per group, not per epoch
             warnings.warn(
                 f"pruner.round_to={self.round_to} is larger than the group of {plan.name} ({n} prunable "
-                "channels): its kept count is not rounded", stacklevel=4,
+                "channels): its kept count is not rounded",
+                stacklevel=4,
             )
         return k
 
@@ -242,8 +246,11 @@ class CoupledPruningEngine(PruningEngine):
             return self._decide_whole(plan, target, cache)
         keep = torch.ones(len(plan.channels), dtype=torch.bool)
         for producers, positions in segments.items():
-            share = replace(plan, name=f"{plan.name} ({', '.join(sorted(producers))})",
-                            channels=[plan.channels[p] for p in positions])
+            share = replace(
+                plan,
+                name=f"{plan.name} ({', '.join(sorted(producers))})",
+                channels=[plan.channels[p] for p in positions],
+            )
             keep[positions] = self._decide_whole(share, target, cache)
         return keep
 

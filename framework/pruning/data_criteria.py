@@ -52,10 +52,21 @@ _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Ha
 _ZERO_MAKING = (nn.ReLU, nn.ReLU6)  # APoZ is only meaningful where exact zeros are produced
 # Between a layer's input and the BatchNorm that produced it (bn_gamma, structure=channel).
 _CHANNEL_PRESERVING = _ACTIVATIONS + (
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-    nn.Dropout, nn.Identity, nn.Flatten,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+    nn.Dropout,
+    nn.Identity,
+    nn.Flatten,
 )
 _ADDS = (operator.add, operator.iadd, torch.add)
 
@@ -229,8 +240,12 @@ class BNGammaCriterion(DataCriterion):
         pass
 
     def group_scores(self, name, layer, weight, structure):
-        gammas = [bn.weight.detach().abs().double() if bn.weight is not None
-                  else torch.ones(bn.num_features, dtype=torch.float64) for bn in self.batchnorms[_module_name(name)]]
+        gammas = [
+            bn.weight.detach().abs().double()
+            if bn.weight is not None
+            else torch.ones(bn.num_features, dtype=torch.float64)
+            for bn in self.batchnorms[_module_name(name)]
+        ]
         if len({g.numel() for g in gammas}) != 1:
             raise PruningError(f"pruner.criterion=bn_gamma: the BatchNorms before layer {name} differ in width")
         gamma = torch.stack(gammas).mean(dim=0)

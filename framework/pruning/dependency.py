@@ -94,25 +94,102 @@ ROLE_STRUCTURE = {OUT: FILTER, IN: CHANNEL}
 
 # Modules and functions that act on each channel independently (or only on other dims).
 _PASS_MODULES = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid,
-    nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus, nn.Softsign, nn.Tanhshrink,
-    nn.LogSigmoid, nn.Identity,
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.LPPool1d, nn.LPPool2d,
-    nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d,
-    nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d,
-    nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReplicationPad1d, nn.ReplicationPad2d,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Hardtanh,
+    nn.Softplus,
+    nn.Softsign,
+    nn.Tanhshrink,
+    nn.LogSigmoid,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+    nn.LPPool1d,
+    nn.LPPool2d,
+    nn.Upsample,
+    nn.UpsamplingNearest2d,
+    nn.UpsamplingBilinear2d,
+    nn.ZeroPad2d,
+    nn.ConstantPad1d,
+    nn.ConstantPad2d,
+    nn.ConstantPad3d,
+    nn.ReflectionPad1d,
+    nn.ReflectionPad2d,
+    nn.ReplicationPad1d,
+    nn.ReplicationPad2d,
 )
 _PASS_FUNCTIONS = {
-    F.relu, F.relu_, torch.relu, torch.relu_, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu,
-    F.silu, F.mish, torch.sigmoid, F.sigmoid, torch.tanh, F.tanh, F.hardswish, F.hardsigmoid, F.hardtanh,
-    F.softplus, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
-    F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
-    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
-    F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d, F.interpolate,
-    torch.abs, torch.exp, torch.neg, torch.square, torch.sqrt, torch.clamp, torch.clip,
+    F.relu,
+    F.relu_,
+    torch.relu,
+    torch.relu_,
+    F.relu6,
+    F.leaky_relu,
+    F.elu,
+    F.selu,
+    F.celu,
+    F.gelu,
+    F.silu,
+    F.mish,
+    torch.sigmoid,
+    F.sigmoid,
+    torch.tanh,
+    F.tanh,
+    F.hardswish,
+    F.hardsigmoid,
+    F.hardtanh,
+    F.softplus,
+    F.dropout,
+    F.dropout1d,
+    F.dropout2d,
+    F.dropout3d,
+    F.alpha_dropout,
+    F.max_pool1d,
+    F.max_pool2d,
+    F.max_pool3d,
+    F.avg_pool1d,
+    F.avg_pool2d,
+    F.avg_pool3d,
+    F.adaptive_avg_pool1d,
+    F.adaptive_avg_pool2d,
+    F.adaptive_avg_pool3d,
+    F.adaptive_max_pool1d,
+    F.adaptive_max_pool2d,
+    F.adaptive_max_pool3d,
+    F.interpolate,
+    torch.abs,
+    torch.exp,
+    torch.neg,
+    torch.square,
+    torch.sqrt,
+    torch.clamp,
+    torch.clip,
 }
 # Functions of other libraries known to act per sample or per channel, by (module, name): importing
 # them here would make torch-only pruning depend on those libraries.
@@ -120,13 +197,43 @@ _PASS_FOREIGN_FUNCTIONS = {
     ("torchvision.ops.stochastic_depth", "stochastic_depth"),  # scales whole samples (or is identity)
 }
 _PASS_METHODS = {
-    "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "clip", "abs", "neg",
-    "exp", "square", "sqrt", "contiguous", "clone", "detach", "float", "double", "half", "to",
+    "relu",
+    "relu_",
+    "sigmoid",
+    "sigmoid_",
+    "tanh",
+    "tanh_",
+    "clamp",
+    "clamp_",
+    "clip",
+    "abs",
+    "neg",
+    "exp",
+    "square",
+    "sqrt",
+    "contiguous",
+    "clone",
+    "detach",
+    "float",
+    "double",
+    "half",
+    "to",
     "type_as",
 }
 _BINARY_FUNCTIONS = {
-    operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.isub,
-    operator.imul, operator.itruediv, torch.add, torch.sub, torch.mul, torch.div, torch.maximum,
+    operator.add,
+    operator.sub,
+    operator.mul,
+    operator.truediv,
+    operator.iadd,
+    operator.isub,
+    operator.imul,
+    operator.itruediv,
+    torch.add,
+    torch.sub,
+    torch.mul,
+    torch.div,
+    torch.maximum,
     torch.minimum,
 }
 _BINARY_METHODS = {"add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_"}
@@ -295,8 +402,14 @@ class _Builder(LayoutHandlers):
         meta = node.meta.get("tensor_meta")
         inputs = self.tensors_in(list(node.args) + list(node.kwargs.values()))
         # an output shaped like an input (a fused attention call on [B, H, W, C]) keeps its channel dim
-        like = next((c.dim for c in inputs if not c.multi and isinstance(meta, TensorMetadata)
-                     and len(c.shape) == len(meta.shape) and c.dim != 1), None)
+        like = next(
+            (
+                c.dim
+                for c in inputs
+                if not c.multi and isinstance(meta, TensorMetadata) and len(c.shape) == len(meta.shape) and c.dim != 1
+            ),
+            None,
+        )
         outputs = self._fresh_outputs(meta, like)
         if outputs is not None:
             for channels in outputs if isinstance(outputs, list) else [outputs]:
@@ -359,8 +472,13 @@ class _Builder(LayoutHandlers):
         meta = node.meta.get("tensor_meta")
         if any(value.multi for value in inputs):
             pass  # channels spread over several dims: only the layout handlers below know them
-        elif isinstance(module, CONV_LINEAR) and len(inputs) == 1 and isinstance(meta, TensorMetadata) \
-                and not node.kwargs and len(node.args) == 1:
+        elif (
+            isinstance(module, CONV_LINEAR)
+            and len(inputs) == 1
+            and isinstance(meta, TensorMetadata)
+            and not node.kwargs
+            and len(node.args) == 1
+        ):
             if self._layer(node, module, inputs[0], meta):
                 return
         elif isinstance(module, NORMS) and len(inputs) == 1 and len(node.args) == 1 and inputs[0].dim == 1:
@@ -374,7 +492,9 @@ class _Builder(LayoutHandlers):
             if self._pass(node, inputs[0], meta):
                 return
         elif isinstance(module, nn.Flatten) and len(inputs) == 1 and isinstance(meta, TensorMetadata):
-            if module.end_dim in (-1, len(inputs[0].shape) - 1) and self._merge_trailing(node, inputs[0], meta, module.start_dim):
+            if module.end_dim in (-1, len(inputs[0].shape) - 1) and self._merge_trailing(
+                node, inputs[0], meta, module.start_dim
+            ):
                 return
         if inputs or isinstance(module, nn.MultiheadAttention):
             if self.layout_module(node, module, inputs, meta):
@@ -446,7 +566,7 @@ class _Builder(LayoutHandlers):
             return True
         if start != source.dim or len(shape) != start + 1 or shape[:start] != old[:start]:
             return False
-        inner = math.prod(old[start + 1:])
+        inner = math.prod(old[start + 1 :])
         if shape[start] != len(source.ids) * inner:
             return False
         ids = source.ids if inner == 1 else [i for i in source.ids for _ in range(inner)]
@@ -477,11 +597,18 @@ class _Builder(LayoutHandlers):
         if isinstance(first, _Channels) and first.multi:
             if self.layout_call(node, function, method, first, meta):
                 return
-            if (function in _PASS_FUNCTIONS or method in _PASS_METHODS) and self._only_first_is_tensor(node) \
-                    and isinstance(meta, TensorMetadata) and self._same_layout(node, first, meta):
+            if (
+                (function in _PASS_FUNCTIONS or method in _PASS_METHODS)
+                and self._only_first_is_tensor(node)
+                and isinstance(meta, TensorMetadata)
+                and self._same_layout(node, first, meta)
+            ):
                 return
-            if (function in _BINARY_FUNCTIONS or method in _BINARY_METHODS) and isinstance(meta, TensorMetadata) \
-                    and self._binary(node, meta):
+            if (
+                (function in _BINARY_FUNCTIONS or method in _BINARY_METHODS)
+                and isinstance(meta, TensorMetadata)
+                and self._binary(node, meta)
+            ):
                 return
             self.unknown(node, "its effect on channels is not known")
             return
@@ -490,7 +617,11 @@ class _Builder(LayoutHandlers):
                 if isinstance(args[1], int):
                     self.values[node] = first[args[1]]
                     return
-            elif isinstance(first, _Channels) and isinstance(meta, TensorMetadata) and self._getitem(node, first, args[1], meta):
+            elif (
+                isinstance(first, _Channels)
+                and isinstance(meta, TensorMetadata)
+                and self._getitem(node, first, args[1], meta)
+            ):
                 return
             elif first is None:
                 return
@@ -513,7 +644,11 @@ class _Builder(LayoutHandlers):
             if function is torch.flatten or method == "flatten":
                 start = node.kwargs.get("start_dim", args[1] if len(args) > 1 else 0)
                 end = node.kwargs.get("end_dim", args[2] if len(args) > 2 else -1)
-                if isinstance(start, int) and end in (-1, len(first.shape) - 1) and self._merge_trailing(node, first, meta, start):
+                if (
+                    isinstance(start, int)
+                    and end in (-1, len(first.shape) - 1)
+                    and self._merge_trailing(node, first, meta, start)
+                ):
                     return
             if method in ("view", "reshape") or function is torch.reshape:
                 if self._reshape(node, first, meta):
@@ -545,7 +680,7 @@ class _Builder(LayoutHandlers):
         if Ellipsis in index:
             at = index.index(Ellipsis)
             fill = ndim - (len(index) - 1)
-            index = index[:at] + (slice(None),) * fill + index[at + 1:]
+            index = index[:at] + (slice(None),) * fill + index[at + 1 :]
         if len(index) > ndim:
             return False
         entries = list(index) + [slice(None)] * (ndim - len(index))
@@ -678,8 +813,7 @@ class _Builder(LayoutHandlers):
         if not isinstance(tensors, (tuple, list)) or not isinstance(dim, int) or not isinstance(meta, TensorMetadata):
             return False
         parameters = [t for t in tensors if isinstance(t, torch.fx.Node) and t in self.param_origin]
-        parts = [self.values.get(t) if isinstance(t, torch.fx.Node) else None for t in tensors
-                 if t not in parameters]
+        parts = [self.values.get(t) if isinstance(t, torch.fx.Node) else None for t in tensors if t not in parameters]
         if not parts or not all(isinstance(p, _Channels) and not p.multi for p in parts):
             return False
         cdim = parts[0].dim
@@ -724,7 +858,7 @@ class _Builder(LayoutHandlers):
             for c in range(1, chunks):
                 self.uf.union(source.ids[p], source.ids[c * size + p])
         self.values[node] = [
-            _Channels(source.ids[c * size:(c + 1) * size], source.dim, tuple(m.shape)) for c, m in enumerate(meta)
+            _Channels(source.ids[c * size : (c + 1) * size], source.dim, tuple(m.shape)) for c, m in enumerate(meta)
         ]
         return True
 

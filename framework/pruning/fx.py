@@ -47,8 +47,7 @@ def trace(
         if len(reason) > 160:
             reason = reason[:157] + "..."
         raise PruningError(
-            f"{needed_by} needs a traceable model: torch.fx could not trace "
-            f"{type(model).__name__} ({reason}); {advice}"
+            f"{needed_by} needs a traceable model: torch.fx could not trace {type(model).__name__} ({reason}); {advice}"
         ) from exc
 
 
@@ -63,5 +62,5 @@ def unwrap(model: nn.Module) -> tuple[nn.Module, str]:
 def strip_data_parallel_prefix(name: str) -> str:
     """``name`` without the ``module.`` prefixes of DataParallel wrappers."""
     while name.startswith(DATA_PARALLEL_PREFIX):
-        name = name[len(DATA_PARALLEL_PREFIX):]
+        name = name[len(DATA_PARALLEL_PREFIX) :]
     return name

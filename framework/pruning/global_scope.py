@@ -125,7 +125,11 @@ class GlobalPruningEngine(PruningEngine):
         result = []
         for selected in self.selected:
             view = self.ranking_view(selected.name, selected.param)
-            scores = checked_scores(self.rule.criterion, to_groups(view.detach(), self.structure, selected.layer)).detach().cpu()
+            scores = (
+                checked_scores(self.rule.criterion, to_groups(view.detach(), self.structure, selected.layer))
+                .detach()
+                .cpu()
+            )
             current = self.store.get(selected.name)
             if current is None:
                 alive = torch.ones(scores.numel(), dtype=torch.bool)
@@ -160,7 +164,9 @@ class GlobalPruningEngine(PruningEngine):
         removed: list[list[int]] = [[] for _ in self.selected]
         for owner, index in order[:count]:
             removed[owner].append(index)
-        self.last_threshold = float(torch.cat([c.scores for c in candidates]).sort().values[count - 1]) if count else None
+        self.last_threshold = (
+            float(torch.cat([c.scores for c in candidates]).sort().values[count - 1]) if count else None
+        )
         for selected, (scores, _), indices in zip(self.selected, layers, removed):
             keep = torch.ones(scores.numel(), dtype=torch.bool)
             keep[indices] = False
@@ -203,9 +209,7 @@ class GlobalCoupledPruningEngine(CoupledPruningEngine):
             scores = []
             for channel in plan.channels:
                 members = self._scoring_members(channel)
-                per_member = [
-                    float(normalised[(m.module, m.role)][list(m.indices)].mean()) for m in members
-                ]
+                per_member = [float(normalised[(m.module, m.role)][list(m.indices)].mean()) for m in members]
                 scores.append(reduce_member_scores(per_member, self.group_reduction))
             alive = torch.tensor([self.is_alive(c, cache) for c in plan.channels], dtype=torch.bool)
             result.append((torch.tensor(scores, dtype=torch.float64), alive))

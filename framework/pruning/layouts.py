@@ -55,8 +55,10 @@ PARAM = "param"
 HEAD_REASON = "nn.MultiheadAttention keeps its embedding width (its heads can be removed with pruner.structure=head)"
 NORMALISED_REASON = "it normalises over these channels, so removing one would change the others"
 FIXED_SIZE_REASON = "its size along the channels is fixed in the code"
-WINDOW_REASON = ("shifted-window attention keeps its embedding width (the heads of a v1 block can be removed "
-                 "with pruner.structure=head)")
+WINDOW_REASON = (
+    "shifted-window attention keeps its embedding width (the heads of a v1 block can be removed "
+    "with pruner.structure=head)"
+)
 # channels kept for a reason no change to the code around them would remove
 STRUCTURAL_REASONS = (NORMALISED_REASON, HEAD_REASON, WINDOW_REASON)
 _WINDOW_ATTENTION = ("torchvision.models.swin_transformer", "shifted_window_attention")
@@ -65,8 +67,7 @@ _PATCH_MERGING = {("torchvision.models.swin_transformer", "_patch_merging_pad")}
 MIXING_REASON = "it mixes the channel dim with another dim in a way that cannot be tracked"
 
 _PERMUTE_METHODS = {"permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis"}
-_PERMUTE_FUNCTIONS = {torch.permute, torch.transpose, torch.swapaxes, torch.swapdims, torch.movedim,
-                      torch.moveaxis}
+_PERMUTE_FUNCTIONS = {torch.permute, torch.transpose, torch.swapaxes, torch.swapdims, torch.movedim, torch.moveaxis}
 _RESHAPE_METHODS = {"view", "reshape", "flatten", "unflatten"}
 _RESHAPE_FUNCTIONS = {torch.reshape, torch.flatten, torch.unflatten}
 _SOFTMAX = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax}
@@ -168,8 +169,13 @@ class LayoutHandlers:
         foreign = (getattr(function, "__module__", None), getattr(function, "__name__", None))
         if foreign == _WINDOW_ATTENTION:
             return self._window_attention(node, first, meta)
-        if foreign in _PATCH_MERGING and isinstance(meta, TensorMetadata) and not first.multi \
-                and first.dim == len(first.shape) - 1 and meta.shape[-1] == 4 * len(first.ids):
+        if (
+            foreign in _PATCH_MERGING
+            and isinstance(meta, TensorMetadata)
+            and not first.multi
+            and first.dim == len(first.shape) - 1
+            and meta.shape[-1] == 4 * len(first.ids)
+        ):
             self.values[node] = _Channels(first.ids * 4, len(meta.shape) - 1, tuple(meta.shape))
             return True
         if function in _SOFTMAX or method in ("softmax", "log_softmax"):
@@ -216,8 +222,9 @@ class LayoutHandlers:
         """Whether every unit already spans ``dim`` of ``grid``."""
         find = self.uf.find
         first = [find(i) for i in grid.select(dim, 0).flatten().tolist()]
-        return all([find(i) for i in grid.select(dim, p).flatten().tolist()] == first
-                   for p in range(1, grid.shape[dim]))
+        return all(
+            [find(i) for i in grid.select(dim, p).flatten().tolist()] == first for p in range(1, grid.shape[dim])
+        )
 
     # ------------------------------------------------------------------ permute
     def _permute(self, node, source: _Channels, meta, op) -> bool:
@@ -310,7 +317,7 @@ class LayoutHandlers:
         if Ellipsis in index:
             at = index.index(Ellipsis)
             fill = ndim - (len(index) - 1 - sum(i is None for i in index))
-            index = index[:at] + (slice(None),) * fill + index[at + 1:]
+            index = index[:at] + (slice(None),) * fill + index[at + 1 :]
         dim = 0
         grid_index = []
         for entry in index:
@@ -433,8 +440,12 @@ class LayoutHandlers:
             if isinstance(channels, _Channels):
                 self.fix(channels.ids, op, HEAD_REASON, False)
         masks = [_arg(node, 3, "key_padding_mask"), _arg(node, 5, "attn_mask")]
-        packed = (module._qkv_same_embed_dim and module.in_proj_weight is not None and module.bias_k is None
-                  and not module.add_zero_attn)
+        packed = (
+            module._qkv_same_embed_dim
+            and module.in_proj_weight is not None
+            and module.bias_k is None
+            and not module.add_zero_attn
+        )
         first = meta[0] if isinstance(meta, (tuple, list)) else None
         if not isinstance(first, TensorMetadata):
             return False
@@ -442,8 +453,9 @@ class LayoutHandlers:
         self.fix(out.ids, op, HEAD_REASON, False)
         self.values[node] = [out, None]
         # the attention weights, when read, are per head or averaged over the heads: removing a head changes them
-        weights_read = any(u.op == "call_function" and u.target is operator.getitem and u.args[1] == 1 and u.users
-                           for u in node.users)
+        weights_read = any(
+            u.op == "call_function" and u.target is operator.getitem and u.args[1] == 1 and u.users for u in node.users
+        )
         if not packed or weights_read or any(isinstance(m, torch.fx.Node) for m in masks):
             return True  # heads stay: a per-head mask, separate projections or read weights are not handled
         heads, width = module.num_heads, module.embed_dim
@@ -465,8 +477,12 @@ class LayoutHandlers:
         from framework.pruning.attention import is_window_attention
 
         qkv = _arg(node, 1, "qkv_weight")
-        if not isinstance(meta, TensorMetadata) or not isinstance(qkv, torch.fx.Node) or qkv.op != "get_attr" \
-                or not str(qkv.target).endswith(".qkv.weight"):
+        if (
+            not isinstance(meta, TensorMetadata)
+            or not isinstance(qkv, torch.fx.Node)
+            or qkv.op != "get_attr"
+            or not str(qkv.target).endswith(".qkv.weight")
+        ):
             return False
         owner = str(qkv.target)[: -len(".qkv.weight")]
         module = self.modules.get(owner)
@@ -509,4 +525,3 @@ class LayoutHandlers:
             return False
         self.attach(channels.ids, name, PARAM)
         return True
-

@@ -112,7 +112,9 @@ class MaskStore:
             param = self.params[name]
             if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(param.shape):
                 shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
-                raise CheckpointError(f"pruning mask for {name} has shape {shape}; the parameter has {tuple(param.shape)}")
+                raise CheckpointError(
+                    f"pruning mask for {name} has shape {shape}; the parameter has {tuple(param.shape)}"
+                )
         self._masks = {name: mask.to(device=self.params[name].device, dtype=torch.bool) for name, mask in state.items()}
         self._float_masks = {}
         self._cache_valid = False
@@ -132,9 +134,7 @@ class MaskStore:
 
     def _params_moved(self) -> bool:
         # model.to(...) swaps param.data, so a cached mask can end up on the wrong device/dtype.
-        return any(
-            p.device != m.device or p.dtype != m.dtype for p, m in zip(self._apply_params, self._apply_masks)
-        )
+        return any(p.device != m.device or p.dtype != m.dtype for p, m in zip(self._apply_params, self._apply_masks))
 
     def _rebuild_cache(self) -> None:
         for name, mask in self._masks.items():

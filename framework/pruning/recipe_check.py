@@ -46,8 +46,9 @@ def width_attributes(module: nn.Module) -> tuple[str, ...] | None:
     return None
 
 
-def check_recipe(model: nn.Module, recipe: object, state_dict: Mapping[str, Any] | None = None,
-                 source: str = "thinning recipe") -> None:
+def check_recipe(
+    model: nn.Module, recipe: object, state_dict: Mapping[str, Any] | None = None, source: str = "thinning recipe"
+) -> None:
     """Raise one CheckpointError line for the first malformed entry of ``recipe`` for ``model``
     (built fresh, full width); with ``state_dict``, its tensors' shapes must follow the widths."""
     if not isinstance(recipe, Mapping):
@@ -109,8 +110,11 @@ def _check_parameters(model: nn.Module, parameters: object, source: str) -> None
         current = tensors.get(name) if isinstance(name, str) else None
         if current is None:
             continue  # apply_recipe names the parameter that is missing
-        if (not isinstance(shape, (list, tuple)) or len(shape) != current.dim()
-                or not all(type(s) is int and 1 <= s <= c for s, c in zip(shape, current.shape))):
+        if (
+            not isinstance(shape, (list, tuple))
+            or len(shape) != current.dim()
+            or not all(type(s) is int and 1 <= s <= c for s, c in zip(shape, current.shape))
+        ):
             raise CheckpointError(
                 f"{where}: shape {shape!r}; expected {current.dim()} whole numbers, each from 1 to "
                 f"{list(current.shape)} (its shape in {type(model).__name__})"

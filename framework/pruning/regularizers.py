@@ -120,7 +120,8 @@ class BatchNormL1(Regularizer):
         layers = set(_selected_layers(model, pruner))
         modules = dict(model.named_modules())
         self.module_names = [
-            p.bn_name for p in find_fold_pairs(model)
+            p.bn_name
+            for p in find_fold_pairs(model)
             if p.layer_name in layers and isinstance(getattr(modules[p.bn_name], "weight", None), nn.Parameter)
         ]
         if not self.module_names:
@@ -151,8 +152,9 @@ class GroupLasso(Regularizer):
         return self.strength * group_lasso([(m.weight, m) for m in self.modules(model)], self.structure)
 
 
-def build_regularizer(name: str, strength: float = 1e-4, start_epoch: int = 0,
-                      end_epoch: int | None = None) -> Regularizer:
+def build_regularizer(
+    name: str, strength: float = 1e-4, start_epoch: int = 0, end_epoch: int | None = None
+) -> Regularizer:
     """A regularizer by name (``bn_l1`` | ``group_lasso``), validated."""
     classes = {"bn_l1": BatchNormL1, "group_lasso": GroupLasso}
     if name not in classes:

@@ -205,7 +205,8 @@ class RankingRule(MaskRule):
             # a layer without filters (or input channels) cuts the network: one always survives
             warnings.warn(
                 f"target sparsity {target:g} asks to remove all {scores.numel()} {self.structure}s of a "
-                f"{type(layer).__name__}; one is kept", stacklevel=3,
+                f"{type(layer).__name__}; one is kept",
+                stacklevel=3,
             )
             k = scores.numel() - 1
         if current is None:
@@ -269,11 +270,13 @@ def build_mask_rule(
 ) -> MaskRule:
     """The mask rule of ``method`` (one of ``level``, ``agp``, ``magnitude``, ``std_threshold``)."""
     check_structure(structure)
-    raise_first([
-        method_problem(method),
-        method_structure_problem(method, structure),
-        threshold_problem(method, threshold, std_multiplier),
-    ])
+    raise_first(
+        [
+            method_problem(method),
+            method_structure_problem(method, structure),
+            threshold_problem(method, threshold, std_multiplier),
+        ]
+    )
     if method in RANKING_METHODS:
         if isinstance(criterion, str) and criterion in DATA_CRITERIA:
             return RankingRule(structure, build_data_criterion(criterion))
@@ -282,4 +285,6 @@ def build_mask_rule(
         return MagnitudeRule(threshold)
     if method == STD_THRESHOLD:
         return StdThresholdRule(std_multiplier)
-    raise PruningError(f"pruner.method={method} prunes nothing and has no mask rule; allowed: {', '.join(RANKING_METHODS + THRESHOLD_METHODS)}")
+    raise PruningError(
+        f"pruner.method={method} prunes nothing and has no mask rule; allowed: {', '.join(RANKING_METHODS + THRESHOLD_METHODS)}"
+    )

@@ -126,4 +126,3 @@ class AGPSchedule(EpochSchedule):
         """The cubic ramp at a fractional epoch (step-level AGP: ``epoch + step / steps``)."""
         final = self.final if final is None else float(final)
         return final + (self.initial - final) * (1.0 - self.progress(fractional_epoch))
-

@@ -43,7 +43,7 @@ class SelectedParameter:
 def name_variants(name: str) -> tuple[str, ...]:
     """``name`` as written plus its form with the ``module.`` wrapper prefix removed or added."""
     if name.startswith(DATA_PARALLEL_PREFIX):
-        return name, name[len(DATA_PARALLEL_PREFIX):]
+        return name, name[len(DATA_PARALLEL_PREFIX) :]
     return name, DATA_PARALLEL_PREFIX + name
 
 
@@ -74,9 +74,7 @@ def _as_patterns(value: str | Iterable[str] | None, key: str) -> list[str]:
 
 
 def _no_match_error(key: str, pattern: str, names: Sequence[str], among: str) -> PruningError:
-    return PruningError(
-        f"{key} pattern {pattern!r} matches none of the {among}; {_close_names(pattern, names)}"
-    )
+    return PruningError(f"{key} pattern {pattern!r} matches none of the {among}; {_close_names(pattern, names)}")
 
 
 def owners(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:

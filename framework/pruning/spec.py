@@ -188,7 +188,9 @@ def schedule_problems(starting_epoch: Any, ending_epoch: Any, frequency: Any, en
     if not is_integer(starting_epoch, 0):
         problems.append(f"schedule.starting_epoch={starting_epoch!r} is invalid; allowed: an integer >= 0")
     elif not is_integer(ending_epoch, 0):
-        problems.append(f"schedule.ending_epoch={ending_epoch!r} is invalid; allowed: an integer > schedule.starting_epoch")
+        problems.append(
+            f"schedule.ending_epoch={ending_epoch!r} is invalid; allowed: an integer > schedule.starting_epoch"
+        )
     elif ending_epoch <= starting_epoch:
         problems.append(
             f"schedule.ending_epoch={ending_epoch}{ending_note} is not after schedule.starting_epoch={starting_epoch}; "
@@ -202,8 +204,7 @@ def step_frequency_problem(step_frequency: Any, method: str) -> Optional[str]:
         return None
     if method != AGP:
         return (
-            f"schedule.step_frequency={step_frequency} applies to pruner.method=agp only, not {method}; "
-            "allowed: null"
+            f"schedule.step_frequency={step_frequency} applies to pruner.method=agp only, not {method}; allowed: null"
         )
     if not is_integer(step_frequency, 1):
         return f"schedule.step_frequency={step_frequency!r} is invalid; allowed: null or an integer >= 1"
@@ -271,8 +272,11 @@ def thin_problem(thin: Any, method: str, structure: str, coupling: str) -> Optio
 def nm_problems(given: Mapping[str, Any]) -> List[str]:
     """``structure=nm``: n of every m weights kept; shapes never change, so nothing to couple or thin."""
     n, m, method = given["n"], given["m"], given["method"]
-    bad = [f"pruner.{key}={value!r} is invalid with pruner.structure=nm; allowed: an integer >= 1"
-           for key, value in (("n", n), ("m", m)) if not is_integer(value, 1)]
+    bad = [
+        f"pruner.{key}={value!r} is invalid with pruner.structure=nm; allowed: an integer >= 1"
+        for key, value in (("n", n), ("m", m))
+        if not is_integer(value, 1)
+    ]
     if bad:
         return bad
     problems: List[str] = []

@@ -157,8 +157,9 @@ def expand_group_mask(
     return expand_group_values(group_keep.to(torch.bool), structure, layer, weight_shape)
 
 
-def expand_group_values(values: torch.Tensor, structure: str, layer: nn.Module | None,
-                        weight_shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+def expand_group_values(
+    values: torch.Tensor, structure: str, layer: nn.Module | None, weight_shape: torch.Size | tuple[int, ...]
+) -> torch.Tensor:
     """A tensor of ``weight_shape`` holding ``values[i]`` in every element of group ``i`` (one
     value per group, any dtype): so each row of ``to_groups`` of it is constant."""
     weight_shape = torch.Size(weight_shape)

@@ -117,8 +117,11 @@ class _Removal:
         key = (module, role)
         if key not in self._flags and role == PARAM:
             mask, dim = self.masks.get(module), self.graph.param_dims[module]
-            self._flags[key] = None if mask is None else (
-                mask.bool().movedim(dim, 0).reshape(mask.shape[dim], -1).any(1).cpu().tolist())
+            self._flags[key] = (
+                None
+                if mask is None
+                else (mask.bool().movedim(dim, 0).reshape(mask.shape[dim], -1).any(1).cpu().tolist())
+            )
         if key not in self._flags:
             mask = self.masks.get(_weight_name(module))
             layer = self.graph.modules[module]
@@ -170,6 +173,7 @@ def _kept_indices(graph: DependencyGraph, gone: set[int]) -> dict[tuple[str, str
 
 def _module_spec(name: str, module: nn.Module, kept: dict) -> tuple[dict, dict[str, IndexPlan]] | None:
     """New widths and per-tensor index plans of ``module`` (None when it does not change)."""
+
     def of(role, width):
         return kept.get((name, role), torch.arange(width))
 
@@ -198,8 +202,12 @@ def _module_spec(name: str, module: nn.Module, kept: dict) -> tuple[dict, dict[s
             weight_plan = [(0, keep_out), (1, keep_in[keep_in < per_in])]
         else:
             weight_plan = [(0, keep_out), (1, keep_in)]
-        spec = {"type": type(module).__name__, "in_channels": len(keep_in), "out_channels": len(keep_out),
-                "groups": groups}
+        spec = {
+            "type": type(module).__name__,
+            "in_channels": len(keep_in),
+            "out_channels": len(keep_out),
+            "groups": groups,
+        }
         return spec, {"weight": weight_plan, "bias": [(0, keep_out)]}
     return None
 
@@ -362,8 +370,9 @@ def thin(
     return result
 
 
-def thin_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module, thinned: nn.Module,
-                   plans: Mapping[str, IndexPlan]) -> torch.optim.Optimizer:
+def thin_optimizer(
+    optimizer: torch.optim.Optimizer, model: nn.Module, thinned: nn.Module, plans: Mapping[str, IndexPlan]
+) -> torch.optim.Optimizer:
     """A new optimizer of ``optimizer``'s class over ``thinned``'s parameters with the same param
     groups and hyper-parameters, and its state sliced like the parameters (see :data:`ThinResult.plans`)."""
     names = {id(p): n for n, p in model.named_parameters()}
@@ -376,8 +385,12 @@ def thin_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module, thinned: 
                 f"the optimizer holds {len(missing)} tensors that are not parameters of {type(model).__name__}; "
                 "build it from model.parameters()"
             )
-        groups.append({**{k: v for k, v in group.items() if k != "params"},
-                       "params": [new_params[names[id(p)]] for p in group["params"]]})
+        groups.append(
+            {
+                **{k: v for k, v in group.items() if k != "params"},
+                "params": [new_params[names[id(p)]] for p in group["params"]],
+            }
+        )
     # defaults may hold keys the constructor does not take (AdamW records decoupled_weight_decay)
     accepted = inspect.signature(type(optimizer).__init__).parameters
     new = type(optimizer)(groups, **{k: v for k, v in optimizer.defaults.items() if k in accepted})
@@ -434,8 +447,9 @@ def apply_recipe(model: nn.Module, recipe: Mapping, state_dict: Mapping | None =
             raise CheckpointError(
                 f"thinning recipe resizes parameter '{name}' but {type(model).__name__} has none there"
             )
-        _replace_tensor(module, attribute, torch.empty([int(s) for s in shape], dtype=tensor.dtype,
-                                                       device=tensor.device))
+        _replace_tensor(
+            module, attribute, torch.empty([int(s) for s in shape], dtype=tensor.dtype, device=tensor.device)
+        )
     return model
 
 
@@ -505,7 +519,9 @@ def load_thinned(path: str | os.PathLike, model: nn.Module) -> nn.Module:
     """Resize the freshly built ``model`` with the saved recipe and load the saved weights into it
     (:func:`read_thinned` gives the ``extra`` data too)."""
     payload = read_thinned(path)
-    apply_recipe(model, payload["recipe"], payload["state_dict"] if isinstance(payload.get("state_dict"), Mapping) else None)
+    apply_recipe(
+        model, payload["recipe"], payload["state_dict"] if isinstance(payload.get("state_dict"), Mapping) else None
+    )
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as error:

@@ -30,11 +30,13 @@ def evaluate(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
     bundle = load_splits(parts.data_source, cfg.dataset._target_)
     parts.description.preprocessing = bundle.preprocessing
     bundle = limit_batches(bundle, cfg.loader.batch_size, None, cfg.loader.limit_val_batches)
-    _, val_loader = build_loaders(bundle, batch_size=cfg.loader.batch_size, num_workers=cfg.loader.num_workers,
-                                  seed=cfg.seed)
+    _, val_loader = build_loaders(
+        bundle, batch_size=cfg.loader.batch_size, num_workers=cfg.loader.num_workers, seed=cfg.seed
+    )
     # The loop's own evaluation (same metrics as training's val/...), with no optimizer step ever taken.
-    evaluator = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.0), [], val_loader, epochs=0,
-                        device=parts.device)
+    evaluator = Trainer(
+        model, torch.optim.SGD(model.parameters(), lr=0.0), [], val_loader, epochs=0, device=parts.device
+    )
     hooks = [MetricsFileHook(context.run_dir), *parts.trackers]
     state = SimpleNamespace(start_epoch=0, epoch=0, epochs=0, finished_epochs=0, model=model, epoch_metrics={})
     for hook in hooks:

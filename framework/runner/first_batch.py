@@ -51,8 +51,16 @@ def check_splits(bundle: Any, target: str) -> None:
             raise ConfigError(f"dataset._target_={target}: the {split} split is empty; allowed: at least one sample")
 
 
-def check_first_batches(bundle: Any, model: torch.nn.Module, device: torch.device, batch_size: int,
-                        num_classes: int, input_shape: Sequence[int], target: str, described: str) -> None:
+def check_first_batches(
+    bundle: Any,
+    model: torch.nn.Module,
+    device: torch.device,
+    batch_size: int,
+    num_classes: int,
+    input_shape: Sequence[int],
+    target: str,
+    described: str,
+) -> None:
     """The first batch of each split: (input, label) samples of the declared shape, integer labels
     in [0, num_classes), and the model's logits for it of shape [batch, num_classes]."""
     check_splits(bundle, target)
@@ -110,6 +118,4 @@ def _check_batch(inputs, labels, split: str, num_classes: int, input_shape: Sequ
     low, high = int(labels.min()), int(labels.max())
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high
-        raise ConfigError(
-            f"{where} has label {bad}; allowed: 0 to {num_classes - 1} (num_classes={num_classes})"
-        )
+        raise ConfigError(f"{where} has label {bad}; allowed: 0 to {num_classes - 1} (num_classes={num_classes})")

@@ -38,8 +38,9 @@ class KnowledgeDistillation:
             check_teacher_file(teacher)
         self.teacher = teacher
 
-    def hook(self, model: nn.Module, pruner, architecture: Callable[[], nn.Module],
-             example_input: torch.Tensor) -> DistillationHook:
+    def hook(
+        self, model: nn.Module, pruner, architecture: Callable[[], nn.Module], example_input: torch.Tensor
+    ) -> DistillationHook:
         """The training hook: ``architecture()`` builds a fresh model like the run's (the teacher
         file's weights go into it; a resumed run rebuilds the dense snapshot on it)."""
         if self.teacher == DENSE:
@@ -71,8 +72,9 @@ def build_method_hooks(cfg, model: nn.Module, pruning_hook, num_classes: int, in
         kd = build_component("distill", cfg.distill)
 
         def architecture() -> nn.Module:  # the run's model as built, without pretrained weights
-            return build_component("model", cfg.model, num_classes=num_classes, in_channels=input_shape[0],
-                                   input_shape=tuple(input_shape))
+            return build_component(
+                "model", cfg.model, num_classes=num_classes, in_channels=input_shape[0], input_shape=tuple(input_shape)
+            )
 
         parameter = next(model.parameters())
         example = torch.zeros(2, *input_shape, dtype=parameter.dtype, device=parameter.device)

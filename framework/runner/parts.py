@@ -46,9 +46,14 @@ class Parts:
     method_hooks: List[Any] = field(default_factory=list)  # distillation, sparsity penalty (training only)
 
 
-def build_parts(cfg: DictConfig, context: RunContext, ddp: DistContext = SINGLE, *,
-                schedule_window: Optional[Tuple[int, int, int, Optional[int]]] = None,
-                changes: Sequence[str] = ()) -> Parts:
+def build_parts(
+    cfg: DictConfig,
+    context: RunContext,
+    ddp: DistContext = SINGLE,
+    *,
+    schedule_window: Optional[Tuple[int, int, int, Optional[int]]] = None,
+    changes: Sequence[str] = (),
+) -> Parts:
     """Data source (described, unread), model with its pretrained weights on its device, the pruner
     (built once, in its hook), and the trackers of rank 0, connected to their store.
 
@@ -92,8 +97,9 @@ def build_parts(cfg: DictConfig, context: RunContext, ddp: DistContext = SINGLE,
         connect = getattr(tracker, "connect", None)
         if callable(connect):
             connect()  # an unreachable store fails here, before any data is read
-    return Parts(data_source, num_classes, input_shape, device, model, pruning_hook, description, trackers,
-                 method_hooks)
+    return Parts(
+        data_source, num_classes, input_shape, device, model, pruning_hook, description, trackers, method_hooks
+    )
 
 
 def build_data_source(cfg: DictConfig):
@@ -114,7 +120,9 @@ def build_model(cfg: DictConfig, num_classes: int, input_shape: Sequence[int]) -
         "model", cfg.model, num_classes=num_classes, in_channels=input_shape[0], input_shape=tuple(input_shape)
     )
     if not isinstance(model, torch.nn.Module):
-        raise ConfigError(f"model._target_={cfg.model._target_} returned a {type(model).__name__}; allowed: a torch.nn.Module")
+        raise ConfigError(
+            f"model._target_={cfg.model._target_} returned a {type(model).__name__}; allowed: a torch.nn.Module"
+        )
     if cfg.pretrained:
         from framework.models import load_pretrained
 
@@ -143,7 +151,9 @@ def _check_forward(model: torch.nn.Module, described: str, input_shape: Sequence
     check_output(output, 2, num_classes, described)
 
 
-def build_pruning_hook(cfg: DictConfig, model, run_dir: Path, input_shape, schedule_window=None) -> Optional[PruningHook]:
+def build_pruning_hook(
+    cfg: DictConfig, model, run_dir: Path, input_shape, schedule_window=None
+) -> Optional[PruningHook]:
     """The pruner (built here, once) in the hook that plugs it into the loop; None for method=none."""
     if cfg.pruner.method == "none":
         if cfg.fold_batchnorm:
@@ -168,8 +178,10 @@ def build_pruning_hook(cfg: DictConfig, model, run_dir: Path, input_shape, sched
     if cfg.fold_batchnorm:
         fold_pairs = pruner.fold_pairs_report()
         if not fold_pairs:
-            log.warning("fold_batchnorm=true but no layer of %s feeds a BatchNorm directly: nothing is folded",
-                        type(model).__name__)
+            log.warning(
+                "fold_batchnorm=true but no layer of %s feeds a BatchNorm directly: nothing is folded",
+                type(model).__name__,
+            )
         else:
             log.info("fold_batchnorm: %d layers folded", len(fold_pairs))
     return PruningHook(pruner, report_dir=run_dir / "pruning", input_shape=input_shape, fold_pairs=fold_pairs)
@@ -180,13 +192,23 @@ def build_thinning_hook(cfg: DictConfig, pruning_hook: Optional[PruningHook], ru
     if pruning_hook is None or pruning_hook.pruner.thin_when == "never":
         return None
     return ThinningHook(
-        pruning_hook.pruner, pruning_hook, pruning_hook.pruner.thin_when, input_shape, run_dir / "thinned",
+        pruning_hook.pruner,
+        pruning_hook,
+        pruning_hook.pruner.thin_when,
+        input_shape,
+        run_dir / "thinned",
         batch_size=cfg.loader.batch_size,
     )
 
 
-def build_deploy_hook(cfg: DictConfig, pruning_hook: Optional[PruningHook], thinning_hook, run_dir: Path,
-                      input_shape, writes_files: bool = True):
+def build_deploy_hook(
+    cfg: DictConfig,
+    pruning_hook: Optional[PruningHook],
+    thinning_hook,
+    run_dir: Path,
+    input_shape,
+    writes_files: bool = True,
+):
     """The deployable model at the end of the run (``deploy.*``); with N:M, the pattern check."""
     from framework.runner.deploy_hook import DeployHook
 
@@ -194,8 +216,15 @@ def build_deploy_hook(cfg: DictConfig, pruning_hook: Optional[PruningHook], thin
     if not cfg.deploy.enabled and getattr(pruner, "nm", None) is None:
         return None
     return DeployHook(
-        cfg.deploy.quantize, cfg.deploy.calibration_batches, input_shape, run_dir / "deploy", cfg.loader.batch_size,
-        thinning_hook=thinning_hook, pruner=pruner, builds=cfg.deploy.enabled, writes_files=writes_files,
+        cfg.deploy.quantize,
+        cfg.deploy.calibration_batches,
+        input_shape,
+        run_dir / "deploy",
+        cfg.loader.batch_size,
+        thinning_hook=thinning_hook,
+        pruner=pruner,
+        builds=cfg.deploy.enabled,
+        writes_files=writes_files,
     )
 
 

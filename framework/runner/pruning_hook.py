@@ -72,7 +72,8 @@ class PruningHook(Hook):
             "fold_batchnorm: every folded BatchNorm is still at its initial state (gamma 1, beta 0, "
             "running mean 0, var 1) when pruning at epoch %d, so the folded ranking equals the raw one; "
             "prune later (schedule.starting_epoch=1 or more) or start from trained weights (pretrained=...)",
-            trainer.epoch)
+            trainer.epoch,
+        )
 
     def after_step(self, trainer) -> None:
         if self.frozen_sparsity is not None:

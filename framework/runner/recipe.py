@@ -117,8 +117,9 @@ def _shared_run_dir(context: RunContext, ddp: DistContext) -> RunContext:
     return context
 
 
-def train(cfg: DictConfig, context: RunContext, ddp: DistContext = SINGLE,
-          resume_path: Optional[Path] = None) -> Dict[str, float]:
+def train(
+    cfg: DictConfig, context: RunContext, ddp: DistContext = SINGLE, resume_path: Optional[Path] = None
+) -> Dict[str, float]:
     """``task=train``: train (prune, thin) as ``cfg`` says, from ``resume_path`` when given."""
     error = None
     try:  # no collective inside: a rank that fails here must reach agree_or_raise below
@@ -172,9 +173,7 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
         model.to(device)
         pruning_hook.freeze()
     optimizer = build_component("optimizer", cfg.optimizer, params=model.parameters())
-    lr_scheduler = (
-        build_component("lr_scheduler", cfg.lr_scheduler, optimizer=optimizer) if cfg.lr_scheduler else None
-    )
+    lr_scheduler = build_component("lr_scheduler", cfg.lr_scheduler, optimizer=optimizer) if cfg.lr_scheduler else None
 
     # -- from here on, data is read ----------------------------------------------------------
     bundle = load_splits(parts.data_source, cfg.dataset._target_)
@@ -182,13 +181,21 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
     parts.description.preprocessing = bundle.preprocessing  # a tracker may log it beside the model
     bundle = limit_batches(bundle, cfg.loader.batch_size, cfg.loader.limit_train_batches, cfg.loader.limit_val_batches)
     train_loader, val_loader = build_loaders(
-        bundle, batch_size=cfg.loader.batch_size, num_workers=cfg.loader.num_workers, seed=cfg.seed,
-        rank=ddp.rank, world_size=ddp.world_size,
+        bundle,
+        batch_size=cfg.loader.batch_size,
+        num_workers=cfg.loader.num_workers,
+        seed=cfg.seed,
+        rank=ddp.rank,
+        world_size=ddp.world_size,
     )
     if pruning_hook is not None:  # a data-aware criterion ranks on seeded training batches
         give_calibration_data(pruning_hook.pruner, bundle.train, cfg.loader.batch_size, cfg.seed, ddp.rank)
     # Ranks > 0 train, prune and thin like rank 0, but write nothing: no log, metrics, tracker or checkpoint.
-    writers = (EpochLogHook(also_shown=PruningHook.SHOWN_IN_LOG), MetricsFileHook(run_dir), *parts.trackers) if ddp.is_main else ()
+    writers = (
+        (EpochLogHook(also_shown=PruningHook.SHOWN_IN_LOG), MetricsFileHook(run_dir), *parts.trackers)
+        if ddp.is_main
+        else ()
+    )
     deploy_hook = build_deploy_hook(
         cfg, pruning_hook, thinning_hook, run_dir, parts.input_shape, writes_files=ddp.is_main
     )
@@ -196,8 +203,13 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
     parts_in_order = (record, *parts.method_hooks, pruning_hook, mask_sync, thinning_hook, deploy_hook, *writers)
     hooks: List[Any] = [h for h in parts_in_order if h is not None]
     if ddp.is_main:
-        hooks.append(CheckpointHook(run_dir / "checkpoints", best_metric=_first_metric(cfg.optimized_metric),
-                                    best_from_epoch=_final_sparsity_epoch(cfg) if pruning_hook is not None else 0))
+        hooks.append(
+            CheckpointHook(
+                run_dir / "checkpoints",
+                best_metric=_first_metric(cfg.optimized_metric),
+                best_from_epoch=_final_sparsity_epoch(cfg) if pruning_hook is not None else 0,
+            )
+        )
         if cfg.profile_steps > 0:
             from framework.training.profiler_hook import ProfilerHook
 
@@ -247,8 +259,16 @@ def _final_sparsity_epoch(cfg: DictConfig) -> int:
 
 def check_data(cfg: DictConfig, parts, bundle) -> None:
     """The first batch of each split and the model's output for it, before any step (one line each)."""
-    check_first_batches(bundle, parts.model, parts.device, cfg.loader.batch_size, parts.num_classes,
-                        parts.input_shape, cfg.dataset._target_, f"model._target_={cfg.model._target_}")
+    check_first_batches(
+        bundle,
+        parts.model,
+        parts.device,
+        cfg.loader.batch_size,
+        parts.num_classes,
+        parts.input_shape,
+        cfg.dataset._target_,
+        f"model._target_={cfg.model._target_}",
+    )
 
 
 def analyse_sensitivity(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
@@ -263,8 +283,17 @@ def analyse_sensitivity(cfg: DictConfig, context: RunContext) -> Dict[str, float
     workers = 0 if cfg.sensitivity.workers > 1 else cfg.loader.num_workers
     _, val_loader = build_loaders(bundle, batch_size=cfg.loader.batch_size, num_workers=workers, seed=cfg.seed)
     give_calibration_data(parts.pruning_hook.pruner, bundle.train, cfg.loader.batch_size, cfg.seed)
-    return analyse(cfg, context.run_dir, context.overrides, parts.model, parts.pruning_hook.pruner, val_loader,
-                   parts.device, parts.input_shape, parts.trackers)
+    return analyse(
+        cfg,
+        context.run_dir,
+        context.overrides,
+        parts.model,
+        parts.pruning_hook.pruner,
+        val_loader,
+        parts.device,
+        parts.input_shape,
+        parts.trackers,
+    )
 
 
 @contextmanager

@@ -55,7 +55,9 @@ def config_changes(checkpoint: Mapping, params: Mapping[str, str], allow: bool) 
         return []
     keys = sorted(set(saved) | set(params))
     missing = "(unset)"
-    changes = [f"{k}: {saved.get(k, missing)} -> {params.get(k, missing)}" for k in keys if saved.get(k) != params.get(k)]
+    changes = [
+        f"{k}: {saved.get(k, missing)} -> {params.get(k, missing)}" for k in keys if saved.get(k) != params.get(k)
+    ]
     if not changes:
         return []
     for prefix, reason in NEVER_CONTINUED.items():

@@ -104,6 +104,11 @@ def trusted_rows(path: Path, unit_names: Iterable[str]) -> list[sens.Row]:
     finally:
         writer.close()
     reasons = sorted({problem for _, problem in rejected})
-    log.warning("sensitivity: %d row(s) of %s are not trusted (%s) and are evaluated again; the file as it "
-                "was is kept as %s", len(rejected), path, "; ".join(reasons)[:300], aside)
+    log.warning(
+        "sensitivity: %d row(s) of %s are not trusted (%s) and are evaluated again; the file as it was is kept as %s",
+        len(rejected),
+        path,
+        "; ".join(reasons)[:300],
+        aside,
+    )
     return [row for row, _ in kept]

@@ -44,7 +44,9 @@ def _check_same_settings(folder: Path, settings: Dict[str, Any]) -> None:
     record = folder / "analysis.json"
     earlier = read_settings(record)
     if earlier is not None:
-        changed = [f"{k}: {earlier.get(k)!r} -> {settings.get(k)!r}" for k in settings if earlier.get(k) != settings.get(k)]
+        changed = [
+            f"{k}: {earlier.get(k)!r} -> {settings.get(k)!r}" for k in settings if earlier.get(k) != settings.get(k)
+        ]
         if changed:
             raise sens.SensitivityError(
                 f"{folder} holds an analysis with other settings ({'; '.join(changed)[:300]}); "
@@ -55,8 +57,18 @@ def _check_same_settings(folder: Path, settings: Dict[str, Any]) -> None:
         record.write_text(json.dumps(settings, indent=1, sort_keys=True, default=str) + "\n")
 
 
-_NOT_CARRIED = ("task=", "sensitivity.", "pruner=", "pruner.", "hydra.", "pretrained=", "schedule=", "schedule.",
-                "epochs=", "+pruner.")
+_NOT_CARRIED = (
+    "task=",
+    "sensitivity.",
+    "pruner=",
+    "pruner.",
+    "hydra.",
+    "pretrained=",
+    "schedule=",
+    "schedule.",
+    "epochs=",
+    "+pruner.",
+)
 
 
 def training_command(run_dir: Path, name: str, pretrained: str | None, overrides: Sequence[str]) -> str:
@@ -101,8 +113,17 @@ def derived_markdown(derived: sens.Derived, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def analyse(cfg: DictConfig, run_dir: Path, overrides: Sequence[str], model, pruner, val_loader, device,
-            input_shape, trackers: Sequence[Any] = ()) -> Dict[str, float]:
+def analyse(
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: Sequence[str],
+    model,
+    pruner,
+    val_loader,
+    device,
+    input_shape,
+    trackers: Sequence[Any] = (),
+) -> Dict[str, float]:
     """Run (or continue) the analysis, write and log its files; returns headline figures."""
     folder = run_dir / "sensitivity"
     _check_same_settings(folder, _settings(cfg))
@@ -121,16 +142,23 @@ def analyse(cfg: DictConfig, run_dir: Path, overrides: Sequence[str], model, pru
             writer(dense)
             rows.append(dense)
         done = {(r.unit, round(r.level, 6)) for r in rows}
-        sens.run_rows(analysis, levels, done, lambda row: (writer(row), rows.append(row)),
-                      workers=cfg.sensitivity.workers, progress=cfg.progress)
+        sens.run_rows(
+            analysis,
+            levels,
+            done,
+            lambda row: (writer(row), rows.append(row)),
+            workers=cfg.sensitivity.workers,
+            progress=cfg.progress,
+        )
     except BaseException as error:
         for tracker in trackers:
             tracker.on_failure(None, error)
         raise
     finally:
         writer.close()
-    rows = sens.ordered([r for r in rows if r.unit == sens.DENSE or round(r.level, 6) in {round(v, 6) for v in levels}],
-                        analysis.units)
+    rows = sens.ordered(
+        [r for r in rows if r.unit == sens.DENSE or round(r.level, 6) in {round(v, 6) for v in levels}], analysis.units
+    )
     sens.write_csv(rows, folder / "sensitivity.csv")
     (folder / "sensitivity.md").write_text(sens.markdown(rows, analysis.units, levels))
     title = f"{cfg.model._target_.rsplit('.', 1)[-1]}, {cfg.pruner.structure}, fold_batchnorm={cfg.fold_batchnorm}"
@@ -138,8 +166,9 @@ def analyse(cfg: DictConfig, run_dir: Path, overrides: Sequence[str], model, pru
     dense = next(r for r in rows if r.unit == sens.DENSE)
     result = {"sensitivity/dense_top1": dense.top1}
     if cfg.sensitivity.budget is not None:
-        derived = sens.derive_levels(rows, analysis.units, cfg.sensitivity.budget_kind, cfg.sensitivity.budget,
-                                     analysis.cost_of, analysis.totals)
+        derived = sens.derive_levels(
+            rows, analysis.units, cfg.sensitivity.budget_kind, cfg.sensitivity.budget, analysis.cost_of, analysis.totals
+        )
         path, command = write_derived(cfg, run_dir, derived, overrides)
         (folder / "derived.md").write_text(derived_markdown(derived, command))
         (folder / "derived_command.txt").write_text(command + "\n")

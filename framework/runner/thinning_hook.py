@@ -143,13 +143,16 @@ class ThinningHook(Hook):
         save_thinned(self.out_dir / "model.pt", thinned_cpu, result.recipe)
         onnx_dir = self.out_dir if _onnx_available() else None
         if onnx_dir is None:
-            log.warning("ONNX export skipped: onnx and onnxruntime are not installed "
-                        "(pip install 'secateurs[onnx]')")
+            log.warning("ONNX export skipped: onnx and onnxruntime are not installed (pip install 'secateurs[onnx]')")
         with warnings.catch_warnings():  # the ONNX exporter's notes on constant folding are noise here
             warnings.simplefilter("ignore", UserWarning)
             report = cost_report(
-                _cpu_copy(masked), thinned_cpu, self.input_shape, batch=self.batch_size,
-                repeats=RUN_LATENCY_REPEATS, onnx_dir=onnx_dir,
+                _cpu_copy(masked),
+                thinned_cpu,
+                self.input_shape,
+                batch=self.batch_size,
+                repeats=RUN_LATENCY_REPEATS,
+                onnx_dir=onnx_dir,
             )
         metrics.update({key: float(value) for key, value in report.items()})
         metrics["thin/model_bytes"] = float((self.out_dir / "model.pt").stat().st_size)
@@ -165,9 +168,14 @@ class ThinningHook(Hook):
         log.info(
             "thinned at epoch %d: params %d -> %d, MACs %d -> %d, eager speedup x%.2f (batch 1), "
             "val/top1 masked %.4f, thinned %.4f",
-            trainer.epoch + 1, report["thin/params/dense"], report["thin/params/thinned"],
-            report["thin/macs/dense"], report["thin/macs/thinned"], report["thin/eager_speedup_b1"],
-            masked_top1 if masked_top1 is not None else float("nan"), metrics["thin/val_top1"],
+            trainer.epoch + 1,
+            report["thin/params/dense"],
+            report["thin/params/thinned"],
+            report["thin/macs/dense"],
+            report["thin/macs/thinned"],
+            report["thin/eager_speedup_b1"],
+            masked_top1 if masked_top1 is not None else float("nan"),
+            metrics["thin/val_top1"],
         )
 
     def state_dict(self) -> Dict[str, Any]:

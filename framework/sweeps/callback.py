@@ -23,8 +23,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework.errors import SecateursError
 from framework.sweeps import outcome
+from framework.sweeps.records import (
+    FINISHED,
+    SweepInfo,
+    read_job_records,
+    read_sweep_info,
+    shown_overrides,
+    write_sweep_info,
+)
 from framework.tracking.trackers import NO_TRACKING_TARGET, uses_mlflow
-from framework.sweeps.records import FINISHED, shown_overrides, SweepInfo, read_job_records, read_sweep_info, write_sweep_info
 
 log = logging.getLogger("secateurs")
 _open_sweeps: List[Path] = []  # started here and not finished yet (run.py finishes them if Hydra raised)
@@ -56,9 +63,8 @@ def swept_keys(overrides: Iterable[str], sweeper_params: Any = None) -> List[str
     search space (Optuna's ``hydra.sweeper.params``), in command-line order."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    keys = [o.key_or_group for o in OverridesParser.create().parse_overrides(list(overrides))
-            if o.is_sweep_override()]
-    for key in (sweeper_params or {}):
+    keys = [o.key_or_group for o in OverridesParser.create().parse_overrides(list(overrides)) if o.is_sweep_override()]
+    for key in sweeper_params or {}:
         if key not in keys:
             keys.append(str(key))
     return keys
@@ -80,8 +86,10 @@ def start_sweep(config: DictConfig) -> SweepInfo:
     if not uses_mlflow(config.get("tracking")):
         if OmegaConf.select(config, "tracking._target_") not in (None, NO_TRACKING_TARGET):
             # a tracker of yours tracks each job; grouping the jobs under a parent run is MLflow's
-            log.info("sweep: no parent run (sweep parent runs are MLflow-only; tracking._target_=%s)",
-                     config.tracking._target_)
+            log.info(
+                "sweep: no parent run (sweep parent runs are MLflow-only; tracking._target_=%s)",
+                config.tracking._target_,
+            )
     else:
         from framework.sweeps.parent import reopen_parent_run, start_parent_run
 
@@ -107,8 +115,11 @@ def finish_sweep(sweep_dir: Path, interrupted: bool = False) -> List[str]:
         _open_sweeps.remove(sweep_dir)
     info = read_sweep_info(sweep_dir) or SweepInfo(sweep_dir=str(sweep_dir))
     records = read_job_records(sweep_dir)
-    failures = [f"error: job {r.num} ({shown_overrides(r.overrides)}) failed: {r.error}"
-                for r in records if r.status != FINISHED]
+    failures = [
+        f"error: job {r.num} ({shown_overrides(r.overrides)}) failed: {r.error}"
+        for r in records
+        if r.status != FINISHED
+    ]
     from framework.sweeps.report import summarise
 
     warning = summarise(info, records, sweep_dir / "summary", interrupted=interrupted)

@@ -54,8 +54,9 @@ class SweepJob:
         sweep = read_sweep_info(hydra_cfg.sweep.dir)
         self.swept_keys: List[str] = list(sweep.swept_keys) if sweep else []
         self.parent_run_id: Optional[str] = sweep.parent_run_id if sweep else None
-        self.record = JobRecord(num=self.num, overrides=list(hydra_cfg.overrides.task), status=FAILED,
-                                run_dir=str(self.run_dir))
+        self.record = JobRecord(
+            num=self.num, overrides=list(hydra_cfg.overrides.task), status=FAILED, run_dir=str(self.run_dir)
+        )
 
     def finished(self, final: Dict[str, float], optimized_metric: Any) -> Any:
         """The value the sweeper reads (a float, or a list for several metrics); an

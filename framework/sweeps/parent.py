@@ -16,9 +16,10 @@ from framework.sweeps.records import SweepInfo
 def start_parent_run(info: SweepInfo, uri: str, experiment: str, artifact_location: Optional[str]) -> None:
     """Create the store and experiment (once, under the store's lock) and the parent run; fills
     ``info.tracking_uri``, ``info.experiment_id`` and ``info.parent_run_id``."""
+    from mlflow.tracking import MlflowClient
+
     from framework.tracking import mlflow_hook  # noqa: F401  (its fail-fast HTTP settings)
     from framework.tracking.store import prepare_experiment
-    from mlflow.tracking import MlflowClient
 
     try:
         experiment_id = prepare_experiment(uri, experiment, artifact_location)
@@ -62,7 +63,11 @@ def parent_tags(info: SweepInfo) -> Dict[str, str]:
 
 
 def finish_parent_run(
-    info: SweepInfo, summary_dir: Path, status: Optional[str], tags: Dict[str, str], metrics: Dict[str, float],
+    info: SweepInfo,
+    summary_dir: Path,
+    status: Optional[str],
+    tags: Dict[str, str],
+    metrics: Dict[str, float],
     params: Optional[Dict[str, str]] = None,
 ) -> Optional[str]:
     """Log the summary's files, tags, metrics and the best job's swept values (``params``) to the

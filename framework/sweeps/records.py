@@ -79,16 +79,24 @@ def _optional_str(value: Any) -> bool:
 
 # field -> the values this program writes there; anything else in a file is refused, never merged
 _SWEEP_FIELDS = {
-    "sweep_dir": lambda v: isinstance(v, str), "swept_keys": _is_strings, "overrides": _is_strings,
-    "sweeper": lambda v: isinstance(v, str), "launcher": lambda v: isinstance(v, str),
-    "tracking_uri": _optional_str, "experiment_id": _optional_str, "parent_run_id": _optional_str,
+    "sweep_dir": lambda v: isinstance(v, str),
+    "swept_keys": _is_strings,
+    "overrides": _is_strings,
+    "sweeper": lambda v: isinstance(v, str),
+    "launcher": lambda v: isinstance(v, str),
+    "tracking_uri": _optional_str,
+    "experiment_id": _optional_str,
+    "parent_run_id": _optional_str,
 }
 _JOB_FIELDS = {
-    "num": lambda v: type(v) is int and v >= 0, "overrides": _is_strings, "status": lambda v: v in (FINISHED, FAILED),
+    "num": lambda v: type(v) is int and v >= 0,
+    "overrides": _is_strings,
+    "status": lambda v: v in (FINISHED, FAILED),
     "error": _optional_str,
     "objective": lambda v: v is None or _is_number(v) or (isinstance(v, list) and all(map(_is_number, v))),
     "metrics": lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_number(x) for k, x in v.items()),
-    "run_id": _optional_str, "run_dir": lambda v: isinstance(v, str),
+    "run_id": _optional_str,
+    "run_dir": lambda v: isinstance(v, str),
 }
 
 
@@ -136,19 +144,27 @@ def read_job_records(sweep_dir: str | Path) -> List[JobRecord]:
             try:
                 records.append(JobRecord(**_read_record(path, _JOB_FIELDS, ("num", "overrides", "status"))))
             except RecordError as error:  # counted as failed, its figures never merged into the summary
-                records.append(JobRecord(num=int(job_dir.name) if job_dir.name.isdigit() else -1,
-                                         overrides=[str(o) for o in OmegaConf.load(overrides_file)],
-                                         status=FAILED, error=f"record refused: {error}", run_dir=str(job_dir)))
+                records.append(
+                    JobRecord(
+                        num=int(job_dir.name) if job_dir.name.isdigit() else -1,
+                        overrides=[str(o) for o in OmegaConf.load(overrides_file)],
+                        status=FAILED,
+                        error=f"record refused: {error}",
+                        run_dir=str(job_dir),
+                    )
+                )
             continue
         if not job_dir.name.isdigit():
             continue
-        records.append(JobRecord(
-            num=int(job_dir.name),
-            overrides=[str(o) for o in OmegaConf.load(overrides_file)],
-            status=FAILED,
-            error="no result: the job's process ended before it finished (killed, out of memory?)",
-            run_dir=str(job_dir),
-        ))
+        records.append(
+            JobRecord(
+                num=int(job_dir.name),
+                overrides=[str(o) for o in OmegaConf.load(overrides_file)],
+                status=FAILED,
+                error="no result: the job's process ended before it finished (killed, out of memory?)",
+                run_dir=str(job_dir),
+            )
+        )
     return sorted(records, key=lambda r: r.num)
 
 
@@ -156,5 +172,7 @@ def shown_overrides(overrides: List[str]) -> str:
     """A job's overrides as a person reads them: values as typed, without where-to-write noise."""
     from framework.tracking.params import as_typed
 
-    return " ".join(as_typed(o) for o in overrides
-                    if not o.startswith(("hydra.", "tracking.", "progress="))) or "(no overrides)"
+    return (
+        " ".join(as_typed(o) for o in overrides if not o.startswith(("hydra.", "tracking.", "progress=")))
+        or "(no overrides)"
+    )

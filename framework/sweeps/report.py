@@ -38,8 +38,9 @@ def _params(params: dict) -> str:
     return " ".join(as_typed(f"{k}={v}") for k, v in params.items()) or "(no parameters)"
 
 
-def summarise(info: SweepInfo, records: List[JobRecord], out_dir: Path, interrupted: bool = False,
-              close_parent: bool = True) -> Optional[str]:
+def summarise(
+    info: SweepInfo, records: List[JobRecord], out_dir: Path, interrupted: bool = False, close_parent: bool = True
+) -> Optional[str]:
     """Write and print the summary; log it to the parent run (closing it) when there is one.
     Returns a warning line if MLflow could not take it."""
     title = f"Sweep {Path(info.sweep_dir).name}: {shown_overrides(info.overrides)}"
@@ -111,14 +112,17 @@ def records_from_mlflow(uri: str, parent_run_id: str) -> Tuple[SweepInfo, List[J
     for child in children:
         child_tags = child.data.tags
         overrides = child_tags.get("hydra.overrides", "")
-        records.append(JobRecord(
-            num=int(child_tags.get("hydra.job.num", len(records))),
-            overrides=[] if overrides == "(none)" else overrides.split(),
-            status=FINISHED if child.info.status == "FINISHED" else FAILED,
-            error=child_tags.get("failure") or (None if child.info.status == "FINISHED" else f"MLflow run {child.info.status}"),
-            metrics=dict(child.data.metrics),
-            run_id=child.info.run_id,
-        ))
+        records.append(
+            JobRecord(
+                num=int(child_tags.get("hydra.job.num", len(records))),
+                overrides=[] if overrides == "(none)" else overrides.split(),
+                status=FINISHED if child.info.status == "FINISHED" else FAILED,
+                error=child_tags.get("failure")
+                or (None if child.info.status == "FINISHED" else f"MLflow run {child.info.status}"),
+                metrics=dict(child.data.metrics),
+                run_id=child.info.run_id,
+            )
+        )
     return info, sorted(records, key=lambda r: r.num)
 
 
@@ -131,7 +135,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("sweep", help="a sweep dir (outputs/multirun/<date>/<time>) or the MLflow parent run id")
     parser.add_argument("--uri", default=None, help="tracking URI (default: the sweep's, else outputs/mlflow.db)")
-    parser.add_argument("--out", type=Path, default=None, help="where to write the files (default: <sweep dir>/summary)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where to write the files (default: <sweep dir>/summary)"
+    )
     args = parser.parse_args(argv)
     from framework.sweeps.records import RecordError, read_job_records, read_sweep_info
 
@@ -146,20 +152,28 @@ def main(argv=None) -> int:
             info.tracking_uri = args.uri
         records = read_job_records(sweep_dir)
         if not records:
-            print(f"error: {sweep_dir} holds no jobs (no */.hydra/overrides.yaml); allowed: a multirun's sweep dir",
-                  file=sys.stderr)
+            print(
+                f"error: {sweep_dir} holds no jobs (no */.hydra/overrides.yaml); allowed: a multirun's sweep dir",
+                file=sys.stderr,
+            )
             return 2
     else:
         if not all(c in "0123456789abcdef" for c in args.sweep) or len(args.sweep) != 32:
-            print(f"error: {args.sweep!r} is neither a directory nor an MLflow run id; allowed: a sweep dir or a "
-                  "parent run id", file=sys.stderr)
+            print(
+                f"error: {args.sweep!r} is neither a directory nor an MLflow run id; allowed: a sweep dir or a "
+                "parent run id",
+                file=sys.stderr,
+            )
             return 2
         from framework.config import project_root
 
         uri = args.uri or f"sqlite:///{project_root()}/outputs/mlflow.db"
         info, records = records_from_mlflow(uri, args.sweep)
-    out_dir = args.out or (Path(info.sweep_dir) / "summary" if info.sweep_dir and Path(info.sweep_dir).is_dir()
-                           else Path(f"sweep_summary_{info.parent_run_id}"))
+    out_dir = args.out or (
+        Path(info.sweep_dir) / "summary"
+        if info.sweep_dir and Path(info.sweep_dir).is_dir()
+        else Path(f"sweep_summary_{info.parent_run_id}")
+    )
     warning = summarise(info, records, out_dir, close_parent=False)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)

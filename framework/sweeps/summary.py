@@ -47,8 +47,10 @@ class SweepSummary:
 def macs_metric(records: Sequence[JobRecord]) -> Optional[str]:
     """The MACs metric the runs logged, if any: the thinned model's (``thin/macs/thinned``) before
     any other (``thin/macs/dense`` is the same for every job)."""
-    names = sorted({name for r in records for name in r.metrics if "macs" in name.lower()},
-                   key=lambda name: ("thinned" not in name, "dense" in name, name))
+    names = sorted(
+        {name for r in records for name in r.metrics if "macs" in name.lower()},
+        key=lambda name: ("thinned" not in name, "dense" in name, name),
+    )
     return names[0] if names else None
 
 
@@ -61,8 +63,11 @@ def fronts_of(records: Sequence[JobRecord]) -> List[Front]:
         axes.append((macs, False))
     fronts = []
     for metric, maximized in axes:
-        points = [(r.num, float(r.metrics.get(metric, 0.0)), float(r.metrics[ACCURACY])) for r in done
-                  if metric in r.metrics or metric == SPARSITY]
+        points = [
+            (r.num, float(r.metrics.get(metric, 0.0)), float(r.metrics[ACCURACY]))
+            for r in done
+            if metric in r.metrics or metric == SPARSITY
+        ]
         on_front = pareto_front([(x, acc) for _, x, acc in points], maximize=[maximized, True])
         fronts.append(Front(metric, maximized, points, [points[i][0] for i in on_front]))
     return fronts
@@ -86,13 +91,18 @@ def table(records: Sequence[JobRecord], swept_keys: Sequence[str], fronts: Seque
     rows = []
     for r in records:
         rest = shown_overrides([o for o in r.overrides if o.split("=", 1)[0].lstrip("+~") not in swept_keys])
-        rows.append([
-            r.num, r.status, *(swept_value(r, k) for k in swept_keys),
-            *(f"{r.metrics[m]:.4f}" if m in r.metrics else "" for m in metrics),
-            describe(r.objective) if r.objective is not None else "",
-            "*" if r.num in on_front else "",
-            rest, r.error or "",
-        ])
+        rows.append(
+            [
+                r.num,
+                r.status,
+                *(swept_value(r, k) for k in swept_keys),
+                *(f"{r.metrics[m]:.4f}" if m in r.metrics else "" for m in metrics),
+                describe(r.objective) if r.objective is not None else "",
+                "*" if r.num in on_front else "",
+                rest,
+                r.error or "",
+            ]
+        )
     return columns, rows
 
 
@@ -140,8 +150,15 @@ def plot_fronts(fronts: Sequence[Front], path: Path, title: str) -> Path:
             axes.annotate(label, (x, acc), textcoords="offset points", xytext=(4, 4), fontsize=8)
         best = sorted((p for p in f.points if p[0] in f.front), key=lambda p: p[1])
         if best:
-            axes.plot([x for _, x, _ in best], [a for _, _, a in best], "-o", color="tab:red",
-                      markerfacecolor="none", markersize=11, label="Pareto front")
+            axes.plot(
+                [x for _, x, _ in best],
+                [a for _, _, a in best],
+                "-o",
+                color="tab:red",
+                markerfacecolor="none",
+                markersize=11,
+                label="Pareto front",
+            )
         way = "higher" if f.x_maximized else "lower"
         axes.set_xlabel(f"{f.x_metric} ({way} is better)")
         axes.set_ylabel(f"{ACCURACY} (higher is better)")
@@ -178,17 +195,25 @@ def _svg(f: Front, details: Dict[int, str]) -> str:
     def sy(y: float) -> float:
         return _HEIGHT - _PAD - (y - y_lo) / (y_hi - y_lo) * (_HEIGHT - 2 * _PAD)
 
-    parts = [f'<svg width="{_WIDTH}" height="{_HEIGHT}" viewBox="0 0 {_WIDTH} {_HEIGHT}" role="img">',
-             f'<rect x="0" y="0" width="{_WIDTH}" height="{_HEIGHT}" fill="white" stroke="#ccc"/>']
+    parts = [
+        f'<svg width="{_WIDTH}" height="{_HEIGHT}" viewBox="0 0 {_WIDTH} {_HEIGHT}" role="img">',
+        f'<rect x="0" y="0" width="{_WIDTH}" height="{_HEIGHT}" fill="white" stroke="#ccc"/>',
+    ]
     for value, pos in ((x_lo, sx(x_lo)), (x_hi, sx(x_hi))):
-        parts.append(f'<text x="{pos:.1f}" y="{_HEIGHT - _PAD + 16}" font-size="11" text-anchor="middle">{value:.3g}</text>')
+        parts.append(
+            f'<text x="{pos:.1f}" y="{_HEIGHT - _PAD + 16}" font-size="11" text-anchor="middle">{value:.3g}</text>'
+        )
     for value, pos in ((y_lo, sy(y_lo)), (y_hi, sy(y_hi))):
         parts.append(f'<text x="{_PAD - 6}" y="{pos + 4:.1f}" font-size="11" text-anchor="end">{value:.3g}</text>')
     way = "higher" if f.x_maximized else "lower"
-    parts.append(f'<text x="{_WIDTH / 2}" y="{_HEIGHT - 10}" font-size="12" text-anchor="middle">'
-                 f'{html.escape(f.x_metric)} ({way} is better)</text>')
-    parts.append(f'<text x="14" y="{_HEIGHT / 2}" font-size="12" text-anchor="middle" '
-                 f'transform="rotate(-90 14 {_HEIGHT / 2})">{ACCURACY} (higher is better)</text>')
+    parts.append(
+        f'<text x="{_WIDTH / 2}" y="{_HEIGHT - 10}" font-size="12" text-anchor="middle">'
+        f"{html.escape(f.x_metric)} ({way} is better)</text>"
+    )
+    parts.append(
+        f'<text x="14" y="{_HEIGHT / 2}" font-size="12" text-anchor="middle" '
+        f'transform="rotate(-90 14 {_HEIGHT / 2})">{ACCURACY} (higher is better)</text>'
+    )
     best = sorted((p for p in f.points if p[0] in f.front), key=lambda p: p[1])
     if len(best) > 1:
         path = " ".join(f"{sx(x):.1f},{sy(a):.1f}" for _, x, a in best)
@@ -198,7 +223,7 @@ def _svg(f: Front, details: Dict[int, str]) -> str:
         parts.append(
             f'<circle class="job" data-job="{num}" cx="{sx(x):.1f}" cy="{sy(acc):.1f}" r="{7 if on else 5}" '
             f'fill="{"#d62728" if on else "#1f77b4"}" fill-opacity="0.8">'
-            f'<title>{html.escape(details.get(num, str(num)))}</title></circle>'
+            f"<title>{html.escape(details.get(num, str(num)))}</title></circle>"
         )
     for (x, acc), label in _labels(f.points).items():
         parts.append(f'<text x="{sx(x) + 8:.1f}" y="{sy(acc) - 6:.1f}" font-size="10">{label}</text>')

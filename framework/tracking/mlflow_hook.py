@@ -28,8 +28,8 @@ from framework.training.hooks import Hook
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
-import mlflow  # noqa: E402  (after the environment above, which mlflow reads on import)
-from mlflow.tracking import MlflowClient  # noqa: E402
+import mlflow
+from mlflow.tracking import MlflowClient
 
 RUN_ID_FILE = "mlflow_run_id"
 # set on the MLflow run that continues a resumed run whose own run the store had lost
@@ -101,8 +101,13 @@ class MLflowHook(Hook):
             # run continues in a new MLflow run, which gets the earlier epochs from metrics.jsonl.
             lost_run_id, self.run_id = self.run_id, None
             self.tags = {**self.tags, LOST_RUN_TAG: lost_run_id}
-            log.warning("MLflow run %s is not in the store %s any more: continuing in a new run, with the "
-                        "earlier epochs replayed from %s", lost_run_id, self.uri, self.run_dir / "metrics.jsonl")
+            log.warning(
+                "MLflow run %s is not in the store %s any more: continuing in a new run, with the "
+                "earlier epochs replayed from %s",
+                lost_run_id,
+                self.uri,
+                self.run_dir / "metrics.jsonl",
+            )
         if self.run_id is not None:  # resumed: reopen the same run
             mlflow.start_run(run_id=self.run_id)
             self._safely(mlflow.set_tag, "resumed_at_epoch", str(trainer.start_epoch))
@@ -142,11 +147,15 @@ class MLflowHook(Hook):
 
         path = self.run_dir / FILENAME
         records = read_metrics(path) if path.is_file() else []
-        metrics = [Metric(key, float(value), 0, int(record["epoch"]))
-                   for record in records if int(record["epoch"]) < start_epoch
-                   for key, value in record.items() if key != "epoch"]
+        metrics = [
+            Metric(key, float(value), 0, int(record["epoch"]))
+            for record in records
+            if int(record["epoch"]) < start_epoch
+            for key, value in record.items()
+            if key != "epoch"
+        ]
         for start in range(0, len(metrics), 1000):  # log_batch takes at most 1000 metrics
-            self._client.log_batch(self.run_id, metrics=metrics[start:start + 1000])
+            self._client.log_batch(self.run_id, metrics=metrics[start : start + 1000])
 
     def after_epoch(self, trainer) -> None:
         metrics = {k: float(v) for k, v in trainer.epoch_metrics.items()}
@@ -196,8 +205,14 @@ class MLflowHook(Hook):
         try:
             fused, int8 = deployed_files(self.run_dir)
             preprocessing = self.description.preprocessing if self.description else None
-            log_model(model, self.input_shape, preprocessing, example_inputs=_first_inputs(trainer.val_loader),
-                      int8_onnx=int8, fused_onnx=fused)
+            log_model(
+                model,
+                self.input_shape,
+                preprocessing,
+                example_inputs=_first_inputs(trainer.val_loader),
+                int8_onnx=int8,
+                fused_onnx=fused,
+            )
         finally:
             model.train(was_training)
 

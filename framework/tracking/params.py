@@ -71,9 +71,7 @@ def as_typed(override: str) -> str:
 
 def git_commit(directory: Path) -> Optional[str]:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=5
-        )
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
     commit = out.stdout.strip()

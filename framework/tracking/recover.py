@@ -78,7 +78,7 @@ def recover_run(run_dir: Path, uri: str, experiment: str = "secateurs") -> Recov
         return _replay(run_dir, records, uri, experiment)
     except SecateursError:
         raise
-    except Exception as error:  # noqa: BLE001 - MlflowException, SQLAlchemy, HTTP errors alike
+    except Exception as error:
         raise TrackingError(
             f"cannot recover {run_dir} into the MLflow store {uri!r} "
             f"({type(error).__name__}: {short_reason(error, 200)})"
@@ -97,8 +97,11 @@ def _replay(run_dir: Path, records: List[Dict[str, float]], uri: str, experiment
         experiment_id = _experiment_id(client, experiment)
         run = _earlier_recovery(client, experiment_id, old_id, run_dir)
         if run is None:
-            tags = {RECOVERED_FROM_TAG: old_id or "none", RECOVERED_DIR_TAG: str(run_dir.resolve()),
-                    "hydra.output_dir": str(run_dir)}
+            tags = {
+                RECOVERED_FROM_TAG: old_id or "none",
+                RECOVERED_DIR_TAG: str(run_dir.resolve()),
+                "hydra.output_dir": str(run_dir),
+            }
             run = client.create_run(experiment_id, run_name=f"recovered:{run_dir.name}", tags=tags)
             created = True
     run_id = run.info.run_id
@@ -233,17 +236,26 @@ def _run_config(run_dir: Path) -> Dict[str, str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--uri", default=None,
-                        help="tracking URI (default: the run's tracking.uri, else the project's outputs/mlflow.db)")
-    parser.add_argument("--experiment", default=None,
-                        help="experiment of a new run (default: the run's tracking.experiment, else secateurs)")
+    parser.add_argument(
+        "--uri",
+        default=None,
+        help="tracking URI (default: the run's tracking.uri, else the project's outputs/mlflow.db)",
+    )
+    parser.add_argument(
+        "--experiment",
+        default=None,
+        help="experiment of a new run (default: the run's tracking.experiment, else secateurs)",
+    )
     args = parser.parse_args(argv)
     from_config = _run_config(args.run_dir)
     tracker = from_config.get("_target_")
     if tracker not in (None, MLFLOW_TARGET, NO_TRACKING_TARGET) and args.uri is None:
-        print(f"error: recover replays metrics into MLflow, and {args.run_dir} was tracked by "
-              f"tracking._target_={tracker}; allowed: a run tracked with tracking=mlflow or none, "
-              "or --uri <MLflow store> to replay it there anyway", file=sys.stderr)
+        print(
+            f"error: recover replays metrics into MLflow, and {args.run_dir} was tracked by "
+            f"tracking._target_={tracker}; allowed: a run tracked with tracking=mlflow or none, "
+            "or --uri <MLflow store> to replay it there anyway",
+            file=sys.stderr,
+        )
         return 2
     uri = args.uri or from_config.get("uri")
     if uri is None:

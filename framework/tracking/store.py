@@ -46,8 +46,9 @@ def store_lock(uri: str) -> Iterator[None]:
     from filelock import FileLock
 
     if not database.parent.exists():  # a typo in the path would otherwise go unnoticed
-        log.warning("the folder %s of tracking.uri=%s does not exist: creating it for a new MLflow store",
-                    database.parent, uri)
+        log.warning(
+            "the folder %s of tracking.uri=%s does not exist: creating it for a new MLflow store", database.parent, uri
+        )
     database.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(database) + ".lock", timeout=LOCK_TIMEOUT_S):
         yield

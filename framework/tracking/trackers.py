@@ -78,8 +78,11 @@ def mlflow_tracking(
         artifacts += [(run.hydra_dir, "hydra")] if run.hydra_dir is not None else []
         log_model = False
     else:
-        artifacts = [(run.run_dir / "checkpoints" / "last.pt", "checkpoints"), (run.run_dir / "metrics.jsonl", ""),
-                     (run.run_dir / "deploy" / "variants.csv", "deploy")]  # the deployable model's variants, when built
+        artifacts = [
+            (run.run_dir / "checkpoints" / "last.pt", "checkpoints"),
+            (run.run_dir / "metrics.jsonl", ""),
+            (run.run_dir / "deploy" / "variants.csv", "deploy"),
+        ]  # the deployable model's variants, when built
         if run.hydra_dir is not None:
             artifacts.append((run.hydra_dir, "hydra"))
         if run.pruned:

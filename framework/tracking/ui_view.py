@@ -30,15 +30,20 @@ def view_state(metrics: Sequence[str] = KEY_METRICS, params: Sequence[str] = KEY
     (its columns). Newest first: the UI nests a sweep's jobs under its parent run only in that
     order (sorted by a metric, every run is a row of its own), and collapsed, the parent row shows
     the sweep's best job."""
-    columns: Iterable[str] = [column("attributes", "Source"), *(column("metrics", m) for m in metrics),
-                              *(column("params", p) for p in params)]
-    return json.dumps({
-        "searchFilter": "",
-        "orderByKey": "attributes.start_time",  # the UI's own key for its default order
-        "orderByAsc": False,
-        "lifecycleFilter": "Active",
-        "selectedColumns": list(columns),
-    })
+    columns: Iterable[str] = [
+        column("attributes", "Source"),
+        *(column("metrics", m) for m in metrics),
+        *(column("params", p) for p in params),
+    ]
+    return json.dumps(
+        {
+            "searchFilter": "",
+            "orderByKey": "attributes.start_time",  # the UI's own key for its default order
+            "orderByAsc": False,
+            "lifecycleFilter": "Active",
+            "selectedColumns": list(columns),
+        }
+    )
 
 
 def write_runs_view(client, experiment_id: str) -> None:
@@ -47,8 +52,10 @@ def write_runs_view(client, experiment_id: str) -> None:
 
 def runs_view_url(server_url: str, experiment_id: str) -> str:
     """``http://127.0.0.1:5000/#/experiments/1/runs?...``: the experiment's runs, in the view above."""
-    return (f"{server_url.rstrip('/')}/#/experiments/{experiment_id}/runs"
-            f"?viewStateShareKey={VIEW_KEY}&workflowType=machine_learning")
+    return (
+        f"{server_url.rstrip('/')}/#/experiments/{experiment_id}/runs"
+        f"?viewStateShareKey={VIEW_KEY}&workflowType=machine_learning"
+    )
 
 
 def main(argv=None) -> int:

@@ -48,8 +48,7 @@ def save_atomic(obj: Dict[str, Any], path: PathLike, what: str = "checkpoint") -
         cause = storage_cause(error)
         if cause is None:
             raise
-        kept = (f"the previous {what} {path} is kept" if path.is_file()
-                else f"no {what} has been written yet")
+        kept = f"the previous {what} {path} is kept" if path.is_file() else f"no {what} has been written yet"
         raise StorageError(
             f"cannot write the {what} {path} ({cause}); {kept}; free disk space or make "
             f"{path.parent} writable, then continue with resume=auto"

@@ -44,9 +44,7 @@ def check_checkpoint_fields(checkpoint: Mapping, path: Path, epochs: int) -> Non
         raise CheckpointError(f"{where}: global_step={step!r}; expected a whole number >= 0")
     history = checkpoint.get("history", [])
     if not isinstance(history, list) or not all(_is_metrics(entry) for entry in history):
-        raise CheckpointError(
-            f"{where}: history is not a list of metric -> number mappings (one per finished epoch)"
-        )
+        raise CheckpointError(f"{where}: history is not a list of metric -> number mappings (one per finished epoch)")
     if len(history) != epoch:
         raise CheckpointError(f"{where}: epoch={epoch} but its history holds {len(history)} epochs; they must agree")
     hooks = checkpoint.get("hooks", {})
@@ -89,8 +87,9 @@ def _check_rng(state: Any, where: str) -> None:
         ) from None
 
 
-def check_checkpoint_fits(checkpoint: Mapping, path: Path, model: torch.nn.Module,
-                          optimizer: torch.optim.Optimizer | None) -> None:
+def check_checkpoint_fits(
+    checkpoint: Mapping, path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None
+) -> None:
     """The weights fit ``model`` (names and shapes) and the optimizer state fits ``optimizer``."""
     where = f"checkpoint {str(path)!r}"
     state = checkpoint.get("model")
@@ -99,12 +98,17 @@ def check_checkpoint_fits(checkpoint: Mapping, path: Path, model: torch.nn.Modul
     expected = model.state_dict()
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
-    mismatched = [f"{key} {tuple(state[key].shape)} vs model {tuple(value.shape)}"
-                  for key, value in expected.items() if key in state and state[key].shape != value.shape]
+    mismatched = [
+        f"{key} {tuple(state[key].shape)} vs model {tuple(value.shape)}"
+        for key, value in expected.items()
+        if key in state and state[key].shape != value.shape
+    ]
     if missing or unexpected or mismatched:
-        found = [f"missing keys {_listed(missing)}" if missing else "",
-                 f"unexpected keys {_listed(unexpected)}" if unexpected else "",
-                 f"shape mismatch in {_listed(mismatched)}" if mismatched else ""]
+        found = [
+            f"missing keys {_listed(missing)}" if missing else "",
+            f"unexpected keys {_listed(unexpected)}" if unexpected else "",
+            f"shape mismatch in {_listed(mismatched)}" if mismatched else "",
+        ]
         raise CheckpointError(
             f"{where}: its weights do not fit {type(model).__name__}: {'; '.join(f for f in found if f)}; "
             "was the model class or its arguments changed? resume with the model it was trained with, "
@@ -115,8 +119,11 @@ def check_checkpoint_fits(checkpoint: Mapping, path: Path, model: torch.nn.Modul
 
 
 def _check_optimizer(saved: Any, optimizer: torch.optim.Optimizer, where: str) -> None:
-    if not isinstance(saved, Mapping) or not isinstance(saved.get("state"), Mapping) \
-            or not isinstance(saved.get("param_groups"), list):
+    if (
+        not isinstance(saved, Mapping)
+        or not isinstance(saved.get("state"), Mapping)
+        or not isinstance(saved.get("param_groups"), list)
+    ):
         raise CheckpointError(f"{where}: optimizer is not an optimizer state_dict (state, param_groups)")
     groups = saved["param_groups"]
     if len(groups) != len(optimizer.param_groups) or not all(
@@ -129,9 +136,7 @@ def _check_optimizer(saved: Any, optimizer: torch.optim.Optimizer, where: str) -
     params = [p for group in optimizer.param_groups for p in group["params"]]
     saved_ids = [i for group in groups for i in group["params"]]
     if len(saved_ids) != len(params):
-        raise CheckpointError(
-            f"{where}: optimizer holds {len(saved_ids)} parameters; the model has {len(params)}"
-        )
+        raise CheckpointError(f"{where}: optimizer holds {len(saved_ids)} parameters; the model has {len(params)}")
     index_of = {saved_id: position for position, saved_id in enumerate(saved_ids)}
     for saved_id, values in saved["state"].items():
         if saved_id not in index_of or not isinstance(values, Mapping):

@@ -20,8 +20,13 @@ log = logging.getLogger(__name__)
 
 
 class CheckpointHook(Hook):
-    def __init__(self, directory: str | Path, filename: str = "last.pt", best_metric: Optional[str] = None,
-                 best_from_epoch: int = 0):
+    def __init__(
+        self,
+        directory: str | Path,
+        filename: str = "last.pt",
+        best_metric: Optional[str] = None,
+        best_from_epoch: int = 0,
+    ):
         self.path = Path(directory) / filename
         self.best_path = Path(directory) / "best.pt"
         # The best epoch is looked for among epochs >= best_from_epoch (for a pruned run: once the
@@ -34,8 +39,11 @@ class CheckpointHook(Hook):
     def before_run(self, trainer) -> None:
         removed = remove_partial_files(self.path)
         if removed:
-            log.info("removed %d partial checkpoint file(s) left by an interrupted save in %s",
-                     len(removed), self.path.parent)
+            log.info(
+                "removed %d partial checkpoint file(s) left by an interrupted save in %s",
+                len(removed),
+                self.path.parent,
+            )
         if trainer.finished_epochs == 0:
             save_atomic(trainer.state_dict(), self.path)
 
@@ -53,5 +61,5 @@ class CheckpointHook(Hook):
         if value is None or not math.isfinite(value):
             return False
         sign = -1.0 if self.best_metric.endswith("loss") else 1.0
-        earlier = [m.get(self.best_metric) for m in history[self.best_from_epoch:epoch]]
+        earlier = [m.get(self.best_metric) for m in history[self.best_from_epoch : epoch]]
         return all(sign * value > sign * e for e in earlier if e is not None and math.isfinite(e))

@@ -37,7 +37,9 @@ class DataParallel:
                 converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
                 assert converted is model or not isinstance(model, nn.modules.batchnorm._BatchNorm)
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self._wrapped = DistributedDataParallel(model, device_ids=device_ids)  # buffers synced at each forward (the default)
+            self._wrapped = DistributedDataParallel(
+                model, device_ids=device_ids
+            )  # buffers synced at each forward (the default)
             self._wrapped_of = model
         return self._wrapped
 

@@ -59,8 +59,14 @@ def freeze(model: nn.Module) -> nn.Module:
 class DistillationHook(Hook):
     name = "distillation"
 
-    def __init__(self, temperature: float = 4.0, alpha: float = 0.9, teacher: nn.Module | None = None,
-                 snapshot_epoch: int | None = None, architecture=None):
+    def __init__(
+        self,
+        temperature: float = 4.0,
+        alpha: float = 0.9,
+        teacher: nn.Module | None = None,
+        snapshot_epoch: int | None = None,
+        architecture=None,
+    ):
         """``architecture()`` (snapshot mode): a fresh model of the student's original shape, on
         which a resumed run loads the saved snapshot (default: a copy of the trainer's model)."""
         self.temperature = check_temperature(temperature)

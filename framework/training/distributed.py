@@ -24,7 +24,6 @@ import torch.distributed as dist
 
 from framework.errors import ConfigError
 
-
 # torchrun's names, and SLURM's for tasks that srun started (a submitit job with several tasks),
 # which are read when torchrun's are absent.
 _ENV_NAMES = {"WORLD_SIZE": "SLURM_NTASKS", "RANK": "SLURM_PROCID", "LOCAL_RANK": "SLURM_LOCALID"}
@@ -92,7 +91,10 @@ def init_distributed(timeout_s: float, backend: str = "auto") -> DistContext:
             if backend != "gloo":
                 chosen = "cpu:gloo,cuda:nccl"
         dist.init_process_group(
-            backend=chosen, timeout=timedelta(seconds=float(timeout_s)), rank=rank, world_size=world,
+            backend=chosen,
+            timeout=timedelta(seconds=float(timeout_s)),
+            rank=rank,
+            world_size=world,
             init_method="env://",
         )
     return DistContext(rank=rank, world_size=world, local_rank=local_rank)
@@ -172,7 +174,9 @@ def wait_for_every_rank_to_exit(code: int, timeout_s: float = EXIT_AGREEMENT_TIM
     prefix = f"secateurs/exit/{environ.get('TORCHELASTIC_RUN_ID', '')}/{environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
     try:
         store = dist.TCPStore(
-            environ["MASTER_ADDR"], int(environ["MASTER_PORT"]), is_master=False,
+            environ["MASTER_ADDR"],
+            int(environ["MASTER_PORT"]),
+            is_master=False,
             timeout=timedelta(seconds=timeout_s),
         )
         store.set(f"{prefix}/{launched_rank()}", str(code))

@@ -62,8 +62,10 @@ def _distribution(key: str, override: Override) -> BaseDistribution:
             return FloatDistribution(float(value.start), float(value.end), log=log)
     except (ValueError, TypeError) as error:
         raise SearchSpaceError(f"{override.input_line}: {error}") from None
-    raise SearchSpaceError(f"{override.input_line}: not a search space; allowed: a,b,c | choice(...) | "
-                           "range(start, stop, step) | interval(low, high) | tag(log, interval(low, high))")
+    raise SearchSpaceError(
+        f"{override.input_line}: not a search space; allowed: a,b,c | choice(...) | "
+        "range(start, stop, step) | interval(low, high) | tag(log, interval(low, high))"
+    )
 
 
 def _choices(key: str, override: Override) -> list[Any]:

@@ -43,8 +43,15 @@ def run_study(sweeper, arguments: list[str]) -> list[Any]:
         n_trials = min(n_trials, size)
     study = open_study(sweeper.storage, sweeper.study_name, sampler, directions)
     already = len(study.trials)
-    log.info("Optuna %s: study %r in %s, %s, %s; %d trial(s) already in it", optuna.__version__, study.study_name,
-             sweeper.storage or "memory", type(sampler).__name__, "/".join(directions), already)
+    log.info(
+        "Optuna %s: study %r in %s, %s, %s; %d trial(s) already in it",
+        optuna.__version__,
+        study.study_name,
+        sweeper.storage or "memory",
+        type(sampler).__name__,
+        "/".join(directions),
+        already,
+    )
 
     sweep_dir = str(config.hydra.sweep.dir)
     job_num = already  # job numbers continue the study's, so trial N is job N when one sweeper runs it
@@ -58,8 +65,14 @@ def run_study(sweeper, arguments: list[str]) -> list[Any]:
         for i, trial in enumerate(trials):
             trial.set_user_attr("hydra.job.num", job_num + i)
             trial.set_user_attr("hydra.sweep.dir", sweep_dir)
-            overrides.append(tuple([*(as_override(k, v) for k, v in trial.params.items()),
-                                    *(f"{k}={v}" for k, v in space.fixed.items())]))
+            overrides.append(
+                tuple(
+                    [
+                        *(as_override(k, v) for k, v in trial.params.items()),
+                        *(f"{k}={v}" for k, v in space.fixed.items()),
+                    ]
+                )
+            )
         try:
             results = sweeper.launcher.launch(overrides, initial_job_idx=job_num)
         except BaseException:
@@ -74,8 +87,14 @@ def run_study(sweeper, arguments: list[str]) -> list[Any]:
         to_go -= batch
 
     finished, failed = told[TrialState.COMPLETE], told[TrialState.FAIL]
-    log.info("Optuna: %d trial(s) run, %d finished, %d failed; study %r now holds %d", finished + failed, finished,
-             failed, study.study_name, len(study.trials))
+    log.info(
+        "Optuna: %d trial(s) run, %d finished, %d failed; study %r now holds %d",
+        finished + failed,
+        finished,
+        failed,
+        study.study_name,
+        len(study.trials),
+    )
     write_results(study, directions, Path(sweep_dir) / RESULTS_FILE)
     return returns
 
@@ -90,8 +109,9 @@ def tell(study: optuna.Study, trial: optuna.Trial, result: Any, n_objectives: in
             raise ValueError(f"the job gave {len(values)} values for {n_objectives} directions")
     except Exception as error:  # any failure of the job is this trial's FAIL
         study.tell(trial, state=TrialState.FAIL)
-        log.warning("Optuna trial %d FAIL: %s", trial.number, str(error).splitlines()[0] if str(error) else
-                    type(error).__name__)
+        log.warning(
+            "Optuna trial %d FAIL: %s", trial.number, str(error).splitlines()[0] if str(error) else type(error).__name__
+        )
         return TrialState.FAIL
     try:
         study.tell(trial, values=values)
@@ -109,21 +129,27 @@ def check_settings(sweeper, config) -> list[str]:
     raw = sweeper.direction
     directions = [str(d) for d in raw] if OmegaConf.is_list(raw) or isinstance(raw, (list, tuple)) else [str(raw)]
     if not directions or any(d not in DIRECTIONS for d in directions):
-        problems.append(f"hydra.sweeper.direction={_shown(raw)} is invalid; allowed: minimize | maximize, "
-                        "or a list of them, one per objective")
+        problems.append(
+            f"hydra.sweeper.direction={_shown(raw)} is invalid; allowed: minimize | maximize, "
+            "or a list of them, one per objective"
+        )
     metric = OmegaConf.select(config, "optimized_metric", default=None)
     if metric is not None and not problems:
         names = [str(m) for m in metric] if OmegaConf.is_list(metric) else [str(metric)]
         if len(names) != len(directions):
-            problems.append(f"hydra.sweeper.direction={_shown(raw)} gives {len(directions)} direction(s) for "
-                            f"optimized_metric={_shown(metric)} ({len(names)} metric(s)); allowed: one direction "
-                            "per metric, in the same order")
+            problems.append(
+                f"hydra.sweeper.direction={_shown(raw)} gives {len(directions)} direction(s) for "
+                f"optimized_metric={_shown(metric)} ({len(names)} metric(s)); allowed: one direction "
+                "per metric, in the same order"
+            )
     for key, value in (("n_trials", sweeper.n_trials), ("n_jobs", sweeper.n_jobs)):
         if not isinstance(value, int) or value < 1:
             problems.append(f"hydra.sweeper.{key}={value!r} is invalid; allowed: an integer >= 1")
     if sweeper.storage is not None and not sweeper.study_name:
-        problems.append(f"hydra.sweeper.study_name is empty with storage={sweeper.storage!r}; allowed: a name, "
-                        "so that a rerun of the sweep continues the same study")
+        problems.append(
+            f"hydra.sweeper.study_name is empty with storage={sweeper.storage!r}; allowed: a name, "
+            "so that a rerun of the sweep continues the same study"
+        )
     if problems:
         raise SweepSetupError("\n".join(problems))
     return directions
@@ -153,8 +179,9 @@ def check_jobs_compose(sweeper, space: SearchSpace) -> None:
         try:
             cfg = loader.load_sweep_config(sweeper.config, overrides)
         except Exception as error:
-            raise SweepSetupError(f"a trial's config cannot be composed ({' '.join(overrides)}): "
-                                  f"{str(error).splitlines()[0]}") from None
+            raise SweepSetupError(
+                f"a trial's config cannot be composed ({' '.join(overrides)}): {str(error).splitlines()[0]}"
+            ) from None
         for problem in config_problems(cfg) if config_problems else []:
             if problem not in seen:
                 seen.append(problem)
@@ -173,8 +200,9 @@ def make_sampler(factory: Any, space: SearchSpace) -> optuna.samplers.BaseSample
     except SearchSpaceError as error:
         raise SweepSetupError(f"hydra.sweeper.sampler={name}: {error}") from None
     except Exception as error:
-        raise SweepSetupError(f"hydra.sweeper.sampler={name} cannot be made: "
-                              f"{type(error).__name__}: {str(error).splitlines()[0]}") from None
+        raise SweepSetupError(
+            f"hydra.sweeper.sampler={name} cannot be made: {type(error).__name__}: {str(error).splitlines()[0]}"
+        ) from None
 
 
 def make_storage(url: str | None) -> Any:
@@ -194,16 +222,21 @@ def make_storage(url: str | None) -> Any:
 
 def open_study(url: str | None, name: str | None, sampler, directions: list[str]) -> optuna.Study:
     try:
-        study = optuna.create_study(storage=make_storage(url), sampler=sampler, study_name=name,
-                                    directions=directions, load_if_exists=True)
+        study = optuna.create_study(
+            storage=make_storage(url), sampler=sampler, study_name=name, directions=directions, load_if_exists=True
+        )
     except Exception as error:
-        raise SweepSetupError(f"hydra.sweeper.storage={url!r} cannot be opened: {type(error).__name__}: "
-                              f"{str(error).splitlines()[0]}; allowed: sqlite:///path.db, postgresql://..., "
-                              "mysql://..., or a journal file path") from None
+        raise SweepSetupError(
+            f"hydra.sweeper.storage={url!r} cannot be opened: {type(error).__name__}: "
+            f"{str(error).splitlines()[0]}; allowed: sqlite:///path.db, postgresql://..., "
+            "mysql://..., or a journal file path"
+        ) from None
     stored = [d.name.lower() for d in study.directions]
     if stored != directions:
-        raise SweepSetupError(f"hydra.sweeper.study_name={name!r} in {url} was created with direction {stored}, "
-                              f"not {directions}; allowed: the same directions, or another study_name")
+        raise SweepSetupError(
+            f"hydra.sweeper.study_name={name!r} in {url} was created with direction {stored}, "
+            f"not {directions}; allowed: the same directions, or another study_name"
+        )
     return study
 
 
@@ -211,8 +244,10 @@ def write_results(study: optuna.Study, directions: list[str], path: Path) -> Non
     """The best trial (or the Pareto front) of the whole study, printed and saved; when no trial
     has finished, one line says so and nothing is written."""
     if not study.get_trials(states=(TrialState.COMPLETE,)):
-        log.error("Optuna: no trial of study %r has finished, so there is no best value (the failed jobs are "
-                  "listed below)", study.study_name)
+        log.error(
+            "Optuna: no trial of study %r has finished, so there is no best value (the failed jobs are listed below)",
+            study.study_name,
+        )
         return
     base = {"name": "optuna", "study_name": study.study_name, "n_trials_in_study": len(study.trials)}
     if len(directions) == 1:

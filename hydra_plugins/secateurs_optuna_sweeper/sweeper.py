@@ -19,8 +19,16 @@ class OptunaSweeper(Sweeper):
     """Asks Optuna for ``n_jobs`` trials at a time, runs them as one batch of Hydra jobs through
     the configured launcher, and tells Optuna each job's value (or FAIL)."""
 
-    def __init__(self, sampler: Any, direction: Any, storage: str | None, study_name: str | None,
-                 n_trials: int, n_jobs: int, params: DictConfig | None) -> None:
+    def __init__(
+        self,
+        sampler: Any,
+        direction: Any,
+        storage: str | None,
+        study_name: str | None,
+        n_trials: int,
+        n_jobs: int,
+        params: DictConfig | None,
+    ) -> None:
         self.sampler_conf = sampler
         self.direction = direction
         self.storage = storage
@@ -36,7 +44,8 @@ class OptunaSweeper(Sweeper):
         self.config = config
         self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
-            config=config, hydra_context=hydra_context, task_function=task_function)
+            config=config, hydra_context=hydra_context, task_function=task_function
+        )
 
     def sweep(self, arguments: list[str]) -> Any:
         from ._study import SweepSetupError, run_study

@@ -66,8 +66,9 @@ def test_latency_is_positive_for_every_model_and_batch_and_restores_state():
     small, large = conv_bn_linear(4), conv_bn_linear(64)
     large.train()
     before_threads = torch.get_num_threads()
-    timing = measure_latency({"small": small, "large": large}, (3, 16, 16), batch_sizes=(1, 8),
-                             warmup=1, repeats=3, threads=1)
+    timing = measure_latency(
+        {"small": small, "large": large}, (3, 16, 16), batch_sizes=(1, 8), warmup=1, repeats=3, threads=1
+    )
     assert set(timing) == {"small", "large"}
     assert all(set(per_batch) == {1, 8} for per_batch in timing.values())
     assert all(seconds > 0 for per_batch in timing.values() for seconds in per_batch.values())
@@ -78,7 +79,9 @@ def test_latency_is_positive_for_every_model_and_batch_and_restores_state():
 def test_samples_are_interleaved_repeats_and_summarize_takes_quantiles():
     samples = latency_samples({"a": conv_bn_linear(4), "b": conv_bn_linear(8)}, (3, 8, 8), (1, 2), warmup=0, repeats=4)
     assert {name: {b: len(v) for b, v in per.items()} for name, per in samples.items()} == {
-        "a": {1: 4, 2: 4}, "b": {1: 4, 2: 4}}
+        "a": {1: 4, 2: 4},
+        "b": {1: 4, 2: 4},
+    }
     fixed = {"m": {1: [4.0, 1.0, 3.0, 2.0]}}
     assert summarize(fixed) == {"m": {1: 2.5}}  # the median of an even count: mean of the middle two
     assert summarize(fixed, 0.0) == {"m": {1: 1.0}} and summarize(fixed, 1.0) == {"m": {1: 4.0}}
@@ -176,8 +179,9 @@ def test_thinned_resnet_costs_what_its_layers_say(tmp_path):
     torch.manual_seed(0)
     model = CifarResNet(8, 10, shortcut="B").eval()
     example = torch.randn(2, 3, 16, 16)
-    pruner = build_pruner(model, method="level", structure="filter", final_sparsity=0.5, coupling="coupled",
-                          example_input=example)
+    pruner = build_pruner(
+        model, method="level", structure="filter", final_sparsity=0.5, coupling="coupled", example_input=example
+    )
     pruner.on_epoch_start(0)
     pruner.apply_masks()
     thinned = thin(model, pruner.masks, example).model
@@ -188,7 +192,9 @@ def test_thinned_resnet_costs_what_its_layers_say(tmp_path):
         def hook(layer, args, output):
             nonlocal total
             if isinstance(layer, nn.Conv2d):
-                total += output.numel() * layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
+                total += (
+                    output.numel() * layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
+                )
             else:
                 total += output.numel() * layer.in_features
 

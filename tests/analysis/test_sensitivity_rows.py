@@ -66,15 +66,30 @@ def test_each_row_is_the_model_with_only_that_layer_pruned_and_the_model_is_unch
 
 def test_coupled_units_are_dependency_groups_and_count_every_removed_parameter():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                          nn.Conv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
-                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3)).eval()
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 3),
+    ).eval()
     with torch.no_grad():  # a fresh BN's beta is 0 already: make every BN entry non-zero
         for bn in (model[1], model[4]):
             bn.bias.uniform_(0.5, 1.0)
     batches = [(torch.randn(8, 1, 5, 5), torch.randint(0, 3, (8,)))]
-    engine = build_pruner(model, method="level", structure="filter", final_sparsity=0.5, starting_epoch=0,
-                          ending_epoch=1, input_shape=(1, 5, 5))
+    engine = build_pruner(
+        model,
+        method="level",
+        structure="filter",
+        final_sparsity=0.5,
+        starting_epoch=0,
+        ending_epoch=1,
+        input_shape=(1, 5, 5),
+    )
     analysis = sens.Analysis(model, engine, batches, "cpu", input_shape=(1, 5, 5))
     assert [u.name for u in analysis.units] == ["0", "3"]
     row = analysis.row(analysis.units[0], 0.5)

@@ -7,12 +7,11 @@ import pickle
 
 import numpy as np
 import pytest
+from test_file_datasets import CIFAR_PER_BATCH, write_cifar10
 
 from framework.data import CIFAR10
 from framework.data.safe_pickle import load_data_pickle
 from framework.errors import DataError
-
-from test_file_datasets import CIFAR_PER_BATCH, write_cifar10
 
 
 class MarkerPayload:

@@ -35,8 +35,7 @@ def write_cifar10(root):
         }
         (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
     meta = {
-        "label_names": ["airplane", "automobile", "bird", "cat", "deer",
-                        "dog", "frog", "horse", "ship", "truck"],
+        "label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
         "num_cases_per_batch": CIFAR_PER_BATCH,
         "num_vis": 3072,
     }

@@ -3,7 +3,6 @@
 import pytest
 import torch
 import torch.fx
-
 from test_model_builders import build
 
 
@@ -22,7 +21,8 @@ def test_symbolic_trace_reproduces_the_model(name, input_shape, extra):
     traced = torch.fx.symbolic_trace(model)
     # Every convolution must stay a call_module node, or folding cannot find it.
     conv_nodes = [
-        n for n in traced.graph.nodes
+        n
+        for n in traced.graph.nodes
         if n.op == "call_module" and isinstance(traced.get_submodule(n.target), torch.nn.Conv2d)
     ]
     assert len(conv_nodes) == sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())

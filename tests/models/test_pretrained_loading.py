@@ -38,9 +38,7 @@ def source():
             lambda s: collections.OrderedDict(("module." + k, v) for k, v in s.items()),
             id="module-prefix",
         ),
-        pytest.param(
-            lambda s: {"model": {"module." + k: v for k, v in s.items()}}, id="checkpoint-module"
-        ),
+        pytest.param(lambda s: {"model": {"module." + k: v for k, v in s.items()}}, id="checkpoint-module"),
     ],
 )
 def test_round_trip(tmp_path, source, wrap):
@@ -141,4 +139,3 @@ def test_shape_mismatch_is_named(tmp_path, source):
     message = checkpoint_error(lambda: load_pretrained(fresh(num_classes=5), path))
     assert "shape mismatch" in message
     assert "classifier.weight (10, 32) vs model (5, 32)" in message
-

@@ -62,8 +62,17 @@ def test_dead_channel_ranks_last_with_activation_but_first_with_folding():
     kept = {}
     for fold in (True, "activation"):
         model = _block()
-        pruner = build_pruner(model, method="level", structure="filter", final_sparsity=0.34, starting_epoch=0,
-                              ending_epoch=1, fold_batchnorm=fold, input_shape=(1, 2, 2), criterion="l2")
+        pruner = build_pruner(
+            model,
+            method="level",
+            structure="filter",
+            final_sparsity=0.34,
+            starting_epoch=0,
+            ending_epoch=1,
+            fold_batchnorm=fold,
+            input_shape=(1, 2, 2),
+            criterion="l2",
+        )
         pruner.on_epoch_start(0)
         kept[fold] = pruner.masks["0.weight"].reshape(3).tolist()
     # folding: |3 * 1 / 2| = 1.5 is the largest scale, the small-gamma channel 1 goes

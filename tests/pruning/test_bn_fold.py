@@ -96,9 +96,7 @@ def test_view_equals_torch_fused_weight(case):
 
     transposed = isinstance(model[0], nn.modules.conv._ConvTransposeNd)
     for p in (1, 2):
-        assert _ranking(_filter_norms(view, p, transposed)) == _ranking(
-            _filter_norms(fused, p, transposed)
-        )
+        assert _ranking(_filter_norms(view, p, transposed)) == _ranking(_filter_norms(fused, p, transposed))
     # Element-wise magnitude ranking (unstructured pruners) agrees too.
     assert _ranking(view.abs().flatten()) == _ranking(fused.abs().flatten())
 
@@ -142,9 +140,7 @@ def test_view_reads_current_statistics():
     after = ranking.view("0.weight", model[0].weight)
     torch.testing.assert_close(after, before / 2, rtol=1e-4, atol=1e-6)
     model[1].running_var = torch.ones(4)  # buffer replaced, not updated in place
-    torch.testing.assert_close(
-        ranking.view("0.weight", model[0].weight), _fused_weight(model), rtol=1e-5, atol=1e-6
-    )
+    torch.testing.assert_close(ranking.view("0.weight", model[0].weight), _fused_weight(model), rtol=1e-5, atol=1e-6)
 
 
 def test_unfolded_weights_are_raw_and_dataparallel_names_match():

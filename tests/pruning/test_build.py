@@ -45,22 +45,43 @@ def test_the_engine_class_comes_from_the_table(arguments, engine):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        (dict(method="prune"), "pruner.method='prune' is invalid; allowed: none | level | agp | magnitude | std_threshold"),
-        (dict(method="sensitivity"), "pruner.method=sensitivity was renamed; use pruner=std_threshold (pruner.method=std_threshold, pruner.std_multiplier=...)"),
+        (
+            dict(method="prune"),
+            "pruner.method='prune' is invalid; allowed: none | level | agp | magnitude | std_threshold",
+        ),
+        (
+            dict(method="sensitivity"),
+            "pruner.method=sensitivity was renamed; use pruner=std_threshold (pruner.method=std_threshold, pruner.std_multiplier=...)",
+        ),
         (dict(structure="kernel"), "pruner.structure='kernel' is invalid; allowed: fine | filter | channel"),
         (dict(criterion="taylor"), "pruner.criterion='taylor' is invalid; allowed: l1 | l2 | random"),
         (dict(final_sparsity=1.2), "pruner.final_sparsity=1.2 is outside [0, 1)"),
-        (dict(initial_sparsity=0.6, final_sparsity=0.5), "pruner.initial_sparsity=0.6 is above pruner.final_sparsity=0.5"),
+        (
+            dict(initial_sparsity=0.6, final_sparsity=0.5),
+            "pruner.initial_sparsity=0.6 is above pruner.final_sparsity=0.5",
+        ),
         (dict(ending_epoch=0, starting_epoch=0), "schedule.ending_epoch=0 is not after schedule.starting_epoch=0"),
         (dict(frequency=0), "schedule.frequency=0 is invalid; allowed: an integer >= 1"),
-        (dict(weights=["0.wieght"]), "pruner.weights pattern '0.wieght' matches none of the model parameters; closest names: 0.weight"),
+        (
+            dict(weights=["0.wieght"]),
+            "pruner.weights pattern '0.wieght' matches none of the model parameters; closest names: 0.weight",
+        ),
         (dict(exclude=["7.*"]), "pruner.exclude pattern '7.*' matches none"),
         (dict(levels={"9.*": 0.3}), "pruner.levels pattern '9.*' matches none of the pruned parameters"),
-        (dict(levels={"0.*": 0.1}, initial_sparsity=0.2), "pruner.levels gives 0.weight a final sparsity 0.1 below pruner.initial_sparsity=0.2"),
+        (
+            dict(levels={"0.*": 0.1}, initial_sparsity=0.2),
+            "pruner.levels gives 0.weight a final sparsity 0.1 below pruner.initial_sparsity=0.2",
+        ),
         (dict(structure="filter", weights=["1.weight"]), "pruner.structure=filter cannot prune 1.weight"),
-        (dict(method="magnitude", structure="filter", threshold=0.1), "pruner.structure=filter does not apply to pruner.method=magnitude"),
+        (
+            dict(method="magnitude", structure="filter", threshold=0.1),
+            "pruner.structure=filter does not apply to pruner.method=magnitude",
+        ),
         (dict(method="magnitude"), "pruner.threshold=None is invalid; allowed: a number >= 0"),
-        (dict(method="std_threshold", std_multiplier=0.5, levels={"0.*": 0.5}), "pruner.levels is not supported by pruner.method=std_threshold"),
+        (
+            dict(method="std_threshold", std_multiplier=0.5, levels={"0.*": 0.5}),
+            "pruner.levels is not supported by pruner.method=std_threshold",
+        ),
     ],
 )
 def test_build_pruner_validation_messages(kwargs, message):
@@ -69,5 +90,3 @@ def test_build_pruner_validation_messages(kwargs, message):
         build_pruner(tiny_model(), **arguments)
     assert message in str(error.value), str(error.value)
     assert "\n" not in str(error.value)
-
-

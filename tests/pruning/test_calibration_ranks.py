@@ -15,15 +15,25 @@ from framework.pruning.calibration import seeded_batches
 
 def dataset():
     generator = torch.Generator().manual_seed(0)
-    return torch.utils.data.TensorDataset(torch.randn(32, 1, 8, 8, generator=generator),
-                                          torch.randint(0, 10, (32,), generator=generator))
+    return torch.utils.data.TensorDataset(
+        torch.randn(32, 1, 8, 8, generator=generator), torch.randint(0, 10, (32,), generator=generator)
+    )
 
 
 def pruner_with(source, batches):
     torch.manual_seed(0)
     model = SimpleCNN(in_channels=1, width=0.125)
-    pruner = build_pruner(model, method="level", structure="filter", criterion="taylor", final_sparsity=0.5,
-                          starting_epoch=0, ending_epoch=1, coupling="layer", calibration_batches=batches)
+    pruner = build_pruner(
+        model,
+        method="level",
+        structure="filter",
+        criterion="taylor",
+        final_sparsity=0.5,
+        starting_epoch=0,
+        ending_epoch=1,
+        coupling="layer",
+        calibration_batches=batches,
+    )
     pruner.set_calibration_data(source)
     return pruner
 

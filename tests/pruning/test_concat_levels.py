@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from coupling_support import prune
+from torch import nn
 
 
 class Fire(nn.Module):

@@ -57,5 +57,8 @@ def test_unknown_criterion_is_a_one_line_error():
     with pytest.raises(PruningError) as error:
         build_criterion("hessian")
     message = str(error.value)
-    assert "pruner.criterion='hessian'" in message and "l1 | l2 | random | taylor | activation_mean | apoz | bn_gamma" in message
+    assert (
+        "pruner.criterion='hessian'" in message
+        and "l1 | l2 | random | taylor | activation_mean | apoz | bn_gamma" in message
+    )
     assert "\n" not in message

@@ -61,8 +61,7 @@ def test_taylor_filter_is_the_squared_group_sum_of_w_times_g_over_batches():
 
 def test_taylor_channel_and_fine_by_hand():
     model = TwoLayer()
-    pruner = level(model, structure="channel", criterion="taylor", weights=["fc2.weight"],
-                   skip_input_layer=False)
+    pruner = level(model, structure="channel", criterion="taylor", weights=["fc2.weight"], skip_input_layer=False)
     pruner.set_calibration_data(TWO_BATCHES[:1], loss_fn=sum_loss)
     pruner.on_epoch_start(0)
     # column o of W2: W2[0,o]·dL/dW2[0,o] = W2[0,o]·h_o = 3, -4, 1
@@ -104,8 +103,14 @@ RELU_BATCH = [(torch.tensor([[1.0, -1.0], [2.0, 3.0]]), torch.tensor([0, 1]))]
 @pytest.mark.parametrize("structure, weight", [("filter", "fc1.weight"), ("channel", "fc2.weight")])
 def test_activation_criteria_by_hand(criterion, expected, structure, weight):
     model = ReluNet()
-    pruner = level(model, structure=structure, criterion=criterion, weights=[weight],
-                   skip_input_layer=False, skip_output_layer=False)
+    pruner = level(
+        model,
+        structure=structure,
+        criterion=criterion,
+        weights=[weight],
+        skip_input_layer=False,
+        skip_output_layer=False,
+    )
     pruner.set_calibration_data(RELU_BATCH)
     pruner.on_epoch_start(0)
     layer = model.fc1 if weight == "fc1.weight" else model.fc2
@@ -152,8 +157,10 @@ def test_structures_a_criterion_cannot_rank_are_refused(criterion):
 @pytest.mark.parametrize("criterion", ["taylor", "activation_mean", "apoz", "bn_gamma"])
 @pytest.mark.parametrize("fold", [True, "activation"])
 def test_fold_batchnorm_is_refused_with_a_reason(criterion, fold):
-    refusal = (rf"fold_batchnorm={fold} cannot be combined with pruner.criterion={criterion}: "
-               r".*allowed: fold_batchnorm=false")
+    refusal = (
+        rf"fold_batchnorm={fold} cannot be combined with pruner.criterion={criterion}: "
+        r".*allowed: fold_batchnorm=false"
+    )
     with pytest.raises(PruningError, match=refusal):
         level(SimpleCNN(in_channels=1, width=0.125), structure="filter", criterion=criterion, fold_batchnorm=fold)
 
@@ -180,8 +187,17 @@ def digits_like(n=24, seed=0):
 def test_the_pass_runs_only_when_pruning_and_changes_nothing_the_training_sees():
     torch.manual_seed(0)
     model = SimpleCNN(in_channels=1, width=0.125)
-    pruner = build_pruner(model, method="agp", structure="filter", criterion="taylor", final_sparsity=0.5,
-                          starting_epoch=1, ending_epoch=3, calibration_batches=2, input_shape=(1, 8, 8))
+    pruner = build_pruner(
+        model,
+        method="agp",
+        structure="filter",
+        criterion="taylor",
+        final_sparsity=0.5,
+        starting_epoch=1,
+        ending_epoch=3,
+        calibration_batches=2,
+        input_shape=(1, 8, 8),
+    )
     pruner.set_calibration_data(seeded_batches(digits_like(), batch_size=4, seed=3))
     model.train()
     model.block2[0].weight.grad = torch.ones_like(model.block2[0].weight)
@@ -203,8 +219,17 @@ def test_same_seed_same_batches_same_masks_as_after_a_resume():
     def masks(seed):
         torch.manual_seed(0)
         model = SimpleCNN(in_channels=1, width=0.25)
-        pruner = build_pruner(model, method="level", structure="filter", criterion="taylor", final_sparsity=0.5,
-                              starting_epoch=0, ending_epoch=1, input_shape=(1, 8, 8), calibration_batches=2)
+        pruner = build_pruner(
+            model,
+            method="level",
+            structure="filter",
+            criterion="taylor",
+            final_sparsity=0.5,
+            starting_epoch=0,
+            ending_epoch=1,
+            input_shape=(1, 8, 8),
+            calibration_batches=2,
+        )
         pruner.set_calibration_data(seeded_batches(digits_like(64), batch_size=4, seed=seed))
         pruner.on_epoch_start(0)
         return pruner.rule.criterion.sums, pruner.masks
@@ -225,9 +250,19 @@ def test_every_criterion_prunes_a_resnet_coupled_and_global(criterion, structure
     model = CifarResNet(depth=8, in_channels=1, width=0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pruner = build_pruner(model, method="level", structure=structure, criterion=criterion, final_sparsity=0.4,
-                              starting_epoch=0, ending_epoch=1, scope=scope, group_reduction="sum",
-                              input_shape=(1, 8, 8), calibration_batches=2)
+        pruner = build_pruner(
+            model,
+            method="level",
+            structure=structure,
+            criterion=criterion,
+            final_sparsity=0.4,
+            starting_epoch=0,
+            ending_epoch=1,
+            scope=scope,
+            group_reduction="sum",
+            input_shape=(1, 8, 8),
+            calibration_batches=2,
+        )
         pruner.set_calibration_data(seeded_batches(digits_like(), batch_size=4, seed=0))
         pruner.on_epoch_start(0)
     total = pruner.sparsity()["total"]
@@ -237,7 +272,8 @@ def test_every_criterion_prunes_a_resnet_coupled_and_global(criterion, structure
 
 
 def test_a_users_criterion_in_its_own_folder_asks_for_data(tmp_path, monkeypatch):
-    (tmp_path / "my_criteria.py").write_text(textwrap.dedent('''
+    (tmp_path / "my_criteria.py").write_text(
+        textwrap.dedent('''
         from framework.pruning.data_criteria import DataCriterion
 
         class OutputTaylor(DataCriterion):
@@ -252,15 +288,25 @@ def test_a_users_criterion_in_its_own_folder_asks_for_data(tmp_path, monkeypatch
 
             def group_scores(self, name, layer, weight, structure):
                 return self.accumulated(name)
-    '''))
+    ''')
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     from hydra.utils import instantiate
 
     criterion = instantiate({"_target_": "my_criteria.OutputTaylor"})
     torch.manual_seed(0)
     model = SimpleCNN(in_channels=1, width=0.125)
-    pruner = build_pruner(model, method="level", structure="filter", criterion=criterion, final_sparsity=0.5,
-                          starting_epoch=0, ending_epoch=1, coupling="layer", weights=["block2.0.weight"])
+    pruner = build_pruner(
+        model,
+        method="level",
+        structure="filter",
+        criterion=criterion,
+        final_sparsity=0.5,
+        starting_epoch=0,
+        ending_epoch=1,
+        coupling="layer",
+        weights=["block2.0.weight"],
+    )
     batch = next(iter(seeded_batches(digits_like(), batch_size=8, seed=0)(0.0)))
     pruner.set_calibration_data([batch])
     # the same numbers by hand, before pruning: one forward, the loss gradient at block2's conv output
@@ -268,7 +314,7 @@ def test_a_users_criterion_in_its_own_folder_asks_for_data(tmp_path, monkeypatch
     handle = model.block2[0].register_forward_hook(lambda m, a, out: captured.setdefault("out", out))
     model.eval()
     loss = nn.functional.cross_entropy(model(batch[0]), batch[1])
-    grad, = torch.autograd.grad(loss, captured["out"])
+    (grad,) = torch.autograd.grad(loss, captured["out"])
     handle.remove()
     expected = (captured["out"] * grad).flatten(2).mean(dim=2).abs().sum(dim=0).double()
     pruner.on_epoch_start(0)

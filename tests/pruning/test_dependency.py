@@ -7,12 +7,20 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from coupling_support import (  # noqa: F401 (one_thread is an autouse fixture)
-    IN, one_thread, NORM, OUT, assert_groups_consistent, kept_parameter_count, outputs, prune, randomise_norms,
+    IN,
+    NORM,
+    OUT,
+    assert_groups_consistent,
+    kept_parameter_count,
+    one_thread,
+    outputs,
+    prune,
+    randomise_norms,
     relative_error,
 )
+from torch import nn
+
 from framework.errors import PruningError
 from framework.pruning import build_pruner
 from framework.pruning.dependency import build_dependency_graph
@@ -33,16 +41,20 @@ def check_exact(model, x, structure="filter", sparsity=0.5, **kwargs):
 
 
 def channel_with(graph, module, role, index):
-    return next(c for c in graph.channels() if any(m.module == module and m.role == role and index in m.indices
-                                                   for m in c.members))
+    return next(
+        c
+        for c in graph.channels()
+        if any(m.module == module and m.role == role and index in m.indices for m in c.members)
+    )
 
 
 @pytest.mark.parametrize("padding", [0, 1])
 @pytest.mark.parametrize("structure", ["filter", "channel"])
 def test_conv_bn_relu_conv_removes_filter_bn_channel_and_reader_together(padding, structure):
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=padding), nn.BatchNorm2d(8), nn.ReLU(),
-                          nn.Conv2d(8, 6, 3, padding=padding)).double()
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=padding), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 6, 3, padding=padding)
+    ).double()
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     pruner, result = check_exact(model, x, structure)
     channel = channel_with(pruner.graph, "0", OUT, 0)
@@ -60,10 +72,19 @@ def test_conv_bn_relu_conv_removes_filter_bn_channel_and_reader_together(padding
 def test_without_bn_masking_a_zeroed_filter_would_leak_relu_beta():
     """Why γ/β are masked: the same filters zeroed per layer leave ReLU(β) flowing on."""
     torch.manual_seed(0)
-    model = randomise_norms(nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 6, 3)).double())
+    model = randomise_norms(
+        nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 6, 3)).double()
+    )
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
-    layer = build_pruner(model, method="level", structure="filter", final_sparsity=0.5, ending_epoch=1,
-                         weights=["0.weight"], coupling="layer")
+    layer = build_pruner(
+        model,
+        method="level",
+        structure="filter",
+        final_sparsity=0.5,
+        ending_epoch=1,
+        weights=["0.weight"],
+        coupling="layer",
+    )
     layer.on_epoch_start(0)
     zeroed = ~layer.masks["0.weight"].reshape(8, -1).any(1)
     activations = model[:3](x)
@@ -72,8 +93,9 @@ def test_without_bn_masking_a_zeroed_filter_would_leak_relu_beta():
 
 def test_global_pool_into_linear():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                          nn.Linear(8, 5)).double()
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)
+    ).double()
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     _, result = check_exact(model, x)
     assert result.model[5].in_features == 4 and result.model[5].out_features == 5
@@ -177,9 +199,15 @@ def test_chunk_couples_matching_positions_and_cat_keeps_offsets():
 
 def test_grouped_conv_with_4_groups_loses_the_same_count_in_every_group():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.BatchNorm2d(16), nn.ReLU(),
-                          nn.Conv2d(16, 16, 3, groups=4), nn.BatchNorm2d(16), nn.ReLU(),
-                          nn.Conv2d(16, 4, 1)).double()
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, groups=4),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 4, 1),
+    ).double()
     x = torch.randn(2, 3, 9, 9, dtype=torch.float64)
     pruner, result = check_exact(model, x)
     # input position p of every group is one channel
@@ -205,9 +233,16 @@ def test_conv_with_one_output_channel_keeps_it():
 def test_level_filter_097_keeps_at_least_one_of_32_filters(coupling, sparsity):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
-    pruner = build_pruner(model, method="level", structure="filter", final_sparsity=sparsity, ending_epoch=1,
-                          weights=["0.weight"] if coupling == "layer" else None, coupling=coupling,
-                          input_shape=(3, 8, 8))
+    pruner = build_pruner(
+        model,
+        method="level",
+        structure="filter",
+        final_sparsity=sparsity,
+        ending_epoch=1,
+        weights=["0.weight"] if coupling == "layer" else None,
+        coupling=coupling,
+        input_shape=(3, 8, 8),
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pruner.on_epoch_start(0)
@@ -284,15 +319,19 @@ def test_wrong_example_input_is_one_line():
 def test_round_to_keeps_multiples_and_options_are_validated():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.Conv2d(32, 4, 1))
-    pruner = build_pruner(model, method="level", structure="filter", final_sparsity=0.3, ending_epoch=1,
-                          round_to=8, input_shape=(3, 6, 6))
+    pruner = build_pruner(
+        model, method="level", structure="filter", final_sparsity=0.3, ending_epoch=1, round_to=8, input_shape=(3, 6, 6)
+    )
     pruner.on_epoch_start(0)
     assert int(model[0].weight.reshape(32, -1).ne(0).any(1).sum()) == 24  # 32 - round(9.6) = 22 -> 24
     for kwargs, message in [
         (dict(round_to=0), r"pruner.round_to=0 is invalid"),
         (dict(group_reduction="median"), r"pruner.group_reduction='median' is invalid; allowed: mean \| sum \| max"),
         (dict(coupling="graph"), r"pruner.coupling='graph' is invalid; allowed: null \| coupled \| layer"),
-        (dict(coupling="coupled", structure="fine"), r"pruner.coupling=coupled needs pruner.structure=filter or channel"),
+        (
+            dict(coupling="coupled", structure="fine"),
+            r"pruner.coupling=coupled needs pruner.structure=filter or channel",
+        ),
     ]:
         with pytest.raises(PruningError, match=message):
             build_pruner(model, method="level", **{"structure": "filter", **kwargs})
@@ -306,7 +345,11 @@ def test_group_reduction_combines_member_scores(reduction):
     class Residual(nn.Module):
         def __init__(self):
             super().__init__()
-            self.a, self.b, self.head = nn.Conv2d(3, 2, 1, bias=False), nn.Conv2d(3, 2, 1, bias=False), nn.Conv2d(2, 1, 1)
+            self.a, self.b, self.head = (
+                nn.Conv2d(3, 2, 1, bias=False),
+                nn.Conv2d(3, 2, 1, bias=False),
+                nn.Conv2d(2, 1, 1),
+            )
 
         def forward(self, x):
             return self.head(self.a(x) + self.b(x))
@@ -316,8 +359,15 @@ def test_group_reduction_combines_member_scores(reduction):
         model.a.weight.copy_(torch.tensor([0.1, 0.7]).reshape(2, 1, 1, 1).expand(2, 3, 1, 1))
         model.b.weight.copy_(torch.tensor([1.2, 0.7]).reshape(2, 1, 1, 1).expand(2, 3, 1, 1))
     # channel 0: members 0.1 and 1.2; channel 1: 0.7 and 0.7 (l1 = mean |w| of a filter)
-    pruner = build_pruner(model, method="level", structure="filter", final_sparsity=0.5, ending_epoch=1,
-                          group_reduction=reduction, input_shape=(3, 2, 2))
+    pruner = build_pruner(
+        model,
+        method="level",
+        structure="filter",
+        final_sparsity=0.5,
+        ending_epoch=1,
+        group_reduction=reduction,
+        input_shape=(3, 2, 2),
+    )
     pruner.on_epoch_start(0)
     pruned = [int(i) for i in torch.nonzero(~model.a.weight.reshape(2, -1).ne(0).any(1))]
     assert pruned == {"mean": [0], "sum": [0], "max": [1]}[reduction]
@@ -331,8 +381,15 @@ def test_coupled_filter_ranking_uses_the_batchnorm_folded_view():
         model[0].weight.fill_(1.0)
         model[1].weight.copy_(torch.arange(1.0, 9.0))  # γ grows with the filter index ...
         model[1].weight[7] = 0.01  # ... except filter 7, which BN nearly switches off
-    pruner = build_pruner(model, method="level", structure="filter", final_sparsity=0.25, ending_epoch=1,
-                          fold_batchnorm=True, input_shape=(3, 5, 5))
+    pruner = build_pruner(
+        model,
+        method="level",
+        structure="filter",
+        final_sparsity=0.25,
+        ending_epoch=1,
+        fold_batchnorm=True,
+        input_shape=(3, 5, 5),
+    )
     pruner.on_epoch_start(0)
     # raw filters are all equal; only the folded view singles out filters 0 and 7
     assert pruner.masks["0.weight"].reshape(8, -1).all(1).tolist() == [False] + [True] * 6 + [False]

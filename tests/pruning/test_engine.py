@@ -36,7 +36,13 @@ def train_step(model, optimizer):
 def test_agp_filter_pruning_follows_the_schedule():
     model = tiny_model()
     pruner = build_pruner(
-        model, method="agp", structure="filter", final_sparsity=0.5, starting_epoch=1, ending_epoch=4, coupling="layer",
+        model,
+        method="agp",
+        structure="filter",
+        final_sparsity=0.5,
+        starting_epoch=1,
+        ending_epoch=4,
+        coupling="layer",
         skip_output_layer=False,
     )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -83,8 +89,14 @@ def test_gradient_masking_keeps_pruned_weights_at_zero_without_after_step():
 def test_levels_give_per_layer_targets():
     model = tiny_model()
     pruner = build_pruner(
-        model, method="level", structure="filter", final_sparsity=0.25, levels={"3.*": 0.5, "6.weight": 0.0}, ending_epoch=1,
-        coupling="layer", skip_output_layer=False,
+        model,
+        method="level",
+        structure="filter",
+        final_sparsity=0.25,
+        levels={"3.*": 0.5, "6.weight": 0.0},
+        ending_epoch=1,
+        coupling="layer",
+        skip_output_layer=False,
     )
     pruner.on_epoch_start(0)
     assert [zero_filters(model[i].weight) for i in (0, 3, 6)] == [2, 4, 0]
@@ -113,14 +125,23 @@ def test_std_threshold_prunes_below_std_multiple():
 
 def test_custom_ranking_view_changes_what_is_pruned():
     model = tiny_model()
+
     # Rank filter i of the Linear layer by i alone: the view decides, the raw weights do not.
     def view(name, weight):
         if name == "6.weight":
             return torch.arange(4.0).reshape(4, 1).expand(4, 8)
         return weight
 
-    pruner = build_pruner(model, method="level", structure="filter", final_sparsity=0.5, weights=["6.weight"], ending_epoch=1, ranking_view=view,
-                           coupling="layer")
+    pruner = build_pruner(
+        model,
+        method="level",
+        structure="filter",
+        final_sparsity=0.5,
+        weights=["6.weight"],
+        ending_epoch=1,
+        ranking_view=view,
+        coupling="layer",
+    )
     pruner.on_epoch_start(0)
     assert pruner.masks["6.weight"].all(dim=1).tolist() == [False, False, True, True]
     assert torch.count_nonzero(model[6].weight[:2]) == 0
@@ -128,7 +149,9 @@ def test_custom_ranking_view_changes_what_is_pruned():
 
 def test_state_dict_round_trip_with_weights_only_load():
     model = tiny_model()
-    pruner = build_pruner(model, method="agp", structure="channel", criterion="random", final_sparsity=0.5, ending_epoch=3)
+    pruner = build_pruner(
+        model, method="agp", structure="channel", criterion="random", final_sparsity=0.5, ending_epoch=3
+    )
     pruner.on_epoch_start(0)
     pruner.on_epoch_start(1)
     buffer = io.BytesIO()
@@ -137,7 +160,9 @@ def test_state_dict_round_trip_with_weights_only_load():
     state = torch.load(buffer, weights_only=True)
 
     resumed_model = tiny_model()  # same seed: same dense weights
-    resumed = build_pruner(resumed_model, method="agp", structure="channel", criterion="random", final_sparsity=0.5, ending_epoch=3)
+    resumed = build_pruner(
+        resumed_model, method="agp", structure="channel", criterion="random", final_sparsity=0.5, ending_epoch=3
+    )
     resumed.load_state_dict(state)
     for name, mask in pruner.masks.items():
         assert torch.equal(resumed.masks[name], mask)
@@ -192,12 +217,29 @@ def test_fold_batchnorm_ranks_on_folded_weights():
         model[0].weight.fill_(1.0)
         model[1].weight.copy_(torch.arange(1.0, 9.0))  # gamma grows with the filter index ...
         model[1].weight[7] = 0.01  # ... except filter 7, which BN nearly switches off
-    pruner = build_pruner(model, method="level", structure="filter", final_sparsity=0.25, weights=["0.weight"], ending_epoch=1, fold_batchnorm=True,
-                           coupling="layer")
+    pruner = build_pruner(
+        model,
+        method="level",
+        structure="filter",
+        final_sparsity=0.25,
+        weights=["0.weight"],
+        ending_epoch=1,
+        fold_batchnorm=True,
+        coupling="layer",
+    )
     assert pruner.fold_pairs_report() and pruner.fold_pairs_report()[0]["weight_name"] == "0.weight"
     pruner.on_epoch_start(0)
     # Raw weights are all equal; only the folded view can single out filters 0 and 7.
-    assert pruner.masks["0.weight"].reshape(8, -1).all(dim=1).tolist() == [False, True, True, True, True, True, True, False]
+    assert pruner.masks["0.weight"].reshape(8, -1).all(dim=1).tolist() == [
+        False,
+        True,
+        True,
+        True,
+        True,
+        True,
+        True,
+        False,
+    ]
     assert pruner.param_names == ["0.weight"]
 
 

@@ -52,8 +52,16 @@ def _pruned_set(pruner):
 def test_fine_global_cut_is_one_threshold_on_normalised_scores_and_respects_floors(max_layer_sparsity, removable):
     model = _two_linear_layers()
     values = [list(range(1, 17)), [i * i for i in range(1, 17)]]
-    pruner = build_pruner(model, method="level", structure="fine", final_sparsity=0.5, starting_epoch=0,
-                          ending_epoch=1, scope="global", max_layer_sparsity=max_layer_sparsity)
+    pruner = build_pruner(
+        model,
+        method="level",
+        structure="fine",
+        final_sparsity=0.5,
+        starting_epoch=0,
+        ending_epoch=1,
+        scope="global",
+        max_layer_sparsity=max_layer_sparsity,
+    )
     pruner.on_epoch_start(0)
     expected = _expected_pruned(values, 16, removable)
     assert _pruned_set(pruner) == expected
@@ -70,8 +78,9 @@ def test_fine_global_cut_is_one_threshold_on_normalised_scores_and_respects_floo
 
 
 def test_per_layer_scope_prunes_each_layer_alone():
-    pruner = build_pruner(_two_linear_layers(), method="level", structure="fine", final_sparsity=0.5,
-                          starting_epoch=0, ending_epoch=1)
+    pruner = build_pruner(
+        _two_linear_layers(), method="level", structure="fine", final_sparsity=0.5, starting_epoch=0, ending_epoch=1
+    )
     pruner.on_epoch_start(0)
     assert _pruned_set(pruner) == {(layer, i) for layer in (0, 1) for i in range(8)}
 
@@ -79,9 +88,15 @@ def test_per_layer_scope_prunes_each_layer_alone():
 def _conv_net() -> nn.Sequential:
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.Conv2d(6, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3),
+        nn.Conv2d(1, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Conv2d(6, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 3),
     )
     with torch.no_grad():  # make the second layer's raw weights 10x larger: per-layer magnitude
         model[3].weight.mul_(10.0)
@@ -90,8 +105,17 @@ def _conv_net() -> nn.Sequential:
 
 def test_coupled_filter_global_cut_uses_normalised_filter_scores_and_floors():
     model = _conv_net()
-    pruner = build_pruner(model, method="level", structure="filter", final_sparsity=0.4, starting_epoch=0,
-                          ending_epoch=1, scope="global", max_layer_sparsity=0.75, input_shape=(1, 6, 6))
+    pruner = build_pruner(
+        model,
+        method="level",
+        structure="filter",
+        final_sparsity=0.4,
+        starting_epoch=0,
+        ending_epoch=1,
+        scope="global",
+        max_layer_sparsity=0.75,
+        input_shape=(1, 6, 6),
+    )
     # hand-computed scores: l1 = mean |w| of each filter, divided by the layer's mean
     by_hand = []
     for conv in (model[0], model[3]):
@@ -122,8 +146,9 @@ def test_coupled_filter_global_cut_uses_normalised_filter_scores_and_floors():
     assert torch.count_nonzero(model[4].bias[~kept[1]]) == 0
 
 
-@pytest.mark.parametrize("structure, coupling", [("fine", None), ("filter", None), ("channel", None),
-                                                   ("filter", "layer")])
+@pytest.mark.parametrize(
+    "structure, coupling", [("fine", None), ("filter", None), ("channel", None), ("filter", "layer")]
+)
 @pytest.mark.parametrize("fold_batchnorm", [False, True, "activation"])
 def test_agp_with_global_scope_hits_the_scheduled_total_at_every_pruning_epoch(structure, coupling, fold_batchnorm):
     model = _conv_net().train()
@@ -132,9 +157,18 @@ def test_agp_with_global_scope_hits_the_scheduled_total_at_every_pruning_epoch(s
             bn.running_var.uniform_(0.2, 3.0)
             bn.weight.uniform_(0.1, 2.0)
             bn.bias.uniform_(-1.0, 1.0)
-    pruner = build_pruner(model, method="agp", structure=structure, final_sparsity=0.6, starting_epoch=0,
-                          ending_epoch=5, scope="global", fold_batchnorm=fold_batchnorm, coupling=coupling,
-                          input_shape=(1, 6, 6))
+    pruner = build_pruner(
+        model,
+        method="agp",
+        structure=structure,
+        final_sparsity=0.6,
+        starting_epoch=0,
+        ending_epoch=5,
+        scope="global",
+        fold_batchnorm=fold_batchnorm,
+        coupling=coupling,
+        input_shape=(1, 6, 6),
+    )
     total = sum(p.param.numel() for p in pruner.selected)
     # fine: exact up to rounding to whole weights; structured: within one coupled channel
     tolerance = 0.5 / total if structure == "fine" else (6 * 9 + 8 * 9 + 3) / total

@@ -7,12 +7,12 @@ import copy
 
 import pytest
 import torch
-
 from coupling_support import prune
+from support import cli_dirs, run_cli
+
 from framework.errors import CheckpointError
 from framework.models.simple_cnn import SimpleCNN
 from framework.pruning.thinning import apply_recipe, save_thinned, thin
-from support import cli_dirs, run_cli
 
 
 def thinned():
@@ -30,21 +30,44 @@ def tamper(recipe, edit):
 
 
 CASES = {
-    "stride": (lambda m: m["block1.0"].update(stride=[2, 2]), r"module 'block1.0': 'stride' cannot be set by a recipe; allowed for Conv2d: in_channels, out_channels, groups"),
+    "stride": (
+        lambda m: m["block1.0"].update(stride=[2, 2]),
+        r"module 'block1.0': 'stride' cannot be set by a recipe; allowed for Conv2d: in_channels, out_channels, groups",
+    ),
     "padding": (lambda m: m["block1.0"].update(padding=0), r"'padding' cannot be set"),
-    "eps": (lambda m: m["block1.1"].update(eps=10.0), r"module 'block1.1': 'eps' cannot be set by a recipe; allowed for BatchNorm2d: num_features"),
+    "eps": (
+        lambda m: m["block1.1"].update(eps=10.0),
+        r"module 'block1.1': 'eps' cannot be set by a recipe; allowed for BatchNorm2d: num_features",
+    ),
     "momentum": (lambda m: m["block1.1"].update(momentum=1.0), r"'momentum' cannot be set"),
     "dunder": (lambda m: m["block1.0"].update(__class__=1), r"'__class__' cannot be set"),
-    "string width": (lambda m: m["block1.0"].update(out_channels="8"), r"out_channels='8'; expected a whole number from 1 to \d+"),
-    "negative width": (lambda m: m["block1.1"].update(num_features=-5), r"num_features=-5; expected a whole number from 1 to"),
-    "huge width": (lambda m: m["classifier"].update(in_features=2**40), r"in_features=1099511627776; expected a whole number from 1 to"),
+    "string width": (
+        lambda m: m["block1.0"].update(out_channels="8"),
+        r"out_channels='8'; expected a whole number from 1 to \d+",
+    ),
+    "negative width": (
+        lambda m: m["block1.1"].update(num_features=-5),
+        r"num_features=-5; expected a whole number from 1 to",
+    ),
+    "huge width": (
+        lambda m: m["classifier"].update(in_features=2**40),
+        r"in_features=1099511627776; expected a whole number from 1 to",
+    ),
     "bool width": (lambda m: m["block1.1"].update(num_features=True), r"num_features=True; expected a whole number"),
     "list entry": (lambda m: m.update({"block1.0": [1, 2]}), r"module 'block1.0' is a list; expected a mapping"),
-    "root module": (lambda m: m.update({"": {"type": "SimpleCNN", "training": False}}), r"only submodules can be resized"),
-    "other type": (lambda m: m.update({"pool": {"type": "MaxPool2d", "kernel_size": 99}}), r"'pool' is a MaxPool2d, which thinning never resizes"),
+    "root module": (
+        lambda m: m.update({"": {"type": "SimpleCNN", "training": False}}),
+        r"only submodules can be resized",
+    ),
+    "other type": (
+        lambda m: m.update({"pool": {"type": "MaxPool2d", "kernel_size": 99}}),
+        r"'pool' is a MaxPool2d, which thinning never resizes",
+    ),
     "groups": (lambda m: m["block2.0"].update(groups=3), r"groups=3; expected a whole number from 1 to 1"),
-    "width not the weights'": (lambda m: m["block1.1"].update(num_features=m["block1.1"]["num_features"] - 1),
-                               r"'block1.1': its widths give weight \[\d+\] but the saved weights have \[\d+\]"),
+    "width not the weights'": (
+        lambda m: m["block1.1"].update(num_features=m["block1.1"]["num_features"] - 1),
+        r"'block1.1': its widths give weight \[\d+\] but the saved weights have \[\d+\]",
+    ),
 }
 
 

@@ -29,15 +29,26 @@ class TwoLayer(nn.Module):
 
 
 def pruner_of(model, structure, weights):
-    return build_pruner(model, method="level", structure=structure, coupling="layer", weights=weights,
-                        final_sparsity=0.3, starting_epoch=0, ending_epoch=1)
+    return build_pruner(
+        model,
+        method="level",
+        structure=structure,
+        coupling="layer",
+        weights=weights,
+        final_sparsity=0.3,
+        starting_epoch=0,
+        ending_epoch=1,
+    )
 
 
-@pytest.mark.parametrize("structure, expected", [
-    ("filter", math.sqrt(5) + 1 + math.sqrt(10)),  # rows of W1
-    ("channel", math.sqrt(10) + math.sqrt(6)),  # columns of W1
-    ("fine", 8.0),  # plain L1
-])
+@pytest.mark.parametrize(
+    "structure, expected",
+    [
+        ("filter", math.sqrt(5) + 1 + math.sqrt(10)),  # rows of W1
+        ("channel", math.sqrt(10) + math.sqrt(6)),  # columns of W1
+        ("fine", 8.0),  # plain L1
+    ],
+)
 def test_group_lasso_by_hand(structure, expected):
     model = TwoLayer()
     lasso = GroupLasso(strength=0.5).bind(model, pruner_of(model, structure, ["fc1.weight"]))
@@ -61,8 +72,16 @@ def test_bn_l1_sums_the_scales_after_the_selected_layers():
         model.block1[1].weight.copy_(torch.tensor([0.5, -3.0, 0.1, 2.0]))
         model.block2[1].weight.fill_(-1.0)
         model.block3[1].weight.fill_(10.0)
-    pruner = build_pruner(model, method="level", structure="filter", final_sparsity=0.3, starting_epoch=0,
-                          ending_epoch=1, weights=["block1.0.weight", "block2.0.weight"], input_shape=(1, 8, 8))
+    pruner = build_pruner(
+        model,
+        method="level",
+        structure="filter",
+        final_sparsity=0.3,
+        starting_epoch=0,
+        ending_epoch=1,
+        weights=["block1.0.weight", "block2.0.weight"],
+        input_shape=(1, 8, 8),
+    )
     slimming = BatchNormL1(strength=0.1).bind(model, pruner)
     assert slimming(model).item() == pytest.approx(0.1 * (5.6 + 8.0))
     everything = BatchNormL1(strength=1.0).bind(model)  # no pruner: every BN after a layer

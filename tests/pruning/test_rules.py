@@ -120,7 +120,9 @@ def test_std_threshold_uses_the_layer_std():
 @pytest.mark.parametrize("method", ["magnitude", "std_threshold"])
 @pytest.mark.parametrize("structure", ["filter", "channel"])
 def test_threshold_methods_are_fine_only(method, structure):
-    with pytest.raises(PruningError, match=f"pruner.structure={structure} does not apply to pruner.method={method}; allowed: fine"):
+    with pytest.raises(
+        PruningError, match=f"pruner.structure={structure} does not apply to pruner.method={method}; allowed: fine"
+    ):
         build_mask_rule(method, structure, threshold=0.1, std_multiplier=0.1)
 
 

@@ -74,7 +74,10 @@ def test_epoch_schedule_has_no_target():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        (dict(starting_epoch=5, ending_epoch=3), "schedule.ending_epoch=3 is not after schedule.starting_epoch=5; allowed: ending_epoch > starting_epoch"),
+        (
+            dict(starting_epoch=5, ending_epoch=3),
+            "schedule.ending_epoch=3 is not after schedule.starting_epoch=5; allowed: ending_epoch > starting_epoch",
+        ),
         (dict(starting_epoch=2, ending_epoch=2), "schedule.ending_epoch=2 is not after"),
         (dict(frequency=0), "schedule.frequency=0 is invalid; allowed: an integer >= 1"),
         (dict(starting_epoch=-1), "schedule.starting_epoch=-1 is invalid; allowed: an integer >= 0"),

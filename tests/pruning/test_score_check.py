@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from coupling_support import prune
+
 from framework.errors import PruningError
 from framework.models.simple_cnn import SimpleCNN
 from framework.pruning import Criterion
@@ -33,7 +33,10 @@ def row_sum(groups):
 
 BAD = [
     (NaNScores(), r"pruner.criterion test_score_check.NaNScores returned NaN for \d+ of \d+ groups"),
-    (OneTooMany(), r"pruner.criterion test_score_check.OneTooMany returned scores of shape \[\d+\] for \d+ groups; allowed: shape"),
+    (
+        OneTooMany(),
+        r"pruner.criterion test_score_check.OneTooMany returned scores of shape \[\d+\] for \d+ groups; allowed: shape",
+    ),
     (AList(), r"pruner.criterion test_score_check.AList returned a list; allowed: a tensor of \d+ scores"),
     (row_sum, r"pruner.criterion test_score_check.row_sum returned scores of shape \[\d+, 1\]"),
 ]

@@ -70,7 +70,10 @@ def test_structured_pruning_rejects_non_layer_weights_by_name():
 
 
 def test_fine_accepts_any_selected_parameter():
-    assert names(select_parameters(Small(), "fine", weights=["features.1.*"])) == ["features.1.weight", "features.1.bias"]
+    assert names(select_parameters(Small(), "fine", weights=["features.1.*"])) == [
+        "features.1.weight",
+        "features.1.bias",
+    ]
 
 
 def test_empty_selection_is_an_error():
@@ -90,9 +93,13 @@ def test_levels_first_match_wins_and_default_applies():
 
 
 def test_levels_errors():
-    with pytest.raises(PruningError, match="pruner.levels pattern 'clasifier.weight' matches none.*closest names: classifier.weight"):
+    with pytest.raises(
+        PruningError, match="pruner.levels pattern 'clasifier.weight' matches none.*closest names: classifier.weight"
+    ):
         resolve_levels(["classifier.weight"], 0.5, {"clasifier.weight": 0.3})
-    with pytest.raises(PruningError, match="pruner.levels pattern 'fc.*' matches none.*names look like: classifier.weight"):
+    with pytest.raises(
+        PruningError, match="pruner.levels pattern 'fc.*' matches none.*names look like: classifier.weight"
+    ):
         resolve_levels(["classifier.weight"], 0.5, {"fc.*": 0.3})
     with pytest.raises(PruningError, match=r"pruner.levels\['classifier.\*'\]=1.5 is outside \[0, 1\)"):
         resolve_levels(["classifier.weight"], 0.5, {"classifier.*": 1.5})

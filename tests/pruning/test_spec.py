@@ -29,9 +29,16 @@ def test_build_pruner_takes_its_defaults_from_the_spec():
 
 
 def test_each_problem_is_one_line_and_all_are_reported():
-    problems = pruner_problems(dict(
-        method="agp", structure="filter", final_sparsity=1.5, coupling="graph", scope="everywhere", round_to=0,
-    ))
+    problems = pruner_problems(
+        dict(
+            method="agp",
+            structure="filter",
+            final_sparsity=1.5,
+            coupling="graph",
+            scope="everywhere",
+            round_to=0,
+        )
+    )
     assert len(problems) == 4, problems
     assert all("\n" not in p for p in problems)
 
@@ -44,11 +51,19 @@ def test_an_unknown_method_hides_the_rest_and_none_has_no_rules():
 
 
 # The messages that several modules used to write, each now in spec.py only.
-@pytest.mark.parametrize("fragment", [
-    "is outside [0, 1)", "does not apply to pruner.method", "applies to pruner.method=agp only",
-    "needs coupled filter or channel pruning", "cannot be combined with pruner.scope=global",
-    "is not supported by pruner.method", "was renamed; use", "is not after schedule.starting_epoch",
-])
+@pytest.mark.parametrize(
+    "fragment",
+    [
+        "is outside [0, 1)",
+        "does not apply to pruner.method",
+        "applies to pruner.method=agp only",
+        "needs coupled filter or channel pruning",
+        "cannot be combined with pruner.scope=global",
+        "is not supported by pruner.method",
+        "was renamed; use",
+        "is not after schedule.starting_epoch",
+    ],
+)
 def test_each_message_is_written_once(fragment):
     holders = [p.relative_to(FRAMEWORK).as_posix() for p in FRAMEWORK.rglob("*.py") if fragment in p.read_text()]
     assert holders == ["pruning/spec.py"]
@@ -57,18 +72,33 @@ def test_each_message_is_written_once(fragment):
 @pytest.mark.parametrize(
     "overrides, arguments, line",
     [
-        (["pruner=agp", "pruner.final_sparsity=1.2"], dict(final_sparsity=1.2),
-         "pruner.final_sparsity=1.2 is outside [0, 1)"),
-        (["pruner=agp", "pruner.method=sensitivity"], dict(method="sensitivity"),
-         "pruner.method=sensitivity was renamed; use pruner=std_threshold (pruner.method=std_threshold, "
-         "pruner.std_multiplier=...)"),
-        (["pruner=agp_filter", "pruner.thin=sometimes"], dict(structure="filter", thin="sometimes"),
-         "pruner.thin='sometimes' is invalid; allowed: null | end | after_pruning | never"),
-        (["pruner=agp", "pruner.scope=global", "+pruner.levels={0.*: 0.5}"], dict(scope="global", levels={"0.*": 0.5}),
-         "pruner.levels cannot be combined with pruner.scope=global (one ranking, one target); "
-         "allowed: levels={} or pruner.scope=layer"),
-        (["pruner=std_threshold", "pruner.std_multiplier=-1"], dict(method="std_threshold", std_multiplier=-1),
-         "pruner.std_multiplier=-1 is invalid; allowed: a number >= 0"),
+        (
+            ["pruner=agp", "pruner.final_sparsity=1.2"],
+            dict(final_sparsity=1.2),
+            "pruner.final_sparsity=1.2 is outside [0, 1)",
+        ),
+        (
+            ["pruner=agp", "pruner.method=sensitivity"],
+            dict(method="sensitivity"),
+            "pruner.method=sensitivity was renamed; use pruner=std_threshold (pruner.method=std_threshold, "
+            "pruner.std_multiplier=...)",
+        ),
+        (
+            ["pruner=agp_filter", "pruner.thin=sometimes"],
+            dict(structure="filter", thin="sometimes"),
+            "pruner.thin='sometimes' is invalid; allowed: null | end | after_pruning | never",
+        ),
+        (
+            ["pruner=agp", "pruner.scope=global", "+pruner.levels={0.*: 0.5}"],
+            dict(scope="global", levels={"0.*": 0.5}),
+            "pruner.levels cannot be combined with pruner.scope=global (one ranking, one target); "
+            "allowed: levels={} or pruner.scope=layer",
+        ),
+        (
+            ["pruner=std_threshold", "pruner.std_multiplier=-1"],
+            dict(method="std_threshold", std_multiplier=-1),
+            "pruner.std_multiplier=-1 is invalid; allowed: a number >= 0",
+        ),
     ],
 )
 def test_the_config_check_and_build_pruner_say_the_same_line(compose_config, overrides, arguments, line):

@@ -19,8 +19,7 @@ def cubic(fractional, s_i, s_f, start, span):
 def test_masks_follow_the_cubic_ramp_between_epochs():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(40, 50))
-    pruner = build_pruner(model, method="agp", final_sparsity=0.8, starting_epoch=0, ending_epoch=3,
-                          step_frequency=5)
+    pruner = build_pruner(model, method="agp", final_sparsity=0.8, starting_epoch=0, ending_epoch=3, step_frequency=5)
     weight = model[0].weight
     steps_per_epoch = 10
     seen = []

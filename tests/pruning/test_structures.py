@@ -26,7 +26,7 @@ def reference_slices(layer: nn.Module, structure: str, weight: torch.Tensor) -> 
     slices = []
     for index in range(g * second):
         group, local = divmod(index, second)
-        slices.append(weight[group * per_group_lead:(group + 1) * per_group_lead, local])
+        slices.append(weight[group * per_group_lead : (group + 1) * per_group_lead, local])
     return slices
 
 

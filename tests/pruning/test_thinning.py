@@ -11,16 +11,22 @@ import textwrap
 import pytest
 import torch
 import torchvision
-
 from coupling_support import (  # noqa: F401 (one_thread is an autouse fixture)
-    assert_groups_consistent, one_thread, kept_parameter_count, outputs, prune, randomise_norms, relative_error,
+    assert_groups_consistent,
+    kept_parameter_count,
+    one_thread,
+    outputs,
+    prune,
+    randomise_norms,
+    relative_error,
 )
+from support import ROOT
+
 from framework.errors import CheckpointError
 from framework.models.cifar_resnet import CifarResNet
 from framework.models.simple_cnn import SimpleCNN
 from framework.pruning import build_pruner
 from framework.pruning.thinning import apply_recipe, load_thinned, read_thinned, save_thinned, thin
-from support import ROOT
 
 # name -> (builder, input shape); torchvision models at 32x32 keep the tests small
 MODELS = {
@@ -42,8 +48,12 @@ def build(name: str, seed: int = 0):
 
 
 # densenet121 is the heaviest: one structure is enough for its cascaded concatenations
-CASES = [(name, structure) for name in MODELS for structure in ("filter", "channel")
-         if (name, structure) != ("densenet121", "channel")]
+CASES = [
+    (name, structure)
+    for name in MODELS
+    for structure in ("filter", "channel")
+    if (name, structure) != ("densenet121", "channel")
+]
 
 
 @pytest.mark.parametrize("name, structure", CASES)
@@ -93,10 +103,14 @@ def kept_view(masked_param: torch.Tensor, plan) -> torch.Tensor:
     return masked_param
 
 
-@pytest.mark.parametrize("make_optimizer", [
-    lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-3),
-    lambda params: torch.optim.Adam(params, lr=1e-2, weight_decay=1e-3),
-], ids=["sgd_momentum", "adam"])
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [
+        lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-3),
+        lambda params: torch.optim.Adam(params, lr=1e-2, weight_decay=1e-3),
+    ],
+    ids=["sgd_momentum", "adam"],
+)
 def test_one_optimizer_step_on_thinned_equals_masked_step_on_kept_weights(make_optimizer):
     model, x = build("resnet20_B")
     target = torch.randn(x.shape[0], 10, dtype=torch.float64)
@@ -126,8 +140,10 @@ def test_one_optimizer_step_on_thinned_equals_masked_step_on_kept_weights(make_o
         assert torch.allclose(thinned_params[name].detach(), expected, rtol=1e-10, atol=1e-12), name
     for module_name in ("bn1", "layer2.0.bn1"):  # BatchNorm running statistics follow too
         kept = result.plans[f"{module_name}.running_mean"]
-        assert torch.allclose(thinned.get_submodule(module_name).running_mean,
-                              kept_view(model.get_submodule(module_name).running_mean, kept))
+        assert torch.allclose(
+            thinned.get_submodule(module_name).running_mean,
+            kept_view(model.get_submodule(module_name).running_mean, kept),
+        )
 
 
 def test_apply_recipe_rejects_another_architecture():
@@ -169,9 +185,14 @@ def test_save_then_load_in_a_new_process_gives_equal_outputs(tmp_path):
         torch.load(path, weights_only=True)  # tensors and plain data only
         assert read_thinned(path)["extra"] == {"model": name, "removed": result.removed_channels}
     torch.save(reference, tmp_path / "reference.pt")
-    finished = subprocess.run([sys.executable, "-c", SUBPROCESS, str(tmp_path / "reference.pt")],
-                              capture_output=True, text=True, cwd=ROOT, timeout=120,
-                              env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    finished = subprocess.run(
+        [sys.executable, "-c", SUBPROCESS, str(tmp_path / "reference.pt")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+    )
     assert finished.returncode == 0, finished.stderr[-2000:]
     errors = dict(line.split() for line in finished.stdout.strip().splitlines())
     assert sorted(errors) == sorted(reference)
@@ -191,8 +212,9 @@ def test_coupled_pruner_state_round_trip_keeps_the_extra_masks():
     state = pruner.state_dict()
     assert state["coupling"] == "coupled" and "layer1.0.bn1.bias" in state["masks"]
     resumed_model, _ = build("resnet20_B")
-    resumed = build_pruner(resumed_model, method="level", structure="channel", final_sparsity=0.5, ending_epoch=1,
-                           example_input=x)
+    resumed = build_pruner(
+        resumed_model, method="level", structure="channel", final_sparsity=0.5, ending_epoch=1, example_input=x
+    )
     resumed.load_state_dict(state)
     for name, param in resumed_model.named_parameters():
         assert torch.equal(param, dict(model.named_parameters())[name]), name
@@ -203,8 +225,9 @@ def test_coupled_pruner_state_round_trip_keeps_the_extra_masks():
 
 def test_agp_coupled_follows_the_schedule_per_group_and_never_regrows():
     model, x = build("resnet20_B")
-    pruner = build_pruner(model, method="agp", structure="filter", final_sparsity=0.5, starting_epoch=0,
-                          ending_epoch=3, example_input=x)
+    pruner = build_pruner(
+        model, method="agp", structure="filter", final_sparsity=0.5, starting_epoch=0, ending_epoch=3, example_input=x
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     previous = {}
     for epoch in range(3):

@@ -51,8 +51,9 @@ class AttentionBlock(nn.Module):
     def forward(self, x):
         x = self.embed(x)
         h = self.norm(x)
-        attended = F.scaled_dot_product_attention(self.split(self.q(h)), self.split(self.k(h)), self.split(self.v(h)),
-                                                  enable_gqa=self.gqa)
+        attended = F.scaled_dot_product_attention(
+            self.split(self.q(h)), self.split(self.k(h)), self.split(self.v(h)), enable_gqa=self.gqa
+        )
         batch, tokens, _ = x.shape
         x = x + self.o(attended.transpose(1, 2).reshape(batch, tokens, -1))
         x = x + self.fc2(F.gelu(self.fc1(x)))
@@ -60,16 +61,18 @@ class AttentionBlock(nn.Module):
 
 
 def tiny_vit():
-    return vision_transformer.VisionTransformer(image_size=8, patch_size=2, num_layers=2, num_heads=2, hidden_dim=8,
-                                                mlp_dim=16, num_classes=3)
+    return vision_transformer.VisionTransformer(
+        image_size=8, patch_size=2, num_layers=2, num_heads=2, hidden_dim=8, mlp_dim=16, num_classes=3
+    )
 
 
 def tiny_swin(v2=False):
     v2_parts = dict(block=swin_transformer.SwinTransformerBlockV2, downsample_layer=swin_transformer.PatchMergingV2)
     extra = v2_parts if v2 else {}
     # two blocks in the first stage: the second one shifts its windows
-    return swin_transformer.SwinTransformer(patch_size=[2, 2], embed_dim=8, depths=[2, 1], num_heads=[2, 2],
-                                            window_size=[2, 2], num_classes=3, **extra)
+    return swin_transformer.SwinTransformer(
+        patch_size=[2, 2], embed_dim=8, depths=[2, 1], num_heads=[2, 2], window_size=[2, 2], num_classes=3, **extra
+    )
 
 
 def tiny_convnext():
@@ -77,8 +80,16 @@ def tiny_convnext():
 
 
 def tiny_maxvit():
-    return maxvit.MaxVit(input_size=(16, 16), stem_channels=8, partition_size=2, block_channels=[8, 16],
-                         block_layers=[1, 1], head_dim=4, stochastic_depth_prob=0.0, num_classes=3)
+    return maxvit.MaxVit(
+        input_size=(16, 16),
+        stem_channels=8,
+        partition_size=2,
+        block_channels=[8, 16],
+        block_layers=[1, 1],
+        head_dim=4,
+        stochastic_depth_prob=0.0,
+        num_classes=3,
+    )
 
 
 # name -> (builder, input shape)
@@ -169,7 +180,11 @@ def test_sdpa_heads_are_units_of_head_dim_rows():
     assert len(heads) == 1 and len(heads[0].channels) == 4
     head = heads[0].channels[1]
     assert {(m.module, m.role): m.indices for m in head.members} == {
-        ("q", OUT): (4, 5, 6, 7), ("k", OUT): (4, 5, 6, 7), ("v", OUT): (4, 5, 6, 7), ("o", IN): (4, 5, 6, 7)}
+        ("q", OUT): (4, 5, 6, 7),
+        ("k", OUT): (4, 5, 6, 7),
+        ("v", OUT): (4, 5, 6, 7),
+        ("o", IN): (4, 5, 6, 7),
+    }
 
 
 def test_gqa_removes_a_key_value_head_with_its_query_group():
@@ -323,8 +338,11 @@ def test_swin_heads_go_with_their_bias_table_column_and_the_model_rebuilds(tmp_p
     assert (attention.num_heads, attention.head_dim) == (1, 4)
     assert attention.qkv.out_features == 12 and attention.proj.in_features == 4
     assert attention.relative_position_bias_table.shape == (9, 1)
-    assert result.recipe["modules"]["features.1.1.attn"] == {"type": "ShiftedWindowAttention", "num_heads": 1,
-                                                            "head_dim": 4}
+    assert result.recipe["modules"]["features.1.1.attn"] == {
+        "type": "ShiftedWindowAttention",
+        "num_heads": 1,
+        "head_dim": 4,
+    }
     path = tmp_path / "swin.pt"
     save_thinned(path, result.model, result.recipe)
     fresh = load_thinned(path, tiny_swin().double())
@@ -361,7 +379,8 @@ def test_fold_batchnorm_on_a_model_without_batchnorm_warns_once_and_ranks_raw_we
         folded = build_pruner(model, method="level", structure="filter", fold_batchnorm=True, example_input=x)
     assert [str(w.message) for w in caught] == [
         "fold_batchnorm=true: AttentionBlock has nothing to fold (it has no BatchNorm layer); weights are ranked "
-        "as they are"]
+        "as they are"
+    ]
     raw = build_pruner(reference, method="level", structure="filter", example_input=x)
     folded.on_epoch_start(0)
     raw.on_epoch_start(0)
@@ -427,8 +446,9 @@ def test_movedim_unflatten_and_swapaxes_are_followed():
     model = ChannelsLastMixer().double()
     pruner, result, _ = check_exact(model, torch.randn(2, 3, 4, 4, dtype=torch.float64), "filter")
     graph = pruner.graph
-    hidden = next(c for c in graph.channels() if any(m.module == "up" and m.role == OUT and 1 in m.indices
-                                                     for m in c.members))
+    hidden = next(
+        c for c in graph.channels() if any(m.module == "up" and m.role == OUT and 1 in m.indices for m in c.members)
+    )
     # the group count (2) is a constant: position 1 of both groups is one unit
     assert {m.indices for m in hidden.members if m.module == "up"} == {(1, 7)}
     assert result.model.up.out_features == result.model.down.in_features == 6

@@ -7,11 +7,11 @@ import copy
 
 import pytest
 import torch
+from support import cli_dirs, run_cli
 
 from framework.errors import CheckpointError
 from framework.models.simple_cnn import SimpleCNN
 from framework.training.checkpoint_checks import check_checkpoint_fields, check_checkpoint_fits
-from support import cli_dirs, run_cli
 
 BASE = ["tracking=none", "epochs=2"]
 
@@ -32,18 +32,27 @@ def edited(checkpoint, edit):
 
 
 FIELD_CASES = {
-    "epoch 99": (lambda c: c.update(epoch=99), r"epoch=99; expected a whole number of finished epochs from 0 to epochs=1"),
+    "epoch 99": (
+        lambda c: c.update(epoch=99),
+        r"epoch=99; expected a whole number of finished epochs from 0 to epochs=1",
+    ),
     "epoch -5": (lambda c: c.update(epoch=-5), r"epoch=-5; expected"),
     "epoch 'two'": (lambda c: c.update(epoch="two"), r"epoch='two'; expected"),
     "epoch without history": (lambda c: c.update(epoch=0), r"epoch=0 but its history holds 1 epochs"),
-    "history of strings": (lambda c: c.update(history=["val/top1"]), r"history is not a list of metric -> number mappings"),
+    "history of strings": (
+        lambda c: c.update(history=["val/top1"]),
+        r"history is not a list of metric -> number mappings",
+    ),
     "history metric a string": (lambda c: c["history"][0].update({"val/top1": "high"}), r"history is not a list"),
     "global_step": (lambda c: c.update(global_step=-1), r"global_step=-1; expected a whole number >= 0"),
     "rng torch": (lambda c: c["rng"].update(torch=torch.zeros(3)), r"its RNG state \(rng\) cannot be restored"),
     "rng python": (lambda c: c["rng"].update(python=[3]), r"its RNG state \(rng\) cannot be restored"),
     "rng a list": (lambda c: c.update(rng=[1, 2]), r"its RNG state \(rng\) cannot be restored"),
     "hooks a list": (lambda c: c.update(hooks=[]), r"hooks is not a mapping of hook name -> state mapping"),
-    "recorded config": (lambda c: c["hooks"]["config"].update(params=["epochs"]), r"the recorded config \(hooks.config.params\)"),
+    "recorded config": (
+        lambda c: c["hooks"]["config"].update(params=["epochs"]),
+        r"the recorded config \(hooks.config.params\)",
+    ),
 }
 
 
@@ -65,18 +74,28 @@ def first_key(c):
 
 
 FIT_CASES = {
-    "weights of another shape": (lambda c: c["model"].update({"classifier.weight": torch.zeros(3, 3)}),
-                                 r"its weights do not fit SimpleCNN: shape mismatch in \[classifier.weight \(3, 3\) vs model"),
+    "weights of another shape": (
+        lambda c: c["model"].update({"classifier.weight": torch.zeros(3, 3)}),
+        r"its weights do not fit SimpleCNN: shape mismatch in \[classifier.weight \(3, 3\) vs model",
+    ),
     "a weight missing": (lambda c: c["model"].pop("classifier.bias"), r"missing keys \[classifier.bias\]"),
-    "a weight renamed": (lambda c: c["model"].update({"head.weight": c["model"].pop("classifier.weight")}),
-                         r"missing keys \[classifier.weight\]; unexpected keys \[head.weight\]"),
+    "a weight renamed": (
+        lambda c: c["model"].update({"head.weight": c["model"].pop("classifier.weight")}),
+        r"missing keys \[classifier.weight\]; unexpected keys \[head.weight\]",
+    ),
     "model a list": (lambda c: c.update(model=[1]), r"model is not a state_dict"),
-    "optimizer groups": (lambda c: c["optimizer"]["param_groups"].append(c["optimizer"]["param_groups"][0]),
-                         r"optimizer has 2 parameter groups; SGD has 1"),
-    "optimizer state shape": (lambda c: c["optimizer"]["state"][0].update(momentum_buffer=torch.zeros(2)),
-                              r"optimizer state 'momentum_buffer' of parameter 0 has shape \(2,\)"),
-    "optimizer state a string": (lambda c: c["optimizer"]["state"][0].update(momentum_buffer="x"),
-                                 r"optimizer state 'momentum_buffer' of parameter 0 is a str"),
+    "optimizer groups": (
+        lambda c: c["optimizer"]["param_groups"].append(c["optimizer"]["param_groups"][0]),
+        r"optimizer has 2 parameter groups; SGD has 1",
+    ),
+    "optimizer state shape": (
+        lambda c: c["optimizer"]["state"][0].update(momentum_buffer=torch.zeros(2)),
+        r"optimizer state 'momentum_buffer' of parameter 0 has shape \(2,\)",
+    ),
+    "optimizer state a string": (
+        lambda c: c["optimizer"]["state"][0].update(momentum_buffer="x"),
+        r"optimizer state 'momentum_buffer' of parameter 0 is a str",
+    ),
     "optimizer a list": (lambda c: c.update(optimizer=[]), r"optimizer is not an optimizer state_dict"),
 }
 

@@ -19,27 +19,45 @@ from typing import List, Sequence
 
 import pytest
 import torch
+from support import ROOT, store_overrides
 
 from framework.tracking.metrics_file import read_metrics
-from support import ROOT, store_overrides
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 TESTS = ROOT / "tests"  # rank_models.py
 
 
-def torchrun(args: Sequence[str], tmp_path: Path, timeout: float = 240, nproc: int = 2, popen: bool = False,
-             store: bool = True, python_path: Sequence[Path] = (), **popen_args):
+def torchrun(
+    args: Sequence[str],
+    tmp_path: Path,
+    timeout: float = 240,
+    nproc: int = 2,
+    popen: bool = False,
+    store: bool = True,
+    python_path: Sequence[Path] = (),
+    **popen_args,
+):
     """``torchrun --nproc_per_node=2 run.py args`` with one thread per rank; returns (process, output)
     or, with ``popen``, the running Popen."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(str(p) for p in [*python_path, ROOT, TESTS])}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(str(p) for p in [*python_path, ROOT, TESTS]),
+    }
     env.pop("HYDRA_FULL_ERROR", None)
-    command = [str(TORCHRUN), "--standalone", f"--nproc_per_node={nproc}", str(ROOT / "run.py"),
-               "progress=false", *(store_overrides(tmp_path) + ["tracking.log_model=false"]
-                                   if store and "tracking=none" not in args else []), *args]
+    command = [
+        str(TORCHRUN),
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        str(ROOT / "run.py"),
+        "progress=false",
+        *(store_overrides(tmp_path) + ["tracking.log_model=false"] if store and "tracking=none" not in args else []),
+        *args,
+    ]
     if popen:
-        return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, **popen_args)
+        return subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen_args
+        )
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
     return done, done.stdout + done.stderr
 
@@ -74,8 +92,13 @@ def test_two_processes_make_one_run_with_identical_masks(tmp_path):
     runs = tmp_path / "runs"
     started = time.monotonic()
     done, output = torchrun(
-        ["pruner=agp_filter", "fold_batchnorm=true", "epochs=3", "loader.batch_size=32",
-         f"hydra.run.dir={runs}/" + "${now:%H-%M-%S-%f}"],
+        [
+            "pruner=agp_filter",
+            "fold_batchnorm=true",
+            "epochs=3",
+            "loader.batch_size=32",
+            f"hydra.run.dir={runs}/" + "${now:%H-%M-%S-%f}",
+        ],
         tmp_path,
     )
     assert done.returncode == 0, output[-3000:]
@@ -108,10 +131,17 @@ def test_two_processes_make_one_run_with_identical_masks(tmp_path):
 
     # Final sparsity as scheduled: half of every conv's filters (the classifier's outputs are kept).
     sparsity = (run_dir / "pruning" / "sparsity.csv").read_text().splitlines()
-    filter_pct = {line.split(",")[0]: float(line.split(",")[-4]) for line in sparsity[1:] if line.startswith("block")
-                  or line.startswith("classifier")}
-    assert filter_pct == {"block1.0.weight": 50.0, "block2.0.weight": 50.0, "block3.0.weight": 50.0,
-                          "classifier.weight": 0.0}
+    filter_pct = {
+        line.split(",")[0]: float(line.split(",")[-4])
+        for line in sparsity[1:]
+        if line.startswith("block") or line.startswith("classifier")
+    }
+    assert filter_pct == {
+        "block1.0.weight": 50.0,
+        "block2.0.weight": 50.0,
+        "block3.0.weight": 50.0,
+        "classifier.weight": 0.0,
+    }
     assert records[-1]["pruning/target_sparsity"] == 0.5
 
     # val/top1 is over the whole validation split: the saved (thinned) model, evaluated here in
@@ -143,9 +173,12 @@ def test_a_config_mistake_is_reported_once_and_every_rank_exits_2(tmp_path, mist
         # rank 1 (-15) before it could exit 2 by itself.
         late = [tmp_path / "late_rank"]
         late[0].mkdir()
-        (late[0] / "sitecustomize.py").write_text("import os, time\nif os.environ.get('RANK') == '1':\n    time.sleep(8)\n")
-    done, output = torchrun([*args, "epochs=1", f"hydra.run.dir={tmp_path}/run"], tmp_path, timeout=120, store=False,
-                            python_path=late)
+        (late[0] / "sitecustomize.py").write_text(
+            "import os, time\nif os.environ.get('RANK') == '1':\n    time.sleep(8)\n"
+        )
+    done, output = torchrun(
+        [*args, "epochs=1", f"hydra.run.dir={tmp_path}/run"], tmp_path, timeout=120, store=False, python_path=late
+    )
     assert done.returncode != 0
     assert output.count(message) == 1, output[-3000:]
     assert output.count("error: ") == 1, output[-3000:]
@@ -157,9 +190,17 @@ def test_a_failing_rank_ends_the_job_within_the_timeout(tmp_path, mode):
     timeout_s = 10
     started = time.monotonic()
     done, output = torchrun(
-        ["model._target_=rank_models.RankFailingCNN", f"+model.mode={mode}", "+model.after_steps=5",
-         "epochs=3", f"distributed.timeout_s={timeout_s}", "tracking=none", f"hydra.run.dir={tmp_path}/run"],
-        tmp_path, timeout=180,
+        [
+            "model._target_=rank_models.RankFailingCNN",
+            f"+model.mode={mode}",
+            "+model.after_steps=5",
+            "epochs=3",
+            f"distributed.timeout_s={timeout_s}",
+            "tracking=none",
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+        tmp_path,
+        timeout=180,
     )
     elapsed = time.monotonic() - started
     assert done.returncode != 0, output[-3000:]

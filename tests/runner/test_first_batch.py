@@ -7,13 +7,13 @@ import textwrap
 
 import pytest
 import torch
+from support import cli_dirs, run_cli
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from framework.data.bundle import DatasetBundle
 from framework.errors import ConfigError
 from framework.runner.first_batch import check_first_batches, check_output
-from support import cli_dirs, run_cli
 
 SHAPE = (1, 4, 4)
 
@@ -46,12 +46,27 @@ class Pairs(torch.utils.data.Dataset):
 
 
 DATA = {
-    "label 3 of 3 classes": (dataset(labels=torch.tensor([0, 1, 2, 3, 0, 1, 2, 0])), r"first train batch has label 3; allowed: 0 to 2 \(num_classes=3\)"),
+    "label 3 of 3 classes": (
+        dataset(labels=torch.tensor([0, 1, 2, 3, 0, 1, 2, 0])),
+        r"first train batch has label 3; allowed: 0 to 2 \(num_classes=3\)",
+    ),
     "negative label": (dataset(labels=torch.tensor([0, -1, 2, 1, 0, 1, 2, 0])), r"label -1; allowed: 0 to 2"),
-    "float labels": (dataset(labels=torch.zeros(8)), r"labels of dtype torch.float32 and shape \[4\]; allowed: one integer class index"),
-    "one-hot labels": (dataset(labels=torch.zeros(8, 3, dtype=torch.long)), r"shape \[4, 3\]; allowed: one integer class index"),
-    "another shape": (dataset(shape=(1, 5, 5)), r"samples of shape \(1, 5, 5\) but the dataset declares input_shape=\(1, 4, 4\)"),
-    "not a pair": (Pairs(torch.zeros(SHAPE)), r"train sample 0 is a Tensor; allowed: an \(input tensor, integer label\) pair"),
+    "float labels": (
+        dataset(labels=torch.zeros(8)),
+        r"labels of dtype torch.float32 and shape \[4\]; allowed: one integer class index",
+    ),
+    "one-hot labels": (
+        dataset(labels=torch.zeros(8, 3, dtype=torch.long)),
+        r"shape \[4, 3\]; allowed: one integer class index",
+    ),
+    "another shape": (
+        dataset(shape=(1, 5, 5)),
+        r"samples of shape \(1, 5, 5\) but the dataset declares input_shape=\(1, 4, 4\)",
+    ),
+    "not a pair": (
+        Pairs(torch.zeros(SHAPE)),
+        r"train sample 0 is a Tensor; allowed: an \(input tensor, integer label\) pair",
+    ),
     "a triple": (Pairs((torch.zeros(SHAPE), 0, 1)), r"train sample 0 is a tuple of 3; allowed"),
     "string label": (Pairs((torch.zeros(SHAPE), "cat")), r"has a label of type str; allowed: an integer"),
     "a list, not a dataset": (5, r"load\(\) gave a int as the train split; allowed: a torch Dataset"),
@@ -61,7 +76,9 @@ DATA = {
 
 def check(train, val=None, model=None):
     bundle = DatasetBundle(train, dataset() if val is None else val, 3, SHAPE)
-    check_first_batches(bundle, model or Net(), torch.device("cpu"), 4, 3, SHAPE, "my_data.Data", "model._target_=my.Net")
+    check_first_batches(
+        bundle, model or Net(), torch.device("cpu"), 4, 3, SHAPE, "my_data.Data", "model._target_=my.Net"
+    )
 
 
 @pytest.mark.parametrize("case", DATA)
@@ -82,11 +99,14 @@ def test_a_bad_validation_label_is_one_line():
         check(dataset(), val=dataset(labels=torch.full((8,), 7)))
 
 
-@pytest.mark.parametrize("model, expected", [
-    (Net(outputs=10), r"returned shape \[4, 10\] for a batch of 4; expected \[4, 3\]"),
-    (Net(as_tuple=True), r"returned a tuple; allowed: one tensor of logits"),
-    (Net(batch=2), r"returned shape \[2, 3\] for a batch of 4; expected \[4, 3\].*fixes the batch size"),
-])
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        (Net(outputs=10), r"returned shape \[4, 10\] for a batch of 4; expected \[4, 3\]"),
+        (Net(as_tuple=True), r"returned a tuple; allowed: one tensor of logits"),
+        (Net(batch=2), r"returned shape \[2, 3\] for a batch of 4; expected \[4, 3\].*fixes the batch size"),
+    ],
+)
 def test_a_model_output_that_is_not_batch_by_classes_is_one_line(model, expected):
     with pytest.raises(ConfigError, match=expected):
         check(dataset(), model=model)
@@ -118,7 +138,7 @@ def test_check_output_names_a_hard_coded_batch():
         check_output(torch.zeros(64, 3), 2, 3, "model")
 
 
-BAD_DATA = '''
+BAD_DATA = """
 import torch
 from torch.utils.data import TensorDataset
 
@@ -134,9 +154,9 @@ class Labels:
         train = TensorDataset(torch.randn(8, 1, 4, 4), torch.full((8,), self.label))
         val = TensorDataset(torch.randn(self.val_size, 1, 4, 4), torch.zeros(self.val_size, dtype=torch.long))
         return train, val
-'''
+"""
 
-THREE_OUT = '''
+THREE_OUT = """
 from torch import nn
 
 
@@ -147,22 +167,34 @@ class Three(nn.Module):
 
     def forward(self, x):
         return self.net(x)
-'''
+"""
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    (["dataset=labels"], "dataset._target_=bad_data.Labels: the first train batch has label 7; allowed: 0 to 2"),
-    (["dataset=labels", "dataset.label=0", "dataset.val_size=0"], "dataset._target_=bad_data.Labels: the val split is empty"),
-    (["model._target_=three.Three"], "model._target_=three.Three returned shape [2, 3] for a batch of 2; expected [2, 10]"),
-])
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["dataset=labels"], "dataset._target_=bad_data.Labels: the first train batch has label 7; allowed: 0 to 2"),
+        (
+            ["dataset=labels", "dataset.label=0", "dataset.val_size=0"],
+            "dataset._target_=bad_data.Labels: the val split is empty",
+        ),
+        (
+            ["model._target_=three.Three"],
+            "model._target_=three.Three returned shape [2, 3] for a batch of 2; expected [2, 10]",
+        ),
+    ],
+)
 def test_bad_data_or_model_output_through_the_cli_exits_2_before_training(tmp_path, overrides, expected):
     (tmp_path / "conf" / "dataset").mkdir(parents=True)
     (tmp_path / "bad_data.py").write_text(textwrap.dedent(BAD_DATA))
     (tmp_path / "three.py").write_text(textwrap.dedent(THREE_OUT))
     (tmp_path / "conf" / "dataset" / "labels.yaml").write_text(
-        "# @package _global_\ndataset:\n  _target_: bad_data.Labels\n  label: 7\n  val_size: 8\nloader:\n  batch_size: 4\n  num_workers: 0\n")
-    result = run_cli(["--config-dir", str(tmp_path / "conf"), *overrides, "tracking=none",
-                      *cli_dirs(tmp_path, mlflow=False)], cwd=tmp_path)
+        "# @package _global_\ndataset:\n  _target_: bad_data.Labels\n  label: 7\n  val_size: 8\nloader:\n  batch_size: 4\n  num_workers: 0\n"
+    )
+    result = run_cli(
+        ["--config-dir", str(tmp_path / "conf"), *overrides, "tracking=none", *cli_dirs(tmp_path, mlflow=False)],
+        cwd=tmp_path,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]

@@ -8,9 +8,9 @@ import logging
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from support import store_overrides
 
 from framework.models import SimpleCNN
-from support import store_overrides
 
 CONVS = ["block1.0", "block2.0", "block3.0"]
 
@@ -39,13 +39,21 @@ def lowest_filters(weight, k):
 @pytest.mark.parametrize("fold", [True, False])
 def test_one_shot_filter_prune_of_a_pretrained_model_ranks_on_folded_weights(run_experiment, tmp_path, fold):
     state = pretrained_file_with_skewed_batchnorm(tmp_path / "pretrained.pt")
-    _, context, _ = run_experiment([
-        "tracking=none", f"pretrained={tmp_path / 'pretrained.pt'}", "pruner=level",
-        # coupled (the default): each conv's filters form their own groups with its BN and readers;
-        # masks are checked, so the model is not thinned
-        "pruner.structure=filter", "pruner.final_sparsity=0.5", "pruner.thin=never",
-        "schedule=one_shot", "epochs=1", f"fold_batchnorm={str(fold).lower()}",
-    ])
+    _, context, _ = run_experiment(
+        [
+            "tracking=none",
+            f"pretrained={tmp_path / 'pretrained.pt'}",
+            "pruner=level",
+            # coupled (the default): each conv's filters form their own groups with its BN and readers;
+            # masks are checked, so the model is not thinned
+            "pruner.structure=filter",
+            "pruner.final_sparsity=0.5",
+            "pruner.thin=never",
+            "schedule=one_shot",
+            "epochs=1",
+            f"fold_batchnorm={str(fold).lower()}",
+        ]
+    )
     masks = torch.load(context.run_dir / "checkpoints" / "last.pt", weights_only=True)["hooks"]["pruning"]["masks"]
     differs = False
     for conv in CONVS:
@@ -63,11 +71,22 @@ def test_one_shot_filter_prune_of_a_pretrained_model_ranks_on_folded_weights(run
 
 @pytest.mark.slow
 def test_folded_agp_run_records_the_pairs(run_experiment, tracking_overrides, shared_store):
-    _, context, _ = run_experiment([*tracking_overrides, "pruner=agp", "fold_batchnorm=true", "epochs=2",
-                                    "schedule.ending_epoch=2", "tracking.log_model=false"])
+    _, context, _ = run_experiment(
+        [
+            *tracking_overrides,
+            "pruner=agp",
+            "fold_batchnorm=true",
+            "epochs=2",
+            "schedule.ending_epoch=2",
+            "tracking.log_model=false",
+        ]
+    )
     pairs = json.loads((context.run_dir / "pruning" / "bn_fold_pairs.json").read_text())
     assert [(p["layer_name"], p["bn_name"]) for p in pairs] == [
-        ("block1.0", "block1.1"), ("block2.0", "block2.1"), ("block3.0", "block3.1")]
+        ("block1.0", "block1.1"),
+        ("block2.0", "block2.1"),
+        ("block3.0", "block3.1"),
+    ]
     client = MlflowClient(store_overrides(shared_store)[0].split("=", 1)[1])
     run_id = torch.load(context.run_dir / "checkpoints" / "last.pt", weights_only=True)["hooks"]["mlflow"]["run_id"]
     run = client.get_run(run_id)
@@ -79,7 +98,19 @@ def test_folded_agp_run_records_the_pairs(run_experiment, tracking_overrides, sh
 def test_fold_without_any_pair_warns(run_experiment, caplog):
     # squeezenet has no BatchNorm at all
     with caplog.at_level(logging.WARNING):
-        run_experiment(["tracking=none", "model=torchvision", "model.name=squeezenet1_1", "dataset=synthetic",
-                        "dataset.shape=[3,32,32]", "dataset.train_size=32", "dataset.val_size=16",
-                        "pruner=agp", "schedule=one_shot", "epochs=1", "fold_batchnorm=true"])
+        run_experiment(
+            [
+                "tracking=none",
+                "model=torchvision",
+                "model.name=squeezenet1_1",
+                "dataset=synthetic",
+                "dataset.shape=[3,32,32]",
+                "dataset.train_size=32",
+                "dataset.val_size=16",
+                "pruner=agp",
+                "schedule=one_shot",
+                "epochs=1",
+                "fold_batchnorm=true",
+            ]
+        )
     assert any("nothing is folded" in r.getMessage() for r in caplog.records)

@@ -19,11 +19,14 @@ def _warnings(caplog) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("overrides", "warned"), [
-    (["fold_batchnorm=true", "epochs=2"], 1),  # prunes at epoch 0 only: untrained BatchNorms
-    (["fold_batchnorm=true", "epochs=3", "schedule.starting_epoch=1", "schedule.ending_epoch=3"], 0),
-    (["fold_batchnorm=false", "epochs=2"], 0),
-])
+@pytest.mark.parametrize(
+    ("overrides", "warned"),
+    [
+        (["fold_batchnorm=true", "epochs=2"], 1),  # prunes at epoch 0 only: untrained BatchNorms
+        (["fold_batchnorm=true", "epochs=3", "schedule.starting_epoch=1", "schedule.ending_epoch=3"], 0),
+        (["fold_batchnorm=false", "epochs=2"], 0),
+    ],
+)
 def test_pruning_on_untrained_batchnorms_warns_once(run_experiment, caplog, overrides, warned):
     caplog.set_level(logging.WARNING, logger="framework.runner.pruning_hook")
     run_experiment(["pruner=agp", *FAST, *overrides])
@@ -34,12 +37,17 @@ def test_pruning_on_untrained_batchnorms_warns_once(run_experiment, caplog, over
 
 
 def test_initial_state_means_every_folded_batchnorm_as_constructed():
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
-                          nn.Conv2d(4, 4, 3, bias=False), nn.BatchNorm2d(4))
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3, bias=False), nn.BatchNorm2d(4)
+    )
     pairs = find_fold_pairs(model)
     assert len(pairs) == 2 and batchnorms_at_initial_state(model, pairs)
-    for change in (lambda bn: bn.weight.data.fill_(0.5), lambda bn: bn.bias.data.fill_(0.1),
-                   lambda bn: bn.running_mean.fill_(0.2), lambda bn: bn.running_var.fill_(2.0)):
+    for change in (
+        lambda bn: bn.weight.data.fill_(0.5),
+        lambda bn: bn.bias.data.fill_(0.1),
+        lambda bn: bn.running_mean.fill_(0.2),
+        lambda bn: bn.running_var.fill_(2.0),
+    ):
         bn = model[4]  # one of the two is enough to make folding matter
         saved = {k: v.clone() for k, v in bn.state_dict().items()}
         with torch.no_grad():

@@ -23,10 +23,19 @@ def metric_history(store, run_id, key):
 
 
 @pytest.mark.slow
-def test_a_distillation_run_from_the_dense_model_into_mlflow(run_experiment, tracking_overrides, shared_store,
-                                                              tmp_path):
-    overrides = [*tracking_overrides, *FAST, "pruner=agp_filter", "pruner/criterion=taylor", "distill=kd",
-                 "epochs=3", "schedule.starting_epoch=1", "schedule.ending_epoch=3"]
+def test_a_distillation_run_from_the_dense_model_into_mlflow(
+    run_experiment, tracking_overrides, shared_store, tmp_path
+):
+    overrides = [
+        *tracking_overrides,
+        *FAST,
+        "pruner=agp_filter",
+        "pruner/criterion=taylor",
+        "distill=kd",
+        "epochs=3",
+        "schedule.starting_epoch=1",
+        "schedule.ending_epoch=3",
+    ]
     _, context, final = run_experiment(overrides, run_dir=tmp_path / "kd")
     checkpoint = torch.load(context.run_dir / "checkpoints" / "last.pt", weights_only=True)
     run_id = checkpoint["hooks"]["mlflow"]["run_id"]
@@ -41,9 +50,18 @@ def test_a_distillation_run_from_the_dense_model_into_mlflow(run_experiment, tra
 
 @pytest.mark.slow
 def test_a_slimming_run_logs_its_penalty_per_epoch(run_experiment, tracking_overrides, shared_store, tmp_path):
-    overrides = [*tracking_overrides, *FAST, "regularizer=bn_l1", "regularizer.strength=1e-3",
-                 "regularizer.end_epoch=2", "pruner=agp_filter", "pruner/criterion=bn_gamma", "epochs=3",
-                 "schedule.starting_epoch=2", "schedule.ending_epoch=3"]
+    overrides = [
+        *tracking_overrides,
+        *FAST,
+        "regularizer=bn_l1",
+        "regularizer.strength=1e-3",
+        "regularizer.end_epoch=2",
+        "pruner=agp_filter",
+        "pruner/criterion=bn_gamma",
+        "epochs=3",
+        "schedule.starting_epoch=2",
+        "schedule.ending_epoch=3",
+    ]
     _, context, final = run_experiment(overrides, run_dir=tmp_path / "slim")
     checkpoint = torch.load(context.run_dir / "checkpoints" / "last.pt", weights_only=True)
     values = metric_history(shared_store, checkpoint["hooks"]["mlflow"]["run_id"], "regularizer/value")
@@ -54,9 +72,19 @@ def test_a_slimming_run_logs_its_penalty_per_epoch(run_experiment, tracking_over
 
 @pytest.mark.slow
 def test_sigkill_then_resume_is_bit_exact_with_kd_a_regularizer_and_a_data_criterion(tmp_path):
-    common = ["epochs=3", "tracking.log_model=false", "loader.batch_size=64", "pruner.calibration_batches=2",
-              "pruner=agp_filter", "pruner/criterion=taylor", "schedule.starting_epoch=1",
-              "schedule.ending_epoch=3", "distill=kd", "regularizer=group_lasso", "pruner.thin=never"]
+    common = [
+        "epochs=3",
+        "tracking.log_model=false",
+        "loader.batch_size=64",
+        "pruner.calibration_batches=2",
+        "pruner=agp_filter",
+        "pruner/criterion=taylor",
+        "schedule.starting_epoch=1",
+        "schedule.ending_epoch=3",
+        "distill=kd",
+        "regularizer=group_lasso",
+        "pruner.thin=never",
+    ]
     straight_dir = tmp_path / "straight"
     result = run_cli([*common, *cli_dirs(straight_dir), "tracking.experiment=straight"])
     assert result.returncode == 0, result.stderr[-2000:]
@@ -82,24 +110,42 @@ def test_sigkill_then_resume_is_bit_exact_with_kd_a_regularizer_and_a_data_crite
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    (["pruner=agp_filter", "pruner.calibration_batches=0"],
-     "pruner.calibration_batches=0 is invalid; allowed: an integer >= 1"),
-    (["regularizer=bn_l1", "regularizer.strength=-1"], "regularizer.strength=-1"),
-    (["regularizer=group_lasso", "regularizer.strength=nan"], "regularizer.strength=nan is invalid"),
-    (["distill=kd", "distill.temperature=0"], "distill.temperature=0"),
-    (["distill=kd", "distill.alpha=1.5"], "distill.alpha=1.5 is invalid; allowed: a number in [0, 1]"),
-    (["distill=kd", "distill.teacher=/no/such/teacher.pt"],
-     "distill.teacher file not found: distill.teacher=/no/such/teacher.pt"),
-    (["pruner=agp_filter", "pruner/criterion=apoz", "pruner.coupling=layer", "pruner.skip_output_layer=false"],
-     "criterion=apoz needs a ReLU/ReLU6 module after each ranked layer; layer classifier has none"),
-    (["pruner=agp_filter", "pruner/criterion=bn_gamma", "pruner.coupling=layer", "pruner.skip_output_layer=false"],
-     "criterion=bn_gamma needs a BatchNorm directly after each ranked layer (structure=filter); "
-     "layer classifier has none"),
-    (["pruner=agp_filter", "pruner/criterion=taylor", "fold_batchnorm=true"],
-     "fold_batchnorm=True cannot be combined with pruner.criterion=taylor"),
-    (["pruner=agp", "pruner/criterion=apoz"], "pruner.criterion=apoz does not support pruner.structure=fine"),
-])
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (
+            ["pruner=agp_filter", "pruner.calibration_batches=0"],
+            "pruner.calibration_batches=0 is invalid; allowed: an integer >= 1",
+        ),
+        (["regularizer=bn_l1", "regularizer.strength=-1"], "regularizer.strength=-1"),
+        (["regularizer=group_lasso", "regularizer.strength=nan"], "regularizer.strength=nan is invalid"),
+        (["distill=kd", "distill.temperature=0"], "distill.temperature=0"),
+        (["distill=kd", "distill.alpha=1.5"], "distill.alpha=1.5 is invalid; allowed: a number in [0, 1]"),
+        (
+            ["distill=kd", "distill.teacher=/no/such/teacher.pt"],
+            "distill.teacher file not found: distill.teacher=/no/such/teacher.pt",
+        ),
+        (
+            ["pruner=agp_filter", "pruner/criterion=apoz", "pruner.coupling=layer", "pruner.skip_output_layer=false"],
+            "criterion=apoz needs a ReLU/ReLU6 module after each ranked layer; layer classifier has none",
+        ),
+        (
+            [
+                "pruner=agp_filter",
+                "pruner/criterion=bn_gamma",
+                "pruner.coupling=layer",
+                "pruner.skip_output_layer=false",
+            ],
+            "criterion=bn_gamma needs a BatchNorm directly after each ranked layer (structure=filter); "
+            "layer classifier has none",
+        ),
+        (
+            ["pruner=agp_filter", "pruner/criterion=taylor", "fold_batchnorm=true"],
+            "fold_batchnorm=True cannot be combined with pruner.criterion=taylor",
+        ),
+        (["pruner=agp", "pruner/criterion=apoz"], "pruner.criterion=apoz does not support pruner.structure=fine"),
+    ],
+)
 def test_bad_method_input_is_one_line_before_data(run_experiment, tmp_path, overrides, expected):
     with pytest.raises(SecateursError) as error:
         run_experiment(["tracking=none", "epochs=1", *overrides])
@@ -120,8 +166,15 @@ def test_bad_method_input_from_the_cli_exits_2(tmp_path):
 
 @pytest.mark.slow
 def test_sensitivity_analysis_ranks_with_a_data_criterion(run_experiment, tmp_path):
-    overrides = ["tracking=none", "task=sensitivity", "pruner=agp_filter", "pruner/criterion=taylor",
-                 "pruner.calibration_batches=2", "sensitivity.levels=[0.3,0.7]", "loader.batch_size=128"]
+    overrides = [
+        "tracking=none",
+        "task=sensitivity",
+        "pruner=agp_filter",
+        "pruner/criterion=taylor",
+        "pruner.calibration_batches=2",
+        "sensitivity.levels=[0.3,0.7]",
+        "loader.batch_size=128",
+    ]
     _, context, result = run_experiment(overrides, run_dir=tmp_path / "sens")
     table = (context.run_dir / "sensitivity" / "sensitivity.md").read_text()
     for unit in ("block1.0", "block2.0", "block3.0"):
@@ -137,9 +190,18 @@ def test_two_processes_prune_with_taylor_and_distill(tmp_path):
 
     runs = tmp_path / "runs"
     done, output = torchrun(
-        ["pruner=agp_filter", "pruner/criterion=taylor", "pruner.calibration_batches=2", "distill=kd",
-         "regularizer=group_lasso", "epochs=2", "schedule.ending_epoch=1", "loader.batch_size=64",
-         "pruner.thin=never", f"hydra.run.dir={runs}/" + "${now:%H-%M-%S-%f}"],
+        [
+            "pruner=agp_filter",
+            "pruner/criterion=taylor",
+            "pruner.calibration_batches=2",
+            "distill=kd",
+            "regularizer=group_lasso",
+            "epochs=2",
+            "schedule.ending_epoch=1",
+            "loader.batch_size=64",
+            "pruner.thin=never",
+            f"hydra.run.dir={runs}/" + "${now:%H-%M-%S-%f}",
+        ],
         tmp_path,
     )
     assert done.returncode == 0, output[-3000:]

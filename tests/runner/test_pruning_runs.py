@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-
-from framework.pruning.structures import to_groups
-from framework.models import SimpleCNN
 from support import store_overrides
+
+from framework.models import SimpleCNN
+from framework.pruning.structures import to_groups
 
 EPOCHS, START, END, FREQ = 5, 0, 4, 1
 
@@ -37,7 +37,11 @@ def zero_group_count(weight, structure, layer):
 
 
 # simple_cnn's coupled channel groups: (producer conv, its BatchNorm, the layer that reads them)
-GROUPS = [("block1.0", "block1.1", "block2.0"), ("block2.0", "block2.1", "block3.0"), ("block3.0", "block3.1", "classifier")]
+GROUPS = [
+    ("block1.0", "block1.1", "block2.0"),
+    ("block2.0", "block2.1", "block3.0"),
+    ("block3.0", "block3.1", "classifier"),
+]
 
 
 def removed_channels(weights, producer):
@@ -45,13 +49,21 @@ def removed_channels(weights, producer):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset, structure, final", [("agp", "fine", 0.7), ("agp_filter", "filter", 0.5), ("agp_channel", "channel", 0.5)])
+@pytest.mark.parametrize(
+    "preset, structure, final", [("agp", "fine", 0.7), ("agp_filter", "filter", 0.5), ("agp_channel", "channel", 0.5)]
+)
 def test_agp_presets_zero_exactly_the_requested_structures(
     run_experiment, tracking_overrides, shared_store, preset, structure, final
 ):
     # masks are what is checked here, so the model is not thinned at the end
-    overrides = [*tracking_overrides, f"pruner={preset}", f"epochs={EPOCHS}",
-                 f"schedule.ending_epoch={END}", "tracking.log_model=false", "pruner.thin=never"]
+    overrides = [
+        *tracking_overrides,
+        f"pruner={preset}",
+        f"epochs={EPOCHS}",
+        f"schedule.ending_epoch={END}",
+        "tracking.log_model=false",
+        "pruner.thin=never",
+    ]
     cfg, context, result = run_experiment(overrides)
     checkpoint = torch.load(context.run_dir / "checkpoints" / "last.pt", weights_only=True)
     weights = checkpoint["model"]
@@ -76,8 +88,11 @@ def test_agp_presets_zero_exactly_the_requested_structures(
             assert torch.count_nonzero(weights[f"{norm}.bias"][index]) == 0
             assert torch.count_nonzero(weights[f"{reader}.weight"][:, index]) == 0
             assert bool(weights[f"{producer}.weight"][kept].flatten(1).ne(0).any(dim=1).all())
-            assert bool(weights[f"{reader}.weight"][:, kept].flatten(1).ne(0).any(dim=0).all() if reader == "classifier"
-                        else weights[f"{reader}.weight"][:, kept].transpose(0, 1).flatten(1).ne(0).any(dim=1).all())
+            assert bool(
+                weights[f"{reader}.weight"][:, kept].flatten(1).ne(0).any(dim=0).all()
+                if reader == "classifier"
+                else weights[f"{reader}.weight"][:, kept].transpose(0, 1).flatten(1).ne(0).any(dim=1).all()
+            )
         assert bool(weights["classifier.weight"].ne(0).any(dim=1).all())  # no class removed
         assert {f"{norm}.{p}" for _, norm, _ in GROUPS for p in ("weight", "bias")} <= set(masks)
 
@@ -105,9 +120,18 @@ def test_agp_presets_zero_exactly_the_requested_structures(
 def test_frequency_two_target_formula_is_logged(run_experiment, tmp_path):
     from framework.tracking.metrics_file import read_metrics
 
-    _, context, _ = run_experiment(["tracking=none", "pruner=agp", "epochs=6", "schedule.starting_epoch=1",
-                                    "schedule.ending_epoch=6", "schedule.frequency=2",
-                                    "pruner.initial_sparsity=0.1", "pruner.final_sparsity=0.6"])
+    _, context, _ = run_experiment(
+        [
+            "tracking=none",
+            "pruner=agp",
+            "epochs=6",
+            "schedule.starting_epoch=1",
+            "schedule.ending_epoch=6",
+            "schedule.frequency=2",
+            "pruner.initial_sparsity=0.1",
+            "pruner.final_sparsity=0.6",
+        ]
+    )
     records = read_metrics(context.run_dir / "metrics.jsonl")
     for record in records:
         expected = agp_formula(record["epoch"], 0.1, 0.6, start=1, end=6, freq=2)
@@ -118,8 +142,9 @@ def test_frequency_two_target_formula_is_logged(run_experiment, tmp_path):
 def test_step_level_agp_prunes_between_epoch_boundaries(run_experiment):
     from framework.tracking.metrics_file import read_metrics
 
-    _, context, _ = run_experiment(["tracking=none", "pruner=agp", "epochs=3", "schedule.ending_epoch=3",
-                                    "schedule.step_frequency=5"])
+    _, context, _ = run_experiment(
+        ["tracking=none", "pruner=agp", "epochs=3", "schedule.ending_epoch=3", "schedule.step_frequency=5"]
+    )
     records = read_metrics(context.run_dir / "metrics.jsonl")
     # epoch 0 starts at target 0, yet steps 5..20 already ramp towards epoch 1's target
     assert records[0]["pruning/target_sparsity"] == 0.0

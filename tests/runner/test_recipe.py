@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch
 from mlflow.tracking import MlflowClient
+from support import store_overrides
 
 from framework.tracking.metrics_file import read_metrics
 
-from support import store_overrides
 
-
-def test_dense_run_logs_params_metrics_tags_artifacts_and_a_checkpoint(run_experiment, tracking_overrides, shared_store):
+def test_dense_run_logs_params_metrics_tags_artifacts_and_a_checkpoint(
+    run_experiment, tracking_overrides, shared_store
+):
     overrides = [*tracking_overrides, "epochs=3", "optimizer.lr=0.05"]
     cfg, context, final = run_experiment(overrides)
     assert final["val/top1"] > 0.85  # 3 epochs on digits already learn most of it
@@ -30,15 +31,32 @@ def test_dense_run_logs_params_metrics_tags_artifacts_and_a_checkpoint(run_exper
     assert params["model._target_"] == "framework.models.SimpleCNN"
     # Only what this run uses: the chosen options' keys, no schedule for a dense run, no tracking.
     assert set(params) == {
-        "model._target_", "model.width",
-        "dataset._target_", "dataset.val_fraction", "dataset.seed",
-        "loader.batch_size", "loader.num_workers",
-        "optimizer._target_", "optimizer._partial_", "optimizer.lr", "optimizer.momentum",
-        "optimizer.nesterov", "optimizer.weight_decay",
-        "lr_scheduler._target_", "lr_scheduler._partial_", "lr_scheduler.T_max", "lr_scheduler.eta_min",
-        "pruner._target_", "pruner.method",
-        "epochs", "seed", "device", "fold_batchnorm", "pretrained",
-        "deploy.enabled", "deploy.quantize",  # no calibration_batches: nothing is quantized
+        "model._target_",
+        "model.width",
+        "dataset._target_",
+        "dataset.val_fraction",
+        "dataset.seed",
+        "loader.batch_size",
+        "loader.num_workers",
+        "optimizer._target_",
+        "optimizer._partial_",
+        "optimizer.lr",
+        "optimizer.momentum",
+        "optimizer.nesterov",
+        "optimizer.weight_decay",
+        "lr_scheduler._target_",
+        "lr_scheduler._partial_",
+        "lr_scheduler.T_max",
+        "lr_scheduler.eta_min",
+        "pruner._target_",
+        "pruner.method",
+        "epochs",
+        "seed",
+        "device",
+        "fold_batchnorm",
+        "pretrained",
+        "deploy.enabled",
+        "deploy.quantize",  # no calibration_batches: nothing is quantized
     }
     assert params["epochs"] == "3"
     assert run.data.tags["hydra.overrides"] == " ".join(overrides)
@@ -67,7 +85,8 @@ def test_same_seed_same_result_on_cpu(run_experiment, tmp_path):
     _, _, second = run_experiment(base, run_dir=tmp_path / "b")
     measured = {key for key in first if "_ms_" in key}  # the deployable model's latencies: timed, not computed
     assert measured and {k: v for k, v in first.items() if k not in measured} == {
-        k: v for k, v in second.items() if k not in measured}
+        k: v for k, v in second.items() if k not in measured
+    }
     a = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

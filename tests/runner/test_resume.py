@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from support import store_overrides
 
 from framework.errors import ConfigError
-from support import store_overrides
 
 
 @pytest.mark.slow
-def test_resume_from_a_path_continues_the_same_mlflow_run_exactly(run_experiment, tracking_overrides, shared_store, tmp_path):
+def test_resume_from_a_path_continues_the_same_mlflow_run_exactly(
+    run_experiment, tracking_overrides, shared_store, tmp_path
+):
     # A constant lr makes "2 epochs, then 2 more" the same computation as "4 epochs".
     common = [*tracking_overrides, "lr_scheduler=none", "tracking.log_model=false"]
     _, _, straight = run_experiment([*common, "epochs=4"], run_dir=tmp_path / "straight")
@@ -50,8 +52,14 @@ def test_resume_refuses_a_changed_config_by_name_and_allows_it_when_asked(run_ex
     base = ["tracking=none", "pruner=agp", "epochs=3", "schedule.ending_epoch=2"]
     _, first, _ = run_experiment(base, run_dir=tmp_path / "first")
     checkpoint = first.run_dir / "checkpoints" / "last.pt"
-    changed = ["tracking=none", "pruner=agp", "epochs=6", "schedule.ending_epoch=5", "pruner.final_sparsity=0.9",
-               f"resume={checkpoint}"]
+    changed = [
+        "tracking=none",
+        "pruner=agp",
+        "epochs=6",
+        "schedule.ending_epoch=5",
+        "pruner.final_sparsity=0.9",
+        f"resume={checkpoint}",
+    ]
     with pytest.raises(ConfigError) as refused:
         run_experiment(changed, run_dir=tmp_path / "refused")
     message = str(refused.value)

@@ -4,7 +4,6 @@ line: its masks are spent and the model is smaller (issue 21 item 8). The same p
 from __future__ import annotations
 
 import pytest
-
 from support import cli_dirs, run_cli
 
 BASE = ["tracking=none", "pruner=agp_filter", "model.width=0.5"]
@@ -19,14 +18,25 @@ def thinned_checkpoint(tmp_path_factory):
     return tmp_path / "run" / "checkpoints" / "last.pt"
 
 
-@pytest.mark.parametrize("change, named", [
-    (["pruner=none"], "pruner.method: agp -> none"),
-    (["pruner.final_sparsity=0.7"], "pruner.final_sparsity: 0.5 -> 0.7"),
-])
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        (["pruner=none"], "pruner.method: agp -> none"),
+        (["pruner.final_sparsity=0.7"], "pruner.final_sparsity: 0.5 -> 0.7"),
+    ],
+)
 def test_another_pruner_on_a_thinned_checkpoint_is_one_line(thinned_checkpoint, tmp_path, change, named):
     before = thinned_checkpoint.read_bytes()
-    result = run_cli([*BASE, "epochs=2", *change, f"resume={thinned_checkpoint}", "resume_changed=allow",
-                      *cli_dirs(tmp_path, mlflow=False)])
+    result = run_cli(
+        [
+            *BASE,
+            "epochs=2",
+            *change,
+            f"resume={thinned_checkpoint}",
+            "resume_changed=allow",
+            *cli_dirs(tmp_path, mlflow=False),
+        ]
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
@@ -35,6 +45,7 @@ def test_another_pruner_on_a_thinned_checkpoint_is_one_line(thinned_checkpoint, 
 
 
 def test_the_same_pruner_continues_a_thinned_checkpoint_for_more_epochs(thinned_checkpoint, tmp_path):
-    result = run_cli([*BASE, "epochs=2", f"resume={thinned_checkpoint}", "resume_changed=allow",
-                      *cli_dirs(tmp_path, mlflow=False)])
+    result = run_cli(
+        [*BASE, "epochs=2", f"resume={thinned_checkpoint}", "resume_changed=allow", *cli_dirs(tmp_path, mlflow=False)]
+    )
     assert result.returncode == 0, result.stderr[-2000:]

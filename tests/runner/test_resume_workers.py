@@ -14,7 +14,6 @@ import signal
 import numpy as np
 import pytest
 import torch
-
 from support import cli_dirs, run_cli
 from test_reliability import final_state, runs_of, start_cli, wait_for_epochs
 

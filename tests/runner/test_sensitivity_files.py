@@ -20,15 +20,18 @@ def write(path, lines):
     path.write_text("\n".join([HEADER, *lines]) + "\n")
 
 
-@pytest.mark.parametrize("bad, reason", [
-    ("block1.0,0.7,nan,1.0,0.4,1,1,1", "top1=nan"),
-    ("block1.0,0.7,1.5,1.0,0.4,1,1,1", "top1=1.5"),
-    ("block1.0,0.7,0.5,-0.1,0.4,1,1,1", "top5=-0.1"),
-    ("block1.0,0.7,0.5,0.6,nan,1,1,1", "loss=nan"),
-    ("other.layer,0.7,0.5,0.6,0.4,1,1,1", "unit 'other.layer' is not in the model"),
-    ("block1.0,1.5,0.5,0.6,0.4,1,1,1", "level 1.5"),
-    ("block1.0,0.5,0.1,0.2,0.4,10,10,100", "the same unit and level twice"),
-])
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        ("block1.0,0.7,nan,1.0,0.4,1,1,1", "top1=nan"),
+        ("block1.0,0.7,1.5,1.0,0.4,1,1,1", "top1=1.5"),
+        ("block1.0,0.7,0.5,-0.1,0.4,1,1,1", "top5=-0.1"),
+        ("block1.0,0.7,0.5,0.6,nan,1,1,1", "loss=nan"),
+        ("other.layer,0.7,0.5,0.6,0.4,1,1,1", "unit 'other.layer' is not in the model"),
+        ("block1.0,1.5,0.5,0.6,0.4,1,1,1", "level 1.5"),
+        ("block1.0,0.5,0.1,0.2,0.4,10,10,100", "the same unit and level twice"),
+    ],
+)
 def test_an_untrusted_row_is_set_aside_and_evaluated_again(tmp_path, caplog, bad, reason):
     path = tmp_path / "rows.csv"
     write(path, [*GOOD, bad])
@@ -52,11 +55,14 @@ def test_trusted_rows_are_kept_as_they_are(tmp_path):
     assert path.read_text() == before and not (tmp_path / "rows.csv.rejected").exists()
 
 
-@pytest.mark.parametrize("make, expected", [
-    (lambda p: p.mkdir(), "is not a file"),
-    (lambda p: p.write_bytes(b"\x80\x81\xff\x00" * 20), "is not a text CSV written by this program"),
-    (lambda p: p.write_text("unit,level\nx,1\n"), "not the rows CSV header"),
-])
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda p: p.mkdir(), "is not a file"),
+        (lambda p: p.write_bytes(b"\x80\x81\xff\x00" * 20), "is not a text CSV written by this program"),
+        (lambda p: p.write_text("unit,level\nx,1\n"), "not the rows CSV header"),
+    ],
+)
 def test_rows_csv_that_is_not_our_file_is_one_line(tmp_path, make, expected):
     path = tmp_path / "rows.csv"
     make(path)
@@ -65,12 +71,15 @@ def test_rows_csv_that_is_not_our_file_is_one_line(tmp_path, make, expected):
     assert "\n" not in str(raised.value)
 
 
-@pytest.mark.parametrize("make, expected", [
-    (lambda p: p.mkdir(), "is not a file"),
-    (lambda p: p.write_bytes(b"\x80\x81\xff"), "is not the JSON this program writes"),
-    (lambda p: p.write_text("{not json"), "is not the JSON this program writes"),
-    (lambda p: p.write_text("[1, 2]"), "holds a list; expected the analysis' settings mapping"),
-])
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda p: p.mkdir(), "is not a file"),
+        (lambda p: p.write_bytes(b"\x80\x81\xff"), "is not the JSON this program writes"),
+        (lambda p: p.write_text("{not json"), "is not the JSON this program writes"),
+        (lambda p: p.write_text("[1, 2]"), "holds a list; expected the analysis' settings mapping"),
+    ],
+)
 def test_analysis_json_that_is_not_our_file_is_one_line(tmp_path, make, expected):
     path = tmp_path / "analysis.json"
     make(path)
@@ -79,8 +88,14 @@ def test_analysis_json_that_is_not_our_file_is_one_line(tmp_path, make, expected
 
 
 def test_a_rerun_over_tampered_rows_re_evaluates_them(run_experiment, tmp_path):
-    base = ["model.width=0.25", "progress=false", "tracking=none", "task=sensitivity", "pruner=level",
-            "sensitivity.levels=[0.5]"]
+    base = [
+        "model.width=0.25",
+        "progress=false",
+        "tracking=none",
+        "task=sensitivity",
+        "pruner=level",
+        "sensitivity.levels=[0.5]",
+    ]
     run_experiment(base, run_dir=tmp_path / "sens")
     folder = tmp_path / "sens" / "sensitivity"
     rows = list(csv.DictReader((folder / "rows.csv").open()))

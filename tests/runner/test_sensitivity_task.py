@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
+from support import ROOT
 
 from framework.errors import SecateursError
-from support import ROOT
 
 CONF = ROOT / "conf"
 
@@ -38,8 +38,15 @@ def test_sensitivity_writes_csv_table_and_plot_into_mlflow_for_all_three_structu
     client = MlflowClient(tracking_uri=f"sqlite:///{shared_store}/mlflow.db")
     for structure in ("fine", "filter", "channel"):
         run_dir = tmp_path / f"sens_{structure}"
-        overrides = [*SMALL, *tracking_overrides, "task=sensitivity", f"pretrained={dense_checkpoint}", "pruner=level",
-                     f"pruner.structure={structure}", "sensitivity.levels=[0.3,0.7]"]
+        overrides = [
+            *SMALL,
+            *tracking_overrides,
+            "task=sensitivity",
+            f"pretrained={dense_checkpoint}",
+            "pruner=level",
+            f"pruner.structure={structure}",
+            "sensitivity.levels=[0.3,0.7]",
+        ]
         _, _, result = run_experiment(overrides, run_dir=run_dir)
         assert 0.5 < result["sensitivity/dense_top1"] <= 1.0
         run_id = (run_dir / "mlflow_run_id").read_text().strip()
@@ -57,13 +64,19 @@ def test_sensitivity_writes_csv_table_and_plot_into_mlflow_for_all_three_structu
         assert client.get_run(run_id).info.status == "FINISHED"
 
 
-@pytest.mark.parametrize("override, message", [
-    ("sensitivity.levels=[0.5,1.0]", "sensitivity.levels=[0.5, 1.0] is invalid"),
-    ("sensitivity.workers=0", "sensitivity.workers=0 is invalid"),
-    ("sensitivity.budget_kind=energy", "sensitivity.budget_kind='energy' is invalid; allowed: sparsity | params | macs | top1_drop"),
-    ("pruner=none", "task=sensitivity needs a ranking pruner"),
-    ("pruner.scope=global", "pruner.scope=global does not apply"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("sensitivity.levels=[0.5,1.0]", "sensitivity.levels=[0.5, 1.0] is invalid"),
+        ("sensitivity.workers=0", "sensitivity.workers=0 is invalid"),
+        (
+            "sensitivity.budget_kind=energy",
+            "sensitivity.budget_kind='energy' is invalid; allowed: sparsity | params | macs | top1_drop",
+        ),
+        ("pruner=none", "task=sensitivity needs a ranking pruner"),
+        ("pruner.scope=global", "pruner.scope=global does not apply"),
+    ],
+)
 def test_bad_analysis_settings_are_one_line_each(compose_config, override, message):
     from framework.config import config_problems
 
@@ -77,13 +90,20 @@ def test_fold_batchnorm_and_task_values_are_checked(compose_config):
 
     assert config_problems(compose_config(["fold_batchnorm=activation", "pruner=agp"])) == []
     assert config_problems(compose_config(["fold_batchnorm=maybe"])) == [
-        "fold_batchnorm='maybe' is invalid; allowed: true | false | activation"]
+        "fold_batchnorm='maybe' is invalid; allowed: true | false | activation"
+    ]
     assert config_problems(compose_config(["task=prune"])) == ["task='prune' is invalid; allowed: train | sensitivity"]
 
 
 def test_a_rerun_with_other_settings_in_the_same_folder_is_refused(run_experiment, dense_checkpoint, tmp_path):
-    base = [*SMALL, "tracking=none", "task=sensitivity", f"pretrained={dense_checkpoint}", "pruner=level",
-            "sensitivity.levels=[0.5]"]
+    base = [
+        *SMALL,
+        "tracking=none",
+        "task=sensitivity",
+        f"pretrained={dense_checkpoint}",
+        "pruner=level",
+        "sensitivity.levels=[0.5]",
+    ]
     run_experiment(base, run_dir=tmp_path / "sens")
     with pytest.raises(SecateursError, match="holds an analysis with other settings"):
         run_experiment([*base, "pruner.structure=filter"], run_dir=tmp_path / "sens")
@@ -91,22 +111,41 @@ def test_a_rerun_with_other_settings_in_the_same_folder_is_refused(run_experimen
 
 @pytest.mark.slow
 @pytest.mark.parametrize("structure", ["fine", "filter"])
-def test_derived_config_meets_its_sparsity_budget_when_trained(run_experiment, compose_config, dense_checkpoint,
-                                                              tmp_path, structure):
+def test_derived_config_meets_its_sparsity_budget_when_trained(
+    run_experiment, compose_config, dense_checkpoint, tmp_path, structure
+):
     from framework.runner import RunContext, run
 
     budget = 0.4
     sens_dir = tmp_path / "sens"
-    run_experiment([*SMALL, "tracking=none", "task=sensitivity", f"pretrained={dense_checkpoint}", "pruner=level",
-                    f"pruner.structure={structure}", "sensitivity.levels=[0.2,0.4,0.6,0.8]",
-                    f"sensitivity.budget={budget}", "sensitivity.name=small"], run_dir=sens_dir)
+    run_experiment(
+        [
+            *SMALL,
+            "tracking=none",
+            "task=sensitivity",
+            f"pretrained={dense_checkpoint}",
+            "pruner=level",
+            f"pruner.structure={structure}",
+            "sensitivity.levels=[0.2,0.4,0.6,0.8]",
+            f"sensitivity.budget={budget}",
+            "sensitivity.name=small",
+        ],
+        run_dir=sens_dir,
+    )
     derived = OmegaConf.load(sens_dir / "conf" / "pruner" / "derived" / "small.yaml")
     assert derived.method == "agp" and derived.levels
     command = (sens_dir / "sensitivity" / "derived_command.txt").read_text()
     assert f"--config-dir {sens_dir / 'conf'} pruner=derived/small pretrained=" in command
     # what the command does, composed in-process: the run dir's conf/ on the search path
-    overrides = [*SMALL, "tracking=none", f"hydra.searchpath=[file://{sens_dir / 'conf'}]", "pruner=derived/small",
-                 f"pretrained={dense_checkpoint}", "epochs=2", "pruner.thin=never"]
+    overrides = [
+        *SMALL,
+        "tracking=none",
+        f"hydra.searchpath=[file://{sens_dir / 'conf'}]",
+        "pruner=derived/small",
+        f"pretrained={dense_checkpoint}",
+        "epochs=2",
+        "pruner.thin=never",
+    ]
     cfg = compose_config(overrides)
     assert cfg.pruner.levels == derived.levels
     final = run(cfg, RunContext(run_dir=tmp_path / "train", overrides=overrides))

@@ -7,19 +7,20 @@ import logging
 
 import pytest
 from mlflow.tracking import MlflowClient
+from support import store_overrides
 
 from framework.runner.summary import where_everything_is
 from framework.tracking.mlflow_hook import MLflowHook
 
-from support import store_overrides
-
 
 @pytest.mark.slow
 def test_a_thinned_run_ends_with_one_block_that_says_where_everything_is(
-        run_experiment, tracking_overrides, shared_store, caplog):
+    run_experiment, tracking_overrides, shared_store, caplog
+):
     caplog.set_level(logging.INFO, logger="framework.runner.recipe")
-    cfg, context, final = run_experiment([*tracking_overrides, "epochs=2", "pruner=agp_filter",
-                                          "tracking.log_model=false", "progress=false"])
+    cfg, context, final = run_experiment(
+        [*tracking_overrides, "epochs=2", "pruner=agp_filter", "tracking.log_model=false", "progress=false"]
+    )
     (block,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("where everything is:")]
     lines = dict(line.strip().split(":", 1) for line in block.splitlines()[1:])
     lines = {key: value.strip() for key, value in lines.items()}
@@ -42,8 +43,15 @@ def test_a_thinned_run_ends_with_one_block_that_says_where_everything_is(
 
 
 def test_a_tracking_server_gets_the_run_s_url(tmp_path):
-    hook = MLflowHook(uri="http://127.0.0.1:5123/", experiment="e", artifact_location=None, run_dir=tmp_path,
-                      params={}, tags={}, run_name="r")
+    hook = MLflowHook(
+        uri="http://127.0.0.1:5123/",
+        experiment="e",
+        artifact_location=None,
+        run_dir=tmp_path,
+        params={},
+        tags={},
+        run_name="r",
+    )
     hook.run_id, hook.experiment_id = "abc123", "7"
     history = [{"val/top1": 0.5}, {"val/top1": 0.75}]
     block = where_everything_is(tmp_path, history, [hook])
@@ -51,4 +59,7 @@ def test_a_tracking_server_gets_the_run_s_url(tmp_path):
     assert block.splitlines()[-1] == "  results:     val/top1 0.7500"
     # a run that was never tracked: no MLflow lines, no checkpoint line
     assert where_everything_is(tmp_path, history, []).splitlines() == [
-        "where everything is:", f"  run folder:  {tmp_path}", "  results:     val/top1 0.7500"]
+        "where everything is:",
+        f"  run folder:  {tmp_path}",
+        "  results:     val/top1 0.7500",
+    ]

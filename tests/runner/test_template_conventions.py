@@ -7,12 +7,11 @@ import json
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from support import store_overrides
 
 from framework.config import config_problems
 from framework.tracking.metrics_file import read_metrics
 from framework.training.checkpoint_hook import CheckpointHook
-
-from support import store_overrides
 
 
 def test_debug_fast_runs_one_epoch_on_a_few_batches_untracked(run_experiment, compose_config):
@@ -27,8 +26,9 @@ def test_debug_fast_runs_one_epoch_on_a_few_batches_untracked(run_experiment, co
 
 @pytest.mark.slow
 def test_debug_overfit_learns_the_same_few_batches(run_experiment):
-    cfg, context, final = run_experiment(["debug=overfit", "epochs=25", "optimizer=adam", "optimizer.lr=0.01",
-                                          "progress=false"])
+    cfg, context, final = run_experiment(
+        ["debug=overfit", "epochs=25", "optimizer=adam", "optimizer.lr=0.01", "progress=false"]
+    )
     first = read_metrics(context.run_dir / "metrics.jsonl")[0]
     checkpoint = torch.load(context.run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert checkpoint["global_step"] == 25 * 2
@@ -45,9 +45,17 @@ def test_debug_profile_writes_a_trace_of_the_first_steps_into_the_run_folder(run
 
 @pytest.mark.slow
 def test_tags_are_mlflow_tags_and_best_pt_is_the_best_epoch(run_experiment, tracking_overrides, shared_store):
-    cfg, context, final = run_experiment([*tracking_overrides, "epochs=3", "tags=[baseline,owner:ana]",
-                                          "loader.limit_train_batches=4", "tracking.log_model=false",
-                                          "progress=false", "optimized_metric=val/loss"])
+    cfg, context, final = run_experiment(
+        [
+            *tracking_overrides,
+            "epochs=3",
+            "tags=[baseline,owner:ana]",
+            "loader.limit_train_batches=4",
+            "tracking.log_model=false",
+            "progress=false",
+            "optimized_metric=val/loss",
+        ]
+    )
     last = torch.load(context.run_dir / "checkpoints" / "last.pt", weights_only=True)
     best = torch.load(context.run_dir / "checkpoints" / "best.pt", weights_only=True)
     history = [r["val/loss"] for r in read_metrics(context.run_dir / "metrics.jsonl")]
@@ -58,12 +66,15 @@ def test_tags_are_mlflow_tags_and_best_pt_is_the_best_epoch(run_experiment, trac
     assert run.data.params["loader.limit_train_batches"] == "4"
 
 
-@pytest.mark.parametrize(("metric", "values", "from_epoch", "best_epochs"), [
-    ("val/top1", [0.5, 0.7, 0.6, 0.7, 0.8], 0, [0, 1, 4]),
-    ("val/loss", [0.9, 0.5, 0.6, 0.4, float("nan")], 0, [0, 1, 3]),
-    # a pruned run: the dense epochs before the final sparsity never count
-    ("val/top1", [0.9, 0.8, 0.5, 0.6, 0.55], 2, [2, 3]),
-])
+@pytest.mark.parametrize(
+    ("metric", "values", "from_epoch", "best_epochs"),
+    [
+        ("val/top1", [0.5, 0.7, 0.6, 0.7, 0.8], 0, [0, 1, 4]),
+        ("val/loss", [0.9, 0.5, 0.6, 0.4, float("nan")], 0, [0, 1, 3]),
+        # a pruned run: the dense epochs before the final sparsity never count
+        ("val/top1", [0.9, 0.8, 0.5, 0.6, 0.55], 2, [2, 3]),
+    ],
+)
 def test_best_pt_follows_the_metric_in_its_direction_from_the_given_epoch(metric, values, from_epoch, best_epochs):
     hook = CheckpointHook("unused", best_metric=metric, best_from_epoch=from_epoch)
     history = [{metric: v} for v in values]

@@ -8,7 +8,6 @@ import time
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-
 from support import cli_dirs, run_cli, store_overrides
 from test_reliability import final_state, start_cli, wait_for_epochs
 
@@ -16,7 +15,9 @@ VAL_IMAGES = 359  # digits' validation split (seed 0): one image is 1/359 of top
 
 
 @pytest.mark.slow
-def test_resnet20_filter_run_ends_with_a_thinned_model_half_the_size(run_experiment, tracking_overrides, shared_store, tmp_path):
+def test_resnet20_filter_run_ends_with_a_thinned_model_half_the_size(
+    run_experiment, tracking_overrides, shared_store, tmp_path
+):
     # the issue's acceptance command: model=resnet20 pruner=agp_filter fold_batchnorm=true epochs=4
     cfg, context, final = run_experiment(
         [*tracking_overrides, "model=resnet20", "pruner=agp_filter", "fold_batchnorm=true", "epochs=4"]
@@ -30,8 +31,14 @@ def test_resnet20_filter_run_ends_with_a_thinned_model_half_the_size(run_experim
     client = MlflowClient(store_overrides(shared_store)[0].split("=", 1)[1])
     run_id = torch.load(context.run_dir / "checkpoints" / "last.pt", weights_only=True)["hooks"]["mlflow"]["run_id"]
     logged = client.get_run(run_id).data.metrics
-    for key in ("thin/params/dense", "thin/params/thinned", "thin/macs/thinned", "thin/eager_speedup_b1",
-                "thin/val_top1", "thin/model_bytes"):
+    for key in (
+        "thin/params/dense",
+        "thin/params/thinned",
+        "thin/macs/thinned",
+        "thin/eager_speedup_b1",
+        "thin/val_top1",
+        "thin/model_bytes",
+    ):
         assert logged[key] == pytest.approx(final[key]), key
     artifacts = {a.path for a in client.list_artifacts(run_id, "thinned")}
     assert {"thinned/model.pt", "thinned/model.onnx"} <= artifacts
@@ -39,8 +46,14 @@ def test_resnet20_filter_run_ends_with_a_thinned_model_half_the_size(run_experim
 
     # the saved small model is accepted as pretrained weights by a new run (resized by its recipe)
     _, _, again = run_experiment(
-        ["tracking=none", "model=resnet20", "epochs=1", f"pretrained={context.run_dir / 'thinned' / 'model.pt'}",
-         "optimizer.lr=1e-9", "optimizer.weight_decay=0"],
+        [
+            "tracking=none",
+            "model=resnet20",
+            "epochs=1",
+            f"pretrained={context.run_dir / 'thinned' / 'model.pt'}",
+            "optimizer.lr=1e-9",
+            "optimizer.weight_decay=0",
+        ],
         run_dir=tmp_path / "from_thinned",
     )
     assert abs(again["val/top1"] - final["thin/val_top1"]) <= 1 / VAL_IMAGES + 1e-9
@@ -50,13 +63,22 @@ TIMING = ("_ms_", "speedup", "bytes")  # measured, so different in every process
 
 
 def without_timings(metrics: dict) -> dict:
-    return {epoch: {k: v for k, v in record.items() if not any(t in k for t in TIMING)} for epoch, record in metrics.items()}
+    return {
+        epoch: {k: v for k, v in record.items() if not any(t in k for t in TIMING)} for epoch, record in metrics.items()
+    }
 
 
 @pytest.mark.slow
 def test_thin_after_pruning_fine_tunes_the_small_model_and_resumes_exactly(tmp_path):
-    args = ["epochs=4", "pruner=agp_filter", "schedule.ending_epoch=2", "pruner.thin=after_pruning",
-            "tracking.log_model=false", "loader.batch_size=16", "optimizer=adam"]
+    args = [
+        "epochs=4",
+        "pruner=agp_filter",
+        "schedule.ending_epoch=2",
+        "pruner.thin=after_pruning",
+        "tracking.log_model=false",
+        "loader.batch_size=16",
+        "optimizer=adam",
+    ]
     straight_dir = tmp_path / "straight"
     result = run_cli([*args, *cli_dirs(straight_dir)])
     assert result.returncode == 0, result.stderr[-2000:]

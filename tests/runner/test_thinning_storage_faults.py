@@ -8,7 +8,6 @@ import shutil
 
 import pytest
 from mlflow.tracking import MlflowClient
-
 from support import cli_dirs, run_cli
 
 BASE = ["pruner=agp_filter", "model.width=0.5", "epochs=1"]

@@ -29,8 +29,9 @@ def test_vit_tiny_prunes_and_ends_thinned(run_experiment, pruner, kept):
         warnings.simplefilter("always")
         _, context, final = run_experiment([*FAST, "model=vit_tiny", f"pruner={pruner}", "fold_batchnorm=true"])
     folding = [str(w.message) for w in caught if "fold_batchnorm" in str(w.message)]
-    assert folding == ["fold_batchnorm=true: VitTiny has nothing to fold (it has no BatchNorm layer); "
-                       "weights are ranked as they are"]
+    assert folding == [
+        "fold_batchnorm=true: VitTiny has nothing to fold (it has no BatchNorm layer); weights are ranked as they are"
+    ]
     assert final["val/top1"] > 0.3  # three epochs: well above chance (0.1)
     assert final["thin/params/thinned"] < final["thin/params/dense"]
     assert final["thin/macs/thinned"] < final["thin/macs/dense"]

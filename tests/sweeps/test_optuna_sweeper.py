@@ -23,11 +23,18 @@ FAST = ["epochs=1", "tracking.log_model=false"]
 
 
 def test_hydra_sweep_syntax_becomes_optuna_distributions():
-    space = parse_search_space([
-        "optimizer.lr=tag(log, interval(0.005, 0.3))", "pruner=agp,agp_filter",
-        "loader.batch_size=range(16, 64, 16)",
-        "pruner.final_sparsity=interval(0.3, 0.9)", "seed=tag(int, interval(0, 4))",
-        "loader.num_workers=interval(0, 4)", "epochs=2", "epochs=1"])
+    space = parse_search_space(
+        [
+            "optimizer.lr=tag(log, interval(0.005, 0.3))",
+            "pruner=agp,agp_filter",
+            "loader.batch_size=range(16, 64, 16)",
+            "pruner.final_sparsity=interval(0.3, 0.9)",
+            "seed=tag(int, interval(0, 4))",
+            "loader.num_workers=interval(0, 4)",
+            "epochs=2",
+            "epochs=1",
+        ]
+    )
     d = space.distributions
     assert d["optimizer.lr"] == FloatDistribution(0.005, 0.3, log=True)
     assert d["pruner"] == CategoricalDistribution(["agp", "agp_filter"])
@@ -48,8 +55,17 @@ def test_every_choice_and_both_ends_are_probed_before_a_trial():
     assert {p["optimizer.lr"] for p in points} == {0.01, 0.1}
 
 
-@pytest.mark.parametrize("value, typed", [(True, "x=true"), (0.5, "x=0.5"), ("agp_filter", "x=agp_filter"),
-                                          ("a b", "x='a b'"), (None, "x=null"), (3, "x=3")])
+@pytest.mark.parametrize(
+    "value, typed",
+    [
+        (True, "x=true"),
+        (0.5, "x=0.5"),
+        ("agp_filter", "x=agp_filter"),
+        ("a b", "x='a b'"),
+        (None, "x=null"),
+        (3, "x=3"),
+    ],
+)
 def test_values_go_back_to_hydra_as_it_reads_them(value, typed):
     assert as_override("x", value) == typed
 
@@ -65,19 +81,26 @@ def test_a_journal_file_keeps_a_study_for_the_next_process(tmp_path):
     path = tmp_path / "studies" / "optuna.log"
     study = optuna.create_study(storage=make_storage(str(path)), study_name="s", direction="maximize")
     study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
-    again = optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(path))))
+    again = optuna.load_study(
+        study_name="s", storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    )
     assert [t.value for t in again.trials] == [0.5]
 
 
-@pytest.mark.parametrize("args, says", [
-    (["hydra.sweeper.direction=[maximize,maximize]"], "gives 2 direction(s) for optimized_metric=val/top1"),
-    (["hydra.sweeper.direction=up"], "hydra.sweeper.direction=up is invalid; allowed: minimize | maximize"),
-    (["optimizer.lr=interval(0.3, 0.1)"], "hydra.sweeper.params: optimizer.lr=interval(0.3, 0.1)"),
-    (["pruner=agp,agp_fliter"], "a trial's config cannot be composed"),
-    (["loader.batch_size=choice(8, 0)"], "loader.batch_size=0 is invalid; allowed: an integer >= 1"),
-    (["hydra.sweeper.storage=sqlite:///x.db", "hydra.sweeper.study_name=null"], "hydra.sweeper.study_name is empty"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["hydra.sweeper.direction=[maximize,maximize]"], "gives 2 direction(s) for optimized_metric=val/top1"),
+        (["hydra.sweeper.direction=up"], "hydra.sweeper.direction=up is invalid; allowed: minimize | maximize"),
+        (["optimizer.lr=interval(0.3, 0.1)"], "hydra.sweeper.params: optimizer.lr=interval(0.3, 0.1)"),
+        (["pruner=agp,agp_fliter"], "a trial's config cannot be composed"),
+        (["loader.batch_size=choice(8, 0)"], "loader.batch_size=0 is invalid; allowed: an integer >= 1"),
+        (
+            ["hydra.sweeper.storage=sqlite:///x.db", "hydra.sweeper.study_name=null"],
+            "hydra.sweeper.study_name is empty",
+        ),
+    ],
+)
 def test_bad_settings_get_one_line_and_exit_2_before_any_trial(tmp_path, args, says):
     result = run_cli(["-m", "hparams_search=optuna_lr_wd", *args, *FAST, *cli_dirs(tmp_path)])
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
@@ -90,8 +113,16 @@ def test_bad_settings_get_one_line_and_exit_2_before_any_trial(tmp_path, args, s
 @pytest.mark.slow
 def test_parallel_jobs_share_one_stored_study_and_a_rerun_continues_it(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    args = ["-m", "hparams_search=optuna_lr_wd", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-            "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage={storage}", *FAST]
+    args = [
+        "-m",
+        "hparams_search=optuna_lr_wd",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweeper.storage={storage}",
+        *FAST,
+    ]
     first = run_cli([*args, *cli_dirs(tmp_path)])
     assert first.returncode == 0, first.stderr[-3000:]
     study = optuna.load_study(study_name="lr_wd", storage=storage)

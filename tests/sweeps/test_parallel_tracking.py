@@ -7,7 +7,6 @@ import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
-
 from mlflow_server import MlflowServer
 from support import ROOT, cli_dirs, run_cli, store_overrides
 
@@ -16,9 +15,20 @@ from support import ROOT, cli_dirs, run_cli, store_overrides
 def test_two_independent_runs_started_together_on_a_fresh_store_both_finish(tmp_path):
     processes = [
         subprocess.Popen(
-            [sys.executable, str(ROOT / "run.py"), "epochs=1", "tracking.log_model=false", "progress=false",
-             f"optimizer.lr={lr}", f"hydra.run.dir={tmp_path}/run{index}", *store_overrides(tmp_path)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                str(ROOT / "run.py"),
+                "epochs=1",
+                "tracking.log_model=false",
+                "progress=false",
+                f"optimizer.lr={lr}",
+                f"hydra.run.dir={tmp_path}/run{index}",
+                *store_overrides(tmp_path),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for index, lr in enumerate(("0.05", "0.1"))
     ]
@@ -36,8 +46,15 @@ def test_two_independent_runs_started_together_on_a_fresh_store_both_finish(tmp_
 def test_a_sweep_against_a_real_tracking_server_groups_its_jobs(tmp_path):
     server = MlflowServer(tmp_path / "server").start()
     try:
-        args = ["-m", "optimizer.lr=0.05,0.1", "epochs=1", "tracking.log_model=false", *cli_dirs(tmp_path),
-                f"tracking.uri={server.uri}", "tracking.artifact_location=null"]
+        args = [
+            "-m",
+            "optimizer.lr=0.05,0.1",
+            "epochs=1",
+            "tracking.log_model=false",
+            *cli_dirs(tmp_path),
+            f"tracking.uri={server.uri}",
+            "tracking.artifact_location=null",
+        ]
         result = run_cli(args)
         assert result.returncode == 0, result.stderr[-3000:]
         client = MlflowClient(server.uri)

@@ -7,11 +7,11 @@ import math
 import pytest
 
 from framework.sweeps.callback import swept_keys
+from framework.sweeps.job import FailedJob
 from framework.sweeps.objective import ObjectiveError, objective_value
 from framework.sweeps.pareto import pareto_front
 from framework.sweeps.records import FAILED, FINISHED, JobRecord, read_job_records, write_job_record
 from framework.sweeps.summary import write_summary
-from framework.sweeps.job import FailedJob
 from framework.tracking.params import run_name
 
 
@@ -44,14 +44,18 @@ def test_pareto_front_keeps_the_points_no_other_beats_on_both_objectives():
 
 
 def test_run_name_puts_swept_keys_first_and_writes_values_as_typed():
-    name = run_name(["epochs=2", "pruner=agp", "fold_batchnorm=True", "optimizer.lr=0.012345678901",
-                     "hydra.launcher.n_jobs=2"], swept=["fold_batchnorm", "optimizer.lr"])
+    name = run_name(
+        ["epochs=2", "pruner=agp", "fold_batchnorm=True", "optimizer.lr=0.012345678901", "hydra.launcher.n_jobs=2"],
+        swept=["fold_batchnorm", "optimizer.lr"],
+    )
     assert name == "fold_batchnorm=true,optimizer.lr=0.01235,epochs=2,pruner=agp"
 
 
 def test_swept_keys_come_from_sweep_overrides_and_the_sweepers_search_space():
-    keys = swept_keys(["pruner=agp,agp_filter", "epochs=2", "fold_batchnorm=true,false", "seed=range(3)"],
-                      {"optimizer.lr": "interval(0.01, 0.1)"})
+    keys = swept_keys(
+        ["pruner=agp,agp_filter", "epochs=2", "fold_batchnorm=true,false", "seed=range(3)"],
+        {"optimizer.lr": "interval(0.01, 0.1)"},
+    )
     assert keys == ["pruner", "fold_batchnorm", "seed", "optimizer.lr"]
 
 
@@ -60,8 +64,15 @@ def _job(tmp_path, num, status, top1=None, sparsity=None, error=None):
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "overrides.yaml").write_text(f"- pruner=agp\n- fold_batchnorm={num % 2 == 0}\n")
     metrics = {k: v for k, v in (("val/top1", top1), ("sparsity/total", sparsity)) if v is not None}
-    record = JobRecord(num, ["pruner=agp", f"fold_batchnorm={num % 2 == 0}"], status, error=error,
-                       objective=top1, metrics=metrics, run_dir=str(run_dir))
+    record = JobRecord(
+        num,
+        ["pruner=agp", f"fold_batchnorm={num % 2 == 0}"],
+        status,
+        error=error,
+        objective=top1,
+        metrics=metrics,
+        run_dir=str(run_dir),
+    )
     write_job_record(record)
     return record
 
@@ -74,13 +85,23 @@ def test_summary_table_plot_and_page_of_a_sweep_with_a_failed_and_a_lost_job(tmp
     (tmp_path / "4" / ".hydra").mkdir(parents=True)  # a job whose process died: no job.json
     (tmp_path / "4" / ".hydra" / "overrides.yaml").write_text("- pruner=agp_filter\n")
     records = read_job_records(tmp_path)
-    assert [(r.num, r.status) for r in records] == [(0, FINISHED), (1, FINISHED), (2, FINISHED), (3, FAILED), (4, FAILED)]
+    assert [(r.num, r.status) for r in records] == [
+        (0, FINISHED),
+        (1, FINISHED),
+        (2, FINISHED),
+        (3, FAILED),
+        (4, FAILED),
+    ]
     assert "no result" in records[4].error
 
     summary = write_summary(records, ["fold_batchnorm"], tmp_path / "summary", "a sweep")
     assert [f.front for f in summary.fronts] == [[0, 1]]
     lines = summary.markdown.splitlines()
-    row = {int(line.split("|")[1]): line for line in lines if line.startswith("| ") and line.split("|")[1].strip().isdigit()}
+    row = {
+        int(line.split("|")[1]): line
+        for line in lines
+        if line.startswith("| ") and line.split("|")[1].strip().isdigit()
+    }
     assert "| true |" in row[0] and "| * |" in row[0] and "| * |" in row[1] and "| * |" not in row[2]
     assert "FAILED" in row[3] and "training loss became nan" in row[3]
     assert "3 of 5 jobs finished" in summary.markdown
@@ -105,14 +126,16 @@ def test_optimized_metric_must_name_metrics(compose_config, value):
 def test_presets_pick_the_optuna_sweeper_and_the_slurm_launcher():
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-
     from support import ROOT
 
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("config", overrides=["hparams_search=nsga2_sparsity_lr", "hydra/launcher=slurm"],
-                          return_hydra_config=True)
+            cfg = compose(
+                "config",
+                overrides=["hparams_search=nsga2_sparsity_lr", "hydra/launcher=slurm"],
+                return_hydra_config=True,
+            )
     finally:
         GlobalHydra.instance().clear()
     assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")

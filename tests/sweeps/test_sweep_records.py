@@ -10,8 +10,15 @@ import pytest
 from framework.sweeps import report
 from framework.sweeps.records import FAILED, FINISHED, RecordError, read_job_records, read_sweep_info
 
-GOOD = {"num": 0, "overrides": ["lr=0.1"], "status": FINISHED, "objective": 0.9,
-        "metrics": {"val/top1": 0.9}, "run_id": "a" * 32, "error": None}
+GOOD = {
+    "num": 0,
+    "overrides": ["lr=0.1"],
+    "status": FINISHED,
+    "objective": 0.9,
+    "metrics": {"val/top1": 0.9},
+    "run_id": "a" * 32,
+    "error": None,
+}
 
 
 def job(sweep, num, content):
@@ -28,15 +35,18 @@ def job(sweep, num, content):
         (folder / "job.json").write_text(json.dumps(content))
 
 
-@pytest.mark.parametrize("content, reason", [
-    ({**GOOD, "metrics": {"val/top1": "0.99"}}, "metrics="),
-    ({**GOOD, "status": "GREAT"}, "status='GREAT'"),
-    ({**GOOD, "objective": "best"}, "objective='best'"),
-    ({**GOOD, "extra": 1}, "unknown keys ['extra']"),
-    ([1, 2], "holds a list"),
-    (b"\x80\xff\x00binary", "is not a record this program writes (UnicodeDecodeError)"),
-    ("folder", "is not a record this program writes"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        ({**GOOD, "metrics": {"val/top1": "0.99"}}, "metrics="),
+        ({**GOOD, "status": "GREAT"}, "status='GREAT'"),
+        ({**GOOD, "objective": "best"}, "objective='best'"),
+        ({**GOOD, "extra": 1}, "unknown keys ['extra']"),
+        ([1, 2], "holds a list"),
+        (b"\x80\xff\x00binary", "is not a record this program writes (UnicodeDecodeError)"),
+        ("folder", "is not a record this program writes"),
+    ],
+)
 def test_a_tampered_job_record_counts_as_failed_and_its_figures_are_not_merged(tmp_path, content, reason):
     job(tmp_path, 0, GOOD)
     job(tmp_path, 1, content)

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
-
 from support import ROOT, cli_dirs, run_cli
 
 FAST = ["epochs=1", "tracking.log_model=false"]
@@ -36,8 +34,17 @@ def failure_lines(stderr: str):
 def test_joblib_sweep_on_a_fresh_store_nests_every_job_under_one_parent_with_a_summary(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     assert not (tmp_path / "mlflow.db").exists()
-    result = run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "pruner=agp,agp_filter",
-                      "fold_batchnorm=true", *FAST, *cli_dirs(tmp_path)])
+    result = run_cli(
+        [
+            "-m",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            "pruner=agp,agp_filter",
+            "fold_batchnorm=true",
+            *FAST,
+            *cli_dirs(tmp_path),
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     client, parent, children = sweep_runs(uri)
     assert sorted(children) == [0, 1]
@@ -50,15 +57,33 @@ def test_joblib_sweep_on_a_fresh_store_nests_every_job_under_one_parent_with_a_s
     assert "pruner=agp,agp_filter" in tags["sweep.overrides"] and tags["sweep.dir"] == str(tmp_path / "multirun")
     assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "summary")} == {
-        "summary/sweep_summary.csv", "summary/sweep_summary.md", "summary/sweep_pareto.png", "summary/sweep_pareto.html"}
+        "summary/sweep_summary.csv",
+        "summary/sweep_summary.md",
+        "summary/sweep_pareto.png",
+        "summary/sweep_pareto.html",
+    }
     assert parent.data.metrics["sweep/jobs_finished"] == 2
     # the summary is printed, and each parallel job's log lines carry its number
     assert "| job | status | pruner |" in result.stdout and "Pareto front of val/top1" in result.stdout
     assert "[job 0]" in result.stdout and "[job 1]" in result.stdout
 
     # rebuilt from the parent run id alone (into another folder), then from the sweep dir
-    rebuilt = subprocess.run([sys.executable, "-m", "framework.sweeps.report", parent.info.run_id, "--uri", uri,
-                              "--out", str(tmp_path / "again")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    rebuilt = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "framework.sweeps.report",
+            parent.info.run_id,
+            "--uri",
+            uri,
+            "--out",
+            str(tmp_path / "again"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     again = (tmp_path / "again" / "sweep_summary.md").read_text()
     original = (tmp_path / "multirun" / "summary" / "sweep_summary.md").read_text()
@@ -105,18 +130,30 @@ def test_nsga2_preset_reports_the_pareto_front_of_accuracy_and_sparsity(tmp_path
     assert result.returncode == 0, result.stderr[-3000:]
     solutions = OmegaConf.load(tmp_path / "multirun" / "optimization_results.yaml").solutions
     _, _, children = sweep_runs(f"sqlite:///{tmp_path}/mlflow.db")
-    points = {(round(r.data.metrics["val/top1"], 6), round(r.data.metrics["sparsity/total"], 6)) for r in children.values()}
+    points = {
+        (round(r.data.metrics["val/top1"], 6), round(r.data.metrics["sparsity/total"], 6)) for r in children.values()
+    }
     assert solutions and all((round(s["values"][0], 6), round(s["values"][1], 6)) in points for s in solutions)
     assert "Optuna's Pareto front" in result.stdout
 
 
 @pytest.mark.slow
 def test_a_trial_whose_metric_is_missing_fails_and_is_never_a_number(tmp_path):
-    result = run_cli(["-m", "hparams_search=optuna_lr_wd", "hydra.sweeper.n_trials=2", "optimized_metric=val/top9",
-                      *FAST, *cli_dirs(tmp_path)])
+    result = run_cli(
+        [
+            "-m",
+            "hparams_search=optuna_lr_wd",
+            "hydra.sweeper.n_trials=2",
+            "optimized_metric=val/top9",
+            *FAST,
+            *cli_dirs(tmp_path),
+        ]
+    )
     assert result.returncode == 1
     lines = failure_lines(result.stderr)
-    assert len(lines) == 2 and all("optimized_metric='val/top9' was not logged" in line for line in lines), result.stderr[-3000:]
+    assert len(lines) == 2 and all("optimized_metric='val/top9' was not logged" in line for line in lines), (
+        result.stderr[-3000:]
+    )
     assert not (tmp_path / "multirun" / "optimization_results.yaml").exists()  # no best value from nothing
 
 

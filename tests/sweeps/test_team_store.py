@@ -29,9 +29,19 @@ def test_a_joblib_sweep_logs_to_a_postgres_backed_server_that_serves_its_artifac
 
     server = MlflowServer(tmp_path / "server", backend_store_uri=postgres.uri, serve_artifacts=True).start()
     try:
-        result = run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer.lr=0.05,0.1",
-                          "epochs=1", "tracking.log_model=false", *cli_dirs(tmp_path, mlflow=False),
-                          f"tracking.uri={server.uri}", "tracking.artifact_location=null"])
+        result = run_cli(
+            [
+                "-m",
+                "hydra/launcher=joblib",
+                "hydra.launcher.n_jobs=2",
+                "optimizer.lr=0.05,0.1",
+                "epochs=1",
+                "tracking.log_model=false",
+                *cli_dirs(tmp_path, mlflow=False),
+                f"tracking.uri={server.uri}",
+                "tracking.artifact_location=null",
+            ]
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         client = MlflowClient(server.uri)
         experiment = client.get_experiment_by_name("secateurs")

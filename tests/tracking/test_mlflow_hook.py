@@ -7,6 +7,7 @@ import time
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from mlflow_server import MlflowServer, free_port
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -15,8 +16,6 @@ from framework.tracking.metrics_file import MetricsFileHook, read_metrics
 from framework.tracking.mlflow_hook import MLflowHook
 from framework.tracking.recover import recover
 from framework.training import Hook, Trainer
-
-from mlflow_server import MlflowServer, free_port
 
 
 def tiny_trainer(hooks, epochs=3):
@@ -29,9 +28,17 @@ def tiny_trainer(hooks, epochs=3):
 
 def make_hook(uri, run_dir, **kw):
     run_dir.mkdir(parents=True, exist_ok=True)
-    return MLflowHook(uri=uri, experiment="tests", artifact_location=None, run_dir=run_dir,
-                      params={"optimizer.lr": "0.1"}, tags={"hydra.overrides": "x=1"}, run_name="x=1",
-                      log_model=False, **kw)
+    return MLflowHook(
+        uri=uri,
+        experiment="tests",
+        artifact_location=None,
+        run_dir=run_dir,
+        params={"optimizer.lr": "0.1"},
+        tags={"hydra.overrides": "x=1"},
+        run_name="x=1",
+        log_model=False,
+        **kw,
+    )
 
 
 def test_unreachable_server_fails_fast_with_one_line(tmp_path):

@@ -6,18 +6,20 @@ import json
 
 from omegaconf import OmegaConf
 
+from framework.config import project_root
 from framework.tracking.metrics_file import read_metrics
 from framework.tracking.params import flatten_config, git_commit, run_name
-from framework.config import project_root
 
 
 def test_flatten_config_uses_dotted_keys_and_keeps_odd_mappings_whole():
-    cfg = OmegaConf.create({
-        "optimizer": {"lr": 0.05, "betas": [0.9, 0.99]},
-        "fold_batchnorm": True,
-        "pruner": {"final_sparsity": 0.7, "levels": {"layer1.*": 0.5}},
-        "resume": None,
-    })
+    cfg = OmegaConf.create(
+        {
+            "optimizer": {"lr": 0.05, "betas": [0.9, 0.99]},
+            "fold_batchnorm": True,
+            "pruner": {"final_sparsity": 0.7, "levels": {"layer1.*": 0.5}},
+            "resume": None,
+        }
+    )
     flat = flatten_config(cfg)
     assert flat["optimizer.lr"] == "0.05"
     assert flat["optimizer.betas"] == "[0.9, 0.99]"

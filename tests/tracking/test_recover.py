@@ -9,7 +9,9 @@ import sys
 
 import pytest
 import torch
+from lock_holder import hold_lock_in_child
 from mlflow.tracking import MlflowClient
+from support import ROOT
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -18,9 +20,6 @@ from framework.tracking.metrics_file import MetricsFileHook, read_metrics
 from framework.tracking.mlflow_hook import MLflowHook
 from framework.tracking.recover import RECOVERED_FROM_TAG, recover_run
 from framework.training import Hook, Trainer
-
-from support import ROOT
-from lock_holder import hold_lock_in_child
 
 EPOCHS = 3
 
@@ -39,14 +38,28 @@ class StopAfterEpoch(Hook):
 def finished_run(store, run_dir, experiment, extra_hooks=()):
     """A real tiny training run logged to ``store``: its metrics file, status file and run id."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    hook = MLflowHook(uri=store, experiment=experiment, artifact_location=None, run_dir=run_dir,
-                      params={"optimizer.lr": "0.1"}, tags={}, run_name="tiny", log_model=False)
+    hook = MLflowHook(
+        uri=store,
+        experiment=experiment,
+        artifact_location=None,
+        run_dir=run_dir,
+        params={"optimizer.lr": "0.1"},
+        tags={},
+        run_name="tiny",
+        log_model=False,
+    )
     torch.manual_seed(0)
     x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
     loader = DataLoader(TensorDataset(x, y), batch_size=8)
     model = nn.Linear(4, 3)
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), loader, loader, epochs=EPOCHS,
-                      hooks=[MetricsFileHook(run_dir), hook, *extra_hooks])
+    trainer = Trainer(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        loader,
+        loader,
+        epochs=EPOCHS,
+        hooks=[MetricsFileHook(run_dir), hook, *extra_hooks],
+    )
     try:
         trainer.fit()
     except (RuntimeError, KeyboardInterrupt):
@@ -146,8 +159,13 @@ def test_a_run_in_progress_is_refused(store, tmp_path):
 
 
 def recover_cli(*args):
-    return subprocess.run([sys.executable, "-m", "framework.tracking.recover", *map(str, args)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "framework.tracking.recover", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_cli_errors_are_one_line_with_exit_2(tmp_path):

@@ -11,7 +11,8 @@ def _write_config(run_dir, paths: str) -> None:
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "config.yaml").write_text(
         "tracking:\n  _target_: framework.tracking.trackers.mlflow_tracking\n"
-        "  uri: sqlite:///${paths.output_dir}/mlflow.db\n  experiment: e\n" + paths)
+        "  uri: sqlite:///${paths.output_dir}/mlflow.db\n  experiment: e\n" + paths
+    )
 
 
 def test_the_run_s_output_dir_or_the_default_one_resolves_the_store(tmp_path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 from mlflow.tracking import MlflowClient
+from support import cli_dirs, run_cli
 
 from framework.tracking.mlflow_hook import LOST_RUN_TAG
-from support import cli_dirs, run_cli
 
 
 @pytest.mark.slow

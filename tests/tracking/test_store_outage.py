@@ -8,15 +8,14 @@ import os
 
 import pytest
 import torch
+from support import cli_dirs
+from test_reliability import start_cli, wait_for_epochs
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from framework.tracking.metrics_file import MetricsFileHook, read_metrics
 from framework.tracking.mlflow_hook import MLflowHook
 from framework.training import Hook, Trainer
-
-from support import cli_dirs
-from test_reliability import start_cli, wait_for_epochs
 
 # Every config key the CLI test here sets, in one place (the config schema is being reshaped).
 CLI_OVERRIDES = ["epochs=4", "tracking.log_model=false", "tracking.experiment=outage"]
@@ -34,8 +33,16 @@ class DeleteFileAfterEpoch(Hook):
 def test_a_deleted_sqlite_store_warns_once_per_kind_and_keeps_every_metric(tmp_path, caplog):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    hook = MLflowHook(uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="outage", artifact_location=None,
-                      run_dir=run_dir, params={}, tags={}, run_name="x", log_model=False)
+    hook = MLflowHook(
+        uri=f"sqlite:///{tmp_path}/mlflow.db",
+        experiment="outage",
+        artifact_location=None,
+        run_dir=run_dir,
+        params={},
+        tags={},
+        run_name="x",
+        log_model=False,
+    )
     torch.manual_seed(0)
     x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
     loader = DataLoader(TensorDataset(x, y), batch_size=8)
@@ -50,8 +57,11 @@ def test_a_deleted_sqlite_store_warns_once_per_kind_and_keeps_every_metric(tmp_p
     assert [r.levelno for r in ours] == [logging.WARNING, logging.WARNING], [r.getMessage() for r in ours]
     assert "log_metrics failed (OperationalError: attempt to write a readonly database)" in ours[0].getMessage()
     assert "5 MLflow call(s) failed" in ours[1].getMessage() and "framework.tracking.recover" in ours[1].getMessage()
-    assert not [r for r in caplog.records if r.name.startswith(("sqlalchemy", "alembic", "mlflow.store"))
-                and r.levelno >= logging.WARNING]
+    assert not [
+        r
+        for r in caplog.records
+        if r.name.startswith(("sqlalchemy", "alembic", "mlflow.store")) and r.levelno >= logging.WARNING
+    ]
     assert [r["epoch"] for r in read_metrics(run_dir / "metrics.jsonl")] == [0, 1, 2, 3, 4]
 
 

@@ -28,8 +28,15 @@ def test_none_builds_no_hook(compose_config, tmp_path):
 def test_mlflow_builds_one_hook_whose_tags_and_artifacts_follow_the_description(compose_config, tmp_path):
     cfg = compose_config([f"tracking.uri=sqlite:///{tmp_path}/m.db", "tracking.experiment=x"])
     assert uses_mlflow(cfg.tracking)
-    run = describe(tmp_path, job_num=3, parent_run_id="abc", world_size=2, pruned=True,
-                   fold_pairs=[{"weight": "a", "bn": "b"}], changes=["epochs: 1 -> 2"])
+    run = describe(
+        tmp_path,
+        job_num=3,
+        parent_run_id="abc",
+        world_size=2,
+        pruned=True,
+        fold_pairs=[{"weight": "a", "bn": "b"}],
+        changes=["epochs: 1 -> 2"],
+    )
     [hook] = build_component("tracking", cfg.tracking, run=run)
     assert isinstance(hook, MLflowHook) and hook.experiment == "x" and hook.uri.endswith("m.db")
     assert hook.params == {"model._target_": "framework.models.SimpleCNN", "model.width": "8", "epochs": "2"}
@@ -48,7 +55,9 @@ def test_a_tracking_node_without_target_or_with_a_stray_key_is_one_line(compose_
     from framework.config import config_problems
 
     cfg = compose_config(["tracking=none", "+tracking.uri=x"])
-    with pytest.raises(ConfigError, match=r"^tracking.uri is not an argument of framework.tracking.trackers.no_tracking"):
+    with pytest.raises(
+        ConfigError, match=r"^tracking.uri is not an argument of framework.tracking.trackers.no_tracking"
+    ):
         build_component("tracking", cfg.tracking, run=describe(tmp_path))
     cfg = compose_config(["tracking=none", "~tracking._target_"])
     assert "tracking._target_ is missing; allowed: the import path of a class or function" in config_problems(cfg)

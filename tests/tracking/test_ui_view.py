@@ -20,7 +20,9 @@ def test_a_prepared_experiment_carries_the_runs_view_its_url_opens(tmp_path):
     assert view["orderByKey"] == "attributes.start_time" and view["orderByAsc"] is False  # sweeps nest
     assert {"metrics.`val/top1`", "metrics.`sparsity/total`", "params.`pruner.method`"} <= set(view["selectedColumns"])
     url = runs_view_url("http://127.0.0.1:5000/", experiment_id)
-    assert url == (f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs"
-                   f"?viewStateShareKey={VIEW_KEY}&workflowType=machine_learning")
+    assert url == (
+        f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs"
+        f"?viewStateShareKey={VIEW_KEY}&workflowType=machine_learning"
+    )
     prepare_experiment(uri, "secateurs", None)  # preparing again changes nothing
     assert MlflowClient(uri).get_experiment(experiment_id).tags == tags

@@ -9,12 +9,11 @@ import sys
 import textwrap
 
 import pytest
+from lock_holder import hold_lock_in_child
+from support import ROOT, cli_dirs, run_cli
 
 from framework.errors import RunDirInUseError
 from framework.training.run_lock import lock_run_dir
-
-from lock_holder import hold_lock_in_child
-from support import ROOT, cli_dirs, run_cli
 
 # Every config key the CLI test here sets, in one place (the config schema is being reshaped).
 CLI_OVERRIDES = ["tracking=none", "epochs=1"]
@@ -60,8 +59,10 @@ def test_cli_second_run_in_a_locked_run_dir_exits_2_with_one_line(tmp_path):
         holder.wait()
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.strip()]
-    assert errors == [f"error: run dir {tmp_path / 'run'} is in use by another run (pid {holder.pid}); "
-                      "wait for it to end or give this run another hydra.run.dir"], result.stderr[-2000:]
+    assert errors == [
+        f"error: run dir {tmp_path / 'run'} is in use by another run (pid {holder.pid}); "
+        "wait for it to end or give this run another hydra.run.dir"
+    ], result.stderr[-2000:]
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 

@@ -16,14 +16,13 @@ import textwrap
 
 import pytest
 import torch
+from support import ROOT, cli_dirs, run_cli
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from framework.errors import StorageError
 from framework.tracking.metrics_file import MetricsFileHook, append_line, read_metrics
 from framework.training import CheckpointHook, Trainer, load_checkpoint
-
-from support import ROOT, cli_dirs, run_cli
 
 # Every config key the CLI tests here set, in one place (the config schema is being reshaped).
 CLI_OVERRIDES = ["tracking=none", "loader.batch_size=64"]
@@ -42,8 +41,16 @@ def limit_file_size(max_bytes: int):
 def run_limited(args, max_bytes, **kw):
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env,
-                          preexec_fn=limit_file_size(max_bytes), **kw)
+    return subprocess.run(
+        args,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        preexec_fn=limit_file_size(max_bytes),
+        **kw,
+    )
 
 
 def tiny_trainer(hooks, epochs=2):
@@ -149,13 +156,19 @@ def test_cli_full_disk_mid_run_exits_2_with_one_line_and_keeps_the_last_good_che
     assert not partial.exists()
     after_epoch = load_checkpoint(plain / "run" / "checkpoints" / "last.pt")
     full_size = (plain / "run" / "checkpoints" / "last.pt").stat().st_size
-    momentum_bytes = sum(v.numel() * v.element_size() for s in after_epoch["optimizer"]["state"].values()
-                         for v in s.values() if torch.is_tensor(v))
+    momentum_bytes = sum(
+        v.numel() * v.element_size()
+        for s in after_epoch["optimizer"]["state"].values()
+        for v in s.values()
+        if torch.is_tensor(v)
+    )
     assert momentum_bytes > 10_000
     limit = full_size - momentum_bytes // 2  # the first save fits, the ones after an epoch do not
 
     full = tmp_path / "full"
-    result = run_limited([sys.executable, str(ROOT / "run.py"), *CLI_OVERRIDES, "epochs=3", *cli_dirs(full, mlflow=False)], limit)
+    result = run_limited(
+        [sys.executable, str(ROOT / "run.py"), *CLI_OVERRIDES, "epochs=3", *cli_dirs(full, mlflow=False)], limit
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1, result.stderr[-3000:]
