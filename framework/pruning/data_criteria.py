@@ -42,7 +42,7 @@ from torch import nn
 
 from framework.errors import PruningError
 from framework.pruning.criteria import Criterion
-from framework.pruning.fx import BATCHNORMS, strip_data_parallel_prefix, trace, unwrap
+from framework.pruning.fx import BATCHNORMS, POOLS, strip_data_parallel_prefix, trace, unwrap
 from framework.pruning.structures import to_groups
 
 # What a criterion can ask for, per selected layer and batch.
@@ -52,18 +52,7 @@ _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Ha
 _ZERO_MAKING = (nn.ReLU, nn.ReLU6)  # APoZ is only meaningful where exact zeros are produced
 # Between a layer's input and the BatchNorm that produced it (bn_gamma, structure=channel).
 _CHANNEL_PRESERVING = _ACTIVATIONS + (
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.MaxPool3d,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d,
-    nn.AdaptiveMaxPool2d,
-    nn.AdaptiveMaxPool3d,
+    *POOLS,
     nn.Dropout,
     nn.Identity,
     nn.Flatten,

@@ -83,7 +83,7 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 from framework.errors import PruningError
-from framework.pruning.fx import CONV_LINEAR, CONVS, NORMS, trace, unwrap
+from framework.pruning.fx import CONV_LINEAR, CONVS, NORMS, POOLS, trace, unwrap
 from framework.pruning.layouts import PARAM, STRUCTURAL_REASONS, LayoutHandlers, _Channels
 from framework.pruning.spec import CHANNEL, FILTER
 
@@ -118,18 +118,7 @@ _PASS_MODULES = (
     nn.Dropout2d,
     nn.Dropout3d,
     nn.AlphaDropout,
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.MaxPool3d,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d,
-    nn.AdaptiveMaxPool2d,
-    nn.AdaptiveMaxPool3d,
+    *POOLS,
     nn.LPPool1d,
     nn.LPPool2d,
     nn.Upsample,

@@ -28,6 +28,22 @@ NORMS = (nn.modules.batchnorm._NormBase,)
 # the normalisations with running statistics that fold into the layer before them
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
+# pooling keeps each channel apart (the dependency graph passes channels through it; data-aware
+# criteria look through it for the BatchNorm that fed a layer)
+POOLS = (
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+)
 DATA_PARALLEL_WRAPPERS = (nn.DataParallel, nn.parallel.DistributedDataParallel)
 DATA_PARALLEL_PREFIX = "module."
 COMPILE_PREFIX = "_orig_mod."
