@@ -179,12 +179,13 @@ def main() -> None:
 
         print_help(conf_dir(), sys.argv[1:])
         sys.exit(0)
-    from framework.cli_help import missing_plugin_problem, renamed_option_problem
+    from framework.cli_help import missing_plugin_problem, renamed_option_problem, unknown_option_problem
     from framework.sweeps.callback import finish_open_sweeps
 
     sys.argv[1:] = quiet_other_ranks(sys.argv[1:])
     problem = (
         renamed_option_problem(conf_dir(), sys.argv[1:])
+        or unknown_option_problem(conf_dir(), sys.argv[1:])
         or missing_plugin_problem(conf_dir(), sys.argv[1:])
         or output_dir_problem(sys.argv[1:])
     )

@@ -82,6 +82,23 @@ def renamed_option_problem(conf: Path, argv: Sequence[str]) -> Optional[str]:
     return None
 
 
+def unknown_option_problem(conf: Path, argv: Sequence[str]) -> Optional[str]:
+    """One line for ``group=option`` naming an option that no config folder has, before Hydra
+    starts: Hydra answers a single run with a page of options, and a sweep only once its first job
+    composes, after the sweep's parent run was opened (it stayed behind, empty and KILLED)."""
+    dirs = config_dirs(conf, argv)
+    groups = group_options(dirs)
+    for override in overrides_of(argv):
+        group, _, value = override.partition("=")
+        if group.startswith(("+", "~", "hydra/")) or group not in groups or "(" in value:
+            continue  # additions, deletions, Hydra's own groups and sweep functions: Hydra's to judge
+        for option in value.split(","):
+            option = option.strip()
+            if option and option != "null" and option not in groups[group]:
+                return f"{group}={option} is not an option of {group}; allowed: {' | '.join(groups[group])}"
+    return None
+
+
 # Hydra options that a plugin package provides: (group, option) -> (module, pip package). The
 # plugins come with the `sweeps` extra; an option whose module is missing gets one line naming it
 # instead of Hydra's "Could not load 'hydra/launcher/submitit_slurm'".

@@ -9,8 +9,9 @@ from support import cli_dirs, run_cli
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        # Hydra's own compose errors (unknown option, unknown key, wrong type) exit 2 like ours
-        (["pruner=agp_fliter"], "Could not find 'pruner/agp_fliter'"),
+        # an unknown option is named before Hydra starts; Hydra's own compose errors (unknown key,
+        # wrong type) exit 2 like ours
+        (["pruner=agp_fliter"], "error: pruner=agp_fliter is not an option of pruner; allowed: agp | "),
         (["model.shortcutt=B"], "Key 'shortcutt' is not in struct"),
         (["epochs=many"], "epochs"),
         (["tracking.experiment="], "tracking.experiment='' is invalid"),
@@ -49,3 +50,14 @@ def test_model_that_cannot_take_the_input_shape_is_one_line_before_training(tmp_
         "inputs of shape (3, 32, 32)"
     ) in line
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_a_sweep_with_an_unknown_option_stops_before_its_parent_run_is_opened(tmp_path):
+    result = run_cli(["-m", "pruner=agp,agp_fliter", "epochs=1", *cli_dirs(tmp_path)])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert errors == [
+        "error: pruner=agp_fliter is not an option of pruner; allowed: agp | agp_channel | agp_filter | agp_head | "
+        "agp_nm | level | magnitude | none | std_threshold"
+    ]
+    assert not (tmp_path / "mlflow.db").exists()  # no store, so no empty KILLED parent run

@@ -93,7 +93,8 @@ def test_a_journal_file_keeps_a_study_for_the_next_process(tmp_path):
         (["hydra.sweeper.direction=[maximize,maximize]"], "gives 2 direction(s) for optimized_metric=val/top1"),
         (["hydra.sweeper.direction=up"], "hydra.sweeper.direction=up is invalid; allowed: minimize | maximize"),
         (["optimizer.lr=interval(0.3, 0.1)"], "hydra.sweeper.params: optimizer.lr=interval(0.3, 0.1)"),
-        (["pruner=agp,agp_fliter"], "a trial's config cannot be composed"),
+        (["pruner=agp,agp_fliter"], "pruner=agp_fliter is not an option of pruner"),
+        (["pruner=choice(agp, agp_fliter)"], "a trial's config cannot be composed"),
         (["loader.batch_size=choice(8, 0)"], "loader.batch_size=0 is invalid; allowed: an integer >= 1"),
         (
             ["hydra.sweeper.storage=sqlite:///x.db", "hydra.sweeper.study_name=null"],
