@@ -18,7 +18,8 @@ import torch
 from mlflow.tracking import MlflowClient
 from support import ROOT, cli_dirs, run_cli
 
-BASE = ["epochs=4", "tracking.log_model=false", "loader.batch_size=16"]
+# deploy.enabled=false: the deploy step measures latencies, which no two runs share; what is learned is compared
+BASE = ["epochs=4", "tracking.log_model=false", "loader.batch_size=16", "deploy.enabled=false"]
 
 
 def start_cli(args):
@@ -120,14 +121,14 @@ def test_nan_loss_fails_the_run_keeps_the_checkpoint_and_other_jobs(tmp_path):
             "epochs=2",
             "tracking.log_model=false",
             *cli_dirs(tmp_path),
-            "tracking.experiment=nan",
+            "tracking.experiment=nan_loss",  # (a bare nan would be read as a number)
         ]
     )
     assert result.returncode != 0
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and "training loss became nan" in error_lines[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
-    client, runs = runs_of(tmp_path, "nan")
+    client, runs = runs_of(tmp_path, "nan_loss")
     by_lr = {r.data.params["optimizer.lr"]: r for r in runs if "mlflow.parentRunId" in r.data.tags}
     assert by_lr["0.05"].info.status == "FINISHED"
     assert len(client.get_metric_history(by_lr["0.05"].info.run_id, "val/top1")) == 2

@@ -54,7 +54,10 @@ def test_the_engine_class_comes_from_the_table(arguments, engine):
             "pruner.method=sensitivity was renamed; use pruner=std_threshold (pruner.method=std_threshold, pruner.std_multiplier=...)",
         ),
         (dict(structure="kernel"), "pruner.structure='kernel' is invalid; allowed: fine | filter | channel"),
-        (dict(criterion="taylor"), "pruner.criterion='taylor' is invalid; allowed: l1 | l2 | random"),
+        (
+            dict(criterion="kernel"),
+            "pruner.criterion='kernel' is invalid; allowed: l1 | l2 | random | taylor | activation_mean | apoz | bn_gamma",
+        ),
         (dict(final_sparsity=1.2), "pruner.final_sparsity=1.2 is outside [0, 1)"),
         (
             dict(initial_sparsity=0.6, final_sparsity=0.5),

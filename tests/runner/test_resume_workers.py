@@ -32,6 +32,7 @@ def worker_run_overrides(data_root) -> list:
         "pruner=agp",
         "schedule.ending_epoch=2",
         "tracking.log_model=false",
+        "deploy.enabled=false",  # latencies measured by the deploy step are not learned state
     ]
 
 

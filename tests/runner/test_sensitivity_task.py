@@ -92,7 +92,9 @@ def test_fold_batchnorm_and_task_values_are_checked(compose_config):
     assert config_problems(compose_config(["fold_batchnorm=maybe"])) == [
         "fold_batchnorm='maybe' is invalid; allowed: true | false | activation"
     ]
-    assert config_problems(compose_config(["task=prune"])) == ["task='prune' is invalid; allowed: train | sensitivity"]
+    assert config_problems(compose_config(["task=prune"])) == [
+        "task='prune' is invalid; allowed: train | sensitivity | eval"
+    ]
 
 
 def test_a_rerun_with_other_settings_in_the_same_folder_is_refused(run_experiment, dense_checkpoint, tmp_path):

@@ -26,7 +26,7 @@ def test_a_thinned_run_ends_with_one_block_that_says_where_everything_is(
     lines = {key: value.strip() for key, value in lines.items()}
     run_dir = context.run_dir
     assert lines["run folder"] == str(run_dir)
-    assert lines["checkpoints"] == f"{run_dir / 'checkpoints'} (last.pt)"
+    assert lines["checkpoints"] == f"{run_dir / 'checkpoints'} (best.pt, last.pt)"
     thinned = sorted(p.name for p in (run_dir / "thinned").iterdir())
     assert "model.pt" in thinned and lines["thinned model"] == f"{run_dir / 'thinned'} ({', '.join(thinned)})"
 

@@ -43,7 +43,7 @@ def test_mlflow_builds_one_hook_whose_tags_and_artifacts_follow_the_description(
     assert hook.tags["hydra.job.num"] == "3" and hook.tags["mlflow.parentRunId"] == "abc"
     assert hook.tags["distributed.world_size"] == "2" and hook.tags["fold_batchnorm.folded_layers"] == "1"
     assert hook.tags["resume.changed"] == "epochs: 1 -> 2" and hook.run_name == "epochs=2"
-    assert [a for _, a in hook.artifacts] == ["checkpoints", "", "pruning", "thinned"] and hook.log_model
+    assert [a for _, a in hook.artifacts] == ["checkpoints", "", "deploy", "pruning", "thinned"] and hook.log_model
 
     sensitivity = describe(tmp_path, task="sensitivity")
     [hook] = build_component("tracking", cfg.tracking, run=sensitivity)
