@@ -66,3 +66,34 @@ def test_missing_and_non_checkpoint_files(tmp_path):
     torch.save({"conv.weight": torch.ones(1)}, path)
     with pytest.raises(CheckpointError, match="is not a secateurs checkpoint"):
         load_checkpoint(path)
+
+
+def test_a_signal_during_the_write_waits_until_the_checkpoint_is_complete(tmp_path):
+    import collections
+    import signal
+
+    class SignalsWhilePickled:
+        """Sends SIGTERM to this process while torch.save pickles it (mid-write, every time)."""
+
+        def __reduce__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return (collections.OrderedDict, ())  # rebuilds as an empty mapping weights_only allows
+
+    class Stopped(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stopped(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(Stopped):
+            save_atomic(
+                {"model": {"w": torch.ones(9)}, "optimizer": {}, "epoch": 3, "late": SignalsWhilePickled()},
+                tmp_path / "last.pt",
+            )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    # the handler ran after the file was complete: it is in place, whole, and no temporary is left
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 3
