@@ -23,6 +23,7 @@ from framework.errors import NonFiniteLossError, StorageError, TrackingError, sh
 from framework.tracking.description import RunDescription
 from framework.tracking.store import prepare_experiment
 from framework.training.hooks import Hook
+from framework.training.signals import signals_deferred
 
 # Fail fast instead of retrying for minutes when a tracking server is down.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -109,13 +110,15 @@ class MLflowHook(Hook):
                 self.run_dir / "metrics.jsonl",
             )
         if self.run_id is not None:  # resumed: reopen the same run
-            mlflow.start_run(run_id=self.run_id)
+            with signals_deferred():
+                mlflow.start_run(run_id=self.run_id)
             self._safely(mlflow.set_tag, "resumed_at_epoch", str(trainer.start_epoch))
             if "resume.changed" in self.tags:  # resume_changed=allow: params keep the old values
                 self._safely(mlflow.set_tag, "resume.changed", self.tags["resume.changed"])
             return
-        run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.run_name, tags=self.tags)
-        self.run_id = run.info.run_id
+        with signals_deferred():  # the new run's id is kept before a signal can stop the run
+            run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.run_name, tags=self.tags)
+            self.run_id = run.info.run_id
         id_file = self.run_dir / RUN_ID_FILE
         try:
             id_file.write_text(self.run_id + "\n")
@@ -230,7 +233,9 @@ class MLflowHook(Hook):
         """Call an MLflow function; on failure warn (once per kind of failure) and carry on
         (metrics.jsonl keeps the data)."""
         try:
-            with quiet_store_loggers():
+            # a Ctrl-C inside a store call left its transaction half done: the run then could
+            # not be marked KILLED (it stayed RUNNING); the signal waits until the call is over
+            with signals_deferred(), quiet_store_loggers():
                 function(*args, **kwargs)
             return True
         except Exception as error:

@@ -8,10 +8,7 @@ A checkpoint is a dict of tensors and plain values (``model``, ``optimizer``, ``
 from __future__ import annotations
 
 import os
-import signal
 import tempfile
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Union
 
@@ -19,6 +16,7 @@ import torch
 
 from framework.errors import CheckpointError, StorageError
 from framework.serialization import load_weights_only
+from framework.training.signals import signals_deferred
 
 PathLike = Union[str, os.PathLike]
 TMP_SUFFIX = ".tmp"
@@ -37,7 +35,7 @@ def save_atomic(obj: Dict[str, Any], path: PathLike, what: str = "checkpoint") -
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-        with _signals_deferred(), os.fdopen(fd, "wb") as handle:
+        with signals_deferred(), os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -57,37 +55,6 @@ def save_atomic(obj: Dict[str, Any], path: PathLike, what: str = "checkpoint") -
             f"{path.parent} writable, then continue with resume=auto"
         ) from None
     return path
-
-
-_DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@contextmanager
-def _signals_deferred():
-    """Ctrl-C or SIGTERM arriving while a file is written waits until the file is complete.
-
-    A handler that raised inside ``torch.save`` left a torn zip writer behind, whose own error
-    (``unexpected pos``) then replaced the interrupt: the run ended as a crash, not KILLED with
-    its checkpoint. Here the signal is only noted, and its own handler runs once the file is in
-    place. Handlers can only be swapped on the main thread; elsewhere nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = {
-        signum: signal.signal(signum, lambda signum, frame: caught.append(signum)) for signum in _DEFERRED_SIGNALS
-    }
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    for signum in caught[:1]:  # now the interrupt the user asked for, as it would have been
-        handler = previous[signum]
-        if callable(handler):
-            handler(signum, None)
-        elif handler == signal.SIG_DFL:
-            os.kill(os.getpid(), signum)
 
 
 def storage_cause(error: BaseException) -> str | None:

@@ -98,3 +98,36 @@ def test_logging_failing_mid_run_keeps_training_and_every_metric(tmp_path, caplo
         assert sorted({m.step for m in values}) == [0, 1, 2, 3, 4]
     finally:
         server.stop()
+
+
+def test_ctrl_c_inside_a_store_write_still_marks_the_run_killed(tmp_path):
+    """The signal is sent from inside the store's write of epoch 1's metrics (its INSERT done, its
+    commit not yet), every time. Once it cut that SQLite transaction in half: the lock stayed
+    held, end_run failed with "database is locked" and the run stayed RUNNING (a flaky CI test)."""
+    import os
+    import signal
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    inserts = []
+
+    def interrupt_the_second_metrics_insert(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO METRICS"):
+            inserts.append(statement)
+            if len(inserts) == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    hook = make_hook(uri, tmp_path / "run")
+    event.listen(Engine, "after_cursor_execute", interrupt_the_second_metrics_insert)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            tiny_trainer([MetricsFileHook(tmp_path / "run"), hook], epochs=5).fit()
+    finally:
+        event.remove(Engine, "after_cursor_execute", interrupt_the_second_metrics_insert)
+    assert len(inserts) == 2  # the signal came from inside the write of epoch 1
+    run = MlflowClient(uri).get_run(hook.run_id)
+    assert run.info.status == "KILLED"
+    # the interrupted write was completed before the interrupt: epoch 1 is in the store
+    assert [m.step for m in MlflowClient(uri).get_metric_history(hook.run_id, "val/top1")] == [0, 1]
