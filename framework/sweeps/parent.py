@@ -11,6 +11,7 @@ from typing import Dict, Optional
 
 from framework.errors import TrackingError, short_reason
 from framework.sweeps.records import SweepInfo
+from framework.training.signals import signals_deferred
 
 
 def start_parent_run(info: SweepInfo, uri: str, experiment: str, artifact_location: Optional[str]) -> None:
@@ -24,9 +25,10 @@ def start_parent_run(info: SweepInfo, uri: str, experiment: str, artifact_locati
     try:
         experiment_id = prepare_experiment(uri, experiment, artifact_location)
         shown = " ".join(o for o in info.overrides if not o.startswith(("hydra.", "tracking.")))
-        run = MlflowClient(tracking_uri=uri).create_run(
-            experiment_id, run_name=f"sweep {shown}"[:250], tags=parent_tags(info)
-        )
+        with signals_deferred():  # a Ctrl-C never cuts a store transaction in half
+            run = MlflowClient(tracking_uri=uri).create_run(
+                experiment_id, run_name=f"sweep {shown}"[:250], tags=parent_tags(info)
+            )
     except Exception as error:
         raise TrackingError(
             f"cannot reach the MLflow store tracking.uri={uri!r} ({short_reason(error, 200)}); "
@@ -40,10 +42,11 @@ def reopen_parent_run(info: SweepInfo) -> None:
     from mlflow.tracking import MlflowClient
 
     try:
-        client = MlflowClient(tracking_uri=info.tracking_uri)
-        client.update_run(info.parent_run_id, status="RUNNING")
-        for key, value in parent_tags(info).items():
-            client.set_tag(info.parent_run_id, key, value)
+        with signals_deferred():  # a Ctrl-C never cuts a store transaction in half
+            client = MlflowClient(tracking_uri=info.tracking_uri)
+            client.update_run(info.parent_run_id, status="RUNNING")
+            for key, value in parent_tags(info).items():
+                client.set_tag(info.parent_run_id, key, value)
     except Exception as error:
         raise TrackingError(
             f"cannot reopen the sweep's MLflow run {info.parent_run_id} in tracking.uri={info.tracking_uri!r} "
@@ -76,20 +79,21 @@ def finish_parent_run(
     from mlflow.tracking import MlflowClient
 
     try:
-        client = MlflowClient(tracking_uri=info.tracking_uri)
-        for key, value in tags.items():
-            client.set_tag(info.parent_run_id, key, value)
-        for key, value in metrics.items():
-            client.log_metric(info.parent_run_id, key, value)
-        logged = client.get_run(info.parent_run_id).data.params
-        for key, value in (params or {}).items():
-            if key not in logged:
-                client.log_param(info.parent_run_id, key, value)
-            elif logged[key] != value:  # a continued sweep with a new best: MLflow params never change
-                client.set_tag(info.parent_run_id, f"sweep.best.{key}", value)
-        client.log_artifacts(info.parent_run_id, str(summary_dir), artifact_path="summary")
-        if status:  # None: a rebuilt summary leaves the run's status alone
-            client.set_terminated(info.parent_run_id, status=status)
+        with signals_deferred():  # a Ctrl-C never cuts a store transaction in half
+            client = MlflowClient(tracking_uri=info.tracking_uri)
+            for key, value in tags.items():
+                client.set_tag(info.parent_run_id, key, value)
+            for key, value in metrics.items():
+                client.log_metric(info.parent_run_id, key, value)
+            logged = client.get_run(info.parent_run_id).data.params
+            for key, value in (params or {}).items():
+                if key not in logged:
+                    client.log_param(info.parent_run_id, key, value)
+                elif logged[key] != value:  # a continued sweep with a new best: MLflow params never change
+                    client.set_tag(info.parent_run_id, f"sweep.best.{key}", value)
+            client.log_artifacts(info.parent_run_id, str(summary_dir), artifact_path="summary")
+            if status:  # None: a rebuilt summary leaves the run's status alone
+                client.set_terminated(info.parent_run_id, status=status)
     except Exception as error:
         return f"could not log the sweep summary to MLflow run {info.parent_run_id} ({short_reason(error, 200)}); it is in {summary_dir}"
     return None
