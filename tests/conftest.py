@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
+
+# One thread per torch process, in the workers and in every run they start: `make test` runs two
+# xdist workers on two cores, and with each process spinning a thread per core the suite took
+# twice as long (measured: 171 s -> 80 s for the end-to-end reliability and thinning tests).
+# Set before anything imports torch, which reads it once.
+os.environ["OMP_NUM_THREADS"] = "1"
+os.environ["MKL_NUM_THREADS"] = "1"
 from pathlib import Path
 from typing import List, Sequence
 
