@@ -1,8 +1,9 @@
 """The run: the one place that knows every part (``run.py -> runner -> {training, tracking,
 pruning, data, models, analysis}``; nothing but ``run.py`` and tests imports it).
 
-* :mod:`~framework.runner.recipe`: ``run(cfg, context)`` takes the run dir's lock and the ranks'
-  agreement, then ``train`` or ``analyse_sensitivity`` by ``cfg.task``;
+* :mod:`~framework.runner.entry`: ``run(cfg, context)`` checks the config (torch-free, so a
+  mistake is answered at once), then :mod:`~framework.runner.recipe` takes the run dir's lock and
+  the ranks' agreement and runs ``train``, ``analyse_sensitivity`` or ``eval`` by ``cfg.task``;
 * :mod:`~framework.runner.parts`: ``build_parts``, what both tasks start from (data source, model
   and pretrained weights, device, seed, the pruner in its hook, the trackers);
 * the hooks that plug pruning into the loop: :mod:`~framework.runner.pruning_hook`,
@@ -15,6 +16,6 @@ pruning, data, models, analysis}``; nothing but ``run.py`` and tests imports it)
 """
 
 from framework.runner.context import RunContext
-from framework.runner.recipe import run
+from framework.runner.entry import run
 
 __all__ = ["RunContext", "run"]

@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from framework.components import build_component
-from framework.config import pruning_window, validate
+from framework.config import pruning_window
 from framework.data import build_loaders, limit_batches, load_splits
 from framework.errors import ConfigError
 from framework.pruning.thinning import apply_recipe, thinning_recipe
@@ -55,11 +55,10 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: the run is marked KILLED and its checkpoint kept."""
 
 
-def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
-    """Run ``cfg`` (``cfg.task``) in ``context.run_dir``; returns the last epoch's metrics (the
-    analysis's headline figures for task=sensitivity)."""
-    refuse_unset_mandatory_values(cfg)
-    validate(cfg)  # ranges and cross-field rules, before anything is built
+def run_checked(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
+    """Run ``cfg`` (``cfg.task``), already checked by :func:`framework.runner.entry.run`, in
+    ``context.run_dir``; returns the last epoch's metrics (the analysis's headline figures for
+    task=sensitivity)."""
     ddp = init_distributed(cfg.distributed.timeout_s, cfg.distributed.backend)
     try:
         context = _shared_run_dir(context, ddp)
@@ -89,17 +88,6 @@ def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
             return train(cfg, context, ddp, resume_path)
     finally:
         shutdown_distributed()
-
-
-def refuse_unset_mandatory_values(cfg: DictConfig) -> None:
-    """A ``???`` left unset (``dataset=imagefolder`` without ``dataset.root``) is one line naming
-    every such key, not OmegaConf's traceback from wherever it is first read."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise ConfigError(
-            f"{', '.join(missing)} must be set (the chosen options leave {'them' if len(missing) > 1 else 'it'} "
-            f"'???'); add {' '.join(f'{key}=...' for key in missing)} to the command line"
-        )
 
 
 def _shared_run_dir(context: RunContext, ddp: DistContext) -> RunContext:
