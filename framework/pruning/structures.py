@@ -157,6 +157,18 @@ def expand_group_mask(
     return expand_group_values(group_keep.to(torch.bool), structure, layer, weight_shape)
 
 
+def broadcast_group_values(
+    values: torch.Tensor, structure: str, layer: nn.Module | None, weight_shape: torch.Size | tuple[int, ...]
+) -> torch.Tensor:
+    """``values[i]`` for every element of group ``i``, shaped to broadcast against a weight of
+    ``weight_shape``: a view (no copy) when the groups lie along the weight's first axis, else the
+    full tensor of :func:`expand_group_values`."""
+    weight_shape = torch.Size(weight_shape)
+    if structure != FINE and structure == _grouped_axis_structure(geometry_of(layer)):
+        return values.reshape(weight_shape[0], *(1,) * (len(weight_shape) - 1))
+    return expand_group_values(values, structure, layer, weight_shape)
+
+
 def expand_group_values(
     values: torch.Tensor, structure: str, layer: nn.Module | None, weight_shape: torch.Size | tuple[int, ...]
 ) -> torch.Tensor:

@@ -30,6 +30,10 @@ class Hook:
         what earlier hooks made of it). Overriding this puts the hook in the hot loop."""
         return loss
 
+    def after_backward(self, trainer: "Trainer") -> None:
+        """Each step, after backward and before the optimizer step: gradients (already averaged
+        over the ranks) may be changed in place. Overriding this puts the hook in the hot loop."""
+
     def after_step(self, trainer: "Trainer") -> None:
         """After every optimizer step."""
 

@@ -69,6 +69,7 @@ class Trainer:
         # Only hooks that act after a step are called in the hot loop.
         self._step_hooks = [h for h in self.hooks if type(h).after_step is not Hook.after_step]
         self._loss_hooks = [h for h in self.hooks if type(h).training_loss is not Hook.training_loss]
+        self._backward_hooks = [h for h in self.hooks if type(h).after_backward is not Hook.after_backward]
         try:
             self._call("before_run")
             for epoch in range(self.start_epoch, self.epochs):
@@ -138,6 +139,8 @@ class Trainer:
                 )
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
+            for hook in self._backward_hooks:
+                hook.after_backward(self)
             self.optimizer.step()
             self.global_step += 1
             self.step_in_epoch = step + 1

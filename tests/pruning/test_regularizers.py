@@ -118,3 +118,43 @@ def test_a_replaced_model_is_read_by_name():
     with torch.no_grad():
         smaller.fc1.weight.mul_(2)
     assert lasso(smaller).item() == pytest.approx(2 * lasso(model).item())
+
+
+class ConvMix(nn.Module):
+    """Plain, grouped and transposed convolutions and a Linear: every way groups lie in a weight."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.grouped = nn.Conv2d(4, 4, 3, padding=1, groups=2)
+        self.up = nn.ConvTranspose2d(4, 6, 2, stride=2)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x):
+        x = self.up(self.grouped(self.conv(x)))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("structure", ["filter", "channel", "fine"])
+@pytest.mark.parametrize("grad_before", [False, True])
+def test_group_lasso_in_place_gradient_equals_autograds(structure, grad_before):
+    torch.manual_seed(0)
+    model = ConvMix()
+    with torch.no_grad():
+        model.conv.weight[1].zero_()  # an all-zero (pruned) filter: gradient 0, not NaN
+        model.up.weight[:, 2].zero_()  # and a transposed conv's all-zero filter
+    names = ["conv.weight", "grouped.weight", "up.weight", "fc.weight"]
+    lasso = GroupLasso(strength=0.3).bind(model, pruner_of(model, structure, names))
+    weights = [model.get_submodule(n.rsplit(".", 1)[0]).weight for n in names]
+    task = [torch.randn_like(w) if grad_before else None for w in weights]
+
+    expected_value = lasso(model)
+    expected = torch.autograd.grad(expected_value, weights)
+    for w, g in zip(weights, task):
+        w.grad = None if g is None else g.clone()
+    value = lasso.value(model)
+    assert not value.requires_grad
+    assert value.item() == pytest.approx(expected_value.item(), rel=1e-6)
+    lasso.add_gradient(model)
+    for w, g, want in zip(weights, task, expected):
+        assert torch.allclose(w.grad, want if g is None else g + want, atol=1e-6), structure
