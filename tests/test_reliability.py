@@ -22,6 +22,14 @@ from support import ROOT, cli_dirs, run_cli
 BASE = ["epochs=4", "tracking.log_model=false", "loader.batch_size=16", "deploy.enabled=false"]
 
 
+def ctrl_c_as_in_a_terminal():
+    """In the child: Ctrl-C handled by default, as in a terminal. A suite started in the
+    background (`make test &`, a CI job without job control) ignores SIGINT, and children inherit
+    that, so the run would never see the test's Ctrl-C and would finish with exit 0."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def start_cli(args):
     env = dict(os.environ)
     env.pop("HYDRA_FULL_ERROR", None)
@@ -32,6 +40,7 @@ def start_cli(args):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
 
 

@@ -121,10 +121,13 @@ def test_ctrl_c_inside_a_store_write_still_marks_the_run_killed(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     hook = make_hook(uri, tmp_path / "run")
     event.listen(Engine, "after_cursor_execute", interrupt_the_second_metrics_insert)
+    # Ctrl-C as in a terminal: a suite started in the background inherits an ignored SIGINT
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
             tiny_trainer([MetricsFileHook(tmp_path / "run"), hook], epochs=5).fit()
     finally:
+        signal.signal(signal.SIGINT, inherited)
         event.remove(Engine, "after_cursor_execute", interrupt_the_second_metrics_insert)
     assert len(inserts) == 2  # the signal came from inside the write of epoch 1
     run = MlflowClient(uri).get_run(hook.run_id)
