@@ -18,6 +18,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class ServerExited(RuntimeError):
+    pass
+
+
 class MlflowServer:
     def __init__(
         self,
@@ -30,6 +34,7 @@ class MlflowServer:
         by default. ``serve_artifacts``: clients upload artifacts through the server, which keeps
         them in ``directory/artifacts`` (no shared filesystem needed)."""
         self.directory = Path(directory)
+        self.chosen_port = port is None  # ours to change if another process takes it first
         self.port = port or free_port()
         self.backend_store_uri = backend_store_uri or f"sqlite:///{self.directory}/server.db"
         self.serve_artifacts = serve_artifacts
@@ -39,7 +44,20 @@ class MlflowServer:
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 90.0) -> "MlflowServer":
+    def start(self, timeout: float = 90.0, attempts: int = 3) -> "MlflowServer":
+        """Start and wait until it answers. A free port can be taken by another process (a second
+        suite beside this one) before the server binds it: the server then exits, and it is
+        started again on another free port."""
+        for attempt in range(attempts):
+            try:
+                return self._start_once(timeout)
+            except ServerExited:
+                if not self.chosen_port or attempt == attempts - 1:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> "MlflowServer":
         self.directory.mkdir(parents=True, exist_ok=True)
         mlflow_cli = Path(sys.executable).with_name("mlflow")
         self.process = subprocess.Popen(
@@ -63,10 +81,10 @@ class MlflowServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited with {self.process.returncode}")
+                raise ServerExited(f"mlflow server on port {self.port} exited with {self.process.returncode}")
             try:
                 with urllib.request.urlopen(f"{self.uri}/health", timeout=1) as response:
-                    if response.status == 200:
+                    if response.status == 200 and self.process.poll() is None:
                         return self
             except OSError:
                 time.sleep(0.3)
