@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+from hand_models import TwoLayer
 from torch import nn
 
 from framework.errors import PruningError
@@ -19,22 +20,6 @@ from framework.pruning.calibration import seeded_batches
 
 def sum_loss(output, targets):
     return output.sum()
-
-
-class TwoLayer(nn.Module):
-    """x -> fc1 (3x2) -> fc2 (1x3): with L = sum(output), dL/dW1[o, i] = W2[0, o]·x_i and
-    dL/dW2[0, o] = h_o, h = W1 x."""
-
-    def __init__(self):
-        super().__init__()
-        self.fc1 = nn.Linear(2, 3, bias=False)
-        self.fc2 = nn.Linear(3, 1, bias=False)
-        with torch.no_grad():
-            self.fc1.weight.copy_(torch.tensor([[1.0, 2.0], [0.0, 1.0], [3.0, -1.0]]))
-            self.fc2.weight.copy_(torch.tensor([[1.0, -4.0, 0.5]]))
-
-    def forward(self, x):
-        return self.fc2(self.fc1(x))
 
 
 X = torch.tensor([[1.0, 1.0]])  # h = W1 x = [3, 1, 2]

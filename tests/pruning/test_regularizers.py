@@ -7,25 +7,13 @@ import math
 
 import pytest
 import torch
+from hand_models import TwoLayer
 from torch import nn
 
 from framework.errors import PruningError
 from framework.models.simple_cnn import SimpleCNN
 from framework.pruning import build_pruner
 from framework.pruning.regularizers import BatchNormL1, GroupLasso, build_regularizer
-
-
-class TwoLayer(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1 = nn.Linear(2, 3, bias=False)
-        self.fc2 = nn.Linear(3, 1, bias=False)
-        with torch.no_grad():
-            self.fc1.weight.copy_(torch.tensor([[1.0, 2.0], [0.0, 1.0], [3.0, -1.0]]))
-            self.fc2.weight.copy_(torch.tensor([[1.0, -4.0, 0.5]]))
-
-    def forward(self, x):
-        return self.fc2(self.fc1(x))
 
 
 def pruner_of(model, structure, weights):
