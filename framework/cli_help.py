@@ -7,8 +7,8 @@ option names from the config folders (ours and any ``--config-dir``) directly.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence
 
 from framework.pruning.spec import RENAMED_METHODS, renamed_problem
 
@@ -28,7 +28,7 @@ Hydra's own flags: secateurs --hydra-help
 """
 
 
-def config_dirs(conf: Path, argv: Sequence[str]) -> List[Path]:
+def config_dirs(conf: Path, argv: Sequence[str]) -> list[Path]:
     """Our conf/ and the folders given with --config-dir / -cd (either spelling of the value)."""
     dirs = [conf]
     for index, arg in enumerate(argv):
@@ -50,7 +50,7 @@ def group_options(dirs: Sequence[Path]) -> dict[str, list[str]]:
     return {group: sorted(options) for group, options in sorted(groups.items())}
 
 
-def overrides_of(argv: Sequence[str]) -> List[str]:
+def overrides_of(argv: Sequence[str]) -> list[str]:
     """The key=value overrides on the command line (flags and their values left out)."""
     overrides, skip = [], False
     for arg in argv:
@@ -68,7 +68,7 @@ def overrides_of(argv: Sequence[str]) -> List[str]:
 RENAMED_OPTIONS = {("pruner", old): advice for old, advice in RENAMED_METHODS.items()}
 
 
-def renamed_option_problem(conf: Path, argv: Sequence[str]) -> Optional[str]:
+def renamed_option_problem(conf: Path, argv: Sequence[str]) -> str | None:
     """One line for an override that picks a renamed option (``pruner=sensitivity``), which
     Hydra would answer with a page of available options; None when no config folder (ours or a
     ``--config-dir``) still has a file of that name."""
@@ -82,7 +82,7 @@ def renamed_option_problem(conf: Path, argv: Sequence[str]) -> Optional[str]:
     return None
 
 
-def unknown_option_problem(conf: Path, argv: Sequence[str]) -> Optional[str]:
+def unknown_option_problem(conf: Path, argv: Sequence[str]) -> str | None:
     """One line for ``group=option`` naming an option that no config folder has, before Hydra
     starts: Hydra answers a single run with a page of options, and a sweep only once its first job
     composes, after the sweep's parent run was opened (it stayed behind, empty and KILLED)."""
@@ -154,7 +154,7 @@ def _importable(module: str) -> bool:
         return False
 
 
-def missing_plugin_problem(conf: Path, argv: Sequence[str]) -> Optional[str]:
+def missing_plugin_problem(conf: Path, argv: Sequence[str]) -> str | None:
     """One line when the command line picks a launcher or sweeper (directly or through a preset)
     whose Hydra plugin is not installed, naming the package and the extra that brings it."""
     dirs = config_dirs(conf, argv)

@@ -17,8 +17,9 @@ from __future__ import annotations
 import inspect
 import typing
 from collections import abc
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -66,10 +66,10 @@ class ScheduleConfig:
 
     starting_epoch: int = 0
     # null: the first half of training, ``max(1, epochs // 2)``, so any ``epochs`` works
-    ending_epoch: Optional[int] = None
+    ending_epoch: int | None = None
     frequency: int = 1
     # AGP only: also re-rank every this many optimizer steps (fractional epochs), as in the paper
-    step_frequency: Optional[int] = None
+    step_frequency: int | None = None
 
 
 @dataclass
@@ -79,8 +79,8 @@ class LoaderConfig:
     batch_size: int = 64
     num_workers: int = 0
     # null: every batch; N: only the first N batches' worth of samples of the split (debug presets)
-    limit_train_batches: Optional[int] = None
-    limit_val_batches: Optional[int] = None
+    limit_train_batches: int | None = None
+    limit_val_batches: int | None = None
 
 
 BUDGET_KINDS = ("sparsity", "params", "macs", "top1_drop")
@@ -92,12 +92,12 @@ class SensitivityConfig:
     """``task=sensitivity``: prune one layer (coupled: one dependency group) at a time to each of
     ``levels``, evaluate without training, restore; then derive per-layer levels for ``budget``."""
 
-    levels: List[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    levels: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
     workers: int = 1  # worker processes that evaluate (layer, level) pairs in parallel
     # the budget the derived levels must meet: a share of the pruned weights (sparsity), of the
     # model's parameters (params) or MACs (macs) removed, or the largest top-1 drop per layer
     budget_kind: str = "sparsity"  # sparsity | params | macs | top1_drop
-    budget: Optional[float] = None  # null: analysis only, no derived config
+    budget: float | None = None  # null: analysis only, no derived config
     name: str = "derived"  # the derived pruner config: conf/pruner/derived/<name>.yaml in the run dir
 
 
@@ -154,15 +154,15 @@ class Config:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     fold_batchnorm: Any = False  # true | false | activation (checked in validate)
-    pretrained: Optional[str] = None  # a state_dict or one of our checkpoints, loaded into the model
-    resume: Optional[str] = None  # null | auto | <checkpoint path>
+    pretrained: str | None = None  # a state_dict or one of our checkpoints, loaded into the model
+    resume: str | None = None  # null | auto | <checkpoint path>
     resume_changed: str = "refuse"  # refuse | allow: resume a checkpoint whose config differs
     progress: bool = True
     # what a run returns to a Hydra sweeper: one metric name, or a list for multi-objective search
     optimized_metric: Any = "val/top1"
     task: str = "train"  # train | sensitivity | eval (pretrained=<file> on the val split)
     # MLflow tags of the run: "word" (tag word=true) or "key:value"; not params
-    tags: List[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
     # > 0: the torch profiler records that many training steps into <run dir>/profile/ (debug=profile)
     profile_steps: int = 0
     sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
@@ -190,9 +190,9 @@ def _select(cfg: Any, dotted: str) -> Any:
     return OmegaConf.select(cfg, dotted, default=None)
 
 
-def config_problems(cfg: Any) -> List[str]:
+def config_problems(cfg: Any) -> list[str]:
     """Every mistake in ``cfg`` that can be seen without a model or data, one line each."""
-    problems: List[str] = []
+    problems: list[str] = []
 
     def bad(key: str, allowed: str) -> None:
         problems.append(f"{key}={_select(cfg, key)!r} is invalid; allowed: {allowed}")
@@ -256,9 +256,9 @@ def config_problems(cfg: Any) -> List[str]:
     return problems
 
 
-def _sensitivity_problems(cfg: Any, bad) -> List[str]:
+def _sensitivity_problems(cfg: Any, bad) -> list[str]:
     """The analysis settings; the pruner must rank (it is the one that prunes each layer)."""
-    problems: List[str] = []
+    problems: list[str] = []
     settings = cfg.sensitivity
     levels = list(settings.levels)
     if not levels or not all(is_number(v) and 0.0 < v < 1.0 for v in levels):
@@ -290,7 +290,7 @@ def _sensitivity_problems(cfg: Any, bad) -> List[str]:
     return problems
 
 
-def _deploy_problems(cfg: Any, bad) -> List[str]:
+def _deploy_problems(cfg: Any, bad) -> list[str]:
     deploy = cfg.deploy
     if deploy.quantize not in QUANTIZE:
         bad("deploy.quantize", " | ".join(QUANTIZE))
@@ -308,7 +308,7 @@ def _deploy_problems(cfg: Any, bad) -> List[str]:
     return []
 
 
-def _optimizer_problems(cfg: Any, bad) -> List[str]:
+def _optimizer_problems(cfg: Any, bad) -> list[str]:
     """Ranges of the arguments that torch's optimizers share, whatever the ``_target_``."""
     problems = []
     lr = _select(cfg, "optimizer.lr")
@@ -328,7 +328,7 @@ def _optimizer_problems(cfg: Any, bad) -> List[str]:
     return problems
 
 
-def _lr_scheduler_problems(cfg: Any, bad) -> List[str]:
+def _lr_scheduler_problems(cfg: Any, bad) -> list[str]:
     problems = []
     step_size = _select(cfg, "lr_scheduler.step_size")
     if step_size is not None and not (isinstance(step_size, int) and step_size >= 1):
@@ -347,7 +347,7 @@ def _lr_scheduler_problems(cfg: Any, bad) -> List[str]:
     return problems
 
 
-def _pruner_problems(cfg: Any) -> List[str]:
+def _pruner_problems(cfg: Any) -> list[str]:
     """The pruner's rules (:mod:`framework.pruning.spec`) on the pruner node and the schedule; the
     window is checked here, where ``epochs`` is known."""
     # the criterion is a component of its own, checked against its target's signature
@@ -359,7 +359,7 @@ def _pruner_problems(cfg: Any) -> List[str]:
     return problems + _schedule_problems(cfg)
 
 
-def _schedule_problems(cfg: Any) -> List[str]:
+def _schedule_problems(cfg: Any) -> list[str]:
     schedule = cfg.schedule
     starting, ending = pruning_window(schedule, cfg.epochs)
     # Say where an ending epoch the user did not write came from.

@@ -11,8 +11,8 @@ import sys
 # Set before anything imports torch, which reads it once.
 os.environ["OMP_NUM_THREADS"] = "1"
 os.environ["MKL_NUM_THREADS"] = "1"
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Sequence
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -49,7 +49,7 @@ def shared_store(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def tracking_overrides(shared_store, request) -> List[str]:
+def tracking_overrides(shared_store, request) -> list[str]:
     """MLflow into the shared temporary store, in an experiment named after the test."""
     name = request.node.name.replace("[", "_").replace("]", "")
     return [*store_overrides(shared_store), f"tracking.experiment={name}"]

@@ -44,7 +44,7 @@ class MlflowServer:
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 90.0, attempts: int = 3) -> "MlflowServer":
+    def start(self, timeout: float = 90.0, attempts: int = 3) -> MlflowServer:
         """Start and wait until it answers. A free port can be taken by another process (a second
         suite beside this one) before the server binds it: the server then exits, and it is
         started again on another free port."""
@@ -57,7 +57,7 @@ class MlflowServer:
                 self.port = free_port()
         raise AssertionError("unreachable")
 
-    def _start_once(self, timeout: float) -> "MlflowServer":
+    def _start_once(self, timeout: float) -> MlflowServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         mlflow_cli = Path(sys.executable).with_name("mlflow")
         self.process = subprocess.Popen(

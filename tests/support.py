@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def store_overrides(tmp_path: Path) -> List[str]:
+def store_overrides(tmp_path: Path) -> list[str]:
     """Send MLflow to a fresh SQLite file and artifact folder inside ``tmp_path``."""
     return [
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
@@ -34,7 +34,7 @@ def run_cli(args: Sequence[str], cwd: Path = ROOT, timeout: float = 300, env=Non
     )
 
 
-def cli_dirs(tmp_path: Path, store: Path | None = None, mlflow: bool = True) -> List[str]:
+def cli_dirs(tmp_path: Path, store: Path | None = None, mlflow: bool = True) -> list[str]:
     """Keep a subprocess run's Hydra dirs and MLflow store inside ``tmp_path`` (or ``store``);
     ``mlflow=False`` for a run with another tracking option (tracking=none has no store keys)."""
     return [

@@ -7,8 +7,8 @@ so that importing :mod:`framework.analysis` stays cheap.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from framework.analysis.sparsity import SparsityRow
 from framework.pruning.spec import CHANNEL, FILTER, FINE

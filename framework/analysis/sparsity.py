@@ -16,9 +16,9 @@ filters/channels of the listed structurable weights.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import torch
 from torch import nn

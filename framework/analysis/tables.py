@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import Collection, Iterable, Sequence
 
 
 def write_csv_table(columns: Sequence[str], records: Iterable[Sequence], path: str | Path) -> Path:

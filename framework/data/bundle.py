@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from torch.utils.data import Dataset
 
@@ -23,4 +22,4 @@ class DatasetBundle:
     num_classes: int
     input_shape: tuple[int, int, int]
     # how a raw input becomes a model input (logged with the model); None when unknown
-    preprocessing: Optional[Preprocessing] = None
+    preprocessing: Preprocessing | None = None

@@ -21,7 +21,7 @@ Nothing here draws from the global RNGs of the main process.
 from __future__ import annotations
 
 import random
-from typing import Iterator, Optional, Tuple
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -52,7 +52,7 @@ def seed_worker(worker_id: int) -> None:
     random.seed(worker_seed)
 
 
-class EpochShuffle(Sampler[Tuple[int, int]]):
+class EpochShuffle(Sampler[tuple[int, int]]):
     """Yields ``(epoch, index)`` pairs: a permutation of ``range(size)`` fixed by (seed, epoch).
 
     ``set_epoch`` chooses the epoch of the next pass (as with PyTorch's DistributedSampler);
@@ -67,7 +67,7 @@ class EpochShuffle(Sampler[Tuple[int, int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def __iter__(self) -> Iterator[Tuple[int, int]]:
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
         self.epoch += 1
         generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
@@ -93,7 +93,7 @@ class DistributedEpochShuffle(EpochShuffle):
         self.world_size = world_size
         self.per_rank = -(-size // world_size)  # ceil
 
-    def __iter__(self) -> Iterator[Tuple[int, int]]:
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         pairs = list(super().__iter__())
         padded = pairs + pairs[: self.per_rank * self.world_size - len(pairs)]
         return iter(padded[self.rank :: self.world_size])
@@ -123,9 +123,9 @@ class EpochSeededDataset(Dataset):
     def __init__(self, dataset: Dataset, seed: int):
         self.dataset = dataset
         self.seed = seed
-        self._seeded_epoch: Optional[int] = None  # per worker: each holds its own copy
+        self._seeded_epoch: int | None = None  # per worker: each holds its own copy
 
-    def __getitem__(self, key: Tuple[int, int]):
+    def __getitem__(self, key: tuple[int, int]):
         epoch, index = key
         worker = get_worker_info()
         if worker is not None and epoch != self._seeded_epoch:
@@ -183,7 +183,7 @@ def build_loaders(
 
 
 def limit_batches(
-    bundle: DatasetBundle, batch_size: int, train: Optional[int] = None, val: Optional[int] = None
+    bundle: DatasetBundle, batch_size: int, train: int | None = None, val: int | None = None
 ) -> DatasetBundle:
     """The bundle with each split cut to its first ``N * batch_size`` samples (``None``: whole):
     the same few batches every epoch (``loader.limit_train_batches``, the debug presets)."""
@@ -191,7 +191,7 @@ def limit_batches(
 
     from torch.utils.data import Subset
 
-    def cut(split: Dataset, batches: Optional[int]) -> Dataset:
+    def cut(split: Dataset, batches: int | None) -> Dataset:
         if batches is None or batches * batch_size >= len(split):
             return split
         return Subset(split, range(batches * batch_size))

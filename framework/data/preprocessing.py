@@ -7,20 +7,21 @@ elsewhere (it is logged beside the exported model as ``preprocessing.json``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any
 
 import torch
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    input_shape: Tuple[int, int, int]  # (C, H, W) the model takes
-    mean: Tuple[float, ...]  # per channel, after dividing by pixel_scale
-    std: Tuple[float, ...]
+    input_shape: tuple[int, int, int]  # (C, H, W) the model takes
+    mean: tuple[float, ...]  # per channel, after dividing by pixel_scale
+    std: tuple[float, ...]
     pixel_scale: float = 1.0  # raw values are divided by this first (16 for digits, 255 for 8-bit images)
-    class_names: Tuple[str, ...] = ()  # output index -> class
-    resize: Optional[str] = None  # how images of another size were brought to input_shape
+    class_names: tuple[str, ...] = ()  # output index -> class
+    resize: str | None = None  # how images of another size were brought to input_shape
     layout: str = "NCHW float32"
     formula: str = field(default="x = (raw / pixel_scale - mean[c]) / std[c]", init=False)
 
@@ -30,18 +31,18 @@ class Preprocessing:
         std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
         return (raw.to(torch.float32) / self.pixel_scale - mean) / std
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["input_shape"], data["mean"], data["std"] = list(self.input_shape), list(self.mean), list(self.std)
         data["class_names"] = list(self.class_names)
         return data
 
 
-def digit_names() -> Tuple[str, ...]:
+def digit_names() -> tuple[str, ...]:
     return tuple(str(d) for d in range(10))
 
 
-def per_channel(values: Sequence[float], channels: int) -> Tuple[float, ...]:
+def per_channel(values: Sequence[float], channels: int) -> tuple[float, ...]:
     """One value per channel (a grey-scale statistic repeated)."""
     values = tuple(float(v) for v in values)
     return values * channels if len(values) == 1 else values

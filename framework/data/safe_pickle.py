@@ -20,8 +20,9 @@ import codecs
 import io
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -39,12 +40,12 @@ def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") 
     return codecs.encode(text, "latin1", errors)
 
 
-def _allowed_globals() -> Dict[Tuple[str, str], Callable[..., Any]]:
+def _allowed_globals() -> dict[tuple[str, str], Callable[..., Any]]:
     """``(module, name) -> callable`` for every global a dataset pickle may name."""
     # Taken from numpy's own reductions, so that they are right whatever numpy's module layout.
     reconstruct = np.zeros(1).__reduce_ex__(2)[0]
     frombuffer = np.zeros(1).__reduce_ex__(5)[0]
-    allowed: Dict[Tuple[str, str], Callable[..., Any]] = {
+    allowed: dict[tuple[str, str], Callable[..., Any]] = {
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): _latin1_encode,

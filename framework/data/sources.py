@@ -18,7 +18,8 @@ Heavy imports (torchvision, scikit-learn) happen in ``load()``.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from framework.data.availability import check_dataset_available, require_root
 from framework.data.bundle import DatasetBundle
@@ -70,7 +71,7 @@ class CIFAR10(DataSource):
     num_classes = 10
     input_shape = (3, 32, 32)
 
-    def __init__(self, root: Optional[str] = None, download: bool = False, augment: bool = True) -> None:
+    def __init__(self, root: str | None = None, download: bool = False, augment: bool = True) -> None:
         self.root, self.download, self.augment = root, download, augment
 
     def check(self) -> None:
@@ -89,7 +90,7 @@ class MNIST(DataSource):
     num_classes = 10
     input_shape = (1, 28, 28)
 
-    def __init__(self, root: Optional[str] = None, download: bool = False) -> None:
+    def __init__(self, root: str | None = None, download: bool = False) -> None:
         self.root, self.download = root, download
 
     def check(self) -> None:
@@ -104,7 +105,7 @@ class MNIST(DataSource):
 class ImageFolder(DataSource):
     """An ImageNet-style tree ``root/{train,val}/<class>/*.jpg``, resized to ``image_size``."""
 
-    def __init__(self, root: Optional[str] = None, image_size: int = 224, augment: bool = True) -> None:
+    def __init__(self, root: str | None = None, image_size: int = 224, augment: bool = True) -> None:
         self.image_size = _positive_int("image_size", image_size)
         self.root, self.augment = root, augment
         self.input_shape = (3, image_size, image_size)

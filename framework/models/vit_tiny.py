@@ -9,7 +9,7 @@ comes from the dataset's ``input_shape``. No BatchNorm: ``fold_batchnorm`` has n
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer

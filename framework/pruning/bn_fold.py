@@ -30,8 +30,8 @@ BN does not see exactly that layer's output, so folding would be wrong and is no
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Iterable
 
 import torch
 from torch import nn

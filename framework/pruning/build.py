@@ -9,7 +9,7 @@ dependency graph; the engine class comes from :data:`ENGINES`.
 from __future__ import annotations
 
 import warnings
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn

@@ -101,7 +101,7 @@ class FunctionCriterion(Criterion):
         return self.function(groups)
 
 
-def build_criterion(criterion: "str | Criterion", seed: int = 0) -> Criterion:
+def build_criterion(criterion: str | Criterion, seed: int = 0) -> Criterion:
     """A criterion from its name (``l1``, ``l2``, ``random`` with ``seed``) or as given: a
     :class:`Criterion` instance, or any callable ``scores = f(groups)``."""
     if isinstance(criterion, Criterion):

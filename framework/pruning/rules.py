@@ -263,7 +263,7 @@ class StdThresholdRule(MaskRule):
 def build_mask_rule(
     method: str,
     structure: str = FINE,
-    criterion: "str | Criterion" = "l1",
+    criterion: str | Criterion = "l1",
     threshold: float | None = None,
     std_multiplier: float | None = None,
     seed: int = 0,

@@ -18,9 +18,9 @@ naming the pattern and the closest parameter names.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Iterable, Mapping, Sequence
 
 from torch import nn
 

@@ -13,7 +13,8 @@ takes the builder's default (:data:`DEFAULTS`). :func:`raise_first` turns the fi
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable, List, Mapping, Optional
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from framework.errors import PruningError
 
@@ -92,7 +93,7 @@ def renamed_problem(old_spelling: str, new_spelling: str) -> str:
     return f"{old_spelling} was renamed; use {new_spelling}"
 
 
-def method_problem(method: Any) -> Optional[str]:
+def method_problem(method: Any) -> str | None:
     if method in RENAMED_METHODS:
         return renamed_problem(f"pruner.method={method}", RENAMED_METHODS[method])
     if method not in METHODS:
@@ -100,20 +101,20 @@ def method_problem(method: Any) -> Optional[str]:
     return None
 
 
-def structure_problem(structure: Any) -> Optional[str]:
+def structure_problem(structure: Any) -> str | None:
     if structure not in STRUCTURES:
         return f"pruner.structure={structure!r} is invalid; allowed: {' | '.join(STRUCTURES)}"
     return None
 
 
-def method_structure_problem(method: str, structure: str) -> Optional[str]:
+def method_structure_problem(method: str, structure: str) -> str | None:
     """Threshold methods zero single weights: they have no filter or channel form."""
     if method in THRESHOLD_METHODS and structure != FINE:
         return f"pruner.structure={structure} does not apply to pruner.method={method}; allowed: {FINE}"
     return None
 
 
-def criterion_problem(criterion: Any) -> Optional[str]:
+def criterion_problem(criterion: Any) -> str | None:
     """A criterion is a known name or a callable (a Criterion, a function of the groups)."""
     if not callable(criterion) and criterion not in CRITERIA:
         return (
@@ -123,19 +124,19 @@ def criterion_problem(criterion: Any) -> Optional[str]:
     return None
 
 
-def calibration_batches_problem(value: Any) -> Optional[str]:
+def calibration_batches_problem(value: Any) -> str | None:
     if not is_integer(value, 1):
         return f"pruner.calibration_batches={value!r} is invalid; allowed: an integer >= 1"
     return None
 
 
-def sparsity_problem(key: str, value: Any) -> Optional[str]:
+def sparsity_problem(key: str, value: Any) -> str | None:
     if not is_sparsity(value):
         return f"{key}={value!r} is outside [0, 1)"
     return None
 
 
-def sparsity_order_problem(initial: Any, final: Any) -> Optional[str]:
+def sparsity_order_problem(initial: Any, final: Any) -> str | None:
     """AGP ramps sparsity up, never down."""
     if is_number(initial) and is_number(final) and initial > final:
         return (
@@ -145,13 +146,13 @@ def sparsity_order_problem(initial: Any, final: Any) -> Optional[str]:
     return None
 
 
-def level_problem(pattern: Any, level: Any) -> Optional[str]:
+def level_problem(pattern: Any, level: Any) -> str | None:
     if not isinstance(pattern, str) or not pattern:
         return f"pruner.levels keys must be non-empty glob patterns; got {pattern!r}"
     return sparsity_problem(f"pruner.levels[{pattern!r}]", level)
 
 
-def levels_problems(method: str, levels: Optional[Mapping], scope: str) -> List[str]:
+def levels_problems(method: str, levels: Mapping | None, scope: str) -> list[str]:
     if not levels:
         return []
     if method in THRESHOLD_METHODS:
@@ -164,13 +165,13 @@ def levels_problems(method: str, levels: Optional[Mapping], scope: str) -> List[
     return [p for p in (level_problem(pattern, level) for pattern, level in levels.items()) if p]
 
 
-def non_negative_problem(key: str, value: Any) -> Optional[str]:
+def non_negative_problem(key: str, value: Any) -> str | None:
     if not (is_number(value) and value >= 0):
         return f"{key}={value!r} is invalid; allowed: a number >= 0"
     return None
 
 
-def threshold_problem(method: str, threshold: Any, std_multiplier: Any) -> Optional[str]:
+def threshold_problem(method: str, threshold: Any, std_multiplier: Any) -> str | None:
     """The threshold of the method in use: a weight magnitude, or a multiple of the layer's std."""
     if method == MAGNITUDE:
         return non_negative_problem("pruner.threshold", threshold)
@@ -179,7 +180,7 @@ def threshold_problem(method: str, threshold: Any, std_multiplier: Any) -> Optio
     return None
 
 
-def schedule_problems(starting_epoch: Any, ending_epoch: Any, frequency: Any, ending_note: str = "") -> List[str]:
+def schedule_problems(starting_epoch: Any, ending_epoch: Any, frequency: Any, ending_note: str = "") -> list[str]:
     """``range(starting_epoch, ending_epoch, frequency)`` must hold at least one epoch.
     ``ending_note`` tells where an ending epoch the user did not write came from."""
     problems = []
@@ -199,7 +200,7 @@ def schedule_problems(starting_epoch: Any, ending_epoch: Any, frequency: Any, en
     return problems
 
 
-def step_frequency_problem(step_frequency: Any, method: str) -> Optional[str]:
+def step_frequency_problem(step_frequency: Any, method: str) -> str | None:
     if step_frequency is None:
         return None
     if method != AGP:
@@ -211,14 +212,14 @@ def step_frequency_problem(step_frequency: Any, method: str) -> Optional[str]:
     return None
 
 
-def fold_batchnorm_problem(fold_batchnorm: Any) -> Optional[str]:
+def fold_batchnorm_problem(fold_batchnorm: Any) -> str | None:
     # 0 and 1 equal False and True but are not what a user who wrote them meant to choose
     if fold_batchnorm not in FOLD_BATCHNORM or fold_batchnorm in (0, 1) and not isinstance(fold_batchnorm, bool):
         return f"fold_batchnorm={fold_batchnorm!r} is invalid; allowed: true | false | {ACTIVATION}"
     return None
 
 
-def coupling_problem(coupling: Any, structure: str) -> Optional[str]:
+def coupling_problem(coupling: Any, structure: str) -> str | None:
     if coupling is not None and coupling not in COUPLINGS:
         return f"pruner.coupling={coupling!r} is invalid; allowed: null | {' | '.join(COUPLINGS)}"
     if coupling == COUPLED and structure == FINE:
@@ -228,13 +229,13 @@ def coupling_problem(coupling: Any, structure: str) -> Optional[str]:
     return None
 
 
-def group_reduction_problem(reduction: Any) -> Optional[str]:
+def group_reduction_problem(reduction: Any) -> str | None:
     if reduction not in GROUP_REDUCTIONS:
         return f"pruner.group_reduction={reduction!r} is invalid; allowed: {' | '.join(GROUP_REDUCTIONS)}"
     return None
 
 
-def round_to_problem(round_to: Any, scope: str) -> Optional[str]:
+def round_to_problem(round_to: Any, scope: str) -> str | None:
     if round_to is not None and not is_integer(round_to, 1):
         return f"pruner.round_to={round_to!r} is invalid; allowed: null or an integer >= 1"
     if scope == GLOBAL and round_to not in (None, 1):
@@ -242,7 +243,7 @@ def round_to_problem(round_to: Any, scope: str) -> Optional[str]:
     return None
 
 
-def scope_problem(scope: Any, method: str) -> Optional[str]:
+def scope_problem(scope: Any, method: str) -> str | None:
     if scope not in SCOPES:
         return f"pruner.scope={scope!r} is invalid; allowed: {' | '.join(SCOPES)}"
     if scope == GLOBAL and method not in RANKING_METHODS:
@@ -250,13 +251,13 @@ def scope_problem(scope: Any, method: str) -> Optional[str]:
     return None
 
 
-def max_layer_sparsity_problem(value: Any) -> Optional[str]:
+def max_layer_sparsity_problem(value: Any) -> str | None:
     if value is not None and not is_sparsity(value):
         return f"pruner.max_layer_sparsity={value!r} is invalid; allowed: null or a number in [0, 1)"
     return None
 
 
-def thin_problem(thin: Any, method: str, structure: str, coupling: str) -> Optional[str]:
+def thin_problem(thin: Any, method: str, structure: str, coupling: str) -> str | None:
     """``coupling`` is the resolved one (:func:`resolved_coupling`)."""
     if thin is not None and thin not in THIN_WHEN:
         return f"pruner.thin={thin!r} is invalid; allowed: null | {' | '.join(THIN_WHEN)}"
@@ -269,7 +270,7 @@ def thin_problem(thin: Any, method: str, structure: str, coupling: str) -> Optio
 
 
 # ----------------------------------------------------------------------------- N:M
-def nm_problems(given: Mapping[str, Any]) -> List[str]:
+def nm_problems(given: Mapping[str, Any]) -> list[str]:
     """``structure=nm``: n of every m weights kept; shapes never change, so nothing to couple or thin."""
     n, m, method = given["n"], given["m"], given["method"]
     bad = [
@@ -279,7 +280,7 @@ def nm_problems(given: Mapping[str, Any]) -> List[str]:
     ]
     if bad:
         return bad
-    problems: List[str] = []
+    problems: list[str] = []
     if n >= m:
         problems.append(
             f"pruner.n={n} must be below pruner.m={m} (n of every m weights are kept); allowed: 1 <= n < m, e.g. 2:4"
@@ -316,7 +317,7 @@ def nm_problems(given: Mapping[str, Any]) -> List[str]:
 
 
 # ----------------------------------------------------------------------------- resolved values
-def resolved_coupling(coupling: Optional[str], structure: str) -> str:
+def resolved_coupling(coupling: str | None, structure: str) -> str:
     """None means coupled for filter/channel; fine-grained and N:M pruning have no coupling."""
     if structure in (FINE, NM):
         return LAYER
@@ -328,7 +329,7 @@ def thinnable(method: str, coupling: str) -> bool:
     return coupling == COUPLED and method in RANKING_METHODS
 
 
-def resolved_thin(thin: Optional[str], method: str, coupling: str) -> str:
+def resolved_thin(thin: str | None, method: str, coupling: str) -> str:
     """None means ``end`` where the model can be thinned and ``never`` elsewhere."""
     if thin is not None:
         return thin
@@ -336,7 +337,7 @@ def resolved_thin(thin: Optional[str], method: str, coupling: str) -> str:
 
 
 # ----------------------------------------------------------------------------- all of them
-def pruner_problems(arguments: Mapping[str, Any], with_schedule: bool = True) -> List[str]:
+def pruner_problems(arguments: Mapping[str, Any], with_schedule: bool = True) -> list[str]:
     """Every problem of the pruner ``arguments`` (keys as :data:`DEFAULTS`; missing keys take
     their default), one line each. ``with_schedule=False`` leaves the epoch window to a caller
     that checks it against more than these arguments (the config knows ``epochs``)."""
@@ -346,7 +347,7 @@ def pruner_problems(arguments: Mapping[str, Any], with_schedule: bool = True) ->
     if problem or method == NONE:
         return [problem] if problem else []
     structure, scope = given["structure"], given["scope"]
-    problems: List[Optional[str]] = [structure_problem(structure)]
+    problems: list[str | None] = [structure_problem(structure)]
     if structure == NM:
         problems.extend(nm_problems(given))
     elif structure in STRUCTURES:
@@ -377,7 +378,7 @@ def pruner_problems(arguments: Mapping[str, Any], with_schedule: bool = True) ->
     return [p for p in problems if p]
 
 
-def raise_first(problems: Iterable[Optional[str]], error: Callable[[str], Exception] = PruningError) -> None:
+def raise_first(problems: Iterable[str | None], error: Callable[[str], Exception] = PruningError) -> None:
     """Raise ``error`` with the first problem, if any (a library call stops at its first mistake)."""
     for problem in problems:
         if problem:

@@ -7,8 +7,6 @@ the trackers) are imported only once the config has passed.
 
 from __future__ import annotations
 
-from typing import Dict
-
 from omegaconf import DictConfig, OmegaConf
 
 from framework.config import validate
@@ -16,7 +14,7 @@ from framework.errors import ConfigError
 from framework.runner.context import RunContext
 
 
-def run(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
+def run(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     """Run ``cfg`` (``cfg.task``) in ``context.run_dir``; returns the last epoch's metrics (the
     analysis's headline figures for task=sensitivity)."""
     refuse_unset_mandatory_values(cfg)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from types import SimpleNamespace
-from typing import Dict
 
 import torch
 from omegaconf import DictConfig
@@ -24,7 +23,7 @@ from framework.training.distributed import SINGLE
 log = logging.getLogger(__name__)
 
 
-def evaluate(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
+def evaluate(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     parts = build_parts(cfg, context, SINGLE)
     model = parts.model
     bundle = load_splits(parts.data_source, cfg.dataset._target_)

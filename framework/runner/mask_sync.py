@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -28,7 +28,7 @@ class RanksDisagreeError(SecateursError):
     """The ranks' masks or weights differ: the run cannot go on as one model."""
 
 
-def broadcast_masks(masks: Dict[str, torch.Tensor], context: DistContext) -> Dict[str, torch.Tensor]:
+def broadcast_masks(masks: dict[str, torch.Tensor], context: DistContext) -> dict[str, torch.Tensor]:
     """Rank 0's keep-masks, sent to every rank (on the CPU, as uint8, in name order)."""
     if not context.enabled:
         return masks
@@ -47,7 +47,7 @@ def broadcast_masks(masks: Dict[str, torch.Tensor], context: DistContext) -> Dic
     return out
 
 
-def masks_fingerprint(masks: Dict[str, torch.Tensor], params: Dict[str, torch.Tensor]) -> Dict[str, Any]:
+def masks_fingerprint(masks: dict[str, torch.Tensor], params: dict[str, torch.Tensor]) -> dict[str, Any]:
     """What :class:`MaskSync` compares between ranks: a hash of every mask's bits, and how many
     pruned positions hold a nonzero weight (0 when the masks are in force)."""
     digest = hashlib.sha256()
@@ -62,7 +62,7 @@ def masks_fingerprint(masks: Dict[str, torch.Tensor], params: Dict[str, torch.Te
     return {"sha256": digest.hexdigest(), "nonzero_pruned": nonzero_pruned, "layers": len(masks)}
 
 
-def parameters_fingerprint(state_dict: Dict[str, torch.Tensor]) -> str:
+def parameters_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:
     """A hash of a model's ``state_dict`` (parameters and buffers, in order): equal on two ranks
     only if their models are equal."""
     digest = hashlib.sha256()
@@ -76,11 +76,11 @@ class MaskSync(Hook):
     """Puts rank 0's masks in force on every rank after each update and checks that the ranks
     agree (masks, zeros in the pruned positions, and at the end the whole model)."""
 
-    def __init__(self, pruner, context: DistContext, run_dir: Optional[Path]):
+    def __init__(self, pruner, context: DistContext, run_dir: Path | None):
         self.pruner = pruner
         self.context = context
         self.path = Path(run_dir) / RECORD_FILE if run_dir is not None else None  # rank 0 only
-        self.checks: List[Dict[str, Any]] = []
+        self.checks: list[dict[str, Any]] = []
 
     def __call__(self, trainer, when: str) -> None:
         """Called by the pruning hook after it updated the masks (``when`` names the moment)."""

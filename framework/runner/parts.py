@@ -8,9 +8,10 @@ does the task read the dataset.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -37,13 +38,13 @@ class Parts:
 
     data_source: Any
     num_classes: int
-    input_shape: Tuple[int, ...]
+    input_shape: tuple[int, ...]
     device: torch.device
     model: torch.nn.Module
-    pruning_hook: Optional[PruningHook]  # None for pruner.method=none
+    pruning_hook: PruningHook | None  # None for pruner.method=none
     description: RunDescription  # what the trackers are told
-    trackers: List[Any] = field(default_factory=list)  # loop hooks; empty with tracking=none or on ranks > 0
-    method_hooks: List[Any] = field(default_factory=list)  # distillation, sparsity penalty (training only)
+    trackers: list[Any] = field(default_factory=list)  # loop hooks; empty with tracking=none or on ranks > 0
+    method_hooks: list[Any] = field(default_factory=list)  # distillation, sparsity penalty (training only)
 
 
 def build_parts(
@@ -51,7 +52,7 @@ def build_parts(
     context: RunContext,
     ddp: DistContext = SINGLE,
     *,
-    schedule_window: Optional[Tuple[int, int, int, Optional[int]]] = None,
+    schedule_window: tuple[int, int, int, int | None] | None = None,
     changes: Sequence[str] = (),
 ) -> Parts:
     """Data source (described, unread), model with its pretrained weights on its device, the pruner
@@ -151,9 +152,7 @@ def _check_forward(model: torch.nn.Module, described: str, input_shape: Sequence
     check_output(output, 2, num_classes, described)
 
 
-def build_pruning_hook(
-    cfg: DictConfig, model, run_dir: Path, input_shape, schedule_window=None
-) -> Optional[PruningHook]:
+def build_pruning_hook(cfg: DictConfig, model, run_dir: Path, input_shape, schedule_window=None) -> PruningHook | None:
     """The pruner (built here, once) in the hook that plugs it into the loop; None for method=none."""
     if cfg.pruner.method == "none":
         if cfg.fold_batchnorm:
@@ -187,7 +186,7 @@ def build_pruning_hook(
     return PruningHook(pruner, report_dir=run_dir / "pruning", input_shape=input_shape, fold_pairs=fold_pairs)
 
 
-def build_thinning_hook(cfg: DictConfig, pruning_hook: Optional[PruningHook], run_dir: Path, input_shape):
+def build_thinning_hook(cfg: DictConfig, pruning_hook: PruningHook | None, run_dir: Path, input_shape):
     """The hook that makes the model smaller, when the pruner says so (``pruner.thin``)."""
     if pruning_hook is None or pruning_hook.pruner.thin_when == "never":
         return None
@@ -203,7 +202,7 @@ def build_thinning_hook(cfg: DictConfig, pruning_hook: Optional[PruningHook], ru
 
 def build_deploy_hook(
     cfg: DictConfig,
-    pruning_hook: Optional[PruningHook],
+    pruning_hook: PruningHook | None,
     thinning_hook,
     run_dir: Path,
     input_shape,
@@ -228,14 +227,14 @@ def build_deploy_hook(
     )
 
 
-def recorded_params(cfg: DictConfig) -> Dict[str, str]:
+def recorded_params(cfg: DictConfig) -> dict[str, str]:
     """What a checkpoint records of its config: the params, and the store its tracker logs to."""
     from framework.tracking.params import flatten_config
 
     return {**flatten_config(params_in_use(cfg)), "tracking.uri": str(cfg.tracking.get("uri"))}
 
 
-def params_in_use(cfg: DictConfig) -> Dict[str, Any]:
+def params_in_use(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config without what this run does not use: the schedule of a dense run, an
     empty lr_scheduler node, and the settings that say where results go rather than what ran."""
     used = OmegaConf.to_container(cfg, resolve=True)

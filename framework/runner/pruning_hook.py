@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 from framework.pruning.bn_fold import batchnorms_at_initial_state
 from framework.training.hooks import Hook
@@ -23,9 +24,9 @@ class PruningHook(Hook):
     def __init__(
         self,
         pruner,
-        report_dir: Optional[str | Path] = None,
-        input_shape: Optional[Sequence[int]] = None,
-        fold_pairs: Optional[List[Dict[str, Any]]] = None,
+        report_dir: str | Path | None = None,
+        input_shape: Sequence[int] | None = None,
+        fold_pairs: list[dict[str, Any]] | None = None,
         on_masks_updated=None,
     ):
         self.pruner = pruner
@@ -37,7 +38,7 @@ class PruningHook(Hook):
         self.on_masks_updated = on_masks_updated
         self.step_level = bool(getattr(pruner, "step_frequency", None))
         # After thinning (framework.runner.thinning_hook) the masks are spent: set by freeze()
-        self.frozen_sparsity: Optional[Dict[str, float]] = None
+        self.frozen_sparsity: dict[str, float] | None = None
         self.warned_unfolded = False  # fold_batchnorm ranked on untrained BatchNorms: said once
 
     def freeze(self, masked_model=None) -> None:
@@ -97,7 +98,7 @@ class PruningHook(Hook):
         if self.report_dir is not None and self.frozen_sparsity is None:  # else written by freeze()
             self.write_reports(trainer.model)
 
-    def write_reports(self, model) -> List[Path]:
+    def write_reports(self, model) -> list[Path]:
         """Sparsity table (CSV, Markdown), bar chart, MACs and BN-fold pairs under ``report_dir``."""
         from framework.analysis import write_pruning_reports
 
@@ -114,12 +115,12 @@ class PruningHook(Hook):
             paths.append(path)
         return paths
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         if self.frozen_sparsity is not None:  # thinned: the masks no longer fit the model
             return {"frozen_sparsity": dict(self.frozen_sparsity)}
         return self.pruner.state_dict()
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         if "frozen_sparsity" in state:
             self.frozen_sparsity = dict(state["frozen_sparsity"])
             return

@@ -3,8 +3,6 @@ process). Their masks agree through :mod:`framework.runner.mask_sync`."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 from framework.errors import SecateursError
 from framework.training.distributed import DistContext, gather_objects
 
@@ -13,7 +11,7 @@ class PeerFailedError(SecateursError):
     """Another rank stopped on an error (rank 0 reports it); this rank stops too."""
 
 
-def agree_or_raise(error: Optional[BaseException], context: DistContext) -> None:
+def agree_or_raise(error: BaseException | None, context: DistContext) -> None:
     """A barrier that also compares errors: if any rank failed, every rank raises.
 
     The rank that failed raises its own error; the others raise :class:`PeerFailedError`, except

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -55,7 +56,7 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: the run is marked KILLED and its checkpoint kept."""
 
 
-def run_checked(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
+def run_checked(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     """Run ``cfg`` (``cfg.task``), already checked by :func:`framework.runner.entry.run`, in
     ``context.run_dir``; returns the last epoch's metrics (the analysis's headline figures for
     task=sensitivity)."""
@@ -106,8 +107,8 @@ def _shared_run_dir(context: RunContext, ddp: DistContext) -> RunContext:
 
 
 def train(
-    cfg: DictConfig, context: RunContext, ddp: DistContext = SINGLE, resume_path: Optional[Path] = None
-) -> Dict[str, float]:
+    cfg: DictConfig, context: RunContext, ddp: DistContext = SINGLE, resume_path: Path | None = None
+) -> dict[str, float]:
     """``task=train``: train (prune, thin) as ``cfg`` says, from ``resume_path`` when given."""
     error = None
     try:  # no collective inside: a rank that fails here must reach agree_or_raise below
@@ -131,7 +132,7 @@ def train(
     return final
 
 
-def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, resume_path: Optional[Path]) -> Trainer:
+def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, resume_path: Path | None) -> Trainer:
     """The parts, the loop's hooks, the data and the checkpoint: a Trainer ready to fit."""
     run_dir = context.run_dir
     checkpoint = load_checkpoint(resume_path) if resume_path is not None else None
@@ -189,7 +190,7 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
     )
     # distillation before pruning: its dense teacher is copied before the first pruning step
     parts_in_order = (record, *parts.method_hooks, pruning_hook, mask_sync, thinning_hook, deploy_hook, *writers)
-    hooks: List[Any] = [h for h in parts_in_order if h is not None]
+    hooks: list[Any] = [h for h in parts_in_order if h is not None]
     if ddp.is_main:
         hooks.append(
             CheckpointHook(
@@ -259,7 +260,7 @@ def check_data(cfg: DictConfig, parts, bundle) -> None:
     )
 
 
-def analyse_sensitivity(cfg: DictConfig, context: RunContext) -> Dict[str, float]:
+def analyse_sensitivity(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     """``task=sensitivity``: the same parts as training (a one-shot pruner that the analysis sets
     unit by unit, no optimizer), then :mod:`framework.runner.sensitivity_task` on the validation split."""
     from framework.runner.sensitivity_task import analyse

@@ -14,8 +14,9 @@ fit) or another tracking store (the MLflow run lives in the old one).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -40,14 +41,14 @@ class ConfigRecordHook(Hook):
     def __init__(self, params: Mapping[str, str]):
         self.params = dict(params)
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         return {"params": dict(self.params)}
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         pass  # compared before the run is built (config_changes); the new config stands
 
 
-def config_changes(checkpoint: Mapping, params: Mapping[str, str], allow: bool) -> List[str]:
+def config_changes(checkpoint: Mapping, params: Mapping[str, str], allow: bool) -> list[str]:
     """``["epochs: 3 -> 6", ...]`` between the checkpoint's config and ``params``; a ConfigError
     (one line) when there are changes and ``allow`` is off, or a change that cannot be continued."""
     saved = checkpoint.get("hooks", {}).get("config", {}).get("params")
@@ -84,7 +85,7 @@ def apply_scheduler_arguments(lr_scheduler: Any, arguments: Mapping[str, Any]) -
             setattr(lr_scheduler, key, type(current)(value) if type(current).__name__ == "Counter" else value)
 
 
-def checkpoint_to_resume(cfg: DictConfig, context: RunContext) -> Optional[Path]:
+def checkpoint_to_resume(cfg: DictConfig, context: RunContext) -> Path | None:
     """The checkpoint ``resume`` asks for, or None to start from scratch."""
     if cfg.resume is None:
         return None
@@ -96,7 +97,7 @@ def checkpoint_to_resume(cfg: DictConfig, context: RunContext) -> Optional[Path]
     return path
 
 
-def find_resumable_checkpoint(context: RunContext, outputs: Path) -> Optional[Path]:
+def find_resumable_checkpoint(context: RunContext, outputs: Path) -> Path | None:
     """This run dir's checkpoint, else the newest one of an earlier run with the same overrides.
 
     With an explicit ``hydra.run.dir`` the first case applies; with Hydra's timestamped dirs the
@@ -117,11 +118,11 @@ def find_resumable_checkpoint(context: RunContext, outputs: Path) -> Optional[Pa
     return max(candidates, key=lambda p: p.stat().st_mtime, default=None)
 
 
-def _without_resume(overrides) -> List[str]:
+def _without_resume(overrides) -> list[str]:
     return sorted(str(o) for o in overrides if not str(o).startswith(("resume=", "hydra.")))
 
 
-def refuse_pruner_change_after_thinning(thinned: bool, changes: List[str], pruned: bool) -> None:
+def refuse_pruner_change_after_thinning(thinned: bool, changes: list[str], pruned: bool) -> None:
     """A thinned checkpoint's masks are spent (the model is physically smaller): a new pruner, a new
     target or ``pruner=none`` cannot apply to it, so resuming it with one is refused in one line
     rather than crashing or logging a target the masks never reach."""

@@ -22,9 +22,10 @@ from __future__ import annotations
 import json
 import logging
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Dict, Sequence
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -34,13 +35,13 @@ from framework.runner.sensitivity_files import read_settings, trusted_rows
 log = logging.getLogger(__name__)
 
 
-def _settings(cfg: DictConfig) -> Dict[str, Any]:
+def _settings(cfg: DictConfig) -> dict[str, Any]:
     """What the rows depend on: a rerun in the same folder must match it to continue."""
     used = OmegaConf.to_container(cfg, resolve=True)
     return {key: used.get(key) for key in ("model", "dataset", "pruner", "fold_batchnorm", "pretrained", "seed")}
 
 
-def _check_same_settings(folder: Path, settings: Dict[str, Any]) -> None:
+def _check_same_settings(folder: Path, settings: dict[str, Any]) -> None:
     record = folder / "analysis.json"
     earlier = read_settings(record)
     if earlier is not None:
@@ -123,7 +124,7 @@ def analyse(
     device,
     input_shape,
     trackers: Sequence[Any] = (),
-) -> Dict[str, float]:
+) -> dict[str, float]:
     """Run (or continue) the analysis, write and log its files; returns headline figures."""
     folder = run_dir / "sensitivity"
     _check_same_settings(folder, _settings(cfg))

@@ -4,8 +4,9 @@ headline figures (val/top1, sparsity; params, MACs and speedup when the model wa
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, List, Mapping, Sequence
+from typing import Any
 
 from framework.config import project_root
 from framework.tracking.mlflow_hook import MLflowHook
@@ -50,7 +51,7 @@ def where_everything_is(run_dir: Path, history: Sequence[Mapping[str, float]], t
     return "\n".join(lines)
 
 
-def _tracker_lines(tracker: Any) -> List[str]:
+def _tracker_lines(tracker: Any) -> list[str]:
     if not isinstance(tracker, MLflowHook) or tracker.run_id is None:
         return []
     uri = str(tracker.uri)

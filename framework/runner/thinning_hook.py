@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any
 
 import torch
 
@@ -78,11 +79,11 @@ class ThinningHook(Hook):
         # With several processes every rank thins (the masks are equal, so the small models are
         # too) and evaluates its shard; only rank 0 saves and measures the small model.
         self.writes_files = writes_files
-        self.recipe: Optional[Dict[str, Any]] = None
-        self.thinned_at: Optional[int] = None
+        self.recipe: dict[str, Any] | None = None
+        self.thinned_at: int | None = None
         # The masked model's top-1, size and latency when it was thinned: the deploy step's dense
         # variant (part of the state, so a resumed run reports the same).
-        self.dense_measured: Optional[Dict[str, float]] = None
+        self.dense_measured: dict[str, float] | None = None
 
     def thin_epoch(self, trainer) -> int:
         """The epoch after whose evaluation the model is thinned."""
@@ -178,10 +179,10 @@ class ThinningHook(Hook):
             metrics["thin/val_top1"],
         )
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         return {"recipe": self.recipe, "thinned_at": self.thinned_at, "dense_measured": self.dense_measured}
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.recipe = state.get("recipe")
         self.thinned_at = state.get("thinned_at")
         self.dense_measured = state.get("dense_measured")

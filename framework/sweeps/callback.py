@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, List, Optional
+from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -34,7 +35,7 @@ from framework.sweeps.records import (
 from framework.tracking.trackers import NO_TRACKING_TARGET, uses_mlflow
 
 log = logging.getLogger("secateurs")
-_open_sweeps: List[Path] = []  # started here and not finished yet (run.py finishes them if Hydra raised)
+_open_sweeps: list[Path] = []  # started here and not finished yet (run.py finishes them if Hydra raised)
 
 
 class SweepCallback(Callback):
@@ -53,12 +54,12 @@ class SweepCallback(Callback):
         finish_sweep(Path(config.hydra.sweep.dir))
 
 
-def short_name(target: Optional[str]) -> str:
+def short_name(target: str | None) -> str:
     """``hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher`` -> ``JoblibLauncher``."""
     return str(target or "").rsplit(".", 1)[-1]
 
 
-def swept_keys(overrides: Iterable[str], sweeper_params: Any = None) -> List[str]:
+def swept_keys(overrides: Iterable[str], sweeper_params: Any = None) -> list[str]:
     """The keys a sweep varies: sweep overrides (``a=1,2``, ``range(...)``) and the sweeper's own
     search space (Optuna's ``hydra.sweeper.params``), in command-line order."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -107,7 +108,7 @@ def start_sweep(config: DictConfig) -> SweepInfo:
     return info
 
 
-def finish_sweep(sweep_dir: Path, interrupted: bool = False) -> List[str]:
+def finish_sweep(sweep_dir: Path, interrupted: bool = False) -> list[str]:
     """Report failed jobs, write the summary (and log it to the parent run), record the outcome.
     Returns the failure lines."""
     sweep_dir = Path(sweep_dir).resolve()

@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from framework.errors import SecateursError, short_reason
 from framework.sweeps.objective import describe, objective_value
@@ -52,13 +52,13 @@ class SweepJob:
         self.num = int(hydra_cfg.job.num)
         self.run_dir = Path(hydra_cfg.runtime.output_dir)
         sweep = read_sweep_info(hydra_cfg.sweep.dir)
-        self.swept_keys: List[str] = list(sweep.swept_keys) if sweep else []
-        self.parent_run_id: Optional[str] = sweep.parent_run_id if sweep else None
+        self.swept_keys: list[str] = list(sweep.swept_keys) if sweep else []
+        self.parent_run_id: str | None = sweep.parent_run_id if sweep else None
         self.record = JobRecord(
             num=self.num, overrides=list(hydra_cfg.overrides.task), status=FAILED, run_dir=str(self.run_dir)
         )
 
-    def finished(self, final: Dict[str, float], optimized_metric: Any) -> Any:
+    def finished(self, final: dict[str, float], optimized_metric: Any) -> Any:
         """The value the sweeper reads (a float, or a list for several metrics); an
         :class:`~framework.sweeps.objective.ObjectiveError` when the run did not log it."""
         self.record.metrics = {k: float(v) for k, v in final.items()}
@@ -88,7 +88,7 @@ class SweepJob:
         write_job_record(self.record)
 
 
-def _mlflow_run_id(run_dir: Path) -> Optional[str]:
+def _mlflow_run_id(run_dir: Path) -> str | None:
     hook = sys.modules.get("framework.tracking.mlflow_hook")  # imported only when the job tracked
     if hook is None:
         return None

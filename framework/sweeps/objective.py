@@ -8,7 +8,8 @@ failed trial, never a number that would mislead the search.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 from framework.errors import SecateursError
 
@@ -17,21 +18,21 @@ class ObjectiveError(SecateursError):
     """``optimized_metric`` names a metric the run did not log or whose value is not finite."""
 
 
-def metric_names(optimized_metric: Any) -> List[str]:
+def metric_names(optimized_metric: Any) -> list[str]:
     """``"val/top1"`` -> ``["val/top1"]``; a list (from YAML or the command line) stays a list."""
     if isinstance(optimized_metric, str):
         return [optimized_metric]
     return [str(name) for name in optimized_metric]
 
 
-def objective_value(final_metrics: Dict[str, float], optimized_metric: Any) -> Union[float, List[float]]:
+def objective_value(final_metrics: dict[str, float], optimized_metric: Any) -> float | list[float]:
     """The final value of each optimized metric: a float for one name, a list for several."""
     names = metric_names(optimized_metric)
     values = [_final(final_metrics, name) for name in names]
     return values[0] if isinstance(optimized_metric, str) else values
 
 
-def _final(final_metrics: Dict[str, float], name: str) -> float:
+def _final(final_metrics: dict[str, float], name: str) -> float:
     if name not in final_metrics:
         logged = ", ".join(sorted(final_metrics)) or "none"
         raise ObjectiveError(f"optimized_metric={name!r} was not logged by this run; allowed: {logged}")
@@ -41,7 +42,7 @@ def _final(final_metrics: Dict[str, float], name: str) -> float:
     return value
 
 
-def describe(value: Union[float, Sequence[float]]) -> str:
+def describe(value: float | Sequence[float]) -> str:
     """``0.9123`` or ``[0.9123, 0.7]`` for a log line."""
     if isinstance(value, (int, float)):
         return f"{value:.4f}"

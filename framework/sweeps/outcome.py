@@ -4,9 +4,7 @@ ran the jobs, after one line per failed job. (A single run's user mistake exits 
 
 from __future__ import annotations
 
-from typing import List
-
-failed_jobs: List[str] = []  # "job N (...) failed: ..." lines of finished multiruns
+failed_jobs: list[str] = []  # "job N (...) failed: ..." lines of finished multiruns
 
 
 def exit_code() -> int:

@@ -7,14 +7,13 @@ it, so the MLflow UI nests them under it, whichever process or machine runs them
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional
 
 from framework.errors import TrackingError, short_reason
 from framework.sweeps.records import SweepInfo
 from framework.training.signals import signals_deferred
 
 
-def start_parent_run(info: SweepInfo, uri: str, experiment: str, artifact_location: Optional[str]) -> None:
+def start_parent_run(info: SweepInfo, uri: str, experiment: str, artifact_location: str | None) -> None:
     """Create the store and experiment (once, under the store's lock) and the parent run; fills
     ``info.tracking_uri``, ``info.experiment_id`` and ``info.parent_run_id``."""
     from mlflow.tracking import MlflowClient
@@ -54,7 +53,7 @@ def reopen_parent_run(info: SweepInfo) -> None:
         ) from None
 
 
-def parent_tags(info: SweepInfo) -> Dict[str, str]:
+def parent_tags(info: SweepInfo) -> dict[str, str]:
     return {
         "sweep.dir": info.sweep_dir,
         "sweep.sweeper": info.sweeper,
@@ -68,11 +67,11 @@ def parent_tags(info: SweepInfo) -> Dict[str, str]:
 def finish_parent_run(
     info: SweepInfo,
     summary_dir: Path,
-    status: Optional[str],
-    tags: Dict[str, str],
-    metrics: Dict[str, float],
-    params: Optional[Dict[str, str]] = None,
-) -> Optional[str]:
+    status: str | None,
+    tags: dict[str, str],
+    metrics: dict[str, float],
+    params: dict[str, str] | None = None,
+) -> str | None:
     """Log the summary's files, tags, metrics and the best job's swept values (``params``) to the
     parent run and close it with ``status``. Returns a warning line when the store could not take
     them (the files stay on disk)."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from collections.abc import Sequence
 
 
-def pareto_front(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> List[int]:
+def pareto_front(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> list[int]:
     """Indices of the non-dominated points, in input order.
 
     A point is dominated when another is at least as good on every objective and strictly better

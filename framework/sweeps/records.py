@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from framework.errors import SecateursError
 
@@ -26,28 +26,28 @@ FINISHED, FAILED = "FINISHED", "FAILED"
 @dataclass
 class SweepInfo:
     sweep_dir: str
-    swept_keys: List[str] = field(default_factory=list)
-    overrides: List[str] = field(default_factory=list)  # the command line's, sweep lists included
+    swept_keys: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)  # the command line's, sweep lists included
     sweeper: str = ""
     launcher: str = ""
-    tracking_uri: Optional[str] = None
-    experiment_id: Optional[str] = None
-    parent_run_id: Optional[str] = None
+    tracking_uri: str | None = None
+    experiment_id: str | None = None
+    parent_run_id: str | None = None
 
 
 @dataclass
 class JobRecord:
     num: int
-    overrides: List[str]
+    overrides: list[str]
     status: str  # FINISHED | FAILED
-    error: Optional[str] = None
+    error: str | None = None
     objective: Any = None  # a float, or a list of floats for several optimized metrics
-    metrics: Dict[str, float] = field(default_factory=dict)
-    run_id: Optional[str] = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    run_id: str | None = None
     run_dir: str = ""
 
 
-def _write_json(path: Path, data: Dict[str, Any]) -> None:
+def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Written whole or not at all: a reader in another process never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".tmp{os.getpid()}")
@@ -100,7 +100,7 @@ _JOB_FIELDS = {
 }
 
 
-def _read_record(path: Path, fields: Dict[str, Any], required: tuple[str, ...]) -> Dict[str, Any]:
+def _read_record(path: Path, fields: dict[str, Any], required: tuple[str, ...]) -> dict[str, Any]:
     """The checked fields of a record file; one-line RecordError for anything we did not write."""
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
@@ -118,7 +118,7 @@ def _read_record(path: Path, fields: Dict[str, Any], required: tuple[str, ...]) 
     return data
 
 
-def read_sweep_info(sweep_dir: str | Path) -> Optional[SweepInfo]:
+def read_sweep_info(sweep_dir: str | Path) -> SweepInfo | None:
     path = Path(sweep_dir) / SWEEP_FILE
     if not path.exists():
         return None
@@ -131,7 +131,7 @@ def write_job_record(record: JobRecord) -> Path:
     return path
 
 
-def read_job_records(sweep_dir: str | Path) -> List[JobRecord]:
+def read_job_records(sweep_dir: str | Path) -> list[JobRecord]:
     """Every job of the sweep, by number. A job dir without ``job.json`` (its process died before
     it could write one) counts as failed."""
     from omegaconf import OmegaConf
@@ -168,7 +168,7 @@ def read_job_records(sweep_dir: str | Path) -> List[JobRecord]:
     return sorted(records, key=lambda r: r.num)
 
 
-def shown_overrides(overrides: List[str]) -> str:
+def shown_overrides(overrides: list[str]) -> str:
     """A job's overrides as a person reads them: values as typed, without where-to-write noise."""
     from framework.tracking.params import as_typed
 

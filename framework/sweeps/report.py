@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional, Tuple
 
 from framework.sweeps.records import FAILED, FINISHED, JobRecord, SweepInfo, shown_overrides
 from framework.sweeps.summary import write_summary
 
 
-def optimizer_result(sweep_dir: Path) -> Optional[str]:
+def optimizer_result(sweep_dir: Path) -> str | None:
     """Optuna's verdict (``optimization_results.yaml``) as Markdown lines: the best value and
     parameters, or the Pareto front of a multi-objective study."""
     path = Path(sweep_dir) / "optimization_results.yaml"
@@ -39,8 +38,8 @@ def _params(params: dict) -> str:
 
 
 def summarise(
-    info: SweepInfo, records: List[JobRecord], out_dir: Path, interrupted: bool = False, close_parent: bool = True
-) -> Optional[str]:
+    info: SweepInfo, records: list[JobRecord], out_dir: Path, interrupted: bool = False, close_parent: bool = True
+) -> str | None:
     """Write and print the summary; log it to the parent run (closing it) when there is one.
     Returns a warning line if MLflow could not take it."""
     title = f"Sweep {Path(info.sweep_dir).name}: {shown_overrides(info.overrides)}"
@@ -75,20 +74,20 @@ def summarise(
     return finish_parent_run(info, out_dir, status if close_parent else None, tags, metrics, params)
 
 
-def swept_values_as_given(record: JobRecord, swept_keys: List[str]) -> dict:
+def swept_values_as_given(record: JobRecord, swept_keys: list[str]) -> dict:
     """``{"optimizer.lr": "0.047298070313598374"}``: the job's swept values as it received them
     (the summary table shortens numbers; a param keeps them whole)."""
     given = dict(o.lstrip("+~").split("=", 1) for o in record.overrides if "=" in o)
     return {key: given[key] for key in swept_keys if given.get(key, "") != ""}
 
 
-def best_job(records: List[JobRecord]) -> Optional[JobRecord]:
+def best_job(records: list[JobRecord]) -> JobRecord | None:
     """The finished job with the highest final val/top1 (the headline metric of the summary)."""
     finished = [r for r in records if r.status == FINISHED and "val/top1" in r.metrics]
     return max(finished, key=lambda r: (r.metrics["val/top1"], -r.num)) if finished else None
 
 
-def records_from_mlflow(uri: str, parent_run_id: str) -> Tuple[SweepInfo, List[JobRecord]]:
+def records_from_mlflow(uri: str, parent_run_id: str) -> tuple[SweepInfo, list[JobRecord]]:
     """The sweep as MLflow knows it: the parent's tags and one record per child run."""
     from mlflow.tracking import MlflowClient
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from framework.analysis.tables import markdown_table, write_csv_table
 from framework.sweeps.objective import describe
@@ -33,18 +33,18 @@ class Front:
 
     x_metric: str
     x_maximized: bool
-    points: List[Tuple[int, float, float]]  # (job number, x, accuracy) of the finished jobs
-    front: List[int] = field(default_factory=list)  # job numbers on the front
+    points: list[tuple[int, float, float]]  # (job number, x, accuracy) of the finished jobs
+    front: list[int] = field(default_factory=list)  # job numbers on the front
 
 
 @dataclass
 class SweepSummary:
     markdown: str
-    files: List[Path]
-    fronts: List[Front]
+    files: list[Path]
+    fronts: list[Front]
 
 
-def macs_metric(records: Sequence[JobRecord]) -> Optional[str]:
+def macs_metric(records: Sequence[JobRecord]) -> str | None:
     """The MACs metric the runs logged, if any: the thinned model's (``thin/macs/thinned``) before
     any other (``thin/macs/dense`` is the same for every job)."""
     names = sorted(
@@ -54,7 +54,7 @@ def macs_metric(records: Sequence[JobRecord]) -> Optional[str]:
     return names[0] if names else None
 
 
-def fronts_of(records: Sequence[JobRecord]) -> List[Front]:
+def fronts_of(records: Sequence[JobRecord]) -> list[Front]:
     """Accuracy against sparsity (a dense run has sparsity 0), and against MACs when logged."""
     done = [r for r in records if r.status == FINISHED and ACCURACY in r.metrics]
     axes = [(SPARSITY, True)]
@@ -111,7 +111,7 @@ def write_summary(
     swept_keys: Sequence[str],
     out_dir: str | Path,
     title: str,
-    optimizer_result: Optional[str] = None,
+    optimizer_result: str | None = None,
 ) -> SweepSummary:
     """Write the table, plot and page for ``records`` into ``out_dir``; returns the Markdown."""
     out_dir = Path(out_dir)
@@ -170,9 +170,9 @@ def plot_fronts(fronts: Sequence[Front], path: Path, title: str) -> Path:
     return path
 
 
-def _labels(points: Sequence[Tuple[int, float, float]]) -> Dict[Tuple[float, float], str]:
+def _labels(points: Sequence[tuple[int, float, float]]) -> dict[tuple[float, float], str]:
     """One label per place: jobs that ended at the same point read ``2,3`` instead of overprinting."""
-    by_place: Dict[Tuple[float, float], List[str]] = {}
+    by_place: dict[tuple[float, float], list[str]] = {}
     for num, x, acc in points:
         by_place.setdefault((x, acc), []).append(str(num))
     return {place: ",".join(nums) for place, nums in by_place.items()}
@@ -183,7 +183,7 @@ def _labels(points: Sequence[Tuple[int, float, float]]) -> Dict[Tuple[float, flo
 _WIDTH, _HEIGHT, _PAD = 520, 360, 50
 
 
-def _svg(f: Front, details: Dict[int, str]) -> str:
+def _svg(f: Front, details: dict[int, str]) -> str:
     xs = [x for _, x, _ in f.points] or [0.0]
     ys = [a for _, _, a in f.points] or [0.0]
     x_lo, x_hi = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1

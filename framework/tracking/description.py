@@ -7,8 +7,9 @@ may read only ``run_dir``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 
 class RunDescription:
@@ -20,32 +21,32 @@ class RunDescription:
         run_dir: Path,
         task: str = "train",  # train | sensitivity
         overrides: Sequence[str] = (),
-        hydra_dir: Optional[Path] = None,  # the .hydra/ folder with the composed config
-        job_num: Optional[int] = None,  # a job of a multirun ...
+        hydra_dir: Path | None = None,  # the .hydra/ folder with the composed config
+        job_num: int | None = None,  # a job of a multirun ...
         swept_keys: Sequence[str] = (),  # ... the keys its sweep varies ...
-        parent_run_id: Optional[str] = None,  # ... and the sweep's MLflow parent run
+        parent_run_id: str | None = None,  # ... and the sweep's MLflow parent run
         changes: Sequence[str] = (),  # "epochs: 3 -> 6" after resume_changed=allow
         pruned: bool = False,  # the run prunes: it writes pruning/ reports (and thinned/ when it thins)
-        fold_pairs: Optional[List[Dict[str, Any]]] = None,  # fold_batchnorm: the layers folded
+        fold_pairs: list[dict[str, Any]] | None = None,  # fold_batchnorm: the layers folded
         input_shape: Sequence[int] = (),  # one model input, (C, H, W)
-        params: Optional[Dict[str, Any]] = None,  # the resolved config this run uses
+        params: dict[str, Any] | None = None,  # the resolved config this run uses
         world_size: int = 1,  # processes of the run (torchrun)
         tags: Sequence[str] = (),  # the user's labels (config `tags`): "word" or "key:value"
     ):
         self.run_dir = Path(run_dir)
         self.task = task
-        self.overrides: List[str] = list(overrides)
+        self.overrides: list[str] = list(overrides)
         self.hydra_dir = hydra_dir
         self.job_num = job_num
-        self.swept_keys: List[str] = list(swept_keys)
+        self.swept_keys: list[str] = list(swept_keys)
         self.parent_run_id = parent_run_id
-        self.changes: List[str] = list(changes)
+        self.changes: list[str] = list(changes)
         self.pruned = pruned
         self.fold_pairs = fold_pairs
-        self.input_shape: Tuple[int, ...] = tuple(input_shape)
-        self.params: Dict[str, Any] = dict(params or {})
+        self.input_shape: tuple[int, ...] = tuple(input_shape)
+        self.params: dict[str, Any] = dict(params or {})
         self.world_size = world_size
-        self.tags: List[str] = list(tags)
+        self.tags: list[str] = list(tags)
         self.preprocessing: Any = None  # set once the data is read: what a model's inputs go through
 
     def __repr__(self) -> str:

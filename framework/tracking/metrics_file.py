@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator, List
 
 from framework.errors import StorageError
 from framework.training.hooks import Hook
@@ -84,15 +84,15 @@ def _last_byte(handle) -> bytes:
     return last
 
 
-def read_metrics(path: str | Path) -> List[Dict[str, float]]:
+def read_metrics(path: str | Path) -> list[dict[str, float]]:
     """One record per epoch; where a resumed run wrote an epoch twice, the later line wins."""
-    by_epoch: Dict[int, Dict[str, float]] = {}
+    by_epoch: dict[int, dict[str, float]] = {}
     for record in _records(Path(path)):
         by_epoch[int(record["epoch"])] = record
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 
-def read_status(run_dir: str | Path) -> Dict[str, object] | None:
+def read_status(run_dir: str | Path) -> dict[str, object] | None:
     """What ``run_status.json`` in ``run_dir`` says, or None when it is missing or unreadable."""
     try:
         record = json.loads((Path(run_dir) / STATUS_FILENAME).read_text(encoding="utf-8"))
@@ -101,7 +101,7 @@ def read_status(run_dir: str | Path) -> Dict[str, object] | None:
     return record if isinstance(record, dict) else None
 
 
-def _records(path: Path) -> Iterator[Dict[str, float]]:
+def _records(path: Path) -> Iterator[dict[str, float]]:
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             line = line.strip()

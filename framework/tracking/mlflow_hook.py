@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Sequence, Set, Tuple
+from typing import Any
 
 from framework.errors import NonFiniteLossError, StorageError, TrackingError, short_reason
 from framework.tracking.description import RunDescription
@@ -49,15 +50,15 @@ class MLflowHook(Hook):
         *,
         uri: str,
         experiment: str,
-        artifact_location: Optional[str],
+        artifact_location: str | None,
         run_dir: str | Path,
-        params: Dict[str, str],
-        tags: Dict[str, str],
+        params: dict[str, str],
+        tags: dict[str, str],
         run_name: str,
-        artifacts: Iterable[Tuple[str | Path, str]] = (),
+        artifacts: Iterable[tuple[str | Path, str]] = (),
         log_model: bool = True,
         input_shape: Sequence[int] = (),
-        description: Optional[RunDescription] = None,
+        description: RunDescription | None = None,
     ):
         self.uri = uri
         self.experiment = experiment
@@ -70,11 +71,11 @@ class MLflowHook(Hook):
         self.log_model = log_model
         self.input_shape = tuple(input_shape)  # (C, H, W) of one model input
         self.description = description  # its preprocessing, set once the data is read, is logged with the model
-        self.run_id: Optional[str] = None
-        self.experiment_id: Optional[str] = None
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
         self.failed_calls = 0
-        self._warned_reasons: Set[str] = set()
-        self._client: Optional[MlflowClient] = None
+        self._warned_reasons: set[str] = set()
+        self._client: MlflowClient | None = None
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -184,10 +185,10 @@ class MLflowHook(Hook):
             self._safely(mlflow.set_tag, "failure", str(error)[:250])
         self._end(status)
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id}
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.run_id = state.get("run_id")
 
     # -- helpers -------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -15,14 +16,14 @@ _VALID_KEY = re.compile(r"^[\w\-. /]+$")
 MAX_PARAM_VALUE = 6000
 
 
-def flatten_config(cfg: Any) -> Dict[str, str]:
+def flatten_config(cfg: Any) -> dict[str, str]:
     """``{"optimizer.lr": "0.05", "fold_batchnorm": "False", ...}`` from a (resolved) config.
 
     Lists are kept whole (``[10, 15]``). A mapping whose keys MLflow would refuse, such as
     ``pruner.levels`` with glob patterns, is kept whole as JSON under its own key.
     """
     container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, (DictConfig, ListConfig)) else cfg
-    flat: Dict[str, str] = {}
+    flat: dict[str, str] = {}
 
     def visit(prefix: str, value: Any) -> None:
         if isinstance(value, dict) and value and all(_VALID_KEY.match(str(k)) for k in value):
@@ -69,7 +70,7 @@ def as_typed(override: str) -> str:
     return override
 
 
-def git_commit(directory: Path) -> Optional[str]:
+def git_commit(directory: Path) -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):

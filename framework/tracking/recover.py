@@ -33,7 +33,6 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Set, Tuple
 
 from framework.errors import SecateursError, TrackingError, short_reason
 from framework.tracking.metrics_file import FILENAME, read_metrics, read_status
@@ -85,7 +84,7 @@ def recover_run(run_dir: Path, uri: str, experiment: str = "secateurs") -> Recov
         ) from None
 
 
-def _replay(run_dir: Path, records: List[Dict[str, float]], uri: str, experiment: str) -> Recovery:
+def _replay(run_dir: Path, records: list[dict[str, float]], uri: str, experiment: str) -> Recovery:
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
@@ -106,8 +105,8 @@ def _replay(run_dir: Path, records: List[Dict[str, float]], uri: str, experiment
             created = True
     run_id = run.info.run_id
 
-    present: Dict[str, Set[int]] = {}
-    points: List[Tuple[str, float, int]] = []
+    present: dict[str, set[int]] = {}
+    points: list[tuple[str, float, int]] = []
     skipped = 0
     for record in records:
         epoch = int(record["epoch"])
@@ -131,7 +130,7 @@ def _replay(run_dir: Path, records: List[Dict[str, float]], uri: str, experiment
     return Recovery(run_id, created, len(metrics), skipped, status)
 
 
-def final_status(run_dir: Path, records: List[Dict[str, float]], store_status: Optional[str]) -> str:
+def final_status(run_dir: Path, records: list[dict[str, float]], store_status: str | None) -> str:
     """The status the run ends with (see the module docstring for the rules)."""
     recorded = read_status(run_dir) or {}
     if recorded.get("status") in TERMINAL:
@@ -145,7 +144,7 @@ def final_status(run_dir: Path, records: List[Dict[str, float]], store_status: O
     return "KILLED"
 
 
-def _planned_epochs(run_dir: Path) -> Optional[int]:
+def _planned_epochs(run_dir: Path) -> int | None:
     """``epochs`` of the run's composed config (``.hydra/config.yaml``), read as plain YAML."""
     import yaml
 
@@ -157,14 +156,14 @@ def _planned_epochs(run_dir: Path) -> Optional[int]:
     return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
 
 
-def _recorded_run_id(run_dir: Path) -> Optional[str]:
+def _recorded_run_id(run_dir: Path) -> str | None:
     id_file = run_dir / RUN_ID_FILE
     if not id_file.is_file():
         return None
     return id_file.read_text(encoding="utf-8").strip() or None
 
 
-def _existing_run(client, run_id: Optional[str]):
+def _existing_run(client, run_id: str | None):
     """The run ``run_id`` when it is in the store and not deleted, else None."""
     from mlflow.exceptions import MlflowException
 
@@ -190,7 +189,7 @@ def _experiment_id(client, name: str) -> str:
     return client.create_experiment(name)
 
 
-def _earlier_recovery(client, experiment_id: str, old_id: Optional[str], run_dir: Path):
+def _earlier_recovery(client, experiment_id: str, old_id: str | None, run_dir: Path):
     """The run an earlier call of this command created for ``run_dir``, if any."""
     if old_id is not None:
         query = f"tags.`{RECOVERED_FROM_TAG}` = '{old_id}'"
@@ -212,7 +211,7 @@ def _refuse_a_run_in_progress(run_dir: Path) -> None:
         )
 
 
-def _run_config(run_dir: Path) -> Dict[str, str]:
+def _run_config(run_dir: Path) -> dict[str, str]:
     """``tracking.uri``, ``tracking.experiment`` and ``tracking._target_`` of the run's composed
     config, when readable."""
     import yaml

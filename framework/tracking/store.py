@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 from urllib.parse import unquote, urlparse
 
 # The MLflow 3 UI opens an experiment in its GenAI view (traces, no metric columns) unless this
@@ -27,7 +27,7 @@ LOCK_TIMEOUT_S = 300
 log = logging.getLogger(__name__)
 
 
-def sqlite_path(uri: str) -> Optional[Path]:
+def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///...`` URI, or None for any other store."""
     parsed = urlparse(uri)
     if parsed.scheme != "sqlite":
@@ -54,7 +54,7 @@ def store_lock(uri: str) -> Iterator[None]:
         yield
 
 
-def prepare_experiment(uri: str, experiment: str, artifact_location: Optional[str]) -> str:
+def prepare_experiment(uri: str, experiment: str, artifact_location: str | None) -> str:
     """Create the store if needed and find or create ``experiment`` in it; returns its id.
 
     The experiment is tagged as a model-training one so that the MLflow UI shows runs and metrics.

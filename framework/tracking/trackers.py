@@ -11,7 +11,7 @@ and the continuation of the same MLflow run on resume.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any
 
 from framework.tracking.description import RunDescription
 
@@ -24,7 +24,7 @@ def uses_mlflow(tracking: Any) -> bool:
     return tracking is not None and hasattr(tracking, "get") and tracking.get("_target_") == MLFLOW_TARGET
 
 
-def as_hooks(built: Any) -> List[Any]:
+def as_hooks(built: Any) -> list[Any]:
     """What a tracking component gave, as a list of hooks."""
     if built is None:
         return []
@@ -33,7 +33,7 @@ def as_hooks(built: Any) -> List[Any]:
     return [built]
 
 
-def no_tracking() -> List[Any]:
+def no_tracking() -> list[Any]:
     """``tracking=none``: no tracker; metrics still go to ``metrics.jsonl``."""
     return []
 
@@ -41,11 +41,11 @@ def no_tracking() -> List[Any]:
 def mlflow_tracking(
     uri: str,
     experiment: str = "secateurs",
-    artifact_location: Optional[str] = None,
+    artifact_location: str | None = None,
     log_model: bool = True,
     *,
     run: RunDescription,
-) -> List[Any]:
+) -> list[Any]:
     """``tracking=mlflow``: one MLflow run per job, with the params, tags and artifacts below."""
     from framework.config import project_root
     from framework.tracking.mlflow_hook import MLflowHook

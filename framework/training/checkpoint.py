@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any
 
 import torch
 
@@ -18,11 +18,11 @@ from framework.errors import CheckpointError, StorageError
 from framework.serialization import load_weights_only
 from framework.training.signals import signals_deferred
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 TMP_SUFFIX = ".tmp"
 
 
-def save_atomic(obj: Dict[str, Any], path: PathLike, what: str = "checkpoint") -> Path:
+def save_atomic(obj: dict[str, Any], path: PathLike, what: str = "checkpoint") -> Path:
     """Write to a temporary file beside ``path``, fsync, then rename over it.
 
     A crash at any point leaves either the previous file or the new one, never a torn file. When
@@ -92,7 +92,7 @@ def load_safely(path: PathLike, what: str = "checkpoint") -> Any:
     return load_weights_only(path, f"{what} {str(path)!r}")
 
 
-def load_checkpoint(path: PathLike) -> Dict[str, Any]:
+def load_checkpoint(path: PathLike) -> dict[str, Any]:
     """A checkpoint written by this project (see the module docstring)."""
     checkpoint = load_safely(path, "checkpoint")
     required = ("model", "optimizer", "epoch")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, Optional, Sequence
 
 from framework.training.checkpoint import remove_partial_files, save_atomic
 from framework.training.hooks import Hook
@@ -24,7 +24,7 @@ class CheckpointHook(Hook):
         self,
         directory: str | Path,
         filename: str = "last.pt",
-        best_metric: Optional[str] = None,
+        best_metric: str | None = None,
         best_from_epoch: int = 0,
     ):
         self.path = Path(directory) / filename
@@ -53,7 +53,7 @@ class CheckpointHook(Hook):
         if self.best_metric is not None and self.is_best(trainer.history, trainer.epoch):
             save_atomic(state, self.best_path)
 
-    def is_best(self, history: Sequence[Dict[str, float]], epoch: int) -> bool:
+    def is_best(self, history: Sequence[dict[str, float]], epoch: int) -> bool:
         """Whether ``epoch``'s value beats every eligible earlier epoch's (the first of equals wins)."""
         if epoch < self.best_from_epoch or epoch >= len(history):
             return False

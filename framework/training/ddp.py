@@ -6,8 +6,6 @@ rank 0's buffers (BatchNorm statistics) before evaluation, and sums metrics over
 
 from __future__ import annotations
 
-from typing import List, Optional
-
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -22,8 +20,8 @@ class DataParallel:
         self.context = context
         self.device = device
         self.sync_batchnorm = sync_batchnorm
-        self._wrapped: Optional[nn.Module] = None
-        self._wrapped_of: Optional[nn.Module] = None
+        self._wrapped: nn.Module | None = None
+        self._wrapped_of: nn.Module | None = None
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """``DistributedDataParallel(model)``, built once per model (a collective: every rank
@@ -50,5 +48,5 @@ class DataParallel:
         for buffer in model.buffers():
             dist.broadcast(buffer, src=0)
 
-    def sum_across_ranks(self, values: List[float]) -> List[float]:
+    def sum_across_ranks(self, values: list[float]) -> list[float]:
         return sum_across_ranks(values, self.context, self.device)

@@ -15,9 +15,10 @@ helper is the identity, so a one-process run is untouched.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, List, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -129,16 +130,16 @@ def broadcast_object(value: Any, context: DistContext) -> Any:
     return box[0]
 
 
-def gather_objects(value: Any, context: DistContext) -> List[Any]:
+def gather_objects(value: Any, context: DistContext) -> list[Any]:
     """Every rank's ``value``, in rank order, on every rank."""
     if not context.enabled:
         return [value]
-    out: List[Any] = [None] * context.world_size
+    out: list[Any] = [None] * context.world_size
     dist.all_gather_object(out, value)
     return out
 
 
-def sum_across_ranks(values: Sequence[float], context: DistContext, device: torch.device) -> List[float]:
+def sum_across_ranks(values: Sequence[float], context: DistContext, device: torch.device) -> list[float]:
     """Element-wise sums over the ranks, in float64 (counts and sums of the metrics)."""
     if not context.enabled:
         return [float(v) for v in values]

@@ -7,7 +7,7 @@ stores under the hook's ``name`` so that a resumed run continues every part wher
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from framework.training.loop import Trainer
@@ -19,35 +19,35 @@ class Hook:
     #: key of this hook's state in the checkpoint; hooks without state may leave it empty
     name: str = ""
 
-    def before_run(self, trainer: "Trainer") -> None:
+    def before_run(self, trainer: Trainer) -> None:
         """Once, before the first epoch (also after a resume)."""
 
-    def before_epoch(self, trainer: "Trainer") -> None:
+    def before_epoch(self, trainer: Trainer) -> None:
         """At the start of every epoch, before the first step."""
 
-    def training_loss(self, trainer: "Trainer", loss, inputs, targets, logits):
+    def training_loss(self, trainer: Trainer, loss, inputs, targets, logits):
         """Each step, before backward: return the loss to minimise (``loss``: the task loss plus
         what earlier hooks made of it). Overriding this puts the hook in the hot loop."""
         return loss
 
-    def after_backward(self, trainer: "Trainer") -> None:
+    def after_backward(self, trainer: Trainer) -> None:
         """Each step, after backward and before the optimizer step: gradients (already averaged
         over the ranks) may be changed in place. Overriding this puts the hook in the hot loop."""
 
-    def after_step(self, trainer: "Trainer") -> None:
+    def after_step(self, trainer: Trainer) -> None:
         """After every optimizer step."""
 
-    def after_epoch(self, trainer: "Trainer") -> None:
+    def after_epoch(self, trainer: Trainer) -> None:
         """After evaluation; ``trainer.epoch_metrics`` holds this epoch's metrics."""
 
-    def after_run(self, trainer: "Trainer") -> None:
+    def after_run(self, trainer: Trainer) -> None:
         """Once, when every epoch has finished."""
 
-    def on_failure(self, trainer: "Trainer", error: BaseException) -> None:
+    def on_failure(self, trainer: Trainer, error: BaseException) -> None:
         """When training stops on an exception (NaN loss, Ctrl-C, SIGTERM, a bug)."""
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         return {}
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,12 +32,12 @@ class Trainer:
         *,
         epochs: int,
         device: torch.device | str = "cpu",
-        lr_scheduler: Optional[Any] = None,
+        lr_scheduler: Any | None = None,
         hooks: Sequence[Hook] = (),
-        loss_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         progress: bool = False,
-        loader_generator: Optional[torch.Generator] = None,
-        parallel: Optional[Any] = None,
+        loader_generator: torch.Generator | None = None,
+        parallel: Any | None = None,
     ):
         self.model = model
         self.optimizer = optimizer
@@ -45,7 +46,7 @@ class Trainer:
         self.epochs = epochs
         self.device = torch.device(device)
         self.lr_scheduler = lr_scheduler
-        self.hooks: List[Hook] = list(hooks)
+        self.hooks: list[Hook] = list(hooks)
         self.loss_fn = loss_fn or nn.CrossEntropyLoss()
         # A bar only for a person watching a terminal: logs and CI stay clean.
         self.progress = progress and sys.stdout.isatty()
@@ -59,12 +60,12 @@ class Trainer:
         self.finished_epochs = 0
         self.global_step = 0
         self.step_in_epoch = 0  # optimizer steps taken so far in the epoch in progress
-        self.epoch_metrics: Dict[str, float] = {}
-        self.history: List[Dict[str, float]] = []  # epoch_metrics of every finished epoch
+        self.epoch_metrics: dict[str, float] = {}
+        self.history: list[dict[str, float]] = []  # epoch_metrics of every finished epoch
 
     # -- running -----------------------------------------------------------------------------
 
-    def fit(self) -> List[Dict[str, float]]:
+    def fit(self) -> list[dict[str, float]]:
         """Train from ``start_epoch`` to ``epochs``; returns every epoch's metrics."""
         # Only hooks that act after a step are called in the hot loop.
         self._step_hooks = [h for h in self.hooks if type(h).after_step is not Hook.after_step]
@@ -102,7 +103,7 @@ class Trainer:
     def steps_per_epoch(self) -> int:
         return len(self.train_loader)
 
-    def train_one_epoch(self) -> Dict[str, float]:
+    def train_one_epoch(self) -> dict[str, float]:
         self.model.train()
         self.step_in_epoch = 0
         # A sampler with set_epoch (ours, or PyTorch's DistributedSampler) draws the order of an
@@ -154,7 +155,7 @@ class Trainer:
         return averages.result()
 
     @torch.no_grad()
-    def evaluate(self) -> Dict[str, float]:
+    def evaluate(self) -> dict[str, float]:
         self.model.eval()
         if self.parallel is not None:  # every rank evaluates rank 0's BatchNorm statistics
             self.parallel.sync_buffers(self.model)
@@ -174,7 +175,7 @@ class Trainer:
 
     # -- state ---------------------------------------------------------------------------------
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where the last finished epoch left off."""
         return {
             "model": self.model.state_dict(),
@@ -187,7 +188,7 @@ class Trainer:
             "hooks": {hook.name: hook.state_dict() for hook in self.hooks if hook.name},
         }
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.lr_scheduler is not None and state.get("lr_scheduler") is not None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from collections.abc import Sequence
 
 import torch
 
 
-def correct_topk(logits: torch.Tensor, targets: torch.Tensor, ks: Sequence[int]) -> Dict[int, int]:
+def correct_topk(logits: torch.Tensor, targets: torch.Tensor, ks: Sequence[int]) -> dict[int, int]:
     """How many samples have their target among the k highest logits, for each k."""
     max_k = min(max(ks), logits.shape[1])
     top = logits.topk(max_k, dim=1).indices
@@ -39,7 +39,7 @@ class EpochAverages:
         self.loss_sum, self.count = float(totals[0]), int(round(totals[1]))
         self.hits = {k: int(round(v)) for k, v in zip(self.ks, totals[2:])}
 
-    def result(self) -> Dict[str, float]:
+    def result(self) -> dict[str, float]:
         n = max(self.count, 1)
         out = {"loss": self.loss_sum / n}
         out.update({f"top{k}": self.hits[k] / n for k in self.ks})

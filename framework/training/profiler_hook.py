@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -20,7 +19,7 @@ class ProfilerHook(Hook):
         self.out_dir = Path(out_dir)
         self.steps = steps
         self.recorded = 0
-        self._profiler: Optional[torch.profiler.profile] = None
+        self._profiler: torch.profiler.profile | None = None
 
     def before_run(self, trainer) -> None:
         activities = [torch.profiler.ProfilerActivity.CPU]

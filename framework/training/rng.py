@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any, Dict, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,11 +15,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state(loader_generator: Optional[torch.Generator] = None) -> Dict[str, Any]:
+def rng_state(loader_generator: torch.Generator | None = None) -> dict[str, Any]:
     """Only tensors, ints and lists, so that ``torch.load(weights_only=True)`` accepts it."""
     version, internal, gauss = random.getstate()
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    state: Dict[str, Any] = {
+    state: dict[str, Any] = {
         "python": [version, list(internal), gauss],
         "numpy": [np_name, torch.from_numpy(np_keys.astype(np.int64)), np_pos, np_has_gauss, np_gauss],
         "torch": torch.get_rng_state(),
@@ -31,7 +31,7 @@ def rng_state(loader_generator: Optional[torch.Generator] = None) -> Dict[str, A
     return state
 
 
-def set_rng_state(state: Dict[str, Any], loader_generator: Optional[torch.Generator] = None) -> None:
+def set_rng_state(state: dict[str, Any], loader_generator: torch.Generator | None = None) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import os
 from pathlib import Path
-from typing import Optional
 
 from framework.errors import RunDirInUseError, StorageError
 
@@ -43,7 +42,7 @@ class RunDirLock:
     def __init__(self, run_dir: str | os.PathLike):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_FILE
-        self._fd: Optional[int] = None
+        self._fd: int | None = None
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
@@ -78,7 +77,7 @@ class RunDirLock:
             finally:
                 os.close(fd)
 
-    def __enter__(self) -> "RunDirLock":
+    def __enter__(self) -> RunDirLock:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -93,7 +92,7 @@ def lock_run_dir(run_dir: str | os.PathLike) -> RunDirLock:
     return RunDirLock(run_dir)
 
 
-def lock_holder(run_dir: str | os.PathLike) -> Optional[str]:
+def lock_holder(run_dir: str | os.PathLike) -> str | None:
     """The pid (as text, ``"unknown"`` if unreadable) of the process that holds the lock on
     ``run_dir``, or None when no process does."""
     path = Path(run_dir) / LOCK_FILE

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

@@ -14,8 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Sequence
 
 import pytest
 import torch
@@ -62,7 +62,7 @@ def torchrun(
     return done, done.stdout + done.stderr
 
 
-def mlflow_runs(tmp_path: Path) -> List:
+def mlflow_runs(tmp_path: Path) -> list:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
@@ -70,7 +70,7 @@ def mlflow_runs(tmp_path: Path) -> List:
     return client.search_runs([experiment.experiment_id]) if experiment else []
 
 
-def rank_exit_codes(output: str) -> List[int]:
+def rank_exit_codes(output: str) -> list[int]:
     """Every rank's exit code as torchrun's failure summary lists them."""
     return [int(code) for code in re.findall(r"exitcode\s+:\s+(-?\d+)\s+\(pid", output)]
 
