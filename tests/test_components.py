@@ -185,5 +185,5 @@ def test_nested_criterion_component_is_checked_too(compose_config):
     cfg = compose_config(["pruner=agp", "+pruner.criterion.power=2"])
     problems = component_problems("pruner", cfg.pruner, supplied={"model"})
     assert problems == [
-        "pruner.criterion.power is not an argument of framework.pruning.criteria.L1Criterion; accepted: (none)"
+        "pruner.criterion.power is not an argument of framework.pruning.scores.criteria.L1Criterion; accepted: (none)"
     ]

@@ -15,16 +15,16 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.bn_activation import ActivationRanking
-from framework.pruning.bn_fold import FoldedRanking
-from framework.pruning.calibration import attach_calibration, check_data_criterion
 from framework.pruning.coupled import CoupledPruningEngine
-from framework.pruning.criteria import Criterion, build_criterion
-from framework.pruning.dependency import build_dependency_graph
 from framework.pruning.engine import NoOpPruner, PruningEngine, RankingView, raw_weight
 from framework.pruning.global_scope import GlobalCoupledPruningEngine, GlobalPruningEngine
+from framework.pruning.graph.dependency import build_dependency_graph
 from framework.pruning.rules import build_mask_rule
 from framework.pruning.schedules import AGPSchedule, ConstantSchedule, EpochSchedule
+from framework.pruning.scores.bn_activation import ActivationRanking
+from framework.pruning.scores.bn_fold import FoldedRanking
+from framework.pruning.scores.calibration import attach_calibration, check_data_criterion
+from framework.pruning.scores.criteria import Criterion, build_criterion
 from framework.pruning.selection import io_layer_weights, resolve_levels, select_parameters
 from framework.pruning.spec import (
     ACTIVATION,
@@ -108,7 +108,7 @@ def build_pruner(
 
     ``criterion``: ``"l1"``, ``"l2"``, ``"random"`` (drawn with ``seed``), the data-aware
     ``"taylor"``, ``"activation_mean"``, ``"apoz"``, ``"bn_gamma"`` (:mod:`.data_criteria`), a
-    :class:`~framework.pruning.criteria.Criterion` or any callable ``scores = f(groups)``.
+    :class:`~framework.pruning.scores.criteria.Criterion` or any callable ``scores = f(groups)``.
 
     ``skip_input_layer`` / ``skip_output_layer`` (``coupling="layer"`` only) leave the first /
     last Conv or Linear weight out of the selection. Removing the input layer's channels drops

@@ -51,11 +51,11 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.dependency import IN, NORM, OUT, PARAM, ROLE_STRUCTURE, CoupledChannel, DependencyGraph
 from framework.pruning.engine import PruningEngine
+from framework.pruning.graph.dependency import IN, NORM, OUT, PARAM, ROLE_STRUCTURE, CoupledChannel, DependencyGraph
 from framework.pruning.masks import MaskStore
 from framework.pruning.rules import keep_all_but_lowest_k, round_half_up
-from framework.pruning.score_check import checked_scores
+from framework.pruning.scores.score_check import checked_scores
 from framework.pruning.spec import COUPLED, DEFAULTS, FILTER, HEAD
 from framework.pruning.structures import expand_group_mask, to_groups
 

@@ -27,10 +27,10 @@ from collections.abc import Callable, Iterable, Mapping
 import torch
 
 from framework.errors import CheckpointError
-from framework.pruning.bn_fold import pairs_report
 from framework.pruning.masks import MaskStore
 from framework.pruning.rules import MaskRule
 from framework.pruning.schedules import EpochSchedule
+from framework.pruning.scores.bn_fold import pairs_report
 from framework.pruning.selection import SelectedParameter
 from framework.pruning.spec import FINE, LAYER, NONE, THIN_NEVER
 
@@ -126,7 +126,7 @@ class PruningEngine:
         self.folded_pairs = list(folded_pairs)
         self.step_frequency = step_frequency  # None: masks change only at epoch starts
         self.store = MaskStore({p.name: p.param for p in self.selected}, mask_gradients=mask_gradients)
-        # A data-aware criterion's pass (framework.pruning.calibration), set by build_pruner.
+        # A data-aware criterion's pass (framework.pruning.scores.calibration), set by build_pruner.
         self.calibration = None
 
     def set_calibration_data(self, batches, loss_fn=None) -> None:

@@ -38,7 +38,7 @@ import torch
 
 from framework.pruning.coupled import CoupledPruningEngine, reduce_member_scores
 from framework.pruning.engine import PruningEngine
-from framework.pruning.score_check import checked_scores
+from framework.pruning.scores.score_check import checked_scores
 from framework.pruning.spec import GLOBAL
 from framework.pruning.structures import expand_group_mask, to_groups
 

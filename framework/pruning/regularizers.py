@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.fx import CONV_LINEAR, unwrap
+from framework.pruning.graph.fx import CONV_LINEAR, unwrap
 from framework.pruning.structures import broadcast_group_values, to_groups
 
 
@@ -120,7 +120,7 @@ class BatchNormL1(Regularizer):
     name = "bn_l1"
 
     def bind(self, model, pruner=None):
-        from framework.pruning.bn_fold import find_fold_pairs
+        from framework.pruning.scores.bn_fold import find_fold_pairs
 
         model = _unwrap(model)
         layers = set(_selected_layers(model, pruner))

@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.criteria import Criterion, L1Criterion, L2Criterion, RandomCriterion, build_criterion
-from framework.pruning.data_criteria import build_data_criterion
-from framework.pruning.score_check import checked_scores
+from framework.pruning.scores.criteria import Criterion, L1Criterion, L2Criterion, RandomCriterion, build_criterion
+from framework.pruning.scores.data_criteria import build_data_criterion
+from framework.pruning.scores.score_check import checked_scores
 from framework.pruning.spec import (
     DATA_CRITERIA,
     FINE,

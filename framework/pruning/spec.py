@@ -33,7 +33,7 @@ FINE, FILTER, CHANNEL, HEAD, NM = "fine", "filter", "channel", "head", "nm"
 STRUCTURES = (FINE, FILTER, CHANNEL, HEAD, NM)
 STRUCTURED = (FILTER, CHANNEL)  # whole output / input channels: the ones that can be coupled
 
-# Criteria that rank from data (framework.pruning.data_criteria), fed by a calibration pass.
+# Criteria that rank from data (framework.pruning.scores.data_criteria), fed by a calibration pass.
 DATA_CRITERIA = ("taylor", "activation_mean", "apoz", "bn_gamma")
 CRITERIA = ("l1", "l2", "random") + DATA_CRITERIA
 

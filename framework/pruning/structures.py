@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.fx import CONV_LINEAR, CONVS
+from framework.pruning.graph.fx import CONV_LINEAR, CONVS
 from framework.pruning.spec import CHANNEL, FILTER, FINE, raise_first, structure_problem
 
 

@@ -88,6 +88,6 @@ def give_calibration_data(pruner, train_dataset, batch_size: int, seed: int, ran
     """Seeded training batches for a data-aware criterion (nothing happens for weight criteria)."""
     if getattr(pruner, "calibration", None) is None:
         return
-    from framework.pruning.calibration import seeded_batches
+    from framework.pruning.scores.calibration import seeded_batches
 
     pruner.set_calibration_data(seeded_batches(train_dataset, batch_size, seed, rank))

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from framework.pruning.bn_fold import batchnorms_at_initial_state
+from framework.pruning.scores.bn_fold import batchnorms_at_initial_state
 from framework.training.hooks import Hook
 
 log = logging.getLogger(__name__)

@@ -84,8 +84,8 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 from framework.errors import PruningError
-from framework.pruning.fx import CONV_LINEAR, CONVS, NORMS, POOLS, trace, unwrap
-from framework.pruning.layouts import PARAM, STRUCTURAL_REASONS, LayoutHandlers, _Channels
+from framework.pruning.graph.fx import CONV_LINEAR, CONVS, NORMS, POOLS, trace, unwrap
+from framework.pruning.graph.layouts import PARAM, STRUCTURAL_REASONS, LayoutHandlers, _Channels
 from framework.pruning.spec import CHANNEL, FILTER
 
 OUT, IN, NORM = "out", "in", "norm"

@@ -32,7 +32,7 @@ Rules (each keeps the thinned model computing what the masked one computes)
 * ``nn.MultiheadAttention`` (self-attention with packed ``in_proj``): head ``h`` is one unit made of
   rows ``h`` of q, k and v in ``in_proj_weight``/``in_proj_bias`` and the head's columns of
   ``out_proj``; its embedding width (the residual stream) is kept. Thinning turns the module into
-  :class:`framework.pruning.attention.ThinnedMultiheadAttention` (same class family, fewer heads).
+  :class:`framework.pruning.thin.attention.ThinnedMultiheadAttention` (same class family, fewer heads).
 * ``LayerNorm``/``RMSNorm`` (module or ``F.layer_norm``) over the channel dim: removing a channel
   changes the mean and variance of the others, so thinning could not be exact: the channels are
   kept (silently; the exclusion is listed in the graph). Over other dims it passes channels through.
@@ -474,7 +474,7 @@ class LayoutHandlers:
     def _window_attention(self, node, source: _Channels, meta) -> bool:
         """torchvision's Swin attention (one wrapped call): heads of a v1 block are units made of their
         qkv rows, proj columns and relative-position-bias table column; the embedding is kept."""
-        from framework.pruning.attention import is_window_attention
+        from framework.pruning.thin.attention import is_window_attention
 
         qkv = _arg(node, 1, "qkv_weight")
         if (

@@ -41,8 +41,8 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.criteria import Criterion
-from framework.pruning.fx import BATCHNORMS, POOLS, strip_data_parallel_prefix, trace, unwrap
+from framework.pruning.graph.fx import BATCHNORMS, POOLS, strip_data_parallel_prefix, trace, unwrap
+from framework.pruning.scores.criteria import Criterion
 from framework.pruning.structures import to_groups
 
 # What a criterion can ask for, per selected layer and batch.

@@ -35,8 +35,8 @@ import math
 import torch
 from torch import nn
 
-from framework.pruning.bn_fold import find_fold_pairs, scale_transposed
-from framework.pruning.fx import TRANSPOSED_CONVS, strip_data_parallel_prefix, trace, unwrap
+from framework.pruning.graph.fx import TRANSPOSED_CONVS, strip_data_parallel_prefix, trace, unwrap
+from framework.pruning.scores.bn_fold import find_fold_pairs, scale_transposed
 from framework.pruning.spec import FILTER
 
 _RELU_FUNCTIONS = (torch.relu, torch.nn.functional.relu, torch.relu_)

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.fx import (
+from framework.pruning.graph.fx import (
     BATCHNORMS,
     DATA_PARALLEL_PREFIX,
     DATA_PARALLEL_WRAPPERS,

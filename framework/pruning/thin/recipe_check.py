@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from framework.errors import CheckpointError
-from framework.pruning.attention import is_window_attention
-from framework.pruning.fx import CONVS, NORMS
+from framework.pruning.graph.fx import CONVS, NORMS
+from framework.pruning.thin.attention import is_window_attention
 
 # module types thinning resizes -> the only attributes a recipe may set on them
 RECIPE_WIDTHS: tuple[tuple[tuple[type, ...], tuple[str, ...]], ...] = (
@@ -34,7 +34,7 @@ RECIPE_WIDTHS: tuple[tuple[tuple[type, ...], tuple[str, ...]], ...] = (
 
 def width_attributes(module: nn.Module) -> tuple[str, ...] | None:
     """The attributes a recipe may set on ``module``; None for a type thinning never resizes."""
-    # attention loses whole heads (framework/pruning/attention.py): the head count, and the width
+    # attention loses whole heads (framework/pruning/thin/attention.py): the head count, and the width
     # of a window-attention head
     if isinstance(module, nn.MultiheadAttention):
         return ("num_heads",)

@@ -56,8 +56,7 @@ import torch
 from torch import nn
 
 from framework.errors import CheckpointError, PruningError
-from framework.pruning.attention import is_window_attention, thin_multihead, thin_window_attention
-from framework.pruning.dependency import (
+from framework.pruning.graph.dependency import (
     IN,
     NORM,
     OUT,
@@ -67,9 +66,10 @@ from framework.pruning.dependency import (
     build_dependency_graph,
     infer_example_input,
 )
-from framework.pruning.fx import CONVS, NORMS
-from framework.pruning.recipe_check import check_recipe
+from framework.pruning.graph.fx import CONVS, NORMS
 from framework.pruning.structures import to_groups
+from framework.pruning.thin.attention import is_window_attention, thin_multihead, thin_window_attention
+from framework.pruning.thin.recipe_check import check_recipe
 from framework.serialization import load_weights_only
 
 RECIPE_FORMAT = "secateurs.thinning/1"
@@ -413,7 +413,7 @@ def thin_optimizer(
 def apply_recipe(model: nn.Module, recipe: Mapping, state_dict: Mapping | None = None) -> nn.Module:
     """Resize the modules named in ``recipe`` (see the module docstring) in place; return ``model``.
 
-    The recipe is checked first (:func:`framework.pruning.recipe_check.check_recipe`: widths only,
+    The recipe is checked first (:func:`framework.pruning.thin.recipe_check.check_recipe`: widths only,
     in range, fitting ``state_dict`` when given). The resized tensors are new and uninitialised:
     load the thinned state_dict next.
     """

@@ -17,7 +17,7 @@ Subclass :class:`Criterion` to keep state across a resume (``state_dict``/``load
 or pass any plain function. In a config it is a component: ``pruner.criterion._target_=my_pkg.MyCriterion``.
 
 Criteria that rank from data (``taylor``, ``activation_mean``, ``apoz``, ``bn_gamma``, or your own
-:class:`~framework.pruning.data_criteria.DataCriterion`) live in :mod:`.data_criteria`; the
+:class:`~framework.pruning.scores.data_criteria.DataCriterion`) live in :mod:`.data_criteria`; the
 engine feeds them with the calibration pass of :mod:`.calibration`.
 """
 
@@ -114,6 +114,6 @@ def build_criterion(criterion: str | Criterion, seed: int = 0) -> Criterion:
     if criterion in DATA_CRITERIA:  # they need a calibration pass: the engine builds them
         raise PruningError(
             f"pruner.criterion={criterion} ranks from data: give it to build_pruner, or build it with "
-            "framework.pruning.data_criteria.build_data_criterion"
+            "framework.pruning.scores.data_criteria.build_data_criterion"
         )
     return {L1Criterion.name: L1Criterion, L2Criterion.name: L2Criterion}[criterion]()

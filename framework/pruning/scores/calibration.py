@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.data_criteria import DataCriterion, LayerRecord
-from framework.pruning.fx import strip_data_parallel_prefix, unwrap
+from framework.pruning.graph.fx import strip_data_parallel_prefix, unwrap
+from framework.pruning.scores.data_criteria import DataCriterion, LayerRecord
 from framework.pruning.spec import calibration_batches_problem, raise_first
 from framework.pruning.structures import expand_group_values
 
