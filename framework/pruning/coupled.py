@@ -45,18 +45,30 @@ from __future__ import annotations
 import math
 import warnings
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.engine import PruningEngine
-from framework.pruning.graph.dependency import IN, NORM, OUT, PARAM, ROLE_STRUCTURE, CoupledChannel, DependencyGraph
-from framework.pruning.masks import MaskStore
-from framework.pruning.rules import keep_all_but_lowest_k, round_half_up
+from framework.pruning.engine import PruningEngine, RankingView
+from framework.pruning.graph.groups import (
+    IN,
+    NORM,
+    OUT,
+    PARAM,
+    ROLE_STRUCTURE,
+    CoupledChannel,
+    DependencyGraph,
+    Member,
+)
+from framework.pruning.rules import MaskRule, keep_all_but_lowest_k, round_half_up
+from framework.pruning.schedules import EpochSchedule
+from framework.pruning.scores.bn_fold import FoldPair
 from framework.pruning.scores.score_check import checked_scores
-from framework.pruning.spec import COUPLED, DEFAULTS, FILTER, HEAD
+from framework.pruning.selection import SelectedParameter
+from framework.pruning.spec import COUPLED, FILTER, HEAD, PrunerSpec
 from framework.pruning.structures import expand_group_mask, to_groups
 
 
@@ -92,73 +104,123 @@ def reduce_member_scores(scores: list[float], reduction: str) -> float:
     return sum(scores) / len(scores)
 
 
+def scoring_members(channel: CoupledChannel, structure: str) -> list[Member]:
+    """The members whose scores rank ``channel``: producers for filter, consumers for channel (a
+    channel nobody reads falls back to its producers), every weight of a head for head."""
+    if structure == HEAD:  # a head is ranked on all its weights: q, k, v rows and out columns
+        return [m for m in channel.members if m.role != NORM]
+    role = OUT if structure == FILTER else IN
+    return channel.of(role) or channel.of(OUT) or channel.of(IN)
+
+
+def _selectable(channel: CoupledChannel, selected: set[str]) -> bool:
+    return all(_weight(m.module) in selected for m in channel.members if m.role in (OUT, IN))
+
+
+def plan_groups(
+    graph: DependencyGraph, selected: set[str], structure: str
+) -> tuple[list[_GroupPlan], dict[str, nn.Parameter]]:
+    """The groups ``structure`` ranks (heads for head, the other groups for filter/channel), with
+    their prunable channels of ``selected`` weights, and the extra parameters their masks cover
+    (biases, BatchNorm γ/β, parameters read in forward)."""
+    plans: list[_GroupPlan] = []
+    extras: dict[str, nn.Parameter] = {}
+    kind = "head" if structure == HEAD else "channel"
+    for group in graph.groups:
+        if group.kind != kind:
+            continue
+        channels = [c for c in group.prunable if _selectable(c, selected)]
+        if not channels:
+            continue
+        names = sorted({_weight(m.module) for c in channels for m in c.members if m.role in (OUT, IN)})
+        scoring = sorted(
+            {_weight(m.module) for c in channels for m in scoring_members(c, structure) if m.role != PARAM}
+        )
+        plans.append(_GroupPlan(group.name, channels, names, scoring or names))
+        for channel in channels:
+            extras.update(_extra_parameters(graph, channel))
+    if not plans:
+        raise _nothing_to_prune(graph, structure)
+    return plans, extras
+
+
+def _extra_parameters(graph: DependencyGraph, channel: CoupledChannel) -> dict[str, nn.Parameter]:
+    extras: dict[str, nn.Parameter] = {}
+    for member in channel.members:
+        if member.role == PARAM:
+            extras[member.module] = graph.parameters[member.module]
+            continue
+        module = graph.modules[member.module]
+        attributes = ("bias",) if member.role == OUT else ("weight", "bias") if member.role == NORM else ()
+        for attribute in attributes:
+            param = getattr(module, attribute, None)
+            if isinstance(param, nn.Parameter):
+                extras[f"{member.module}.{attribute}"] = param
+    return extras
+
+
+def _nothing_to_prune(graph: DependencyGraph, structure: str) -> PruningError:
+    if structure == HEAD:
+        return PruningError(
+            "pruner.structure=head finds no attention head that can be removed (heads are found in "
+            "nn.MultiheadAttention, Swin v1 window attention, and scaled_dot_product_attention or matmul "
+            "attention on [B, H, L, E] views whose head count is not a constant); "
+            "use pruner.structure=filter or channel"
+        )
+    why = "; ".join(f"{e.op}: {e.reason}" for e in graph.exclusions if e.warned) or "every channel is fixed"
+    return PruningError(
+        f"pruner.coupling=coupled finds no channel of the selected layers that can be removed ({why}); "
+        "select other layers or use pruner.coupling=layer"
+    )
+
+
 class CoupledPruningEngine(PruningEngine):
     """:class:`PruningEngine` that ranks and masks coupled channels (see the module docstring)."""
 
     coupling = COUPLED
 
     def __init__(
-        self, graph: DependencyGraph, group_reduction: str = DEFAULTS["group_reduction"], round_to: int = 1, **kwargs
+        self,
+        model: nn.Module,
+        spec: PrunerSpec,
+        graph: DependencyGraph,
+        selected: list[SelectedParameter],
+        rule: MaskRule,
+        schedule: EpochSchedule,
+        finals: Mapping[str, float] | None,
+        ranking_view: RankingView | None = None,
+        fold_pairs: Iterable[FoldPair] = (),
     ):
-        super().__init__(**kwargs)
+        """``graph``: the model's dependency groups; the rest as :class:`PruningEngine`."""
         self.graph = graph
-        self.group_reduction = group_reduction
-        self.round_to = round_to
         self.modules = graph.modules
-        selected = {p.name for p in self.selected}
-        self.plans: list[_GroupPlan] = []
+        self.group_reduction = spec.group_reduction
+        self.round_to = spec.round_to or 1
+        names = {p.name for p in selected}
+        # the plans come first: the mask store and the calibration pass are built on them
+        self.plans, self._extras = plan_groups(graph, names, spec.structure)
         # layer roles that keep channels whatever happens (fixed or unselected ones) need no guard
         self._roles_never_empty = {
-            (m.module, m.role)
-            for c in graph.channels()
-            if c.fixed or not self._selectable(c, selected)
-            for m in c.members
+            (m.module, m.role) for c in graph.channels() if c.fixed or not _selectable(c, names) for m in c.members
         }
-        extras: dict[str, nn.Parameter] = {}
-        # structure=head ranks attention heads; filter/channel everything else (MLP hidden units, ...)
-        kind = "head" if self.structure == HEAD else "channel"
-        for group in graph.groups:
-            if group.kind != kind:
-                continue
-            channels = [c for c in group.prunable if self._selectable(c, selected)]
-            if not channels:
-                continue
-            names = sorted({_weight(m.module) for c in channels for m in c.members if m.role in (OUT, IN)})
-            scoring = sorted({_weight(m.module) for c in channels for m in self._scoring_members(c) if m.role != PARAM})
-            self.plans.append(_GroupPlan(group.name, channels, names, scoring or names))
-            for channel in channels:
-                for member in channel.members:
-                    if member.role == PARAM:
-                        extras[member.module] = graph.parameters[member.module]
-                        continue
-                    module = self.modules[member.module]
-                    attributes = ("bias",) if member.role == OUT else ("weight", "bias") if member.role == NORM else ()
-                    for attribute in attributes:
-                        param = getattr(module, attribute, None)
-                        if isinstance(param, nn.Parameter):
-                            extras[f"{member.module}.{attribute}"] = param
-        if not self.plans:
-            why = "; ".join(f"{e.op}: {e.reason}" for e in graph.exclusions if e.warned) or "every channel is fixed"
-            if self.structure == HEAD:
-                raise PruningError(
-                    "pruner.structure=head finds no attention head that can be removed (heads are found in "
-                    "nn.MultiheadAttention, Swin v1 window attention, and scaled_dot_product_attention or matmul "
-                    "attention on [B, H, L, E] views whose head count is not a constant); "
-                    "use pruner.structure=filter or channel"
-                )
-            raise PruningError(
-                f"pruner.coupling=coupled finds no channel of the selected layers that can be removed ({why}); "
-                "select other layers or use pruner.coupling=layer"
-            )
-        params = {p.name: p.param for p in self.selected}
-        params.update({k: v for k, v in extras.items() if k not in params})
-        self.store.remove_hooks()
-        self.store = MaskStore(params, mask_gradients=kwargs.get("mask_gradients", False))
         self._warned: set[str] = set()
+        super().__init__(model, spec, selected, rule, schedule, finals, ranking_view, fold_pairs)
 
-    @staticmethod
-    def _selectable(channel: CoupledChannel, selected: set[str]) -> bool:
-        return all(_weight(m.module) in selected for m in channel.members if m.role in (OUT, IN))
+    def masked_parameters(self) -> dict[str, torch.Tensor]:
+        params = super().masked_parameters()
+        params.update({k: v for k, v in self._extras.items() if k not in params})
+        return params
+
+    def ranked_layers(self) -> dict[str, nn.Module]:
+        layers = {}
+        for plan in self.plans:
+            for channel in plan.channels:
+                for member in self._scoring_members(channel):
+                    layers[_weight(member.module)] = self.modules[member.module]
+        return layers
+
+    def units(self) -> dict[str, tuple[str, ...]]:
+        return {plan.name: tuple(plan.target_names) for plan in self.plans}
 
     # ----------------------------------------------------------------------------- ranking
     def _per_channel(self, module: str, role: str, cache: dict, source: str) -> list | None:
@@ -191,11 +253,8 @@ class CoupledPruningEngine(PruningEngine):
         mask = self.store.get(name)
         return None if mask is None else mask.movedim(dim, 0).reshape(mask.shape[dim], -1).any(1).cpu().tolist()
 
-    def _scoring_members(self, channel: CoupledChannel):
-        if self.structure == HEAD:  # a head is ranked on all its weights: q, k, v rows and out columns
-            return [m for m in channel.members if m.role != NORM]
-        role = OUT if self.structure == FILTER else IN
-        return channel.of(role) or channel.of(OUT) or channel.of(IN)
+    def _scoring_members(self, channel: CoupledChannel) -> list[Member]:
+        return scoring_members(channel, self.structure)
 
     def _channel_score(self, channel: CoupledChannel, cache: dict) -> float:
         scores = []

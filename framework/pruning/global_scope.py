@@ -32,15 +32,26 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from framework.pruning.coupled import CoupledPruningEngine, reduce_member_scores
-from framework.pruning.engine import PruningEngine
+from framework.pruning.engine import PruningEngine, RankingView
+from framework.pruning.graph.groups import DependencyGraph
+from framework.pruning.rules import MaskRule
+from framework.pruning.schedules import EpochSchedule
+from framework.pruning.scores.bn_fold import FoldPair
 from framework.pruning.scores.score_check import checked_scores
-from framework.pruning.spec import GLOBAL
+from framework.pruning.selection import SelectedParameter
+from framework.pruning.spec import GLOBAL, PrunerSpec
 from framework.pruning.structures import expand_group_mask, to_groups
+
+
+def _max_layer_sparsity(spec: PrunerSpec) -> float | None:
+    return None if spec.max_layer_sparsity is None else float(spec.max_layer_sparsity)
 
 
 def kept_floor(n: int, max_layer_sparsity: float | None) -> int:
@@ -115,9 +126,19 @@ class GlobalPruningEngine(PruningEngine):
 
     scope = GLOBAL
 
-    def __init__(self, max_layer_sparsity: float | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.max_layer_sparsity = max_layer_sparsity
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: PrunerSpec,
+        selected: list[SelectedParameter],
+        rule: MaskRule,
+        schedule: EpochSchedule,
+        finals: Mapping[str, float] | None,
+        ranking_view: RankingView | None = None,
+        fold_pairs: Iterable[FoldPair] = (),
+    ):
+        super().__init__(model, spec, selected, rule, schedule, finals, ranking_view, fold_pairs)
+        self.max_layer_sparsity = _max_layer_sparsity(spec)
         self.last_threshold: float | None = None  # the normalised score of the last removed group
 
     def normalised_scores(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -180,9 +201,20 @@ class GlobalCoupledPruningEngine(CoupledPruningEngine):
 
     scope = GLOBAL
 
-    def __init__(self, graph, group_reduction, round_to=1, max_layer_sparsity: float | None = None, **kwargs):
-        super().__init__(graph, group_reduction, round_to, **kwargs)
-        self.max_layer_sparsity = max_layer_sparsity
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: PrunerSpec,
+        graph: DependencyGraph,
+        selected: list[SelectedParameter],
+        rule: MaskRule,
+        schedule: EpochSchedule,
+        finals: Mapping[str, float] | None,
+        ranking_view: RankingView | None = None,
+        fold_pairs: Iterable[FoldPair] = (),
+    ):
+        super().__init__(model, spec, graph, selected, rule, schedule, finals, ranking_view, fold_pairs)
+        self.max_layer_sparsity = _max_layer_sparsity(spec)
         self.last_threshold: float | None = None
 
     def _normalised_member_scores(self, cache: dict) -> dict:

@@ -30,6 +30,8 @@ from torch import nn
 
 from framework.errors import PruningError
 from framework.pruning.graph.fx import CONV_LINEAR, unwrap
+from framework.pruning.protocol import Pruner
+from framework.pruning.spec import FILTER, NONE
 from framework.pruning.structures import broadcast_group_values, to_groups
 
 
@@ -88,7 +90,7 @@ class Regularizer:
     def active(self, epoch: int) -> bool:
         return epoch >= self.start_epoch and (self.end_epoch is None or epoch < self.end_epoch)
 
-    def bind(self, model: nn.Module, pruner=None) -> Regularizer:
+    def bind(self, model: nn.Module, pruner: Pruner | None = None) -> Regularizer:
         """Find the modules the penalty reads (once, before training); returns self."""
         raise NotImplementedError
 
@@ -107,8 +109,8 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return unwrap(model)[0]
 
 
-def _selected_layers(model: nn.Module, pruner) -> list[str]:
-    selected = getattr(pruner, "selected", None)
+def _selected_layers(model: nn.Module, pruner: Pruner | None) -> list[str]:
+    selected = pruner.selected if pruner is not None else None
     if selected:
         return [p.name.rsplit(".", 1)[0] for p in selected if p.attribute == "weight"]
     return [name for name, m in _unwrap(model).named_modules() if isinstance(m, CONV_LINEAR)]
@@ -119,7 +121,7 @@ class BatchNormL1(Regularizer):
 
     name = "bn_l1"
 
-    def bind(self, model, pruner=None):
+    def bind(self, model: nn.Module, pruner: Pruner | None = None) -> Regularizer:
         from framework.pruning.scores.bn_fold import find_fold_pairs
 
         model = _unwrap(model)
@@ -146,11 +148,9 @@ class GroupLasso(Regularizer):
 
     name = "group_lasso"
 
-    def bind(self, model, pruner=None):
-        structure = getattr(pruner, "structure", None)
-        if structure is None or getattr(pruner, "method", "none") == "none":
-            structure = "filter"  # no pruner: the filters of every Conv/Linear layer
-        self.structure = structure
+    def bind(self, model: nn.Module, pruner: Pruner | None = None) -> Regularizer:
+        # no pruner: the filters of every Conv/Linear layer
+        self.structure = FILTER if pruner is None or pruner.method == NONE else pruner.structure
         self.module_names = _selected_layers(model, pruner)
         return self
 

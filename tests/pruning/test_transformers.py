@@ -24,7 +24,8 @@ from torchvision.models import convnext, maxvit, swin_transformer, vision_transf
 
 from framework.errors import PruningError
 from framework.pruning import build_pruner
-from framework.pruning.graph.dependency import PARAM, build_dependency_graph
+from framework.pruning.graph.dependency import build_dependency_graph
+from framework.pruning.graph.groups import PARAM
 from framework.pruning.thin.attention import ThinnedMultiheadAttention, thin_multihead
 from framework.pruning.thin.thinning import apply_recipe, load_thinned, save_thinned, thin
 

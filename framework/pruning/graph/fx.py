@@ -80,3 +80,13 @@ def strip_data_parallel_prefix(name: str) -> str:
     while name.startswith(DATA_PARALLEL_PREFIX):
         name = name[len(DATA_PARALLEL_PREFIX) :]
     return name
+
+
+def is_window_attention(module: nn.Module) -> bool:
+    """torchvision's ShiftedWindowAttention (v1: a relative-position-bias table per head); recognised
+    by name, since pruning imports only torch."""
+    return (
+        type(module).__name__ in ("ShiftedWindowAttention", "ThinnedShiftedWindowAttention")
+        and hasattr(module, "relative_position_bias_table")
+        and isinstance(getattr(module, "qkv", None), nn.Linear)
+    )

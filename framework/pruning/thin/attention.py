@@ -105,15 +105,6 @@ def thin_multihead(module: nn.MultiheadAttention, num_heads: int) -> None:
 _THINNED_WINDOW_CLASSES: dict[type, type] = {}
 
 
-def is_window_attention(module: nn.Module) -> bool:
-    """torchvision's ShiftedWindowAttention (v1: a relative-position-bias table per head)."""
-    return (
-        type(module).__name__ in ("ShiftedWindowAttention", "ThinnedShiftedWindowAttention")
-        and hasattr(module, "relative_position_bias_table")
-        and isinstance(getattr(module, "qkv", None), nn.Linear)
-    )
-
-
 def _region_mask(height: int, width: int, window: tuple[int, int], shift: list[int], device) -> torch.Tensor:
     """-100 between tokens of one window that came from different regions of the cyclic shift."""
 

@@ -21,8 +21,7 @@ import torch
 from torch import nn
 
 from framework.errors import CheckpointError
-from framework.pruning.graph.fx import CONVS, NORMS
-from framework.pruning.thin.attention import is_window_attention
+from framework.pruning.graph.fx import CONVS, NORMS, is_window_attention
 
 # module types thinning resizes -> the only attributes a recipe may set on them
 RECIPE_WIDTHS: tuple[tuple[tuple[type, ...], tuple[str, ...]], ...] = (

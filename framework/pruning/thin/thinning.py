@@ -56,19 +56,11 @@ import torch
 from torch import nn
 
 from framework.errors import CheckpointError, PruningError
-from framework.pruning.graph.dependency import (
-    IN,
-    NORM,
-    OUT,
-    PARAM,
-    ROLE_STRUCTURE,
-    DependencyGraph,
-    build_dependency_graph,
-    infer_example_input,
-)
-from framework.pruning.graph.fx import CONVS, NORMS
+from framework.pruning.graph.dependency import build_dependency_graph, infer_example_input
+from framework.pruning.graph.fx import CONVS, NORMS, is_window_attention
+from framework.pruning.graph.groups import IN, NORM, OUT, PARAM, ROLE_STRUCTURE, DependencyGraph
 from framework.pruning.structures import to_groups
-from framework.pruning.thin.attention import is_window_attention, thin_multihead, thin_window_attention
+from framework.pruning.thin.attention import thin_multihead, thin_window_attention
 from framework.pruning.thin.recipe_check import check_recipe
 from framework.serialization import load_weights_only
 
