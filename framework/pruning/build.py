@@ -25,7 +25,7 @@ from framework.pruning.engine import NoOpPruner, PruningEngine, RankingView
 from framework.pruning.global_scope import GlobalCoupledPruningEngine, GlobalPruningEngine
 from framework.pruning.graph.dependency import build_dependency_graph
 from framework.pruning.nm import NMRule, check_nm_layers
-from framework.pruning.rules import MaskRule, build_mask_rule
+from framework.pruning.rules import MaskRule, RankingRule, build_mask_rule
 from framework.pruning.schedules import AGPSchedule, ConstantSchedule, EpochSchedule
 from framework.pruning.scores.bn_activation import ActivationRanking
 from framework.pruning.scores.bn_fold import FoldedRanking, FoldPair
@@ -114,8 +114,9 @@ def build_pruner(
     view, fold_pairs = _folded_view(model, spec) if spec.fold_batchnorm else (ranking_view, [])
     if spec.coupled:
         graph = build_dependency_graph(model, _example_input(model, spec, example_input))
+        ranking = typing.cast(RankingRule, rule)  # spec.coupled: a ranking method (agp, level), never N:M
         engine = COUPLED_ENGINES[spec.scope]
-        return engine(model, spec, graph, selected, rule, schedule, finals, ranking_view=view, fold_pairs=fold_pairs)
+        return engine(model, spec, graph, selected, ranking, schedule, finals, ranking_view=view, fold_pairs=fold_pairs)
     return ENGINES[spec.scope](model, spec, selected, rule, schedule, finals, ranking_view=view, fold_pairs=fold_pairs)
 
 

@@ -53,6 +53,7 @@ from torch import nn
 
 from framework.errors import PruningError
 from framework.pruning.engine import PruningEngine, RankingView
+from framework.pruning.graph.fx import weight_of
 from framework.pruning.graph.groups import (
     IN,
     NORM,
@@ -63,7 +64,7 @@ from framework.pruning.graph.groups import (
     DependencyGraph,
     Member,
 )
-from framework.pruning.rules import MaskRule, keep_all_but_lowest_k, round_half_up
+from framework.pruning.rules import RankingRule, keep_all_but_lowest_k, round_half_up
 from framework.pruning.schedules import EpochSchedule
 from framework.pruning.scores.bn_fold import FoldPair
 from framework.pruning.scores.score_check import checked_scores
@@ -178,6 +179,7 @@ class CoupledPruningEngine(PruningEngine):
     """:class:`PruningEngine` that ranks and masks coupled channels (see the module docstring)."""
 
     coupling = COUPLED
+    rule: RankingRule
 
     def __init__(
         self,
@@ -185,7 +187,7 @@ class CoupledPruningEngine(PruningEngine):
         spec: PrunerSpec,
         graph: DependencyGraph,
         selected: list[SelectedParameter],
-        rule: MaskRule,
+        rule: RankingRule,
         schedule: EpochSchedule,
         finals: Mapping[str, float] | None,
         ranking_view: RankingView | None = None,
@@ -206,7 +208,7 @@ class CoupledPruningEngine(PruningEngine):
         self._warned: set[str] = set()
         super().__init__(model, spec, selected, rule, schedule, finals, ranking_view, fold_pairs)
 
-    def masked_parameters(self) -> dict[str, torch.Tensor]:
+    def masked_parameters(self) -> dict[str, nn.Parameter]:
         params = super().masked_parameters()
         params.update({k: v for k, v in self._extras.items() if k not in params})
         return params
@@ -223,35 +225,35 @@ class CoupledPruningEngine(PruningEngine):
         return {plan.name: tuple(plan.target_names) for plan in self.plans}
 
     # ----------------------------------------------------------------------------- ranking
-    def _per_channel(self, module: str, role: str, cache: dict, source: str) -> list | None:
-        """Per-channel criterion scores (``source="view"``) or alive flags (``"mask"``) of a layer role."""
-        key = (module, role, source)
-        if key not in cache and role == PARAM:
-            cache[key] = self._per_slice(module, source)
+    def channel_scores_of(self, module: str, role: str, cache: dict) -> list[float]:
+        """Per-channel criterion scores of a layer role on the ranking view (``cache``: shared by
+        one update's calls; python floats, cheap to index)."""
+        key = (module, role, "view")
         if key not in cache:
-            layer = self.modules[module]
-            name = _weight(module)
-            structure = ROLE_STRUCTURE[role]
-            if source == "view":
-                view = self.ranking_view(name, layer.weight)
-                scores = checked_scores(self.rule.criterion, to_groups(view.detach(), structure, layer))
-                cache[key] = scores.detach().double().cpu().tolist()  # python floats: cheap to index
+            if role == PARAM:  # slices of a parameter read in forward, along its channel dim
+                dim = self.graph.param_dims[module]
+                rows = self.graph.parameters[module].detach().movedim(dim, 0)
+                scores = self.rule.criterion(rows.reshape(rows.shape[0], -1))
             else:
-                mask = self.store.get(name)
-                if mask is None:
-                    cache[key] = None
-                else:
-                    cache[key] = to_groups(mask, structure, layer).any(dim=1).cpu().tolist()
+                layer = self.modules[module]
+                view = self.ranking_view(_weight(module), weight_of(layer))
+                scores = checked_scores(self.rule.criterion, to_groups(view.detach(), ROLE_STRUCTURE[role], layer))
+            cache[key] = scores.detach().double().cpu().tolist()
         return cache[key]
 
-    def _per_slice(self, name: str, source: str) -> list | None:
-        """Per-slice scores or alive flags of a parameter read in forward (slices along its channel dim)."""
-        dim = self.graph.param_dims[name]
-        if source == "view":
-            rows = self.graph.parameters[name].detach().movedim(dim, 0)
-            return self.rule.criterion(rows.reshape(rows.shape[0], -1)).detach().double().cpu().tolist()
-        mask = self.store.get(name)
-        return None if mask is None else mask.movedim(dim, 0).reshape(mask.shape[dim], -1).any(1).cpu().tolist()
+    def alive_flags_of(self, module: str, role: str, cache: dict) -> list[bool] | None:
+        """Per-channel flags of a layer role: does the channel survive the masks (None: not masked yet)."""
+        key = (module, role, "mask")
+        if key not in cache:
+            mask = self.store.get(module if role == PARAM else _weight(module))
+            if mask is None:
+                cache[key] = None
+            elif role == PARAM:
+                dim = self.graph.param_dims[module]
+                cache[key] = mask.movedim(dim, 0).reshape(mask.shape[dim], -1).any(1).cpu().tolist()
+            else:
+                cache[key] = to_groups(mask, ROLE_STRUCTURE[role], self.modules[module]).any(dim=1).cpu().tolist()
+        return cache[key]
 
     def _scoring_members(self, channel: CoupledChannel) -> list[Member]:
         return scoring_members(channel, self.structure)
@@ -259,14 +261,14 @@ class CoupledPruningEngine(PruningEngine):
     def _channel_score(self, channel: CoupledChannel, cache: dict) -> float:
         scores = []
         for member in self._scoring_members(channel):
-            per_channel = self._per_channel(member.module, member.role, cache, "view")
+            per_channel = self.channel_scores_of(member.module, member.role, cache)
             scores.append(sum(per_channel[i] for i in member.indices) / len(member.indices))
         return reduce_member_scores(scores, self.group_reduction)
 
     def is_alive(self, channel: CoupledChannel, cache: dict) -> bool:
         """Whether ``channel`` survives the current masks (``cache``: shared by one update's calls)."""
         for member in self._scoring_members(channel):
-            flags = self._per_channel(member.module, member.role, cache, "mask")
+            flags = self.alive_flags_of(member.module, member.role, cache)
             if flags is not None:
                 return any(flags[i] for i in member.indices)
         return True
@@ -341,7 +343,7 @@ class CoupledPruningEngine(PruningEngine):
     @torch.no_grad()
     def update_masks(self, epoch: int, fractional: float | None = None) -> None:
         self.prepare_ranking(epoch, fractional)
-        targets = self.layer_targets(epoch, fractional=fractional)
+        targets = self.scheduled_targets(epoch, fractional)
         cache: dict = {}
         removed: list[CoupledChannel] = []
         for plan in self.plans:
@@ -373,7 +375,7 @@ class CoupledPruningEngine(PruningEngine):
                     if isinstance(getattr(layer, attribute, None), nn.Parameter):
                         masks[f"{module}.{attribute}"] = flags
                 continue
-            weight_mask = expand_group_mask(flags, ROLE_STRUCTURE[role], layer, layer.weight.shape)
+            weight_mask = expand_group_mask(flags, ROLE_STRUCTURE[role], layer, weight_of(layer).shape)
             name = _weight(module)
             masks[name] = weight_mask if name not in masks else masks[name] & weight_mask
             if role == OUT and isinstance(getattr(layer, "bias", None), nn.Parameter):

@@ -28,10 +28,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from framework.errors import CheckpointError
+from framework.errors import CheckpointError, PruningError
 from framework.pruning.masks import MaskStore
+from framework.pruning.protocol import Pruner
 from framework.pruning.rules import MaskRule
-from framework.pruning.schedules import EpochSchedule
+from framework.pruning.schedules import EpochSchedule, TargetSchedule
 from framework.pruning.scores.bn_fold import FoldPair
 from framework.pruning.scores.calibration import BatchSource, Calibration
 from framework.pruning.scores.data_criteria import DataCriterion
@@ -177,7 +178,7 @@ class PruningEngine:
     def nm(self) -> tuple[int, int] | None:
         return self.spec.nm
 
-    def masked_parameters(self) -> dict[str, torch.Tensor]:
+    def masked_parameters(self) -> dict[str, nn.Parameter]:
         """Every parameter the store masks: the selected ones (coupled engines add biases, BN γ/β)."""
         return {p.name: p.param for p in self.selected}
 
@@ -274,11 +275,12 @@ class PruningEngine:
     def layer_targets(self, epoch: int, fractional: float | None = None) -> dict[str, float] | None:
         """Per-parameter target at ``epoch`` (None for threshold methods); with ``fractional``,
         the step-level AGP target at that fractional epoch."""
-        if self.finals is None:
+        schedule = self.schedule
+        if self.finals is None or not isinstance(schedule, TargetSchedule):
             return None
         if fractional is not None:
-            return {name: self.schedule.target_at(fractional, final) for name, final in self.finals.items()}
-        return {name: self.schedule.target(epoch, final) for name, final in self.finals.items()}
+            return {name: schedule.target_at(fractional, final) for name, final in self.finals.items()}
+        return {name: schedule.target(epoch, final) for name, final in self.finals.items()}
 
     def target_sparsity(self, epoch: int, fractional: float | None = None) -> float | None:
         """Schedule target at ``epoch`` over the whole pruned set: the per-layer targets weighted
@@ -288,6 +290,21 @@ class PruningEngine:
             return None
         sizes = {p.name: p.param.numel() for p in self.selected}
         return sum(targets[name] * sizes[name] for name in targets) / sum(sizes.values())
+
+    def scheduled_targets(self, epoch: int, fractional: float | None = None) -> dict[str, float]:
+        """:meth:`layer_targets` of a ranking method, which always has them (coupled and global
+        engines rank only for agp/level)."""
+        targets = self.layer_targets(epoch, fractional=fractional)
+        if targets is None:
+            raise PruningError(f"pruner.method={self.method} has no sparsity target to rank to; allowed: agp | level")
+        return targets
+
+    def scheduled_sparsity(self, epoch: int, fractional: float | None = None) -> float:
+        """:meth:`target_sparsity` of a ranking method (see :meth:`scheduled_targets`)."""
+        target = self.target_sparsity(epoch, fractional=fractional)
+        if target is None:
+            raise PruningError(f"pruner.method={self.method} has no sparsity target to rank to; allowed: agp | level")
+        return target
 
     @torch.no_grad()
     def sparsity(self) -> dict[str, float]:
@@ -334,3 +351,7 @@ class PruningEngine:
     def close(self) -> None:
         """Remove gradient hooks."""
         self.store.remove_hooks()
+
+
+# Both satisfy the protocol every consumer reads: mypy checks it here (and tests at run time).
+PRUNER_CLASSES: tuple[type[Pruner], ...] = (NoOpPruner, PruningEngine)

@@ -41,7 +41,7 @@ from torch import nn
 from framework.pruning.coupled import CoupledPruningEngine, reduce_member_scores
 from framework.pruning.engine import PruningEngine, RankingView
 from framework.pruning.graph.groups import DependencyGraph
-from framework.pruning.rules import MaskRule
+from framework.pruning.rules import RankingRule
 from framework.pruning.schedules import EpochSchedule
 from framework.pruning.scores.bn_fold import FoldPair
 from framework.pruning.scores.score_check import checked_scores
@@ -125,13 +125,14 @@ class GlobalPruningEngine(PruningEngine):
     """Per-layer masks (``coupling="layer"`` or ``structure="fine"``) cut by one global ranking."""
 
     scope = GLOBAL
+    rule: RankingRule
 
     def __init__(
         self,
         model: nn.Module,
         spec: PrunerSpec,
         selected: list[SelectedParameter],
-        rule: MaskRule,
+        rule: RankingRule,
         schedule: EpochSchedule,
         finals: Mapping[str, float] | None,
         ranking_view: RankingView | None = None,
@@ -162,7 +163,7 @@ class GlobalPruningEngine(PruningEngine):
     @torch.no_grad()
     def update_masks(self, epoch: int, fractional: float | None = None) -> None:
         self.prepare_ranking(epoch, fractional)
-        target = self.target_sparsity(epoch, fractional=fractional)
+        target = self.scheduled_sparsity(epoch, fractional)
         layers = self.normalised_scores()
         sizes = [p.param.numel() // scores.numel() for p, (scores, _) in zip(self.selected, layers)]
         candidates = [
@@ -207,7 +208,7 @@ class GlobalCoupledPruningEngine(CoupledPruningEngine):
         spec: PrunerSpec,
         graph: DependencyGraph,
         selected: list[SelectedParameter],
-        rule: MaskRule,
+        rule: RankingRule,
         schedule: EpochSchedule,
         finals: Mapping[str, float] | None,
         ranking_view: RankingView | None = None,
@@ -226,8 +227,8 @@ class GlobalCoupledPruningEngine(CoupledPruningEngine):
                     key = (member.module, member.role)
                     if key in normalised:
                         continue
-                    scores = torch.tensor(self._per_channel(member.module, member.role, cache, "view"))
-                    flags = self._per_channel(member.module, member.role, cache, "mask")
+                    scores = torch.tensor(self.channel_scores_of(member.module, member.role, cache))
+                    flags = self.alive_flags_of(member.module, member.role, cache)
                     alive = torch.ones(scores.numel(), dtype=torch.bool) if flags is None else torch.tensor(flags)
                     normalised[key] = normalise(scores, alive)
         return normalised
@@ -252,18 +253,21 @@ class GlobalCoupledPruningEngine(CoupledPruningEngine):
         for selected in self.selected:
             mask = masks.get(selected.name)
             current = self.store.get(selected.name)
-            if mask is None and current is None:
-                continue
-            keep = mask if mask is not None else current
             if mask is not None and current is not None:
                 keep = mask & current.cpu()
+            elif mask is not None:
+                keep = mask
+            elif current is not None:
+                keep = current
+            else:
+                continue
             zeros += keep.numel() - int(keep.count_nonzero())
         return zeros
 
     @torch.no_grad()
     def update_masks(self, epoch: int, fractional: float | None = None) -> None:
         self.prepare_ranking(epoch, fractional)
-        target = self.target_sparsity(epoch, fractional=fractional)
+        target = self.scheduled_sparsity(epoch, fractional)
         plans = self.channel_scores()
         candidates = [
             _split_floor(i, scores, alive, kept_floor(scores.numel(), self.max_layer_sparsity))

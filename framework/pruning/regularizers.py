@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.graph.fx import CONV_LINEAR, unwrap
+from framework.pruning.graph.fx import CONV_LINEAR, unwrap, weight_of
 from framework.pruning.protocol import Pruner
 from framework.pruning.spec import FILTER, NONE
 from framework.pruning.structures import broadcast_group_values, to_groups
@@ -154,18 +154,19 @@ class GroupLasso(Regularizer):
         self.module_names = _selected_layers(model, pruner)
         return self
 
-    def __call__(self, model):
-        return self.strength * group_lasso([(m.weight, m) for m in self.modules(model)], self.structure)
+    def __call__(self, model: nn.Module) -> torch.Tensor:
+        return self.strength * group_lasso([(weight_of(m), m) for m in self.modules(model)], self.structure)
 
     def value(self, model: nn.Module) -> torch.Tensor:
         """``self(model)`` without an autograd graph; keeps the group norms for :meth:`add_gradient`."""
         with torch.no_grad():
-            weights = [(m.weight, m) for m in self.modules(model)]
+            weights = [(weight_of(m), m) for m in self.modules(model)]
             if self.structure == "fine":
-                self._norms = [None] * len(weights)
+                self._norms: list[torch.Tensor | None] = [None] * len(weights)
                 return self.strength * group_lasso(weights, "fine")
-            self._norms = [torch.linalg.vector_norm(to_groups(w, self.structure, m), dim=1) for w, m in weights]
-            return self.strength * torch.stack([norms.sum() for norms in self._norms]).sum()
+            norms = [torch.linalg.vector_norm(to_groups(w, self.structure, m), dim=1) for w, m in weights]
+            self._norms = list(norms)
+            return self.strength * torch.stack([n.sum() for n in norms]).sum()
 
     def add_gradient(self, model: nn.Module) -> None:
         """Add the gradient of :meth:`value` to each weight's ``.grad``, in place: ``strength ·
@@ -173,7 +174,7 @@ class GroupLasso(Regularizer):
         ``fine``. Call it after backward, before the weights change."""
         with torch.no_grad():
             for layer, norms in zip(self.modules(model), self._norms):
-                weight = layer.weight
+                weight = weight_of(layer)
                 if norms is None:  # fine: the L1 norm's gradient
                     if weight.grad is None:
                         weight.grad = weight.sign().mul_(self.strength)

@@ -100,12 +100,13 @@ def infer_example_input(model: nn.Module) -> torch.Tensor:
     """A zero input batch of 2 for ``model`` when none is given: channels from the first
     Conv/Linear in registration order, 32 pixels per spatial dim (8 for 3-D convs)."""
     for module in model.modules():
-        param = next(module.parameters(recurse=False), None)
         if isinstance(module, CONVS):
-            spatial = (8,) * 3 if module.weight.dim() == 5 else (32,) * (module.weight.dim() - 2)
-            return torch.zeros(2, module.in_channels, *spatial, dtype=param.dtype, device=param.device)
+            weight = module.weight
+            spatial = (8,) * 3 if weight.dim() == 5 else (32,) * (weight.dim() - 2)
+            return torch.zeros(2, module.in_channels, *spatial, dtype=weight.dtype, device=weight.device)
         if isinstance(module, nn.Linear):
-            return torch.zeros(2, module.in_features, dtype=param.dtype, device=param.device)
+            weight = module.weight
+            return torch.zeros(2, module.in_features, dtype=weight.dtype, device=weight.device)
     raise PruningError(
         f"cannot infer an input for {type(model).__name__}: it has no Conv or Linear layer; pass example_input"
     )

@@ -122,10 +122,10 @@ def reduce(state: BuilderState, node: torch.fx.Node, first: Any, meta: Any) -> b
     """mean/sum/amax/amin over dims other than the channel dim."""
     if not (isinstance(first, Channels) and isinstance(meta, TensorMetadata)):
         return False
-    dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
-    if dims is None:
+    given: Any = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+    if given is None:
         return False
-    dims = [dims] if isinstance(dims, int) else list(dims)  # type: ignore[arg-type]  # fx arguments are untyped
+    dims = [given] if isinstance(given, int) else list(given)
     if not all(isinstance(d, int) for d in dims):
         return False
     ndim = len(first.shape)

@@ -90,3 +90,11 @@ def is_window_attention(module: nn.Module) -> bool:
         and hasattr(module, "relative_position_bias_table")
         and isinstance(getattr(module, "qkv", None), nn.Linear)
     )
+
+
+def weight_of(layer: nn.Module) -> torch.Tensor:
+    """``layer.weight`` of a layer that has one (Conv, Linear, a norm); one line for one that has not."""
+    weight = layer.weight
+    if not isinstance(weight, torch.Tensor):
+        raise PruningError(f"{type(layer).__name__} has no weight tensor; allowed: a Conv, Linear or norm layer")
+    return weight

@@ -111,11 +111,12 @@ def _variable_dims(
     node: torch.fx.Node, old: tuple[int, ...], shape: tuple[int, ...], name: str | None, module: nn.Module | None
 ) -> list[bool] | None:
     """Per output dim: may its size change after thinning? (None: the call cannot be read)"""
+    sizes: Any
     if isinstance(module, nn.Unflatten):
         dim, sizes = module.dim % len(old), list(module.unflattened_size)
         return [True] * dim + [s == -1 for s in sizes] + [True] * (len(old) - dim - 1)
     if name in ("view", "reshape"):
-        sizes: Any = node.args[1:] if node.op == "call_method" else node.args[1:2]
+        sizes = node.args[1:] if node.op == "call_method" else node.args[1:2]
         if "shape" in node.kwargs:
             sizes = (node.kwargs["shape"],)
         if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):

@@ -156,7 +156,7 @@ class BuilderState:
         )
         outputs = self.fresh_outputs(meta, like)
         if outputs is not None:
-            for channels in outputs if isinstance(outputs, list) else [outputs]:
-                if channels is not None:
-                    self.fix(channels.ids, op, reason, warn)
+            for channel_set in outputs if isinstance(outputs, list) else [outputs]:
+                if channel_set is not None:
+                    self.fix(channel_set.ids, op, reason, warn)
             self.values[node] = outputs

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.graph.fx import strip_data_parallel_prefix, unwrap
+from framework.pruning.graph.fx import strip_data_parallel_prefix, unwrap, weight_of
 from framework.pruning.scores.data_criteria import DataCriterion, LayerRecord
 from framework.pruning.spec import calibration_batches_problem, raise_first
 from framework.pruning.structures import expand_group_values
@@ -203,7 +203,7 @@ class Calibration:
     def _gradients(self, loss, records, outputs, needs) -> None:
         wanted: list[tuple[str, str, torch.Tensor]] = []
         if "weight_grad" in needs:
-            wanted += [(name, "weight_grad", layer.weight) for name, layer in self.layers.items()]
+            wanted += [(name, "weight_grad", weight_of(layer)) for name, layer in self.layers.items()]
         if "output_grad" in needs:
             wanted += [(name, "output_grad", tensor) for name, tensor in outputs.items()]
         grads = torch.autograd.grad(loss, [t for _, _, t in wanted], allow_unused=True)

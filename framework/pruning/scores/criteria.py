@@ -23,10 +23,15 @@ engine feeds them with the calibration pass of :mod:`.calibration`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from framework.errors import PruningError
 from framework.pruning.spec import DATA_CRITERIA, criterion_problem, raise_first
+
+# What scores groups: rows of a [n_groups, group_size] matrix -> one score per row (a Criterion is one).
+ScoreFunction = Callable[[torch.Tensor], torch.Tensor]
 
 
 class Criterion:
@@ -101,7 +106,7 @@ class FunctionCriterion(Criterion):
         return self.function(groups)
 
 
-def build_criterion(criterion: str | Criterion, seed: int = 0) -> Criterion:
+def build_criterion(criterion: str | ScoreFunction, seed: int = 0) -> Criterion:
     """A criterion from its name (``l1``, ``l2``, ``random`` with ``seed``) or as given: a
     :class:`Criterion` instance, or any callable ``scores = f(groups)``."""
     if isinstance(criterion, Criterion):

@@ -157,5 +157,6 @@ def thin_window_attention(module: nn.Module, num_heads: int, head_dim: int) -> N
         if base not in _THINNED_WINDOW_CLASSES:
             _THINNED_WINDOW_CLASSES[base] = type(f"Thinned{base.__name__}", (base,), {"forward": _window_forward})
         module.__class__ = _THINNED_WINDOW_CLASSES[base]
-    module.num_heads = int(num_heads)
-    module.head_dim = int(head_dim)
+    # plain int attributes of the block; nn.Module's stub types every attribute as Tensor | Module
+    module.num_heads = int(num_heads)  # type: ignore[assignment]
+    module.head_dim = int(head_dim)  # type: ignore[assignment]

@@ -103,7 +103,7 @@ class _Removal:
     def __init__(self, graph: DependencyGraph, masks: Mapping[str, torch.Tensor]):
         self.graph = graph
         self.masks = masks
-        self._flags: dict[tuple[str, str], torch.Tensor | None] = {}
+        self._flags: dict[tuple[str, str], list[bool] | None] = {}
 
     def alive(self, module: str, role: str) -> list[bool] | None:
         """Bool per channel of a layer role: True where its mask keeps some weight (None: no mask)."""
@@ -349,7 +349,7 @@ def thin(
     if recipe_parameters:
         recipe["parameters"] = recipe_parameters
     result = ThinResult(work, recipe, plans, removed_channels=len(gone))
-    if check:
+    if reference is not None:  # check=True
         result.max_error = relative_error(reference, _outputs(work, example_input))
         dtype = next(work.parameters()).dtype
         tolerance = _TOLERANCE.get(dtype, _DEFAULT_TOLERANCE)
@@ -436,7 +436,7 @@ def apply_recipe(model: nn.Module, recipe: Mapping, state_dict: Mapping | None =
         owner, _, attribute = name.rpartition(".")
         module = modules.get(owner)
         tensor = getattr(module, attribute, None) if module is not None else None
-        if not isinstance(tensor, nn.Parameter):
+        if module is None or not isinstance(tensor, nn.Parameter):
             raise CheckpointError(
                 f"thinning recipe resizes parameter '{name}' but {type(model).__name__} has none there"
             )
