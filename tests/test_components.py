@@ -93,7 +93,7 @@ def preset_structure(pruner: str) -> str:
 def criterion_fits(criterion: str | None, structure: str) -> bool:
     """Data-aware criteria name the structures they rank (the others are refused in one line,
     tested in tests/pruning/test_data_criteria.py); weight criteria rank any structure."""
-    from framework.pruning import data_criteria
+    from framework.pruning.scores import data_criteria
 
     for value in vars(data_criteria).values():
         if isinstance(value, type) and issubclass(value, data_criteria.DataCriterion) and value.name == criterion:
