@@ -1,14 +1,14 @@
 """Coupled structured pruning: rank and mask whole dependency groups (``coupling="coupled"``).
 
 With ``structure=filter`` or ``structure=channel`` the unit of removal is a *coupled channel* of
-:mod:`.dependency`: one channel of every tensor it runs through, with every layer that touches it.
+:mod:`.graph.dependency`: one channel of every tensor it runs through, with every layer that touches it.
 With ``structure=head`` it is an attention head (the groups of kind ``"head"``; filter/channel rank
 the others): its q, k, v rows and output-projection columns, scored by the criterion on every
 member (``param`` members on their slices) and reduced with ``group_reduction``.
 
 Ranking
     Every member of a coupled channel is scored with the criterion (a callable on a
-    ``[n_groups, group_size]`` matrix, :mod:`.criteria`) on the ranking view (BatchNorm-folded with
+    ``[n_groups, group_size]`` matrix, :mod:`.scores.criteria`) on the ranking view (BatchNorm-folded with
     ``fold_batchnorm``): ``structure=filter`` scores the producers' filters (``out`` members: weight
     rows of the Conv/Linear layers that write the channel), ``structure=channel`` scores the
     consumers' input channels (``in`` members: weight columns of the layers that read it; a channel
@@ -30,14 +30,14 @@ Masks
     The masks of a coupled channel are identical by construction and cover every member: the
     producers' weight rows **and biases**, the BatchNorm ``γ``/``β`` of the channel, and the
     consumers' weight columns. So a removed channel outputs exactly 0 (never ``ReLU(β)``) and is
-    read by nobody: the masked model computes what the thinned model (:mod:`.thinning`) computes.
+    read by nobody: the masked model computes what the thinned model (:mod:`.thin.thinning`) computes.
     The extra parameters (biases, ``γ``, ``β``) are kept in the same :class:`~.masks.MaskStore`, so
     they stay zero through training.
 Selection
     A coupled channel is pruned only if the weights of all its Conv/Linear members are selected
     (``pruner.weights`` / ``pruner.exclude``): an excluded layer never changes shape. The network's
     input planes and output classes are never coupled channels that can be removed (see
-    :mod:`.dependency`), so no input/output-layer exclusion is needed.
+    :mod:`.graph.dependency`), so no input/output-layer exclusion is needed.
 """
 
 from __future__ import annotations

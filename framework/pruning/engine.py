@@ -16,7 +16,7 @@ mask rule of its method (:mod:`.rules`) and the mask store; coupled and global-s
 (:mod:`.coupled`, :mod:`.global_scope`) subclass it.
 
 Ranking view: scores are computed on ``ranking_view(name, weight)`` (default: the weight itself).
-``fold_batchnorm=True`` ranks on BatchNorm-folded weights (:class:`.bn_fold.FoldedRanking`).
+``fold_batchnorm=True`` ranks on BatchNorm-folded weights (:class:`.scores.bn_fold.FoldedRanking`).
 Masks always apply to the real weights.
 """
 

@@ -14,7 +14,7 @@ Normalisation
     the mean over its own layer's alive channels, then the members are reduced with
     ``group_reduction`` as in per-layer scope. The ranking view is what the criterion sees, so
     ``fold_batchnorm=true`` ranks the BatchNorm-folded weights globally (and ``activation`` the
-    BN-aware view of :mod:`.bn_activation`).
+    BN-aware view of :mod:`.scores.bn_activation`).
 Floors
     No layer is emptied: each layer (for coupled pruning: each dependency group) keeps at least
     ``max(1, n - floor(max_layer_sparsity · n))`` of its ``n`` groups (``max_layer_sparsity=None``:

@@ -3,7 +3,7 @@
 The engine (:mod:`.engine`, "the pruner") asks its method's rule for every selected layer.
 
 ``level`` / ``agp`` (:class:`RankingRule`)
-    Cut the weight into groups (:mod:`.structures`), score them (:mod:`.criteria`) and prune
+    Cut the weight into groups (:mod:`.structures`), score them (:mod:`.scores.criteria`) and prune
     exactly ``round(t * n)`` of the ``n`` groups (halves rounded up) with the lowest scores; for
     ``filter``/``channel`` at most ``n - 1`` (one always survives, with a warning).
     Groups the current mask already removed are ranked lowest, so they count towards the target

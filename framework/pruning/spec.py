@@ -317,9 +317,36 @@ def resolved_thin(thin: str | None, method: str, coupling: str) -> str:
 class PrunerSpec:
     """One pruner's settings, each default written here once (:func:`~framework.pruning.build_pruner`
     takes a spec, or these fields as keywords; the YAML of ``conf/pruner/`` gives them by name).
-
     Built without checks, so that :meth:`problems` can list every mistake at once; the builder
     raises the first one.
+
+    ``method``: ``level`` / ``agp`` rank groups and prune to a target; ``magnitude`` zeroes
+    ``|w| < threshold``; ``std_threshold`` zeroes ``|w| < std_multiplier · std(W)`` per layer.
+    ``criterion``: ``l1``, ``l2``, ``random`` (drawn with ``seed``), the data-aware ``taylor``,
+    ``activation_mean``, ``apoz``, ``bn_gamma`` (they see ``calibration_batches`` training batches at
+    each pruning moment and cannot be combined with ``fold_batchnorm``), a ``Criterion`` or any
+    callable ``scores = f(groups)``. ``step_frequency`` (AGP only) also re-ranks every that many
+    optimizer steps inside the pruning window, as in the AGP paper.
+
+    ``coupling`` (filter/channel): ``coupled`` (what None means there) ranks and masks whole
+    dependency groups read from the torch.fx graph, member scores reduced by ``group_reduction`` and
+    kept channel counts a multiple of ``round_to``; the graph's shapes come from one eval-mode run on
+    zeros of ``[2, *input_shape]`` (or the builder's ``example_input``; inferred from the first layer
+    when both are None). ``layer`` masks each layer alone; then ``skip_input_layer`` /
+    ``skip_output_layer`` leave the first / last Conv or Linear weight out, and None means: with the
+    default selection (no ``weights``), skip the input layer for ``channel`` (its channels are image
+    planes) and the output layer for ``filter`` (its filters are classes). Coupled groups never
+    remove the network's input planes or outputs.
+
+    ``thin``: when a training run makes the masked model smaller (``end``, ``after_pruning``: after
+    the last scheduled pruning epoch, or ``never``); None means ``end`` for coupled filter/channel
+    pruning and ``never`` otherwise (:attr:`thin_when`). ``scope="global"`` (agp/level) ranks the
+    groups of all selected layers together on scores normalised per layer; no layer (group) loses
+    more than ``max_layer_sparsity`` of its groups and one always survives. ``fold_batchnorm``:
+    false, true (rank ``W·γ/√(σ²+ε)``) or ``activation`` (rank by the change a removal causes after
+    the BatchNorm and the ReLU that follows). ``structure="nm"`` with ``n`` and ``m``: ``n`` of every
+    ``m`` weights along each Conv/Linear weight's input dimension kept; never coupled or thinned;
+    ``final_sparsity`` must be ``(m - n) / m`` (:attr:`nm`).
     """
 
     method: str = AGP  # level | agp rank and prune to a target; magnitude | std_threshold zero under a threshold

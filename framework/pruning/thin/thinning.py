@@ -1,10 +1,10 @@
 """Thinning: turn a masked model into a physically smaller dense one that computes the same function.
 
-:func:`thin` reads the dependency graph (:mod:`.dependency`) and removes every coupled channel whose
+:func:`thin` reads the dependency graph (:mod:`..graph.dependency`) and removes every coupled channel whose
 readers are all masked: each ``in`` member's weight columns are False in ``masks`` (a channel nobody
 reads goes when its producers' rows are masked). That is exactly the condition under which removing
 the channel cannot change the output, whatever its producers, biases or BatchNorm would put in it;
-masks from :class:`~.coupled.CoupledPruningEngine` satisfy it for every pruned channel. Fixed channels
+masks from :class:`~..coupled.CoupledPruningEngine` satisfy it for every pruned channel. Fixed channels
 (network input/output, unknown ops, padding constants) are never removed, and every layer keeps at
 least one channel.
 
