@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from framework.errors import CheckpointError
 from framework.pruning.graph.fx import WRAPPER_PREFIXES
-from framework.pruning.thin.thinning import apply_recipe, thinning_recipe
+from framework.pruning.thinning.thin import apply_recipe, thinning_recipe
 from framework.serialization import load_weights_only
 
 KEY = "pretrained"

@@ -23,7 +23,8 @@ At the root, one job each:
 
 And three rooms: :mod:`.graph` (tracing, dependency groups, op tables, layouts), :mod:`.scores`
 (criteria, data criteria and their calibration, BatchNorm-folded and BN-aware views, score
-checks) and :mod:`.thin` (masked model -> smaller model, recipe, attention, recipe checks).
+checks) and :mod:`.thinning` (masked model -> smaller model, recipe, attention, recipe checks;
+not ``thin``: that name is the function :func:`thin`).
 
 Names are imported on first use (PEP 562), so ``import framework.pruning.spec`` does not pay
 for torch.
@@ -61,11 +62,11 @@ _EXPORTS = {
     "expand_group_mask": "structures",
     "group_count": "structures",
     "to_groups": "structures",
-    "ThinResult": "thin.thinning",
-    "apply_recipe": "thin.thinning",
-    "load_thinned": "thin.thinning",
-    "save_thinned": "thin.thinning",
-    "thin": "thin.thinning",
+    "ThinResult": "thinning.thin",
+    "apply_recipe": "thinning.thin",
+    "load_thinned": "thinning.thin",
+    "save_thinned": "thinning.thin",
+    "thin": "thinning.thin",
     "build_dependency_graph": "graph.dependency",
 }
 

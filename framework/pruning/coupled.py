@@ -30,7 +30,7 @@ Masks
     The masks of a coupled channel are identical by construction and cover every member: the
     producers' weight rows **and biases**, the BatchNorm ``γ``/``β`` of the channel, and the
     consumers' weight columns. So a removed channel outputs exactly 0 (never ``ReLU(β)``) and is
-    read by nobody: the masked model computes what the thinned model (:mod:`.thin.thinning`) computes.
+    read by nobody: the masked model computes what the thinned model (:mod:`.thinning.thin`) computes.
     The extra parameters (biases, ``γ``, ``β``) are kept in the same :class:`~.masks.MaskStore`, so
     they stay zero through training.
 Selection

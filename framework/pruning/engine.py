@@ -171,7 +171,7 @@ class PruningEngine:
 
     @property
     def thin_when(self) -> str:
-        """When a training run thins the model (the engine only says it; :mod:`.thin` does it)."""
+        """When a training run thins the model (the engine only says it; :mod:`.thinning` does it)."""
         return self.spec.thin_when
 
     @property

@@ -62,3 +62,18 @@ def test_a_data_aware_criterion_is_calibrated_on_the_layers_the_coupled_engine_r
 def test_fold_pairs_are_the_pairs_the_folded_view_folds():
     pruner = build_pruner(tiny_model(), **SETTINGS, structure="filter", fold_batchnorm=True)
     assert [(p.weight_name, p.bn_name) for p in pruner.fold_pairs] == [("0.weight", "1")]
+
+
+def test_the_public_names_stay_the_objects_once_every_room_is_imported():
+    # importing a subpackage binds its name on framework.pruning: no room may share a public name
+    # (the thinning room is not called `thin`, which is the function)
+    import importlib
+    import pkgutil
+    import types
+
+    import framework.pruning as pruning
+
+    for module in pkgutil.walk_packages(pruning.__path__, "framework.pruning."):
+        importlib.import_module(module.name)
+    modules = [name for name in pruning.__all__ if isinstance(getattr(pruning, name), types.ModuleType)]
+    assert modules == []

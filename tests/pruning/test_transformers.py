@@ -26,8 +26,8 @@ from framework.errors import PruningError
 from framework.pruning import build_pruner
 from framework.pruning.graph.dependency import build_dependency_graph
 from framework.pruning.graph.groups import PARAM
-from framework.pruning.thin.attention import ThinnedMultiheadAttention, thin_multihead
-from framework.pruning.thin.thinning import apply_recipe, load_thinned, save_thinned, thin
+from framework.pruning.thinning.attention import ThinnedMultiheadAttention, thin_multihead
+from framework.pruning.thinning.thin import apply_recipe, load_thinned, save_thinned, thin
 
 
 class AttentionBlock(nn.Module):

@@ -11,7 +11,7 @@
 * ``nn.MultiheadAttention`` (self-attention with packed ``in_proj``): head ``h`` is one unit made of
   rows ``h`` of q, k and v in ``in_proj_weight``/``in_proj_bias`` and the head's columns of
   ``out_proj``; its embedding width (the residual stream) is kept. Thinning turns the module into
-  :class:`framework.pruning.thin.attention.ThinnedMultiheadAttention` (same class family, fewer heads).
+  :class:`framework.pruning.thinning.attention.ThinnedMultiheadAttention` (same class family, fewer heads).
 * torchvision's Swin v1 window attention (one wrapped call): heads are units made of their qkv rows,
   proj columns and relative-position-bias table column; the embedding is kept. Swin's patch merging
   repeats the channels four times along the last dim.

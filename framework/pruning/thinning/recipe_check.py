@@ -33,7 +33,7 @@ RECIPE_WIDTHS: tuple[tuple[tuple[type, ...], tuple[str, ...]], ...] = (
 
 def width_attributes(module: nn.Module) -> tuple[str, ...] | None:
     """The attributes a recipe may set on ``module``; None for a type thinning never resizes."""
-    # attention loses whole heads (framework/pruning/thin/attention.py): the head count, and the width
+    # attention loses whole heads (framework/pruning/thinning/attention.py): the head count, and the width
     # of a window-attention head
     if isinstance(module, nn.MultiheadAttention):
         return ("num_heads",)

@@ -60,8 +60,8 @@ from framework.pruning.graph.dependency import build_dependency_graph, infer_exa
 from framework.pruning.graph.fx import CONVS, NORMS, is_window_attention
 from framework.pruning.graph.groups import IN, NORM, OUT, PARAM, ROLE_STRUCTURE, DependencyGraph
 from framework.pruning.structures import to_groups
-from framework.pruning.thin.attention import thin_multihead, thin_window_attention
-from framework.pruning.thin.recipe_check import check_recipe
+from framework.pruning.thinning.attention import thin_multihead, thin_window_attention
+from framework.pruning.thinning.recipe_check import check_recipe
 from framework.serialization import load_weights_only
 
 RECIPE_FORMAT = "secateurs.thinning/1"
@@ -405,7 +405,7 @@ def thin_optimizer(
 def apply_recipe(model: nn.Module, recipe: Mapping, state_dict: Mapping | None = None) -> nn.Module:
     """Resize the modules named in ``recipe`` (see the module docstring) in place; return ``model``.
 
-    The recipe is checked first (:func:`framework.pruning.thin.recipe_check.check_recipe`: widths only,
+    The recipe is checked first (:func:`framework.pruning.thinning.recipe_check.check_recipe`: widths only,
     in range, fitting ``state_dict`` when given). The resized tensors are new and uninitialised:
     load the thinned state_dict next.
     """

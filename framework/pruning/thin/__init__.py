@@ -1,6 +1,0 @@
-"""Thinning: a masked model made physically smaller, its recipe (widths only) and file.
-
-* :mod:`.thinning`     - masked model -> smaller dense model, recipe, optimizer state, file.
-* :mod:`.attention`    - thinned ``nn.MultiheadAttention`` and Swin window attention (fewer heads).
-* :mod:`.recipe_check` - a recipe read from a file sets widths only, each checked against the model.
-"""
