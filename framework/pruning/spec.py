@@ -387,6 +387,11 @@ class PrunerSpec:
     def of(cls, spec: PrunerSpec | None = None, **values: Any) -> PrunerSpec:
         """``spec`` (the defaults when None) with ``values`` in place of its fields; a name that is
         no field is one line naming the fields."""
+        if spec is not None and not isinstance(spec, PrunerSpec):  # build_pruner(model, "agp") of old
+            raise PruningError(
+                f"the pruner's specification must be a PrunerSpec; got {spec!r}; give settings by keyword "
+                "(build_pruner(model, method='agp', ...)) or as PrunerSpec(method='agp', ...)"
+            )
         names = cls.field_names()
         unknown = [name for name in values if name not in names]
         if unknown:

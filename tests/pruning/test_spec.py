@@ -49,6 +49,9 @@ def test_a_spec_and_the_same_fields_as_keywords_build_the_same_pruner():
 def test_a_name_that_is_no_setting_is_one_line_naming_the_settings():
     with pytest.raises(PruningError, match=r"^pruner.final_sparsty is not a pruner setting; allowed: method, "):
         build_pruner(nn.Sequential(nn.Linear(4, 4)), final_sparsty=0.5)
+    # the method was once the second positional argument
+    with pytest.raises(PruningError, match=r"must be a PrunerSpec; got 'agp'; give settings by keyword"):
+        build_pruner(nn.Sequential(nn.Linear(4, 4)), "agp")
 
 
 def test_the_spec_derives_coupling_thinning_moment_and_pattern():
