@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "framework"
 
 # The foundation the root of framework/ may hold beside its packages.
-ROOT_MODULES = {"__init__", "errors", "config", "components", "serialization", "cli_help", "app"}
+ROOT_MODULES = {"__init__", "errors", "config", "components", "serialization", "cli_help", "app", "run_context"}
 # The process's entry: run.py and the console script call it; it alone may import the runner.
 ENTRY = "framework.app"
 

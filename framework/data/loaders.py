@@ -142,7 +142,7 @@ def build_loaders(
 ) -> tuple[DataLoader, DataLoader]:
     """Shuffled training loader and in-order validation loader over ``bundle``.
 
-    With ``world_size > 1`` (one process per rank, see :mod:`framework.training.distributed`) each loader
+    With ``world_size > 1`` (one process per rank, see :mod:`framework.process.distributed`) each loader
     holds rank ``rank``'s share: ``batch_size`` is per process, and workers' augmentation seeds
     include the rank so that ranks do not draw the same random crops.
     """

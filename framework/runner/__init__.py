@@ -11,11 +11,10 @@ pruning, data, models, analysis}``; nothing but ``run.py`` and tests imports it)
 * :mod:`~framework.runner.methods`: distillation (``distill=``), sparsity penalties
   (``regularizer=``) and the calibration batches of data-aware criteria, joined to the run;
 * :mod:`~framework.runner.resume_guard` (which checkpoint, and what changed since),
-  :mod:`~framework.runner.ranks` (the ranks agree that none failed),
-  :mod:`~framework.runner.sensitivity_task`, :mod:`~framework.runner.context` (``RunContext``).
+  :mod:`~framework.process.ranks` (the ranks agree that none failed),
+  :mod:`~framework.runner.sensitivity_task`.
 """
 
-from framework.runner.context import RunContext
 from framework.runner.entry import run
 
-__all__ = ["RunContext", "run"]
+__all__ = ["run"]

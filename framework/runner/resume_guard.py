@@ -21,7 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from framework.errors import ConfigError
-from framework.runner.context import RunContext
+from framework.run_context import RunContext
 from framework.training.hooks import Hook
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from framework.training.distributed import DistContext, sum_across_ranks
+from framework.process.distributed import DistContext, sum_across_ranks
 
 
 class DataParallel:

@@ -76,7 +76,7 @@ def rank_exit_codes(output: str) -> list[int]:
 
 
 def test_ranks_come_from_torchrun_or_else_from_slurm_tasks():
-    from framework.training.distributed import launched_rank, launched_world_size
+    from framework.process.launcher import launched_rank, launched_world_size
 
     torchrun_env = {"RANK": "3", "WORLD_SIZE": "4", "SLURM_PROCID": "0", "SLURM_NTASKS": "1", "MASTER_ADDR": "h"}
     assert (launched_rank(torchrun_env), launched_world_size(torchrun_env)) == (3, 4)

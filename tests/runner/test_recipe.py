@@ -20,7 +20,7 @@ def test_dense_run_logs_params_metrics_tags_artifacts_and_a_checkpoint(
     checkpoint = torch.load(context.run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert checkpoint["epoch"] == 3
     assert {"model", "optimizer", "lr_scheduler", "rng", "hooks"} <= set(checkpoint)
-    run_id = checkpoint["hooks"]["mlflow"]["run_id"]
+    run_id = checkpoint["hooks"]["trackers"]["mlflow"]["run_id"]
 
     client = MlflowClient(store_overrides(shared_store)[0].split("=", 1)[1])
     run = client.get_run(run_id)

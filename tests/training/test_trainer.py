@@ -30,9 +30,7 @@ def make_trainer(hooks=(), epochs=3, seed=0, lr=0.1, init_seed=None):
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
     train, val, generator = make_loaders(seed)
-    return Trainer(
-        model, optimizer, train, val, epochs=epochs, lr_scheduler=scheduler, hooks=hooks, loader_generator=generator
-    )
+    return Trainer(model, optimizer, train, val, epochs=epochs, lr_scheduler=scheduler, hooks=hooks)
 
 
 class Recorder(Hook):
