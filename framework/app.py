@@ -185,7 +185,7 @@ def main() -> None:
         if hydra_exit.code == 1 and _jobs_started == 0:
             exit_with(EXIT_BAD_INPUT)
         if _quiet_stderr is not None and sys.stderr is _quiet_stderr:  # a rank > 0 failed before its job
-            sys.__stderr__.write(_quiet_stderr.getvalue())
+            print(_quiet_stderr.getvalue(), end="", file=sys.__stderr__)
         raise
     from framework.sweeps import outcome
 

@@ -15,6 +15,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from framework.errors import Terminated
 
@@ -30,7 +31,8 @@ def signals_deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    previous = {signum: signal.getsignal(signum) for signum in DEFERRED_SIGNALS}
+    # keyed by number: a handler is given the signal's number
+    previous: dict[int, Any] = {int(signum): signal.getsignal(signum) for signum in DEFERRED_SIGNALS}
 
     def note(signum, frame):
         caught.append(signum)

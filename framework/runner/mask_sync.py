@@ -35,9 +35,8 @@ def broadcast_masks(masks: dict[str, torch.Tensor], context: DistContext) -> dic
     shapes = broadcast_object({n: tuple(masks[n].shape) for n in names} if context.is_main else None, context)
     out = {}
     for name in names:
-        local = masks.get(name)
         buffer = (
-            local.detach().to("cpu", dtype=torch.uint8).contiguous()
+            masks[name].detach().to("cpu", dtype=torch.uint8).contiguous()
             if context.is_main
             else torch.empty(shapes[name], dtype=torch.uint8)
         )

@@ -210,6 +210,12 @@ def build_pruner_part(
     return pruner, fold_pairs
 
 
+def resolved(node: Any) -> dict[str, Any]:
+    """A config node (a mapping) as plain, resolved data; {} for an empty or null node."""
+    container = OmegaConf.to_container(node, resolve=True) if node is not None else None
+    return {str(key): value for key, value in container.items()} if isinstance(container, dict) else {}
+
+
 def recorded_params(cfg: DictConfig) -> dict[str, str]:
     """What a checkpoint records of its config: the params, and the store its tracker logs to."""
     from framework.tracking.params import flatten_config
@@ -220,7 +226,7 @@ def recorded_params(cfg: DictConfig) -> dict[str, str]:
 def params_in_use(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config without what this run does not use: the schedule of a dense run, an
     empty lr_scheduler node, and the settings that say where results go rather than what ran."""
-    used = OmegaConf.to_container(cfg, resolve=True)
+    used = resolved(cfg)
     for key in ("tracking", "progress", "resume", "resume_changed", "optimized_metric", "paths", "tags"):
         used.pop(key, None)
     for key in ("limit_train_batches", "limit_val_batches"):  # params only when set (debug presets)

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from framework.components import build_component
 from framework.data import build_loaders, limit_batches, load_splits
@@ -34,7 +34,7 @@ from framework.run_context import RunContext
 from framework.runner.first_batch import check_first_batches
 from framework.runner.hooks import build_hooks
 from framework.runner.methods import give_calibration_data
-from framework.runner.parts import Parts, build_parts, recorded_params
+from framework.runner.parts import Parts, build_parts, recorded_params, resolved
 from framework.runner.resume_guard import (
     apply_scheduler_arguments,
     checkpoint_to_resume,
@@ -207,8 +207,7 @@ def _resume(cfg: DictConfig, trainer: Trainer, checkpoint: dict[str, Any], path:
     check_checkpoint_fits(checkpoint, path, trainer.model, trainer.optimizer)
     trainer.load_state_dict(checkpoint)
     if changes:  # resume_changed=allow: the new scheduler arguments take effect from the next step
-        arguments = OmegaConf.to_container(cfg.lr_scheduler, resolve=True) or {}
-        apply_scheduler_arguments(trainer.lr_scheduler, arguments if isinstance(arguments, dict) else {})
+        apply_scheduler_arguments(trainer.lr_scheduler, resolved(cfg.lr_scheduler))
         log.warning("resumed with a changed config: %s", "; ".join(changes))
     log.info("resumed at epoch %d from %s", trainer.start_epoch, path)
 

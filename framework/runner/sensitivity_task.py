@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework.analysis import sensitivity as sens
 from framework.run_context import RunContext
-from framework.runner.parts import Parts
+from framework.runner.parts import Parts, resolved
 from framework.runner.run_files import sensitivity_files
 from framework.runner.sensitivity_files import read_settings, trusted_rows
 from framework.runner.summary import where_everything_is
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 def _settings(cfg: DictConfig) -> dict[str, Any]:
     """What the rows depend on: a rerun in the same folder must match it to continue."""
-    used = OmegaConf.to_container(cfg, resolve=True)
+    used = resolved(cfg)
     return {key: used.get(key) for key in ("model", "dataset", "pruner", "fold_batchnorm", "pretrained", "seed")}
 
 
@@ -89,7 +89,7 @@ def training_command(context: RunContext, name: str, pretrained: str | None) -> 
 
 def write_derived(cfg: DictConfig, context: RunContext, derived: sens.Derived) -> tuple[Path, str]:
     """The derived pruner option and the command that trains with it."""
-    node = sens.derived_config(OmegaConf.to_container(cfg.pruner, resolve=True), derived)
+    node = sens.derived_config(resolved(cfg.pruner), derived)
     path = context.derived_conf / "pruner" / "derived" / f"{cfg.sensitivity.name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     header = (
@@ -157,11 +157,16 @@ def _analysis(cfg: DictConfig, parts: Parts, val_loader) -> tuple[dict[str, floa
             writer(dense)
             rows.append(dense)
         done = {(r.unit, round(r.level, 6)) for r in rows}
+
+        def keep(row: sens.Row) -> None:
+            writer(row)
+            rows.append(row)
+
         sens.run_rows(
             analysis,
             levels,
             done,
-            lambda row: (writer(row), rows.append(row)),
+            keep,
             workers=cfg.sensitivity.workers,
             progress=cfg.progress,
         )

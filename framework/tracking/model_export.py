@@ -45,8 +45,8 @@ SERVING_PACKAGES = ("mlflow", "onnxruntime", "numpy", "pandas")
 
 def identity_preprocessing(input_shape: Sequence[int]) -> Preprocessing:
     """For data that came without a recorded preprocessing: inputs are taken as they are."""
-    channels = int(input_shape[0])
-    return Preprocessing(tuple(int(d) for d in input_shape), mean=(0.0,) * channels, std=(1.0,) * channels)
+    channels, height, width = (int(d) for d in input_shape)
+    return Preprocessing((channels, height, width), mean=(0.0,) * channels, std=(1.0,) * channels)
 
 
 def raw_pixels(inputs: torch.Tensor, preprocessing: Preprocessing) -> np.ndarray:

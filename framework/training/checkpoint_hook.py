@@ -55,11 +55,12 @@ class CheckpointHook(Hook):
 
     def is_best(self, history: Sequence[dict[str, float]], epoch: int) -> bool:
         """Whether ``epoch``'s value beats every eligible earlier epoch's (the first of equals wins)."""
-        if epoch < self.best_from_epoch or epoch >= len(history):
+        metric = self.best_metric
+        if metric is None or epoch < self.best_from_epoch or epoch >= len(history):
             return False
-        value = history[epoch].get(self.best_metric)
+        value = history[epoch].get(metric)
         if value is None or not math.isfinite(value):
             return False
-        sign = -1.0 if self.best_metric.endswith("loss") else 1.0
-        earlier = [m.get(self.best_metric) for m in history[self.best_from_epoch : epoch]]
+        sign = -1.0 if metric.endswith("loss") else 1.0
+        earlier = [m.get(metric) for m in history[self.best_from_epoch : epoch]]
         return all(sign * value > sign * e for e in earlier if e is not None and math.isfinite(e))

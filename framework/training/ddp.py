@@ -39,6 +39,7 @@ class DataParallel:
                 model, device_ids=device_ids
             )  # buffers synced at each forward (the default)
             self._wrapped_of = model
+        assert self._wrapped is not None  # built above for this model
         return self._wrapped
 
     @torch.no_grad()

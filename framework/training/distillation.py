@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -109,7 +110,7 @@ class DistillationHook(Hook):
         return (1.0 - self.alpha) * loss + self.alpha * soft
 
     def after_epoch(self, trainer) -> None:
-        if self._steps:
+        if self._sum is not None:
             value = float(self._sum) / self._steps
             if trainer.parallel is not None:
                 value = trainer.parallel.sum_across_ranks([value])[0] / trainer.parallel.context.world_size
@@ -120,8 +121,8 @@ class DistillationHook(Hook):
 
     # ------------------------------------------------------------------------------ resume
     def state_dict(self) -> dict:
-        state = {"logged_teacher": self._logged_teacher, "snapshot_taken": self.snapshot_taken}
-        if self.snapshot_taken:
+        state: dict[str, Any] = {"logged_teacher": self._logged_teacher, "snapshot_taken": self.snapshot_taken}
+        if self.snapshot_taken and self.teacher is not None:
             state["teacher"] = {k: v.detach().cpu() for k, v in self.teacher.state_dict().items()}
         return state
 

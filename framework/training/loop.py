@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -31,12 +31,20 @@ from framework.training.metrics import EpochAverages
 from framework.training.rng import rng_state, set_rng_state
 
 
+class Batches(Protocol):
+    """The training batches: iterated once per epoch, and counted (``steps_per_epoch``)."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __len__(self) -> int: ...
+
+
 class Trainer:
     def __init__(
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        train_loader: Iterable,
+        train_loader: Batches,
         val_loader: Iterable,
         *,
         epochs: int,
@@ -124,9 +132,9 @@ class Trainer:
         self.step_in_epoch = 0
         # A sampler with set_epoch (ours, or PyTorch's DistributedSampler) draws the order of an
         # epoch from the epoch number, so a resumed epoch sees the order of the uninterrupted run.
-        sampler = getattr(self.train_loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(self.epoch)
+        set_epoch = getattr(getattr(self.train_loader, "sampler", None), "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(self.epoch)
         averages = EpochAverages()
         batches = tqdm(
             self.train_loader,
