@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from framework.run_context import BEST_CHECKPOINT, LAST_CHECKPOINT
 from framework.training.checkpoint import remove_partial_files, save_atomic
 from framework.training.hooks import Hook
 
@@ -23,12 +24,12 @@ class CheckpointHook(Hook):
     def __init__(
         self,
         directory: str | Path,
-        filename: str = "last.pt",
+        filename: str = LAST_CHECKPOINT,
         best_metric: str | None = None,
         best_from_epoch: int = 0,
     ):
         self.path = Path(directory) / filename
-        self.best_path = Path(directory) / "best.pt"
+        self.best_path = Path(directory) / BEST_CHECKPOINT
         # The best epoch is looked for among epochs >= best_from_epoch (for a pruned run: once the
         # final sparsity is reached, so that best.pt is not a dense epoch from before pruning).
         # A metric named ...loss is minimised, any other maximised. Stateless: the trainer's
