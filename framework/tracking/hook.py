@@ -11,8 +11,6 @@ from framework.tracking.group import Trackers
 from framework.tracking.tracker import FINISHED, RunFile, ServableModel
 from framework.training.hooks import Hook
 
-EXAMPLE_ROWS = 2  # raw inputs logged beside a servable model as its input example
-
 
 class TrackingHook(Hook):
     name = "trackers"  # the resumable trackers' states, by tracker name (MLflow's run id)
@@ -48,7 +46,7 @@ def servable_models(trainer) -> Iterator[ServableModel]:
     and a few raw validation inputs as their example."""
     if not trainer.exports:
         return
-    from framework.tracking.model_export import identity_preprocessing, raw_pixels
+    from framework.tracking.model_export import EXAMPLE_ROWS, identity_preprocessing, raw_pixels
 
     inputs = next((batch for batch, _ in trainer.val_loader), None)
     if inputs is None:

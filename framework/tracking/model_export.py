@@ -39,6 +39,7 @@ from framework.data.preprocessing import Preprocessing
 MODEL_DIR = "model"
 INT8_MODEL_DIR = "model_int8"
 SERVED_CODE = Path(__file__).with_name("served_model.py")
+EXAMPLE_ROWS = 2  # raw inputs logged beside a servable model as its input example
 # What served_model.py imports; pinned to this environment so that a fresh one reproduces it.
 SERVING_PACKAGES = ("mlflow", "onnxruntime", "numpy", "pandas")
 
@@ -83,7 +84,7 @@ def _model_arguments(onnx_path: Path, preprocessing: Preprocessing, example: np.
         python_model=str(SERVED_CODE),
         artifacts={"onnx_model": str(onnx_path), "preprocessing": str(prep_file)},
         signature=_signature(preprocessing.input_shape),
-        input_example=example,
+        input_example=example[:EXAMPLE_ROWS],
         pip_requirements=serving_requirements(),
     )
 
