@@ -182,6 +182,13 @@ def build_loaders(
     return train, val
 
 
+def training_split(loader: DataLoader) -> Dataset:
+    """The split a training loader of :func:`build_loaders` reads (unwrapped from its per-epoch
+    seeding), for drawing batches of one's own from it (the deploy step's int8 calibration)."""
+    dataset = loader.dataset
+    return dataset.dataset if isinstance(dataset, EpochSeededDataset) else dataset
+
+
 def limit_batches(
     bundle: DatasetBundle, batch_size: int, train: int | None = None, val: int | None = None
 ) -> DatasetBundle:

@@ -91,8 +91,9 @@ class DeployHook(Hook):
     def calibration_inputs(self, trainer) -> Iterator[torch.Tensor]:
         """The first ``int8_calibration_batches`` of the training split, shuffled with a generator
         of their own seeded from ``seed`` (the loader's generator is left as it was)."""
+        from framework.data.loaders import training_split
         from framework.pruning.calibration import seeded_batches
 
-        draw = seeded_batches(trainer.train_loader.dataset, self.batch_size, self.seed)
+        draw = seeded_batches(training_split(trainer.train_loader), self.batch_size, self.seed)
         batches = draw(float(trainer.epoch))
         return (inputs for inputs, _ in itertools.islice(batches, self.int8_calibration_batches))
