@@ -9,8 +9,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from support import store_overrides
 
-from framework.runner.summary import where_everything_is
 from framework.run_context import RunContext
+from framework.runner.summary import where_everything_is
 from framework.tracking.mlflow_tracker import MLflowTracker
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from framework.components import build_component
 from framework.errors import ConfigError
-from framework.tracking.description import RunDescription
 from framework.run_context import RunContext
+from framework.tracking.description import RunDescription
 from framework.tracking.mlflow_tracker import MLflowTracker
 from framework.tracking.trackers import as_trackers, uses_mlflow
 
