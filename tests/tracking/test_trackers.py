@@ -27,8 +27,8 @@ def test_none_builds_no_tracker(compose_config, tmp_path):
     assert build_component("tracking", cfg.tracking, run=describe(tmp_path)) == []
 
 
-def test_mlflow_builds_one_connected_tracker_whose_tags_follow_the_description(compose_config, tmp_path):
-    cfg = compose_config([f"tracking.uri=sqlite:///{tmp_path}/m.db", "tracking.experiment=x"])
+def test_mlflow_builds_one_connected_tracker_whose_tags_follow_the_description(compose_config, shared_store, tmp_path):
+    cfg = compose_config([f"tracking.uri=sqlite:///{shared_store}/mlflow.db", "tracking.experiment=x"])
     assert uses_mlflow(cfg.tracking)
     run = RunDescription(
         RunContext(tmp_path / "run", overrides=["epochs=2"], job_num=3, parent_run_id="abc"),
@@ -38,7 +38,7 @@ def test_mlflow_builds_one_connected_tracker_whose_tags_follow_the_description(c
         changes=["epochs: 1 -> 2"],
     )
     [tracker] = build_component("tracking", cfg.tracking, run=run)
-    assert isinstance(tracker, MLflowTracker) and tracker.experiment == "x" and tracker.uri.endswith("m.db")
+    assert isinstance(tracker, MLflowTracker) and tracker.experiment == "x" and tracker.uri.endswith("mlflow.db")
     assert tracker.experiment_id is not None  # connected: the store exists and holds the experiment
     assert tracker.params == {"model._target_": "framework.models.SimpleCNN", "model.width": "8", "epochs": "2"}
     assert tracker.tags["hydra.job.num"] == "3" and tracker.tags["mlflow.parentRunId"] == "abc"
