@@ -15,7 +15,7 @@ from framework.data.preprocessing import Preprocessing
 
 
 def build_synthetic(
-    shape: tuple[int, int, int] | list[int] = (3, 32, 32),
+    shape: tuple[int, ...] | list[int] = (3, 32, 32),
     num_classes: int = 10,
     train_size: int = 1024,
     val_size: int = 256,
