@@ -38,6 +38,8 @@ from framework.pruning.spec import (
     pruner_problems,
     schedule_problems,
 )
+from framework.sweeps.card_spec import card_problems
+from framework.sweeps.card_spec import register_resolvers as register_card_resolvers
 
 
 def project_root() -> Path:
@@ -58,6 +60,8 @@ def conf_dir() -> Path:
 # Config files say ${project_root:} so that outputs/ does not move with the current directory.
 if not OmegaConf.has_resolver("project_root"):
     OmegaConf.register_new_resolver("project_root", lambda: str(project_root()))
+# The report card's sweep is written with ${card_criteria:...} and friends over the card node.
+register_card_resolvers()
 
 
 @dataclass
@@ -134,6 +138,36 @@ class DeployConfig:
 
 
 @dataclass
+class PublishedConfig:
+    """A published result a reproduction preset states; the report card puts it beside ours."""
+
+    label: str | None = None  # null: nothing published to compare with
+    source: str | None = None  # where the figures come from (paper table, repository file)
+    top1_dense: float | None = None  # top-1 (a fraction) of the published dense model
+    top1_pruned: float | None = None
+    compression: float | None = None  # dense params ÷ pruned params
+    speedup: float | None = None  # dense MACs ÷ pruned MACs
+    note: str = ""
+
+
+@dataclass
+class CardConfig:
+    """A report-card sweep (experiment=report_card, the reproduction presets; docs/report_card.md):
+    every run starts from one dense model per seed, trained once; the sweep's end builds the card."""
+
+    enabled: bool = False
+    ratios: list[float] = field(default_factory=lambda: [2.0, 4.0, 8.0, 16.0, 32.0])
+    ratio_of: str = "params"  # params | macs: what a compression ratio counts
+    ratio: float | None = None  # this job's ratio (swept over ratios); null: pruner.final_sparsity as set
+    seeds: int = 3  # seeds 0 .. seeds-1, each with its own dense model
+    criteria: list[str] = field(default_factory=lambda: ["l1", "l2", "taylor", "bn_gamma"])
+    controls: bool = True  # add random ranking and pruner.scope=global (Blalock et al.'s controls)
+    fold: list[Any] = field(default_factory=lambda: [False])  # fold_batchnorm values swept
+    dense_epochs: int = 30  # epochs of the dense model every run of a seed starts from
+    published: PublishedConfig = field(default_factory=PublishedConfig)
+
+
+@dataclass
 class Config:
     # components: a _target_ and its arguments, checked against the target's signature
     model: Any = MISSING
@@ -166,6 +200,7 @@ class Config:
     # > 0: the torch profiler records that many training steps into <run dir>/profile/ (debug=profile)
     profile_steps: int = 0
     sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
+    card: CardConfig = field(default_factory=CardConfig)
 
 
 def register_configs() -> None:
@@ -253,6 +288,8 @@ def config_problems(cfg: Any) -> list[str]:
             problems.append(f"pretrained={cfg.pretrained!r}: no such file; allowed: a state_dict or checkpoint file")
     if _select(cfg, "pruner.method") not in (None, NONE):
         problems.extend(_pruner_problems(cfg))
+    if _select(cfg, "card.enabled"):
+        problems.extend(card_problems(cfg.card, cfg.pruner))
     return problems
 
 

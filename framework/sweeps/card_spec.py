@@ -1,0 +1,107 @@
+"""The report card's settings (``card.*``): the sweep they expand to, and their rules. No torch:
+the configuration check (:mod:`framework.config`) and the sweep's start use them before any data.
+
+``experiment=report_card`` sweeps ``pruner/criterion`` over ``card.criteria`` (plus ``random`` when
+``card.controls``), ``pruner.scope`` over ``layer`` (plus ``global`` when ``card.controls``),
+``fold_batchnorm`` over ``card.fold``, ``card.ratio`` over ``card.ratios`` and ``seed`` over
+``range(card.seeds)``: the sweeper's params are these resolvers of the ``card`` node, so changing
+``card.ratios=[2,8]`` changes the sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+# Criteria a card can compare: rank whole filters/channels to a target (framework.pruning.spec).
+CARD_CRITERIA = ("l1", "l2", "random", "taylor", "activation_mean", "apoz", "bn_gamma")
+# Criteria that rank from data: they cannot rank on BatchNorm-folded weights.
+DATA_CRITERIA = ("taylor", "activation_mean", "apoz", "bn_gamma")
+CONTROL_CRITERION = "random"  # Blalock et al.: a method must beat random ranking
+SCOPES = ("layer", "global")
+RATIO_OF = ("params", "macs")
+CARD_METHODS = ("level", "agp")  # prune to a target that a ratio can set
+CARD_STRUCTURES = ("filter", "channel")  # thinned: parameters and MACs really go
+
+
+def _listed(values: Iterable[Any]) -> str:
+    return ",".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values)
+
+
+def sweep_criteria(criteria: Iterable[str], controls: bool) -> str:
+    names = list(dict.fromkeys(criteria))
+    if controls and CONTROL_CRITERION not in names:
+        names.append(CONTROL_CRITERION)
+    return _listed(names)
+
+
+def sweep_scopes(controls: bool) -> str:
+    return _listed(SCOPES if controls else SCOPES[:1])
+
+
+def sweep_seeds(seeds: int) -> str:
+    return _listed(range(int(seeds)))
+
+
+RESOLVERS = {
+    "card_values": _listed,
+    "card_criteria": sweep_criteria,
+    "card_scopes": sweep_scopes,
+    "card_seeds": sweep_seeds,
+}
+
+
+def register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    for name, function in RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, function)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def card_problems(card: Any, pruner: Any) -> list[str]:
+    """Every mistake in the ``card`` settings of an enabled card, one line each."""
+    problems = []
+    ratios = list(card.ratios) if card.ratios is not None else []
+    if not ratios or not all(_is_number(r) and r > 1 for r in ratios) or ratios != sorted(set(ratios)):
+        problems.append(
+            f"card.ratios={ratios} is invalid; allowed: increasing compression ratios > 1, such as [2, 4, 8, 16, 32]"
+        )
+    if card.ratio_of not in RATIO_OF:
+        problems.append(f"card.ratio_of={card.ratio_of!r} is invalid; allowed: {' | '.join(RATIO_OF)}")
+    if not (isinstance(card.seeds, int) and card.seeds >= 2):
+        problems.append(
+            f"card.seeds={card.seeds!r} is invalid: the card gives mean ± std over seeds; allowed: an integer >= 2"
+        )
+    criteria = list(card.criteria or [])
+    unknown = [c for c in criteria if c not in CARD_CRITERIA]
+    if not criteria or unknown:
+        problems.append(
+            f"card.criteria: the card cannot compare {unknown or 'an empty list'}; allowed: a list of "
+            f"{' | '.join(CARD_CRITERIA)}"
+        )
+    folds = list(card.fold or [])
+    if not folds or not all(f in (True, False, "activation") for f in folds):
+        problems.append(f"card.fold={folds} is invalid; allowed: a list of true | false | activation")
+    folded_data = [c for c in criteria if c in DATA_CRITERIA] if any(f is not False for f in folds) else []
+    if folded_data:
+        problems.append(
+            f"card.fold={folds} with card.criteria {folded_data}: a data-aware criterion ranks on activations, "
+            "not on BatchNorm-folded weights; allowed: card.fold=[false], or only l1 | l2 | random in card.criteria"
+        )
+    if pruner.get("method") not in CARD_METHODS or pruner.get("structure") not in CARD_STRUCTURES:
+        problems.append(
+            f"the card cannot compare pruner.method={pruner.get('method')} pruner.structure={pruner.get('structure')}: "
+            "a compression ratio sets the target of a ranking pruner whose removed channels are thinned away; "
+            f"allowed: pruner.method={' | '.join(CARD_METHODS)} with pruner.structure={' | '.join(CARD_STRUCTURES)}"
+        )
+    if card.dense_epochs is None or not (isinstance(card.dense_epochs, int) and card.dense_epochs >= 1):
+        problems.append(f"card.dense_epochs={card.dense_epochs!r} is invalid; allowed: an integer >= 1")
+    ratio = card.ratio
+    if ratio is not None and not (_is_number(ratio) and ratio > 1):
+        problems.append(f"card.ratio={ratio!r} is invalid; allowed: null (the pruner's final_sparsity) or a number > 1")
+    return problems
