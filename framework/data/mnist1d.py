@@ -29,8 +29,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from framework.data.bundle import DatasetBundle
-from framework.data.digits import stratified_split
 from framework.data.preprocessing import Preprocessing, digit_names
+from framework.data.splits import stratified_split
 from framework.errors import ConfigError, DataError
 
 NUM_CLASSES = 10

@@ -97,13 +97,28 @@ class MNIST1D(DataSource):
 
 class CIFAR10(DataSource):
     """CIFAR-10 from ``root/cifar-10-batches-py`` (downloaded there first with ``download``);
-    validation is the official test split; ``augment``: random crop and flip for training."""
+    validation is the official test split, or with ``val_fraction`` > 0 that share of the
+    training images (stratified, drawn with ``seed``; the official split is then the test split);
+    ``augment``: random crop and flip for training."""
 
     num_classes = 10
     input_shape = (3, 32, 32)
 
-    def __init__(self, root: str | None = None, download: bool = False, augment: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | None = None,
+        download: bool = False,
+        augment: bool = True,
+        val_fraction: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
+            raise ConfigError(
+                f"dataset.val_fraction={val_fraction!r} is invalid; allowed: a number in [0, 1) "
+                "(0: validate on the official test split)"
+            )
         self.root, self.download, self.augment = root, download, augment
+        self.val_fraction, self.seed = float(val_fraction), seed
 
     def check(self) -> None:
         check_dataset_available("cifar10", self.root, self.download)
@@ -111,7 +126,9 @@ class CIFAR10(DataSource):
     def load(self) -> DatasetBundle:
         from framework.data.cifar import build_cifar10
 
-        return build_cifar10(self.root, download=self.download, augment=self.augment)
+        return build_cifar10(
+            self.root, download=self.download, augment=self.augment, val_fraction=self.val_fraction, seed=self.seed
+        )
 
 
 class MNIST(DataSource):
