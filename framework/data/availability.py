@@ -71,8 +71,8 @@ def check_dataset_available(name: str, root: str | os.PathLike | None = None, do
     missing = [f for f in files if not (folder / subfolder / f).is_file()]
     if missing:
         raise DataError(
-            f"dataset {name} not found under dataset.root={folder} (missing "
-            f"{Path(subfolder, missing[0])}); set dataset.download=true or point dataset.root "
+            f"dataset {name} not found under dataset.root={folder} (missing {Path(subfolder, missing[0])}"
+            f"{''.join(', ' + m for m in missing[1:])}); set dataset.download=true or point dataset.root "
             f"at a folder holding {subfolder}"
         )
 
