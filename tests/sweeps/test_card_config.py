@@ -4,8 +4,8 @@ before any job (the sweep callback exits 2 on them)."""
 from __future__ import annotations
 
 import pytest
-from omegaconf import OmegaConf
 from data.test_file_datasets import write_cifar10  # the CIFAR-format writer of the dataset tests
+from omegaconf import OmegaConf
 
 from framework.sweeps.card_spec import card_start_problems
 
