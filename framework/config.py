@@ -164,6 +164,7 @@ class CardConfig:
     controls: bool = True  # add random ranking and pruner.scope=global (Blalock et al.'s controls)
     fold: list[Any] = field(default_factory=lambda: [False])  # fold_batchnorm values swept
     dense_epochs: int = 30  # epochs of the dense model every run of a seed starts from
+    dense_lr: float | None = None  # the dense model's optimizer.lr (null: the runs' own)
     published: PublishedConfig = field(default_factory=PublishedConfig)
 
 

@@ -93,7 +93,8 @@ def card_problems(card: Any, pruner: Any) -> list[str]:
             f"card.fold={folds} with card.criteria {folded_data}: a data-aware criterion ranks on activations, "
             "not on BatchNorm-folded weights; allowed: card.fold=[false], or only l1 | l2 | random in card.criteria"
         )
-    if pruner.get("method") not in CARD_METHODS or pruner.get("structure") not in CARD_STRUCTURES:
+    dense = pruner.get("method") == "none"  # the card's dense model: its reference row
+    if not dense and (pruner.get("method") not in CARD_METHODS or pruner.get("structure") not in CARD_STRUCTURES):
         problems.append(
             f"the card cannot compare pruner.method={pruner.get('method')} pruner.structure={pruner.get('structure')}: "
             "a compression ratio sets the target of a ranking pruner whose removed channels are thinned away; "

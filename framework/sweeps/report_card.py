@@ -22,9 +22,9 @@ CARD_DIR = "report_card"
 
 def card_of(runs: Sequence[CardRun], shared: dict[str, str], title: str) -> Card:
     notes = []
-    seeds = {r.seed for r in runs if r.method != DENSE}
+    seeds = {r.seed for r in runs if r.method != DENSE and r.finished}
     if len(seeds) < 2:
-        notes.append(f"Only {len(seeds)} seed: no standard deviation can be given.")
+        notes.append(f"Runs of {len(seeds)} seed(s) finished: a standard deviation needs two.")
     if not any(r.method == DENSE for r in runs):
         notes.append("No dense model among the runs: compression and accuracy have no reference row.")
     model = shared.get("model._target_", "").rsplit(".", 1)[-1]

@@ -1,0 +1,109 @@
+"""A job of a report-card sweep (``card.enabled``), around the ordinary training run:
+
+* before the run: the dense model of its seed (trained once per sweep by the first job that
+  needs it, :mod:`framework.sweeps.card_dense`) becomes ``pretrained``, and ``card.ratio``
+  becomes ``pruner.final_sparsity`` (:func:`framework.analysis.compression.sparsity_for_ratio`);
+* during it: the test split is evaluated each epoch (``test/top1``, ``test/loss``);
+* at its last epoch: the card's figures (:func:`framework.sweeps.card.selected_accuracy`): top-1
+  on the test split at the last epoch and at the epoch the validation split selects.
+
+The dense model's own run is a card run too (pruner.method=none): the card's reference row.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from framework.sweeps.card import selected_accuracy
+from framework.sweeps.card_dense import DENSE_FILE, shared_dense_model
+from framework.training.hooks import Hook
+
+log = logging.getLogger(__name__)
+DENSE_TAG = "card.role:dense"
+
+
+def is_card_job(cfg: DictConfig) -> bool:
+    """A pruned run of a card: it starts from its seed's dense model."""
+    return bool(OmegaConf.select(cfg, "card.enabled")) and cfg.pruner.method != "none" and cfg.task == "train"
+
+
+def dense_config(cfg: DictConfig) -> DictConfig:
+    """The dense model's run: the job's config without pruner, penalty or distillation, trained
+    for ``card.dense_epochs`` (at ``card.dense_lr``), continuing where it stopped (resume=auto)."""
+    data = OmegaConf.to_container(cfg, resolve=False)
+    data["pruner"] = {"_target_": "framework.pruning.build_pruner", "method": "none"}
+    data["regularizer"], data["distill"] = {}, {}
+    data["fold_batchnorm"], data["pretrained"], data["resume"] = False, None, "auto"
+    data["epochs"] = cfg.card.dense_epochs
+    if cfg.card.dense_lr is not None:
+        data["optimizer"]["lr"] = cfg.card.dense_lr
+    data["card"]["ratio"] = None
+    data["tags"] = [*data.get("tags", []), DENSE_TAG]
+    return OmegaConf.create(data)
+
+
+def prepare_card_job(cfg: DictConfig, sweep_dir: Path, train_dense: Callable[[DictConfig, Path], Path]) -> DictConfig:
+    """The job's config with its seed's dense model as ``pretrained``; ``train_dense(config,
+    folder)`` trains it in ``folder`` (once per seed and sweep) and returns its best checkpoint."""
+
+    def train(folder: Path) -> None:
+        best = train_dense(dense_config(cfg), folder)
+        partial = folder / f"{DENSE_FILE}.tmp{os.getpid()}"
+        shutil.copyfile(best, partial)  # the validation-selected dense weights (best.pt)
+        os.replace(partial, folder / DENSE_FILE)
+
+    dense = shared_dense_model(sweep_dir, int(cfg.seed), train)
+    prepared = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    prepared.pretrained = str(dense)
+    return prepared
+
+
+def set_target_from_ratio(cfg: DictConfig, model, input_shape) -> float | None:
+    """``card.ratio`` -> ``pruner.final_sparsity`` on this model (None when no ratio is asked)."""
+    ratio = OmegaConf.select(cfg, "card.ratio")
+    if not is_card_job(cfg) or ratio is None:
+        return None
+    from framework.analysis.compression import sparsity_for_ratio
+
+    arguments = OmegaConf.to_container(cfg.pruner, resolve=True)
+    sparsity, reached = sparsity_for_ratio(model, arguments, float(ratio), input_shape, cfg.card.ratio_of)
+    log.info(
+        "card.ratio=%g (%s): pruner.final_sparsity=%.4f (x%.3f at layer scope)",
+        ratio,
+        cfg.card.ratio_of,
+        sparsity,
+        reached,
+    )
+    cfg.pruner.final_sparsity = float(sparsity)
+    return sparsity
+
+
+class TestSplitHook(Hook):
+    """Top-1 and loss on the test split after each epoch (``test/...``): reported, never selected
+    on (best.pt and the card's selection follow the validation split)."""
+
+    def __init__(self, test_loader) -> None:
+        self.test_loader = test_loader
+
+    def after_epoch(self, trainer) -> None:
+        # the trainer's own evaluation (devices, ranks) on the test loader
+        validation, trainer.val_loader = trainer.val_loader, self.test_loader
+        try:
+            metrics = trainer.evaluate()
+        finally:
+            trainer.val_loader = validation
+        trainer.epoch_metrics.update({f"test/{k}": v for k, v in metrics.items()})
+
+
+class CardFiguresHook(Hook):
+    """At the last epoch, the card's figures from every epoch of the run (``card/...``)."""
+
+    def after_epoch(self, trainer) -> None:
+        if trainer.epoch == trainer.epochs - 1:
+            trainer.epoch_metrics.update(selected_accuracy(trainer.history))
