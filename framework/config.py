@@ -165,6 +165,9 @@ class CardConfig:
     fold: list[Any] = field(default_factory=lambda: [False])  # fold_batchnorm values swept
     dense_epochs: int = 30  # epochs of the dense model every run of a seed starts from
     dense_lr: float | None = None  # the dense model's optimizer.lr (null: the runs' own)
+    # where the dense models and solved targets live: null = the sweep folder; a folder shared by
+    # several card sweeps (same model, data and seeds) trains each dense model once for all of them
+    shared_dir: str | None = None
     published: PublishedConfig = field(default_factory=PublishedConfig)
 
 

@@ -12,6 +12,7 @@ The dense model's own run is a card run too (pruner.method=none): the card's ref
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from framework.sweeps.card import selected_accuracy
-from framework.sweeps.card_dense import DENSE_FILE, shared_dense_model
+from framework.sweeps.card_dense import DENSE_FILE, shared_dense_model, shared_target
 from framework.training.hooks import Hook
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,13 @@ DENSE_TAG = "card.role:dense"
 def is_card_job(cfg: DictConfig) -> bool:
     """A pruned run of a card: it starts from its seed's dense model."""
     return bool(OmegaConf.select(cfg, "card.enabled")) and cfg.pruner.method != "none" and cfg.task == "train"
+
+
+def card_dir(cfg: DictConfig, context) -> Path:
+    """Where a card's shared parts live (dense models, solved targets): ``card.shared_dir``, else
+    the sweep folder (a job's run dir is ``<sweep dir>/<job number>``)."""
+    shared = OmegaConf.select(cfg, "card.shared_dir")
+    return Path(shared) if shared else Path(context.run_dir).parent
 
 
 def dense_config(cfg: DictConfig) -> DictConfig:
@@ -48,7 +56,7 @@ def dense_config(cfg: DictConfig) -> DictConfig:
     return OmegaConf.create(data)
 
 
-def prepare_card_job(cfg: DictConfig, sweep_dir: Path, train_dense: Callable[[DictConfig, Path], Path]) -> DictConfig:
+def prepare_card_job(cfg: DictConfig, shared_dir: Path, train_dense: Callable[[DictConfig, Path], Path]) -> DictConfig:
     """The job's config with its seed's dense model as ``pretrained``; ``train_dense(config,
     folder)`` trains it in ``folder`` (once per seed and sweep) and returns its best checkpoint."""
 
@@ -58,28 +66,33 @@ def prepare_card_job(cfg: DictConfig, sweep_dir: Path, train_dense: Callable[[Di
         shutil.copyfile(best, partial)  # the validation-selected dense weights (best.pt)
         os.replace(partial, folder / DENSE_FILE)
 
-    dense = shared_dense_model(sweep_dir, int(cfg.seed), train)
+    dense = shared_dense_model(shared_dir, int(cfg.seed), train)
     prepared = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     prepared.pretrained = str(dense)
     return prepared
 
 
-def set_target_from_ratio(cfg: DictConfig, model, input_shape) -> float | None:
-    """``card.ratio`` -> ``pruner.final_sparsity`` on this model (None when no ratio is asked)."""
+def set_target_from_ratio(cfg: DictConfig, model, input_shape, shared_dir: Path) -> float | None:
+    """``card.ratio`` -> ``pruner.final_sparsity`` on this model (None when no ratio is asked);
+    solved once per sweep for each model, structure and ratio."""
     ratio = OmegaConf.select(cfg, "card.ratio")
     if not is_card_job(cfg) or ratio is None:
         return None
     from framework.analysis.compression import sparsity_for_ratio
 
     arguments = OmegaConf.to_container(cfg.pruner, resolve=True)
-    sparsity, reached = sparsity_for_ratio(model, arguments, float(ratio), input_shape, cfg.card.ratio_of)
-    log.info(
-        "card.ratio=%g (%s): pruner.final_sparsity=%.4f (x%.3f at layer scope)",
-        ratio,
-        cfg.card.ratio_of,
-        sparsity,
-        reached,
-    )
+    assert isinstance(arguments, dict)
+    shaping = {k: v for k, v in arguments.items() if k not in ("_target_", "criterion", "scope", "final_sparsity")}
+    model_node = OmegaConf.to_container(cfg.model, resolve=True)
+    key = json.dumps([model_node, shaping, ratio, cfg.card.ratio_of], sort_keys=True, default=str)
+
+    def solve() -> float:
+        sparsity, reached = sparsity_for_ratio(model, arguments, float(ratio), input_shape, cfg.card.ratio_of)
+        log.info("card.ratio=%g (%s) reached x%.3f at layer scope", ratio, cfg.card.ratio_of, reached)
+        return sparsity
+
+    sparsity = shared_target(shared_dir, key, solve)
+    log.info("card.ratio=%g (%s): pruner.final_sparsity=%.4f", ratio, cfg.card.ratio_of, sparsity)
     cfg.pruner.final_sparsity = float(sparsity)
     return sparsity
 

@@ -13,7 +13,8 @@ What a run contributes (its final metrics):
 * compression ratio: dense parameters ÷ remaining parameters (``thin/params/*``), theoretical
   speed-up: dense MACs ÷ remaining MACs (``thin/macs/*``); 1 for the dense model;
 * latency at batch 1: the thinned model in eager PyTorch, and the deployed model (int8 ONNX when
-  the run quantized, fp32 ONNX otherwise).
+  the run quantized, BatchNorm-fused fp32 ONNX otherwise); with ``deploy.enabled=false`` the
+  thinning step's own eager and ONNX timings of the thinned model.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from dataclasses import dataclass, field
 DENSE = "dense"
 TOP1_LAST, TOP1_SELECTED, SELECTED_EPOCH = "card/top1_last", "card/top1_selected", "card/selected_epoch"
 PARAMS, MACS = ("thin/params/dense", "thin/params/thinned"), ("thin/macs/dense", "thin/macs/thinned")
-LATENCY_THINNED = ("deploy/latency_ms_b1/thinned_fp32", "deploy/latency_ms_b1/dense_fp32")
-LATENCY_DEPLOYED = ("deploy/latency_ms_b1/int8_onnx", "deploy/latency_ms_b1/fused_onnx_fp32")
+# the first of these a run logged: the deploy step's measurements, else the thinning step's own
+LATENCY_THINNED = ("deploy/latency_ms_b1/thinned_fp32", "thin/eager_ms_b1/thinned", "deploy/latency_ms_b1/fused_fp32")
+LATENCY_DEPLOYED = ("deploy/latency_ms_b1/int8_onnx", "deploy/latency_ms_b1/fused_onnx_fp32", "thin/onnx_ms_b1/thinned")
 # Blalock et al. call MNIST-class dataset/model pairs toys: results there may not carry over.
 TOY_DATASETS = {
     "digits": "8x8 digits, MNIST-class",
@@ -133,15 +135,18 @@ class CardRow:
     figures: Mapping[str, Spread]
 
 
+def _method_order(method: str) -> tuple[int, str]:
+    """The dense model first, the random-ranking controls last, the methods by name between."""
+    return (0 if method == DENSE else 2 if method.startswith("random") else 1, method)
+
+
 def card_rows(runs: Sequence[CardRun]) -> list[CardRow]:
-    """One row per (method, ratio), the dense model first, then methods in the order they first
-    appear, ratios ascending."""
+    """One row per (method, ratio): the dense model first, the random controls last, ratios ascending."""
     groups: dict[tuple[str, float], list[CardRun]] = {}
     for run in runs:
         groups.setdefault((run.method, float(run.ratio)), []).append(run)
-    order = {method: i for i, method in enumerate(dict.fromkeys([DENSE, *(r.method for r in runs)]))}
     rows = []
-    for (method, ratio), members in sorted(groups.items(), key=lambda item: (order[item[0][0]], item[0][1])):
+    for (method, ratio), members in sorted(groups.items(), key=lambda item: (_method_order(item[0][0]), item[0][1])):
         done = [run_figures(r) for r in members if r.finished]
         rows.append(
             CardRow(

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 DENSE_DIR = "dense"  # <sweep dir>/dense/seed_<s>/
+TARGETS_FILE = "targets.json"  # <sweep dir>/dense/targets.json: each ratio's solved sparsity
 DENSE_FILE = "dense.pt"  # the trained weights (a state_dict, weights_only)
 LOCK_TIMEOUT_S = 48 * 3600  # a dense training may take hours; a dead holder's lock is released by the OS
 
@@ -39,3 +40,28 @@ def shared_dense_model(sweep_dir: str | Path, seed: int, train: Callable[[Path],
             if not model_file.is_file():
                 raise RuntimeError(f"the dense training of seed {seed} ended without writing {model_file}")
     return model_file
+
+
+def shared_target(sweep_dir: str | Path, key: str, solve: Callable[[], float]) -> float:
+    """The pruner target solved for ``key`` (model, structure, ratio) in this sweep: solved by the
+    first job that asks, read by the others (the same bisection gives the same answer; once is enough)."""
+    import json
+    import os
+
+    from filelock import FileLock
+
+    folder = Path(sweep_dir) / DENSE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / TARGETS_FILE
+    with FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_S):
+        try:
+            known = json.loads(path.read_text()) if path.is_file() else {}
+        except ValueError:  # a damaged file: solved again and rewritten
+            known = {}
+        value = known.get(key)
+        if not isinstance(value, float):
+            value = known[key] = float(solve())
+            partial = path.with_name(f"{TARGETS_FILE}.tmp{os.getpid()}")
+            partial.write_text(json.dumps(known, indent=1, sort_keys=True))
+            os.replace(partial, path)
+    return value

@@ -117,13 +117,15 @@ FILE_DATASETS = {
 
 
 def card_start_problems(config: Any) -> list[str]:
-    """What a card sweep must answer before any job starts or any store is touched: its settings,
-    and the dataset's files (a reproduction preset without its data)."""
+    """What a card sweep must answer before any job starts or any store is touched: its config
+    (the card's settings included), and the dataset's files (a reproduction preset without its data)."""
     from omegaconf import OmegaConf
 
     if not OmegaConf.select(config, "card.enabled"):
         return []
-    problems = card_problems(config.card, config.pruner)
+    from framework.config import config_problems
+
+    problems = config_problems(config)  # the whole config (the card's rules among them): once, not per job
     name = FILE_DATASETS.get(str(OmegaConf.select(config, "dataset._target_")))
     if name is not None:
         from framework.data.availability import check_dataset_available

@@ -63,55 +63,72 @@ def finish_card(sweep_dir: Path, uri: str | None, parent_run_id: str | None, tit
     return log_card(uri, parent_run_id, sweep_dir / CARD_DIR) if uri and parent_run_id else None
 
 
+def runs_of(source: str, uri: str | None) -> tuple[list[CardRun], dict[str, str], str | None, str | None]:
+    """``(runs, shared params, tracking uri, parent run id)`` of one card sweep: its folder (read
+    through its parent run when it has one) or its parent run id. A ValueError for anything else."""
+    from framework.sweeps.records import read_sweep_info
+
+    sweep_dir = Path(source)
+    if sweep_dir.is_dir():
+        info = read_sweep_info(sweep_dir)
+        uri = uri or (info.tracking_uri if info else None)
+        parent = info.parent_run_id if info else None
+        if uri and parent:
+            return (*runs_from_mlflow(uri, parent), uri, parent)
+        return (*runs_from_sweep_dir(sweep_dir), None, None)
+    if len(source) == 32 and all(c in "0123456789abcdef" for c in source):
+        from framework.config import project_root
+
+        uri = uri or f"sqlite:///{project_root()}/outputs/mlflow.db"
+        return (*runs_from_mlflow(uri, source), uri, source)
+    raise ValueError(
+        f"{source!r} is neither a directory nor an MLflow run id; allowed: a card sweep's dir or its parent run id"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
         prog="python -m framework.sweeps.report_card",
-        description="Rebuild a card sweep's report card (table, plots, page) and log it to its parent run.",
+        description="Rebuild a card sweep's report card (table, plots, page) and log it to its parent run; "
+        "several sweeps (e.g. sharing card.shared_dir) make one card.",
     )
-    parser.add_argument(
-        "sweep", help="the MLflow parent run id, or a card sweep's dir (outputs/multirun/<date>/<time>)"
-    )
+    parser.add_argument("sweeps", nargs="+", help="card sweep dirs (outputs/multirun/<date>/<time>) or parent run ids")
     parser.add_argument("--uri", default=None, help="tracking URI (default: the sweep's, else outputs/mlflow.db)")
     parser.add_argument(
-        "--out", type=Path, default=None, help="where to write the files (default: <sweep dir>/report_card)"
+        "--out", type=Path, default=None, help="where to write the files (default: <first sweep dir>/report_card)"
     )
     args = parser.parse_args(argv)
-    from framework.sweeps.records import RecordError, read_sweep_info
+    from framework.sweeps.records import RecordError
 
-    sweep_dir = Path(args.sweep)
-    if sweep_dir.is_dir():
-        try:
-            info = read_sweep_info(sweep_dir)
-        except RecordError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        uri = args.uri or (info.tracking_uri if info else None)
-        parent = info.parent_run_id if info else None
-        runs, shared = runs_from_mlflow(uri, parent) if uri and parent else runs_from_sweep_dir(sweep_dir)
-        out = args.out or sweep_dir / CARD_DIR
-    elif len(args.sweep) == 32 and all(c in "0123456789abcdef" for c in args.sweep):
-        from framework.config import project_root
-
-        uri = args.uri or f"sqlite:///{project_root()}/outputs/mlflow.db"
-        parent = args.sweep
-        runs, shared = runs_from_mlflow(uri, parent)
-        out = args.out or Path(f"report_card_{parent}")
-    else:
+    runs: dict[str, CardRun] = {}
+    shared: dict[str, str] = {}
+    first: tuple[str | None, str | None] = (None, None)
+    try:
+        for source in args.sweeps:
+            found, params, uri, parent = runs_of(source, args.uri)
+            runs.update((run.run_id, run) for run in found)  # a dense run shared by two sweeps counts once
+            shared = shared or params
+            first = first if first[1] else (uri, parent)
+    except (ValueError, RecordError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not runs:
         print(
-            f"error: {args.sweep!r} is neither a directory nor an MLflow run id; allowed: a card sweep's dir or its "
-            "parent run id",
+            f"error: {' '.join(args.sweeps)} holds no runs to put on a card; allowed: a card sweep that ran",
             file=sys.stderr,
         )
         return 2
-    if not runs:
-        print(f"error: {args.sweep} has no runs to put on a card; allowed: a card sweep that ran", file=sys.stderr)
-        return 2
-    markdown, _ = write_card(card_of(runs, shared, f"sweep {sweep_dir.name if sweep_dir.is_dir() else parent}"), out)
+    source = Path(args.sweeps[0])
+    out = args.out or (source / CARD_DIR if source.is_dir() else Path(f"report_card_{args.sweeps[0]}"))
+    markdown, _ = write_card(
+        card_of(list(runs.values()), shared, f"sweep {' + '.join(Path(s).name for s in args.sweeps)}"), out
+    )
     print(markdown, flush=True)
     print(f"report card: {out}", flush=True)
-    warning = log_card(uri, parent, out) if uri and parent else None
+    uri, parent = first
+    warning = log_card(uri, parent, out) if uri and parent and len(args.sweeps) == 1 else None
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
