@@ -117,7 +117,7 @@ def runs_from_sweep_dir(sweep_dir: str | Path) -> tuple[list[CardRun], dict[str,
         if runs[-1].method != DENSE and not shared:
             shared = params
     shared_dir = shared.get("card.shared_dir") if shared.get("card.shared_dir") not in (None, "None") else None
-    for dense_dir in sorted((Path(shared_dir or sweep_dir) / DENSE_DIR).glob("seed_*")):
+    for dense_dir in sorted(p for p in (Path(shared_dir or sweep_dir) / DENSE_DIR).glob("seed_*") if p.is_dir()):
         epochs = read_metrics(dense_dir / FILENAME) if (dense_dir / FILENAME).is_file() else []
         final = {k: float(v) for k, v in epochs[-1].items() if k != "epoch"} if epochs else {}
         runs.append(card_run(str(dense_dir), _job_params(dense_dir), final, (dense_dir / "dense.pt").is_file()))
