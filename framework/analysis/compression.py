@@ -25,8 +25,10 @@ from framework.errors import ConfigError
 
 # the pruner's arguments that shape what is pruned; the rest (criterion, scope, schedule) do not
 # change how much a layer-scope level pruner removes
-SHAPING = ("structure", "coupling", "group_reduction", "round_to", "weights", "exclude", "levels")
-SHAPING += ("skip_input_layer", "skip_output_layer")
+SHAPING = (
+    "structure", "coupling", "group_reduction", "round_to", "weights", "exclude", "levels",
+    "skip_input_layer", "skip_output_layer",
+)  # fmt: skip
 MAX_SPARSITY = 0.999
 
 

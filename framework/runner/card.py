@@ -45,6 +45,7 @@ def dense_config(cfg: DictConfig) -> DictConfig:
     """The dense model's run: the job's config without pruner, penalty or distillation, trained
     for ``card.dense_epochs`` (at ``card.dense_lr``), continuing where it stopped (resume=auto)."""
     data = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(data, dict)  # a config's root is a mapping
     data["pruner"] = {"_target_": "framework.pruning.build_pruner", "method": "none"}
     data["regularizer"], data["distill"] = {}, {}
     data["fold_batchnorm"], data["pretrained"], data["resume"] = False, None, "auto"
@@ -68,6 +69,7 @@ def prepare_card_job(cfg: DictConfig, shared_dir: Path, train_dense: Callable[[D
 
     dense = shared_dense_model(shared_dir, int(cfg.seed), train)
     prepared = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    assert isinstance(prepared, DictConfig)  # a config's root is a mapping
     prepared.pretrained = str(dense)
     return prepared
 
@@ -80,8 +82,9 @@ def set_target_from_ratio(cfg: DictConfig, model, input_shape, shared_dir: Path)
         return None
     from framework.analysis.compression import sparsity_for_ratio
 
-    arguments = OmegaConf.to_container(cfg.pruner, resolve=True)
-    assert isinstance(arguments, dict)
+    node = OmegaConf.to_container(cfg.pruner, resolve=True)
+    assert isinstance(node, dict)  # the pruner is a component: a mapping
+    arguments = {str(k): v for k, v in node.items()}
     shaping = {k: v for k, v in arguments.items() if k not in ("_target_", "criterion", "scope", "final_sparsity")}
     model_node = OmegaConf.to_container(cfg.model, resolve=True)
     key = json.dumps([model_node, shaping, ratio, cfg.card.ratio_of], sort_keys=True, default=str)

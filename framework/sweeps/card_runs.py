@@ -110,7 +110,8 @@ def runs_from_sweep_dir(sweep_dir: str | Path) -> tuple[list[CardRun], dict[str,
     from framework.sweeps.records import FINISHED, read_job_records
     from framework.tracking.metrics_file import FILENAME, read_metrics
 
-    runs, shared = [], {}
+    runs: list[CardRun] = []
+    shared: dict[str, str] = {}
     for record in read_job_records(sweep_dir):
         params = _job_params(Path(record.run_dir))
         runs.append(card_run(record.run_id or record.run_dir, params, record.metrics, record.status == FINISHED))

@@ -10,7 +10,7 @@ the configuration check (:mod:`framework.config`) and the sweep's start use them
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 # Criteria a card can compare: rank whole filters/channels to a target (framework.pruning.spec).
@@ -43,7 +43,7 @@ def sweep_seeds(seeds: int) -> str:
     return _listed(range(int(seeds)))
 
 
-RESOLVERS = {
+RESOLVERS: dict[str, Callable[..., str]] = {
     "card_values": _listed,
     "card_criteria": sweep_criteria,
     "card_scopes": sweep_scopes,
