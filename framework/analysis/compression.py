@@ -4,10 +4,12 @@
 Filter pruning removes channels, and a channel's cost depends on its neighbours (a conv losing
 half its filters and half its input channels keeps a quarter of its weights), so the mapping is
 not ``1 - 1/ratio``: it is solved by bisection, each try pruning a copy of the model at that
-sparsity with layer scope and thinning it. With layer scope every dependency group loses the
-same share of its channels, whichever ranking picks them, so the solution holds for every
-criterion; a global-scope run spends the same share of channels across layers as its ranking
-decides, and its measured ratio is reported beside the asked one.
+sparsity and thinning it. With layer scope every dependency group loses the same share of its
+channels, whichever ranking picks them, so one solution holds for every criterion. With global
+scope the ranking decides which layers lose channels, and so the cost: pass ``ranking`` (the
+run's criterion and scope, on the weights the run will prune) and the bisection prunes as the run
+will. A criterion that needs data cannot rank here; its global runs take the layer-scope solution
+and their measured ratio tells how far they land from the asked one.
 """
 
 from __future__ import annotations
@@ -33,10 +35,16 @@ MAX_SPARSITY = 0.999
 
 
 def remaining_cost(
-    model: nn.Module, arguments: Mapping[str, Any], sparsity: float, sample_shape: Sequence[int], count: str
+    model: nn.Module,
+    arguments: Mapping[str, Any],
+    sparsity: float,
+    sample_shape: Sequence[int],
+    count: str,
+    ranking: Mapping[str, Any] | None = None,
 ) -> int:
     """Parameters (``count="params"``) or MACs left after pruning a copy of ``model`` to ``sparsity``
-    with layer scope and thinning it."""
+    and thinning it: layer scope ranked by l1, or as ``ranking`` says (``criterion``, ``scope``,
+    ``max_layer_sparsity``)."""
     from framework.pruning import build_pruner
     from framework.pruning.thinning import thin
 
@@ -46,8 +54,8 @@ def remaining_cost(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the real run's pruner says what it has to say
         pruner = build_pruner(
-            pruned, method="level", criterion="l1", final_sparsity=sparsity, starting_epoch=0, ending_epoch=1,
-            example_input=example, **shaping,
+            pruned, method="level", final_sparsity=sparsity, starting_epoch=0, ending_epoch=1,
+            example_input=example, **shaping, **(ranking or {"criterion": "l1"}),
         )  # fmt: skip
         pruner.on_epoch_start(0)
         thinned = thin(pruned, pruner.masks, example, graph=getattr(pruner, "graph", None), check=False).model
@@ -61,12 +69,17 @@ def sparsity_for_ratio(
     sample_shape: Sequence[int],
     count: str = "params",
     steps: int = 14,
+    ranking: Mapping[str, Any] | None = None,
 ) -> tuple[float, float]:
     """``(final_sparsity, reached ratio)``: the smallest sparsity found whose thinned model keeps
     at most ``1/ratio`` of the dense cost (``count``: params | macs); a ConfigError in one line
     when even the largest sparsity cannot reach ``ratio``."""
     dense = count_params(model) if count == "params" else count_macs(model, sample_shape)
-    most = dense / max(1, remaining_cost(model, arguments, MAX_SPARSITY, sample_shape, count))
+
+    def remaining(sparsity: float) -> int:
+        return max(1, remaining_cost(model, arguments, sparsity, sample_shape, count, ranking))
+
+    most = dense / remaining(MAX_SPARSITY)
     if most < ratio:
         raise ConfigError(
             f"card.ratio={ratio:g} cannot be reached: pruner.structure={arguments.get('structure')} leaves "
@@ -76,7 +89,7 @@ def sparsity_for_ratio(
     low, high, reached = 0.0, MAX_SPARSITY, most
     for _ in range(steps):
         middle = (low + high) / 2
-        achieved = dense / max(1, remaining_cost(model, arguments, middle, sample_shape, count))
+        achieved = dense / remaining(middle)
         if achieved >= ratio:
             high, reached = middle, achieved
         else:

@@ -87,10 +87,15 @@ def set_target_from_ratio(cfg: DictConfig, model, input_shape, shared_dir: Path)
     arguments = {str(k): v for k, v in node.items()}
     shaping = {k: v for k, v in arguments.items() if k not in ("_target_", "criterion", "scope", "final_sparsity")}
     model_node = OmegaConf.to_container(cfg.model, resolve=True)
-    key = json.dumps([model_node, shaping, ratio, cfg.card.ratio_of], sort_keys=True, default=str)
+    ranking = _global_ranking(cfg)
+    # a global ranking prunes where the dense weights of this seed say: solved per criterion and seed
+    extra = [cfg.pruner.criterion._target_, cfg.seed] if ranking else []
+    key = json.dumps([model_node, shaping, ratio, cfg.card.ratio_of, *extra], sort_keys=True, default=str)
 
     def solve() -> float:
-        sparsity, reached = sparsity_for_ratio(model, arguments, float(ratio), input_shape, cfg.card.ratio_of)
+        sparsity, reached = sparsity_for_ratio(
+            model, arguments, float(ratio), input_shape, cfg.card.ratio_of, ranking=ranking
+        )
         log.info("card.ratio=%g (%s) reached x%.3f at layer scope", ratio, cfg.card.ratio_of, reached)
         return sparsity
 
@@ -98,6 +103,24 @@ def set_target_from_ratio(cfg: DictConfig, model, input_shape, shared_dir: Path)
     log.info("card.ratio=%g (%s): pruner.final_sparsity=%.4f", ratio, cfg.card.ratio_of, sparsity)
     cfg.pruner.final_sparsity = float(sparsity)
     return sparsity
+
+
+def _global_ranking(cfg: DictConfig) -> dict | None:
+    """The run's own global ranking for the solver (its criterion on the dense weights), or None:
+    layer scope (every criterion removes the same channel counts), or a criterion that needs data."""
+    if cfg.pruner.get("scope") != "global":
+        return None
+    from framework.components import build_component
+    from framework.pruning.data_criteria import DataCriterion
+
+    criterion = build_component("pruner.criterion", cfg.pruner.criterion)
+    if isinstance(criterion, DataCriterion):
+        log.warning(
+            "card.ratio with pruner.scope=global and a data-aware criterion: the target is solved at layer "
+            "scope; the measured compression of this run tells where it lands"
+        )
+        return None
+    return {"criterion": criterion, "scope": "global", "max_layer_sparsity": cfg.pruner.get("max_layer_sparsity")}
 
 
 class TestSplitHook(Hook):

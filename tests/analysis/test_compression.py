@@ -34,3 +34,21 @@ def test_an_unreachable_ratio_is_one_line():
     with pytest.raises(ConfigError) as error:
         sparsity_for_ratio(Conv1dNet(width=0.25), {"structure": "filter"}, 10_000.0, (1, 40), "macs")
     assert "card.ratio=10000 cannot be reached" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_global_ranking_is_solved_as_the_run_will_prune():
+    from framework.pruning.criteria import L1Criterion
+
+    torch.manual_seed(0)
+    model = Conv1dNet(width=0.25)
+    ranking = {"criterion": L1Criterion(), "scope": "global", "max_layer_sparsity": None}
+    layer, _ = sparsity_for_ratio(model, {"structure": "filter"}, 4.0, (1, 40), "params", steps=8)
+    sparsity, reached = sparsity_for_ratio(
+        model, {"structure": "filter"}, 4.0, (1, 40), "params", steps=8, ranking=ranking
+    )
+    assert reached >= 4.0
+    assert reached == pytest.approx(
+        count_params(model) / remaining_cost(model, {"structure": "filter"}, sparsity, (1, 40), "params", ranking)
+    )
+    # the global ranking spends channels where they are cheap: the layer solution would miss the ratio
+    assert sparsity != pytest.approx(layer, abs=0.01)
