@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from framework.components import build_component
 from framework.config import pruning_window
 from framework.errors import ConfigError, short_reason
+from framework.runner.card import card_dir, set_target_from_ratio
 from framework.runner.context import RunContext
 from framework.runner.first_batch import check_output
 from framework.runner.methods import build_method_hooks
@@ -74,6 +75,7 @@ def build_parts(
     seed_everything(cfg.seed)
     model = build_model(cfg, num_classes, input_shape)
     model.to(device)
+    set_target_from_ratio(cfg, model, input_shape, card_dir(cfg, context))  # a card job: ratio -> final_sparsity
     pruning_hook = build_pruning_hook(cfg, model, context.run_dir, input_shape, schedule_window)
     method_hooks = build_method_hooks(cfg, model, pruning_hook, num_classes, input_shape) if cfg.task == "train" else []
     description = RunDescription(

@@ -22,6 +22,7 @@ from framework.config import pruning_window
 from framework.data import build_loaders, limit_batches, load_splits
 from framework.errors import ConfigError
 from framework.pruning.thinning import apply_recipe, thinning_recipe
+from framework.runner.card import CardFiguresHook, TestSplitHook, card_dir, is_card_job, prepare_card_job
 from framework.runner.context import RunContext
 from framework.runner.first_batch import check_first_batches
 from framework.runner.methods import give_calibration_data
@@ -86,9 +87,24 @@ def run_checked(cfg: DictConfig, context: RunContext) -> dict[str, float]:
                 from framework.runner.eval_task import evaluate
 
                 return evaluate(cfg, context)
+            if is_card_job(cfg):  # starts from its seed's dense model, trained once per sweep
+                cfg = prepare_card_job(cfg, card_dir(cfg, context), _dense_trainer(context))
             return train(cfg, context, ddp, resume_path)
     finally:
         shutdown_distributed()
+
+
+def _dense_trainer(context: RunContext):
+    """Trains a card's dense model in ``folder`` as a run of its own (nested under the sweep's
+    parent run); returns its validation-selected checkpoint."""
+
+    def train_dense(dense_cfg: DictConfig, folder: Path) -> Path:
+        from framework.runner.entry import run
+
+        run(dense_cfg, RunContext(run_dir=folder, overrides=["card.role=dense"], parent_run_id=context.parent_run_id))
+        return folder / "checkpoints" / "best.pt"
+
+    return train_dense
 
 
 def _shared_run_dir(context: RunContext, ddp: DistContext) -> RunContext:
@@ -188,8 +204,11 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
     deploy_hook = build_deploy_hook(
         cfg, pruning_hook, thinning_hook, run_dir, parts.input_shape, writes_files=ddp.is_main
     )
+    card_hooks = _card_hooks(cfg, bundle)
     # distillation before pruning: its dense teacher is copied before the first pruning step
-    parts_in_order = (record, *parts.method_hooks, pruning_hook, mask_sync, thinning_hook, deploy_hook, *writers)
+    parts_in_order = (
+        record, *parts.method_hooks, pruning_hook, mask_sync, thinning_hook, deploy_hook, *card_hooks, *writers
+    )  # fmt: skip
     hooks: list[Any] = [h for h in parts_in_order if h is not None]
     if ddp.is_main:
         hooks.append(
@@ -232,6 +251,18 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
             log.warning("resumed with a changed config: %s", "; ".join(changes))
         log.info("resumed at epoch %d from %s", trainer.start_epoch, resume_path)
     return trainer
+
+
+def _card_hooks(cfg: DictConfig, bundle) -> list[Any]:
+    """A card's run: the test split each epoch, the card's figures at the end."""
+    if not OmegaConf.select(cfg, "card.enabled"):
+        return []
+    from torch.utils.data import DataLoader
+
+    hooks: list[Any] = []
+    if bundle.test is not None:
+        hooks.append(TestSplitHook(DataLoader(bundle.test, batch_size=cfg.loader.batch_size, shuffle=False)))
+    return [*hooks, CardFiguresHook()]
 
 
 def _first_metric(optimized_metric: Any) -> str:
