@@ -96,7 +96,8 @@ def set_target_from_ratio(cfg: DictConfig, model, input_shape, shared_dir: Path)
         sparsity, reached = sparsity_for_ratio(
             model, arguments, float(ratio), input_shape, cfg.card.ratio_of, ranking=ranking
         )
-        log.info("card.ratio=%g (%s) reached x%.3f at layer scope", ratio, cfg.card.ratio_of, reached)
+        scope = "global, this ranking" if ranking else "layer"
+        log.info("card.ratio=%g (%s) reached x%.3f (%s scope)", ratio, cfg.card.ratio_of, reached, scope)
         return sparsity
 
     sparsity = shared_target(shared_dir, key, solve)

@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from framework.components import build_component
-from framework.config import pruning_window
+from framework.config import pruning_window, validate
 from framework.data import build_loaders, limit_batches, load_splits
 from framework.errors import ConfigError
 from framework.pruning.thinning import apply_recipe, thinning_recipe
@@ -99,9 +99,9 @@ def _dense_trainer(context: RunContext):
     parent run); returns its validation-selected checkpoint."""
 
     def train_dense(dense_cfg: DictConfig, folder: Path) -> Path:
-        from framework.runner.entry import run
-
-        run(dense_cfg, RunContext(run_dir=folder, overrides=["card.role=dense"], parent_run_id=context.parent_run_id))
+        validate(dense_cfg)
+        dense_context = RunContext(run_dir=folder, overrides=["card.role=dense"], parent_run_id=context.parent_run_id)
+        run_checked(dense_cfg, dense_context)
         return folder / "checkpoints" / "best.pt"
 
     return train_dense

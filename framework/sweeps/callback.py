@@ -40,7 +40,7 @@ _open_sweeps: list[Path] = []  # started here and not finished yet (run.py finis
 
 class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from framework.sweeps.card_spec import card_start_problems
+        from framework.sweeps.card_start import card_start_problems
 
         problems = card_start_problems(config)  # a card's settings and data files, before any job
         for line in problems:

@@ -106,33 +106,3 @@ def card_problems(card: Any, pruner: Any) -> list[str]:
     if ratio is not None and not (_is_number(ratio) and ratio > 1):
         problems.append(f"card.ratio={ratio!r} is invalid; allowed: null (the pruner's final_sparsity) or a number > 1")
     return problems
-
-
-# dataset targets whose files must be on disk -> their name in framework.data.availability
-FILE_DATASETS = {
-    "framework.data.CIFAR10": "cifar10",
-    "framework.data.MNIST": "mnist",
-    "framework.data.ImageFolder": "imagefolder",
-}
-
-
-def card_start_problems(config: Any) -> list[str]:
-    """What a card sweep must answer before any job starts or any store is touched: its config
-    (the card's settings included), and the dataset's files (a reproduction preset without its data)."""
-    from omegaconf import OmegaConf
-
-    if not OmegaConf.select(config, "card.enabled"):
-        return []
-    from framework.config import config_problems
-
-    problems = config_problems(config)  # the whole config (the card's rules among them): once, not per job
-    name = FILE_DATASETS.get(str(OmegaConf.select(config, "dataset._target_")))
-    if name is not None:
-        from framework.data.availability import check_dataset_available
-        from framework.errors import SecateursError
-
-        try:
-            check_dataset_available(name, config.dataset.get("root"), bool(config.dataset.get("download", False)))
-        except SecateursError as error:
-            problems.append(str(error))
-    return problems

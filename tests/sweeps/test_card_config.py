@@ -7,7 +7,7 @@ import pytest
 from data.test_file_datasets import write_cifar10  # the CIFAR-format writer of the dataset tests
 from omegaconf import OmegaConf
 
-from framework.sweeps.card_spec import card_start_problems
+from framework.sweeps.card_start import card_start_problems
 
 PRESETS = ("reproduce_distiller_resnet20", "reproduce_depgraph_resnet56", "reproduce_slimming_vgg")
 
