@@ -49,7 +49,7 @@ sys.exit(code)
 def child_params(criterion: str, scope: str, ratio: float, seed: int) -> dict[str, str]:
     return {
         "pruner.method": "level",
-        "pruner.criterion._target_": f"framework.pruning.criteria.{criterion}",
+        "pruner.criterion._target_": f"framework.pruning.scores.criteria.{criterion}",
         "pruner.scope": scope,
         "fold_batchnorm": "False",
         "card.ratio": str(ratio),

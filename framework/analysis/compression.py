@@ -46,7 +46,7 @@ def remaining_cost(
     and thinning it: layer scope ranked by l1, or as ``ranking`` says (``criterion``, ``scope``,
     ``max_layer_sparsity``)."""
     from framework.pruning import build_pruner
-    from framework.pruning.thinning import thin
+    from framework.pruning.thinning.thin import thin
 
     pruned = copy.deepcopy(model).eval()
     example = torch.zeros(2, *sample_shape, dtype=next(model.parameters()).dtype)

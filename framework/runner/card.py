@@ -112,7 +112,7 @@ def _global_ranking(cfg: DictConfig) -> dict | None:
     if cfg.pruner.get("scope") != "global":
         return None
     from framework.components import build_component
-    from framework.pruning.data_criteria import DataCriterion
+    from framework.pruning.scores.data_criteria import DataCriterion
 
     criterion = build_component("pruner.criterion", cfg.pruner.criterion)
     if isinstance(criterion, DataCriterion):

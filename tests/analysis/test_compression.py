@@ -37,7 +37,7 @@ def test_an_unreachable_ratio_is_one_line():
 
 
 def test_a_global_ranking_is_solved_as_the_run_will_prune():
-    from framework.pruning.criteria import L1Criterion
+    from framework.pruning.scores.criteria import L1Criterion
 
     torch.manual_seed(0)
     model = Conv1dNet(width=0.25)

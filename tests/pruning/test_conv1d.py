@@ -19,8 +19,8 @@ from torch import nn
 from framework.analysis.cost import count_macs
 from framework.deploy.fuse import check_fused_matches, count_batchnorms, fuse_batchnorm
 from framework.models import Conv1dNet
-from framework.pruning.dependency import NORM
-from framework.pruning.thinning import thin
+from framework.pruning.graph.groups import NORM
+from framework.pruning.thinning.thin import thin
 
 
 class Residual1d(nn.Module):
