@@ -58,7 +58,7 @@ def remaining_cost(
             example_input=example, **shaping, **(ranking or {"criterion": "l1"}),
         )  # fmt: skip
         pruner.on_epoch_start(0)
-        thinned = thin(pruned, pruner.masks, example, graph=getattr(pruner, "graph", None), check=False).model
+        thinned = thin(pruned, pruner.masks, example, graph=pruner.graph, check=False).model
     return count_params(thinned) if count == "params" else count_macs(thinned, sample_shape)
 
 

@@ -108,7 +108,7 @@ def test_batchnorm1d_folded_ranking_removes_the_smallest_folded_filters():
     pruner = prune(model, x, "filter", 0.5, coupling="layer", fold_batchnorm=True)
     pruned = set(torch.nonzero(conv.weight.detach().flatten(1).abs().sum(1) == 0).flatten().tolist())
     assert pruned == folded_drop
-    assert ("features.1.0", "features.1.1") in {(p.layer_name, p.bn_name) for p in pruner.folded_pairs}
+    assert ("features.1.0", "features.1.1") in {(p.layer_name, p.bn_name) for p in pruner.fold_pairs}
 
 
 def test_batchnorm1d_fuses_into_conv1d_and_the_1d_model_deploys_to_onnx_and_int8(tmp_path):
