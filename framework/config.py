@@ -26,6 +26,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from framework.deploy.rules import DeployConfig, deploy_problems
 from framework.errors import ConfigError
 from framework.pruning.spec import (
     GLOBAL,
@@ -37,7 +38,7 @@ from framework.pruning.spec import (
     method_problem,
     schedule_problems,
 )
-from framework.sweeps.card_spec import card_problems
+from framework.sweeps.card_spec import CardConfig, card_problems
 from framework.sweeps.card_spec import register_resolvers as register_card_resolvers
 
 
@@ -127,50 +128,6 @@ class PathsConfig:
 
 
 @dataclass
-class DeployConfig:
-    """The deployable model built at the end of a run (after thinning): BatchNorm fused, ONNX,
-    optionally int8, each variant measured (framework/deploy/)."""
-
-    enabled: bool = True  # needs onnx and onnxruntime: pip install 'secateurs[onnx]'
-    quantize: str = "none"  # none | int8: static ONNX Runtime quantization, also logged as a model
-    calibration_batches: int = 8  # training batches that calibrate the int8 activation ranges
-
-
-@dataclass
-class PublishedConfig:
-    """A published result a reproduction preset states; the report card puts it beside ours."""
-
-    label: str | None = None  # null: nothing published to compare with
-    source: str | None = None  # where the figures come from (paper table, repository file)
-    top1_dense: float | None = None  # top-1 (a fraction) of the published dense model
-    top1_pruned: float | None = None
-    compression: float | None = None  # dense params ÷ pruned params
-    speedup: float | None = None  # dense MACs ÷ pruned MACs
-    note: str = ""
-
-
-@dataclass
-class CardConfig:
-    """A report-card sweep (experiment=report_card, the reproduction presets; docs/report_card.md):
-    every run starts from one dense model per seed, trained once; the sweep's end builds the card."""
-
-    enabled: bool = False
-    ratios: list[float] = field(default_factory=lambda: [2.0, 4.0, 8.0, 16.0, 32.0])
-    ratio_of: str = "params"  # params | macs: what a compression ratio counts
-    ratio: float | None = None  # this job's ratio (swept over ratios); null: pruner.final_sparsity as set
-    seeds: int = 3  # seeds 0 .. seeds-1, each with its own dense model
-    criteria: list[str] = field(default_factory=lambda: ["l1", "l2", "taylor", "bn_gamma"])
-    controls: bool = True  # add random ranking and pruner.scope=global (Blalock et al.'s controls)
-    fold: list[Any] = field(default_factory=lambda: [False])  # fold_batchnorm values swept
-    dense_epochs: int = 30  # epochs of the dense model every run of a seed starts from
-    dense_lr: float | None = None  # the dense model's optimizer.lr (null: the runs' own)
-    # where the dense models and solved targets live: null = the sweep folder; a folder shared by
-    # several card sweeps (same model, data and seeds) trains each dense model once for all of them
-    shared_dir: str | None = None
-    published: PublishedConfig = field(default_factory=PublishedConfig)
-
-
-@dataclass
 class Config:
     # components: a _target_ and its arguments, checked against the target's signature
     model: Any = MISSING
@@ -213,7 +170,6 @@ def register_configs() -> None:
 register_configs()
 
 DEVICES = ("auto", "cpu", "cuda")
-QUANTIZE = ("none", "int8")
 DIST_BACKENDS = ("auto", "gloo", "nccl")
 
 
@@ -273,7 +229,7 @@ def config_problems(cfg: Any) -> list[str]:
             problems.append(f"{node}._target_ is missing; allowed: the import path of a class or function")
     problems.extend(_optimizer_problems(cfg, bad))
     problems.extend(_lr_scheduler_problems(cfg, bad))
-    problems.extend(_deploy_problems(cfg, bad))
+    problems.extend(deploy_problems(cfg.deploy))
     experiment = _select(cfg, "tracking.experiment")
     if experiment is not None and not (isinstance(experiment, str) and experiment.strip()):
         bad("tracking.experiment", "a non-empty experiment name")
@@ -328,24 +284,6 @@ def _sensitivity_problems(cfg: Any, bad) -> list[str]:
             "allowed: pruner.structure=fine|filter|channel"
         )
     return problems
-
-
-def _deploy_problems(cfg: Any, bad) -> list[str]:
-    deploy = cfg.deploy
-    if deploy.quantize not in QUANTIZE:
-        bad("deploy.quantize", " | ".join(QUANTIZE))
-    if deploy.calibration_batches < 1:
-        bad("deploy.calibration_batches", "an integer >= 1 (training batches that calibrate int8)")
-    if deploy.quantize != "none" and not deploy.enabled:
-        return [f"deploy.quantize={deploy.quantize} needs deploy.enabled=true; allowed: deploy.quantize=none"]
-    if deploy.enabled:
-        from framework.deploy.errors import missing_line  # torch-free: looks for the packages only
-
-        needed_by = f"deploy.quantize={deploy.quantize}" if deploy.quantize != "none" else "deploy.enabled=true"
-        missing = missing_line(needed_by)
-        if missing:
-            return [missing + " (or deploy.enabled=false)"]
-    return []
 
 
 def _optimizer_problems(cfg: Any, bad) -> list[str]:

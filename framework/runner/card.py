@@ -16,10 +16,11 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, Dataset
 
 from framework.sweeps.card import selected_accuracy
 from framework.sweeps.card_dense import DENSE_FILE, shared_dense_model, shared_target
@@ -126,12 +127,15 @@ def _global_ranking(cfg: DictConfig) -> dict | None:
 
 class TestSplitHook(Hook):
     """Top-1 and loss on the test split after each epoch (``test/...``): reported, never selected
-    on (best.pt and the card's selection follow the validation split)."""
+    on (best.pt and the card's selection follow the validation split). Built before any data is
+    read; :func:`give_test_split` hands it the split once the data is loaded."""
 
-    def __init__(self, test_loader) -> None:
-        self.test_loader = test_loader
+    def __init__(self) -> None:
+        self.test_loader: DataLoader | None = None
 
     def after_epoch(self, trainer) -> None:
+        if self.test_loader is None:  # a dataset without a test split: nothing to report
+            return
         # the trainer's own evaluation (devices, ranks) on the test loader
         validation, trainer.val_loader = trainer.val_loader, self.test_loader
         try:
@@ -139,6 +143,15 @@ class TestSplitHook(Hook):
         finally:
             trainer.val_loader = validation
         trainer.epoch_metrics.update({f"test/{k}": v for k, v in metrics.items()})
+
+
+def give_test_split(hooks: Sequence[Hook], test_split: Dataset | None, batch_size: int) -> None:
+    """The test split, once read, to a card run's :class:`TestSplitHook` (none in other runs)."""
+    if test_split is None:
+        return
+    for hook in hooks:
+        if isinstance(hook, TestSplitHook):
+            hook.test_loader = DataLoader(test_split, batch_size=batch_size, shuffle=False)
 
 
 class CardFiguresHook(Hook):

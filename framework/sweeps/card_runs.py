@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from framework.sweeps.card import DENSE, CardRun, Published
+from framework.sweeps.card_dense import DENSE_DIR, DENSE_FILE
 
 # criterion classes (pruner.criterion._target_) -> the name a user types (pruner/criterion=...)
 CRITERION_NAMES = {
@@ -24,7 +25,6 @@ CRITERION_NAMES = {
     "ActivationMeanCriterion": "activation_mean",
     "APoZCriterion": "apoz",
 }
-DENSE_DIR = "dense"  # <sweep dir>/dense/seed_<s>/: the dense models a card's runs start from
 PUBLISHED_KEYS = ("label", "source", "top1_dense", "top1_pruned", "compression", "speedup", "note")
 
 
@@ -107,8 +107,9 @@ def _job_params(job_dir: Path) -> dict[str, str]:
 
 def runs_from_sweep_dir(sweep_dir: str | Path) -> tuple[list[CardRun], dict[str, str]]:
     """The jobs of a card sweep folder and its dense models (a sweep run with tracking=none)."""
+    from framework.run_context import RunContext
     from framework.sweeps.records import FINISHED, read_job_records
-    from framework.tracking.metrics_file import FILENAME, read_metrics
+    from framework.tracking.metrics_file import read_metrics
 
     runs: list[CardRun] = []
     shared: dict[str, str] = {}
@@ -119,7 +120,8 @@ def runs_from_sweep_dir(sweep_dir: str | Path) -> tuple[list[CardRun], dict[str,
             shared = params
     shared_dir = shared.get("card.shared_dir") if shared.get("card.shared_dir") not in (None, "None") else None
     for dense_dir in sorted(p for p in (Path(shared_dir or sweep_dir) / DENSE_DIR).glob("seed_*") if p.is_dir()):
-        epochs = read_metrics(dense_dir / FILENAME) if (dense_dir / FILENAME).is_file() else []
+        metrics_file = RunContext(dense_dir).metrics_file
+        epochs = read_metrics(metrics_file) if metrics_file.is_file() else []
         final = {k: float(v) for k, v in epochs[-1].items() if k != "epoch"} if epochs else {}
-        runs.append(card_run(str(dense_dir), _job_params(dense_dir), final, (dense_dir / "dense.pt").is_file()))
+        runs.append(card_run(str(dense_dir), _job_params(dense_dir), final, (dense_dir / DENSE_FILE).is_file()))
     return runs, shared

@@ -11,6 +11,7 @@ the configuration check (:mod:`framework.config`) and the sweep's start use them
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 # Criteria a card can compare: rank whole filters/channels to a target (framework.pruning.spec).
@@ -22,6 +23,40 @@ SCOPES = ("layer", "global")
 RATIO_OF = ("params", "macs")
 CARD_METHODS = ("level", "agp")  # prune to a target that a ratio can set
 CARD_STRUCTURES = ("filter", "channel")  # thinned: parameters and MACs really go
+
+
+@dataclass
+class PublishedConfig:
+    """A published result a reproduction preset states; the report card puts it beside ours."""
+
+    label: str | None = None  # null: nothing published to compare with
+    source: str | None = None  # where the figures come from (paper table, repository file)
+    top1_dense: float | None = None  # top-1 (a fraction) of the published dense model
+    top1_pruned: float | None = None
+    compression: float | None = None  # dense params ÷ pruned params
+    speedup: float | None = None  # dense MACs ÷ pruned MACs
+    note: str = ""
+
+
+@dataclass
+class CardConfig:
+    """A report-card sweep (experiment=report_card, the reproduction presets; docs/report_card.md):
+    every run starts from one dense model per seed, trained once; the sweep's end builds the card."""
+
+    enabled: bool = False
+    ratios: list[float] = field(default_factory=lambda: [2.0, 4.0, 8.0, 16.0, 32.0])
+    ratio_of: str = "params"  # params | macs: what a compression ratio counts
+    ratio: float | None = None  # this job's ratio (swept over ratios); null: pruner.final_sparsity as set
+    seeds: int = 3  # seeds 0 .. seeds-1, each with its own dense model
+    criteria: list[str] = field(default_factory=lambda: ["l1", "l2", "taylor", "bn_gamma"])
+    controls: bool = True  # add random ranking and pruner.scope=global (Blalock et al.'s controls)
+    fold: list[Any] = field(default_factory=lambda: [False])  # fold_batchnorm values swept
+    dense_epochs: int = 30  # epochs of the dense model every run of a seed starts from
+    dense_lr: float | None = None  # the dense model's optimizer.lr (null: the runs' own)
+    # where the dense models and solved targets live: null = the sweep folder; a folder shared by
+    # several card sweeps (same model, data and seeds) trains each dense model once for all of them
+    shared_dir: str | None = None
+    published: PublishedConfig = field(default_factory=PublishedConfig)
 
 
 def _listed(values: Iterable[Any]) -> str:

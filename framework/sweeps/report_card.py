@@ -43,7 +43,7 @@ def log_card(uri: str, parent_run_id: str, card_dir: Path) -> str | None:
     from mlflow.tracking import MlflowClient
 
     from framework.errors import short_reason
-    from framework.training.signals import signals_deferred
+    from framework.process.signals import signals_deferred
 
     try:
         with signals_deferred():  # a Ctrl-C never cuts a store transaction in half
