@@ -91,11 +91,12 @@ def set_target_from_ratio(cfg: DictConfig, model, input_shape, shared_dir: Path)
     ranking = _global_ranking(cfg)
     # a global ranking prunes where the dense weights of this seed say: solved per criterion and seed
     extra = [cfg.pruner.criterion._target_, cfg.seed] if ranking else []
-    key = json.dumps([model_node, shaping, ratio, cfg.card.ratio_of, *extra], sort_keys=True, default=str)
+    steps = int(cfg.card.solve_steps)
+    key = json.dumps([model_node, shaping, ratio, cfg.card.ratio_of, steps, *extra], sort_keys=True, default=str)
 
     def solve() -> float:
         sparsity, reached = sparsity_for_ratio(
-            model, arguments, float(ratio), input_shape, cfg.card.ratio_of, ranking=ranking
+            model, arguments, float(ratio), input_shape, cfg.card.ratio_of, steps=steps, ranking=ranking
         )
         scope = "global, this ranking" if ranking else "layer"
         log.info("card.ratio=%g (%s) reached x%.3f (%s scope)", ratio, cfg.card.ratio_of, reached, scope)
@@ -109,14 +110,15 @@ def set_target_from_ratio(cfg: DictConfig, model, input_shape, shared_dir: Path)
 
 def _global_ranking(cfg: DictConfig) -> dict | None:
     """The run's own global ranking for the solver (its criterion on the dense weights), or None:
-    layer scope (every criterion removes the same channel counts), or a criterion that needs data."""
+    layer scope (every criterion removes the same channel counts), or a criterion that needs data
+    (bn_gamma needs none: it reads the BatchNorm scales, solved like a weight criterion)."""
     if cfg.pruner.get("scope") != "global":
         return None
     from framework.components import build_component
     from framework.pruning.scores.data_criteria import DataCriterion
 
     criterion = build_component("pruner.criterion", cfg.pruner.criterion)
-    if isinstance(criterion, DataCriterion):
+    if isinstance(criterion, DataCriterion) and criterion.needs_for(cfg.pruner.structure):
         log.warning(
             "card.ratio with pruner.scope=global and a data-aware criterion: the target is solved at layer "
             "scope; the measured compression of this run tells where it lands"

@@ -53,6 +53,9 @@ class CardConfig:
     fold: list[Any] = field(default_factory=lambda: [False])  # fold_batchnorm values swept
     dense_epochs: int = 30  # epochs of the dense model every run of a seed starts from
     dense_lr: float | None = None  # the dense model's optimizer.lr (null: the runs' own)
+    # bisection steps that solve a ratio's sparsity: 14 finds it to 1/16384 (below one channel of
+    # any model we build); debug=fast takes 6 (1/64: the ratio is still reached, by a coarser cut)
+    solve_steps: int = 14
     # where the dense models and solved targets live: null = the sweep folder; a folder shared by
     # several card sweeps (same model, data and seeds) trains each dense model once for all of them
     shared_dir: str | None = None
@@ -137,6 +140,9 @@ def card_problems(card: Any, pruner: Any) -> list[str]:
         )
     if card.dense_epochs is None or not (isinstance(card.dense_epochs, int) and card.dense_epochs >= 1):
         problems.append(f"card.dense_epochs={card.dense_epochs!r} is invalid; allowed: an integer >= 1")
+    steps = card.get("solve_steps")
+    if isinstance(steps, bool) or not (isinstance(steps, int) and 1 <= steps <= 30):
+        problems.append(f"card.solve_steps={steps!r} is invalid; allowed: an integer from 1 to 30")
     ratio = card.ratio
     if ratio is not None and not (_is_number(ratio) and ratio > 1):
         problems.append(f"card.ratio={ratio!r} is invalid; allowed: null (the pruner's final_sparsity) or a number > 1")
