@@ -11,12 +11,9 @@ from framework.data.mnist1d import CACHE_FILE, TEST_SIZE, TRAIN_SIZE, build_mnis
 from framework.errors import ConfigError
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    """One generation per worker (about 3 s); tests that damage a cache use their own folder."""
-    folder = tmp_path_factory.mktemp("mnist1d")
-    cached_arrays(folder)
-    return folder
+@pytest.fixture
+def cache_dir(mnist1d_cache):
+    return mnist1d_cache  # generated once per worker (tests/conftest.py)
 
 
 def test_generated_like_the_package_and_cached_without_pickle(cache_dir):

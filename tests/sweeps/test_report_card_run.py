@@ -21,7 +21,7 @@ CARD = [
     "card.controls=false",
     "card.ratios=[2,8]",
     "card.seeds=2",
-    "card.dense_epochs=2",  # two epochs: the selected epoch is a choice
+    "card.dense_epochs=1",
     "card.solve_steps=6",
     "epochs=1",
     "model.width=0.25",
@@ -39,11 +39,14 @@ def cell(mean: float, values: list[float], scale: float = 100.0, digits: int = 1
 
 
 @pytest.mark.slow
-def test_a_short_mnist1d_card_is_recomputed_from_its_child_runs(tmp_path, shared_store, tracking_overrides):
+def test_a_short_mnist1d_card_is_recomputed_from_its_child_runs(
+    tmp_path, shared_store, tracking_overrides, mnist1d_cache
+):
     from mlflow.tracking import MlflowClient
 
     dirs = [*cli_dirs(tmp_path, store=shared_store), *tracking_overrides]  # the session's store: tables made once
-    result = run_cli([*CARD, *dirs, f"paths.output_dir={tmp_path}/outputs"], timeout=900)
+    data = f"dataset.cache_dir={mnist1d_cache}"  # generated once for the session
+    result = run_cli([*CARD, *dirs, data, f"paths.output_dir={tmp_path}/outputs"], timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     uri = f"sqlite:///{shared_store}/mlflow.db"
     client = MlflowClient(tracking_uri=uri)
