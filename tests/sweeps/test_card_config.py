@@ -60,6 +60,7 @@ def test_report_card_sweeps_the_criteria_plus_the_controls_over_ratios_and_seeds
         ("card.fold=[true]", "card.fold=[True] with card.criteria ['taylor', 'bn_gamma']: a data-aware criterion"),
         ("pruner.structure=fine", "the card cannot compare pruner.method=level pruner.structure=fine"),
         ("card.ratio_of=flops", "card.ratio_of='flops' is invalid; allowed: params | macs"),
+        ("card.solve_steps=0", "card.solve_steps=0 is invalid; allowed: an integer from 1 to 30"),
     ],
 )
 def test_bad_card_input_is_one_line_before_any_job(compose_with_hydra, override, expected):
