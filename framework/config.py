@@ -38,6 +38,8 @@ from framework.pruning.spec import (
     method_problem,
     schedule_problems,
 )
+from framework.sweeps.card_spec import CardConfig, card_problems
+from framework.sweeps.card_spec import register_resolvers as register_card_resolvers
 
 
 def project_root() -> Path:
@@ -58,6 +60,8 @@ def conf_dir() -> Path:
 # Config files say ${project_root:} so that outputs/ does not move with the current directory.
 if not OmegaConf.has_resolver("project_root"):
     OmegaConf.register_new_resolver("project_root", lambda: str(project_root()))
+# The report card's sweep is written with ${card_criteria:...} and friends over the card node.
+register_card_resolvers()
 
 
 @dataclass
@@ -156,6 +160,7 @@ class Config:
     # > 0: the torch profiler records that many training steps into <run dir>/profile/ (debug=profile)
     profile_steps: int = 0
     sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
+    card: CardConfig = field(default_factory=CardConfig)
 
 
 def register_configs() -> None:
@@ -242,6 +247,8 @@ def config_problems(cfg: Any) -> list[str]:
             problems.append(f"pretrained={cfg.pretrained!r}: no such file; allowed: a state_dict or checkpoint file")
     if _select(cfg, "pruner.method") not in (None, NONE):
         problems.extend(_pruner_problems(cfg))
+    if _select(cfg, "card.enabled"):
+        problems.extend(card_problems(cfg.card, cfg.pruner))
     return problems
 
 

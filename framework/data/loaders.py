@@ -204,7 +204,8 @@ def limit_batches(
             return split
         return Subset(split, range(batches * batch_size))
 
-    return replace(bundle, train=cut(bundle.train, train), val=cut(bundle.val, val))
+    test = cut(bundle.test, val) if bundle.test is not None else None  # cut like validation
+    return replace(bundle, train=cut(bundle.train, train), val=cut(bundle.val, val), test=test)
 
 
 def _size(split: Dataset) -> int:

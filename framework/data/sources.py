@@ -3,8 +3,8 @@
 A run builds its model (and checks pruning patterns, BN folding, the tracking store) before it
 reads any data, so a dataset is described first and loaded later:
 
-* ``num_classes`` and ``input_shape`` (``(C, H, W)`` of one transformed sample), known without
-  reading the data;
+* ``num_classes`` and ``input_shape`` (``(C, H, W)`` of one transformed image, ``(C, L)`` of a
+  1-D signal), known without reading the data;
 * ``check()``: cheap checks that the files are there (no data is read); optional;
 * ``load()``: the training and validation splits, as a :class:`DatasetBundle` or a
   ``(train, val)`` pair of ``torch.utils.data.Dataset``.
@@ -64,15 +64,61 @@ class Digits(DataSource):
         return build_digits(seed=self.seed, val_fraction=self.val_fraction)
 
 
+class MNIST1D(DataSource):
+    """MNIST-1D: 4,000 training and 1,000 test signals of length 40, generated offline by the
+    ``mnist1d`` package and cached in ``cache_dir``; ``val_fraction`` of the training signals
+    (stratified, drawn with ``seed``) is the validation split, the 1,000 the test split
+    (``val_fraction=0``: validation on the test signals, the published baselines' protocol)."""
+
+    num_classes = 10
+    input_shape = (1, 40)
+
+    def __init__(self, cache_dir: str | None = None, val_fraction: float = 0.1, seed: int = 0) -> None:
+        if (
+            isinstance(val_fraction, bool)
+            or not isinstance(val_fraction, (int, float))
+            or not 0.0 <= val_fraction < 1.0
+        ):
+            raise ConfigError(
+                f"dataset.val_fraction={val_fraction!r} is invalid; allowed: a number in [0, 1) "
+                "(0: validate on the test split)"
+            )
+        if not cache_dir:
+            raise ConfigError(
+                f"dataset.cache_dir={cache_dir!r} is invalid; allowed: a folder path for the generated data"
+            )
+        self.cache_dir, self.val_fraction, self.seed = str(cache_dir), float(val_fraction), seed
+
+    def load(self) -> DatasetBundle:
+        from framework.data.mnist1d import build_mnist1d
+
+        return build_mnist1d(self.cache_dir, val_fraction=self.val_fraction, seed=self.seed)
+
+
 class CIFAR10(DataSource):
     """CIFAR-10 from ``root/cifar-10-batches-py`` (downloaded there first with ``download``);
-    validation is the official test split; ``augment``: random crop and flip for training."""
+    validation is the official test split, or with ``val_fraction`` > 0 that share of the
+    training images (stratified, drawn with ``seed``; the official split is then the test split);
+    ``augment``: random crop and flip for training."""
 
     num_classes = 10
     input_shape = (3, 32, 32)
 
-    def __init__(self, root: str | None = None, download: bool = False, augment: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | None = None,
+        download: bool = False,
+        augment: bool = True,
+        val_fraction: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
+            raise ConfigError(
+                f"dataset.val_fraction={val_fraction!r} is invalid; allowed: a number in [0, 1) "
+                "(0: validate on the official test split)"
+            )
         self.root, self.download, self.augment = root, download, augment
+        self.val_fraction, self.seed = float(val_fraction), seed
 
     def check(self) -> None:
         check_dataset_available("cifar10", self.root, self.download)
@@ -80,7 +126,9 @@ class CIFAR10(DataSource):
     def load(self) -> DatasetBundle:
         from framework.data.cifar import build_cifar10
 
-        return build_cifar10(self.root, download=self.download, augment=self.augment)
+        return build_cifar10(
+            self.root, download=self.download, augment=self.augment, val_fraction=self.val_fraction, seed=self.seed
+        )
 
 
 class MNIST(DataSource):
@@ -175,9 +223,12 @@ def as_data_source(built: Any, target: str) -> DataSource:
             "or a framework.data.DatasetBundle"
         )
     shape = built.input_shape
-    if not (isinstance(shape, (tuple, list)) and len(shape) == 3 and all(isinstance(s, int) and s >= 1 for s in shape)):
+    if not (
+        isinstance(shape, (tuple, list)) and len(shape) in (2, 3) and all(isinstance(s, int) and s >= 1 for s in shape)
+    ):
         raise ConfigError(
-            f"dataset._target_={target} gives input_shape={shape!r}; allowed: three positive integers (C, H, W)"
+            f"dataset._target_={target} gives input_shape={shape!r}; allowed: positive integers (C, H, W) for "
+            "images or (C, L) for 1-D signals"
         )
     _positive_int(f"dataset._target_={target} num_classes", built.num_classes)
     return built

@@ -21,6 +21,7 @@ from framework.errors import ConfigError, short_reason
 from framework.process.distributed import SINGLE, DistContext, resolve_device
 from framework.pruning.scores.bn_fold import pairs_report
 from framework.run_context import RunContext
+from framework.runner.card import card_dir, set_target_from_ratio
 from framework.runner.first_batch import check_output
 from framework.runner.methods import KnowledgeDistillation
 from framework.tracking.description import RunDescription
@@ -77,6 +78,7 @@ def build_parts(
     seed_everything(cfg.seed)
     model = build_model(cfg, num_classes, input_shape)
     model.to(device)
+    set_target_from_ratio(cfg, model, input_shape, card_dir(cfg, context))  # a card job: ratio -> final_sparsity
     pruner, fold_pairs = build_pruner_part(cfg, model, input_shape, schedule_window)
     training = cfg.task == "train"
     distillation = build_component("distill", cfg.distill) if training and cfg.get("distill") else None
