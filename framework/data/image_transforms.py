@@ -28,8 +28,8 @@ class ImageTransforms:
 
     crop_size: int
     resize_size: int
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bilinear"
     described_as: str = "ImageNet statistics"  # whose they are, for the run's log and preprocessing.json
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +143,18 @@ def weights_file(name: str, config: Any) -> Path:
     raise ConfigError(f"model.name={name}: timm's pretrained config names no file to load; pick another tag")
 
 
+@contextmanager
+def quiet_timm() -> Iterator[None]:
+    """timm logs each step of loading weights at INFO; the run says what matters in its own line."""
+    logger = logging.getLogger("timm")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def timm_model(name: str = "resnet18", pretrained: bool = False, num_classes: int = 1000, in_channels: int = 3):
     """``timm.create_model(name, pretrained=..., num_classes=..., in_chans=...)``."""
     timm = require_timm()
@@ -155,13 +169,14 @@ def timm_model(name: str = "resnet18", pretrained: bool = False, num_classes: in
     config = pretrained_config(name)
     file = weights_file(name, config)
     try:
-        model = timm.create_model(
-            name,
-            pretrained=True,
-            pretrained_cfg_overlay={"file": str(file)},
-            num_classes=num_classes,
-            in_chans=in_channels,
-        )
+        with quiet_timm():
+            model = timm.create_model(
+                name,
+                pretrained=True,
+                pretrained_cfg_overlay={"file": str(file)},
+                num_classes=num_classes,
+                in_chans=in_channels,
+            )
     except Exception as error:
         raise CheckpointError(
             f"model.name={name} model.pretrained=true: the weights file {file} cannot be loaded "
