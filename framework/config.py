@@ -166,6 +166,10 @@ class Config:
     # > 0: the torch profiler records that many training steps into <run dir>/profile/ (debug=profile)
     profile_steps: int = 0
     sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
+    # the training step: 32 | bf16-mixed | 16-mixed (autocast; float16 with a gradient scaler, CUDA)
+    precision: str = "32"
+    compile: bool = False  # torch.compile of the training model (pruning and thinning act on the module)
+    channels_last: bool = False  # NHWC weights and batches (faster convolutions on tensor cores)
 
 
 def register_configs() -> None:
@@ -175,6 +179,8 @@ def register_configs() -> None:
 register_configs()
 
 DEVICES = ("auto", "cpu", "cuda")
+# Lightning's names; "32" also arrives as the integer 32 from the command line
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 QUANTIZE = ("none", "int8")
 DIST_BACKENDS = ("auto", "gloo", "nccl")
 
@@ -236,6 +242,7 @@ def config_problems(cfg: Any) -> list[str]:
     problems.extend(_optimizer_problems(cfg, bad))
     problems.extend(_lr_scheduler_problems(cfg, bad))
     problems.extend(_deploy_problems(cfg, bad))
+    problems.extend(_precision_problems(cfg, bad))
     experiment = _select(cfg, "tracking.experiment")
     if experiment is not None and not (isinstance(experiment, str) and experiment.strip()):
         bad("tracking.experiment", "a non-empty experiment name")
@@ -305,6 +312,20 @@ def _deploy_problems(cfg: Any, bad) -> list[str]:
         missing = missing_line(needed_by)
         if missing:
             return [missing + " (or deploy.enabled=false)"]
+    return []
+
+
+def _precision_problems(cfg: Any, bad) -> list[str]:
+    """What the config says alone; the device's own abilities are checked once it is chosen
+    (framework/training/precision.py, fast_path.py)."""
+    precision = str(_select(cfg, "precision"))
+    if precision not in PRECISIONS:
+        bad("precision", " | ".join(PRECISIONS))
+    elif precision == "16-mixed" and cfg.device == "cpu":
+        return [
+            "precision=16-mixed needs a CUDA device (float16 with a gradient scaler); device=cpu; "
+            "allowed on the CPU: precision=bf16-mixed or 32"
+        ]
     return []
 
 
