@@ -85,3 +85,26 @@ def test_channels_last_keeps_the_parameters_the_optimizer_and_masks_hold():
     batch = batch_to(torch.randn(2, 3, 6, 6), CPU, channels_last=True)
     assert batch.is_contiguous(memory_format=torch.channels_last)
     assert batch_to(torch.randn(2, 5), CPU, channels_last=True).shape == (2, 5)
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (
+            ["precision=16-mixed", "device=cpu"],
+            "precision=16-mixed needs a CUDA device (float16 with a gradient scaler)",
+        ),
+        (["precision=bf16"], "precision='bf16' is invalid; allowed: 32 | bf16-mixed | 16-mixed"),
+        (
+            ["precision=bf16-mixed", "compile=true"],
+            "precision=bf16-mixed compile=True: not yet wired into the training loop of this version",
+        ),
+    ],
+)
+def test_the_config_answers_precision_in_one_line_before_torch(compose_config, overrides, expected):
+    from framework.config import config_problems
+
+    [problem] = config_problems(compose_config(overrides))
+    assert problem.startswith(expected)
+    assert config_problems(compose_config([])) == []
+    assert config_problems(compose_config(["precision=32"])) == []
