@@ -172,8 +172,8 @@ def training_table(args, device: torch.device) -> None:
         rows.append(
             [
                 setting,
-                f"{plain:.1f}",
-                f"{ours:.1f}" if ours else "pending",
+                f"{plain:.3g}",
+                f"{ours:.3g}" if ours else "pending",
                 f"{median(ratios[setting]):.3f}" if setting in ratios else "pending",
                 f"{plain / median(speeds[('plain', 'fp32')]):.2f}",
             ]
@@ -231,7 +231,7 @@ def loading_table(args) -> None:
     print(
         markdown_table(
             ["loader", "img/s (median)", "ratio"],
-            [["ours", f"{ours:.1f}", f"{ours / theirs:.3f}"], ["torchvision reference", f"{theirs:.1f}", "1.000"]],
+            [["ours", f"{ours:.3g}", f"{ours / theirs:.3f}"], ["torchvision reference", f"{theirs:.3g}", "1.000"]],
         )
     )
 
