@@ -9,7 +9,9 @@ Torch-free: a model library describes its weights with it before any image is re
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -36,6 +38,15 @@ class ImageTransforms:
     def __post_init__(self) -> None:
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation={self.interpolation!r}; allowed: {' | '.join(INTERPOLATIONS)}")
+
+    @classmethod
+    def coerce(cls, value: ImageTransforms | Mapping[str, Any]) -> ImageTransforms:
+        """``value`` itself, or rebuilt from the plain dict Hydra's instantiate turns it into when
+        the runner passes it to a config component."""
+        if isinstance(value, ImageTransforms):
+            return value
+        fields = {key: tuple(item) if isinstance(item, (list, tuple)) else item for key, item in value.items()}
+        return cls(**fields)
 
     def with_crop(self, crop_size: int) -> ImageTransforms:
         """The same preprocessing for another crop size, the resize keeping its ratio to the crop."""

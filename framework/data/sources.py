@@ -18,7 +18,7 @@ Heavy imports (torchvision, scikit-learn) happen in ``load()``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from framework.data.availability import check_dataset_available, require_root
@@ -121,7 +121,7 @@ class ImageFolder(DataSource):
         image_size: int | None = None,
         augment: bool = True,
         transforms: str = "auto",
-        weights_transforms: ImageTransforms | None = None,
+        weights_transforms: ImageTransforms | Mapping[str, Any] | None = None,
     ) -> None:
         if image_size is not None:
             _positive_int("image_size", image_size)
@@ -134,6 +134,8 @@ class ImageFolder(DataSource):
                 "model=timm model.pretrained=true"
             )
         self.root, self.augment = root, augment
+        if weights_transforms is not None:
+            weights_transforms = ImageTransforms.coerce(weights_transforms)
         if transforms == "dataset" or weights_transforms is None:
             self.spec = dataset_transforms(image_size or DEFAULT_IMAGE_SIZE)
         else:

@@ -104,10 +104,14 @@ def build_parts(
 
 
 def build_data_source(cfg: DictConfig):
-    """The dataset component, described (classes, input shape) and its files checked, unread."""
+    """The dataset component, described (classes, input shape) and its files checked, unread; a
+    dataset that takes ``weights_transforms`` gets the preprocessing the model's weights declare."""
     from framework.data import as_data_source
+    from framework.models import weights_transforms
 
-    source = as_data_source(build_component("dataset", cfg.dataset), cfg.dataset._target_)
+    declared = weights_transforms(cfg.model)
+    built = build_component("dataset", cfg.dataset, **({"weights_transforms": declared} if declared else {}))
+    source = as_data_source(built, cfg.dataset._target_)
     check = getattr(source, "check", None)
     if callable(check):
         check()

@@ -209,3 +209,17 @@ def test_a_run_whose_weights_are_missing_offline_exits_2_before_reading_data(tmp
     ], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_a_run_gives_imagefolder_the_preprocessing_of_the_models_weights(compose_config, tmp_path):
+    from framework.runner.parts import build_data_source
+
+    for split in ("train", "val"):
+        (tmp_path / split / "a").mkdir(parents=True)
+    tree = ["dataset=imagefolder", f"dataset.root={tmp_path}", "model=torchvision", "model.name=resnet50"]
+    source = build_data_source(compose_config([*tree, "model.weights=IMAGENET1K_V2"]))
+    assert (source.spec.resize_size, source.input_shape) == (232, (3, 224, 224))
+    assert source.spec.described_as == "torchvision ResNet50_Weights.IMAGENET1K_V2"
+    own = build_data_source(compose_config([*tree, "model.weights=IMAGENET1K_V2", "dataset.transforms=dataset"]))
+    assert own.spec.resize_size == 256
+    assert build_data_source(compose_config(tree)).spec.described_as == "ImageNet statistics"
