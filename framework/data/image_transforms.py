@@ -45,7 +45,7 @@ class ImageTransforms:
         the runner passes it to a config component."""
         if isinstance(value, ImageTransforms):
             return value
-        fields = {key: tuple(item) if isinstance(item, (list, tuple)) else item for key, item in value.items()}
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in value.items()}
         return cls(**fields)
 
     def with_crop(self, crop_size: int) -> ImageTransforms:
