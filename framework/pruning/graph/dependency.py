@@ -78,7 +78,7 @@ import torch.fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from framework.errors import PruningError
+from framework.errors import PruningError, short_reason
 from framework.pruning.graph.channels import UnionFind
 from framework.pruning.graph.fx import CONVS, trace, unwrap
 from framework.pruning.graph.groups import (
@@ -129,8 +129,7 @@ def propagate_shapes(model: nn.Module, example_input, needed_by: str) -> torch.f
     except PruningError:
         raise
     except Exception as exc:
-        lines = str(exc).strip().splitlines()
-        reason = (lines[0] if lines else type(exc).__name__)[:160]
+        reason = short_reason(exc)
         shapes = [tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)]
         raise PruningError(
             f"{needed_by} runs {type(model).__name__} once on an example input of shape {shapes} and it failed "

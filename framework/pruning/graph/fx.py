@@ -13,7 +13,7 @@ import torch
 import torch.fx
 from torch import nn
 
-from framework.errors import PruningError
+from framework.errors import PruningError, short_reason
 
 # Conv1d/2d/3d and ConvTranspose1d/2d/3d (and anything built on their base)
 CONVS = (nn.modules.conv._ConvNd,)
@@ -58,10 +58,7 @@ def trace(
     try:
         return torch.fx.symbolic_trace(model)
     except Exception as exc:  # fx raises many types (TraceError, TypeError, ...); all mean the same
-        lines = str(exc).strip().splitlines()
-        reason = lines[0] if lines else type(exc).__name__
-        if len(reason) > 160:
-            reason = reason[:157] + "..."
+        reason = short_reason(exc)
         raise PruningError(
             f"{needed_by} needs a traceable model: torch.fx could not trace {type(model).__name__} ({reason}); {advice}"
         ) from exc
