@@ -297,16 +297,6 @@ def _precision_problems(cfg: Any, bad) -> list[str]:
             "precision=16-mixed needs a CUDA device (float16 with a gradient scaler); device=cpu; "
             "allowed on the CPU: precision=bf16-mixed or 32"
         ]
-    # The training loop takes these once the runner's seams are merged (issue 25 item 3); until then
-    # a run that asked for them must not silently train in float32, uncompiled.
-    asked = [f"{key}={_select(cfg, key)}" for key in ("compile", "channels_last") if _select(cfg, key)]
-    if precision != "32" and precision in PRECISIONS:
-        asked.insert(0, f"precision={precision}")
-    if asked:
-        return [
-            f"{' '.join(asked)}: not yet wired into the training loop of this version; "
-            "allowed: precision=32 compile=false channels_last=false"
-        ]
     return []
 
 

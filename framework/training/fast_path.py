@@ -17,10 +17,24 @@ import os
 import shutil
 import sys
 import sysconfig
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """How the trainer's step runs on its hardware: several processes (``parallel``, a
+    :class:`framework.training.ddp.DataParallel`; None: one), the precision
+    (``32 | bf16-mixed | 16-mixed``), ``torch.compile`` and channels-last."""
+
+    parallel: Any = None
+    precision: str = "32"
+    compile: bool = False
+    channels_last: bool = False
 
 
 def compile_problem(device: torch.device) -> str | None:

@@ -81,10 +81,8 @@ class Precision:
         return {"precision": self.name, "scaler": self.scaler.state_dict() if self.scaler is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("precision") != self.name:
-            raise ConfigError(
-                f"the checkpoint was trained with precision={state.get('precision')}, this run asks for "
-                f"precision={self.name}; allowed: resume with precision={state.get('precision')}"
-            )
-        if self.scaler is not None and state.get("scaler"):
+        """The scaler continues at the checkpoint's scale. A checkpoint of another precision (a
+        change the resume guard already refused, or allowed with resume_changed=allow) has no
+        scale for this one: the scaler then starts afresh."""
+        if self.scaler is not None and state.get("precision") == self.name and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])

@@ -186,28 +186,20 @@ def test_imagefolder_follows_the_weights_when_asked(tmp_path):
     assert message.startswith("dataset.transforms=weights but the model loads no weights that declare a preprocessing")
 
 
-def test_a_run_whose_weights_are_missing_offline_exits_2_before_reading_data(tmp_path):
-    from support import cli_dirs, run_cli
-
+def test_a_run_whose_weights_are_missing_offline_stops_in_one_line_before_reading_data(
+    caches, run_experiment, tmp_path
+):
+    # in-process: the CLI answers every CheckpointError with its line and exit 2 (tests/runner/test_checkpoint_fields.py runs one)
     images = tmp_path / "images"  # a tree that exists: its files would be read only after the model
     for split in ("train", "val"):
         (images / split / "a").mkdir(parents=True)
-    env = {"TORCH_HOME": str(tmp_path / "torch"), "HF_HUB_OFFLINE": "1"}
-    result = run_cli(
-        ["model=torchvision", "model.weights=DEFAULT", "dataset=imagefolder", f"dataset.root={images}"]
-        + cli_dirs(tmp_path, mlflow=False)
-        + ["tracking=none"],
-        env=env,
-    )
-    assert result.returncode == 2, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [
-        "error: model (framework.models.torchvision_model): model.name=resnet18 model.weights=IMAGENET1K_V1: "
-        "the file resnet18-f37072fd.pth is not in torch hub's "
-        f"cache and the run is offline (HF_HUB_OFFLINE=1); put it in {tmp_path / 'torch' / 'hub' / 'checkpoints'} "
+    run = ["model=torchvision", "model.weights=DEFAULT", "dataset=imagefolder", f"dataset.root={images}", "tracking=none"]
+    message = one_line(CheckpointError, lambda: run_experiment(run))
+    assert message.endswith(
+        "model.name=resnet18 model.weights=IMAGENET1K_V1: the file resnet18-f37072fd.pth is not in torch hub's "
+        f"cache and the run is offline (HF_HUB_OFFLINE=1); put it in {caches / 'torch' / 'hub' / 'checkpoints'} "
         "(downloaded from https://download.pytorch.org/models/resnet18-f37072fd.pth) or run online once"
-    ], result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
+    ), message
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 

@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from framework.errors import ConfigError
-from framework.training.fast_path import CompiledModel, batch_to, compile_problem, to_channels_last
+from framework.training import Trainer
+from framework.training.fast_path import Acceleration, CompiledModel, batch_to, compile_problem, to_channels_last
+from framework.training.hooks import Hook
 from framework.training.precision import Precision, precision_problem
 
 CPU = torch.device("cpu")
@@ -51,12 +53,58 @@ def test_a_precision_the_device_cannot_run_is_one_line(precision, expected):
         Precision(precision, CPU)
 
 
-def test_the_precision_recorded_in_a_checkpoint_must_match_on_resume():
+def test_the_scaler_state_continues_only_in_the_precision_it_was_written_with():
     state = Precision("bf16-mixed", CPU).state_dict()
     assert state == {"precision": "bf16-mixed", "scaler": None}
-    Precision("bf16-mixed", CPU).load_state_dict(state)
-    with pytest.raises(ConfigError, match="trained with precision=bf16-mixed, this run asks for precision=32"):
-        Precision("32", CPU).load_state_dict(state)
+    fp16_state = {"precision": "16-mixed", "scaler": {"scale": 1024.0, "_growth_tracker": 3}}
+    Precision("bf16-mixed", CPU).load_state_dict(fp16_state)  # a change the resume guard allowed
+
+
+def test_the_checkpoint_check_knows_the_precision_field(tmp_path):
+    from framework.errors import CheckpointError
+    from framework.training.checkpoint_checks import check_checkpoint_fields
+
+    fields = {"epoch": 0, "history": [], "hooks": {}}
+    check_checkpoint_fields({**fields, "precision": Precision("bf16-mixed", CPU).state_dict()}, tmp_path, 2)
+    check_checkpoint_fields({**fields, "precision": {"precision": "16-mixed", "scaler": {"scale": 8.0}}}, tmp_path, 2)
+    for bad in ({"precision": "fp8"}, "bf16", {"precision": "16-mixed", "scaler": {"scale": "big"}}):
+        with pytest.raises(CheckpointError, match="precision"):
+            check_checkpoint_fields({**fields, "precision": bad}, tmp_path, 2)
+
+
+class DtypeSeen(Hook):
+    """Records the dtype of the logits the training step minimises."""
+
+    def __init__(self):
+        self.seen: set[torch.dtype] = set()
+
+    def training_loss(self, trainer, loss, inputs, targets, logits):
+        self.seen.add(logits.dtype)
+        return loss
+
+
+def test_the_trainer_steps_in_the_precision_it_is_given_and_keeps_masks_in_float32():
+    inputs, targets = torch.randn(8, 3, 6, 6), torch.randint(0, 3, (8,))
+    batches = [(inputs[:4], targets[:4]), (inputs[4:], targets[4:])]
+    weights = {}
+    for precision in ("32", "bf16-mixed"):
+        model, seen = small_net(), DtypeSeen()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        acceleration = Acceleration(precision=precision, channels_last=precision != "32")
+        Trainer(model, optimizer, batches, batches, epochs=1, hooks=[seen], acceleration=acceleration).fit()
+        assert seen.seen == {torch.bfloat16 if precision != "32" else torch.float32}
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        weights[precision] = model[0].weight.detach().clone()
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not torch.equal(weights["32"], weights["bf16-mixed"])
+
+
+def test_the_training_step_defaults_are_not_recorded_params(compose_config):
+    from framework.runner.parts import params_in_use
+
+    assert not {"precision", "compile", "channels_last"} & set(params_in_use(compose_config([])))
+    used = params_in_use(compose_config(["precision=bf16-mixed", "channels_last=true"]))
+    assert used["precision"] == "bf16-mixed" and used["channels_last"] is True and "compile" not in used
 
 
 def test_compile_needs_a_cpp_compiler_on_the_cpu(monkeypatch, tmp_path):
@@ -95,10 +143,6 @@ def test_channels_last_keeps_the_parameters_the_optimizer_and_masks_hold():
             "precision=16-mixed needs a CUDA device (float16 with a gradient scaler)",
         ),
         (["precision=bf16"], "precision='bf16' is invalid; allowed: 32 | bf16-mixed | 16-mixed"),
-        (
-            ["precision=bf16-mixed", "compile=true"],
-            "precision=bf16-mixed compile=True: not yet wired into the training loop of this version",
-        ),
     ],
 )
 def test_the_config_answers_precision_in_one_line_before_torch(compose_config, overrides, expected):
@@ -108,3 +152,4 @@ def test_the_config_answers_precision_in_one_line_before_torch(compose_config, o
     assert problem.startswith(expected)
     assert config_problems(compose_config([])) == []
     assert config_problems(compose_config(["precision=32"])) == []
+    assert config_problems(compose_config(["precision=bf16-mixed", "channels_last=true", "compile=true"])) == []
