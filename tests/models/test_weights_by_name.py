@@ -193,7 +193,13 @@ def test_a_run_whose_weights_are_missing_offline_stops_in_one_line_before_readin
     images = tmp_path / "images"  # a tree that exists: its files would be read only after the model
     for split in ("train", "val"):
         (images / split / "a").mkdir(parents=True)
-    run = ["model=torchvision", "model.weights=DEFAULT", "dataset=imagefolder", f"dataset.root={images}", "tracking=none"]
+    run = [
+        "model=torchvision",
+        "model.weights=DEFAULT",
+        "dataset=imagefolder",
+        f"dataset.root={images}",
+        "tracking=none",
+    ]
     message = one_line(CheckpointError, lambda: run_experiment(run))
     assert message.endswith(
         "model.name=resnet18 model.weights=IMAGENET1K_V1: the file resnet18-f37072fd.pth is not in torch hub's "
