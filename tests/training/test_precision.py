@@ -153,3 +153,11 @@ def test_the_config_answers_precision_in_one_line_before_torch(compose_config, o
     assert config_problems(compose_config([])) == []
     assert config_problems(compose_config(["precision=32"])) == []
     assert config_problems(compose_config(["precision=bf16-mixed", "channels_last=true", "compile=true"])) == []
+
+
+def test_device_auto_without_cuda_refuses_16_mixed_before_data(compose_config):
+    from framework.runner.parts import check_training_step
+
+    check_training_step(compose_config(["precision=bf16-mixed"]), CPU)
+    with pytest.raises(ConfigError, match=r"^precision=16-mixed needs a CUDA device .*this run is on cpu"):
+        check_training_step(compose_config(["precision=16-mixed"]), CPU)  # device=auto that found no GPU

@@ -11,7 +11,7 @@ import torch
 from support import cli_dirs
 from test_reliability import final_state, start_cli, wait_for_epochs
 
-EPOCHS = 4
+EPOCHS = 3
 RUN = [
     "precision=bf16-mixed",
     "pruner=agp",
@@ -21,7 +21,7 @@ RUN = [
     "deploy.enabled=false",  # the deploy step's latencies are measured, not learned
     "loader.batch_size=16",
     "loader.limit_train_batches=4",
-    "loader.limit_val_batches=2",
+    "loader.limit_val_batches=1",
 ]
 
 
