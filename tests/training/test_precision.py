@@ -83,7 +83,7 @@ class DtypeSeen(Hook):
         return loss
 
 
-def test_the_trainer_steps_in_the_precision_it_is_given_and_keeps_masks_in_float32():
+def test_the_trainer_steps_in_the_precision_it_is_given_and_keeps_float32_weights():
     inputs, targets = torch.randn(8, 3, 6, 6), torch.randint(0, 3, (8,))
     batches = [(inputs[:4], targets[:4]), (inputs[4:], targets[4:])]
     weights = {}
