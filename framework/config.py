@@ -161,6 +161,10 @@ class Config:
     profile_steps: int = 0
     sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
     card: CardConfig = field(default_factory=CardConfig)
+    # the training step: 32 | bf16-mixed | 16-mixed (autocast; float16 with a gradient scaler, CUDA)
+    precision: str = "32"
+    compile: bool = False  # torch.compile of the training model (pruning and thinning act on the module)
+    channels_last: bool = False  # NHWC weights and batches (faster convolutions on tensor cores)
 
 
 def register_configs() -> None:
@@ -170,6 +174,8 @@ def register_configs() -> None:
 register_configs()
 
 DEVICES = ("auto", "cpu", "cuda")
+# Lightning's names; "32" also arrives as the integer 32 from the command line
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 DIST_BACKENDS = ("auto", "gloo", "nccl")
 
 
@@ -230,6 +236,7 @@ def config_problems(cfg: Any) -> list[str]:
     problems.extend(_optimizer_problems(cfg, bad))
     problems.extend(_lr_scheduler_problems(cfg, bad))
     problems.extend(deploy_problems(cfg.deploy))
+    problems.extend(_precision_problems(cfg, bad))
     experiment = _select(cfg, "tracking.experiment")
     if experiment is not None and not (isinstance(experiment, str) and experiment.strip()):
         bad("tracking.experiment", "a non-empty experiment name")
@@ -284,6 +291,20 @@ def _sensitivity_problems(cfg: Any, bad) -> list[str]:
             "allowed: pruner.structure=fine|filter|channel"
         )
     return problems
+
+
+def _precision_problems(cfg: Any, bad) -> list[str]:
+    """What the config says alone; the device's own abilities are checked once it is chosen
+    (framework/training/precision.py, fast_path.py)."""
+    precision = str(_select(cfg, "precision"))
+    if precision not in PRECISIONS:
+        bad("precision", " | ".join(PRECISIONS))
+    elif precision == "16-mixed" and cfg.device == "cpu":
+        return [
+            "precision=16-mixed needs a CUDA device (float16 with a gradient scaler); device=cpu; "
+            "allowed on the CPU: precision=bf16-mixed or 32"
+        ]
+    return []
 
 
 def _optimizer_problems(cfg: Any, bad) -> list[str]:

@@ -18,12 +18,16 @@ Heavy imports (torchvision, scikit-learn) happen in ``load()``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from framework.data.availability import check_dataset_available, require_root
 from framework.data.bundle import DatasetBundle
+from framework.data.image_transforms import TRANSFORM_SOURCES, ImageTransforms, dataset_transforms
 from framework.errors import ConfigError
+
+# imagefolder's crop when neither the config nor the model's weights give one
+DEFAULT_IMAGE_SIZE = 224
 
 
 class DataSource:
@@ -151,12 +155,41 @@ class MNIST(DataSource):
 
 
 class ImageFolder(DataSource):
-    """An ImageNet-style tree ``root/{train,val}/<class>/*.jpg``, resized to ``image_size``."""
+    """An ImageNet-style tree ``root/{train,val}/<class>/*.jpg``, resized and cropped to ``image_size``.
 
-    def __init__(self, root: str | None = None, image_size: int = 224, augment: bool = True) -> None:
-        self.image_size = _positive_int("image_size", image_size)
+    ``transforms``: ``dataset`` (ImageNet statistics, bilinear, 87.5 % centre crop), ``weights`` (the
+    resize, crop, interpolation and statistics the model's pretrained weights declare, which the
+    run passes in as ``weights_transforms``) or ``auto`` (``weights`` when the model loads weights
+    that declare them, ``dataset`` otherwise). ``image_size`` null: 224, or the weights' crop size;
+    a number with ``weights``: that crop, the resize keeping the weights' ratio to it."""
+
+    def __init__(
+        self,
+        root: str | None = None,
+        image_size: int | None = None,
+        augment: bool = True,
+        transforms: str = "auto",
+        weights_transforms: ImageTransforms | Mapping[str, Any] | None = None,
+    ) -> None:
+        if image_size is not None:
+            _positive_int("image_size", image_size)
+        if transforms not in TRANSFORM_SOURCES:
+            raise ConfigError(f"transforms={transforms!r} is invalid; allowed: {' | '.join(TRANSFORM_SOURCES)}")
+        if transforms == "weights" and weights_transforms is None:
+            raise ConfigError(
+                "dataset.transforms=weights but the model loads no weights that declare a preprocessing; "
+                "allowed: dataset.transforms=auto|dataset, or model=torchvision model.weights=... / "
+                "model=timm model.pretrained=true"
+            )
         self.root, self.augment = root, augment
-        self.input_shape = (3, image_size, image_size)
+        if weights_transforms is not None:
+            weights_transforms = ImageTransforms.coerce(weights_transforms)
+        if transforms == "dataset" or weights_transforms is None:
+            self.spec = dataset_transforms(image_size or DEFAULT_IMAGE_SIZE)
+        else:
+            self.spec = weights_transforms.with_crop(image_size) if image_size else weights_transforms
+        self.image_size = self.spec.crop_size
+        self.input_shape = (3, self.image_size, self.image_size)
 
     def check(self) -> None:
         check_dataset_available("imagefolder", self.root)
@@ -170,7 +203,7 @@ class ImageFolder(DataSource):
     def load(self) -> DatasetBundle:
         from framework.data.imagefolder import build_imagefolder
 
-        return build_imagefolder(self.root, image_size=self.image_size, augment=self.augment)
+        return build_imagefolder(self.root, augment=self.augment, spec=self.spec)
 
 
 class Synthetic(DataSource):

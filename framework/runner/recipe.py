@@ -47,6 +47,7 @@ from framework.runner.summary import where_everything_is
 from framework.tracking.group import Trackers
 from framework.training import Trainer, load_checkpoint
 from framework.training.checkpoint_checks import check_checkpoint_fields, check_checkpoint_fits
+from framework.training.fast_path import Acceleration
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,7 @@ def _set_up_training(
         from framework.training.ddp import DataParallel
 
         parallel = DataParallel(ddp, parts.device, sync_batchnorm=cfg.distributed.sync_batchnorm)
+    acceleration = Acceleration(parallel, str(cfg.precision), bool(cfg.compile), bool(cfg.channels_last))
     trainer = Trainer(
         model,
         optimizer,
@@ -172,7 +174,7 @@ def _set_up_training(
         lr_scheduler=lr_scheduler,
         hooks=hooks,
         progress=cfg.progress and ddp.is_main,  # one bar, rank 0's
-        parallel=parallel,
+        acceleration=acceleration,
         preprocessing=bundle.preprocessing,
     )
     if checkpoint is not None:
@@ -215,6 +217,7 @@ def _training_data(cfg: DictConfig, parts: Parts, ddp: DistContext):
         seed=cfg.seed,
         rank=ddp.rank,
         world_size=ddp.world_size,
+        pin_memory=parts.device.type == "cuda",  # with the trainer's non-blocking copies
     )
     give_calibration_data(parts.pruner, bundle.train, cfg.loader.batch_size, cfg.seed, ddp.rank)
     return bundle, train_loader, val_loader
