@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from framework.pruning.spec import renamed_problem
+
 QUANTIZE = ("none", "int8")
 # Keys a user could have typed that now have another name: old key -> new key.
 RENAMED_KEYS = {"deploy.calibration_batches": "deploy.int8_calibration_batches"}
@@ -70,4 +72,4 @@ def deploy_problems(deploy: Any) -> list[str]:
 def renamed_key_problem(key: str) -> str | None:
     """One line for a ``deploy`` key that was renamed, naming the new spelling."""
     new = RENAMED_KEYS.get(key.lstrip("+~"))
-    return f"{key.lstrip('+~')} was renamed; use {new}" if new is not None else None
+    return renamed_problem(key.lstrip("+~"), new) if new is not None else None
