@@ -85,6 +85,16 @@ class UnionFind:
             parent[x], x = root, parent[x]
         return root
 
+    def roots(self) -> list[int]:
+        """The root of every id, in one pass: a parent is never larger than its child (unions hang
+        the larger root under the smaller), so a parent's root is known before its child's."""
+        parent = self.parent
+        roots = list(parent)
+        for i, p in enumerate(parent):
+            if p != i:
+                roots[i] = roots[p]
+        return roots
+
     def union(self, a: int, b: int) -> None:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:

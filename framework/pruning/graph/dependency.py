@@ -80,8 +80,10 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from framework.errors import PruningError
 from framework.pruning.graph.channels import UnionFind
-from framework.pruning.graph.fx import CONVS, trace, unwrap
+from framework.pruning.graph.constants import AttributeResize, resolve_sites, trace_with_origins, uses
+from framework.pruning.graph.fx import CONVS, trace_failure, unwrap
 from framework.pruning.graph.groups import (
+    KEPT_ATTRIBUTE_REASON,
     NORM,
     OUT,
     PARAM,
@@ -91,6 +93,7 @@ from framework.pruning.graph.groups import (
     DependencyGroup,
     Exclusion,
     Member,
+    ResizedAttribute,
 )
 from framework.pruning.graph.ops import walk
 from framework.pruning.graph.state import BuilderState, FixReason
@@ -112,18 +115,26 @@ def infer_example_input(model: nn.Module) -> torch.Tensor:
     )
 
 
-def propagate_shapes(model: nn.Module, example_input, needed_by: str) -> torch.fx.GraphModule:
-    """Trace ``model`` and record every node's output shape, running it once in eval mode.
+def propagate_shapes(
+    model: nn.Module, example_input, needed_by: str
+) -> tuple[torch.fx.GraphModule, set[tuple[str, str]]]:
+    """Trace ``model`` in eval mode (sizes written as module attributes keep their origin, see
+    :mod:`.constants`) and record every node's output shape, running it once; also returns the
+    attributes Python consumed while tracing.
 
     The model's train/eval flags are restored afterwards and no gradient or BatchNorm statistic
-    changes (the run is in eval mode under no_grad).
+    changes: the trace and the run are in eval mode under no_grad (a module that calls
+    ``F.batch_norm`` itself, as timm's BatchNormAct2d does, would otherwise be traced with its
+    training branch, which updates the running statistics).
     """
-    traced = trace(model, needed_by=needed_by, advice="use coupling=layer")
     inputs = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
     modes = {m: m.training for m in model.modules()}
     try:
         model.eval()
-        traced.eval()
+        try:
+            traced, consumed = trace_with_origins(model)
+        except Exception as exc:  # fx raises many types (TraceError, TypeError, ...); all mean the same
+            raise trace_failure(model, exc, needed_by, "use coupling=layer") from exc
         with torch.no_grad():
             ShapeProp(traced).propagate(*inputs)
     except PruningError:
@@ -139,7 +150,7 @@ def propagate_shapes(model: nn.Module, example_input, needed_by: str) -> torch.f
     finally:
         for module, mode in modes.items():
             module.training = mode
-    return traced
+    return traced, consumed
 
 
 def build_dependency_graph(model: nn.Module, example_input=None, warn: bool = True) -> DependencyGraph:
@@ -151,77 +162,131 @@ def build_dependency_graph(model: nn.Module, example_input=None, warn: bool = Tr
     inner, prefix = unwrap(model)
     if example_input is None:
         example_input = infer_example_input(inner)
-    traced = propagate_shapes(inner, example_input, needed_by="coupled structured pruning")
-    state = BuilderState(dict(inner.named_modules()))
+    traced, consumed = propagate_shapes(inner, example_input, needed_by="coupled structured pruning")
+    state = BuilderState(dict(inner.named_modules()), consumed)
     walk(state, traced.graph)
-    return _assemble(state, prefix, model, warn)
+    resizes = _resolve_sites(state, traced.graph)
+    return _assemble(state, prefix, model, warn, resizes)
 
 
-def _assemble(builder: BuilderState, prefix: str, model: nn.Module, warn: bool) -> DependencyGraph:
-    uf = builder.uf
-    by_root: dict[int, dict[tuple[str, str], list[int]]] = defaultdict(lambda: defaultdict(list))
-    for i, module, role, index in builder.members:
-        by_root[uf.find(i)][(module, role)].append(index)
-    fixed_roots: dict[int, FixReason] = {}
-    structural = {uf.find(i): why for i, why in builder.fixed.items() if why[1] in STRUCTURAL_REASONS}
-    for i, why in builder.fixed.items():
-        root = uf.find(i)
-        # a warning reason wins over a silent one, so the user hears about unknown ops; but where
-        # the channels could never go anyway (a LayerNorm over them), that reason is the one given
-        if root in structural:
-            fixed_roots[root] = structural[root]
-        elif root not in fixed_roots or (why[2] and not fixed_roots[root][2]):
-            fixed_roots[root] = why
+def _resolve_sites(state: BuilderState, graph: torch.fx.Graph) -> list[AttributeResize]:
+    """Sizes written as module attributes: the rewritable ones, and the channels of the others fixed."""
+    resizes, kept = resolve_sites(state.size_sites, uses(graph), state.consumed, state.uf)
+    for (module, attribute), ids, nodes in kept:
+        op = f"attribute '{module + '.' if module else ''}{attribute}'"
+        state.sites[op].extend(nodes)
+        state.fix(ids, op, KEPT_ATTRIBUTE_REASON, True)
+    return resizes
 
-    # group channels that share a (module, role)
-    group_of_key: dict[tuple[str, str], int] = {}
-    group_uf = UnionFind()
-    roots = sorted(by_root)
-    root_group = dict(zip(roots, group_uf.new(len(roots))))
-    for root in roots:
-        for key in by_root[root]:
-            if key in group_of_key:
-                group_uf.union(group_of_key[key], root_group[root])
-            else:
-                group_of_key[key] = root_group[root]
-    head_roots = {uf.find(i) for i in builder.head_ids}
-    grouped: dict[int, list[CoupledChannel]] = defaultdict(list)
+
+def _assemble(
+    builder: BuilderState, prefix: str, model: nn.Module, warn: bool, resizes: list[AttributeResize]
+) -> DependencyGraph:
+    roots = builder.uf.roots()
+    members = _members_by_root(builder, roots, prefix)
+    fixed_roots = _fixed_reasons(builder, roots)
+    head_roots = {roots[i] for i in builder.head_ids}
     exclusions: dict[tuple[str, str], set[str]] = defaultdict(set)
     warn_flags: dict[tuple[str, str], bool] = {}
-    for root in roots:
-        members = tuple(
-            Member(prefix + module, role, tuple(indices))  # attach() recorded them in increasing order
-            for (module, role), indices in sorted(by_root[root].items())
-        )
-        fixed = root in fixed_roots
-        if fixed:
-            op, reason, loud = fixed_roots[root]
-            exclusions[(op, reason)].update(m.module for m in members if m.role != NORM)
+    channel_of_root: dict[int, CoupledChannel] = {}
+    for root, channel_members in members.items():
+        why = fixed_roots.get(root)
+        if why is not None:
+            op, reason, loud = why
+            exclusions[(op, reason)].update(m.module for m in channel_members if m.role != NORM)
             warn_flags[(op, reason)] = loud
-        grouped[group_uf.find(root_group[root])].append(CoupledChannel(members, fixed, root in head_roots))
-
-    groups = []
-    for channels in grouped.values():
-        producers = [m.module for c in channels for m in c.members if m.role == OUT]
-        layers = [m.module for m in channels[0].members if m.role != PARAM]
-        name = producers[0] if producers else layers[0] if layers else channels[0].members[0].module
-        groups.append(DependencyGroup(name, channels))
+        channel_of_root[root] = CoupledChannel(channel_members, why is not None, root in head_roots)
+    groups = _groups(channel_of_root)
     widths = {(prefix + module, role): len(ids) for (module, role), ids in builder.module_ids.items()}
     result = [
         Exclusion(op, reason, tuple(sorted(layers)), warn_flags[(op, reason)], tuple(builder.sites.get(op, ())))
         for (op, reason), layers in exclusions.items()
     ]
     if warn:
-        for exclusion in result:
-            if exclusion.warned:
-                shown = ", ".join(exclusion.layers[:8]) + (" ..." if len(exclusion.layers) > 8 else "")
-                sites = exclusion.sites
-                where = f" (at {', '.join(sites[:3])}{' ...' if len(sites) > 3 else ''})" if len(sites) > 1 else ""
-                warnings.warn(
-                    f"{exclusion.op}{where}: {exclusion.reason}; the channels into and out of it are not pruned "
-                    f"(layers that keep those channels: {shown or 'none'})",
-                    stacklevel=3,
-                )
+        _warn(result)
     param_dims = {prefix + name: dim for name, dim in builder.param_dims.items()}
     parameters = {name: p for name, p in model.named_parameters() if name in param_dims}
-    return DependencyGraph(groups, result, widths, dict(model.named_modules()), param_dims, parameters)
+    attributes = [
+        ResizedAttribute(
+            prefix + (f"{r.module}.{r.attribute}" if r.module else r.attribute),
+            r,
+            [channel_of_root.get(roots[i]) for i in r.positions],
+        )
+        for r in resizes
+    ]
+    return DependencyGraph(groups, result, widths, dict(model.named_modules()), param_dims, parameters, attributes)
+
+
+def _members_by_root(builder: BuilderState, roots: list[int], prefix: str) -> dict[int, tuple[Member, ...]]:
+    """Each coupled channel's members: (module, role, indices) of every layer role that holds it."""
+    by_root: dict[int, list[tuple[tuple[str, str], int]]] = defaultdict(list)
+    for key, ids in builder.module_ids.items():
+        for index, i in enumerate(ids):
+            by_root[roots[i]].append((key, index))
+    result: dict[int, tuple[Member, ...]] = {}
+    for root in sorted(by_root):
+        entries = by_root[root]
+        entries.sort()
+        members: list[Member] = []
+        current, indices = entries[0][0], [entries[0][1]]
+        for key, index in entries[1:]:
+            if key == current:
+                indices.append(index)
+                continue
+            members.append(Member(prefix + current[0], current[1], tuple(indices)))
+            current, indices = key, [index]
+        members.append(Member(prefix + current[0], current[1], tuple(indices)))
+        result[root] = tuple(members)
+    return result
+
+
+def _fixed_reasons(builder: BuilderState, roots: list[int]) -> dict[int, FixReason]:
+    """Why each fixed coupled channel is fixed: a warning reason wins over a silent one, so the
+    user hears about unknown ops; but where the channels could never go anyway (a LayerNorm over
+    them), that reason is the one given."""
+    fixed_roots: dict[int, FixReason] = {}
+    structural = {roots[i]: why for i, why in builder.fixed.items() if why[1] in STRUCTURAL_REASONS}
+    for i, why in builder.fixed.items():
+        root = roots[i]
+        if root in structural:
+            fixed_roots[root] = structural[root]
+        elif root not in fixed_roots or (why[2] and not fixed_roots[root][2]):
+            fixed_roots[root] = why
+    return fixed_roots
+
+
+def _groups(channel_of_root: dict[int, CoupledChannel]) -> list[DependencyGroup]:
+    """Coupled channels that share a (module, role) are ranked together: one dependency group."""
+    group_of_key: dict[tuple[str, str], int] = {}
+    group_uf = UnionFind()
+    ordered = list(channel_of_root.values())
+    group_ids = group_uf.new(len(ordered))
+    for g, channel in zip(group_ids, ordered):
+        for member in channel.members:
+            key = (member.module, member.role)
+            known = group_of_key.setdefault(key, g)
+            if known != g:
+                group_uf.union(known, g)
+    grouped: dict[int, list[CoupledChannel]] = defaultdict(list)
+    for g, channel in zip(group_ids, ordered):
+        grouped[group_uf.find(g)].append(channel)
+    groups = []
+    for channels in grouped.values():
+        producers = [m.module for c in channels for m in c.members if m.role == OUT]
+        layers = [m.module for m in channels[0].members if m.role != PARAM]
+        name = producers[0] if producers else layers[0] if layers else channels[0].members[0].module
+        groups.append(DependencyGroup(name, channels))
+    return groups
+
+
+def _warn(exclusions: list[Exclusion]) -> None:
+    for exclusion in exclusions:
+        if exclusion.warned:
+            shown = ", ".join(exclusion.layers[:8]) + (" ..." if len(exclusion.layers) > 8 else "")
+            sites = exclusion.sites
+            where = f" (at {', '.join(sites[:3])}{' ...' if len(sites) > 3 else ''})" if len(sites) > 1 else ""
+            warnings.warn(
+                f"{exclusion.op}{where}: {exclusion.reason}; the channels into and out of it are not pruned "
+                f"(layers that keep those channels: {shown or 'none'})",
+                stacklevel=4,
+            )

@@ -58,13 +58,18 @@ def trace(
     try:
         return torch.fx.symbolic_trace(model)
     except Exception as exc:  # fx raises many types (TraceError, TypeError, ...); all mean the same
-        lines = str(exc).strip().splitlines()
-        reason = lines[0] if lines else type(exc).__name__
-        if len(reason) > 160:
-            reason = reason[:157] + "..."
-        raise PruningError(
-            f"{needed_by} needs a traceable model: torch.fx could not trace {type(model).__name__} ({reason}); {advice}"
-        ) from exc
+        raise trace_failure(model, exc, needed_by, advice) from exc
+
+
+def trace_failure(model: nn.Module, exc: Exception, needed_by: str, advice: str) -> PruningError:
+    """The one line that says torch.fx could not trace ``model`` (``exc``), what needed it and what to do."""
+    lines = str(exc).strip().splitlines()
+    reason = lines[0] if lines else type(exc).__name__
+    if len(reason) > 160:
+        reason = reason[:157] + "..."
+    return PruningError(
+        f"{needed_by} needs a traceable model: torch.fx could not trace {type(model).__name__} ({reason}); {advice}"
+    )
 
 
 def unwrap(model: nn.Module) -> tuple[nn.Module, str]:

@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 from torch import nn
 
+from framework.pruning.graph.constants import AttributeResize
 from framework.pruning.spec import CHANNEL, FILTER
 
 OUT, IN, NORM, PARAM = "out", "in", "norm", "param"
@@ -42,6 +43,11 @@ WINDOW_REASON = (
     "with pruner.structure=head)"
 )
 MIXING_REASON = "it mixes the channel dim with another dim in a way that cannot be tracked"
+KEPT_ATTRIBUTE_REASON = (
+    "this module attribute sizes these channels, but forward also reads it in a way thinning cannot "
+    "rewrite (arithmetic on it, a comparison, a loop, an op the graph does not follow), so it keeps its value"
+)
+GROUPS_REASON = "its group count is fixed in the code, so only whole groups could go and their count cannot change"
 # channels kept for a reason no change to the code around them would remove
 STRUCTURAL_REASONS = (NORMALISED_REASON, HEAD_REASON, WINDOW_REASON)
 
@@ -96,6 +102,18 @@ class Exclusion:
 
 
 @dataclass
+class ResizedAttribute:
+    """A module attribute that sizes channels in forward (``num_heads``, a split size, a slice
+    bound; :mod:`.constants`): thinning sets ``name`` to ``resize.rewritten(n)``, where ``n`` counts
+    the surviving ``channels`` (one per position along the dim it sizes; None: a position with no
+    layer, which always survives)."""
+
+    name: str
+    resize: AttributeResize
+    channels: list[CoupledChannel | None] = field(repr=False)
+
+
+@dataclass
 class DependencyGraph:
     """The result of :func:`~.dependency.build_dependency_graph`."""
 
@@ -107,6 +125,8 @@ class DependencyGraph:
     # PARAM members: parameter name -> the dim its slices are taken along
     param_dims: dict[str, int] = field(default_factory=dict)
     parameters: dict[str, nn.Parameter] = field(default_factory=dict, repr=False)
+    # module attributes thinning rewrites (head counts, split sizes, slice bounds)
+    attributes: list[ResizedAttribute] = field(default_factory=list)
 
     def channels(self) -> Iterable[CoupledChannel]:
         for group in self.groups:

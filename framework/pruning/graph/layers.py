@@ -17,10 +17,17 @@ from torch import nn
 from torch.fx.passes.shape_prop import TensorMetadata
 
 from framework.pruning.graph.channels import Channels
-from framework.pruning.graph.elementwise import pass_channels
+from framework.pruning.graph.elementwise import pass_channels, same_layout
 from framework.pruning.graph.fx import CONVS
 from framework.pruning.graph.groups import IN, NORM, OUT
 from framework.pruning.graph.state import BuilderState
+
+# modules that act on every element alone: they keep any layout of channels (heads included)
+ELEMENTWISE_MODULES = (
+    *(nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh),
+    *(nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus, nn.Softsign, nn.Tanhshrink, nn.LogSigmoid),
+    *(nn.Identity, nn.Dropout, nn.AlphaDropout),
+)
 
 
 def layer(state: BuilderState, node: torch.fx.Node, module: nn.Module, inputs: list[Channels], meta: Any) -> bool:
@@ -104,3 +111,13 @@ def pass_module(state: BuilderState, node: torch.fx.Node, module: nn.Module, inp
     if len(inputs) != 1 or not isinstance(meta, TensorMetadata):
         return False
     return pass_channels(state, node, inputs[0], meta)
+
+
+def pass_module_spread(
+    state: BuilderState, node: torch.fx.Node, module: nn.Module, inputs: list[Channels], meta: Any
+) -> bool:
+    """An element-wise module (activation, dropout, identity) on channels spread over several dims
+    (heads): every dim keeps its size, so the layout passes through."""
+    if len(inputs) != 1 or not isinstance(meta, TensorMetadata) or not isinstance(module, ELEMENTWISE_MODULES):
+        return False
+    return same_layout(state, node, inputs[0], meta)

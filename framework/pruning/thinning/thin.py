@@ -176,6 +176,13 @@ def _module_spec(name: str, module: nn.Module, kept: dict) -> tuple[dict, dict[s
             return None
         plans = {attr: [(0, keep)] for attr in ("weight", "bias", "running_mean", "running_var")}
         return {"type": type(module).__name__, "num_features": len(keep)}, plans
+    if isinstance(module, nn.GroupNorm):  # whole groups went (the dependency graph's units)
+        keep = kept.get((name, NORM))
+        if keep is None:
+            return None
+        per_group = module.num_channels // module.num_groups
+        spec = {"type": type(module).__name__, "num_channels": len(keep), "num_groups": len(keep) // per_group}
+        return spec, {"weight": [(0, keep)], "bias": [(0, keep)]}
     if (name, OUT) not in kept and (name, IN) not in kept:
         return None
     if isinstance(module, nn.Linear):
@@ -345,9 +352,12 @@ def thin(
         _set_widths(module, widths)
         recipe_modules[name] = widths
 
-    recipe = {"format": RECIPE_FORMAT, "modules": recipe_modules}
+    recipe: dict[str, Any] = {"format": RECIPE_FORMAT, "modules": recipe_modules}
     if recipe_parameters:
         recipe["parameters"] = recipe_parameters
+    recipe_attributes = _rewrite_attributes(graph, gone, modules)
+    if recipe_attributes:
+        recipe["attributes"] = recipe_attributes
     result = ThinResult(work, recipe, plans, removed_channels=len(gone))
     if reference is not None:  # check=True
         result.max_error = relative_error(reference, _outputs(work, example_input))
@@ -361,6 +371,21 @@ def thin(
     if optimizer is not None:
         result.optimizer = thin_optimizer(optimizer, model, work, plans)
     return result
+
+
+def _rewrite_attributes(graph: DependencyGraph, gone: set[int], modules: dict[str, nn.Module]) -> dict[str, int]:
+    """Sizes written as module attributes (head counts, split sizes, slice bounds; see
+    :mod:`..graph.constants`) set to what the surviving channels need; returns the changed ones."""
+    removed = {id(channel) for position, channel in enumerate(graph.channels()) if position in gone}
+    changed: dict[str, int] = {}
+    for attribute in graph.attributes:
+        surviving = sum(1 for c in attribute.channels if c is None or id(c) not in removed)
+        value = attribute.resize.rewritten(surviving)
+        if value != attribute.resize.value:
+            owner, _, name = attribute.name.rpartition(".")
+            setattr(modules[owner], name, value)
+            changed[attribute.name] = value
+    return changed
 
 
 def thin_optimizer(
@@ -432,6 +457,9 @@ def apply_recipe(model: nn.Module, recipe: Mapping, state_dict: Mapping | None =
             tensor = getattr(module, attribute, None)
             if isinstance(tensor, torch.Tensor):
                 _replace_tensor(module, attribute, torch.empty(shape, dtype=tensor.dtype, device=tensor.device))
+    for name, value in recipe.get("attributes", {}).items():  # checked: whole-number attributes only
+        owner, _, attribute = name.rpartition(".")
+        setattr(modules[owner], attribute, int(value))
     for name, shape in recipe.get("parameters", {}).items():
         owner, _, attribute = name.rpartition(".")
         module = modules.get(owner)
@@ -451,6 +479,8 @@ def _shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
     if isinstance(module, NORMS):
         n = module.num_features
         return {attr: (n,) for attr in ("weight", "bias", "running_mean", "running_var")}
+    if isinstance(module, nn.GroupNorm):
+        return {"weight": (module.num_channels,), "bias": (module.num_channels,)}
     if isinstance(module, nn.Linear):
         return {"weight": (module.out_features, module.in_features), "bias": (module.out_features,)}
     if isinstance(module, CONVS):
