@@ -7,9 +7,27 @@ several dims: :attr:`Channels.axes` lists them and the ids run over them row-maj
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while the block runs. Building a graph (or ranking and
+    thinning its channels) allocates some 10^5 small objects that all live to the end: each
+    collection the allocations trigger rescans the whole heap (the model's tensors, the fx graph),
+    which cost 60 % of building resnet50's graph. Reference counting still frees everything."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass

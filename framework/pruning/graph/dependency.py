@@ -79,7 +79,7 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from framework.errors import PruningError
-from framework.pruning.graph.channels import UnionFind
+from framework.pruning.graph.channels import paused_gc
 from framework.pruning.graph.constants import AttributeResize, resolve_sites, trace_with_origins, uses
 from framework.pruning.graph.fx import CONVS, trace_failure, unwrap
 from framework.pruning.graph.groups import (
@@ -88,11 +88,10 @@ from framework.pruning.graph.groups import (
     OUT,
     PARAM,
     STRUCTURAL_REASONS,
-    CoupledChannel,
     DependencyGraph,
     DependencyGroup,
     Exclusion,
-    Member,
+    MemberTable,
     ResizedAttribute,
 )
 from framework.pruning.graph.ops import walk
@@ -163,10 +162,11 @@ def build_dependency_graph(model: nn.Module, example_input=None, warn: bool = Tr
     if example_input is None:
         example_input = infer_example_input(inner)
     traced, consumed = propagate_shapes(inner, example_input, needed_by="coupled structured pruning")
-    state = BuilderState(dict(inner.named_modules()), consumed)
-    walk(state, traced.graph)
-    resizes = _resolve_sites(state, traced.graph)
-    return _assemble(state, prefix, model, warn, resizes)
+    with paused_gc():
+        state = BuilderState(dict(inner.named_modules()), consumed)
+        walk(state, traced.graph)
+        resizes = _resolve_sites(state, traced.graph)
+        return _assemble(state, prefix, model, warn, resizes)
 
 
 def _resolve_sites(state: BuilderState, graph: torch.fx.Graph) -> list[AttributeResize]:
@@ -182,62 +182,114 @@ def _resolve_sites(state: BuilderState, graph: torch.fx.Graph) -> list[Attribute
 def _assemble(
     builder: BuilderState, prefix: str, model: nn.Module, warn: bool, resizes: list[AttributeResize]
 ) -> DependencyGraph:
-    roots = builder.uf.roots()
-    members = _members_by_root(builder, roots, prefix)
-    fixed_roots = _fixed_reasons(builder, roots)
-    head_roots = {roots[i] for i in builder.head_ids}
-    exclusions: dict[tuple[str, str], set[str]] = defaultdict(set)
-    warn_flags: dict[tuple[str, str], bool] = {}
-    channel_of_root: dict[int, CoupledChannel] = {}
-    for root, channel_members in members.items():
-        why = fixed_roots.get(root)
-        if why is not None:
-            op, reason, loud = why
-            exclusions[(op, reason)].update(m.module for m in channel_members if m.role != NORM)
-            warn_flags[(op, reason)] = loud
-        channel_of_root[root] = CoupledChannel(channel_members, why is not None, root in head_roots)
-    groups = _groups(channel_of_root)
-    widths = {(prefix + module, role): len(ids) for (module, role), ids in builder.module_ids.items()}
+    """The walk's union-find turned into dependency groups, by tensor ops over every layer role's
+    ids: each set of united ids that some layer role holds is a coupled channel; channels sharing a
+    layer role form a group (connected components); each group keeps its members as a table."""
+    root_list = builder.uf.roots()
+    roots = torch.tensor(root_list, dtype=torch.long)
+    keys = sorted(builder.module_ids)
+    key_roots = [roots[torch.tensor(builder.module_ids[key], dtype=torch.long)] for key in keys]
+    unique = torch.unique(torch.cat(key_roots)) if keys else torch.zeros(0, dtype=torch.long)
+    key_channels = [torch.searchsorted(unique, r) for r in key_roots]
+    group_of, position_of, sizes = _components(key_channels, unique.numel())
+    # why each fixed channel is fixed, as a code into `reasons` ((op, reason) -> loud if any is)
+    reasons: dict[tuple[str, str], bool] = {}
+    codes = [-1] * unique.numel()
+    fixed = sorted(_fixed_reasons(builder, root_list).items())
+    for (_, (op, reason, loud)), channel in zip(fixed, _channels_of(unique, [root for root, _ in fixed])):
+        if channel is not None:
+            codes[channel] = list(reasons).index((op, reason)) if (op, reason) in reasons else len(reasons)
+            reasons[(op, reason)] = reasons.get((op, reason), False) or loud
+    code = torch.tensor(codes, dtype=torch.long)
+    head = torch.zeros(unique.numel(), dtype=torch.bool)
+    heads = [c for c in _channels_of(unique, [root_list[i] for i in builder.head_ids]) if c is not None]
+    head[heads] = True
+    starts = torch.cumsum(sizes, 0) - sizes
+    order = torch.argsort(group_of * max(unique.numel(), 1) + torch.arange(unique.numel()))
+    tables: list[MemberTable] = [MemberTable([], [], []) for _ in range(sizes.numel())]
+    layers: dict[int, set[str]] = defaultdict(set)
+    for key, channels in zip(keys, key_channels):
+        group = int(group_of[channels[0]])
+        positions, sort = torch.sort(position_of[channels], stable=True)
+        tables[group].keys.append((prefix + key[0], key[1]))
+        tables[group].positions.append(positions)
+        tables[group].indices.append(sort)
+        if key[1] != NORM:
+            for c in torch.unique(code[channels]).tolist():
+                if c >= 0:
+                    layers[c].add(prefix + key[0])
+    groups = []
+    for g, table in enumerate(tables):
+        members = order[int(starts[g]) : int(starts[g] + sizes[g])]
+        groups.append(DependencyGroup(_group_name(table), table, code[members] >= 0, head[members]))
     result = [
-        Exclusion(op, reason, tuple(sorted(layers)), warn_flags[(op, reason)], tuple(builder.sites.get(op, ())))
-        for (op, reason), layers in exclusions.items()
+        Exclusion(op, reason, tuple(sorted(layers[c])), loud, tuple(builder.sites.get(op, ())))
+        for c, ((op, reason), loud) in enumerate(reasons.items())
     ]
     if warn:
         _warn(result)
+    widths = {(prefix + module, role): len(ids) for (module, role), ids in builder.module_ids.items()}
     param_dims = {prefix + name: dim for name, dim in builder.param_dims.items()}
     parameters = {name: p for name, p in model.named_parameters() if name in param_dims}
     attributes = [
         ResizedAttribute(
             prefix + (f"{r.module}.{r.attribute}" if r.module else r.attribute),
             r,
-            [channel_of_root.get(roots[i]) for i in r.positions],
+            _units(unique, [root_list[i] for i in r.positions], group_of, position_of),
         )
         for r in resizes
     ]
     return DependencyGraph(groups, result, widths, dict(model.named_modules()), param_dims, parameters, attributes)
 
 
-def _members_by_root(builder: BuilderState, roots: list[int], prefix: str) -> dict[int, tuple[Member, ...]]:
-    """Each coupled channel's members: (module, role, indices) of every layer role that holds it."""
-    by_root: dict[int, list[tuple[tuple[str, str], int]]] = defaultdict(list)
-    for key, ids in builder.module_ids.items():
-        for index, i in enumerate(ids):
-            by_root[roots[i]].append((key, index))
-    result: dict[int, tuple[Member, ...]] = {}
-    for root in sorted(by_root):
-        entries = by_root[root]
-        entries.sort()
-        members: list[Member] = []
-        current, indices = entries[0][0], [entries[0][1]]
-        for key, index in entries[1:]:
-            if key == current:
-                indices.append(index)
-                continue
-            members.append(Member(prefix + current[0], current[1], tuple(indices)))
-            current, indices = key, [index]
-        members.append(Member(prefix + current[0], current[1], tuple(indices)))
-        result[root] = tuple(members)
-    return result
+def _channels_of(unique: torch.Tensor, roots: list[int]) -> list[int | None]:
+    """The coupled channel whose ids have each root (None: no layer role holds them)."""
+    if not roots or not unique.numel():
+        return [None] * len(roots)
+    wanted = torch.tensor(roots, dtype=torch.long)
+    at = torch.searchsorted(unique, wanted).clamp(max=unique.numel() - 1)
+    hit = unique[at] == wanted
+    return [a if h else None for a, h in zip(at.tolist(), hit.tolist())]
+
+
+def _units(
+    unique: torch.Tensor, roots: list[int], group_of: torch.Tensor, position_of: torch.Tensor
+) -> list[tuple[int, int] | None]:
+    return [None if c is None else (int(group_of[c]), int(position_of[c])) for c in _channels_of(unique, roots)]
+
+
+def _components(key_channels: list[torch.Tensor], count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Channels that share a layer role, transitively: per channel its group (numbered in the order
+    of each group's first channel) and its position in the group, and each group's size."""
+    label = torch.arange(count)
+    if key_channels:
+        edge_key = torch.cat([torch.full((c.numel(),), k, dtype=torch.long) for k, c in enumerate(key_channels)])
+        edge_channel = torch.cat(key_channels)
+        while True:  # min-label propagation through the layer roles, with pointer jumping
+            per_key = torch.full((len(key_channels),), count, dtype=torch.long)
+            per_key = per_key.scatter_reduce(0, edge_key, label[edge_channel], "amin")
+            new = label.scatter_reduce(0, edge_channel, per_key[edge_key], "amin")
+            new = new[new]
+            if torch.equal(new, label):
+                break
+            label = new
+    _, group_of, sizes = torch.unique(label, return_inverse=True, return_counts=True)
+    order = torch.argsort(group_of * max(count, 1) + torch.arange(count))
+    starts = torch.cumsum(sizes, 0) - sizes
+    position_of = torch.empty(count, dtype=torch.long)
+    position_of[order] = torch.arange(count) - starts[group_of[order]]
+    return group_of, position_of, sizes
+
+
+def _group_name(table: MemberTable) -> str:
+    """The first producer (of the group's earliest channel that has one), else the first layer of
+    its first channel, for messages."""
+    producers = [(int(p[0]), key) for key, p in zip(table.keys, table.positions) if key[1] == OUT]
+    if producers:
+        return min(producers)[1][0]
+    first = [key for key, p in zip(table.keys, table.positions) if int(p[0]) == 0]
+    layers = [key for key in first if key[1] != PARAM]
+    return (layers or first)[0][0]
 
 
 def _fixed_reasons(builder: BuilderState, roots: list[int]) -> dict[int, FixReason]:
@@ -253,30 +305,6 @@ def _fixed_reasons(builder: BuilderState, roots: list[int]) -> dict[int, FixReas
         elif root not in fixed_roots or (why[2] and not fixed_roots[root][2]):
             fixed_roots[root] = why
     return fixed_roots
-
-
-def _groups(channel_of_root: dict[int, CoupledChannel]) -> list[DependencyGroup]:
-    """Coupled channels that share a (module, role) are ranked together: one dependency group."""
-    group_of_key: dict[tuple[str, str], int] = {}
-    group_uf = UnionFind()
-    ordered = list(channel_of_root.values())
-    group_ids = group_uf.new(len(ordered))
-    for g, channel in zip(group_ids, ordered):
-        for member in channel.members:
-            key = (member.module, member.role)
-            known = group_of_key.setdefault(key, g)
-            if known != g:
-                group_uf.union(known, g)
-    grouped: dict[int, list[CoupledChannel]] = defaultdict(list)
-    for g, channel in zip(group_ids, ordered):
-        grouped[group_uf.find(g)].append(channel)
-    groups = []
-    for channels in grouped.values():
-        producers = [m.module for c in channels for m in c.members if m.role == OUT]
-        layers = [m.module for m in channels[0].members if m.role != PARAM]
-        name = producers[0] if producers else layers[0] if layers else channels[0].members[0].module
-        groups.append(DependencyGroup(name, channels))
-    return groups
 
 
 def _warn(exclusions: list[Exclusion]) -> None:

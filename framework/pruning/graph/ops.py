@@ -145,6 +145,7 @@ FUNCTIONS: dict[Any, CallOp] = {
     **_entries((F.layer_norm, F.rms_norm), LAYER_NORM),
     **_entries((F.batch_norm, F.instance_norm), CallOp((norms.batch_norm_call,))),
     F.group_norm: CallOp((norms.group_norm_call,)),
+    **_entries((F.linear, F.conv1d, F.conv2d, F.conv3d), CallOp((layers.functional_layer,))),
     F.scaled_dot_product_attention: CallOp((heads.scaled_dot_product,), (heads.scaled_dot_product,)),
     **_entries((torch.matmul, operator.matmul), MATMUL),
     getattr: CallOp((ignore_non_tensor,), (ignore_non_tensor,)),
