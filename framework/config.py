@@ -26,6 +26,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from framework.deploy.rules import DeployConfig, deploy_problems
 from framework.errors import ConfigError
 from framework.pruning.spec import (
     GLOBAL,
@@ -123,16 +124,6 @@ class PathsConfig:
 
 
 @dataclass
-class DeployConfig:
-    """The deployable model built at the end of a run (after thinning): BatchNorm fused, ONNX,
-    optionally int8, each variant measured (framework/deploy/)."""
-
-    enabled: bool = True  # needs onnx and onnxruntime: pip install 'secateurs[onnx]'
-    quantize: str = "none"  # none | int8: static ONNX Runtime quantization, also logged as a model
-    calibration_batches: int = 8  # training batches that calibrate the int8 activation ranges
-
-
-@dataclass
 class Config:
     # components: a _target_ and its arguments, checked against the target's signature
     model: Any = MISSING
@@ -174,7 +165,6 @@ def register_configs() -> None:
 register_configs()
 
 DEVICES = ("auto", "cpu", "cuda")
-QUANTIZE = ("none", "int8")
 DIST_BACKENDS = ("auto", "gloo", "nccl")
 
 
@@ -234,7 +224,7 @@ def config_problems(cfg: Any) -> list[str]:
             problems.append(f"{node}._target_ is missing; allowed: the import path of a class or function")
     problems.extend(_optimizer_problems(cfg, bad))
     problems.extend(_lr_scheduler_problems(cfg, bad))
-    problems.extend(_deploy_problems(cfg, bad))
+    problems.extend(deploy_problems(cfg.deploy))
     experiment = _select(cfg, "tracking.experiment")
     if experiment is not None and not (isinstance(experiment, str) and experiment.strip()):
         bad("tracking.experiment", "a non-empty experiment name")
@@ -287,24 +277,6 @@ def _sensitivity_problems(cfg: Any, bad) -> list[str]:
             "allowed: pruner.structure=fine|filter|channel"
         )
     return problems
-
-
-def _deploy_problems(cfg: Any, bad) -> list[str]:
-    deploy = cfg.deploy
-    if deploy.quantize not in QUANTIZE:
-        bad("deploy.quantize", " | ".join(QUANTIZE))
-    if deploy.calibration_batches < 1:
-        bad("deploy.calibration_batches", "an integer >= 1 (training batches that calibrate int8)")
-    if deploy.quantize != "none" and not deploy.enabled:
-        return [f"deploy.quantize={deploy.quantize} needs deploy.enabled=true; allowed: deploy.quantize=none"]
-    if deploy.enabled:
-        from framework.deploy.errors import missing_line  # torch-free: looks for the packages only
-
-        needed_by = f"deploy.quantize={deploy.quantize}" if deploy.quantize != "none" else "deploy.enabled=true"
-        missing = missing_line(needed_by)
-        if missing:
-            return [missing + " (or deploy.enabled=false)"]
-    return []
 
 
 def _optimizer_problems(cfg: Any, bad) -> list[str]:

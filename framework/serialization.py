@@ -24,7 +24,7 @@ def load_weights_only(path: str | os.PathLike, label: str, advice: str = "") -> 
     except pickle.UnpicklingError as error:
         # weights_only refuses anything but tensors and plain containers.
         problem = "holds objects other than tensors and plain values, refused by weights_only loading"
-        cause: Exception = error
+        cause = error
     except Exception as error:
         problem, cause = "is truncated or not a PyTorch file", error
     tail = f"; {advice}" if advice else ""

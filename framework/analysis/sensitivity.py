@@ -89,7 +89,10 @@ def pruning_only(engine: PruningEngine, unit: Unit | None, levels: Mapping[str, 
     saved = engine.__dict__.copy()
     try:
         engine.store = MaskStore(dict(engine.store.params))
-        engine.layer_targets = lambda epoch, fractional=None: {name: levels.get(name, 0.0) for name in saved["finals"]}
+        # the analysis pins each layer's target for one measurement; restored from `saved` below
+        engine.layer_targets = lambda epoch, fractional=None: {  # type: ignore[method-assign]
+            name: levels.get(name, 0.0) for name in saved["finals"]
+        }
         if unit is not None:
             if isinstance(engine, CoupledPruningEngine):
                 engine.plans = [plan for plan in saved["plans"] if plan.name == unit.name]

@@ -143,7 +143,7 @@ def build_loaders(
 ) -> tuple[DataLoader, DataLoader]:
     """Shuffled training loader and in-order validation loader over ``bundle``.
 
-    With ``world_size > 1`` (one process per rank, see :mod:`framework.training.distributed`) each loader
+    With ``world_size > 1`` (one process per rank, see :mod:`framework.process.distributed`) each loader
     holds rank ``rank``'s share: ``batch_size`` is per process, and workers' augmentation seeds
     include the rank so that ranks do not draw the same random crops.
     """
@@ -181,6 +181,13 @@ def build_loaders(
     else:
         val = DataLoader(bundle.val, batch_size=batch_size, shuffle=False, **workers)
     return train, val
+
+
+def training_split(loader: DataLoader) -> Dataset:
+    """The split a training loader of :func:`build_loaders` reads (unwrapped from its per-epoch
+    seeding), for drawing batches of one's own from it (the deploy step's int8 calibration)."""
+    dataset = loader.dataset
+    return dataset.dataset if isinstance(dataset, EpochSeededDataset) else dataset
 
 
 def limit_batches(

@@ -26,7 +26,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from framework.errors import DataError
+from framework.errors import DataError, short_reason
 
 _NUMPY_CORE_MODULES = ("numpy.core.multiarray", "numpy._core.multiarray")
 _NUMPY_NUMERIC_MODULES = ("numpy.core.numeric", "numpy._core.numeric")
@@ -101,7 +101,7 @@ def load_data_pickle(path: str | os.PathLike, dataset: str, advice: str = "") ->
             f"dataset {dataset}: {path} cannot be read: it is damaged or not a pickle ({reason}){tail}"
         ) from None
     except Exception as error:
-        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")
+        reason = f"{type(error).__name__}: {short_reason(error)}" if str(error).strip() else type(error).__name__
         raise DataError(
-            f"dataset {dataset}: {path} cannot be read: it is damaged or not a pickle ({reason[:160]}){tail}"
+            f"dataset {dataset}: {path} cannot be read: it is damaged or not a pickle ({reason}){tail}"
         ) from None

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from framework.errors import TrackingError, short_reason
+from framework.process.signals import signals_deferred
 from framework.sweeps.records import SweepInfo
-from framework.training.signals import signals_deferred
 
 
 def start_parent_run(info: SweepInfo, uri: str, experiment: str, artifact_location: str | None) -> None:
@@ -18,7 +18,7 @@ def start_parent_run(info: SweepInfo, uri: str, experiment: str, artifact_locati
     ``info.tracking_uri``, ``info.experiment_id`` and ``info.parent_run_id``."""
     from mlflow.tracking import MlflowClient
 
-    from framework.tracking import mlflow_hook  # noqa: F401  (its fail-fast HTTP settings)
+    from framework.tracking import mlflow_tracker  # noqa: F401  (its fail-fast HTTP settings)
     from framework.tracking.store import prepare_experiment
 
     try:

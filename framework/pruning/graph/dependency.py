@@ -78,7 +78,7 @@ import torch.fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from framework.errors import PruningError
+from framework.errors import PruningError, short_reason
 from framework.pruning.graph.channels import paused_gc
 from framework.pruning.graph.constants import AttributeResize, resolve_sites, trace_with_origins, uses
 from framework.pruning.graph.fx import CONVS, trace_failure, unwrap
@@ -139,8 +139,7 @@ def propagate_shapes(
     except PruningError:
         raise
     except Exception as exc:
-        lines = str(exc).strip().splitlines()
-        reason = (lines[0] if lines else type(exc).__name__)[:160]
+        reason = short_reason(exc)
         shapes = [tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)]
         raise PruningError(
             f"{needed_by} runs {type(model).__name__} once on an example input of shape {shapes} and it failed "

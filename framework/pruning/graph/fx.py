@@ -13,7 +13,7 @@ import torch
 import torch.fx
 from torch import nn
 
-from framework.errors import PruningError
+from framework.errors import PruningError, short_reason
 
 # Conv1d/2d/3d and ConvTranspose1d/2d/3d (and anything built on their base)
 CONVS = (nn.modules.conv._ConvNd,)
@@ -63,10 +63,7 @@ def trace(
 
 def trace_failure(model: nn.Module, exc: Exception, needed_by: str, advice: str) -> PruningError:
     """The one line that says torch.fx could not trace ``model`` (``exc``), what needed it and what to do."""
-    lines = str(exc).strip().splitlines()
-    reason = lines[0] if lines else type(exc).__name__
-    if len(reason) > 160:
-        reason = reason[:157] + "..."
+    reason = short_reason(exc)
     return PruningError(
         f"{needed_by} needs a traceable model: torch.fx could not trace {type(model).__name__} ({reason}); {advice}"
     )

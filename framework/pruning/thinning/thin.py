@@ -55,7 +55,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from framework.errors import CheckpointError, PruningError
+from framework.errors import CheckpointError, PruningError, short_reason
 from framework.pruning.graph.channels import paused_gc
 from framework.pruning.graph.dependency import build_dependency_graph, infer_example_input
 from framework.pruning.graph.fx import CONVS, NORMS, is_window_attention
@@ -576,6 +576,7 @@ def load_thinned(path: str | os.PathLike, model: nn.Module) -> nn.Module:
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as error:
-        first = str(error).strip().splitlines()[0][:160]
-        raise CheckpointError(f"thinned model '{path}' does not fit {type(model).__name__}: {first}") from None
+        raise CheckpointError(
+            f"thinned model '{path}' does not fit {type(model).__name__}: {short_reason(error)}"
+        ) from None
     return model
