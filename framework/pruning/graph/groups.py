@@ -44,6 +44,9 @@ WINDOW_REASON = (
     "shifted-window attention keeps its embedding width (the heads of a v1 block can be removed "
     "with pruner.structure=head)"
 )
+SIZE_READ_REASON = (
+    "their count is read at run time (x.size(), x.shape) and used as a number, which thinning would change"
+)
 MIXING_REASON = "it mixes the channel dim with another dim in a way that cannot be tracked"
 KEPT_ATTRIBUTE_REASON = (
     "this module attribute sizes these channels, but forward also reads it in a way thinning cannot "

@@ -19,6 +19,7 @@ from torch.fx.passes.shape_prop import TensorMetadata
 
 from framework.pruning.graph.channels import Channels, UnionFind
 from framework.pruning.graph.constants import AttributeInt, Origin, Site
+from framework.pruning.graph.groups import SIZE_READ_REASON
 
 # What a node's value is to the walk: one tensor's channels, the channels of each tensor of a tuple
 # (None where an element carries none), or absent (no channels).
@@ -64,6 +65,9 @@ def _size_read(size: Any) -> tuple[torch.fx.Node, Any] | None:
     return (shape.args[0], dim) if whole_size or shape_attribute else None
 
 
+_RESHAPES = ("view", "reshape")
+
+
 class BuilderState:
     """Everything the walk has learnt so far (see the module docstring)."""
 
@@ -74,6 +78,8 @@ class BuilderState:
         self.module_ids: dict[tuple[str, str], list[int]] = {}
         self.fixed: dict[int, FixReason] = {}
         self.sites: dict[str, list[str]] = defaultdict(list)  # unknown op -> graph nodes where it occurs
+        # run-time size reads (``x.shape[1]``) a reshape used as the size of these very channels
+        self.followed_sizes: set[torch.fx.Node] = set()
         self.head_ids: list[int] = []  # one id of every attention head unit
         self.param_dims: dict[str, int] = {}  # parameter read in forward -> its channel dim
         self.param_origin: dict[torch.fx.Node, ParameterOrigin] = {}
@@ -157,7 +163,28 @@ class BuilderState:
         if dim % len(channels.shape) != channels.dim or len(channels.ids) != len(ids):
             return False
         find = self.uf.find
-        return all(find(a) == find(b) for a, b in zip(channels.ids, ids))
+        same = all(find(a) == find(b) for a, b in zip(channels.ids, ids))
+        if same:
+            self.followed_sizes.add(size)
+        return same
+
+    def fix_sizes_read_as_numbers(self, graph: torch.fx.Graph) -> None:
+        """A channel count read at run time (``B, T, C = x.size()``) and used as anything but the
+        size of a reshape of these very channels (``C // n_head``, the size of another tensor's
+        reshape) would change its value after thinning: the channels it counts stay."""
+        for node in graph.nodes:
+            read = _size_read(node)
+            if read is None or not isinstance(read[1], int):
+                continue
+            channels = self.values.get(read[0])
+            if not isinstance(channels, Channels) or read[1] % len(channels.shape) not in channels.axes:
+                continue
+            users = node.users
+            if not users or (node in self.followed_sizes and all(op_name(user) in _RESHAPES for user in users)):
+                continue
+            op = "channel count (.size() / .shape)"
+            self.sites[op].append(node.name)
+            self.fix(channels.ids, op, SIZE_READ_REASON, True)
 
     # ----------------------------------------------------------------------------- reading nodes
     def tensors_in(self, value: Any) -> list[Channels]:
