@@ -242,10 +242,11 @@ def main() -> None:
     names = args.models or DEFAULT
     started = subprocess.run(["date", "-u"], capture_output=True, text=True).stdout.strip()
     load_before = load()
-    rows = []
+    rows, results = [], []
     for name in names:
         filt, tp = measure(name, "filter", args.timeout), measure(name, "tp", args.timeout)
         head = measure(name, "head", args.timeout) if name in TRANSFORMERS else None
+        results.append((name, filt, tp, head))
         delta = (
             f"{filt['kept'] - tp['kept']:+.3f}"
             if "failure" not in filt and "failure" not in tp and tp["error"] <= EXACT
@@ -265,10 +266,33 @@ def main() -> None:
         )
         print(markdown_table(HEADERS, rows[-1:]), flush=True)
     lines = header_lines(started, load_before, load(), f"CPU: {cpu_model()}; torch.set_num_threads(1), float64")
-    text = "\n".join([SECTION, "", *lines, "", markdown_table(HEADERS, rows), ""])
+    text = "\n".join([SECTION, "", *lines, "", markdown_table(HEADERS, rows), "", *summary(results), ""])
     print(text)
     if args.write:
         write_section(text, ROOT / "BENCHMARKS.md", SECTION)
+
+
+def summary(results: list[tuple[str, dict, dict, dict | None]]) -> list[str]:
+    """The table in three lines: how many thin exactly on each side, and where heads went."""
+
+    def exact(row: dict) -> bool:
+        return "failure" not in row and row["error"] is not None and row["error"] <= EXACT
+
+    ours = [r[1] for r in results]
+    refused = [name for name, filt, _, _ in results if "failure" in filt]
+    errors = [row["error"] for row in ours if "failure" not in row]
+    tp_exact = sum(exact(tp) for _, _, tp, _ in results)
+    tp_failed = sum("failure" in tp for _, _, tp, _ in results)
+    headed = [name for name, _, _, head in results if head is not None and exact(head)]
+    return [
+        f"- secateurs, filters: {sum(exact(row) for row in ours)} of {len(results)} models thinned exactly "
+        f"(max relative error {max(errors, default=0.0):.0e} in float64), "
+        f"{sum('failure' not in row and not exact(row) for row in ours)} not exact; refused in one line: "
+        f"{', '.join(refused) or 'none'}",
+        f"- Torch-Pruning 1.6.1: exact on {tp_exact}, not exact on {len(results) - tp_exact - tp_failed}, "
+        f"failed or timed out on {tp_failed}",
+        f"- heads removed (structure=head, exact) on: {', '.join(headed) or 'none'}",
+    ]
 
 
 HEADERS = [
