@@ -67,16 +67,17 @@ def trace(
 
 def trace_failure(model: nn.Module, exc: Exception, needed_by: str, advice: str) -> PruningError:
     """The one line that says torch.fx could not trace ``model`` (``exc``), what needed it and what to do."""
-    reason = short_reason(exc)
+    where = _failed_at(model, exc)
+    reason = short_reason(exc, limit=80 if where else 160)  # the line stays one short line
     return PruningError(
-        f"{needed_by} needs a traceable model: torch.fx could not trace {type(model).__name__} "
-        f"({reason}){_failed_at(model, exc)}; {advice}"
+        f"{needed_by} needs a traceable model: torch.fx could not trace {type(model).__name__} ({reason}){where}; {advice}"
     )
 
 
 def _failed_at(model: nn.Module, exc: BaseException) -> str:
     """Where tracing stopped: the innermost ``forward`` of one of ``model``'s own modules in the
-    traceback, as `` in Class 'name' (file.py:line: source)``; empty when there is none."""
+    traceback, as `` in Class 'name' (file.py:line: source)`` (`` at file.py:line: source`` for the
+    model's own forward); empty when there is none."""
     names = {id(module): name for name, module in model.named_modules()}
     found = ""
     frames = exc.__traceback__
@@ -84,9 +85,11 @@ def _failed_at(model: nn.Module, exc: BaseException) -> str:
         frame = frames.tb_frame
         owner = frame.f_locals.get("self")
         if isinstance(owner, nn.Module) and id(owner) in names and not frame.f_code.co_filename.startswith(_TORCH):
-            source = linecache.getline(frame.f_code.co_filename, frames.tb_lineno).strip()[:100]
-            where = f"{os.path.basename(frame.f_code.co_filename)}:{frames.tb_lineno}"
-            found = f" in {type(owner).__name__} '{names[id(owner)]}' ({where}: {source})"
+            source = linecache.getline(frame.f_code.co_filename, frames.tb_lineno).strip()
+            source = source if len(source) <= 60 else source[:57] + "..."
+            where = f"{os.path.basename(frame.f_code.co_filename)}:{frames.tb_lineno}: {source}"
+            name = names[id(owner)]
+            found = f" in {type(owner).__name__} '{name}' ({where})" if name else f" at {where}"
         frames = frames.tb_next
     return found
 
