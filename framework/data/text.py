@@ -30,6 +30,20 @@ BYTE = "byte"
 SPLIT_FILES = ("train.txt", "validation.txt")
 
 
+def _byte_symbols() -> dict[int, str]:
+    """The printable stand-in of every byte that byte-level BPE tokenizers use (GPT-2's alphabet):
+    printable Latin-1 bytes stand for themselves, the others for code points from 256 on."""
+    printable = set(range(ord("!"), ord("~") + 1)) | set(range(0xA1, 0xAC + 1)) | set(range(0xAE, 0xFF + 1))
+    symbols, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            symbols[byte] = chr(byte)
+        else:
+            symbols[byte] = chr(256 + extra)
+            extra += 1
+    return symbols
+
+
 class ByteTokenizer:
     """UTF-8 bytes as tokens (0..255): works on any text and any model with ``vocab_size >= 256``."""
 
@@ -41,6 +55,18 @@ class ByteTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
+
+    def as_pretrained(self):
+        """The same tokenizer as a transformers ``PreTrainedTokenizerFast`` (token id = byte value),
+        saved beside a model so that its folder loads with ``AutoTokenizer`` like any other."""
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+        from transformers import PreTrainedTokenizerFast
+
+        vocab = {symbol: byte for byte, symbol in _byte_symbols().items()}
+        tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        return PreTrainedTokenizerFast(tokenizer_object=tokenizer)
 
 
 class PretrainedTokenizer:

@@ -92,6 +92,11 @@ def sparsity_problem(spec: LLMPruningSpec) -> str | None:
         problem = _sparsity_problem(f"pruner.layer_sparsity.{pattern}", value)
         if problem:
             return problem
+    if spec.layer_sparsity and spec.structure in STRUCTURED:
+        return (
+            f"pruner.layer_sparsity does not apply to pruner.structure={spec.structure}: a transformers config holds "
+            "one size for every layer; set it to {}"
+        )
     return None
 
 

@@ -24,11 +24,11 @@ from torch import nn
 
 from framework.pruning.llm.anatomy import Family, decoder_layers, family_of
 from framework.pruning.llm.layerwise import capture_layer_inputs, run_layer
-from framework.pruning.llm.masks import prune_count
 from framework.pruning.llm.spec import EXPERT, FFN, HEAD, MAGNITUDE, RANDOM, ROUTER, WANDA, LLMPruningSpec
 from framework.pruning.llm.stats import Statistics
 from framework.pruning.llm.targets import ExpertTarget, LinearTarget, Target, observe
 from framework.pruning.llm.units import attention_layout, head_rows, linear_weight, query_rows
+from framework.pruning.rules import round_half_up
 
 
 @dataclass
@@ -48,6 +48,13 @@ def unit_count(model: nn.Module, family: Family, structure: str) -> int:
         size = getattr(config, family.intermediate_key, None)
         return int(size) if size is not None else 4 * int(config.hidden_size)  # GPT-2's n_inner=None
     return int(getattr(config, family.experts_key))
+
+
+def kept_units(model: nn.Module, family: Family, spec: LLMPruningSpec) -> int:
+    """Units each layer keeps: the removed share rounded half up, as the project's targets are
+    (so 3 heads at 50 % lose 2; a sparsity may thus remove every unit: :mod:`.checks` refuses it)."""
+    total = unit_count(model, family, spec.structure)
+    return total - round_half_up(total * spec.sparsity)
 
 
 def is_mixture(family: Family) -> bool:
@@ -171,8 +178,7 @@ def plan_structured(model: nn.Module, spec: LLMPruningSpec, samples: torch.Tenso
     """Rank every layer's units and keep the same number in each (``spec.structure``: head | ffn | expert)."""
     family = family_of(model, f"pruner.structure={spec.structure}")
     layers = decoder_layers(model)
-    total = unit_count(model, family, spec.structure)
-    kept = total - prune_count(total, spec.sparsity)
+    kept = kept_units(model, family, spec)
     was_training = model.training
     model.eval()
     if spec.method in (WANDA, ROUTER):
