@@ -137,7 +137,11 @@ def causal_lm(
     _check_sizes(architecture, sizes)
     transformers = require_transformers("model=causal_lm")
     family = FAMILIES[architecture]
-    settings = {family.keys[k]: v for k, v in sizes.items() if v is not None and family.keys[k] is not None}
+    settings: dict[str, Any] = {}
+    for key, value in sizes.items():
+        name = family.keys[key]
+        if value is not None and name is not None:
+            settings[name] = value
     if family.keys["num_kv_heads"] is not None:
         settings[family.keys["num_kv_heads"]] = num_kv_heads or num_heads
         # head_dim written out: after heads are pruned, hidden_size / num_heads no longer gives it

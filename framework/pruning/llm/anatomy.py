@@ -13,7 +13,9 @@ recognised by its class name.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import torch
 from torch import nn
 
 from framework.errors import PruningError
@@ -103,8 +105,7 @@ FAMILIES: dict[str, Family] = {
 
 
 def model_type(model: nn.Module) -> str:
-    config = getattr(model, "config", None)
-    kind = getattr(config, "model_type", None)
+    kind = getattr(getattr(model, "config", None), "model_type", None)
     if not isinstance(kind, str):
         raise PruningError(
             f"{type(model).__name__} has no transformers config (model.config.model_type); the LLM pruners take a "
@@ -124,8 +125,23 @@ def family_of(model: nn.Module, what: str) -> Family:
     return FAMILIES[kind]
 
 
-def submodule(root: nn.Module, path: str) -> nn.Module:
-    return root.get_submodule(path)
+def submodule(root: nn.Module, *path: str | None) -> nn.Module:
+    """The module at the dotted ``path`` (its parts joined; a family's name must not be None here)."""
+    assert all(part is not None for part in path), path
+    return root.get_submodule(".".join(part for part in path if part))
+
+
+def config_of(model: nn.Module) -> Any:
+    """The transformers config of ``model`` (untyped: its keys depend on the family)."""
+    config: Any = model.config
+    return config
+
+
+def fused(module: nn.Module, name: str) -> torch.Tensor:
+    """A fused parameter of a mixture's experts (``gate_up_proj`` / ``down_proj``)."""
+    parameter = getattr(module, name)
+    assert isinstance(parameter, torch.Tensor)
+    return parameter
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -135,7 +151,7 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
         layers = submodule(model, FAMILIES[kind].layers)
         assert isinstance(layers, nn.ModuleList)
         return layers
-    count = getattr(model.config, "num_hidden_layers", None)
+    count = getattr(config_of(model), "num_hidden_layers", None)
     found = [m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) == count]
     if len(found) != 1:
         raise PruningError(

@@ -8,7 +8,7 @@ import fnmatch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.llm.anatomy import decoder_layers, family_of
+from framework.pruning.llm.anatomy import config_of, decoder_layers, family_of
 from framework.pruning.llm.layerwise import sparsity_for
 from framework.pruning.llm.spec import EXPERT, HEAD, NM, STRUCTURED, LLMPruningSpec
 from framework.pruning.llm.structured import kept_units, unit_count
@@ -35,8 +35,8 @@ def _check_nm(spec: LLMPruningSpec, targets: list[Target]) -> None:
     for target in targets:
         if sparsity_for(target.name, spec) is None:
             continue
-        width = target.weight().shape[1]
-        if width % spec.m:
+        width, m = target.weight().shape[1], int(spec.m or 1)
+        if width % m:
             raise PruningError(
                 f"pruner.structure=nm {spec.n}:{spec.m} cannot block {target.name}: its input width {width} is not a "
                 f"multiple of m={spec.m}; exclude it with pruner.exclude=['{target.name}'] or choose an m that divides it"
@@ -47,12 +47,12 @@ def _check_structured(model: nn.Module, spec: LLMPruningSpec) -> None:
     family = family_of(model, f"pruner.structure={spec.structure}")
     if spec.structure == HEAD and family.query is None:
         raise PruningError(
-            f"pruner.structure=head: the {model.config.model_type} config ties the head size to the hidden size "
+            f"pruner.structure=head: the {config_of(model).model_type} config ties the head size to the hidden size "
             "(fused q/k/v), so a model with fewer heads cannot be written; allowed for it: ffn"
         )
     if spec.structure == EXPERT and family.experts is None:
         raise PruningError(
-            f"pruner.structure=expert: model_type={model.config.model_type} has no experts; allowed: head | ffn"
+            f"pruner.structure=expert: model_type={config_of(model).model_type} has no experts; allowed: head | ffn"
         )
     total = unit_count(model, family, spec.structure)
     kept = kept_units(model, family, spec)
@@ -63,7 +63,7 @@ def _check_structured(model: nn.Module, spec: LLMPruningSpec) -> None:
             f"below {(total - 0.5) / total:g}"
         )
     if spec.structure == EXPERT:
-        per_token = int(getattr(model.config, family.experts_per_token_key or ""))
+        per_token = int(getattr(config_of(model), family.experts_per_token_key or ""))
         if kept < per_token:
             raise PruningError(
                 f"pruner.sparsity={spec.sparsity} would keep {kept} of {total} experts per layer, fewer than the "

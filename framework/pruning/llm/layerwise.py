@@ -26,7 +26,7 @@ from torch import nn
 from framework.pruning.llm.anatomy import decoder_layers
 from framework.pruning.llm.masks import LAYER, ROW, keep_mask
 from framework.pruning.llm.sparsegpt import sparsegpt_prune
-from framework.pruning.llm.spec import NM, RANDOM, SPARSEGPT, WANDA, LLMPruningSpec
+from framework.pruning.llm.spec import RANDOM, SPARSEGPT, WANDA, LLMPruningSpec, nm_pattern
 from framework.pruning.llm.stats import Statistics, reconstruction_error
 from framework.pruning.llm.targets import Target, layer_targets, observe
 
@@ -111,7 +111,7 @@ class _Pruner:
 
     def __init__(self, spec: LLMPruningSpec, masks: dict[str, torch.Tensor], measure_error: bool) -> None:
         self.spec, self.masks, self.measure_error = spec, masks, measure_error
-        self.nm = (spec.n, spec.m) if spec.structure == NM else None
+        self.nm = nm_pattern(spec)
 
     def scores(self, target: Target, weight: torch.Tensor, stats: Statistics, index: int) -> torch.Tensor:
         if self.spec.method == WANDA:

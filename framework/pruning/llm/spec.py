@@ -57,6 +57,13 @@ class LLMPruningSpec:
 FIELD_NAMES = tuple(f.name for f in fields(LLMPruningSpec))
 
 
+def nm_pattern(spec: LLMPruningSpec) -> tuple[int, int] | None:
+    """``(n, m)`` for structure=nm (checked by the rules), else None."""
+    if spec.structure != NM or spec.n is None or spec.m is None:
+        return None
+    return spec.n, spec.m
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -105,15 +112,16 @@ def nm_problem(spec: LLMPruningSpec) -> str | None:
         if spec.n is not None or spec.m is not None:
             return f"pruner.n / pruner.m apply to pruner.structure=nm only; got structure={spec.structure}; set them to null"
         return None
-    if not (_is_int(spec.n, 1) and _is_int(spec.m, 2) and spec.n < spec.m):
-        return f"pruner.n={spec.n!r}, pruner.m={spec.m!r} is not an N:M pattern; allowed: integers 1 <= n < m (e.g. 2:4, 4:8)"
-    expected = (spec.m - spec.n) / spec.m
+    n, m = spec.n, spec.m
+    if not (isinstance(n, int) and isinstance(m, int) and _is_int(n, 1) and _is_int(m, 2) and n < m):
+        return f"pruner.n={n!r}, pruner.m={m!r} is not an N:M pattern; allowed: integers 1 <= n < m (e.g. 2:4, 4:8)"
+    expected = (m - n) / m
     if not math.isclose(spec.sparsity, expected):
-        return f"pruner.sparsity={spec.sparsity} does not match {spec.n}:{spec.m}, which prunes {expected:g}; set pruner.sparsity={expected:g}"
+        return f"pruner.sparsity={spec.sparsity} does not match {n}:{m}, which prunes {expected:g}; set pruner.sparsity={expected:g}"
     if spec.layer_sparsity:
         return "pruner.layer_sparsity does not apply to pruner.structure=nm (every block keeps n of m); set it to {}"
-    if spec.method == SPARSEGPT and spec.block % spec.m:
-        return f"pruner.block={spec.block} is not a multiple of pruner.m={spec.m}; allowed: a multiple of m"
+    if spec.method == SPARSEGPT and spec.block % m:
+        return f"pruner.block={spec.block} is not a multiple of pruner.m={m}; allowed: a multiple of m"
     return None
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from framework.pruning.llm.anatomy import Family, decoder_layers, family_of
+from framework.pruning.llm.anatomy import Family, config_of, decoder_layers, family_of, fused, submodule
 from framework.pruning.llm.layerwise import capture_layer_inputs, run_layer
 from framework.pruning.llm.spec import EXPERT, FFN, HEAD, MAGNITUDE, RANDOM, ROUTER, WANDA, LLMPruningSpec
 from framework.pruning.llm.stats import Statistics
@@ -41,13 +41,13 @@ class StructuredPlan:
 
 
 def unit_count(model: nn.Module, family: Family, structure: str) -> int:
-    config = model.config
+    config = config_of(model)
     if structure == HEAD:
         return attention_layout(config, family).kv_heads
     if structure == FFN:
-        size = getattr(config, family.intermediate_key, None)
+        size = getattr(config, family.intermediate_key or "", None)
         return int(size) if size is not None else 4 * int(config.hidden_size)  # GPT-2's n_inner=None
-    return int(getattr(config, family.experts_key))
+    return int(getattr(config, family.experts_key or ""))
 
 
 def kept_units(model: nn.Module, family: Family, spec: LLMPruningSpec) -> int:
@@ -65,16 +65,16 @@ def _reader(layer: nn.Module, family: Family, structure: str, prefix: str) -> li
     """The projections whose input columns carry the units (their Wanda statistics rank them)."""
     if structure == HEAD:
         name = f"{family.attention}.{family.output}"
-        return [LinearTarget(f"{prefix}.{name}", layer.get_submodule(name))]
+        return [LinearTarget(f"{prefix}.{name}", submodule(layer, name))]
     if is_mixture(family):
-        experts = layer.get_submodule(f"{family.mlp}.{family.experts}")
-        count = experts.down_proj.shape[0]
+        experts = submodule(layer, family.mlp, family.experts)
+        count = fused(experts, "down_proj").shape[0]
         return [
             ExpertTarget(f"{prefix}.{family.mlp}.{family.experts}.down_proj[{e}]", experts, "down_proj", e)
             for e in range(count)
         ]
     name = f"{family.mlp}.{family.down}"
-    return [LinearTarget(f"{prefix}.{name}", layer.get_submodule(name))]
+    return [LinearTarget(f"{prefix}.{name}", submodule(layer, name))]
 
 
 def _wanda_scores(config, family: Family, structure: str, stats: Statistics, readers: list[Target]):
@@ -91,9 +91,9 @@ def _wanda_scores(config, family: Family, structure: str, stats: Statistics, rea
 
 def _magnitude_scores(model: nn.Module, layer: nn.Module, family: Family, structure: str) -> torch.Tensor:
     if structure == HEAD:
-        attention = layer.get_submodule(family.attention)
-        layout = attention_layout(model.config, family)
-        output = linear_weight(attention.get_submodule(family.output)).detach().float().square()
+        attention = submodule(layer, family.attention)
+        layout = attention_layout(config_of(model), family)
+        output = linear_weight(submodule(attention, family.output)).detach().float().square()
         scores = []
         for g in range(layout.kv_heads):
             q_rows = query_rows(layout, torch.tensor([g]))
@@ -101,25 +101,23 @@ def _magnitude_scores(model: nn.Module, layer: nn.Module, family: Family, struct
             if family.query is not None:
                 kv_rows = head_rows(layout, torch.tensor([g]))
                 total = (
-                    total + linear_weight(attention.get_submodule(family.query)).detach().float()[q_rows].square().sum()
+                    total + linear_weight(submodule(attention, family.query)).detach().float()[q_rows].square().sum()
                 )
                 for name in (family.key, family.value):
-                    total = (
-                        total + linear_weight(attention.get_submodule(name)).detach().float()[kv_rows].square().sum()
-                    )
+                    total = total + linear_weight(submodule(attention, name)).detach().float()[kv_rows].square().sum()
             scores.append(total)
         return torch.stack(scores)
-    mlp = layer.get_submodule(family.mlp)
+    mlp = submodule(layer, family.mlp)
     if is_mixture(family):
-        experts = mlp.get_submodule(family.experts)
-        gate_up, down = experts.gate_up_proj.detach().float(), experts.down_proj.detach().float()
+        experts = submodule(mlp, family.experts)
+        gate_up, down = fused(experts, "gate_up_proj").detach().float(), fused(experts, "down_proj").detach().float()
         size = down.shape[2]
         per_channel = gate_up[:, :size].square().sum(2) + gate_up[:, size:].square().sum(2) + down.square().sum(1)
         return per_channel if structure == FFN else per_channel.sum(1)
-    total = linear_weight(mlp.get_submodule(family.down)).detach().float().square().sum(0)
+    total = linear_weight(submodule(mlp, family.down)).detach().float().square().sum(0)
     for name in (family.up, family.gate):
         if name is not None:
-            total = total + linear_weight(mlp.get_submodule(name)).detach().float().square().sum(1)
+            total = total + linear_weight(submodule(mlp, name)).detach().float().square().sum(1)
     return total
 
 
@@ -147,9 +145,9 @@ def _data_scores(model, layers, family, spec, samples) -> dict[int, torch.Tensor
     scores = {}
     for index, layer in enumerate(layers):
         if spec.method == ROUTER:
-            router = layer.get_submodule(f"{family.mlp}.{family.router}")
+            router = submodule(layer, family.mlp, family.router)
             totals = _RouterTotals(
-                unit_count(model, family, EXPERT), int(getattr(model.config, family.experts_per_token_key))
+                unit_count(model, family, EXPERT), int(getattr(config_of(model), family.experts_per_token_key or ""))
             )
             handle = router.register_forward_hook(totals)
             try:
@@ -162,7 +160,7 @@ def _data_scores(model, layers, family, spec, samples) -> dict[int, torch.Tensor
             stats = Statistics(columns=True, gram=False)
             with observe(readers, stats.feed):
                 outputs = run_layer(layer, inputs)
-            scores[index] = _wanda_scores(model.config, family, spec.structure, stats, readers)
+            scores[index] = _wanda_scores(config_of(model), family, spec.structure, stats, readers)
         inputs = outputs
     return scores
 

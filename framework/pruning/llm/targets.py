@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,7 +39,7 @@ class LinearTarget:
         return is_conv1d(self.module)
 
     def weight(self) -> torch.Tensor:
-        weight = self.module.weight
+        weight: torch.Tensor = self.module.weight  # type: ignore[assignment]  # Linear / Conv1D
         return weight.t() if self.transposed else weight
 
     @torch.no_grad()
@@ -110,10 +111,13 @@ def _expert_rows(module: nn.Module, targets: dict[tuple[str, int], ExpertTarget]
     """A forward hook on fused experts: each expert's routed tokens, and its down projection's input
     recomputed from them (the weights as they are now)."""
 
+    experts: Any = module
+
     def hook(_module, args, _output):
         hidden, top_k_index = args[0], args[1]
         hidden = hidden.reshape(-1, hidden.shape[-1])
-        for expert in range(module.gate_up_proj.shape[0]):
+        gate_up = experts.gate_up_proj
+        for expert in range(gate_up.shape[0]):
             tokens = (top_k_index == expert).any(dim=-1)
             if not bool(tokens.any()):
                 continue
@@ -121,8 +125,8 @@ def _expert_rows(module: nn.Module, targets: dict[tuple[str, int], ExpertTarget]
             if ("gate_up_proj", expert) in targets:
                 feed(targets[("gate_up_proj", expert)], rows)
             if ("down_proj", expert) in targets:
-                gate, up = nn.functional.linear(rows, module.gate_up_proj[expert]).chunk(2, dim=-1)
-                feed(targets[("down_proj", expert)], module.act_fn(gate) * up)
+                gate, up = nn.functional.linear(rows, gate_up[expert]).chunk(2, dim=-1)
+                feed(targets[("down_proj", expert)], experts.act_fn(gate) * up)
 
     return hook
 

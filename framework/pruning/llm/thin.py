@@ -14,11 +14,13 @@ GPT-2), ``num_local_experts``. Every layer keeps the same count (:mod:`.structur
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from framework.pruning.llm.anatomy import Family, decoder_layers, family_of
+from framework.pruning.llm.anatomy import Family, config_of, decoder_layers, family_of, fused, submodule
 from framework.pruning.llm.spec import EXPERT, FFN, HEAD
 from framework.pruning.llm.structured import StructuredPlan, is_mixture, unit_count
 from framework.pruning.llm.units import (
@@ -33,16 +35,21 @@ from framework.pruning.llm.units import (
 )
 
 
-def _attention_parts(layer: nn.Module, family: Family) -> tuple[nn.Module, list[nn.Module], nn.Module, nn.Module]:
-    attention = layer.get_submodule(family.attention)
-    kv = [attention.get_submodule(name) for name in (family.key, family.value) if name is not None]
-    return attention, kv, attention.get_submodule(family.query or ""), attention.get_submodule(family.output)
+def _attention_parts(layer: nn.Module, family: Family) -> tuple[list[nn.Module], nn.Module, nn.Module]:
+    """(k and v, q, o) of a layer's attention."""
+    kv = [submodule(layer, family.attention, name) for name in (family.key, family.value)]
+    return kv, submodule(layer, family.attention, family.query), submodule(layer, family.attention, family.output)
 
 
 def _mlp_parts(layer: nn.Module, family: Family) -> tuple[list[nn.Module], nn.Module]:
-    mlp = layer.get_submodule(family.mlp)
-    readers = [mlp.get_submodule(name) for name in (family.gate, family.up) if name is not None]
-    return readers, mlp.get_submodule(family.down or "")
+    """(the projections that write the channels: gate and up, or GPT-2's c_fc; the one that reads them)."""
+    readers = [submodule(layer, family.mlp, name) for name in (family.gate, family.up) if name is not None]
+    return readers, submodule(layer, family.mlp, family.down)
+
+
+def _experts(layer: nn.Module, family: Family) -> Any:
+    """The fused experts module (untyped: its attributes are transformers')."""
+    return submodule(layer, family.mlp, family.experts)
 
 
 # ----------------------------------------------------------------------------- masked form
@@ -61,58 +68,77 @@ def _route_without(removed: torch.Tensor):
     return hook
 
 
+def _mask_heads(model: nn.Module, family: Family, layer: nn.Module, keep: torch.Tensor) -> RemovableHandle | None:
+    layout = attention_layout(config_of(model), family)
+    removed = complement(keep, layout.kv_heads)
+    kv, query, output = _attention_parts(layer, family)
+    for module in kv:
+        zero_outputs(module, head_rows(layout, removed))
+    zero_outputs(query, query_rows(layout, removed))
+    zero_inputs(output, query_rows(layout, removed))
+    return None
+
+
+def _mask_ffn(model: nn.Module, family: Family, layer: nn.Module, keep: torch.Tensor) -> RemovableHandle | None:
+    total = unit_count(model, family, FFN)
+    if is_mixture(family):
+        experts = _experts(layer, family)
+        gate_up, down = fused(experts, "gate_up_proj"), fused(experts, "down_proj")
+        for expert, kept in enumerate(keep):
+            gone = complement(kept, total)
+            gate_up[expert, gone] = 0.0
+            gate_up[expert, gone + total] = 0.0
+            down[expert, :, gone] = 0.0
+        return None
+    removed = complement(keep, total)
+    writers, reader = _mlp_parts(layer, family)
+    for module in writers:
+        zero_outputs(module, removed)
+    zero_inputs(reader, removed)
+    return None
+
+
+def _mask_experts(model: nn.Module, family: Family, layer: nn.Module, keep: torch.Tensor) -> RemovableHandle | None:
+    removed = complement(keep, unit_count(model, family, EXPERT))
+    experts = _experts(layer, family)
+    fused(experts, "gate_up_proj")[removed] = 0.0
+    fused(experts, "down_proj")[removed] = 0.0
+    return submodule(layer, family.mlp, family.router).register_forward_hook(_route_without(removed))
+
+
+MASKERS = {HEAD: _mask_heads, FFN: _mask_ffn, EXPERT: _mask_experts}
+
+
 @torch.no_grad()
 def mask_plan(model: nn.Module, plan: StructuredPlan) -> list[RemovableHandle]:
     """Zero the units the plan removes, in place; returns the router hooks (experts) to remove later."""
     family = family_of(model, f"pruner.structure={plan.structure}")
-    total = unit_count(model, family, plan.structure)
-    handles = []
-    for index, layer in enumerate(decoder_layers(model)):
-        removed = complement(plan.keep[index], total) if plan.keep[index].dim() == 1 else None
-        if plan.structure == HEAD:
-            layout = attention_layout(model.config, family)
-            _, kv, query, output = _attention_parts(layer, family)
-            for module in kv:
-                zero_outputs(module, head_rows(layout, removed))
-            zero_outputs(query, query_rows(layout, removed))
-            zero_inputs(output, query_rows(layout, removed))
-        elif plan.structure == FFN and is_mixture(family):
-            experts = layer.get_submodule(f"{family.mlp}.{family.experts}")
-            for expert, keep in enumerate(plan.keep[index]):
-                gone = complement(keep, total)
-                experts.gate_up_proj[expert, gone] = 0.0
-                experts.gate_up_proj[expert, gone + total] = 0.0
-                experts.down_proj[expert, :, gone] = 0.0
-        elif plan.structure == FFN:
-            readers, down = _mlp_parts(layer, family)
-            for module in readers:
-                zero_outputs(module, removed)
-            zero_inputs(down, removed)
-        else:
-            assert plan.structure == EXPERT
-            experts = layer.get_submodule(f"{family.mlp}.{family.experts}")
-            experts.gate_up_proj[removed] = 0.0
-            experts.down_proj[removed] = 0.0
-            router = layer.get_submodule(f"{family.mlp}.{family.router}")
-            handles.append(router.register_forward_hook(_route_without(removed)))
-    return handles
+    handles = [
+        MASKERS[plan.structure](model, family, layer, plan.keep[i]) for i, layer in enumerate(decoder_layers(model))
+    ]
+    return [handle for handle in handles if handle is not None]
 
 
 # ----------------------------------------------------------------------------- thinned form
+def _set_size(model: nn.Module, key: str | None, value: int) -> None:
+    assert key is not None
+    setattr(config_of(model), key, value)
+
+
 def _thin_heads(model: nn.Module, family: Family, plan: StructuredPlan) -> None:
-    layout = attention_layout(model.config, family)
+    layout = attention_layout(config_of(model), family)
     for index, layer in enumerate(decoder_layers(model)):
         keep = plan.keep[index]
-        _, kv, query, output = _attention_parts(layer, family)
+        kv, query, output = _attention_parts(layer, family)
         for module in kv:
             select_outputs(module, head_rows(layout, keep))
         select_outputs(query, query_rows(layout, keep))
         select_inputs(output, query_rows(layout, keep))
     kept = len(plan.keep[0])
-    model.config.head_dim = layout.head_dim
-    setattr(model.config, family.heads_key, kept * layout.group)
+    config_of(model).head_dim = layout.head_dim
+    _set_size(model, family.heads_key, kept * layout.group)
     if family.kv_heads_key:
-        setattr(model.config, family.kv_heads_key, kept)
+        _set_size(model, family.kv_heads_key, kept)
 
 
 @torch.no_grad()
@@ -121,33 +147,32 @@ def _thin_ffn(model: nn.Module, family: Family, plan: StructuredPlan) -> None:
     for index, layer in enumerate(decoder_layers(model)):
         keep = plan.keep[index]
         if is_mixture(family):
-            experts = layer.get_submodule(f"{family.mlp}.{family.experts}")
+            experts = _experts(layer, family)
+            gate_up, down = fused(experts, "gate_up_proj"), fused(experts, "down_proj")
             rows = torch.cat([keep, keep + total], dim=1)  # gate rows then up rows, per expert
-            gate_up = torch.stack([experts.gate_up_proj[e, rows[e]] for e in range(len(keep))])
-            down = torch.stack([experts.down_proj[e][:, keep[e]] for e in range(len(keep))])
-            experts.gate_up_proj = nn.Parameter(gate_up)
-            experts.down_proj = nn.Parameter(down)
+            experts.gate_up_proj = nn.Parameter(torch.stack([gate_up[e, rows[e]] for e in range(len(keep))]))
+            experts.down_proj = nn.Parameter(torch.stack([down[e][:, keep[e]] for e in range(len(keep))]))
             experts.intermediate_dim = keep.shape[1]
         else:
-            readers, down_module = _mlp_parts(layer, family)
-            for module in readers:
+            writers, reader = _mlp_parts(layer, family)
+            for module in writers:
                 select_outputs(module, keep)
-            select_inputs(down_module, keep)
-    setattr(model.config, family.intermediate_key, int(plan.keep[0].shape[-1]))
+            select_inputs(reader, keep)
+    _set_size(model, family.intermediate_key, int(plan.keep[0].shape[-1]))
 
 
 @torch.no_grad()
 def _thin_experts(model: nn.Module, family: Family, plan: StructuredPlan) -> None:
     for index, layer in enumerate(decoder_layers(model)):
         keep = plan.keep[index]
-        experts = layer.get_submodule(f"{family.mlp}.{family.experts}")
-        experts.gate_up_proj = nn.Parameter(experts.gate_up_proj[keep].clone())
-        experts.down_proj = nn.Parameter(experts.down_proj[keep].clone())
+        experts = _experts(layer, family)
+        for name in ("gate_up_proj", "down_proj"):
+            setattr(experts, name, nn.Parameter(fused(experts, name)[keep].clone()))
         experts.num_experts = len(keep)
-        router = layer.get_submodule(f"{family.mlp}.{family.router}")
-        router.weight = nn.Parameter(router.weight[keep].clone())
+        router: Any = submodule(layer, family.mlp, family.router)
+        router.weight = nn.Parameter(fused(router, "weight")[keep].clone())
         router.num_experts = len(keep)
-    setattr(model.config, family.experts_key, len(plan.keep[0]))
+    _set_size(model, family.experts_key, len(plan.keep[0]))
 
 
 THINNERS = {HEAD: _thin_heads, FFN: _thin_ffn, EXPERT: _thin_experts}

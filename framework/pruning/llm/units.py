@@ -14,6 +14,7 @@ picks: the masked form sets their router logits to minus infinity (:mod:`.thin`)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -55,11 +56,12 @@ def head_rows(layout: AttentionLayout, heads: torch.Tensor) -> torch.Tensor:
 
 def linear_weight(module: nn.Module) -> torch.Tensor:
     """``[out, in]`` view of a Linear or Conv1D weight."""
-    return module.weight.t() if is_conv1d(module) else module.weight
+    weight: torch.Tensor = module.weight  # type: ignore[assignment]  # Linear / Conv1D
+    return weight.t() if is_conv1d(module) else weight
 
 
 @torch.no_grad()
-def select_outputs(module: nn.Module, index: torch.Tensor) -> None:
+def select_outputs(module: Any, index: torch.Tensor) -> None:
     """Keep only output features ``index`` of a Linear / Conv1D (weight and bias)."""
     if is_conv1d(module):
         module.weight = nn.Parameter(module.weight[:, index].clone())
@@ -72,7 +74,7 @@ def select_outputs(module: nn.Module, index: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def select_inputs(module: nn.Module, index: torch.Tensor) -> None:
+def select_inputs(module: Any, index: torch.Tensor) -> None:
     """Keep only input features ``index`` of a Linear / Conv1D (the bias is per output: kept)."""
     if is_conv1d(module):
         module.weight = nn.Parameter(module.weight[index].clone())
@@ -83,7 +85,7 @@ def select_inputs(module: nn.Module, index: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def zero_outputs(module: nn.Module, index: torch.Tensor) -> None:
+def zero_outputs(module: Any, index: torch.Tensor) -> None:
     linear_weight(module)[index] = 0.0
     if getattr(module, "bias", None) is not None:
         module.bias[index] = 0.0
