@@ -63,8 +63,8 @@ DENSE = {
     ),
 }
 PATTERNS = {
-    "50%": dict(sparsity=0.5),
-    "70%": dict(sparsity=0.7),
+    "50%": dict(final_sparsity=0.5),
+    "70%": dict(final_sparsity=0.7),
     "2:4": dict(structure="nm", n=2, m=4),
     "4:8": dict(structure="nm", n=4, m=8),
 }
@@ -133,7 +133,7 @@ def evaluate(model, splits, batches: int) -> float:
 
 
 def ours(model, method: str, pattern: dict, samples: torch.Tensor, seed: int = 0) -> float:
-    spec = make_spec(dict(method=method, calibration_samples=len(samples), seed=seed, **pattern))
+    spec = make_spec(dict(method=method, seed=seed, **pattern))
     start = time.perf_counter()
     prune_llm(model, spec, samples if method in ("wanda", "sparsegpt", "router") else None)
     return time.perf_counter() - start
@@ -146,7 +146,7 @@ def llm_compressor(folder: Path, method: str, pattern: dict, samples: torch.Tens
     from llmcompressor.modifiers.pruning.sparsegpt import SparseGPTModifier
 
     structure = f"{pattern['n']}:{pattern['m']}" if pattern.get("structure") == "nm" else "0:0"
-    sparsity = (pattern["m"] - pattern["n"]) / pattern["m"] if structure != "0:0" else pattern["sparsity"]
+    sparsity = (pattern["m"] - pattern["n"]) / pattern["m"] if structure != "0:0" else pattern["final_sparsity"]
     modifier = {"sparsegpt": SparseGPTModifier, "wanda": WandaPruningModifier}[method]
     recipe = modifier(
         sparsity=sparsity, mask_structure=structure, targets=["Linear"], ignore=["re:.*lm_head", "re:.*mlp.gate$"]
@@ -155,7 +155,7 @@ def llm_compressor(folder: Path, method: str, pattern: dict, samples: torch.Tens
     loader = torch.utils.data.DataLoader(rows, batch_size=1)
     model = load(folder)
     start = time.perf_counter()
-    oneshot(model=model, dataset=loader, recipe=[recipe], num_calibration_samples=len(samples))
+    oneshot(model=model, dataset=loader, recipe=[recipe], num_calibration_batches=len(samples))
     return model, time.perf_counter() - start
 
 
@@ -296,7 +296,7 @@ def structured(args) -> None:
             for recovery in ("none", "fine-tune", "kd"):
                 model = load(folder)
                 samples = splits.train.random_windows(args.samples, 0)
-                ours(model, method, dict(structure=structure, sparsity=sparsity), samples)
+                ours(model, method, dict(structure=structure, final_sparsity=sparsity), samples)
                 if recovery != "none":
                     train(
                         model, splits, args.recovery_steps, lr=1e-3, teacher=dense_model if recovery == "kd" else None
@@ -389,7 +389,7 @@ def torch_pruning(args) -> None:
         for method in ("magnitude", "wanda"):
             model = load(folder)
             seconds = ours(
-                model, method, dict(structure="ffn", sparsity=ratio), splits.train.random_windows(args.samples, 0)
+                model, method, dict(structure="ffn", final_sparsity=ratio), splits.train.random_windows(args.samples, 0)
             )
             rows.append(
                 [

@@ -50,7 +50,7 @@ def test_sparsegpt_reconstructs_every_matrix_better_than_magnitude(sparsity):
     errors = {}
     for method in ("sparsegpt", "magnitude"):
         result = prune_oneshot(
-            copy.deepcopy(model), samples, make_spec({"method": method, "sparsity": sparsity}), measure_error=True
+            copy.deepcopy(model), samples, make_spec({"method": method, "final_sparsity": sparsity}), measure_error=True
         )
         errors[method] = {name: e for layer in result.layers for name, e in layer.error.items()}
         sparsities = [s for layer in result.layers for s in layer.sparsity.values()]
@@ -73,7 +73,7 @@ def test_sparsegpt_reconstructs_every_matrix_better_than_magnitude(sparsity):
 )
 def test_every_pruned_matrix_holds_the_nm_pattern(architecture, method, n, m):
     model = tiny_lm(architecture)
-    spec = make_spec({"method": method, "structure": "nm", "n": n, "m": m, "sparsity": (m - n) / m})
+    spec = make_spec({"method": method, "structure": "nm", "n": n, "m": m, "final_sparsity": (m - n) / m})
     check_request(model, spec)
     result = prune_oneshot(model, windows(), spec)
     targets = all_targets(model)
@@ -84,13 +84,13 @@ def test_every_pruned_matrix_holds_the_nm_pattern(architecture, method, n, m):
         assert (weight == 0).sum() == weight.numel() * (m - n) // m, target.name  # exactly the pattern
 
 
-def test_layer_sparsity_patterns_and_exclusions_pick_each_matrix_its_sparsity():
+def test_levels_patterns_and_exclusions_pick_each_matrix_its_sparsity():
     model = tiny_lm("llama")
     spec = make_spec(
         {
             "method": "magnitude",
-            "sparsity": 0.5,
-            "layer_sparsity": {"*.mlp.*": 0.75},
+            "final_sparsity": 0.5,
+            "levels": {"*.mlp.*": 0.75},
             "exclude": ["*.layers.1.self_attn.q_proj"],
         }
     )
@@ -129,14 +129,14 @@ def test_a_run_resumed_at_a_layer_ends_with_the_weights_of_an_uninterrupted_one(
 @pytest.mark.parametrize(
     "arguments, fragment",
     [
-        ({"sparsity": 1.0}, "pruner.sparsity=1.0 is invalid; allowed: a number in [0, 1)"),
-        ({"sparsity": -0.1}, "allowed: a number in [0, 1)"),
-        ({"method": "wanda", "calibration_samples": 0}, "pruner.method=wanda ranks with calibration data"),
-        ({"method": "sparsegpt", "calibration_samples": 0}, "pruner.method=sparsegpt ranks with calibration data"),
-        ({"structure": "nm", "n": 2, "m": 4, "sparsity": 0.7}, "does not match 2:4, which prunes 0.5"),
+        ({"final_sparsity": 1.0}, "pruner.final_sparsity=1.0 is invalid; allowed: a number in [0, 1)"),
+        ({"final_sparsity": -0.1}, "allowed: a number in [0, 1)"),
+        ({"method": "wanda", "calibration_batches": 0}, "pruner.method=wanda ranks with calibration data"),
+        ({"method": "sparsegpt", "calibration_batches": 0}, "pruner.method=sparsegpt ranks with calibration data"),
+        ({"structure": "nm", "n": 2, "m": 4, "final_sparsity": 0.7}, "does not match 2:4, which prunes 0.5"),
         ({"structure": "nm", "n": 4, "m": 4}, "is not an N:M pattern"),
         ({"structure": "head", "method": "sparsegpt"}, "pruner.method=sparsegpt does not rank pruner.structure=head"),
-        ({"structure": "ffn", "layer_sparsity": {"*": 0.2}}, "one size for every layer"),
+        ({"structure": "ffn", "levels": {"*": 0.2}}, "one size for every layer"),
         ({"method": "obs"}, "pruner.method='obs' is invalid"),
         ({"sparsity_ratio": 0.5}, "pruner.sparsity_ratio is not an argument"),
     ],
@@ -152,11 +152,19 @@ def test_bad_settings_are_one_line(arguments, fragment):
     [
         (
             "llama",
-            {"structure": "nm", "n": 5, "m": 6, "sparsity": 1 / 6},
+            {"structure": "nm", "n": 5, "m": 6, "final_sparsity": 1 / 6},
             "cannot block model.layers.0.self_attn.q_proj: its input width 32",
         ),
-        ("llama", {"structure": "head", "sparsity": 0.8}, "would remove all 2 key/value head groups of every layer"),
-        ("mixtral", {"structure": "expert", "method": "router", "sparsity": 0.75}, "fewer than the 2 the router picks"),
+        (
+            "llama",
+            {"structure": "head", "final_sparsity": 0.8},
+            "would remove all 2 key/value head groups of every layer",
+        ),
+        (
+            "mixtral",
+            {"structure": "expert", "method": "router", "final_sparsity": 0.75},
+            "fewer than the 2 the router picks",
+        ),
         ("gpt2", {"structure": "head", "method": "magnitude"}, "fused q/k/v"),
         ("llama", {"structure": "expert", "method": "router"}, "has no experts"),
         ("llama", {"exclude": ["*.attn.*"]}, "pruner.exclude pattern '*.attn.*' matches no prunable matrix"),

@@ -29,7 +29,7 @@ def test_thinned_model_equals_the_masked_one_and_survives_save_and_from_pretrain
     architecture, structure, method, sizes, tmp_path
 ):
     model = tiny_lm(architecture, dtype=torch.float64, **sizes)
-    spec = make_spec({"structure": structure, "method": method, "sparsity": 0.5})
+    spec = make_spec({"structure": structure, "method": method, "final_sparsity": 0.5})
     check_request(model, spec)
     plan = plan_structured(model, spec, windows())
     masked = copy.deepcopy(model)
@@ -54,7 +54,7 @@ def test_thinned_model_equals_the_masked_one_and_survives_save_and_from_pretrain
 
 def test_heads_keep_their_query_group_and_the_config_describes_the_smaller_model():
     model = tiny_lm("llama", num_heads=8, num_kv_heads=4)
-    result = prune_llm(model, make_spec({"structure": "head", "method": "wanda", "sparsity": 0.25}), windows())
+    result = prune_llm(model, make_spec({"structure": "head", "method": "wanda", "final_sparsity": 0.25}), windows())
     config, attention = model.config, model.model.layers[0].self_attn
     assert (config.num_key_value_heads, config.num_attention_heads, config.head_dim) == (3, 6, 4)
     assert attention.q_proj.weight.shape == (6 * 4, 32) and attention.k_proj.weight.shape == (3 * 4, 32)
@@ -70,5 +70,7 @@ def test_experts_the_router_never_picks_go_first():
             # (logit 0) is never the top one; the others are
             router = layer.mlp.gate.weight
             router[1], router[2] = -router[0], 0.0
-    plan = plan_structured(model, make_spec({"structure": "expert", "method": "router", "sparsity": 0.25}), windows())
+    plan = plan_structured(
+        model, make_spec({"structure": "expert", "method": "router", "final_sparsity": 0.25}), windows()
+    )
     assert [keep.tolist() for keep in plan.keep.values()] == [[0, 1, 3], [0, 1, 3]]

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from framework.pruning.llm.checks import check_request
-from framework.pruning.llm.layerwise import LayerReport, OneshotResult, prune_oneshot
+from framework.pruning.llm.layerwise import Batches, LayerReport, OneshotResult, prune_oneshot
 from framework.pruning.llm.spec import DATA_METHODS, STRUCTURED, LLMPruningSpec, make_spec, spec_problems
 from framework.pruning.llm.structured import StructuredPlan, plan_structured
 from framework.pruning.llm.thin import mask_plan, thin_plan
@@ -35,8 +35,10 @@ def needs_calibration(spec: LLMPruningSpec) -> bool:
     return spec.method in DATA_METHODS
 
 
-def prune_llm(model: nn.Module, spec: LLMPruningSpec, samples: torch.Tensor | None) -> LLMPruningResult:
-    """Prune ``model`` in place as ``spec`` says; structured pruning leaves it thinned."""
+def prune_llm(model: nn.Module, spec: LLMPruningSpec, samples: Batches | None) -> LLMPruningResult:
+    """Prune ``model`` in place as ``spec`` says; structured pruning leaves it thinned. ``samples``:
+    calibration input ids (batches ``[batch, tokens]``, or one ``[count, tokens]`` tensor); None
+    for the methods that need no data (magnitude, random)."""
     check_request(model, spec)
     if spec.structure in STRUCTURED:
         plan = plan_structured(model, spec, samples)

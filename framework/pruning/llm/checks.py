@@ -21,7 +21,7 @@ def all_targets(model: nn.Module) -> list[Target]:
 
 
 def _check_patterns(spec: LLMPruningSpec, names: list[str]) -> None:
-    for key, patterns in (("exclude", list(spec.exclude)), ("layer_sparsity", list(spec.layer_sparsity))):
+    for key, patterns in (("exclude", list(spec.exclude)), ("levels", list(spec.levels))):
         for pattern in patterns:
             if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
                 example = names[0] if names else "?"
@@ -59,14 +59,14 @@ def _check_structured(model: nn.Module, spec: LLMPruningSpec) -> None:
     unit = {HEAD: "key/value head groups", EXPERT: "experts"}.get(spec.structure, "FFN channels")
     if kept < 1:
         raise PruningError(
-            f"pruner.sparsity={spec.sparsity} would remove all {total} {unit} of every layer; allowed: a sparsity "
+            f"pruner.final_sparsity={spec.final_sparsity} would remove all {total} {unit} of every layer; allowed: a sparsity "
             f"below {(total - 0.5) / total:g}"
         )
     if spec.structure == EXPERT:
         per_token = int(getattr(config_of(model), family.experts_per_token_key or ""))
         if kept < per_token:
             raise PruningError(
-                f"pruner.sparsity={spec.sparsity} would keep {kept} of {total} experts per layer, fewer than the "
+                f"pruner.final_sparsity={spec.final_sparsity} would keep {kept} of {total} experts per layer, fewer than the "
                 f"{per_token} the router picks per token (num_experts_per_tok); allowed: a sparsity of at most "
                 f"{(total - per_token) / total:g}"
             )

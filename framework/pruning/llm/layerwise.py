@@ -16,7 +16,7 @@ inputs, which gives the same inputs as before (same weights, same windows).
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,8 +61,20 @@ class OneshotResult:
     layers: list[LayerReport]
 
 
-def capture_layer_inputs(model: nn.Module, samples: torch.Tensor, batch_size: int) -> list[LayerInputs]:
-    """The first decoder layer's inputs for every batch of ``samples`` (``[count, tokens]``)."""
+Batches = torch.Tensor | Sequence[torch.Tensor]
+BATCH = 8  # windows per forward pass when the calibration set is given as one tensor
+
+
+def as_batches(samples: Batches) -> list[torch.Tensor]:
+    """Calibration input ids as a list of ``[batch, tokens]`` tensors (a ``[count, tokens]`` tensor is
+    cut into batches of :data:`BATCH`)."""
+    if isinstance(samples, torch.Tensor):
+        return list(samples.split(BATCH))
+    return list(samples)
+
+
+def capture_layer_inputs(model: nn.Module, samples: Batches) -> list[LayerInputs]:
+    """The first decoder layer's inputs for every calibration batch."""
     first = decoder_layers(model)[0]
     caught: list[LayerInputs] = []
 
@@ -75,7 +87,7 @@ def capture_layer_inputs(model: nn.Module, samples: torch.Tensor, batch_size: in
     device = next(model.parameters()).device
     handle = first.register_forward_pre_hook(catch, with_kwargs=True)
     try:
-        for batch in samples.split(batch_size):
+        for batch in as_batches(samples):
             try:
                 model(input_ids=batch.to(device), use_cache=False)
             except _Caught:
@@ -96,14 +108,14 @@ def run_layer(layer: nn.Module, inputs: list[LayerInputs]) -> list[LayerInputs]:
 
 
 def sparsity_for(name: str, spec: LLMPruningSpec) -> float | None:
-    """The sparsity of matrix ``name``: None when excluded, the first matching layer_sparsity
+    """The sparsity of matrix ``name``: None when excluded, the first matching levels
     pattern, else the uniform one."""
     if any(fnmatch.fnmatchcase(name, pattern) for pattern in spec.exclude):
         return None
-    for pattern, value in spec.layer_sparsity.items():
+    for pattern, value in spec.levels.items():
         if fnmatch.fnmatchcase(name, pattern):
             return float(value)
-    return float(spec.sparsity)
+    return float(spec.final_sparsity)
 
 
 class _Pruner:
@@ -147,7 +159,7 @@ class _Pruner:
 
 def prune_oneshot(
     model: nn.Module,
-    samples: torch.Tensor | None,
+    samples: Batches | None,
     spec: LLMPruningSpec,
     *,
     measure_error: bool = False,
@@ -157,7 +169,8 @@ def prune_oneshot(
 ) -> OneshotResult:
     """Prune ``model`` (a transformers causal LM) in place, layer by layer, as ``spec`` says.
 
-    ``samples``: calibration windows ``[count, tokens]`` (None for magnitude / random);
+    ``samples``: calibration input ids, batches ``[batch, tokens]`` or one ``[count, tokens]``
+    tensor (None for magnitude / random);
     ``measure_error``: also gather every matrix's Gram matrix and report its reconstruction error.
     """
     needs_data = spec.method in (WANDA, SPARSEGPT) or measure_error
@@ -171,7 +184,7 @@ def prune_oneshot(
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        inputs = capture_layer_inputs(model, samples, spec.batch_size) if needs_data and samples is not None else []
+        inputs = capture_layer_inputs(model, samples) if needs_data and samples is not None else []
         counter = 0
         for index, layer in enumerate(layers):
             targets = layer_targets(model, layer, layer_names[id(layer)])

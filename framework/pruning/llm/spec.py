@@ -41,14 +41,14 @@ class LLMPruningSpec:
     # fine: single weights | nm: n of every m inputs | head: key/value heads with their query group
     # | ffn: MLP channels | expert: whole experts
     structure: str = FINE
-    sparsity: float = 0.5  # share removed in each matrix (fine), or of each layer's units (structured)
+    final_sparsity: float = 0.5  # share removed in each matrix (fine), or of each layer's units (structured)
     n: int | None = None  # N:M: at most n non-zero weights in every m consecutive inputs
     m: int | None = None
-    # per-layer sparsity: {glob pattern over matrix / layer names: sparsity}, the first match wins
-    layer_sparsity: Mapping[str, float] = field(default_factory=dict)
+    # per-matrix sparsity: {glob pattern over matrix names: sparsity}, the first match wins
+    levels: Mapping[str, float] = field(default_factory=dict)
     exclude: tuple[str, ...] = ()  # glob patterns of matrices left dense
-    calibration_samples: int = 128  # token windows drawn from the training split (seeded)
-    batch_size: int = 8  # windows per calibration forward pass
+    # training batches the calibration pass sees (seeded draw; the papers use 128 windows: 8 x 16)
+    calibration_batches: int = 8
     block: int = 128  # SparseGPT: columns reconstructed together
     damping: float = 0.01  # SparseGPT: share of the Hessian's mean diagonal added to it
     seed: int = 0  # random scores and calibration windows
@@ -90,18 +90,18 @@ def method_problem(spec: LLMPruningSpec) -> str | None:
 
 
 def sparsity_problem(spec: LLMPruningSpec) -> str | None:
-    problem = _sparsity_problem("pruner.sparsity", spec.sparsity)
+    problem = _sparsity_problem("pruner.final_sparsity", spec.final_sparsity)
     if problem:
         return problem
-    if not isinstance(spec.layer_sparsity, Mapping):
-        return f"pruner.layer_sparsity={spec.layer_sparsity!r} is invalid; allowed: a mapping of name patterns to sparsities"
-    for pattern, value in spec.layer_sparsity.items():
-        problem = _sparsity_problem(f"pruner.layer_sparsity.{pattern}", value)
+    if not isinstance(spec.levels, Mapping):
+        return f"pruner.levels={spec.levels!r} is invalid; allowed: a mapping of name patterns to sparsities"
+    for pattern, value in spec.levels.items():
+        problem = _sparsity_problem(f"pruner.levels.{pattern}", value)
         if problem:
             return problem
-    if spec.layer_sparsity and spec.structure in STRUCTURED:
+    if spec.levels and spec.structure in STRUCTURED:
         return (
-            f"pruner.layer_sparsity does not apply to pruner.structure={spec.structure}: a transformers config holds "
+            f"pruner.levels does not apply to pruner.structure={spec.structure}: a transformers config holds "
             "one size for every layer; set it to {}"
         )
     return None
@@ -116,25 +116,23 @@ def nm_problem(spec: LLMPruningSpec) -> str | None:
     if not (isinstance(n, int) and isinstance(m, int) and _is_int(n, 1) and _is_int(m, 2) and n < m):
         return f"pruner.n={n!r}, pruner.m={m!r} is not an N:M pattern; allowed: integers 1 <= n < m (e.g. 2:4, 4:8)"
     expected = (m - n) / m
-    if not math.isclose(spec.sparsity, expected):
-        return f"pruner.sparsity={spec.sparsity} does not match {n}:{m}, which prunes {expected:g}; set pruner.sparsity={expected:g}"
-    if spec.layer_sparsity:
-        return "pruner.layer_sparsity does not apply to pruner.structure=nm (every block keeps n of m); set it to {}"
+    if not math.isclose(spec.final_sparsity, expected):
+        return f"pruner.final_sparsity={spec.final_sparsity} does not match {n}:{m}, which prunes {expected:g}; set pruner.final_sparsity={expected:g}"
+    if spec.levels:
+        return "pruner.levels does not apply to pruner.structure=nm (every block keeps n of m); set it to {}"
     if spec.method == SPARSEGPT and spec.block % m:
         return f"pruner.block={spec.block} is not a multiple of pruner.m={m}; allowed: a multiple of m"
     return None
 
 
 def calibration_problem(spec: LLMPruningSpec) -> str | None:
-    if not _is_int(spec.calibration_samples, 0):
-        return f"pruner.calibration_samples={spec.calibration_samples!r} is invalid; allowed: an integer >= 0"
-    if spec.method in DATA_METHODS and spec.calibration_samples == 0:
+    if not _is_int(spec.calibration_batches, 0):
+        return f"pruner.calibration_batches={spec.calibration_batches!r} is invalid; allowed: an integer >= 0"
+    if spec.method in DATA_METHODS and spec.calibration_batches == 0:
         return (
-            f"pruner.method={spec.method} ranks with calibration data but pruner.calibration_samples=0; "
-            "allowed: calibration_samples >= 1 (128 is the papers' choice), or pruner.method=magnitude"
+            f"pruner.method={spec.method} ranks with calibration data but pruner.calibration_batches=0; "
+            "allowed: calibration_batches >= 1, or pruner.method=magnitude"
         )
-    if not _is_int(spec.batch_size, 1):
-        return f"pruner.batch_size={spec.batch_size!r} is invalid; allowed: an integer >= 1"
     return None
 
 
@@ -172,8 +170,8 @@ def make_spec(arguments: Mapping[str, Any]) -> LLMPruningSpec:
     values = dict(arguments)
     if "exclude" in values and not isinstance(values["exclude"], str):
         values["exclude"] = tuple(values["exclude"] or ())
-    if values.get("layer_sparsity") is None and "layer_sparsity" in values:
-        values["layer_sparsity"] = {}
+    if values.get("levels") is None and "levels" in values:
+        values["levels"] = {}
     spec = LLMPruningSpec(**values)
     problems = spec_problems(spec)
     if problems:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from framework.pruning.llm.anatomy import Family, config_of, decoder_layers, family_of, fused, submodule
-from framework.pruning.llm.layerwise import capture_layer_inputs, run_layer
+from framework.pruning.llm.layerwise import Batches, capture_layer_inputs, run_layer
 from framework.pruning.llm.spec import EXPERT, FFN, HEAD, MAGNITUDE, RANDOM, ROUTER, WANDA, LLMPruningSpec
 from framework.pruning.llm.stats import Statistics
 from framework.pruning.llm.targets import ExpertTarget, LinearTarget, Target, observe
@@ -54,7 +54,7 @@ def kept_units(model: nn.Module, family: Family, spec: LLMPruningSpec) -> int:
     """Units each layer keeps: the removed share rounded half up, as the project's targets are
     (so 3 heads at 50 % lose 2; a sparsity may thus remove every unit: :mod:`.checks` refuses it)."""
     total = unit_count(model, family, spec.structure)
-    return total - round_half_up(total * spec.sparsity)
+    return total - round_half_up(total * spec.final_sparsity)
 
 
 def is_mixture(family: Family) -> bool:
@@ -141,7 +141,7 @@ class _RouterTotals:
 def _data_scores(model, layers, family, spec, samples) -> dict[int, torch.Tensor]:
     """Scores from one pass of the (dense) model over the calibration windows, layer by layer."""
     prefixes = {id(m): n for n, m in model.named_modules()}
-    inputs = capture_layer_inputs(model, samples, spec.batch_size)
+    inputs = capture_layer_inputs(model, samples)
     scores = {}
     for index, layer in enumerate(layers):
         if spec.method == ROUTER:
@@ -172,7 +172,7 @@ def _keep_highest(scores: torch.Tensor, count: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def plan_structured(model: nn.Module, spec: LLMPruningSpec, samples: torch.Tensor | None) -> StructuredPlan:
+def plan_structured(model: nn.Module, spec: LLMPruningSpec, samples: Batches | None) -> StructuredPlan:
     """Rank every layer's units and keep the same number in each (``spec.structure``: head | ffn | expert)."""
     family = family_of(model, f"pruner.structure={spec.structure}")
     layers = decoder_layers(model)
