@@ -12,8 +12,13 @@ vocab]``, ``save_pretrained`` writes the deployable folder, and the pruners of
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import torch
+from torch import nn
 
 from framework.errors import ConfigError
 from framework.models.hub import load_causal_lm, require_transformers
@@ -155,9 +160,49 @@ def pretrained_causal_lm(name: str, dtype: str = "float32"):
     ``TRANSFORMERS_OFFLINE`` honoured); ``dtype``: float32 | bfloat16 | float16 | float64."""
     if not isinstance(name, str) or not name:
         raise ConfigError(f"model.name={name!r} is invalid; allowed: a model folder or a hub id (owner/name)")
-    import torch
-
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
     if dtype not in dtypes:
         raise ConfigError(f"model.dtype={dtype!r} is invalid; allowed: {' | '.join(dtypes)}")
     return load_causal_lm(name, key="model.name", dtype=dtypes[dtype])
+
+
+class TokenLogits(nn.Module):
+    """A causal LM as the training loop sees a model: ``input_ids [B, T]`` in, next-token logits
+    ``[B, T, vocab]`` out (a transformers model returns an output object). ``language_model`` is the
+    transformers model itself: what the LLM pruners work on and ``save_pretrained`` writes."""
+
+    def __init__(self, language_model: nn.Module) -> None:
+        super().__init__()
+        self.language_model = language_model
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.language_model(input_ids=input_ids, use_cache=False).logits
+
+
+def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over every token of the batch (``logits [B, T, V]``,
+    ``targets [B, T]``): the loss of a language model, ``exp`` of which is its perplexity."""
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+
+
+def is_causal_lm(model: nn.Module) -> bool:
+    """A transformers causal LM (a config with a model type, and ``save_pretrained``)."""
+    return isinstance(getattr(getattr(model, "config", None), "model_type", None), str) and hasattr(
+        model, "save_pretrained"
+    )
+
+
+def save_language_model(model: Any, folder: str | os.PathLike, tokenizer: Any = None) -> Path:
+    """``save_pretrained`` of ``model`` (safetensors) and its tokenizer into ``folder``: what
+    ``AutoModelForCausalLM.from_pretrained`` / ``AutoTokenizer.from_pretrained`` load back. A
+    byte-level tokenizer is written as its transformers form."""
+    from framework.data.text import ByteTokenizer
+
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(target, safe_serialization=True)
+    if isinstance(tokenizer, ByteTokenizer):
+        tokenizer = tokenizer.as_pretrained()
+    if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
+        tokenizer.save_pretrained(target)
+    return target
