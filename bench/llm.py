@@ -155,7 +155,7 @@ def llm_compressor(folder: Path, method: str, pattern: dict, samples: torch.Tens
     loader = torch.utils.data.DataLoader(rows, batch_size=1)
     model = load(folder)
     start = time.perf_counter()
-    oneshot(model=model, dataset=loader, recipe=[recipe], num_calibration_batches=len(samples))
+    oneshot(model=model, dataset=loader, recipe=[recipe], num_calibration_samples=len(samples))
     return model, time.perf_counter() - start
 
 
