@@ -51,7 +51,11 @@ class LLMPruningSpec:
     calibration_batches: int = 8
     block: int = 128  # SparseGPT: columns reconstructed together
     damping: float = 0.01  # SparseGPT: share of the Hessian's mean diagonal added to it
-    seed: int = 0  # random scores and calibration windows
+    seed: int = 0  # random scores
+
+    def problems(self) -> list[str]:
+        """Every problem of this specification, one line each (the rules below, in order)."""
+        return spec_problems(self)
 
 
 FIELD_NAMES = tuple(f.name for f in fields(LLMPruningSpec))
