@@ -142,6 +142,9 @@ def ours(model, method: str, pattern: dict, samples: torch.Tensor, seed: int = 0
 def llm_compressor(folder: Path, method: str, pattern: dict, samples: torch.Tensor):
     """llm-compressor's modifier on the model in ``folder`` with ``samples`` as its calibration set."""
     from llmcompressor import oneshot
+    from loguru import logger
+
+    logger.disable("llmcompressor")  # its per-layer INFO lines would bury the tables
     from llmcompressor.modifiers.pruning import WandaPruningModifier
     from llmcompressor.modifiers.pruning.sparsegpt import SparseGPTModifier
 
