@@ -101,6 +101,7 @@ def check_causal_lm_config(config: dict[str, Any], folder: Path, key: str) -> No
 
 def load_causal_lm(name_or_path: str, key: str = "model.pretrained", dtype: Any = None):
     """``AutoModelForCausalLM.from_pretrained`` of a checked folder or cached hub id."""
+    require_transformers(key)
     folder = resolve_folder(name_or_path, key)
     check_causal_lm_config(read_config_json(folder, key), folder, key)
     from transformers import AutoModelForCausalLM
@@ -121,6 +122,7 @@ def has_tokenizer(folder: Path) -> bool:
 
 def load_tokenizer(name_or_path: str, key: str = "dataset.tokenizer"):
     """``AutoTokenizer.from_pretrained`` of a folder or cached hub id (no remote code)."""
+    require_transformers(key)
     folder = resolve_folder(name_or_path, key)
     if not has_tokenizer(folder):
         raise ConfigError(
