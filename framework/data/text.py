@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from framework.errors import ConfigError, DataError
 
 BYTE = "byte"
+MODEL = "model"  # dataset.tokenizer=model: the model's own (resolved by the runner, which knows the model)
 SPLIT_FILES = ("train.txt", "validation.txt")
 
 
@@ -89,6 +90,10 @@ class PretrainedTokenizer:
 
 def build_tokenizer(name: str) -> ByteTokenizer | PretrainedTokenizer:
     """``byte`` or a tokenizer folder / cached hub id."""
+    if name == MODEL:
+        raise ConfigError(
+            "dataset.tokenizer=model names the model's tokenizer, which only a run knows; allowed here: byte or a tokenizer folder"
+        )
     return ByteTokenizer() if name == BYTE else PretrainedTokenizer(name)
 
 
@@ -193,6 +198,12 @@ class Text:
         self.path = None if path in (None, "") else str(path)
         self.tokenizer_name = tokenizer
         self.val_fraction = float(val_fraction)
+
+    def use_model_tokenizer(self, model_tokenizer: str | None) -> None:
+        """``tokenizer=model``: the pretrained model's tokenizer folder, or ``byte`` for a model
+        without one (built from a config)."""
+        if self.tokenizer_name == MODEL:
+            self.tokenizer_name = model_tokenizer or BYTE
 
     def check(self) -> None:
         """The text is there (nothing is read)."""

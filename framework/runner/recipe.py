@@ -79,6 +79,12 @@ def run_checked(cfg: DictConfig, context: RunContext) -> dict[str, float]:
                 from framework.runner.eval_task import evaluate
 
                 return evaluate(cfg, context)
+            if cfg.task == "oneshot":
+                if ddp.enabled:
+                    raise ConfigError("task=oneshot runs in one process; allowed: python run.py task=oneshot ...")
+                from framework.runner.oneshot_task import oneshot
+
+                return oneshot(cfg, context, resume_path)
             return train(cfg, context, ddp, resume_path)
     finally:
         shutdown_distributed()

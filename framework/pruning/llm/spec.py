@@ -164,20 +164,35 @@ def spec_problems(spec: LLMPruningSpec) -> list[str]:
     return [problem for rule in RULES if (problem := rule(spec)) is not None]
 
 
-def make_spec(arguments: Mapping[str, Any]) -> LLMPruningSpec:
-    """A spec from keyword arguments (a config's ``pruner`` node); unknown keys are one line."""
-    unknown = sorted(set(arguments) - set(FIELD_NAMES))
+# what a config's pruner node names to select this pruner (conf/pruner/wanda.yaml ...)
+TARGET = "framework.pruning.llm.spec.LLMPruningSpec"
+
+
+def _spec_of(arguments: Mapping[str, Any]) -> tuple[LLMPruningSpec | None, list[str]]:
+    """The spec of a config's pruner node (``_target_`` left out), or the lines saying why not."""
+    values = {key: value for key, value in arguments.items() if key != "_target_"}
+    unknown = sorted(set(values) - set(FIELD_NAMES))
     if unknown:
-        raise PruningError(
-            f"pruner.{unknown[0]} is not an argument of the LLM pruner; allowed: {', '.join(FIELD_NAMES)}"
-        )
-    values = dict(arguments)
+        return None, [
+            f"pruner.{key} is not an argument of the LLM pruner; allowed: {', '.join(FIELD_NAMES)}" for key in unknown
+        ]
     if "exclude" in values and not isinstance(values["exclude"], str):
         values["exclude"] = tuple(values["exclude"] or ())
     if values.get("levels") is None and "levels" in values:
         values["levels"] = {}
     spec = LLMPruningSpec(**values)
-    problems = spec_problems(spec)
-    if problems:
+    return spec, spec_problems(spec)
+
+
+def node_problems(arguments: Mapping[str, Any]) -> list[str]:
+    """Every problem of a config's pruner node, one line each (the configuration check)."""
+    return _spec_of(arguments)[1]
+
+
+def make_spec(arguments: Mapping[str, Any]) -> LLMPruningSpec:
+    """A spec from keyword arguments (a config's ``pruner`` node, its ``_target_`` ignored); the
+    first problem is one line."""
+    spec, problems = _spec_of(arguments)
+    if problems or spec is None:
         raise PruningError(problems[0])
     return spec
