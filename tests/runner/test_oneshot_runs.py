@@ -42,6 +42,7 @@ def lm_overrides(root, *more):
         f"dataset.path={root / 'text.txt'}",
         "dataset.block_size=32",
         "loader.batch_size=4",
+        "loader.limit_val_batches=4",
         "pruner.calibration_batches=2",
         *more,
     ]
@@ -86,10 +87,10 @@ def test_heads_are_thinned_and_the_config_describes_the_smaller_model(run_experi
 def test_sigkill_during_calibration_then_resume_equals_an_uninterrupted_run(tmp_path):
     root = tmp_path / "lm"
     root.mkdir()
-    (root / "text.txt").write_text(TEXT * 4)
-    # 8 layers of SparseGPT: calibration lasts long enough to be killed between two layers
-    save_language_model(tiny_lm("llama", num_layers=8, hidden_size=64), root / "model", ByteTokenizer())
-    common = lm_overrides(root, "pruner=sparsegpt", "pruner.calibration_batches=8", "loader.batch_size=8")
+    (root / "text.txt").write_text(TEXT)
+    # 6 layers of SparseGPT: calibration lasts long enough to be killed between two layers
+    save_language_model(tiny_lm("llama", num_layers=6), root / "model", ByteTokenizer())
+    common = lm_overrides(root, "pruner=sparsegpt", "pruner.calibration_batches=4")
     straight = run_cli([*common, *cli_dirs(tmp_path / "straight", mlflow=False), "tracking=none"])
     assert straight.returncode == 0, straight.stderr[-2000:]
 
@@ -103,7 +104,7 @@ def test_sigkill_during_calibration_then_resume_equals_an_uninterrupted_run(tmp_
     process.send_signal(signal.SIGKILL)
     process.wait()
     done = torch.load(checkpoint, weights_only=True)["layers_done"]
-    assert 1 <= done < 8  # killed during calibration, with layers left to prune
+    assert 1 <= done < 6  # killed during calibration, with layers left to prune
     resumed = run_cli([*args, "resume=auto"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed one-shot pruning at decoder layer {done}" in resumed.stdout
