@@ -66,6 +66,10 @@ class OneshotParts:
 def build_oneshot_parts(cfg: DictConfig, context: RunContext) -> OneshotParts:
     """Text source (checked, unread), tokenizer, model, the pruning request checked against the
     model, the trackers connected: every refusal comes before any text is read."""
+    if not cfg.progress:  # transformers' own bars (loading and writing weights) follow progress=false too
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
     source = build_component("dataset", cfg.dataset)
     source.check()
     folder = _pretrained_folder(cfg)

@@ -88,8 +88,8 @@ def test_sigkill_during_calibration_then_resume_equals_an_uninterrupted_run(tmp_
     root = tmp_path / "lm"
     root.mkdir()
     (root / "text.txt").write_text(TEXT)
-    # 6 layers of SparseGPT: calibration lasts long enough to be killed between two layers
-    save_language_model(tiny_lm("llama", num_layers=6), root / "model", ByteTokenizer())
+    # 12 layers of SparseGPT: calibration lasts long enough to be killed between two layers
+    save_language_model(tiny_lm("llama", num_layers=12), root / "model", ByteTokenizer())
     common = lm_overrides(root, "pruner=sparsegpt", "pruner.calibration_batches=4")
     straight = run_cli([*common, *cli_dirs(tmp_path / "straight", mlflow=False), "tracking=none"])
     assert straight.returncode == 0, straight.stderr[-2000:]
@@ -104,7 +104,7 @@ def test_sigkill_during_calibration_then_resume_equals_an_uninterrupted_run(tmp_
     process.send_signal(signal.SIGKILL)
     process.wait()
     done = torch.load(checkpoint, weights_only=True)["layers_done"]
-    assert 1 <= done < 6  # killed during calibration, with layers left to prune
+    assert 1 <= done < 12  # killed during calibration, with layers left to prune
     resumed = run_cli([*args, "resume=auto"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed one-shot pruning at decoder layer {done}" in resumed.stdout
