@@ -28,6 +28,8 @@ from omegaconf import MISSING, OmegaConf
 
 from framework.deploy.rules import DeployConfig, deploy_problems
 from framework.errors import ConfigError
+from framework.pruning.llm.spec import TARGET as LLM_PRUNER
+from framework.pruning.llm.spec import node_problems as llm_pruner_problems
 from framework.pruning.spec import (
     GLOBAL,
     NONE,
@@ -88,7 +90,11 @@ class LoaderConfig:
 
 
 BUDGET_KINDS = ("sparsity", "params", "macs", "top1_drop")
-TASKS = ("train", "sensitivity", "eval")
+TASKS = ("train", "sensitivity", "eval", "oneshot")
+# task=oneshot's parts (docs/language_models.md): a causal LM, text, an LLM pruner
+LM_MODELS = ("framework.models.causal_lm.causal_lm", "framework.models.causal_lm.pretrained_causal_lm")
+TEXT_DATASET = "framework.data.text.Text"
+LLM_PRUNER_OPTIONS = "pruner=wanda | sparsegpt | llm_magnitude | llm_heads | llm_ffn | llm_experts"
 
 
 @dataclass
@@ -154,7 +160,9 @@ class Config:
     progress: bool = True
     # what a run returns to a Hydra sweeper: one metric name, or a list for multi-objective search
     optimized_metric: Any = "val/top1"
-    task: str = "train"  # train | sensitivity | eval (pretrained=<file> on the val split)
+    # train | sensitivity | eval (pretrained=<file> on the val split) | oneshot (a language model:
+    # calibrate, prune, perplexity before and after; docs/language_models.md)
+    task: str = "train"
     # MLflow tags of the run: "word" (tag word=true) or "key:value"; not params
     tags: list[str] = field(default_factory=list)
     # > 0: the torch profiler records that many training steps into <run dir>/profile/ (debug=profile)
@@ -252,10 +260,52 @@ def config_problems(cfg: Any) -> list[str]:
             problems.append(f"pretrained={cfg.pretrained!r} is a directory; allowed: a state_dict or checkpoint file")
         elif not path.is_file():
             problems.append(f"pretrained={cfg.pretrained!r}: no such file; allowed: a state_dict or checkpoint file")
-    if _select(cfg, "pruner.method") not in (None, NONE):
+    problems.extend(_language_model_problems(cfg))
+    if _select(cfg, "pruner._target_") != LLM_PRUNER and _select(cfg, "pruner.method") not in (None, NONE):
         problems.extend(_pruner_problems(cfg))
     if _select(cfg, "card.enabled"):
         problems.extend(card_problems(cfg.card, cfg.pruner))
+    return problems
+
+
+def _language_model_problems(cfg: Any) -> list[str]:
+    """task=oneshot takes a causal LM, text and an LLM pruner; the other tasks take none of them."""
+    model, dataset = _select(cfg, "model._target_"), _select(cfg, "dataset._target_")
+    llm_pruner = _select(cfg, "pruner._target_") == LLM_PRUNER
+    if cfg.task != "oneshot":
+        if llm_pruner:
+            return [
+                f"pruner.method={_select(cfg, 'pruner.method')} prunes a language model one-shot; allowed: task=oneshot"
+            ]
+        if model in LM_MODELS:
+            return [
+                f"model._target_={model} is a causal language model, which task={cfg.task} does not take; allowed: task=oneshot"
+            ]
+        if dataset == TEXT_DATASET:
+            return [f"dataset=text feeds language models, which task={cfg.task} does not take; allowed: task=oneshot"]
+        return []
+    problems = []
+    if not llm_pruner:
+        problems.append(
+            f"task=oneshot needs a language-model pruner; got pruner.method={_select(cfg, 'pruner.method')}; "
+            f"allowed: {LLM_PRUNER_OPTIONS}"
+        )
+    else:
+        problems.extend(llm_pruner_problems(OmegaConf.to_container(cfg.pruner, resolve=True)))  # type: ignore[arg-type]
+    if model not in LM_MODELS:
+        problems.append(
+            f"task=oneshot prunes a causal language model; got model._target_={model}; "
+            "allowed: model=causal_lm | qwen2_tiny | gpt2_tiny | mixtral_tiny | pretrained_lm"
+        )
+    if dataset != TEXT_DATASET:
+        problems.append(
+            f"task=oneshot calibrates and measures perplexity on text; got dataset._target_={dataset}; allowed: dataset=text"
+        )
+    if cfg.pretrained is not None:
+        problems.append(
+            "task=oneshot reads a language model with model=pretrained_lm model.name=<folder>; "
+            f"pretrained={cfg.pretrained} does not apply; allowed: pretrained=null"
+        )
     return problems
 
 

@@ -136,6 +136,8 @@ def planned_steps(cfg: DictConfig) -> int:
         return 1 + len(cfg.sensitivity.levels)
     if cfg.task == "eval":
         return 1
+    if cfg.task == "oneshot":  # the dense model, the pruned one
+        return 2
     return int(cfg.epochs)
 
 

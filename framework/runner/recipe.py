@@ -82,6 +82,12 @@ def run_checked(cfg: DictConfig, context: RunContext) -> dict[str, float]:
                 from framework.runner.eval_task import evaluate
 
                 return evaluate(cfg, context)
+            if cfg.task == "oneshot":
+                if ddp.enabled:
+                    raise ConfigError("task=oneshot runs in one process; allowed: python run.py task=oneshot ...")
+                from framework.runner.oneshot_task import oneshot
+
+                return oneshot(cfg, context, resume_path)
             if is_card_job(cfg):  # starts from its seed's dense model, trained once per sweep
                 cfg = prepare_card_job(cfg, card_dir(cfg, context), _dense_trainer(context))
             return train(cfg, context, ddp, resume_path)
