@@ -48,13 +48,18 @@ def build_model(cfg, shape=(3, 16, 16), classes=5):
     return build_component("model", cfg.model, num_classes=classes, in_channels=shape[0], input_shape=shape)
 
 
+# models for 1-D signals (dataset=mnist1d: one channel of 40 samples) take (C, L) inputs
+SIGNAL_MODELS = {"conv1d_net": (1, 40)}
+
+
 @pytest.mark.parametrize("option", image_options("model"))
 def test_every_model_option_builds_a_module_for_the_dataset(compose_config, option):
     cfg = compose_config([f"model={option}"])
     torch.manual_seed(0)
-    model = build_model(cfg).eval()
+    shape = SIGNAL_MODELS.get(option, (3, 16, 16))
+    model = build_model(cfg, shape).eval()
     with torch.no_grad():
-        assert model(torch.randn(2, 3, 16, 16)).shape == (2, 5)
+        assert model(torch.randn(2, *shape)).shape == (2, 5)
 
 
 @pytest.mark.parametrize("option", image_options("dataset"))
@@ -68,7 +73,7 @@ def test_every_dataset_option_builds_a_source_without_reading_data(compose_confi
     )
     source = as_data_source(build_component("dataset", cfg.dataset), cfg.dataset._target_)
     assert isinstance(source, DataSource)
-    assert len(source.input_shape) == 3
+    assert len(source.input_shape) == (2 if option == "mnist1d" else 3)  # (C, L) signals, (C, H, W) images
     assert cfg.loader.batch_size >= 1  # every dataset option sets its loader
     if option in ("digits", "synthetic"):  # embedded data: loads here
         bundle = source.load()
