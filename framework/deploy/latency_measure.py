@@ -37,7 +37,7 @@ from torch import nn
 from framework.analysis import cost
 from framework.deploy.errors import DeployError, missing_line
 from framework.deploy.fuse import fuse_batchnorm
-from framework.pruning.dependency import IN, OUT, DependencyGraph, DependencyGroup, build_dependency_graph
+from framework.pruning.dependency import IN, OUT, DependencyGraph, build_dependency_graph
 from framework.pruning.latency_table import (
     RUNTIMES,
     Axis,
@@ -46,6 +46,7 @@ from framework.pruning.latency_table import (
     TimedLayer,
     fit_rest,
     measured_widths,
+    named_groups,
 )
 from framework.pruning.structures import expand_group_mask
 from framework.pruning.thinning import thin
@@ -184,20 +185,6 @@ def _layer_shapes(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[tu
         for handle in handles:
             handle.remove()
     return shapes
-
-
-def named_groups(graph: DependencyGraph) -> dict[str, DependencyGroup]:
-    """The dependency groups whose channels a width budget can remove, by unique name (the
-    group's first producer; ``#2``... where two share one). Attention heads are not widths."""
-    named: dict[str, DependencyGroup] = {}
-    for group in graph.groups:
-        if group.kind != "channel" or not group.prunable:
-            continue
-        name, suffix = group.name, 2
-        while name in named:
-            name, suffix = f"{group.name}#{suffix}", suffix + 1
-        named[name] = group
-    return named
 
 
 def group_axes(graph: DependencyGraph) -> tuple[dict[str, Group], dict[tuple[str, str], Axis]]:
@@ -580,14 +567,24 @@ def _measure_curves(timer: _Timer, layers, groups, batch: int, warmup: int, repe
 
 
 # ----------------------------------------------------------------------------- checking a prediction
-def model_at_widths(model: nn.Module, widths: Mapping[str, int], example: torch.Tensor, graph=None) -> nn.Module:
-    """A thinned copy of ``model`` whose groups (:func:`named_groups`) keep their first
-    ``widths[name]`` prunable channels: the model a table's prediction for ``widths`` describes."""
+def model_at_widths(
+    model: nn.Module,
+    widths: Mapping[str, int],
+    example: torch.Tensor,
+    graph: DependencyGraph | None = None,
+    ranking: Mapping[str, Sequence[int]] | None = None,
+) -> nn.Module:
+    """A thinned copy of ``model`` whose groups (:func:`named_groups`) keep ``widths[name]`` of
+    their prunable channels: the model a table's prediction for ``widths`` describes. The kept
+    channels are the first ones, or the first of ``ranking[name]`` (positions among the group's
+    prunable channels, most important first)."""
     graph = graph or build_dependency_graph(model, example, warn=False)
     named = named_groups(graph)
     removed: dict[tuple[str, str], set[int]] = {}
     for name, width in widths.items():
-        for channel in named[name].prunable[width:]:
+        prunable = named[name].prunable
+        order = list((ranking or {}).get(name, range(len(prunable))))
+        for channel in (prunable[i] for i in order[width:]):
             for member in channel.members:
                 if member.role in (IN, OUT):
                     removed.setdefault((member.module, member.role), set()).update(member.indices)
@@ -670,3 +667,59 @@ def cached_latency_table(
     table = build_latency_table(work, shape, runtime, threads, batch, graph=graph, **measure)
     table.save(path)
     return CachedTable(table, path, "rebuilt" if reason else "measured", reason)
+
+
+# ----------------------------------------------------------------------------- MACs in the same form
+def layer_macs(shape: _LayerShape, in_width: int, out_width: int) -> float:
+    """Multiply-accumulates of one sample through ``shape``'s layer at these widths (millions)."""
+    m = shape.module
+    if isinstance(m, nn.Linear):
+        positions = int(np.prod(shape.output_shape[1:-1])) if len(shape.output_shape) > 2 else 1
+        return positions * in_width * out_width / 1e6
+    groups = in_width if shape.depthwise else m.groups
+    positions = int(np.prod(shape.output_shape[2:]))
+    return positions * out_width * (in_width // groups) * int(np.prod(m.kernel_size)) / 1e6
+
+
+def mac_table(model: nn.Module, sample_shape: Sequence[int], max_points: int = 10**9) -> LatencyTable:
+    """The model's Conv/Linear MACs as a function of its groups' widths, counted from the layers'
+    shapes (exact: a layer's MACs are proportional to its input and output widths), in the form
+    of a latency table (``unit="MMAC"``), so one allocation serves a MAC and a latency budget."""
+    shape = tuple(sample_shape)
+    work = copy.deepcopy(model).cpu().eval()
+    example = cost.example_input(work, shape, batch_size=1)
+    graph = build_dependency_graph(work, example, warn=False)
+    groups, layers = describe_layers(work, example, graph)
+    groups = {name: Group(name, g.full, measured_widths(g.full, max_points)) for name, g in groups.items()}
+    timed = []
+    for layer in layers:
+        full_in, full_out = layer.in_axis.full, layer.out_axis.full
+        full = layer_macs(layer, full_in, full_out)
+        same = layer.in_axis.group is not None and layer.in_axis.group == layer.out_axis.group
+        curves = []
+        for side, axis in (("in", layer.in_axis), ("out", layer.out_axis)):
+            curve = {}
+            if axis.group is not None:
+                group = groups[axis.group]
+                for width in group.widths:
+                    channels = axis.width(width, group.full)
+                    if same:
+                        curve[width] = layer_macs(layer, channels, layer.out_axis.width(width, group.full))
+                    else:
+                        curve[width] = layer_macs(
+                            layer, channels if side == "in" else full_in, channels if side == "out" else full_out
+                        )
+            curves.append(curve)
+        timed.append(TimedLayer(layer.name, layer.in_axis, layer.out_axis, full, curves[0], curves[1]))
+    used = {axis.group for layer in layers for axis in (layer.in_axis, layer.out_axis) if axis.group}
+    return LatencyTable(
+        runtime="macs",
+        threads=1,
+        batch=1,
+        sample_shape=shape,
+        groups={name: group for name, group in groups.items() if name in used},
+        layers=timed,
+        model_ms=sum(layer.full_ms for layer in timed),
+        model_key=model_key(groups, layers, shape, 1),
+        unit="MMAC",
+    )

@@ -26,10 +26,20 @@ group: milliseconds for a resnet18, about a second for the largest models we tri
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-CostFunction = Callable[[Mapping[str, int]], float]
+
+class CostModel(Protocol):
+    """What the allocation needs of a cost: a :class:`~.latency_table.LatencyTable` (latency or
+    MACs) is one."""
+
+    def predict(self, widths: Mapping[str, int] | None = None) -> float: ...
+
+    def change(self, widths: Mapping[str, int], name: str, to: int) -> float: ...
+
+    def neighbours(self, name: str) -> set[str]: ...
 
 
 @dataclass
@@ -60,70 +70,95 @@ def _prefix_sums(importance: Mapping[str, Sequence[float]]) -> dict[str, list[fl
 
 def allocate_widths(
     importance: Mapping[str, Sequence[float]],
-    cost: CostFunction,
+    cost: CostModel,
     budget: float,
     steps: Mapping[str, Sequence[int]],
     start: Mapping[str, int] | None = None,
     floors: Mapping[str, int] | None = None,
 ) -> Allocation:
-    """Widths (group -> kept channels) whose ``cost`` is at most ``budget`` (see the module
-    docstring). ``importance[g]``: one score per channel of group ``g`` that may still be kept
-    (higher: more important; the kept ones are the highest); ``steps[g]``: the widths ``g`` may
-    take; ``start``: current widths (default: all of ``importance[g]``), never increased;
+    """Widths (group -> kept channels) whose ``cost.predict`` is at most ``budget`` (see the
+    module docstring). ``importance[g]``: one score per channel of group ``g`` that may still be
+    kept (higher: more important; the kept ones are the highest); ``steps[g]``: the widths ``g``
+    may take; ``start``: current widths (default: all of ``importance[g]``), never increased;
     ``floors[g]``: the narrowest width allowed (default 1)."""
-    sums = _prefix_sums(importance)
-    floors = dict(floors or {})
-    current = {name: (start or {}).get(name, len(scores)) for name, scores in importance.items()}
-    allowed = {
-        name: sorted({w for w in steps.get(name, ()) if floors.get(name, 1) <= w <= current[name]} | {current[name]})
-        for name in importance
-    }
-    value = cost(current)
-    trail: list[tuple[str, int, int]] = []
-    while value > budget:
-        best = _best_step(current, allowed, sums, cost, value, down=True)
-        if best is None:
-            break
-        name, width, value = best
-        trail.append((name, current[name], width))
-        current[name] = width
-    feasible = value <= budget
+    search = _Search(importance, cost, steps, start or {}, floors or {})
+    while search.value > budget and search.take(down=True):
+        pass
+    search.value = cost.predict(search.current)  # the sum of changes, without its rounding drift
+    feasible = search.value <= budget
     if feasible:
-        while True:
-            best = _best_step(current, allowed, sums, cost, value, down=False, budget=budget)
-            if best is None:
-                break
-            name, width, value = best
-            trail.append((name, current[name], width))
-            current[name] = width
-    return Allocation(current, value, sum(sums[n][w] for n, w in current.items()), feasible, trail)
+        search.reset_moves()
+        while search.take(down=False, budget=budget):
+            pass
+        search.value = cost.predict(search.current)
+    widths = search.current
+    return Allocation(
+        dict(widths), search.value, sum(search.sums[n][w] for n, w in widths.items()), feasible, search.trail
+    )
 
 
-def _best_step(current, allowed, sums, cost, value, down: bool, budget: float = math.inf):
-    """The one-step move with the best importance per unit of cost: down, the least importance
-    lost per unit saved; up, the most importance gained per unit spent within ``budget``."""
-    best = None
-    best_ratio = math.inf if down else -math.inf
-    for name, width in current.items():
-        widths = allowed[name]
-        position = widths.index(width)
-        if down and position == 0 or not down and position == len(widths) - 1:
-            continue
-        to = widths[position - 1] if down else widths[position + 1]
-        moved = cost({**current, name: to})
-        importance = abs(sums[name][width] - sums[name][to])
-        if down:
-            saved = value - moved
-            if saved <= 0:
+class _Search:
+    """The greedy's state: current widths and cost, and each group's best next move (recomputed
+    only for the groups that share a layer with the one that moved)."""
+
+    def __init__(self, importance, cost: CostModel, steps, start, floors):
+        self.cost = cost
+        self.sums = _prefix_sums(importance)
+        self.current = {name: start.get(name, len(scores)) for name, scores in importance.items()}
+        self.allowed = {
+            name: sorted({w for w in steps.get(name, ()) if floors.get(name, 1) <= w <= width} | {width})
+            for name, width in self.current.items()
+        }
+        self.value = cost.predict(self.current)
+        self.trail: list[tuple[str, int, int]] = []
+        self.moves: dict[tuple[str, bool], tuple[int, float] | None] = {}
+
+    def reset_moves(self) -> None:
+        self.moves.clear()
+
+    def _move(self, name: str, down: bool) -> tuple[int, float] | None:
+        """(width, cost change) of ``name``'s one step down or up, None at the end of its steps."""
+        key = (name, down)
+        if key not in self.moves:
+            widths = self.allowed[name]
+            position = widths.index(self.current[name])
+            end = position == 0 if down else position == len(widths) - 1
+            if end:
+                self.moves[key] = None
+            else:
+                to = widths[position - 1] if down else widths[position + 1]
+                self.moves[key] = (to, self.cost.change(self.current, name, to))
+        return self.moves[key]
+
+    def take(self, down: bool, budget: float = math.inf) -> bool:
+        """Take the best one-step move: down, the least importance lost per unit saved; up, the
+        most importance gained per unit spent within ``budget``. False when there is none."""
+        best, best_ratio = None, math.inf if down else -math.inf
+        for name in self.current:
+            move = self._move(name, down)
+            if move is None:
                 continue
-            ratio = importance / saved
-            better = ratio < best_ratio
-        else:
-            spent = moved - value
-            if moved > budget:
-                continue
-            ratio = importance / spent if spent > 0 else math.inf
-            better = ratio > best_ratio
-        if better:
-            best, best_ratio = (name, to, moved), ratio
-    return best
+            to, delta = move
+            importance = abs(self.sums[name][self.current[name]] - self.sums[name][to])
+            if down:
+                if delta >= 0:
+                    continue  # saves nothing: never worth a channel
+                ratio = importance / -delta
+                better = ratio < best_ratio
+            else:
+                if self.value + delta > budget:
+                    continue
+                ratio = importance / delta if delta > 0 else math.inf
+                better = ratio > best_ratio
+            if better:
+                best, best_ratio = (name, to, delta), ratio
+        if best is None:
+            return False
+        name, to, delta = best
+        self.trail.append((name, self.current[name], to))
+        self.current[name] = to
+        self.value += delta
+        for neighbour in self.cost.neighbours(name) | {name}:
+            self.moves.pop((neighbour, True), None)
+            self.moves.pop((neighbour, False), None)
+        return True

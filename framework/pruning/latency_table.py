@@ -44,7 +44,10 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the table itself needs no torch
+    from framework.pruning.dependency import DependencyGraph, DependencyGroup
 
 TABLE_FORMAT = "secateurs.latency_table/1"
 RUNTIMES = ("eager", "onnx_fp32", "onnx_int8", "cuda")
@@ -128,7 +131,9 @@ def _interpolate(curve: Mapping[int, float], width: int) -> float:
 
 @dataclass
 class LatencyTable:
-    """See the module docstring. Times are milliseconds per forward pass at batch ``batch``."""
+    """See the module docstring. Times are milliseconds per forward pass at batch ``batch``
+    (``unit="ms"``); a MAC table (:func:`framework.deploy.latency_measure.mac_table`) holds
+    millions of multiply-accumulates per sample in the same form (``unit="MMAC"``, no rest)."""
 
     runtime: str
     threads: int
@@ -144,6 +149,7 @@ class LatencyTable:
     machine: dict[str, Any] = field(default_factory=dict)  # where it was measured
     model_key: str = ""  # the architecture it was measured for (layers, widths, input shape)
     build_seconds: float = 0.0
+    unit: str = "ms"
 
     # ----------------------------------------------------------------------------- prediction
     @property
@@ -159,9 +165,9 @@ class LatencyTable:
         full = sum(layer.output_volume({}, self.groups) for layer in self.layers)
         return sum(layer.output_volume(widths, self.groups) for layer in self.layers) / full if full else 1.0
 
-    def predict_ms(self, widths: Mapping[str, int] | None = None) -> float:
-        """The model's latency with ``widths`` (group name -> kept prunable channels; groups left
-        out stay at full width)."""
+    def predict(self, widths: Mapping[str, int] | None = None) -> float:
+        """The model's latency (in :attr:`unit`) with ``widths`` (group name -> kept prunable
+        channels; groups left out stay at full width)."""
         widths = widths or {}
         unknown = sorted(set(widths) - set(self.groups))
         if unknown:
@@ -169,11 +175,39 @@ class LatencyTable:
         rest = self.rest_fixed_ms + self.rest_volume_ms * self.volume_share(widths)
         return self.layers_at(widths) + rest
 
+    def change(self, widths: Mapping[str, int], name: str, to: int) -> float:
+        """``predict({**widths, name: to}) - predict(widths)``, from the layers group ``name``
+        touches only (the rest's volume part is a sum over layers too)."""
+        moved = {**widths, name: to}
+        full_volume = self._full_volume()
+        delta = 0.0
+        for layer in self._touching(name):
+            delta += layer.ms(moved, self.groups) - layer.ms(widths, self.groups)
+            volume = layer.output_volume(moved, self.groups) - layer.output_volume(widths, self.groups)
+            delta += self.rest_volume_ms * volume / full_volume if full_volume else 0.0
+        return delta
+
+    def neighbours(self, name: str) -> set[str]:
+        """The groups that share a layer with group ``name`` (its own name included): the ones
+        whose steps cost differently once ``name`` changes width."""
+        return {axis.group for layer in self._touching(name) for axis in (layer.in_axis, layer.out_axis) if axis.group}
+
+    def _touching(self, name: str) -> list[TimedLayer]:
+        cache = self.__dict__.setdefault("_touching_cache", {})
+        if name not in cache:
+            cache[name] = [layer for layer in self.layers if name in (layer.in_axis.group, layer.out_axis.group)]
+        return cache[name]
+
+    def _full_volume(self) -> int:
+        if "_full_volume_cache" not in self.__dict__:
+            self.__dict__["_full_volume_cache"] = sum(layer.output_volume({}, self.groups) for layer in self.layers)
+        return self.__dict__["_full_volume_cache"]
+
     def group_curve(self, name: str) -> dict[int, float]:
         """The model's predicted latency at each measured width of group ``name``, the others at
         full width: the group's latency as a function of its width."""
         group = self.groups[name]
-        return {width: self.predict_ms({name: width}) for width in group.widths}
+        return {width: self.predict({name: width}) for width in group.widths}
 
     def latency_steps(self, name: str, tolerance: float = STEP_TOLERANCE) -> list[int]:
         """The widths of group ``name`` worth pruning to, ascending: walking down from full
@@ -197,7 +231,7 @@ class LatencyTable:
     def smallest_ms(self, floors: Mapping[str, int] | None = None) -> float:
         """Predicted latency with every group at its narrowest measured width (or ``floors``)."""
         floors = floors or {}
-        return self.predict_ms({name: floors.get(name, group.widths[0]) for name, group in self.groups.items()})
+        return self.predict({name: floors.get(name, group.widths[0]) for name, group in self.groups.items()})
 
     # ----------------------------------------------------------------------------- files
     def to_json(self) -> dict:
@@ -214,6 +248,7 @@ class LatencyTable:
             "machine": self.machine,
             "model_key": self.model_key,
             "build_seconds": self.build_seconds,
+            "unit": self.unit,
             "groups": [asdict(g) for g in self.groups.values()],
             "layers": [_layer_json(layer) for layer in self.layers],
         }
@@ -251,6 +286,7 @@ class LatencyTable:
             machine=dict(data.get("machine", {})),
             model_key=str(data.get("model_key", "")),
             build_seconds=float(data.get("build_seconds", 0.0)),
+            unit=str(data.get("unit", "ms")),
         )
 
     def save(self, path: str | Path) -> Path:
@@ -277,6 +313,21 @@ def _layer_json(layer: TimedLayer) -> dict:
         "out_curve": sorted(layer.out_curve.items()),
         "outputs_per_channel": layer.outputs_per_channel,
     }
+
+
+def named_groups(graph: DependencyGraph) -> dict[str, DependencyGroup]:
+    """The dependency groups whose channels a width budget can remove, by unique name (the
+    group's first producer; ``#2``... where two share one), in the graph's order. Attention heads
+    are not widths."""
+    named: dict[str, DependencyGroup] = {}
+    for group in graph.groups:
+        if group.kind != "channel" or not group.prunable:
+            continue
+        name, suffix = group.name, 2
+        while name in named:
+            name, suffix = f"{group.name}#{suffix}", suffix + 1
+        named[name] = group
+    return named
 
 
 def measured_widths(full: int, max_points: int) -> tuple[int, ...]:

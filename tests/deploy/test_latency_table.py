@@ -65,7 +65,7 @@ def test_the_table_has_a_curve_per_layer_side_at_every_measured_width(eager_tabl
     fc = next(layer for layer in table.layers if layer.module == "fc")
     assert (fc.in_axis.group, fc.in_axis.per_channel) == ("pointwise", 4)  # a flatten: 2x2 columns per channel
     assert table.model_ms > 0 and [f for f, _ in table.calibration] == [1.0, 0.6, 0.3]
-    assert table.predict_ms() == pytest.approx(table.layers_ms + table.rest_fixed_ms + table.rest_volume_ms)
+    assert table.predict() == pytest.approx(table.layers_ms + table.rest_fixed_ms + table.rest_volume_ms)
     assert table.machine["threads"] == 1 and table.machine["cpu"]
 
 
@@ -115,3 +115,15 @@ def test_a_table_is_cached_and_a_stale_one_rebuilt_with_the_reason(tmp_path, cap
 
     wider = cached_latency_table(TinyNet(width=10), SHAPE, tmp_path, "tiny", threads=1, **FAST)
     assert wider.status == "rebuilt" and "layers or widths differ" in wider.reason
+
+
+def test_the_mac_table_counts_what_the_flop_counter_counts_at_any_widths():
+    from framework.analysis.cost import count_macs
+    from framework.deploy.latency_measure import mac_table
+
+    model = TinyNet()
+    table = mac_table(model, SHAPE)
+    assert table.unit == "MMAC" and table.predict() == pytest.approx(count_macs(model, SHAPE) / 1e6)
+    for widths in ({"conv2": 3, "conv1": 2, "pointwise": 9}, {"conv2": 1}, {"pointwise": 1, "conv1": 5}):
+        thinned = model_at_widths(model, widths, torch.zeros(1, *SHAPE))
+        assert table.predict(widths) == pytest.approx(count_macs(thinned, SHAPE) / 1e6), widths

@@ -37,7 +37,7 @@ def brute_force(table, importance, budget):
     best = None
     for widths in itertools.product(*(table.groups[n].widths for n in names)):
         chosen = dict(zip(names, widths))
-        if table.predict_ms(chosen) <= budget + 1e-9:
+        if table.predict(chosen) <= budget + 1e-9:
             kept = sum(kept_importance(importance[n], chosen[n]) for n in names)
             if best is None or kept > best[0] + 1e-12:
                 best = (kept, chosen)
@@ -56,11 +56,11 @@ IMPORTANCE = {
 def test_the_solver_meets_the_budget_with_the_known_optimum(budget):
     table = synthetic_table({"a": 0.5, "b": 2.0, "c": 1.0})
     steps = {name: table.groups[name].widths for name in table.groups}
-    result = allocate_widths(IMPORTANCE, table.predict_ms, budget, steps)
+    result = allocate_widths(IMPORTANCE, table, budget, steps)
     optimum, optimal_widths = brute_force(table, IMPORTANCE, budget)
     assert result.feasible
     assert result.cost <= budget
-    assert table.predict_ms(result.widths) == pytest.approx(result.cost)
+    assert table.predict(result.widths) == pytest.approx(result.cost)
     assert result.importance_kept == pytest.approx(optimum), (result.widths, optimal_widths)
 
 
@@ -69,7 +69,7 @@ def test_an_unreachable_budget_is_reported_with_the_narrowest_widths():
     importance = {k: IMPORTANCE[k] for k in ("a", "b")}
     steps = {name: table.groups[name].widths for name in table.groups}
     smallest = table.smallest_ms()
-    result = allocate_widths(importance, table.predict_ms, smallest - 0.1, steps)
+    result = allocate_widths(importance, table, smallest - 0.1, steps)
     assert not result.feasible
     assert result.widths == {"a": 1, "b": 1}
     assert result.cost == pytest.approx(smallest)
@@ -79,7 +79,7 @@ def test_widths_never_grow_and_stop_at_floors():
     table = synthetic_table({"a": 1.0, "b": 1.0})
     importance = {"a": [1.0] * 5, "b": [1.0] * 8}  # a already lost 3 channels
     steps = {name: table.groups[name].widths for name in table.groups}
-    result = allocate_widths(importance, table.predict_ms, 0.0, steps, start={"a": 5, "b": 8}, floors={"b": 3})
+    result = allocate_widths(importance, table, 0.0, steps, start={"a": 5, "b": 8}, floors={"b": 3})
     assert result.widths == {"a": 1, "b": 3}
     assert all(to < frm for _, frm, to in result.steps)
 
@@ -88,7 +88,7 @@ def test_only_the_allowed_widths_are_taken():
     table = synthetic_table({"a": 1.0, "b": 1.0})
     importance = {"a": IMPORTANCE["a"], "b": IMPORTANCE["a"]}
     steps = {"a": (2, 4, 8), "b": (8,)}
-    result = allocate_widths(importance, table.predict_ms, 2 + 4 + 1 + 8, steps)
+    result = allocate_widths(importance, table, 2 + 4 + 1 + 8, steps)
     assert result.widths == {"a": 4, "b": 8}
 
 
@@ -112,8 +112,8 @@ def test_a_layer_between_two_groups_scales_with_both_widths():
     layer = TimedLayer("conv", Axis(8, group="a"), Axis(8, group="b"), 100.0, dict(curve), dict(curve))
     groups = {n: Group(n, 8, tuple(range(1, 9))) for n in ("a", "b")}
     table = LatencyTable("eager", 1, 1, (8, 4, 4), groups, [layer], 100.0)
-    assert table.predict_ms({"a": 4, "b": 4}) == pytest.approx(25.0)
-    assert table.predict_ms({"a": 4}) == pytest.approx(50.0)
+    assert table.predict({"a": 4, "b": 4}) == pytest.approx(25.0)
+    assert table.predict({"a": 4}) == pytest.approx(50.0)
 
 
 def test_the_rest_is_fitted_as_a_fixed_part_and_a_part_per_volume():

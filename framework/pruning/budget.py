@@ -1,0 +1,116 @@
+"""``budget=macs|latency``: one allocation of widths across dependency groups, counted in MACs or in
+measured milliseconds, instead of a share of the weights.
+
+At each pruning moment the schedule gives a fraction ``s`` (AGP: rising to ``final_sparsity``;
+with ``target_latency_ms`` the final fraction is ``1 - target / predicted dense latency``). The
+budget is ``(1 - s)`` of the dense model's cost in the cost table (a latency table measured on the
+machine, or a MAC table counted from the layers' shapes). Every coupled channel is scored as
+``scope=global`` scores them (the criterion on the ranking view, normalised per layer, reduced over
+members), and :func:`~.allocation.allocate_widths` picks each group's width by importance per
+unit of cost, among the widths where latency actually drops (:meth:`~.latency_table.LatencyTable.latency_steps`;
+every width for MACs). Each group then keeps its highest-scored alive channels; masks never regrow,
+so an allocation starts from the current widths. The last prediction is kept as
+``predicted_cost`` for the run's reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from framework.pruning.allocation import Allocation, allocate_widths
+from framework.pruning.global_scope import GlobalCoupledPruningEngine, kept_floor
+from framework.pruning.latency_table import LatencyTable, named_groups
+
+MACS, LATENCY = "macs", "latency"
+
+
+class _Shifted:
+    """A cost table seen in the engine's coordinates: a group's width there counts its selected
+    channels; the table counts every prunable one (unselected channels are always kept)."""
+
+    def __init__(self, table: LatencyTable, offsets: Mapping[str, int]):
+        self.table = table
+        self.offsets = offsets
+
+    def _widths(self, widths: Mapping[str, int] | None) -> dict[str, int]:
+        return {name: width + self.offsets.get(name, 0) for name, width in (widths or {}).items()}
+
+    def predict(self, widths: Mapping[str, int] | None = None) -> float:
+        return self.table.predict(self._widths(widths))
+
+    def change(self, widths: Mapping[str, int], name: str, to: int) -> float:
+        return self.table.change(self._widths(widths), name, to + self.offsets.get(name, 0))
+
+    def neighbours(self, name: str) -> set[str]:
+        return self.table.neighbours(name)
+
+
+class BudgetPruningEngine(GlobalCoupledPruningEngine):
+    """Coupled channels removed by a width allocation under a MAC or latency budget."""
+
+    def __init__(self, graph, group_reduction, round_to=1, max_layer_sparsity=None, *, cost_table, budget, **kwargs):
+        super().__init__(graph, group_reduction, round_to, max_layer_sparsity, **kwargs)
+        self.cost_table: LatencyTable = cost_table
+        self.budget = budget
+        names = {id(group.channels[0]): name for name, group in named_groups(graph).items()}
+        groups = {id(group.channels[0]): group for group in graph.groups if group.channels}
+        # plan -> (table group name, prunable channels the plan does not hold)
+        self._plan_groups: list[tuple[str | None, int]] = []
+        for plan in self.plans:
+            key = next((k for k, g in groups.items() if plan.channels[0] in g.channels), None)
+            name = names.get(key) if key is not None else None
+            if name is not None and name not in cost_table.groups:
+                name = None  # a group no timed layer touches: it costs nothing to keep
+            unselected = len(groups[key].prunable) - len(plan.channels) if key is not None else 0
+            self._plan_groups.append((name, unselected))
+        self.dense_cost = cost_table.predict()
+        self.predicted_cost: float | None = None
+        self.last_allocation: Allocation | None = None
+
+    def budget_at(self, epoch: int, fractional: float | None = None) -> float:
+        """The cost allowed at this pruning moment, in the table's unit."""
+        removed = self.target_sparsity(epoch, fractional=fractional) or 0.0
+        return (1.0 - removed) * self.dense_cost
+
+    def _steps(self, name: str, offset: int) -> list[int]:
+        group = self.cost_table.groups[name]
+        widths = self.cost_table.latency_steps(name) if self.budget == LATENCY else range(1, group.full + 1)
+        return [w - offset for w in widths if w - offset >= 1]
+
+    @torch.no_grad()
+    def update_masks(self, epoch: int, fractional: float | None = None) -> None:
+        self.prepare_ranking(epoch, fractional)
+        scored = self.channel_scores()
+        importance, start, floors, steps, offsets = {}, {}, {}, {}, {}
+        order: dict[str, list[int]] = {}
+        for (name, offset), (scores, alive) in zip(self._plan_groups, scored):
+            if name is None:
+                continue
+            alive_positions = [i for i in range(len(scores)) if bool(alive[i])]
+            alive_positions.sort(key=lambda i: -float(scores[i]))
+            order[name] = alive_positions
+            importance[name] = [float(scores[i]) for i in alive_positions]
+            start[name] = len(alive_positions)
+            floors[name] = min(start[name], kept_floor(len(scores), self.max_layer_sparsity))
+            steps[name] = self._steps(name, offset)
+            offsets[name] = offset
+        allocation = allocate_widths(
+            importance, _Shifted(self.cost_table, offsets), self.budget_at(epoch, fractional), steps, start, floors
+        )
+        self.last_allocation = allocation
+        self.predicted_cost = allocation.cost
+        removed = []
+        for plan, (name, _), (scores, alive) in zip(self.plans, self._plan_groups, scored):
+            if name is None:
+                keep = alive.clone()
+            else:
+                keep = torch.zeros(len(plan.channels), dtype=torch.bool)
+                keep[order[name][: allocation.widths[name]]] = True
+            keep = self._keep_one_per_layer(plan, keep, scores)
+            removed.extend(channel for channel, kept in zip(plan.channels, keep.tolist()) if not kept)
+        self._apply_removed(removed)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "budget": self.budget}
