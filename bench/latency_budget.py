@@ -31,6 +31,8 @@ process, at 1 and at 2 threads (eager float32, BatchNorm fused as deployed):
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import sys
 import time
@@ -52,11 +54,11 @@ from framework.deploy.latency_measure import (  # noqa: E402
     build_latency_table,
     mac_table,
     model_at_widths,
-    named_groups,
+    time_runners,
 )
 from framework.pruning.allocation import allocate_widths  # noqa: E402
 from framework.pruning.dependency import OUT, build_dependency_graph  # noqa: E402
-from framework.pruning.latency_table import measured_widths  # noqa: E402
+from framework.pruning.latency_table import measured_widths, named_groups  # noqa: E402
 
 
 def build_model(name: str) -> tuple[nn.Module, tuple[int, ...]]:
@@ -134,46 +136,6 @@ def allocations(table, macs, importance, fraction: float) -> dict[str, dict[str,
     }
 
 
-# ----------------------------------------------------------------------------- measuring
-def measure(models: dict[str, nn.Module], shape, threads: int, repeats: int) -> dict[str, float]:
-    fused = {name: fuse_batchnorm(model) for name, model in models.items()}
-    medians = cost.measure_latency(fused, shape, (1,), warmup=3, repeats=repeats, threads=threads)
-    return {name: medians[name][1] * 1e3 for name in fused}
-
-
-def latency_rows(name, base, shape, threads, fraction, repeats, table_seconds, table, macs, importance):
-    example = cost.example_input(base, shape, 1)
-    graph = build_dependency_graph(base, example, warn=False)
-    chosen = allocations(table, macs, importance, fraction)
-    order = ranking(importance)
-    models = {"dense": base}
-    for method, widths in chosen.items():
-        models[method] = model_at_widths(base, widths, example, graph, order)
-    measured = measure(models, shape, threads, repeats)
-    dense_macs = cost.count_macs(base, shape)
-    rows = []
-    for method, model in models.items():
-        widths = chosen.get(method, {})
-        reduction = dense_macs / cost.count_macs(model, shape)
-        speedup = measured["dense"] / measured[method]
-        predicted = table.predict(widths)
-        rows.append(
-            [
-                name,
-                threads,
-                method,
-                f"{predicted:.2f}",
-                f"{measured[method]:.2f}",
-                f"{100 * (predicted - measured[method]) / measured[method]:+.1f}%",
-                f"{speedup:.2f}x",
-                f"{reduction:.2f}x",
-                f"{speedup / reduction:.2f}",
-                f"{table_seconds:.1f}",
-            ]
-        )
-    return rows, chosen
-
-
 # ----------------------------------------------------------------------------- accuracy
 def digits_loaders(resolution: int, seed: int):
     from framework.data.digits import build_digits
@@ -212,14 +174,37 @@ def top1(model: nn.Module, data) -> float:
     return float(sum((model(x[i : i + 256]).argmax(1) == y[i : i + 256]).sum() for i in range(0, len(x), 256)) / len(y))
 
 
-def accuracy_rows(name, args, shape, table, macs) -> list[list]:
-    results: dict[str, list[float]] = {}
+# per model: training resolution (digits upsampled from 8x8), dense epochs
+TRAINING = {"resnet18": (16, 3), "mobilenet_v2": (16, 5), "resnet56": (8, 3)}
+
+
+def record(path: Path, entry: dict) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(entry) + "\n")
+
+
+def read_records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def accuracy_part(name: str, args, out: Path) -> None:
+    """Train a dense model per seed, allocate the widths from its importances, thin, fine-tune."""
+    base, shape = build_model(name)
+    table = build_latency_table(base.eval(), shape, threads=1, clock=args.clock)
+    table.save(out / f"table_{name}_accuracy.json")
+    macs = mac_table(base, shape)
+    resolution, epochs = TRAINING[name]
+    done = {(r["model"], r["seed"]) for r in read_records(out / "results.jsonl") if r["part"] == "accuracy"}
     for seed in range(args.seeds):
+        if (name, seed) in done:
+            continue
         torch.manual_seed(seed)
-        train_data, val_data = digits_loaders(args.train_res, seed)
+        train_data, val_data = digits_loaders(resolution, seed)
         dense, _ = build_model(name)
-        train(dense, train_data, args.epochs, 0.05, seed)
-        results.setdefault("dense", []).append(top1(dense, val_data))
+        train(dense, train_data, epochs, 0.05, seed)
+        if seed == 0:
+            torch.save(dense.state_dict(), out / f"dense_{name}_seed0.pt")
+        entries = [dict(method="dense", top1=top1(dense, val_data), widths={}, predicted_ms=table.predict())]
         example = cost.example_input(dense, shape, 1)
         graph = build_dependency_graph(dense, example, warn=False)
         importance = channel_importance(dense, graph)
@@ -227,75 +212,138 @@ def accuracy_rows(name, args, shape, table, macs) -> list[list]:
         for method, widths in allocations(table, macs, importance, args.fraction).items():
             thinned = model_at_widths(dense, widths, example, graph, order)
             train(thinned, train_data, args.finetune, 0.01, seed)
-            results.setdefault(method, []).append(top1(thinned, val_data))
-    return [
-        [name, method, f"{statistics.mean(v):.4f}", f"{min(v):.4f}-{max(v):.4f}", len(v)]
-        for method, v in results.items()
-    ]
+            entries.append(
+                dict(method=method, top1=top1(thinned, val_data), widths=widths, predicted_ms=table.predict(widths))
+            )
+        for entry in entries:
+            record(out / "results.jsonl", dict(part="accuracy", model=name, seed=seed, resolution=resolution, **entry))
+        print(name, seed, [(e["method"], round(e["top1"], 4)) for e in entries], flush=True)
+
+
+def forward(model: nn.Module, inputs: torch.Tensor):
+    return lambda: model(inputs)
+
+
+def latency_part(name: str, args, out: Path) -> None:
+    """Tables at each thread count, the allocations, measured interleaved with the dense model."""
+    base, shape = build_model(name)
+    trained = out / f"dense_{name}_seed0.pt"
+    if trained.is_file():  # the importances of a trained model, as the accuracy part had them
+        base.load_state_dict(torch.load(trained, weights_only=True))
+    base.eval()
+    example = cost.example_input(base, shape, 1)
+    graph = build_dependency_graph(base, example, warn=False)
+    importance = channel_importance(base, graph)
+    order = ranking(importance)
+    macs = mac_table(base, shape)
+    dense_macs = cost.count_macs(base, shape)
+    for threads in args.threads:
+        clock = args.clock if threads == 1 else "wall"
+        started = time.perf_counter()
+        table = build_latency_table(base, shape, threads=threads, clock=clock)
+        seconds = time.perf_counter() - started
+        table.save(out / f"table_{name}_t{threads}.json")
+        chosen = {"dense": {}, **allocations(table, macs, importance, args.fraction)}
+        models = {
+            method: model_at_widths(base, w, example, graph, order) if w else base for method, w in chosen.items()
+        }
+        fused = {method: fuse_batchnorm(model) for method, model in models.items()}
+        runners = {method: forward(model, cost.example_input(model, shape, 1)) for method, model in fused.items()}
+        with cost.torch_threads(threads):
+            measured = time_runners(runners, 3, args.repeats, clock)
+        for method, widths in chosen.items():
+            record(
+                out / "results.jsonl",
+                dict(
+                    part="latency",
+                    model=name,
+                    threads=threads,
+                    clock=clock,
+                    method=method,
+                    widths=widths,
+                    predicted_ms=table.predict(widths),
+                    measured_ms=measured[method],
+                    table_seconds=seconds,
+                    mac_reduction=dense_macs / cost.count_macs(models[method], shape),
+                    load=os.getloadavg()[0],
+                ),
+            )
+        print(name, threads, {m: round(v, 3) for m, v in measured.items()}, f"table {seconds:.1f} s", flush=True)
+
+
+def report(out: Path) -> None:
+    records = read_records(out / "results.jsonl")
+    latest: dict = {}
+    for r in records:  # a rerun's rows replace the earlier ones
+        key = (r["part"], r["model"], r.get("threads", r.get("seed")), r["method"])
+        latest[key] = r
+    rows = []
+    for (part, model, threads, method), r in latest.items():
+        if part != "latency":
+            continue
+        dense = latest[(part, model, threads, "dense")]
+        speedup = dense["measured_ms"] / r["measured_ms"]
+        error = 100 * (r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"]
+        rows.append(
+            [
+                model,
+                threads,
+                r["clock"],
+                method,
+                f"{r['predicted_ms']:.3f}",
+                f"{r['measured_ms']:.3f}",
+                f"{error:+.1f}%",
+                f"{speedup:.2f}x",
+                f"{r['mac_reduction']:.2f}x",
+                f"{speedup / r['mac_reduction']:.2f}",
+                f"{r['table_seconds']:.1f}",
+                f"{r['load']:.1f}",
+            ]
+        )
+    print("\n## Latency (eager fp32, batch 1, BatchNorm fused)\n")
+    print(markdown_table(LATENCY_COLUMNS, rows))
+    accuracy: dict = {}
+    for (part, model, _, method), r in latest.items():
+        if part == "accuracy":
+            accuracy.setdefault((model, method), []).append(r["top1"])
+    print("\n## Accuracy at equal predicted latency (digits)\n")
+    print(
+        markdown_table(
+            ACCURACY_COLUMNS,
+            [
+                [model, method, f"{statistics.mean(v):.4f}", f"{min(v):.4f}-{max(v):.4f}", len(v)]
+                for (model, method), v in accuracy.items()
+            ],
+        )
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=["latency", "accuracy", "report"], default="latency")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latency_budget")
     parser.add_argument("--models", nargs="+", default=["resnet18", "mobilenet_v2", "resnet56"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="the 1-thread clock")
     parser.add_argument("--fraction", type=float, default=0.5, help="latency target / dense latency")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--finetune", type=int, default=2)
-    parser.add_argument("--train-res", type=int, default=32)
-    parser.add_argument("--no-accuracy", action="store_true")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
-        args.models, args.threads, args.repeats, args.seeds, args.epochs, args.finetune = (
-            ["resnet56"],
-            [1],
-            5,
-            1,
-            1,
-            1,
-        )
+        args.models, args.threads, args.repeats, args.seeds, args.finetune = ["resnet56"], [1], 5, 1, 1
+    args.out.mkdir(parents=True, exist_ok=True)
     print_header("Latency budgets vs MAC budgets and uniform widths (issue 28)", args.threads[0])
-    latency_table_rows, accuracy_table_rows = [], []
-    for name in args.models:
-        torch.manual_seed(0)
-        base, shape = build_model(name)
-        base.eval()
-        macs = mac_table(base, shape)
-        graph = build_dependency_graph(base, cost.example_input(base, shape, 1), warn=False)
-        for threads in args.threads:
-            started = time.perf_counter()
-            table = build_latency_table(base, shape, threads=threads)
-            seconds = time.perf_counter() - started
-            rows, _ = latency_rows(
-                name,
-                base,
-                shape,
-                threads,
-                args.fraction,
-                args.repeats,
-                seconds,
-                table,
-                macs,
-                channel_importance(base, graph),
-            )
-            latency_table_rows.extend(rows)
-            print(markdown_table(LATENCY_COLUMNS, rows), flush=True)
-            if threads == 1 and not args.no_accuracy:
-                accuracy = accuracy_rows(name, args, shape, table, macs)
-                accuracy_table_rows.extend(accuracy)
-                print(markdown_table(ACCURACY_COLUMNS, accuracy), flush=True)
-    print("\n## Latency (eager fp32, batch 1, BatchNorm fused)\n")
-    print(markdown_table(LATENCY_COLUMNS, latency_table_rows))
-    if accuracy_table_rows:
-        print("\n## Accuracy at equal predicted latency (digits)\n")
-        print(markdown_table(ACCURACY_COLUMNS, accuracy_table_rows))
+    for name in args.models if args.part != "report" else []:
+        (accuracy_part if args.part == "accuracy" else latency_part)(name, args, args.out)
+    report(args.out)
 
 
 LATENCY_COLUMNS = [
     "model",
     "threads",
+    "clock",
     "widths",
     "predicted ms",
     "measured ms",
@@ -304,6 +352,7 @@ LATENCY_COLUMNS = [
     "MAC reduction",
     "speed-up / MAC red.",
     "table s",
+    "load",
 ]
 ACCURACY_COLUMNS = ["model", "widths", "top-1 mean", "range", "seeds"]
 

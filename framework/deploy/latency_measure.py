@@ -90,11 +90,12 @@ def int8_feature(flags: set[str] | None = None) -> str | None:
     return next((name for name in INT8_FEATURES if name in flags), None)
 
 
-def machine_fingerprint(runtime: str, threads: int) -> dict[str, Any]:
+def machine_fingerprint(runtime: str, threads: int, clock: str = "wall") -> dict[str, Any]:
     """What a latency table's figures depend on besides the model: CPU, features, thread count,
-    library versions (and the GPU for ``cuda``). A table measured under another is stale."""
+    clock, library versions (and the GPU for ``cuda``). A table measured under another is stale."""
     flags = cpu_flags()
     fingerprint: dict[str, Any] = {
+        "clock": clock,
         "cpu": cpu_name(),
         "cpu_features": sorted(f for f in _MACHINE_FLAGS if f in flags),
         "logical_cpus": _logical_cpus(),
@@ -264,7 +265,8 @@ def _input_at(shape: _LayerShape, in_width: int, batch: int, generator: torch.Ge
 class _Timer:
     """Builds one runnable per (layer, widths) for a runtime."""
 
-    def __init__(self, runtime: str, threads: int, scratch: Path):
+    def __init__(self, runtime: str, threads: int, scratch: Path, clock: str = "wall"):
+        self.clock = clock
         self.runtime = runtime
         self.threads = threads
         self.scratch = scratch
@@ -293,12 +295,41 @@ class _Timer:
         return lambda: session.run(None, feed)
 
 
-def time_runners(runners: Mapping[Any, Callable[[], object]], warmup: int, repeats: int) -> dict[Any, float]:
-    """Median milliseconds of each runner, timed interleaved."""
-    keyed = {(key, 0): run for key, run in runners.items()}
+# wall: what a user waits; cpu: the calling thread's CPU time, which a machine shared with other
+# work does not inflate (one thread only: eager PyTorch and ONNX Runtime then compute in the caller)
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+
+
+def clock_problem(clock: Any, threads: int | None, runtime: str) -> str | None:
+    if clock not in CLOCKS:
+        return f"latency.clock={clock!r} is invalid; allowed: {' | '.join(CLOCKS)}"
+    if clock == "cpu" and (threads != 1 or runtime == "cuda"):
+        return (
+            f"latency.clock=cpu times one CPU thread; got latency.threads={threads} with runtime={runtime}; "
+            "allowed: latency.threads=1 on a CPU runtime, or latency.clock=wall"
+        )
+    return None
+
+
+def time_runners(
+    runners: Mapping[Any, Callable[[], object]], warmup: int, repeats: int, clock: str = "wall"
+) -> dict[Any, float]:
+    """Median milliseconds of each runner on ``clock``, timed interleaved: every round calls each
+    once, the order rotating by one per round, so a slow spell hits every runner alike."""
+    read = CLOCKS[clock]
+    keys = list(runners)
+    samples: dict[Any, list[float]] = {key: [] for key in keys}
     with torch.no_grad():
-        samples = cost.time_interleaved(keyed, warmup, repeats)
-    return {key: float(np.median(values)) * 1e3 for (key, _), values in samples.items()}
+        for _ in range(warmup):
+            for key in keys:
+                runners[key]()
+        for round_index in range(repeats):
+            shift = round_index % len(keys)
+            for key in keys[shift:] + keys[:shift]:
+                start = read()
+                runners[key]()
+                samples[key].append(read() - start)
+    return {key: float(np.median(values)) * 1e3 for key, values in samples.items()}
 
 
 # ----------------------------------------------------------------------------- ONNX layers
@@ -438,6 +469,7 @@ def build_latency_table(
     warmup: int = 2,
     repeats: int = 7,
     graph: DependencyGraph | None = None,
+    clock: str = "wall",
 ) -> LatencyTable:
     """Measure ``model``'s latency table on this machine (see the module docstring).
 
@@ -445,11 +477,11 @@ def build_latency_table(
     PyTorch and ONNX Runtime alike; ``max_points``: at most this many measured widths per group
     (:func:`~framework.pruning.latency_table.measured_widths`). The model is left as it was.
     """
-    problem = runtime_problem(runtime)
+    threads = threads or torch.get_num_threads()
+    problem = runtime_problem(runtime) or clock_problem(clock, threads, runtime)
     if problem:
         raise DeployError(problem)
     started = time.perf_counter()
-    threads = threads or torch.get_num_threads()
     shape = tuple(sample_shape)
     work = copy.deepcopy(model).cpu().eval()
     example = cost.example_input(work, shape, batch_size=max(batch, 1))
@@ -458,7 +490,7 @@ def build_latency_table(
     for name, group in groups.items():
         groups[name] = Group(name, group.full, measured_widths(group.full, max_points))
     with cost.torch_threads(threads), tempfile.TemporaryDirectory(prefix="secateurs-latency-") as scratch:
-        timer = _Timer(runtime, threads, Path(scratch))
+        timer = _Timer(runtime, threads, Path(scratch), clock)
         curves = _measure_curves(timer, layers, groups, batch, warmup, repeats)
         calibration = _measure_uniform(work, example, graph, groups, shape, timer, batch, warmup, repeats)
     timed = []
@@ -484,7 +516,7 @@ def build_latency_table(
         groups={name: group for name, group in groups.items() if name in used},
         layers=timed,
         model_ms=calibration[0][2],
-        machine=machine_fingerprint(runtime, threads),
+        machine=machine_fingerprint(runtime, threads, clock),
         model_key=model_key(groups, layers, shape, batch),
     )
     residuals = [(table.volume_share(w), ms - table.layers_at(w)) for w, _, ms in calibration]
@@ -509,7 +541,7 @@ def _measure_uniform(model, example, graph, groups, shape, timer: _Timer, batch,
         runners[fraction] = _model_runner(
             fused, shape, timer.runtime, timer.threads, batch, timer.scratch / f"m{fraction}"
         )
-    times = time_runners(runners, warmup, repeats * 2)
+    times = time_runners(runners, warmup, repeats * 2, timer.clock)
     return [(chosen[f], f, times[f]) for f in CALIBRATION_FRACTIONS]
 
 
@@ -553,7 +585,7 @@ def _measure_curves(timer: _Timer, layers, groups, batch: int, warmup: int, repe
                 runners[(side, width)] = timer.runner(
                     layer_at(layer, in_w, out_w), _input_at(layer, in_w, batch, generator)
                 )
-        times = time_runners(runners, warmup, repeats)
+        times = time_runners(runners, warmup, repeats, timer.clock)
         full_ms = times[("full", 0)]
         curve_in = {w: t for (side, w), t in times.items() if side == "in"}
         curve_out = {w: t for (side, w), t in times.items() if side == "out"}
@@ -636,16 +668,17 @@ def cached_latency_table(
     runtime: str = "eager",
     threads: int | None = None,
     batch: int = 1,
+    clock: str = "wall",
     **measure: Any,
 ) -> CachedTable:
     """The latency table of ``model`` from ``cache_dir`` when one was measured for this model,
     runtime and machine; else measured now (:func:`build_latency_table`, ``measure`` passed on)
     and saved there. A stale table (another architecture, machine, thread count or library
     version) is rebuilt and the reason logged as a warning."""
-    problem = runtime_problem(runtime)
+    threads = threads or torch.get_num_threads()
+    problem = runtime_problem(runtime) or clock_problem(clock, threads, runtime)
     if problem:
         raise DeployError(problem)
-    threads = threads or torch.get_num_threads()
     shape = tuple(sample_shape)
     work = copy.deepcopy(model).cpu().eval()
     example = cost.example_input(work, shape, batch_size=max(batch, 1))
@@ -660,11 +693,11 @@ def cached_latency_table(
         except (ValueError, KeyError, TypeError) as error:
             reason = f"it cannot be read ({error})"
         else:
-            reason = stale_reason(stored, key, machine_fingerprint(runtime, threads))
+            reason = stale_reason(stored, key, machine_fingerprint(runtime, threads, clock))
             if reason is None:
                 return CachedTable(stored, path, "cached")
         log.warning("latency table %s is stale: %s; measuring it again", path, reason)
-    table = build_latency_table(work, shape, runtime, threads, batch, graph=graph, **measure)
+    table = build_latency_table(work, shape, runtime, threads, batch, graph=graph, clock=clock, **measure)
     table.save(path)
     return CachedTable(table, path, "rebuilt" if reason else "measured", reason)
 

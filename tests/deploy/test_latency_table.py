@@ -127,3 +127,11 @@ def test_the_mac_table_counts_what_the_flop_counter_counts_at_any_widths():
     for widths in ({"conv2": 3, "conv1": 2, "pointwise": 9}, {"conv2": 1}, {"pointwise": 1, "conv1": 5}):
         thinned = model_at_widths(model, widths, torch.zeros(1, *SHAPE))
         assert table.predict(widths) == pytest.approx(count_macs(thinned, SHAPE) / 1e6), widths
+
+
+def test_the_table_is_drawn_one_panel_per_group(eager_table, tmp_path):
+    from framework.analysis.latency_plots import plot_latency_table
+
+    _, table = eager_table
+    path = plot_latency_table(table, tmp_path / "latency.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
