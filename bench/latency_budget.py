@@ -57,7 +57,8 @@ from framework.deploy.latency_measure import (  # noqa: E402
     time_runners,
 )
 from framework.pruning.allocation import allocate_widths  # noqa: E402
-from framework.pruning.dependency import OUT, build_dependency_graph  # noqa: E402
+from framework.pruning.budget import DEFAULT_MAX_GROUP_SPARSITY  # noqa: E402
+from framework.pruning.dependency import IN, OUT, build_dependency_graph  # noqa: E402
 from framework.pruning.latency_table import measured_widths, named_groups  # noqa: E402
 
 
@@ -78,7 +79,8 @@ def build_model(name: str) -> tuple[nn.Module, tuple[int, ...]]:
 # ----------------------------------------------------------------------------- importance and widths
 def channel_importance(model: nn.Module, graph) -> dict[str, list[float]]:
     """Per named group, one score per prunable channel: its producers' filter L1 norms, each over
-    the mean of its layer's filters, averaged."""
+    the mean of its layer's filters, averaged, times the Conv/Linear slices it removes (as
+    framework.pruning.budget weighs it)."""
     layer_norms: dict[str, torch.Tensor] = {}
     importance = {}
     for name, group in named_groups(graph).items():
@@ -92,7 +94,8 @@ def channel_importance(model: nn.Module, graph) -> dict[str, list[float]]:
                     norms = weight.abs().flatten(1).sum(1)
                     layer_norms[member.module] = norms / norms.mean().clamp_min(1e-12)
                 values.append(float(layer_norms[member.module][list(member.indices)].mean()))
-            scores.append(sum(values) / len(values) if values else 1.0)
+            slices = sum(1 for m in channel.members if m.role in (IN, OUT))
+            scores.append(slices * (sum(values) / len(values) if values else 1.0))
         importance[name] = scores
     return importance
 
@@ -117,12 +120,14 @@ def bisect(widths_for, predicted, target: float, low: float, high: float, rounds
 
 def allocations(table, macs, importance, fraction: float) -> dict[str, dict[str, int]]:
     target = fraction * table.predict()
+    # the budget engine's default: no group gives up more than 75 % of its channels
+    floors = {name: max(1, g.full - int(DEFAULT_MAX_GROUP_SPARSITY * g.full)) for name, g in table.groups.items()}
     lat_steps = {name: table.latency_steps(name) for name in table.groups}
-    latency = allocate_widths(importance, table, target, lat_steps).widths
+    latency = allocate_widths(importance, table, target, lat_steps, floors=floors).widths
     mac_steps = {name: measured_widths(g.full, 64) for name, g in macs.groups.items()}
 
     def by_macs(budget: float) -> dict[str, int]:
-        return allocate_widths(importance, macs, budget, mac_steps).widths
+        return allocate_widths(importance, macs, budget, mac_steps, floors=floors).widths
 
     def uniform(share: float) -> dict[str, int]:
         return {name: max(1, round(share * g.full)) for name, g in table.groups.items()}
