@@ -50,16 +50,13 @@ from _common import markdown_table, print_header  # noqa: E402
 
 from framework.analysis import cost  # noqa: E402
 from framework.deploy.fuse import fuse_batchnorm  # noqa: E402
-from framework.deploy.latency_measure import (  # noqa: E402
-    build_latency_table,
-    mac_table,
-    model_at_widths,
-    time_runners,
-)
-from framework.pruning.allocation import allocate_widths  # noqa: E402
-from framework.pruning.budget import DEFAULT_MAX_GROUP_SPARSITY  # noqa: E402
-from framework.pruning.dependency import IN, OUT, build_dependency_graph  # noqa: E402
-from framework.pruning.latency_table import measured_widths, named_groups  # noqa: E402
+from framework.deploy.latency_measure import build_latency_table, model_at_widths, time_runners  # noqa: E402
+from framework.deploy.mac_table import mac_table  # noqa: E402
+from framework.pruning.budget.allocation import allocate_widths  # noqa: E402
+from framework.pruning.budget.engine import DEFAULT_MAX_GROUP_SPARSITY  # noqa: E402
+from framework.pruning.budget.latency_table import measured_widths, named_groups  # noqa: E402
+from framework.pruning.graph.dependency import build_dependency_graph  # noqa: E402
+from framework.pruning.graph.groups import IN, OUT  # noqa: E402
 
 
 def build_model(name: str) -> tuple[nn.Module, tuple[int, ...]]:

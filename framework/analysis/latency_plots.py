@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from framework.pruning.latency_table import LatencyTable
+from framework.pruning.budget.latency_table import LatencyTable
 
 
 def plot_latency_table(table: LatencyTable, path: str | Path, title: str = "", groups: Sequence[str] = ()) -> Path:

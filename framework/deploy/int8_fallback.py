@@ -8,7 +8,7 @@ Two causes of an int8 model losing more accuracy than it should, and what is don
   adds pairs of those products in 16 bits, which overflow with full 8-bit weights. ONNX Runtime's
   quantization guide asks for 7-bit weights there (``reduce_range``), which cannot overflow; with
   VNNI the products are summed in 32 bits and full 8 bits are kept. :func:`reduce_range_for`
-  decides from the CPU's flags (:func:`~framework.deploy.latency_measure.int8_feature`).
+  decides from the CPU's flags (:func:`~framework.deploy.machine.int8_feature`).
 * **A layer whose activations int8 cannot hold** (a wide range with the information in a small
   part of it). When the int8 model's drop exceeds ``max_drop``, every quantizable layer is measured
   alone: the model with only that layer quantized, and what it loses on the evaluation batches.
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from framework.deploy.errors import DeployError, require_onnxruntime
-from framework.deploy.latency_measure import cpu_flags, int8_feature
+from framework.deploy.machine import cpu_flags, int8_feature
 
 # ONNX node types static quantization turns into integer kernels (Conv, Gemm/MatMul of Linear)
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")

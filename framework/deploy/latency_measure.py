@@ -1,4 +1,4 @@
-"""Measure a :class:`~framework.pruning.latency_table.LatencyTable` for a model on this machine.
+"""Measure a :class:`~framework.pruning.budget.latency_table.LatencyTable` for a model on this machine.
 
 Cost is the point: timing the whole model once per group and width would take groups x widths
 full forward passes per repeat. Each Conv/Linear layer is timed alone instead, as a fresh layer
@@ -22,7 +22,6 @@ import copy
 import hashlib
 import json
 import logging
-import platform
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,8 +36,9 @@ from torch import nn
 from framework.analysis import cost
 from framework.deploy.errors import DeployError, missing_line
 from framework.deploy.fuse import fuse_batchnorm
-from framework.pruning.dependency import IN, OUT, DependencyGraph, build_dependency_graph
-from framework.pruning.latency_table import (
+from framework.deploy.layer_onnx import write_layer_onnx
+from framework.deploy.machine import ONNX_RUNTIMES, machine_fingerprint
+from framework.pruning.budget.latency_table import (
     RUNTIMES,
     Axis,
     Group,
@@ -48,73 +48,14 @@ from framework.pruning.latency_table import (
     measured_widths,
     named_groups,
 )
+from framework.pruning.graph.dependency import build_dependency_graph
+from framework.pruning.graph.groups import IN, OUT, DependencyGraph
 from framework.pruning.structures import expand_group_mask
-from framework.pruning.thinning import thin
+from framework.pruning.thinning.thin import thin
 
 log = logging.getLogger(__name__)
 
-ONNX_RUNTIMES = ("onnx_fp32", "onnx_int8")
 TIMED_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-# the CPU features that decide whether ONNX Runtime's int8 kernels beat its float32 ones, best first
-INT8_FEATURES = ("amx_int8", "avx512_vnni", "avx_vnni")
-_MACHINE_FLAGS = ("avx2", "avx512f", *INT8_FEATURES)
-
-
-# ----------------------------------------------------------------------------- the machine
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def int8_feature(flags: set[str] | None = None) -> str | None:
-    """The best CPU feature for int8 kernels this machine has (None: plain AVX2 or less)."""
-    flags = cpu_flags() if flags is None else flags
-    return next((name for name in INT8_FEATURES if name in flags), None)
-
-
-def machine_fingerprint(runtime: str, threads: int, clock: str = "wall") -> dict[str, Any]:
-    """What a latency table's figures depend on besides the model: CPU, features, thread count,
-    clock, library versions (and the GPU for ``cuda``). A table measured under another is stale."""
-    flags = cpu_flags()
-    fingerprint: dict[str, Any] = {
-        "clock": clock,
-        "cpu": cpu_name(),
-        "cpu_features": sorted(f for f in _MACHINE_FLAGS if f in flags),
-        "logical_cpus": _logical_cpus(),
-        "threads": threads,
-        "torch": torch.__version__,
-    }
-    if runtime in ONNX_RUNTIMES:
-        import onnxruntime
-
-        fingerprint["onnxruntime"] = onnxruntime.__version__
-    if runtime == "cuda":
-        fingerprint["gpu"] = torch.cuda.get_device_name(0)
-    return fingerprint
-
-
-def _logical_cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def runtime_problem(runtime: Any) -> str | None:
@@ -130,7 +71,7 @@ def runtime_problem(runtime: Any) -> str | None:
 
 # ----------------------------------------------------------------------------- the model's layers
 @dataclass
-class _LayerShape:
+class LayerShape:
     name: str
     module: nn.Module
     input_shape: tuple[int, ...]  # with the batch dimension
@@ -217,7 +158,7 @@ def group_axes(graph: DependencyGraph) -> tuple[dict[str, Group], dict[tuple[str
 
 def describe_layers(
     model: nn.Module, example: torch.Tensor, graph: DependencyGraph
-) -> tuple[dict[str, Group], list[_LayerShape]]:
+) -> tuple[dict[str, Group], list[LayerShape]]:
     groups, axes = group_axes(graph)
     shapes = _layer_shapes(model, example)
     layers = []
@@ -230,12 +171,12 @@ def describe_layers(
         out_axis = axes.get((name, OUT), Axis(full_out))
         if in_axis.full != full_in or out_axis.full != full_out:  # a view the graph counts otherwise
             in_axis, out_axis = Axis(full_in), Axis(full_out)
-        layers.append(_LayerShape(name, module, shapes[name][0], shapes[name][1], in_axis, out_axis))
+        layers.append(LayerShape(name, module, shapes[name][0], shapes[name][1], in_axis, out_axis))
     return groups, layers
 
 
 # ----------------------------------------------------------------------------- layers at a width
-def layer_at(shape: _LayerShape, in_width: int, out_width: int) -> nn.Module:
+def layer_at(shape: LayerShape, in_width: int, out_width: int) -> nn.Module:
     """A fresh layer like ``shape.module`` with ``in_width`` inputs and ``out_width`` outputs (with
     a bias: BatchNorm is fused into it when deployed)."""
     m = shape.module
@@ -255,7 +196,7 @@ def layer_at(shape: _LayerShape, in_width: int, out_width: int) -> nn.Module:
     )
 
 
-def _input_at(shape: _LayerShape, in_width: int, batch: int, generator: torch.Generator) -> torch.Tensor:
+def _input_at(shape: LayerShape, in_width: int, batch: int, generator: torch.Generator) -> torch.Tensor:
     dims = list(shape.input_shape)
     dims[0] = batch
     dims[1 if isinstance(shape.module, nn.modules.conv._ConvNd) else -1] = in_width
@@ -332,93 +273,6 @@ def time_runners(
     return {key: float(np.median(values)) * 1e3 for key, values in samples.items()}
 
 
-# ----------------------------------------------------------------------------- ONNX layers
-def write_layer_onnx(layer: nn.Module, input_shape: tuple[int, ...], path: Path, int8: bool) -> Path:
-    """One Conv/Linear layer as an ONNX graph (input ``input``, output ``output``); with ``int8``
-    in the QDQ form of :mod:`.quantize` (uint8 activations per tensor, int8 weights per output
-    channel), which ONNX Runtime fuses into an integer kernel."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    weight = layer.weight.detach().numpy()
-    bias = layer.bias.detach().numpy() if layer.bias is not None else np.zeros(weight.shape[0], np.float32)
-    nodes, inits = [], [numpy_helper.from_array(bias.astype(np.float32), "bias")]
-    x = cost.ONNX_INPUT
-    if int8:
-        nodes, inits, x = _quantized_input(nodes, inits, x, helper, numpy_helper)
-        w_scale = np.maximum(np.abs(weight.reshape(weight.shape[0], -1)).max(axis=1) / 127.0, 1e-8).astype(np.float32)
-        shape = (-1,) + (1,) * (weight.ndim - 1)
-        w_int8 = np.clip(np.round(weight / w_scale.reshape(shape)), -127, 127).astype(np.int8)
-        inits += [
-            numpy_helper.from_array(w_int8, "weight_q"),
-            numpy_helper.from_array(w_scale, "weight_scale"),
-            numpy_helper.from_array(np.zeros(weight.shape[0], np.int8), "weight_zero"),
-        ]
-        nodes.append(
-            helper.make_node("DequantizeLinear", ["weight_q", "weight_scale", "weight_zero"], ["weight"], axis=0)
-        )
-    else:
-        inits.append(numpy_helper.from_array(weight.astype(np.float32), "weight"))
-    y = "y_float" if int8 else cost.ONNX_OUTPUT
-    if isinstance(layer, nn.Linear):
-        if len(input_shape) == 2:
-            nodes.append(helper.make_node("Gemm", [x, "weight", "bias"], [y], transB=1))
-        else:
-            nodes.append(helper.make_node("Transpose", ["weight"], ["weight_t"], perm=[1, 0]))
-            nodes.append(helper.make_node("MatMul", [x, "weight_t"], ["matmul"]))
-            nodes.append(helper.make_node("Add", ["matmul", "bias"], [y]))
-    else:
-        nodes.append(helper.make_node("Conv", [x, "weight", "bias"], [y], **_conv_attributes(layer)))
-    if int8:
-        nodes, inits, _ = _quantized_input(nodes, inits, y, helper, numpy_helper, prefix="out", final=cost.ONNX_OUTPUT)
-    output_shape = [d if i else None for i, d in enumerate(_output_shape(layer, input_shape))]
-    graph = helper.make_graph(
-        nodes,
-        "layer",
-        [helper.make_tensor_value_info(cost.ONNX_INPUT, TensorProto.FLOAT, [None, *input_shape[1:]])],
-        [helper.make_tensor_value_info(cost.ONNX_OUTPUT, TensorProto.FLOAT, output_shape)],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", cost.DEFAULT_ONNX_OPSET)])
-    model.ir_version = min(model.ir_version, 9)
-    onnx.save(model, str(path))
-    return path
-
-
-def _quantized_input(nodes, inits, x, helper, numpy_helper, prefix="in", final=None):
-    """x -> QuantizeLinear -> DequantizeLinear (uint8, one scale: the QDQ pair around activations)."""
-    inits = inits + [
-        numpy_helper.from_array(np.array(0.05, np.float32), f"{prefix}_scale"),
-        numpy_helper.from_array(np.array(128, np.uint8), f"{prefix}_zero"),
-    ]
-    out = final or f"{prefix}_dq"
-    nodes = nodes + [
-        helper.make_node("QuantizeLinear", [x, f"{prefix}_scale", f"{prefix}_zero"], [f"{prefix}_q"]),
-        helper.make_node("DequantizeLinear", [f"{prefix}_q", f"{prefix}_scale", f"{prefix}_zero"], [out]),
-    ]
-    return nodes, inits, out
-
-
-def _conv_attributes(layer: nn.Module) -> dict:
-    if isinstance(layer.padding, str) or layer.padding_mode != "zeros":
-        raise DeployError(
-            f"a latency table cannot write {type(layer).__name__} with padding={layer.padding!r} "
-            f"padding_mode={layer.padding_mode!r} as ONNX; use runtime=eager"
-        )
-    return {
-        "kernel_shape": list(layer.kernel_size),
-        "strides": list(layer.stride),
-        "pads": list(layer.padding) * 2,
-        "dilations": list(layer.dilation),
-        "group": layer.groups,
-    }
-
-
-def _output_shape(layer: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-    with torch.no_grad():
-        return tuple(layer(torch.zeros((1, *input_shape[1:]))).shape)
-
-
 # ----------------------------------------------------------------------------- the whole model
 def _model_runner(fused: nn.Module, sample_shape, runtime: str, threads: int, batch: int, scratch: Path):
     inputs = cost.example_input(fused, sample_shape, batch)
@@ -447,7 +301,7 @@ def _model_runner(fused: nn.Module, sample_shape, runtime: str, threads: int, ba
     return lambda: session.run(None, feed)
 
 
-def model_key(groups: Mapping[str, Group], layers: Sequence[_LayerShape], sample_shape, batch: int) -> str:
+def model_key(groups: Mapping[str, Group], layers: Sequence[LayerShape], sample_shape, batch: int) -> str:
     """A digest of what the table describes: the layers, their shapes and axes, the groups."""
     description = {
         "sample_shape": list(sample_shape),
@@ -475,7 +329,7 @@ def build_latency_table(
 
     ``threads``: the thread count of the run (``None``: torch's current one), used by eager
     PyTorch and ONNX Runtime alike; ``max_points``: at most this many measured widths per group
-    (:func:`~framework.pruning.latency_table.measured_widths`). The model is left as it was.
+    (:func:`~framework.pruning.budget.latency_table.measured_widths`). The model is left as it was.
     """
     threads = threads or torch.get_num_threads()
     problem = runtime_problem(runtime) or clock_problem(clock, threads, runtime)
@@ -549,7 +403,7 @@ def _nearest(widths: Sequence[int], target: float) -> int:
     return min(widths, key=lambda w: (abs(w - target), -w))
 
 
-def _per_channel_outputs(layer: _LayerShape) -> int:
+def _per_channel_outputs(layer: LayerShape) -> int:
     dims = layer.output_shape[1:]
     if isinstance(layer.module, nn.modules.conv._ConvNd):
         return int(np.prod(dims[1:])) if len(dims) > 1 else 1
@@ -626,133 +480,9 @@ def model_at_widths(
         flags = torch.ones(graph.widths[(module, role)], dtype=torch.bool)
         flags[sorted(indices)] = False
         structure = "filter" if role == OUT else "channel"
-        mask = expand_group_mask(flags, structure, layer, layer.weight.shape)
+        weight = layer.weight
+        assert isinstance(weight, torch.Tensor)  # a timed layer: Conv or Linear
+        mask = expand_group_mask(flags, structure, layer, weight.shape)
         name = f"{module}.weight"
         masks[name] = mask if name not in masks else masks[name] & mask
     return thin(model, masks, example, graph=graph, check=False).model
-
-
-# ----------------------------------------------------------------------------- the cache
-@dataclass
-class CachedTable:
-    """A table from :func:`cached_latency_table`: ``status`` is ``"cached"`` (read back),
-    ``"measured"`` (no table before) or ``"rebuilt"`` (the one on disk was stale: ``reason``)."""
-
-    table: LatencyTable
-    path: Path
-    status: str
-    reason: str | None = None
-
-
-def table_path(cache_dir: str | Path, name: str, runtime: str, threads: int, batch: int) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    return Path(cache_dir) / f"{safe}-{runtime}-t{threads}-b{batch}.json"
-
-
-def stale_reason(table: LatencyTable, key: str, machine: Mapping[str, Any]) -> str | None:
-    """Why a table read from disk no longer describes this model on this machine (None: it does)."""
-    if table.model_key != key:
-        return "the model's layers or widths differ from the ones it was measured for"
-    changed = [k for k in sorted(set(machine) | set(table.machine)) if machine.get(k) != table.machine.get(k)]
-    if changed:
-        shown = "; ".join(f"{k}: {table.machine.get(k)!r} -> {machine.get(k)!r}" for k in changed[:3])
-        return f"it was measured on another machine or software ({shown})"
-    return None
-
-
-def cached_latency_table(
-    model: nn.Module,
-    sample_shape: Sequence[int],
-    cache_dir: str | Path,
-    name: str,
-    runtime: str = "eager",
-    threads: int | None = None,
-    batch: int = 1,
-    clock: str = "wall",
-    **measure: Any,
-) -> CachedTable:
-    """The latency table of ``model`` from ``cache_dir`` when one was measured for this model,
-    runtime and machine; else measured now (:func:`build_latency_table`, ``measure`` passed on)
-    and saved there. A stale table (another architecture, machine, thread count or library
-    version) is rebuilt and the reason logged as a warning."""
-    threads = threads or torch.get_num_threads()
-    problem = runtime_problem(runtime) or clock_problem(clock, threads, runtime)
-    if problem:
-        raise DeployError(problem)
-    shape = tuple(sample_shape)
-    work = copy.deepcopy(model).cpu().eval()
-    example = cost.example_input(work, shape, batch_size=max(batch, 1))
-    graph = build_dependency_graph(work, example, warn=False)
-    groups, layers = describe_layers(work, example, graph)
-    key = model_key(groups, layers, shape, batch)
-    path = table_path(cache_dir, name, runtime, threads, batch)
-    reason = None
-    if path.is_file():
-        try:
-            stored = LatencyTable.load(path)
-        except (ValueError, KeyError, TypeError) as error:
-            reason = f"it cannot be read ({error})"
-        else:
-            reason = stale_reason(stored, key, machine_fingerprint(runtime, threads, clock))
-            if reason is None:
-                return CachedTable(stored, path, "cached")
-        log.warning("latency table %s is stale: %s; measuring it again", path, reason)
-    table = build_latency_table(work, shape, runtime, threads, batch, graph=graph, clock=clock, **measure)
-    table.save(path)
-    return CachedTable(table, path, "rebuilt" if reason else "measured", reason)
-
-
-# ----------------------------------------------------------------------------- MACs in the same form
-def layer_macs(shape: _LayerShape, in_width: int, out_width: int) -> float:
-    """Multiply-accumulates of one sample through ``shape``'s layer at these widths (millions)."""
-    m = shape.module
-    if isinstance(m, nn.Linear):
-        positions = int(np.prod(shape.output_shape[1:-1])) if len(shape.output_shape) > 2 else 1
-        return positions * in_width * out_width / 1e6
-    groups = in_width if shape.depthwise else m.groups
-    positions = int(np.prod(shape.output_shape[2:]))
-    return positions * out_width * (in_width // groups) * int(np.prod(m.kernel_size)) / 1e6
-
-
-def mac_table(model: nn.Module, sample_shape: Sequence[int], max_points: int = 10**9) -> LatencyTable:
-    """The model's Conv/Linear MACs as a function of its groups' widths, counted from the layers'
-    shapes (exact: a layer's MACs are proportional to its input and output widths), in the form
-    of a latency table (``unit="MMAC"``), so one allocation serves a MAC and a latency budget."""
-    shape = tuple(sample_shape)
-    work = copy.deepcopy(model).cpu().eval()
-    example = cost.example_input(work, shape, batch_size=1)
-    graph = build_dependency_graph(work, example, warn=False)
-    groups, layers = describe_layers(work, example, graph)
-    groups = {name: Group(name, g.full, measured_widths(g.full, max_points)) for name, g in groups.items()}
-    timed = []
-    for layer in layers:
-        full_in, full_out = layer.in_axis.full, layer.out_axis.full
-        full = layer_macs(layer, full_in, full_out)
-        same = layer.in_axis.group is not None and layer.in_axis.group == layer.out_axis.group
-        curves = []
-        for side, axis in (("in", layer.in_axis), ("out", layer.out_axis)):
-            curve = {}
-            if axis.group is not None:
-                group = groups[axis.group]
-                for width in group.widths:
-                    channels = axis.width(width, group.full)
-                    if same:
-                        curve[width] = layer_macs(layer, channels, layer.out_axis.width(width, group.full))
-                    else:
-                        curve[width] = layer_macs(
-                            layer, channels if side == "in" else full_in, channels if side == "out" else full_out
-                        )
-            curves.append(curve)
-        timed.append(TimedLayer(layer.name, layer.in_axis, layer.out_axis, full, curves[0], curves[1]))
-    used = {axis.group for layer in layers for axis in (layer.in_axis, layer.out_axis) if axis.group}
-    return LatencyTable(
-        runtime="macs",
-        threads=1,
-        batch=1,
-        sample_shape=shape,
-        groups={name: group for name, group in groups.items() if name in used},
-        layers=timed,
-        model_ms=sum(layer.full_ms for layer in timed),
-        model_key=model_key(groups, layers, shape, 1),
-        unit="MMAC",
-    )

@@ -6,7 +6,7 @@ the candidates are ``fused_onnx_fp32`` and, with ``deploy.quantize=int8``, ``int
 fp32 always qualifies. So int8 is served only when it is both faster here and accurate enough, and
 each way it can lose is said in one line: its drop over the limit, or its being slower than fp32
 on this CPU, naming the CPU feature that decides it
-(:data:`~framework.deploy.latency_measure.INT8_FEATURES`).
+(:data:`~framework.deploy.machine.INT8_FEATURES`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from framework.deploy.latency_measure import INT8_FEATURES, cpu_flags, int8_feature
+from framework.deploy.machine import INT8_FEATURES, cpu_flags, int8_feature
 
 FP32, INT8 = "fused_onnx_fp32", "int8_onnx"
 CANDIDATES = (FP32, INT8)

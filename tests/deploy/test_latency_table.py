@@ -10,12 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from framework.deploy.latency_measure import (
-    build_latency_table,
-    cached_latency_table,
-    model_at_widths,
-)
-from framework.pruning.latency_table import LatencyTable, measured_widths
+from framework.deploy.latency_cache import cached_latency_table
+from framework.deploy.latency_measure import build_latency_table, model_at_widths
+from framework.pruning.budget.latency_table import LatencyTable, measured_widths
 
 SHAPE = (3, 10, 10)
 FAST = dict(max_points=4, warmup=0, repeats=1)
@@ -102,7 +99,7 @@ def test_onnx_int8_times_every_layer_in_onnx_runtime():
 def test_a_layer_written_as_onnx_computes_what_torch_computes(layer, shape, tmp_path):
     import onnxruntime as ort
 
-    from framework.deploy.latency_measure import write_layer_onnx
+    from framework.deploy.layer_onnx import write_layer_onnx
 
     inputs = torch.randn(shape)
     path = write_layer_onnx(layer, shape, tmp_path / "layer.onnx", int8=False)
@@ -133,7 +130,7 @@ def test_a_table_is_cached_and_a_stale_one_rebuilt_with_the_reason(tmp_path, cap
 
 def test_the_mac_table_counts_what_the_flop_counter_counts_at_any_widths():
     from framework.analysis.cost import count_macs
-    from framework.deploy.latency_measure import mac_table
+    from framework.deploy.mac_table import mac_table
 
     model = TinyNet()
     table = mac_table(model, SHAPE)

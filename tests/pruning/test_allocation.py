@@ -1,5 +1,5 @@
-"""The width allocation under a budget (framework.pruning.allocation) and the latency table's
-prediction and steps (framework.pruning.latency_table), on synthetic tables with known answers."""
+"""The width allocation under a budget (framework.pruning.budget.allocation) and the latency table's
+prediction and steps (framework.pruning.budget.latency_table), on synthetic tables with known answers."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import itertools
 
 import pytest
 
-from framework.pruning.allocation import allocate_widths, kept_importance
-from framework.pruning.latency_table import Axis, Group, LatencyTable, TimedLayer, fit_rest, measured_widths
+from framework.pruning.budget.allocation import allocate_widths, kept_importance
+from framework.pruning.budget.latency_table import Axis, Group, LatencyTable, TimedLayer, fit_rest, measured_widths
 
 
 def synthetic_table(per_channel_ms: dict[str, float], full: int = 8, base_ms: float = 1.0) -> LatencyTable:

@@ -1,7 +1,7 @@
 """A latency table: what a model costs on one machine and runtime as a function of its widths.
 
 Plain Python (no torch): the table is data measured elsewhere
-(:func:`framework.analysis.latency_measure.build_latency_table`) and read here by the pruner's
+(:func:`framework.deploy.latency_measure.build_latency_table`) and read here by the pruner's
 allocation (:mod:`.allocation`), the sensitivity analysis and the reports.
 
 What is in it
@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the table itself needs no torch
-    from framework.pruning.dependency import DependencyGraph, DependencyGroup
+    from framework.pruning.graph.groups import DependencyGraph, DependencyGroup
 
 TABLE_FORMAT = "secateurs.latency_table/1"
 RUNTIMES = ("eager", "onnx_fp32", "onnx_int8", "cuda")
@@ -132,7 +132,7 @@ def _interpolate(curve: Mapping[int, float], width: int) -> float:
 @dataclass
 class LatencyTable:
     """See the module docstring. Times are milliseconds per forward pass at batch ``batch``
-    (``unit="ms"``); a MAC table (:func:`framework.deploy.latency_measure.mac_table`) holds
+    (``unit="ms"``); a MAC table (:func:`framework.deploy.mac_table.mac_table`) holds
     millions of multiply-accumulates per sample in the same form (``unit="MMAC"``, no rest)."""
 
     runtime: str

@@ -28,10 +28,10 @@ from collections.abc import Mapping
 
 import torch
 
-from framework.pruning.allocation import Allocation, allocate_widths
-from framework.pruning.dependency import IN, OUT
+from framework.pruning.budget.allocation import Allocation, allocate_widths
+from framework.pruning.budget.latency_table import LatencyTable, named_groups
 from framework.pruning.global_scope import GlobalCoupledPruningEngine, kept_floor
-from framework.pruning.latency_table import LatencyTable, named_groups
+from framework.pruning.graph.groups import IN, OUT
 
 MACS, LATENCY = "macs", "latency"
 # the most of its channels a group gives up when max_layer_sparsity is not set (see the docstring)
@@ -119,7 +119,7 @@ class BudgetPruningEngine(GlobalCoupledPruningEngine):
         )
         self.last_allocation = allocation
         self.predicted_cost = allocation.cost
-        removed = []
+        removed: list = []
         for plan, (name, _), (scores, alive) in zip(self.plans, self._plan_groups, scored):
             if name is None:
                 keep = alive.clone()
