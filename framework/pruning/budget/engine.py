@@ -24,18 +24,77 @@ free to take a group down to one channel makes that group the model's bottleneck
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Iterable, Mapping
 
 import torch
+from torch import nn
 
+from framework.errors import PruningError
 from framework.pruning.budget.allocation import Allocation, allocate_widths
 from framework.pruning.budget.latency_table import LatencyTable, named_groups
+from framework.pruning.engine import RankingView
 from framework.pruning.global_scope import GlobalCoupledPruningEngine, kept_floor
-from framework.pruning.graph.groups import IN, OUT
+from framework.pruning.graph.groups import IN, OUT, DependencyGraph
+from framework.pruning.rules import RankingRule
+from framework.pruning.schedules import EpochSchedule
+from framework.pruning.scores.bn_fold import FoldPair
+from framework.pruning.selection import SelectedParameter
+from framework.pruning.spec import LATENCY_BUDGET, PrunerSpec
 
-MACS, LATENCY = "macs", "latency"
 # the most of its channels a group gives up when max_layer_sparsity is not set (see the docstring)
 DEFAULT_MAX_GROUP_SPARSITY = 0.75
+
+
+def group_sparsity_limit(spec: PrunerSpec) -> float:
+    return DEFAULT_MAX_GROUP_SPARSITY if spec.max_layer_sparsity is None else float(spec.max_layer_sparsity)
+
+
+def check_table(table: LatencyTable, graph: DependencyGraph, where: str) -> None:
+    """The table describes this model: each of its groups is one of the graph's, at the same width."""
+    named = named_groups(graph)
+    for name, group in table.groups.items():
+        if name not in named or len(named[name].prunable) != group.full:
+            have = f"{len(named[name].prunable)} channels" if name in named else "no such group"
+            raise PruningError(
+                f"{where} describes another model: its group {name!r} has {group.full} channels, this model {have}; "
+                "allowed: a table measured for this model (pruner.latency_table=null measures one)"
+            )
+
+
+def budget_spec(spec: PrunerSpec, table: LatencyTable, where: str = "the cost table") -> PrunerSpec:
+    """``spec`` with ``final_sparsity`` the share of the dense cost to remove (from
+    ``target_latency_ms`` when given); one line when the target is out of the table's reach."""
+    dense = table.predict()
+    floor = table.predict({n: kept_floor(g.full, group_sparsity_limit(spec)) for n, g in table.groups.items()})
+    unit = table.unit
+    if spec.target_latency_ms is not None:
+        target = float(spec.target_latency_ms)
+        if target < floor:
+            raise PruningError(
+                f"pruner.target_latency_ms={target:g} is below what the smallest allowed widths reach "
+                f"({floor:.4g} {unit} measured, {dense:.4g} {unit} dense, no group below "
+                f"{1 - group_sparsity_limit(spec):.0%} of its channels); allowed: >= {floor:.4g}"
+            )
+        if target >= dense:
+            raise PruningError(
+                f"pruner.target_latency_ms={target:g} is not below the dense model's {dense:.4g} {unit}; "
+                f"allowed: a target in [{floor:.4g}, {dense:.4g})"
+            )
+        spec = dataclasses.replace(spec, final_sparsity=1.0 - target / dense)
+    if (1.0 - spec.final_sparsity) * dense < floor - 1e-9:
+        most = 1.0 - floor / dense
+        raise PruningError(
+            f"pruner.final_sparsity={spec.final_sparsity:g} with pruner.budget={spec.budget} asks for "
+            f"{(1 - spec.final_sparsity) * dense:.4g} {unit}, below what the smallest allowed widths reach "
+            f"({floor:.4g} {unit}); allowed: final_sparsity <= {most:.3f}"
+        )
+    if spec.initial_sparsity > spec.final_sparsity:
+        raise PruningError(
+            f"pruner.initial_sparsity={spec.initial_sparsity} is above the budget's final share "
+            f"{spec.final_sparsity:.3f}; allowed: initial_sparsity <= {spec.final_sparsity:.3f}"
+        )
+    return spec
 
 
 class _Shifted:
@@ -60,14 +119,27 @@ class _Shifted:
 
 
 class BudgetPruningEngine(GlobalCoupledPruningEngine):
-    """Coupled channels removed by a width allocation under a MAC or latency budget."""
+    """Coupled channels removed by a width allocation under a MAC or latency budget. ``spec`` is
+    the one :func:`budget_spec` returned (its ``final_sparsity`` a share of ``cost_table``'s cost)."""
 
-    def __init__(self, graph, group_reduction, round_to=1, max_layer_sparsity=None, *, cost_table, budget, **kwargs):
-        if max_layer_sparsity is None:
-            max_layer_sparsity = DEFAULT_MAX_GROUP_SPARSITY
-        super().__init__(graph, group_reduction, round_to, max_layer_sparsity, **kwargs)
-        self.cost_table: LatencyTable = cost_table
-        self.budget = budget
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: PrunerSpec,
+        graph: DependencyGraph,
+        selected: list[SelectedParameter],
+        rule: RankingRule,
+        schedule: EpochSchedule,
+        finals: Mapping[str, float] | None,
+        ranking_view: RankingView | None = None,
+        fold_pairs: Iterable[FoldPair] = (),
+        *,
+        cost_table: LatencyTable,
+    ):
+        super().__init__(model, spec, graph, selected, rule, schedule, finals, ranking_view, fold_pairs)
+        self.max_layer_sparsity = group_sparsity_limit(spec)
+        self.cost_table = cost_table
+        self.budget = spec.budget
         names = {id(group.channels[0]): name for name, group in named_groups(graph).items()}
         groups = {id(group.channels[0]): group for group in graph.groups if group.channels}
         # plan -> (table group name, prunable channels the plan does not hold)
@@ -94,7 +166,7 @@ class BudgetPruningEngine(GlobalCoupledPruningEngine):
 
     def _steps(self, name: str, offset: int) -> list[int]:
         group = self.cost_table.groups[name]
-        widths = self.cost_table.latency_steps(name) if self.budget == LATENCY else range(1, group.full + 1)
+        widths = self.cost_table.latency_steps(name) if self.budget == LATENCY_BUDGET else range(1, group.full + 1)
         return [w - offset for w in widths if w - offset >= 1]
 
     @torch.no_grad()

@@ -46,11 +46,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from framework.pruning.spec import LATENCY_RUNTIMES
+
 if TYPE_CHECKING:  # the table itself needs no torch
     from framework.pruning.graph.groups import DependencyGraph, DependencyGroup
 
 TABLE_FORMAT = "secateurs.latency_table/1"
-RUNTIMES = ("eager", "onnx_fp32", "onnx_int8", "cuda")
+RUNTIMES = LATENCY_RUNTIMES
 # A width is a latency step when it saves at least this share of the group's time at full width
 # over the next wider step: below it, measured medians on a shared CPU are within noise.
 STEP_TOLERANCE = 0.01
