@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _common import markdown_table, print_header  # noqa: E402
 
 from framework.analysis import cost  # noqa: E402
+from framework.analysis.latency_plots import plot_latency_table  # noqa: E402
 from framework.deploy.fuse import fuse_batchnorm  # noqa: E402
 from framework.deploy.latency_measure import build_latency_table, model_at_widths, time_runners  # noqa: E402
 from framework.deploy.mac_table import mac_table  # noqa: E402
@@ -245,6 +246,12 @@ def latency_part(name: str, args, out: Path) -> None:
         table = build_latency_table(base, shape, threads=threads, clock=clock)
         seconds = time.perf_counter() - started
         table.save(out / f"table_{name}_t{threads}.json")
+        if args.plots and threads == args.threads[0]:
+            # the groups the allocation moves most, at most eight panels: a small PNG for docs/latency.md
+            shown = sorted(
+                table.groups, key=lambda g: -(table.predict() - table.predict({g: table.groups[g].widths[0]}))
+            )
+            plot_latency_table(table, args.plots / f"latency_{name}.png", groups=sorted(shown[:8]))
         chosen = {"dense": {}, **allocations(table, macs, importance, args.fraction)}
         models = {
             method: model_at_widths(base, w, example, graph, order) if w else base for method, w in chosen.items()
@@ -332,6 +339,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--finetune", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--plots", type=Path, default=None, help="folder for each model's table plot (docs/)")
     args = parser.parse_args()
     if args.quick:
         args.models, args.threads, args.repeats, args.seeds, args.finetune = ["resnet56"], [1], 5, 1, 1

@@ -241,7 +241,8 @@ def budget_problems(spec: PrunerSpec) -> list[str]:
         if budget == "params":
             return [f"pruner.budget=params is not supported yet; allowed: {allowed}"]
         return [f"pruner.budget={budget!r} is invalid; allowed: {allowed}"]
-    if budget is not None and not thinnable(spec.method, spec.effective_coupling):
+    coupled_widths = thinnable(spec.method, spec.effective_coupling) and spec.structure in STRUCTURED
+    if budget is not None and not coupled_widths:
         problems.append(
             f"pruner.budget={budget} allocates the widths of coupled groups; it needs pruner.method=agp or level "
             f"with pruner.structure=filter or channel and coupling=coupled; got method={spec.method}, "

@@ -51,6 +51,7 @@ BUDGET = dict(method="agp", structure="filter", scope="global", budget="latency"
         (dict(target_latency_ms=-2.0), "pruner.target_latency_ms=-2.0 is invalid"),
         (dict(scope="layer"), "pruner.budget=latency allocates widths across the whole model; it needs pruner.scope"),
         (dict(structure="fine"), "allocates the widths of coupled groups"),
+        (dict(structure="head"), "allocates the widths of coupled groups"),
         (dict(latency_runtime="tpu"), "pruner.latency_runtime='tpu' is invalid; allowed: eager | onnx_fp32"),
         (dict(budget="macs", target_latency_ms=3.0), "pruner.target_latency_ms=3.0 needs pruner.budget=latency"),
     ],

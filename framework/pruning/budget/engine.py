@@ -202,5 +202,14 @@ class BudgetPruningEngine(GlobalCoupledPruningEngine):
             removed.extend(channel for channel, kept in zip(plan.channels, keep.tolist()) if not kept)
         self._apply_removed(removed)
 
+    def cost_metrics(self, epoch: int) -> dict[str, float]:
+        """``budget/predicted_<unit>`` (the table's prediction for the current widths, kept from the
+        last allocation) and ``budget/target_<unit>`` (what the schedule allows at ``epoch``)."""
+        unit = self.cost_table.unit.lower()
+        metrics = {f"budget/target_{unit}": self.budget_at(epoch), f"budget/dense_{unit}": self.dense_cost}
+        if self.predicted_cost is not None:
+            metrics[f"budget/predicted_{unit}"] = self.predicted_cost
+        return metrics
+
     def state_dict(self) -> dict:
         return {**super().state_dict(), "budget": self.budget}
