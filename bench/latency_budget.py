@@ -139,6 +139,14 @@ def allocations(table, macs, importance, fraction: float) -> dict[str, dict[str,
     }
 
 
+def small_png(path: Path) -> None:
+    """A line plot needs few colours: a 64-colour palette keeps the committed PNG small."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.convert("RGB").quantize(64).save(path, optimize=True)
+
+
 # ----------------------------------------------------------------------------- accuracy
 def digits_loaders(resolution: int, seed: int):
     from framework.data.digits import build_digits
@@ -251,7 +259,8 @@ def latency_part(name: str, args, out: Path) -> None:
             shown = sorted(
                 table.groups, key=lambda g: -(table.predict() - table.predict({g: table.groups[g].widths[0]}))
             )
-            plot_latency_table(table, args.plots / f"latency_{name}.png", groups=sorted(shown[:8]))
+            plot = plot_latency_table(table, args.plots / f"latency_{name}.png", groups=sorted(shown[:8]))
+            small_png(plot)
         chosen = {"dense": {}, **allocations(table, macs, importance, args.fraction)}
         models = {
             method: model_at_widths(base, w, example, graph, order) if w else base for method, w in chosen.items()

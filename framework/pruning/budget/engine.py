@@ -12,7 +12,7 @@ every width for MACs). Each group then keeps its highest-scored alive channels; 
 so an allocation starts from the current widths. The last prediction is kept as
 ``predicted_cost`` for the run's reports.
 
-Two choices, both measured (resnet18 on digits, BENCHMARKS.md): a channel's importance is its
+Two choices, both measured in an earlier session (resnet18 on digits; not yet in BENCHMARKS.md): a channel's importance is its
 score times the number of layer slices it removes (a producer's row, a reader's column), since its
 cost counts every one of those slices too: with the score alone, a residual stream's channels
 (read and written by many layers) look as cheap to lose as a block's inner ones while saving
