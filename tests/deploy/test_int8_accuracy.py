@@ -107,3 +107,33 @@ def test_int8_slower_than_fp32_is_said_naming_the_cpu_feature():
         "amx_int8, avx512_vnni, avx_vnni, the instructions ONNX Runtime's int8 kernels need to beat fp32"
     ]
     assert "although its CPU has avx512_vnni" in choose_servable(rows(0.98, 0.25), flags={"avx512_vnni"}).notes[0]
+
+
+def test_the_deploy_step_keeps_int8_within_its_limit_and_says_what_it_serves(tmp_path):
+    # before item 7 the deploy step quantized every layer: this model's int8 fell to chance (drop > 0.5)
+    from framework.deploy.variants import build_deployable
+    from framework.runner.summary import headline
+
+    torch.manual_seed(0)
+    model = OutlierNet().eval()
+    inputs = torch.randn(128, 4, 6, 6)
+    with torch.no_grad():
+        labels = model(inputs).argmax(1)
+    result = build_deployable(
+        model,
+        (4, 6, 6),
+        tmp_path,
+        [(inputs[:64], labels[:64]), (inputs[64:], labels[64:])],
+        calibration_batches=[inputs[:64]],
+        quantize="int8",
+        loader_batch=64,
+        timing=(0, 1),
+        max_int8_drop=0.02,
+    )
+    assert result.int8 is not None and set(result.int8.kept_fp32) == {"/conv_a/Conv", "/conv_b/Conv"}
+    assert result.metrics["deploy/int8_top1_drop"] <= 0.02 and result.metrics["deploy/int8_fp32_layers"] == 2
+    assert result.servable is not None
+    assert result.metrics["deploy/servable_int8"] == float(result.servable.variant == INT8)
+    shown = headline([{"val/top1": 1.0, **result.metrics}])
+    assert f"served {'int8' if result.servable.int8 else 'fp32'} (int8 top-1 drop" in shown
+    assert "2 layer(s) kept in fp32" in shown
