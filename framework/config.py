@@ -38,6 +38,8 @@ from framework.pruning.spec import (
     method_problem,
     schedule_problems,
 )
+from framework.sweeps.card_spec import CardConfig, card_problems
+from framework.sweeps.card_spec import register_resolvers as register_card_resolvers
 
 
 def project_root() -> Path:
@@ -58,6 +60,8 @@ def conf_dir() -> Path:
 # Config files say ${project_root:} so that outputs/ does not move with the current directory.
 if not OmegaConf.has_resolver("project_root"):
     OmegaConf.register_new_resolver("project_root", lambda: str(project_root()))
+# The report card's sweep is written with ${card_criteria:...} and friends over the card node.
+register_card_resolvers()
 
 
 @dataclass
@@ -156,6 +160,11 @@ class Config:
     # > 0: the torch profiler records that many training steps into <run dir>/profile/ (debug=profile)
     profile_steps: int = 0
     sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
+    card: CardConfig = field(default_factory=CardConfig)
+    # the training step: 32 | bf16-mixed | 16-mixed (autocast; float16 with a gradient scaler, CUDA)
+    precision: str = "32"
+    compile: bool = False  # torch.compile of the training model (pruning and thinning act on the module)
+    channels_last: bool = False  # NHWC weights and batches (faster convolutions on tensor cores)
 
 
 def register_configs() -> None:
@@ -165,6 +174,8 @@ def register_configs() -> None:
 register_configs()
 
 DEVICES = ("auto", "cpu", "cuda")
+# Lightning's names; "32" also arrives as the integer 32 from the command line
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 DIST_BACKENDS = ("auto", "gloo", "nccl")
 
 
@@ -225,6 +236,7 @@ def config_problems(cfg: Any) -> list[str]:
     problems.extend(_optimizer_problems(cfg, bad))
     problems.extend(_lr_scheduler_problems(cfg, bad))
     problems.extend(deploy_problems(cfg.deploy))
+    problems.extend(_precision_problems(cfg, bad))
     experiment = _select(cfg, "tracking.experiment")
     if experiment is not None and not (isinstance(experiment, str) and experiment.strip()):
         bad("tracking.experiment", "a non-empty experiment name")
@@ -242,6 +254,8 @@ def config_problems(cfg: Any) -> list[str]:
             problems.append(f"pretrained={cfg.pretrained!r}: no such file; allowed: a state_dict or checkpoint file")
     if _select(cfg, "pruner.method") not in (None, NONE):
         problems.extend(_pruner_problems(cfg))
+    if _select(cfg, "card.enabled"):
+        problems.extend(card_problems(cfg.card, cfg.pruner))
     return problems
 
 
@@ -277,6 +291,20 @@ def _sensitivity_problems(cfg: Any, bad) -> list[str]:
             "allowed: pruner.structure=fine|filter|channel"
         )
     return problems
+
+
+def _precision_problems(cfg: Any, bad) -> list[str]:
+    """What the config says alone; the device's own abilities are checked once it is chosen
+    (framework/training/precision.py, fast_path.py)."""
+    precision = str(_select(cfg, "precision"))
+    if precision not in PRECISIONS:
+        bad("precision", " | ".join(PRECISIONS))
+    elif precision == "16-mixed" and cfg.device == "cpu":
+        return [
+            "precision=16-mixed needs a CUDA device (float16 with a gradient scaler); device=cpu; "
+            "allowed on the CPU: precision=bf16-mixed or 32"
+        ]
+    return []
 
 
 def _optimizer_problems(cfg: Any, bad) -> list[str]:

@@ -22,6 +22,7 @@ from framework.process.distributed import SINGLE, DistContext, resolve_device
 from framework.pruning.scores.bn_fold import pairs_report
 from framework.run_context import RunContext
 from framework.runner.budget_table import budget_cost_table
+from framework.runner.card import card_dir, set_target_from_ratio
 from framework.runner.first_batch import check_output
 from framework.runner.methods import KnowledgeDistillation
 from framework.tracking.description import RunDescription
@@ -75,9 +76,12 @@ def build_parts(
     device = resolve_device(cfg.device, ddp)
     if cfg.task == "train" and cfg.distributed.sync_batchnorm and device.type != "cuda":
         raise ConfigError(f"distributed.sync_batchnorm=true needs CUDA; this run is on {device.type}; allowed: false")
+    if cfg.task == "train":
+        check_training_step(cfg, device)
     seed_everything(cfg.seed)
     model = build_model(cfg, num_classes, input_shape)
     model.to(device)
+    set_target_from_ratio(cfg, model, input_shape, card_dir(cfg, context))  # a card job: ratio -> final_sparsity
     cost_table = budget_cost_table(cfg, model, input_shape, context if ddp.is_main else None)
     pruner, fold_pairs = build_pruner_part(cfg, model, input_shape, schedule_window, cost_table)
     training = cfg.task == "train"
@@ -111,6 +115,16 @@ def build_parts(
     )
 
 
+def check_training_step(cfg: DictConfig, device: torch.device) -> None:
+    """The precision and torch.compile asked for, against the device the run got (device=auto)."""
+    from framework.training.fast_path import compile_problem
+    from framework.training.precision import precision_problem
+
+    problem = precision_problem(str(cfg.precision), device) or (compile_problem(device) if cfg.compile else None)
+    if problem:
+        raise ConfigError(problem)
+
+
 def build_trackers(cfg: DictConfig, description: RunDescription) -> Trackers:
     """The metrics file, then the ``tracking`` component's trackers (connected: an unreachable
     store fails here, before any data is read)."""
@@ -128,10 +142,14 @@ def planned_steps(cfg: DictConfig) -> int:
 
 
 def build_data_source(cfg: DictConfig):
-    """The dataset component, described (classes, input shape) and its files checked, unread."""
+    """The dataset component, described (classes, input shape) and its files checked, unread; a
+    dataset that takes ``weights_transforms`` gets the preprocessing the model's weights declare."""
     from framework.data import as_data_source
+    from framework.models import weights_transforms
 
-    source = as_data_source(build_component("dataset", cfg.dataset), cfg.dataset._target_)
+    declared = weights_transforms(cfg.model)
+    built = build_component("dataset", cfg.dataset, **({"weights_transforms": declared} if declared else {}))
+    source = as_data_source(built, cfg.dataset._target_)
     check = getattr(source, "check", None)
     if callable(check):
         check()
@@ -240,6 +258,10 @@ def params_in_use(cfg: DictConfig) -> dict[str, Any]:
             used["loader"].pop(key, None)
     if not used.get("profile_steps"):
         used.pop("profile_steps", None)
+    # the training step's defaults are not params: runs from before these keys compare equal
+    for key, default in (("precision", "32"), ("compile", False), ("channels_last", False)):
+        if str(used.get(key)) == str(default):
+            used.pop(key, None)
     if cfg.get("task", "train") == "train":  # the analysis settings only matter to task=sensitivity
         used.pop("task", None)
         used.pop("sensitivity", None)
