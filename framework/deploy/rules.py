@@ -26,6 +26,9 @@ class DeployConfig:
     # training batches that calibrate the int8 activation ranges, drawn seeded (like the pruner's
     # calibration batches of a data-aware criterion, which are pruner.calibration_batches)
     int8_calibration_batches: int = 8
+    # the most top-1 int8 may lose against the ONNX fp32 model (0.005: half a point): beyond it the
+    # layers that lose most stay in fp32, and if that is not enough the servable model is fp32
+    max_int8_drop: float = 0.005
 
 
 def quantize_problem(quantize: Any) -> str | None:
@@ -43,6 +46,12 @@ def int8_calibration_batches_problem(batches: Any) -> str | None:
     return None
 
 
+def max_int8_drop_problem(drop: Any) -> str | None:
+    if isinstance(drop, bool) or not isinstance(drop, int | float) or not 0 <= drop <= 1:
+        return f"deploy.max_int8_drop={drop!r} is invalid; allowed: a top-1 fraction in [0, 1] (0.005: half a point)"
+    return None
+
+
 def deploy_problems(deploy: Any) -> list[str]:
     """Every mistake in a ``deploy`` node (a :class:`DeployConfig` or a config node of its shape),
     one line each; with ``enabled``, whether the packages the step needs are installed."""
@@ -51,6 +60,7 @@ def deploy_problems(deploy: Any) -> list[str]:
         for problem in (
             quantize_problem(deploy.quantize),
             int8_calibration_batches_problem(deploy.int8_calibration_batches),
+            max_int8_drop_problem(deploy.max_int8_drop),
         )
         if problem is not None
     ]

@@ -21,6 +21,7 @@ from framework.errors import ConfigError, short_reason
 from framework.process.distributed import SINGLE, DistContext, resolve_device
 from framework.pruning.scores.bn_fold import pairs_report
 from framework.run_context import RunContext
+from framework.runner.budget_table import budget_cost_table
 from framework.runner.card import card_dir, set_target_from_ratio
 from framework.runner.first_batch import check_output
 from framework.runner.methods import KnowledgeDistillation
@@ -81,7 +82,8 @@ def build_parts(
     model = build_model(cfg, num_classes, input_shape)
     model.to(device)
     set_target_from_ratio(cfg, model, input_shape, card_dir(cfg, context))  # a card job: ratio -> final_sparsity
-    pruner, fold_pairs = build_pruner_part(cfg, model, input_shape, schedule_window)
+    cost_table = budget_cost_table(cfg, model, input_shape, context if ddp.is_main else None)
+    pruner, fold_pairs = build_pruner_part(cfg, model, input_shape, schedule_window, cost_table)
     training = cfg.task == "train"
     distillation = build_component("distill", cfg.distill) if training and cfg.get("distill") else None
     regularizer = build_component("regularizer", cfg.regularizer) if training and cfg.get("regularizer") else None
@@ -195,10 +197,10 @@ def _check_forward(model: torch.nn.Module, described: str, input_shape: Sequence
 
 
 def build_pruner_part(
-    cfg: DictConfig, model: torch.nn.Module, input_shape: Sequence[int], schedule_window=None
+    cfg: DictConfig, model: torch.nn.Module, input_shape: Sequence[int], schedule_window=None, cost_table=None
 ) -> tuple[Any | None, list[dict[str, str]] | None]:
     """The pruner (built here, once) and, with fold_batchnorm, the layers it folds; (None, None)
-    for method=none."""
+    for method=none. ``cost_table``: what ``pruner.budget`` counts (:mod:`.budget_table`)."""
     if cfg.pruner.method == "none":
         if cfg.fold_batchnorm:
             log.warning("fold_batchnorm=true has no effect with pruner.method=none")
@@ -207,6 +209,8 @@ def build_pruner_part(
         starting_epoch, ending_epoch = pruning_window(cfg.schedule, cfg.epochs)
         schedule_window = (starting_epoch, ending_epoch, cfg.schedule.frequency, cfg.schedule.step_frequency)
     starting_epoch, ending_epoch, frequency, step_frequency = schedule_window
+    # a function that returns the table: Hydra would turn the dataclass itself into a config
+    objects = {"cost_table": lambda: cost_table} if cost_table is not None else {}
     pruner = build_component(
         "pruner",
         cfg.pruner,
@@ -217,6 +221,7 @@ def build_pruner_part(
         step_frequency=step_frequency,
         fold_batchnorm=cfg.fold_batchnorm,
         input_shape=tuple(input_shape),
+        **objects,
     )
     fold_pairs = None
     if cfg.fold_batchnorm:

@@ -106,6 +106,7 @@ class PruningHook(Hook):
         sparsity = self.frozen_sparsity if self.frozen_sparsity is not None else self.pruner.sparsity()
         for name, value in sparsity.items():
             metrics[f"sparsity/{name}"] = float(value)
+        metrics.update(self.pruner.cost_metrics(trainer.epoch))
 
     def after_run(self, trainer) -> None:
         if self.report_dir is not None and self.frozen_sparsity is None:  # else written by freeze()
