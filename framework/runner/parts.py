@@ -280,8 +280,11 @@ def params_in_use(cfg: DictConfig) -> dict[str, Any]:
     if distributed.get("sync_batchnorm"):  # timeout and backend change nothing that is learned
         used["distributed"] = {"sync_batchnorm": True}
     deploy = used.get("deploy") or {}
-    if deploy.get("quantize") == "none":  # calibration only matters to int8
+    if deploy.get("quantize") == "none":  # calibration and the accepted drop only matter to int8
         deploy.pop("int8_calibration_batches", None)
+        deploy.pop("max_int8_drop", None)
+    if not (used.get("card") or {}).get("enabled"):  # a run outside a report card
+        used.pop("card", None)
     if deploy.get("enabled") is False:
         used["deploy"] = {"enabled": False}
     return used

@@ -56,7 +56,7 @@ def test_dense_run_logs_params_metrics_tags_artifacts_and_a_checkpoint(
         "fold_batchnorm",
         "pretrained",
         "deploy.enabled",
-        "deploy.quantize",  # no int8_calibration_batches: nothing is quantized
+        "deploy.quantize",  # no int8_calibration_batches or max_int8_drop: nothing is quantized
     }
     assert params["epochs"] == "3"
     assert run.data.tags["hydra.overrides"] == " ".join(overrides)
