@@ -203,6 +203,9 @@ def test_two_processes_prune_with_taylor_and_distill(tmp_path, precision):
             "schedule.ending_epoch=1",
             "loader.batch_size=64",
             "pruner.thin=never",
+            # MLflow and the deploy step under torchrun: tests/runner/test_distributed.py
+            "tracking=none",
+            "deploy.enabled=false",
             f"hydra.run.dir={runs}/" + "${now:%H-%M-%S-%f}",
         ],
         tmp_path,
