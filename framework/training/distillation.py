@@ -10,6 +10,9 @@ happens in, e.g. the first pruning epoch; this module knows nothing of pruning).
 no teacher exists and the loss is unchanged. The teacher is kept in eval mode, without gradients,
 on the run's device; it is never changed by anything done to the student later (a deep copy), and
 a copy taken during the run is saved in the hook's state so that a resumed run has the same one.
+Under mixed precision (``precision=bf16-mixed|16-mixed``) the teacher's forward runs under the
+training step's autocast, as cheap as the student's; the soft term is computed in float32
+(:func:`kd_loss`), and the teacher's logged top-1 is evaluated in float32 like every evaluation.
 
 Logged: ``distill/teacher_top1`` (the teacher's own validation top-1, once, in the epoch the
 teacher first exists) and ``distill/kd_loss`` (the mean soft term over the epoch's steps).
@@ -42,10 +45,17 @@ def check_alpha(value) -> float:
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``T² · KL(softmax(t/T) ‖ softmax(s/T))``, averaged over the batch."""
-    log_student = F.log_softmax(student_logits / temperature, dim=1)
-    log_teacher = F.log_softmax(teacher_logits / temperature, dim=1)
-    return F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True) * temperature**2
+    """``T² · KL(softmax(t/T) ‖ softmax(s/T))``, averaged over the batch, in float32 at least.
+
+    Under mixed precision both forwards run in bfloat16 or float16 and so do their logits; CPU
+    autocast would keep the log-softmax in that precision (bfloat16 holds 8 significant bits),
+    blurring the softened distributions the soft term compares. The term is computed outside autocast on
+    float32 copies (float64 logits stay float64): a float32 run is unchanged."""
+    dtype = torch.promote_types(student_logits.dtype, torch.float32)
+    with torch.autocast(student_logits.device.type, enabled=False):
+        log_student = F.log_softmax(student_logits.to(dtype) / temperature, dim=1)
+        log_teacher = F.log_softmax(teacher_logits.to(dtype) / temperature, dim=1)
+        return F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True) * temperature**2
 
 
 def freeze(model: nn.Module) -> nn.Module:

@@ -184,7 +184,8 @@ def test_sensitivity_analysis_ranks_with_a_data_criterion(run_experiment, tmp_pa
 
 
 @pytest.mark.slow
-def test_two_processes_prune_with_taylor_and_distill(tmp_path):
+@pytest.mark.parametrize("precision", ["32", "bf16-mixed"])
+def test_two_processes_prune_with_taylor_and_distill(tmp_path, precision):
     from test_distributed import torchrun
 
     from framework.tracking.metrics_file import read_metrics
@@ -192,6 +193,7 @@ def test_two_processes_prune_with_taylor_and_distill(tmp_path):
     runs = tmp_path / "runs"
     done, output = torchrun(
         [
+            f"precision={precision}",
             "pruner=agp_filter",
             "pruner/criterion=taylor",
             "pruner.calibration_batches=2",
@@ -201,6 +203,9 @@ def test_two_processes_prune_with_taylor_and_distill(tmp_path):
             "schedule.ending_epoch=1",
             "loader.batch_size=64",
             "pruner.thin=never",
+            # MLflow and the deploy step under torchrun: tests/runner/test_distributed.py
+            "tracking=none",
+            "deploy.enabled=false",
             f"hydra.run.dir={runs}/" + "${now:%H-%M-%S-%f}",
         ],
         tmp_path,
@@ -210,10 +215,25 @@ def test_two_processes_prune_with_taylor_and_distill(tmp_path):
     import json
 
     checks = json.loads((run_dir / "distributed.json").read_text())["checks"]
-    # masks and weights agree on both ranks (that the all-reduced sums themselves are equal on
-    # every rank is shown in tests/pruning/test_calibration_ranks.py)
+    # masks and weights agree on both ranks, no pruned weight is nonzero (float32 weights, also
+    # when the steps ran in bfloat16); that the all-reduced sums themselves are equal on every
+    # rank is shown in tests/pruning/test_calibration_ranks.py
     assert checks and all(check["agree"] for check in checks)
+    for check in checks:
+        rank0, rank1 = check["ranks"]
+        assert rank0["parameters_sha256"] == rank1["parameters_sha256"]
+        assert rank0["nonzero_pruned"] == rank1["nonzero_pruned"] == 0 and rank0["layers"] > 0
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert checkpoint["precision"]["precision"] == precision
+    assert all(value.dtype == torch.float32 for value in checkpoint["model"].values() if value.is_floating_point())
     records = read_metrics(run_dir / "metrics.jsonl")
     assert [r["epoch"] for r in records] == [0, 1]
     assert "distill/kd_loss" in records[0] and records[0]["regularizer/value"] > 0
     assert "distill/teacher_top1" in records[0] and "distill/teacher_top1" not in records[1]
+    # pruned to its target (ending_epoch=1): half the filters of every convolution
+    assert records[-1]["pruning/target_sparsity"] == 0.5
+    masks = checkpoint["hooks"]["pruning"]["masks"]
+    convolutions = [name for name in masks if name.endswith(".0.weight")]
+    assert convolutions == ["block1.0.weight", "block2.0.weight", "block3.0.weight"]
+    for name in convolutions:
+        assert (masks[name].flatten(1).sum(dim=1) == 0).float().mean() == 0.5, name

@@ -7,6 +7,8 @@ criterion needs) and, when gradients are needed, one ``torch.autograd.grad`` of 
 respect to those layers' weights and outputs. ``autograd.grad`` leaves every ``.grad`` of the
 model untouched and runs no DDP reducer hook, so the pass changes nothing the training sees:
 
+* the pass runs in the model's own precision (float32) with autocast off, whatever
+  ``precision`` the training steps in and wherever the pass is called from;
 * the model is put in eval mode for the pass (BatchNorm running statistics are not updated, no
   dropout draws from the global RNG) and each module's mode is restored afterwards;
 * the batches come from the source the caller set (:meth:`Calibration.set_data`): a callable
@@ -136,8 +138,10 @@ class Calibration:
         modes = {module: module.training for module in self.model.modules()}
         self.model.eval()
         # The batches' augmentation may draw from the global CPU RNG: a forked stream keeps the
-        # training's random sequence the same with and without the pass.
-        with torch.random.fork_rng(devices=[]):
+        # training's random sequence the same with and without the pass. Autocast is off: a
+        # ranking must not depend on the training precision, even when called inside a step.
+        device_type = next(self.model.parameters()).device.type
+        with torch.random.fork_rng(devices=[]), torch.autocast(device_type, enabled=False):
             seen = self._pass(batches, modes)
         if seen == 0:
             raise PruningError(f"pruner.criterion={self.criterion.name}: the calibration data gave no batch")
