@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from framework.sweeps.objective import describe
 from framework.sweeps.records import FAILED, FINISHED, JobRecord, SweepInfo, shown_overrides
 from framework.sweeps.summary import write_summary
 
@@ -23,11 +24,10 @@ def optimizer_result(sweep_dir: Path) -> str | None:
 
     result = OmegaConf.to_container(OmegaConf.load(path))
     if "best_value" in result:
-        return f"Best value (Optuna): {result['best_value']:.4f} with {_params(result.get('best_params', {}))}"
+        return f"Best value (Optuna): {describe(result['best_value'])} with {_params(result.get('best_params', {}))}"
     lines = ["Optuna's Pareto front (values in the order of optimized_metric):"]
     for solution in result.get("solutions", []):
-        values = ", ".join(f"{v:.4f}" for v in solution["values"])
-        lines.append(f"- [{values}] with {_params(solution['params'])}")
+        lines.append(f"- {describe(solution['values'])} with {_params(solution['params'])}")
     return "\n".join(lines)
 
 
