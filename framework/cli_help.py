@@ -154,6 +154,15 @@ def _importable(module: str) -> bool:
         return False
 
 
+def _missing_plugin(dirs: Sequence[Path], group: str, option: str, seen: set) -> str | None:
+    """What ``group=option`` needs (directly or through a preset) that is not installed, if anything."""
+    for picked_group, picked in _options_picked(dirs, group, option, seen):
+        module, needed = PLUGIN_OPTIONS.get((picked_group, picked), (None, None))
+        if module and not _importable(module):
+            return needed
+    return None
+
+
 def missing_plugin_problem(conf: Path, argv: Sequence[str]) -> str | None:
     """One line when the command line picks a launcher or sweeper (directly or through a preset)
     whose Hydra plugin is not installed, naming the package and the extra that brings it."""
@@ -164,14 +173,36 @@ def missing_plugin_problem(conf: Path, argv: Sequence[str]) -> str | None:
         if key not in PLUGIN_GROUPS:
             continue
         for option in value.split(","):
-            for group, picked in _options_picked(dirs, key, option.strip(), seen):
-                module, needed = PLUGIN_OPTIONS.get((group, picked), (None, None))
-                if module and not _importable(module):
-                    return (
-                        f"{override} needs {needed}, which is not installed; "
-                        f"install it with: pip install 'secateurs[sweeps]'"
-                    )
+            needed = _missing_plugin(dirs, key, option.strip(), seen)
+            if needed:
+                return f"{override} needs {needed}, which is not installed; install it with: pip install 'secateurs[sweeps]'"
     return None
+
+
+# Hydra's own groups hold options that no config folder has: Hydra's built-in ones and those a
+# plugin registers. --help lists them beside ours (the folders alone gave `hydra/launcher: slurm`).
+HYDRA_BUILT_IN_OPTIONS = {"hydra/launcher": ("basic",), "hydra/sweeper": ("basic",)}
+
+
+def help_group_lines(dirs: Sequence[Path]) -> list[str]:
+    """``  group: a, b, c`` per group, Hydra's launchers and sweepers included; an option whose
+    plugin is not installed is marked, with the extra that brings it."""
+    groups = {group: set(options) for group, options in group_options(dirs).items()}
+    for group, options in HYDRA_BUILT_IN_OPTIONS.items():
+        groups.setdefault(group, set()).update(options)
+    for group, option in PLUGIN_OPTIONS:
+        groups.setdefault(group, set()).add(option)
+    lines, missing = [], False
+    for group in sorted(groups):
+        shown = []
+        for option in sorted(groups[group]):
+            marked = group in PLUGIN_GROUPS and _missing_plugin(dirs, group, option, set())
+            missing = missing or bool(marked)
+            shown.append(f"{option}*" if marked else option)
+        lines.append(f"  {group}: {', '.join(shown)}")
+    if missing:
+        lines.append("  (* needs a plugin that is not installed: pip install 'secateurs[sweeps]')")
+    return lines
 
 
 def print_help(conf: Path, argv: Sequence[str]) -> None:
@@ -179,8 +210,7 @@ def print_help(conf: Path, argv: Sequence[str]) -> None:
     from omegaconf import OmegaConf
 
     dirs = config_dirs(conf, argv)
-    lines = [f"  {group}: {', '.join(options)}" for group, options in group_options(dirs).items()]
-    print(HEADER + "\n".join(lines))
+    print(HEADER + "\n".join(help_group_lines(dirs)))
     print("\n== Config (override anything: key=value; add a key: +key=value) ==\n")
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         extra = (
