@@ -219,3 +219,53 @@ def print_help(conf: Path, argv: Sequence[str]) -> None:
         cfg = compose(config_name="config", overrides=overrides_of(argv) + extra)
     print(OmegaConf.to_yaml(cfg), end="")
     print(FOOTER, end="")
+
+
+# Keys a Lightning-Hydra-Template user types, answered with our spelling. Hydra would say "use
+# +logger=..." (which cannot work: nothing here reads those keys). The longest matching key
+# wins; {value} is the value the user gave.
+TEMPLATE_SPELLINGS: dict[str, str] = {
+    "logger": "tracking=mlflow | none (tracking.uri=..., tracking.experiment=...); metrics.jsonl is always written",
+    "callbacks.early_stopping": "early_stopping.patience=N (on optimized_metric; docs/configuration.md)",
+    "callbacks.model_checkpoint": "checkpoints are always written: checkpoints/last.pt and best.pt (by optimized_metric)",
+    "callbacks.rich_progress_bar": "progress=true | false",
+    "callbacks": "early_stopping.patience=N; checkpoints (last.pt, best.pt) are always written; progress=false",
+    "trainer.max_epochs": "epochs={value}",
+    "trainer.min_epochs": "epochs=N (every run trains all its epochs unless early_stopping.patience=N)",
+    "trainer.accelerator": "device=auto | cpu | cuda",
+    "trainer.devices": "device=... for one process; several GPUs: torchrun --nproc_per_node=N (docs/distributed.md)",
+    "trainer.limit_train_batches": "loader.limit_train_batches={value}",
+    "trainer.limit_val_batches": "loader.limit_val_batches={value}",
+    "trainer.fast_dev_run": "debug=fast",
+    "trainer.deterministic": "seed=N (every run is seeded and resumes bit-exactly)",
+    "trainer": "epochs=N, device=auto | cpu | cuda, loader.limit_train_batches=N; several GPUs: torchrun (docs/distributed.md)",
+    "data.batch_size": "loader.batch_size={value}",
+    "data.num_workers": "loader.num_workers={value}",
+    "data.data_dir": "dataset.root={value}",
+    "data": "dataset=<option> (dataset.<argument>=... for its arguments, loader.batch_size=N)",
+    "model.optimizer": "optimizer=<option> (optimizer.lr=...)",
+    "model.scheduler": "lr_scheduler=<option>",
+    "ckpt_path": "task=eval pretrained={value} to evaluate it, resume={value} to continue training, pretrained={value} to start from its weights",
+    "train": "task=train | eval | sensitivity",
+    "test": "task=eval pretrained=<file> (the val split is evaluated after every epoch of a training run)",
+    "task_name": "tracking.experiment={value}",
+    "extras.print_config": "print_config={value}",
+    "extras.enforce_tags": "tags=[...]",
+    "extras": "print_config=true",
+    "paths.log_dir": "paths.output_dir={value}",
+    "paths.root_dir": "paths.output_dir={value}",
+    "paths.data_dir": "dataset.root={value}",
+}
+
+
+def template_key_problem(conf: Path, argv: Sequence[str]) -> str | None:
+    """One line for a key of Lightning-Hydra-Template's (``logger=mlflow``, ``trainer.max_epochs=5``,
+    ``ckpt_path=...``) naming ours, unless a ``--config-dir`` of the user's has that group."""
+    groups = group_options(config_dirs(conf, argv)[1:])
+    for override in overrides_of(argv):
+        key = override.partition("=")[0].lstrip("+~")
+        for known in sorted(TEMPLATE_SPELLINGS, key=len, reverse=True):
+            if (key == known or key.startswith(known + ".")) and key.split(".")[0] not in groups:
+                ours = TEMPLATE_SPELLINGS[known].replace("{value}", override.partition("=")[2] or "...")
+                return f"{override} is Lightning-Hydra-Template's spelling; here: {ours}"
+    return None
