@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import torch
+from support import HANG_S
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = Path(__file__).parent / "data" / "behaviour_baseline.json"
@@ -34,7 +35,7 @@ _MEASURED = ("_ms_", "speedup", "bytes", "onnx_max_abs_error")
 def run(name: str, run_dir: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     command = [sys.executable, str(ROOT / "run.py"), *RUNS[name], *COMMON, f"hydra.run.dir={run_dir}"]
-    done = subprocess.run(command, cwd=run_dir.parent, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, cwd=run_dir.parent, env=env, capture_output=True, text=True, timeout=HANG_S)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr[-3000:]}")
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from mlflow.tracking import MlflowClient
 from support import cli_dirs, run_cli
@@ -41,7 +39,6 @@ def test_multirun_logs_one_run_per_job_into_one_experiment(tmp_path):
 
 
 def test_missing_cifar10_is_one_clear_line_before_any_work(tmp_path):
-    start = time.monotonic()
     result = run_cli(["dataset=cifar10", f"dataset.root={tmp_path}/data", *cli_dirs(tmp_path)])
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.strip()]
@@ -49,7 +46,7 @@ def test_missing_cifar10_is_one_clear_line_before_any_work(tmp_path):
     assert "dataset.root" in errors[0] and "dataset.download" in errors[0]
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "mlflow.db").exists()  # failed before tracking started
-    assert time.monotonic() - start < 60
+    assert not (tmp_path / "data").exists()  # and before any download: nothing was written there
 
 
 def test_unknown_key_fails_at_compose_with_hydras_short_message(tmp_path):

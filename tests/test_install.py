@@ -16,13 +16,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from support import HANG_S
 
 ROOT = Path(__file__).resolve().parents[1]
 # What the wheel is built from: the files a clone has (nothing of outputs/, build/ or the venv).
 SOURCES = ("framework", "conf", "setup.py", "pyproject.toml", "README.md")
 
 
-def _run(args, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+def _run(args, cwd: Path, timeout: float = HANG_S) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HYDRA_FULL_ERROR")}
     return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -146,7 +147,7 @@ def test_a_missing_sweep_plugin_is_one_line_naming_the_extra(tmp_path):
             (site / name).symlink_to(shared / name)
     (site / "secateurs_clone.pth").write_text(f"{ROOT}\n")
     for override in ("hydra/launcher=slurm", "hparams_search=optuna_lr_wd"):
-        done = _run([python, ROOT / "run.py", "-m", override], cwd=tmp_path, timeout=120)
+        done = _run([python, ROOT / "run.py", "-m", override], cwd=tmp_path)
         assert done.returncode == 2, done.stderr
         assert done.stderr.strip().splitlines() == [
             f"error: {override} needs "

@@ -20,7 +20,7 @@ def raw_val_digits():
 def finished_run(tmp_path, overrides):
     import mlflow
 
-    result = run_cli([*overrides, "tracking.experiment=deploy", *cli_dirs(tmp_path)], timeout=600)
+    result = run_cli([*overrides, "tracking.experiment=deploy", *cli_dirs(tmp_path)])
     assert result.returncode == 0, result.stderr[-3000:]
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     run_id = (tmp_path / "run" / "mlflow_run_id").read_text().strip()

@@ -9,7 +9,7 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
-from support import ROOT, cli_dirs, run_cli
+from support import HANG_S, ROOT, cli_dirs, run_cli
 
 FAST = ["epochs=1", "tracking.log_model=false"]
 
@@ -82,7 +82,7 @@ def test_joblib_sweep_on_a_fresh_store_nests_every_job_under_one_parent_with_a_s
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_S,
     )
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     again = (tmp_path / "again" / "sweep_summary.md").read_text()

@@ -18,7 +18,7 @@ import pytest
 import torch
 from bn_models import trained_looking
 from sklearn.datasets import load_digits
-from support import ROOT, cli_dirs, run_cli
+from support import HANG_S, ROOT, cli_dirs, run_cli
 
 from framework.analysis.cost import export_onnx
 from framework.data.digits import build_digits, stratified_split
@@ -83,7 +83,7 @@ def trained_run(tmp_path_factory):
     import mlflow
 
     tmp = tmp_path_factory.mktemp("served")
-    result = run_cli(["pruner=agp", "epochs=2", "tracking.experiment=served", *cli_dirs(tmp)], timeout=600)
+    result = run_cli(["pruner=agp", "epochs=2", "tracking.experiment=served", *cli_dirs(tmp)])
     assert result.returncode == 0, result.stderr[-3000:]
     uri = f"sqlite:///{tmp}/mlflow.db"
     run_id = (tmp / "run" / "mlflow_run_id").read_text().strip()
@@ -117,7 +117,12 @@ def load_elsewhere(python: str, uri: str, run_id: str, workdir: Path, env=None) 
     np.save(workdir / "raw.npy", raw)
     (workdir / "load_model.py").write_text(LOADER)
     loaded = subprocess.run(
-        [python, "-I", "load_model.py", uri, run_id], cwd=workdir, capture_output=True, text=True, timeout=300, env=env
+        [python, "-I", "load_model.py", uri, run_id],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+        env=env,
     )
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     return json.loads(loaded.stdout.strip().splitlines()[-1])
@@ -172,7 +177,7 @@ def test_mlflow_models_serve_answers_raw_digits_over_http_with_the_runs_accuracy
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + HANG_S
         while True:
             assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
             try:
@@ -181,7 +186,7 @@ def test_mlflow_models_serve_answers_raw_digits_over_http_with_the_runs_accuracy
                         break
             except OSError:
                 pass
-            assert time.monotonic() < deadline, "the server did not answer /ping within 120 s"
+            assert time.monotonic() < deadline, f"the server did not answer /ping within {HANG_S} s"
             time.sleep(0.5)
         raw, labels = raw_val_digits()
         request = urllib.request.Request(
@@ -189,14 +194,14 @@ def test_mlflow_models_serve_answers_raw_digits_over_http_with_the_runs_accuracy
             data=json.dumps({"inputs": raw.tolist()}).encode(),
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=60) as reply:
+        with urllib.request.urlopen(request, timeout=HANG_S) as reply:
             predictions = json.loads(reply.read())["predictions"]
         assert len(predictions) == len(labels)
         assert abs(accuracy(labels, [p["label"] for p in predictions]) - top1) <= ONE_DIGIT
         assert {p["class_name"] for p in predictions} <= {str(d) for d in range(10)}
     finally:
         os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        server.wait(timeout=HANG_S)
         log.close()
 
 
@@ -211,14 +216,14 @@ def test_a_venv_with_only_the_models_requirements_loads_it(trained_run, tmp_path
     assert ROOT not in place.parents
     requirements = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model/requirements.txt", tracking_uri=uri))
     venv = place / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=HANG_S)
     python = str(venv / "bin" / "python")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     installed = subprocess.run(
         [python, "-m", "pip", "install", "-q", "-r", str(requirements)],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=HANG_S,
         env=env,
     )
     assert installed.returncode == 0, installed.stderr[-3000:]
