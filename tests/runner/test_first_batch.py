@@ -7,7 +7,8 @@ import textwrap
 
 import pytest
 import torch
-from support import cli_dirs, run_cli
+from cli_in_process import run_main
+from support import cli_dirs
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -191,7 +192,7 @@ def test_bad_data_or_model_output_through_the_cli_exits_2_before_training(tmp_pa
     (tmp_path / "conf" / "dataset" / "labels.yaml").write_text(
         "# @package _global_\ndataset:\n  _target_: bad_data.Labels\n  label: 7\n  val_size: 8\nloader:\n  batch_size: 4\n  num_workers: 0\n"
     )
-    result = run_cli(
+    result = run_main(
         ["--config-dir", str(tmp_path / "conf"), *overrides, "tracking=none", *cli_dirs(tmp_path, mlflow=False)],
         cwd=tmp_path,
     )
