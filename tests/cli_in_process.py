@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import traceback
 import warnings
 from collections.abc import Iterator, Sequence
@@ -118,27 +119,55 @@ def _fresh_invocation() -> None:
     GlobalHydra.instance().clear()
 
 
+class _Captured:
+    """One of the process's output streams (1 or 2) into a file, at the file-descriptor level:
+    what Python prints and what the processes a run starts print (joblib's and submitit's job
+    processes inherit the descriptor), as a pipe to a subprocess would collect them."""
+
+    def __init__(self, fd: int):
+        self.fd, self.file = fd, tempfile.TemporaryFile()
+        self.stream = open(self.file.fileno(), "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+
+    def __enter__(self) -> io.TextIOBase:
+        self.saved = os.dup(self.fd)
+        os.dup2(self.file.fileno(), self.fd)
+        return self.stream
+
+    def __exit__(self, *exc_info) -> None:
+        self.stream.flush()
+        os.dup2(self.saved, self.fd)
+        os.close(self.saved)
+
+    def text(self) -> str:
+        self.file.seek(0)
+        text = self.file.read().decode("utf-8", errors="replace")
+        self.stream.close()
+        self.file.close()
+        return text
+
+
 def run_main(args: Sequence[str], cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
     """``run.py args`` in this process; returns what :func:`support.run_cli` returns (exit code,
     the text written to stdout and stderr)."""
     import framework.app as app
 
-    out, err = io.StringIO(), io.StringIO()
+    out, err = _Captured(1), _Captured(2)
     code, modules = 0, set(sys.modules)
     with _process_state_restored(Path(cwd)):
         os.environ.pop("HYDRA_FULL_ERROR", None)
         os.environ.update(env or {})
         sys.argv[:] = [str(ROOT / "run.py"), *args]
         _fresh_invocation()
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _warnings_as_in_a_new_process():
-                app.main()
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-        except Exception:  # what the interpreter would print before exiting 1
-            err.write(traceback.format_exc())
-            code = 1
-        finally:
-            _fresh_invocation()
-            _forget_user_modules(modules)
-    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+        with out as stdout, err as stderr, contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                with _warnings_as_in_a_new_process():
+                    app.main()
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            except Exception:  # what the interpreter would print before exiting 1
+                stderr.write(traceback.format_exc())
+                code = 1
+            finally:
+                _fresh_invocation()
+                _forget_user_modules(modules)
+    return subprocess.CompletedProcess(list(args), code, out.text(), err.text())

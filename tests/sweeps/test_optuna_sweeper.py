@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import optuna
 import pytest
+from cli_in_process import run_main
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
-from support import cli_dirs, run_cli
+from support import cli_dirs
 
 from hydra_plugins.secateurs_optuna_sweeper._search import (
     SearchSpaceError,
@@ -103,7 +104,7 @@ def test_a_journal_file_keeps_a_study_for_the_next_process(tmp_path):
     ],
 )
 def test_bad_settings_get_one_line_and_exit_2_before_any_trial(tmp_path, args, says):
-    result = run_cli(["-m", "hparams_search=optuna_lr_wd", *args, *FAST, *cli_dirs(tmp_path)])
+    result = run_main(["-m", "hparams_search=optuna_lr_wd", *args, *FAST, *cli_dirs(tmp_path)])
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert result.returncode == 2, result.stderr[-3000:]
     assert len(errors) == 1 and says in errors[0], result.stderr[-3000:]
@@ -124,7 +125,7 @@ def test_parallel_jobs_share_one_stored_study_and_a_rerun_continues_it(tmp_path)
         f"hydra.sweeper.storage={storage}",
         *FAST,
     ]
-    first = run_cli([*args, *cli_dirs(tmp_path)])
+    first = run_main([*args, *cli_dirs(tmp_path)])
     assert first.returncode == 0, first.stderr[-3000:]
     study = optuna.load_study(study_name="lr_wd", storage=storage)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
@@ -133,7 +134,7 @@ def test_parallel_jobs_share_one_stored_study_and_a_rerun_continues_it(tmp_path)
 
     # the same command again (a new sweep dir, as a second day's run gets): the study goes on
     rerun_dirs = [a.replace(f"{tmp_path}/multirun", f"{tmp_path}/multirun2") for a in cli_dirs(tmp_path)]
-    again = run_cli([*args, *rerun_dirs])
+    again = run_main([*args, *rerun_dirs])
     assert again.returncode == 0, again.stderr[-3000:]
     study = optuna.load_study(study_name="lr_wd", storage=storage)
     assert len(study.trials) == 4 and all(t.state == TrialState.COMPLETE for t in study.trials)
