@@ -1,9 +1,9 @@
 """What "behaviour unchanged" means for a refactor, as data: the deterministic outputs of two short
 runs (a coupled-filter AGP run that thins, and a fine-grained AGP run) reduced to a fingerprint.
 
-``python tests/behaviour_fingerprint.py --record`` runs them and writes
+``python tests/behaviour_fingerprint.py --record`` runs them and writes this machine kind's entry of
 ``tests/data/behaviour_baseline.json``; ``tests/test_behaviour_unchanged.py`` runs them again and
-compares. Record only from a commit whose behaviour is the reference.
+compares, bit for bit on a recorded kind. Record only from a commit whose behaviour is the reference.
 """
 
 from __future__ import annotations
@@ -62,17 +62,32 @@ def fingerprint(run_dir: Path) -> dict:
     return result
 
 
-def cpu_capability() -> str:
-    return torch.backends.cpu.get_cpu_capability()
+def cpu_kind() -> str:
+    """Which float kernels this machine runs: torch's capability level and the CPU's feature flags.
+    The level alone is too coarse: two AVX512 machines, one with AMX and AVX512-BF16, gave results
+    that differ in the 8th digit."""
+    flags = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        lines = [line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")]
+        flags = " ".join(sorted(set(lines[0].split(":", 1)[1].split()))) if lines else ""
+    return f"{torch.backends.cpu.get_cpu_capability()} flags:{hashlib.sha256(flags.encode()).hexdigest()[:12]}"
+
+
+def recordings() -> list[dict]:
+    """Every recorded machine kind's fingerprints, the first recorded first."""
+    return json.loads(BASELINE.read_text())["recordings"] if BASELINE.is_file() else []
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--record"]:
     import tempfile
 
-    recorded = {"cpu_capability": cpu_capability(), "torch": torch.__version__, "runs": {}}
+    # One recording per machine kind: recording here replaces only this kind's.
+    recorded = {"cpu_kind": cpu_kind(), "torch": torch.__version__, "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name in RUNS:
             run(name, Path(tmp) / name)
             recorded["runs"][name] = fingerprint(Path(tmp) / name)
-    BASELINE.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
+    others = [r for r in recordings() if r["cpu_kind"] != recorded["cpu_kind"]]
+    BASELINE.write_text(json.dumps({"recordings": [*others, recorded]}, indent=1, sort_keys=True) + "\n")
     print(f"wrote {BASELINE}")
