@@ -29,7 +29,7 @@ RUNS = {
 COMMON = ["tracking=none", "progress=false", "device=cpu"]
 
 # Wall-clock figures (latency, speedups) and file sizes are measurements, not behaviour.
-_MEASURED = ("_ms_", "speedup", "bytes", "onnx_max_abs_error")
+MEASURED = ("_ms_", "speedup", "bytes", "onnx_max_abs_error")
 
 
 def run(name: str, run_dir: Path) -> None:
@@ -48,7 +48,7 @@ def _digest(tensor: torch.Tensor) -> str:
 def fingerprint(run_dir: Path) -> dict:
     """Metrics per epoch (exact floats), the final weights and the thinned model (hashes)."""
     epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    metrics = [{k: v for k, v in sorted(e.items()) if not any(m in k for m in _MEASURED)} for e in epochs]
+    metrics = [{k: v for k, v in sorted(e.items()) if not any(m in k for m in MEASURED)} for e in epochs]
     checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
     result = {
         "metrics": metrics,
