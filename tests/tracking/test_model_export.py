@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 from bn_models import trained_looking
+from cli_in_process import run_main
 from sklearn.datasets import load_digits
-from support import HANG_S, ROOT, cli_dirs, run_cli
+from support import HANG_S, ROOT, cli_dirs
 
 from framework.analysis.cost import export_onnx
 from framework.data.digits import build_digits, stratified_split
@@ -83,7 +84,7 @@ def trained_run(tmp_path_factory):
     import mlflow
 
     tmp = tmp_path_factory.mktemp("served")
-    result = run_cli(["pruner=agp", "epochs=2", "tracking.experiment=served", *cli_dirs(tmp)])
+    result = run_main(["pruner=agp", "epochs=2", "tracking.experiment=served", *cli_dirs(tmp)])
     assert result.returncode == 0, result.stderr[-3000:]
     uri = f"sqlite:///{tmp}/mlflow.db"
     run_id = (tmp / "run" / "mlflow_run_id").read_text().strip()
