@@ -17,10 +17,11 @@ run: $(STAMP)
 test: lint
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
-# ruff (configured in pyproject.toml): lint and format check, zero findings; `make test` runs it first.
+# ruff and mypy (configured in pyproject.toml): lint, format and type checks, zero findings; `make test` runs them first.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # Opens the MLflow dashboard on the default store (outputs/mlflow.db).
 ui: $(STAMP)

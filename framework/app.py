@@ -17,9 +17,11 @@ from omegaconf import DictConfig
 
 # The schema and the checks import neither torch nor mlflow: --help and typos answer at once.
 from framework.config import conf_dir
+from framework.process.exit import EXIT_BAD_INPUT, EXIT_OK, exit_with, interrupted_exit_code
+from framework.run_context import RunContext
 
 _jobs_started = 0
-_user_errors = []  # single runs that stopped on a user mistake (SecateursError): exit 2
+_user_errors: list[str] = []  # single runs that stopped on a user mistake (SecateursError): exit 2
 _quiet_stderr = None  # under torchrun, where a rank > 0 sends Hydra's compose errors (rank 0 shows them)
 
 
@@ -49,7 +51,7 @@ def run_single(cfg: DictConfig, context: dict):
     """A single run: a user mistake prints one line and the process exits 2 (under torchrun only
     rank 0 says it; every rank exits 2); the last epoch's metrics otherwise."""
     from framework.errors import SecateursError
-    from framework.runner import RunContext, run
+    from framework.runner import run
 
     try:
         return run(cfg, RunContext(**context))
@@ -65,7 +67,7 @@ def run_single(cfg: DictConfig, context: dict):
 def run_job(cfg: DictConfig, hydra_cfg, context: dict):
     """A job of a multirun: the runner runs it, the sweep layer records its outcome (job.json) and
     gives the sweeper its value, a number or a failed trial, never an exception."""
-    from framework.runner import RunContext, run
+    from framework.runner import run
     from framework.sweeps.job import SweepJob
 
     job = SweepJob(hydra_cfg)
@@ -94,35 +96,6 @@ def quiet_other_ranks(argv: list[str]) -> list[str]:
     global _quiet_stderr
     sys.stderr = _quiet_stderr = io.StringIO()  # Hydra's own compose errors: rank 0 prints the same text
     return [*argv, "hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
-
-
-def exit_with(code: int) -> None:
-    """Exit; under torchrun every rank first agrees to leave with the same code.
-
-    torchrun ends the other ranks (SIGTERM) as soon as one exits non-zero. So that a config
-    mistake reads "exitcode 2" on every rank, whatever the order the ranks get there, each rank
-    answers SIGTERM with its own code from now on and waits until every rank has said so
-    (:func:`framework.training.distributed.wait_for_every_rank_to_exit`) before it exits."""
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
-        import logging
-        import signal
-
-        def leave(*_):
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-
-        if code != 0:
-            signal.signal(signal.SIGTERM, leave)
-            from framework.training.distributed import wait_for_every_rank_to_exit
-
-            wait_for_every_rank_to_exit(code)
-        # The process group is already shut down; gloo's C++ threads can still abort the
-        # interpreter's teardown ("terminate called without an active exception", exit -6) and
-        # replace our exit code. Everything of ours is written and closed by now: flush and go.
-        logging.shutdown()
-        leave()
-    sys.exit(code)
 
 
 def make_user_code_importable(argv: list[str]) -> None:
@@ -166,9 +139,8 @@ def output_dir_problem(argv: list[str]) -> str | None:
 
 def is_run_folder(folder: Path) -> bool:
     """A folder this program wrote as a run's home (its files are never code to import): Hydra's
-    ``.hydra/`` or the run lock's ``.lock`` (framework.training.run_lock.LOCK_FILE; not imported
-    here, as it brings torch and ``--help`` answers without it)."""
-    return (folder / ".hydra").is_dir() or (folder / ".lock").is_file()
+    ``.hydra/`` or the run lock's file."""
+    return (folder / ".hydra").is_dir() or RunContext(folder).lock_file.is_file()
 
 
 def main() -> None:
@@ -179,36 +151,42 @@ def main() -> None:
 
         print_help(conf_dir(), sys.argv[1:])
         sys.exit(0)
-    from framework.cli_help import missing_plugin_problem, renamed_option_problem, unknown_option_problem
+    from framework.cli_help import (
+        missing_plugin_problem,
+        renamed_key_problem,
+        renamed_option_problem,
+        unknown_option_problem,
+    )
     from framework.sweeps.callback import finish_open_sweeps
 
     sys.argv[1:] = quiet_other_ranks(sys.argv[1:])
     problem = (
         renamed_option_problem(conf_dir(), sys.argv[1:])
+        or renamed_key_problem(sys.argv[1:])
         or unknown_option_problem(conf_dir(), sys.argv[1:])
         or missing_plugin_problem(conf_dir(), sys.argv[1:])
         or output_dir_problem(sys.argv[1:])
     )
     if problem:  # Hydra would answer with a page of options, "Could not load ...", or a traceback
         print(f"error: {problem}", file=sys.stderr)
-        exit_with(2)
+        exit_with(EXIT_BAD_INPUT)
     try:
         hydra_main()
     except KeyboardInterrupt as interrupt:
         # The last checkpoint is kept; the MLflow run is already marked KILLED.
         finish_open_sweeps()
         print("interrupted: the run is marked KILLED; continue it with resume=auto", file=sys.stderr)
-        sys.exit(143 if type(interrupt).__name__ == "Terminated" else 130)
+        sys.exit(interrupted_exit_code(interrupt))
     except SystemExit as hydra_exit:
         # A sweeper that raised (Optuna with no finished trial) skipped the sweep's end: do it here.
         finish_open_sweeps()
         # Hydra exits 1 for a config it cannot compose (unknown key or option, wrong type): that
         # is bad input like ours, so it gets our exit code. Once a job has started, 1 means a crash.
         if hydra_exit.code == 1 and _jobs_started == 0:
-            exit_with(2)
+            exit_with(EXIT_BAD_INPUT)
         if _quiet_stderr is not None and sys.stderr is _quiet_stderr:  # a rank > 0 failed before its job
-            sys.__stderr__.write(_quiet_stderr.getvalue())
+            print(_quiet_stderr.getvalue(), end="", file=sys.__stderr__)
         raise
     from framework.sweeps import outcome
 
-    exit_with(outcome.exit_code() or (2 if _user_errors else 0))
+    exit_with(outcome.exit_code() or (EXIT_BAD_INPUT if _user_errors else EXIT_OK))

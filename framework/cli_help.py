@@ -82,6 +82,18 @@ def renamed_option_problem(conf: Path, argv: Sequence[str]) -> str | None:
     return None
 
 
+def renamed_key_problem(argv: Sequence[str]) -> str | None:
+    """One line for an override of a renamed key (``deploy.calibration_batches=4``), which Hydra
+    would answer with a traceback-like page about a key not in the schema."""
+    from framework.deploy.rules import renamed_key_problem as deploy_key_problem
+
+    for override in overrides_of(argv):
+        problem = deploy_key_problem(override.partition("=")[0])
+        if problem is not None:
+            return problem
+    return None
+
+
 def unknown_option_problem(conf: Path, argv: Sequence[str]) -> str | None:
     """One line for ``group=option`` naming an option that no config folder has, before Hydra
     starts: Hydra answers a single run with a page of options, and a sweep only once its first job
@@ -132,7 +144,8 @@ def _options_picked(dirs: Sequence[Path], group: str, option: str, seen: set) ->
         path = root / group / f"{option}.yaml"
         if not path.is_file():
             continue
-        defaults = OmegaConf.to_container(OmegaConf.load(path)).get("defaults") or []
+        node = OmegaConf.to_container(OmegaConf.load(path))
+        defaults = (node.get("defaults") if isinstance(node, dict) else None) or []
         for entry in defaults:
             if isinstance(entry, str) and entry != "_self_":  # an option of the same group
                 yield from _options_picked(dirs, group, entry, seen)

@@ -26,16 +26,16 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from framework.deploy.rules import DeployConfig, deploy_problems
 from framework.errors import ConfigError
 from framework.pruning.spec import (
-    DEFAULTS,
     GLOBAL,
     NONE,
     RANKING_METHODS,
+    PrunerSpec,
     fold_batchnorm_problem,
     is_number,
     method_problem,
-    pruner_problems,
     schedule_problems,
 )
 
@@ -124,16 +124,6 @@ class PathsConfig:
 
 
 @dataclass
-class DeployConfig:
-    """The deployable model built at the end of a run (after thinning): BatchNorm fused, ONNX,
-    optionally int8, each variant measured (framework/deploy/)."""
-
-    enabled: bool = True  # needs onnx and onnxruntime: pip install 'secateurs[onnx]'
-    quantize: str = "none"  # none | int8: static ONNX Runtime quantization, also logged as a model
-    calibration_batches: int = 8  # training batches that calibrate the int8 activation ranges
-
-
-@dataclass
 class Config:
     # components: a _target_ and its arguments, checked against the target's signature
     model: Any = MISSING
@@ -175,7 +165,6 @@ def register_configs() -> None:
 register_configs()
 
 DEVICES = ("auto", "cpu", "cuda")
-QUANTIZE = ("none", "int8")
 DIST_BACKENDS = ("auto", "gloo", "nccl")
 
 
@@ -235,7 +224,7 @@ def config_problems(cfg: Any) -> list[str]:
             problems.append(f"{node}._target_ is missing; allowed: the import path of a class or function")
     problems.extend(_optimizer_problems(cfg, bad))
     problems.extend(_lr_scheduler_problems(cfg, bad))
-    problems.extend(_deploy_problems(cfg, bad))
+    problems.extend(deploy_problems(cfg.deploy))
     experiment = _select(cfg, "tracking.experiment")
     if experiment is not None and not (isinstance(experiment, str) and experiment.strip()):
         bad("tracking.experiment", "a non-empty experiment name")
@@ -290,24 +279,6 @@ def _sensitivity_problems(cfg: Any, bad) -> list[str]:
     return problems
 
 
-def _deploy_problems(cfg: Any, bad) -> list[str]:
-    deploy = cfg.deploy
-    if deploy.quantize not in QUANTIZE:
-        bad("deploy.quantize", " | ".join(QUANTIZE))
-    if deploy.calibration_batches < 1:
-        bad("deploy.calibration_batches", "an integer >= 1 (training batches that calibrate int8)")
-    if deploy.quantize != "none" and not deploy.enabled:
-        return [f"deploy.quantize={deploy.quantize} needs deploy.enabled=true; allowed: deploy.quantize=none"]
-    if deploy.enabled:
-        from framework.deploy.errors import missing_line  # torch-free: looks for the packages only
-
-        needed_by = f"deploy.quantize={deploy.quantize}" if deploy.quantize != "none" else "deploy.enabled=true"
-        missing = missing_line(needed_by)
-        if missing:
-            return [missing + " (or deploy.enabled=false)"]
-    return []
-
-
 def _optimizer_problems(cfg: Any, bad) -> list[str]:
     """Ranges of the arguments that torch's optimizers share, whatever the ``_target_``."""
     problems = []
@@ -329,7 +300,7 @@ def _optimizer_problems(cfg: Any, bad) -> list[str]:
 
 
 def _lr_scheduler_problems(cfg: Any, bad) -> list[str]:
-    problems = []
+    problems: list[str] = []
     step_size = _select(cfg, "lr_scheduler.step_size")
     if step_size is not None and not (isinstance(step_size, int) and step_size >= 1):
         bad("lr_scheduler.step_size", "an integer >= 1 (epochs between decays)")
@@ -351,10 +322,13 @@ def _pruner_problems(cfg: Any) -> list[str]:
     """The pruner's rules (:mod:`framework.pruning.spec`) on the pruner node and the schedule; the
     window is checked here, where ``epochs`` is known."""
     # the criterion is a component of its own, checked against its target's signature
-    arguments = {key: value for key, value in cfg.pruner.items() if key in DEFAULTS and key != "criterion"}
-    arguments["step_frequency"] = cfg.schedule.step_frequency
-    problems = pruner_problems(arguments, with_schedule=False)
-    if method_problem(arguments.get("method")):
+    settings = {
+        key: value for key, value in cfg.pruner.items() if key in PrunerSpec.field_names() and key != "criterion"
+    }
+    settings["step_frequency"] = cfg.schedule.step_frequency
+    spec = PrunerSpec(**settings)
+    problems = spec.problems(with_schedule=False)
+    if method_problem(spec.method):
         return problems
     return problems + _schedule_problems(cfg)
 

@@ -42,6 +42,10 @@ class NonFiniteLossError(SecateursError):
     """Training produced a NaN or infinite loss."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the run is marked KILLED and its checkpoint kept (exit 143)."""
+
+
 def short_reason(error: BaseException, limit: int = 160) -> str:
     """The telling line of an exception's message, shortened, so that ours stays one line.
 

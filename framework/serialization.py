@@ -18,11 +18,13 @@ from framework.errors import CheckpointError, short_reason
 def load_weights_only(path: str | os.PathLike, label: str, advice: str = "") -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU; a ``CheckpointError`` naming ``label``
     (e.g. ``"checkpoint '/x/last.pt'"``) and ending with ``advice`` when the file cannot be read."""
+    cause: Exception
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         # weights_only refuses anything but tensors and plain containers.
-        problem, cause = "holds objects other than tensors and plain values, refused by weights_only loading", error
+        problem = "holds objects other than tensors and plain values, refused by weights_only loading"
+        cause = error
     except Exception as error:
         problem, cause = "is truncated or not a PyTorch file", error
     tail = f"; {advice}" if advice else ""

@@ -58,7 +58,8 @@ def tracking_overrides(shared_store, request) -> list[str]:
 @pytest.fixture
 def run_experiment(compose_config, tmp_path):
     """Compose ``overrides`` and run them in-process with a run dir under ``tmp_path``."""
-    from framework.runner import RunContext, run
+    from framework.run_context import RunContext
+    from framework.runner import run
 
     def _run(overrides: Sequence[str], run_dir: Path | None = None):
         cfg = compose_config(list(overrides))

@@ -13,7 +13,7 @@ def hold_lock_in_child(run_dir) -> subprocess.Popen:
     """Start a process that takes the lock on ``run_dir`` and keeps it until killed."""
     child = textwrap.dedent(f"""
         import sys, time
-        from framework.training.run_lock import lock_run_dir
+        from framework.process.run_lock import lock_run_dir
         lock = lock_run_dir({str(run_dir)!r})
         print("locked", flush=True)
         time.sleep(600)

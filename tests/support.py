@@ -50,3 +50,19 @@ def cli_dirs(tmp_path: Path, store: Path | None = None, mlflow: bool = True) -> 
         *(store_overrides(store or tmp_path) if mlflow else []),
         "progress=false",
     ]
+
+
+def tracking_hook(*trackers):
+    """The training loop's one tracking hook over ``trackers`` (no files to log at the end)."""
+    from framework.tracking.group import Trackers
+    from framework.tracking.hook import TrackingHook
+
+    return TrackingHook(Trackers(list(trackers)), files=[])
+
+
+def metrics_file(run_dir: Path, epochs: int):
+    """The run's metrics.jsonl tracker, as every run of rank 0 has it."""
+    from framework.run_context import RunContext
+    from framework.tracking.metrics_file import MetricsFileTracker
+
+    return MetricsFileTracker(RunContext(Path(run_dir)), epochs)

@@ -71,25 +71,39 @@ class MaxAbs(Criterion):
 MY_TRACKER = '''
 import csv
 
-from framework.training import Hook
 
+class CsvTracker:
+    """A tracker written against framework.tracking.Tracker: every call of the run, one CSV line
+    each, in <run dir>/<filename>; the runner passes ``run``."""
 
-class CsvLogger(Hook):
-    """One line per (epoch, metric) in <run dir>/<filename>; the runner passes ``run``."""
-
-    def __init__(self, run, filename: str = "metrics.csv"):
-        self.path = run.run_dir / filename
+    def __init__(self, run, filename: str = "tracked.csv"):
+        self.path = run.context.run_dir / filename
+        self.task = run.task
         self.model = run.params["model"]["_target_"]
 
-    def before_run(self, trainer):
-        with self.path.open("w", newline="") as file:
-            csv.writer(file).writerow(["model", "epoch", "metric", "value"])
-
-    def after_epoch(self, trainer):
+    def _write(self, *row):
         with self.path.open("a", newline="") as file:
-            writer = csv.writer(file)
-            for name, value in trainer.epoch_metrics.items():
-                writer.writerow([self.model, trainer.epoch, name, repr(float(value))])
+            csv.writer(file).writerow([self.task, self.model, *row])
+
+    def start(self, step):
+        self._write("start", step, "", "")
+
+    def log_metrics(self, metrics, step):
+        for name, value in metrics.items():
+            self._write("metric", step, name, repr(float(value)))
+
+    def log_files(self, files):
+        for file in files:
+            self._write("file", "", file.folder, file.path.name)
+
+    def log_model(self, model):
+        self._write("model", "", model.name, model.onnx.name)
+
+    def finish(self, status, error=None):
+        self._write("finish", "", status, "")
+
+    def where(self):
+        return [f"CSV tracker: {self.path}"]
 '''
 
 
@@ -105,7 +119,7 @@ def my_project(tmp_path) -> Path:
     (project / "conf" / "dataset" / "stripes.yaml").write_text("_target_: my_data.Stripes\nsize: 6\ncount: 64\n")
     (project / "my_tracker.py").write_text(textwrap.dedent(MY_TRACKER))
     (project / "conf" / "tracking").mkdir(parents=True)
-    (project / "conf" / "tracking" / "csv.yaml").write_text("_target_: my_tracker.CsvLogger\nfilename: epochs.csv\n")
+    (project / "conf" / "tracking" / "csv.yaml").write_text("_target_: my_tracker.CsvTracker\nfilename: tracked.csv\n")
     return project
 
 
@@ -166,7 +180,20 @@ def test_own_target_by_override_and_its_mistakes_are_one_line(my_project, tmp_pa
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # refused before any training
 
 
-def test_own_tracker_from_a_folder_outside_the_repo_logs_every_epoch(my_project, tmp_path):
+def _tracked(run_dir: Path) -> list[list[str]]:
+    import csv
+
+    with (run_dir / "tracked.csv").open(newline="") as file:
+        return list(csv.reader(file))
+
+
+def _metrics(rows) -> dict[tuple[int, str], float]:
+    return {(int(step), name): float(value) for _, _, kind, step, name, value in rows if kind == "metric"}
+
+
+def test_own_tracker_from_a_folder_outside_the_repo_tracks_train_sensitivity_and_eval(my_project, tmp_path):
+    """A user's CSV tracker (framework.tracking.Tracker, through --config-dir) under all three
+    tasks: each logs real steps through the protocol, and the end-of-run block prints its line."""
     import csv
     import subprocess
     import sys
@@ -175,37 +202,53 @@ def test_own_tracker_from_a_folder_outside_the_repo_logs_every_epoch(my_project,
 
     from framework.tracking.metrics_file import read_metrics
 
-    result = run_cli(
-        [
-            "--config-dir",
-            "my_project/conf",
-            "model=my_net",
-            "dataset=stripes",
-            "tracking=csv",
-            "epochs=2",
-            f"hydra.run.dir={tmp_path}/run",
-            "progress=false",
-        ],
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    with (tmp_path / "run" / "epochs.csv").open(newline="") as file:
-        rows = list(csv.DictReader(file))
-    logged = {(int(r["epoch"]), r["metric"]): float(r["value"]) for r in rows}
+    base = ["--config-dir", "my_project/conf", "model=my_net", "dataset=stripes", "tracking=csv", "progress=false"]
+
+    def run(task_args, name):
+        result = run_cli([*base, *task_args, f"hydra.run.dir={tmp_path}/{name}"], cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"  CSV tracker: {tmp_path / name / 'tracked.csv'}" in (result.stdout + result.stderr).splitlines()
+        rows = _tracked(tmp_path / name)
+        assert {(r[0], r[1]) for r in rows} == {(task_args[0].split("=")[1], "my_net.MyNet")}  # the run's params
+        assert rows[0][2:] == ["start", "0", "", ""] and rows[-1][2:] == ["finish", "", "FINISHED", ""]
+        return rows
+
+    # task=train: a step is an epoch; the files and the deploy step's model at the end
+    rows = run(["task=train", "epochs=2"], "train")
     expected = {
         (e["epoch"], k): float(v)
-        for e in read_metrics(tmp_path / "run" / "metrics.jsonl")
+        for e in read_metrics(tmp_path / "train" / "metrics.jsonl")
         for k, v in e.items()
         if k != "epoch"
     }
-    assert {epoch for epoch, _ in logged} == {0, 1} and {"val/top1", "train/loss"} <= {m for _, m in logged}
-    assert logged == expected and len(expected) > 10
-    assert {r["model"] for r in rows} == {"my_net.MyNet"}  # the run's params reach the tracker
-    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "run" / "mlflow_run_id").exists()
+    assert _metrics(rows) == expected and {epoch for epoch, _ in expected} == {0, 1}
+    assert {"val/top1", "train/loss", "deploy/val_top1/fused_onnx_fp32"} <= {name for _, name in expected}
+    files = {(folder, name) for _, _, kind, _, folder, name in rows if kind == "file"}
+    assert {("checkpoints", "last.pt"), ("", "metrics.jsonl"), ("deploy", "variants.csv"), ("hydra", ".hydra")} <= files
+    assert [r[4:] for r in rows if r[2] == "model"] == [["model", "model.onnx"]]
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "train" / "mlflow_run_id").exists()
+
+    checkpoint = tmp_path / "train" / "checkpoints" / "last.pt"
+    # task=sensitivity: step 0 the dense model, step i the i-th level
+    rows = run(["task=sensitivity", "pruner=level", "sensitivity.levels=[0.25,0.75]", f"pretrained={checkpoint}"], "s")
+    logged = _metrics(rows)
+    assert logged[(1, "sensitivity/level")] == 0.25 and logged[(2, "sensitivity/level")] == 0.75
+    assert {step for step, _ in logged} == {0, 1, 2} and (0, "sensitivity/dense_top1") in logged
+    with (tmp_path / "s" / "sensitivity" / "sensitivity.csv").open(newline="") as file:
+        units = {row["unit"] for row in csv.DictReader(file)} - {"(dense)"}
+    assert len(units) == 3  # the two convolutions and the classifier (pruner.structure=fine)
+    at_level = {f"sensitivity/{unit}/top1" for unit in units}
+    assert {name for step, name in logged if step == 2} == {"sensitivity/level", *at_level}
+    assert ("sensitivity", "sensitivity") in {(r[4], r[5]) for r in rows if r[2] == "file"}
+
+    # task=eval: one step, the evaluation
+    rows = run(["task=eval", f"pretrained={checkpoint}"], "eval")
+    final = read_metrics(tmp_path / "train" / "metrics.jsonl")[-1]
+    assert _metrics(rows) == {(0, k): final[k] for k in ("val/loss", "val/top1", "val/top5")}
 
     # recovery replays into MLflow: a run tracked by another tracker is refused in one line
     recover = subprocess.run(
-        [sys.executable, "-m", "framework.tracking.recover", str(tmp_path / "run")],
+        [sys.executable, "-m", "framework.tracking.recover", str(tmp_path / "train")],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -213,4 +256,4 @@ def test_own_tracker_from_a_folder_outside_the_repo_logs_every_epoch(my_project,
     )
     assert recover.returncode == 2
     assert recover.stderr.strip().splitlines() == [recover.stderr.strip()]
-    assert "tracking._target_=my_tracker.CsvLogger" in recover.stderr and "--uri" in recover.stderr
+    assert "tracking._target_=my_tracker.CsvTracker" in recover.stderr and "--uri" in recover.stderr

@@ -118,7 +118,7 @@ def test_ctrl_c_and_sigterm_mark_the_run_killed_and_leave_a_resumable_checkpoint
     assert [r.info.status for r in runs] == ["KILLED"]
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert 0 <= checkpoint["epoch"] < 30  # the last finished epoch (the signal may beat its save)
-    assert checkpoint["hooks"]["mlflow"]["run_id"] == runs[0].info.run_id
+    assert checkpoint["hooks"]["trackers"]["mlflow"]["run_id"] == runs[0].info.run_id
 
 
 @pytest.mark.slow

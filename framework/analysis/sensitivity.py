@@ -24,6 +24,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -31,6 +32,9 @@ from torch import nn
 from framework.errors import SecateursError
 from framework.pruning.spec import AGP
 from framework.training.metrics import EpochAverages
+
+if TYPE_CHECKING:
+    from framework.pruning.engine import PruningEngine
 
 DENSE = "(dense)"
 COLUMNS = ("unit", "level", "top1", "top5", "loss", "pruned_weights", "pruned_params", "pruned_macs")
@@ -70,26 +74,27 @@ class Totals:
     layer_macs: dict = field(default_factory=dict)  # module name -> MACs of one sample
 
 
-def units_of(engine) -> list[Unit]:
+def units_of(engine: PruningEngine) -> list[Unit]:
     """The units of a pruning engine: its coupled groups, or its selected weights."""
-    plans = getattr(engine, "plans", None)
-    if plans is not None:
-        return [Unit(plan.name, tuple(plan.target_names)) for plan in plans]
-    return [Unit(p.name, (p.name,)) for p in engine.selected]
+    return [Unit(name, weights) for name, weights in engine.units().items()]
 
 
 @contextmanager
-def pruning_only(engine, unit: Unit | None, levels: Mapping[str, float]) -> Iterator[None]:
+def pruning_only(engine: PruningEngine, unit: Unit | None, levels: Mapping[str, float]) -> Iterator[None]:
     """Let ``engine.update_masks`` prune only ``unit`` (None: every unit) to ``levels``
     (weight name -> target), on a fresh mask store; the engine is as before afterwards."""
+    from framework.pruning.coupled import CoupledPruningEngine
     from framework.pruning.masks import MaskStore
 
     saved = engine.__dict__.copy()
     try:
         engine.store = MaskStore(dict(engine.store.params))
-        engine.layer_targets = lambda epoch, fractional=None: {name: levels.get(name, 0.0) for name in saved["finals"]}
+        # the analysis pins each layer's target for one measurement; restored from `saved` below
+        engine.layer_targets = lambda epoch, fractional=None: {  # type: ignore[method-assign]
+            name: levels.get(name, 0.0) for name in saved["finals"]
+        }
         if unit is not None:
-            if "plans" in saved:
+            if isinstance(engine, CoupledPruningEngine):
                 engine.plans = [plan for plan in saved["plans"] if plan.name == unit.name]
             else:
                 engine.selected = [p for p in saved["selected"] if p.name == unit.name]
@@ -205,6 +210,7 @@ _WORKER_ANALYSIS: Analysis | None = None  # set in the parent before forking; in
 def _worker_row(unit_index: int, level: float) -> Row:
     torch.set_num_threads(1)  # workers share the cores
     analysis = _WORKER_ANALYSIS
+    assert analysis is not None, "run_rows sets the analysis before it forks the workers"
     return analysis.row(analysis.units[unit_index], level)
 
 

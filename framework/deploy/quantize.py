@@ -47,7 +47,7 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Ite
     calibration = [np.ascontiguousarray(batch, dtype=np.float32) for batch in calibration]
     if not calibration:
         raise DeployError(
-            "int8 calibration got no batch; allowed: deploy.calibration_batches >= 1 with a non-empty training set"
+            "int8 calibration got no batch; allowed: deploy.int8_calibration_batches >= 1 with a non-empty training set"
         )
     input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
     reader = _Batches(input_name, calibration)

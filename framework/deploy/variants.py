@@ -33,8 +33,8 @@ from framework.analysis import cost
 from framework.analysis.tables import markdown_table, write_csv_table
 from framework.deploy.errors import DeployError, require_onnxruntime
 from framework.deploy.fuse import check_fused_matches, fuse_batchnorm, inference_layout
+from framework.deploy.rules import quantize_problem
 
-QUANTIZE = ("none", "int8")
 VARIANTS = ("dense_fp32", "thinned_fp32", "fused_fp32", "fused_onnx_fp32", "int8_onnx")
 FP32_ONNX = "model.onnx"
 INT8_ONNX = "model_int8.onnx"
@@ -54,13 +54,6 @@ class DeployResult:
     onnx_path: Path  # the fused fp32 model
     int8_path: Path | None = None
     files: list[Path] = field(default_factory=list)  # everything written under out_dir
-
-
-def check_quantize(quantize: str, calibration_batches: int) -> None:
-    if quantize not in QUANTIZE:
-        raise DeployError(f"deploy.quantize={quantize!r} is invalid; allowed: {' | '.join(QUANTIZE)}")
-    if not isinstance(calibration_batches, int) or isinstance(calibration_batches, bool) or calibration_batches < 1:
-        raise DeployError(f"deploy.calibration_batches={calibration_batches!r} is invalid; allowed: an integer >= 1")
 
 
 def build_deployable(
@@ -86,36 +79,76 @@ def build_deployable(
     inputs, used only with ``quantize="int8"``.
     Models are copied to the CPU; the caller's are left as they were.
     """
-    check_quantize(quantize, 1)
+    problem = quantize_problem(quantize)
+    if problem is not None:
+        raise DeployError(problem)
     require_onnxruntime("the deployable model (ONNX export)")
     shape = tuple(sample_shape)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     final = copy.deepcopy(final_model).cpu().eval()
     fused = fuse_batchnorm(final)
-    metrics: dict[str, float] = {}
     probe = cost.example_input(final, shape, batch_size=3, seed=1)
-    metrics["deploy/fused_max_error"] = check_fused_matches(final, fused, probe)
+    metrics = {"deploy/fused_max_error": check_fused_matches(final, fused, probe)}
+    exported = _export_onnx(fused, shape, out_dir, probe, quantize, calibration_batches, threads)
+    metrics.update(exported.metrics)
+    eager = _eager_variants(final, fused, dense_model, dense_measured, shape, threads)
+    # The fused model's weights are sized before its layout is chosen: the channels-last wrapper,
+    # picked by timing, renames the state dict's keys, and a size must not depend on a timing.
+    sizes = {
+        name: float(cost.state_dict_bytes(fused if name == "fused_fp32" else model)) for name, model in eager.items()
+    }
+    sizes.update({name: float(path.stat().st_size) for name, path in exported.files.items()})
+    predictors: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        **{name: _eager_predictor(model) for name, model in eager.items()},
+        **{name: _onnx_predictor(session) for name, session in exported.sessions.items()},
+    }
+    top1 = evaluate_top1(predictors, val_batches)
+    latency = _latency(predictors, shape, tuple(dict.fromkeys((1, loader_batch))), threads, warmup, repeats)
+    rows = []
+    if dense_model is None and dense_measured is not None:  # measured when the run thinned
+        rows.append(_measured_dense_row(dense_measured, loader_batch))
+    for name in (name for name in VARIANTS if name in predictors):
+        runtime = "onnxruntime" if name in exported.sessions else "torch eager"
+        rows.append(_row(name, runtime, top1[name], sizes[name], latency[name], loader_batch))
+    for row in rows:
+        metrics.update(row_metrics(row, loader_batch))
+    if "int8_onnx" in top1:
+        metrics["deploy/int8_top1_drop"] = top1["fused_onnx_fp32"] - top1["int8_onnx"]
+    table = write_csv_table(COLUMNS, ([row[c] for c in COLUMNS] for row in rows), out_dir / TABLE)
+    onnx_path, int8_path = exported.files["fused_onnx_fp32"], exported.files.get("int8_onnx")
+    return DeployResult(metrics, rows, onnx_path, int8_path, [*exported.files.values(), table])
 
+
+@dataclass
+class _Exported:
+    files: dict[str, Path]  # variant -> ONNX file
+    sessions: dict[str, object]  # variant -> ONNX Runtime session
+    metrics: dict[str, float]
+
+
+def _export_onnx(fused, shape, out_dir: Path, probe, quantize: str, calibration_batches, threads) -> _Exported:
+    """The fused model as ONNX (checked against the eager one), and its int8 quantization when asked."""
     onnx_path = out_dir / FP32_ONNX
     with warnings.catch_warnings():  # the TorchScript exporter's notes on constant folding are noise here
         warnings.simplefilter("ignore", UserWarning)
         cost.export_onnx(fused, shape, onnx_path)
     sessions = {"fused_onnx_fp32": cost.onnx_session(onnx_path, threads)}
-    metrics["deploy/onnx_max_abs_error"] = cost.check_onnx_matches(
+    error = cost.check_onnx_matches(
         fused, sessions["fused_onnx_fp32"], shape, atol=ONNX_RTOL * _output_scale(fused, probe), label="the fused model"
     )
-    files = [onnx_path]
-    int8_path = None
+    files = {"fused_onnx_fp32": onnx_path}
     if quantize == "int8":
         from framework.deploy.quantize import quantize_int8
 
-        int8_path = quantize_int8(
-            onnx_path, out_dir / INT8_ONNX, (x.detach().cpu().float().numpy() for x in calibration_batches)
-        )
-        sessions["int8_onnx"] = cost.onnx_session(int8_path, threads)
-        files.append(int8_path)
+        inputs = (x.detach().cpu().float().numpy() for x in calibration_batches)
+        files["int8_onnx"] = quantize_int8(onnx_path, out_dir / INT8_ONNX, inputs)
+        sessions["int8_onnx"] = cost.onnx_session(files["int8_onnx"], threads)
+    return _Exported(files, sessions, {"deploy/onnx_max_abs_error": error})
 
+
+def _eager_variants(final, fused, dense_model, dense_measured, shape, threads) -> dict[str, nn.Module]:
+    """The eager models to measure: the dense and thinned ones as the run has them, and the fused one."""
     eager: dict[str, nn.Module] = {}
     if dense_model is not None:
         eager["dense_fp32"] = copy.deepcopy(dense_model).cpu().eval()
@@ -126,52 +159,31 @@ def build_deployable(
         eager["dense_fp32"] = final
     with cost.torch_threads(threads):
         eager["fused_fp32"] = inference_layout(copy.deepcopy(fused), shape, batch=1)
-    sizes = {name: float(cost.state_dict_bytes(model)) for name, model in eager.items()}
-    sizes.update({"fused_onnx_fp32": float(onnx_path.stat().st_size)})
-    if int8_path is not None:
-        sizes["int8_onnx"] = float(int8_path.stat().st_size)
+    return eager
 
-    predictors: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-        **{name: _eager_predictor(model) for name, model in eager.items()},
-        **{name: _onnx_predictor(session) for name, session in sessions.items()},
+
+def _row(name: str, runtime: str, top1: float, size: float, latency: dict[int, float], loader_batch: int) -> dict:
+    return {
+        "variant": name,
+        "runtime": runtime,
+        "val_top1": top1,
+        "bytes": int(size),
+        "ms_b1": latency[1] * 1e3,
+        "ms_batch": latency[loader_batch] * 1e3,
+        "batch": loader_batch,
     }
-    top1 = evaluate_top1(predictors, val_batches)
-    batches = tuple(dict.fromkeys((1, loader_batch)))
-    latency = _latency(predictors, shape, batches, threads, warmup, repeats)
 
-    rows = []
-    for name in VARIANTS:
-        if name == "dense_fp32" and name not in predictors and dense_measured is not None:
-            row = {
-                "variant": name,
-                "runtime": "torch eager (when thinned)",
-                "val_top1": dense_measured["val_top1"],
-                "bytes": int(dense_measured["bytes"]),
-                "ms_b1": dense_measured["ms_b1"],
-                "ms_batch": dense_measured["ms_batch"],
-                "batch": loader_batch,
-            }
-            rows.append(row)
-            continue
-        if name not in predictors:
-            continue
-        row = {
-            "variant": name,
-            "runtime": "onnxruntime" if name in sessions else "torch eager",
-            "val_top1": top1[name],
-            "bytes": int(sizes[name]),
-            "ms_b1": latency[name][1] * 1e3,
-            "ms_batch": latency[name][loader_batch] * 1e3,
-            "batch": loader_batch,
-        }
-        rows.append(row)
-    for row in rows:
-        metrics.update(row_metrics(row, loader_batch))
-    if int8_path is not None:
-        metrics["deploy/int8_top1_drop"] = top1["fused_onnx_fp32"] - top1["int8_onnx"]
-    table = write_csv_table(COLUMNS, ([row[c] for c in COLUMNS] for row in rows), out_dir / TABLE)
-    files.append(table)
-    return DeployResult(metrics, rows, onnx_path, int8_path, files)
+
+def _measured_dense_row(measured: dict[str, float], loader_batch: int) -> dict:
+    return {
+        "variant": "dense_fp32",
+        "runtime": "torch eager (when thinned)",
+        "val_top1": measured["val_top1"],
+        "bytes": int(measured["bytes"]),
+        "ms_b1": measured["ms_b1"],
+        "ms_batch": measured["ms_batch"],
+        "batch": loader_batch,
+    }
 
 
 def row_metrics(row: dict, loader_batch: int) -> dict[str, float]:

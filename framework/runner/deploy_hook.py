@@ -1,21 +1,27 @@
 """Builds the deployable model at the end of a run and measures it (``deploy.*``).
 
-After the last epoch's evaluation (and after thinning, which runs earlier in the hook list): the
-final model with BatchNorm fused, exported to ONNX, and with ``deploy.quantize=int8`` quantized
-by ONNX Runtime on ``deploy.calibration_batches`` training batches; every variant's top-1, size on
-disk and latency go into that epoch's metrics as ``deploy/...`` (so the trackers log them) and
-into ``<run dir>/deploy/variants.csv``. The ONNX files stay in ``<run dir>/deploy/``, where the
-tracker finds them to log the servable model. With ``pruner.structure=nm`` the final weights are
-checked to hold the N:M pattern (``nm/pattern_ok``).
+After the last epoch's evaluation (and after thinning, which runs earlier in the hook list and
+reports on the trainer, ``trainer.replacement``): the final model with BatchNorm fused, exported
+to ONNX, and with ``deploy.quantize=int8`` quantized by ONNX Runtime on
+``deploy.int8_calibration_batches`` training batches, drawn seeded like a data-aware criterion's
+calibration batches (the same batches for the same seed, whatever the loader's shuffling did);
+every variant's top-1, size on disk and latency go into that epoch's metrics as ``deploy/...``
+(so the trackers log them) and into ``<run dir>/deploy/variants.csv``. The ONNX files stay in
+``<run dir>/deploy/`` and are left in ``trainer.exports`` for the trackers to log as servable
+models. With ``pruner.structure=nm`` the final weights are checked to hold the N:M pattern
+(``nm/pattern_ok``).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import torch
+
+from framework.runner.thinning_hook import ThinnedModel
 from framework.training.hooks import Hook
 
 log = logging.getLogger(__name__)
@@ -29,53 +35,65 @@ class DeployHook(Hook):
     def __init__(
         self,
         quantize: str,
-        calibration_batches: int,
+        int8_calibration_batches: int,
         input_shape: Sequence[int],
         out_dir: str | Path,
         batch_size: int,
-        thinning_hook=None,
-        pruner=None,
+        seed: int,
+        nm: tuple[int, int] | None = None,
+        parameter_names: Sequence[str] = (),
         builds: bool = True,
-        writes_files: bool = True,
     ):
+        """``builds``: deploy.enabled on rank 0 (false leaves only the N:M check); ``nm`` and
+        ``parameter_names``: the N:M pattern the pruner promised on those weights."""
         self.quantize = quantize
-        self.calibration_batches = calibration_batches
+        self.int8_calibration_batches = int8_calibration_batches
         self.input_shape = tuple(input_shape)
         self.out_dir = Path(out_dir)
         self.batch_size = batch_size
-        self.thinning_hook = thinning_hook
-        self.pruner = pruner
-        self.builds = builds  # deploy.enabled: false leaves only the N:M check
-        self.writes_files = writes_files
-        self.result = None
+        self.seed = seed
+        self.nm = nm
+        self.parameter_names = list(parameter_names)
+        self.builds = builds
 
     def after_epoch(self, trainer) -> None:
         if trainer.epoch != trainer.epochs - 1:
             return
-        nm = getattr(self.pruner, "nm", None)
-        if nm is not None:
+        if self.nm is not None:
             from framework.pruning.nm import check_nm_pattern
 
-            check_nm_pattern(trainer.model, self.pruner.parameter_names, *nm)
+            check_nm_pattern(trainer.model, self.parameter_names, *self.nm)
             trainer.epoch_metrics["nm/pattern_ok"] = 1.0
-        if not (self.builds and self.writes_files):
+        if not self.builds:
             return
         from framework.deploy.variants import build_deployable, variants_markdown
+        from framework.tracking.model_export import INT8_MODEL_DIR, MODEL_DIR
 
-        thinned = self.thinning_hook is not None and self.thinning_hook.recipe is not None
-        dense = self.thinning_hook.dense_measured if thinned else None
-        calibration = (inputs for inputs, _ in itertools.islice(trainer.train_loader, self.calibration_batches))
-        self.result = build_deployable(
+        thinned = trainer.replacement if isinstance(trainer.replacement, ThinnedModel) else None
+        result = build_deployable(
             trainer.model,
             self.input_shape,
             self.out_dir,
             trainer.val_loader,
-            calibration_batches=calibration if self.quantize == "int8" else (),
-            dense_measured=dense,
+            calibration_batches=self.calibration_inputs(trainer) if self.quantize == "int8" else (),
+            dense_measured=thinned.dense_measured if thinned is not None else None,
             quantize=self.quantize,
             loader_batch=self.batch_size,
             warmup=1,
             repeats=RUN_LATENCY_REPEATS,
         )
-        trainer.epoch_metrics.update(self.result.metrics)
-        log.info("deployable model (%s):\n%s", self.out_dir, variants_markdown(self.result.rows))
+        trainer.epoch_metrics.update(result.metrics)
+        trainer.exports[MODEL_DIR] = result.onnx_path
+        if result.int8_path is not None:
+            trainer.exports[INT8_MODEL_DIR] = result.int8_path
+        log.info("deployable model (%s):\n%s", self.out_dir, variants_markdown(result.rows))
+
+    def calibration_inputs(self, trainer) -> Iterator[torch.Tensor]:
+        """The first ``int8_calibration_batches`` of the training split, shuffled with a generator
+        of their own seeded from ``seed`` (the loader's generator is left as it was)."""
+        from framework.data.loaders import training_split
+        from framework.pruning.scores.calibration import seeded_batches
+
+        draw = seeded_batches(training_split(trainer.train_loader), self.batch_size, self.seed)
+        batches = draw(float(trainer.epoch))
+        return (inputs for inputs, _ in itertools.islice(batches, self.int8_calibration_batches))

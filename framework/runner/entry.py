@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework.config import validate
 from framework.errors import ConfigError
-from framework.runner.context import RunContext
+from framework.run_context import RunContext
 
 
 def run(cfg: DictConfig, context: RunContext) -> dict[str, float]:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import default_collate
 
-from framework.errors import ConfigError
+from framework.errors import ConfigError, short_reason
 from framework.training.rng import rng_state, set_rng_state
 
 
@@ -93,7 +93,7 @@ def _first_batch(dataset, split: str, batch_size: int, target: str):
     except Exception as error:
         raise ConfigError(
             f"dataset._target_={target}: the first {count} {split} samples do not stack into a batch "
-            f"({type(error).__name__}: {str(error).splitlines()[0][:160]}); "
+            f"({type(error).__name__}: {short_reason(error)}); "
             "allowed: inputs of one shape, integer labels"
         ) from None
     if not isinstance(inputs, torch.Tensor):

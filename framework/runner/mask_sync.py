@@ -1,9 +1,10 @@
 """Keeps the pruning masks identical on every rank and proves it.
 
-:class:`MaskSync` runs after every mask update: rank 0's masks are broadcast and put in force on
-every rank, then every rank's fingerprint (a hash of the masks, and the count of pruned positions
-that hold a nonzero weight) is gathered and compared; any difference stops the run. Rank 0 writes
-the fingerprints to ``<run dir>/distributed.json``.
+:class:`MaskSync` hears of every mask update (the pruning hook's ``trainer.weights_edited``):
+rank 0's masks are broadcast and put in force on every rank, then every rank's fingerprint (a hash
+of the masks, and the count of pruned positions that hold a nonzero weight) is gathered and
+compared; any difference stops the run. Rank 0 writes the fingerprints to
+``<run dir>/distributed.json``.
 """
 
 from __future__ import annotations
@@ -18,10 +19,8 @@ import torch
 import torch.distributed as dist
 
 from framework.errors import SecateursError
-from framework.training.distributed import DistContext, broadcast_object, gather_objects
+from framework.process.distributed import DistContext, broadcast_object, gather_objects
 from framework.training.hooks import Hook
-
-RECORD_FILE = "distributed.json"
 
 
 class RanksDisagreeError(SecateursError):
@@ -36,9 +35,8 @@ def broadcast_masks(masks: dict[str, torch.Tensor], context: DistContext) -> dic
     shapes = broadcast_object({n: tuple(masks[n].shape) for n in names} if context.is_main else None, context)
     out = {}
     for name in names:
-        local = masks.get(name)
         buffer = (
-            local.detach().to("cpu", dtype=torch.uint8).contiguous()
+            masks[name].detach().to("cpu", dtype=torch.uint8).contiguous()
             if context.is_main
             else torch.empty(shapes[name], dtype=torch.uint8)
         )
@@ -76,14 +74,15 @@ class MaskSync(Hook):
     """Puts rank 0's masks in force on every rank after each update and checks that the ranks
     agree (masks, zeros in the pruned positions, and at the end the whole model)."""
 
-    def __init__(self, pruner, context: DistContext, run_dir: Path | None):
+    def __init__(self, pruner, context: DistContext, record: Path | None):
+        """``record``: where rank 0 writes the checks (None on the other ranks)."""
         self.pruner = pruner
         self.context = context
-        self.path = Path(run_dir) / RECORD_FILE if run_dir is not None else None  # rank 0 only
+        self.path = record
         self.checks: list[dict[str, Any]] = []
 
-    def __call__(self, trainer, when: str) -> None:
-        """Called by the pruning hook after it updated the masks (``when`` names the moment)."""
+    def after_weights_edited(self, trainer, when: str) -> None:
+        """The pruning hook updated the masks (``when`` names the moment)."""
         store = self.pruner.store
         for name, mask in broadcast_masks(store.masks, self.context).items():
             store.update(name, mask, owned=True)  # AND with an equal mask: rank 0's mask

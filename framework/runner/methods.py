@@ -2,10 +2,10 @@
 
 The engine, the penalties and the distillation hook know nothing of configs or files; this module
 joins them to a run: the calibration batches a data-aware criterion reads (drawn from the training
-split, seeded, one shard per rank), the regularizer bound to the model and the pruner's selection,
-and the teacher (``dense`` or a file of ours) for the distillation hook. Everything that can be
-wrong with ``regularizer.*`` and ``distill.*`` is refused when the components are built, before any
-data is read.
+split, seeded, one shard per rank), and the teacher (``dense`` or a file of ours) for the
+distillation hook (built with the others by :func:`framework.runner.hooks.build_hooks`).
+Everything that can be wrong with ``regularizer.*`` and ``distill.*`` is refused when the
+components are built, before any data is read.
 """
 
 from __future__ import annotations
@@ -15,10 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from framework.components import build_component
 from framework.errors import ConfigError
-from framework.training.distillation import DistillationHook, check_alpha, check_temperature
-from framework.training.loss_terms import LossTermHook
+from framework.training.distillation import check_alpha, check_temperature
 
 DENSE = "dense"
 
@@ -38,56 +36,26 @@ class KnowledgeDistillation:
             check_teacher_file(teacher)
         self.teacher = teacher
 
-    def hook(
-        self, model: nn.Module, pruner, architecture: Callable[[], nn.Module], example_input: torch.Tensor
-    ) -> DistillationHook:
-        """The training hook: ``architecture()`` builds a fresh model like the run's (the teacher
-        file's weights go into it; a resumed run rebuilds the dense snapshot on it)."""
+    def teacher_model(
+        self, model: nn.Module, architecture: Callable[[], nn.Module], example_input: torch.Tensor
+    ) -> nn.Module | None:
+        """The teacher file's model, checked against the student's outputs on ``example_input``;
+        None for ``teacher=dense`` (a copy of the student taken at the first pruning epoch).
+        ``architecture()`` builds a fresh model like the run's, into which the file's weights go."""
         if self.teacher == DENSE:
-            schedule = getattr(pruner, "schedule", None)
-            start = int(getattr(schedule, "starting_epoch", 0) or 0)
-            return DistillationHook(self.temperature, self.alpha, snapshot_epoch=start, architecture=architecture)
+            return None
         from framework.models.teacher import check_teacher_outputs, load_teacher
 
         with torch.random.fork_rng(devices=[]):  # the teacher's throw-away init draws no run randomness
             teacher = load_teacher(architecture(), self.teacher)
         check_teacher_outputs(teacher, model, example_input, self.teacher)
-        return DistillationHook(self.temperature, self.alpha, teacher=teacher)
-
-
-def regularizer_hook(regularizer, model: nn.Module, pruner) -> LossTermHook | None:
-    """The loss-term hook of a built regularizer component (None for ``regularizer=none``)."""
-    if regularizer is None:
-        return None
-    return LossTermHook(regularizer.bind(model, pruner))
-
-
-def build_method_hooks(cfg, model: nn.Module, pruning_hook, num_classes: int, input_shape) -> list:
-    """The distillation and sparsity-penalty hooks of a training run, in the order the loop needs
-    them (distillation first: its dense teacher is copied before the first pruning step changes the
-    model). Built, and so checked, before any data is read."""
-    pruner = pruning_hook.pruner if pruning_hook is not None else None
-    hooks = []
-    if cfg.get("distill"):
-        kd = build_component("distill", cfg.distill)
-
-        def architecture() -> nn.Module:  # the run's model as built, without pretrained weights
-            return build_component(
-                "model", cfg.model, num_classes=num_classes, in_channels=input_shape[0], input_shape=tuple(input_shape)
-            )
-
-        parameter = next(model.parameters())
-        example = torch.zeros(2, *input_shape, dtype=parameter.dtype, device=parameter.device)
-        hooks.append(kd.hook(model, pruner, architecture, example))
-    if cfg.get("regularizer"):
-        hooks.append(regularizer_hook(build_component("regularizer", cfg.regularizer), model, pruner))
-    return hooks
+        return teacher
 
 
 def give_calibration_data(pruner, train_dataset, batch_size: int, seed: int, rank: int = 0) -> None:
     """Seeded training batches for a data-aware criterion (nothing happens for weight criteria)."""
-    if getattr(pruner, "calibration", None) is None:
+    if pruner is None or pruner.calibration is None:
         return
-    from framework.pruning.calibration import seeded_batches
+    from framework.pruning.scores.calibration import seeded_batches
 
     pruner.set_calibration_data(seeded_batches(train_dataset, batch_size, seed, rank))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,14 +18,15 @@ from omegaconf import DictConfig, OmegaConf
 from framework.components import build_component
 from framework.config import pruning_window
 from framework.errors import ConfigError, short_reason
-from framework.runner.context import RunContext
+from framework.process.distributed import SINGLE, DistContext, resolve_device
+from framework.pruning.scores.bn_fold import pairs_report
+from framework.run_context import RunContext
 from framework.runner.first_batch import check_output
-from framework.runner.methods import build_method_hooks
-from framework.runner.pruning_hook import PruningHook
-from framework.runner.thinning_hook import ThinningHook
+from framework.runner.methods import KnowledgeDistillation
 from framework.tracking.description import RunDescription
-from framework.tracking.trackers import as_hooks
-from framework.training.distributed import SINGLE, DistContext, resolve_device
+from framework.tracking.group import Trackers
+from framework.tracking.metrics_file import MetricsFileTracker
+from framework.tracking.trackers import as_trackers
 from framework.training.rng import seed_everything
 
 log = logging.getLogger(__name__)
@@ -34,17 +34,20 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Parts:
-    """What both tasks start from."""
+    """What every task starts from, built and checked before any data is read."""
 
+    context: RunContext
     data_source: Any
     num_classes: int
     input_shape: tuple[int, ...]
     device: torch.device
     model: torch.nn.Module
-    pruning_hook: PruningHook | None  # None for pruner.method=none
-    description: RunDescription  # what the trackers are told
-    trackers: list[Any] = field(default_factory=list)  # loop hooks; empty with tracking=none or on ranks > 0
-    method_hooks: list[Any] = field(default_factory=list)  # distillation, sparsity penalty (training only)
+    pruner: Any | None  # the pruning engine; None for pruner.method=none
+    fold_pairs: list[dict[str, str]] | None  # fold_batchnorm: the layers folded (None: not folding)
+    trackers: Trackers  # rank 0's, the metrics file first; none on ranks > 0
+    changes: list[str] = field(default_factory=list)  # resume_changed=allow: what changed since the checkpoint
+    distillation: KnowledgeDistillation | None = None  # distill=kd (training only)
+    regularizer: Any | None = None  # regularizer=... (training only)
 
 
 def build_parts(
@@ -55,8 +58,8 @@ def build_parts(
     schedule_window: tuple[int, int, int, int | None] | None = None,
     changes: Sequence[str] = (),
 ) -> Parts:
-    """Data source (described, unread), model with its pretrained weights on its device, the pruner
-    (built once, in its hook), and the trackers of rank 0, connected to their store.
+    """Data source (described, unread), model with its pretrained weights on its device, the pruner,
+    the training methods' components, and the trackers of rank 0, connected to their store.
 
     ``schedule_window`` (starting epoch, ending epoch, frequency, step frequency) replaces the
     configured schedule: the sensitivity analysis prunes one-shot and sets each unit's level itself."""
@@ -74,33 +77,52 @@ def build_parts(
     seed_everything(cfg.seed)
     model = build_model(cfg, num_classes, input_shape)
     model.to(device)
-    pruning_hook = build_pruning_hook(cfg, model, context.run_dir, input_shape, schedule_window)
-    method_hooks = build_method_hooks(cfg, model, pruning_hook, num_classes, input_shape) if cfg.task == "train" else []
+    pruner, fold_pairs = build_pruner_part(cfg, model, input_shape, schedule_window)
+    training = cfg.task == "train"
+    distillation = build_component("distill", cfg.distill) if training and cfg.get("distill") else None
+    regularizer = build_component("regularizer", cfg.regularizer) if training and cfg.get("regularizer") else None
     description = RunDescription(
-        run_dir=context.run_dir,
+        context,
         task=cfg.task,
-        overrides=list(context.overrides),
-        hydra_dir=context.hydra_dir,
-        job_num=context.job_num,
-        swept_keys=list(context.swept_keys),
-        parent_run_id=context.parent_run_id,
-        changes=list(changes),
-        pruned=pruning_hook is not None and cfg.task == "train",
-        fold_pairs=pruning_hook.fold_pairs if pruning_hook is not None and cfg.task == "train" else None,
+        changes=changes,
+        fold_pairs=fold_pairs if training else None,
         input_shape=input_shape,
         params=params_in_use(cfg),
         world_size=ddp.world_size,
         tags=list(cfg.tags),
     )
     # Ranks > 0 train, prune and thin like rank 0, but track nothing.
-    trackers = as_hooks(build_component("tracking", cfg.tracking, run=description)) if ddp.is_main else []
-    for tracker in trackers:
-        connect = getattr(tracker, "connect", None)
-        if callable(connect):
-            connect()  # an unreachable store fails here, before any data is read
+    trackers = build_trackers(cfg, description) if ddp.is_main else Trackers([])
     return Parts(
-        data_source, num_classes, input_shape, device, model, pruning_hook, description, trackers, method_hooks
+        context,
+        data_source,
+        num_classes,
+        input_shape,
+        device,
+        model,
+        pruner,
+        fold_pairs,
+        trackers,
+        list(changes),
+        distillation,
+        regularizer,
     )
+
+
+def build_trackers(cfg: DictConfig, description: RunDescription) -> Trackers:
+    """The metrics file, then the ``tracking`` component's trackers (connected: an unreachable
+    store fails here, before any data is read)."""
+    configured = as_trackers(build_component("tracking", cfg.tracking, run=description), cfg.tracking._target_)
+    return Trackers([MetricsFileTracker(description.context, planned_steps(cfg)), *configured])
+
+
+def planned_steps(cfg: DictConfig) -> int:
+    """How many steps the task logs: epochs; the dense model and each level; one evaluation."""
+    if cfg.task == "sensitivity":
+        return 1 + len(cfg.sensitivity.levels)
+    if cfg.task == "eval":
+        return 1
+    return int(cfg.epochs)
 
 
 def build_data_source(cfg: DictConfig):
@@ -152,12 +174,15 @@ def _check_forward(model: torch.nn.Module, described: str, input_shape: Sequence
     check_output(output, 2, num_classes, described)
 
 
-def build_pruning_hook(cfg: DictConfig, model, run_dir: Path, input_shape, schedule_window=None) -> PruningHook | None:
-    """The pruner (built here, once) in the hook that plugs it into the loop; None for method=none."""
+def build_pruner_part(
+    cfg: DictConfig, model: torch.nn.Module, input_shape: Sequence[int], schedule_window=None
+) -> tuple[Any | None, list[dict[str, str]] | None]:
+    """The pruner (built here, once) and, with fold_batchnorm, the layers it folds; (None, None)
+    for method=none."""
     if cfg.pruner.method == "none":
         if cfg.fold_batchnorm:
             log.warning("fold_batchnorm=true has no effect with pruner.method=none")
-        return None
+        return None, None
     if schedule_window is None:
         starting_epoch, ending_epoch = pruning_window(cfg.schedule, cfg.epochs)
         schedule_window = (starting_epoch, ending_epoch, cfg.schedule.frequency, cfg.schedule.step_frequency)
@@ -175,7 +200,7 @@ def build_pruning_hook(cfg: DictConfig, model, run_dir: Path, input_shape, sched
     )
     fold_pairs = None
     if cfg.fold_batchnorm:
-        fold_pairs = pruner.fold_pairs_report()
+        fold_pairs = pairs_report(pruner.fold_pairs)
         if not fold_pairs:
             log.warning(
                 "fold_batchnorm=true but no layer of %s feeds a BatchNorm directly: nothing is folded",
@@ -183,48 +208,13 @@ def build_pruning_hook(cfg: DictConfig, model, run_dir: Path, input_shape, sched
             )
         else:
             log.info("fold_batchnorm: %d layers folded", len(fold_pairs))
-    return PruningHook(pruner, report_dir=run_dir / "pruning", input_shape=input_shape, fold_pairs=fold_pairs)
+    return pruner, fold_pairs
 
 
-def build_thinning_hook(cfg: DictConfig, pruning_hook: PruningHook | None, run_dir: Path, input_shape):
-    """The hook that makes the model smaller, when the pruner says so (``pruner.thin``)."""
-    if pruning_hook is None or pruning_hook.pruner.thin_when == "never":
-        return None
-    return ThinningHook(
-        pruning_hook.pruner,
-        pruning_hook,
-        pruning_hook.pruner.thin_when,
-        input_shape,
-        run_dir / "thinned",
-        batch_size=cfg.loader.batch_size,
-    )
-
-
-def build_deploy_hook(
-    cfg: DictConfig,
-    pruning_hook: PruningHook | None,
-    thinning_hook,
-    run_dir: Path,
-    input_shape,
-    writes_files: bool = True,
-):
-    """The deployable model at the end of the run (``deploy.*``); with N:M, the pattern check."""
-    from framework.runner.deploy_hook import DeployHook
-
-    pruner = pruning_hook.pruner if pruning_hook is not None else None
-    if not cfg.deploy.enabled and getattr(pruner, "nm", None) is None:
-        return None
-    return DeployHook(
-        cfg.deploy.quantize,
-        cfg.deploy.calibration_batches,
-        input_shape,
-        run_dir / "deploy",
-        cfg.loader.batch_size,
-        thinning_hook=thinning_hook,
-        pruner=pruner,
-        builds=cfg.deploy.enabled,
-        writes_files=writes_files,
-    )
+def resolved(node: Any) -> dict[str, Any]:
+    """A config node (a mapping) as plain, resolved data; {} for an empty or null node."""
+    container = OmegaConf.to_container(node, resolve=True) if node is not None else None
+    return {str(key): value for key, value in container.items()} if isinstance(container, dict) else {}
 
 
 def recorded_params(cfg: DictConfig) -> dict[str, str]:
@@ -237,7 +227,7 @@ def recorded_params(cfg: DictConfig) -> dict[str, str]:
 def params_in_use(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config without what this run does not use: the schedule of a dense run, an
     empty lr_scheduler node, and the settings that say where results go rather than what ran."""
-    used = OmegaConf.to_container(cfg, resolve=True)
+    used = resolved(cfg)
     for key in ("tracking", "progress", "resume", "resume_changed", "optimized_metric", "paths", "tags"):
         used.pop(key, None)
     for key in ("limit_train_batches", "limit_val_batches"):  # params only when set (debug presets)
@@ -262,7 +252,7 @@ def params_in_use(cfg: DictConfig) -> dict[str, Any]:
         used["distributed"] = {"sync_batchnorm": True}
     deploy = used.get("deploy") or {}
     if deploy.get("quantize") == "none":  # calibration only matters to int8
-        deploy.pop("calibration_batches", None)
+        deploy.pop("int8_calibration_batches", None)
     if deploy.get("enabled") is False:
         used["deploy"] = {"enabled": False}
     return used

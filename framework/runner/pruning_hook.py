@@ -1,5 +1,8 @@
 """Plugs a pruner into the training loop: masks are updated at the start of each scheduled epoch,
 re-applied after every optimizer step, reported after every epoch and saved with the checkpoint.
+Each update is announced on the trainer (``trainer.weights_edited``: with several processes the
+mask synchronisation hears of it). When another hook replaces the model with a thinned one, the
+masks are spent: the sparsity reached is kept and the reports are written for the masked model.
 At the end the per-layer reports are written to ``<run dir>/pruning/``."""
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from framework.pruning.bn_fold import batchnorms_at_initial_state
+from framework.pruning.scores.bn_fold import batchnorms_at_initial_state
 from framework.training.hooks import Hook
 
 log = logging.getLogger(__name__)
@@ -27,19 +30,22 @@ class PruningHook(Hook):
         report_dir: str | Path | None = None,
         input_shape: Sequence[int] | None = None,
         fold_pairs: list[dict[str, Any]] | None = None,
-        on_masks_updated=None,
+        method_may_change: bool = False,
     ):
+        """``report_dir``: None on ranks > 0 (rank 0 writes the reports). ``method_may_change``: a
+        resume with resume_changed=allow, where the masks apply whatever the method saved with them."""
         self.pruner = pruner
         self.report_dir = Path(report_dir) if report_dir is not None else None
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.fold_pairs = fold_pairs
-        # Called as on_masks_updated(trainer, when) after each update: with several processes,
-        # framework.runner.mask_sync.MaskSync puts rank 0's masks in force on every rank.
-        self.on_masks_updated = on_masks_updated
-        self.step_level = bool(getattr(pruner, "step_frequency", None))
-        # After thinning (framework.runner.thinning_hook) the masks are spent: set by freeze()
+        self.method_may_change = method_may_change
+        self.step_level = bool(pruner.step_frequency)
+        # After thinning the masks are spent: set by freeze()
         self.frozen_sparsity: dict[str, float] | None = None
         self.warned_unfolded = False  # fold_batchnorm ranked on untrained BatchNorms: said once
+
+    def after_model_replaced(self, trainer, previous) -> None:
+        self.freeze(previous)
 
     def freeze(self, masked_model=None) -> None:
         """Stop masking (the model was thinned); keep reporting the sparsity reached, and write the
@@ -59,13 +65,12 @@ class PruningHook(Hook):
             updated = self.pruner.on_epoch_start(trainer.epoch)
             if updated is not None:
                 self.warn_if_folding_changes_nothing(trainer)
-            if updated is not None and self.on_masks_updated is not None:
-                self.on_masks_updated(trainer, f"epoch {trainer.epoch} start")
+                trainer.weights_edited(f"epoch {trainer.epoch} start")
 
     def warn_if_folding_changes_nothing(self, trainer) -> None:
         """fold_batchnorm=true ranks W·γ/sqrt(var+eps); while every folded BatchNorm is untrained
         that factor is one constant, so the ranking (and the whole run) equals fold_batchnorm=false."""
-        pairs = getattr(self.pruner, "folded_pairs", None)
+        pairs = self.pruner.fold_pairs
         if self.warned_unfolded or not pairs or not batchnorms_at_initial_state(trainer.model, pairs):
             return
         self.warned_unfolded = True
@@ -82,8 +87,8 @@ class PruningHook(Hook):
         self.pruner.after_step()
         if self.step_level:  # step-level AGP re-ranks here (schedule.step_frequency)
             updated = self.pruner.on_step(trainer.epoch, trainer.step_in_epoch, trainer.steps_per_epoch)
-            if updated is not None and self.on_masks_updated is not None:
-                self.on_masks_updated(trainer, f"epoch {trainer.epoch} step {trainer.step_in_epoch}")
+            if updated is not None:
+                trainer.weights_edited(f"epoch {trainer.epoch} step {trainer.step_in_epoch}")
 
     def after_epoch(self, trainer) -> None:
         metrics = trainer.epoch_metrics
@@ -105,7 +110,7 @@ class PruningHook(Hook):
         assert self.report_dir is not None
         paths = write_pruning_reports(
             model,
-            self.pruner.param_names,
+            self.pruner.parameter_names,
             self.report_dir,
             input_shape=(1, *self.input_shape) if self.input_shape else None,
         )
@@ -121,7 +126,9 @@ class PruningHook(Hook):
         return self.pruner.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "frozen_sparsity" in state:
+        if "frozen_sparsity" in state:  # thinned: the masks are spent
             self.frozen_sparsity = dict(state["frozen_sparsity"])
             return
+        if self.method_may_change:  # the masks apply, whatever method and structure made them
+            state = {key: value for key, value in state.items() if key not in ("method", "structure")}
         self.pruner.load_state_dict(state)

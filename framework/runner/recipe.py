@@ -2,58 +2,51 @@
 :func:`train` or :func:`analyse_sensitivity`, both from the same :func:`build_parts`.
 
 Under ``torchrun`` every process calls :func:`run`; they form one run: rank 0's run dir, rank 0's
-files and tracker (see :mod:`framework.training.distributed`).
+files and tracker (see :mod:`framework.process.distributed`).
 """
 
 from __future__ import annotations
 
 import logging
-import signal
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from framework.components import build_component
-from framework.config import pruning_window
 from framework.data import build_loaders, limit_batches, load_splits
 from framework.errors import ConfigError
-from framework.pruning.thinning import apply_recipe, thinning_recipe
-from framework.runner.context import RunContext
-from framework.runner.first_batch import check_first_batches
-from framework.runner.methods import give_calibration_data
-from framework.runner.parts import build_deploy_hook, build_parts, build_thinning_hook, recorded_params
-from framework.runner.pruning_hook import PruningHook
-from framework.runner.ranks import agree_or_raise
-from framework.runner.resume_guard import (
-    ConfigRecordHook,
-    apply_scheduler_arguments,
-    checkpoint_to_resume,
-    config_changes,
-    refuse_pruner_change_after_thinning,
-)
-from framework.runner.summary import where_everything_is
-from framework.tracking.metrics_file import MetricsFileHook
-from framework.training import CheckpointHook, Trainer, load_checkpoint
-from framework.training.checkpoint_checks import check_checkpoint_fields, check_checkpoint_fits
-from framework.training.distributed import (
+from framework.process.distributed import (
     SINGLE,
     DistContext,
     broadcast_object,
     init_distributed,
     shutdown_distributed,
 )
-from framework.training.log_hook import EpochLogHook
-from framework.training.run_lock import lock_run_dir
+from framework.process.ranks import agree_or_raise
+from framework.process.run_lock import lock_run_dir
+from framework.process.signals import sigterm_as_interrupt
+from framework.pruning.thinning.thin import apply_recipe, thinning_recipe
+from framework.run_context import RunContext
+from framework.runner.first_batch import check_first_batches
+from framework.runner.hooks import build_hooks
+from framework.runner.methods import give_calibration_data
+from framework.runner.parts import Parts, build_parts, recorded_params, resolved
+from framework.runner.resume_guard import (
+    apply_scheduler_arguments,
+    checkpoint_to_resume,
+    config_changes,
+    refuse_pruner_change_after_thinning,
+)
+from framework.runner.summary import where_everything_is
+from framework.tracking.group import Trackers
+from framework.training import Trainer, load_checkpoint
+from framework.training.checkpoint_checks import check_checkpoint_fields, check_checkpoint_fits
 
 log = logging.getLogger(__name__)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: the run is marked KILLED and its checkpoint kept."""
 
 
 def run_checked(cfg: DictConfig, context: RunContext) -> dict[str, float]:
@@ -112,12 +105,12 @@ def train(
     """``task=train``: train (prune, thin) as ``cfg`` says, from ``resume_path`` when given."""
     error = None
     try:  # no collective inside: a rank that fails here must reach agree_or_raise below
-        trainer = _set_up_training(cfg, context, ddp, resume_path)
+        trainer, trackers = _set_up_training(cfg, context, ddp, resume_path)
     except Exception as failure:
         error = failure
     agree_or_raise(error, ddp)
 
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         history = trainer.fit()
     final = history[-1] if history else {}
     if final:
@@ -128,46 +121,74 @@ def train(
             f" sparsity/total={final['sparsity/total']:.4f}" if "sparsity/total" in final else "",
         )
     if ddp.is_main:
-        log.info(where_everything_is(context.run_dir, history, trainer.hooks))
+        log.info(where_everything_is(context, history, trackers.where()))
     return final
 
 
-def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, resume_path: Path | None) -> Trainer:
-    """The parts, the loop's hooks, the data and the checkpoint: a Trainer ready to fit."""
-    run_dir = context.run_dir
-    checkpoint = load_checkpoint(resume_path) if resume_path is not None else None
-    if checkpoint is not None:
-        check_checkpoint_fields(checkpoint, resume_path, cfg.epochs)
-    record = ConfigRecordHook(recorded_params(cfg))
-    changes = (
-        config_changes(checkpoint, record.params, allow=cfg.resume_changed == "allow") if checkpoint is not None else []
-    )
+def _set_up_training(
+    cfg: DictConfig, context: RunContext, ddp: DistContext, resume_path: Path | None
+) -> tuple[Trainer, Trackers]:
+    """checkpoint -> parts -> hooks -> data -> trainer -> resume: a Trainer ready to fit, and the
+    trackers its hooks drive."""
+    checkpoint, changes = _checkpoint(cfg, resume_path)
     parts = build_parts(cfg, context, ddp, changes=changes)
-    model, device, pruning_hook = parts.model, parts.device, parts.pruning_hook
-    thinning_hook = build_thinning_hook(cfg, pruning_hook, run_dir, parts.input_shape)
-    mask_sync = None
-    if ddp.enabled and pruning_hook is not None:
-        from framework.runner.mask_sync import MaskSync
-
-        mask_sync = MaskSync(pruning_hook.pruner, ddp, run_dir if ddp.is_main else None)
-        pruning_hook.on_masks_updated = mask_sync
-        if not ddp.is_main:  # only rank 0 writes the reports and the thinned model
-            pruning_hook.report_dir = None
-            if thinning_hook is not None:
-                thinning_hook.writes_files = False
-    recipe = thinning_recipe(checkpoint) if checkpoint is not None else None
-    refuse_pruner_change_after_thinning(recipe is not None, changes, pruned=pruning_hook is not None)
-    if recipe is not None:  # the checkpoint holds the thinned model: rebuild its architecture
-        apply_recipe(model, recipe, checkpoint["model"] if isinstance(checkpoint.get("model"), Mapping) else None)
-        model.to(device)
-        pruning_hook.freeze()
+    _rebuild_thinned_architecture(parts, checkpoint, changes)
+    hooks = [placed.hook for placed in build_hooks(cfg, parts, ddp)]
+    # -- from here on, data is read ----------------------------------------------------------
+    bundle, train_loader, val_loader = _training_data(cfg, parts, ddp)
+    model = parts.model
     optimizer = build_component("optimizer", cfg.optimizer, params=model.parameters())
     lr_scheduler = build_component("lr_scheduler", cfg.lr_scheduler, optimizer=optimizer) if cfg.lr_scheduler else None
+    parallel = None
+    if ddp.enabled:
+        from framework.training.ddp import DataParallel
 
-    # -- from here on, data is read ----------------------------------------------------------
+        parallel = DataParallel(ddp, parts.device, sync_batchnorm=cfg.distributed.sync_batchnorm)
+    trainer = Trainer(
+        model,
+        optimizer,
+        train_loader,
+        val_loader,
+        epochs=cfg.epochs,
+        device=parts.device,
+        lr_scheduler=lr_scheduler,
+        hooks=hooks,
+        progress=cfg.progress and ddp.is_main,  # one bar, rank 0's
+        parallel=parallel,
+        preprocessing=bundle.preprocessing,
+    )
+    if checkpoint is not None:
+        assert resume_path is not None  # the checkpoint was read from it
+        _resume(cfg, trainer, checkpoint, resume_path, changes)
+    return trainer, parts.trackers
+
+
+def _checkpoint(cfg: DictConfig, resume_path: Path | None) -> tuple[dict[str, Any] | None, list[str]]:
+    """The checkpoint to resume (its fields checked) and what changed in the config since it."""
+    if resume_path is None:
+        return None, []
+    checkpoint = load_checkpoint(resume_path)
+    check_checkpoint_fields(checkpoint, resume_path, cfg.epochs)
+    changes = config_changes(checkpoint, recorded_params(cfg), allow=cfg.resume_changed == "allow")
+    return checkpoint, changes
+
+
+def _rebuild_thinned_architecture(parts: Parts, checkpoint: dict[str, Any] | None, changes: list[str]) -> None:
+    """A checkpoint taken after thinning holds the small model: the model is rebuilt to its recipe
+    (before the optimizer takes its parameters); its pruner settings cannot change."""
+    recipe = thinning_recipe(checkpoint) if checkpoint is not None else None
+    refuse_pruner_change_after_thinning(recipe is not None, changes, pruned=parts.pruner is not None)
+    if checkpoint is not None and recipe is not None:
+        weights = checkpoint.get("model")
+        apply_recipe(parts.model, recipe, weights if isinstance(weights, Mapping) else None)
+        parts.model.to(parts.device)
+
+
+def _training_data(cfg: DictConfig, parts: Parts, ddp: DistContext):
+    """The splits (their first batches checked), the loaders (a shard per rank), and the seeded
+    calibration batches of a data-aware criterion."""
     bundle = load_splits(parts.data_source, cfg.dataset._target_)
     check_data(cfg, parts, bundle)
-    parts.description.preprocessing = bundle.preprocessing  # a tracker may log it beside the model
     bundle = limit_batches(bundle, cfg.loader.batch_size, cfg.loader.limit_train_batches, cfg.loader.limit_val_batches)
     train_loader, val_loader = build_loaders(
         bundle,
@@ -177,73 +198,18 @@ def _set_up_training(cfg: DictConfig, context: RunContext, ddp: DistContext, res
         rank=ddp.rank,
         world_size=ddp.world_size,
     )
-    if pruning_hook is not None:  # a data-aware criterion ranks on seeded training batches
-        give_calibration_data(pruning_hook.pruner, bundle.train, cfg.loader.batch_size, cfg.seed, ddp.rank)
-    # Ranks > 0 train, prune and thin like rank 0, but write nothing: no log, metrics, tracker or checkpoint.
-    writers = (
-        (EpochLogHook(also_shown=PruningHook.SHOWN_IN_LOG), MetricsFileHook(run_dir), *parts.trackers)
-        if ddp.is_main
-        else ()
-    )
-    deploy_hook = build_deploy_hook(
-        cfg, pruning_hook, thinning_hook, run_dir, parts.input_shape, writes_files=ddp.is_main
-    )
-    # distillation before pruning: its dense teacher is copied before the first pruning step
-    parts_in_order = (record, *parts.method_hooks, pruning_hook, mask_sync, thinning_hook, deploy_hook, *writers)
-    hooks: list[Any] = [h for h in parts_in_order if h is not None]
-    if ddp.is_main:
-        hooks.append(
-            CheckpointHook(
-                run_dir / "checkpoints",
-                best_metric=_first_metric(cfg.optimized_metric),
-                best_from_epoch=_final_sparsity_epoch(cfg) if pruning_hook is not None else 0,
-            )
-        )
-        if cfg.profile_steps > 0:
-            from framework.training.profiler_hook import ProfilerHook
-
-            hooks.append(ProfilerHook(run_dir / "profile", cfg.profile_steps))
-    parallel = None
-    if ddp.enabled:
-        from framework.training.ddp import DataParallel
-
-        parallel = DataParallel(ddp, device, sync_batchnorm=cfg.distributed.sync_batchnorm)
-    trainer = Trainer(
-        model,
-        optimizer,
-        train_loader,
-        val_loader,
-        epochs=cfg.epochs,
-        device=device,
-        lr_scheduler=lr_scheduler,
-        hooks=hooks,
-        progress=cfg.progress and ddp.is_main,  # one bar, rank 0's
-        loader_generator=getattr(train_loader, "generator", None),
-        parallel=parallel,
-    )
-    if checkpoint is not None:
-        check_checkpoint_fits(checkpoint, resume_path, model, optimizer)
-        if changes:  # resume_changed=allow: the pruner's method may be new; its masks still apply
-            checkpoint.get("hooks", {}).get("pruning", {}).pop("method", None)
-            checkpoint.get("hooks", {}).get("pruning", {}).pop("structure", None)
-        trainer.load_state_dict(checkpoint)
-        if changes:
-            apply_scheduler_arguments(lr_scheduler, OmegaConf.to_container(cfg.lr_scheduler, resolve=True) or {})
-            log.warning("resumed with a changed config: %s", "; ".join(changes))
-        log.info("resumed at epoch %d from %s", trainer.start_epoch, resume_path)
-    return trainer
+    give_calibration_data(parts.pruner, bundle.train, cfg.loader.batch_size, cfg.seed, ddp.rank)
+    return bundle, train_loader, val_loader
 
 
-def _first_metric(optimized_metric: Any) -> str:
-    """best.pt follows the first of several optimized metrics (a multi-objective sweep)."""
-    return optimized_metric if isinstance(optimized_metric, str) else list(optimized_metric)[0]
-
-
-def _final_sparsity_epoch(cfg: DictConfig) -> int:
-    """The first epoch that ends at the final sparsity: the schedule's last pruning epoch."""
-    start, end = pruning_window(cfg.schedule, cfg.epochs)
-    epochs = list(range(start, end, cfg.schedule.frequency))
-    return epochs[-1] if epochs else 0
+def _resume(cfg: DictConfig, trainer: Trainer, checkpoint: dict[str, Any], path: Path, changes: list[str]) -> None:
+    """Every part continues where the checkpoint left off (each hook takes its own state)."""
+    check_checkpoint_fits(checkpoint, path, trainer.model, trainer.optimizer)
+    trainer.load_state_dict(checkpoint)
+    if changes:  # resume_changed=allow: the new scheduler arguments take effect from the next step
+        apply_scheduler_arguments(trainer.lr_scheduler, resolved(cfg.lr_scheduler))
+        log.warning("resumed with a changed config: %s", "; ".join(changes))
+    log.info("resumed at epoch %d from %s", trainer.start_epoch, path)
 
 
 def check_data(cfg: DictConfig, parts, bundle) -> None:
@@ -271,31 +237,5 @@ def analyse_sensitivity(cfg: DictConfig, context: RunContext) -> dict[str, float
     # forked analysis workers evaluate in their own process: no loader workers below them
     workers = 0 if cfg.sensitivity.workers > 1 else cfg.loader.num_workers
     _, val_loader = build_loaders(bundle, batch_size=cfg.loader.batch_size, num_workers=workers, seed=cfg.seed)
-    give_calibration_data(parts.pruning_hook.pruner, bundle.train, cfg.loader.batch_size, cfg.seed)
-    return analyse(
-        cfg,
-        context.run_dir,
-        context.overrides,
-        parts.model,
-        parts.pruning_hook.pruner,
-        val_loader,
-        parts.device,
-        parts.input_shape,
-        parts.trackers,
-    )
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    def handler(signum, frame):
-        raise Terminated(f"received signal {signum}")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    give_calibration_data(parts.pruner, bundle.train, cfg.loader.batch_size, cfg.seed)
+    return analyse(cfg, parts, val_loader)

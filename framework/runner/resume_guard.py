@@ -21,7 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from framework.errors import ConfigError
-from framework.runner.context import RunContext
+from framework.run_context import RunContext
 from framework.training.hooks import Hook
 
 log = logging.getLogger(__name__)
@@ -103,14 +103,14 @@ def find_resumable_checkpoint(context: RunContext, outputs: Path) -> Path | None
     With an explicit ``hydra.run.dir`` the first case applies; with Hydra's timestamped dirs the
     second finds the run that the same command started before.
     """
-    own = context.run_dir / "checkpoints" / "last.pt"
+    own = context.last_checkpoint
     if own.is_file():
         return own
     wanted = _without_resume(context.overrides)
     candidates = []
     for overrides_file in outputs.glob("**/.hydra/overrides.yaml"):
         run_dir = overrides_file.parent.parent
-        checkpoint = run_dir / "checkpoints" / "last.pt"
+        checkpoint = RunContext(run_dir).last_checkpoint
         if run_dir == context.run_dir or not checkpoint.is_file():
             continue
         if _without_resume(OmegaConf.load(overrides_file)) == wanted:

@@ -87,23 +87,27 @@ def trusted_rows(path: Path, unit_names: Iterable[str]) -> list[sens.Row]:
     for row in rows:
         key = (row.unit, round(row.level, 6))
         counts[key] = counts.get(key, 0) + 1
-    kept, rejected = [], []
+    kept: list[sens.Row] = []
+    rejected: list[str] = []  # why each row that is not kept was rejected
     for row in rows:
         problem = _problem(row, units)
         if problem is None and counts[(row.unit, round(row.level, 6))] > 1:
             problem = "the same unit and level twice"
-        (rejected if problem else kept).append((row, problem))
+        if problem is None:
+            kept.append(row)
+        else:
+            rejected.append(problem)
     if not rejected:
         return rows
     aside = path.with_name(path.name + ".rejected")
     os.replace(path, aside)
     writer = sens.RowWriter(path)
     try:
-        for row, _ in kept:
+        for row in kept:
             writer(row)
     finally:
         writer.close()
-    reasons = sorted({problem for _, problem in rejected})
+    reasons = sorted(set(rejected))
     log.warning(
         "sensitivity: %d row(s) of %s are not trusted (%s) and are evaluated again; the file as it was is kept as %s",
         len(rejected),
@@ -111,4 +115,4 @@ def trusted_rows(path: Path, unit_names: Iterable[str]) -> list[sens.Row]:
         "; ".join(reasons)[:300],
         aside,
     )
-    return [row for row, _ in kept]
+    return kept

@@ -13,8 +13,12 @@ pretrained weights, the configured pruner, the trackers) and hands them here. Fi
   and ``<run dir>/conf/pruner/derived/<name>.yaml``, a pruner option that ``--config-dir <run
   dir>/conf pruner=derived/<name>`` selects.
 
-The trackers get the metrics ``sensitivity/<unit>/top1`` at step = level in percent and
-``sensitivity/dense_top1``; MLflow logs the folders ``sensitivity/`` and ``conf/`` as artifacts.
+The trackers (:mod:`framework.tracking.tracker`) log real steps: step 0 is the dense model
+(``sensitivity/dense_top1``, and with a budget the derived levels' measured removal
+``derived/<what>_removed``), step ``i`` is the ``i``-th level of ``sensitivity.levels``
+(``sensitivity/level`` holds the level itself, ``sensitivity/<unit>/top1`` each unit's top-1 at
+it), so a unit's curve is its metric over the steps. Their files are the folders
+``sensitivity/`` and ``conf/``.
 """
 
 from __future__ import annotations
@@ -22,22 +26,24 @@ from __future__ import annotations
 import json
 import logging
 import shlex
-from collections.abc import Sequence
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from framework.analysis import sensitivity as sens
+from framework.run_context import RunContext
+from framework.runner.parts import Parts, resolved
+from framework.runner.run_files import sensitivity_files
 from framework.runner.sensitivity_files import read_settings, trusted_rows
+from framework.runner.summary import where_everything_is
 
 log = logging.getLogger(__name__)
 
 
 def _settings(cfg: DictConfig) -> dict[str, Any]:
     """What the rows depend on: a rerun in the same folder must match it to continue."""
-    used = OmegaConf.to_container(cfg, resolve=True)
+    used = resolved(cfg)
     return {key: used.get(key) for key in ("model", "dataset", "pruner", "fold_batchnorm", "pretrained", "seed")}
 
 
@@ -72,19 +78,19 @@ _NOT_CARRIED = (
 )
 
 
-def training_command(run_dir: Path, name: str, pretrained: str | None, overrides: Sequence[str]) -> str:
+def training_command(context: RunContext, name: str, pretrained: str | None) -> str:
     """``python run.py`` with the derived pruner, the same model/data/folding, from the checkpoint."""
-    kept = [o for o in overrides if not o.lstrip("~+").startswith(_NOT_CARRIED)]
-    parts = ["python", "run.py", "--config-dir", str(run_dir / "conf"), f"pruner=derived/{name}"]
+    kept = [o for o in context.overrides if not o.lstrip("~+").startswith(_NOT_CARRIED)]
+    parts = ["python", "run.py", "--config-dir", str(context.derived_conf), f"pruner=derived/{name}"]
     if pretrained:
         parts.append(f"pretrained={Path(pretrained).resolve()}")
     return " ".join(shlex.quote(p) for p in parts + kept)
 
 
-def write_derived(cfg: DictConfig, run_dir: Path, derived: sens.Derived, overrides: Sequence[str]) -> tuple[Path, str]:
+def write_derived(cfg: DictConfig, context: RunContext, derived: sens.Derived) -> tuple[Path, str]:
     """The derived pruner option and the command that trains with it."""
-    node = sens.derived_config(OmegaConf.to_container(cfg.pruner, resolve=True), derived)
-    path = run_dir / "conf" / "pruner" / "derived" / f"{cfg.sensitivity.name}.yaml"
+    node = sens.derived_config(resolved(cfg.pruner), derived)
+    path = context.derived_conf / "pruner" / "derived" / f"{cfg.sensitivity.name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     header = (
         "# @package pruner\n"
@@ -92,7 +98,7 @@ def write_derived(cfg: DictConfig, run_dir: Path, derived: sens.Derived, overrid
         f"budget={derived.budget}.\n"
     )
     path.write_text(header + OmegaConf.to_yaml(OmegaConf.create(node)))
-    return path, training_command(run_dir, cfg.sensitivity.name, cfg.pretrained, overrides)
+    return path, training_command(context, cfg.sensitivity.name, cfg.pretrained)
 
 
 def derived_markdown(derived: sens.Derived, command: str) -> str:
@@ -114,28 +120,36 @@ def derived_markdown(derived: sens.Derived, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def analyse(
-    cfg: DictConfig,
-    run_dir: Path,
-    overrides: Sequence[str],
-    model,
-    pruner,
-    val_loader,
-    device,
-    input_shape,
-    trackers: Sequence[Any] = (),
-) -> dict[str, float]:
-    """Run (or continue) the analysis, write and log its files; returns headline figures."""
-    folder = run_dir / "sensitivity"
-    _check_same_settings(folder, _settings(cfg))
-    analysis = sens.Analysis(model, pruner, val_loader, device, input_shape)
+def analyse(cfg: DictConfig, parts: Parts, val_loader) -> dict[str, float]:
+    """Run (or continue) the analysis, write its files and log them; returns headline figures."""
+    context, trackers = parts.context, parts.trackers
+    _check_same_settings(context.sensitivity, _settings(cfg))  # before a tracker records a run
+    trackers.start(0)
+    try:
+        result, rows, levels = _analysis(cfg, parts, val_loader)
+        trackers.log_metrics(result, 0)
+        for step, level in enumerate(levels, start=1):
+            at_level = {f"sensitivity/{r.unit}/top1": r.top1 for r in rows if round(r.level, 6) == round(level, 6)}
+            trackers.log_metrics({"sensitivity/level": level, **at_level}, step)
+        trackers.log_files(sensitivity_files(context))
+    except BaseException as error:
+        trackers.fail(error)
+        raise
+    trackers.finish()
+    log.info(where_everything_is(context, [], trackers.where()))
+    return result
+
+
+def _analysis(cfg: DictConfig, parts: Parts, val_loader) -> tuple[dict[str, float], list[sens.Row], list[float]]:
+    """The rows (continued from ``rows.csv``), the tables, curves and derived levels written."""
+    context = parts.context
+    folder = context.sensitivity
+    analysis = sens.Analysis(parts.model, parts.pruner, val_loader, parts.device, parts.input_shape)
     levels = [float(level) for level in cfg.sensitivity.levels]
     rows_path = folder / "rows.csv"
     rows = trusted_rows(rows_path, [unit.name for unit in analysis.units])
     if rows:
         log.info("sensitivity: continuing %s (%d rows done)", rows_path, len(rows))
-    for tracker in trackers:
-        tracker.before_run(SimpleNamespace(start_epoch=0))
     writer = sens.RowWriter(rows_path)
     try:
         if not any(r.unit == sens.DENSE for r in rows):
@@ -143,18 +157,19 @@ def analyse(
             writer(dense)
             rows.append(dense)
         done = {(r.unit, round(r.level, 6)) for r in rows}
+
+        def keep(row: sens.Row) -> None:
+            writer(row)
+            rows.append(row)
+
         sens.run_rows(
             analysis,
             levels,
             done,
-            lambda row: (writer(row), rows.append(row)),
+            keep,
             workers=cfg.sensitivity.workers,
             progress=cfg.progress,
         )
-    except BaseException as error:
-        for tracker in trackers:
-            tracker.on_failure(None, error)
-        raise
     finally:
         writer.close()
     rows = sens.ordered(
@@ -170,16 +185,10 @@ def analyse(
         derived = sens.derive_levels(
             rows, analysis.units, cfg.sensitivity.budget_kind, cfg.sensitivity.budget, analysis.cost_of, analysis.totals
         )
-        path, command = write_derived(cfg, run_dir, derived, overrides)
+        path, command = write_derived(cfg, context, derived)
         (folder / "derived.md").write_text(derived_markdown(derived, command))
         (folder / "derived_command.txt").write_text(command + "\n")
         log.info("sensitivity: derived levels in %s; train with:\n  %s", path, command)
         result.update({f"derived/{key}_removed": value for key, value in derived.measured.items()})
-    for tracker in trackers:
-        tracker.after_epoch(SimpleNamespace(epoch=0, epoch_metrics={**result}))
-        for level in levels:
-            metrics = {f"sensitivity/{r.unit}/top1": r.top1 for r in rows if round(r.level, 6) == round(level, 6)}
-            tracker.after_epoch(SimpleNamespace(epoch=int(round(level * 100)), epoch_metrics=metrics))
-        tracker.after_run(SimpleNamespace(model=model))
     log.info("sensitivity: %d units x %d levels in %s", len(analysis.units), len(levels), folder)
-    return result
+    return result, rows, levels

@@ -1,18 +1,13 @@
 """The end of a run says where everything is, in one short block (rank 0 only): the run folder,
-the checkpoints, the thinned (deployable) model files, the MLflow run and how to open it, and the
-headline figures (val/top1, sparsity; params, MACs and speedup when the model was thinned)."""
+the checkpoints, the thinned and deployable model files, the analysis's folder, what each tracker
+says of itself (the MLflow run and how to open it), and the headline figures (val/top1, sparsity;
+params, MACs and speedup when the model was thinned)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
 
-from framework.config import project_root
-from framework.tracking.mlflow_hook import MLflowHook
-
-# Folders of a run that hold model files a user takes away (the deploy step may add its own).
-MODEL_FOLDERS = ("thinned", "deploy")
+from framework.run_context import RunContext
 
 
 def headline(history: Sequence[Mapping[str, float]]) -> str:
@@ -31,37 +26,27 @@ def headline(history: Sequence[Mapping[str, float]]) -> str:
     return "  ".join(parts)
 
 
-def where_everything_is(run_dir: Path, history: Sequence[Mapping[str, float]], trackers: Iterable[Any]) -> str:
-    """The block, one fact a line."""
-    lines = ["where everything is:", f"  run folder:  {run_dir}"]
-    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt"))
+def where_everything_is(
+    context: RunContext, history: Sequence[Mapping[str, float]], tracker_lines: Iterable[str]
+) -> str:
+    """The block, one fact a line; ``tracker_lines``: where each tracker says its results are."""
+    lines = ["where everything is:", f"  run folder:  {context.run_dir}"]
+    checkpoints = sorted(p.name for p in context.checkpoints.glob("*.pt"))
     if checkpoints:
-        lines.append(f"  checkpoints: {run_dir / 'checkpoints'} ({', '.join(checkpoints)})")
-    for folder in MODEL_FOLDERS:
-        files = sorted(p.name for p in (run_dir / folder).glob("*") if p.is_file())
+        lines.append(f"  checkpoints: {context.checkpoints} ({', '.join(checkpoints)})")
+    for label, folder in (("thinned", context.thinned), ("deploy", context.deploy)):
+        files = sorted(p.name for p in folder.glob("*") if p.is_file())
         if files:
-            lines.append(f"  {folder} model: {run_dir / folder} ({', '.join(files)})")
-    if (run_dir / "profile").is_dir():
-        lines.append(f"  profile:     {run_dir / 'profile'} (trace.json: chrome://tracing or Perfetto)")
-    for tracker in trackers:
-        lines.extend(f"  {line}" for line in _tracker_lines(tracker))
+            lines.append(f"  {label} model: {folder} ({', '.join(files)})")
+    if context.sensitivity.is_dir():
+        lines.append(f"  sensitivity: {context.sensitivity} (sensitivity.md, sensitivity.png, rows.csv)")
+    if context.profile.is_dir():
+        lines.append(f"  profile:     {context.profile} (trace.json: chrome://tracing or Perfetto)")
+    lines.extend(f"  {line}" for line in tracker_lines)
     figures = headline(history)
     if figures:
         lines.append(f"  results:     {figures}")
     return "\n".join(lines)
-
-
-def _tracker_lines(tracker: Any) -> list[str]:
-    if not isinstance(tracker, MLflowHook) or tracker.run_id is None:
-        return []
-    uri = str(tracker.uri)
-    line = f"MLflow run:  {tracker.run_id} (experiment {tracker.experiment!r})"
-    if uri.startswith(("http://", "https://")):
-        return [line, f"MLflow UI:   {uri.rstrip('/')}/#/experiments/{tracker.experiment_id}/runs/{tracker.run_id}"]
-    default_store = f"sqlite:///{project_root()}/outputs/mlflow.db"
-    in_clone = (project_root() / "Makefile").is_file() and uri == default_store
-    opener = "make ui" if in_clone else f"mlflow ui --backend-store-uri {uri}"
-    return [line, f"MLflow UI:   {opener}  (then http://127.0.0.1:5000)"]
 
 
 def _short(count: float) -> str:

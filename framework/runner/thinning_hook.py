@@ -7,14 +7,15 @@ Thinning happens once, at the end of an epoch, after that epoch's evaluation:
   the weights; the lr scheduler keeps its state and now drives the new optimizer.
 * ``pruner.thin=end``: at the last epoch.
 
-The thinned model replaces the trainer's model, so the checkpoint written after that epoch holds
-the small model with the recipe that rebuilds its architecture (this hook's state), and a resumed
-run continues it. The epoch's metrics gain ``thin/val_top1`` (the thinned
+The thinned model replaces the trainer's model (``trainer.replace_model``, with a
+:class:`ThinnedModel` as the report the pruning and deploy hooks read), so the checkpoint written
+after that epoch holds the small model with the recipe that rebuilds its architecture (this hook's
+state), and a resumed run continues it. The epoch's metrics gain ``thin/val_top1`` (the thinned
 model evaluated on the validation set), params, MACs (``torch.utils.flop_counter``), file sizes and
 the measured latency of the masked-dense and the thinned model (eager PyTorch and, when onnx and
 onnxruntime are installed, ONNX Runtime; interleaved, median). The files go to ``<run dir>/thinned/``:
 ``model.pt`` (state_dict + recipe, loads with ``weights_only=True``: see
-:func:`framework.pruning.thinning.load_thinned`) and ``model.onnx``.
+:func:`framework.pruning.thinning.thin.load_thinned`) and ``model.onnx``.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from framework.errors import StorageError
-from framework.pruning.thinning import CHECKPOINT_KEY
+from framework.pruning.thinning.thin import CHECKPOINT_KEY
 from framework.training.checkpoint import storage_cause
 from framework.training.hooks import Hook
 
@@ -57,33 +59,38 @@ def remove_thinning_files(out_dir: Path) -> list[Path]:
     return removed
 
 
+@dataclass
+class ThinnedModel:
+    """What thinning reports on the trainer (``trainer.replacement``): the recipe that rebuilds the
+    small model's architecture, the epoch it was thinned after, and the masked model's top-1, size
+    and latency when it was thinned (rank 0; the deploy step's dense variant)."""
+
+    recipe: dict[str, Any]
+    epoch: int
+    dense_measured: dict[str, float] | None = None
+
+
 class ThinningHook(Hook):
-    name = CHECKPOINT_KEY  # the reader of this state is framework.pruning.thinning.thinning_recipe
+    name = CHECKPOINT_KEY  # the reader of this state is framework.pruning.thinning.thin.thinning_recipe
 
     def __init__(
         self,
         pruner,
-        pruning_hook,
         when: str,
         input_shape: Sequence[int],
         out_dir: str | Path,
         batch_size: int = 32,
         writes_files: bool = True,
     ):
+        """``writes_files``: with several processes every rank thins (the masks are equal, so the
+        small models are too) and evaluates its shard; only rank 0 saves and measures the model."""
         self.pruner = pruner
-        self.pruning_hook = pruning_hook
         self.when = when
         self.input_shape = tuple(input_shape)
         self.out_dir = Path(out_dir)
         self.batch_size = batch_size
-        # With several processes every rank thins (the masks are equal, so the small models are
-        # too) and evaluates its shard; only rank 0 saves and measures the small model.
         self.writes_files = writes_files
-        self.recipe: dict[str, Any] | None = None
-        self.thinned_at: int | None = None
-        # The masked model's top-1, size and latency when it was thinned: the deploy step's dense
-        # variant (part of the state, so a resumed run reports the same).
-        self.dense_measured: dict[str, float] | None = None
+        self.thinned: ThinnedModel | None = None  # part of the state: a resumed run reports the same
 
     def thin_epoch(self, trainer) -> int:
         """The epoch after whose evaluation the model is thinned."""
@@ -92,12 +99,16 @@ class ThinningHook(Hook):
             return min(self.pruner.schedule.last_epoch, last)
         return last
 
+    def before_run(self, trainer) -> None:
+        if self.thinned is not None:  # resumed after thinning: the model was rebuilt small already
+            trainer.replacement = self.thinned
+
     def after_epoch(self, trainer) -> None:
-        if self.recipe is None and trainer.epoch == self.thin_epoch(trainer):
+        if self.thinned is None and trainer.epoch == self.thin_epoch(trainer):
             self.thin(trainer)
 
     def thin(self, trainer) -> None:
-        from framework.pruning.thinning import thin
+        from framework.pruning.thinning.thin import thin
 
         masked = trainer.model
         device = next(masked.parameters()).device
@@ -105,14 +116,9 @@ class ThinningHook(Hook):
         result = thin(masked, self.pruner.masks, example_input=example, optimizer=trainer.optimizer)
         masked_top1 = trainer.epoch_metrics.get("val/top1")
 
-        trainer.model = result.model
-        trainer.optimizer = result.optimizer
-        if trainer.lr_scheduler is not None:
-            trainer.lr_scheduler.optimizer = result.optimizer
-        # The masks belong to the old tensors: nothing is masked any more, reports use the masked model.
-        self.pruning_hook.freeze(masked)
-        self.recipe = result.recipe
-        self.thinned_at = trainer.epoch
+        # The masks belong to the old tensors: the pruning hook stops masking and reports on `masked`.
+        self.thinned = ThinnedModel(result.recipe, trainer.epoch)
+        trainer.replace_model(result.model, result.optimizer, self.thinned)
 
         metrics = trainer.epoch_metrics
         metrics["thin/val_top1"] = trainer.evaluate()["top1"]
@@ -136,7 +142,7 @@ class ThinningHook(Hook):
 
     def _write_files(self, trainer, result, masked, masked_top1) -> None:
         from framework.analysis.cost import cost_report
-        from framework.pruning.thinning import save_thinned
+        from framework.pruning.thinning.thin import save_thinned
 
         metrics = trainer.epoch_metrics
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -157,7 +163,8 @@ class ThinningHook(Hook):
             )
         metrics.update({key: float(value) for key, value in report.items()})
         metrics["thin/model_bytes"] = float((self.out_dir / "model.pt").stat().st_size)
-        self.dense_measured = {
+        assert self.thinned is not None  # set by thin() before the files are written
+        self.thinned.dense_measured = {
             "val_top1": float(masked_top1) if masked_top1 is not None else float("nan"),
             "bytes": float(report["thin/state_dict_bytes/dense"]),
             "ms_b1": float(report["thin/eager_ms_b1/dense"]),
@@ -180,12 +187,16 @@ class ThinningHook(Hook):
         )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"recipe": self.recipe, "thinned_at": self.thinned_at, "dense_measured": self.dense_measured}
+        thinned = self.thinned
+        if thinned is None:
+            return {"recipe": None, "thinned_at": None, "dense_measured": None}
+        return {"recipe": thinned.recipe, "thinned_at": thinned.epoch, "dense_measured": thinned.dense_measured}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.recipe = state.get("recipe")
-        self.thinned_at = state.get("thinned_at")
-        self.dense_measured = state.get("dense_measured")
+        recipe = state.get("recipe")
+        self.thinned = (
+            None if recipe is None else ThinnedModel(recipe, state.get("thinned_at", 0), state.get("dense_measured"))
+        )
 
 
 def _onnx_available() -> bool:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from framework.errors import SecateursError, short_reason
+from framework.run_context import RunContext
 from framework.sweeps.objective import describe, objective_value
 from framework.sweeps.records import FAILED, FINISHED, JobRecord, read_sweep_info, write_job_record
 
@@ -48,7 +48,7 @@ class SweepJob:
     ``job.parent_run_id``; then ``return job.finished(final, cfg.optimized_metric)``, or
     ``return job.failed(error)`` in the ``except`` clause; ``job.write_record()`` in ``finally``."""
 
-    def __init__(self, hydra_cfg):
+    def __init__(self, hydra_cfg: Any) -> None:
         self.num = int(hydra_cfg.job.num)
         self.run_dir = Path(hydra_cfg.runtime.output_dir)
         sweep = read_sweep_info(hydra_cfg.sweep.dir)
@@ -89,16 +89,13 @@ class SweepJob:
 
 
 def _mlflow_run_id(run_dir: Path) -> str | None:
-    hook = sys.modules.get("framework.tracking.mlflow_hook")  # imported only when the job tracked
-    if hook is None:
-        return None
-    path = run_dir / hook.RUN_ID_FILE
+    path = RunContext(run_dir).mlflow_run_id_file  # written only when the job tracked to MLflow
     return path.read_text().strip() if path.is_file() else None
 
 
 def _last_epoch(run_dir: Path) -> dict:
-    from framework.tracking.metrics_file import FILENAME, read_metrics
+    from framework.tracking.metrics_file import read_metrics
 
-    path = run_dir / FILENAME
+    path = RunContext(run_dir).metrics_file
     epochs = read_metrics(path) if path.is_file() else []
     return {k: float(v) for k, v in epochs[-1].items() if k != "epoch"} if epochs else {}

@@ -1,4 +1,4 @@
-"""The local record of every metric: ``metrics.jsonl`` in the run dir, one JSON object per epoch.
+"""The local record of every metric: ``metrics.jsonl`` in the run dir, one JSON object per step.
 
 It is written whatever happens to the tracking server, flushed and fsynced per line, so a run's
 metrics survive an MLflow outage or a crash. ``framework.tracking.recover`` replays it into MLflow.
@@ -8,38 +8,51 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from framework.errors import StorageError
-from framework.training.hooks import Hook
-
-FILENAME = "metrics.jsonl"
-STATUS_FILENAME = "run_status.json"
+from framework.run_context import RunContext
+from framework.tracking.tracker import RunFile, ServableModel
 
 
-class MetricsFileHook(Hook):
-    """Appends each epoch's metrics to ``metrics.jsonl``, and keeps the run's outcome in
+class MetricsFileTracker:
+    """A tracker (:class:`framework.tracking.tracker.Tracker`) that appends each step's metrics to
+    ``metrics.jsonl`` (the step under ``"epoch"``), and keeps the run's outcome in
     ``run_status.json`` (RUNNING, then FINISHED, FAILED or KILLED, with the planned number of
-    epochs), which ``framework.tracking.recover`` reads when the tracking store missed the end."""
+    steps and how many finished), which ``framework.tracking.recover`` reads when the tracking
+    store missed the end. Every task of rank 0 has one, whatever ``tracking`` says."""
 
-    def __init__(self, run_dir: str | Path):
-        self.path = Path(run_dir) / FILENAME
-        self.status_path = Path(run_dir) / STATUS_FILENAME
+    def __init__(self, context: RunContext, planned_steps: int):
+        self.path = context.metrics_file
+        self.status_path = context.status_file
+        self.planned_steps = planned_steps
+        self.finished_steps = 0
 
-    def before_run(self, trainer) -> None:
-        self._write_status(trainer, "RUNNING")
+    def start(self, step: int) -> None:
+        self.finished_steps = step
+        self._write_status("RUNNING")
 
-    def after_run(self, trainer) -> None:
-        self._write_status(trainer, "FINISHED")
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        append_line(self.path, json.dumps({"epoch": step, **metrics}, sort_keys=True))
+        self.finished_steps = step + 1
 
-    def on_failure(self, trainer, error: BaseException) -> None:
+    def log_files(self, files: Sequence[RunFile]) -> None:
+        pass  # they are in the run folder already
+
+    def log_model(self, model: ServableModel) -> None:
+        pass  # the deploy step's files are in the run folder already
+
+    def finish(self, status: str, error: BaseException | None = None) -> None:
         if isinstance(error, StorageError):
             return  # the disk is what failed: writing more would only fail again
-        self._write_status(trainer, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+        self._write_status(status)
 
-    def _write_status(self, trainer, status: str) -> None:
-        record = {"status": status, "epochs": trainer.epochs, "finished_epochs": trainer.finished_epochs}
+    def where(self) -> list[str]:
+        return []  # the run folder's line says where this is
+
+    def _write_status(self, status: str) -> None:
+        record = {"status": status, "epochs": self.planned_steps, "finished_epochs": self.finished_steps}
         tmp = self.status_path.with_name(self.status_path.name + ".tmp")
         try:
             tmp.write_text(json.dumps(record, sort_keys=True) + "\n", encoding="utf-8")
@@ -49,10 +62,6 @@ class MetricsFileHook(Hook):
                 f"cannot write the run status file {self.status_path} ([Errno {error.errno}] "
                 f"{error.strerror}); free disk space or make {self.status_path.parent} writable"
             ) from None
-
-    def after_epoch(self, trainer) -> None:
-        record = {"epoch": trainer.epoch, **trainer.epoch_metrics}
-        append_line(self.path, json.dumps(record, sort_keys=True))
 
 
 def append_line(path: Path, line: str) -> None:
@@ -95,7 +104,7 @@ def read_metrics(path: str | Path) -> list[dict[str, float]]:
 def read_status(run_dir: str | Path) -> dict[str, object] | None:
     """What ``run_status.json`` in ``run_dir`` says, or None when it is missing or unreadable."""
     try:
-        record = json.loads((Path(run_dir) / STATUS_FILENAME).read_text(encoding="utf-8"))
+        record = json.loads(RunContext(Path(run_dir)).status_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None

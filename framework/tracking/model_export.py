@@ -1,4 +1,7 @@
-"""The trained model as a servable MLflow ``python_function`` model that loads without this repository.
+"""The deploy step's ONNX model as a servable MLflow ``python_function`` model that loads without
+this repository. Nothing is exported here: the ONNX file is the deploy step's
+(:mod:`framework.runner.deploy_hook`), handed to the trackers as a
+:class:`framework.tracking.tracker.ServableModel`.
 
 What is logged (the run's *Models*; ``runs:/<run id>/model`` and ``models:/<model id>`` load it)::
 
@@ -36,15 +39,15 @@ from framework.data.preprocessing import Preprocessing
 MODEL_DIR = "model"
 INT8_MODEL_DIR = "model_int8"
 SERVED_CODE = Path(__file__).with_name("served_model.py")
-EXAMPLE_ROWS = 2
+EXAMPLE_ROWS = 2  # raw inputs logged beside a servable model as its input example
 # What served_model.py imports; pinned to this environment so that a fresh one reproduces it.
 SERVING_PACKAGES = ("mlflow", "onnxruntime", "numpy", "pandas")
 
 
 def identity_preprocessing(input_shape: Sequence[int]) -> Preprocessing:
     """For data that came without a recorded preprocessing: inputs are taken as they are."""
-    channels = int(input_shape[0])
-    return Preprocessing(tuple(int(d) for d in input_shape), mean=(0.0,) * channels, std=(1.0,) * channels)
+    channels, height, width = (int(d) for d in input_shape)
+    return Preprocessing((channels, height, width), mean=(0.0,) * channels, std=(1.0,) * channels)
 
 
 def raw_pixels(inputs: torch.Tensor, preprocessing: Preprocessing) -> np.ndarray:
@@ -108,53 +111,6 @@ def log_servable(name: str, onnx_path: str | Path, preprocessing: Preprocessing,
             name=name, **_model_arguments(Path(onnx_path), preprocessing, example, Path(scratch))
         )
     return info.model_id
-
-
-DEPLOY_DIR = "deploy"  # where the run's deploy step leaves its ONNX files (framework/deploy/variants.py)
-
-
-def deployed_files(run_dir: str | Path) -> tuple[Path | None, Path | None]:
-    """The fused fp32 and int8 ONNX files the run's deploy step wrote, each None when absent."""
-    from framework.deploy.variants import FP32_ONNX, INT8_ONNX
-
-    folder = Path(run_dir) / DEPLOY_DIR
-    fp32, int8 = folder / FP32_ONNX, folder / INT8_ONNX
-    return (fp32 if fp32.is_file() else None), (int8 if int8.is_file() else None)
-
-
-def log_model(
-    model: torch.nn.Module,
-    input_shape: Sequence[int],
-    preprocessing: Preprocessing | None = None,
-    example_inputs: torch.Tensor | None = None,
-    int8_onnx: str | Path | None = None,
-    fused_onnx: str | Path | None = None,
-) -> str:
-    """Log ``model`` as the servable logged model ``model`` of the active run (and ``int8_onnx``, when
-    given, as ``model_int8``); returns the id of ``model``.
-
-    ``fused_onnx``: the model's BatchNorm-fused ONNX export when the deploy step made one already;
-    otherwise it is made here. ``example_inputs``: a few preprocessed samples (say, validation
-    inputs) whose raw pixels become the logged input example; zeros when not given.
-    """
-    from framework.analysis.cost import export_onnx
-    from framework.deploy.errors import require_onnxruntime
-    from framework.deploy.fuse import fuse_batchnorm
-
-    require_onnxruntime("logging the servable model (tracking.log_model=true)")
-    preprocessing = preprocessing or identity_preprocessing(input_shape)
-    if example_inputs is None:
-        example_inputs = torch.zeros(EXAMPLE_ROWS, *input_shape)
-    example = raw_pixels(example_inputs[:EXAMPLE_ROWS], preprocessing)
-    with tempfile.TemporaryDirectory(prefix="secateurs-onnx-") as scratch:
-        if fused_onnx is None:
-            fused = fuse_batchnorm(model).cpu()  # a copy: the caller's model stays where it is
-            with _quiet():
-                fused_onnx = export_onnx(fused, tuple(input_shape), Path(scratch) / "model.onnx")
-        model_id = log_servable(MODEL_DIR, fused_onnx, preprocessing, example)
-        if int8_onnx is not None:
-            log_servable(INT8_MODEL_DIR, int8_onnx, preprocessing, example)
-    return model_id
 
 
 class _quiet(warnings.catch_warnings):

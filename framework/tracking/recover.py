@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from framework.errors import SecateursError, TrackingError, short_reason
-from framework.tracking.metrics_file import FILENAME, read_metrics, read_status
-from framework.tracking.mlflow_hook import RUN_ID_FILE
+from framework.process.run_lock import lock_holder
+from framework.run_context import RunContext
+from framework.tracking.metrics_file import read_metrics, read_status
 from framework.tracking.trackers import MLFLOW_TARGET, NO_TRACKING_TARGET
-from framework.training.run_lock import lock_holder
 
 RECOVERED_FROM_TAG = "secateurs.recovered_from"
 RECOVERED_DIR_TAG = "secateurs.recovered_run_dir"
@@ -68,7 +68,7 @@ def recover_run(run_dir: Path, uri: str, experiment: str = "secateurs") -> Recov
     a store that cannot be used.
     """
     run_dir = Path(run_dir)
-    metrics_file = run_dir / FILENAME
+    metrics_file = RunContext(run_dir).metrics_file
     if not metrics_file.is_file():
         raise TrackingError(f"{metrics_file} does not exist: nothing to recover in {run_dir}")
     _refuse_a_run_in_progress(run_dir)
@@ -157,7 +157,7 @@ def _planned_epochs(run_dir: Path) -> int | None:
 
 
 def _recorded_run_id(run_dir: Path) -> str | None:
-    id_file = run_dir / RUN_ID_FILE
+    id_file = RunContext(run_dir).mlflow_run_id_file
     if not id_file.is_file():
         return None
     return id_file.read_text(encoding="utf-8").strip() or None
@@ -271,7 +271,7 @@ def main(argv=None) -> int:
     what = "a new MLflow run" if result.created else "MLflow run"
     print(
         f"logged {result.logged} metric points ({result.skipped} already there) from "
-        f"{args.run_dir / FILENAME} into {what} {result.run_id} at {uri}; status {result.status}"
+        f"{RunContext(args.run_dir).metrics_file} into {what} {result.run_id} at {uri}; status {result.status}"
     )
     return 0
 

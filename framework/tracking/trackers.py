@@ -1,9 +1,10 @@
 """The ``tracking`` components (``conf/tracking/``): each one's ``_target_`` is called with its
-own arguments and ``run`` (a :class:`RunDescription`), and gives the loop hooks that track the run.
+own arguments and ``run`` (a :class:`RunDescription`), and gives the run's trackers
+(:class:`framework.tracking.tracker.Tracker`), connected to their store: an unreachable one fails
+before any data is read.
 
-A tracker of yours is a class or function of that shape in your own folder: a training-loop hook
-(:class:`framework.training.Hook`), a list of them, or None. ``metrics.jsonl`` in the run dir is
-written whatever the tracker.
+A tracker of yours is a class or function of that shape in your own folder, giving a tracker, a
+list of them, or None. ``metrics.jsonl`` in the run dir is written whatever the tracker.
 
 MLflow only: a sweep's parent run (``framework.sweeps``), ``python -m framework.tracking.recover``
 and the continuation of the same MLflow run on resume.
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from framework.errors import ConfigError
 from framework.tracking.description import RunDescription
+from framework.tracking.tracker import METHODS, Tracker, missing_methods
 
 MLFLOW_TARGET = "framework.tracking.trackers.mlflow_tracking"
 NO_TRACKING_TARGET = "framework.tracking.trackers.no_tracking"
@@ -24,16 +27,21 @@ def uses_mlflow(tracking: Any) -> bool:
     return tracking is not None and hasattr(tracking, "get") and tracking.get("_target_") == MLFLOW_TARGET
 
 
-def as_hooks(built: Any) -> list[Any]:
-    """What a tracking component gave, as a list of hooks."""
-    if built is None:
-        return []
-    if isinstance(built, (list, tuple)):
-        return list(built)
-    return [built]
+def as_trackers(built: Any, target: str) -> list[Tracker]:
+    """What the tracking component ``target`` gave, as a list of trackers; one line naming the
+    methods missing from anything that is not one."""
+    trackers = [] if built is None else list(built) if isinstance(built, (list, tuple)) else [built]
+    for tracker in trackers:
+        missing = missing_methods(tracker)
+        if missing:
+            raise ConfigError(
+                f"tracking._target_={target} gave a {type(tracker).__name__} without {', '.join(missing)}; "
+                f"allowed: a tracker with {', '.join(METHODS)} (framework.tracking.Tracker, see docs/library.md)"
+            )
+    return trackers
 
 
-def no_tracking() -> list[Any]:
+def no_tracking() -> list[Tracker]:
     """``tracking=none``: no tracker; metrics still go to ``metrics.jsonl``."""
     return []
 
@@ -45,15 +53,16 @@ def mlflow_tracking(
     log_model: bool = True,
     *,
     run: RunDescription,
-) -> list[Any]:
-    """``tracking=mlflow``: one MLflow run per job, with the params, tags and artifacts below."""
+) -> list[Tracker]:
+    """``tracking=mlflow``: one MLflow run per job, with the params and tags below, connected."""
     from framework.config import project_root
-    from framework.tracking.mlflow_hook import MLflowHook
+    from framework.tracking.mlflow_tracker import MLflowTracker
     from framework.tracking.params import flatten_config, git_commit, run_name
 
+    context = run.context
     tags = {
-        "hydra.overrides": " ".join(run.overrides) or "(none)",
-        "hydra.output_dir": str(run.run_dir),
+        "hydra.overrides": " ".join(context.overrides) or "(none)",
+        "hydra.output_dir": str(context.run_dir),
         "git.commit": git_commit(project_root()) or "unknown",
     }
     for label in run.tags:  # the user's labels: "baseline" -> baseline=true, "owner:ana" -> owner=ana
@@ -61,45 +70,24 @@ def mlflow_tracking(
         tags[key.strip()] = value.strip() or "true"
     if run.world_size > 1:
         tags["distributed.world_size"] = str(run.world_size)
-    if run.job_num is not None:
-        tags["hydra.job.num"] = str(run.job_num)
-        tags["sweep.dir"] = str(run.run_dir.parent)
-    if run.parent_run_id:
-        tags["mlflow.parentRunId"] = run.parent_run_id  # the MLflow UI nests the run under it
+    if context.job_num is not None:
+        tags["hydra.job.num"] = str(context.job_num)
+        tags["sweep.dir"] = str(context.run_dir.parent)
+    if context.parent_run_id:
+        tags["mlflow.parentRunId"] = context.parent_run_id  # the MLflow UI nests the run under it
     if run.changes:
         tags["resume.changed"] = "; ".join(run.changes)[:5000]
     if run.fold_pairs is not None:
         tags["fold_batchnorm.folded_layers"] = str(len(run.fold_pairs))
-    if run.task == "sensitivity":  # the analysis logs its tables and the derived pruner, no model
-        artifacts = [(run.run_dir / "sensitivity", "sensitivity"), (run.run_dir / "conf", "conf")]
-        log_model = False
-    elif run.task == "eval":  # val metrics of a model a run made: nothing new to keep but its config
-        artifacts = [(run.run_dir / "metrics.jsonl", "")]
-        artifacts += [(run.hydra_dir, "hydra")] if run.hydra_dir is not None else []
-        log_model = False
-    else:
-        artifacts = [
-            (run.run_dir / "checkpoints" / "last.pt", "checkpoints"),
-            (run.run_dir / "metrics.jsonl", ""),
-            (run.run_dir / "deploy" / "variants.csv", "deploy"),
-        ]  # the deployable model's variants, when built
-        if run.hydra_dir is not None:
-            artifacts.append((run.hydra_dir, "hydra"))
-        if run.pruned:
-            artifacts.append((run.run_dir / "pruning", "pruning"))
-            artifacts.append((run.run_dir / "thinned", "thinned"))
-    return [
-        MLflowHook(
-            uri=uri,
-            experiment=experiment,
-            artifact_location=artifact_location,
-            run_dir=run.run_dir,
-            params=flatten_config(run.params),
-            tags=tags,
-            run_name=run_name(run.overrides, swept=run.swept_keys),
-            artifacts=artifacts,
-            log_model=log_model,
-            input_shape=run.input_shape,
-            description=run,
-        )
-    ]
+    tracker = MLflowTracker(
+        uri=uri,
+        experiment=experiment,
+        artifact_location=artifact_location,
+        context=context,
+        params=flatten_config(run.params),
+        tags=tags,
+        run_name=run_name(context.overrides, swept=context.swept_keys),
+        log_model=log_model,
+    )
+    tracker.connect()  # an unreachable store fails here, before any data is read
+    return [tracker]

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from framework.errors import CheckpointError, StorageError
+from framework.process.signals import signals_deferred
 from framework.serialization import load_weights_only
-from framework.training.signals import signals_deferred
 
 PathLike = str | os.PathLike
 TMP_SUFFIX = ".tmp"

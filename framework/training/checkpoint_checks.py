@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from framework.errors import CheckpointError
+from framework.errors import CheckpointError, short_reason
 
 SHOWN = 4
 
@@ -83,7 +83,7 @@ def _check_rng(state: Any, where: str) -> None:
     except Exception as error:
         raise CheckpointError(
             f"{where}: its RNG state (rng) cannot be restored ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:120] if str(error) else 'malformed'})"
+            f"{short_reason(error, 120) if str(error).strip() else 'malformed'})"
         ) from None
 
 

@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from framework.run_context import BEST_CHECKPOINT, LAST_CHECKPOINT
 from framework.training.checkpoint import remove_partial_files, save_atomic
 from framework.training.hooks import Hook
 
@@ -23,12 +24,12 @@ class CheckpointHook(Hook):
     def __init__(
         self,
         directory: str | Path,
-        filename: str = "last.pt",
+        filename: str = LAST_CHECKPOINT,
         best_metric: str | None = None,
         best_from_epoch: int = 0,
     ):
         self.path = Path(directory) / filename
-        self.best_path = Path(directory) / "best.pt"
+        self.best_path = Path(directory) / BEST_CHECKPOINT
         # The best epoch is looked for among epochs >= best_from_epoch (for a pruned run: once the
         # final sparsity is reached, so that best.pt is not a dense epoch from before pruning).
         # A metric named ...loss is minimised, any other maximised. Stateless: the trainer's
@@ -55,11 +56,12 @@ class CheckpointHook(Hook):
 
     def is_best(self, history: Sequence[dict[str, float]], epoch: int) -> bool:
         """Whether ``epoch``'s value beats every eligible earlier epoch's (the first of equals wins)."""
-        if epoch < self.best_from_epoch or epoch >= len(history):
+        metric = self.best_metric
+        if metric is None or epoch < self.best_from_epoch or epoch >= len(history):
             return False
-        value = history[epoch].get(self.best_metric)
+        value = history[epoch].get(metric)
         if value is None or not math.isfinite(value):
             return False
-        sign = -1.0 if self.best_metric.endswith("loss") else 1.0
-        earlier = [m.get(self.best_metric) for m in history[self.best_from_epoch : epoch]]
+        sign = -1.0 if metric.endswith("loss") else 1.0
+        earlier = [m.get(metric) for m in history[self.best_from_epoch : epoch]]
         return all(sign * value > sign * e for e in earlier if e is not None and math.isfinite(e))

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from framework.training.distributed import DistContext, sum_across_ranks
+from framework.process.distributed import DistContext, sum_across_ranks
 
 
 class DataParallel:
@@ -39,6 +39,7 @@ class DataParallel:
                 model, device_ids=device_ids
             )  # buffers synced at each forward (the default)
             self._wrapped_of = model
+        assert self._wrapped is not None  # built above for this model
         return self._wrapped
 
     @torch.no_grad()

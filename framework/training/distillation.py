@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,7 +27,6 @@ from torch.nn import functional as F
 
 from framework.errors import ConfigError
 from framework.training.hooks import Hook
-from framework.training.metrics import EpochAverages
 
 
 def check_temperature(value) -> float:
@@ -110,31 +110,19 @@ class DistillationHook(Hook):
         return (1.0 - self.alpha) * loss + self.alpha * soft
 
     def after_epoch(self, trainer) -> None:
-        if self._steps:
+        if self._sum is not None:
             value = float(self._sum) / self._steps
             if trainer.parallel is not None:
                 value = trainer.parallel.sum_across_ranks([value])[0] / trainer.parallel.context.world_size
             trainer.epoch_metrics["distill/kd_loss"] = value
         if self.teacher is not None and not self._logged_teacher:
-            trainer.epoch_metrics["distill/teacher_top1"] = self.evaluate_teacher(trainer)["top1"]
+            trainer.epoch_metrics["distill/teacher_top1"] = trainer.evaluate(self.teacher)["top1"]
             self._logged_teacher = True
-
-    @torch.no_grad()
-    def evaluate_teacher(self, trainer) -> dict[str, float]:
-        averages = EpochAverages()
-        for inputs, targets in trainer.val_loader:
-            inputs = inputs.to(trainer.device, non_blocking=True)
-            targets = targets.to(trainer.device, non_blocking=True)
-            logits = self.teacher(inputs)
-            averages.update(trainer.loss_fn(logits, targets), logits, targets)
-        if trainer.parallel is not None:
-            averages.reduce(trainer.parallel.sum_across_ranks)
-        return averages.result()
 
     # ------------------------------------------------------------------------------ resume
     def state_dict(self) -> dict:
-        state = {"logged_teacher": self._logged_teacher, "snapshot_taken": self.snapshot_taken}
-        if self.snapshot_taken:
+        state: dict[str, Any] = {"logged_teacher": self._logged_teacher, "snapshot_taken": self.snapshot_taken}
+        if self.snapshot_taken and self.teacher is not None:
             state["teacher"] = {k: v.detach().cpu() for k, v in self.teacher.state_dict().items()}
         return state
 

@@ -3,6 +3,8 @@
 A hook overrides any of the methods below; the trainer calls them in list order. Each hook keeps
 its own state and exposes it through ``state_dict``/``load_state_dict``, which the checkpoint
 stores under the hook's ``name`` so that a resumed run continues every part where it stopped.
+Hooks never hold one another; what one has to tell the others goes through the trainer
+(``after_weights_edited``, ``after_model_replaced``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
     from framework.training.loop import Trainer
 
 
@@ -42,6 +46,14 @@ class Hook:
 
     def after_run(self, trainer: Trainer) -> None:
         """Once, when every epoch has finished."""
+
+    def after_weights_edited(self, trainer: Trainer, when: str) -> None:
+        """Another hook changed the weights between optimizer steps (``trainer.weights_edited``:
+        new pruning masks); ``when`` names the moment (``"epoch 3 start"``)."""
+
+    def after_model_replaced(self, trainer: Trainer, previous: nn.Module) -> None:
+        """Another hook replaced ``previous`` with ``trainer.model`` (``trainer.replace_model``: a
+        smaller model); what it says of the change is ``trainer.replacement``."""
 
     def on_failure(self, trainer: Trainer, error: BaseException) -> None:
         """When training stops on an exception (NaN loss, Ctrl-C, SIGTERM, a bug)."""

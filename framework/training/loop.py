@@ -3,23 +3,40 @@
 It knows nothing about pruning or MLflow; those are hooks (see ``hooks.py``). Per epoch it puts
 ``train/loss``, ``train/top1``, ``train/top5``, ``val/loss``, ``val/top1``, ``val/top5`` and ``lr``
 into ``trainer.epoch_metrics``; hooks may add their own before the logging hooks read them.
+
+Hooks never hold one another: they talk through the trainer. A hook that changes the weights
+between steps says so with :meth:`Trainer.weights_edited` (every hook hears
+``after_weights_edited``); one that replaces the model with a smaller one calls
+:meth:`Trainer.replace_model` (``after_model_replaced``, and its report stays in
+``trainer.replacement``); one that exports the model for serving leaves the files in
+``trainer.exports`` for the trackers.
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from framework.errors import NonFiniteLossError
+from framework.training.evaluation import classification_loss, evaluate_model
 from framework.training.hooks import Hook
 from framework.training.metrics import EpochAverages
 from framework.training.rng import rng_state, set_rng_state
+
+
+class Batches(Protocol):
+    """The training batches: iterated once per epoch, and counted (``steps_per_epoch``)."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __len__(self) -> int: ...
 
 
 class Trainer:
@@ -27,7 +44,7 @@ class Trainer:
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        train_loader: Iterable,
+        train_loader: Batches,
         val_loader: Iterable,
         *,
         epochs: int,
@@ -36,8 +53,8 @@ class Trainer:
         hooks: Sequence[Hook] = (),
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         progress: bool = False,
-        loader_generator: torch.Generator | None = None,
         parallel: Any | None = None,
+        preprocessing: Any | None = None,
     ):
         self.model = model
         self.optimizer = optimizer
@@ -47,14 +64,21 @@ class Trainer:
         self.device = torch.device(device)
         self.lr_scheduler = lr_scheduler
         self.hooks: list[Hook] = list(hooks)
-        self.loss_fn = loss_fn or nn.CrossEntropyLoss()
+        self.loss_fn = loss_fn or classification_loss()
         # A bar only for a person watching a terminal: logs and CI stay clean.
         self.progress = progress and sys.stdout.isatty()
-        # The generator that shuffles the training data; part of the RNG state for exact resume.
-        self.loader_generator = loader_generator
+        # The generator that shuffles the training data (a DataLoader's own); part of the RNG state
+        # for exact resume.
+        self.loader_generator: torch.Generator | None = getattr(train_loader, "generator", None)
         # Several processes (framework.training.ddp.DataParallel): wraps the model for training,
         # aligns buffers before evaluation and sums the metrics over the ranks. None: one process.
         self.parallel = parallel
+        # How a raw input became the loaders' batches (framework.data.Preprocessing; None: not
+        # recorded): an exported model is logged with it.
+        self.preprocessing = preprocessing
+        # Left by one hook for the others (see the module's docstring).
+        self.replacement: Any = None  # the report of the hook that last replaced the model
+        self.exports: dict[str, Path] = {}  # servable model files by name ("model", "model_int8")
         self.start_epoch = 0  # first epoch to run (> 0 after a resume)
         self.epoch = 0  # the epoch in progress
         self.finished_epochs = 0
@@ -108,9 +132,9 @@ class Trainer:
         self.step_in_epoch = 0
         # A sampler with set_epoch (ours, or PyTorch's DistributedSampler) draws the order of an
         # epoch from the epoch number, so a resumed epoch sees the order of the uninterrupted run.
-        sampler = getattr(self.train_loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(self.epoch)
+        set_epoch = getattr(getattr(self.train_loader, "sampler", None), "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(self.epoch)
         averages = EpochAverages()
         batches = tqdm(
             self.train_loader,
@@ -154,20 +178,36 @@ class Trainer:
             averages.reduce(self.parallel.sum_across_ranks)
         return averages.result()
 
-    @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
-        self.model.eval()
-        if self.parallel is not None:  # every rank evaluates rank 0's BatchNorm statistics
-            self.parallel.sync_buffers(self.model)
-        averages = EpochAverages()
-        for inputs, targets in self.val_loader:
-            inputs = inputs.to(self.device, non_blocking=True)
-            targets = targets.to(self.device, non_blocking=True)
-            logits = self.model(inputs)
-            averages.update(self.loss_fn(logits, targets), logits, targets)
-        if self.parallel is not None:  # each rank saw its shard: the sums cover the whole split
-            averages.reduce(self.parallel.sum_across_ranks)
-        return averages.result()
+    def evaluate(self, model: nn.Module | None = None) -> dict[str, float]:
+        """Loss and top-k on the validation split of the model being trained, or of ``model`` (a
+        teacher, a copy) when given."""
+        reduce = self.parallel.sum_across_ranks if self.parallel is not None else None
+        if model is None:
+            model = self.model
+            if self.parallel is not None:  # every rank evaluates rank 0's BatchNorm statistics
+                self.parallel.sync_buffers(model)
+        return evaluate_model(model, self.val_loader, self.device, self.loss_fn, reduce)
+
+    # -- what hooks tell one another ------------------------------------------------------------
+
+    def weights_edited(self, when: str) -> None:
+        """A hook changed the weights between optimizer steps (new pruning masks): every hook
+        hears of it at once (with several processes, the ranks are put back in step)."""
+        for hook in self.hooks:
+            hook.after_weights_edited(self, when)
+
+    def replace_model(self, model: nn.Module, optimizer: torch.optim.Optimizer, report: Any) -> None:
+        """Train ``model`` with ``optimizer`` from now on (a hook made the model smaller; the lr
+        scheduler drives the new optimizer). ``report``, what that hook says of the change, stays
+        in ``self.replacement``; every hook hears of it with the model it replaced."""
+        previous = self.model
+        self.model = model
+        self.optimizer = optimizer
+        if self.lr_scheduler is not None:
+            self.lr_scheduler.optimizer = optimizer
+        self.replacement = report
+        for hook in self.hooks:
+            hook.after_model_replaced(self, previous)
 
     def _call(self, method: str) -> None:
         for hook in self.hooks:

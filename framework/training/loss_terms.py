@@ -54,4 +54,4 @@ class LossTermHook(Hook):
 
     def after_epoch(self, trainer) -> None:
         # a function of the (synchronised) weights: the same on every rank, nothing to reduce
-        trainer.epoch_metrics[self.metric] = float(self._sum) / self._steps if self._steps else 0.0
+        trainer.epoch_metrics[self.metric] = float(self._sum) / self._steps if self._sum is not None else 0.0

@@ -34,7 +34,7 @@ class EpochAverages:
 
     def reduce(self, sum_across_ranks) -> None:
         """Replace the sums with ``sum_across_ranks(sums)`` (each rank's sums added up), so that
-        ``result()`` covers every rank's samples (see :mod:`framework.training.distributed`)."""
+        ``result()`` covers every rank's samples (see :mod:`framework.process.distributed`)."""
         totals = sum_across_ranks([self.loss_sum, self.count, *(self.hits[k] for k in self.ks)])
         self.loss_sum, self.count = float(totals[0]), int(round(totals[1]))
         self.hits = {k: int(round(v)) for k, v in zip(self.ks, totals[2:])}

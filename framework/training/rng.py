@@ -21,7 +21,7 @@ def rng_state(loader_generator: torch.Generator | None = None) -> dict[str, Any]
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss],
-        "numpy": [np_name, torch.from_numpy(np_keys.astype(np.int64)), np_pos, np_has_gauss, np_gauss],
+        "numpy": [np_name, torch.from_numpy(np.asarray(np_keys, dtype=np.int64)), np_pos, np_has_gauss, np_gauss],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():

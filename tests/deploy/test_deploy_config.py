@@ -8,18 +8,26 @@ from support import cli_dirs, run_cli
 from framework.config import config_problems, validate
 
 
-def test_default_deploys_fp32_with_calibration_ready(compose_config):
+def test_default_deploys_fp32_with_calibration_ready_from_the_rulebook_s_defaults(compose_config):
+    from dataclasses import asdict
+
+    from framework.deploy.rules import DeployConfig
+
     cfg = compose_config()
-    assert cfg.deploy.enabled is True and cfg.deploy.quantize == "none" and cfg.deploy.calibration_batches >= 1
+    assert dict(cfg.deploy) == asdict(DeployConfig())  # written once: the composed config is the rulebook's
+    assert cfg.deploy.enabled is True and cfg.deploy.quantize == "none" and cfg.deploy.int8_calibration_batches >= 1
     validate(cfg)
-    validate(compose_config(["deploy.quantize=int8", "deploy.calibration_batches=2"]))
+    validate(compose_config(["deploy.quantize=int8", "deploy.int8_calibration_batches=2"]))
 
 
 @pytest.mark.parametrize(
     "overrides, expected",
     [
         (["deploy.quantize=fp16"], "deploy.quantize='fp16' is invalid; allowed: none | int8"),
-        (["deploy.calibration_batches=0"], "deploy.calibration_batches=0 is invalid; allowed: an integer >= 1"),
+        (
+            ["deploy.int8_calibration_batches=0"],
+            "deploy.int8_calibration_batches=0 is invalid; allowed: an integer >= 1",
+        ),
         (["deploy.enabled=false", "deploy.quantize=int8"], "deploy.quantize=int8 needs deploy.enabled=true"),
     ],
 )
@@ -29,7 +37,16 @@ def test_bad_deploy_settings_are_one_line_each(compose_config, overrides, expect
 
 
 def test_bad_deploy_setting_exits_2_before_training(tmp_path):
-    result = run_cli(["deploy.calibration_batches=-1", *cli_dirs(tmp_path)])
+    result = run_cli(["deploy.int8_calibration_batches=-1", *cli_dirs(tmp_path)])
     assert result.returncode == 2, result.stderr[-2000:]
-    assert "deploy.calibration_batches=-1 is invalid" in result.stderr and "Traceback" not in result.stderr
+    assert "deploy.int8_calibration_batches=-1 is invalid" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_the_old_calibration_key_answers_with_one_line_naming_the_new_one(tmp_path):
+    result = run_cli(["deploy.quantize=int8", "deploy.calibration_batches=4", *cli_dirs(tmp_path)])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: deploy.calibration_batches was renamed; use deploy.int8_calibration_batches"
+    ]
+    assert not (tmp_path / "run").exists()

@@ -16,7 +16,7 @@ from bn_models import trained_looking
 from framework.analysis.cost import export_onnx, onnx_session, run_onnx
 from framework.deploy.errors import DeployError
 from framework.deploy.quantize import quantize_int8
-from framework.deploy.variants import build_deployable, check_quantize, variants_markdown
+from framework.deploy.variants import build_deployable, variants_markdown
 from framework.models import SimpleCNN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,13 +60,15 @@ def test_calibration_without_batches_is_refused(tmp_path):
         quantize_int8(fp32, tmp_path / "int8.onnx", [])
 
 
-@pytest.mark.parametrize(
-    "quantize, batches_, wrong", [("fp16", 4, "deploy.quantize='fp16'"), ("int8", 0, "deploy.calibration_batches=0")]
-)
-def test_bad_settings_are_one_line(quantize, batches_, wrong):
+def test_the_deploy_step_refuses_a_quantization_with_the_config_check_s_line(tmp_path):
+    from framework.deploy.rules import quantize_problem
+
+    model = SimpleCNN(num_classes=10, in_channels=1).eval()
     with pytest.raises(DeployError) as error:
-        check_quantize(quantize, batches_)
-    assert wrong in str(error.value) and "allowed" in str(error.value) and "\n" not in str(error.value)
+        build_deployable(model, (1, 8, 8), tmp_path / "deploy", batches(1), quantize="fp16")
+    assert str(error.value) == quantize_problem("fp16")
+    assert "deploy.quantize='fp16' is invalid; allowed: none | int8" == str(error.value)
+    assert not (tmp_path / "deploy").exists()  # refused before anything is written
 
 
 def test_every_variant_is_measured_and_tabled(tmp_path):

@@ -37,7 +37,7 @@ def test_a_thinned_int8_run_logs_every_variant_and_both_servable_models(tmp_path
             "pruner=agp_filter",
             "epochs=3",
             "deploy.quantize=int8",
-            "deploy.calibration_batches=2",
+            "deploy.int8_calibration_batches=2",
             "loader.batch_size=32",
         ],
     )

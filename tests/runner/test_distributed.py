@@ -92,7 +92,7 @@ def rank_exit_codes(output: str) -> list[int]:
 
 
 def test_ranks_come_from_torchrun_or_else_from_slurm_tasks():
-    from framework.training.distributed import launched_rank, launched_world_size
+    from framework.process.launcher import launched_rank, launched_world_size
 
     torchrun_env = {"RANK": "3", "WORLD_SIZE": "4", "SLURM_PROCID": "0", "SLURM_NTASKS": "1", "MASTER_ADDR": "h"}
     assert (launched_rank(torchrun_env), launched_world_size(torchrun_env)) == (3, 4)
@@ -164,7 +164,7 @@ def test_two_processes_make_one_run_with_identical_masks(tmp_path):
     # one process on every validation sample, scores what the run logged.
     from framework.data import Digits, load_splits
     from framework.models import SimpleCNN
-    from framework.pruning.thinning import load_thinned
+    from framework.pruning.thinning.thin import load_thinned
 
     model = load_thinned(run_dir / "thinned" / "model.pt", SimpleCNN(num_classes=10, in_channels=1)).eval()
     val = load_splits(Digits(val_fraction=0.2, seed=0), "framework.data.Digits").val
@@ -182,7 +182,8 @@ def test_a_config_mistake_is_reported_once_and_every_rank_exits_2(tmp_path, mist
         args, message = ["optimizer.lr=-1"], "error: optimizer.lr=-1 is invalid"
     else:  # only rank 0 talks to MLflow: the others learn of it at the set-up barrier
         (tmp_path / "a_file").write_text("")
-        args, message = [f"tracking.uri=sqlite:///{tmp_path}/a_file/mlflow.db"], "error: cannot reach the MLflow store"
+        args = [f"tracking.uri=sqlite:///{tmp_path}/a_file/mlflow.db"]
+        message = "error: tracking (framework.tracking.trackers.mlflow_tracking): cannot reach the MLflow store"
     if mistake.endswith("late"):
         # Rank 1 starts 8 s after rank 0 (Python runs sitecustomize at start-up): rank 0 has long
         # found the mistake when rank 1 begins, the order that once let torchrun's SIGTERM kill

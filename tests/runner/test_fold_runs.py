@@ -88,7 +88,9 @@ def test_folded_agp_run_records_the_pairs(run_experiment, tracking_overrides, sh
         ("block3.0", "block3.1"),
     ]
     client = MlflowClient(store_overrides(shared_store)[0].split("=", 1)[1])
-    run_id = torch.load(context.run_dir / "checkpoints" / "last.pt", weights_only=True)["hooks"]["mlflow"]["run_id"]
+    run_id = torch.load(context.run_dir / "checkpoints" / "last.pt", weights_only=True)["hooks"]["trackers"]["mlflow"][
+        "run_id"
+    ]
     run = client.get_run(run_id)
     assert run.data.tags["fold_batchnorm.folded_layers"] == "3"
     assert run.data.params["fold_batchnorm"] == "True"

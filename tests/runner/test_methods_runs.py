@@ -38,7 +38,7 @@ def test_a_distillation_run_from_the_dense_model_into_mlflow(
     ]
     _, context, final = run_experiment(overrides, run_dir=tmp_path / "kd")
     checkpoint = torch.load(context.run_dir / "checkpoints" / "last.pt", weights_only=True)
-    run_id = checkpoint["hooks"]["mlflow"]["run_id"]
+    run_id = checkpoint["hooks"]["trackers"]["mlflow"]["run_id"]
     # the teacher exists from the first pruning epoch (1): its top-1 is logged once, KD from then on
     assert [step for step, _ in metric_history(shared_store, run_id, "distill/teacher_top1")] == [1]
     assert [step for step, _ in metric_history(shared_store, run_id, "distill/kd_loss")] == [1, 2]
@@ -64,7 +64,7 @@ def test_a_slimming_run_logs_its_penalty_per_epoch(run_experiment, tracking_over
     ]
     _, context, final = run_experiment(overrides, run_dir=tmp_path / "slim")
     checkpoint = torch.load(context.run_dir / "checkpoints" / "last.pt", weights_only=True)
-    values = metric_history(shared_store, checkpoint["hooks"]["mlflow"]["run_id"], "regularizer/value")
+    values = metric_history(shared_store, checkpoint["hooks"]["trackers"]["mlflow"]["run_id"], "regularizer/value")
     assert [step for step, _ in values] == [0, 1, 2]
     assert values[0][1] > 0 and values[1][1] > 0 and values[2][1] == 0.0  # off from end_epoch=2
     assert final["sparsity/total"] > 0.3

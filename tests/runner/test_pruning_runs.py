@@ -98,7 +98,7 @@ def test_agp_presets_zero_exactly_the_requested_structures(
 
     # logged target = the formula at every epoch; sparsity/total follows it
     client = MlflowClient(store_overrides(shared_store)[0].split("=", 1)[1])
-    run_id = checkpoint["hooks"]["mlflow"]["run_id"]
+    run_id = checkpoint["hooks"]["trackers"]["mlflow"]["run_id"]
     targets = {m.step: m.value for m in client.get_metric_history(run_id, "pruning/target_sparsity")}
     totals = {m.step: m.value for m in client.get_metric_history(run_id, "sparsity/total")}
     assert sorted(targets) == list(range(EPOCHS))

@@ -33,8 +33,8 @@ def test_resume_from_a_path_continues_the_same_mlflow_run_exactly(
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert b["epoch"] == 4
 
-    first_run_id = torch.load(checkpoint, weights_only=True)["hooks"]["mlflow"]["run_id"]
-    assert b["hooks"]["mlflow"]["run_id"] == first_run_id  # continued, not a new run
+    first_run_id = torch.load(checkpoint, weights_only=True)["hooks"]["trackers"]["mlflow"]["run_id"]
+    assert b["hooks"]["trackers"]["mlflow"]["run_id"] == first_run_id  # continued, not a new run
     client = MlflowClient(store_overrides(shared_store)[0].split("=", 1)[1])
     history = client.get_metric_history(first_run_id, "val/loss")
     assert sorted(m.step for m in history) == [0, 1, 2, 3]

@@ -20,7 +20,8 @@ def dense_checkpoint(tmp_path_factory):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from framework.runner import RunContext, run
+    from framework.run_context import RunContext
+    from framework.runner import run
 
     run_dir = tmp_path_factory.mktemp("dense")
     overrides = [*SMALL, "tracking=none", "epochs=2"]
@@ -116,7 +117,8 @@ def test_a_rerun_with_other_settings_in_the_same_folder_is_refused(run_experimen
 def test_derived_config_meets_its_sparsity_budget_when_trained(
     run_experiment, compose_config, dense_checkpoint, tmp_path, structure
 ):
-    from framework.runner import RunContext, run
+    from framework.run_context import RunContext
+    from framework.runner import run
 
     budget = 0.4
     sens_dir = tmp_path / "sens"

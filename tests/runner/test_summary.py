@@ -9,8 +9,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from support import store_overrides
 
+from framework.run_context import RunContext
 from framework.runner.summary import where_everything_is
-from framework.tracking.mlflow_hook import MLflowHook
+from framework.tracking.mlflow_tracker import MLflowTracker
 
 
 @pytest.mark.slow
@@ -43,22 +44,23 @@ def test_a_thinned_run_ends_with_one_block_that_says_where_everything_is(
 
 
 def test_a_tracking_server_gets_the_run_s_url(tmp_path):
-    hook = MLflowHook(
+    context = RunContext(tmp_path)
+    tracker = MLflowTracker(
         uri="http://127.0.0.1:5123/",
         experiment="e",
         artifact_location=None,
-        run_dir=tmp_path,
+        context=context,
         params={},
         tags={},
         run_name="r",
     )
-    hook.run_id, hook.experiment_id = "abc123", "7"
+    tracker.run_id, tracker.experiment_id = "abc123", "7"
     history = [{"val/top1": 0.5}, {"val/top1": 0.75}]
-    block = where_everything_is(tmp_path, history, [hook])
+    block = where_everything_is(context, history, tracker.where())
     assert "  MLflow UI:   http://127.0.0.1:5123/#/experiments/7/runs/abc123" in block.splitlines()
     assert block.splitlines()[-1] == "  results:     val/top1 0.7500"
     # a run that was never tracked: no MLflow lines, no checkpoint line
-    assert where_everything_is(tmp_path, history, []).splitlines() == [
+    assert where_everything_is(context, history, []).splitlines() == [
         "where everything is:",
         f"  run folder:  {tmp_path}",
         "  results:     val/top1 0.7500",

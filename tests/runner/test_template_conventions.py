@@ -60,7 +60,9 @@ def test_tags_are_mlflow_tags_and_best_pt_is_the_best_epoch(run_experiment, trac
     best = torch.load(context.run_dir / "checkpoints" / "best.pt", weights_only=True)
     history = [r["val/loss"] for r in read_metrics(context.run_dir / "metrics.jsonl")]
     assert best["epoch"] == history.index(min(history)) + 1 and last["epoch"] == 3
-    run = MlflowClient(store_overrides(shared_store)[0].split("=", 1)[1]).get_run(last["hooks"]["mlflow"]["run_id"])
+    run = MlflowClient(store_overrides(shared_store)[0].split("=", 1)[1]).get_run(
+        last["hooks"]["trackers"]["mlflow"]["run_id"]
+    )
     assert run.data.tags["baseline"] == "true" and run.data.tags["owner"] == "ana"
     assert not any(key.startswith("tags") or key.startswith("paths") for key in run.data.params)
     assert run.data.params["loader.limit_train_batches"] == "4"

@@ -29,7 +29,9 @@ def test_resnet20_filter_run_ends_with_a_thinned_model_half_the_size(
     assert abs(final["thin/val_top1"] - final["val/top1"]) <= 1 / VAL_IMAGES + 1e-9
 
     client = MlflowClient(store_overrides(shared_store)[0].split("=", 1)[1])
-    run_id = torch.load(context.run_dir / "checkpoints" / "last.pt", weights_only=True)["hooks"]["mlflow"]["run_id"]
+    run_id = torch.load(context.run_dir / "checkpoints" / "last.pt", weights_only=True)["hooks"]["trackers"]["mlflow"][
+        "run_id"
+    ]
     logged = client.get_run(run_id).data.metrics
     for key in (
         "thin/params/dense",

@@ -11,13 +11,14 @@ import pytest
 import torch
 from lock_holder import hold_lock_in_child
 from mlflow.tracking import MlflowClient
-from support import HANG_S, ROOT
+from support import HANG_S, ROOT, metrics_file, tracking_hook
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from framework.errors import TrackingError
-from framework.tracking.metrics_file import MetricsFileHook, read_metrics
-from framework.tracking.mlflow_hook import MLflowHook
+from framework.run_context import RunContext
+from framework.tracking.metrics_file import read_metrics
+from framework.tracking.mlflow_tracker import MLflowTracker
 from framework.tracking.recover import RECOVERED_FROM_TAG, recover_run
 from framework.training import Hook, Trainer
 
@@ -38,11 +39,11 @@ class StopAfterEpoch(Hook):
 def finished_run(store, run_dir, experiment, extra_hooks=()):
     """A real tiny training run logged to ``store``: its metrics file, status file and run id."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    hook = MLflowHook(
+    hook = MLflowTracker(
         uri=store,
         experiment=experiment,
         artifact_location=None,
-        run_dir=run_dir,
+        context=RunContext(run_dir),
         params={"optimizer.lr": "0.1"},
         tags={},
         run_name="tiny",
@@ -58,7 +59,7 @@ def finished_run(store, run_dir, experiment, extra_hooks=()):
         loader,
         loader,
         epochs=EPOCHS,
-        hooks=[MetricsFileHook(run_dir), hook, *extra_hooks],
+        hooks=[tracking_hook(metrics_file(run_dir, EPOCHS), hook), *extra_hooks],
     )
     try:
         trainer.fit()

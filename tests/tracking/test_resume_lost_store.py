@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from support import cli_dirs, run_cli
 
-from framework.tracking.mlflow_hook import LOST_RUN_TAG
+from framework.tracking.mlflow_tracker import LOST_RUN_TAG
 
 
 @pytest.mark.slow

@@ -8,13 +8,14 @@ import os
 
 import pytest
 import torch
-from support import HANG_S, cli_dirs
+from support import HANG_S, cli_dirs, metrics_file, tracking_hook
 from test_reliability import start_cli, wait_for_epochs
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from framework.tracking.metrics_file import MetricsFileHook, read_metrics
-from framework.tracking.mlflow_hook import MLflowHook
+from framework.run_context import RunContext
+from framework.tracking.metrics_file import read_metrics
+from framework.tracking.mlflow_tracker import MLflowTracker
 from framework.training import Hook, Trainer
 
 # Every config key the CLI test here sets, in one place (the config schema is being reshaped).
@@ -33,11 +34,11 @@ class DeleteFileAfterEpoch(Hook):
 def test_a_deleted_sqlite_store_warns_once_per_kind_and_keeps_every_metric(tmp_path, caplog):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    hook = MLflowHook(
+    hook = MLflowTracker(
         uri=f"sqlite:///{tmp_path}/mlflow.db",
         experiment="outage",
         artifact_location=None,
-        run_dir=run_dir,
+        context=RunContext(run_dir),
         params={},
         tags={},
         run_name="x",
@@ -47,13 +48,13 @@ def test_a_deleted_sqlite_store_warns_once_per_kind_and_keeps_every_metric(tmp_p
     x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
     loader = DataLoader(TensorDataset(x, y), batch_size=8)
     model = nn.Linear(4, 3)
-    # The metrics hook runs before MLflow's, the deleting hook after it: epoch 0 reaches the store.
-    hooks = [MetricsFileHook(run_dir), hook, DeleteFileAfterEpoch(tmp_path / "mlflow.db", 0)]
+    # The metrics file is written before MLflow's, the deleting hook after both: epoch 0 reaches the store.
+    hooks = [tracking_hook(metrics_file(run_dir, 5), hook), DeleteFileAfterEpoch(tmp_path / "mlflow.db", 0)]
     trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), loader, loader, epochs=5, hooks=hooks)
     with caplog.at_level(logging.DEBUG):
         trainer.fit()
     assert hook.failed_calls == 5  # log_metrics of epochs 1..4, end_run
-    ours = [r for r in caplog.records if r.name == "framework.tracking.mlflow_hook"]
+    ours = [r for r in caplog.records if r.name == "framework.tracking.mlflow_tracker"]
     assert [r.levelno for r in ours] == [logging.WARNING, logging.WARNING], [r.getMessage() for r in ours]
     assert "log_metrics failed (OperationalError: attempt to write a readonly database)" in ours[0].getMessage()
     assert "5 MLflow call(s) failed" in ours[1].getMessage() and "framework.tracking.recover" in ours[1].getMessage()

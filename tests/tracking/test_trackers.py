@@ -1,5 +1,5 @@
-"""The ``tracking`` options as components: each builds a list of loop hooks from its arguments and
-the runner's neutral description of the run; the MLflow one decides its own tags and artifacts."""
+"""The ``tracking`` options as components: each builds a list of trackers from its arguments and
+the runner's neutral description of the run; the MLflow one decides its own tags and connects."""
 
 from __future__ import annotations
 
@@ -9,46 +9,67 @@ import pytest
 
 from framework.components import build_component
 from framework.errors import ConfigError
+from framework.run_context import RunContext
 from framework.tracking.description import RunDescription
-from framework.tracking.mlflow_hook import MLflowHook
-from framework.tracking.trackers import uses_mlflow
+from framework.tracking.mlflow_tracker import MLflowTracker
+from framework.tracking.trackers import as_trackers, uses_mlflow
 
 
-def describe(tmp_path: Path, **kw) -> RunDescription:
+def describe(tmp_path: Path, task: str = "train", **context) -> RunDescription:
     params = {"model": {"_target_": "framework.models.SimpleCNN", "width": 8}, "epochs": 2}
-    return RunDescription(run_dir=tmp_path / "run", overrides=["epochs=2"], params=params, **kw)
+    run_context = RunContext(tmp_path / "run", overrides=["epochs=2"], **context)
+    return RunDescription(run_context, task=task, params=params)
 
 
-def test_none_builds_no_hook(compose_config, tmp_path):
+def test_none_builds_no_tracker(compose_config, tmp_path):
     cfg = compose_config(["tracking=none"])
     assert not uses_mlflow(cfg.tracking)
     assert build_component("tracking", cfg.tracking, run=describe(tmp_path)) == []
 
 
-def test_mlflow_builds_one_hook_whose_tags_and_artifacts_follow_the_description(compose_config, tmp_path):
-    cfg = compose_config([f"tracking.uri=sqlite:///{tmp_path}/m.db", "tracking.experiment=x"])
+def test_mlflow_builds_one_connected_tracker_whose_tags_follow_the_description(compose_config, shared_store, tmp_path):
+    cfg = compose_config([f"tracking.uri=sqlite:///{shared_store}/mlflow.db", "tracking.experiment=x"])
     assert uses_mlflow(cfg.tracking)
-    run = describe(
-        tmp_path,
-        job_num=3,
-        parent_run_id="abc",
+    run = RunDescription(
+        RunContext(tmp_path / "run", overrides=["epochs=2"], job_num=3, parent_run_id="abc"),
+        params={"model": {"_target_": "framework.models.SimpleCNN", "width": 8}, "epochs": 2},
         world_size=2,
-        pruned=True,
         fold_pairs=[{"weight": "a", "bn": "b"}],
         changes=["epochs: 1 -> 2"],
     )
-    [hook] = build_component("tracking", cfg.tracking, run=run)
-    assert isinstance(hook, MLflowHook) and hook.experiment == "x" and hook.uri.endswith("m.db")
-    assert hook.params == {"model._target_": "framework.models.SimpleCNN", "model.width": "8", "epochs": "2"}
-    assert hook.tags["hydra.job.num"] == "3" and hook.tags["mlflow.parentRunId"] == "abc"
-    assert hook.tags["distributed.world_size"] == "2" and hook.tags["fold_batchnorm.folded_layers"] == "1"
-    assert hook.tags["resume.changed"] == "epochs: 1 -> 2" and hook.run_name == "epochs=2"
-    assert [a for _, a in hook.artifacts] == ["checkpoints", "", "deploy", "pruning", "thinned"] and hook.log_model
+    [tracker] = build_component("tracking", cfg.tracking, run=run)
+    assert isinstance(tracker, MLflowTracker) and tracker.experiment == "x" and tracker.uri.endswith("mlflow.db")
+    assert tracker.experiment_id is not None  # connected: the store exists and holds the experiment
+    assert tracker.params == {"model._target_": "framework.models.SimpleCNN", "model.width": "8", "epochs": "2"}
+    assert tracker.tags["hydra.job.num"] == "3" and tracker.tags["mlflow.parentRunId"] == "abc"
+    assert tracker.tags["distributed.world_size"] == "2" and tracker.tags["fold_batchnorm.folded_layers"] == "1"
+    assert tracker.tags["resume.changed"] == "epochs: 1 -> 2" and tracker.run_name == "epochs=2"
+    assert tracker.logs_models and tracker.where() == []  # no run yet, nothing to point at
 
-    sensitivity = describe(tmp_path, task="sensitivity")
-    [hook] = build_component("tracking", cfg.tracking, run=sensitivity)
-    assert [a for _, a in hook.artifacts] == ["sensitivity", "conf"] and not hook.log_model
-    assert "hydra.job.num" not in hook.tags and "distributed.world_size" not in hook.tags
+    [tracker] = build_component("tracking", cfg.tracking, run=describe(tmp_path, task="sensitivity"))
+    assert "hydra.job.num" not in tracker.tags and "distributed.world_size" not in tracker.tags
+
+
+def test_a_tracking_component_that_gives_no_tracker_is_one_line_naming_what_it_lacks():
+    class OldStyleHook:  # a loop hook, as trackers were written before the Tracker protocol
+        def after_epoch(self, trainer): ...
+
+    class Complete:
+        def start(self, step): ...
+        def log_metrics(self, metrics, step): ...
+        def log_files(self, files): ...
+        def log_model(self, model): ...
+        def finish(self, status, error=None): ...
+        def where(self): ...
+
+    assert len(as_trackers([Complete(), Complete()], "x.Y")) == 2 and as_trackers(None, "x.Y") == []
+    with pytest.raises(ConfigError) as error:
+        as_trackers(OldStyleHook(), "my_tracker.OldStyleHook")
+    assert str(error.value) == (
+        "tracking._target_=my_tracker.OldStyleHook gave a OldStyleHook without start, log_metrics, log_files, "
+        "log_model, finish, where; allowed: a tracker with start, log_metrics, log_files, log_model, finish, "
+        "where (framework.tracking.Tracker, see docs/library.md)"
+    )
 
 
 def test_a_tracking_node_without_target_or_with_a_stray_key_is_one_line(compose_config, tmp_path):

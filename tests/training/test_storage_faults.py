@@ -16,12 +16,12 @@ import textwrap
 
 import pytest
 import torch
-from support import HANG_S, ROOT, cli_dirs, run_cli
+from support import HANG_S, ROOT, cli_dirs, metrics_file, run_cli, tracking_hook
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from framework.errors import StorageError
-from framework.tracking.metrics_file import MetricsFileHook, append_line, read_metrics
+from framework.tracking.metrics_file import append_line, read_metrics
 from framework.training import CheckpointHook, Trainer, load_checkpoint
 
 # Every config key the CLI tests here set, in one place (the config schema is being reshaped).
@@ -119,9 +119,9 @@ def test_a_checkpoint_folder_that_is_a_file_is_one_line(tmp_path):
     assert "no checkpoint has been written yet" in message
 
 
-def test_a_run_dir_that_is_a_file_stops_the_metrics_hook_with_one_line(tmp_path):
+def test_a_run_dir_that_is_a_file_stops_the_metrics_file_with_one_line(tmp_path):
     (tmp_path / "run").write_text("not a folder")
-    trainer = tiny_trainer([MetricsFileHook(tmp_path / "run")])
+    trainer = tiny_trainer([tracking_hook(metrics_file(tmp_path / "run", 2))])
     with pytest.raises(StorageError) as info:
         trainer.fit()
     message = str(info.value)

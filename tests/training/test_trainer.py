@@ -30,9 +30,7 @@ def make_trainer(hooks=(), epochs=3, seed=0, lr=0.1, init_seed=None):
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
     train, val, generator = make_loaders(seed)
-    return Trainer(
-        model, optimizer, train, val, epochs=epochs, lr_scheduler=scheduler, hooks=hooks, loader_generator=generator
-    )
+    return Trainer(model, optimizer, train, val, epochs=epochs, lr_scheduler=scheduler, hooks=hooks)
 
 
 class Recorder(Hook):
@@ -126,3 +124,48 @@ def test_state_dict_round_trip_continues_exactly():
     for a, b in zip(straight.model.state_dict().values(), second.model.state_dict().values()):
         assert torch.equal(a, b)
     assert [h["val/loss"] for h in straight.history] == [h["val/loss"] for h in second.history]
+
+
+def test_hooks_tell_one_another_through_the_trainer_never_directly():
+    """One hook edits the weights and then replaces the model; another hears both, in order,
+    with the model it replaced; the lr scheduler drives the new optimizer."""
+
+    class Editor(Hook):
+        def before_epoch(self, t):
+            t.weights_edited(f"epoch {t.epoch} start")
+
+        def after_epoch(self, t):
+            if t.epoch == 0:
+                small = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 4))
+                t.replace_model(small, torch.optim.SGD(small.parameters(), lr=0.05), report={"width": 8})
+
+    class Listener(Hook):
+        def __init__(self):
+            self.heard = []
+
+        def after_weights_edited(self, t, when):
+            self.heard.append(when)
+
+        def after_model_replaced(self, t, previous):
+            self.heard.append((type(previous[0]).__name__, previous[0].out_features, t.replacement))
+
+    listener = Listener()
+    trainer = make_trainer(hooks=[Editor(), listener], epochs=2)
+    first = trainer.model
+    trainer.fit()
+    assert listener.heard == ["epoch 0 start", ("Linear", 16, {"width": 8}), "epoch 1 start"]
+    assert trainer.model is not first and trainer.model[0].out_features == 8
+    assert trainer.lr_scheduler.optimizer is trainer.optimizer  # the scheduler follows the new optimizer
+    assert trainer.history[1]["val/loss"] == trainer.evaluate()["loss"]  # epoch 1 evaluated the new model
+
+
+def test_evaluate_takes_another_model_without_touching_the_trained_one():
+    trainer = make_trainer(epochs=1)
+    other = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 4))
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.zero_()
+    trainer.model.train()
+    result = trainer.evaluate(other)
+    assert result["loss"] == pytest.approx(math.log(4))  # all-zero logits: uniform over 4 classes
+    assert trainer.model.training  # the trained model was not put in eval mode

@@ -13,7 +13,7 @@ from lock_holder import hold_lock_in_child
 from support import ROOT, cli_dirs, run_cli
 
 from framework.errors import RunDirInUseError
-from framework.training.run_lock import lock_run_dir
+from framework.process.run_lock import lock_run_dir
 
 # Every config key the CLI test here sets, in one place (the config schema is being reshaped).
 CLI_OVERRIDES = ["tracking=none", "epochs=1"]
@@ -71,7 +71,7 @@ def test_forked_children_do_not_keep_a_killed_runs_lock(tmp_path):
     # must be free for resume=auto at once.
     child = textwrap.dedent(f"""
         import os, time
-        from framework.training.run_lock import lock_run_dir
+        from framework.process.run_lock import lock_run_dir
         lock = lock_run_dir({str(tmp_path)!r})
         worker = os.fork()
         if worker == 0:

@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 
 from framework.errors import RunDirInUseError, StorageError
+from framework.run_context import LOCK_FILE
 
-LOCK_FILE = ".lock"
 # File descriptors of the locks this process holds, closed in every child it forks.
 _held_fds: set[int] = set()
 

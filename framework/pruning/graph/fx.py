@@ -13,7 +13,7 @@ import torch
 import torch.fx
 from torch import nn
 
-from framework.errors import PruningError
+from framework.errors import PruningError, short_reason
 
 # Conv1d/2d/3d and ConvTranspose1d/2d/3d (and anything built on their base)
 CONVS = (nn.modules.conv._ConvNd,)
@@ -58,10 +58,7 @@ def trace(
     try:
         return torch.fx.symbolic_trace(model)
     except Exception as exc:  # fx raises many types (TraceError, TypeError, ...); all mean the same
-        lines = str(exc).strip().splitlines()
-        reason = lines[0] if lines else type(exc).__name__
-        if len(reason) > 160:
-            reason = reason[:157] + "..."
+        reason = short_reason(exc)
         raise PruningError(
             f"{needed_by} needs a traceable model: torch.fx could not trace {type(model).__name__} ({reason}); {advice}"
         ) from exc
@@ -80,3 +77,21 @@ def strip_data_parallel_prefix(name: str) -> str:
     while name.startswith(DATA_PARALLEL_PREFIX):
         name = name[len(DATA_PARALLEL_PREFIX) :]
     return name
+
+
+def is_window_attention(module: nn.Module) -> bool:
+    """torchvision's ShiftedWindowAttention (v1: a relative-position-bias table per head); recognised
+    by name, since pruning imports only torch."""
+    return (
+        type(module).__name__ in ("ShiftedWindowAttention", "ThinnedShiftedWindowAttention")
+        and hasattr(module, "relative_position_bias_table")
+        and isinstance(getattr(module, "qkv", None), nn.Linear)
+    )
+
+
+def weight_of(layer: nn.Module) -> torch.Tensor:
+    """``layer.weight`` of a layer that has one (Conv, Linear, a norm); one line for one that has not."""
+    weight = layer.weight
+    if not isinstance(weight, torch.Tensor):
+        raise PruningError(f"{type(layer).__name__} has no weight tensor; allowed: a Conv, Linear or norm layer")
+    return weight

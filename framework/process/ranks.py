@@ -4,7 +4,7 @@ process). Their masks agree through :mod:`framework.runner.mask_sync`."""
 from __future__ import annotations
 
 from framework.errors import SecateursError
-from framework.training.distributed import DistContext, gather_objects
+from framework.process.distributed import DistContext, gather_objects
 
 
 class PeerFailedError(SecateursError):

@@ -24,31 +24,7 @@ import torch
 import torch.distributed as dist
 
 from framework.errors import ConfigError
-
-# torchrun's names, and SLURM's for tasks that srun started (a submitit job with several tasks),
-# which are read when torchrun's are absent.
-_ENV_NAMES = {"WORLD_SIZE": "SLURM_NTASKS", "RANK": "SLURM_PROCID", "LOCAL_RANK": "SLURM_LOCALID"}
-
-
-def _launcher_value(name: str, default: int, environ=None) -> int:
-    environ = os.environ if environ is None else environ
-    text = environ.get(name)
-    if text is None and "WORLD_SIZE" not in environ and "MASTER_ADDR" in environ:
-        text = environ.get(_ENV_NAMES[name])  # SLURM tasks; MASTER_ADDR says they form a group
-    try:
-        return int(text) if text is not None else default
-    except ValueError:
-        return default
-
-
-def launched_world_size(environ=None) -> int:
-    """How many processes the launcher started (1 when not started by torchrun or srun)."""
-    return _launcher_value("WORLD_SIZE", 1, environ)
-
-
-def launched_rank(environ=None) -> int:
-    """This process's rank as the launcher says (0 when not started by torchrun or srun)."""
-    return _launcher_value("RANK", 0, environ)
+from framework.process.launcher import launched_local_rank, launched_rank, launched_world_size
 
 
 @dataclass(frozen=True)
@@ -81,7 +57,7 @@ def init_distributed(timeout_s: float, backend: str = "auto") -> DistContext:
     if world <= 1:
         return SINGLE
     rank = launched_rank()
-    local_rank = _launcher_value("LOCAL_RANK", 0)
+    local_rank = launched_local_rank()
     os.environ.setdefault("MASTER_PORT", "29500")  # env:// needs one; torchrun always sets it
     if not dist.is_initialized():
         if backend == "nccl" and not torch.cuda.is_available():
@@ -148,40 +124,3 @@ def sum_across_ranks(values: Sequence[float], context: DistContext, device: torc
     tensor = torch.tensor([float(v) for v in values], dtype=torch.float64)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor.tolist()
-
-
-# -- leaving together -------------------------------------------------------------------------
-
-# How long a rank that stops on a mistake waits for the others to stop too (a rank that crashed
-# or hangs never arrives; torchrun then ends the job anyway).
-EXIT_AGREEMENT_TIMEOUT_S = 60.0
-
-
-def wait_for_every_rank_to_exit(code: int, timeout_s: float = EXIT_AGREEMENT_TIMEOUT_S) -> bool:
-    """Under torchrun, announce that this rank exits with ``code`` and wait until every rank has.
-
-    torchrun ends the other ranks (SIGTERM) as soon as one exits non-zero. A rank that has not
-    yet set its own SIGTERM handler then dies of the signal (-15) instead of exiting with the
-    mistake's code. Each rank sets that handler before it announces itself here, so once every
-    rank has announced, whichever exits first, the others answer torchrun's SIGTERM with their
-    own code: the job's exit codes no longer depend on which process is scheduled first.
-
-    The announcements go through the store of torchrun's agent (no process group is needed: a
-    config mistake stops the ranks before one exists). Returns False where there is no such
-    store (not under torchrun) or the others did not arrive within ``timeout_s``."""
-    environ = os.environ
-    if launched_world_size() <= 1 or environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
-        return False
-    prefix = f"secateurs/exit/{environ.get('TORCHELASTIC_RUN_ID', '')}/{environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
-    try:
-        store = dist.TCPStore(
-            environ["MASTER_ADDR"],
-            int(environ["MASTER_PORT"]),
-            is_master=False,
-            timeout=timedelta(seconds=timeout_s),
-        )
-        store.set(f"{prefix}/{launched_rank()}", str(code))
-        store.wait([f"{prefix}/{rank}" for rank in range(launched_world_size())], timedelta(seconds=timeout_s))
-    except Exception:  # a missing peer or store: leave anyway, torchrun reports the rest
-        return False
-    return True

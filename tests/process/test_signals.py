@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from framework.training.signals import signals_deferred
+from framework.process.signals import signals_deferred
 
 
 class Stopped(Exception):

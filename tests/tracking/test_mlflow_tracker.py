@@ -1,4 +1,4 @@
-"""The MLflow hook against real stores: a temporary SQLite file, and a server on 127.0.0.1."""
+"""The MLflow tracker against real stores: a temporary SQLite file, and a server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 from mlflow_server import MlflowServer, free_port
+from support import metrics_file, tracking_hook
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from framework.errors import TrackingError
-from framework.tracking.metrics_file import MetricsFileHook, read_metrics
-from framework.tracking.mlflow_hook import MLflowHook
+from framework.run_context import RunContext
+from framework.tracking.metrics_file import read_metrics
+from framework.tracking.mlflow_tracker import MLflowTracker
 from framework.tracking.recover import recover
 from framework.training import Hook, Trainer
 
@@ -24,13 +26,13 @@ def tiny_trainer(hooks, epochs=3):
     return Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), loader, loader, epochs=epochs, hooks=hooks)
 
 
-def make_hook(uri, run_dir, **kw):
+def make_tracker(uri, run_dir, **kw):
     run_dir.mkdir(parents=True, exist_ok=True)
-    return MLflowHook(
+    return MLflowTracker(
         uri=uri,
         experiment="tests",
         artifact_location=None,
-        run_dir=run_dir,
+        context=RunContext(run_dir),
         params={"optimizer.lr": "0.1"},
         tags={"hydra.overrides": "x=1"},
         run_name="x=1",
@@ -40,7 +42,7 @@ def make_hook(uri, run_dir, **kw):
 
 
 def test_unreachable_server_fails_fast_with_one_line(tmp_path, caplog):
-    hook = make_hook(f"http://127.0.0.1:{free_port()}", tmp_path)
+    hook = make_tracker(f"http://127.0.0.1:{free_port()}", tmp_path)
     with pytest.raises(TrackingError) as error:
         hook.connect()
     # failed at the first call: MLflow's own retries (about 4 minutes) log one warning each
@@ -51,8 +53,8 @@ def test_unreachable_server_fails_fast_with_one_line(tmp_path, caplog):
 
 def test_metrics_params_and_status_in_a_sqlite_store(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    hook = make_hook(uri, tmp_path / "run")
-    tiny_trainer([hook], epochs=3).fit()
+    hook = make_tracker(uri, tmp_path / "run")
+    tiny_trainer([tracking_hook(hook)], epochs=3).fit()
     client = MlflowClient(uri)
     run = client.get_run(hook.run_id)
     assert run.info.status == "FINISHED"
@@ -76,10 +78,12 @@ def test_logging_failing_mid_run_keeps_training_and_every_metric(tmp_path, caplo
     server = MlflowServer(tmp_path / "server").start()
     try:
         run_dir = tmp_path / "run"
-        hook = make_hook(server.uri, run_dir)
+        hook = make_tracker(server.uri, run_dir)
         hook.connect()
         # The server dies after epoch 1 is logged: epochs 2..4 can only reach the local file.
-        trainer = tiny_trainer([MetricsFileHook(run_dir), hook, KillServerAfterEpoch(server, 1)], epochs=5)
+        trainer = tiny_trainer(
+            [tracking_hook(metrics_file(run_dir, 5), hook), KillServerAfterEpoch(server, 1)], epochs=5
+        )
         history = trainer.fit()
         assert len(history) == 5
         assert hook.failed_calls >= 3
@@ -117,13 +121,13 @@ def test_ctrl_c_inside_a_store_write_still_marks_the_run_killed(tmp_path):
                 os.kill(os.getpid(), signal.SIGINT)
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    hook = make_hook(uri, tmp_path / "run")
+    hook = make_tracker(uri, tmp_path / "run")
     event.listen(Engine, "after_cursor_execute", interrupt_the_second_metrics_insert)
     # Ctrl-C as in a terminal: a suite started in the background inherits an ignored SIGINT
     inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
-            tiny_trainer([MetricsFileHook(tmp_path / "run"), hook], epochs=5).fit()
+            tiny_trainer([tracking_hook(metrics_file(tmp_path / "run", 5), hook)], epochs=5).fit()
     finally:
         signal.signal(signal.SIGINT, inherited)
         event.remove(Engine, "after_cursor_execute", interrupt_the_second_metrics_insert)

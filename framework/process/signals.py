@@ -5,6 +5,7 @@ left a torn zip writer whose own error replaced the interrupt; inside an MLflow 
 a SQLite transaction half done, after which the run could no longer be marked KILLED. In
 :func:`signals_deferred` the first signal is only noted, and its own handler runs as soon as the
 block is over. A second signal is the user insisting (a store that hangs): it is handled at once.
+:func:`sigterm_as_interrupt` makes a scheduler's SIGTERM end a run the way Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
+
+from framework.errors import Terminated
 
 DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -27,7 +31,8 @@ def signals_deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    previous = {signum: signal.getsignal(signum) for signum in DEFERRED_SIGNALS}
+    # keyed by number: a handler is given the signal's number
+    previous: dict[int, Any] = {int(signum): signal.getsignal(signum) for signum in DEFERRED_SIGNALS}
 
     def note(signum, frame):
         caught.append(signum)
@@ -56,3 +61,23 @@ def _handle(handler, signum: int, frame) -> None:
         handler(signum, frame)
     elif handler == signal.SIG_DFL:
         os.kill(os.getpid(), signum)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises :class:`framework.errors.Terminated` (a KeyboardInterrupt) for the block's
+    duration, so a run stopped by its scheduler ends like one stopped by Ctrl-C: marked KILLED,
+    its checkpoint kept. Off the main thread nothing changes."""
+
+    def handler(signum, frame):
+        raise Terminated(f"received signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

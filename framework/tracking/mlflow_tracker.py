@@ -1,8 +1,9 @@
-"""MLflow as a hook on the training loop.
+"""MLflow as a tracker (:class:`framework.tracking.tracker.Tracker`).
 
-One MLflow run per job: params = the flattened resolved config, metrics per epoch with
-``step=epoch``, tags (overrides, git commit, Hydra output dir), artifacts at the end. The run id is
-part of the hook's state, so a resumed run continues the same MLflow run instead of adding one.
+One MLflow run per job: params = the flattened resolved config, metrics at each step (an epoch
+in training), tags (overrides, git commit, Hydra output dir), the run's files as artifacts and the
+deploy step's models as servable logged models at the end. The run id is part of the tracker's
+state (kept in the checkpoint), so a resumed run continues the same MLflow run instead of adding one.
 
 A store that cannot be reached at start is an error (``connect``); a logging call that fails in the
 middle of a run only warns: training goes on and ``metrics.jsonl`` keeps every metric. A store that
@@ -15,16 +16,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from framework.errors import NonFiniteLossError, StorageError, TrackingError, short_reason
-from framework.tracking.description import RunDescription
+from framework.process.signals import signals_deferred
+from framework.run_context import RunContext
 from framework.tracking.store import prepare_experiment
-from framework.training.hooks import Hook
-from framework.training.signals import signals_deferred
+from framework.tracking.tracker import RunFile, ServableModel
 
 # Fail fast instead of retrying for minutes when a tracking server is down.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -33,7 +33,6 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 import mlflow
 from mlflow.tracking import MlflowClient
 
-RUN_ID_FILE = "mlflow_run_id"
 # set on the MLflow run that continues a resumed run whose own run the store had lost
 LOST_RUN_TAG = "secateurs.continues_lost_run"
 log = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ log = logging.getLogger(__name__)
 STORE_LOGGERS = ("mlflow.store", "mlflow.store.db.utils", "sqlalchemy", "alembic")
 
 
-class MLflowHook(Hook):
+class MLflowTracker:
     name = "mlflow"
 
     def __init__(
@@ -51,26 +50,20 @@ class MLflowHook(Hook):
         uri: str,
         experiment: str,
         artifact_location: str | None,
-        run_dir: str | Path,
+        context: RunContext,
         params: dict[str, str],
         tags: dict[str, str],
         run_name: str,
-        artifacts: Iterable[tuple[str | Path, str]] = (),
         log_model: bool = True,
-        input_shape: Sequence[int] = (),
-        description: RunDescription | None = None,
     ):
         self.uri = uri
         self.experiment = experiment
         self.artifact_location = artifact_location
-        self.run_dir = Path(run_dir)
+        self.context = context
         self.params = params
         self.tags = tags
         self.run_name = run_name
-        self.artifacts = list(artifacts)
-        self.log_model = log_model
-        self.input_shape = tuple(input_shape)  # (C, H, W) of one model input
-        self.description = description  # its preprocessing, set once the data is read, is logged with the model
+        self.logs_models = log_model  # tracking.log_model: the deploy step's models as logged models
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.failed_calls = 0
@@ -92,15 +85,14 @@ class MLflowHook(Hook):
                 f"start the server, fix tracking.uri, or run with tracking=none"
             ) from None
 
-    # -- hook ------------------------------------------------------------------------------------
+    # -- the tracker ---------------------------------------------------------------------------
 
-    def before_run(self, trainer) -> None:
-        if self._client is None:
-            self.connect()
+    def start(self, step: int) -> None:
+        client = self._client if self._client is not None else self._connected()
         lost_run_id = None
-        if self.run_id is not None and not self._run_in_store(self.run_id):
+        if self.run_id is not None and not self._run_in_store(client, self.run_id):
             # The store lost the run (its SQLite file deleted, another tracking.uri's data): the
-            # run continues in a new MLflow run, which gets the earlier epochs from metrics.jsonl.
+            # run continues in a new MLflow run, which gets the earlier steps from metrics.jsonl.
             lost_run_id, self.run_id = self.run_id, None
             self.tags = {**self.tags, LOST_RUN_TAG: lost_run_id}
             log.warning(
@@ -108,82 +100,68 @@ class MLflowHook(Hook):
                 "earlier epochs replayed from %s",
                 lost_run_id,
                 self.uri,
-                self.run_dir / "metrics.jsonl",
+                self.context.metrics_file,
             )
         if self.run_id is not None:  # resumed: reopen the same run
             with signals_deferred():
                 mlflow.start_run(run_id=self.run_id)
-            self._safely(mlflow.set_tag, "resumed_at_epoch", str(trainer.start_epoch))
+            self._safely(mlflow.set_tag, "resumed_at_epoch", str(step))
             if "resume.changed" in self.tags:  # resume_changed=allow: params keep the old values
                 self._safely(mlflow.set_tag, "resume.changed", self.tags["resume.changed"])
             return
         with signals_deferred():  # the new run's id is kept before a signal can stop the run
             run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.run_name, tags=self.tags)
             self.run_id = run.info.run_id
-        id_file = self.run_dir / RUN_ID_FILE
+        id_file = self.context.mlflow_run_id_file
         try:
             id_file.write_text(self.run_id + "\n")
         except OSError as error:
             raise StorageError(
                 f"cannot write {id_file} ([Errno {error.errno}] {error.strerror}); free disk space or "
-                f"make {self.run_dir} writable"
+                f"make {id_file.parent} writable"
             ) from None
         self._safely(self._log_params)
         if lost_run_id is not None:
-            self._safely(self._replay_earlier_epochs, trainer.start_epoch)
+            self._safely(self._replay_earlier_steps, client, step)
 
-    def _run_in_store(self, run_id: str) -> bool:
-        """False only when the store answers that the run does not exist (or was deleted)."""
-        from mlflow.exceptions import MlflowException
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        self._safely(mlflow.log_metrics, dict(metrics), step=step)
 
-        try:
-            return self._client.get_run(run_id).info.lifecycle_stage != "deleted"
-        except MlflowException as error:
-            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
-                return False
-            raise
+    def log_files(self, files: Sequence[RunFile]) -> None:
+        for file in files:
+            if file.path.is_dir():
+                self._safely(mlflow.log_artifacts, str(file.path), artifact_path=file.folder)
+            elif file.path.is_file():
+                self._safely(mlflow.log_artifact, str(file.path), artifact_path=file.folder)
 
-    def _replay_earlier_epochs(self, start_epoch: int) -> None:
-        """The finished epochs' metrics, from ``metrics.jsonl``, into the new run (lost store)."""
-        from mlflow.entities import Metric
+    def log_model(self, model: ServableModel) -> None:
+        if self.logs_models:
+            from framework.tracking.model_export import log_servable
 
-        from framework.tracking.metrics_file import FILENAME, read_metrics
+            self._safely(log_servable, model.name, model.onnx, model.preprocessing, model.input_example)
 
-        path = self.run_dir / FILENAME
-        records = read_metrics(path) if path.is_file() else []
-        metrics = [
-            Metric(key, float(value), 0, int(record["epoch"]))
-            for record in records
-            if int(record["epoch"]) < start_epoch
-            for key, value in record.items()
-            if key != "epoch"
-        ]
-        for start in range(0, len(metrics), 1000):  # log_batch takes at most 1000 metrics
-            self._client.log_batch(self.run_id, metrics=metrics[start : start + 1000])
-
-    def after_epoch(self, trainer) -> None:
-        metrics = {k: float(v) for k, v in trainer.epoch_metrics.items()}
-        self._safely(mlflow.log_metrics, metrics, step=trainer.epoch)
-
-    def after_run(self, trainer) -> None:
-        # (path, artifact dir) pairs; files made at the end (pruning reports) exist by now.
-        for path, artifact_path in self.artifacts:
-            path = Path(path)
-            if path.is_dir():
-                self._safely(mlflow.log_artifacts, str(path), artifact_path=artifact_path)
-            elif path.is_file():
-                self._safely(mlflow.log_artifact, str(path), artifact_path=artifact_path)
-        if self.log_model:
-            self._safely(self._log_model, trainer)
-        self._end("FINISHED")
-
-    def on_failure(self, trainer, error: BaseException) -> None:
-        if mlflow.active_run() is None:
-            return
-        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
-        if isinstance(error, NonFiniteLossError):
-            self._safely(mlflow.set_tag, "failure", str(error)[:250])
+    def finish(self, status: str, error: BaseException | None = None) -> None:
+        if error is not None:
+            if mlflow.active_run() is None:
+                return
+            if isinstance(error, NonFiniteLossError):
+                self._safely(mlflow.set_tag, "failure", short_reason(error, 250))
         self._end(status)
+
+    def where(self) -> list[str]:
+        """The run's id and how to open it in the MLflow UI."""
+        if self.run_id is None:
+            return []
+        from framework.config import project_root
+
+        line = f"MLflow run:  {self.run_id} (experiment {self.experiment!r})"
+        uri = str(self.uri)
+        if uri.startswith(("http://", "https://")):
+            return [line, f"MLflow UI:   {uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"]
+        default_store = f"sqlite:///{project_root()}/outputs/mlflow.db"
+        in_clone = (project_root() / "Makefile").is_file() and uri == default_store
+        opener = "make ui" if in_clone else f"mlflow ui --backend-store-uri {uri}"
+        return [line, f"MLflow UI:   {opener}  (then http://127.0.0.1:5000)"]
 
     def state_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id}
@@ -193,32 +171,47 @@ class MLflowHook(Hook):
 
     # -- helpers -------------------------------------------------------------------------------
 
+    def _connected(self) -> MlflowClient:
+        self.connect()
+        assert self._client is not None  # connect() sets it or raises
+        return self._client
+
+    @staticmethod
+    def _run_in_store(client: MlflowClient, run_id: str) -> bool:
+        """False only when the store answers that the run does not exist (or was deleted)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return client.get_run(run_id).info.lifecycle_stage != "deleted"
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return False
+            raise
+
+    def _replay_earlier_steps(self, client: MlflowClient, start_step: int) -> None:
+        """The finished steps' metrics, from ``metrics.jsonl``, into the new run (lost store)."""
+        from mlflow.entities import Metric
+
+        from framework.tracking.metrics_file import read_metrics
+
+        path = self.context.metrics_file
+        records = read_metrics(path) if path.is_file() else []
+        metrics = [
+            Metric(key, float(value), 0, int(record["epoch"]))
+            for record in records
+            if int(record["epoch"]) < start_step
+            for key, value in record.items()
+            if key != "epoch"
+        ]
+        assert self.run_id is not None  # started just before
+        for start in range(0, len(metrics), 1000):  # log_batch takes at most 1000 metrics
+            client.log_batch(self.run_id, metrics=metrics[start : start + 1000])
+
     def _log_params(self) -> None:
         items = list(self.params.items())
         # log_params takes at most 100 per call.
         for start in range(0, len(items), 100):
             mlflow.log_params(dict(items[start : start + 100]))
-
-    def _log_model(self, trainer) -> None:
-        from framework.tracking.model_export import deployed_files, log_model
-
-        model = trainer.model
-        # Exported in eval mode; the training model is restored as it was.
-        was_training = model.training
-        model.eval()
-        try:
-            fused, int8 = deployed_files(self.run_dir)
-            preprocessing = self.description.preprocessing if self.description else None
-            log_model(
-                model,
-                self.input_shape,
-                preprocessing,
-                example_inputs=_first_inputs(trainer.val_loader),
-                int8_onnx=int8,
-                fused_onnx=fused,
-            )
-        finally:
-            model.train(was_training)
 
     def _end(self, status: str) -> None:
         closed = self._safely(mlflow.end_run, status=status)
@@ -226,8 +219,8 @@ class MLflowHook(Hook):
             self._warn(
                 f"{self.failed_calls} MLflow call(s) failed in this run"
                 + ("" if closed else f" and the MLflow run could not be closed as {status}")
-                + f"; {self.run_dir / 'metrics.jsonl'} has every metric: replay it with "
-                f"python -m framework.tracking.recover {self.run_dir}"
+                + f"; {self.context.metrics_file} has every metric: replay it with "
+                f"python -m framework.tracking.recover {self.context.run_dir}"
             )
 
     def _safely(self, function: Callable, *args, **kwargs) -> bool:
@@ -248,7 +241,7 @@ class MLflowHook(Hook):
             name = getattr(function, "__name__", "mlflow call")
             self._warn(
                 f"MLflow {name} failed ({reason}); training continues, metrics stay in "
-                f"{self.run_dir / 'metrics.jsonl'}, and further failures of this kind are not shown"
+                f"{self.context.metrics_file}, and further failures of this kind are not shown"
             )
             return False
 
@@ -283,10 +276,3 @@ def quiet_store_loggers() -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
-
-
-def _first_inputs(loader, count: int = 2):
-    """A few validation inputs: their raw pixels become the logged model's input example."""
-    for inputs, _ in loader:
-        return inputs[:count]
-    return None
