@@ -9,11 +9,13 @@ on; when no trial finished there is no best value, and one line says that instea
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
@@ -23,6 +25,7 @@ from ._search import SearchSpace, SearchSpaceError, as_override, parse_search_sp
 log = logging.getLogger(__name__)
 DIRECTIONS = ("minimize", "maximize")
 RESULTS_FILE = "optimization_results.yaml"
+CONTINUE_THEMSELVES = (optuna.samplers.GridSampler, optuna.samplers.BruteForceSampler, optuna.samplers.QMCSampler)
 
 
 class SweepSetupError(ValueError):
@@ -42,7 +45,10 @@ def run_study(sweeper, arguments: list[str]) -> list[Any]:
             size *= len(values)
         n_trials = min(n_trials, size)
     study = open_study(sweeper.storage, sweeper.study_name, sampler, directions)
+    check_same_space(study, space, sweeper.storage)
     already = len(study.trials)
+    if already:
+        study.sampler = continuing_sampler(sweeper.sampler_conf, space, sampler, already)
     log.info(
         "Optuna %s: study %r in %s, %s, %s; %d trial(s) already in it",
         optuna.__version__,
@@ -77,7 +83,7 @@ def run_study(sweeper, arguments: list[str]) -> list[Any]:
             results = sweeper.launcher.launch(overrides, initial_job_idx=job_num)
         except BaseException:
             for trial in trials:  # an interrupted batch leaves no trial RUNNING in a stored study
-                study.tell(trial, state=TrialState.FAIL)
+                told(study, trial, state=TrialState.FAIL)
             raise
         for trial, result in zip(trials, results):
             state = tell(study, trial, result, len(directions))
@@ -108,19 +114,23 @@ def tell(study: optuna.Study, trial: optuna.Trial, result: Any, n_objectives: in
         if len(values) != n_objectives:
             raise ValueError(f"the job gave {len(values)} values for {n_objectives} directions")
     except Exception as error:  # any failure of the job is this trial's FAIL
-        study.tell(trial, state=TrialState.FAIL)
+        told(study, trial, state=TrialState.FAIL)
         log.warning(
             "Optuna trial %d FAIL: %s", trial.number, str(error).splitlines()[0] if str(error) else type(error).__name__
         )
         return TrialState.FAIL
+    told(study, trial, values=values)
+    return TrialState.COMPLETE
+
+
+def told(study: optuna.Study, trial: optuna.Trial, **outcome: Any) -> None:
+    """``study.tell``; the grid sampler stops the study once every point is tried, which Optuna
+    allows only inside ``study.optimize``: the trial itself is already recorded by then."""
     try:
-        study.tell(trial, values=values)
+        study.tell(trial, **outcome)
     except RuntimeError as error:
-        # the grid sampler stops the study once every point is tried, which Optuna allows only
-        # inside study.optimize; the trial itself is already recorded COMPLETE
         if "Study.stop" not in str(error):
             raise
-    return TrialState.COMPLETE
 
 
 def check_settings(sweeper, config) -> list[str]:
@@ -205,6 +215,43 @@ def make_sampler(factory: Any, space: SearchSpace) -> optuna.samplers.BaseSample
         ) from None
 
 
+def continuing_sampler(factory: Any, space: SearchSpace, sampler, already: int) -> optuna.samplers.BaseSampler:
+    """The sampler for a study that already holds ``already`` trials. Seeded as configured, it
+    would draw the first sweep's start-up points again (the same random numbers in the same order),
+    so its seed is derived from the configured one and ``already``: still reproducible, never a
+    repeat. Unseeded samplers draw afresh anyway; the grid, brute-force and QMC samplers go on where
+    the study stands (the points tried, or the sequence's position, are kept in it), and the grid's
+    seed orders its points, so another seed would revisit them."""
+    seed = getattr(factory, "keywords", {}).get("seed")
+    if seed is None or isinstance(sampler, CONTINUE_THEMSELVES):
+        return sampler
+    derived = int(np.random.SeedSequence([int(seed), already]).generate_state(1)[0])
+    log.info("Optuna: a continued study: sampler seed %d with %d trial(s) before -> seed %d", seed, already, derived)
+    return make_sampler(functools.partial(factory, seed=derived), space)
+
+
+def check_same_space(study: optuna.Study, space: SearchSpace, url: str | None) -> None:
+    """A stored study searched over other parameters (or other choices) is refused: its best
+    trial would be reported as this search's, and the sampler would model them as one space."""
+    earlier: dict[str, Any] = {}
+    for trial in study.trials:
+        earlier.update(trial.distributions)
+    if not earlier:
+        return
+    differs = sorted(set(earlier) ^ set(space.distributions))
+    for name in sorted(set(earlier) & set(space.distributions)):
+        try:
+            optuna.distributions.check_distribution_compatibility(earlier[name], space.distributions[name])
+        except ValueError:
+            differs.append(name)
+    if differs:
+        raise SweepSetupError(
+            f"hydra.sweeper.study_name={study.study_name!r} in {url} holds trials over "
+            f"{', '.join(sorted(earlier))}, not this sweep's {', '.join(space.distributions) or '(no parameters)'} "
+            f"(differs at {', '.join(differs)}); allowed: the same search space, or another study_name"
+        )
+
+
 def make_storage(url: str | None) -> Any:
     """None (memory), an SQLAlchemy URL, or the path of a journal file (no database needed; safe
     for several processes on one machine or a shared filesystem with working locks)."""
@@ -227,9 +274,9 @@ def open_study(url: str | None, name: str | None, sampler, directions: list[str]
         )
     except Exception as error:
         raise SweepSetupError(
-            f"hydra.sweeper.storage={url!r} cannot be opened: {type(error).__name__}: "
-            f"{str(error).splitlines()[0]}; allowed: sqlite:///path.db, postgresql://..., "
-            "mysql://..., or a journal file path"
+            f"hydra.sweeper.storage={url!r} cannot be opened: {root_reason(error)}; allowed: a storage this "
+            "process can reach and write (every trial is recorded there): sqlite:///path.db, "
+            "postgresql://..., mysql://..., or a journal file path"
         ) from None
     stored = [d.name.lower() for d in study.directions]
     if stored != directions:
@@ -259,6 +306,15 @@ def write_results(study: optuna.Study, directions: list[str], path: Path) -> Non
         result = {**base, "solutions": front}
         log.info("Optuna: %d trial(s) on the Pareto front", len(front))
     OmegaConf.save(OmegaConf.create(result), path)
+
+
+def root_reason(error: BaseException) -> str:
+    """The first line of the innermost cause: Optuna wraps the database's own reason ("attempt to
+    write a readonly database") in a general one about invalid data."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _shown(value: Any) -> str:
