@@ -44,6 +44,10 @@ def run_study(sweeper, arguments: list[str]) -> list[Any]:
         for values in space.grid().values():
             size *= len(values)
         n_trials = min(n_trials, size)
+    sweep_dir = str(config.hydra.sweep.dir)
+    resuming = space.fixed.get("resume") == "auto"
+    if resuming:
+        check_resumable(sweeper.storage, sweep_dir)
     study = open_study(sweeper.storage, sweeper.study_name, sampler, directions)
     check_same_space(study, space, sweeper.storage)
     already = len(study.trials)
@@ -58,41 +62,20 @@ def run_study(sweeper, arguments: list[str]) -> list[Any]:
         "/".join(directions),
         already,
     )
-
-    sweep_dir = str(config.hydra.sweep.dir)
-    job_num = already  # job numbers continue the study's, so trial N is job N when one sweeper runs it
-    returns: list[Any] = []
-    told = {TrialState.COMPLETE: 0, TrialState.FAIL: 0}
+    trials = Trials(study, sweeper.launcher, space, sweep_dir, len(directions))
     to_go = n_trials
+    if resuming:  # this sweep dir's trials count towards n_trials; a killed sweep's trials run again
+        stopped = stopped_trials(study, sweep_dir)
+        to_go -= len(ours(study, sweep_dir)) - len(stopped)
+        for trial in stopped:
+            trials.run_again(trial)
+            to_go -= 1
     while to_go > 0:
         batch = min(to_go, sweeper.n_jobs)
-        trials = [study.ask(fixed_distributions=space.distributions) for _ in range(batch)]
-        overrides = []
-        for i, trial in enumerate(trials):
-            trial.set_user_attr("hydra.job.num", job_num + i)
-            trial.set_user_attr("hydra.sweep.dir", sweep_dir)
-            overrides.append(
-                tuple(
-                    [
-                        *(as_override(k, v) for k, v in trial.params.items()),
-                        *(f"{k}={v}" for k, v in space.fixed.items()),
-                    ]
-                )
-            )
-        try:
-            results = sweeper.launcher.launch(overrides, initial_job_idx=job_num)
-        except BaseException:
-            for trial in trials:  # an interrupted batch leaves no trial RUNNING in a stored study
-                told(study, trial, state=TrialState.FAIL)
-            raise
-        for trial, result in zip(trials, results):
-            state = tell(study, trial, result, len(directions))
-            told[state] += 1
-        returns.extend(results)
-        job_num += len(results)
+        trials.run_new(batch)
         to_go -= batch
 
-    finished, failed = told[TrialState.COMPLETE], told[TrialState.FAIL]
+    finished, failed = trials.told[TrialState.COMPLETE], trials.told[TrialState.FAIL]
     log.info(
         "Optuna: %d trial(s) run, %d finished, %d failed; study %r now holds %d",
         finished + failed,
@@ -102,7 +85,86 @@ def run_study(sweeper, arguments: list[str]) -> list[Any]:
         len(study.trials),
     )
     write_results(study, directions, Path(sweep_dir) / RESULTS_FILE)
-    return returns
+    return trials.returns
+
+
+JOB_NUM, SWEEP_DIR = "hydra.job.num", "hydra.sweep.dir"  # each trial's user attributes: where its run is
+
+
+class Trials:
+    """Asks, launches and tells: one batch of trials at a time, each trial a Hydra job."""
+
+    def __init__(self, study: optuna.Study, launcher, space: SearchSpace, sweep_dir: str, n_objectives: int):
+        self.study, self.launcher, self.space = study, launcher, space
+        self.sweep_dir, self.n_objectives = sweep_dir, n_objectives
+        self.returns: list[Any] = []
+        self.told = {TrialState.COMPLETE: 0, TrialState.FAIL: 0}
+
+    def next_job_num(self) -> int:
+        """Job numbers continue the study's: trial N is job N when one sweeper runs the study."""
+        nums = [int(t.user_attrs[JOB_NUM]) for t in self.study.trials if JOB_NUM in t.user_attrs]
+        return max([len(self.study.trials) - 1, *nums]) + 1
+
+    def run_new(self, count: int) -> None:
+        job_num = self.next_job_num()
+        self.launch([self.study.ask(fixed_distributions=self.space.distributions) for _ in range(count)], job_num)
+
+    def run_again(self, stopped: optuna.trial.FrozenTrial) -> None:
+        """A trial its sweep left RUNNING (the process was killed): Optuna cannot reopen a trial, so
+        it is marked FAIL and asked again with the same values, as the same job, which resumes from
+        its checkpoint (``resume=auto``)."""
+        tell_safely(self.study, stopped.number, state=TrialState.FAIL)
+        self.study.enqueue_trial(stopped.params, skip_if_exists=False)
+        again = self.study.ask(fixed_distributions=self.space.distributions)
+        job_num = int(stopped.user_attrs[JOB_NUM])
+        log.info(
+            "Optuna: trial %d (job %d) was left running by a sweep that stopped; it runs again as trial %d, "
+            "job %d resuming from its checkpoint",
+            stopped.number,
+            job_num,
+            again.number,
+            job_num,
+        )
+        self.launch([again], job_num)
+
+    def launch(self, trials: list[optuna.Trial], job_num: int) -> None:
+        overrides = []
+        for i, trial in enumerate(trials):
+            trial.set_user_attr(JOB_NUM, job_num + i)
+            trial.set_user_attr(SWEEP_DIR, self.sweep_dir)
+            params = (as_override(k, v) for k, v in trial.params.items())
+            overrides.append(tuple([*params, *(f"{k}={v}" for k, v in self.space.fixed.items())]))
+        try:
+            results = self.launcher.launch(overrides, initial_job_idx=job_num)
+        except BaseException:
+            for trial in trials:  # an interrupted batch leaves no trial RUNNING in a stored study
+                tell_safely(self.study, trial, state=TrialState.FAIL)
+            raise
+        for trial, result in zip(trials, results):
+            self.told[tell(self.study, trial, result, self.n_objectives)] += 1
+        self.returns.extend(results)
+
+
+def ours(study: optuna.Study, sweep_dir: str) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials launched into ``sweep_dir`` (by this sweep or an earlier run of it)."""
+    here = Path(sweep_dir).resolve()
+    return [t for t in study.trials if SWEEP_DIR in t.user_attrs and Path(t.user_attrs[SWEEP_DIR]).resolve() == here]
+
+
+def stopped_trials(study: optuna.Study, sweep_dir: str) -> list[optuna.trial.FrozenTrial]:
+    """This sweep dir's trials still RUNNING: their sweep was killed (one sweep at a time holds a
+    sweep dir, so none of them is running now)."""
+    return [t for t in ours(study, sweep_dir) if t.state == TrialState.RUNNING and JOB_NUM in t.user_attrs]
+
+
+def check_resumable(url: str | None, sweep_dir: str) -> None:
+    """``resume=auto`` in a sweep dir with jobs continues its study, which must have been stored."""
+    if url is None and any(Path(sweep_dir).glob("*/.hydra/overrides.yaml")):
+        raise SweepSetupError(
+            f"resume=auto continues the study of the sweep in {sweep_dir}, but hydra.sweeper.storage=null kept "
+            "it in memory, and it ended with its process; allowed: the storage the sweep used "
+            "(hydra.sweeper.storage=sqlite:///optuna.db, ...) or a new hydra.sweep.dir"
+        )
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, result: Any, n_objectives: int) -> TrialState:
@@ -114,16 +176,16 @@ def tell(study: optuna.Study, trial: optuna.Trial, result: Any, n_objectives: in
         if len(values) != n_objectives:
             raise ValueError(f"the job gave {len(values)} values for {n_objectives} directions")
     except Exception as error:  # any failure of the job is this trial's FAIL
-        told(study, trial, state=TrialState.FAIL)
+        tell_safely(study, trial, state=TrialState.FAIL)
         log.warning(
             "Optuna trial %d FAIL: %s", trial.number, str(error).splitlines()[0] if str(error) else type(error).__name__
         )
         return TrialState.FAIL
-    told(study, trial, values=values)
+    tell_safely(study, trial, values=values)
     return TrialState.COMPLETE
 
 
-def told(study: optuna.Study, trial: optuna.Trial, **outcome: Any) -> None:
+def tell_safely(study: optuna.Study, trial: optuna.Trial | int, **outcome: Any) -> None:
     """``study.tell``; the grid sampler stops the study once every point is tried, which Optuna
     allows only inside ``study.optimize``: the trial itself is already recorded by then."""
     try:
