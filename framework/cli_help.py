@@ -132,7 +132,8 @@ def _options_picked(dirs: Sequence[Path], group: str, option: str, seen: set) ->
         path = root / group / f"{option}.yaml"
         if not path.is_file():
             continue
-        defaults = OmegaConf.to_container(OmegaConf.load(path)).get("defaults") or []
+        node = OmegaConf.to_container(OmegaConf.load(path))
+        defaults = (node.get("defaults") if isinstance(node, dict) else None) or []
         for entry in defaults:
             if isinstance(entry, str) and entry != "_self_":  # an option of the same group
                 yield from _options_picked(dirs, group, entry, seen)

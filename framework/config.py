@@ -329,7 +329,7 @@ def _optimizer_problems(cfg: Any, bad) -> list[str]:
 
 
 def _lr_scheduler_problems(cfg: Any, bad) -> list[str]:
-    problems = []
+    problems: list[str] = []
     step_size = _select(cfg, "lr_scheduler.step_size")
     if step_size is not None and not (isinstance(step_size, int) and step_size >= 1):
         bad("lr_scheduler.step_size", "an integer >= 1 (epochs between decays)")

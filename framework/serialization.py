@@ -22,7 +22,8 @@ def load_weights_only(path: str | os.PathLike, label: str, advice: str = "") -> 
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         # weights_only refuses anything but tensors and plain containers.
-        problem, cause = "holds objects other than tensors and plain values, refused by weights_only loading", error
+        problem = "holds objects other than tensors and plain values, refused by weights_only loading"
+        cause: Exception = error
     except Exception as error:
         problem, cause = "is truncated or not a PyTorch file", error
     tail = f"; {advice}" if advice else ""

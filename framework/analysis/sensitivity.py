@@ -205,6 +205,7 @@ _WORKER_ANALYSIS: Analysis | None = None  # set in the parent before forking; in
 def _worker_row(unit_index: int, level: float) -> Row:
     torch.set_num_threads(1)  # workers share the cores
     analysis = _WORKER_ANALYSIS
+    assert analysis is not None, "run_rows sets the analysis before it forks the workers"
     return analysis.row(analysis.units[unit_index], level)
 
 

@@ -80,7 +80,8 @@ def sparsity_table(
     names = _lookup(param_names, params)
 
     rows, flat = [], []
-    totals = {"dense": 0, "sparse": 0, "filters": [0, 0], "channels": [0, 0]}
+    dense_total, sparse_total = 0, 0
+    group_totals = {"filters": [0, 0], "channels": [0, 0]}  # [zero, count] per structure
     for name in names:
         weight = params[name].detach()
         structured = {}
@@ -88,7 +89,7 @@ def sparsity_table(
             for structure in STRUCTURED:
                 zero, count = _zero_group_counts(weight, structure, owner[name][0])
                 structured[structure] = _pct(zero, count)
-                bucket = totals["filters" if structure == FILTER else "channels"]
+                bucket = group_totals["filters" if structure == FILTER else "channels"]
                 bucket[0] += zero
                 bucket[1] += count
         values = weight.float().reshape(-1)
@@ -107,19 +108,19 @@ def sparsity_table(
                 mean_abs=float(values.abs().mean()) if values.numel() else 0.0,
             )
         )
-        totals["dense"] += values.numel()
-        totals["sparse"] += nnz
+        dense_total += values.numel()
+        sparse_total += nnz
 
     everything = torch.cat(flat) if flat else torch.zeros(0)
     rows.append(
         SparsityRow(
             name=total_label,
             shape="",
-            nnz_dense=totals["dense"],
-            nnz_sparse=totals["sparse"],
-            fine_pct=_pct(totals["dense"] - totals["sparse"], totals["dense"]) or 0.0,
-            filter_pct=_pct(*totals["filters"]),
-            channel_pct=_pct(*totals["channels"]),
+            nnz_dense=dense_total,
+            nnz_sparse=sparse_total,
+            fine_pct=_pct(dense_total - sparse_total, dense_total) or 0.0,
+            filter_pct=_pct(*group_totals["filters"]),
+            channel_pct=_pct(*group_totals["channels"]),
             std=float(everything.std(correction=0)) if everything.numel() else 0.0,
             mean_abs=float(everything.abs().mean()) if everything.numel() else 0.0,
         )

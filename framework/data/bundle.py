@@ -20,6 +20,6 @@ class DatasetBundle:
     train: Dataset
     val: Dataset
     num_classes: int
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     # how a raw input becomes a model input (logged with the model); None when unknown
     preprocessing: Preprocessing | None = None

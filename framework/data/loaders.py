@@ -21,7 +21,8 @@ Nothing here draws from the global RNGs of the main process.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -150,7 +151,7 @@ def build_loaders(
         raise ConfigError(f"batch_size must be a positive integer; got {batch_size!r}")
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ConfigError(f"num_workers must be an integer >= 0; got {num_workers!r}")
-    workers = {
+    workers: dict[str, Any] = {
         "num_workers": num_workers,
         "worker_init_fn": seed_worker if num_workers > 0 else None,
         # Keeps workers alive across epochs instead of re-forking; the epoch reaches them with
@@ -159,9 +160,9 @@ def build_loaders(
     }
     distributed = world_size > 1
     train_sampler = (
-        DistributedEpochShuffle(len(bundle.train), seed, rank, world_size)
+        DistributedEpochShuffle(_size(bundle.train), seed, rank, world_size)
         if distributed
-        else EpochShuffle(len(bundle.train), seed)
+        else EpochShuffle(_size(bundle.train), seed)
     )
     augmentation_seed = derive_seed(seed, rank) if distributed else seed
     train = DataLoader(
@@ -175,7 +176,7 @@ def build_loaders(
     )
     if distributed:
         val = DataLoader(
-            bundle.val, batch_size=batch_size, sampler=ShardSampler(len(bundle.val), rank, world_size), **workers
+            bundle.val, batch_size=batch_size, sampler=ShardSampler(_size(bundle.val), rank, world_size), **workers
         )
     else:
         val = DataLoader(bundle.val, batch_size=batch_size, shuffle=False, **workers)
@@ -192,8 +193,13 @@ def limit_batches(
     from torch.utils.data import Subset
 
     def cut(split: Dataset, batches: int | None) -> Dataset:
-        if batches is None or batches * batch_size >= len(split):
+        if batches is None or batches * batch_size >= _size(split):
             return split
         return Subset(split, range(batches * batch_size))
 
     return replace(bundle, train=cut(bundle.train, train), val=cut(bundle.val, val))
+
+
+def _size(split: Dataset) -> int:
+    """The number of samples of a split (every split we build is a sized map-style dataset)."""
+    return len(cast(Sized, split))

@@ -16,7 +16,7 @@ import torch
 
 @dataclass(frozen=True)
 class Preprocessing:
-    input_shape: tuple[int, int, int]  # (C, H, W) the model takes
+    input_shape: tuple[int, ...]  # (C, H, W) the model takes
     mean: tuple[float, ...]  # per channel, after dividing by pixel_scale
     std: tuple[float, ...]
     pixel_scale: float = 1.0  # raw values are divided by this first (16 for digits, 255 for 8-bit images)

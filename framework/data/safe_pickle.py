@@ -22,7 +22,7 @@ import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -43,8 +43,8 @@ def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") 
 def _allowed_globals() -> dict[tuple[str, str], Callable[..., Any]]:
     """``(module, name) -> callable`` for every global a dataset pickle may name."""
     # Taken from numpy's own reductions, so that they are right whatever numpy's module layout.
-    reconstruct = np.zeros(1).__reduce_ex__(2)[0]
-    frombuffer = np.zeros(1).__reduce_ex__(5)[0]
+    reconstruct = cast(Callable[..., Any], np.zeros(1).__reduce_ex__(2)[0])
+    frombuffer = cast(Callable[..., Any], np.zeros(1).__reduce_ex__(5)[0])
     allowed: dict[tuple[str, str], Callable[..., Any]] = {
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
@@ -61,13 +61,14 @@ def _allowed_globals() -> dict[tuple[str, str], Callable[..., Any]]:
 class DataUnpickler(pickle.Unpickler):
     """An unpickler that resolves only the globals of :func:`_allowed_globals`."""
 
-    _allowed = None
+    _allowed: dict[tuple[str, str], Callable[..., Any]] | None = None
 
     def find_class(self, module: str, name: str) -> Any:
         if DataUnpickler._allowed is None:
             DataUnpickler._allowed = _allowed_globals()
+        allowed = DataUnpickler._allowed
         try:
-            return DataUnpickler._allowed[(module, name)]
+            return allowed[(module, name)]
         except KeyError:
             raise pickle.UnpicklingError(f"refused global {module}.{name}") from None
 

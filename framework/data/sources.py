@@ -30,7 +30,7 @@ class DataSource:
     """Base class of the built-in sources; documents the interface a run relies on."""
 
     num_classes: int
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
 
     def check(self) -> None:
         """Raise a one-line error if the data cannot be loaded (files missing); reads no data."""
@@ -114,7 +114,8 @@ class ImageFolder(DataSource):
         check_dataset_available("imagefolder", self.root)
 
     @property
-    def num_classes(self) -> int:  # the class folders of train/, found by check()
+    def num_classes(self) -> int:  # type: ignore[override]  # read from the folder when asked, where other sources hold a number
+        # the class folders of train/, found by check()
         self.check()
         return sum(1 for p in (require_root("imagefolder", self.root) / "train").iterdir() if p.is_dir())
 

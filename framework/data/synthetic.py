@@ -7,6 +7,8 @@ disk.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch.utils.data import TensorDataset
 
@@ -15,7 +17,7 @@ from framework.data.preprocessing import Preprocessing
 
 
 def build_synthetic(
-    shape: tuple[int, int, int] | list[int] = (3, 32, 32),
+    shape: Sequence[int] = (3, 32, 32),
     num_classes: int = 10,
     train_size: int = 1024,
     val_size: int = 256,
@@ -23,7 +25,7 @@ def build_synthetic(
 ) -> DatasetBundle:
     """``train_size`` and ``val_size`` samples of ``shape``, labels in ``range(num_classes)``
     (arguments checked by :class:`framework.data.Synthetic`)."""
-    shape = tuple(shape)
+    shape = tuple(int(s) for s in shape)
     generator = torch.Generator().manual_seed(seed)
     prototypes = torch.randn(num_classes, *shape, generator=generator)
 

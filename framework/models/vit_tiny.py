@@ -73,4 +73,5 @@ class VitTiny(VisionTransformer):
         # the initialisation torchvision gives its own patch embedding
         fan_in = in_channels * patch_size * patch_size
         nn.init.trunc_normal_(self.conv_proj.weight, std=math.sqrt(1 / fan_in))
+        assert self.conv_proj.bias is not None  # built with bias=True above
         nn.init.zeros_(self.conv_proj.bias)

@@ -48,7 +48,7 @@ class SweepJob:
     ``job.parent_run_id``; then ``return job.finished(final, cfg.optimized_metric)``, or
     ``return job.failed(error)`` in the ``except`` clause; ``job.write_record()`` in ``finally``."""
 
-    def __init__(self, hydra_cfg):
+    def __init__(self, hydra_cfg: Any) -> None:
         self.num = int(hydra_cfg.job.num)
         self.run_dir = Path(hydra_cfg.runtime.output_dir)
         sweep = read_sweep_info(hydra_cfg.sweep.dir)

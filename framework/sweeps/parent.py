@@ -40,12 +40,13 @@ def reopen_parent_run(info: SweepInfo) -> None:
     """Mark an earlier sweep's parent run RUNNING again, with this launch's tags."""
     from mlflow.tracking import MlflowClient
 
+    run_id = _parent_run_id(info)
     try:
         with signals_deferred():  # a Ctrl-C never cuts a store transaction in half
             client = MlflowClient(tracking_uri=info.tracking_uri)
-            client.update_run(info.parent_run_id, status="RUNNING")
+            client.update_run(run_id, status="RUNNING")
             for key, value in parent_tags(info).items():
-                client.set_tag(info.parent_run_id, key, value)
+                client.set_tag(run_id, key, value)
     except Exception as error:
         raise TrackingError(
             f"cannot reopen the sweep's MLflow run {info.parent_run_id} in tracking.uri={info.tracking_uri!r} "
@@ -77,22 +78,30 @@ def finish_parent_run(
     them (the files stay on disk)."""
     from mlflow.tracking import MlflowClient
 
+    run_id = _parent_run_id(info)
     try:
         with signals_deferred():  # a Ctrl-C never cuts a store transaction in half
             client = MlflowClient(tracking_uri=info.tracking_uri)
-            for key, value in tags.items():
-                client.set_tag(info.parent_run_id, key, value)
-            for key, value in metrics.items():
-                client.log_metric(info.parent_run_id, key, value)
-            logged = client.get_run(info.parent_run_id).data.params
-            for key, value in (params or {}).items():
+            for key, tag in tags.items():
+                client.set_tag(run_id, key, tag)
+            for key, metric in metrics.items():
+                client.log_metric(run_id, key, metric)
+            logged = client.get_run(run_id).data.params
+            for key, param in (params or {}).items():
                 if key not in logged:
-                    client.log_param(info.parent_run_id, key, value)
-                elif logged[key] != value:  # a continued sweep with a new best: MLflow params never change
-                    client.set_tag(info.parent_run_id, f"sweep.best.{key}", value)
-            client.log_artifacts(info.parent_run_id, str(summary_dir), artifact_path="summary")
+                    client.log_param(run_id, key, param)
+                elif logged[key] != param:  # a continued sweep with a new best: MLflow params never change
+                    client.set_tag(run_id, f"sweep.best.{key}", param)
+            client.log_artifacts(run_id, str(summary_dir), artifact_path="summary")
             if status:  # None: a rebuilt summary leaves the run's status alone
-                client.set_terminated(info.parent_run_id, status=status)
+                client.set_terminated(run_id, status=status)
     except Exception as error:
         return f"could not log the sweep summary to MLflow run {info.parent_run_id} ({short_reason(error, 200)}); it is in {summary_dir}"
     return None
+
+
+def _parent_run_id(info: SweepInfo) -> str:
+    """The parent run's id, which start_parent_run (or the sweep.json it wrote) always sets first."""
+    if info.parent_run_id is None:
+        raise TrackingError(f"the sweep in {info.sweep_dir} has no MLflow parent run id (sweep.json lacks it)")
+    return info.parent_run_id

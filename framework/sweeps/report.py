@@ -29,6 +29,8 @@ def optimizer_result(sweep_dir: Path) -> str | None:
     from omegaconf import OmegaConf
 
     result = OmegaConf.to_container(OmegaConf.load(path))
+    if not isinstance(result, dict):
+        return None
     if "best_value" in result:
         return f"Best value (Optuna): {result['best_value']:.4f} with {_params(result.get('best_params', {}))}"
     lines = ["Optuna's Pareto front (values in the order of optimized_metric):"]
@@ -115,7 +117,7 @@ def records_from_mlflow(uri: str, parent_run_id: str) -> tuple[SweepInfo, list[J
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=5000
     )
-    records = []
+    records: list[JobRecord] = []
     for child in children:
         child_tags = child.data.tags
         overrides = child_tags.get("hydra.overrides", "")
