@@ -163,7 +163,7 @@ def digits_rows(scratch: Path, epochs: int):
     from framework.data.digits import build_digits
     from framework.data.loaders import build_loaders
     from framework.deploy.variants import build_deployable
-    from framework.pruning.thinning import load_thinned
+    from framework.pruning.thinning.thin import load_thinned
 
     rows = []
     fresh = {

@@ -43,8 +43,8 @@ from framework.data import build_loaders, load_splits
 from framework.data.sources import Digits
 from framework.models import CifarResNet, SimpleCNN
 from framework.pruning import build_pruner
-from framework.pruning.calibration import seeded_batches
 from framework.pruning.regularizers import BatchNormL1
+from framework.pruning.scores.calibration import seeded_batches
 from framework.training import Hook, Trainer
 from framework.training.distillation import DistillationHook
 from framework.training.loss_terms import LossTermHook

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from framework.pruning.criteria import L1Criterion  # noqa: E402
 from framework.pruning.nm import NMRule, nm_violations  # noqa: E402
+from framework.pruning.scores.criteria import L1Criterion  # noqa: E402
 
 SECTION = "## 2:4 sparse Linear on CUDA, fp16 (issue 19)"
 SHAPES = [  # (tokens, in_features, out_features)

@@ -5,7 +5,7 @@ kept), on CIFAR resnet56 (shortcut B and A, 3x32x32, batch 1), torchvision resne
 batch 1 and 3x32x32 batch 32) and torchvision mobilenet_v2 (3x224x224, batch 1):
 
 * **secateurs** - ``build_pruner(structure="filter", coupling="coupled", final_sparsity=0.5)``
-  ranks whole dependency groups and writes masks; :func:`framework.pruning.thinning.thin` then
+  ranks whole dependency groups and writes masks; :func:`framework.pruning.thinning.thin.thin` then
   builds the physically smaller model. Exactness: the thinned model's eval outputs vs the masked
   model's on the same random batch.
 * **Torch-Pruning** (bench-only dependency) - ``MagnitudePruner(importance=MagnitudeImportance(p=1),
@@ -210,7 +210,7 @@ def conv_widths(model: nn.Module) -> list[int]:
 def prune_ours(model: nn.Module, case: Case, structure: str = "filter") -> tuple[nn.Module, nn.Module]:
     """(masked model, thinned model). The masked one is ``model`` itself (masks applied)."""
     from framework.pruning import build_pruner
-    from framework.pruning.thinning import thin
+    from framework.pruning.thinning.thin import thin
 
     example = example_input(model, case.sample_shape)
     pruner = build_pruner(

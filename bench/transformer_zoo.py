@@ -4,7 +4,7 @@ For torchvision's vit_b_16, vit_b_32, swin_t, swin_v2_t, convnext_tiny and maxvi
 the parameters torchvision starts at or near zero, ViT's class token and classifier, ConvNeXt's
 layer scale, get random values so that every block counts):
 ``build_pruner(method="level", structure=..., final_sparsity=0.5)``
-on one float64 sample, masks applied, :func:`framework.pruning.thinning.thin` (which itself refuses a
+on one float64 sample, masks applied, :func:`framework.pruning.thinning.thin.thin` (which itself refuses a
 thinned model whose outputs differ from the masked model's by more than 1e-9), and the measured
 relative error, parameters and MACs (``torch.utils.flop_counter``) before and after. ``structure=filter``
 removes MLP hidden units (and whatever else is coupled to them); ``structure=head`` whole attention
@@ -50,7 +50,7 @@ MODELS = {
 
 def run(name: str, size: int, structure: str) -> list[str]:
     from framework.pruning import build_pruner
-    from framework.pruning.thinning import thin
+    from framework.pruning.thinning.thin import thin
 
     torch.manual_seed(0)
     model = torchvision.models.get_model(name, weights=None).double().eval()

@@ -28,14 +28,13 @@ from omegaconf import MISSING, OmegaConf
 
 from framework.errors import ConfigError
 from framework.pruning.spec import (
-    DEFAULTS,
     GLOBAL,
     NONE,
     RANKING_METHODS,
+    PrunerSpec,
     fold_batchnorm_problem,
     is_number,
     method_problem,
-    pruner_problems,
     schedule_problems,
 )
 
@@ -351,10 +350,13 @@ def _pruner_problems(cfg: Any) -> list[str]:
     """The pruner's rules (:mod:`framework.pruning.spec`) on the pruner node and the schedule; the
     window is checked here, where ``epochs`` is known."""
     # the criterion is a component of its own, checked against its target's signature
-    arguments = {key: value for key, value in cfg.pruner.items() if key in DEFAULTS and key != "criterion"}
-    arguments["step_frequency"] = cfg.schedule.step_frequency
-    problems = pruner_problems(arguments, with_schedule=False)
-    if method_problem(arguments.get("method")):
+    settings = {
+        key: value for key, value in cfg.pruner.items() if key in PrunerSpec.field_names() and key != "criterion"
+    }
+    settings["step_frequency"] = cfg.schedule.step_frequency
+    spec = PrunerSpec(**settings)
+    problems = spec.problems(with_schedule=False)
+    if method_problem(spec.method):
         return problems
     return problems + _schedule_problems(cfg)
 

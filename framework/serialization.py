@@ -18,6 +18,7 @@ from framework.errors import CheckpointError, short_reason
 def load_weights_only(path: str | os.PathLike, label: str, advice: str = "") -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU; a ``CheckpointError`` naming ``label``
     (e.g. ``"checkpoint '/x/last.pt'"``) and ending with ``advice`` when the file cannot be read."""
+    cause: Exception
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

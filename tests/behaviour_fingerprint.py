@@ -61,11 +61,33 @@ def fingerprint(run_dir: Path) -> dict:
     return result
 
 
+# CPU features that change which float kernels oneDNN and MKL pick beyond what torch's capability
+# level says: two "AVX512" machines, one with AMX and one without, round differently.
+_KERNEL_FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni")
+
+
 def cpu_capability() -> str:
-    return torch.backends.cpu.get_cpu_capability()
+    """torch's capability level plus the kernel-relevant CPU flags: bits are compared exactly only
+    between machines that agree on all of them."""
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return " ".join([torch.backends.cpu.get_cpu_capability(), *sorted(f for f in _KERNEL_FLAGS if f in flags)])
+
+
+def recordings() -> list[dict]:
+    """The recorded baselines, one per machine kind (a legacy file holds a single recording)."""
+    data = json.loads(BASELINE.read_text())
+    return data["recordings"] if "recordings" in data else [data]
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--record"]:
+    # Adds (or replaces) this machine kind's recording; the others are kept.
     import tempfile
 
     recorded = {"cpu_capability": cpu_capability(), "torch": torch.__version__, "runs": {}}
@@ -73,5 +95,6 @@ if __name__ == "__main__" and sys.argv[1:] == ["--record"]:
         for name in RUNS:
             run(name, Path(tmp) / name)
             recorded["runs"][name] = fingerprint(Path(tmp) / name)
-    BASELINE.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
+    kept = [r for r in recordings() if r["cpu_capability"] != recorded["cpu_capability"]] if BASELINE.is_file() else []
+    BASELINE.write_text(json.dumps({"recordings": [*kept, recorded]}, indent=1, sort_keys=True) + "\n")
     print(f"wrote {BASELINE}")

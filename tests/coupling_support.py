@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from framework.pruning import build_pruner
-from framework.pruning.dependency import IN, NORM, OUT, PARAM
+from framework.pruning.graph.groups import IN, NORM, OUT, PARAM
 from framework.pruning.structures import to_groups
 
 

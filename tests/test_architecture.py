@@ -162,3 +162,146 @@ def test_every_module_imports_in_a_fresh_interpreter_and_the_engine_pulls_in_no_
     done = subprocess.run([sys.executable, "-c", code, *names], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["ok", str(len(names))]
+
+
+# ----------------------------------------------------------------------------- sizes and seams
+MAX_FUNCTION_LINES = 80  # from the `def` line to the last line of the body, docstring included
+MAX_FILE_LINES = 600
+MAX_PARAMETERS = 12
+MAX_PRUNING_ROOT_MODULES = 16  # framework/pruning/*.py, __init__ included; the rest lives in its rooms
+
+
+def _functions(tree: ast.AST):
+    """(qualified name, node) of every function and method, nested ones included."""
+    found = []
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = f"{prefix}{child.name}"
+                if not isinstance(child, ast.ClassDef):
+                    found.append((name, child))
+                visit(child, name + ".")
+            else:
+                visit(child, prefix)
+
+    visit(tree, "")
+    return found
+
+
+TREES = {name: ast.parse(path.read_text(), filename=str(path)) for name, path in MODULES.items()}
+
+
+def parameter_count(function: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Every parameter but ``self``/``cls``. A ``**fields`` catch-all counts as one: that is how a
+    function takes the keyword fields of a spec (``build_pruner(model, **fields)`` passes them to
+    ``PrunerSpec.of``, which names the fields and refuses any other), so those fields are excepted."""
+    arguments = function.args
+    names = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]
+    count = len(names) + bool(arguments.vararg) + bool(arguments.kwarg)
+    return count - bool(names and names[0].arg in ("self", "cls"))
+
+
+def is_public(qualified: str) -> bool:
+    """A public function or method of a public class; a public class's ``__init__`` is public."""
+    parts = qualified.split(".")
+    return not any(p.startswith("_") and p != "__init__" for p in parts)
+
+
+def test_no_function_in_framework_is_over_80_lines():
+    long = sorted(
+        f"{name}.{qualified}: {node.end_lineno - node.lineno + 1} lines"
+        for name, tree in TREES.items()
+        for qualified, node in _functions(tree)
+        if node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    )
+    assert long == [], "functions over 80 lines:\n" + "\n".join(long)
+
+
+def test_no_file_in_framework_is_over_600_lines():
+    long = sorted(
+        f"{path.relative_to(ROOT)}: {len(lines)} lines"
+        for path in MODULES.values()
+        if len(lines := path.read_text().splitlines()) > MAX_FILE_LINES
+    )
+    assert long == [], "files over 600 lines:\n" + "\n".join(long)
+
+
+def test_no_public_function_takes_more_than_12_parameters():
+    wide = sorted(
+        f"{name}.{qualified}: {parameter_count(node)} parameters"
+        for name, tree in TREES.items()
+        for qualified, node in _functions(tree)
+        if is_public(qualified) and parameter_count(node) > MAX_PARAMETERS
+    )
+    assert wide == [], "public functions with more than 12 parameters:\n" + "\n".join(wide)
+
+
+def test_the_parameter_count_excepts_only_a_specs_keyword_fields():
+    function = ast.parse("def build(model, spec=None, *, example_input=None, **fields): ...").body[0]
+    assert parameter_count(function) == 4
+    method = ast.parse("def update(self, a, b, *rest, c=1): ...").body[0]
+    assert parameter_count(method) == 4
+    assert is_public("Engine.__init__") and not is_public("Engine._plan") and not is_public("_helper")
+
+
+def test_the_pruning_root_holds_at_most_16_modules():
+    root = sorted(p.name for p in (PACKAGE / "pruning").glob("*.py"))
+    assert len(root) <= MAX_PRUNING_ROOT_MODULES, root
+
+
+# A pruner is probed when getattr/hasattr reads a member off it: an object whose name says it is a
+# pruner or an engine (pruner, self.pruner, pruning_hook.pruner, engine), or `self` inside a class
+# whose name ends in Pruner or Engine. Every member of the Pruner protocol exists on every pruner.
+PROBES = ("getattr", "hasattr")
+PRUNER_NAMES = ("pruner", "engine")
+
+
+def _names_a_pruner(target: ast.expr, classes: list[str]) -> bool:
+    if isinstance(target, ast.Name) and target.id == "self":
+        return bool(classes) and classes[-1].endswith(("Pruner", "Engine"))
+    identifier = target.id if isinstance(target, ast.Name) else target.attr if isinstance(target, ast.Attribute) else ""
+    return any(word in identifier.lower() for word in PRUNER_NAMES)
+
+
+def pruner_probes(tree: ast.AST) -> list[str]:
+    """``line: call`` of every getattr/hasattr on a pruner in ``tree`` (see above)."""
+    found: list[str] = []
+
+    def visit(node: ast.AST, classes: list[str]) -> None:
+        if isinstance(node, ast.ClassDef):
+            classes = [*classes, node.name]
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in PROBES
+            and node.args
+            and _names_a_pruner(node.args[0], classes)
+        ):
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+        for child in ast.iter_child_nodes(node):
+            visit(child, classes)
+
+    visit(tree, [])
+    return found
+
+
+def test_nothing_in_framework_probes_a_pruner_with_getattr():
+    probes = sorted(f"{name}:{probe}" for name, tree in TREES.items() for probe in pruner_probes(tree))
+    assert probes == [], "read these members directly (the Pruner protocol has them):\n" + "\n".join(probes)
+
+
+@pytest.mark.parametrize(
+    "code, probes",
+    [
+        ("getattr(pruner, 'nm', None)", 1),
+        ("x = getattr(self.pruner, 'folded_pairs', None)", 1),
+        ("hasattr(pruning_hook.pruner, 'calibration')", 1),
+        ("getattr(engine, 'plans', None)", 1),
+        ("class CoupledPruningEngine:\n    def f(self, key):\n        return getattr(self, key)", 1),
+        ("class Trainer:\n    def f(self, key):\n        return getattr(self, key)", 0),
+        ("getattr(module, 'weight', None); getattr(self.rule, 'criterion', None)", 0),
+    ],
+)
+def test_the_probe_detector_finds_a_getattr_on_a_pruner(code, probes):
+    assert len(pruner_probes(ast.parse(code))) == probes

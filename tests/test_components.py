@@ -93,7 +93,7 @@ def preset_structure(pruner: str) -> str:
 def criterion_fits(criterion: str | None, structure: str) -> bool:
     """Data-aware criteria name the structures they rank (the others are refused in one line,
     tested in tests/pruning/test_data_criteria.py); weight criteria rank any structure."""
-    from framework.pruning import data_criteria
+    from framework.pruning.scores import data_criteria
 
     for value in vars(data_criteria).values():
         if isinstance(value, type) and issubclass(value, data_criteria.DataCriterion) and value.name == criterion:
@@ -185,5 +185,5 @@ def test_nested_criterion_component_is_checked_too(compose_config):
     cfg = compose_config(["pruner=agp", "+pruner.criterion.power=2"])
     problems = component_problems("pruner", cfg.pruner, supplied={"model"})
     assert problems == [
-        "pruner.criterion.power is not an argument of framework.pruning.criteria.L1Criterion; accepted: (none)"
+        "pruner.criterion.power is not an argument of framework.pruning.scores.criteria.L1Criterion; accepted: (none)"
     ]

@@ -60,7 +60,7 @@ __all__ = [
 
 def write_pruning_reports(
     model: nn.Module,
-    param_names: Sequence[str] | None,
+    parameter_names: Sequence[str] | None,
     report_dir: str | Path,
     input_shape: Sequence[int] | None = None,
 ) -> list[Path]:
@@ -72,7 +72,7 @@ def write_pruning_reports(
     Returns the written paths.
     """
     report_dir = Path(report_dir)
-    rows = sparsity_table(model, param_names)
+    rows = sparsity_table(model, parameter_names)
     paths = [
         write_csv(rows, report_dir / "sparsity.csv"),
         write_markdown(rows, report_dir / "sparsity.md"),

@@ -24,6 +24,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -31,6 +32,9 @@ from torch import nn
 from framework.errors import SecateursError
 from framework.pruning.spec import AGP
 from framework.training.metrics import EpochAverages
+
+if TYPE_CHECKING:
+    from framework.pruning.engine import PruningEngine
 
 DENSE = "(dense)"
 COLUMNS = ("unit", "level", "top1", "top5", "loss", "pruned_weights", "pruned_params", "pruned_macs")
@@ -70,18 +74,16 @@ class Totals:
     layer_macs: dict = field(default_factory=dict)  # module name -> MACs of one sample
 
 
-def units_of(engine) -> list[Unit]:
+def units_of(engine: PruningEngine) -> list[Unit]:
     """The units of a pruning engine: its coupled groups, or its selected weights."""
-    plans = getattr(engine, "plans", None)
-    if plans is not None:
-        return [Unit(plan.name, tuple(plan.target_names)) for plan in plans]
-    return [Unit(p.name, (p.name,)) for p in engine.selected]
+    return [Unit(name, weights) for name, weights in engine.units().items()]
 
 
 @contextmanager
-def pruning_only(engine, unit: Unit | None, levels: Mapping[str, float]) -> Iterator[None]:
+def pruning_only(engine: PruningEngine, unit: Unit | None, levels: Mapping[str, float]) -> Iterator[None]:
     """Let ``engine.update_masks`` prune only ``unit`` (None: every unit) to ``levels``
     (weight name -> target), on a fresh mask store; the engine is as before afterwards."""
+    from framework.pruning.coupled import CoupledPruningEngine
     from framework.pruning.masks import MaskStore
 
     saved = engine.__dict__.copy()
@@ -89,7 +91,7 @@ def pruning_only(engine, unit: Unit | None, levels: Mapping[str, float]) -> Iter
         engine.store = MaskStore(dict(engine.store.params))
         engine.layer_targets = lambda epoch, fractional=None: {name: levels.get(name, 0.0) for name in saved["finals"]}
         if unit is not None:
-            if "plans" in saved:
+            if isinstance(engine, CoupledPruningEngine):
                 engine.plans = [plan for plan in saved["plans"] if plan.name == unit.name]
             else:
                 engine.selected = [p for p in saved["selected"] if p.name == unit.name]

@@ -70,14 +70,14 @@ def _lookup(names: Iterable[str], params: dict[str, nn.Parameter]) -> list[str]:
 
 @torch.no_grad()
 def sparsity_table(
-    model: nn.Module, param_names: Sequence[str] | None = None, total_label: str = TOTAL_LABEL
+    model: nn.Module, parameter_names: Sequence[str] | None = None, total_label: str = TOTAL_LABEL
 ) -> list[SparsityRow]:
-    """Rows for ``param_names`` (default: every Conv/ConvTranspose/Linear weight) plus a total row."""
+    """Rows for ``parameter_names`` (default: every Conv/ConvTranspose/Linear weight) plus a total row."""
     params = dict(model.named_parameters())
     owner = owners(model)
-    if param_names is None:
-        param_names = [name for name in params if is_structurable(*owner[name])]
-    names = _lookup(param_names, params)
+    if parameter_names is None:
+        parameter_names = [name for name in params if is_structurable(*owner[name])]
+    names = _lookup(parameter_names, params)
 
     rows, flat = [], []
     dense_total, sparse_total = 0, 0

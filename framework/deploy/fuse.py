@@ -1,12 +1,12 @@
 """BatchNorm folded into the conv or linear layer before it: the inference form of a network.
 
 In eval mode a BatchNorm right after a layer is an affine map per output channel, so it can be
-absorbed into that layer's weight and bias (see :mod:`framework.pruning.bn_fold` for the formula).
+absorbed into that layer's weight and bias (see :mod:`framework.pruning.scores.bn_fold` for the formula).
 The fused model runs one op where the eager model ran two, and the ONNX export and int8
 quantization start from fewer nodes.
 
 Which BatchNorm belongs to which layer is read from the torch.fx graph
-(:func:`framework.pruning.bn_fold.find_fold_pairs`): only a layer whose output goes straight and
+(:func:`framework.pruning.scores.bn_fold.find_fold_pairs`): only a layer whose output goes straight and
 only into the BN is fused. The fused layer replaces the original, the BN becomes ``nn.Identity``,
 so the model keeps its class and its ``forward``; a BN that cannot be fused stays as it is.
 """
@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from framework.deploy.errors import DeployError
-from framework.pruning.bn_fold import find_fold_pairs
+from framework.pruning.scores.bn_fold import find_fold_pairs
 
 # float32 rounding differs between conv-then-scale and scaled-conv; 1e-5 of the output's scale
 # is far below any change of prediction and far above that rounding.

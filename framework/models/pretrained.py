@@ -21,8 +21,8 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from framework.errors import CheckpointError
-from framework.pruning.fx import WRAPPER_PREFIXES
-from framework.pruning.thinning import apply_recipe, thinning_recipe
+from framework.pruning.graph.fx import WRAPPER_PREFIXES
+from framework.pruning.thinning.thin import apply_recipe, thinning_recipe
 from framework.serialization import load_weights_only
 
 KEY = "pretrained"

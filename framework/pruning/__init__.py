@@ -1,28 +1,30 @@
 """Pruning engine: structures, criteria, parameter selection, schedules, mask rules and masks.
 
-Plain PyTorch (no Hydra, no MLflow). Library entry point: :func:`build_pruner`; "the pruner" is
-the engine it returns.
+Plain PyTorch (no Hydra, no MLflow). Library entry point: :func:`build_pruner`, which takes a
+:class:`PrunerSpec` (or its fields as keywords) and returns a pruner: an engine, or a
+:class:`NoOpPruner` for ``method="none"``; both satisfy the :class:`Pruner` protocol.
 
-Modules, one job each:
+At the root, one job each:
 
-* :mod:`.spec`       - method/structure/criterion names and every rule about the pruner's arguments
-  (no torch: the config check uses them).
-* :mod:`.build`      - ``build_pruner``: arguments checked by the spec -> a ready engine.
+* :mod:`.spec`       - the settings (:class:`PrunerSpec`) and every rule about them (no torch: the
+  config check uses them).
+* :mod:`.build`      - ``build_pruner``: a spec checked by its rules -> a ready engine.
+* :mod:`.protocol`   - :class:`Pruner`: what a loop, a hook or an analysis may ask of a pruner.
+* :mod:`.engine`     - the pruner a training loop talks to (and the no-op one).
+* :mod:`.coupled`    - ranking and masking whole dependency groups (filter/channel/head).
+* :mod:`.global_scope` - ``scope="global"``: one normalised ranking across layers, with floors.
 * :mod:`.structures` - how a weight is cut into filters / channels / elements.
-* :mod:`.criteria`   - scores per group (l1, l2, random, or your own :class:`Criterion`).
 * :mod:`.selection`  - which parameters are pruned, per-layer levels.
 * :mod:`.schedules`  - which epochs prune, to which target (constant, AGP).
 * :mod:`.rules`      - per-layer mask rules: score + target -> keep-mask (level/agp, magnitude,
-  std_threshold).
+  std_threshold); :mod:`.nm` the N:M rule.
 * :mod:`.masks`      - the mask store that ANDs, applies and saves masks.
-* :mod:`.engine`     - the pruner a training loop talks to.
-* :mod:`.fx`         - torch.fx tracing, layer-type tuples, DataParallel/compile wrapper prefixes.
-* :mod:`.bn_fold`    - BatchNorm-folded ranking view.
-* :mod:`.dependency` - coupled channels across layers, read from the torch.fx graph.
-* :mod:`.coupled`    - ranking and masking whole dependency groups (filter/channel default).
-* :mod:`.thinning`   - masked model -> smaller dense model, its recipe, optimizer state, file.
-* :mod:`.global_scope` - ``scope="global"``: one normalised ranking across layers, with floors.
-* :mod:`.bn_activation` - ``fold_batchnorm="activation"``: rank by the change after BN + ReLU.
+* :mod:`.regularizers` - bn_l1, group_lasso: sparsity penalties bound to the pruner's selection.
+
+And three rooms: :mod:`.graph` (tracing, dependency groups, op tables, layouts), :mod:`.scores`
+(criteria, data criteria and their calibration, BatchNorm-folded and BN-aware views, score
+checks) and :mod:`.thinning` (masked model -> smaller model, recipe, attention, recipe checks;
+not ``thin``: that name is the function :func:`thin`).
 
 Names are imported on first use (PEP 562), so ``import framework.pruning.spec`` does not pay
 for torch.
@@ -32,17 +34,23 @@ from __future__ import annotations
 
 import importlib
 
-from framework.pruning.spec import CRITERIA, METHODS, STRUCTURES
+from framework.pruning.spec import CRITERIA, METHODS, STRUCTURES, PrunerSpec
 
 _EXPORTS = {
     "AGPSchedule": "schedules",
     "ConstantSchedule": "schedules",
     "EpochSchedule": "schedules",
-    "Criterion": "criteria",
-    "L1Criterion": "criteria",
-    "L2Criterion": "criteria",
-    "RandomCriterion": "criteria",
-    "build_criterion": "criteria",
+    "Pruner": "protocol",
+    "Criterion": "scores.criteria",
+    "L1Criterion": "scores.criteria",
+    "L2Criterion": "scores.criteria",
+    "RandomCriterion": "scores.criteria",
+    "build_criterion": "scores.criteria",
+    "DataCriterion": "scores.data_criteria",
+    "TaylorCriterion": "scores.data_criteria",
+    "ActivationMeanCriterion": "scores.data_criteria",
+    "APoZCriterion": "scores.data_criteria",
+    "BNGammaCriterion": "scores.data_criteria",
     "MaskStore": "masks",
     "NoOpPruner": "engine",
     "PruningEngine": "engine",
@@ -54,15 +62,15 @@ _EXPORTS = {
     "expand_group_mask": "structures",
     "group_count": "structures",
     "to_groups": "structures",
-    "ThinResult": "thinning",
-    "apply_recipe": "thinning",
-    "load_thinned": "thinning",
-    "save_thinned": "thinning",
-    "thin": "thinning",
-    "build_dependency_graph": "dependency",
+    "ThinResult": "thinning.thin",
+    "apply_recipe": "thinning.thin",
+    "load_thinned": "thinning.thin",
+    "save_thinned": "thinning.thin",
+    "thin": "thinning.thin",
+    "build_dependency_graph": "graph.dependency",
 }
 
-__all__ = ["CRITERIA", "METHODS", "STRUCTURES", *_EXPORTS]
+__all__ = ["CRITERIA", "METHODS", "STRUCTURES", "PrunerSpec", *_EXPORTS]
 
 
 def __getattr__(name: str):

@@ -1,14 +1,14 @@
 """Coupled structured pruning: rank and mask whole dependency groups (``coupling="coupled"``).
 
 With ``structure=filter`` or ``structure=channel`` the unit of removal is a *coupled channel* of
-:mod:`.dependency`: one channel of every tensor it runs through, with every layer that touches it.
+:mod:`.graph.dependency`: one channel of every tensor it runs through, with every layer that touches it.
 With ``structure=head`` it is an attention head (the groups of kind ``"head"``; filter/channel rank
 the others): its q, k, v rows and output-projection columns, scored by the criterion on every
 member (``param`` members on their slices) and reduced with ``group_reduction``.
 
 Ranking
     Every member of a coupled channel is scored with the criterion (a callable on a
-    ``[n_groups, group_size]`` matrix, :mod:`.criteria`) on the ranking view (BatchNorm-folded with
+    ``[n_groups, group_size]`` matrix, :mod:`.scores.criteria`) on the ranking view (BatchNorm-folded with
     ``fold_batchnorm``): ``structure=filter`` scores the producers' filters (``out`` members: weight
     rows of the Conv/Linear layers that write the channel), ``structure=channel`` scores the
     consumers' input channels (``in`` members: weight columns of the layers that read it; a channel
@@ -30,14 +30,14 @@ Masks
     The masks of a coupled channel are identical by construction and cover every member: the
     producers' weight rows **and biases**, the BatchNorm ``γ``/``β`` of the channel, and the
     consumers' weight columns. So a removed channel outputs exactly 0 (never ``ReLU(β)``) and is
-    read by nobody: the masked model computes what the thinned model (:mod:`.thinning`) computes.
+    read by nobody: the masked model computes what the thinned model (:mod:`.thinning.thin`) computes.
     The extra parameters (biases, ``γ``, ``β``) are kept in the same :class:`~.masks.MaskStore`, so
     they stay zero through training.
 Selection
     A coupled channel is pruned only if the weights of all its Conv/Linear members are selected
     (``pruner.weights`` / ``pruner.exclude``): an excluded layer never changes shape. The network's
     input planes and output classes are never coupled channels that can be removed (see
-    :mod:`.dependency`), so no input/output-layer exclusion is needed.
+    :mod:`.graph.dependency`), so no input/output-layer exclusion is needed.
 """
 
 from __future__ import annotations
@@ -45,18 +45,31 @@ from __future__ import annotations
 import math
 import warnings
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.dependency import IN, NORM, OUT, PARAM, ROLE_STRUCTURE, CoupledChannel, DependencyGraph
-from framework.pruning.engine import PruningEngine
-from framework.pruning.masks import MaskStore
-from framework.pruning.rules import keep_all_but_lowest_k, round_half_up
-from framework.pruning.score_check import checked_scores
-from framework.pruning.spec import COUPLED, DEFAULTS, FILTER, HEAD
+from framework.pruning.engine import PruningEngine, RankingView
+from framework.pruning.graph.fx import weight_of
+from framework.pruning.graph.groups import (
+    IN,
+    NORM,
+    OUT,
+    PARAM,
+    ROLE_STRUCTURE,
+    CoupledChannel,
+    DependencyGraph,
+    Member,
+)
+from framework.pruning.rules import RankingRule, keep_all_but_lowest_k, round_half_up
+from framework.pruning.schedules import EpochSchedule
+from framework.pruning.scores.bn_fold import FoldPair
+from framework.pruning.scores.score_check import checked_scores
+from framework.pruning.selection import SelectedParameter
+from framework.pruning.spec import COUPLED, FILTER, HEAD, PrunerSpec
 from framework.pruning.structures import expand_group_mask, to_groups
 
 
@@ -92,122 +105,170 @@ def reduce_member_scores(scores: list[float], reduction: str) -> float:
     return sum(scores) / len(scores)
 
 
+def scoring_members(channel: CoupledChannel, structure: str) -> list[Member]:
+    """The members whose scores rank ``channel``: producers for filter, consumers for channel (a
+    channel nobody reads falls back to its producers), every weight of a head for head."""
+    if structure == HEAD:  # a head is ranked on all its weights: q, k, v rows and out columns
+        return [m for m in channel.members if m.role != NORM]
+    role = OUT if structure == FILTER else IN
+    return channel.of(role) or channel.of(OUT) or channel.of(IN)
+
+
+def _selectable(channel: CoupledChannel, selected: set[str]) -> bool:
+    return all(_weight(m.module) in selected for m in channel.members if m.role in (OUT, IN))
+
+
+def plan_groups(
+    graph: DependencyGraph, selected: set[str], structure: str
+) -> tuple[list[_GroupPlan], dict[str, nn.Parameter]]:
+    """The groups ``structure`` ranks (heads for head, the other groups for filter/channel), with
+    their prunable channels of ``selected`` weights, and the extra parameters their masks cover
+    (biases, BatchNorm γ/β, parameters read in forward)."""
+    plans: list[_GroupPlan] = []
+    extras: dict[str, nn.Parameter] = {}
+    kind = "head" if structure == HEAD else "channel"
+    for group in graph.groups:
+        if group.kind != kind:
+            continue
+        channels = [c for c in group.prunable if _selectable(c, selected)]
+        if not channels:
+            continue
+        names = sorted({_weight(m.module) for c in channels for m in c.members if m.role in (OUT, IN)})
+        scoring = sorted(
+            {_weight(m.module) for c in channels for m in scoring_members(c, structure) if m.role != PARAM}
+        )
+        plans.append(_GroupPlan(group.name, channels, names, scoring or names))
+        for channel in channels:
+            extras.update(_extra_parameters(graph, channel))
+    if not plans:
+        raise _nothing_to_prune(graph, structure)
+    return plans, extras
+
+
+def _extra_parameters(graph: DependencyGraph, channel: CoupledChannel) -> dict[str, nn.Parameter]:
+    extras: dict[str, nn.Parameter] = {}
+    for member in channel.members:
+        if member.role == PARAM:
+            extras[member.module] = graph.parameters[member.module]
+            continue
+        module = graph.modules[member.module]
+        attributes = ("bias",) if member.role == OUT else ("weight", "bias") if member.role == NORM else ()
+        for attribute in attributes:
+            param = getattr(module, attribute, None)
+            if isinstance(param, nn.Parameter):
+                extras[f"{member.module}.{attribute}"] = param
+    return extras
+
+
+def _nothing_to_prune(graph: DependencyGraph, structure: str) -> PruningError:
+    if structure == HEAD:
+        return PruningError(
+            "pruner.structure=head finds no attention head that can be removed (heads are found in "
+            "nn.MultiheadAttention, Swin v1 window attention, and scaled_dot_product_attention or matmul "
+            "attention on [B, H, L, E] views whose head count is not a constant); "
+            "use pruner.structure=filter or channel"
+        )
+    why = "; ".join(f"{e.op}: {e.reason}" for e in graph.exclusions if e.warned) or "every channel is fixed"
+    return PruningError(
+        f"pruner.coupling=coupled finds no channel of the selected layers that can be removed ({why}); "
+        "select other layers or use pruner.coupling=layer"
+    )
+
+
 class CoupledPruningEngine(PruningEngine):
     """:class:`PruningEngine` that ranks and masks coupled channels (see the module docstring)."""
 
     coupling = COUPLED
+    rule: RankingRule
 
     def __init__(
-        self, graph: DependencyGraph, group_reduction: str = DEFAULTS["group_reduction"], round_to: int = 1, **kwargs
+        self,
+        model: nn.Module,
+        spec: PrunerSpec,
+        graph: DependencyGraph,
+        selected: list[SelectedParameter],
+        rule: RankingRule,
+        schedule: EpochSchedule,
+        finals: Mapping[str, float] | None,
+        ranking_view: RankingView | None = None,
+        fold_pairs: Iterable[FoldPair] = (),
     ):
-        super().__init__(**kwargs)
+        """``graph``: the model's dependency groups; the rest as :class:`PruningEngine`."""
         self.graph = graph
-        self.group_reduction = group_reduction
-        self.round_to = round_to
         self.modules = graph.modules
-        selected = {p.name for p in self.selected}
-        self.plans: list[_GroupPlan] = []
+        self.group_reduction = spec.group_reduction
+        self.round_to = spec.round_to or 1
+        names = {p.name for p in selected}
+        # the plans come first: the mask store and the calibration pass are built on them
+        self.plans, self._extras = plan_groups(graph, names, spec.structure)
         # layer roles that keep channels whatever happens (fixed or unselected ones) need no guard
         self._roles_never_empty = {
-            (m.module, m.role)
-            for c in graph.channels()
-            if c.fixed or not self._selectable(c, selected)
-            for m in c.members
+            (m.module, m.role) for c in graph.channels() if c.fixed or not _selectable(c, names) for m in c.members
         }
-        extras: dict[str, nn.Parameter] = {}
-        # structure=head ranks attention heads; filter/channel everything else (MLP hidden units, ...)
-        kind = "head" if self.structure == HEAD else "channel"
-        for group in graph.groups:
-            if group.kind != kind:
-                continue
-            channels = [c for c in group.prunable if self._selectable(c, selected)]
-            if not channels:
-                continue
-            names = sorted({_weight(m.module) for c in channels for m in c.members if m.role in (OUT, IN)})
-            scoring = sorted({_weight(m.module) for c in channels for m in self._scoring_members(c) if m.role != PARAM})
-            self.plans.append(_GroupPlan(group.name, channels, names, scoring or names))
-            for channel in channels:
-                for member in channel.members:
-                    if member.role == PARAM:
-                        extras[member.module] = graph.parameters[member.module]
-                        continue
-                    module = self.modules[member.module]
-                    attributes = ("bias",) if member.role == OUT else ("weight", "bias") if member.role == NORM else ()
-                    for attribute in attributes:
-                        param = getattr(module, attribute, None)
-                        if isinstance(param, nn.Parameter):
-                            extras[f"{member.module}.{attribute}"] = param
-        if not self.plans:
-            why = "; ".join(f"{e.op}: {e.reason}" for e in graph.exclusions if e.warned) or "every channel is fixed"
-            if self.structure == HEAD:
-                raise PruningError(
-                    "pruner.structure=head finds no attention head that can be removed (heads are found in "
-                    "nn.MultiheadAttention, Swin v1 window attention, and scaled_dot_product_attention or matmul "
-                    "attention on [B, H, L, E] views whose head count is not a constant); "
-                    "use pruner.structure=filter or channel"
-                )
-            raise PruningError(
-                f"pruner.coupling=coupled finds no channel of the selected layers that can be removed ({why}); "
-                "select other layers or use pruner.coupling=layer"
-            )
-        params = {p.name: p.param for p in self.selected}
-        params.update({k: v for k, v in extras.items() if k not in params})
-        self.store.remove_hooks()
-        self.store = MaskStore(params, mask_gradients=kwargs.get("mask_gradients", False))
         self._warned: set[str] = set()
+        super().__init__(model, spec, selected, rule, schedule, finals, ranking_view, fold_pairs)
 
-    @staticmethod
-    def _selectable(channel: CoupledChannel, selected: set[str]) -> bool:
-        return all(_weight(m.module) in selected for m in channel.members if m.role in (OUT, IN))
+    def masked_parameters(self) -> dict[str, nn.Parameter]:
+        params = super().masked_parameters()
+        params.update({k: v for k, v in self._extras.items() if k not in params})
+        return params
+
+    def ranked_layers(self) -> dict[str, nn.Module]:
+        layers = {}
+        for plan in self.plans:
+            for channel in plan.channels:
+                for member in self._scoring_members(channel):
+                    layers[_weight(member.module)] = self.modules[member.module]
+        return layers
+
+    def units(self) -> dict[str, tuple[str, ...]]:
+        return {plan.name: tuple(plan.target_names) for plan in self.plans}
 
     # ----------------------------------------------------------------------------- ranking
-    def _per_channel(self, module: str, role: str, cache: dict, source: str) -> list | None:
-        """Per-channel criterion scores (``source="view"``) or alive flags (``"mask"``) of a layer role."""
-        key = (module, role, source)
-        if key not in cache and role == PARAM:
-            cache[key] = self._per_slice(module, source)
+    def channel_scores_of(self, module: str, role: str, cache: dict) -> list[float]:
+        """Per-channel criterion scores of a layer role on the ranking view (``cache``: shared by
+        one update's calls; python floats, cheap to index)."""
+        key = (module, role, "view")
         if key not in cache:
-            layer = self.modules[module]
-            name = _weight(module)
-            structure = ROLE_STRUCTURE[role]
-            if source == "view":
-                view = self.ranking_view(name, layer.weight)
-                scores = checked_scores(self.rule.criterion, to_groups(view.detach(), structure, layer))
-                cache[key] = scores.detach().double().cpu().tolist()  # python floats: cheap to index
+            if role == PARAM:  # slices of a parameter read in forward, along its channel dim
+                dim = self.graph.param_dims[module]
+                rows = self.graph.parameters[module].detach().movedim(dim, 0)
+                scores = self.rule.criterion(rows.reshape(rows.shape[0], -1))
             else:
-                mask = self.store.get(name)
-                if mask is None:
-                    cache[key] = None
-                else:
-                    cache[key] = to_groups(mask, structure, layer).any(dim=1).cpu().tolist()
+                layer = self.modules[module]
+                view = self.ranking_view(_weight(module), weight_of(layer))
+                scores = checked_scores(self.rule.criterion, to_groups(view.detach(), ROLE_STRUCTURE[role], layer))
+            cache[key] = scores.detach().double().cpu().tolist()
         return cache[key]
 
-    def _per_slice(self, name: str, source: str) -> list | None:
-        """Per-slice scores or alive flags of a parameter read in forward (slices along its channel dim)."""
-        dim = self.graph.param_dims[name]
-        if source == "view":
-            rows = self.graph.parameters[name].detach().movedim(dim, 0)
-            return self.rule.criterion(rows.reshape(rows.shape[0], -1)).detach().double().cpu().tolist()
-        mask = self.store.get(name)
-        return None if mask is None else mask.movedim(dim, 0).reshape(mask.shape[dim], -1).any(1).cpu().tolist()
+    def alive_flags_of(self, module: str, role: str, cache: dict) -> list[bool] | None:
+        """Per-channel flags of a layer role: does the channel survive the masks (None: not masked yet)."""
+        key = (module, role, "mask")
+        if key not in cache:
+            mask = self.store.get(module if role == PARAM else _weight(module))
+            if mask is None:
+                cache[key] = None
+            elif role == PARAM:
+                dim = self.graph.param_dims[module]
+                cache[key] = mask.movedim(dim, 0).reshape(mask.shape[dim], -1).any(1).cpu().tolist()
+            else:
+                cache[key] = to_groups(mask, ROLE_STRUCTURE[role], self.modules[module]).any(dim=1).cpu().tolist()
+        return cache[key]
 
-    def _scoring_members(self, channel: CoupledChannel):
-        if self.structure == HEAD:  # a head is ranked on all its weights: q, k, v rows and out columns
-            return [m for m in channel.members if m.role != NORM]
-        role = OUT if self.structure == FILTER else IN
-        return channel.of(role) or channel.of(OUT) or channel.of(IN)
+    def _scoring_members(self, channel: CoupledChannel) -> list[Member]:
+        return scoring_members(channel, self.structure)
 
     def _channel_score(self, channel: CoupledChannel, cache: dict) -> float:
         scores = []
         for member in self._scoring_members(channel):
-            per_channel = self._per_channel(member.module, member.role, cache, "view")
+            per_channel = self.channel_scores_of(member.module, member.role, cache)
             scores.append(sum(per_channel[i] for i in member.indices) / len(member.indices))
         return reduce_member_scores(scores, self.group_reduction)
 
     def is_alive(self, channel: CoupledChannel, cache: dict) -> bool:
         """Whether ``channel`` survives the current masks (``cache``: shared by one update's calls)."""
         for member in self._scoring_members(channel):
-            flags = self._per_channel(member.module, member.role, cache, "mask")
+            flags = self.alive_flags_of(member.module, member.role, cache)
             if flags is not None:
                 return any(flags[i] for i in member.indices)
         return True
@@ -282,7 +343,7 @@ class CoupledPruningEngine(PruningEngine):
     @torch.no_grad()
     def update_masks(self, epoch: int, fractional: float | None = None) -> None:
         self.prepare_ranking(epoch, fractional)
-        targets = self.layer_targets(epoch, fractional=fractional)
+        targets = self.scheduled_targets(epoch, fractional)
         cache: dict = {}
         removed: list[CoupledChannel] = []
         for plan in self.plans:
@@ -314,7 +375,7 @@ class CoupledPruningEngine(PruningEngine):
                     if isinstance(getattr(layer, attribute, None), nn.Parameter):
                         masks[f"{module}.{attribute}"] = flags
                 continue
-            weight_mask = expand_group_mask(flags, ROLE_STRUCTURE[role], layer, layer.weight.shape)
+            weight_mask = expand_group_mask(flags, ROLE_STRUCTURE[role], layer, weight_of(layer).shape)
             name = _weight(module)
             masks[name] = weight_mask if name not in masks else masks[name] & weight_mask
             if role == OUT and isinstance(getattr(layer, "bias", None), nn.Parameter):

@@ -16,23 +16,28 @@ mask rule of its method (:mod:`.rules`) and the mask store; coupled and global-s
 (:mod:`.coupled`, :mod:`.global_scope`) subclass it.
 
 Ranking view: scores are computed on ``ranking_view(name, weight)`` (default: the weight itself).
-``fold_batchnorm=True`` ranks on BatchNorm-folded weights (:class:`.bn_fold.FoldedRanking`).
+``fold_batchnorm=True`` ranks on BatchNorm-folded weights (:class:`.scores.bn_fold.FoldedRanking`).
 Masks always apply to the real weights.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
+from torch import nn
 
-from framework.errors import CheckpointError
-from framework.pruning.bn_fold import pairs_report
+from framework.errors import CheckpointError, PruningError
 from framework.pruning.masks import MaskStore
+from framework.pruning.protocol import Pruner
 from framework.pruning.rules import MaskRule
-from framework.pruning.schedules import EpochSchedule
+from framework.pruning.schedules import EpochSchedule, TargetSchedule
+from framework.pruning.scores.bn_fold import FoldPair
+from framework.pruning.scores.calibration import BatchSource, Calibration
+from framework.pruning.scores.data_criteria import DataCriterion
 from framework.pruning.selection import SelectedParameter
-from framework.pruning.spec import FINE, LAYER, NONE, THIN_NEVER
+from framework.pruning.spec import FINE, LAYER, NONE, RANKING_METHODS, THIN_NEVER, PrunerSpec
 
 RankingView = Callable[[str, torch.Tensor], torch.Tensor]
 
@@ -43,49 +48,63 @@ def raw_weight(name: str, weight: torch.Tensor) -> torch.Tensor:
 
 
 class NoOpPruner:
-    """``method="none"``: same interface as :class:`PruningEngine`, prunes nothing."""
+    """``method="none"``: satisfies the :class:`~.protocol.Pruner` protocol and prunes nothing."""
 
     method = NONE
     structure = FINE
-    parameter_names: list[str] = []
-    param_names: list[str] = []
-    folded_pairs: list = []
+    schedule: EpochSchedule | None = None
+    step_frequency: int | None = None
+    thin_when = THIN_NEVER
+    nm: tuple[int, int] | None = None
+    calibration: Calibration | None = None
 
-    def apply_masks(self) -> None:
-        pass
+    @property
+    def fold_pairs(self) -> list[FoldPair]:
+        return []
 
-    def fold_pairs_report(self) -> list[dict[str, str]]:
+    @property
+    def selected(self) -> list[SelectedParameter]:
+        return []
+
+    @property
+    def parameter_names(self) -> list[str]:
         return []
 
     @property
     def masks(self) -> dict[str, torch.Tensor]:
         return {}
 
-    def on_step(self, epoch: int, step: int, steps_per_epoch: int) -> None:
-        return None
+    def ranked_layers(self) -> dict[str, nn.Module]:
+        return {}
+
+    def set_calibration_data(self, batches: BatchSource, loss_fn: Callable[..., torch.Tensor] | None = None) -> None:
+        pass
+
+    def apply_masks(self) -> None:
+        pass
 
     def on_epoch_start(self, epoch: int) -> float | None:
         return None
 
-    def set_calibration_data(self, batches, loss_fn=None) -> None:
-        pass
+    def on_step(self, epoch: int, step: int, steps_per_epoch: int) -> float | None:
+        return None
 
     def after_step(self) -> None:
         pass
 
-    def target_sparsity(self, epoch: int) -> float:
-        return 0.0  # nothing is ever pruned
-
-    def layer_targets(self, epoch: int) -> dict[str, float]:
+    def layer_targets(self, epoch: int, fractional: float | None = None) -> dict[str, float] | None:
         return {}
+
+    def target_sparsity(self, epoch: int, fractional: float | None = None) -> float | None:
+        return 0.0  # nothing is ever pruned
 
     def sparsity(self) -> dict[str, float]:
         return {"total": 0.0}
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"method": NONE, "masks": {}}
 
-    def load_state_dict(self, state: Mapping) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("masks"):
             raise CheckpointError(
                 f"the checkpoint holds pruning masks for {len(state['masks'])} parameters but pruner.method=none"
@@ -96,42 +115,85 @@ class NoOpPruner:
 
 
 class PruningEngine:
-    """Owns the selected parameters, the schedule, the mask rule and the mask store."""
-
-    thin_when = THIN_NEVER  # set by build_pruner: when a training run thins the model
+    """Owns the selected parameters, the schedule, the mask rule and the mask store; everything it
+    needs comes into its constructor (:func:`~.build.build_pruner` builds the parts)."""
 
     coupling = LAYER  # each layer masked alone; see framework.pruning.coupled for "coupled"
     scope = LAYER  # a target per layer; see framework.pruning.global_scope for "global"
 
     def __init__(
         self,
-        method: str,
-        structure: str,
+        model: nn.Module,
+        spec: PrunerSpec,
         selected: list[SelectedParameter],
         rule: MaskRule,
         schedule: EpochSchedule,
         finals: Mapping[str, float] | None,
-        ranking_view: RankingView = raw_weight,
-        mask_gradients: bool = False,
-        folded_pairs: Iterable = (),
-        step_frequency: int | None = None,
+        ranking_view: RankingView | None = None,
+        fold_pairs: Iterable[FoldPair] = (),
     ):
-        self.method = method
-        self.structure = structure
+        """``model``: what a data-aware criterion's calibration pass runs; ``spec``: the settings
+        (method, structure, step frequency, thinning moment, N:M, calibration batches, gradient
+        masking); ``finals``: each parameter's final sparsity (None for threshold methods);
+        ``ranking_view``: what groups are ranked on (default: the weights; a data-aware criterion
+        ranks its own view); ``fold_pairs``: the pairs a folded view folds."""
+        self.spec = spec
         self.selected = list(selected)
         self.rule = rule
         self.schedule = schedule
         self.finals = dict(finals) if finals is not None else None  # None: threshold method, no target
-        self.ranking_view = ranking_view
-        self.folded_pairs = list(folded_pairs)
-        self.step_frequency = step_frequency  # None: masks change only at epoch starts
-        self.store = MaskStore({p.name: p.param for p in self.selected}, mask_gradients=mask_gradients)
-        # A data-aware criterion's pass (framework.pruning.calibration), set by build_pruner.
-        self.calibration = None
+        self.fold_pairs = list(fold_pairs)
+        self.store = MaskStore(self.masked_parameters(), mask_gradients=spec.mask_gradients)
+        self.calibration = self._calibration_for(model)
+        view = ranking_view or raw_weight
+        self.ranking_view: RankingView = self.calibration.view if self.calibration is not None else view
 
-    def set_calibration_data(self, batches, loss_fn=None) -> None:
+    def _calibration_for(self, model: nn.Module) -> Calibration | None:
+        """The pass of a data-aware criterion (ranking methods only), bound to the ranked layers."""
+        criterion = getattr(self.rule, "criterion", None)
+        if self.spec.method not in RANKING_METHODS or not isinstance(criterion, DataCriterion):
+            return None
+        return Calibration(model, criterion, self.ranked_layers(), self.structure, self.spec.calibration_batches)
+
+    # ----------------------------------------------------------------------------- the settings
+    @property
+    def method(self) -> str:
+        return self.spec.method
+
+    @property
+    def structure(self) -> str:
+        return self.spec.structure
+
+    @property
+    def step_frequency(self) -> int | None:
+        """None: masks change only at epoch starts."""
+        return self.spec.step_frequency
+
+    @property
+    def thin_when(self) -> str:
+        """When a training run thins the model (the engine only says it; :mod:`.thinning` does it)."""
+        return self.spec.thin_when
+
+    @property
+    def nm(self) -> tuple[int, int] | None:
+        return self.spec.nm
+
+    def masked_parameters(self) -> dict[str, nn.Parameter]:
+        """Every parameter the store masks: the selected ones (coupled engines add biases, BN γ/β)."""
+        return {p.name: p.param for p in self.selected}
+
+    def ranked_layers(self) -> dict[str, nn.Module]:
+        """``weight name -> layer`` of the layers whose groups the engine scores."""
+        return {p.name: p.layer for p in self.selected}
+
+    def units(self) -> dict[str, tuple[str, ...]]:
+        """What gets one target: each unit's name -> the weights whose levels give it (here, each
+        selected weight alone; coupled engines: each dependency group)."""
+        return {p.name: (p.name,) for p in self.selected}
+
+    def set_calibration_data(self, batches: BatchSource, loss_fn: Callable[..., torch.Tensor] | None = None) -> None:
         """Where a data-aware criterion reads its calibration batches ``(inputs, targets)``:
-        a callable ``batches(moment)`` (see :func:`.calibration.seeded_batches`) or an iterable,
+        a callable ``batches(moment)`` (see :func:`.scores.calibration.seeded_batches`) or an iterable,
         and the loss whose gradients it sees (default cross-entropy). No-op for weight criteria."""
         if self.calibration is not None:
             self.calibration.set_data(batches, loss_fn)
@@ -205,12 +267,6 @@ class PruningEngine:
         """Names of the pruned parameters, in ``named_parameters`` order."""
         return [p.name for p in self.selected]
 
-    param_names = parameter_names  # short alias used by the training hook
-
-    def fold_pairs_report(self) -> list[dict[str, str]]:
-        """The BatchNorm-folded (weight, BN) pairs as plain dicts ([] when not folding)."""
-        return pairs_report(self.folded_pairs)
-
     @property
     def masks(self) -> dict[str, torch.Tensor]:
         """``{name: bool keep-mask}`` of the parameters pruned so far."""
@@ -219,11 +275,12 @@ class PruningEngine:
     def layer_targets(self, epoch: int, fractional: float | None = None) -> dict[str, float] | None:
         """Per-parameter target at ``epoch`` (None for threshold methods); with ``fractional``,
         the step-level AGP target at that fractional epoch."""
-        if self.finals is None:
+        schedule = self.schedule
+        if self.finals is None or not isinstance(schedule, TargetSchedule):
             return None
         if fractional is not None:
-            return {name: self.schedule.target_at(fractional, final) for name, final in self.finals.items()}
-        return {name: self.schedule.target(epoch, final) for name, final in self.finals.items()}
+            return {name: schedule.target_at(fractional, final) for name, final in self.finals.items()}
+        return {name: schedule.target(epoch, final) for name, final in self.finals.items()}
 
     def target_sparsity(self, epoch: int, fractional: float | None = None) -> float | None:
         """Schedule target at ``epoch`` over the whole pruned set: the per-layer targets weighted
@@ -233,6 +290,21 @@ class PruningEngine:
             return None
         sizes = {p.name: p.param.numel() for p in self.selected}
         return sum(targets[name] * sizes[name] for name in targets) / sum(sizes.values())
+
+    def scheduled_targets(self, epoch: int, fractional: float | None = None) -> dict[str, float]:
+        """:meth:`layer_targets` of a ranking method, which always has them (coupled and global
+        engines rank only for agp/level)."""
+        targets = self.layer_targets(epoch, fractional=fractional)
+        if targets is None:
+            raise PruningError(f"pruner.method={self.method} has no sparsity target to rank to; allowed: agp | level")
+        return targets
+
+    def scheduled_sparsity(self, epoch: int, fractional: float | None = None) -> float:
+        """:meth:`target_sparsity` of a ranking method (see :meth:`scheduled_targets`)."""
+        target = self.target_sparsity(epoch, fractional=fractional)
+        if target is None:
+            raise PruningError(f"pruner.method={self.method} has no sparsity target to rank to; allowed: agp | level")
+        return target
 
     @torch.no_grad()
     def sparsity(self) -> dict[str, float]:
@@ -260,12 +332,11 @@ class PruningEngine:
     def load_state_dict(self, state: Mapping) -> None:
         """Restore masks (and zero the masked weights) from :meth:`state_dict`."""
         # config key each state field comes from
-        for key, config_key in (("method", "method"), ("structure", "structure")):
-            saved, current = state.get(key), getattr(self, key)
+        for key, current in (("method", self.method), ("structure", self.structure)):
+            saved = state.get(key)
             if saved is not None and saved != current:
                 raise CheckpointError(
-                    f"the checkpoint was pruned with pruner.{config_key}={saved}; "
-                    f"this run uses pruner.{config_key}={current}"
+                    f"the checkpoint was pruned with pruner.{key}={saved}; this run uses pruner.{key}={current}"
                 )
         saved_coupling = state.get("coupling", "layer")  # checkpoints before coupling were per layer
         if saved_coupling != self.coupling:
@@ -280,3 +351,7 @@ class PruningEngine:
     def close(self) -> None:
         """Remove gradient hooks."""
         self.store.remove_hooks()
+
+
+# Both satisfy the protocol every consumer reads: mypy checks it here (and tests at run time).
+PRUNER_CLASSES: tuple[type[Pruner], ...] = (NoOpPruner, PruningEngine)

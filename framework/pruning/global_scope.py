@@ -14,7 +14,7 @@ Normalisation
     the mean over its own layer's alive channels, then the members are reduced with
     ``group_reduction`` as in per-layer scope. The ranking view is what the criterion sees, so
     ``fold_batchnorm=true`` ranks the BatchNorm-folded weights globally (and ``activation`` the
-    BN-aware view of :mod:`.bn_activation`).
+    BN-aware view of :mod:`.scores.bn_activation`).
 Floors
     No layer is emptied: each layer (for coupled pruning: each dependency group) keeps at least
     ``max(1, n - floor(max_layer_sparsity · n))`` of its ``n`` groups (``max_layer_sparsity=None``:
@@ -32,15 +32,26 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from framework.pruning.coupled import CoupledPruningEngine, reduce_member_scores
-from framework.pruning.engine import PruningEngine
-from framework.pruning.score_check import checked_scores
-from framework.pruning.spec import GLOBAL
+from framework.pruning.engine import PruningEngine, RankingView
+from framework.pruning.graph.groups import DependencyGraph
+from framework.pruning.rules import RankingRule
+from framework.pruning.schedules import EpochSchedule
+from framework.pruning.scores.bn_fold import FoldPair
+from framework.pruning.scores.score_check import checked_scores
+from framework.pruning.selection import SelectedParameter
+from framework.pruning.spec import GLOBAL, PrunerSpec
 from framework.pruning.structures import expand_group_mask, to_groups
+
+
+def _max_layer_sparsity(spec: PrunerSpec) -> float | None:
+    return None if spec.max_layer_sparsity is None else float(spec.max_layer_sparsity)
 
 
 def kept_floor(n: int, max_layer_sparsity: float | None) -> int:
@@ -114,10 +125,21 @@ class GlobalPruningEngine(PruningEngine):
     """Per-layer masks (``coupling="layer"`` or ``structure="fine"``) cut by one global ranking."""
 
     scope = GLOBAL
+    rule: RankingRule
 
-    def __init__(self, max_layer_sparsity: float | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.max_layer_sparsity = max_layer_sparsity
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: PrunerSpec,
+        selected: list[SelectedParameter],
+        rule: RankingRule,
+        schedule: EpochSchedule,
+        finals: Mapping[str, float] | None,
+        ranking_view: RankingView | None = None,
+        fold_pairs: Iterable[FoldPair] = (),
+    ):
+        super().__init__(model, spec, selected, rule, schedule, finals, ranking_view, fold_pairs)
+        self.max_layer_sparsity = _max_layer_sparsity(spec)
         self.last_threshold: float | None = None  # the normalised score of the last removed group
 
     def normalised_scores(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -141,7 +163,7 @@ class GlobalPruningEngine(PruningEngine):
     @torch.no_grad()
     def update_masks(self, epoch: int, fractional: float | None = None) -> None:
         self.prepare_ranking(epoch, fractional)
-        target = self.target_sparsity(epoch, fractional=fractional)
+        target = self.scheduled_sparsity(epoch, fractional)
         layers = self.normalised_scores()
         sizes = [p.param.numel() // scores.numel() for p, (scores, _) in zip(self.selected, layers)]
         candidates = [
@@ -180,9 +202,20 @@ class GlobalCoupledPruningEngine(CoupledPruningEngine):
 
     scope = GLOBAL
 
-    def __init__(self, graph, group_reduction, round_to=1, max_layer_sparsity: float | None = None, **kwargs):
-        super().__init__(graph, group_reduction, round_to, **kwargs)
-        self.max_layer_sparsity = max_layer_sparsity
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: PrunerSpec,
+        graph: DependencyGraph,
+        selected: list[SelectedParameter],
+        rule: RankingRule,
+        schedule: EpochSchedule,
+        finals: Mapping[str, float] | None,
+        ranking_view: RankingView | None = None,
+        fold_pairs: Iterable[FoldPair] = (),
+    ):
+        super().__init__(model, spec, graph, selected, rule, schedule, finals, ranking_view, fold_pairs)
+        self.max_layer_sparsity = _max_layer_sparsity(spec)
         self.last_threshold: float | None = None
 
     def _normalised_member_scores(self, cache: dict) -> dict:
@@ -194,8 +227,8 @@ class GlobalCoupledPruningEngine(CoupledPruningEngine):
                     key = (member.module, member.role)
                     if key in normalised:
                         continue
-                    scores = torch.tensor(self._per_channel(member.module, member.role, cache, "view"))
-                    flags = self._per_channel(member.module, member.role, cache, "mask")
+                    scores = torch.tensor(self.channel_scores_of(member.module, member.role, cache))
+                    flags = self.alive_flags_of(member.module, member.role, cache)
                     alive = torch.ones(scores.numel(), dtype=torch.bool) if flags is None else torch.tensor(flags)
                     normalised[key] = normalise(scores, alive)
         return normalised
@@ -220,18 +253,21 @@ class GlobalCoupledPruningEngine(CoupledPruningEngine):
         for selected in self.selected:
             mask = masks.get(selected.name)
             current = self.store.get(selected.name)
-            if mask is None and current is None:
-                continue
-            keep = mask if mask is not None else current
             if mask is not None and current is not None:
                 keep = mask & current.cpu()
+            elif mask is not None:
+                keep = mask
+            elif current is not None:
+                keep = current
+            else:
+                continue
             zeros += keep.numel() - int(keep.count_nonzero())
         return zeros
 
     @torch.no_grad()
     def update_masks(self, epoch: int, fractional: float | None = None) -> None:
         self.prepare_ranking(epoch, fractional)
-        target = self.target_sparsity(epoch, fractional=fractional)
+        target = self.scheduled_sparsity(epoch, fractional)
         plans = self.channel_scores()
         candidates = [
             _split_floor(i, scores, alive, kept_floor(scores.numel(), self.max_layer_sparsity))

@@ -28,6 +28,7 @@ from torch import nn
 
 from framework.errors import PruningError
 from framework.pruning.rules import MaskRule, round_half_up
+from framework.pruning.scores.criteria import Criterion
 
 EXCLUDE_HINT = "exclude it with pruner.exclude=['{name}']"
 
@@ -67,7 +68,9 @@ class NMRule(MaskRule):
 
     structure = "nm"
 
-    def __init__(self, n: int, m: int, criterion):
+    criterion: Criterion
+
+    def __init__(self, n: int, m: int, criterion: Criterion):
         self.n, self.m, self.criterion = n, m, criterion
 
     def keep_mask(self, view, layer, target, current):

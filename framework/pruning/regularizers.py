@@ -29,7 +29,9 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.fx import CONV_LINEAR, unwrap
+from framework.pruning.graph.fx import CONV_LINEAR, unwrap, weight_of
+from framework.pruning.protocol import Pruner
+from framework.pruning.spec import FILTER, NONE
 from framework.pruning.structures import broadcast_group_values, to_groups
 
 
@@ -88,7 +90,7 @@ class Regularizer:
     def active(self, epoch: int) -> bool:
         return epoch >= self.start_epoch and (self.end_epoch is None or epoch < self.end_epoch)
 
-    def bind(self, model: nn.Module, pruner=None) -> Regularizer:
+    def bind(self, model: nn.Module, pruner: Pruner | None = None) -> Regularizer:
         """Find the modules the penalty reads (once, before training); returns self."""
         raise NotImplementedError
 
@@ -107,8 +109,8 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return unwrap(model)[0]
 
 
-def _selected_layers(model: nn.Module, pruner) -> list[str]:
-    selected = getattr(pruner, "selected", None)
+def _selected_layers(model: nn.Module, pruner: Pruner | None) -> list[str]:
+    selected = pruner.selected if pruner is not None else None
     if selected:
         return [p.name.rsplit(".", 1)[0] for p in selected if p.attribute == "weight"]
     return [name for name, m in _unwrap(model).named_modules() if isinstance(m, CONV_LINEAR)]
@@ -119,8 +121,8 @@ class BatchNormL1(Regularizer):
 
     name = "bn_l1"
 
-    def bind(self, model, pruner=None):
-        from framework.pruning.bn_fold import find_fold_pairs
+    def bind(self, model: nn.Module, pruner: Pruner | None = None) -> Regularizer:
+        from framework.pruning.scores.bn_fold import find_fold_pairs
 
         model = _unwrap(model)
         layers = set(_selected_layers(model, pruner))
@@ -146,26 +148,25 @@ class GroupLasso(Regularizer):
 
     name = "group_lasso"
 
-    def bind(self, model, pruner=None):
-        structure = getattr(pruner, "structure", None)
-        if structure is None or getattr(pruner, "method", "none") == "none":
-            structure = "filter"  # no pruner: the filters of every Conv/Linear layer
-        self.structure = structure
+    def bind(self, model: nn.Module, pruner: Pruner | None = None) -> Regularizer:
+        # no pruner: the filters of every Conv/Linear layer
+        self.structure = FILTER if pruner is None or pruner.method == NONE else pruner.structure
         self.module_names = _selected_layers(model, pruner)
         return self
 
-    def __call__(self, model):
-        return self.strength * group_lasso([(m.weight, m) for m in self.modules(model)], self.structure)
+    def __call__(self, model: nn.Module) -> torch.Tensor:
+        return self.strength * group_lasso([(weight_of(m), m) for m in self.modules(model)], self.structure)
 
     def value(self, model: nn.Module) -> torch.Tensor:
         """``self(model)`` without an autograd graph; keeps the group norms for :meth:`add_gradient`."""
         with torch.no_grad():
-            weights = [(m.weight, m) for m in self.modules(model)]
+            weights = [(weight_of(m), m) for m in self.modules(model)]
             if self.structure == "fine":
-                self._norms = [None] * len(weights)
+                self._norms: list[torch.Tensor | None] = [None] * len(weights)
                 return self.strength * group_lasso(weights, "fine")
-            self._norms = [torch.linalg.vector_norm(to_groups(w, self.structure, m), dim=1) for w, m in weights]
-            return self.strength * torch.stack([norms.sum() for norms in self._norms]).sum()
+            norms = [torch.linalg.vector_norm(to_groups(w, self.structure, m), dim=1) for w, m in weights]
+            self._norms = list(norms)
+            return self.strength * torch.stack([n.sum() for n in norms]).sum()
 
     def add_gradient(self, model: nn.Module) -> None:
         """Add the gradient of :meth:`value` to each weight's ``.grad``, in place: ``strength ·
@@ -173,7 +174,7 @@ class GroupLasso(Regularizer):
         ``fine``. Call it after backward, before the weights change."""
         with torch.no_grad():
             for layer, norms in zip(self.modules(model), self._norms):
-                weight = layer.weight
+                weight = weight_of(layer)
                 if norms is None:  # fine: the L1 norm's gradient
                     if weight.grad is None:
                         weight.grad = weight.sign().mul_(self.strength)

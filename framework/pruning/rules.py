@@ -3,7 +3,7 @@
 The engine (:mod:`.engine`, "the pruner") asks its method's rule for every selected layer.
 
 ``level`` / ``agp`` (:class:`RankingRule`)
-    Cut the weight into groups (:mod:`.structures`), score them (:mod:`.criteria`) and prune
+    Cut the weight into groups (:mod:`.structures`), score them (:mod:`.scores.criteria`) and prune
     exactly ``round(t * n)`` of the ``n`` groups (halves rounded up) with the lowest scores; for
     ``filter``/``channel`` at most ``n - 1`` (one always survives, with a warning).
     Groups the current mask already removed are ranked lowest, so they count towards the target
@@ -31,9 +31,16 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.criteria import Criterion, L1Criterion, L2Criterion, RandomCriterion, build_criterion
-from framework.pruning.data_criteria import build_data_criterion
-from framework.pruning.score_check import checked_scores
+from framework.pruning.scores.criteria import (
+    Criterion,
+    L1Criterion,
+    L2Criterion,
+    RandomCriterion,
+    ScoreFunction,
+    build_criterion,
+)
+from framework.pruning.scores.data_criteria import build_data_criterion
+from framework.pruning.scores.score_check import checked_scores
 from framework.pruning.spec import (
     DATA_CRITERIA,
     FINE,
@@ -160,6 +167,7 @@ class MaskRule:
     """Computes a keep-mask (True = keep) of the weight's shape."""
 
     structure = FINE
+    criterion: Criterion | None = None  # what a ranking rule scores groups with (threshold rules: none)
 
     def keep_mask(
         self,
@@ -180,6 +188,8 @@ class MaskRule:
 
 class RankingRule(MaskRule):
     """Prune the ``round(target * n_groups)`` lowest-scored groups."""
+
+    criterion: Criterion
 
     def __init__(self, structure: str, criterion: Criterion):
         check_structure(structure)
@@ -263,7 +273,7 @@ class StdThresholdRule(MaskRule):
 def build_mask_rule(
     method: str,
     structure: str = FINE,
-    criterion: str | Criterion = "l1",
+    criterion: str | ScoreFunction = "l1",
     threshold: float | None = None,
     std_multiplier: float | None = None,
     seed: int = 0,
@@ -281,9 +291,9 @@ def build_mask_rule(
         if isinstance(criterion, str) and criterion in DATA_CRITERIA:
             return RankingRule(structure, build_data_criterion(criterion))
         return RankingRule(structure, build_criterion(criterion, seed))
-    if method == MAGNITUDE:
+    if method == MAGNITUDE and threshold is not None:
         return MagnitudeRule(threshold)
-    if method == STD_THRESHOLD:
+    if method == STD_THRESHOLD and std_multiplier is not None:
         return StdThresholdRule(std_multiplier)
     raise PruningError(
         f"pruner.method={method} prunes nothing and has no mask rule; allowed: {', '.join(RANKING_METHODS + THRESHOLD_METHODS)}"

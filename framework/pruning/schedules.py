@@ -26,6 +26,8 @@ with different ``levels``.
 
 from __future__ import annotations
 
+import math
+
 from framework.pruning.spec import raise_first, schedule_problems, sparsity_order_problem, sparsity_problem
 
 
@@ -77,7 +79,18 @@ class EpochSchedule:
         return None
 
 
-class ConstantSchedule(EpochSchedule):
+class TargetSchedule(EpochSchedule):
+    """A schedule with a sparsity target at every epoch (the ranking methods' schedules)."""
+
+    def target(self, epoch: int, final: float | None = None) -> float:
+        raise NotImplementedError
+
+    def target_at(self, fractional_epoch: float, final: float | None = None) -> float:
+        """The target at a fractional epoch (step-level pruning: ``epoch + step / steps``)."""
+        raise NotImplementedError
+
+
+class ConstantSchedule(TargetSchedule):
     """Every scheduled epoch prunes to ``level`` (Distiller's level pruner, re-applied)."""
 
     def __init__(self, level: float, starting_epoch: int = 0, ending_epoch: int = 1, frequency: int = 1):
@@ -89,8 +102,12 @@ class ConstantSchedule(EpochSchedule):
             return 0.0
         return self.level if final is None else float(final)
 
+    def target_at(self, fractional_epoch: float, final: float | None = None) -> float:
+        """The level of the scheduled epoch at or before ``fractional_epoch`` (no ramp between epochs)."""
+        return self.target(math.floor(fractional_epoch), final)
 
-class AGPSchedule(EpochSchedule):
+
+class AGPSchedule(TargetSchedule):
     """Automated gradual pruning: cubic ramp from ``initial`` to ``final`` sparsity."""
 
     def __init__(

@@ -25,7 +25,7 @@ from fnmatch import fnmatchcase
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.fx import DATA_PARALLEL_PREFIX
+from framework.pruning.graph.fx import DATA_PARALLEL_PREFIX
 from framework.pruning.spec import FINE, level_problem, raise_first
 from framework.pruning.structures import check_structure, is_structurable
 

@@ -1,19 +1,21 @@
-"""The pruner's specification: the names a user can choose and every rule about the arguments.
+"""The pruner's specification: the names a user can choose, every rule about the arguments, and
+:class:`PrunerSpec`, the frozen record of one pruner's settings with each default written once.
 
 Plain Python without torch, so the configuration check (:mod:`framework.config`) answers in a
 second, before torch is imported, and :func:`framework.pruning.build_pruner` applies the very same
 rules with the very same messages. Each rule is written once, here, as a function that returns a
 problem line (what is wrong, the value given, what is allowed) or None.
 
-:func:`pruner_problems` gathers the problems of a set of pruner arguments; an argument left out
-takes the builder's default (:data:`DEFAULTS`). :func:`raise_first` turns the first problem into a
-:class:`~framework.errors.PruningError` for library callers.
+:meth:`PrunerSpec.problems` gathers the problems of a specification; its derived values (the
+coupling in force, when a run thins, the N:M pattern) are properties. :func:`raise_first` turns
+the first problem into a :class:`~framework.errors.PruningError` for library callers.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from framework.errors import PruningError
@@ -33,7 +35,7 @@ FINE, FILTER, CHANNEL, HEAD, NM = "fine", "filter", "channel", "head", "nm"
 STRUCTURES = (FINE, FILTER, CHANNEL, HEAD, NM)
 STRUCTURED = (FILTER, CHANNEL)  # whole output / input channels: the ones that can be coupled
 
-# Criteria that rank from data (framework.pruning.data_criteria), fed by a calibration pass.
+# Criteria that rank from data (framework.pruning.scores.data_criteria), fed by a calibration pass.
 DATA_CRITERIA = ("taylor", "activation_mean", "apoz", "bn_gamma")
 CRITERIA = ("l1", "l2", "random") + DATA_CRITERIA
 
@@ -46,32 +48,6 @@ THIN_END, THIN_AFTER_PRUNING, THIN_NEVER = "end", "after_pruning", "never"
 THIN_WHEN = (THIN_END, THIN_AFTER_PRUNING, THIN_NEVER)
 ACTIVATION = "activation"
 FOLD_BATCHNORM = (True, False, ACTIVATION)
-
-# The builder's defaults for every argument these rules read; build_pruner's signature uses them.
-DEFAULTS: dict[str, Any] = dict(
-    method=AGP,
-    structure=FINE,
-    criterion="l1",
-    initial_sparsity=0.0,
-    final_sparsity=0.5,
-    starting_epoch=0,
-    ending_epoch=10,
-    frequency=1,
-    levels=None,
-    threshold=None,
-    std_multiplier=None,
-    fold_batchnorm=False,
-    step_frequency=None,
-    coupling=None,
-    group_reduction="mean",
-    round_to=None,
-    thin=None,
-    scope=LAYER,
-    max_layer_sparsity=None,
-    calibration_batches=8,
-    n=None,
-    m=None,
-)
 
 
 # ----------------------------------------------------------------------------- value kinds
@@ -270,15 +246,15 @@ def thin_problem(thin: Any, method: str, structure: str, coupling: str) -> str |
 
 
 # ----------------------------------------------------------------------------- N:M
-def nm_problems(given: Mapping[str, Any]) -> list[str]:
+def nm_problems(spec: PrunerSpec) -> list[str]:
     """``structure=nm``: n of every m weights kept; shapes never change, so nothing to couple or thin."""
-    n, m, method = given["n"], given["m"], given["method"]
+    n, m, method = spec.n, spec.m, spec.method
     bad = [
         f"pruner.{key}={value!r} is invalid with pruner.structure=nm; allowed: an integer >= 1"
         for key, value in (("n", n), ("m", m))
         if not is_integer(value, 1)
     ]
-    if bad:
+    if bad or not (isinstance(n, int) and isinstance(m, int)):
         return bad
     problems: list[str] = []
     if n >= m:
@@ -287,7 +263,7 @@ def nm_problems(given: Mapping[str, Any]) -> list[str]:
         )
     if method not in RANKING_METHODS:
         problems.append(f"pruner.structure=nm needs a ranking pruner; got pruner.method={method}; allowed: agp | level")
-    unchanged_shapes = (("coupling", given["coupling"], (None, LAYER)), ("thin", given["thin"], (None, THIN_NEVER)))
+    unchanged_shapes = (("coupling", spec.coupling, (None, LAYER)), ("thin", spec.thin, (None, THIN_NEVER)))
     for key, value, allowed in unchanged_shapes:
         if value not in allowed:
             problems.append(
@@ -295,19 +271,19 @@ def nm_problems(given: Mapping[str, Any]) -> list[str]:
                 "each block and does not shrink any shape, so there is nothing to couple or thin; "
                 f"allowed: pruner.{key}=null"
             )
-    if given["scope"] != LAYER:
+    if spec.scope != LAYER:
         problems.append(
-            f"pruner.scope={given['scope']} does not apply to pruner.structure=nm (every block holds n of m); "
+            f"pruner.scope={spec.scope} does not apply to pruner.structure=nm (every block holds n of m); "
             "allowed: layer"
         )
-    if given["levels"]:
+    if spec.levels:
         problems.append("pruner.levels does not apply to pruner.structure=nm (every layer holds n of m); allowed: {}")
-    if given["fold_batchnorm"] == ACTIVATION:
+    if spec.fold_batchnorm == ACTIVATION:
         problems.append(
             "fold_batchnorm=activation ranks whole channels and does not apply to pruner.structure=nm; "
             "allowed: true | false"
         )
-    final = given["final_sparsity"]
+    final = spec.final_sparsity
     if n < m and not (is_number(final) and math.isclose(final, (m - n) / m, abs_tol=1e-9)):
         problems.append(
             f"pruner.final_sparsity={final} does not match pruner.n={n}, pruner.m={m} "
@@ -336,46 +312,161 @@ def resolved_thin(thin: str | None, method: str, coupling: str) -> str:
     return THIN_END if thinnable(method, coupling) else THIN_NEVER
 
 
-# ----------------------------------------------------------------------------- all of them
-def pruner_problems(arguments: Mapping[str, Any], with_schedule: bool = True) -> list[str]:
-    """Every problem of the pruner ``arguments`` (keys as :data:`DEFAULTS`; missing keys take
-    their default), one line each. ``with_schedule=False`` leaves the epoch window to a caller
-    that checks it against more than these arguments (the config knows ``epochs``)."""
-    given = {**DEFAULTS, **{k: v for k, v in arguments.items() if k in DEFAULTS}}
-    method = given["method"]
-    problem = method_problem(method)
-    if problem or method == NONE:
-        return [problem] if problem else []
-    structure, scope = given["structure"], given["scope"]
-    problems: list[str | None] = [structure_problem(structure)]
-    if structure == NM:
-        problems.extend(nm_problems(given))
-    elif structure in STRUCTURES:
-        problems.append(method_structure_problem(method, structure))
-        coupling_issue = coupling_problem(given["coupling"], structure)
-        problems.append(coupling_issue)
+# ----------------------------------------------------------------------------- the specification
+@dataclass(frozen=True)
+class PrunerSpec:
+    """One pruner's settings, each default written here once (:func:`~framework.pruning.build_pruner`
+    takes a spec, or these fields as keywords; the YAML of ``conf/pruner/`` gives them by name).
+    Built without checks, so that :meth:`problems` can list every mistake at once; the builder
+    raises the first one.
+
+    ``method``: ``level`` / ``agp`` rank groups and prune to a target; ``magnitude`` zeroes
+    ``|w| < threshold``; ``std_threshold`` zeroes ``|w| < std_multiplier · std(W)`` per layer.
+    ``criterion``: ``l1``, ``l2``, ``random`` (drawn with ``seed``), the data-aware ``taylor``,
+    ``activation_mean``, ``apoz``, ``bn_gamma`` (they see ``calibration_batches`` training batches at
+    each pruning moment and cannot be combined with ``fold_batchnorm``), a ``Criterion`` or any
+    callable ``scores = f(groups)``. ``step_frequency`` (AGP only) also re-ranks every that many
+    optimizer steps inside the pruning window, as in the AGP paper.
+
+    ``coupling`` (filter/channel): ``coupled`` (what None means there) ranks and masks whole
+    dependency groups read from the torch.fx graph, member scores reduced by ``group_reduction`` and
+    kept channel counts a multiple of ``round_to``; the graph's shapes come from one eval-mode run on
+    zeros of ``[2, *input_shape]`` (or the builder's ``example_input``; inferred from the first layer
+    when both are None). ``layer`` masks each layer alone; then ``skip_input_layer`` /
+    ``skip_output_layer`` leave the first / last Conv or Linear weight out, and None means: with the
+    default selection (no ``weights``), skip the input layer for ``channel`` (its channels are image
+    planes) and the output layer for ``filter`` (its filters are classes). Coupled groups never
+    remove the network's input planes or outputs.
+
+    ``thin``: when a training run makes the masked model smaller (``end``, ``after_pruning``: after
+    the last scheduled pruning epoch, or ``never``); None means ``end`` for coupled filter/channel
+    pruning and ``never`` otherwise (:attr:`thin_when`). ``scope="global"`` (agp/level) ranks the
+    groups of all selected layers together on scores normalised per layer; no layer (group) loses
+    more than ``max_layer_sparsity`` of its groups and one always survives. ``fold_batchnorm``:
+    false, true (rank ``W·γ/√(σ²+ε)``) or ``activation`` (rank by the change a removal causes after
+    the BatchNorm and the ReLU that follows). ``structure="nm"`` with ``n`` and ``m``: ``n`` of every
+    ``m`` weights along each Conv/Linear weight's input dimension kept; never coupled or thinned;
+    ``final_sparsity`` must be ``(m - n) / m`` (:attr:`nm`).
+    """
+
+    method: str = AGP  # level | agp rank and prune to a target; magnitude | std_threshold zero under a threshold
+    structure: str = FINE  # fine | filter | channel | head | nm
+    criterion: str | Callable[..., Any] = "l1"  # a name of CRITERIA, a Criterion, or a function of the groups
+    initial_sparsity: float = 0.0  # AGP's first target
+    final_sparsity: float = 0.5
+    starting_epoch: int = 0  # the schedule: range(starting_epoch, ending_epoch, frequency) prunes
+    ending_epoch: int = 10
+    frequency: int = 1
+    weights: str | Iterable[str] | None = None  # glob patterns of the pruned parameters (None: every conv/linear)
+    exclude: str | Iterable[str] | None = ()  # glob patterns left out
+    levels: Mapping[str, float] | None = None  # per-layer final sparsity by glob pattern
+    threshold: float | None = None  # magnitude: zero |w| < threshold
+    std_multiplier: float | None = None  # std_threshold: zero |w| < std_multiplier · std(W)
+    fold_batchnorm: bool | str = False  # false | true (rank W·γ/√(σ²+ε)) | activation (BN-aware)
+    mask_gradients: bool = False  # also zero the gradients of pruned weights
+    seed: int = 0  # the random criterion's generator
+    step_frequency: int | None = None  # AGP: also re-rank every that many optimizer steps
+    skip_input_layer: bool | None = None  # coupling=layer: None = automatic (see build_pruner)
+    skip_output_layer: bool | None = None
+    coupling: str | None = None  # filter/channel: None = coupled (whole dependency groups) | layer
+    group_reduction: str = "mean"  # a coupled channel's member scores: mean | sum | max
+    round_to: int | None = None  # kept channels of a group a multiple of this
+    input_shape: Iterable[int] | None = None  # the dependency graph's example input: zeros of [2, *input_shape]
+    thin: str | None = None  # when a run makes the model smaller: None | end | after_pruning | never
+    scope: str = LAYER  # layer: a target per layer (group) | global: one ranking across layers
+    max_layer_sparsity: float | None = None  # global scope: the most any layer (group) loses
+    calibration_batches: int = 8  # batches a data-aware criterion sees per pruning moment
+    n: int | None = None  # structure=nm: n of every m weights kept
+    m: int | None = None
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def of(cls, spec: PrunerSpec | None = None, **values: Any) -> PrunerSpec:
+        """``spec`` (the defaults when None) with ``values`` in place of its fields; a name that is
+        no field is one line naming the fields."""
+        if spec is not None and not isinstance(spec, PrunerSpec):  # build_pruner(model, "agp") of old
+            raise PruningError(
+                f"the pruner's specification must be a PrunerSpec; got {spec!r}; give settings by keyword "
+                "(build_pruner(model, method='agp', ...)) or as PrunerSpec(method='agp', ...)"
+            )
+        names = cls.field_names()
+        unknown = [name for name in values if name not in names]
+        if unknown:
+            raise PruningError(f"pruner.{unknown[0]} is not a pruner setting; allowed: {', '.join(names)}")
+        return replace(spec, **values) if spec is not None else cls(**values)
+
+    # ------------------------------------------------------------------------- derived values
+    @property
+    def effective_coupling(self) -> str:
+        """The coupling in force: None means coupled for filter/channel; fine and N:M have none."""
+        return resolved_coupling(self.coupling, self.structure)
+
+    @property
+    def coupled(self) -> bool:
+        """Whether whole dependency groups are ranked and masked (coupled masks of a ranking method)."""
+        return thinnable(self.method, self.effective_coupling)
+
+    @property
+    def thin_when(self) -> str:
+        """When a training run makes the masked model smaller: end | after_pruning | never."""
+        return resolved_thin(self.thin, self.method, self.effective_coupling)
+
+    @property
+    def nm(self) -> tuple[int, int] | None:
+        """``(n, m)`` of an N:M pattern (None for every other structure)."""
+        if self.structure != NM or self.n is None or self.m is None:
+            return None
+        return (self.n, self.m)
+
+    # ------------------------------------------------------------------------- its rules
+    def problems(self, with_schedule: bool = True) -> list[str]:
+        """Every problem of this specification, one line each. ``with_schedule=False`` leaves the
+        epoch window to a caller that checks it against more than these settings (the config
+        knows ``epochs``)."""
+        problem = method_problem(self.method)
+        if problem or self.method == NONE:
+            return [problem] if problem else []
+        problems: list[str | None] = [structure_problem(self.structure)]
+        problems.extend(self._structure_problems())
+        problems.append(criterion_problem(self.criterion))
+        problems.append(calibration_batches_problem(self.calibration_batches))
+        problems.extend(self._sparsity_problems())
+        problems.append(threshold_problem(self.method, self.threshold, self.std_multiplier))
+        problems.append(scope_problem(self.scope, self.method))
+        problems.extend(levels_problems(self.method, self.levels, self.scope))
+        problems.append(group_reduction_problem(self.group_reduction))
+        problems.append(round_to_problem(self.round_to, self.scope))
+        problems.append(max_layer_sparsity_problem(self.max_layer_sparsity))
+        problems.append(fold_batchnorm_problem(self.fold_batchnorm))
+        problems.append(step_frequency_problem(self.step_frequency, self.method))
+        if with_schedule:
+            problems.extend(schedule_problems(self.starting_epoch, self.ending_epoch, self.frequency))
+        return [p for p in problems if p]
+
+    def _structure_problems(self) -> list[str | None]:
+        if self.structure == NM:
+            return list(nm_problems(self))
+        if self.structure not in STRUCTURES:
+            return []
+        coupling_issue = coupling_problem(self.coupling, self.structure)
+        problems = [method_structure_problem(self.method, self.structure), coupling_issue]
         if not coupling_issue:
-            coupling = resolved_coupling(given["coupling"], structure)
-            problems.append(thin_problem(given["thin"], method, structure, coupling))
-    problems.append(criterion_problem(given["criterion"]))
-    problems.append(calibration_batches_problem(given["calibration_batches"]))
-    if method in RANKING_METHODS or arguments.get("final_sparsity") is not None:
-        problems.append(sparsity_problem("pruner.final_sparsity", given["final_sparsity"]))
-    if method == AGP or arguments.get("initial_sparsity") is not None:
-        problems.append(sparsity_problem("pruner.initial_sparsity", given["initial_sparsity"]))
-    if method == AGP:
-        problems.append(sparsity_order_problem(given["initial_sparsity"], given["final_sparsity"]))
-    problems.append(threshold_problem(method, given["threshold"], given["std_multiplier"]))
-    problems.append(scope_problem(scope, method))
-    problems.extend(levels_problems(method, given["levels"], scope))
-    problems.append(group_reduction_problem(given["group_reduction"]))
-    problems.append(round_to_problem(given["round_to"], scope))
-    problems.append(max_layer_sparsity_problem(given["max_layer_sparsity"]))
-    problems.append(fold_batchnorm_problem(given["fold_batchnorm"]))
-    problems.append(step_frequency_problem(given["step_frequency"], method))
-    if with_schedule:
-        problems.extend(schedule_problems(given["starting_epoch"], given["ending_epoch"], given["frequency"]))
-    return [p for p in problems if p]
+            problems.append(thin_problem(self.thin, self.method, self.structure, self.effective_coupling))
+        return problems
+
+    def _sparsity_problems(self) -> list[str | None]:
+        # a method without a target (magnitude, std_threshold) reads the sparsities only when set
+        problems = []
+        if self.method in RANKING_METHODS or self.final_sparsity is not None:
+            problems.append(sparsity_problem("pruner.final_sparsity", self.final_sparsity))
+        if self.method == AGP or self.initial_sparsity is not None:
+            problems.append(sparsity_problem("pruner.initial_sparsity", self.initial_sparsity))
+        if self.method == AGP:
+            problems.append(sparsity_order_problem(self.initial_sparsity, self.final_sparsity))
+        return problems
 
 
 def raise_first(problems: Iterable[str | None], error: Callable[[str], Exception] = PruningError) -> None:

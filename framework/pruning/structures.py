@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.fx import CONV_LINEAR, CONVS
+from framework.pruning.graph.fx import CONV_LINEAR, CONVS
 from framework.pruning.spec import CHANNEL, FILTER, FINE, raise_first, structure_problem
 
 
@@ -69,7 +69,7 @@ def is_structurable(layer: nn.Module | None, param_name: str = "weight") -> bool
     return isinstance(layer, CONV_LINEAR) and param_name == "weight"
 
 
-def geometry_of(layer: nn.Module) -> LayerGeometry:
+def geometry_of(layer: nn.Module | None) -> LayerGeometry:
     """Grouping and orientation of a Conv/ConvTranspose/Linear weight."""
     if isinstance(layer, CONVS):
         return LayerGeometry(groups=layer.groups, transposed=layer.transposed)

@@ -52,7 +52,7 @@ class DeployHook(Hook):
     def after_epoch(self, trainer) -> None:
         if trainer.epoch != trainer.epochs - 1:
             return
-        nm = getattr(self.pruner, "nm", None)
+        nm = self.pruner.nm if self.pruner is not None else None
         if nm is not None:
             from framework.pruning.nm import check_nm_pattern
 

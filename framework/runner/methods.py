@@ -44,8 +44,8 @@ class KnowledgeDistillation:
         """The training hook: ``architecture()`` builds a fresh model like the run's (the teacher
         file's weights go into it; a resumed run rebuilds the dense snapshot on it)."""
         if self.teacher == DENSE:
-            schedule = getattr(pruner, "schedule", None)
-            start = int(getattr(schedule, "starting_epoch", 0) or 0)
+            schedule = pruner.schedule if pruner is not None else None
+            start = schedule.starting_epoch if schedule is not None else 0
             return DistillationHook(self.temperature, self.alpha, snapshot_epoch=start, architecture=architecture)
         from framework.models.teacher import check_teacher_outputs, load_teacher
 
@@ -86,8 +86,8 @@ def build_method_hooks(cfg, model: nn.Module, pruning_hook, num_classes: int, in
 
 def give_calibration_data(pruner, train_dataset, batch_size: int, seed: int, rank: int = 0) -> None:
     """Seeded training batches for a data-aware criterion (nothing happens for weight criteria)."""
-    if getattr(pruner, "calibration", None) is None:
+    if pruner.calibration is None:
         return
-    from framework.pruning.calibration import seeded_batches
+    from framework.pruning.scores.calibration import seeded_batches
 
     pruner.set_calibration_data(seeded_batches(train_dataset, batch_size, seed, rank))

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from framework.components import build_component
 from framework.config import pruning_window
 from framework.errors import ConfigError, short_reason
+from framework.pruning.scores.bn_fold import pairs_report
 from framework.runner.context import RunContext
 from framework.runner.first_batch import check_output
 from framework.runner.methods import build_method_hooks
@@ -175,7 +176,7 @@ def build_pruning_hook(cfg: DictConfig, model, run_dir: Path, input_shape, sched
     )
     fold_pairs = None
     if cfg.fold_batchnorm:
-        fold_pairs = pruner.fold_pairs_report()
+        fold_pairs = pairs_report(pruner.fold_pairs)
         if not fold_pairs:
             log.warning(
                 "fold_batchnorm=true but no layer of %s feeds a BatchNorm directly: nothing is folded",
@@ -212,7 +213,7 @@ def build_deploy_hook(
     from framework.runner.deploy_hook import DeployHook
 
     pruner = pruning_hook.pruner if pruning_hook is not None else None
-    if not cfg.deploy.enabled and getattr(pruner, "nm", None) is None:
+    if not cfg.deploy.enabled and (pruner is None or pruner.nm is None):
         return None
     return DeployHook(
         cfg.deploy.quantize,

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from framework.pruning.bn_fold import batchnorms_at_initial_state
+from framework.pruning.scores.bn_fold import batchnorms_at_initial_state
 from framework.training.hooks import Hook
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class PruningHook(Hook):
         # Called as on_masks_updated(trainer, when) after each update: with several processes,
         # framework.runner.mask_sync.MaskSync puts rank 0's masks in force on every rank.
         self.on_masks_updated = on_masks_updated
-        self.step_level = bool(getattr(pruner, "step_frequency", None))
+        self.step_level = bool(pruner.step_frequency)
         # After thinning (framework.runner.thinning_hook) the masks are spent: set by freeze()
         self.frozen_sparsity: dict[str, float] | None = None
         self.warned_unfolded = False  # fold_batchnorm ranked on untrained BatchNorms: said once
@@ -65,7 +65,7 @@ class PruningHook(Hook):
     def warn_if_folding_changes_nothing(self, trainer) -> None:
         """fold_batchnorm=true ranks W·γ/sqrt(var+eps); while every folded BatchNorm is untrained
         that factor is one constant, so the ranking (and the whole run) equals fold_batchnorm=false."""
-        pairs = getattr(self.pruner, "folded_pairs", None)
+        pairs = self.pruner.fold_pairs
         if self.warned_unfolded or not pairs or not batchnorms_at_initial_state(trainer.model, pairs):
             return
         self.warned_unfolded = True
@@ -105,7 +105,7 @@ class PruningHook(Hook):
         assert self.report_dir is not None
         paths = write_pruning_reports(
             model,
-            self.pruner.param_names,
+            self.pruner.parameter_names,
             self.report_dir,
             input_shape=(1, *self.input_shape) if self.input_shape else None,
         )

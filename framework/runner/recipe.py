@@ -21,7 +21,7 @@ from framework.components import build_component
 from framework.config import pruning_window
 from framework.data import build_loaders, limit_batches, load_splits
 from framework.errors import ConfigError
-from framework.pruning.thinning import apply_recipe, thinning_recipe
+from framework.pruning.thinning.thin import apply_recipe, thinning_recipe
 from framework.runner.context import RunContext
 from framework.runner.first_batch import check_first_batches
 from framework.runner.methods import give_calibration_data

@@ -14,7 +14,7 @@ model evaluated on the validation set), params, MACs (``torch.utils.flop_counter
 the measured latency of the masked-dense and the thinned model (eager PyTorch and, when onnx and
 onnxruntime are installed, ONNX Runtime; interleaved, median). The files go to ``<run dir>/thinned/``:
 ``model.pt`` (state_dict + recipe, loads with ``weights_only=True``: see
-:func:`framework.pruning.thinning.load_thinned`) and ``model.onnx``.
+:func:`framework.pruning.thinning.thin.load_thinned`) and ``model.onnx``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from framework.errors import StorageError
-from framework.pruning.thinning import CHECKPOINT_KEY
+from framework.pruning.thinning.thin import CHECKPOINT_KEY
 from framework.training.checkpoint import storage_cause
 from framework.training.hooks import Hook
 
@@ -58,7 +58,7 @@ def remove_thinning_files(out_dir: Path) -> list[Path]:
 
 
 class ThinningHook(Hook):
-    name = CHECKPOINT_KEY  # the reader of this state is framework.pruning.thinning.thinning_recipe
+    name = CHECKPOINT_KEY  # the reader of this state is framework.pruning.thinning.thin.thinning_recipe
 
     def __init__(
         self,
@@ -97,7 +97,7 @@ class ThinningHook(Hook):
             self.thin(trainer)
 
     def thin(self, trainer) -> None:
-        from framework.pruning.thinning import thin
+        from framework.pruning.thinning.thin import thin
 
         masked = trainer.model
         device = next(masked.parameters()).device
@@ -136,7 +136,7 @@ class ThinningHook(Hook):
 
     def _write_files(self, trainer, result, masked, masked_top1) -> None:
         from framework.analysis.cost import cost_report
-        from framework.pruning.thinning import save_thinned
+        from framework.pruning.thinning.thin import save_thinned
 
         metrics = trainer.epoch_metrics
         self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -174,7 +174,7 @@ def test_thinned_resnet_costs_what_its_layers_say(tmp_path):
     equal the conv/linear formula over the thinned layers, and the report sees the drop."""
     from framework.models.cifar_resnet import CifarResNet
     from framework.pruning import build_pruner
-    from framework.pruning.thinning import thin
+    from framework.pruning.thinning.thin import thin
 
     torch.manual_seed(0)
     model = CifarResNet(8, 10, shortcut="B").eval()

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from framework.pruning import build_pruner
-from framework.pruning.bn_activation import ActivationRanking
+from framework.pruning.scores.bn_activation import ActivationRanking
 
 torch.set_num_threads(1)
 

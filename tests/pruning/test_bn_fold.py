@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from framework.errors import PruningError
-from framework.pruning.bn_fold import FoldedRanking, FoldPair, find_fold_pairs, pairs_report
+from framework.pruning.scores.bn_fold import FoldedRanking, FoldPair, find_fold_pairs, pairs_report
 
 
 def _randomise_bn(bn: nn.Module, seed: int) -> None:

@@ -6,7 +6,7 @@ from torch import nn
 
 from framework.errors import PruningError
 from framework.pruning import build_pruner
-from framework.pruning.build import ENGINES
+from framework.pruning.build import COUPLED_ENGINES, ENGINES
 from framework.pruning.coupled import CoupledPruningEngine
 from framework.pruning.engine import PruningEngine
 from framework.pruning.global_scope import GlobalCoupledPruningEngine, GlobalPruningEngine
@@ -39,7 +39,8 @@ def tiny_model():
 def test_the_engine_class_comes_from_the_table(arguments, engine):
     pruner = build_pruner(tiny_model(), **{"method": "agp", "ending_epoch": 2, "input_shape": (3, 6, 6), **arguments})
     assert type(pruner) is engine
-    assert ENGINES[(pruner.coupling == "coupled", pruner.scope)] is engine
+    table = COUPLED_ENGINES if pruner.coupling == "coupled" else ENGINES
+    assert table[pruner.scope] is engine
 
 
 @pytest.mark.parametrize(

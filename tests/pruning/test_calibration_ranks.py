@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 
 from framework.models.simple_cnn import SimpleCNN
 from framework.pruning import build_pruner
-from framework.pruning.calibration import seeded_batches
+from framework.pruning.scores.calibration import seeded_batches
 
 
 def dataset():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from framework.errors import PruningError
-from framework.pruning.criteria import build_criterion
+from framework.pruning.scores.criteria import build_criterion
 
 GROUPS = torch.tensor([[1.0, -3.0], [2.0, 2.0], [0.0, 0.0]])
 

@@ -15,7 +15,7 @@ from framework.errors import PruningError
 from framework.models.cifar_resnet import CifarResNet
 from framework.models.simple_cnn import SimpleCNN
 from framework.pruning import build_pruner
-from framework.pruning.calibration import seeded_batches
+from framework.pruning.scores.calibration import seeded_batches
 
 
 def sum_loss(output, targets):
@@ -259,7 +259,7 @@ def test_every_criterion_prunes_a_resnet_coupled_and_global(criterion, structure
 def test_a_users_criterion_in_its_own_folder_asks_for_data(tmp_path, monkeypatch):
     (tmp_path / "my_criteria.py").write_text(
         textwrap.dedent('''
-        from framework.pruning.data_criteria import DataCriterion
+        from framework.pruning.scores.data_criteria import DataCriterion
 
         class OutputTaylor(DataCriterion):
             """Molchanov 2017: |mean over positions of output * dL/d(output)| per filter."""

@@ -23,8 +23,8 @@ from torch import nn
 
 from framework.errors import PruningError
 from framework.pruning import build_pruner
-from framework.pruning.dependency import build_dependency_graph
-from framework.pruning.thinning import thin
+from framework.pruning.graph.dependency import build_dependency_graph
+from framework.pruning.thinning.thin import thin
 
 
 def check_exact(model, x, structure="filter", sparsity=0.5, **kwargs):

@@ -227,7 +227,7 @@ def test_fold_batchnorm_ranks_on_folded_weights():
         fold_batchnorm=True,
         coupling="layer",
     )
-    assert pruner.fold_pairs_report() and pruner.fold_pairs_report()[0]["weight_name"] == "0.weight"
+    assert [pair.weight_name for pair in pruner.fold_pairs] == ["0.weight"]
     pruner.on_epoch_start(0)
     # Raw weights are all equal; only the folded view can single out filters 0 and 7.
     assert pruner.masks["0.weight"].reshape(8, -1).all(dim=1).tolist() == [
@@ -240,7 +240,7 @@ def test_fold_batchnorm_ranks_on_folded_weights():
         True,
         False,
     ]
-    assert pruner.param_names == ["0.weight"]
+    assert pruner.parameter_names == ["0.weight"]
 
 
 def test_apply_masks_rezeroes_after_external_changes():
@@ -252,4 +252,4 @@ def test_apply_masks_rezeroes_after_external_changes():
             param.fill_(1.0)  # e.g. a checkpoint's dense weights loaded on top
     pruner.apply_masks()
     assert pruner.sparsity()["total"] == pytest.approx(0.5, abs=0.01)
-    assert build_pruner(model, method="none").fold_pairs_report() == []
+    assert build_pruner(model, method="none").fold_pairs == []

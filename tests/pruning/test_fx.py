@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.fx import (
+from framework.pruning.graph.fx import (
     BATCHNORMS,
     CONV_LINEAR,
     NORMS,

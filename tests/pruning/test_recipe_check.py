@@ -12,7 +12,7 @@ from support import cli_dirs, run_cli
 
 from framework.errors import CheckpointError
 from framework.models.simple_cnn import SimpleCNN
-from framework.pruning.thinning import apply_recipe, save_thinned, thin
+from framework.pruning.thinning.thin import apply_recipe, save_thinned, thin
 
 
 def thinned():
@@ -113,7 +113,7 @@ def test_an_attention_recipe_may_set_only_its_head_count_within_range():
     from torch import nn
 
     from framework.errors import CheckpointError
-    from framework.pruning.recipe_check import check_recipe
+    from framework.pruning.thinning.recipe_check import check_recipe
 
     model = nn.Sequential(nn.MultiheadAttention(8, 2))
     for spec, expected in (({"num_heads": 2**40}, "num_heads=1099511627776"), ({"dropout": 0.5}, "'dropout' cannot")):

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.criteria import build_criterion
 from framework.pruning.masks import MaskStore
 from framework.pruning.rules import (
     SAMPLE_SIZE,
@@ -19,6 +18,7 @@ from framework.pruning.rules import (
     lowest_k,
     round_half_up,
 )
+from framework.pruning.scores.criteria import build_criterion
 from framework.pruning.structures import group_count, to_groups
 
 

@@ -26,7 +26,7 @@ from framework.errors import CheckpointError
 from framework.models.cifar_resnet import CifarResNet
 from framework.models.simple_cnn import SimpleCNN
 from framework.pruning import build_pruner
-from framework.pruning.thinning import apply_recipe, load_thinned, read_thinned, save_thinned, thin
+from framework.pruning.thinning.thin import apply_recipe, load_thinned, read_thinned, save_thinned, thin
 
 # name -> (builder, input shape); torchvision models at 32x32 keep the tests small
 MODELS = {
@@ -158,7 +158,7 @@ SUBPROCESS = textwrap.dedent("""
     import sys, torch, torchvision
     from framework.models.cifar_resnet import CifarResNet
     from framework.models.simple_cnn import SimpleCNN
-    from framework.pruning.thinning import load_thinned
+    from framework.pruning.thinning.thin import load_thinned
     fresh = {
         "simple_cnn": lambda: SimpleCNN(num_classes=10, in_channels=1),
         "resnet20_A": lambda: CifarResNet(20, 10, shortcut="A"),

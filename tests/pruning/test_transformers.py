@@ -24,9 +24,10 @@ from torchvision.models import convnext, maxvit, swin_transformer, vision_transf
 
 from framework.errors import PruningError
 from framework.pruning import build_pruner
-from framework.pruning.attention import ThinnedMultiheadAttention, thin_multihead
-from framework.pruning.dependency import PARAM, build_dependency_graph
-from framework.pruning.thinning import apply_recipe, load_thinned, save_thinned, thin
+from framework.pruning.graph.dependency import build_dependency_graph
+from framework.pruning.graph.groups import PARAM
+from framework.pruning.thinning.attention import ThinnedMultiheadAttention, thin_multihead
+from framework.pruning.thinning.thin import apply_recipe, load_thinned, save_thinned, thin
 
 
 class AttentionBlock(nn.Module):

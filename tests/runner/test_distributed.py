@@ -148,7 +148,7 @@ def test_two_processes_make_one_run_with_identical_masks(tmp_path):
     # one process on every validation sample, scores what the run logged.
     from framework.data import Digits, load_splits
     from framework.models import SimpleCNN
-    from framework.pruning.thinning import load_thinned
+    from framework.pruning.thinning.thin import load_thinned
 
     model = load_thinned(run_dir / "thinned" / "model.pt", SimpleCNN(num_classes=10, in_channels=1)).eval()
     val = load_splits(Digits(val_fraction=0.2, seed=0), "framework.data.Digits").val

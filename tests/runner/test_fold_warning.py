@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from framework.pruning.bn_fold import batchnorms_at_initial_state, find_fold_pairs
+from framework.pruning.scores.bn_fold import batchnorms_at_initial_state, find_fold_pairs
 
 WARNING = "fold_batchnorm: every folded BatchNorm is still at its initial state"
 FAST = ["tracking=none", "loader.limit_train_batches=2", "loader.limit_val_batches=1", "progress=false"]

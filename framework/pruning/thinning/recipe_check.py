@@ -21,8 +21,7 @@ import torch
 from torch import nn
 
 from framework.errors import CheckpointError
-from framework.pruning.attention import is_window_attention
-from framework.pruning.fx import CONVS, NORMS
+from framework.pruning.graph.fx import CONVS, NORMS, is_window_attention
 
 # module types thinning resizes -> the only attributes a recipe may set on them
 RECIPE_WIDTHS: tuple[tuple[tuple[type, ...], tuple[str, ...]], ...] = (
@@ -34,7 +33,7 @@ RECIPE_WIDTHS: tuple[tuple[tuple[type, ...], tuple[str, ...]], ...] = (
 
 def width_attributes(module: nn.Module) -> tuple[str, ...] | None:
     """The attributes a recipe may set on ``module``; None for a type thinning never resizes."""
-    # attention loses whole heads (framework/pruning/attention.py): the head count, and the width
+    # attention loses whole heads (framework/pruning/thinning/attention.py): the head count, and the width
     # of a window-attention head
     if isinstance(module, nn.MultiheadAttention):
         return ("num_heads",)
@@ -96,7 +95,9 @@ def check_recipe(
 
 def _current_width(module: nn.Module, key: str) -> int:
     if key == "head_dim" and not hasattr(module, key):  # torchvision's window attention derives it
-        return module.qkv.out_features // (3 * module.num_heads)
+        qkv, heads = module.qkv, module.num_heads
+        if isinstance(qkv, nn.Linear) and isinstance(heads, int):
+            return qkv.out_features // (3 * heads)
     return getattr(module, key)
 
 
@@ -132,20 +133,23 @@ def _check_groups(module: nn.Module, spec: Mapping, where: str) -> None:
 
 
 def _check_shapes(module: nn.Module, name: str, spec: Mapping, state_dict: Mapping, where: str) -> None:
-    def width(key):
+    def width(key: str) -> int:
         return spec.get(key, getattr(module, key))
 
+    expected: dict[str, tuple[int, ...]]
     if isinstance(module, NORMS):
         expected = {"weight": (width("num_features"),), "running_mean": (width("num_features"),)}
     elif isinstance(module, nn.Linear):
         expected = {"weight": (width("out_features"), width("in_features"))}
-    else:
+    elif isinstance(module, CONVS):
         kernel = tuple(module.kernel_size)
         groups = width("groups") if "groups" in spec else module.groups
         if module.transposed:
             expected = {"weight": (width("in_channels"), width("out_channels") // groups, *kernel)}
         else:
             expected = {"weight": (width("out_channels"), width("in_channels") // groups, *kernel)}
+    else:  # attention widths: their tensors are checked by the parameters' recipe
+        return
     for attribute, shape in expected.items():
         tensor = state_dict.get(f"{name}.{attribute}")
         if isinstance(tensor, torch.Tensor) and tuple(tensor.shape) != shape:

@@ -34,15 +34,16 @@ normalisation of ``scope=global`` and coupled reductions are unchanged by a comm
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
+import torch.fx
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.criteria import Criterion
-from framework.pruning.fx import BATCHNORMS, POOLS, strip_data_parallel_prefix, trace, unwrap
+from framework.pruning.graph.fx import BATCHNORMS, POOLS, strip_data_parallel_prefix, trace, unwrap
+from framework.pruning.scores.criteria import Criterion
 from framework.pruning.structures import to_groups
 
 # What a criterion can ask for, per selected layer and batch.
@@ -102,7 +103,7 @@ class DataCriterion(Criterion):
         if "activation" in self.needs_for(structure):
             self.activation_modules = find_activations(model, layers, self.name, self.activation_types)
 
-    activation_types = _ACTIVATIONS
+    activation_types: tuple[type[nn.Module], ...] = _ACTIVATIONS
 
     # -- data --------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -271,8 +272,8 @@ def _graph(model: nn.Module, criterion: str):
     return trace(_inner(model), needed_by=f"pruner.criterion={criterion}", advice=advice).graph
 
 
-def _layer_nodes(graph, layers) -> dict:
-    nodes = {}
+def _layer_nodes(graph: torch.fx.Graph, layers: Iterable[str]) -> dict[str, torch.fx.Node | None]:
+    nodes: dict[str, torch.fx.Node | None] = {}
     for node in graph.nodes:
         if node.op == "call_module" and node.target in layers:
             if node.target in nodes:
@@ -296,19 +297,19 @@ def find_activations(model: nn.Module, layers: Mapping[str, nn.Module], criterio
     calls: dict[str, int] = {}
     for node in graph.nodes:
         if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
-    found = {}
+            calls[str(node.target)] = calls.get(str(node.target), 0) + 1
+    found: dict[str, str] = {}
     names = {_module_name(n + ".weight") for n in layers}
     for name, node in _layer_nodes(graph, names).items():
         current = node
         while current is not None and len(current.users) == 1:
             (user,) = current.users
-            module = modules.get(user.target) if user.op == "call_module" else None
+            module = modules.get(str(user.target)) if user.op == "call_module" else None
             if isinstance(module, BATCHNORMS) or _is_add(user):
                 current = user
                 continue
-            if isinstance(module, types) and calls[user.target] == 1:
-                found[name] = user.target
+            if isinstance(module, types) and calls[str(user.target)] == 1:
+                found[name] = str(user.target)
             break
     missing = [n for n in names if n not in found]
     if missing:
@@ -324,7 +325,8 @@ def find_activations(model: nn.Module, layers: Mapping[str, nn.Module], criterio
 def _batchnorms_before(start, modules) -> list[nn.Module]:
     """The BatchNorms whose output reaches ``start`` through channel-preserving modules, flatten
     and residual adds (every branch of an add is followed back to its nearest BatchNorm)."""
-    found, pending, seen = [], [start], set()
+    found: list[nn.Module] = []
+    pending, seen = [start], set()
     while pending:
         current = pending.pop()
         if current is None or not hasattr(current, "op") or current in seen:
@@ -349,7 +351,7 @@ def find_batchnorms(model: nn.Module, layers: Mapping[str, nn.Module], structure
     graph = _graph(model, "bn_gamma")
     modules = dict(_inner(model).named_modules())
     names = {_module_name(n + ".weight") for n in layers}
-    found = {}
+    found: dict[str, list[nn.Module]] = {}
     for name, node in _layer_nodes(graph, names).items():
         if node is None:
             continue

@@ -35,8 +35,9 @@ import math
 import torch
 from torch import nn
 
-from framework.pruning.bn_fold import find_fold_pairs, scale_transposed
-from framework.pruning.fx import TRANSPOSED_CONVS, strip_data_parallel_prefix, trace, unwrap
+from framework.errors import PruningError
+from framework.pruning.graph.fx import TRANSPOSED_CONVS, strip_data_parallel_prefix, trace, unwrap
+from framework.pruning.scores.bn_fold import find_fold_pairs, pair_modules, scale_transposed
 from framework.pruning.spec import FILTER
 
 _RELU_FUNCTIONS = (torch.relu, torch.nn.functional.relu, torch.relu_)
@@ -72,13 +73,16 @@ def _normal_pdf(x: torch.Tensor) -> torch.Tensor:
     return torch.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
 
 
-def bn_output_moments(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def bn_output_moments(bn: nn.modules.batchnorm._NormBase) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(mean β, std s, linear gain γ/√(σ²+ε))`` of the BN output under Gaussian inputs."""
-    inv_std = torch.rsqrt(bn.running_var.double() + bn.eps)
+    running_var = bn.running_var
+    if running_var is None:  # fold pairs hold BatchNorms with running statistics only
+        raise PruningError(f"fold_batchnorm=activation needs running statistics; {type(bn).__name__} keeps none")
+    inv_std = torch.rsqrt(running_var.double() + bn.eps)
     gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(inv_std)
     beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(inv_std)
     gain = gamma.abs() * inv_std
-    std = gain * bn.running_var.double().clamp_min(0).sqrt()
+    std = gain * running_var.double().clamp_min(0).sqrt()
     return beta, std, gain
 
 
@@ -109,8 +113,7 @@ class ActivationRanking:
         strip = strip_data_parallel_prefix
         relu_bns = bns_followed_by_relu(unwrap(model)[0], [strip(p.bn_name) for p in self.pairs])
         self._by_name = {
-            strip(p.weight_name): (modules[p.layer_name], modules[p.bn_name], strip(p.bn_name) in relu_bns)
-            for p in self.pairs
+            strip(p.weight_name): (*pair_modules(modules, p), strip(p.bn_name) in relu_bns) for p in self.pairs
         }
         self.relu_after = {name for name, (_, _, relu) in self._by_name.items() if relu}
 

@@ -30,14 +30,14 @@ BN does not see exactly that layer's output, so folding would be wrong and is no
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.fx import (
+from framework.pruning.graph.fx import (
     BATCHNORMS,
     DATA_PARALLEL_PREFIX,
     DATA_PARALLEL_WRAPPERS,
@@ -45,6 +45,7 @@ from framework.pruning.fx import (
     TRANSPOSED_CONVS,
     strip_data_parallel_prefix,
     trace,
+    weight_of,
 )
 
 
@@ -57,11 +58,11 @@ class FoldPair:
     bn_name: str
 
 
-def _out_channels(layer: nn.Module) -> int:
+def _out_channels(layer: nn.Linear | nn.modules.conv._ConvNd) -> int:
     return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
 
 
-def _foldable_bn(layer: nn.Module, bn: nn.Module) -> bool:
+def _foldable_bn(layer: nn.Linear | nn.modules.conv._ConvNd, bn: nn.Module | None) -> bool:
     """Whether ``bn`` has running statistics that match ``layer``'s output channels."""
     if not isinstance(bn, BATCHNORMS) or bn.running_var is None:
         # Without running statistics (track_running_stats=False) there is nothing fixed to fold.
@@ -116,21 +117,30 @@ def find_fold_pairs(model: nn.Module) -> list[FoldPair]:
     return pairs
 
 
+def pair_modules(modules: Mapping[str, nn.Module], pair: FoldPair) -> tuple[nn.Module, nn.modules.batchnorm._BatchNorm]:
+    """The layer and the BatchNorm of ``pair`` among ``modules`` (name -> module)."""
+    layer, bn = modules[pair.layer_name], modules[pair.bn_name]
+    if not isinstance(bn, BATCHNORMS):
+        raise PruningError(f"fold_batchnorm: {pair.bn_name} is a {type(bn).__name__}, not a BatchNorm")
+    return layer, bn
+
+
 def pairs_report(pairs: list[FoldPair]) -> list[dict[str, str]]:
     """JSON-serialisable form of ``pairs`` for logging as a run artifact (count = ``len``)."""
     return [asdict(p) for p in pairs]
 
 
-def batchnorms_at_initial_state(model: nn.Module, pairs: Iterable) -> bool:
+def batchnorms_at_initial_state(model: nn.Module, pairs: Iterable[FoldPair]) -> bool:
     """Whether every BatchNorm that ``pairs`` fold is still as constructed (γ 1, β 0, running mean
     0, running var 1): then each folded scale is the same constant and the folded ranking is the
     raw one. False when nothing is folded."""
     modules = {strip_data_parallel_prefix(n): m for n, m in model.named_modules()}
-    bns = [modules.get(strip_data_parallel_prefix(getattr(p, "bn_name", ""))) for p in pairs]
-    if not bns or any(bn is None for bn in bns):
+    found = [modules.get(strip_data_parallel_prefix(p.bn_name)) for p in pairs]
+    bns = [bn for bn in found if isinstance(bn, BATCHNORMS)]
+    if not found or len(bns) != len(found):
         return False
 
-    def equals(tensor, value: float) -> bool:
+    def equals(tensor: torch.Tensor | None, value: float) -> bool:
         return tensor is None or bool(torch.all(tensor.detach() == value))
 
     return all(
@@ -146,10 +156,10 @@ class FoldedRanking:
         self.pairs = find_fold_pairs(model)
         modules = dict(model.named_modules())
         # Module objects, not tensors, so ``view`` reads the BN statistics current at call time.
-        self._by_name = {p.weight_name: (modules[p.layer_name], modules[p.bn_name]) for p in self.pairs}
+        self._by_name = {p.weight_name: pair_modules(modules, p) for p in self.pairs}
         self._by_stripped = {strip_data_parallel_prefix(n): v for n, v in self._by_name.items()}
 
-    def _lookup(self, param_name: str):
+    def _lookup(self, param_name: str) -> tuple[nn.Module, nn.modules.batchnorm._BatchNorm] | None:
         hit = self._by_name.get(param_name)
         return hit if hit is not None else self._by_stripped.get(strip_data_parallel_prefix(param_name))
 
@@ -167,13 +177,17 @@ class FoldedRanking:
         if hit is None:
             return weight.detach()
         layer, bn = hit
-        if weight.shape != layer.weight.shape:
+        expected = weight_of(layer).shape
+        if weight.shape != expected:
             raise PruningError(
-                f"fold_batchnorm: {param_name} has shape {tuple(weight.shape)}, expected {tuple(layer.weight.shape)}"
+                f"fold_batchnorm: {param_name} has shape {tuple(weight.shape)}, expected {tuple(expected)}"
             )
+        running_var = bn.running_var
+        if running_var is None:  # fold pairs hold BatchNorms with running statistics only
+            raise PruningError(f"fold_batchnorm: {type(bn).__name__} {param_name} keeps no running statistics")
         # no_grad keeps γ and W out of any graph and restores the caller's grad mode on exit.
         with torch.no_grad():
-            scale = torch.rsqrt(bn.running_var + bn.eps)
+            scale = torch.rsqrt(running_var + bn.eps)
             if bn.weight is not None:  # affine=False means γ = 1
                 scale = bn.weight * scale
             scale = scale.to(device=weight.device, dtype=weight.dtype)

@@ -105,15 +105,6 @@ def thin_multihead(module: nn.MultiheadAttention, num_heads: int) -> None:
 _THINNED_WINDOW_CLASSES: dict[type, type] = {}
 
 
-def is_window_attention(module: nn.Module) -> bool:
-    """torchvision's ShiftedWindowAttention (v1: a relative-position-bias table per head)."""
-    return (
-        type(module).__name__ in ("ShiftedWindowAttention", "ThinnedShiftedWindowAttention")
-        and hasattr(module, "relative_position_bias_table")
-        and isinstance(getattr(module, "qkv", None), nn.Linear)
-    )
-
-
 def _region_mask(height: int, width: int, window: tuple[int, int], shift: list[int], device) -> torch.Tensor:
     """-100 between tokens of one window that came from different regions of the cyclic shift."""
 
@@ -166,5 +157,6 @@ def thin_window_attention(module: nn.Module, num_heads: int, head_dim: int) -> N
         if base not in _THINNED_WINDOW_CLASSES:
             _THINNED_WINDOW_CLASSES[base] = type(f"Thinned{base.__name__}", (base,), {"forward": _window_forward})
         module.__class__ = _THINNED_WINDOW_CLASSES[base]
-    module.num_heads = int(num_heads)
-    module.head_dim = int(head_dim)
+    # plain int attributes of the block; nn.Module's stub types every attribute as Tensor | Module
+    module.num_heads = int(num_heads)  # type: ignore[assignment]
+    module.head_dim = int(head_dim)  # type: ignore[assignment]

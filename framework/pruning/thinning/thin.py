@@ -1,10 +1,10 @@
 """Thinning: turn a masked model into a physically smaller dense one that computes the same function.
 
-:func:`thin` reads the dependency graph (:mod:`.dependency`) and removes every coupled channel whose
+:func:`thin` reads the dependency graph (:mod:`..graph.dependency`) and removes every coupled channel whose
 readers are all masked: each ``in`` member's weight columns are False in ``masks`` (a channel nobody
 reads goes when its producers' rows are masked). That is exactly the condition under which removing
 the channel cannot change the output, whatever its producers, biases or BatchNorm would put in it;
-masks from :class:`~.coupled.CoupledPruningEngine` satisfy it for every pruned channel. Fixed channels
+masks from :class:`~..coupled.CoupledPruningEngine` satisfy it for every pruned channel. Fixed channels
 (network input/output, unknown ops, padding constants) are never removed, and every layer keeps at
 least one channel.
 
@@ -56,20 +56,12 @@ import torch
 from torch import nn
 
 from framework.errors import CheckpointError, PruningError
-from framework.pruning.attention import is_window_attention, thin_multihead, thin_window_attention
-from framework.pruning.dependency import (
-    IN,
-    NORM,
-    OUT,
-    PARAM,
-    ROLE_STRUCTURE,
-    DependencyGraph,
-    build_dependency_graph,
-    infer_example_input,
-)
-from framework.pruning.fx import CONVS, NORMS
-from framework.pruning.recipe_check import check_recipe
+from framework.pruning.graph.dependency import build_dependency_graph, infer_example_input
+from framework.pruning.graph.fx import CONVS, NORMS, is_window_attention
+from framework.pruning.graph.groups import IN, NORM, OUT, PARAM, ROLE_STRUCTURE, DependencyGraph
 from framework.pruning.structures import to_groups
+from framework.pruning.thinning.attention import thin_multihead, thin_window_attention
+from framework.pruning.thinning.recipe_check import check_recipe
 from framework.serialization import load_weights_only
 
 RECIPE_FORMAT = "secateurs.thinning/1"
@@ -111,7 +103,7 @@ class _Removal:
     def __init__(self, graph: DependencyGraph, masks: Mapping[str, torch.Tensor]):
         self.graph = graph
         self.masks = masks
-        self._flags: dict[tuple[str, str], torch.Tensor | None] = {}
+        self._flags: dict[tuple[str, str], list[bool] | None] = {}
 
     def alive(self, module: str, role: str) -> list[bool] | None:
         """Bool per channel of a layer role: True where its mask keeps some weight (None: no mask)."""
@@ -357,7 +349,7 @@ def thin(
     if recipe_parameters:
         recipe["parameters"] = recipe_parameters
     result = ThinResult(work, recipe, plans, removed_channels=len(gone))
-    if check:
+    if reference is not None:  # check=True
         result.max_error = relative_error(reference, _outputs(work, example_input))
         dtype = next(work.parameters()).dtype
         tolerance = _TOLERANCE.get(dtype, _DEFAULT_TOLERANCE)
@@ -413,7 +405,7 @@ def thin_optimizer(
 def apply_recipe(model: nn.Module, recipe: Mapping, state_dict: Mapping | None = None) -> nn.Module:
     """Resize the modules named in ``recipe`` (see the module docstring) in place; return ``model``.
 
-    The recipe is checked first (:func:`framework.pruning.recipe_check.check_recipe`: widths only,
+    The recipe is checked first (:func:`framework.pruning.thinning.recipe_check.check_recipe`: widths only,
     in range, fitting ``state_dict`` when given). The resized tensors are new and uninitialised:
     load the thinned state_dict next.
     """
@@ -444,7 +436,7 @@ def apply_recipe(model: nn.Module, recipe: Mapping, state_dict: Mapping | None =
         owner, _, attribute = name.rpartition(".")
         module = modules.get(owner)
         tensor = getattr(module, attribute, None) if module is not None else None
-        if not isinstance(tensor, nn.Parameter):
+        if module is None or not isinstance(tensor, nn.Parameter):
             raise CheckpointError(
                 f"thinning recipe resizes parameter '{name}' but {type(model).__name__} has none there"
             )

@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.data_criteria import DataCriterion, LayerRecord
-from framework.pruning.fx import strip_data_parallel_prefix, unwrap
+from framework.pruning.graph.fx import strip_data_parallel_prefix, unwrap, weight_of
+from framework.pruning.scores.data_criteria import DataCriterion, LayerRecord
 from framework.pruning.spec import calibration_batches_problem, raise_first
 from framework.pruning.structures import expand_group_values
 
@@ -61,29 +61,6 @@ def check_data_criterion(criterion, structure: str, fold_batchnorm, ranking_view
         )
 
 
-def ranked_layers(engine) -> dict[str, nn.Module]:
-    """``weight name -> layer`` of the layers whose groups the engine scores."""
-    plans = getattr(engine, "plans", None)
-    if plans is None:
-        return {p.name: p.layer for p in engine.selected}
-    layers = {}
-    for plan in plans:
-        for channel in plan.channels:
-            for member in engine._scoring_members(channel):
-                layers[f"{member.module}.weight"] = engine.modules[member.module]
-    return layers
-
-
-def attach_calibration(engine, model: nn.Module, criterion, batches: int) -> None:
-    """Give ``engine`` the pass and the view of a data-aware ``criterion`` (nothing otherwise)."""
-    if not isinstance(criterion, DataCriterion):
-        return
-    layers = ranked_layers(engine)
-    criterion.bind(model, {_strip_weight(name): layer for name, layer in layers.items()}, engine.structure)
-    engine.calibration = Calibration(model, criterion, layers, engine.structure, batches)
-    engine.ranking_view = engine.calibration.view
-
-
 def seeded_batches(dataset, batch_size: int, seed: int, rank: int = 0) -> Callable[[float], Iterable]:
     """``moment -> shuffled batches of dataset`` drawn with a private generator seeded from
     ``(seed, rank, moment)``: the same batches for the same moment, a different shard per rank."""
@@ -98,7 +75,8 @@ def seeded_batches(dataset, batch_size: int, seed: int, rank: int = 0) -> Callab
 
 
 class Calibration:
-    """Runs the pass for ``criterion`` over the ranked ``layers`` (parameter name -> layer)."""
+    """Runs the pass for ``criterion`` over the ranked ``layers`` (parameter name -> layer); built
+    by the engine, which binds the criterion to those layers here."""
 
     def __init__(
         self,
@@ -108,6 +86,7 @@ class Calibration:
         structure: str,
         batches: int = 8,
     ):
+        criterion.bind(model, {_strip_weight(name): layer for name, layer in layers.items()}, structure)
         self.model = unwrap(model)[0]  # the pass runs the bare model: no scatter, no DDP reducer
         self.criterion = criterion
         self.layers = dict(layers)
@@ -224,7 +203,7 @@ class Calibration:
     def _gradients(self, loss, records, outputs, needs) -> None:
         wanted: list[tuple[str, str, torch.Tensor]] = []
         if "weight_grad" in needs:
-            wanted += [(name, "weight_grad", layer.weight) for name, layer in self.layers.items()]
+            wanted += [(name, "weight_grad", weight_of(layer)) for name, layer in self.layers.items()]
         if "output_grad" in needs:
             wanted += [(name, "output_grad", tensor) for name, tensor in outputs.items()]
         grads = torch.autograd.grad(loss, [t for _, _, t in wanted], allow_unused=True)

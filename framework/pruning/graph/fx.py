@@ -80,3 +80,21 @@ def strip_data_parallel_prefix(name: str) -> str:
     while name.startswith(DATA_PARALLEL_PREFIX):
         name = name[len(DATA_PARALLEL_PREFIX) :]
     return name
+
+
+def is_window_attention(module: nn.Module) -> bool:
+    """torchvision's ShiftedWindowAttention (v1: a relative-position-bias table per head); recognised
+    by name, since pruning imports only torch."""
+    return (
+        type(module).__name__ in ("ShiftedWindowAttention", "ThinnedShiftedWindowAttention")
+        and hasattr(module, "relative_position_bias_table")
+        and isinstance(getattr(module, "qkv", None), nn.Linear)
+    )
+
+
+def weight_of(layer: nn.Module) -> torch.Tensor:
+    """``layer.weight`` of a layer that has one (Conv, Linear, a norm); one line for one that has not."""
+    weight = layer.weight
+    if not isinstance(weight, torch.Tensor):
+        raise PruningError(f"{type(layer).__name__} has no weight tensor; allowed: a Conv, Linear or norm layer")
+    return weight

@@ -17,16 +17,21 @@ Subclass :class:`Criterion` to keep state across a resume (``state_dict``/``load
 or pass any plain function. In a config it is a component: ``pruner.criterion._target_=my_pkg.MyCriterion``.
 
 Criteria that rank from data (``taylor``, ``activation_mean``, ``apoz``, ``bn_gamma``, or your own
-:class:`~framework.pruning.data_criteria.DataCriterion`) live in :mod:`.data_criteria`; the
+:class:`~framework.pruning.scores.data_criteria.DataCriterion`) live in :mod:`.data_criteria`; the
 engine feeds them with the calibration pass of :mod:`.calibration`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from framework.errors import PruningError
 from framework.pruning.spec import DATA_CRITERIA, criterion_problem, raise_first
+
+# What scores groups: rows of a [n_groups, group_size] matrix -> one score per row (a Criterion is one).
+ScoreFunction = Callable[[torch.Tensor], torch.Tensor]
 
 
 class Criterion:
@@ -101,7 +106,7 @@ class FunctionCriterion(Criterion):
         return self.function(groups)
 
 
-def build_criterion(criterion: str | Criterion, seed: int = 0) -> Criterion:
+def build_criterion(criterion: str | ScoreFunction, seed: int = 0) -> Criterion:
     """A criterion from its name (``l1``, ``l2``, ``random`` with ``seed``) or as given: a
     :class:`Criterion` instance, or any callable ``scores = f(groups)``."""
     if isinstance(criterion, Criterion):
@@ -114,6 +119,6 @@ def build_criterion(criterion: str | Criterion, seed: int = 0) -> Criterion:
     if criterion in DATA_CRITERIA:  # they need a calibration pass: the engine builds them
         raise PruningError(
             f"pruner.criterion={criterion} ranks from data: give it to build_pruner, or build it with "
-            "framework.pruning.data_criteria.build_data_criterion"
+            "framework.pruning.scores.data_criteria.build_data_criterion"
         )
     return {L1Criterion.name: L1Criterion, L2Criterion.name: L2Criterion}[criterion]()

@@ -1,0 +1,106 @@
+"""Handlers of the modules whose weights hold channels, and of modules that pass channels through.
+
+Conv/ConvTranspose/Linear produce fresh channels (their ``out`` members) and consume their
+input's (``in`` members); a module called twice couples the channels of both calls. Grouped convs
+couple position ``p`` of every group on both sides; depthwise convs pass each channel through to
+the filters of its group. BatchNorm/InstanceNorm channels are ``norm`` members of the channel they
+normalise. Each handler takes the walk's state, the node, the module, the channels of its input
+and its shape record, and returns True when it handled the node (see :mod:`.ops`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.fx
+from torch import nn
+from torch.fx.passes.shape_prop import TensorMetadata
+
+from framework.pruning.graph.channels import Channels
+from framework.pruning.graph.elementwise import pass_channels
+from framework.pruning.graph.fx import CONVS
+from framework.pruning.graph.groups import IN, NORM, OUT
+from framework.pruning.graph.state import BuilderState
+
+
+def layer(state: BuilderState, node: torch.fx.Node, module: nn.Module, inputs: list[Channels], meta: Any) -> bool:
+    """A Conv/ConvTranspose/Linear called on one tensor."""
+    if len(inputs) != 1 or not isinstance(meta, TensorMetadata) or node.kwargs or len(node.args) != 1:
+        return False
+    source = inputs[0]
+    wanted = len(source.shape) - 1 if isinstance(module, nn.Linear) else 1
+    if source.dim != wanted and len(source.shape) > wanted:
+        source = refit(state, source, wanted) or source
+    if isinstance(module, nn.Linear):
+        if source.dim != len(source.shape) - 1:
+            return False
+        out_dim = len(meta.shape) - 1
+    else:
+        if source.dim != 1 or len(meta.shape) < 2:
+            return False
+        out_dim = 1
+    groups = module.groups if isinstance(module, CONVS) else 1
+    if isinstance(module, CONVS) and module.transposed and groups != 1:
+        return False
+    out = state.fresh(meta, out_dim)
+    if groups > 1:
+        _couple_conv_groups(state, source.ids, out.ids, groups)
+    name = str(node.target)
+    state.attach(source.ids, name, IN)
+    state.attach(out.ids, name, OUT)  # a shared layer's second call is coupled to its first
+    state.values[node] = out
+    return True
+
+
+def _couple_conv_groups(state: BuilderState, in_ids: list[int], out_ids: list[int], groups: int) -> None:
+    per_in, per_out = len(in_ids) // groups, len(out_ids) // groups
+    if per_in == 1:  # depthwise: input channel c flows into the filters of group c
+        for c in range(groups):
+            for q in range(per_out):
+                state.uf.union(in_ids[c], out_ids[c * per_out + q])
+        return
+    # each group must lose the same positions for `groups` to stay valid
+    for p in range(per_in):
+        for g in range(1, groups):
+            state.uf.union(in_ids[p], in_ids[g * per_in + p])
+    for q in range(per_out):
+        for g in range(1, groups):
+            state.uf.union(out_ids[q], out_ids[g * per_out + q])
+
+
+def refit(state: BuilderState, source: Channels, dim: int) -> Channels | None:
+    """Channels kept whole by an unknown op carry no information about which dim holds them:
+    a layer that reads them along ``dim`` gets fresh kept ids there (None if some are removable)."""
+    reasons = [state.fixed.get(i) for i in source.ids]
+    first = reasons[0] if reasons else None
+    if first is None or any(r is None for r in reasons):
+        return None
+    channels = Channels(state.uf.new(source.shape[dim]), dim, source.shape)
+    state.fix(channels.ids, *first)
+    return channels
+
+
+def batch_norm(state: BuilderState, node: torch.fx.Node, module: nn.Module, inputs: list[Channels], meta: Any) -> bool:
+    """BatchNorm/InstanceNorm over dim 1: its features are ``norm`` members of the channels."""
+    if len(inputs) != 1 or len(node.args) != 1 or inputs[0].dim != 1:
+        return False
+    state.attach(inputs[0].ids, str(node.target), NORM)
+    state.values[node] = inputs[0]
+    return True
+
+
+def single_prelu(
+    state: BuilderState, node: torch.fx.Node, module: nn.Module, inputs: list[Channels], meta: Any
+) -> bool:
+    """A PReLU with one slope for every channel acts on each channel alike."""
+    if not (isinstance(module, nn.PReLU) and module.num_parameters == 1 and len(inputs) == 1):
+        return False
+    state.values[node] = inputs[0]
+    return True
+
+
+def pass_module(state: BuilderState, node: torch.fx.Node, module: nn.Module, inputs: list[Channels], meta: Any) -> bool:
+    """An activation, dropout, pooling, padding or upsampling module: channels pass through."""
+    if len(inputs) != 1 or not isinstance(meta, TensorMetadata):
+        return False
+    return pass_channels(state, node, inputs[0], meta)
