@@ -16,11 +16,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import tomllib
 from support import HANG_S
 
 ROOT = Path(__file__).resolve().parents[1]
 # What the wheel is built from: the files a clone has (nothing of outputs/, build/ or the venv).
 SOURCES = ("framework", "conf", "setup.py", "pyproject.toml", "README.md")
+PROJECT_VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 def _run(args, cwd: Path, timeout: float = HANG_S) -> subprocess.CompletedProcess:
@@ -130,6 +132,8 @@ def test_the_command_logs_to_the_default_store_in_the_current_folder(installed, 
     client = MlflowClient(tracking_uri=f"sqlite:///{store}")
     (run,) = client.search_runs([client.get_experiment_by_name("secateurs").experiment_id])
     assert run.info.status == "FINISHED" and run.data.metrics["sparsity/total"] > 0.5
+    # no checkout to take a commit from: the installed package's version (issue 29 item 13)
+    assert "git.commit" not in run.data.tags and run.data.tags["secateurs.version"] == PROJECT_VERSION
 
 
 def test_a_missing_sweep_plugin_is_one_line_naming_the_extra(tmp_path):

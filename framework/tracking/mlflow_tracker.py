@@ -153,6 +153,7 @@ class MLflowTracker:
         if self.run_id is None:
             return []
         from framework.config import project_root
+        from framework.tracking.ui_view import runs_view_url
 
         line = f"MLflow run:  {self.run_id} (experiment {self.experiment!r})"
         uri = str(self.uri)
@@ -161,7 +162,10 @@ class MLflowTracker:
         default_store = f"sqlite:///{project_root()}/outputs/mlflow.db"
         in_clone = (project_root() / "Makefile").is_file() and uri == default_store
         opener = "make ui" if in_clone else f"mlflow ui --backend-store-uri {uri}"
-        return [line, f"MLflow UI:   {opener}  (then http://127.0.0.1:5000)"]
+        # the server's home page (and an experiment opened without workflowType) is MLflow 3's GenAI
+        # view: the link opens the experiment's training runs instead
+        runs = runs_view_url("http://127.0.0.1:5000", str(self.experiment_id))
+        return [line, f"MLflow UI:   {opener}  (then {runs})"]
 
     def state_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id}

@@ -65,3 +65,22 @@ def test_a_tracking_server_gets_the_run_s_url(tmp_path):
         f"  run folder:  {tmp_path}",
         "  results:     val/top1 0.7500",
     ]
+
+
+def test_a_local_store_s_link_opens_the_experiment_s_training_runs(tmp_path):
+    """Not the server's home page, which is MLflow 3's GenAI view (issue 29 item 11)."""
+    tracker = MLflowTracker(
+        uri=f"sqlite:///{tmp_path}/mlflow.db",
+        experiment="e",
+        artifact_location=None,
+        context=RunContext(tmp_path),
+        params={},
+        tags={},
+        run_name="r",
+    )
+    tracker.run_id, tracker.experiment_id = "abc123", "7"
+    (ui,) = [line for line in tracker.where() if line.startswith("MLflow UI:")]
+    assert ui == (
+        f"MLflow UI:   mlflow ui --backend-store-uri sqlite:///{tmp_path}/mlflow.db  (then "
+        "http://127.0.0.1:5000/#/experiments/7/runs?viewStateShareKey=secateurs-runs&workflowType=machine_learning)"
+    )
