@@ -24,6 +24,10 @@ class DeployConfig:
     # training batches that calibrate the int8 activation ranges, drawn seeded (like the pruner's
     # calibration batches of a data-aware criterion, which are pruner.calibration_batches)
     int8_calibration_batches: int = 8
+    # false: a model the step cannot export (an op ONNX lacks) leaves the run FINISHED with the
+    # deploy step skipped (one line, deploy/skipped=1); true: the run ends FAILED, after the last
+    # epoch's checkpoint and metrics are saved and tracked
+    required: bool = False
 
 
 def quantize_problem(quantize: Any) -> str | None:

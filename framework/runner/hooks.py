@@ -147,6 +147,7 @@ def deploy_hook(cfg: DictConfig, parts: Parts, builds: bool) -> DeployHook | Non
         nm=nm,
         parameter_names=parts.pruner.parameter_names if parts.pruner is not None else (),
         builds=cfg.deploy.enabled and builds,
+        required=bool(cfg.deploy.required),
     )
 
 
