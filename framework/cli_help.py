@@ -239,12 +239,12 @@ def print_help(conf: Path, argv: Sequence[str]) -> None:
 # wins; {value} is the value the user gave.
 TEMPLATE_SPELLINGS: dict[str, str] = {
     "logger": "tracking=mlflow | none (tracking.uri=..., tracking.experiment=...); metrics.jsonl is always written",
-    "callbacks.early_stopping": "early_stopping.patience=N (on optimized_metric; docs/configuration.md)",
+    "callbacks.early_stopping": "no early stopping: a run trains its epochs and best.pt keeps the best by optimized_metric",
     "callbacks.model_checkpoint": "checkpoints are always written: checkpoints/last.pt and best.pt (by optimized_metric)",
     "callbacks.rich_progress_bar": "progress=true | false",
-    "callbacks": "early_stopping.patience=N; checkpoints (last.pt, best.pt) are always written; progress=false",
+    "callbacks": "checkpoints (last.pt, best.pt by optimized_metric) are always written; progress=false",
     "trainer.max_epochs": "epochs={value}",
-    "trainer.min_epochs": "epochs=N (every run trains all its epochs unless early_stopping.patience=N)",
+    "trainer.min_epochs": "epochs=N (every run trains all its epochs)",
     "trainer.accelerator": "device=auto | cpu | cuda",
     "trainer.devices": "device=... for one process; several GPUs: torchrun --nproc_per_node=N (docs/distributed.md)",
     "trainer.limit_train_batches": "loader.limit_train_batches={value}",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cli_in_process import run_main
+from support import cli_dirs
 
 from framework.cli_help import template_key_problem
 
@@ -17,8 +19,8 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
         ("logger=mlflow", "tracking=mlflow | none"),
         ("+logger=csv", "tracking=mlflow | none"),  # Hydra's "+X=" hint, followed
         ("logger.mlflow.tracking_uri=http://x:5000", "tracking.uri="),
-        ("callbacks=default", "early_stopping.patience=N"),
-        ("callbacks.early_stopping.patience=3", "early_stopping.patience=N (on optimized_metric"),
+        ("callbacks=default", "checkpoints (last.pt, best.pt by optimized_metric)"),
+        ("callbacks.early_stopping.patience=3", "best.pt keeps the best by optimized_metric"),
         ("callbacks.model_checkpoint.save_top_k=2", "checkpoints are always written"),
         ("trainer=gpu", "device=auto | cpu | cuda"),
         ("trainer.max_epochs=3", "here: epochs=3"),
@@ -51,3 +53,24 @@ def test_a_group_of_the_users_config_dir_is_theirs(tmp_path):
     (tmp_path / "data" / "mine.yaml").write_text("x: 1\n")
     assert template_key_problem(CONF, ["--config-dir", str(tmp_path), "data=mine"]) is None
     assert template_key_problem(CONF, ["data=mine"]) is not None
+
+
+def test_the_command_answers_a_template_key_before_hydra_with_one_line_and_exit_2(tmp_path):
+    """Not Hydra's "use +trainer.max_epochs=..." hint, which cannot work here."""
+    result = run_main(["trainer.max_epochs=3", *cli_dirs(tmp_path)])
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip() == "error: trainer.max_epochs=3 is Lightning-Hydra-Template's spelling; here: epochs=3"
+    assert not (tmp_path / "run").exists()
+
+
+def test_print_config_logs_the_composed_config_at_the_start(run_experiment, tmp_path, caplog):
+    """extras.print_config=true is the template's spelling; print_config=true ours (issue 29 item 10)."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="framework.runner.recipe")
+    run_experiment(["debug=fast", "progress=false", "deploy.enabled=false", "print_config=true", "seed=7"])
+    first = [r.getMessage() for r in caplog.records if r.name == "framework.runner.recipe"][0]
+    assert first.startswith("config:\n") and "\nseed: 7\n" in first and "\nepochs: 1\n" in first
+    caplog.clear()
+    run_experiment(["debug=fast", "progress=false", "deploy.enabled=false"], tmp_path / "quiet")
+    assert caplog.records and not [r for r in caplog.records if r.getMessage().startswith("config:")]
