@@ -61,10 +61,12 @@ def deploy_problems(deploy: Any) -> list[str]:
             *problems,
             f"deploy.quantize={deploy.quantize} needs deploy.enabled=true; allowed: deploy.quantize=none",
         ]
-    if deploy.enabled:
+    if deploy.enabled and (deploy.quantize != "none" or deploy.required):
+        # asked for by name: refused without the packages. The default (enabled, fp32, not
+        # required) runs on a base install with the step left out and said once (runner/hooks.py).
         from framework.deploy.errors import missing_line  # looks for the packages only
 
-        needed_by = f"deploy.quantize={deploy.quantize}" if deploy.quantize != "none" else "deploy.enabled=true"
+        needed_by = f"deploy.quantize={deploy.quantize}" if deploy.quantize != "none" else "deploy.required=true"
         missing = missing_line(needed_by)
         if missing:
             return [*problems, missing + " (or deploy.enabled=false)"]
