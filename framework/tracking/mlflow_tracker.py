@@ -65,6 +65,7 @@ class MLflowTracker:
         self.run_name = run_name
         self.logs_models = log_model  # tracking.log_model: the deploy step's models as logged models
         self.run_id: str | None = None
+        self.last_step: int | None = None  # the step of the metrics logged last, the logged model's own
         self.experiment_id: str | None = None
         self.failed_calls = 0
         self._warned_reasons: set[str] = set()
@@ -126,6 +127,7 @@ class MLflowTracker:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         self._safely(mlflow.log_metrics, dict(metrics), step=step)
+        self.last_step = step
 
     def log_files(self, files: Sequence[RunFile]) -> None:
         for file in files:
@@ -138,7 +140,11 @@ class MLflowTracker:
         if self.logs_models:
             from framework.tracking.model_export import log_servable
 
-            self._safely(log_servable, model.name, model.onnx, model.preprocessing, model.input_example)
+            # the model's page shows the metrics of the step it is logged at: the last one logged
+            # (MLflow's default, step 0, is the first epoch's)
+            self._safely(
+                log_servable, model.name, model.onnx, model.preprocessing, model.input_example, step=self.last_step
+            )
 
     def finish(self, status: str, error: BaseException | None = None) -> None:
         if error is not None:

@@ -104,13 +104,17 @@ def save_servable(
     return Path(directory)
 
 
-def log_servable(name: str, onnx_path: str | Path, preprocessing: Preprocessing, example: np.ndarray) -> str:
-    """Log the ONNX file as the servable logged model ``name`` of the active run; returns its id."""
+def log_servable(
+    name: str, onnx_path: str | Path, preprocessing: Preprocessing, example: np.ndarray, step: int | None = None
+) -> str:
+    """Log the ONNX file as the servable logged model ``name`` of the active run; returns its id.
+    ``step``: the run's metrics of that step are the model's own (its page in the MLflow UI)."""
     import mlflow.pyfunc
 
+    at_step = {} if step is None else {"step": step}
     with tempfile.TemporaryDirectory(prefix="secateurs-model-") as scratch, _quiet():
         info = mlflow.pyfunc.log_model(
-            name=name, **_model_arguments(Path(onnx_path), preprocessing, example, Path(scratch))
+            name=name, **_model_arguments(Path(onnx_path), preprocessing, example, Path(scratch)), **at_step
         )
     return info.model_id
 
