@@ -75,6 +75,10 @@ class DeployHook(Hook):
         from framework.tracking.model_export import INT8_MODEL_DIR, MODEL_DIR
 
         thinned = trainer.replacement if isinstance(trainer.replacement, ThinnedModel) else None
+        log.info(
+            "deploy step: fusing BatchNorm, exporting to ONNX%s, then timing every variant",
+            f", quantizing to int8 on {self.int8_calibration_batches} batches" if self.quantize == "int8" else "",
+        )
         try:
             result = build_deployable(
                 trainer.model,
