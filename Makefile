@@ -6,9 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint ui bench clean
 
+# llm-compressor (bench/llm.py only) pins torch<=2.14.0: it is installed without its pins, on our
+# torch 2.14.1; the packages it imports are in the dev extra (pyproject.toml).
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llmcompressor==0.14.0.1 compressed-tensors==0.19.0
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -197,8 +197,7 @@ def digits_rows(scratch: Path, epochs: int):
             calibration_batches=calibration,
             quantize="int8",
             loader_batch=64,
-            warmup=1,
-            repeats=3,
+            timing=(1, 3),
         )
         top1 = {row["variant"]: row["val_top1"] for row in result.rows}
         rows.append(

@@ -111,7 +111,7 @@ def unknown_option_problem(conf: Path, argv: Sequence[str]) -> str | None:
     return None
 
 
-# Hydra options that a plugin package provides: (group, option) -> (module, pip package). The
+# Options that an optional package provides: (group, option) -> (module, pip package). The Hydra
 # plugins come with the `sweeps` extra; an option whose module is missing gets one line naming it
 # instead of Hydra's "Could not load 'hydra/launcher/submitit_slurm'".
 PLUGIN_OPTIONS = {
@@ -126,9 +126,12 @@ PLUGIN_OPTIONS = {
     ),
     # our sweeper ships with secateurs; what it needs is Optuna itself
     ("hydra/sweeper", "secateurs_optuna"): ("optuna", "optuna (for the secateurs_optuna sweeper)"),
+    ("model", "timm"): ("timm", "timm"),
 }
+# The extra that brings an option's package, when it is not `sweeps`: group -> extra.
+PLUGIN_EXTRAS = {"model": "timm"}
 # The groups whose options may pull a plugin in: picked directly, or by a preset's defaults list.
-PLUGIN_GROUPS = ("hydra/launcher", "hydra/sweeper", "hparams_search", "experiment")
+PLUGIN_GROUPS = ("hydra/launcher", "hydra/sweeper", "hparams_search", "experiment", "model")
 
 
 def _options_picked(dirs: Sequence[Path], group: str, option: str, seen: set) -> Iterator[tuple]:
@@ -186,9 +189,14 @@ def missing_plugin_problem(conf: Path, argv: Sequence[str]) -> str | None:
         if key not in PLUGIN_GROUPS:
             continue
         for option in value.split(","):
-            needed = _missing_plugin(dirs, key, option.strip(), seen)
-            if needed:
-                return f"{override} needs {needed}, which is not installed; install it with: pip install 'secateurs[sweeps]'"
+            for group, picked in _options_picked(dirs, key, option.strip(), seen):
+                module, needed = PLUGIN_OPTIONS.get((group, picked), (None, None))
+                if module and not _importable(module):
+                    extra = PLUGIN_EXTRAS.get(group, "sweeps")
+                    return (
+                        f"{override} needs {needed}, which is not installed; "
+                        f"install it with: pip install 'secateurs[{extra}]'"
+                    )
     return None
 
 

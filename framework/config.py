@@ -28,6 +28,8 @@ from omegaconf import MISSING, OmegaConf
 
 from framework.deploy.rules import DeployConfig, deploy_problems
 from framework.errors import ConfigError
+from framework.pruning.llm.spec import TARGET as LLM_PRUNER
+from framework.pruning.llm.spec import node_problems as llm_pruner_problems
 from framework.pruning.spec import (
     GLOBAL,
     NONE,
@@ -38,6 +40,8 @@ from framework.pruning.spec import (
     method_problem,
     schedule_problems,
 )
+from framework.sweeps.card_spec import CardConfig, card_problems
+from framework.sweeps.card_spec import register_resolvers as register_card_resolvers
 
 
 def project_root() -> Path:
@@ -58,6 +62,8 @@ def conf_dir() -> Path:
 # Config files say ${project_root:} so that outputs/ does not move with the current directory.
 if not OmegaConf.has_resolver("project_root"):
     OmegaConf.register_new_resolver("project_root", lambda: str(project_root()))
+# The report card's sweep is written with ${card_criteria:...} and friends over the card node.
+register_card_resolvers()
 
 
 @dataclass
@@ -84,7 +90,11 @@ class LoaderConfig:
 
 
 BUDGET_KINDS = ("sparsity", "params", "macs", "top1_drop")
-TASKS = ("train", "sensitivity", "eval")
+TASKS = ("train", "sensitivity", "eval", "oneshot")
+# task=oneshot's parts (docs/language_models.md): a causal LM, text, an LLM pruner
+LM_MODELS = ("framework.models.causal_lm.causal_lm", "framework.models.causal_lm.pretrained_causal_lm")
+TEXT_DATASET = "framework.data.text.Text"
+LLM_PRUNER_OPTIONS = "pruner=wanda | sparsegpt | llm_magnitude | llm_heads | llm_ffn | llm_experts"
 
 
 @dataclass
@@ -151,12 +161,19 @@ class Config:
     print_config: bool = False  # true: the composed config, resolved, at the start of the run's log
     # what a run returns to a Hydra sweeper: one metric name, or a list for multi-objective search
     optimized_metric: Any = "val/top1"
-    task: str = "train"  # train | sensitivity | eval (pretrained=<file> on the val split)
+    # train | sensitivity | eval (pretrained=<file> on the val split) | oneshot (a language model:
+    # calibrate, prune, perplexity before and after; docs/language_models.md)
+    task: str = "train"
     # MLflow tags of the run: "word" (tag word=true) or "key:value"; not params
     tags: list[str] = field(default_factory=list)
     # > 0: the torch profiler records that many training steps into <run dir>/profile/ (debug=profile)
     profile_steps: int = 0
     sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
+    card: CardConfig = field(default_factory=CardConfig)
+    # the training step: 32 | bf16-mixed | 16-mixed (autocast; float16 with a gradient scaler, CUDA)
+    precision: str = "32"
+    compile: bool = False  # torch.compile of the training model (pruning and thinning act on the module)
+    channels_last: bool = False  # NHWC weights and batches (faster convolutions on tensor cores)
 
 
 def register_configs() -> None:
@@ -166,6 +183,8 @@ def register_configs() -> None:
 register_configs()
 
 DEVICES = ("auto", "cpu", "cuda")
+# Lightning's names; "32" also arrives as the integer 32 from the command line
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 DIST_BACKENDS = ("auto", "gloo", "nccl")
 
 
@@ -226,6 +245,7 @@ def config_problems(cfg: Any) -> list[str]:
     problems.extend(_optimizer_problems(cfg, bad))
     problems.extend(_lr_scheduler_problems(cfg, bad))
     problems.extend(deploy_problems(cfg.deploy))
+    problems.extend(_precision_problems(cfg, bad))
     experiment = _select(cfg, "tracking.experiment")
     if experiment is not None and not (isinstance(experiment, str) and experiment.strip()):
         bad("tracking.experiment", "a non-empty experiment name")
@@ -241,9 +261,53 @@ def config_problems(cfg: Any) -> list[str]:
             problems.append(f"pretrained={cfg.pretrained!r} is a directory; allowed: a state_dict or checkpoint file")
         elif not path.is_file():
             problems.append(f"pretrained={cfg.pretrained!r}: no such file; allowed: a state_dict or checkpoint file")
-    if _select(cfg, "pruner.method") not in (None, NONE):
+    problems.extend(_language_model_problems(cfg))
+    if _select(cfg, "pruner._target_") != LLM_PRUNER and _select(cfg, "pruner.method") not in (None, NONE):
         problems.extend(_pruner_problems(cfg))
     problems.extend(p for p in [_untrained_teacher_problem(cfg)] if p)
+    if _select(cfg, "card.enabled"):
+        problems.extend(card_problems(cfg.card, cfg.pruner))
+    return problems
+
+
+def _language_model_problems(cfg: Any) -> list[str]:
+    """task=oneshot takes a causal LM, text and an LLM pruner; the other tasks take none of them."""
+    model, dataset = _select(cfg, "model._target_"), _select(cfg, "dataset._target_")
+    llm_pruner = _select(cfg, "pruner._target_") == LLM_PRUNER
+    if cfg.task != "oneshot":
+        if llm_pruner:
+            return [
+                f"pruner.method={_select(cfg, 'pruner.method')} prunes a language model one-shot; allowed: task=oneshot"
+            ]
+        if model in LM_MODELS:
+            return [
+                f"model._target_={model} is a causal language model, which task={cfg.task} does not take; allowed: task=oneshot"
+            ]
+        if dataset == TEXT_DATASET:
+            return [f"dataset=text feeds language models, which task={cfg.task} does not take; allowed: task=oneshot"]
+        return []
+    problems = []
+    if not llm_pruner:
+        problems.append(
+            f"task=oneshot needs a language-model pruner; got pruner.method={_select(cfg, 'pruner.method')}; "
+            f"allowed: {LLM_PRUNER_OPTIONS}"
+        )
+    else:
+        problems.extend(llm_pruner_problems(OmegaConf.to_container(cfg.pruner, resolve=True)))  # type: ignore[arg-type]
+    if model not in LM_MODELS:
+        problems.append(
+            f"task=oneshot prunes a causal language model; got model._target_={model}; "
+            "allowed: model=causal_lm | qwen2_tiny | gpt2_tiny | mixtral_tiny | pretrained_lm"
+        )
+    if dataset != TEXT_DATASET:
+        problems.append(
+            f"task=oneshot calibrates and measures perplexity on text; got dataset._target_={dataset}; allowed: dataset=text"
+        )
+    if cfg.pretrained is not None:
+        problems.append(
+            "task=oneshot reads a language model with model=pretrained_lm model.name=<folder>; "
+            f"pretrained={cfg.pretrained} does not apply; allowed: pretrained=null"
+        )
     return problems
 
 
@@ -298,6 +362,20 @@ def _sensitivity_problems(cfg: Any, bad) -> list[str]:
             "allowed: pruner.structure=fine|filter|channel"
         )
     return problems
+
+
+def _precision_problems(cfg: Any, bad) -> list[str]:
+    """What the config says alone; the device's own abilities are checked once it is chosen
+    (framework/training/precision.py, fast_path.py)."""
+    precision = str(_select(cfg, "precision"))
+    if precision not in PRECISIONS:
+        bad("precision", " | ".join(PRECISIONS))
+    elif precision == "16-mixed" and cfg.device == "cpu":
+        return [
+            "precision=16-mixed needs a CUDA device (float16 with a gradient scaler); device=cpu; "
+            "allowed on the CPU: precision=bf16-mixed or 32"
+        ]
+    return []
 
 
 def _optimizer_problems(cfg: Any, bad) -> list[str]:

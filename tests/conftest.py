@@ -55,6 +55,17 @@ def tracking_overrides(shared_store, request) -> list[str]:
     return [*store_overrides(shared_store), f"tracking.experiment={name}"]
 
 
+@pytest.fixture(scope="session")
+def mnist1d_cache(tmp_path_factory) -> Path:
+    """A folder holding MNIST-1D, generated once per worker (seconds) for every test that reads it
+    (``dataset.cache_dir``); a test that damages a cache uses its own folder."""
+    from framework.data.mnist1d import cached_arrays
+
+    folder = tmp_path_factory.mktemp("mnist1d")
+    cached_arrays(folder)
+    return folder
+
+
 @pytest.fixture
 def run_experiment(compose_config, tmp_path):
     """Compose ``overrides`` and run them in-process with a run dir under ``tmp_path``."""

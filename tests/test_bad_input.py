@@ -20,6 +20,10 @@ from support import cli_dirs
         (["epochs=many"], "epochs"),
         (["tracking.experiment="], "tracking.experiment='' is invalid"),
         (["lr_scheduler=step", "lr_scheduler.step_size=0"], "lr_scheduler.step_size=0 is invalid"),
+        (
+            ["pruner=agp_filter", "pruner.scope=global", "pruner.budget=latency", "pruner.target_latency_ms=-1"],
+            "pruner.target_latency_ms=-1 is invalid; allowed: null or a number of milliseconds > 0",
+        ),
         (["dataset=synthetic", "dataset.shape=[3,32]"], "dataset (framework.data.Synthetic): shape=[3, 32] is invalid"),
         (
             ["model=torchvision", "model.name=resnet7", "dataset=synthetic"],

@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from framework.components import build_component, component_problems
-from framework.config import pruning_window, validate
+from framework.config import LM_MODELS, TEXT_DATASET, pruning_window, validate
 from framework.data import DataSource, as_data_source
 from framework.errors import ConfigError
 
@@ -20,20 +20,49 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
+def option_target(group: str, option: str) -> str | None:
+    """The option's ``_target_``, following its defaults (an option builds on a sibling)."""
+    import yaml
+
+    node = yaml.safe_load((CONF / group / f"{option}.yaml").read_text()) or {}
+    node = node.get(group, node) if group == "dataset" else node  # dataset options are _global_
+    if "_target_" in node:
+        return node["_target_"]
+    parents = [d for d in node.get("defaults", []) if isinstance(d, str) and d != "_self_"]
+    return option_target(group, parents[0]) if parents else None
+
+
+# task=oneshot's options (a causal LM, text, an LLM pruner): tested below and in tests/runner/test_oneshot_runs.py
+LANGUAGE_TARGETS = (*LM_MODELS, TEXT_DATASET, "framework.pruning.llm.spec.LLMPruningSpec")
+
+
+def image_options(group: str) -> list[str]:
+    return [option for option in options(group) if option_target(group, option) not in LANGUAGE_TARGETS]
+
+
+def language_options(group: str) -> list[str]:
+    return [option for option in options(group) if option_target(group, option) in LANGUAGE_TARGETS]
+
+
 def build_model(cfg, shape=(3, 16, 16), classes=5):
     return build_component("model", cfg.model, num_classes=classes, in_channels=shape[0], input_shape=shape)
 
 
-@pytest.mark.parametrize("option", options("model"))
+# models for 1-D signals (dataset=mnist1d: one channel of 40 samples) take (C, L) inputs
+SIGNAL_MODELS = {"conv1d_net": (1, 40)}
+
+
+@pytest.mark.parametrize("option", image_options("model"))
 def test_every_model_option_builds_a_module_for_the_dataset(compose_config, option):
     cfg = compose_config([f"model={option}"])
     torch.manual_seed(0)
-    model = build_model(cfg).eval()
+    shape = SIGNAL_MODELS.get(option, (3, 16, 16))
+    model = build_model(cfg, shape).eval()
     with torch.no_grad():
-        assert model(torch.randn(2, 3, 16, 16)).shape == (2, 5)
+        assert model(torch.randn(2, *shape)).shape == (2, 5)
 
 
-@pytest.mark.parametrize("option", options("dataset"))
+@pytest.mark.parametrize("option", image_options("dataset"))
 def test_every_dataset_option_builds_a_source_without_reading_data(compose_config, option, tmp_path):
     for split in ("train", "val"):  # an image tree's classes are its folders (no images needed)
         (tmp_path / split / "cat").mkdir(parents=True)
@@ -44,7 +73,7 @@ def test_every_dataset_option_builds_a_source_without_reading_data(compose_confi
     )
     source = as_data_source(build_component("dataset", cfg.dataset), cfg.dataset._target_)
     assert isinstance(source, DataSource)
-    assert len(source.input_shape) == 3
+    assert len(source.input_shape) == (2 if option == "mnist1d" else 3)  # (C, L) signals, (C, H, W) images
     assert cfg.loader.batch_size >= 1  # every dataset option sets its loader
     if option in ("digits", "synthetic"):  # embedded data: loads here
         bundle = source.load()
@@ -103,7 +132,7 @@ def criterion_fits(criterion: str | None, structure: str) -> bool:
 
 PRUNER_CASES = [
     [f"pruner={pruner}"] + ([f"pruner/criterion={criterion}"] if ranks_with_a_criterion(pruner) else [])
-    for pruner in options("pruner")
+    for pruner in image_options("pruner")
     for criterion in (options("pruner/criterion") if ranks_with_a_criterion(pruner) else [None])
     if criterion_fits(criterion, preset_structure(pruner))
 ]
@@ -148,8 +177,45 @@ def test_every_preset_schedule_and_tracking_option_composes_validates_and_builds
     )
     OmegaConf.to_container(cfg, resolve=True)
     validate(cfg)
+    if cfg.task == "oneshot":  # a language model's preset: its model is a folder (tests/runner/test_oneshot_runs.py)
+        assert cfg.model._target_ in LM_MODELS
+        return
     model = build_model(cfg)
     assert isinstance(model, torch.nn.Module)
+
+
+LANGUAGE_MODELS = [option for option in language_options("model") if option != "pretrained_lm"]  # it needs a folder
+
+
+@pytest.mark.parametrize("option", LANGUAGE_MODELS)
+def test_every_language_model_option_builds_a_causal_lm(compose_config, option):
+    cfg = compose_config(["task=oneshot", f"model={option}", "dataset=text", "pruner=wanda"])
+    validate(cfg)
+    torch.manual_seed(0)
+    model = build_component("model", cfg.model).eval()
+    with torch.no_grad():
+        assert model(input_ids=torch.zeros(1, 5, dtype=torch.long)).logits.shape == (1, 5, 256)
+    assert model.config.model_type == cfg.model.architecture
+
+
+@pytest.mark.parametrize("option", language_options("pruner"))
+def test_every_language_pruner_option_prunes_a_tiny_model(compose_config, option):
+    from llm_models import tiny_lm, windows
+
+    from framework.pruning.llm import make_spec, prune_llm
+    from framework.runner.parts import resolved
+
+    cfg = compose_config(["task=oneshot", "model=causal_lm", "dataset=text", f"pruner={option}"])
+    validate(cfg)
+    spec = make_spec(resolved(cfg.pruner))
+    model = tiny_lm("mixtral" if spec.structure == "expert" else "llama")
+    before = sum(p.numel() for p in model.parameters())
+    result = prune_llm(model, spec, windows() if spec.calibration_batches else None)
+    if result.plan is not None:  # structured: thinned
+        assert sum(p.numel() for p in model.parameters()) < before
+    else:
+        kept = [mask.float().mean() for mask in result.masks.values()]
+        assert kept and all(value == pytest.approx(1 - spec.final_sparsity) for value in kept)
 
 
 def test_unknown_argument_names_the_key_and_lists_the_accepted_ones(compose_config):

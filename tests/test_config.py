@@ -8,10 +8,12 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from framework.config import config_problems, project_root, pruning_window, validate
+from framework.config import LM_MODELS, TEXT_DATASET, config_problems, project_root, pruning_window, validate
 from framework.errors import ConfigError
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+LANGUAGE_TARGETS = (*LM_MODELS, TEXT_DATASET, "framework.pruning.llm.spec.LLMPruningSpec")
+LANGUAGE = ["task=oneshot", "model=causal_lm", "dataset=text", "pruner=wanda"]
 
 
 def test_default_config_composes_with_every_group(compose_config):
@@ -47,6 +49,9 @@ def test_every_option_of_every_group_composes_and_validates(compose_config, grou
         if group == "dataset" and option == "imagefolder":
             overrides.append("dataset.root=/some/where")
         cfg = compose_config(overrides)
+        if OmegaConf.select(cfg, f"{group}._target_") in LANGUAGE_TARGETS:  # task=oneshot's parts, together
+            named = ["model.name=/some/where"] if option == "pretrained_lm" else []
+            cfg = compose_config([*LANGUAGE, *overrides, *named])
         OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
         problems = [p for p in config_problems(cfg) if "resume" not in p]
         assert problems == [], (option, problems)

@@ -136,7 +136,7 @@ def test_the_command_logs_to_the_default_store_in_the_current_folder(installed, 
     assert "git.commit" not in run.data.tags and run.data.tags["secateurs.version"] == PROJECT_VERSION
 
 
-def test_a_missing_sweep_plugin_is_one_line_naming_the_extra(tmp_path):
+def test_a_missing_plugin_or_model_library_is_one_line_naming_the_extra(tmp_path):
     # a venv that sees no third-party package: the clone's run.py there has Hydra but no plugins
     venv = tmp_path / "venv"
     assert _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=tmp_path).returncode == 0
@@ -150,11 +150,14 @@ def test_a_missing_sweep_plugin_is_one_line_naming_the_extra(tmp_path):
         if (shared / name).exists():
             (site / name).symlink_to(shared / name)
     (site / "secateurs_clone.pth").write_text(f"{ROOT}\n")
-    for override in ("hydra/launcher=slurm", "hparams_search=optuna_lr_wd"):
-        done = _run([python, ROOT / "run.py", "-m", override], cwd=tmp_path)
+    needs = {
+        "hydra/launcher=slurm": ("the Hydra plugin hydra-submitit-launcher", "sweeps"),
+        "hparams_search=optuna_lr_wd": ("optuna (for the secateurs_optuna sweeper)", "sweeps"),
+        "model=timm": ("timm", "timm"),  # an optional model library: its own extra
+    }
+    for override, (needed, extra) in needs.items():
+        done = _run([python, ROOT / "run.py", *(["-m"] if extra == "sweeps" else []), override], cwd=tmp_path)
         assert done.returncode == 2, done.stderr
         assert done.stderr.strip().splitlines() == [
-            f"error: {override} needs "
-            f"{'the Hydra plugin hydra-submitit-launcher' if 'slurm' in override else 'optuna (for the secateurs_optuna sweeper)'}, which is not "
-            "installed; install it with: pip install 'secateurs[sweeps]'"
+            f"error: {override} needs {needed}, which is not installed; install it with: pip install 'secateurs[{extra}]'"
         ], done.stderr

@@ -1,6 +1,7 @@
 """Datasets and data loaders.
 
-Config components (``dataset._target_``): :class:`Digits` (embedded default), :class:`CIFAR10`,
+Config components (``dataset._target_``): :class:`Digits` (embedded default), :class:`MNIST1D`
+(generated offline), :class:`CIFAR10`,
 :class:`MNIST`, :class:`ImageFolder`, :class:`Synthetic`; your own follows the
 :class:`DataSource` interface or returns a :class:`DatasetBundle`.
 """
@@ -10,6 +11,7 @@ from framework.data.loaders import build_loaders, limit_batches
 from framework.data.sources import (
     CIFAR10,
     MNIST,
+    MNIST1D,
     DataSource,
     Digits,
     ImageFolder,
@@ -21,6 +23,7 @@ from framework.data.sources import (
 __all__ = [
     "CIFAR10",
     "MNIST",
+    "MNIST1D",
     "DataSource",
     "DatasetBundle",
     "Digits",

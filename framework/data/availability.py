@@ -12,7 +12,7 @@ from pathlib import Path
 
 from framework.errors import ConfigError, DataError
 
-# Datasets that live under ``dataset.root``; the others (digits, synthetic) need no files.
+# Datasets that live under ``dataset.root``; the others (digits, mnist1d, synthetic) need no files.
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_FILES = (
     "data_batch_1",
@@ -32,8 +32,8 @@ MNIST_FILES = (
 )
 IMAGEFOLDER_SPLITS = ("train", "val")
 FILE_DATASETS = ("cifar10", "mnist", "imagefolder")
-BUILTIN_DATASETS = ("digits", "synthetic")
-DATASET_NAMES = ("digits", "cifar10", "mnist", "imagefolder", "synthetic")
+BUILTIN_DATASETS = ("digits", "mnist1d", "synthetic")
+DATASET_NAMES = ("digits", "mnist1d", "cifar10", "mnist", "imagefolder", "synthetic")
 
 
 def check_dataset_name(name: str) -> None:
@@ -71,8 +71,8 @@ def check_dataset_available(name: str, root: str | os.PathLike | None = None, do
     missing = [f for f in files if not (folder / subfolder / f).is_file()]
     if missing:
         raise DataError(
-            f"dataset {name} not found under dataset.root={folder} (missing "
-            f"{Path(subfolder, missing[0])}); set dataset.download=true or point dataset.root "
+            f"dataset {name} not found under dataset.root={folder} (missing {Path(subfolder, missing[0])}"
+            f"{''.join(', ' + m for m in missing[1:])}); set dataset.download=true or point dataset.root "
             f"at a folder holding {subfolder}"
         )
 

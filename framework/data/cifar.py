@@ -1,6 +1,8 @@
 """``cifar10`` through torchvision, with the standard augmentation and normalisation.
 
-Validation is the official 10,000-image test split.
+Validation is the official 10,000-image test split; with ``val_fraction`` > 0 it is that share
+of the 50,000 training images instead (stratified, drawn with ``seed``, without augmentation),
+and the official split becomes the test split, reported and never selected on.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 from torchvision.datasets.vision import VisionDataset
 
@@ -97,13 +100,49 @@ def cifar10_transforms(augment: bool) -> tuple[transforms.Compose, transforms.Co
     return train, transforms.Compose(normalise)
 
 
-def build_cifar10(root: str | os.PathLike | None, download: bool = False, augment: bool = True) -> DatasetBundle:
+class TransformedSubset(Dataset):
+    """The images ``indices`` of a dataset read without a transform, through ``transform``: the
+    training images split into a training part (augmented) and a validation part (not)."""
+
+    def __init__(self, dataset: SafeCIFAR10, indices: np.ndarray, transform) -> None:
+        self.dataset, self.indices, self.transform = dataset, indices, transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int):
+        image, target = self.dataset[int(self.indices[index])]
+        return self.transform(image), target
+
+
+def build_cifar10(
+    root: str | os.PathLike | None,
+    download: bool = False,
+    augment: bool = True,
+    val_fraction: float = 0.0,
+    seed: int = 0,
+) -> DatasetBundle:
     """CIFAR-10 from ``root/cifar-10-batches-py``, downloaded there first if ``download``."""
+    from framework.data.splits import stratified_split
+
     check_dataset_available("cifar10", root, download)
     folder = require_root("cifar10", root)
     train_transform, val_transform = cifar10_transforms(augment)
     with reading("cifar10", folder, download):
-        train = SafeCIFAR10(folder, train=True, transform=train_transform, download=download)
-        val = SafeCIFAR10(folder, train=False, transform=val_transform)
-    preprocessing = Preprocessing(INPUT_SHAPE, MEAN, STD, pixel_scale=255.0, class_names=tuple(val.classes))
-    return DatasetBundle(train, val, NUM_CLASSES, INPUT_SHAPE, preprocessing)
+        test = SafeCIFAR10(folder, train=False, transform=val_transform, download=download)
+        if val_fraction > 0:
+            images = SafeCIFAR10(folder, train=True)
+        else:
+            train = SafeCIFAR10(folder, train=True, transform=train_transform)
+    preprocessing = Preprocessing(INPUT_SHAPE, MEAN, STD, pixel_scale=255.0, class_names=tuple(test.classes))
+    if val_fraction <= 0:
+        return DatasetBundle(train, test, NUM_CLASSES, INPUT_SHAPE, preprocessing)
+    train_idx, val_idx = stratified_split(np.asarray(images.targets), val_fraction, seed)
+    return DatasetBundle(
+        TransformedSubset(images, train_idx, train_transform),
+        TransformedSubset(images, val_idx, val_transform),
+        NUM_CLASSES,
+        INPUT_SHAPE,
+        preprocessing,
+        test=test,
+    )

@@ -8,34 +8,18 @@ change which digit an image shows.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from torch.utils.data import TensorDataset
 
 from framework.data.bundle import DatasetBundle
 from framework.data.preprocessing import Preprocessing, digit_names
+from framework.data.splits import stratified_split
 from framework.errors import ConfigError
 
 NUM_CLASSES = 10
 INPUT_SHAPE = (1, 8, 8)
 MAX_PIXEL = 16.0
-
-
-def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation indices, ``val_fraction`` of each class in validation.
-
-    Per-class shuffles from one seeded generator make the split a pure function of ``seed``;
-    both index arrays come back sorted.
-    """
-    rng = np.random.default_rng(seed)
-    train, val = [], []
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        n_val = int(round(len(members) * val_fraction))
-        val.append(members[:n_val])
-        train.append(members[n_val:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
 def build_digits(seed: int = 0, val_fraction: float = 0.2) -> DatasetBundle:

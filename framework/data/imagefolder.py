@@ -1,8 +1,9 @@
 """``imagefolder``: any ImageNet-style tree ``root/{train,val}/<class>/<image>``.
 
-Training images get a random resized crop and a horizontal flip; validation images are resized so
-that the centre crop keeps 87.5 % of the shorter side (256 -> 224, the usual ImageNet ratio). Both
-are normalised with the ImageNet channel statistics.
+Validation images are resized (shorter side) and centre-cropped, training images get a random
+resized crop and a horizontal flip; both are normalised. Which resize, crop, interpolation and
+statistics: an :class:`~framework.data.image_transforms.ImageTransforms` (the dataset's own
+ImageNet default, 87.5 % centre crop, or what the model's pretrained weights declare).
 """
 
 from __future__ import annotations
@@ -13,37 +14,39 @@ from torchvision import datasets, transforms
 
 from framework.data.availability import check_dataset_available, require_root
 from framework.data.bundle import DatasetBundle
+from framework.data.image_transforms import ImageTransforms, dataset_transforms
 from framework.data.preprocessing import Preprocessing
 from framework.data.reading import reading
 from framework.errors import DataError
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
-CROP_FRACTION = 0.875
 
-
-def imagefolder_transforms(image_size: int, augment: bool) -> tuple[transforms.Compose, transforms.Compose]:
-    """Train and validation transforms for square ``image_size`` crops."""
+def imagefolder_transforms(spec: ImageTransforms, augment: bool) -> tuple[transforms.Compose, transforms.Compose]:
+    """Train and validation transforms for ``spec``."""
+    interpolation = transforms.InterpolationMode(spec.interpolation)
     # No RGB conversion here: ImageFolder's default loader already converts every image to RGB.
-    normalise = [transforms.ToTensor(), transforms.Normalize(MEAN, STD)]
+    normalise = [transforms.ToTensor(), transforms.Normalize(spec.mean, spec.std)]
     evaluation = [
-        transforms.Resize(int(round(image_size / CROP_FRACTION))),
-        transforms.CenterCrop(image_size),
+        transforms.Resize(spec.resize_size, interpolation=interpolation),
+        transforms.CenterCrop(spec.crop_size),
     ]
     augmentation = [
-        transforms.RandomResizedCrop(image_size),
+        transforms.RandomResizedCrop(spec.crop_size, interpolation=interpolation),
         transforms.RandomHorizontalFlip(),
     ]
     train = transforms.Compose((augmentation if augment else evaluation) + normalise)
     return train, transforms.Compose(evaluation + normalise)
 
 
-def build_imagefolder(root: str | os.PathLike | None, image_size: int = 224, augment: bool = True) -> DatasetBundle:
-    """Both splits of the tree at ``root``; classes are the sub-folder names of ``train/``
-    (``image_size`` checked by :class:`framework.data.ImageFolder`)."""
+def build_imagefolder(
+    root: str | os.PathLike | None, image_size: int = 224, augment: bool = True, spec: ImageTransforms | None = None
+) -> DatasetBundle:
+    """Both splits of the tree at ``root``; classes are the sub-folder names of ``train/``.
+    ``spec`` (default: the dataset's own for ``image_size``) says how images are brought to the
+    model (checked by :class:`framework.data.ImageFolder`)."""
+    spec = spec or dataset_transforms(image_size)
     check_dataset_available("imagefolder", root)
     folder = require_root("imagefolder", root)
-    train_transform, val_transform = imagefolder_transforms(image_size, augment)
+    train_transform, val_transform = imagefolder_transforms(spec, augment)
     advice = "replace the unreadable files or point dataset.root at another tree"
     with reading("imagefolder", folder, download=False, advice=advice):
         train = datasets.ImageFolder(folder / "train", transform=train_transform)
@@ -56,13 +59,8 @@ def build_imagefolder(root: str | os.PathLike | None, image_size: int = 224, aug
             f"train/ and val/ (only in train: {only_train}, only in val: {only_val}); both "
             "must hold the same class folders"
         )
-    shape = (3, image_size, image_size)
+    shape = (3, spec.crop_size, spec.crop_size)
     preprocessing = Preprocessing(
-        shape,
-        MEAN,
-        STD,
-        pixel_scale=255.0,
-        class_names=tuple(train.classes),
-        resize=f"resize the shorter side to {int(round(image_size / CROP_FRACTION))}, centre-crop {image_size}x{image_size}",
+        shape, spec.mean, spec.std, pixel_scale=255.0, class_names=tuple(train.classes), resize=spec.describe()
     )
     return DatasetBundle(train, val, len(train.classes), shape, preprocessing)

@@ -139,13 +139,20 @@ class EpochSeededDataset(Dataset):
 
 
 def build_loaders(
-    bundle: DatasetBundle, batch_size: int, num_workers: int = 0, seed: int = 0, rank: int = 0, world_size: int = 1
+    bundle: DatasetBundle,
+    batch_size: int,
+    num_workers: int = 0,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
 ) -> tuple[DataLoader, DataLoader]:
     """Shuffled training loader and in-order validation loader over ``bundle``.
 
     With ``world_size > 1`` (one process per rank, see :mod:`framework.process.distributed`) each loader
     holds rank ``rank``'s share: ``batch_size`` is per process, and workers' augmentation seeds
-    include the rank so that ranks do not draw the same random crops.
+    include the rank so that ranks do not draw the same random crops. ``pin_memory`` (for a CUDA
+    device): batches in page-locked memory, so that their copy to the GPU runs asynchronously.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer; got {batch_size!r}")
@@ -157,6 +164,7 @@ def build_loaders(
         # Keeps workers alive across epochs instead of re-forking; the epoch reaches them with
         # each index, so their RNGs are still re-seeded per epoch.
         "persistent_workers": num_workers > 0,
+        "pin_memory": pin_memory,
     }
     distributed = world_size > 1
     train_sampler = (
@@ -204,7 +212,8 @@ def limit_batches(
             return split
         return Subset(split, range(batches * batch_size))
 
-    return replace(bundle, train=cut(bundle.train, train), val=cut(bundle.val, val))
+    test = cut(bundle.test, val) if bundle.test is not None else None  # cut like validation
+    return replace(bundle, train=cut(bundle.train, train), val=cut(bundle.val, val), test=test)
 
 
 def _size(split: Dataset) -> int:

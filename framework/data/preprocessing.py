@@ -16,7 +16,7 @@ import torch
 
 @dataclass(frozen=True)
 class Preprocessing:
-    input_shape: tuple[int, ...]  # (C, H, W) the model takes
+    input_shape: tuple[int, ...]  # (C, H, W) or (C, L) the model takes
     mean: tuple[float, ...]  # per channel, after dividing by pixel_scale
     std: tuple[float, ...]
     pixel_scale: float = 1.0  # raw values are divided by this first (16 for digits, 255 for 8-bit images)
@@ -26,9 +26,10 @@ class Preprocessing:
     formula: str = field(default="x = (raw / pixel_scale - mean[c]) / std[c]", init=False)
 
     def apply(self, raw: torch.Tensor) -> torch.Tensor:
-        """``raw`` (N, C, H, W) as the model takes it."""
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+        """``raw`` (N, C, H, W) or (N, C, L) as the model takes it."""
+        per_channel_view = (1, -1) + (1,) * (raw.dim() - 2)
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(per_channel_view)
+        std = torch.tensor(self.std, dtype=torch.float32).view(per_channel_view)
         return (raw.to(torch.float32) / self.pixel_scale - mean) / std
 
     def to_dict(self) -> dict[str, Any]:

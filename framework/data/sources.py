@@ -3,8 +3,8 @@
 A run builds its model (and checks pruning patterns, BN folding, the tracking store) before it
 reads any data, so a dataset is described first and loaded later:
 
-* ``num_classes`` and ``input_shape`` (``(C, H, W)`` of one transformed sample), known without
-  reading the data;
+* ``num_classes`` and ``input_shape`` (``(C, H, W)`` of one transformed image, ``(C, L)`` of a
+  1-D signal), known without reading the data;
 * ``check()``: cheap checks that the files are there (no data is read); optional;
 * ``load()``: the training and validation splits, as a :class:`DatasetBundle` or a
   ``(train, val)`` pair of ``torch.utils.data.Dataset``.
@@ -18,12 +18,16 @@ Heavy imports (torchvision, scikit-learn) happen in ``load()``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from framework.data.availability import check_dataset_available, require_root
 from framework.data.bundle import DatasetBundle
+from framework.data.image_transforms import TRANSFORM_SOURCES, ImageTransforms, dataset_transforms
 from framework.errors import ConfigError
+
+# imagefolder's crop when neither the config nor the model's weights give one
+DEFAULT_IMAGE_SIZE = 224
 
 
 class DataSource:
@@ -64,15 +68,61 @@ class Digits(DataSource):
         return build_digits(seed=self.seed, val_fraction=self.val_fraction)
 
 
+class MNIST1D(DataSource):
+    """MNIST-1D: 4,000 training and 1,000 test signals of length 40, generated offline by the
+    ``mnist1d`` package and cached in ``cache_dir``; ``val_fraction`` of the training signals
+    (stratified, drawn with ``seed``) is the validation split, the 1,000 the test split
+    (``val_fraction=0``: validation on the test signals, the published baselines' protocol)."""
+
+    num_classes = 10
+    input_shape = (1, 40)
+
+    def __init__(self, cache_dir: str | None = None, val_fraction: float = 0.1, seed: int = 0) -> None:
+        if (
+            isinstance(val_fraction, bool)
+            or not isinstance(val_fraction, (int, float))
+            or not 0.0 <= val_fraction < 1.0
+        ):
+            raise ConfigError(
+                f"dataset.val_fraction={val_fraction!r} is invalid; allowed: a number in [0, 1) "
+                "(0: validate on the test split)"
+            )
+        if not cache_dir:
+            raise ConfigError(
+                f"dataset.cache_dir={cache_dir!r} is invalid; allowed: a folder path for the generated data"
+            )
+        self.cache_dir, self.val_fraction, self.seed = str(cache_dir), float(val_fraction), seed
+
+    def load(self) -> DatasetBundle:
+        from framework.data.mnist1d import build_mnist1d
+
+        return build_mnist1d(self.cache_dir, val_fraction=self.val_fraction, seed=self.seed)
+
+
 class CIFAR10(DataSource):
     """CIFAR-10 from ``root/cifar-10-batches-py`` (downloaded there first with ``download``);
-    validation is the official test split; ``augment``: random crop and flip for training."""
+    validation is the official test split, or with ``val_fraction`` > 0 that share of the
+    training images (stratified, drawn with ``seed``; the official split is then the test split);
+    ``augment``: random crop and flip for training."""
 
     num_classes = 10
     input_shape = (3, 32, 32)
 
-    def __init__(self, root: str | None = None, download: bool = False, augment: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | None = None,
+        download: bool = False,
+        augment: bool = True,
+        val_fraction: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
+            raise ConfigError(
+                f"dataset.val_fraction={val_fraction!r} is invalid; allowed: a number in [0, 1) "
+                "(0: validate on the official test split)"
+            )
         self.root, self.download, self.augment = root, download, augment
+        self.val_fraction, self.seed = float(val_fraction), seed
 
     def check(self) -> None:
         check_dataset_available("cifar10", self.root, self.download)
@@ -80,7 +130,9 @@ class CIFAR10(DataSource):
     def load(self) -> DatasetBundle:
         from framework.data.cifar import build_cifar10
 
-        return build_cifar10(self.root, download=self.download, augment=self.augment)
+        return build_cifar10(
+            self.root, download=self.download, augment=self.augment, val_fraction=self.val_fraction, seed=self.seed
+        )
 
 
 class MNIST(DataSource):
@@ -103,12 +155,41 @@ class MNIST(DataSource):
 
 
 class ImageFolder(DataSource):
-    """An ImageNet-style tree ``root/{train,val}/<class>/*.jpg``, resized to ``image_size``."""
+    """An ImageNet-style tree ``root/{train,val}/<class>/*.jpg``, resized and cropped to ``image_size``.
 
-    def __init__(self, root: str | None = None, image_size: int = 224, augment: bool = True) -> None:
-        self.image_size = _positive_int("image_size", image_size)
+    ``transforms``: ``dataset`` (ImageNet statistics, bilinear, 87.5 % centre crop), ``weights`` (the
+    resize, crop, interpolation and statistics the model's pretrained weights declare, which the
+    run passes in as ``weights_transforms``) or ``auto`` (``weights`` when the model loads weights
+    that declare them, ``dataset`` otherwise). ``image_size`` null: 224, or the weights' crop size;
+    a number with ``weights``: that crop, the resize keeping the weights' ratio to it."""
+
+    def __init__(
+        self,
+        root: str | None = None,
+        image_size: int | None = None,
+        augment: bool = True,
+        transforms: str = "auto",
+        weights_transforms: ImageTransforms | Mapping[str, Any] | None = None,
+    ) -> None:
+        if image_size is not None:
+            _positive_int("image_size", image_size)
+        if transforms not in TRANSFORM_SOURCES:
+            raise ConfigError(f"transforms={transforms!r} is invalid; allowed: {' | '.join(TRANSFORM_SOURCES)}")
+        if transforms == "weights" and weights_transforms is None:
+            raise ConfigError(
+                "dataset.transforms=weights but the model loads no weights that declare a preprocessing; "
+                "allowed: dataset.transforms=auto|dataset, or model=torchvision model.weights=... / "
+                "model=timm model.pretrained=true"
+            )
         self.root, self.augment = root, augment
-        self.input_shape = (3, image_size, image_size)
+        if weights_transforms is not None:
+            weights_transforms = ImageTransforms.coerce(weights_transforms)
+        if transforms == "dataset" or weights_transforms is None:
+            self.spec = dataset_transforms(image_size or DEFAULT_IMAGE_SIZE)
+        else:
+            self.spec = weights_transforms.with_crop(image_size) if image_size else weights_transforms
+        self.image_size = self.spec.crop_size
+        self.input_shape = (3, self.image_size, self.image_size)
 
     def check(self) -> None:
         check_dataset_available("imagefolder", self.root)
@@ -122,7 +203,7 @@ class ImageFolder(DataSource):
     def load(self) -> DatasetBundle:
         from framework.data.imagefolder import build_imagefolder
 
-        return build_imagefolder(self.root, image_size=self.image_size, augment=self.augment)
+        return build_imagefolder(self.root, augment=self.augment, spec=self.spec)
 
 
 class Synthetic(DataSource):
@@ -175,9 +256,12 @@ def as_data_source(built: Any, target: str) -> DataSource:
             "or a framework.data.DatasetBundle"
         )
     shape = built.input_shape
-    if not (isinstance(shape, (tuple, list)) and len(shape) == 3 and all(isinstance(s, int) and s >= 1 for s in shape)):
+    if not (
+        isinstance(shape, (tuple, list)) and len(shape) in (2, 3) and all(isinstance(s, int) and s >= 1 for s in shape)
+    ):
         raise ConfigError(
-            f"dataset._target_={target} gives input_shape={shape!r}; allowed: three positive integers (C, H, W)"
+            f"dataset._target_={target} gives input_shape={shape!r}; allowed: positive integers (C, H, W) for "
+            "images or (C, L) for 1-D signals"
         )
     _positive_int(f"dataset._target_={target} num_classes", built.num_classes)
     return built

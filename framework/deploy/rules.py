@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from framework.pruning.spec import renamed_problem
+
 QUANTIZE = ("none", "int8")
 # Keys a user could have typed that now have another name: old key -> new key.
 RENAMED_KEYS = {"deploy.calibration_batches": "deploy.int8_calibration_batches"}
@@ -28,6 +30,9 @@ class DeployConfig:
     # deploy step skipped (one line, deploy/skipped=1); true: the run ends FAILED, after the last
     # epoch's checkpoint and metrics are saved and tracked
     required: bool = False
+    # the most top-1 int8 may lose against the ONNX fp32 model (0.005: half a point): beyond it the
+    # layers that lose most stay in fp32, and if that is not enough the servable model is fp32
+    max_int8_drop: float = 0.005
 
 
 def quantize_problem(quantize: Any) -> str | None:
@@ -45,6 +50,12 @@ def int8_calibration_batches_problem(batches: Any) -> str | None:
     return None
 
 
+def max_int8_drop_problem(drop: Any) -> str | None:
+    if isinstance(drop, bool) or not isinstance(drop, int | float) or not 0 <= drop <= 1:
+        return f"deploy.max_int8_drop={drop!r} is invalid; allowed: a top-1 fraction in [0, 1] (0.005: half a point)"
+    return None
+
+
 def deploy_problems(deploy: Any) -> list[str]:
     """Every mistake in a ``deploy`` node (a :class:`DeployConfig` or a config node of its shape),
     one line each; with ``enabled``, whether the packages the step needs are installed."""
@@ -53,6 +64,7 @@ def deploy_problems(deploy: Any) -> list[str]:
         for problem in (
             quantize_problem(deploy.quantize),
             int8_calibration_batches_problem(deploy.int8_calibration_batches),
+            max_int8_drop_problem(deploy.max_int8_drop),
         )
         if problem is not None
     ]
@@ -76,4 +88,4 @@ def deploy_problems(deploy: Any) -> list[str]:
 def renamed_key_problem(key: str) -> str | None:
     """One line for a ``deploy`` key that was renamed, naming the new spelling."""
     new = RENAMED_KEYS.get(key.lstrip("+~"))
-    return f"{key.lstrip('+~')} was renamed; use {new}" if new is not None else None
+    return renamed_problem(key.lstrip("+~"), new) if new is not None else None

@@ -33,7 +33,9 @@ from framework.analysis import cost
 from framework.analysis.tables import markdown_table, write_csv_table
 from framework.deploy.errors import DeployError, require_onnxruntime
 from framework.deploy.fuse import check_fused_matches, fuse_batchnorm, inference_layout
+from framework.deploy.int8_fallback import Int8Result
 from framework.deploy.rules import quantize_problem
+from framework.deploy.servable import DEFAULT_MAX_INT8_DROP, ServableChoice, choose_servable
 
 VARIANTS = ("dense_fp32", "thinned_fp32", "fused_fp32", "fused_onnx_fp32", "int8_onnx")
 FP32_ONNX = "model.onnx"
@@ -54,6 +56,8 @@ class DeployResult:
     onnx_path: Path  # the fused fp32 model
     int8_path: Path | None = None
     files: list[Path] = field(default_factory=list)  # everything written under out_dir
+    servable: ServableChoice | None = None  # the variant served, and why int8 is not (one line each)
+    int8: Int8Result | None = None  # how int8 was made: its drop, the layers kept in fp32
 
 
 def build_deployable(
@@ -67,8 +71,8 @@ def build_deployable(
     quantize: str = "none",
     loader_batch: int = 64,
     threads: int | None = 1,
-    warmup: int = 3,
-    repeats: int = 10,
+    timing: tuple[int, int] = (3, 10),
+    max_int8_drop: float = DEFAULT_MAX_INT8_DROP,
 ) -> DeployResult:
     """Fuse, export (and quantize) ``final_model``, then measure every variant.
 
@@ -76,7 +80,10 @@ def build_deployable(
     the dense model); or ``dense_measured``, its ``val_top1``, ``bytes``, ``ms_b1`` and
     ``ms_batch`` measured earlier (then ``final_model`` is the thinned one). ``val_batches``:
     preprocessed ``(inputs, targets)`` batches (iterated once); ``calibration_batches``: preprocessed
-    inputs, used only with ``quantize="int8"``.
+    inputs, used only with ``quantize="int8"``; ``timing``: (warm-up calls, timed repeats) per
+    variant and batch size; ``max_int8_drop``: the top-1 int8 may lose against
+    the ONNX fp32 model (:func:`~.int8_fallback.quantize_within` keeps the layers that lose most in
+    fp32; :func:`~.servable.choose_servable` serves fp32 when int8 still loses more).
     Models are copied to the CPU; the caller's are left as they were.
     """
     problem = quantize_problem(quantize)
@@ -90,7 +97,9 @@ def build_deployable(
     fused = fuse_batchnorm(final)
     probe = cost.example_input(final, shape, batch_size=3, seed=1)
     metrics = {"deploy/fused_max_error": check_fused_matches(final, fused, probe)}
-    exported = _export_onnx(fused, shape, out_dir, probe, quantize, calibration_batches, threads)
+    val_batches = list(val_batches)  # read by int8's accuracy checks and by every variant's top-1
+    int8 = _Int8(calibration_batches, val_batches, max_int8_drop) if quantize == "int8" else None
+    exported = _export_onnx(fused, shape, out_dir, probe, int8, threads)
     metrics.update(exported.metrics)
     eager = _eager_variants(final, fused, dense_model, dense_measured, shape, threads)
     # The fused model's weights are sized before its layout is chosen: the channels-last wrapper,
@@ -104,7 +113,7 @@ def build_deployable(
         **{name: _onnx_predictor(session) for name, session in exported.sessions.items()},
     }
     top1 = evaluate_top1(predictors, val_batches)
-    latency = _latency(predictors, shape, tuple(dict.fromkeys((1, loader_batch))), threads, warmup, repeats)
+    latency = _latency(predictors, shape, tuple(dict.fromkeys((1, loader_batch))), threads, *timing)
     rows = []
     if dense_model is None and dense_measured is not None:  # measured when the run thinned
         rows.append(_measured_dense_row(dense_measured, loader_batch))
@@ -115,9 +124,14 @@ def build_deployable(
         metrics.update(row_metrics(row, loader_batch))
     if "int8_onnx" in top1:
         metrics["deploy/int8_top1_drop"] = top1["fused_onnx_fp32"] - top1["int8_onnx"]
+    servable = choose_servable(rows, max_int8_drop)
+    metrics["deploy/servable_int8"] = float(servable.int8)
+    if int8 is not None and int8.result is not None:
+        metrics["deploy/int8_fp32_layers"] = float(len(int8.result.kept_fp32))
     table = write_csv_table(COLUMNS, ([row[c] for c in COLUMNS] for row in rows), out_dir / TABLE)
     onnx_path, int8_path = exported.files["fused_onnx_fp32"], exported.files.get("int8_onnx")
-    return DeployResult(metrics, rows, onnx_path, int8_path, [*exported.files.values(), table])
+    files = [*exported.files.values(), table]
+    return DeployResult(metrics, rows, onnx_path, int8_path, files, servable, int8.result if int8 else None)
 
 
 @dataclass
@@ -127,7 +141,34 @@ class _Exported:
     metrics: dict[str, float]
 
 
-def _export_onnx(fused, shape, out_dir: Path, probe, quantize: str, calibration_batches, threads) -> _Exported:
+class _Int8:
+    """What int8 is made from: calibration inputs, and the validation batches its drop is measured on."""
+
+    def __init__(self, calibration_batches: Iterable[torch.Tensor], val_batches: Sequence[Batch], max_drop: float):
+        self.calibration = [x.detach().cpu().float().numpy() for x in calibration_batches]
+        self.val_batches = val_batches
+        self.max_drop = max_drop
+        self.result: Int8Result | None = None
+
+    def top1(self, path: Path, threads: int | None) -> float:
+        predictor = _onnx_predictor(cost.onnx_session(path, threads))
+        return evaluate_top1({"model": predictor}, self.val_batches)["model"]
+
+    def quantize(self, fp32_path: Path, int8_path: Path, threads: int | None) -> Path:
+        from framework.deploy.int8_fallback import quantize_within
+
+        self.result = quantize_within(
+            fp32_path,
+            int8_path,
+            self.calibration,
+            lambda path: self.top1(path, threads),
+            self.top1(fp32_path, threads),
+            self.max_drop,
+        )
+        return self.result.path
+
+
+def _export_onnx(fused, shape, out_dir: Path, probe, int8: _Int8 | None, threads) -> _Exported:
     """The fused model as ONNX (checked against the eager one), and its int8 quantization when asked."""
     onnx_path = out_dir / FP32_ONNX
     with warnings.catch_warnings():  # the TorchScript exporter's notes on constant folding are noise here
@@ -138,11 +179,8 @@ def _export_onnx(fused, shape, out_dir: Path, probe, quantize: str, calibration_
         fused, sessions["fused_onnx_fp32"], shape, atol=ONNX_RTOL * _output_scale(fused, probe), label="the fused model"
     )
     files = {"fused_onnx_fp32": onnx_path}
-    if quantize == "int8":
-        from framework.deploy.quantize import quantize_int8
-
-        inputs = (x.detach().cpu().float().numpy() for x in calibration_batches)
-        files["int8_onnx"] = quantize_int8(onnx_path, out_dir / INT8_ONNX, inputs)
+    if int8 is not None:
+        files["int8_onnx"] = int8.quantize(onnx_path, out_dir / INT8_ONNX, threads)
         sessions["int8_onnx"] = cost.onnx_session(files["int8_onnx"], threads)
     return _Exported(files, sessions, {"deploy/onnx_max_abs_error": error})
 

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
+from framework.pruning.budget.engine import BudgetPruningEngine, budget_spec, check_table
+from framework.pruning.budget.latency_table import LatencyTable
 from framework.pruning.coupled import CoupledPruningEngine
 from framework.pruning.engine import NoOpPruner, PruningEngine, RankingView
 from framework.pruning.global_scope import GlobalCoupledPruningEngine, GlobalPruningEngine
@@ -84,6 +86,7 @@ def build_pruner(
     *,
     example_input: torch.Tensor | None = None,
     ranking_view: RankingView | None = None,
+    cost_table: LatencyTable | Callable[[], LatencyTable] | None = None,
     **fields: Any,
 ) -> PruningEngine | NoOpPruner:
     """Check ``spec`` (:meth:`PrunerSpec.problems`) and return a ready pruner for ``model`` (a
@@ -96,7 +99,10 @@ def build_pruner(
     tensor the dependency graph's shapes come from, one eval-mode run; else zeros of
     ``[2, *spec.input_shape]``, inferred from the first layer when both are None) and
     ``ranking_view`` (library use: the view groups are ranked on, ``view(name, weight)``; it cannot
-    be combined with ``fold_batchnorm`` or a data-aware criterion).
+    be combined with ``fold_batchnorm`` or a data-aware criterion); ``cost_table`` (``budget=macs``
+    or ``latency``: the model's cost as a function of its group widths,
+    :func:`framework.deploy.mac_table.mac_table` or a latency table; the runner builds it, and
+    passes it as a function that returns it, since Hydra would turn a dataclass argument into a config).
     """
     spec = PrunerSpec.of(spec, **fields)
     raise_first([method_problem(spec.method)])
@@ -105,6 +111,15 @@ def build_pruner(
     raise_first(spec.problems())
     if spec.fold_batchnorm and ranking_view is not None:
         raise PruningError("fold_batchnorm=true cannot be combined with a custom ranking_view")
+    if callable(cost_table):
+        cost_table = cost_table()
+    if spec.budget is not None:
+        if cost_table is None:
+            raise PruningError(
+                f"pruner.budget={spec.budget} needs the model's cost_table (framework.deploy.mac_table.mac_table, "
+                "framework.deploy.latency_cache.cached_latency_table); a run builds it"
+            )
+        spec = budget_spec(spec, cost_table)
     rule = _rule_for(spec)
     if spec.method in RANKING_METHODS:
         check_data_criterion(rule.criterion, spec.structure, spec.fold_batchnorm, ranking_view)
@@ -115,6 +130,11 @@ def build_pruner(
     if spec.coupled:
         graph = build_dependency_graph(model, _example_input(model, spec, example_input))
         ranking = typing.cast(RankingRule, rule)  # spec.coupled: a ranking method (agp, level), never N:M
+        if spec.budget is not None and cost_table is not None:
+            check_table(cost_table, graph, "the cost table")
+            return BudgetPruningEngine(
+                model, spec, graph, selected, ranking, schedule, finals, view, fold_pairs, cost_table=cost_table
+            )
         engine = COUPLED_ENGINES[spec.scope]
         return engine(model, spec, graph, selected, ranking, schedule, finals, ranking_view=view, fold_pairs=fold_pairs)
     return ENGINES[spec.scope](model, spec, selected, rule, schedule, finals, ranking_view=view, fold_pairs=fold_pairs)

@@ -42,17 +42,19 @@ Selection
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from framework.errors import PruningError
 from framework.pruning.engine import PruningEngine, RankingView
+from framework.pruning.graph.channels import paused_gc
 from framework.pruning.graph.fx import weight_of
 from framework.pruning.graph.groups import (
     IN,
@@ -62,6 +64,7 @@ from framework.pruning.graph.groups import (
     ROLE_STRUCTURE,
     CoupledChannel,
     DependencyGraph,
+    DependencyGroup,
     Member,
 )
 from framework.pruning.rules import RankingRule, keep_all_but_lowest_k, round_half_up
@@ -74,22 +77,33 @@ from framework.pruning.structures import expand_group_mask, to_groups
 
 
 @dataclass
+class _PlanTable:
+    """A plan's channels read once into index arrays, so that each ranking is a few tensor ops
+    rather than a loop over tens of thousands of members. Positions are the plan's (0..n-1).
+
+    ``entries``: scoring member role -> (channel positions, member indices), one entry per index
+    (a member holding several columns has several); ``holders``: layer role -> positions of the
+    channels it holds (roles that may empty, norms excluded); ``segments``: producers -> positions."""
+
+    entries: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]]
+    holders: dict[tuple[str, str], torch.Tensor]
+    segments: dict[frozenset, list[int]]
+
+
+@dataclass(eq=False)
 class _GroupPlan:
     name: str
-    channels: list[CoupledChannel]  # the prunable ones
+    group: DependencyGroup
+    rows: torch.Tensor  # the plan's channels: their positions in the group (prunable, selected)
     weight_names: list[str]  # selected weights of its layers
     target_names: list[str]  # the ranked (scoring) layers' weights: their levels give the target
+    table: _PlanTable = field(repr=False)
 
-
-def concatenated_segments(channels: list[CoupledChannel]) -> dict[frozenset, list[int]]:
-    """Positions of ``channels`` by the layers that produce them (their OUT members). One entry
-    for an ordinary group or a residual sum (every channel has the same producers); one per
-    producer for a concatenation."""
-    segments: dict[frozenset, list[int]] = defaultdict(list)
-    for position, channel in enumerate(channels):
-        producers = frozenset(m.module for m in channel.members if m.role == OUT)
-        segments[producers].append(position)
-    return dict(segments)
+    @functools.cached_property
+    def channels(self) -> list[CoupledChannel]:
+        """The plan's channels as objects (what scope=global ranks one by one)."""
+        channels = self.group.channels
+        return [channels[r] for r in self.rows.tolist()]
 
 
 def _weight(module: str) -> str:
@@ -114,49 +128,106 @@ def scoring_members(channel: CoupledChannel, structure: str) -> list[Member]:
     return channel.of(role) or channel.of(OUT) or channel.of(IN)
 
 
-def _selectable(channel: CoupledChannel, selected: set[str]) -> bool:
-    return all(_weight(m.module) in selected for m in channel.members if m.role in (OUT, IN))
-
-
 def plan_groups(
     graph: DependencyGraph, selected: set[str], structure: str
-) -> tuple[list[_GroupPlan], dict[str, nn.Parameter]]:
+) -> tuple[list[_GroupPlan], dict[str, nn.Parameter], set[tuple[str, str]]]:
     """The groups ``structure`` ranks (heads for head, the other groups for filter/channel), with
-    their prunable channels of ``selected`` weights, and the extra parameters their masks cover
-    (biases, BatchNorm γ/β, parameters read in forward)."""
+    their prunable channels of ``selected`` weights; the extra parameters their masks cover
+    (biases, BatchNorm γ/β, parameters read in forward); and the layer roles that keep channels
+    whatever happens (held by a fixed or unselected channel), which need no guard against emptying."""
+    kind = "head" if structure == HEAD else "channel"
+    chosen: list[tuple[DependencyGroup, torch.Tensor]] = []
+    never_empty: set[tuple[str, str]] = set()
+    for group in graph.groups:
+        table = group.table
+        kept = group.fixed.clone()  # fixed, or held by an unselected layer
+        for (module, role), positions in zip(table.keys, table.positions):
+            if role in (OUT, IN) and _weight(module) not in selected:
+                kept[positions] = True
+        for key, positions in zip(table.keys, table.positions):
+            if bool(kept[positions].any()):
+                never_empty.add(key)
+        if group.kind == kind and not bool(kept.all()):
+            chosen.append((group, ~kept))
     plans: list[_GroupPlan] = []
     extras: dict[str, nn.Parameter] = {}
-    kind = "head" if structure == HEAD else "channel"
-    for group in graph.groups:
-        if group.kind != kind:
-            continue
-        channels = [c for c in group.prunable if _selectable(c, selected)]
-        if not channels:
-            continue
-        names = sorted({_weight(m.module) for c in channels for m in c.members if m.role in (OUT, IN)})
-        scoring = sorted(
-            {_weight(m.module) for c in channels for m in scoring_members(c, structure) if m.role != PARAM}
-        )
-        plans.append(_GroupPlan(group.name, channels, names, scoring or names))
-        for channel in channels:
-            extras.update(_extra_parameters(graph, channel))
+    for group, choose in chosen:
+        plan, keys = _plan(group, choose, structure, never_empty, graph)
+        plans.append(plan)
+        for module, role in keys:
+            extras.update(_extra_parameters(graph, module, role))
     if not plans:
         raise _nothing_to_prune(graph, structure)
-    return plans, extras
+    return plans, extras, never_empty
 
 
-def _extra_parameters(graph: DependencyGraph, channel: CoupledChannel) -> dict[str, nn.Parameter]:
-    extras: dict[str, nn.Parameter] = {}
-    for member in channel.members:
-        if member.role == PARAM:
-            extras[member.module] = graph.parameters[member.module]
+def _scoring(structure: str, role: str, module: str, graph: DependencyGraph) -> str | None:
+    """Whether a role's members rank a channel: "yes", "fallback" (only for channels that have no
+    member of the primary role: a channel nobody reads is ranked on its producers) or None."""
+    if structure == HEAD:  # all the weights of a head; a buffer read in forward is never scored
+        return "yes" if role != NORM and (role != PARAM or module in graph.parameters) else None
+    primary, fallback = (OUT, IN) if structure == FILTER else (IN, OUT)
+    return "yes" if role == primary else "fallback" if role == fallback else None
+
+
+def _plan(
+    group: DependencyGroup,
+    choose: torch.Tensor,
+    structure: str,
+    never_empty: set[tuple[str, str]],
+    graph: DependencyGraph,
+) -> tuple[_GroupPlan, set[tuple[str, str]]]:
+    """One group's plan (its chosen channels) with its table, and every layer role they touch."""
+    table = group.table
+    rows = choose.nonzero().flatten()
+    local = torch.full((group.size,), -1, dtype=torch.long)
+    local[rows] = torch.arange(rows.numel())
+    primary = torch.zeros(group.size, dtype=torch.bool)
+    for (module, role), positions in zip(table.keys, table.positions):
+        if _scoring(structure, role, module, graph) == "yes":
+            primary[positions] = True
+    entries: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+    holders: dict[tuple[str, str], torch.Tensor] = {}
+    producers: list[list[str]] = [[] for _ in range(rows.numel())]
+    keys: set[tuple[str, str]] = set()
+    for key, positions, indices in zip(table.keys, table.positions, table.indices):
+        mine = choose[positions]
+        if not bool(mine.any()):
             continue
-        module = graph.modules[member.module]
-        attributes = ("bias",) if member.role == OUT else ("weight", "bias") if member.role == NORM else ()
-        for attribute in attributes:
-            param = getattr(module, attribute, None)
-            if isinstance(param, nn.Parameter):
-                extras[f"{member.module}.{attribute}"] = param
+        keys.add(key)
+        held = torch.unique_consecutive(local[positions[mine]])
+        if key[1] != NORM and key not in never_empty:
+            holders[key] = held
+        if key[1] == OUT:
+            for p in held.tolist():
+                producers[p].append(key[0])
+        scoring = _scoring(structure, key[1], key[0], graph)
+        if scoring == "fallback":
+            mine = mine & ~primary[positions]
+        if scoring is not None and bool(mine.any()):
+            entries[key] = (local[positions[mine]], indices[mine])
+    segments: dict[frozenset, list[int]] = defaultdict(list)
+    for p, made_by in enumerate(producers):
+        segments[frozenset(made_by)].append(p)
+    names = sorted({_weight(module) for module, role in keys if role in (OUT, IN)})
+    scoring_names = sorted({_weight(module) for module, role in entries if role != PARAM})
+    plan_table = _PlanTable(entries, holders, dict(segments))
+    return _GroupPlan(group.name, group, rows, names, scoring_names or names, plan_table), keys
+
+
+def _extra_parameters(graph: DependencyGraph, module: str, role: str) -> dict[str, nn.Parameter]:
+    """The parameters besides weights that a layer role's masks cover: a filter's bias, a norm's
+    γ/β, a parameter read in forward (a buffer read in forward has no mask: it is only sliced)."""
+    if role == PARAM:
+        param = graph.parameters.get(module)
+        return {} if param is None else {module: param}
+    layer = graph.modules[module]
+    attributes = ("bias",) if role == OUT else ("weight", "bias") if role == NORM else ()
+    extras: dict[str, nn.Parameter] = {}
+    for attribute in attributes:
+        param = getattr(layer, attribute, None)
+        if isinstance(param, nn.Parameter):
+            extras[f"{module}.{attribute}"] = param
     return extras
 
 
@@ -173,6 +244,16 @@ def _nothing_to_prune(graph: DependencyGraph, structure: str) -> PruningError:
         f"pruner.coupling=coupled finds no channel of the selected layers that can be removed ({why}); "
         "select other layers or use pruner.coupling=layer"
     )
+
+
+def _keep_one_per_layer(holders: dict, keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """A layer role whose every channel would go keeps its best-scored one (a layer of width 0
+    would not be a layer). Only possible where several layers share a group (concatenations).
+    ``holders``: layer role -> positions (in ``keep``) of the channels it holds."""
+    for positions in holders.values():
+        if positions.numel() and not keep[positions].any():
+            keep[positions[torch.argmax(scores[positions])]] = True
+    return keep
 
 
 class CoupledPruningEngine(PruningEngine):
@@ -199,12 +280,10 @@ class CoupledPruningEngine(PruningEngine):
         self.group_reduction = spec.group_reduction
         self.round_to = spec.round_to or 1
         names = {p.name for p in selected}
-        # the plans come first: the mask store and the calibration pass are built on them
-        self.plans, self._extras = plan_groups(graph, names, spec.structure)
-        # layer roles that keep channels whatever happens (fixed or unselected ones) need no guard
-        self._roles_never_empty = {
-            (m.module, m.role) for c in graph.channels() if c.fixed or not _selectable(c, names) for m in c.members
-        }
+        # the plans come first: the mask store and the calibration pass are built on them; layer
+        # roles that keep channels whatever happens (fixed or unselected ones) need no guard
+        with paused_gc():
+            self.plans, self._extras, self._roles_never_empty = plan_groups(graph, names, spec.structure)
         self._warned: set[str] = set()
         super().__init__(model, spec, selected, rule, schedule, finals, ranking_view, fold_pairs)
 
@@ -216,18 +295,21 @@ class CoupledPruningEngine(PruningEngine):
     def ranked_layers(self) -> dict[str, nn.Module]:
         layers = {}
         for plan in self.plans:
-            for channel in plan.channels:
-                for member in self._scoring_members(channel):
-                    layers[_weight(member.module)] = self.modules[member.module]
+            for module, role in self._table(plan).entries:
+                if role != PARAM:
+                    layers[_weight(module)] = self.modules[module]
         return layers
 
     def units(self) -> dict[str, tuple[str, ...]]:
         return {plan.name: tuple(plan.target_names) for plan in self.plans}
 
     # ----------------------------------------------------------------------------- ranking
-    def channel_scores_of(self, module: str, role: str, cache: dict) -> list[float]:
-        """Per-channel criterion scores of a layer role on the ranking view (``cache``: shared by
-        one update's calls; python floats, cheap to index)."""
+    def _table(self, plan: _GroupPlan) -> _PlanTable:
+        return plan.table
+
+    def channel_score_tensor(self, module: str, role: str, cache: dict) -> torch.Tensor:
+        """Per-channel criterion scores (float64, CPU) of a layer role on the ranking view
+        (``cache``: shared by one update's calls)."""
         key = (module, role, "view")
         if key not in cache:
             if role == PARAM:  # slices of a parameter read in forward, along its channel dim
@@ -238,10 +320,17 @@ class CoupledPruningEngine(PruningEngine):
                 layer = self.modules[module]
                 view = self.ranking_view(_weight(module), weight_of(layer))
                 scores = checked_scores(self.rule.criterion, to_groups(view.detach(), ROLE_STRUCTURE[role], layer))
-            cache[key] = scores.detach().double().cpu().tolist()
+            cache[key] = scores.detach().double().cpu()
         return cache[key]
 
-    def alive_flags_of(self, module: str, role: str, cache: dict) -> list[bool] | None:
+    def channel_scores_of(self, module: str, role: str, cache: dict) -> list[float]:
+        """:meth:`channel_score_tensor` as python floats."""
+        key = (module, role, "list")
+        if key not in cache:
+            cache[key] = self.channel_score_tensor(module, role, cache).tolist()
+        return cache[key]
+
+    def alive_tensor_of(self, module: str, role: str, cache: dict) -> torch.Tensor | None:
         """Per-channel flags of a layer role: does the channel survive the masks (None: not masked yet)."""
         key = (module, role, "mask")
         if key not in cache:
@@ -250,13 +339,22 @@ class CoupledPruningEngine(PruningEngine):
                 cache[key] = None
             elif role == PARAM:
                 dim = self.graph.param_dims[module]
-                cache[key] = mask.movedim(dim, 0).reshape(mask.shape[dim], -1).any(1).cpu().tolist()
+                cache[key] = mask.movedim(dim, 0).reshape(mask.shape[dim], -1).any(1).cpu()
             else:
-                cache[key] = to_groups(mask, ROLE_STRUCTURE[role], self.modules[module]).any(dim=1).cpu().tolist()
+                cache[key] = to_groups(mask, ROLE_STRUCTURE[role], self.modules[module]).any(dim=1).cpu()
+        return cache[key]
+
+    def alive_flags_of(self, module: str, role: str, cache: dict) -> list[bool] | None:
+        """:meth:`alive_tensor_of` as python bools."""
+        key = (module, role, "mask list")
+        if key not in cache:
+            flags = self.alive_tensor_of(module, role, cache)
+            cache[key] = None if flags is None else flags.tolist()
         return cache[key]
 
     def _scoring_members(self, channel: CoupledChannel) -> list[Member]:
-        return scoring_members(channel, self.structure)
+        parameters = self.graph.parameters
+        return [m for m in scoring_members(channel, self.structure) if m.role != PARAM or m.module in parameters]
 
     def _channel_score(self, channel: CoupledChannel, cache: dict) -> float:
         scores = []
@@ -273,25 +371,53 @@ class CoupledPruningEngine(PruningEngine):
                 return any(flags[i] for i in member.indices)
         return True
 
-    def _prune_count(self, plan: _GroupPlan, target: float) -> int:
-        n = len(plan.channels)
+    def plan_scores(self, plan: _GroupPlan, cache: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every channel's score (float64) and whether it survives the masks, for all of ``plan``
+        at once: what :meth:`_channel_score` and :meth:`is_alive` give one channel at a time (the
+        same sums in the same order, so the same floats)."""
+        n = plan.rows.numel()
+        total = torch.zeros(n, dtype=torch.float64)
+        best = torch.full((n,), -math.inf, dtype=torch.float64)
+        members = torch.zeros(n, dtype=torch.long)
+        alive = torch.ones(n, dtype=torch.bool)
+        decided = torch.zeros(n, dtype=torch.bool)
+        for (module, role), (positions, indices) in self._table(plan).entries.items():
+            counts = torch.bincount(positions, minlength=n)
+            present = counts > 0
+            per_channel = self.channel_score_tensor(module, role, cache)
+            sums = torch.zeros(n, dtype=torch.float64).index_add_(0, positions, per_channel[indices])
+            mean = sums / counts.clamp_min(1)
+            total += torch.where(present, mean, 0.0)
+            best = torch.where(present, torch.maximum(best, mean), best)
+            members += present
+            flags = self.alive_tensor_of(module, role, cache)
+            if flags is not None:
+                any_alive = torch.zeros(n, dtype=torch.long).index_add_(0, positions, flags[indices].long()) > 0
+                first = present & ~decided
+                alive[first] = any_alive[first]
+                decided |= present
+        if self.group_reduction == "max":
+            return best, alive
+        return (total if self.group_reduction == "sum" else total / members.clamp_min(1)), alive
+
+    def _prune_count(self, name: str, n: int, target: float) -> int:
         k = round_half_up(target * n)
         if k >= n:
-            if plan.name not in self._warned:
-                self._warned.add(plan.name)
+            if name not in self._warned:
+                self._warned.add(name)
                 warnings.warn(
                     f"target sparsity {target:g} asks to remove all {n} prunable channels of the group of "
-                    f"{plan.name}; one is kept",
+                    f"{name}; one is kept",
                     stacklevel=4,
                 )
             k = n - 1
         if self.round_to > 1 and n >= self.round_to:
             kept = min(n, math.ceil((n - k) / self.round_to) * self.round_to)
             k = n - kept
-        elif self.round_to > n and f"round_to:{plan.name}" not in self._warned:
-            self._warned.add(f"round_to:{plan.name}")  # said once per group, not per epoch
+        elif self.round_to > n and f"round_to:{name}" not in self._warned:
+            self._warned.add(f"round_to:{name}")  # said once per group, not per epoch
             warnings.warn(
-                f"pruner.round_to={self.round_to} is larger than the group of {plan.name} ({n} prunable "
+                f"pruner.round_to={self.round_to} is larger than the group of {name} ({n} prunable "
                 "channels): its kept count is not rounded",
                 stacklevel=4,
             )
@@ -302,55 +428,54 @@ class CoupledPruningEngine(PruningEngine):
         channels come from different producers) gets the level on each producer's share, as a
         layer scope promises: ranking the whole group at once would empty one producer and keep
         the other whole (squeezenet's expand3x3 at 1 of 64 filters beside a full expand1x1)."""
-        segments = concatenated_segments(plan.channels)
+        scores, alive = self.plan_scores(plan, cache)
+        segments = self._table(plan).segments
         if len(segments) <= 1:
-            return self._decide_whole(plan, target, cache)
-        keep = torch.ones(len(plan.channels), dtype=torch.bool)
+            return self._decide_whole(plan.name, target, scores, alive, self._table(plan).holders)
+        keep = torch.ones(plan.rows.numel(), dtype=torch.bool)
+        local = torch.full((plan.rows.numel(),), -1, dtype=torch.long)
         for producers, positions in segments.items():
-            share = replace(
-                plan,
-                name=f"{plan.name} ({', '.join(sorted(producers))})",
-                channels=[plan.channels[p] for p in positions],
-            )
-            keep[positions] = self._decide_whole(share, target, cache)
+            rows = torch.tensor(positions)
+            local[rows] = torch.arange(len(positions))
+            holders = {key: local[held][local[held] >= 0] for key, held in self._table(plan).holders.items()}
+            name = f"{plan.name} ({', '.join(sorted(producers))})"
+            keep[rows] = self._decide_whole(name, target, scores[rows], alive[rows], holders)
+            local[rows] = -1
         return keep
 
-    def _decide_whole(self, plan: _GroupPlan, target: float, cache: dict) -> torch.Tensor:
-        scores = torch.tensor([self._channel_score(c, cache) for c in plan.channels], dtype=torch.float64)
-        alive = torch.tensor([self.is_alive(c, cache) for c in plan.channels], dtype=torch.bool)
-        k = self._prune_count(plan, target)
+    def _decide_whole(
+        self, name: str, target: float, scores: torch.Tensor, alive: torch.Tensor, holders: dict
+    ) -> torch.Tensor:
+        k = self._prune_count(name, scores.numel(), target)
         if k <= int((~alive).sum()):
             keep = alive.clone()
         else:
             keep = keep_all_but_lowest_k(torch.where(alive, scores, -math.inf), k)
-        return self._keep_one_per_layer(plan, keep, scores)
+        return _keep_one_per_layer(holders, keep, scores)
 
     def _keep_one_per_layer(self, plan: _GroupPlan, keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        """A layer role whose every channel would go keeps its best-scored one (a layer of width 0
-        would not be a layer). Only possible where several layers share a group (concatenations)."""
-        holders: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for position, channel in enumerate(plan.channels):
-            for member in channel.members:
-                key = (member.module, member.role)
-                if member.role != NORM and key not in self._roles_never_empty:
-                    holders[key].append(position)
-        for positions in holders.values():
-            if not keep[positions].any():
-                best = max(positions, key=lambda p: float(scores[p]))
-                keep[best] = True
-        return keep
+        return _keep_one_per_layer(self._table(plan).holders, keep, scores)
 
     @torch.no_grad()
     def update_masks(self, epoch: int, fractional: float | None = None) -> None:
         self.prepare_ranking(epoch, fractional)
         targets = self.scheduled_targets(epoch, fractional)
         cache: dict = {}
-        removed: list[CoupledChannel] = []
-        for plan in self.plans:
-            target = min(targets[name] for name in plan.target_names if name in targets)
-            keep = self._decide(plan, target, cache)
-            removed.extend(channel for channel, kept in zip(plan.channels, keep.tolist()) if not kept)
-        self._apply_removed(removed)
+        removed: dict[tuple[str, str], list[torch.Tensor]] = defaultdict(list)
+        with paused_gc():
+            for plan in self.plans:
+                target = min(targets[name] for name in plan.target_names if name in targets)
+                gone = torch.zeros(plan.group.size, dtype=torch.bool)
+                gone[plan.rows[~self._decide(plan, target, cache)]] = True
+                table = plan.group.table
+                for key, positions, indices in zip(table.keys, table.positions, table.indices):
+                    hit = gone[positions]
+                    if bool(hit.any()):
+                        removed[key].append(indices[hit])
+            masks = self._masks_for_indices({key: torch.cat(parts) for key, parts in removed.items()})
+            for name, mask in masks.items():
+                self.store.update(name, mask, owned=False)
+                self.store.zero_masked(name)
 
     def _masks_for_removed(self, channels) -> dict[str, torch.Tensor]:
         """Keep-masks (weights, biases, BN γ/β) that remove the coupled ``channels``."""
@@ -358,12 +483,18 @@ class CoupledPruningEngine(PruningEngine):
         for channel in channels:
             for member in channel.members:
                 removed[(member.module, member.role)].extend(member.indices)
+        return self._masks_for_indices({key: torch.tensor(indices) for key, indices in removed.items()})
+
+    def _masks_for_indices(self, removed: Mapping[tuple[str, str], torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Keep-masks (weights, biases, BN γ/β) that remove channels ``removed[(module, role)]``."""
         masks: dict[str, torch.Tensor] = {}
         for (module, role), indices in removed.items():
             width = self.graph.widths[(module, role)]
             flags = torch.ones(width, dtype=torch.bool)
             flags[indices] = False
             if role == PARAM:
+                if module not in self.graph.parameters:
+                    continue  # a buffer read in forward (running statistics): no mask, only sliced
                 param, dim = self.graph.parameters[module], self.graph.param_dims[module]
                 shape = [1] * param.dim()
                 shape[dim] = width

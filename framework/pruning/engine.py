@@ -101,6 +101,9 @@ class NoOpPruner:
     def sparsity(self) -> dict[str, float]:
         return {"total": 0.0}
 
+    def cost_metrics(self, epoch: int) -> dict[str, float]:
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         return {"method": NONE, "masks": {}}
 
@@ -305,6 +308,10 @@ class PruningEngine:
         if target is None:
             raise PruningError(f"pruner.method={self.method} has no sparsity target to rank to; allowed: agp | level")
         return target
+
+    def cost_metrics(self, epoch: int) -> dict[str, float]:
+        """A budget's predicted cost and target (:class:`~.budget.engine.BudgetPruningEngine`); none here."""
+        return {}
 
     @torch.no_grad()
     def sparsity(self) -> dict[str, float]:

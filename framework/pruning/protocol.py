@@ -96,6 +96,9 @@ class Pruner(Protocol):
     def sparsity(self) -> dict[str, float]:
         """``{"total": ..., name: ...}``: zeros over elements of the pruned set and of each parameter."""
 
+    def cost_metrics(self, epoch: int) -> dict[str, float]:
+        """A budget's predicted cost and its target at ``epoch``, by metric name ({} without a budget)."""
+
     def state_dict(self) -> dict[str, Any]:
         """Plain data (strings, bool/uint8 tensors) for a ``weights_only`` checkpoint."""
 

@@ -50,6 +50,11 @@ THIN_END, THIN_AFTER_PRUNING, THIN_NEVER = "end", "after_pruning", "never"
 THIN_WHEN = (THIN_END, THIN_AFTER_PRUNING, THIN_NEVER)
 ACTIVATION = "activation"
 FOLD_BATCHNORM = (True, False, ACTIVATION)
+# budget: what final_sparsity is a fraction of (null: each layer's or the global set's groups)
+MACS_BUDGET, LATENCY_BUDGET = "macs", "latency"
+BUDGETS = (MACS_BUDGET, LATENCY_BUDGET)
+# the runtimes a latency table is measured for (framework.deploy.latency_measure)
+LATENCY_RUNTIMES = ("eager", "onnx_fp32", "onnx_int8", "cuda")
 
 
 # ----------------------------------------------------------------------------- value kinds
@@ -229,6 +234,46 @@ def scope_problem(scope: Any, method: str) -> str | None:
     return None
 
 
+def budget_problems(spec: PrunerSpec) -> list[str]:
+    """``budget=macs|latency`` allocates widths across the coupled groups of the whole model."""
+    budget, target = spec.budget, spec.target_latency_ms
+    problems: list[str] = []
+    if budget is not None and budget not in BUDGETS:
+        allowed = f"null | {' | '.join(BUDGETS)}"
+        if budget == "params":
+            return [f"pruner.budget=params is not supported yet; allowed: {allowed}"]
+        return [f"pruner.budget={budget!r} is invalid; allowed: {allowed}"]
+    coupled_widths = thinnable(spec.method, spec.effective_coupling) and spec.structure in STRUCTURED
+    if budget is not None and not coupled_widths:
+        problems.append(
+            f"pruner.budget={budget} allocates the widths of coupled groups; it needs pruner.method=agp or level "
+            f"with pruner.structure=filter or channel and coupling=coupled; got method={spec.method}, "
+            f"structure={spec.structure}, coupling={spec.effective_coupling}"
+        )
+    elif budget is not None and spec.scope != GLOBAL:
+        problems.append(
+            f"pruner.budget={budget} allocates widths across the whole model; it needs pruner.scope=global; got {spec.scope}"
+        )
+    if target is not None:
+        if not (is_number(target) and target > 0):
+            problems.append(
+                f"pruner.target_latency_ms={target!r} is invalid; allowed: null or a number of milliseconds > 0"
+            )
+        elif budget != LATENCY_BUDGET:
+            problems.append(
+                f"pruner.target_latency_ms={target} needs pruner.budget=latency; got pruner.budget={budget}"
+            )
+    if spec.latency_runtime not in LATENCY_RUNTIMES:
+        problems.append(
+            f"pruner.latency_runtime={spec.latency_runtime!r} is invalid; allowed: {' | '.join(LATENCY_RUNTIMES)}"
+        )
+    if spec.latency_table is not None and budget != LATENCY_BUDGET:
+        problems.append(
+            f"pruner.latency_table={spec.latency_table} needs pruner.budget=latency; got pruner.budget={budget}"
+        )
+    return problems
+
+
 def max_layer_sparsity_problem(value: Any) -> str | None:
     if value is not None and not is_sparsity(value):
         return f"pruner.max_layer_sparsity={value!r} is invalid; allowed: null or a number in [0, 1)"
@@ -352,6 +397,12 @@ class PrunerSpec:
     the BatchNorm and the ReLU that follows). ``structure="nm"`` with ``n`` and ``m``: ``n`` of every
     ``m`` weights along each Conv/Linear weight's input dimension kept; never coupled or thinned;
     ``final_sparsity`` must be ``(m - n) / m`` (:attr:`nm`).
+
+    ``budget`` (coupled, ``scope="global"``): null ranks groups, ``final_sparsity`` a share of them;
+    ``macs`` / ``latency`` allocate every group's width so that the model's MACs (counted) or
+    latency (a table measured on this machine for ``latency_runtime``, or read from
+    ``latency_table``) fall by ``final_sparsity`` of the dense model's, or, for ``latency``, to
+    ``target_latency_ms`` (:mod:`framework.pruning.budget`; docs/latency.md).
     """
 
     method: str = AGP  # level | agp rank and prune to a target; magnitude | std_threshold zero under a threshold
@@ -383,6 +434,10 @@ class PrunerSpec:
     calibration_batches: int = 8  # batches a data-aware criterion sees per pruning moment
     n: int | None = None  # structure=nm: n of every m weights kept
     m: int | None = None
+    budget: str | None = None  # null: final_sparsity is a share of groups | macs | latency: a share of the cost
+    target_latency_ms: float | None = None  # budget=latency: the final latency instead of final_sparsity
+    latency_table: str | None = None  # budget=latency: a table file; null: measured here and cached
+    latency_runtime: str = "eager"  # budget=latency: eager | onnx_fp32 | onnx_int8 | cuda
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -447,6 +502,7 @@ class PrunerSpec:
         problems.append(max_layer_sparsity_problem(self.max_layer_sparsity))
         problems.append(fold_batchnorm_problem(self.fold_batchnorm))
         problems.append(step_frequency_problem(self.step_frequency, self.method))
+        problems.extend(budget_problems(self))
         if with_schedule:
             problems.extend(schedule_problems(self.starting_epoch, self.ending_epoch, self.frequency))
         return [p for p in problems if p]

@@ -5,6 +5,9 @@ reports on the trainer, ``trainer.replacement``): the final model with BatchNorm
 to ONNX, and with ``deploy.quantize=int8`` quantized by ONNX Runtime on
 ``deploy.int8_calibration_batches`` training batches, drawn seeded like a data-aware criterion's
 calibration batches (the same batches for the same seed, whatever the loader's shuffling did);
+when int8 loses more than ``deploy.max_int8_drop`` of top-1 the layers that lose most stay in
+fp32 (:mod:`framework.deploy.int8_fallback`), and the servable variant is chosen by one rule
+(:mod:`framework.deploy.servable`: ``deploy/servable_int8``, said in the end-of-run block);
 every variant's top-1, size on disk and latency go into that epoch's metrics as ``deploy/...``
 (so the trackers log them) and into ``<run dir>/deploy/variants.csv``. The ONNX files stay in
 ``<run dir>/deploy/`` and are left in ``trainer.exports`` for the trackers to log as servable
@@ -44,6 +47,7 @@ class DeployHook(Hook):
         parameter_names: Sequence[str] = (),
         builds: bool = True,
         required: bool = False,
+        max_int8_drop: float = 0.005,
     ):
         """``builds``: deploy.enabled on rank 0 (false leaves only the N:M check); ``nm`` and
         ``parameter_names``: the N:M pattern the pruner promised on those weights; ``required``:
@@ -60,6 +64,7 @@ class DeployHook(Hook):
         self.builds = builds
         self.required = required
         self.failure: str | None = None  # why the step could not build the model, for after_run
+        self.max_int8_drop = max_int8_drop
 
     def after_epoch(self, trainer) -> None:
         if trainer.epoch != trainer.epochs - 1:
@@ -89,13 +94,17 @@ class DeployHook(Hook):
                 dense_measured=thinned.dense_measured if thinned is not None else None,
                 quantize=self.quantize,
                 loader_batch=self.batch_size,
-                warmup=1,
-                repeats=RUN_LATENCY_REPEATS,
+                timing=(1, RUN_LATENCY_REPEATS),
+                max_int8_drop=self.max_int8_drop,
             )
         except Exception as error:  # an optional step: the trained model is not lost to it
             self._skip(trainer, error)
             return
         trainer.epoch_metrics.update(result.metrics)
+        if result.int8 is not None and result.int8.kept_fp32:
+            log.info("int8: %s kept in fp32 (they lose most when quantized)", ", ".join(result.int8.kept_fp32))
+        for note in result.servable.notes if result.servable is not None else ():
+            log.warning("%s", note)
         trainer.exports[MODEL_DIR] = result.onnx_path
         if result.int8_path is not None:
             trainer.exports[INT8_MODEL_DIR] = result.int8_path

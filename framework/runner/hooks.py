@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from framework.components import build_component
 from framework.config import pruning_window
 from framework.process.distributed import DistContext
+from framework.runner.card import CardFiguresHook, TestSplitHook
 from framework.runner.deploy_hook import DeployHook
 from framework.runner.parts import Parts, recorded_params
 from framework.runner.pruning_hook import PruningHook
@@ -77,6 +78,9 @@ def build_hooks(cfg: DictConfig, parts: Parts, ddp: DistContext) -> list[PlacedH
         "after pruning's metrics: the masked model is measured, then replaced by the thinned one",
     )
     place(deploy_hook(cfg, parts, builds=main), "after thinning: the deployable model is the final, thinned one")
+    if cfg.card.enabled:  # every rank: the test split is evaluated like the validation split
+        place(TestSplitHook(), "after deploy: the final model's test split, reported beside validation")
+        place(CardFiguresHook(), "after the test split: the card's figures read every epoch's metrics")
     if not main:
         return placed
     place(EpochLogHook(also_shown=PruningHook.SHOWN_IN_LOG), "after every hook that adds metrics: the epoch's line")
@@ -150,6 +154,7 @@ def deploy_hook(cfg: DictConfig, parts: Parts, builds: bool) -> DeployHook | Non
         parameter_names=parts.pruner.parameter_names if parts.pruner is not None else (),
         builds=enabled and builds,
         required=bool(cfg.deploy.required),
+        max_int8_drop=cfg.deploy.max_int8_drop,
     )
 
 

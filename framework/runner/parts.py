@@ -21,6 +21,8 @@ from framework.errors import ConfigError, short_reason
 from framework.process.distributed import SINGLE, DistContext, resolve_device
 from framework.pruning.scores.bn_fold import pairs_report
 from framework.run_context import RunContext
+from framework.runner.budget_table import budget_cost_table
+from framework.runner.card import card_dir, set_target_from_ratio
 from framework.runner.first_batch import check_output
 from framework.runner.methods import KnowledgeDistillation
 from framework.tracking.description import RunDescription
@@ -74,10 +76,14 @@ def build_parts(
     device = resolve_device(cfg.device, ddp)
     if cfg.task == "train" and cfg.distributed.sync_batchnorm and device.type != "cuda":
         raise ConfigError(f"distributed.sync_batchnorm=true needs CUDA; this run is on {device.type}; allowed: false")
+    if cfg.task == "train":
+        check_training_step(cfg, device)
     seed_everything(cfg.seed)
     model = build_model(cfg, num_classes, input_shape)
     model.to(device)
-    pruner, fold_pairs = build_pruner_part(cfg, model, input_shape, schedule_window)
+    set_target_from_ratio(cfg, model, input_shape, card_dir(cfg, context))  # a card job: ratio -> final_sparsity
+    cost_table = budget_cost_table(cfg, model, input_shape, context if ddp.is_main else None)
+    pruner, fold_pairs = build_pruner_part(cfg, model, input_shape, schedule_window, cost_table)
     training = cfg.task == "train"
     distillation = build_component("distill", cfg.distill) if training and cfg.get("distill") else None
     regularizer = build_component("regularizer", cfg.regularizer) if training and cfg.get("regularizer") else None
@@ -109,6 +115,16 @@ def build_parts(
     )
 
 
+def check_training_step(cfg: DictConfig, device: torch.device) -> None:
+    """The precision and torch.compile asked for, against the device the run got (device=auto)."""
+    from framework.training.fast_path import compile_problem
+    from framework.training.precision import precision_problem
+
+    problem = precision_problem(str(cfg.precision), device) or (compile_problem(device) if cfg.compile else None)
+    if problem:
+        raise ConfigError(problem)
+
+
 def build_trackers(cfg: DictConfig, description: RunDescription) -> Trackers:
     """The metrics file, then the ``tracking`` component's trackers (connected: an unreachable
     store fails here, before any data is read)."""
@@ -122,14 +138,20 @@ def planned_steps(cfg: DictConfig) -> int:
         return 1 + len(cfg.sensitivity.levels)
     if cfg.task == "eval":
         return 1
+    if cfg.task == "oneshot":  # the dense model, the pruned one
+        return 2
     return int(cfg.epochs)
 
 
 def build_data_source(cfg: DictConfig):
-    """The dataset component, described (classes, input shape) and its files checked, unread."""
+    """The dataset component, described (classes, input shape) and its files checked, unread; a
+    dataset that takes ``weights_transforms`` gets the preprocessing the model's weights declare."""
     from framework.data import as_data_source
+    from framework.models import weights_transforms
 
-    source = as_data_source(build_component("dataset", cfg.dataset), cfg.dataset._target_)
+    declared = weights_transforms(cfg.model)
+    built = build_component("dataset", cfg.dataset, **({"weights_transforms": declared} if declared else {}))
+    source = as_data_source(built, cfg.dataset._target_)
     check = getattr(source, "check", None)
     if callable(check):
         check()
@@ -175,10 +197,10 @@ def _check_forward(model: torch.nn.Module, described: str, input_shape: Sequence
 
 
 def build_pruner_part(
-    cfg: DictConfig, model: torch.nn.Module, input_shape: Sequence[int], schedule_window=None
+    cfg: DictConfig, model: torch.nn.Module, input_shape: Sequence[int], schedule_window=None, cost_table=None
 ) -> tuple[Any | None, list[dict[str, str]] | None]:
     """The pruner (built here, once) and, with fold_batchnorm, the layers it folds; (None, None)
-    for method=none."""
+    for method=none. ``cost_table``: what ``pruner.budget`` counts (:mod:`.budget_table`)."""
     if cfg.pruner.method == "none":
         if cfg.fold_batchnorm:
             log.warning("fold_batchnorm=true has no effect with pruner.method=none")
@@ -187,6 +209,8 @@ def build_pruner_part(
         starting_epoch, ending_epoch = pruning_window(cfg.schedule, cfg.epochs)
         schedule_window = (starting_epoch, ending_epoch, cfg.schedule.frequency, cfg.schedule.step_frequency)
     starting_epoch, ending_epoch, frequency, step_frequency = schedule_window
+    # a function that returns the table: Hydra would turn the dataclass itself into a config
+    objects = {"cost_table": lambda: cost_table} if cost_table is not None else {}
     pruner = build_component(
         "pruner",
         cfg.pruner,
@@ -197,6 +221,7 @@ def build_pruner_part(
         step_frequency=step_frequency,
         fold_batchnorm=cfg.fold_batchnorm,
         input_shape=tuple(input_shape),
+        **objects,
     )
     fold_pairs = None
     if cfg.fold_batchnorm:
@@ -235,6 +260,10 @@ def params_in_use(cfg: DictConfig) -> dict[str, Any]:
             used["loader"].pop(key, None)
     if not used.get("profile_steps"):
         used.pop("profile_steps", None)
+    # the training step's defaults are not params: runs from before these keys compare equal
+    for key, default in (("precision", "32"), ("compile", False), ("channels_last", False)):
+        if str(used.get(key)) == str(default):
+            used.pop(key, None)
     if cfg.get("task", "train") == "train":  # the analysis settings only matter to task=sensitivity
         used.pop("task", None)
         used.pop("sensitivity", None)

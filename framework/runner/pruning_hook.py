@@ -62,10 +62,18 @@ class PruningHook(Hook):
 
     def before_epoch(self, trainer) -> None:
         if self.frozen_sparsity is None:
+            # Only a step that removes weights can rank through untrained BatchNorms (AGP's first
+            # step removes none): count before and after while the warning is still unsaid.
+            watching = not self.warned_unfolded and bool(self.pruner.fold_pairs)
+            removed_before = self.removed_weights() if watching else 0
             updated = self.pruner.on_epoch_start(trainer.epoch)
-            if updated is not None:
+            if updated is not None and watching and self.removed_weights() > removed_before:
                 self.warn_if_folding_changes_nothing(trainer)
                 trainer.weights_edited(f"epoch {trainer.epoch} start")
+
+    def removed_weights(self) -> int:
+        """How many weights the masks remove now."""
+        return sum(int((mask == 0).sum()) for mask in self.pruner.masks.values())
 
     def warn_if_folding_changes_nothing(self, trainer) -> None:
         """fold_batchnorm=true ranks W·γ/sqrt(var+eps); while every folded BatchNorm is untrained
@@ -98,6 +106,7 @@ class PruningHook(Hook):
         sparsity = self.frozen_sparsity if self.frozen_sparsity is not None else self.pruner.sparsity()
         for name, value in sparsity.items():
             metrics[f"sparsity/{name}"] = float(value)
+        metrics.update(self.pruner.cost_metrics(trainer.epoch))
 
     def after_run(self, trainer) -> None:
         if self.report_dir is not None and self.frozen_sparsity is None:  # else written by freeze()

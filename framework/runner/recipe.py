@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from framework.components import build_component
+from framework.config import validate
 from framework.data import build_loaders, limit_batches, load_splits
 from framework.errors import ConfigError
 from framework.process.distributed import (
@@ -30,7 +31,8 @@ from framework.process.ranks import agree_or_raise
 from framework.process.run_lock import lock_run_dir
 from framework.process.signals import sigterm_as_interrupt
 from framework.pruning.thinning.thin import apply_recipe, thinning_recipe
-from framework.run_context import RunContext
+from framework.run_context import BEST_CHECKPOINT, RunContext
+from framework.runner.card import card_dir, give_test_split, is_card_job, prepare_card_job
 from framework.runner.first_batch import check_first_batches
 from framework.runner.hooks import build_hooks
 from framework.runner.methods import give_calibration_data
@@ -45,6 +47,7 @@ from framework.runner.summary import where_everything_is
 from framework.tracking.group import Trackers
 from framework.training import Trainer, load_checkpoint
 from framework.training.checkpoint_checks import check_checkpoint_fields, check_checkpoint_fits
+from framework.training.fast_path import Acceleration
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +84,30 @@ def run_checked(cfg: DictConfig, context: RunContext) -> dict[str, float]:
                 from framework.runner.eval_task import evaluate
 
                 return evaluate(cfg, context)
+            if cfg.task == "oneshot":
+                if ddp.enabled:
+                    raise ConfigError("task=oneshot runs in one process; allowed: python run.py task=oneshot ...")
+                from framework.runner.oneshot_task import oneshot
+
+                return oneshot(cfg, context, resume_path)
+            if is_card_job(cfg):  # starts from its seed's dense model, trained once per sweep
+                cfg = prepare_card_job(cfg, card_dir(cfg, context), _dense_trainer(context))
             return train(cfg, context, ddp, resume_path)
     finally:
         shutdown_distributed()
+
+
+def _dense_trainer(context: RunContext):
+    """Trains a card's dense model in ``folder`` as a run of its own (nested under the sweep's
+    parent run); returns its validation-selected checkpoint."""
+
+    def train_dense(dense_cfg: DictConfig, folder: Path) -> Path:
+        validate(dense_cfg)
+        dense_context = RunContext(run_dir=folder, overrides=["card.role=dense"], parent_run_id=context.parent_run_id)
+        run_checked(dense_cfg, dense_context)
+        return dense_context.checkpoints / BEST_CHECKPOINT
+
+    return train_dense
 
 
 def _shared_run_dir(context: RunContext, ddp: DistContext) -> RunContext:
@@ -138,6 +162,7 @@ def _set_up_training(
     hooks = [placed.hook for placed in build_hooks(cfg, parts, ddp)]
     # -- from here on, data is read ----------------------------------------------------------
     bundle, train_loader, val_loader = _training_data(cfg, parts, ddp)
+    give_test_split(hooks, bundle.test, cfg.loader.batch_size)  # a card's runs report the test split
     model = parts.model
     optimizer = build_component("optimizer", cfg.optimizer, params=model.parameters())
     lr_scheduler = build_component("lr_scheduler", cfg.lr_scheduler, optimizer=optimizer) if cfg.lr_scheduler else None
@@ -146,6 +171,7 @@ def _set_up_training(
         from framework.training.ddp import DataParallel
 
         parallel = DataParallel(ddp, parts.device, sync_batchnorm=cfg.distributed.sync_batchnorm)
+    acceleration = Acceleration(parallel, str(cfg.precision), bool(cfg.compile), bool(cfg.channels_last))
     trainer = Trainer(
         model,
         optimizer,
@@ -156,7 +182,7 @@ def _set_up_training(
         lr_scheduler=lr_scheduler,
         hooks=hooks,
         progress=cfg.progress and ddp.is_main,  # one bar, rank 0's
-        parallel=parallel,
+        acceleration=acceleration,
         preprocessing=bundle.preprocessing,
     )
     if checkpoint is not None:
@@ -199,6 +225,7 @@ def _training_data(cfg: DictConfig, parts: Parts, ddp: DistContext):
         seed=cfg.seed,
         rank=ddp.rank,
         world_size=ddp.world_size,
+        pin_memory=parts.device.type == "cuda",  # with the trainer's non-blocking copies
     )
     give_calibration_data(parts.pruner, bundle.train, cfg.loader.batch_size, cfg.seed, ddp.rank)
     return bundle, train_loader, val_loader

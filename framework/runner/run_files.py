@@ -3,7 +3,16 @@ name as the run folder's): the trackers log those that exist when the run ends."
 
 from __future__ import annotations
 
-from framework.run_context import CHECKPOINTS, DEPLOY, DERIVED_CONF, PRUNING, SENSITIVITY, THINNED, RunContext
+from framework.run_context import (
+    CHECKPOINTS,
+    DEPLOY,
+    DERIVED_CONF,
+    LANGUAGE_MODEL,
+    PRUNING,
+    SENSITIVITY,
+    THINNED,
+    RunContext,
+)
 from framework.tracking.tracker import RunFile
 
 HYDRA = "hydra"  # the composed config and overrides (.hydra/), under this name
@@ -33,6 +42,17 @@ def sensitivity_files(context: RunContext) -> list[RunFile]:
 def eval_files(context: RunContext) -> list[RunFile]:
     """An evaluation makes nothing new to keep but its metrics and config."""
     return [RunFile(context.metrics_file), *_config(context)]
+
+
+def oneshot_files(context: RunContext) -> list[RunFile]:
+    """The pruned language model's save_pretrained folder (what a deployment loads), the
+    per-matrix table, the metrics and the config."""
+    return [
+        RunFile(context.language_model, LANGUAGE_MODEL),
+        RunFile(context.pruning, PRUNING),
+        RunFile(context.metrics_file),
+        *_config(context),
+    ]
 
 
 def _config(context: RunContext) -> list[RunFile]:

@@ -23,6 +23,12 @@ def headline(history: Sequence[Mapping[str, float]]) -> str:
         parts.append(f"MACs {_short(thin['thin/macs/dense'])} -> {_short(thin['thin/macs/thinned'])}")
         if "thin/eager_speedup_b1" in thin:
             parts.append(f"speedup x{thin['thin/eager_speedup_b1']:.2f} (batch 1)")
+    deploy = {k: v for epoch in history for k, v in epoch.items() if k.startswith("deploy/")}
+    if "deploy/int8_top1_drop" in deploy:
+        served = "int8" if deploy.get("deploy/servable_int8") else "fp32"
+        kept = int(deploy.get("deploy/int8_fp32_layers", 0))
+        fallback = f", {kept} layer(s) kept in fp32" if kept else ""
+        parts.append(f"served {served} (int8 top-1 drop {100 * deploy['deploy/int8_top1_drop']:.2f} points{fallback})")
     return "  ".join(parts)
 
 

@@ -41,6 +41,13 @@ _sweep_locks: dict[Path, Any] = {}  # sweep dir -> the lock this process holds o
 
 class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from framework.sweeps.card_start import card_start_problems
+
+        problems = card_start_problems(config)  # a card's settings and data files, before any job
+        for line in problems:
+            print(f"error: {line}", file=sys.stderr, flush=True)
+        if problems:
+            sys.exit(2)
         try:
             start_sweep(config)
         except SecateursError as error:  # the store cannot be reached: one line, before any job
@@ -53,6 +60,8 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         finish_sweep(Path(config.hydra.sweep.dir))
+        if OmegaConf.select(config, "card.enabled"):
+            finish_card_of(Path(config.hydra.sweep.dir))
 
 
 def short_name(target: str | None) -> str:
@@ -153,6 +162,18 @@ def finish_sweep(sweep_dir: Path, interrupted: bool = False) -> list[str]:
     if lock is not None:
         lock.release()
     return failures
+
+
+def finish_card_of(sweep_dir: Path) -> None:
+    """The report card of a card sweep, after its summary (docs/report_card.md)."""
+    from framework.sweeps.report_card import finish_card
+
+    sweep_dir = Path(sweep_dir).resolve()
+    info = read_sweep_info(sweep_dir) or SweepInfo(sweep_dir=str(sweep_dir))
+    title = f"sweep {sweep_dir.name}: {shown_overrides(info.overrides)}"
+    warning = finish_card(sweep_dir, info.tracking_uri, info.parent_run_id, title)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
 
 
 def finish_open_sweeps() -> None:

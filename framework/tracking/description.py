@@ -20,7 +20,7 @@ class RunDescription:
     def __init__(
         self,
         context: RunContext,  # where the run writes (its folders) and how it was asked for
-        task: str = "train",  # train | sensitivity | eval
+        task: str = "train",  # train | sensitivity | eval | oneshot
         changes: Sequence[str] = (),  # "epochs: 3 -> 6" after resume_changed=allow
         fold_pairs: list[dict[str, Any]] | None = None,  # fold_batchnorm: the layers folded
         input_shape: Sequence[int] = (),  # one model input, (C, H, W)

@@ -53,8 +53,9 @@ def identity_preprocessing(input_shape: Sequence[int]) -> Preprocessing:
 def raw_pixels(inputs: torch.Tensor, preprocessing: Preprocessing) -> np.ndarray:
     """Preprocessed ``inputs`` turned back into raw pixels (the inverse of
     :meth:`Preprocessing.apply`), rounded when the raw values are integers (digits, 8-bit images)."""
-    mean = torch.tensor(preprocessing.mean, dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(preprocessing.std, dtype=torch.float32).view(1, -1, 1, 1)
+    per_channel = (1, -1) + (1,) * (inputs.dim() - 2)  # images (N, C, H, W) and signals (N, C, L)
+    mean = torch.tensor(preprocessing.mean, dtype=torch.float32).view(per_channel)
+    std = torch.tensor(preprocessing.std, dtype=torch.float32).view(per_channel)
     raw = (inputs.detach().cpu().float() * std + mean) * preprocessing.pixel_scale
     if preprocessing.pixel_scale > 1:
         raw = raw.round()

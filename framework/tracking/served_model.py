@@ -6,10 +6,10 @@ not a deployable model. It imports only what the model's ``requirements.txt`` li
 onnxruntime, numpy, pandas).
 
 Input: raw pixels as the dataset stores them (digits: 0..16; 8-bit images: 0..255), shape
-``(N, C, H, W)`` (or ``(N, C*H*W)``), any real number type (cast to float32). The logged
-preprocessing (``x = (raw / pixel_scale - mean[c]) / std[c]``) runs inside ``predict``. Output: one
-row per sample with the predicted class index ``label``, its ``class_name`` and its softmax
-``probability``.
+``(N, C, H, W)``, ``(N, C, L)`` for 1-D signals (or flat: ``(N, C*H*W)``), any real number type
+(cast to float32). The logged preprocessing (``x = (raw / pixel_scale - mean[c]) / std[c]``) runs
+inside ``predict``. Output: one row per sample with the predicted class index ``label``, its
+``class_name`` and its softmax ``probability``.
 
 The input is checked here, in one line per mistake, rather than by the signature: MLflow holds a
 tensor's dtype and shape to the letter (float64 or uint8 pixels, or flat rows, would each be refused
@@ -34,8 +34,9 @@ class RawPixelClassifier(PythonModel):
             prep = json.load(handle)
         self.input_shape = tuple(int(d) for d in prep["input_shape"])
         self.pixel_scale = np.float32(prep["pixel_scale"])
-        self.mean = np.asarray(prep["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
-        self.std = np.asarray(prep["std"], dtype=np.float32).reshape(1, -1, 1, 1)
+        per_channel = (1, -1) + (1,) * (len(self.input_shape) - 1)  # (C, H, W) images, (C, L) signals
+        self.mean = np.asarray(prep["mean"], dtype=np.float32).reshape(per_channel)
+        self.std = np.asarray(prep["std"], dtype=np.float32).reshape(per_channel)
         self.class_names = [str(name) for name in prep.get("class_names") or []]
         self.session = onnxruntime.InferenceSession(context.artifacts["onnx_model"], providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name

@@ -5,7 +5,7 @@ the user's model class. ``load_checkpoint`` already refuses a file that is not o
 field the loop restores is checked for its type and against the run it is about to continue:
 the weights against the model (names and shapes, as ``pretrained=`` does), the epoch (a whole
 number from 0 to ``epochs``, matching the history), the optimizer's state against the optimizer
-(groups, parameters, state tensor shapes), the RNG states (they must be restorable), the history
+(groups, parameters, state tensor shapes), the RNG states (they must be restorable), the training precision and its fp16 scaler, the history
 (one mapping of metric -> number per finished epoch) and the hooks' states (mappings). Each
 problem is one :class:`CheckpointError` line naming the file and the field, never a traceback
 from deep inside torch and never a silently different run.
@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from framework.config import PRECISIONS
 from framework.errors import CheckpointError, short_reason
 
 SHOWN = 4
@@ -55,6 +56,8 @@ def check_checkpoint_fields(checkpoint: Mapping, path: Path, epochs: int) -> Non
         raise CheckpointError(f"{where}: the recorded config (hooks.config.params) is not a mapping of key -> value")
     if "rng" in checkpoint:
         _check_rng(checkpoint["rng"], where)
+    if checkpoint.get("precision") is not None:
+        _check_precision(checkpoint["precision"], where)
     if checkpoint.get("lr_scheduler") is not None and not isinstance(checkpoint["lr_scheduler"], Mapping):
         kind = type(checkpoint["lr_scheduler"]).__name__
         raise CheckpointError(f"{where}: lr_scheduler is a {kind}; expected a mapping")
@@ -65,6 +68,17 @@ def _is_metrics(entry: Any) -> bool:
         isinstance(key, str) and isinstance(value, (int, float)) and not isinstance(value, bool)
         for key, value in entry.items()
     )
+
+
+def _check_precision(state: Any, where: str) -> None:
+    """The training precision it was written with, and the fp16 gradient scaler's state (numbers)."""
+    if not isinstance(state, Mapping) or state.get("precision") not in PRECISIONS:
+        raise CheckpointError(
+            f"{where}: precision is not a mapping naming one of {' | '.join(PRECISIONS)} (and the fp16 scaler's state)"
+        )
+    scaler = state.get("scaler")
+    if scaler is not None and not _is_metrics(scaler):
+        raise CheckpointError(f"{where}: precision.scaler is not the gradient scaler's state (name -> number)")
 
 
 def _check_rng(state: Any, where: str) -> None:

@@ -26,8 +26,10 @@ from tqdm import tqdm
 
 from framework.errors import NonFiniteLossError
 from framework.training.evaluation import classification_loss, evaluate_model
+from framework.training.fast_path import Acceleration, CompiledModel, batch_to, to_channels_last
 from framework.training.hooks import Hook
 from framework.training.metrics import EpochAverages
+from framework.training.precision import Precision
 from framework.training.rng import rng_state, set_rng_state
 
 
@@ -53,7 +55,7 @@ class Trainer:
         hooks: Sequence[Hook] = (),
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         progress: bool = False,
-        parallel: Any | None = None,
+        acceleration: Acceleration | None = None,
         preprocessing: Any | None = None,
     ):
         self.model = model
@@ -72,7 +74,15 @@ class Trainer:
         self.loader_generator: torch.Generator | None = getattr(train_loader, "generator", None)
         # Several processes (framework.training.ddp.DataParallel): wraps the model for training,
         # aligns buffers before evaluation and sums the metrics over the ranks. None: one process.
-        self.parallel = parallel
+        acceleration = acceleration or Acceleration()
+        self.parallel = acceleration.parallel
+        # The training step's precision (autocast, the fp16 scaler), torch.compile and NHWC: the
+        # parameters, masks and checkpoints stay those of self.model, in float32.
+        self.precision = Precision(acceleration.precision, self.device)
+        self.compiled = CompiledModel(acceleration.compile)
+        self.channels_last = acceleration.channels_last
+        if self.channels_last:
+            to_channels_last(self.model)
         # How a raw input became the loaders' batches (framework.data.Preprocessing; None: not
         # recorded): an exported model is logged with it.
         self.preprocessing = preprocessing
@@ -144,17 +154,18 @@ class Trainer:
             dynamic_ncols=True,
         )
         # The model may be replaced between epochs (thinning): wrap the current one.
-        network = self.parallel.wrap(self.model) if self.parallel is not None else self.model
+        network = self.compiled(self.parallel.wrap(self.model) if self.parallel is not None else self.model)
         for step, (inputs, targets) in enumerate(batches):
-            inputs = inputs.to(self.device, non_blocking=True)
+            inputs = batch_to(inputs, self.device, self.channels_last)
             targets = targets.to(self.device, non_blocking=True)
-            logits = network(inputs)
-            loss = self.loss_fn(logits, targets)
-            # Hooks may change what is minimised (distillation, sparsity penalties); train/loss
-            # stays the task loss so that runs with and without them compare.
-            objective = loss
-            for hook in self._loss_hooks:
-                objective = hook.training_loss(self, objective, inputs, targets, logits)
+            with self.precision.autocast():
+                logits = network(inputs)
+                loss = self.loss_fn(logits, targets)
+                # Hooks may change what is minimised (distillation, sparsity penalties); train/loss
+                # stays the task loss so that runs with and without them compare.
+                objective = loss
+                for hook in self._loss_hooks:
+                    objective = hook.training_loss(self, objective, inputs, targets, logits)
             loss_value = float(loss.detach())
             objective_value = loss_value if objective is loss else float(objective.detach())
             if not (math.isfinite(loss_value) and math.isfinite(objective_value)):
@@ -163,10 +174,12 @@ class Trainer:
                     f"stopped, the last good checkpoint is kept (try a lower optimizer.lr)"
                 )
             self.optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            for hook in self._backward_hooks:
-                hook.after_backward(self)
-            self.optimizer.step()
+            self.precision.backward(objective)
+            if self._backward_hooks:  # they read and change the gradients at their true size
+                self.precision.unscale(self.optimizer)
+                for hook in self._backward_hooks:
+                    hook.after_backward(self)
+            self.precision.step(self.optimizer)
             self.global_step += 1
             self.step_in_epoch = step + 1
             for hook in self._step_hooks:
@@ -201,7 +214,7 @@ class Trainer:
         scheduler drives the new optimizer). ``report``, what that hook says of the change, stays
         in ``self.replacement``; every hook hears of it with the model it replaced."""
         previous = self.model
-        self.model = model
+        self.model = to_channels_last(model) if self.channels_last else model
         self.optimizer = optimizer
         if self.lr_scheduler is not None:
             self.lr_scheduler.optimizer = optimizer
@@ -226,6 +239,7 @@ class Trainer:
             "history": [dict(m) for m in self.history],
             "rng": rng_state(self.loader_generator),
             "hooks": {hook.name: hook.state_dict() for hook in self.hooks if hook.name},
+            "precision": self.precision.state_dict(),  # the fp16 scaler's scale, for exact resume
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -238,6 +252,8 @@ class Trainer:
         self.history = [dict(m) for m in state.get("history", [])]
         if "rng" in state:
             set_rng_state(state["rng"], self.loader_generator)
+        if state.get("precision") is not None:
+            self.precision.load_state_dict(state["precision"])
         hook_states = state.get("hooks", {})
         for hook in self.hooks:
             if hook.name and hook.name in hook_states:

@@ -84,8 +84,7 @@ def test_every_variant_is_measured_and_tabled(tmp_path):
         dense_model=dense,
         quantize="int8",
         loader_batch=16,
-        warmup=1,
-        repeats=2,
+        timing=(1, 2),
     )
     names = [row["variant"] for row in result.rows]
     assert names == ["dense_fp32", "thinned_fp32", "fused_fp32", "fused_onnx_fp32", "int8_onnx"]
@@ -116,9 +115,7 @@ def test_every_variant_is_measured_and_tabled(tmp_path):
 
 def test_a_dense_run_without_int8_has_two_variants(tmp_path):
     model = trained_looking(SimpleCNN(num_classes=10, in_channels=1))
-    result = build_deployable(
-        model, (1, 8, 8), tmp_path, labelled_by(model, batches(2)), loader_batch=8, warmup=0, repeats=1
-    )
+    result = build_deployable(model, (1, 8, 8), tmp_path, labelled_by(model, batches(2)), loader_batch=8, timing=(0, 1))
     assert [row["variant"] for row in result.rows] == ["dense_fp32", "fused_fp32", "fused_onnx_fp32"]
     assert result.metrics["deploy/val_top1/dense_fp32"] == result.metrics["deploy/val_top1/fused_onnx_fp32"] == 1.0
     assert result.int8_path is None and not (tmp_path / "model_int8.onnx").exists()
@@ -152,8 +149,7 @@ def test_a_thinned_model_whose_dense_one_was_measured_earlier(tmp_path):
         labelled_by(model, batches(2)),
         dense_measured=earlier,
         loader_batch=8,
-        warmup=0,
-        repeats=1,
+        timing=(0, 1),
     )
     assert [row["variant"] for row in result.rows] == ["dense_fp32", "thinned_fp32", "fused_fp32", "fused_onnx_fp32"]
     m = result.metrics

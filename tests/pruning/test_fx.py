@@ -29,6 +29,24 @@ def test_a_trace_failure_is_one_line_naming_who_needed_it_and_what_to_do():
     assert message.endswith("; use coupling=layer") and "\n" not in message
 
 
+class Holder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem, self.block = nn.Linear(2, 2), DataDependent()
+
+    def forward(self, x):
+        return self.block(self.stem(x))
+
+
+def test_a_trace_failure_names_the_module_and_line_where_tracing_stopped():
+    with pytest.raises(PruningError) as error:
+        trace(Holder(), needed_by="pruner.coupling=coupled", advice="use coupling=layer")
+    message = str(error.value)
+    assert "could not trace Holder" in message and "\n" not in message
+    assert "in DataDependent 'block' (test_fx.py:" in message
+    assert "return x if x.sum() > 0 else -x" in message
+
+
 def test_layer_types():
     assert isinstance(nn.ConvTranspose2d(2, 2, 1), CONV_LINEAR + TRANSPOSED_CONVS)
     assert isinstance(nn.InstanceNorm2d(2), NORMS) and not isinstance(nn.InstanceNorm2d(2), BATCHNORMS)

@@ -79,18 +79,20 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from framework.errors import PruningError, short_reason
-from framework.pruning.graph.channels import UnionFind
-from framework.pruning.graph.fx import CONVS, trace, unwrap
+from framework.pruning.graph.channels import paused_gc
+from framework.pruning.graph.constants import AttributeResize, resolve_sites, trace_with_origins, uses
+from framework.pruning.graph.fx import CONVS, trace_failure, unwrap
 from framework.pruning.graph.groups import (
+    KEPT_ATTRIBUTE_REASON,
     NORM,
     OUT,
     PARAM,
     STRUCTURAL_REASONS,
-    CoupledChannel,
     DependencyGraph,
     DependencyGroup,
     Exclusion,
-    Member,
+    MemberTable,
+    ResizedAttribute,
 )
 from framework.pruning.graph.ops import walk
 from framework.pruning.graph.state import BuilderState, FixReason
@@ -112,18 +114,26 @@ def infer_example_input(model: nn.Module) -> torch.Tensor:
     )
 
 
-def propagate_shapes(model: nn.Module, example_input, needed_by: str) -> torch.fx.GraphModule:
-    """Trace ``model`` and record every node's output shape, running it once in eval mode.
+def propagate_shapes(
+    model: nn.Module, example_input, needed_by: str
+) -> tuple[torch.fx.GraphModule, set[tuple[str, str]]]:
+    """Trace ``model`` in eval mode (sizes written as module attributes keep their origin, see
+    :mod:`.constants`) and record every node's output shape, running it once; also returns the
+    attributes Python consumed while tracing.
 
     The model's train/eval flags are restored afterwards and no gradient or BatchNorm statistic
-    changes (the run is in eval mode under no_grad).
+    changes: the trace and the run are in eval mode under no_grad (a module that calls
+    ``F.batch_norm`` itself, as timm's BatchNormAct2d does, would otherwise be traced with its
+    training branch, which updates the running statistics).
     """
-    traced = trace(model, needed_by=needed_by, advice="use coupling=layer")
     inputs = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
     modes = {m: m.training for m in model.modules()}
     try:
         model.eval()
-        traced.eval()
+        try:
+            traced, consumed = trace_with_origins(model)
+        except Exception as exc:  # fx raises many types (TraceError, TypeError, ...); all mean the same
+            raise trace_failure(model, exc, needed_by, "use coupling=layer") from exc
         with torch.no_grad():
             ShapeProp(traced).propagate(*inputs)
     except PruningError:
@@ -138,7 +148,7 @@ def propagate_shapes(model: nn.Module, example_input, needed_by: str) -> torch.f
     finally:
         for module, mode in modes.items():
             module.training = mode
-    return traced
+    return traced, consumed
 
 
 def build_dependency_graph(model: nn.Module, example_input=None, warn: bool = True) -> DependencyGraph:
@@ -150,77 +160,161 @@ def build_dependency_graph(model: nn.Module, example_input=None, warn: bool = Tr
     inner, prefix = unwrap(model)
     if example_input is None:
         example_input = infer_example_input(inner)
-    traced = propagate_shapes(inner, example_input, needed_by="coupled structured pruning")
-    state = BuilderState(dict(inner.named_modules()))
-    walk(state, traced.graph)
-    return _assemble(state, prefix, model, warn)
+    traced, consumed = propagate_shapes(inner, example_input, needed_by="coupled structured pruning")
+    with paused_gc():
+        state = BuilderState(dict(inner.named_modules()), consumed)
+        walk(state, traced.graph)
+        state.fix_sizes_read_as_numbers(traced.graph)
+        resizes = _resolve_sites(state, traced.graph)
+        return _assemble(state, prefix, model, warn, resizes)
 
 
-def _assemble(builder: BuilderState, prefix: str, model: nn.Module, warn: bool) -> DependencyGraph:
-    uf = builder.uf
-    by_root: dict[int, dict[tuple[str, str], list[int]]] = defaultdict(lambda: defaultdict(list))
-    for i, module, role, index in builder.members:
-        by_root[uf.find(i)][(module, role)].append(index)
+def _resolve_sites(state: BuilderState, graph: torch.fx.Graph) -> list[AttributeResize]:
+    """Sizes written as module attributes: the rewritable ones, and the channels of the others fixed."""
+    resizes, kept = resolve_sites(state.size_sites, uses(graph), state.consumed, state.uf)
+    for (module, attribute), ids, nodes in kept:
+        op = f"attribute '{module + '.' if module else ''}{attribute}'"
+        state.sites[op].extend(nodes)
+        state.fix(ids, op, KEPT_ATTRIBUTE_REASON, True)
+    return resizes
+
+
+def _assemble(
+    builder: BuilderState, prefix: str, model: nn.Module, warn: bool, resizes: list[AttributeResize]
+) -> DependencyGraph:
+    """The walk's union-find turned into dependency groups, by tensor ops over every layer role's
+    ids: each set of united ids that some layer role holds is a coupled channel; channels sharing a
+    layer role form a group (connected components); each group keeps its members as a table."""
+    root_list = builder.uf.roots()
+    roots = torch.tensor(root_list, dtype=torch.long)
+    keys = sorted(builder.module_ids)
+    key_roots = [roots[torch.tensor(builder.module_ids[key], dtype=torch.long)] for key in keys]
+    unique = torch.unique(torch.cat(key_roots)) if keys else torch.zeros(0, dtype=torch.long)
+    key_channels = [torch.searchsorted(unique, r) for r in key_roots]
+    group_of, position_of, sizes = _components(key_channels, unique.numel())
+    # why each fixed channel is fixed, as a code into `reasons` ((op, reason) -> loud if any is)
+    reasons: dict[tuple[str, str], bool] = {}
+    codes = [-1] * unique.numel()
+    fixed = sorted(_fixed_reasons(builder, root_list).items())
+    for (_, (op, reason, loud)), channel in zip(fixed, _channels_of(unique, [root for root, _ in fixed])):
+        if channel is not None:
+            codes[channel] = list(reasons).index((op, reason)) if (op, reason) in reasons else len(reasons)
+            reasons[(op, reason)] = reasons.get((op, reason), False) or loud
+    code = torch.tensor(codes, dtype=torch.long)
+    head = torch.zeros(unique.numel(), dtype=torch.bool)
+    heads = [c for c in _channels_of(unique, [root_list[i] for i in builder.head_ids]) if c is not None]
+    head[heads] = True
+    starts = torch.cumsum(sizes, 0) - sizes
+    order = torch.argsort(group_of * max(unique.numel(), 1) + torch.arange(unique.numel()))
+    tables: list[MemberTable] = [MemberTable([], [], []) for _ in range(sizes.numel())]
+    layers: dict[int, set[str]] = defaultdict(set)
+    for key, channels in zip(keys, key_channels):
+        group = int(group_of[channels[0]])
+        positions, sort = torch.sort(position_of[channels], stable=True)
+        tables[group].keys.append((prefix + key[0], key[1]))
+        tables[group].positions.append(positions)
+        tables[group].indices.append(sort)
+        if key[1] != NORM:
+            for c in torch.unique(code[channels]).tolist():
+                if c >= 0:
+                    layers[c].add(prefix + key[0])
+    groups = []
+    for g, table in enumerate(tables):
+        members = order[int(starts[g]) : int(starts[g] + sizes[g])]
+        groups.append(DependencyGroup(_group_name(table), table, code[members] >= 0, head[members]))
+    result = [
+        Exclusion(op, reason, tuple(sorted(layers[c])), loud, tuple(builder.sites.get(op, ())))
+        for c, ((op, reason), loud) in enumerate(reasons.items())
+    ]
+    if warn:
+        _warn(result)
+    widths = {(prefix + module, role): len(ids) for (module, role), ids in builder.module_ids.items()}
+    param_dims = {prefix + name: dim for name, dim in builder.param_dims.items()}
+    parameters = {name: p for name, p in model.named_parameters() if name in param_dims}
+    attributes = [
+        ResizedAttribute(
+            prefix + (f"{r.module}.{r.attribute}" if r.module else r.attribute),
+            r,
+            _units(unique, [root_list[i] for i in r.positions], group_of, position_of),
+        )
+        for r in resizes
+    ]
+    return DependencyGraph(groups, result, widths, dict(model.named_modules()), param_dims, parameters, attributes)
+
+
+def _channels_of(unique: torch.Tensor, roots: list[int]) -> list[int | None]:
+    """The coupled channel whose ids have each root (None: no layer role holds them)."""
+    if not roots or not unique.numel():
+        return [None] * len(roots)
+    wanted = torch.tensor(roots, dtype=torch.long)
+    at = torch.searchsorted(unique, wanted).clamp(max=unique.numel() - 1)
+    hit = unique[at] == wanted
+    return [a if h else None for a, h in zip(at.tolist(), hit.tolist())]
+
+
+def _units(
+    unique: torch.Tensor, roots: list[int], group_of: torch.Tensor, position_of: torch.Tensor
+) -> list[tuple[int, int] | None]:
+    return [None if c is None else (int(group_of[c]), int(position_of[c])) for c in _channels_of(unique, roots)]
+
+
+def _components(key_channels: list[torch.Tensor], count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Channels that share a layer role, transitively: per channel its group (numbered in the order
+    of each group's first channel) and its position in the group, and each group's size."""
+    label = torch.arange(count)
+    if key_channels:
+        edge_key = torch.cat([torch.full((c.numel(),), k, dtype=torch.long) for k, c in enumerate(key_channels)])
+        edge_channel = torch.cat(key_channels)
+        while True:  # min-label propagation through the layer roles, with pointer jumping
+            per_key = torch.full((len(key_channels),), count, dtype=torch.long)
+            per_key = per_key.scatter_reduce(0, edge_key, label[edge_channel], "amin")
+            new = label.scatter_reduce(0, edge_channel, per_key[edge_key], "amin")
+            new = new[new]
+            if torch.equal(new, label):
+                break
+            label = new
+    _, group_of, sizes = torch.unique(label, return_inverse=True, return_counts=True)
+    order = torch.argsort(group_of * max(count, 1) + torch.arange(count))
+    starts = torch.cumsum(sizes, 0) - sizes
+    position_of = torch.empty(count, dtype=torch.long)
+    position_of[order] = torch.arange(count) - starts[group_of[order]]
+    return group_of, position_of, sizes
+
+
+def _group_name(table: MemberTable) -> str:
+    """The first producer (of the group's earliest channel that has one), else the first layer of
+    its first channel, for messages."""
+    producers = [(int(p[0]), key) for key, p in zip(table.keys, table.positions) if key[1] == OUT]
+    if producers:
+        return min(producers)[1][0]
+    first = [key for key, p in zip(table.keys, table.positions) if int(p[0]) == 0]
+    layers = [key for key in first if key[1] != PARAM]
+    return (layers or first)[0][0]
+
+
+def _fixed_reasons(builder: BuilderState, roots: list[int]) -> dict[int, FixReason]:
+    """Why each fixed coupled channel is fixed: a warning reason wins over a silent one, so the
+    user hears about unknown ops; but where the channels could never go anyway (a LayerNorm over
+    them), that reason is the one given."""
     fixed_roots: dict[int, FixReason] = {}
-    structural = {uf.find(i): why for i, why in builder.fixed.items() if why[1] in STRUCTURAL_REASONS}
+    structural = {roots[i]: why for i, why in builder.fixed.items() if why[1] in STRUCTURAL_REASONS}
     for i, why in builder.fixed.items():
-        root = uf.find(i)
-        # a warning reason wins over a silent one, so the user hears about unknown ops; but where
-        # the channels could never go anyway (a LayerNorm over them), that reason is the one given
+        root = roots[i]
         if root in structural:
             fixed_roots[root] = structural[root]
         elif root not in fixed_roots or (why[2] and not fixed_roots[root][2]):
             fixed_roots[root] = why
+    return fixed_roots
 
-    # group channels that share a (module, role)
-    group_of_key: dict[tuple[str, str], int] = {}
-    group_uf = UnionFind()
-    roots = sorted(by_root)
-    root_group = dict(zip(roots, group_uf.new(len(roots))))
-    for root in roots:
-        for key in by_root[root]:
-            if key in group_of_key:
-                group_uf.union(group_of_key[key], root_group[root])
-            else:
-                group_of_key[key] = root_group[root]
-    head_roots = {uf.find(i) for i in builder.head_ids}
-    grouped: dict[int, list[CoupledChannel]] = defaultdict(list)
-    exclusions: dict[tuple[str, str], set[str]] = defaultdict(set)
-    warn_flags: dict[tuple[str, str], bool] = {}
-    for root in roots:
-        members = tuple(
-            Member(prefix + module, role, tuple(indices))  # attach() recorded them in increasing order
-            for (module, role), indices in sorted(by_root[root].items())
-        )
-        fixed = root in fixed_roots
-        if fixed:
-            op, reason, loud = fixed_roots[root]
-            exclusions[(op, reason)].update(m.module for m in members if m.role != NORM)
-            warn_flags[(op, reason)] = loud
-        grouped[group_uf.find(root_group[root])].append(CoupledChannel(members, fixed, root in head_roots))
 
-    groups = []
-    for channels in grouped.values():
-        producers = [m.module for c in channels for m in c.members if m.role == OUT]
-        layers = [m.module for m in channels[0].members if m.role != PARAM]
-        name = producers[0] if producers else layers[0] if layers else channels[0].members[0].module
-        groups.append(DependencyGroup(name, channels))
-    widths = {(prefix + module, role): len(ids) for (module, role), ids in builder.module_ids.items()}
-    result = [
-        Exclusion(op, reason, tuple(sorted(layers)), warn_flags[(op, reason)], tuple(builder.sites.get(op, ())))
-        for (op, reason), layers in exclusions.items()
-    ]
-    if warn:
-        for exclusion in result:
-            if exclusion.warned:
-                shown = ", ".join(exclusion.layers[:8]) + (" ..." if len(exclusion.layers) > 8 else "")
-                sites = exclusion.sites
-                where = f" (at {', '.join(sites[:3])}{' ...' if len(sites) > 3 else ''})" if len(sites) > 1 else ""
-                warnings.warn(
-                    f"{exclusion.op}{where}: {exclusion.reason}; the channels into and out of it are not pruned "
-                    f"(layers that keep those channels: {shown or 'none'})",
-                    stacklevel=3,
-                )
-    param_dims = {prefix + name: dim for name, dim in builder.param_dims.items()}
-    parameters = {name: p for name, p in model.named_parameters() if name in param_dims}
-    return DependencyGraph(groups, result, widths, dict(model.named_modules()), param_dims, parameters)
+def _warn(exclusions: list[Exclusion]) -> None:
+    for exclusion in exclusions:
+        if exclusion.warned:
+            shown = ", ".join(exclusion.layers[:8]) + (" ..." if len(exclusion.layers) > 8 else "")
+            sites = exclusion.sites
+            where = f" (at {', '.join(sites[:3])}{' ...' if len(sites) > 3 else ''})" if len(sites) > 1 else ""
+            warnings.warn(
+                f"{exclusion.op}{where}: {exclusion.reason}; the channels into and out of it are not pruned "
+                f"(layers that keep those channels: {shown or 'none'})",
+                stacklevel=4,
+            )

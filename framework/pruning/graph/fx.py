@@ -9,6 +9,9 @@
 
 from __future__ import annotations
 
+import linecache
+import os
+
 import torch
 import torch.fx
 from torch import nn
@@ -44,6 +47,7 @@ POOLS = (
     nn.AdaptiveMaxPool2d,
     nn.AdaptiveMaxPool3d,
 )
+_TORCH = os.path.dirname(torch.__file__)  # frames of torch itself (fx's tracer) are never the culprit
 DATA_PARALLEL_WRAPPERS = (nn.DataParallel, nn.parallel.DistributedDataParallel)
 DATA_PARALLEL_PREFIX = "module."
 COMPILE_PREFIX = "_orig_mod."
@@ -58,10 +62,36 @@ def trace(
     try:
         return torch.fx.symbolic_trace(model)
     except Exception as exc:  # fx raises many types (TraceError, TypeError, ...); all mean the same
-        reason = short_reason(exc)
-        raise PruningError(
-            f"{needed_by} needs a traceable model: torch.fx could not trace {type(model).__name__} ({reason}); {advice}"
-        ) from exc
+        raise trace_failure(model, exc, needed_by, advice) from exc
+
+
+def trace_failure(model: nn.Module, exc: Exception, needed_by: str, advice: str) -> PruningError:
+    """The one line that says torch.fx could not trace ``model`` (``exc``), what needed it and what to do."""
+    where = _failed_at(model, exc)
+    reason = short_reason(exc, limit=80 if where else 160)  # the line stays one short line
+    return PruningError(
+        f"{needed_by} needs a traceable model: torch.fx could not trace {type(model).__name__} ({reason}){where}; {advice}"
+    )
+
+
+def _failed_at(model: nn.Module, exc: BaseException) -> str:
+    """Where tracing stopped: the innermost ``forward`` of one of ``model``'s own modules in the
+    traceback, as `` in Class 'name' (file.py:line: source)`` (`` at file.py:line: source`` for the
+    model's own forward); empty when there is none."""
+    names = {id(module): name for name, module in model.named_modules()}
+    found = ""
+    frames = exc.__traceback__
+    while frames is not None:
+        frame = frames.tb_frame
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, nn.Module) and id(owner) in names and not frame.f_code.co_filename.startswith(_TORCH):
+            source = linecache.getline(frame.f_code.co_filename, frames.tb_lineno).strip()
+            source = source if len(source) <= 60 else source[:57] + "..."
+            where = f"{os.path.basename(frame.f_code.co_filename)}:{frames.tb_lineno}: {source}"
+            name = names[id(owner)]
+            found = f" in {type(owner).__name__} '{name}' ({where})" if name else f" at {where}"
+        frames = frames.tb_next
+    return found
 
 
 def unwrap(model: nn.Module) -> tuple[nn.Module, str]:

@@ -17,12 +17,15 @@ the assembly tells the structural ones (no change to the code around them would 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import torch
 from torch import nn
 
+from framework.pruning.graph.constants import AttributeResize
 from framework.pruning.spec import CHANNEL, FILTER
 
 OUT, IN, NORM, PARAM = "out", "in", "norm", "param"
@@ -41,7 +44,15 @@ WINDOW_REASON = (
     "shifted-window attention keeps its embedding width (the heads of a v1 block can be removed "
     "with pruner.structure=head)"
 )
+SIZE_READ_REASON = (
+    "their count is read at run time (x.size(), x.shape) and used as a number, which thinning would change"
+)
 MIXING_REASON = "it mixes the channel dim with another dim in a way that cannot be tracked"
+KEPT_ATTRIBUTE_REASON = (
+    "this module attribute sizes these channels, but forward also reads it in a way thinning cannot "
+    "rewrite (arithmetic on it, a comparison, a loop, an op the graph does not follow), so it keeps its value"
+)
+GROUPS_REASON = "its group count is fixed in the code, so only whole groups could go and their count cannot change"
 # channels kept for a reason no change to the code around them would remove
 STRUCTURAL_REASONS = (NORMALISED_REASON, HEAD_REASON, WINDOW_REASON)
 
@@ -68,11 +79,44 @@ class CoupledChannel:
 
 
 @dataclass
+class MemberTable:
+    """A group's members by layer role, as index arrays: for the ``k``-th (module, role) key,
+    ``positions[k][e]`` is the channel (its position in the group) of entry ``e`` and
+    ``indices[k][e]`` the index it has in that layer role; entries sorted by (position, index).
+    What ranking, masking and thinning read: a few tensor ops per layer role instead of a loop
+    over tens of thousands of members."""
+
+    keys: list[tuple[str, str]]  # sorted
+    positions: list[torch.Tensor]
+    indices: list[torch.Tensor]
+
+
+@dataclass(eq=False)
 class DependencyGroup:
     """Coupled channels ranked together under one target (they share a layer)."""
 
     name: str  # the first producer layer, for messages
-    channels: list[CoupledChannel]
+    table: MemberTable
+    fixed: torch.Tensor  # bool per channel: never removed (network input/output, constants, unknown ops)
+    head: torch.Tensor  # bool per channel: a whole attention head (removed by structure=head only)
+
+    @property
+    def size(self) -> int:
+        return int(self.fixed.numel())
+
+    @functools.cached_property
+    def channels(self) -> list[CoupledChannel]:
+        """The coupled channels, as objects (built on first use from :attr:`table`)."""
+        members: list[list[Member]] = [[] for _ in range(self.size)]
+        for (module, role), positions, indices in zip(self.table.keys, self.table.positions, self.table.indices):
+            runs = torch.unique_consecutive(positions, return_counts=True)
+            start = 0
+            index_list = indices.tolist()
+            for position, count in zip(runs[0].tolist(), runs[1].tolist()):
+                members[position].append(Member(module, role, tuple(index_list[start : start + count])))
+                start += count
+        fixed, head = self.fixed.tolist(), self.head.tolist()
+        return [CoupledChannel(tuple(m), f, h) for m, f, h in zip(members, fixed, head)]
 
     @property
     def prunable(self) -> list[CoupledChannel]:
@@ -81,7 +125,7 @@ class DependencyGroup:
     @property
     def kind(self) -> str:
         """``"head"`` for the heads of an attention block, ``"channel"`` otherwise."""
-        return "head" if self.channels and all(c.head for c in self.channels) else "channel"
+        return "head" if self.size and bool(self.head.all()) else "channel"
 
 
 @dataclass
@@ -96,6 +140,18 @@ class Exclusion:
 
 
 @dataclass
+class ResizedAttribute:
+    """A module attribute that sizes channels in forward (``num_heads``, a split size, a slice
+    bound; :mod:`.constants`): thinning sets ``name`` to ``resize.rewritten(n)``, where ``n`` counts
+    the surviving ``units`` (one per position along the dim it sizes: (group index, position in
+    the group); None: a position with no layer, which always survives)."""
+
+    name: str
+    resize: AttributeResize
+    units: list[tuple[int, int] | None] = field(repr=False)
+
+
+@dataclass
 class DependencyGraph:
     """The result of :func:`~.dependency.build_dependency_graph`."""
 
@@ -107,6 +163,8 @@ class DependencyGraph:
     # PARAM members: parameter name -> the dim its slices are taken along
     param_dims: dict[str, int] = field(default_factory=dict)
     parameters: dict[str, nn.Parameter] = field(default_factory=dict, repr=False)
+    # module attributes thinning rewrites (head counts, split sizes, slice bounds)
+    attributes: list[ResizedAttribute] = field(default_factory=list)
 
     def channels(self) -> Iterable[CoupledChannel]:
         for group in self.groups:

@@ -17,17 +17,47 @@ from torch import nn
 from torch.fx.passes.shape_prop import TensorMetadata
 
 from framework.pruning.graph.channels import Channels
-from framework.pruning.graph.elementwise import pass_channels
-from framework.pruning.graph.fx import CONVS
+from framework.pruning.graph.elementwise import pass_channels, same_layout
+from framework.pruning.graph.fx import CONV_LINEAR, CONVS
 from framework.pruning.graph.groups import IN, NORM, OUT
-from framework.pruning.graph.state import BuilderState
+from framework.pruning.graph.state import BuilderState, argument
+
+# modules that act on every element alone: they keep any layout of channels (heads included)
+ELEMENTWISE_MODULES = (
+    *(nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh),
+    *(nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus, nn.Softsign, nn.Tanhshrink, nn.LogSigmoid),
+    *(nn.Identity, nn.Dropout, nn.AlphaDropout),
+)
 
 
 def layer(state: BuilderState, node: torch.fx.Node, module: nn.Module, inputs: list[Channels], meta: Any) -> bool:
     """A Conv/ConvTranspose/Linear called on one tensor."""
     if len(inputs) != 1 or not isinstance(meta, TensorMetadata) or node.kwargs or len(node.args) != 1:
         return False
-    source = inputs[0]
+    return _layer(state, node, str(node.target), module, inputs[0], meta)
+
+
+def functional_layer(state: BuilderState, node: torch.fx.Node, first: Any, meta: Any) -> bool:
+    """``F.linear`` / ``F.conv*d`` on the weight (and bias) of a Linear/Conv module, as a subclass
+    that calls the function in its forward does (timm's ``Linear``): the same as calling the
+    module. A weight computed in forward (standardised, scaled) is not followed."""
+    if not isinstance(first, Channels) or not isinstance(meta, TensorMetadata) or not node.args:
+        return False
+    weight, bias = argument(node, 1, "weight"), argument(node, 2, "bias")
+    if not (isinstance(weight, torch.fx.Node) and weight.op == "get_attr"):
+        return False
+    owner, _, attribute = str(weight.target).rpartition(".")
+    module = state.modules.get(owner)
+    if attribute != "weight" or not isinstance(module, CONV_LINEAR):
+        return False
+    if bias is not None and not (isinstance(bias, torch.fx.Node) and str(bias.target) == f"{owner}.bias"):
+        return False
+    if isinstance(module, CONVS) and argument(node, 6, "groups", 1) != module.groups:
+        return False
+    return _layer(state, node, owner, module, first, meta)
+
+
+def _layer(state: BuilderState, node: torch.fx.Node, name: str, module: nn.Module, source: Channels, meta: Any) -> bool:
     wanted = len(source.shape) - 1 if isinstance(module, nn.Linear) else 1
     if source.dim != wanted and len(source.shape) > wanted:
         source = refit(state, source, wanted) or source
@@ -45,7 +75,6 @@ def layer(state: BuilderState, node: torch.fx.Node, module: nn.Module, inputs: l
     out = state.fresh(meta, out_dim)
     if groups > 1:
         _couple_conv_groups(state, source.ids, out.ids, groups)
-    name = str(node.target)
     state.attach(source.ids, name, IN)
     state.attach(out.ids, name, OUT)  # a shared layer's second call is coupled to its first
     state.values[node] = out
@@ -104,3 +133,13 @@ def pass_module(state: BuilderState, node: torch.fx.Node, module: nn.Module, inp
     if len(inputs) != 1 or not isinstance(meta, TensorMetadata):
         return False
     return pass_channels(state, node, inputs[0], meta)
+
+
+def pass_module_spread(
+    state: BuilderState, node: torch.fx.Node, module: nn.Module, inputs: list[Channels], meta: Any
+) -> bool:
+    """An element-wise module (activation, dropout, identity) on channels spread over several dims
+    (heads): every dim keeps its size, so the layout passes through."""
+    if len(inputs) != 1 or not isinstance(meta, TensorMetadata) or not isinstance(module, ELEMENTWISE_MODULES):
+        return False
+    return same_layout(state, node, inputs[0], meta)

@@ -41,10 +41,6 @@ from framework.pruning.graph.groups import FIXED_SIZE_REASON, MIXING_REASON, NOR
 from framework.pruning.graph.state import BuilderState, argument, op_name
 
 
-def _size_is_variable(size: Any) -> bool:
-    return size == -1 or isinstance(size, torch.fx.Node)
-
-
 def _dims(value: Any, ndim: int) -> list[int] | None:
     if isinstance(value, int):
         return [value % ndim]
@@ -107,30 +103,49 @@ def reshape_module(
     return len(inputs) == 1 and reshape_any(state, node, inputs[0], meta, None, module)
 
 
-def _variable_dims(
+CARRIED = object()  # an output dim that keeps the input's size (unflatten's other dims, a flatten)
+
+
+def _sizes(
     node: torch.fx.Node, old: tuple[int, ...], shape: tuple[int, ...], name: str | None, module: nn.Module | None
-) -> list[bool] | None:
-    """Per output dim: may its size change after thinning? (None: the call cannot be read)"""
+) -> list[Any] | None:
+    """Per output dim, the size the code asks for: an int (a literal, or a module attribute: see
+    :mod:`.constants`), -1, a graph node (computed at run time) or :data:`CARRIED`. None: the call
+    cannot be read."""
     sizes: Any
     if isinstance(module, nn.Unflatten):
         dim, sizes = module.dim % len(old), list(module.unflattened_size)
-        return [True] * dim + [s == -1 for s in sizes] + [True] * (len(old) - dim - 1)
+        return [CARRIED] * dim + sizes + [CARRIED] * (len(old) - dim - 1)
     if name in ("view", "reshape"):
         sizes = node.args[1:] if node.op == "call_method" else node.args[1:2]
         if "shape" in node.kwargs:
             sizes = (node.kwargs["shape"],)
         if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
             sizes = tuple(sizes[0])
-        if len(sizes) != len(shape):
-            return None
-        return [_size_is_variable(s) for s in sizes]
+        return list(sizes) if len(sizes) == len(shape) else None
     if name == "unflatten":
         dim, sizes = argument(node, 1, "dim"), argument(node, 2, "sizes")
         if not isinstance(dim, int) or not isinstance(sizes, (tuple, list)):
             return None
         dim %= len(old)
-        return [True] * dim + [_size_is_variable(s) for s in sizes] + [True] * (len(old) - dim - 1)
-    return [True] * len(shape)
+        return [CARRIED] * dim + list(sizes) + [CARRIED] * (len(old) - dim - 1)
+    return [CARRIED] * len(shape)
+
+
+def _along(grid: torch.Tensor, k: int) -> list[int]:
+    """One id per position along dim ``k`` of ``grid`` (the first of the other dims)."""
+    return grid.movedim(k, 0).reshape(grid.shape[k], -1)[:, 0].tolist()
+
+
+def _can_shrink(state: BuilderState, size: Any, ids: list[int]) -> bool:
+    """Whether a dim the code sizes with ``size`` may change length after thinning: inferred (-1),
+    kept from the input, read at run time from these very channels, or a module attribute that
+    thinning rewrites. A literal, or a size computed from other channels, stays what it is."""
+    if size is CARRIED or (type(size) is int and size == -1):
+        return True
+    if isinstance(size, torch.fx.Node):
+        return state.reads_channels(size, ids)
+    return state.rewritable(size)
 
 
 def reshape_any(
@@ -144,8 +159,8 @@ def reshape_any(
     if not isinstance(meta, TensorMetadata):
         return False
     old, shape = source.shape, tuple(meta.shape)
-    variable = _variable_dims(node, old, shape, name, module)
-    if variable is None or len(variable) != len(shape):
+    sizes = _sizes(node, old, shape, name, module)
+    if sizes is None or len(sizes) != len(shape):
         return False
     full = source.broadcast_grid().expand(old).reshape(shape)
     result = channels_from_full(full)
@@ -153,17 +168,20 @@ def reshape_any(
         state.unknown(node, MIXING_REASON)
         return True
     grid = result.grid()
-    shrinkable = [k for k, a in enumerate(result.axes) if variable[a]]
+    shrinkable = [k for k, a in enumerate(result.axes) if _can_shrink(state, sizes[a], _along(grid, k))]
     if not shrinkable:  # followed, but none of them can go
         op = state.describe(node)
         state.sites[op].append(node.name)
         state.fix(result.ids, op, FIXED_SIZE_REASON, True)
         state.fix(source.ids, op, FIXED_SIZE_REASON, True)
-        state.values[node] = result
-        return True
-    for k in range(len(result.axes)):
-        if k != shrinkable[0]:
-            state.span(grid, k)
+    else:
+        for k in range(len(result.axes)):
+            if k != shrinkable[0]:
+                state.span(grid, k)
+    for d, size in enumerate(sizes):
+        axis = result.axes.index(d) if d in result.axes else None
+        shrinks = bool(shrinkable) and axis == shrinkable[0]
+        state.claim(node, size, _along(grid, axis) if shrinks and axis is not None else None)
     state.values[node] = result
     return True
 

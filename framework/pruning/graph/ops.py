@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import TensorMetadata
 
-from framework.pruning.graph import elementwise, heads, layers, layouts, reshapes
+from framework.pruning.graph import elementwise, heads, layers, layouts, norms, reshapes
 from framework.pruning.graph.channels import Channels
 from framework.pruning.graph.fx import CONV_LINEAR, NORMS, POOLS
 from framework.pruning.graph.groups import CONSTANT_INDEX_REASON, SPLIT_REASON, UNKNOWN_REASON
@@ -79,7 +79,7 @@ RESHAPE = CallOp((reshapes.reshape, layouts.reshape_call), (layouts.reshape_call
 UNFLATTEN = CallOp((layouts.reshape_call,), (layouts.reshape_call,))
 PERMUTE = CallOp((layouts.permute,), (layouts.permute,))
 INDEX = CallOp(
-    (reshapes.item_of_tuple, reshapes.item, reshapes.item_of_untracked, layouts.index),
+    (reshapes.item_of_tuple, reshapes.item, reshapes.channel_slice, reshapes.item_of_untracked, layouts.index),
     (layouts.index,),
     CONSTANT_INDEX_REASON,
 )
@@ -88,13 +88,12 @@ SOFTMAX = CallOp((layouts.softmax_call,), (layouts.softmax_call,))
 LAYER_NORM = CallOp((layouts.layer_norm_call,), (layouts.layer_norm_call,))
 MATMUL = CallOp((heads.matmul,), (heads.matmul,))
 METADATA = CallOp((ignore,), (ignore,))
-SPLIT = CallOp(reason=SPLIT_REASON)
+SPLIT = CallOp((reshapes.split,), reason=SPLIT_REASON)
 
 # Modules that act on each channel independently (or only on other dims).
 PASS_MODULES = (
-    *(nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh),
-    *(nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus, nn.Softsign, nn.Tanhshrink, nn.LogSigmoid),
-    *(nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout),
+    *layers.ELEMENTWISE_MODULES,
+    *(nn.Dropout1d, nn.Dropout2d, nn.Dropout3d),
     *POOLS,
     *(nn.LPPool1d, nn.LPPool2d, nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d),
     *(nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d),
@@ -104,12 +103,13 @@ MODULES: dict[type, ModuleOp] = {
     **_entries(CONV_LINEAR, ModuleOp((layers.layer,))),
     **_entries(NORMS, ModuleOp((layers.batch_norm,))),
     nn.PReLU: ModuleOp((layers.single_prelu,)),
-    **_entries(PASS_MODULES, ModuleOp((layers.pass_module,))),
+    **_entries(PASS_MODULES, ModuleOp((layers.pass_module,), (layers.pass_module_spread,))),
     nn.Flatten: ModuleOp((reshapes.flatten_module, layouts.reshape_module), (layouts.reshape_module,)),
     nn.Unflatten: ModuleOp((layouts.reshape_module,), (layouts.reshape_module,)),
     **_entries((nn.LayerNorm, nn.RMSNorm), ModuleOp((layouts.layer_norm_module,), (layouts.layer_norm_module,))),
     nn.Softmax: ModuleOp((layouts.softmax_module,), (layouts.softmax_module,)),
     nn.MultiheadAttention: ModuleOp((heads.multihead,), (heads.multihead,)),
+    nn.GroupNorm: ModuleOp((norms.group_norm_module,)),
 }
 
 PASS_FUNCTIONS = (
@@ -143,6 +143,9 @@ FUNCTIONS: dict[Any, CallOp] = {
     torch.unbind: UNBIND,
     **_entries((F.softmax, F.log_softmax, torch.softmax, torch.log_softmax), SOFTMAX),
     **_entries((F.layer_norm, F.rms_norm), LAYER_NORM),
+    **_entries((F.batch_norm, F.instance_norm), CallOp((norms.batch_norm_call,))),
+    F.group_norm: CallOp((norms.group_norm_call,)),
+    **_entries((F.linear, F.conv1d, F.conv2d, F.conv3d), CallOp((layers.functional_layer,))),
     F.scaled_dot_product_attention: CallOp((heads.scaled_dot_product,), (heads.scaled_dot_product,)),
     **_entries((torch.matmul, operator.matmul), MATMUL),
     getattr: CallOp((ignore_non_tensor,), (ignore_non_tensor,)),

@@ -16,8 +16,10 @@ from torch import nn
 from torch.fx.passes.shape_prop import TensorMetadata
 
 from framework.pruning.graph.channels import Channels
+from framework.pruning.graph.constants import AttributeInt
 from framework.pruning.graph.elementwise import attach_parameter
-from framework.pruning.graph.state import BuilderState
+from framework.pruning.graph.groups import CONSTANT_INDEX_REASON, SPLIT_REASON
+from framework.pruning.graph.state import BuilderState, argument
 
 
 def merge_trailing(
@@ -74,15 +76,14 @@ def reshape(state: BuilderState, node: torch.fx.Node, first: Any, meta: Any) -> 
     if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
         sizes = tuple(sizes[0])
     shape, old = tuple(meta.shape), first.shape
-    if len(sizes) != len(shape) or len(shape) <= first.dim:
+    if len(sizes) != len(shape) or len(shape) <= first.dim or any(isinstance(s, AttributeInt) for s in sizes):
+        return False  # sizes written as module attributes: the layout handler claims them
+    size = sizes[first.dim]
+    if not ((type(size) is int and size == -1) or state.reads_channels(size, first.ids)):
         return False
     if len(shape) == first.dim + 1:  # everything from the channel dim on merged
-        if not (sizes[first.dim] == -1 or isinstance(sizes[first.dim], torch.fx.Node)):
-            return False
         return merge_trailing(state, node, first, meta, first.dim)
     if shape[: first.dim + 1] != old[: first.dim + 1]:
-        return False
-    if not (sizes[first.dim] == -1 or isinstance(sizes[first.dim], torch.fx.Node)):
         return False
     state.values[node] = Channels(first.ids, first.dim, shape)
     return True
@@ -174,6 +175,101 @@ def chunk(state: BuilderState, node: torch.fx.Node, first: Any, meta: Any) -> bo
         Channels(first.ids[c * size : (c + 1) * size], first.dim, tuple(m.shape)) for c, m in enumerate(meta)
     ]
     return True
+
+
+def split(state: BuilderState, node: torch.fx.Node, first: Any, meta: Any) -> bool:
+    """``x.split(size, dim)`` / ``torch.split(x, sizes, dim)`` along the channels. A size written as a
+    module attribute that thinning rewrites (:mod:`.constants`): ``split(self.expand_chs // 2)`` into
+    equal parts couples position p of every part (as ``chunk``), a list gives each part its own count.
+    A literal size cannot change: the parts before the last keep their channels (the last part is
+    whatever remains, so it may shrink), a literal entry of a list keeps its part."""
+    if not isinstance(first, Channels) or first.multi or not isinstance(meta, (tuple, list)):
+        return False
+    sizes = node.kwargs.get("split_size", node.kwargs.get("split_size_or_sections", argument(node, 1, "split_size")))
+    dim = argument(node, 2, "dim", 0)
+    if not isinstance(dim, int) or not all(isinstance(m, TensorMetadata) for m in meta):
+        return False
+    listed = list(sizes) if isinstance(sizes, (tuple, list)) else [sizes]
+    if not all(isinstance(size, int) and size > 0 for size in listed):
+        return False
+    if dim % len(first.shape) != first.dim:  # along another dim: every part carries the channels
+        for size in listed:
+            state.claim(node, size, None)
+        state.values[node] = [Channels(first.ids, first.dim, tuple(m.shape)) for m in meta]
+        return True
+    n = len(first.ids)
+    if isinstance(sizes, int):
+        parts = [first.ids[start : start + sizes] for start in range(0, n, sizes)]
+    else:
+        bounds = [sum(listed[:k]) for k in range(len(listed) + 1)]
+        parts = [first.ids[a:b] for a, b in zip(bounds, bounds[1:])]
+    if len(parts) != len(meta) or any(len(p) != m.shape[first.dim] for p, m in zip(parts, meta)):
+        return False
+    if isinstance(sizes, int):
+        _split_equal(state, node, sizes, parts, n)
+    else:
+        for size, part in zip(listed, parts):
+            rewritable = state.rewritable(size)
+            state.claim(node, size, part if rewritable else None)
+            if not rewritable:
+                state.keep(node, part, SPLIT_REASON)
+    state.values[node] = [Channels(part, first.dim, tuple(m.shape)) for part, m in zip(parts, meta)]
+    return True
+
+
+def _split_equal(state: BuilderState, node: torch.fx.Node, size: int, parts: list[list[int]], n: int) -> None:
+    if state.rewritable(size) and n % size == 0:
+        for p in range(size):
+            for part in parts[1:]:
+                state.uf.union(parts[0][p], part[p])
+        state.claim(node, size, parts[0])
+        return
+    state.claim(node, size, None)
+    before_last = [i for part in parts[:-1] for i in part]
+    if before_last:
+        state.keep(node, before_last, SPLIT_REASON)
+
+
+def channel_slice(state: BuilderState, node: torch.fx.Node, first: Any, meta: Any) -> bool:
+    """``x[:, a:b]``: a range of the channels. A bound written as a module attribute that thinning
+    rewrites (``x[:, :self.num_1x1_c]``) becomes the count of surviving channels before it; a literal
+    bound stays where it is, so the channels before it (before the end, for a negative one) are kept."""
+    if not (isinstance(first, Channels) and isinstance(meta, TensorMetadata)) or first.multi:
+        return False
+    entries = _expanded(node.args[1], len(first.shape))
+    if entries is None or not isinstance(entries[first.dim], slice):
+        return False
+    window = entries[first.dim]
+    if window.step not in (None, 1) or not all(b is None or isinstance(b, int) for b in (window.start, window.stop)):
+        return False
+    n = len(first.ids)
+    ids = first.ids[window.start : window.stop]
+    dim = first.dim - sum(isinstance(e, int) for e in entries[: first.dim])
+    if tuple(meta.shape)[dim] != len(ids):
+        return False
+    for bound in (window.start, window.stop):
+        if bound is None:
+            continue
+        if state.rewritable(bound) and bound >= 0:
+            state.claim(node, bound, first.ids[:bound])
+            continue
+        state.claim(node, bound, None)
+        state.keep(node, first.ids[:bound] if bound >= 0 else first.ids[n + bound :], CONSTANT_INDEX_REASON)
+    state.values[node] = Channels(ids, dim, tuple(meta.shape))
+    return True
+
+
+def _expanded(index: Any, ndim: int) -> list[Any] | None:
+    """The entries of ``x[index]`` one per dim (Ellipsis filled in): slices and ints only."""
+    entries = index if isinstance(index, tuple) else (index,)
+    if any(e is None or isinstance(e, torch.fx.Node) for e in entries):
+        return None
+    if Ellipsis in entries:
+        at = entries.index(Ellipsis)
+        entries = entries[:at] + (slice(None),) * (ndim - (len(entries) - 1)) + entries[at + 1 :]
+    if len(entries) > ndim or not all(isinstance(e, (slice, int)) for e in entries):
+        return None
+    return list(entries) + [slice(None)] * (ndim - len(entries))
 
 
 # ----------------------------------------------------------------------------- indexing

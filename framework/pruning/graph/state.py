@@ -8,6 +8,7 @@ ids can never go (:meth:`BuilderState.fix`), and stores the channels of the node
 
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -17,6 +18,8 @@ from torch import nn
 from torch.fx.passes.shape_prop import TensorMetadata
 
 from framework.pruning.graph.channels import Channels, UnionFind
+from framework.pruning.graph.constants import AttributeInt, Origin, Site
+from framework.pruning.graph.groups import SIZE_READ_REASON
 
 # What a node's value is to the walk: one tensor's channels, the channels of each tensor of a tuple
 # (None where an element carries none), or absent (no channels).
@@ -45,20 +48,45 @@ def op_name(node: torch.fx.Node) -> str | None:
     return target if isinstance(target, str) else getattr(target, "__name__", None)
 
 
+def _size_read(size: Any) -> tuple[torch.fx.Node, Any] | None:
+    """(tensor, dim) when ``size`` is ``tensor.shape[dim]``, ``tensor.size()[dim]`` or ``tensor.size(dim)``."""
+    if not isinstance(size, torch.fx.Node):
+        return None
+    if size.op == "call_method" and size.target == "size" and len(size.args) == 2:
+        source = size.args[0]
+        return (source, size.args[1]) if isinstance(source, torch.fx.Node) else None
+    if size.op != "call_function" or size.target is not operator.getitem:
+        return None
+    shape, dim = size.args[0], size.args[1]
+    if not isinstance(shape, torch.fx.Node) or not shape.args or not isinstance(shape.args[0], torch.fx.Node):
+        return None
+    whole_size = shape.op == "call_method" and shape.target == "size" and len(shape.args) == 1
+    shape_attribute = shape.op == "call_function" and shape.target is getattr and shape.args[1:] == ("shape",)
+    return (shape.args[0], dim) if whole_size or shape_attribute else None
+
+
+_RESHAPES = ("view", "reshape")
+
+
 class BuilderState:
     """Everything the walk has learnt so far (see the module docstring)."""
 
-    def __init__(self, modules: dict[str, nn.Module]):
+    def __init__(self, modules: dict[str, nn.Module], consumed: Iterable[Origin] = ()):
         self.modules = modules
         self.uf = UnionFind()
         self.values: dict[torch.fx.Node, Value | None] = {}
-        self.members: list[tuple[int, str, str, int]] = []  # (id, module, role, channel index)
         self.module_ids: dict[tuple[str, str], list[int]] = {}
         self.fixed: dict[int, FixReason] = {}
         self.sites: dict[str, list[str]] = defaultdict(list)  # unknown op -> graph nodes where it occurs
+        # run-time size reads (``x.shape[1]``) a reshape used as the size of these very channels
+        self.followed_sizes: set[torch.fx.Node] = set()
         self.head_ids: list[int] = []  # one id of every attention head unit
         self.param_dims: dict[str, int] = {}  # parameter read in forward -> its channel dim
         self.param_origin: dict[torch.fx.Node, ParameterOrigin] = {}
+        # sizes written as module attributes (.constants): the ones Python consumed while tracing,
+        # and the uses handlers understood (sites)
+        self.consumed: set[Origin] = set(consumed)
+        self.size_sites: dict[Origin, list[Site]] = defaultdict(list)
 
     # ----------------------------------------------------------------------------- ids
     def fresh(self, meta: TensorMetadata, dim: int) -> Channels:
@@ -79,14 +107,18 @@ class BuilderState:
         for i in ids:
             self.fixed.setdefault(i, (op, reason, warn))
 
+    def keep(self, node: torch.fx.Node, ids: Iterable[int], reason: str, warn: bool = True) -> None:
+        """Fix ``ids`` because of ``node`` (its op named in the warning, the node among its sites)."""
+        op = self.describe(node)
+        self.sites[op].append(node.name)
+        self.fix(ids, op, reason, warn)
+
     def attach(self, ids: list[int], module: str, role: str) -> None:
         """Record ``ids`` as the channels of (module, role); a second call couples them."""
         key = (module, role)
         known = self.module_ids.get(key)
         if known is None:
             self.module_ids[key] = list(ids)
-            for index, i in enumerate(ids):
-                self.members.append((i, module, role, index))
         else:
             for a, b in zip(known, ids):
                 self.uf.union(a, b)
@@ -105,6 +137,54 @@ class BuilderState:
         return all(
             [find(i) for i in grid.select(dim, p).flatten().tolist()] == first for p in range(1, grid.shape[dim])
         )
+
+    # ----------------------------------------------------------------------------- sizes in the code
+    def rewritable(self, size: Any) -> bool:
+        """Whether ``size`` is a module attribute thinning may rewrite (so far: the walk's end decides)."""
+        return isinstance(size, AttributeInt) and size.origin not in self.consumed
+
+    def claim(self, node: torch.fx.Node, size: Any, positions: list[int] | None) -> None:
+        """Record a use of ``size`` at ``node`` the handler understood: one channel id per position
+        along the dim it sizes (each position a whole unit), or None where its value must stay. A
+        plain int: nothing to record."""
+        if isinstance(size, AttributeInt):
+            self.size_sites[size.origin].append(Site(size, positions, node.name))
+
+    def reads_channels(self, size: Any, ids: list[int]) -> bool:
+        """Whether ``size`` is computed at run time as the size of a dim that carries exactly the
+        channels ``ids`` (``x.shape[1]``, ``x.size(1)``): it then follows them through thinning."""
+        read = _size_read(size)
+        if read is None:
+            return False
+        source, dim = read
+        channels = self.values.get(source)
+        if not isinstance(channels, Channels) or channels.multi or not isinstance(dim, int):
+            return False
+        if dim % len(channels.shape) != channels.dim or len(channels.ids) != len(ids):
+            return False
+        find = self.uf.find
+        same = all(find(a) == find(b) for a, b in zip(channels.ids, ids))
+        if same:
+            self.followed_sizes.add(size)
+        return same
+
+    def fix_sizes_read_as_numbers(self, graph: torch.fx.Graph) -> None:
+        """A channel count read at run time (``B, T, C = x.size()``) and used as anything but the
+        size of a reshape of these very channels (``C // n_head``, the size of another tensor's
+        reshape) would change its value after thinning: the channels it counts stay."""
+        for node in graph.nodes:
+            read = _size_read(node)
+            if read is None or not isinstance(read[1], int):
+                continue
+            channels = self.values.get(read[0])
+            if not isinstance(channels, Channels) or read[1] % len(channels.shape) not in channels.axes:
+                continue
+            users = node.users
+            if not users or (node in self.followed_sizes and all(op_name(user) in _RESHAPES for user in users)):
+                continue
+            op = "channel count (.size() / .shape)"
+            self.sites[op].append(node.name)
+            self.fix(channels.ids, op, SIZE_READ_REASON, True)
 
     # ----------------------------------------------------------------------------- reading nodes
     def tensors_in(self, value: Any) -> list[Channels]:

@@ -26,6 +26,7 @@ from framework.pruning.graph.fx import CONVS, NORMS, is_window_attention
 # module types thinning resizes -> the only attributes a recipe may set on them
 RECIPE_WIDTHS: tuple[tuple[tuple[type, ...], tuple[str, ...]], ...] = (
     (NORMS, ("num_features",)),
+    ((nn.GroupNorm,), ("num_channels", "num_groups")),
     ((nn.Linear,), ("in_features", "out_features")),
     (CONVS, ("in_channels", "out_channels", "groups")),
 )
@@ -91,6 +92,7 @@ def check_recipe(
         if state_dict is not None and width_attributes(module) in [a for _, a in RECIPE_WIDTHS]:
             _check_shapes(module, name, spec, state_dict, where)
     _check_parameters(model, recipe.get("parameters", {}), source)
+    _check_attributes(model, recipe.get("attributes", {}), source)
 
 
 def _current_width(module: nn.Module, key: str) -> int:
@@ -122,7 +124,35 @@ def _check_parameters(model: nn.Module, parameters: object, source: str) -> None
             )
 
 
+def _check_attributes(model: nn.Module, attributes: object, source: str) -> None:
+    """Sizes written as module attributes (a head count, a split size) may only be whole numbers no
+    larger than the fresh model's, on attributes that hold a whole number there."""
+    if not isinstance(attributes, Mapping):
+        raise CheckpointError(f"{source}: 'attributes' is a {type(attributes).__name__}; expected a mapping")
+    modules = dict(model.named_modules())
+    for name, value in attributes.items():
+        where = f"{source}: attribute {name!r}"
+        owner, _, attribute = name.rpartition(".") if isinstance(name, str) else ("", "", "")
+        module = modules.get(owner)
+        current = vars(module).get(attribute) if module is not None else None
+        if type(current) is not int or attribute.startswith("_"):
+            raise CheckpointError(
+                f"{where}: {type(model).__name__} has no whole-number attribute there; a recipe may only "
+                "rewrite the sizes its thinning rewrote (head counts, split sizes, slice bounds)"
+            )
+        if type(value) is not int or not 0 <= value <= current:
+            raise CheckpointError(
+                f"{where}={value!r}; expected a whole number from 0 to {current} (its value in {type(model).__name__})"
+            )
+
+
 def _check_groups(module: nn.Module, spec: Mapping, where: str) -> None:
+    if "num_groups" in spec:  # GroupNorm: whole groups
+        channels = spec.get("num_channels", module.num_channels)
+        if channels % spec["num_groups"]:
+            raise CheckpointError(
+                f"{where}: num_channels={channels} is not divisible by num_groups={spec['num_groups']}"
+            )
     if "groups" not in spec:
         return
     groups = spec["groups"]
@@ -139,6 +169,8 @@ def _check_shapes(module: nn.Module, name: str, spec: Mapping, state_dict: Mappi
     expected: dict[str, tuple[int, ...]]
     if isinstance(module, NORMS):
         expected = {"weight": (width("num_features"),), "running_mean": (width("num_features"),)}
+    elif isinstance(module, nn.GroupNorm):
+        expected = {"weight": (width("num_channels"),)}
     elif isinstance(module, nn.Linear):
         expected = {"weight": (width("out_features"), width("in_features"))}
     elif isinstance(module, CONVS):

@@ -47,15 +47,16 @@ import copy
 import inspect
 import os
 import tempfile
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from framework.errors import CheckpointError, PruningError, short_reason
+from framework.pruning.graph.channels import paused_gc
 from framework.pruning.graph.dependency import build_dependency_graph, infer_example_input
 from framework.pruning.graph.fx import CONVS, NORMS, is_window_attention
 from framework.pruning.graph.groups import IN, NORM, OUT, PARAM, ROLE_STRUCTURE, DependencyGraph
@@ -97,71 +98,63 @@ def _weight_name(module: str) -> str:
     return f"{module}.weight"
 
 
-class _Removal:
-    """Decides which coupled channels go, from the masks."""
+def _role_flags(
+    graph: DependencyGraph, masks: Mapping[str, torch.Tensor], module: str, role: str
+) -> torch.Tensor | None:
+    """Bool per channel of a layer role: True where its mask keeps some weight (None: no mask)."""
+    if role == PARAM:
+        mask, dim = masks.get(module), graph.param_dims[module]
+        return None if mask is None else mask.bool().movedim(dim, 0).reshape(mask.shape[dim], -1).any(1).cpu()
+    mask = masks.get(_weight_name(module))
+    layer = graph.modules[module]
+    return None if mask is None else to_groups(mask.bool(), ROLE_STRUCTURE[role], layer).any(1).cpu()
 
-    def __init__(self, graph: DependencyGraph, masks: Mapping[str, torch.Tensor]):
-        self.graph = graph
-        self.masks = masks
-        self._flags: dict[tuple[str, str], list[bool] | None] = {}
 
-    def alive(self, module: str, role: str) -> list[bool] | None:
-        """Bool per channel of a layer role: True where its mask keeps some weight (None: no mask)."""
-        key = (module, role)
-        if key not in self._flags and role == PARAM:
-            mask, dim = self.masks.get(module), self.graph.param_dims[module]
-            self._flags[key] = (
-                None
-                if mask is None
-                else (mask.bool().movedim(dim, 0).reshape(mask.shape[dim], -1).any(1).cpu().tolist())
-            )
-        if key not in self._flags:
-            mask = self.masks.get(_weight_name(module))
-            layer = self.graph.modules[module]
-            self._flags[key] = (
-                None if mask is None else to_groups(mask.bool(), ROLE_STRUCTURE[role], layer).any(1).cpu().tolist()
-            )
-        return self._flags[key]
-
-    def all_masked(self, members) -> bool:
-        for member in members:
-            flags = self.alive(member.module, member.role)
-            if flags is None or any(flags[i] for i in member.indices):
-                return False
-        return True
-
-    def removed(self) -> set[int]:
-        """ids (positions in ``graph.channels()``) of the channels to remove."""
-        channels = list(self.graph.channels())
-        gone = set()
-        for position, channel in enumerate(channels):
-            if channel.fixed:
+def _removed(graph: DependencyGraph, masks: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
+    """Per group, bool per channel: does it go? A channel goes when every reader's columns are
+    masked (a channel nobody reads: every producer's rows); fixed channels never go, and every
+    layer role keeps one channel (a width-0 layer is not a layer)."""
+    flags: dict[tuple[str, str], torch.Tensor | None] = {}
+    gone_per_group = []
+    for group in graph.groups:
+        table, n = group.table, group.size
+        has = {IN: torch.zeros(n, dtype=torch.bool), OUT: torch.zeros(n, dtype=torch.bool)}
+        kept = {IN: torch.zeros(n, dtype=torch.long), OUT: torch.zeros(n, dtype=torch.long)}
+        for key, positions, indices in zip(table.keys, table.positions, table.indices):
+            if key[1] not in has:
                 continue
-            readers = channel.of(IN)
-            if self.all_masked(readers if readers else channel.of(OUT)):
-                gone.add(position)
-        # every layer keeps one channel per role: a width-0 layer is not a layer
-        holders: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for position, channel in enumerate(channels):
-            for member in channel.members:
-                if member.role != NORM:
-                    holders[(member.module, member.role)].append(position)
-        for positions in holders.values():
-            if all(p in gone for p in positions):
-                gone.discard(positions[0])
-        return gone
+            if key not in flags:
+                flags[key] = _role_flags(graph, masks, *key)
+            has[key[1]][positions] = True
+            alive = flags[key]
+            # an unmasked role keeps all of its channels
+            kept[key[1]].index_add_(
+                0, positions, torch.ones_like(positions) if alive is None else alive[indices].long()
+            )
+        masked = torch.where(has[IN], kept[IN] == 0, kept[OUT] == 0)
+        gone_per_group.append(masked & ~group.fixed)
+    firsts = sorted(
+        (g, int(positions[0]), key, positions)
+        for g, group in enumerate(graph.groups)
+        for key, positions in zip(group.table.keys, group.table.positions)
+        if key[1] != NORM
+    )
+    for g, first, _, positions in firsts:
+        if bool(gone_per_group[g][positions].all()):
+            gone_per_group[g][first] = False
+    return gone_per_group
 
 
-def _kept_indices(graph: DependencyGraph, gone: set[int]) -> dict[tuple[str, str], torch.Tensor]:
-    removed: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for position, channel in enumerate(graph.channels()):
-        if position in gone:
-            for member in channel.members:
-                removed[(member.module, member.role)].update(member.indices)
-    return {
-        key: torch.tensor([i for i in range(graph.widths[key]) if i not in indices], dtype=torch.long)
-        for key, indices in removed.items()
-    }
+def _kept_indices(graph: DependencyGraph, gone: list[torch.Tensor]) -> dict[tuple[str, str], torch.Tensor]:
+    kept: dict[tuple[str, str], torch.Tensor] = {}
+    for group, removed in zip(graph.groups, gone):
+        for key, positions, indices in zip(group.table.keys, group.table.positions, group.table.indices):
+            hit = removed[positions]
+            if bool(hit.any()):
+                keep = torch.ones(graph.widths[key], dtype=torch.bool)
+                keep[indices[hit]] = False
+                kept[key] = keep.nonzero().flatten()
+    return kept
 
 
 def _module_spec(name: str, module: nn.Module, kept: dict) -> tuple[dict, dict[str, IndexPlan]] | None:
@@ -176,6 +169,13 @@ def _module_spec(name: str, module: nn.Module, kept: dict) -> tuple[dict, dict[s
             return None
         plans = {attr: [(0, keep)] for attr in ("weight", "bias", "running_mean", "running_var")}
         return {"type": type(module).__name__, "num_features": len(keep)}, plans
+    if isinstance(module, nn.GroupNorm):  # whole groups went (the dependency graph's units)
+        keep = kept.get((name, NORM))
+        if keep is None:
+            return None
+        per_group = module.num_channels // module.num_groups
+        spec = {"type": type(module).__name__, "num_channels": len(keep), "num_groups": len(keep) // per_group}
+        return spec, {"weight": [(0, keep)], "bias": [(0, keep)]}
     if (name, OUT) not in kept and (name, IN) not in kept:
         return None
     if isinstance(module, nn.Linear):
@@ -205,6 +205,51 @@ def _module_spec(name: str, module: nn.Module, kept: dict) -> tuple[dict, dict[s
     return None
 
 
+def _plans(
+    graph: DependencyGraph, modules: Mapping[str, nn.Module], kept: dict[tuple[str, str], torch.Tensor]
+) -> tuple[dict[str, IndexPlan], dict[str, dict]]:
+    """How every resized tensor is sliced (``{tensor name: plan}``: parameters read in forward
+    along their channel dim, the tensors of resized layers), and the resized layers' new widths."""
+    plans: dict[str, IndexPlan] = {}
+    widths: dict[str, dict] = {}
+    for (name, role), keep in sorted(kept.items()):
+        if role == PARAM:  # a parameter (or buffer) read in forward: sliced along its channel dim
+            plans[name] = [(graph.param_dims[name], keep)]
+    for name in sorted({module for module, role in kept if role != PARAM}):
+        spec = _module_spec(name, modules[name], kept)
+        if spec is None:
+            continue
+        spec_widths, tensor_plans = spec
+        for attribute, plan in tensor_plans.items():
+            if isinstance(getattr(modules[name], attribute, None), torch.Tensor):
+                plans[f"{name}.{attribute}" if name else attribute] = plan
+        widths[name] = spec_widths
+    return plans, widths
+
+
+def _copy_with(model: nn.Module, plans: Mapping[str, IndexPlan], masked: Mapping[str, torch.Tensor]) -> nn.Module:
+    """A deep copy of ``model`` whose planned tensors are sliced (from ``masked`` values where
+    given) and whose other ``masked`` parameters hold those values; the tensors that shrink are
+    never copied whole."""
+    params = dict(model.named_parameters())
+    buffers = dict(model.named_buffers())
+    memo: dict[int, Any] = {}
+    for name, plan in plans.items():
+        old = params.get(name)
+        if old is not None:
+            new = _slice(masked.get(name, old.detach()), plan).clone()
+            memo[id(old)] = nn.Parameter(new, requires_grad=old.requires_grad)
+        elif name in buffers:
+            memo[id(buffers[name])] = _slice(buffers[name], plan).clone()
+    work = copy.deepcopy(model, memo)
+    copies = dict(work.named_parameters())
+    with torch.no_grad():
+        for name, value in masked.items():
+            if name not in plans:
+                copies[name].copy_(value)
+    return work
+
+
 def _slice(tensor: torch.Tensor, plan: IndexPlan) -> torch.Tensor:
     for dim, index in plan:
         tensor = tensor.index_select(dim, index.to(tensor.device))
@@ -225,16 +270,6 @@ def _replace_tensor(module: nn.Module, attribute: str, tensor: torch.Tensor) -> 
         module._buffers[attribute] = tensor
 
 
-@torch.no_grad()
-def _apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
-    params = dict(model.named_parameters())
-    unknown = [name for name in masks if name not in params]
-    if unknown:
-        raise PruningError(f"masks for {unknown[:3]} do not match any parameter of {type(model).__name__}")
-    for name, mask in masks.items():
-        params[name].mul_(mask.to(device=params[name].device, dtype=params[name].dtype))
-
-
 @contextlib.contextmanager
 def _full_precision():
     cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
@@ -245,7 +280,11 @@ def _full_precision():
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn, matmul
 
 
-def _outputs(model: nn.Module, example_input) -> list[torch.Tensor]:
+def _outputs(
+    model: nn.Module, example_input, parameters: Mapping[str, torch.Tensor] | None = None
+) -> list[torch.Tensor]:
+    """The model's outputs on ``example_input`` in eval mode, flattened; ``parameters`` stand in
+    for the model's own (the masked values, without copying the model)."""
     inputs = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
     modes = {m: m.training for m in model.modules()}
     model.eval()
@@ -253,7 +292,7 @@ def _outputs(model: nn.Module, example_input) -> list[torch.Tensor]:
         # TF32 (on by default for cuDNN convolutions on CUDA) rounds to ~1e-3: the check would
         # measure that rounding, not the thinning. Full float32 for the two reference passes.
         with torch.no_grad(), _full_precision():
-            out = model(*inputs)
+            out = functional_call(model, dict(parameters), tuple(inputs)) if parameters else model(*inputs)
     finally:
         for module, mode in modes.items():
             module.training = mode
@@ -291,36 +330,45 @@ def thin(
     optimizer: torch.optim.Optimizer | None = None,
     graph: DependencyGraph | None = None,
     check: bool = True,
+    masks_applied: bool = False,
 ) -> ThinResult:
     """Return a :class:`ThinResult` whose ``model`` is a smaller copy of ``model`` that computes what
     ``model`` with ``masks`` applied computes (``model`` itself is not changed).
 
     ``masks``: ``{parameter name: bool keep-mask}`` (e.g. ``pruner.masks``); ``example_input``: a batch
     the model accepts (shapes for the graph and the equality check; inferred from the first layer when
-    None); ``graph``: a dependency graph of ``model`` built before (saves a trace).
+    None); ``graph``: a dependency graph of ``model`` built before (saves a trace); ``masks_applied``:
+    the model's parameters are zero where the masks say so already (after ``pruner.apply_masks()``,
+    or in a training run, which re-applies them after every step), so no masked copy of the weights
+    is made (were it not so, the equality check would refuse the result).
     """
     if graph is None:
         graph = build_dependency_graph(model, example_input, warn=False)
     if example_input is None:
         example_input = infer_example_input(model)
-    work = copy.deepcopy(model)
-    _apply_masks(work, masks)
-    reference = _outputs(work, example_input) if check else None
-
-    gone = _Removal(graph, masks).removed()
-    kept = _kept_indices(graph, gone)
+    params = dict(model.named_parameters())
+    unknown = [name for name in masks if name not in params]
+    if unknown:
+        raise PruningError(f"masks for {unknown[:3]} do not match any parameter of {type(model).__name__}")
+    with paused_gc():
+        gone = _removed(graph, masks)
+        kept = _kept_indices(graph, gone)
+        plans, layer_widths = _plans(graph, dict(model.named_modules()), kept)
+        # the masked values, unless the model holds them already (a masked copy of every weight
+        # costs a model's worth of fresh memory)
+        masked = {} if masks_applied else {name: params[name].detach() * mask for name, mask in masks.items()}
+    reference = _outputs(model, example_input, masked) if check else None
+    with paused_gc():
+        work = _copy_with(model, plans, masked)
     modules = dict(work.named_modules())
-    recipe_modules: dict[str, dict] = {}
-    recipe_parameters: dict[str, list[int]] = {}
-    plans: dict[str, IndexPlan] = {}
-    for (name, role), keep in sorted(kept.items()):
-        if role == PARAM:  # a parameter read in forward: sliced along its channel dim
-            owner, _, attribute = name.rpartition(".")
-            plan = [(graph.param_dims[name], keep)]
-            tensor = getattr(modules[owner], attribute)
-            _replace_tensor(modules[owner], attribute, _slice(tensor.detach(), plan).clone())
-            plans[name] = plan
-            recipe_parameters[name] = list(getattr(modules[owner], attribute).shape)
+    for name, widths in layer_widths.items():
+        _set_widths(modules[name], widths)
+    recipe_modules = dict(layer_widths)
+    recipe_parameters = {
+        name: list((work.get_parameter(name) if name in params else work.get_buffer(name)).shape)
+        for name in plans
+        if name in graph.param_dims
+    }
     for name, module in modules.items():
         if isinstance(module, nn.MultiheadAttention) and f"{name}.in_proj_weight" in recipe_parameters:
             heads = recipe_parameters[f"{name}.in_proj_weight"][0] // (3 * module.head_dim)
@@ -331,24 +379,13 @@ def thin(
             heads = len(kept[(f"{name}.qkv", OUT)]) // (3 * head_dim)
             recipe_modules[name] = {"type": type(module).__name__, "num_heads": heads, "head_dim": head_dim}
             thin_window_attention(module, heads, head_dim)
-    for name in sorted({module for module, role in kept if role != PARAM}):
-        spec = _module_spec(name, modules[name], kept)
-        if spec is None:
-            continue
-        widths, tensor_plans = spec
-        module = modules[name]
-        for attribute, plan in tensor_plans.items():
-            tensor = getattr(module, attribute, None)
-            if isinstance(tensor, torch.Tensor):
-                _replace_tensor(module, attribute, _slice(tensor.detach(), plan).clone())
-                plans[f"{name}.{attribute}" if name else attribute] = plan
-        _set_widths(module, widths)
-        recipe_modules[name] = widths
-
-    recipe = {"format": RECIPE_FORMAT, "modules": recipe_modules}
+    recipe: dict[str, Any] = {"format": RECIPE_FORMAT, "modules": recipe_modules}
     if recipe_parameters:
         recipe["parameters"] = recipe_parameters
-    result = ThinResult(work, recipe, plans, removed_channels=len(gone))
+    recipe_attributes = _rewrite_attributes(graph, gone, modules)
+    if recipe_attributes:
+        recipe["attributes"] = recipe_attributes
+    result = ThinResult(work, recipe, plans, removed_channels=sum(int(g.sum()) for g in gone))
     if reference is not None:  # check=True
         result.max_error = relative_error(reference, _outputs(work, example_input))
         dtype = next(work.parameters()).dtype
@@ -361,6 +398,22 @@ def thin(
     if optimizer is not None:
         result.optimizer = thin_optimizer(optimizer, model, work, plans)
     return result
+
+
+def _rewrite_attributes(
+    graph: DependencyGraph, gone: list[torch.Tensor], modules: dict[str, nn.Module]
+) -> dict[str, int]:
+    """Sizes written as module attributes (head counts, split sizes, slice bounds; see
+    :mod:`..graph.constants`) set to what the surviving channels need; returns the changed ones."""
+    changed: dict[str, int] = {}
+    for attribute in graph.attributes:
+        surviving = sum(1 for unit in attribute.units if unit is None or not bool(gone[unit[0]][unit[1]]))
+        value = attribute.resize.rewritten(surviving)
+        if value != attribute.resize.value:
+            owner, _, name = attribute.name.rpartition(".")
+            setattr(modules[owner], name, value)
+            changed[attribute.name] = value
+    return changed
 
 
 def thin_optimizer(
@@ -432,6 +485,9 @@ def apply_recipe(model: nn.Module, recipe: Mapping, state_dict: Mapping | None =
             tensor = getattr(module, attribute, None)
             if isinstance(tensor, torch.Tensor):
                 _replace_tensor(module, attribute, torch.empty(shape, dtype=tensor.dtype, device=tensor.device))
+    for name, value in recipe.get("attributes", {}).items():  # checked: whole-number attributes only
+        owner, _, attribute = name.rpartition(".")
+        setattr(modules[owner], attribute, int(value))
     for name, shape in recipe.get("parameters", {}).items():
         owner, _, attribute = name.rpartition(".")
         module = modules.get(owner)
@@ -451,6 +507,8 @@ def _shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
     if isinstance(module, NORMS):
         n = module.num_features
         return {attr: (n,) for attr in ("weight", "bias", "running_mean", "running_var")}
+    if isinstance(module, nn.GroupNorm):
+        return {"weight": (module.num_channels,), "bias": (module.num_channels,)}
     if isinstance(module, nn.Linear):
         return {"weight": (module.out_features, module.in_features), "bias": (module.out_features,)}
     if isinstance(module, CONVS):

@@ -1,0 +1,98 @@
+"""The cost table a ``pruner.budget`` allocates widths by, built before any data is read.
+
+``budget=macs``: counted from the layers' shapes. ``budget=latency``: read from
+``pruner.latency_table`` when given (a table measured elsewhere, or a synthetic one), else measured
+on this machine for ``pruner.latency_runtime`` at the run's thread count and cached under
+``<paths.output_dir>/latency_tables`` (a stale one is measured again, and the log says why). The
+table and its plot go to the run's pruning folder, which the trackers keep.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from framework.errors import ConfigError
+from framework.pruning.budget.latency_table import LatencyTable
+from framework.pruning.spec import LATENCY_BUDGET, MACS_BUDGET
+from framework.run_context import RunContext
+
+log = logging.getLogger(__name__)
+
+TABLE_FILE, PLOT_FILE = "latency_table.json", "latency_table.png"
+CACHE_FOLDER = "latency_tables"
+
+
+def budget_cost_table(
+    cfg: DictConfig, model: torch.nn.Module, input_shape: Sequence[int], context: RunContext | None = None
+) -> LatencyTable | None:
+    """The table of ``pruner.budget`` (None without a budget); with ``context``, saved and drawn
+    into the run's pruning folder."""
+    budget = cfg.pruner.get("budget")
+    if budget not in (MACS_BUDGET, LATENCY_BUDGET):
+        return None  # no budget, or a wrong one the pruner's rules answer
+    if budget == MACS_BUDGET:
+        from framework.deploy.mac_table import mac_table
+
+        return mac_table(model, input_shape)
+    path = cfg.pruner.get("latency_table")
+    runtime = cfg.pruner.get("latency_runtime", "eager")
+    table = _read_table(str(path), runtime) if path else _measured_table(cfg, model, input_shape, runtime)
+    if context is not None:
+        _keep(table, context.pruning)
+    return table
+
+
+def _read_table(path: str, runtime: str) -> LatencyTable:
+    from framework.deploy.machine import machine_fingerprint
+
+    if not Path(path).is_file():
+        raise ConfigError(f"pruner.latency_table={path} is not a file; allowed: a latency table's JSON, or null")
+    try:
+        table = LatencyTable.load(path)
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"pruner.latency_table={path} is not a latency table ({error})") from None
+    if table.runtime != runtime:
+        raise ConfigError(
+            f"pruner.latency_table={path} was measured for runtime {table.runtime}, not "
+            f"pruner.latency_runtime={runtime}; allowed: a table of this runtime, or latency_table=null"
+        )
+    here = machine_fingerprint(runtime, table.threads, table.machine.get("clock", "wall"))
+    changed = sorted(k for k in set(here) | set(table.machine) if here.get(k) != table.machine.get(k))
+    if changed:
+        log.warning(
+            "pruner.latency_table=%s was measured on another machine or software (%s differ); its milliseconds "
+            "may not hold here (latency_table=null measures this machine's)",
+            path,
+            ", ".join(changed),
+        )
+    return table
+
+
+def _measured_table(cfg: DictConfig, model: torch.nn.Module, input_shape: Sequence[int], runtime: str) -> LatencyTable:
+    from framework.deploy.errors import DeployError
+    from framework.deploy.latency_cache import cached_latency_table
+    from framework.deploy.latency_measure import runtime_problem
+
+    problem = runtime_problem(runtime)
+    if problem:
+        raise ConfigError(f"pruner.latency_runtime={runtime}: {problem}")
+    cache = Path(cfg.paths.output_dir) / CACHE_FOLDER
+    try:
+        cached = cached_latency_table(model, input_shape, cache, type(model).__name__, runtime=runtime)
+    except DeployError as error:
+        raise ConfigError(str(error)) from None
+    log.info("latency table %s: %s (%s)", cached.path, cached.status, cached.reason or "for this model and machine")
+    return cached.table
+
+
+def _keep(table: LatencyTable, folder: Path) -> None:
+    from framework.analysis.latency_plots import plot_latency_table
+
+    folder.mkdir(parents=True, exist_ok=True)
+    table.save(folder / TABLE_FILE)
+    plot_latency_table(table, folder / PLOT_FILE, title=f"latency against width ({table.runtime})")
