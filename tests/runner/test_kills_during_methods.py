@@ -83,7 +83,7 @@ def test_kills_during_calibration_distillation_and_int8_resume_exactly(run_exper
     )
     assert finished_epochs(crash) == 2
     # the int8 calibration of the deploy step, after the last epoch: its second batch
-    run_killed_at("framework.deploy.quantize:_Batches.get_next", 2, lambda: run_experiment(resume, crash))
+    run_killed_at("framework.deploy.int8_fallback:_Batches.get_next", 2, lambda: run_experiment(resume, crash))
     assert not (crash / "deploy" / "model_int8.onnx").exists()
     run_experiment(resume, crash)
 
