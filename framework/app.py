@@ -155,6 +155,7 @@ def main() -> None:
         missing_plugin_problem,
         renamed_key_problem,
         renamed_option_problem,
+        template_key_problem,
         unknown_option_problem,
     )
     from framework.sweeps.callback import finish_open_sweeps
@@ -163,6 +164,7 @@ def main() -> None:
     problem = (
         renamed_option_problem(conf_dir(), sys.argv[1:])
         or renamed_key_problem(sys.argv[1:])
+        or template_key_problem(conf_dir(), sys.argv[1:])
         or unknown_option_problem(conf_dir(), sys.argv[1:])
         or missing_plugin_problem(conf_dir(), sys.argv[1:])
         or output_dir_problem(sys.argv[1:])

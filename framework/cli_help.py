@@ -170,6 +170,15 @@ def _importable(module: str) -> bool:
         return False
 
 
+def _missing_plugin(dirs: Sequence[Path], group: str, option: str, seen: set) -> str | None:
+    """What ``group=option`` needs (directly or through a preset) that is not installed, if anything."""
+    for picked_group, picked in _options_picked(dirs, group, option, seen):
+        module, needed = PLUGIN_OPTIONS.get((picked_group, picked), (None, None))
+        if module and not _importable(module):
+            return needed
+    return None
+
+
 def missing_plugin_problem(conf: Path, argv: Sequence[str]) -> str | None:
     """One line when the command line picks a launcher or sweeper (directly or through a preset)
     whose Hydra plugin is not installed, naming the package and the extra that brings it."""
@@ -191,13 +200,38 @@ def missing_plugin_problem(conf: Path, argv: Sequence[str]) -> str | None:
     return None
 
 
+# Hydra's own groups hold options that no config folder has: Hydra's built-in ones and those a
+# plugin registers. --help lists them beside ours (the folders alone gave `hydra/launcher: slurm`).
+HYDRA_BUILT_IN_OPTIONS = {"hydra/launcher": ("basic",), "hydra/sweeper": ("basic",)}
+
+
+def help_group_lines(dirs: Sequence[Path]) -> list[str]:
+    """``  group: a, b, c`` per group, Hydra's launchers and sweepers included; an option whose
+    plugin is not installed is marked, with the extra that brings it."""
+    groups = {group: set(options) for group, options in group_options(dirs).items()}
+    for group, options in HYDRA_BUILT_IN_OPTIONS.items():
+        groups.setdefault(group, set()).update(options)
+    for group, option in PLUGIN_OPTIONS:
+        groups.setdefault(group, set()).add(option)
+    lines, missing = [], False
+    for group in sorted(groups):
+        shown = []
+        for option in sorted(groups[group]):
+            marked = group in PLUGIN_GROUPS and _missing_plugin(dirs, group, option, set())
+            missing = missing or bool(marked)
+            shown.append(f"{option}*" if marked else option)
+        lines.append(f"  {group}: {', '.join(shown)}")
+    if missing:
+        lines.append("  (* needs a plugin that is not installed: pip install 'secateurs[sweeps]')")
+    return lines
+
+
 def print_help(conf: Path, argv: Sequence[str]) -> None:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     dirs = config_dirs(conf, argv)
-    lines = [f"  {group}: {', '.join(options)}" for group, options in group_options(dirs).items()]
-    print(HEADER + "\n".join(lines))
+    print(HEADER + "\n".join(help_group_lines(dirs)))
     print("\n== Config (override anything: key=value; add a key: +key=value) ==\n")
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         extra = (
@@ -206,3 +240,53 @@ def print_help(conf: Path, argv: Sequence[str]) -> None:
         cfg = compose(config_name="config", overrides=overrides_of(argv) + extra)
     print(OmegaConf.to_yaml(cfg), end="")
     print(FOOTER, end="")
+
+
+# Keys a Lightning-Hydra-Template user types, answered with our spelling. Hydra would say "use
+# +logger=..." (which cannot work: nothing here reads those keys). The longest matching key
+# wins; {value} is the value the user gave.
+TEMPLATE_SPELLINGS: dict[str, str] = {
+    "logger": "tracking=mlflow | none (tracking.uri=..., tracking.experiment=...); metrics.jsonl is always written",
+    "callbacks.early_stopping": "no early stopping: a run trains its epochs and best.pt keeps the best by optimized_metric",
+    "callbacks.model_checkpoint": "checkpoints are always written: checkpoints/last.pt and best.pt (by optimized_metric)",
+    "callbacks.rich_progress_bar": "progress=true | false",
+    "callbacks": "checkpoints (last.pt, best.pt by optimized_metric) are always written; progress=false",
+    "trainer.max_epochs": "epochs={value}",
+    "trainer.min_epochs": "epochs=N (every run trains all its epochs)",
+    "trainer.accelerator": "device=auto | cpu | cuda",
+    "trainer.devices": "device=... for one process; several GPUs: torchrun --nproc_per_node=N (docs/distributed.md)",
+    "trainer.limit_train_batches": "loader.limit_train_batches={value}",
+    "trainer.limit_val_batches": "loader.limit_val_batches={value}",
+    "trainer.fast_dev_run": "debug=fast",
+    "trainer.deterministic": "seed=N (every run is seeded and resumes bit-exactly)",
+    "trainer": "epochs=N, device=auto | cpu | cuda, loader.limit_train_batches=N; several GPUs: torchrun (docs/distributed.md)",
+    "data.batch_size": "loader.batch_size={value}",
+    "data.num_workers": "loader.num_workers={value}",
+    "data.data_dir": "dataset.root={value}",
+    "data": "dataset=<option> (dataset.<argument>=... for its arguments, loader.batch_size=N)",
+    "model.optimizer": "optimizer=<option> (optimizer.lr=...)",
+    "model.scheduler": "lr_scheduler=<option>",
+    "ckpt_path": "task=eval pretrained={value} to evaluate it, resume={value} to continue training, pretrained={value} to start from its weights",
+    "train": "task=train | eval | sensitivity",
+    "test": "task=eval pretrained=<file> (the val split is evaluated after every epoch of a training run)",
+    "task_name": "tracking.experiment={value}",
+    "extras.print_config": "print_config={value}",
+    "extras.enforce_tags": "tags=[...]",
+    "extras": "print_config=true",
+    "paths.log_dir": "paths.output_dir={value}",
+    "paths.root_dir": "paths.output_dir={value}",
+    "paths.data_dir": "dataset.root={value}",
+}
+
+
+def template_key_problem(conf: Path, argv: Sequence[str]) -> str | None:
+    """One line for a key of Lightning-Hydra-Template's (``logger=mlflow``, ``trainer.max_epochs=5``,
+    ``ckpt_path=...``) naming ours, unless a ``--config-dir`` of the user's has that group."""
+    groups = group_options(config_dirs(conf, argv)[1:])
+    for override in overrides_of(argv):
+        key = override.partition("=")[0].lstrip("+~")
+        for known in sorted(TEMPLATE_SPELLINGS, key=len, reverse=True):
+            if (key == known or key.startswith(known + ".")) and key.split(".")[0] not in groups:
+                ours = TEMPLATE_SPELLINGS[known].replace("{value}", override.partition("=")[2] or "...")
+                return f"{override} is Lightning-Hydra-Template's spelling; here: {ours}"
+    return None

@@ -158,6 +158,7 @@ class Config:
     resume: str | None = None  # null | auto | <checkpoint path>
     resume_changed: str = "refuse"  # refuse | allow: resume a checkpoint whose config differs
     progress: bool = True
+    print_config: bool = False  # true: the composed config, resolved, at the start of the run's log
     # what a run returns to a Hydra sweeper: one metric name, or a list for multi-objective search
     optimized_metric: Any = "val/top1"
     # train | sensitivity | eval (pretrained=<file> on the val split) | oneshot (a language model:
@@ -263,6 +264,7 @@ def config_problems(cfg: Any) -> list[str]:
     problems.extend(_language_model_problems(cfg))
     if _select(cfg, "pruner._target_") != LLM_PRUNER and _select(cfg, "pruner.method") not in (None, NONE):
         problems.extend(_pruner_problems(cfg))
+    problems.extend(p for p in [_untrained_teacher_problem(cfg)] if p)
     if _select(cfg, "card.enabled"):
         problems.extend(card_problems(cfg.card, cfg.pruner))
     return problems
@@ -307,6 +309,25 @@ def _language_model_problems(cfg: Any) -> list[str]:
             f"pretrained={cfg.pretrained} does not apply; allowed: pretrained=null"
         )
     return problems
+
+
+def _untrained_teacher_problem(cfg: Any) -> str | None:
+    """``distill.teacher=dense`` is the model as it is when pruning starts: at epoch 0 without
+    ``pretrained=`` that is the random initialisation, which scores chance, and KD would put most
+    of the loss on imitating it."""
+    if cfg.task != "train" or _select(cfg, "distill.teacher") != "dense" or cfg.pretrained is not None:
+        return None
+    pruning = _select(cfg, "pruner.method") not in (None, NONE)
+    start = pruning_window(cfg.schedule, cfg.epochs)[0] if pruning else 0
+    if not isinstance(start, int) or start >= 1:  # a bad starting_epoch is the schedule check's
+        return None
+    when = "when pruning starts" if pruning else "without a pruner"
+    dense_first = "schedule.starting_epoch=N >= 1 (N dense epochs train the teacher first), " if pruning else ""
+    return (
+        f"distill.teacher=dense would be the untrained model (the model at epoch {start}, {when}, "
+        f"without pretrained=); allowed: {dense_first}pretrained=<a trained model's file>, or "
+        "distill.teacher=<a trained model's file>"
+    )
 
 
 def _sensitivity_problems(cfg: Any, bad) -> list[str]:

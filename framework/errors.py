@@ -54,6 +54,22 @@ def short_reason(error: BaseException, limit: int = 160) -> str:
     exception's type name when the message is empty.
     """
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    telling = [line for line in lines if line.startswith("WeightsUnpickler error:")]
+    telling = [line for line in lines if line.startswith(TELLING_LINES)]
     text = (telling or lines or [type(error).__name__])[0]
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    wrapped = 0  # a sentence a library wrapped over several lines (Hydra's) is read whole
+    while not telling and not text.endswith(SENTENCE_ENDS) and wrapped + 1 < len(lines):
+        if not lines[wrapped + 1][:1].islower():
+            break
+        wrapped += 1
+        text += " " + lines[wrapped]
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 3]
+    end = cut.rfind(". ") if wrapped else -1
+    return cut[: end + 1] if end > limit // 2 else cut + "..."
+
+
+# The line of a library's message that says what went wrong, when it is not the first one: the
+# class a weights_only load refused (a pickle payload names what it would have run).
+TELLING_LINES = ("WeightsUnpickler error:", "Trying to load unsupported GLOBAL")
+SENTENCE_ENDS = (".", "!", "?", ":", ";", ")", "]", "'", '"')

@@ -11,6 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from support import HANG_S
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -44,7 +46,7 @@ class MlflowServer:
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 90.0, attempts: int = 3) -> MlflowServer:
+    def start(self, timeout: float = HANG_S, attempts: int = 3) -> MlflowServer:
         """Start and wait until it answers. A free port can be taken by another process (a second
         suite beside this one) before the server binds it: the server then exits, and it is
         started again on another free port."""
@@ -102,5 +104,5 @@ class MlflowServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            self.process.wait(timeout=30)
+            self.process.wait(timeout=HANG_S)
         self.process = None

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from mlflow_server import free_port
+from support import HANG_S
 
 BIN_DIRS = ("/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin")
 
@@ -58,7 +59,7 @@ class PostgresServer:
         return ["runuser", "-u", self.run_as, "--", *command] if self.run_as else command
 
     def _run(self, tool: str, *args: str) -> None:
-        result = subprocess.run(self._command(tool, *args), capture_output=True, text=True, timeout=120)
+        result = subprocess.run(self._command(tool, *args), capture_output=True, text=True, timeout=HANG_S)
         if result.returncode != 0:
             raise PostgresUnavailable(f"{tool} failed: {(result.stderr or result.stdout).strip()[-500:]}")
 
@@ -88,7 +89,7 @@ class PostgresServer:
             subprocess.run(
                 self._command("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop"),
                 capture_output=True,
-                timeout=120,
+                timeout=HANG_S,
             )
             self.started = False
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import HANG_S
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "framework"
@@ -159,7 +160,9 @@ def test_every_module_imports_in_a_fresh_interpreter_and_the_engine_pulls_in_no_
         "    importlib.import_module(name)\n"
         "print('ok', len(sys.argv) - 1)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code, *names], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", code, *names], cwd=ROOT, capture_output=True, text=True, timeout=HANG_S
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["ok", str(len(names))]
 

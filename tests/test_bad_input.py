@@ -1,11 +1,15 @@
-"""Bad input from the command line: one line naming the key, exit code 2, before any training."""
+"""Bad input from the command line: one line naming the key, exit code 2, before any training.
+
+The command runs in the test's process (cli_in_process.run_main): the same checks, output and exit
+code as ``python run.py``, without a new interpreter per case."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from support import cli_dirs, run_cli
+from cli_in_process import run_main
+from support import cli_dirs
 
 
 @pytest.mark.parametrize(
@@ -30,7 +34,7 @@ from support import cli_dirs, run_cli
     ],
 )
 def test_bad_input_exits_2_with_the_key(tmp_path, overrides, expected):
-    result = run_cli([*overrides, *cli_dirs(tmp_path)])
+    result = run_main([*overrides, *cli_dirs(tmp_path)])
     assert result.returncode == 2, result.stderr[-2000:]
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
@@ -39,7 +43,7 @@ def test_bad_input_exits_2_with_the_key(tmp_path, overrides, expected):
 
 @pytest.mark.parametrize("name", ["alexnet", "vit_b_16"])
 def test_model_that_cannot_take_the_input_shape_is_one_line_before_training(tmp_path, name):
-    result = run_cli(
+    result = run_main(
         [
             "model=torchvision",
             f"model.name={name}",
@@ -59,7 +63,7 @@ def test_model_that_cannot_take_the_input_shape_is_one_line_before_training(tmp_
 
 
 def test_a_sweep_with_an_unknown_option_stops_before_its_parent_run_is_opened(tmp_path):
-    result = run_cli(["-m", "pruner=agp,agp_fliter", "epochs=1", *cli_dirs(tmp_path)])
+    result = run_main(["-m", "pruner=agp,agp_fliter", "epochs=1", *cli_dirs(tmp_path)])
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert result.returncode == 2, result.stderr[-2000:]
     options = sorted(path.stem for path in (Path(__file__).resolve().parents[1] / "conf" / "pruner").glob("*.yaml"))

@@ -1,11 +1,12 @@
 """More bad input, one line each and exit 2 before any data is read (issue 21 item 10): a `???`
 value left unset, a user module that cannot be imported (syntax error, import-time error,
-sys.exit at import) named with its cause."""
+sys.exit at import) named with its cause. The command runs in the test's process (run_main)."""
 
 from __future__ import annotations
 
 import pytest
-from support import cli_dirs, run_cli
+from cli_in_process import run_main
+from support import cli_dirs
 
 MODULES = {
     "broken.py": "def f(:\n",
@@ -34,7 +35,7 @@ MODULES = {
 def test_more_bad_input_is_one_line_with_its_cause(tmp_path, overrides, expected):
     for name, text in MODULES.items():
         (tmp_path / name).write_text(text)
-    result = run_cli([*overrides, *cli_dirs(tmp_path, mlflow=False), "tracking=none"], cwd=tmp_path)
+    result = run_main([*overrides, *cli_dirs(tmp_path, mlflow=False), "tracking=none"], cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0], result.stderr[-2000:]
@@ -45,7 +46,7 @@ def test_more_bad_input_is_one_line_with_its_cause(tmp_path, overrides, expected
 def test_a_run_folder_that_cannot_be_created_is_one_line(tmp_path, key):
     (tmp_path / "a_file").write_text("in the way\n")
     args = ["-m", "seed=1"] if key == "hydra.sweep.dir" else []
-    result = run_cli([*args, "tracking=none", f"{key}={tmp_path}/a_file/run"], cwd=tmp_path)
+    result = run_main([*args, "tracking=none", f"{key}={tmp_path}/a_file/run"], cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == [
@@ -55,7 +56,7 @@ def test_a_run_folder_that_cannot_be_created_is_one_line(tmp_path, key):
 
 def test_a_sqlite_store_in_a_missing_folder_is_said(tmp_path):
     uri = f"sqlite:///{tmp_path}/not/yet/mlflow.db"
-    result = run_cli(
+    result = run_main(
         [
             "epochs=1",
             f"tracking.uri={uri}",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-from support import cli_dirs, run_cli, store_overrides
+from support import HANG_S, cli_dirs, run_cli, store_overrides
 
 MY_NET = '''
 from torch import nn
@@ -252,7 +252,7 @@ def test_own_tracker_from_a_folder_outside_the_repo_tracks_train_sensitivity_and
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_S,
     )
     assert recover.returncode == 2
     assert recover.stderr.strip().splitlines() == [recover.stderr.strip()]

@@ -15,9 +15,12 @@ def test_help_lists_every_group_and_option_and_the_config():
     for folder in sorted(p for p in CONF.rglob("*") if p.is_dir()):
         group = folder.relative_to(CONF).as_posix()
         options = sorted(p.stem for p in folder.glob("*.yaml"))
-        if not options:  # conf/hydra only holds the hydra/launcher group
+        if not options or group.startswith("hydra/"):  # conf/hydra only holds the hydra/launcher group
             continue
         assert f"  {group}: {', '.join(options)}" in result.stdout, group
+    # Hydra's own launchers and sweepers and the plugins' beside ours (it listed only `slurm`)
+    assert "  hydra/launcher: basic, joblib, slurm, submitit_local, submitit_slurm\n" in result.stdout
+    assert "  hydra/sweeper: basic, secateurs_optuna\n" in result.stdout
     assert "_target_: framework.models.SimpleCNN" in result.stdout
     assert "torch" not in result.stderr  # nothing heavy was imported, so nothing could complain
 

@@ -253,3 +253,18 @@ def test_nested_criterion_component_is_checked_too(compose_config):
     assert problems == [
         "pruner.criterion.power is not an argument of framework.pruning.scores.criteria.L1Criterion; accepted: (none)"
     ]
+
+
+def test_a_target_hydra_blocklists_is_one_whole_sentence():
+    """Hydra wraps its message over lines; the first line alone stopped mid-sentence (issue 29 item 9)."""
+    from omegaconf import OmegaConf
+
+    from framework.components import build_component
+    from framework.errors import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        build_component("model", OmegaConf.create({"_target_": "builtins.eval"}))
+    assert str(error.value) == (
+        "model (builtins.eval): Target 'builtins.eval' is blocklisted because it allows config data to control "
+        "executable behavior or belongs to an execution-capable target family."
+    )

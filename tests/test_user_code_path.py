@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support import ROOT
+from support import HANG_S, ROOT
 
 PROBE = """
 import importlib.util, json, sys
@@ -32,7 +32,7 @@ def probe(tmp_path: Path, argv: list[str]) -> dict:
         cwd=tmp_path / "project",
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_S,
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -26,6 +26,10 @@ class DeployConfig:
     # training batches that calibrate the int8 activation ranges, drawn seeded (like the pruner's
     # calibration batches of a data-aware criterion, which are pruner.calibration_batches)
     int8_calibration_batches: int = 8
+    # false: a model the step cannot export (an op ONNX lacks) leaves the run FINISHED with the
+    # deploy step skipped (one line, deploy/skipped=1); true: the run ends FAILED, after the last
+    # epoch's checkpoint and metrics are saved and tracked
+    required: bool = False
     # the most top-1 int8 may lose against the ONNX fp32 model (0.005: half a point): beyond it the
     # layers that lose most stay in fp32, and if that is not enough the servable model is fp32
     max_int8_drop: float = 0.005
@@ -69,10 +73,12 @@ def deploy_problems(deploy: Any) -> list[str]:
             *problems,
             f"deploy.quantize={deploy.quantize} needs deploy.enabled=true; allowed: deploy.quantize=none",
         ]
-    if deploy.enabled:
+    if deploy.enabled and (deploy.quantize != "none" or deploy.required):
+        # asked for by name: refused without the packages. The default (enabled, fp32, not
+        # required) runs on a base install with the step left out and said once (runner/hooks.py).
         from framework.deploy.errors import missing_line  # looks for the packages only
 
-        needed_by = f"deploy.quantize={deploy.quantize}" if deploy.quantize != "none" else "deploy.enabled=true"
+        needed_by = f"deploy.quantize={deploy.quantize}" if deploy.quantize != "none" else "deploy.required=true"
         missing = missing_line(needed_by)
         if missing:
             return [*problems, missing + " (or deploy.enabled=false)"]

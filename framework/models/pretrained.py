@@ -31,6 +31,8 @@ SHOWN_KEYS = 5
 # torch.save writes a zip archive; its legacy format (and plain pickles) start with PROTO 0x80.
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_MAGIC = b"\x80"
+# A run folder's files that load here, named when the path given is a run folder.
+RUN_FILES = ("checkpoints/best.pt", "checkpoints/last.pt", "thinned/model.pt")
 
 
 def check_pretrained_file(path: str | os.PathLike) -> None:
@@ -43,6 +45,16 @@ def check_pretrained_file(path: str | os.PathLike) -> None:
     if not file.exists():
         raise CheckpointError(
             f"pretrained file not found: {KEY}={file}; give the path of a saved state_dict or checkpoint file"
+        )
+    if file.is_dir():
+        inside = [str(file / name) for name in RUN_FILES if (file / name).is_file()]
+        raise CheckpointError(
+            f"pretrained path is a folder, not a file: {KEY}={file}; give "
+            + (
+                f"one of its files ({', '.join(inside)})"
+                if inside
+                else "the path of a saved state_dict or checkpoint file"
+            )
         )
     if not file.is_file():
         raise CheckpointError(

@@ -25,7 +25,8 @@ def _as_teacher():
     try:
         yield
     except CheckpointError as error:
-        message = str(error).replace("pretrained file", f"{KEY} file").replace(f"{pretrained.KEY}=", f"{KEY}=")
+        message = str(error).replace(f"{pretrained.KEY} file", f"{KEY} file").replace(f"{pretrained.KEY}=", f"{KEY}=")
+        message = message.replace(f"{pretrained.KEY} path", f"{KEY} path")
         raise CheckpointError(message) from None
 
 
@@ -38,7 +39,17 @@ def check_teacher_file(path: str | os.PathLike) -> None:
 def load_teacher(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """``model`` (a freshly built architecture) with the teacher's weights: strict, weights only."""
     with _as_teacher():
-        return pretrained.load_pretrained(model, path)
+        teacher = pretrained.load_pretrained(model, path)
+    broken = [
+        name for name, value in teacher.state_dict().items() if value.is_floating_point() and not value.isfinite().all()
+    ]
+    if broken:
+        # a teacher whose outputs are NaN makes the loss NaN at the first step, blamed on the lr
+        raise CheckpointError(
+            f"{KEY}={path} holds NaN or infinite weights ({pretrained.summarise(broken)}); "
+            "a teacher must be a trained model: give a checkpoint of a run that finished (checkpoints/best.pt)"
+        )
+    return teacher
 
 
 @torch.no_grad()

@@ -31,6 +31,8 @@ RENAMED_METHODS = {
 }
 
 FINE, FILTER, CHANNEL, HEAD, NM = "fine", "filter", "channel", "head", "nm"
+# How far pruner.final_sparsity may be from an N:M pattern's (m - n) / m: 0.67 for 1:3 is 2/3.
+NM_SPARSITY_TOLERANCE = 0.005
 # head: whole attention heads, across layers (coupled only); nm: n of every m weights along the input dimension
 STRUCTURES = (FINE, FILTER, CHANNEL, HEAD, NM)
 STRUCTURED = (FILTER, CHANNEL)  # whole output / input channels: the ones that can be coupled
@@ -329,10 +331,13 @@ def nm_problems(spec: PrunerSpec) -> list[str]:
             "allowed: true | false"
         )
     final = spec.final_sparsity
-    if n < m and not (is_number(final) and math.isclose(final, (m - n) / m, abs_tol=1e-9)):
+    # 0.67 or 0.667 for 1:3 are what a user types for 2/3: a value that rounds to the pattern's
+    # sparsity is taken (the last pruning epoch zeroes round(final * m), at most m - n, per block)
+    if n < m and not (is_number(final) and math.isclose(final, (m - n) / m, abs_tol=NM_SPARSITY_TOLERANCE)):
         problems.append(
             f"pruner.final_sparsity={final} does not match pruner.n={n}, pruner.m={m} "
-            f"(the pattern removes {m - n} of every {m}); allowed: pruner.final_sparsity={(m - n) / m:g}"
+            f"(the pattern removes {m - n} of every {m}); allowed: pruner.final_sparsity={(m - n) / m:.4g} "
+            f"(within {NM_SPARSITY_TOLERANCE})"
         )
     return problems
 

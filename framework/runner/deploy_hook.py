@@ -46,10 +46,13 @@ class DeployHook(Hook):
         nm: tuple[int, int] | None = None,
         parameter_names: Sequence[str] = (),
         builds: bool = True,
+        required: bool = False,
         max_int8_drop: float = 0.005,
     ):
         """``builds``: deploy.enabled on rank 0 (false leaves only the N:M check); ``nm`` and
-        ``parameter_names``: the N:M pattern the pruner promised on those weights."""
+        ``parameter_names``: the N:M pattern the pruner promised on those weights; ``required``:
+        a model the step cannot build fails the run (once the last epoch is saved) instead of
+        skipping the step."""
         self.quantize = quantize
         self.int8_calibration_batches = int8_calibration_batches
         self.input_shape = tuple(input_shape)
@@ -59,6 +62,8 @@ class DeployHook(Hook):
         self.nm = nm
         self.parameter_names = list(parameter_names)
         self.builds = builds
+        self.required = required
+        self.failure: str | None = None  # why the step could not build the model, for after_run
         self.max_int8_drop = max_int8_drop
 
     def after_epoch(self, trainer) -> None:
@@ -75,18 +80,26 @@ class DeployHook(Hook):
         from framework.tracking.model_export import INT8_MODEL_DIR, MODEL_DIR
 
         thinned = trainer.replacement if isinstance(trainer.replacement, ThinnedModel) else None
-        result = build_deployable(
-            trainer.model,
-            self.input_shape,
-            self.out_dir,
-            trainer.val_loader,
-            calibration_batches=self.calibration_inputs(trainer) if self.quantize == "int8" else (),
-            dense_measured=thinned.dense_measured if thinned is not None else None,
-            quantize=self.quantize,
-            loader_batch=self.batch_size,
-            timing=(1, RUN_LATENCY_REPEATS),
-            max_int8_drop=self.max_int8_drop,
+        log.info(
+            "deploy step: fusing BatchNorm, exporting to ONNX%s, then timing every variant",
+            f", quantizing to int8 on {self.int8_calibration_batches} batches" if self.quantize == "int8" else "",
         )
+        try:
+            result = build_deployable(
+                trainer.model,
+                self.input_shape,
+                self.out_dir,
+                trainer.val_loader,
+                calibration_batches=self.calibration_inputs(trainer) if self.quantize == "int8" else (),
+                dense_measured=thinned.dense_measured if thinned is not None else None,
+                quantize=self.quantize,
+                loader_batch=self.batch_size,
+                timing=(1, RUN_LATENCY_REPEATS),
+                max_int8_drop=self.max_int8_drop,
+            )
+        except Exception as error:  # an optional step: the trained model is not lost to it
+            self._skip(trainer, error)
+            return
         trainer.epoch_metrics.update(result.metrics)
         if result.int8 is not None and result.int8.kept_fp32:
             log.info("int8: %s kept in fp32 (they lose most when quantized)", ", ".join(result.int8.kept_fp32))
@@ -96,6 +109,29 @@ class DeployHook(Hook):
         if result.int8_path is not None:
             trainer.exports[INT8_MODEL_DIR] = result.int8_path
         log.info("deployable model (%s):\n%s", self.out_dir, variants_markdown(result.rows))
+
+    def _skip(self, trainer, error: Exception) -> None:
+        """The step could not build the deployable model (an op ONNX cannot export, most often):
+        one line naming why; the epoch's metrics, checkpoint and tracking go on as usual (they come
+        after this hook), and with ``deploy.required=true`` the run fails once they are done."""
+        from framework.errors import short_reason
+
+        self.failure = (
+            f"the deploy step could not build the deployable model ({type(error).__name__}: "
+            f"{short_reason(error, 240)}); the trained model is saved (checkpoints/last.pt)"
+        )
+        trainer.epoch_metrics["deploy/skipped"] = 1.0
+        if not self.required:
+            log.warning(
+                "%s; deploy step skipped (deploy.enabled=false leaves it out, deploy.required=true fails the run)",
+                self.failure,
+            )
+
+    def after_run(self, trainer) -> None:
+        if self.failure is not None and self.required:
+            from framework.deploy.errors import DeployError
+
+            raise DeployError(f"{self.failure}; deploy.required=true (deploy.enabled=false leaves the step out)")
 
     def calibration_inputs(self, trainer) -> Iterator[torch.Tensor]:
         """The first ``int8_calibration_batches`` of the training split, shuffled with a generator

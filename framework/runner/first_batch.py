@@ -72,12 +72,25 @@ def check_first_batches(
             _check_batch(inputs, labels, split, num_classes, input_shape, target)
             if split == "train":
                 model.eval()  # no BatchNorm statistics move, no dropout
-                with torch.no_grad():
-                    output = model(inputs.to(device))
+                output = _forward(model, inputs.to(device), described)
                 check_output(output, len(labels), num_classes, f"{described} on the first training batch")
     finally:
         model.train(was_training)
         set_rng_state(saved)
+
+
+def _forward(model: torch.nn.Module, inputs: torch.Tensor, described: str) -> Any:
+    """The model's output for the first training batch; a forward that raises on it (a batch size
+    written into a reshape, a layer sized for another input) is one line, not a traceback."""
+    try:
+        with torch.no_grad():
+            return model(inputs)
+    except Exception as error:
+        raise ConfigError(
+            f"{described} raised {type(error).__name__} on the first training batch of shape "
+            f"{list(inputs.shape)}: {short_reason(error)}; its forward must take any batch size "
+            "(reshape with x.shape[0] or -1, not a fixed number) and the dataset's input_shape"
+        ) from None
 
 
 def _first_batch(dataset, split: str, batch_size: int, target: str):

@@ -133,11 +133,13 @@ def thinning_hook(cfg: DictConfig, parts: Parts, writes_files: bool) -> Thinning
 def deploy_hook(cfg: DictConfig, parts: Parts, builds: bool) -> DeployHook | None:
     """The deployable model at the end of the run (``deploy.*``); with N:M, the pattern check."""
     nm = parts.pruner.nm if parts.pruner is not None else None
-    if not cfg.deploy.enabled:
+    enabled = cfg.deploy.enabled and _deploy_packages_installed(builds)
+    if not enabled:
         if cfg.tracking.get("log_model"):
             log.info(
-                "deploy.enabled=false: no servable model is logged (tracking.log_model needs the deploy "
-                "step's ONNX files); the checkpoint and the thinned model are logged as files"
+                "%s: no servable model is logged (tracking.log_model needs the deploy step's ONNX files); "
+                "the checkpoint and the thinned model are logged as files",
+                "deploy.enabled=false" if not cfg.deploy.enabled else "no deploy step",
             )
         if nm is None:
             return None
@@ -150,9 +152,21 @@ def deploy_hook(cfg: DictConfig, parts: Parts, builds: bool) -> DeployHook | Non
         cfg.seed,
         nm=nm,
         parameter_names=parts.pruner.parameter_names if parts.pruner is not None else (),
-        builds=cfg.deploy.enabled and builds,
+        builds=enabled and builds,
+        required=bool(cfg.deploy.required),
         max_int8_drop=cfg.deploy.max_int8_drop,
     )
+
+
+def _deploy_packages_installed(says: bool) -> bool:
+    """A base install (no onnx extra) runs the default command: the deploy step is left out and
+    said once (``says``: rank 0); asked for by name (int8, deploy.required) it was refused earlier."""
+    from framework.deploy.errors import missing_line
+
+    missing = missing_line("the deploy step (deploy.enabled=true)")
+    if missing is not None and says:
+        log.warning("%s; the step is left out of this run (deploy.enabled=false says so quietly)", missing)
+    return missing is None
 
 
 def distillation_hook(cfg: DictConfig, parts: Parts) -> DistillationHook | None:

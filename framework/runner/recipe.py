@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from framework.components import build_component
 from framework.config import validate
@@ -70,6 +70,8 @@ def run_checked(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         agree_or_raise(error, ddp)
         resume_path = broadcast_object(resume_path, ddp)  # every rank resumes rank 0's choice
         with lock if lock is not None else nullcontext():
+            if cfg.print_config and ddp.is_main:
+                log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True).rstrip())
             if cfg.task == "sensitivity":
                 if ddp.enabled:
                     raise ConfigError(

@@ -111,6 +111,7 @@ class ThinningHook(Hook):
         from framework.pruning.thinning.thin import thin
 
         masked = trainer.model
+        log.info("thinning at epoch %d: removing the pruned channels and rebuilding the layers", trainer.epoch + 1)
         device = next(masked.parameters()).device
         example = torch.zeros(2, *self.input_shape, device=device)
         result = thin(masked, self.pruner.masks, example_input=example, optimizer=trainer.optimizer)
@@ -151,6 +152,10 @@ class ThinningHook(Hook):
         onnx_dir = self.out_dir if _onnx_available() else None
         if onnx_dir is None:
             log.warning("ONNX export skipped: onnx and onnxruntime are not installed (pip install 'secateurs[onnx]')")
+        log.info(
+            "thinning: measuring the masked and the thinned model (params, MACs, latency%s)",
+            ", ONNX export" if onnx_dir is not None else "",
+        )
         with warnings.catch_warnings():  # the ONNX exporter's notes on constant folding are noise here
             warnings.simplefilter("ignore", UserWarning)
             report = cost_report(

@@ -36,6 +36,7 @@ from framework.tracking.trackers import NO_TRACKING_TARGET, uses_mlflow
 
 log = logging.getLogger("secateurs")
 _open_sweeps: list[Path] = []  # started here and not finished yet (run.py finishes them if Hydra raised)
+_sweep_locks: dict[Path, Any] = {}  # sweep dir -> the lock this process holds on it until the sweep ends
 
 
 class SweepCallback(Callback):
@@ -80,9 +81,26 @@ def swept_keys(overrides: Iterable[str], sweeper_params: Any = None) -> list[str
     return keys
 
 
+def lock_sweep_dir(sweep_dir: Path) -> None:
+    """One sweep per sweep dir: a second one would share job folders, ``sweep.json`` and the
+    study's trials of this dir with the first. The kernel drops the lock when its holder dies, so a
+    killed sweep never blocks its own ``resume=auto``."""
+    from framework.errors import RunDirInUseError
+    from framework.process.run_lock import lock_holder, lock_run_dir
+
+    try:
+        _sweep_locks[sweep_dir] = lock_run_dir(sweep_dir)
+    except RunDirInUseError:
+        raise RunDirInUseError(
+            f"hydra.sweep.dir={sweep_dir} is in use by another sweep (pid {lock_holder(sweep_dir)}); wait for it "
+            "to end, or give this sweep another hydra.sweep.dir"
+        ) from None
+
+
 def start_sweep(config: DictConfig) -> SweepInfo:
     sweep_dir = Path(config.hydra.sweep.dir).resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    lock_sweep_dir(sweep_dir)
     overrides = [str(o) for o in config.hydra.overrides.task]
     params = OmegaConf.select(config, "hydra.sweeper.params")
     info = SweepInfo(
@@ -123,6 +141,7 @@ def finish_sweep(sweep_dir: Path, interrupted: bool = False) -> list[str]:
     sweep_dir = Path(sweep_dir).resolve()
     if sweep_dir in _open_sweeps:
         _open_sweeps.remove(sweep_dir)
+    lock = _sweep_locks.pop(sweep_dir, None)
     info = read_sweep_info(sweep_dir) or SweepInfo(sweep_dir=str(sweep_dir))
     records = read_job_records(sweep_dir)
     failures = [
@@ -140,6 +159,8 @@ def finish_sweep(sweep_dir: Path, interrupted: bool = False) -> list[str]:
     outcome.failed_jobs.extend(failures)
     if interrupted and not failures:
         outcome.failed_jobs.append("error: the sweep stopped before all its jobs ended")
+    if lock is not None:
+        lock.release()
     return failures
 
 

@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from framework.analysis.tables import metric_text
 from framework.errors import SecateursError
 
 
@@ -43,7 +44,7 @@ def _final(final_metrics: dict[str, float], name: str) -> float:
 
 
 def describe(value: float | Sequence[float]) -> str:
-    """``0.9123`` or ``[0.9123, 0.7]`` for a log line."""
+    """``0.9123`` or ``[0.9123, 599.68k]`` for a log line."""
     if isinstance(value, (int, float)):
-        return f"{value:.4f}"
-    return "[" + ", ".join(f"{v:.4f}" for v in value) + "]"
+        return metric_text(value)
+    return "[" + ", ".join(metric_text(v) for v in value) + "]"

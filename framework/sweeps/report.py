@@ -1,7 +1,13 @@
 """Summarising a sweep: from its dir (job records) or from MLflow (the parent run's children),
 into the summary files, the terminal and the parent run.
 
-    python -m framework.sweeps.report <sweep dir | parent run id> [--uri URI]
+    python -m framework.sweeps.report <sweep dir | parent run id> [--uri URI] [--out DIR]
+
+From a sweep dir the summary is rebuilt where the sweep keeps it (``<sweep dir>/summary``) and
+logged to its parent run: the job records there are the sweep's own account. From a parent run id
+the report only reads: MLflow keeps less than the job records (no job's error line or run folder),
+so the files go beside, to ``--out`` (default ``./sweep_report_<run id>``), and neither the sweep
+dir nor the parent run is written.
 """
 
 from __future__ import annotations
@@ -9,6 +15,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from framework.errors import short_reason
+from framework.sweeps.objective import describe
 from framework.sweeps.records import FAILED, FINISHED, JobRecord, SweepInfo, shown_overrides
 from framework.sweeps.summary import write_summary
 
@@ -25,11 +33,10 @@ def optimizer_result(sweep_dir: Path) -> str | None:
     if not isinstance(result, dict):
         return None
     if "best_value" in result:
-        return f"Best value (Optuna): {result['best_value']:.4f} with {_params(result.get('best_params', {}))}"
+        return f"Best value (Optuna): {describe(result['best_value'])} with {_params(result.get('best_params', {}))}"
     lines = ["Optuna's Pareto front (values in the order of optimized_metric):"]
     for solution in result.get("solutions", []):
-        values = ", ".join(f"{v:.4f}" for v in solution["values"])
-        lines.append(f"- [{values}] with {_params(solution['params'])}")
+        lines.append(f"- {describe(solution['values'])} with {_params(solution['params'])}")
     return "\n".join(lines)
 
 
@@ -40,16 +47,17 @@ def _params(params: dict) -> str:
 
 
 def summarise(
-    info: SweepInfo, records: list[JobRecord], out_dir: Path, interrupted: bool = False, close_parent: bool = True
+    info: SweepInfo, records: list[JobRecord], out_dir: Path, interrupted: bool = False, parent: str = "close"
 ) -> str | None:
-    """Write and print the summary; log it to the parent run (closing it) when there is one.
+    """Write and print the summary; log it to the parent run when there is one, and close it
+    (``parent="close"``), leave its status (``"update"``) or leave the run alone (``"none"``).
     Returns a warning line if MLflow could not take it."""
     title = f"Sweep {Path(info.sweep_dir).name}: {shown_overrides(info.overrides)}"
     verdict = optimizer_result(Path(info.sweep_dir))
     summary = write_summary(records, info.swept_keys, out_dir, title.strip(), verdict)
     print(summary.markdown, flush=True)
     print(f"sweep summary: {out_dir}", flush=True)
-    if not info.parent_run_id:
+    if not info.parent_run_id or parent == "none":
         return None
     from framework.sweeps.parent import finish_parent_run
 
@@ -73,7 +81,7 @@ def summarise(
         tags["sweep.best_job"] = str(best.num)
         if best.run_id:
             tags["sweep.best_run_id"] = best.run_id
-    return finish_parent_run(info, out_dir, status if close_parent else None, tags, metrics, params)
+    return finish_parent_run(info, out_dir, status if parent == "close" else None, tags, metrics, params)
 
 
 def swept_values_as_given(record: JobRecord, swept_keys: list[str]) -> dict:
@@ -113,18 +121,37 @@ def records_from_mlflow(uri: str, parent_run_id: str) -> tuple[SweepInfo, list[J
     for child in children:
         child_tags = child.data.tags
         overrides = child_tags.get("hydra.overrides", "")
+        finished = child.info.status == "FINISHED"
+        metrics = dict(child.data.metrics)
         records.append(
             JobRecord(
                 num=int(child_tags.get("hydra.job.num", len(records))),
                 overrides=[] if overrides == "(none)" else overrides.split(),
-                status=FINISHED if child.info.status == "FINISHED" else FAILED,
-                error=child_tags.get("failure")
-                or (None if child.info.status == "FINISHED" else f"MLflow run {child.info.status}"),
-                metrics=dict(child.data.metrics),
+                status=FINISHED if finished else FAILED,
+                error=child_tags.get("failure") or (None if finished else f"MLflow run {child.info.status}"),
+                objective=logged_objective(metrics, child.data.params.get("optimized_metric")) if finished else None,
+                metrics=metrics,
                 run_id=child.info.run_id,
             )
         )
     return info, sorted(records, key=lambda r: r.num)
+
+
+def logged_objective(metrics: dict[str, float], optimized_metric: str | None) -> float | list[float] | None:
+    """The job's objective from its run: the final value of each metric its logged
+    ``optimized_metric`` param names (``val/top1``, or ``['val/top1', 'sparsity/total']``)."""
+    from framework.sweeps.objective import ObjectiveError, objective_value
+
+    if not optimized_metric:
+        return None
+    text = optimized_metric.strip()
+    names: str | list[str] = text
+    if text.startswith("[") and text.endswith("]"):
+        names = [name.strip().strip("'\"") for name in text[1:-1].split(",") if name.strip()]
+    try:
+        return objective_value(metrics, names)
+    except ObjectiveError:
+        return None
 
 
 def main(argv=None) -> int:
@@ -132,12 +159,17 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="python -m framework.sweeps.report",
-        description="Rebuild a sweep's summary (table, Pareto plot and page) and log it to its parent run.",
+        description="Rebuild a sweep's summary (table, Pareto plot and page) from its dir and log it to its parent "
+        "run, or write one beside from the parent run id alone (read only).",
     )
     parser.add_argument("sweep", help="a sweep dir (outputs/multirun/<date>/<time>) or the MLflow parent run id")
     parser.add_argument("--uri", default=None, help="tracking URI (default: the sweep's, else outputs/mlflow.db)")
     parser.add_argument(
-        "--out", type=Path, default=None, help="where to write the files (default: <sweep dir>/summary)"
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write the files (default: <sweep dir>/summary from a sweep dir; ./sweep_report_<run id> "
+        "from a run id, which leaves the sweep and its parent run as they are)",
     )
     args = parser.parse_args(argv)
     from framework.sweeps.records import RecordError, read_job_records, read_sweep_info
@@ -169,13 +201,20 @@ def main(argv=None) -> int:
         from framework.config import project_root
 
         uri = args.uri or f"sqlite:///{project_root()}/outputs/mlflow.db"
-        info, records = records_from_mlflow(uri, args.sweep)
-    out_dir = args.out or (
-        Path(info.sweep_dir) / "summary"
-        if info.sweep_dir and Path(info.sweep_dir).is_dir()
-        else Path(f"sweep_summary_{info.parent_run_id}")
-    )
-    warning = summarise(info, records, out_dir, close_parent=False)
+        try:
+            info, records = records_from_mlflow(uri, args.sweep)
+        except Exception as error:  # no such run, or the store cannot be reached
+            print(
+                f"error: cannot read the sweep's parent run {args.sweep} from {uri}: {short_reason(error, 200)}",
+                file=sys.stderr,
+            )
+            return 2
+        # read only: MLflow holds less than the sweep's own records, so nothing of the sweep is replaced
+        out_dir = args.out or Path(f"sweep_report_{args.sweep}")
+        summarise(info, records, out_dir, parent="none")
+        print("(read from MLflow; the sweep's own summary and its parent run are left as they are)", flush=True)
+        return 0
+    warning = summarise(info, records, args.out or sweep_dir / "summary", parent="update")
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     return 0

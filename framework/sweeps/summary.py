@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from framework.analysis.tables import markdown_table, write_csv_table
+from framework.analysis.tables import is_count_metric, markdown_table, metric_text, write_csv_table
 from framework.sweeps.objective import describe
 from framework.sweeps.pareto import pareto_front
 from framework.sweeps.records import FINISHED, JobRecord, shown_overrides
@@ -55,9 +55,11 @@ def macs_metric(records: Sequence[JobRecord]) -> str | None:
 
 
 def fronts_of(records: Sequence[JobRecord]) -> list[Front]:
-    """Accuracy against sparsity (a dense run has sparsity 0), and against MACs when logged."""
+    """Accuracy against sparsity (a dense run has sparsity 0) when any job pruned, and against MACs
+    when logged. A sweep of dense runs only has no sparsity to trade: a front along a column of
+    zeros would rank jobs by accuracy alone and look like a result."""
     done = [r for r in records if r.status == FINISHED and ACCURACY in r.metrics]
-    axes = [(SPARSITY, True)]
+    axes = [(SPARSITY, True)] if any(SPARSITY in r.metrics for r in done) else []
     macs = macs_metric(done)
     if macs:
         axes.append((macs, False))
@@ -82,8 +84,10 @@ def swept_value(record: JobRecord, key: str) -> str:
     return ""
 
 
-def table(records: Sequence[JobRecord], swept_keys: Sequence[str], fronts: Sequence[Front]):
-    """``(columns, rows)`` of the summary table; other overrides go to one ``overrides`` column."""
+def table(records: Sequence[JobRecord], swept_keys: Sequence[str], fronts: Sequence[Front], readable: bool = True):
+    """``(columns, rows)`` of the summary table; other overrides go to one ``overrides`` column.
+    ``readable``: figures as a person reads them (``0.9120``, MACs ``599.68k``); otherwise the
+    numbers themselves, for the CSV a program reads."""
     macs = macs_metric(records)
     metrics = [*SHOWN_METRICS, *([macs] if macs else [])]
     on_front = {num for f in fronts for num in f.front}
@@ -96,14 +100,18 @@ def table(records: Sequence[JobRecord], swept_keys: Sequence[str], fronts: Seque
                 r.num,
                 r.status,
                 *(swept_value(r, k) for k in swept_keys),
-                *(f"{r.metrics[m]:.4f}" if m in r.metrics else "" for m in metrics),
-                describe(r.objective) if r.objective is not None else "",
+                *(_cell(r.metrics[m], m, readable) if m in r.metrics else "" for m in metrics),
+                "" if r.objective is None else describe(r.objective) if readable else r.objective,
                 "*" if r.num in on_front else "",
                 rest,
                 r.error or "",
             ]
         )
     return columns, rows
+
+
+def _cell(value: float, metric: str, readable: bool) -> str | float:
+    return metric_text(value, metric) if readable else value
 
 
 def write_summary(
@@ -127,12 +135,13 @@ def write_summary(
         markdown += f"\nPareto front of {ACCURACY} (max) and {f.x_metric} ({way}): jobs {', '.join(map(str, f.front)) or 'none'}\n"
     if optimizer_result:
         markdown += f"\n{optimizer_result}\n"
-    files = [write_csv_table(columns, rows, out_dir / "sweep_summary.csv")]
+    numbers = table(records, swept_keys, fronts, readable=False)[1]
+    files = [write_csv_table(columns, numbers, out_dir / "sweep_summary.csv")]
     (out_dir / "sweep_summary.md").write_text(markdown)
     files.append(out_dir / "sweep_summary.md")
     if any(f.points for f in fronts):
         files.append(plot_fronts(fronts, out_dir / "sweep_pareto.png", title))
-    files.append(write_page(fronts, columns, rows, out_dir / "sweep_pareto.html", title, markdown))
+    files.append(write_page(fronts, columns, rows, numbers, out_dir / "sweep_pareto.html", title, markdown))
     return SweepSummary(markdown, files, fronts)
 
 
@@ -180,14 +189,27 @@ def _labels(points: Sequence[tuple[int, float, float]]) -> dict[tuple[float, flo
 
 # -- the offline HTML page ----------------------------------------------------------------------
 
+
 _WIDTH, _HEIGHT, _PAD = 520, 360, 50
 
 
+def _axis(values: Sequence[float]) -> tuple[float, float, list[float]]:
+    """``(low, high, labelled values)`` of an axis. Jobs that all ended at one value get that one
+    label, in the middle of a small margin: a made-up end (``0.92 + 1``) would read as a result."""
+    low, high = min(values, default=0.0), max(values, default=0.0)
+    if high > low:
+        return low, high, [low, high]
+    margin = max(abs(low) * 0.05, 0.01)
+    return low - margin, low + margin, [low]
+
+
+def _tick(value: float, metric: str) -> str:
+    return metric_text(value, metric) if is_count_metric(metric) else f"{value:.3g}"
+
+
 def _svg(f: Front, details: dict[int, str]) -> str:
-    xs = [x for _, x, _ in f.points] or [0.0]
-    ys = [a for _, _, a in f.points] or [0.0]
-    x_lo, x_hi = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    y_lo, y_hi = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
+    x_lo, x_hi, x_ticks = _axis([x for _, x, _ in f.points])
+    y_lo, y_hi, y_ticks = _axis([a for _, _, a in f.points])
 
     def sx(x: float) -> float:
         return _PAD + (x - x_lo) / (x_hi - x_lo) * (_WIDTH - 2 * _PAD)
@@ -199,12 +221,15 @@ def _svg(f: Front, details: dict[int, str]) -> str:
         f'<svg width="{_WIDTH}" height="{_HEIGHT}" viewBox="0 0 {_WIDTH} {_HEIGHT}" role="img">',
         f'<rect x="0" y="0" width="{_WIDTH}" height="{_HEIGHT}" fill="white" stroke="#ccc"/>',
     ]
-    for value, pos in ((x_lo, sx(x_lo)), (x_hi, sx(x_hi))):
+    for value in x_ticks:
         parts.append(
-            f'<text x="{pos:.1f}" y="{_HEIGHT - _PAD + 16}" font-size="11" text-anchor="middle">{value:.3g}</text>'
+            f'<text x="{sx(value):.1f}" y="{_HEIGHT - _PAD + 16}" font-size="11" text-anchor="middle">'
+            f"{_tick(value, f.x_metric)}</text>"
         )
-    for value, pos in ((y_lo, sy(y_lo)), (y_hi, sy(y_hi))):
-        parts.append(f'<text x="{_PAD - 6}" y="{pos + 4:.1f}" font-size="11" text-anchor="end">{value:.3g}</text>')
+    for value in y_ticks:
+        parts.append(
+            f'<text x="{_PAD - 6}" y="{sy(value) + 4:.1f}" font-size="11" text-anchor="end">{_tick(value, ACCURACY)}</text>'
+        )
     way = "higher" if f.x_maximized else "lower"
     parts.append(
         f'<text x="{_WIDTH / 2}" y="{_HEIGHT - 10}" font-size="12" text-anchor="middle">'
@@ -238,7 +263,10 @@ document.querySelectorAll('th').forEach((th, column) => th.addEventListener('cli
   const rows = Array.from(body.rows);
   const ascending = th.dataset.order !== 'asc';
   th.dataset.order = ascending ? 'asc' : 'desc';
-  const key = r => { const t = r.cells[column].textContent; const n = parseFloat(t); return isNaN(n) ? t : n; };
+  const key = r => {
+    const cell = r.cells[column]; const t = cell.dataset.value ?? cell.textContent; const n = parseFloat(t);
+    return isNaN(n) ? t : n;
+  };
   rows.sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * (ascending ? 1 : -1));
   rows.forEach(r => body.appendChild(r));
 }));
@@ -248,12 +276,18 @@ document.querySelectorAll('circle.job').forEach(c => c.addEventListener('mouseen
 """
 
 
-def write_page(fronts: Sequence[Front], columns, rows, path: Path, title: str, markdown: str) -> Path:
+def _td(shown, number) -> str:
+    value = f' data-value="{number!r}"' if isinstance(number, float) else ""
+    return f"<td{value}>{html.escape(str(shown))}</td>"
+
+
+def write_page(fronts: Sequence[Front], columns, rows, numbers, path: Path, title: str, markdown: str) -> Path:
+    """The page; ``numbers`` are the rows' raw values, by which a column sorts (``1.20M`` after ``599.68k``)."""
     details = {row[0]: "job " + ", ".join(f"{c}={v}" for c, v in zip(columns[1:], row[1:]) if v != "") for row in rows}
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
     body = "".join(
-        f'<tr class="job" data-job="{row[0]}">' + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
-        for row in rows
+        f'<tr class="job" data-job="{row[0]}">' + "".join(_td(v, n) for v, n in zip(row, raw)) + "</tr>"
+        for row, raw in zip(rows, numbers)
     )
     notes = [line for line in markdown.splitlines() if line.startswith(("Pareto", "Best", "Optuna", "-"))]
     page = f"""<!DOCTYPE html>

@@ -65,6 +65,7 @@ class MLflowTracker:
         self.run_name = run_name
         self.logs_models = log_model  # tracking.log_model: the deploy step's models as logged models
         self.run_id: str | None = None
+        self.last_step: int | None = None  # the step of the metrics logged last, the logged model's own
         self.experiment_id: str | None = None
         self.failed_calls = 0
         self._warned_reasons: set[str] = set()
@@ -126,6 +127,7 @@ class MLflowTracker:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         self._safely(mlflow.log_metrics, dict(metrics), step=step)
+        self.last_step = step
 
     def log_files(self, files: Sequence[RunFile]) -> None:
         for file in files:
@@ -138,7 +140,11 @@ class MLflowTracker:
         if self.logs_models:
             from framework.tracking.model_export import log_servable
 
-            self._safely(log_servable, model.name, model.onnx, model.preprocessing, model.input_example)
+            # the model's page shows the metrics of the step it is logged at: the last one logged
+            # (MLflow's default, step 0, is the first epoch's)
+            self._safely(
+                log_servable, model.name, model.onnx, model.preprocessing, model.input_example, step=self.last_step
+            )
 
     def finish(self, status: str, error: BaseException | None = None) -> None:
         if error is not None:
@@ -153,6 +159,7 @@ class MLflowTracker:
         if self.run_id is None:
             return []
         from framework.config import project_root
+        from framework.tracking.ui_view import runs_view_url
 
         line = f"MLflow run:  {self.run_id} (experiment {self.experiment!r})"
         uri = str(self.uri)
@@ -161,7 +168,10 @@ class MLflowTracker:
         default_store = f"sqlite:///{project_root()}/outputs/mlflow.db"
         in_clone = (project_root() / "Makefile").is_file() and uri == default_store
         opener = "make ui" if in_clone else f"mlflow ui --backend-store-uri {uri}"
-        return [line, f"MLflow UI:   {opener}  (then http://127.0.0.1:5000)"]
+        # the server's home page (and an experiment opened without workflowType) is MLflow 3's GenAI
+        # view: the link opens the experiment's training runs instead
+        runs = runs_view_url("http://127.0.0.1:5000", str(self.experiment_id))
+        return [line, f"MLflow UI:   {opener}  (then {runs})"]
 
     def state_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id}

@@ -5,7 +5,7 @@ this repository. Nothing is exported here: the ONNX file is the deploy step's
 
 What is logged (the run's *Models*; ``runs:/<run id>/model`` and ``models:/<model id>`` load it)::
 
-    model/MLmodel                 python_function flavor, signature (raw pixels in), input example
+    model/MLmodel                 python_function flavor, signature (outputs), input example (raw pixels)
     model/artifacts/model.onnx    the model with BatchNorm fused (framework.deploy.fuse), ONNX
     model/artifacts/preprocessing.json   mean, std, pixel scale, input shape, class names
     model/python_model.py         framework/tracking/served_model.py: ONNX Runtime + the preprocessing
@@ -68,12 +68,14 @@ def serving_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in SERVING_PACKAGES]
 
 
-def _signature(input_shape: Sequence[int]):
+def _signature():
+    """The outputs only: the model checks its input itself (served_model.py), since MLflow would
+    hold a tensor input to one dtype and one shape (float64 or uint8 pixels refused, page-long)."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema, TensorSpec
+    from mlflow.types.schema import ColSpec, Schema
 
     return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *input_shape))]),
+        inputs=None,
         outputs=Schema([ColSpec("long", "label"), ColSpec("string", "class_name"), ColSpec("double", "probability")]),
     )
 
@@ -84,7 +86,7 @@ def _model_arguments(onnx_path: Path, preprocessing: Preprocessing, example: np.
     return dict(
         python_model=str(SERVED_CODE),
         artifacts={"onnx_model": str(onnx_path), "preprocessing": str(prep_file)},
-        signature=_signature(preprocessing.input_shape),
+        signature=_signature(),
         input_example=example[:EXAMPLE_ROWS],
         pip_requirements=serving_requirements(),
     )
@@ -103,13 +105,17 @@ def save_servable(
     return Path(directory)
 
 
-def log_servable(name: str, onnx_path: str | Path, preprocessing: Preprocessing, example: np.ndarray) -> str:
-    """Log the ONNX file as the servable logged model ``name`` of the active run; returns its id."""
+def log_servable(
+    name: str, onnx_path: str | Path, preprocessing: Preprocessing, example: np.ndarray, step: int | None = None
+) -> str:
+    """Log the ONNX file as the servable logged model ``name`` of the active run; returns its id.
+    ``step``: the run's metrics of that step are the model's own (its page in the MLflow UI)."""
     import mlflow.pyfunc
 
+    at_step = {} if step is None else {"step": step}
     with tempfile.TemporaryDirectory(prefix="secateurs-model-") as scratch, _quiet():
         info = mlflow.pyfunc.log_model(
-            name=name, **_model_arguments(Path(onnx_path), preprocessing, example, Path(scratch))
+            name=name, **_model_arguments(Path(onnx_path), preprocessing, example, Path(scratch)), **at_step
         )
     return info.model_id
 

@@ -38,16 +38,29 @@ def flatten_config(cfg: Any) -> dict[str, str]:
     return flat
 
 
-def run_name(overrides: Iterable[str], swept: Iterable[str] = ()) -> str:
+def run_name(overrides: Iterable[str], swept: Iterable[str] = (), task: str = "train") -> str:
     """``fold_batchnorm=true,pruner=agp,epochs=2``: the overrides, readable in the runs table, or
     ``default``. The keys a sweep varies (``swept``) come first, so the part that tells the jobs
     of a sweep apart is what the table shows before it cuts the name; values are written as a
-    user types them (``true``, not Python's ``True``, which sweepers hand back)."""
+    user types them (``true``, not Python's ``True``, which sweepers hand back). A task other than
+    training says so first: ``eval 02-29-52/checkpoints/best.pt``, the file it evaluates by the
+    end of its path (the part that tells two evaluations apart)."""
     shown = [o for o in overrides if not o.startswith(("hydra.", "tracking.", "resume=", "progress="))]
     swept = set(swept)
     shown = [o for o in shown if _key(o) in swept] + [o for o in shown if _key(o) not in swept]
-    name = ",".join(as_typed(o) for o in shown) or "default"
+    typed = [as_typed(o) for o in shown if task == "train" or _key(o) != "task"]
+    if task != "train":
+        files = [_path_end(o.split("=", 1)[1]) for o in typed if _key(o) == "pretrained"]
+        rest = [o for o in typed if _key(o) != "pretrained"]
+        name = " ".join([task, *files]) + (f" {','.join(rest)}" if rest else "")
+    else:
+        name = ",".join(typed) or "default"
     return name if len(name) <= 250 else name[:247] + "..."
+
+
+def _path_end(path: str, parts: int = 3) -> str:
+    """``/home/ana/outputs/runs/2026-11-30/02-29-52/checkpoints/best.pt`` -> ``02-29-52/checkpoints/best.pt``."""
+    return "/".join(Path(path).parts[-parts:])
 
 
 def _key(override: str) -> str:
@@ -68,6 +81,16 @@ def as_typed(override: str) -> str:
     if re.fullmatch(r"-?\d+\.\d{5,}(e-?\d+)?", value):
         return f"{key}={float(value):.4g}"
     return override
+
+
+def package_version() -> str:
+    """``0.1.0``: the installed secateurs' version (an installed run has no git commit to record)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("secateurs")
+    except PackageNotFoundError:  # a clone run without pip install
+        return "not installed"
 
 
 def git_commit(directory: Path) -> str | None:

@@ -6,22 +6,24 @@ not a deployable model. It imports only what the model's ``requirements.txt`` li
 onnxruntime, numpy, pandas).
 
 Input: raw pixels as the dataset stores them (digits: 0..16; 8-bit images: 0..255), shape
-``(N, C, H, W)``, ``(N, C, L)`` for 1-D signals (or flat: ``(N, C*H*W)``), any number type. The logged preprocessing
-(``x = (raw / pixel_scale - mean[c]) / std[c]``) runs inside ``predict``. Output: one row per
-sample with the predicted class index ``label``, its ``class_name`` and its softmax ``probability``.
+``(N, C, H, W)``, ``(N, C, L)`` for 1-D signals (or flat: ``(N, C*H*W)``), any real number type
+(cast to float32). The logged preprocessing (``x = (raw / pixel_scale - mean[c]) / std[c]``) runs
+inside ``predict``. Output: one row per sample with the predicted class index ``label``, its
+``class_name`` and its softmax ``probability``.
+
+The input is checked here, in one line per mistake, rather than by the signature: MLflow holds a
+tensor's dtype and shape to the letter (float64 or uint8 pixels, or flat rows, would each be refused
+with a page-long message). Values outside the range the model was trained on are refused too: the
+model divides by ``pixel_scale`` itself, so pixels scaled already (0..1) or preprocessed already
+(negative) would give confident nonsense.
 """
 
 import json
-import warnings
 
 import numpy as np
 import pandas as pd
 from mlflow.models import set_model
 from mlflow.pyfunc import PythonModel
-
-# The logged signature says what comes in; MLflow's suggestion to add type hints instead is noise
-# every time the model loads (and a hint MLflow accepts would take the place of the signature).
-warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method", category=UserWarning)
 
 
 class RawPixelClassifier(PythonModel):
@@ -39,15 +41,11 @@ class RawPixelClassifier(PythonModel):
         self.session = onnxruntime.InferenceSession(context.artifacts["onnx_model"], providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
-    def predict(self, context, model_input, params=None):
-        raw = np.asarray(model_input, dtype=np.float32)
-        per_sample = int(np.prod(self.input_shape))
-        if raw.size % per_sample:
-            raise ValueError(
-                f"each sample must hold {per_sample} raw pixels of shape {self.input_shape}; "
-                f"got an input of shape {raw.shape}"
-            )
-        raw = raw.reshape(-1, *self.input_shape)
+    # np.ndarray is a type hint MLflow takes as "no schema to infer, nothing to validate": without
+    # one it warns (twice, in colour) on every class definition; a hint it validates would refuse
+    # the dtypes and layouts this method accepts (a DataFrame, tensors, lists come in all the same)
+    def predict(self, context, model_input: np.ndarray, params=None):
+        raw = self.raw_pixels(model_input)
         inputs = ((raw / self.pixel_scale - self.mean) / self.std).astype(np.float32)
         (logits,) = self.session.run(None, {self.input_name: inputs})
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -61,6 +59,37 @@ class RawPixelClassifier(PythonModel):
                 "probability": probabilities.max(axis=1).astype(np.float64),
             }
         )
+
+    def raw_pixels(self, model_input) -> np.ndarray:
+        """The input as float32 ``(N, C, H, W)``, or a ValueError of one line saying what is wrong."""
+        values = np.asarray(model_input)
+        if values.dtype.kind not in "biuf":
+            raise ValueError(f"raw pixels must be real numbers; got an input of dtype {values.dtype}")
+        per_sample = int(np.prod(self.input_shape))
+        if values.size == 0 or values.size % per_sample:
+            raise ValueError(
+                f"each sample must hold {per_sample} raw pixels of shape {self.input_shape}; "
+                f"got an input of shape {values.shape}"
+            )
+        raw = values.astype(np.float32).reshape(-1, *self.input_shape)
+        if not np.isfinite(raw).all():
+            raise ValueError("raw pixels must be finite numbers; the input holds NaN or infinity")
+        check_range(raw, float(self.pixel_scale))
+        return raw
+
+
+def check_range(raw: np.ndarray, pixel_scale: float) -> None:
+    """Raw pixels of 0..pixel_scale (digits 0..16, 8-bit images 0..255) are what the model was
+    trained on; a scale of 1 records no range (the inputs were taken as they came)."""
+    if pixel_scale <= 1:
+        return
+    low, high = float(raw.min()), float(raw.max())
+    expected = f"raw pixels must be 0..{pixel_scale:g} as the dataset stores them (the model divides by {pixel_scale:g} itself)"
+    slack = 1e-3 * pixel_scale
+    if low < -slack or high > pixel_scale + slack:
+        raise ValueError(f"{expected}; got values in {low:.4g}..{high:.4g} (preprocessed already?)")
+    if high <= 1 and not np.array_equal(raw, np.round(raw)):
+        raise ValueError(f"{expected}; got fractions in {low:.4g}..{high:.4g} (divided by {pixel_scale:g} already?)")
 
 
 set_model(RawPixelClassifier())

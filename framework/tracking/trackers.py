@@ -57,14 +57,17 @@ def mlflow_tracking(
     """``tracking=mlflow``: one MLflow run per job, with the params and tags below, connected."""
     from framework.config import project_root
     from framework.tracking.mlflow_tracker import MLflowTracker
-    from framework.tracking.params import flatten_config, git_commit, run_name
+    from framework.tracking.params import flatten_config, git_commit, package_version, run_name
 
     context = run.context
     tags = {
         "hydra.overrides": " ".join(context.overrides) or "(none)",
         "hydra.output_dir": str(context.run_dir),
-        "git.commit": git_commit(project_root()) or "unknown",
+        "secateurs.version": package_version(),
     }
+    commit = git_commit(project_root())
+    if commit is not None:  # a checkout; an installed package has its version only
+        tags["git.commit"] = commit
     for label in run.tags:  # the user's labels: "baseline" -> baseline=true, "owner:ana" -> owner=ana
         key, _, value = str(label).partition(":")
         tags[key.strip()] = value.strip() or "true"
@@ -86,7 +89,7 @@ def mlflow_tracking(
         context=context,
         params=flatten_config(run.params),
         tags=tags,
-        run_name=run_name(context.overrides, swept=context.swept_keys),
+        run_name=run_name(context.overrides, swept=context.swept_keys, task=run.task),
         log_model=log_model,
     )
     tracker.connect()  # an unreachable store fails here, before any data is read

@@ -21,6 +21,7 @@ teacher first exists) and ``distill/kd_loss`` (the mean soft term over the epoch
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from typing import Any
 
@@ -30,6 +31,8 @@ from torch.nn import functional as F
 
 from framework.errors import ConfigError
 from framework.training.hooks import Hook
+
+log = logging.getLogger(__name__)
 
 
 def check_temperature(value) -> float:
@@ -126,8 +129,10 @@ class DistillationHook(Hook):
                 value = trainer.parallel.sum_across_ranks([value])[0] / trainer.parallel.context.world_size
             trainer.epoch_metrics["distill/kd_loss"] = value
         if self.teacher is not None and not self._logged_teacher:
-            trainer.epoch_metrics["distill/teacher_top1"] = trainer.evaluate(self.teacher)["top1"]
+            top1 = trainer.evaluate(self.teacher)["top1"]
+            trainer.epoch_metrics["distill/teacher_top1"] = top1
             self._logged_teacher = True
+            log.info("distillation: the teacher scores val/top1=%.4f (distill/teacher_top1)", top1)
 
     # ------------------------------------------------------------------------------ resume
     def state_dict(self) -> dict:

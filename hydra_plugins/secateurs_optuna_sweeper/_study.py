@@ -9,11 +9,13 @@ on; when no trial finished there is no best value, and one line says that instea
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
@@ -23,6 +25,7 @@ from ._search import SearchSpace, SearchSpaceError, as_override, parse_search_sp
 log = logging.getLogger(__name__)
 DIRECTIONS = ("minimize", "maximize")
 RESULTS_FILE = "optimization_results.yaml"
+CONTINUE_THEMSELVES = (optuna.samplers.GridSampler, optuna.samplers.BruteForceSampler, optuna.samplers.QMCSampler)
 
 
 class SweepSetupError(ValueError):
@@ -41,8 +44,15 @@ def run_study(sweeper, arguments: list[str]) -> list[Any]:
         for values in space.grid().values():
             size *= len(values)
         n_trials = min(n_trials, size)
+    sweep_dir = str(config.hydra.sweep.dir)
+    resuming = space.fixed.get("resume") == "auto"
+    if resuming:
+        check_resumable(sweeper.storage, sweep_dir)
     study = open_study(sweeper.storage, sweeper.study_name, sampler, directions)
+    check_same_space(study, space, sweeper.storage)
     already = len(study.trials)
+    if already:
+        study.sampler = continuing_sampler(sweeper.sampler_conf, space, sampler, already)
     log.info(
         "Optuna %s: study %r in %s, %s, %s; %d trial(s) already in it",
         optuna.__version__,
@@ -52,41 +62,20 @@ def run_study(sweeper, arguments: list[str]) -> list[Any]:
         "/".join(directions),
         already,
     )
-
-    sweep_dir = str(config.hydra.sweep.dir)
-    job_num = already  # job numbers continue the study's, so trial N is job N when one sweeper runs it
-    returns: list[Any] = []
-    told = {TrialState.COMPLETE: 0, TrialState.FAIL: 0}
+    trials = Trials(study, sweeper.launcher, space, sweep_dir, len(directions))
     to_go = n_trials
+    if resuming:  # this sweep dir's trials count towards n_trials; a killed sweep's trials run again
+        stopped = stopped_trials(study, sweep_dir)
+        to_go -= len(ours(study, sweep_dir)) - len(stopped)
+        for trial in stopped:
+            trials.run_again(trial)
+            to_go -= 1
     while to_go > 0:
         batch = min(to_go, sweeper.n_jobs)
-        trials = [study.ask(fixed_distributions=space.distributions) for _ in range(batch)]
-        overrides = []
-        for i, trial in enumerate(trials):
-            trial.set_user_attr("hydra.job.num", job_num + i)
-            trial.set_user_attr("hydra.sweep.dir", sweep_dir)
-            overrides.append(
-                tuple(
-                    [
-                        *(as_override(k, v) for k, v in trial.params.items()),
-                        *(f"{k}={v}" for k, v in space.fixed.items()),
-                    ]
-                )
-            )
-        try:
-            results = sweeper.launcher.launch(overrides, initial_job_idx=job_num)
-        except BaseException:
-            for trial in trials:  # an interrupted batch leaves no trial RUNNING in a stored study
-                study.tell(trial, state=TrialState.FAIL)
-            raise
-        for trial, result in zip(trials, results):
-            state = tell(study, trial, result, len(directions))
-            told[state] += 1
-        returns.extend(results)
-        job_num += len(results)
+        trials.run_new(batch)
         to_go -= batch
 
-    finished, failed = told[TrialState.COMPLETE], told[TrialState.FAIL]
+    finished, failed = trials.told[TrialState.COMPLETE], trials.told[TrialState.FAIL]
     log.info(
         "Optuna: %d trial(s) run, %d finished, %d failed; study %r now holds %d",
         finished + failed,
@@ -96,7 +85,86 @@ def run_study(sweeper, arguments: list[str]) -> list[Any]:
         len(study.trials),
     )
     write_results(study, directions, Path(sweep_dir) / RESULTS_FILE)
-    return returns
+    return trials.returns
+
+
+JOB_NUM, SWEEP_DIR = "hydra.job.num", "hydra.sweep.dir"  # each trial's user attributes: where its run is
+
+
+class Trials:
+    """Asks, launches and tells: one batch of trials at a time, each trial a Hydra job."""
+
+    def __init__(self, study: optuna.Study, launcher, space: SearchSpace, sweep_dir: str, n_objectives: int):
+        self.study, self.launcher, self.space = study, launcher, space
+        self.sweep_dir, self.n_objectives = sweep_dir, n_objectives
+        self.returns: list[Any] = []
+        self.told = {TrialState.COMPLETE: 0, TrialState.FAIL: 0}
+
+    def next_job_num(self) -> int:
+        """Job numbers continue the study's: trial N is job N when one sweeper runs the study."""
+        nums = [int(t.user_attrs[JOB_NUM]) for t in self.study.trials if JOB_NUM in t.user_attrs]
+        return max([len(self.study.trials) - 1, *nums]) + 1
+
+    def run_new(self, count: int) -> None:
+        job_num = self.next_job_num()
+        self.launch([self.study.ask(fixed_distributions=self.space.distributions) for _ in range(count)], job_num)
+
+    def run_again(self, stopped: optuna.trial.FrozenTrial) -> None:
+        """A trial its sweep left RUNNING (the process was killed): Optuna cannot reopen a trial, so
+        it is marked FAIL and asked again with the same values, as the same job, which resumes from
+        its checkpoint (``resume=auto``)."""
+        tell_safely(self.study, stopped.number, state=TrialState.FAIL)
+        self.study.enqueue_trial(stopped.params, skip_if_exists=False)
+        again = self.study.ask(fixed_distributions=self.space.distributions)
+        job_num = int(stopped.user_attrs[JOB_NUM])
+        log.info(
+            "Optuna: trial %d (job %d) was left running by a sweep that stopped; it runs again as trial %d, "
+            "job %d resuming from its checkpoint",
+            stopped.number,
+            job_num,
+            again.number,
+            job_num,
+        )
+        self.launch([again], job_num)
+
+    def launch(self, trials: list[optuna.Trial], job_num: int) -> None:
+        overrides = []
+        for i, trial in enumerate(trials):
+            trial.set_user_attr(JOB_NUM, job_num + i)
+            trial.set_user_attr(SWEEP_DIR, self.sweep_dir)
+            params = (as_override(k, v) for k, v in trial.params.items())
+            overrides.append(tuple([*params, *(f"{k}={v}" for k, v in self.space.fixed.items())]))
+        try:
+            results = self.launcher.launch(overrides, initial_job_idx=job_num)
+        except BaseException:
+            for trial in trials:  # an interrupted batch leaves no trial RUNNING in a stored study
+                tell_safely(self.study, trial, state=TrialState.FAIL)
+            raise
+        for trial, result in zip(trials, results):
+            self.told[tell(self.study, trial, result, self.n_objectives)] += 1
+        self.returns.extend(results)
+
+
+def ours(study: optuna.Study, sweep_dir: str) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials launched into ``sweep_dir`` (by this sweep or an earlier run of it)."""
+    here = Path(sweep_dir).resolve()
+    return [t for t in study.trials if SWEEP_DIR in t.user_attrs and Path(t.user_attrs[SWEEP_DIR]).resolve() == here]
+
+
+def stopped_trials(study: optuna.Study, sweep_dir: str) -> list[optuna.trial.FrozenTrial]:
+    """This sweep dir's trials still RUNNING: their sweep was killed (one sweep at a time holds a
+    sweep dir, so none of them is running now)."""
+    return [t for t in ours(study, sweep_dir) if t.state == TrialState.RUNNING and JOB_NUM in t.user_attrs]
+
+
+def check_resumable(url: str | None, sweep_dir: str) -> None:
+    """``resume=auto`` in a sweep dir with jobs continues its study, which must have been stored."""
+    if url is None and any(Path(sweep_dir).glob("*/.hydra/overrides.yaml")):
+        raise SweepSetupError(
+            f"resume=auto continues the study of the sweep in {sweep_dir}, but hydra.sweeper.storage=null kept "
+            "it in memory, and it ended with its process; allowed: the storage the sweep used "
+            "(hydra.sweeper.storage=sqlite:///optuna.db, ...) or a new hydra.sweep.dir"
+        )
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, result: Any, n_objectives: int) -> TrialState:
@@ -108,19 +176,23 @@ def tell(study: optuna.Study, trial: optuna.Trial, result: Any, n_objectives: in
         if len(values) != n_objectives:
             raise ValueError(f"the job gave {len(values)} values for {n_objectives} directions")
     except Exception as error:  # any failure of the job is this trial's FAIL
-        study.tell(trial, state=TrialState.FAIL)
+        tell_safely(study, trial, state=TrialState.FAIL)
         log.warning(
             "Optuna trial %d FAIL: %s", trial.number, str(error).splitlines()[0] if str(error) else type(error).__name__
         )
         return TrialState.FAIL
+    tell_safely(study, trial, values=values)
+    return TrialState.COMPLETE
+
+
+def tell_safely(study: optuna.Study, trial: optuna.Trial | int, **outcome: Any) -> None:
+    """``study.tell``; the grid sampler stops the study once every point is tried, which Optuna
+    allows only inside ``study.optimize``: the trial itself is already recorded by then."""
     try:
-        study.tell(trial, values=values)
+        study.tell(trial, **outcome)
     except RuntimeError as error:
-        # the grid sampler stops the study once every point is tried, which Optuna allows only
-        # inside study.optimize; the trial itself is already recorded COMPLETE
         if "Study.stop" not in str(error):
             raise
-    return TrialState.COMPLETE
 
 
 def check_settings(sweeper, config) -> list[str]:
@@ -205,6 +277,43 @@ def make_sampler(factory: Any, space: SearchSpace) -> optuna.samplers.BaseSample
         ) from None
 
 
+def continuing_sampler(factory: Any, space: SearchSpace, sampler, already: int) -> optuna.samplers.BaseSampler:
+    """The sampler for a study that already holds ``already`` trials. Seeded as configured, it
+    would draw the first sweep's start-up points again (the same random numbers in the same order),
+    so its seed is derived from the configured one and ``already``: still reproducible, never a
+    repeat. Unseeded samplers draw afresh anyway; the grid, brute-force and QMC samplers go on where
+    the study stands (the points tried, or the sequence's position, are kept in it), and the grid's
+    seed orders its points, so another seed would revisit them."""
+    seed = getattr(factory, "keywords", {}).get("seed")
+    if seed is None or isinstance(sampler, CONTINUE_THEMSELVES):
+        return sampler
+    derived = int(np.random.SeedSequence([int(seed), already]).generate_state(1)[0])
+    log.info("Optuna: a continued study: sampler seed %d with %d trial(s) before -> seed %d", seed, already, derived)
+    return make_sampler(functools.partial(factory, seed=derived), space)
+
+
+def check_same_space(study: optuna.Study, space: SearchSpace, url: str | None) -> None:
+    """A stored study searched over other parameters (or other choices) is refused: its best
+    trial would be reported as this search's, and the sampler would model them as one space."""
+    earlier: dict[str, Any] = {}
+    for trial in study.trials:
+        earlier.update(trial.distributions)
+    if not earlier:
+        return
+    differs = sorted(set(earlier) ^ set(space.distributions))
+    for name in sorted(set(earlier) & set(space.distributions)):
+        try:
+            optuna.distributions.check_distribution_compatibility(earlier[name], space.distributions[name])
+        except ValueError:
+            differs.append(name)
+    if differs:
+        raise SweepSetupError(
+            f"hydra.sweeper.study_name={study.study_name!r} in {url} holds trials over "
+            f"{', '.join(sorted(earlier))}, not this sweep's {', '.join(space.distributions) or '(no parameters)'} "
+            f"(differs at {', '.join(differs)}); allowed: the same search space, or another study_name"
+        )
+
+
 def make_storage(url: str | None) -> Any:
     """None (memory), an SQLAlchemy URL, or the path of a journal file (no database needed; safe
     for several processes on one machine or a shared filesystem with working locks)."""
@@ -227,9 +336,9 @@ def open_study(url: str | None, name: str | None, sampler, directions: list[str]
         )
     except Exception as error:
         raise SweepSetupError(
-            f"hydra.sweeper.storage={url!r} cannot be opened: {type(error).__name__}: "
-            f"{str(error).splitlines()[0]}; allowed: sqlite:///path.db, postgresql://..., "
-            "mysql://..., or a journal file path"
+            f"hydra.sweeper.storage={url!r} cannot be opened: {root_reason(error)}; allowed: a storage this "
+            "process can reach and write (every trial is recorded there): sqlite:///path.db, "
+            "postgresql://..., mysql://..., or a journal file path"
         ) from None
     stored = [d.name.lower() for d in study.directions]
     if stored != directions:
@@ -259,6 +368,15 @@ def write_results(study: optuna.Study, directions: list[str], path: Path) -> Non
         result = {**base, "solutions": front}
         log.info("Optuna: %d trial(s) on the Pareto front", len(front))
     OmegaConf.save(OmegaConf.create(result), path)
+
+
+def root_reason(error: BaseException) -> str:
+    """The first line of the innermost cause: Optuna wraps the database's own reason ("attempt to
+    write a readonly database") in a general one about invalid data."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _shown(value: Any) -> str:

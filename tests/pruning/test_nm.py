@@ -117,3 +117,14 @@ def test_a_layer_m_does_not_divide_can_be_excluded():
         nm(model)
     pruner = nm(model, exclude=["conv.weight"])
     assert pruner.parameter_names == ["fc.weight"]
+
+
+def test_a_final_sparsity_that_rounds_to_the_pattern_is_taken_and_keeps_exactly_n():
+    """1:3 is 2/3: 0.67 or 0.667 as typed, not 0.666667 demanded (issue 29 item 9)."""
+    for typed in (0.67, 0.667):
+        model = TwoLayers(in_channels=6)
+        pruner = nm(model, n=1, m=3, final_sparsity=typed, exclude=["fc.weight"], ending_epoch=1)
+        pruner.on_epoch_start(0)  # the last pruning epoch: the pattern itself
+        assert (to_blocks(pruner.masks["conv.weight"], 3).sum(dim=1) == 1).all()
+    with pytest.raises(PruningError, match=r"allowed: pruner.final_sparsity=0.6667 \(within 0.005\)"):
+        nm(TwoLayers(in_channels=6), n=1, m=3, final_sparsity=0.6, exclude=["fc.weight"])

@@ -20,7 +20,7 @@ from coupling_support import (  # noqa: F401 (one_thread is an autouse fixture)
     randomise_norms,
     relative_error,
 )
-from support import ROOT
+from support import HANG_S, ROOT
 
 from framework.errors import CheckpointError
 from framework.models.cifar_resnet import CifarResNet
@@ -190,7 +190,7 @@ def test_save_then_load_in_a_new_process_gives_equal_outputs(tmp_path):
         capture_output=True,
         text=True,
         cwd=ROOT,
-        timeout=120,
+        timeout=HANG_S,
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
     )
     assert finished.returncode == 0, finished.stderr[-2000:]

@@ -7,7 +7,8 @@ import copy
 
 import pytest
 import torch
-from support import cli_dirs, run_cli
+from cli_in_process import run_main
+from support import cli_dirs
 
 from framework.errors import CheckpointError
 from framework.models.simple_cnn import SimpleCNN
@@ -20,7 +21,7 @@ BASE = ["tracking=none", "epochs=2"]
 def finished(tmp_path_factory):
     """A real run's checkpoint after 1 of 2 epochs (epochs=1 would finish the run)."""
     tmp_path = tmp_path_factory.mktemp("finished")
-    result = run_cli([*BASE, "epochs=1", *cli_dirs(tmp_path, mlflow=False)])
+    result = run_main([*BASE, "epochs=1", *cli_dirs(tmp_path, mlflow=False)])
     assert result.returncode == 0, result.stderr[-2000:]
     return torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
 
@@ -121,7 +122,7 @@ def test_resuming_a_tampered_checkpoint_exits_2_with_one_line_and_keeps_it(finis
     path = tmp_path / "tampered.pt"
     torch.save(edited(finished, edit), path)
     before = path.read_bytes()
-    result = run_cli([*BASE, f"resume={path}", "resume_changed=allow", *cli_dirs(tmp_path, mlflow=False)])
+    result = run_main([*BASE, f"resume={path}", "resume_changed=allow", *cli_dirs(tmp_path, mlflow=False)])
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]

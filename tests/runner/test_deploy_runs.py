@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
-from support import cli_dirs, run_cli
+from support import cli_dirs, run_cli, store_overrides
 
 from framework.data.digits import stratified_split
 
@@ -20,7 +22,7 @@ def raw_val_digits():
 def finished_run(tmp_path, overrides):
     import mlflow
 
-    result = run_cli([*overrides, "tracking.experiment=deploy", *cli_dirs(tmp_path)], timeout=600)
+    result = run_cli([*overrides, "tracking.experiment=deploy", *cli_dirs(tmp_path)])
     assert result.returncode == 0, result.stderr[-3000:]
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     run_id = (tmp_path / "run" / "mlflow_run_id").read_text().strip()
@@ -91,3 +93,50 @@ def test_an_nm_run_reports_its_pattern_held(tmp_path):
         ],
     )
     assert client.get_run(run_id).data.metrics["nm/pattern_ok"] == 1.0
+
+
+def test_a_model_onnx_cannot_export_keeps_its_training_and_skips_the_step_or_fails_when_required(
+    run_experiment, tracking_overrides, shared_store, tmp_path, caplog
+):
+    """torch.fft.fft2 has no ONNX op: the last epoch is saved and tracked all the same; the step is
+    one line naming the op and deploy.enabled=false, the run FINISHED with deploy/skipped=1, or
+    FAILED when the user asked for it (deploy.required=true) (issue 29 item 2)."""
+    import json
+
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    from framework.deploy.errors import DeployError
+
+    store = MlflowClient(store_overrides(shared_store)[0].split("=", 1)[1])
+    fft = ["debug=fast", "progress=false", *tracking_overrides, "tracking=mlflow", "model._target_=fft_models.FFTNet"]
+    caplog.set_level(logging.WARNING, logger="framework.runner.deploy_hook")
+
+    def saved(run_dir):
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+        (status,) = {json.loads((run_dir / "run_status.json").read_text())["status"]}
+        run = store.get_run((run_dir / "mlflow_run_id").read_text().strip())
+        return records, checkpoint["epoch"], status, run
+
+    _, context, final = run_experiment(fft, run_dir=tmp_path / "skipped")
+    assert final["deploy/skipped"] == 1.0 and "val/top1" in final
+    (line,) = [r.getMessage() for r in caplog.records if "deploy step" in r.getMessage()]
+    assert "\n" not in line and "fft_fft2" in line and "deploy.enabled=false" in line and "skipped" in line
+    records, epoch, status, run = saved(context.run_dir)
+    assert len(records) == 1 and epoch == 1 and records[-1]["deploy/skipped"] == 1.0
+    assert status == "FINISHED" and run.info.status == "FINISHED" and run.data.metrics["deploy/skipped"] == 1.0
+    assert not list((context.run_dir / "deploy").glob("*.onnx"))
+
+    with pytest.raises(DeployError) as failed:
+        run_experiment([*fft, "deploy.required=true"], run_dir=tmp_path / "required")
+    assert (
+        "\n" not in str(failed.value)
+        and "fft_fft2" in str(failed.value)
+        and "deploy.required=true" in str(failed.value)
+    )
+    records, epoch, status, run = saved(tmp_path / "required")
+    assert len(records) == 1 and epoch == 1  # the last epoch saved before the run failed
+    assert (
+        status == "FAILED" and run.info.status == "FAILED" and run.data.metrics["val/top1"] == records[-1]["val/top1"]
+    )

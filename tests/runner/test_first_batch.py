@@ -7,7 +7,8 @@ import textwrap
 
 import pytest
 import torch
-from support import cli_dirs, run_cli
+from cli_in_process import run_main
+from support import cli_dirs
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -105,11 +106,18 @@ def test_a_bad_validation_label_is_one_line():
         (Net(outputs=10), r"returned shape \[4, 10\] for a batch of 4; expected \[4, 3\]"),
         (Net(as_tuple=True), r"returned a tuple; allowed: one tensor of logits"),
         (Net(batch=2), r"returned shape \[2, 3\] for a batch of 4; expected \[4, 3\].*fixes the batch size"),
+        # a batch size the reshape cannot take: the forward raises (issue 29 item 8)
+        (
+            Net(batch=3),
+            r"raised RuntimeError on the first training batch of shape \[4, 1, 4, 4\]: shape '\[3, -1\]' is "
+            r"invalid .*; its forward must take any batch size",
+        ),
     ],
 )
 def test_a_model_output_that_is_not_batch_by_classes_is_one_line(model, expected):
-    with pytest.raises(ConfigError, match=expected):
+    with pytest.raises(ConfigError, match=expected) as raised:
         check(dataset(), model=model)
+    assert "\n" not in str(raised.value)
 
 
 class Augmented(torch.utils.data.Dataset):
@@ -191,7 +199,7 @@ def test_bad_data_or_model_output_through_the_cli_exits_2_before_training(tmp_pa
     (tmp_path / "conf" / "dataset" / "labels.yaml").write_text(
         "# @package _global_\ndataset:\n  _target_: bad_data.Labels\n  label: 7\n  val_size: 8\nloader:\n  batch_size: 4\n  num_workers: 0\n"
     )
-    result = run_cli(
+    result = run_main(
         ["--config-dir", str(tmp_path / "conf"), *overrides, "tracking=none", *cli_dirs(tmp_path, mlflow=False)],
         cwd=tmp_path,
     )

@@ -120,8 +120,35 @@ def test_sigkill_then_resume_is_bit_exact_with_kd_a_regularizer_and_a_data_crite
         ),
         (["regularizer=bn_l1", "regularizer.strength=-1"], "regularizer.strength=-1"),
         (["regularizer=group_lasso", "regularizer.strength=nan"], "regularizer.strength=nan is invalid"),
-        (["distill=kd", "distill.temperature=0"], "distill.temperature=0"),
-        (["distill=kd", "distill.alpha=1.5"], "distill.alpha=1.5 is invalid; allowed: a number in [0, 1]"),
+        (
+            [
+                "distill=kd",
+                "distill.temperature=0",
+                "pruner=agp_filter",
+                "epochs=3",
+                "schedule.starting_epoch=1",
+                "schedule.ending_epoch=2",
+            ],
+            "distill.temperature=0",
+        ),
+        (
+            [
+                "distill=kd",
+                "distill.alpha=1.5",
+                "pruner=agp_filter",
+                "epochs=3",
+                "schedule.starting_epoch=1",
+                "schedule.ending_epoch=2",
+            ],
+            "distill.alpha=1.5 is invalid; allowed: a number in [0, 1]",
+        ),
+        # the dense teacher at pruning's first epoch 0, without pretrained=: untrained (issue 29 item 1)
+        (
+            ["distill=kd", "pruner=agp_filter"],
+            "distill.teacher=dense would be the untrained model (the model at epoch 0, when pruning starts, "
+            "without pretrained=); allowed: schedule.starting_epoch=N >= 1",
+        ),
+        (["distill=kd"], "distill.teacher=dense would be the untrained model (the model at epoch 0, without a pruner"),
         (
             ["distill=kd", "distill.teacher=/no/such/teacher.pt"],
             "distill.teacher file not found: distill.teacher=/no/such/teacher.pt",
@@ -200,7 +227,8 @@ def test_two_processes_prune_with_taylor_and_distill(tmp_path, precision):
             "distill=kd",
             "regularizer=group_lasso",
             "epochs=2",
-            "schedule.ending_epoch=1",
+            "schedule.starting_epoch=1",  # a dense epoch first: the teacher has learnt
+            "schedule.ending_epoch=2",
             "loader.batch_size=64",
             "pruner.thin=never",
             # MLflow and the deploy step under torchrun: tests/runner/test_distributed.py
@@ -228,9 +256,9 @@ def test_two_processes_prune_with_taylor_and_distill(tmp_path, precision):
     assert all(value.dtype == torch.float32 for value in checkpoint["model"].values() if value.is_floating_point())
     records = read_metrics(run_dir / "metrics.jsonl")
     assert [r["epoch"] for r in records] == [0, 1]
-    assert "distill/kd_loss" in records[0] and records[0]["regularizer/value"] > 0
-    assert "distill/teacher_top1" in records[0] and "distill/teacher_top1" not in records[1]
-    # pruned to its target (ending_epoch=1): half the filters of every convolution
+    assert "distill/kd_loss" in records[1] and records[1]["regularizer/value"] > 0
+    assert "distill/teacher_top1" in records[1] and "distill/kd_loss" not in records[0]
+    # pruned to its target at epoch 1 (the schedule's one pruning epoch): half the filters of every convolution
     assert records[-1]["pruning/target_sparsity"] == 0.5
     masks = checkpoint["hooks"]["pruning"]["masks"]
     convolutions = [name for name in masks if name.endswith(".0.weight")]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from support import cli_dirs, run_cli
+from cli_in_process import run_main
+from support import cli_dirs
 
 from framework.config import config_problems
 from framework.pruning.nm import nm_violations, to_blocks
@@ -23,7 +24,7 @@ from framework.pruning.nm import nm_violations, to_blocks
     ],
 )
 def test_bad_nm_settings_exit_2_before_training(tmp_path, overrides, expected):
-    result = run_cli(["pruner=agp_nm", "epochs=2", "tracking=none", *overrides, *cli_dirs(tmp_path, mlflow=False)])
+    result = run_main(["pruner=agp_nm", "epochs=2", "tracking=none", *overrides, *cli_dirs(tmp_path, mlflow=False)])
     assert result.returncode == 2, result.stderr[-2000:]
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
@@ -31,7 +32,7 @@ def test_bad_nm_settings_exit_2_before_training(tmp_path, overrides, expected):
 
 @pytest.mark.slow
 def test_nm_run_ends_in_the_pattern_with_shapes_unchanged(tmp_path):
-    result = run_cli(
+    result = run_main(
         [
             "pruner=agp_nm",
             "pruner.exclude=[block1.0.weight]",

@@ -4,7 +4,8 @@ line: its masks are spent and the model is smaller (issue 21 item 8). The same p
 from __future__ import annotations
 
 import pytest
-from support import cli_dirs, run_cli
+from cli_in_process import run_main
+from support import cli_dirs
 
 BASE = ["tracking=none", "pruner=agp_filter", "model.width=0.5"]
 
@@ -12,7 +13,7 @@ BASE = ["tracking=none", "pruner=agp_filter", "model.width=0.5"]
 @pytest.fixture(scope="module")
 def thinned_checkpoint(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("thinned")
-    result = run_cli([*BASE, "epochs=1", *cli_dirs(tmp_path, mlflow=False)])
+    result = run_main([*BASE, "epochs=1", *cli_dirs(tmp_path, mlflow=False)])
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "run" / "thinned" / "model.pt").is_file()
     return tmp_path / "run" / "checkpoints" / "last.pt"
@@ -27,7 +28,7 @@ def thinned_checkpoint(tmp_path_factory):
 )
 def test_another_pruner_on_a_thinned_checkpoint_is_one_line(thinned_checkpoint, tmp_path, change, named):
     before = thinned_checkpoint.read_bytes()
-    result = run_cli(
+    result = run_main(
         [
             *BASE,
             "epochs=2",
@@ -45,7 +46,7 @@ def test_another_pruner_on_a_thinned_checkpoint_is_one_line(thinned_checkpoint, 
 
 
 def test_the_same_pruner_continues_a_thinned_checkpoint_for_more_epochs(thinned_checkpoint, tmp_path):
-    result = run_cli(
+    result = run_main(
         [*BASE, "epochs=2", f"resume={thinned_checkpoint}", "resume_changed=allow", *cli_dirs(tmp_path, mlflow=False)]
     )
     assert result.returncode == 0, result.stderr[-2000:]

@@ -14,7 +14,8 @@ import signal
 import numpy as np
 import pytest
 import torch
-from support import cli_dirs, run_cli
+from cli_in_process import run_main
+from support import cli_dirs
 from test_reliability import final_state, runs_of, start_cli, wait_for_epochs
 
 IMAGES_PER_BATCH = 32
@@ -58,8 +59,9 @@ def test_sigkill_then_resume_with_two_workers_equals_an_uninterrupted_run(tmp_pa
     write_random_cifar10(tmp_path / "data")
     base = worker_run_overrides(tmp_path / "data")
 
+    # only the run that is killed needs a process of its own; the others run in this one
     straight_dir = tmp_path / "straight"
-    result = run_cli([*base, *cli_dirs(straight_dir), "tracking.experiment=straight"])
+    result = run_main([*base, *cli_dirs(straight_dir), "tracking.experiment=straight"])
     assert result.returncode == 0, result.stderr[-2000:]
 
     crash_dir = tmp_path / "crash"
@@ -72,7 +74,7 @@ def test_sigkill_then_resume_with_two_workers_equals_an_uninterrupted_run(tmp_pa
     process.wait()
     assert len((crash_dir / "run" / "metrics.jsonl").read_text().splitlines()) < 3
 
-    resumed = run_cli([*args, "resume=auto"])
+    resumed = run_main([*args, "resume=auto"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     resumed_at = re.search(r"resumed at epoch (\d+)", resumed.stderr + resumed.stdout)
     assert resumed_at and int(resumed_at.group(1)) >= 1, resumed.stderr[-2000:]

@@ -18,7 +18,7 @@ from framework.tracking.mlflow_tracker import MLflowTracker
 def test_a_thinned_run_ends_with_one_block_that_says_where_everything_is(
     run_experiment, tracking_overrides, shared_store, caplog
 ):
-    caplog.set_level(logging.INFO, logger="framework.runner.recipe")
+    caplog.set_level(logging.INFO, logger="framework.runner")
     cfg, context, final = run_experiment(
         [*tracking_overrides, "epochs=2", "pruner=agp_filter", "tracking.log_model=false", "progress=false"]
     )
@@ -41,6 +41,14 @@ def test_a_thinned_run_ends_with_one_block_that_says_where_everything_is(
     assert f"val/top1 {final['val/top1']:.4f}" in results
     assert f"sparsity {final['sparsity/total']:.3f}" in results
     assert "params " in results and "MACs " in results and "speedup x" in results
+    # a line per stage while the slow ones run (issue 29 item 14): thinning, its measurements, the deploy step
+    stages = ["thinning at epoch ", "thinning: measuring", "deploy step: ", f"deployable model ({run_dir / 'deploy'})"]
+    said = [
+        next(s for s in stages if r.getMessage().startswith(s))
+        for r in caplog.records
+        if r.getMessage().startswith(tuple(stages))
+    ]
+    assert said == stages
 
 
 def test_a_tracking_server_gets_the_run_s_url(tmp_path):
@@ -65,3 +73,22 @@ def test_a_tracking_server_gets_the_run_s_url(tmp_path):
         f"  run folder:  {tmp_path}",
         "  results:     val/top1 0.7500",
     ]
+
+
+def test_a_local_store_s_link_opens_the_experiment_s_training_runs(tmp_path):
+    """Not the server's home page, which is MLflow 3's GenAI view (issue 29 item 11)."""
+    tracker = MLflowTracker(
+        uri=f"sqlite:///{tmp_path}/mlflow.db",
+        experiment="e",
+        artifact_location=None,
+        context=RunContext(tmp_path),
+        params={},
+        tags={},
+        run_name="r",
+    )
+    tracker.run_id, tracker.experiment_id = "abc123", "7"
+    (ui,) = [line for line in tracker.where() if line.startswith("MLflow UI:")]
+    assert ui == (
+        f"MLflow UI:   mlflow ui --backend-store-uri sqlite:///{tmp_path}/mlflow.db  (then "
+        "http://127.0.0.1:5000/#/experiments/7/runs?viewStateShareKey=secateurs-runs&workflowType=machine_learning)"
+    )

@@ -7,8 +7,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from cli_in_process import run_main
 from mlflow.tracking import MlflowClient
-from support import cli_dirs, run_cli
+from support import cli_dirs
 
 BASE = ["pruner=agp_filter", "model.width=0.5", "epochs=1"]
 
@@ -29,7 +30,7 @@ def test_a_failed_write_of_the_thinned_model_is_one_line_and_resume_finishes_it(
         thinned.write_text("in the way\n")
     else:
         (thinned / "model.onnx").mkdir(parents=True)
-    result = run_cli([*BASE, *cli_dirs(tmp_path)])
+    result = run_main([*BASE, *cli_dirs(tmp_path)])
     assert result.returncode == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
@@ -43,7 +44,7 @@ def test_a_failed_write_of_the_thinned_model_is_one_line_and_resume_finishes_it(
         thinned.unlink()
     else:
         shutil.rmtree(thinned / "model.onnx")
-    resumed = run_cli([*BASE, "resume=auto", *cli_dirs(tmp_path)])
+    resumed = run_main([*BASE, "resume=auto", *cli_dirs(tmp_path)])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (thinned / "model.pt").is_file() and (thinned / "model.onnx").is_file()
     run = only_run(tmp_path)

@@ -4,11 +4,16 @@ continued by a rerun, read back with Optuna's own API."""
 
 from __future__ import annotations
 
+import functools
+import sqlite3
+
 import optuna
 import pytest
+from cli_in_process import run_main
+from hydra.core.utils import JobReturn, JobStatus
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
-from support import cli_dirs, run_cli
+from support import cli_dirs
 
 from hydra_plugins.secateurs_optuna_sweeper._search import (
     SearchSpaceError,
@@ -17,7 +22,14 @@ from hydra_plugins.secateurs_optuna_sweeper._search import (
     parse_search_space,
     probe_values,
 )
-from hydra_plugins.secateurs_optuna_sweeper._study import make_storage
+from hydra_plugins.secateurs_optuna_sweeper._study import (
+    SweepSetupError,
+    check_same_space,
+    continuing_sampler,
+    make_sampler,
+    make_storage,
+    open_study,
+)
 
 FAST = ["epochs=1", "tracking.log_model=false"]
 
@@ -103,7 +115,7 @@ def test_a_journal_file_keeps_a_study_for_the_next_process(tmp_path):
     ],
 )
 def test_bad_settings_get_one_line_and_exit_2_before_any_trial(tmp_path, args, says):
-    result = run_cli(["-m", "hparams_search=optuna_lr_wd", *args, *FAST, *cli_dirs(tmp_path)])
+    result = run_main(["-m", "hparams_search=optuna_lr_wd", *args, *FAST, *cli_dirs(tmp_path)])
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert result.returncode == 2, result.stderr[-3000:]
     assert len(errors) == 1 and says in errors[0], result.stderr[-3000:]
@@ -124,7 +136,7 @@ def test_parallel_jobs_share_one_stored_study_and_a_rerun_continues_it(tmp_path)
         f"hydra.sweeper.storage={storage}",
         *FAST,
     ]
-    first = run_cli([*args, *cli_dirs(tmp_path)])
+    first = run_main([*args, *cli_dirs(tmp_path)])
     assert first.returncode == 0, first.stderr[-3000:]
     study = optuna.load_study(study_name="lr_wd", storage=storage)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
@@ -133,13 +145,16 @@ def test_parallel_jobs_share_one_stored_study_and_a_rerun_continues_it(tmp_path)
 
     # the same command again (a new sweep dir, as a second day's run gets): the study goes on
     rerun_dirs = [a.replace(f"{tmp_path}/multirun", f"{tmp_path}/multirun2") for a in cli_dirs(tmp_path)]
-    again = run_cli([*args, *rerun_dirs])
+    again = run_main([*args, *rerun_dirs])
     assert again.returncode == 0, again.stderr[-3000:]
     study = optuna.load_study(study_name="lr_wd", storage=storage)
     assert len(study.trials) == 4 and all(t.state == TrialState.COMPLETE for t in study.trials)
     assert sorted(t.user_attrs["hydra.job.num"] for t in study.trials[2:]) == [2, 3]  # job numbers go on too
     assert sorted(p.name for p in (tmp_path / "multirun2").iterdir() if p.name.isdigit()) == ["2", "3"]
     assert "2 trial(s) already in it" in again.stdout + again.stderr
+    # the continued study proposes new points: re-seeded as configured it repeated trials 0 and 1
+    first_points = {tuple(sorted(t.params.items())) for t in study.trials[:2]}
+    assert not first_points & {tuple(sorted(t.params.items())) for t in study.trials[2:]}
 
 
 class _Return:
@@ -161,3 +176,97 @@ def test_a_failed_job_is_a_failed_trial_and_a_finished_grid_is_no_error():
     third = study.ask(fixed_distributions=space)
     assert tell(study, third, _Return(0.7), 1) == TrialState.COMPLETE  # the grid is done: Optuna's stop is no error
     assert study.best_value == 0.7
+    fourth = study.ask(fixed_distributions=space)
+    crashed = JobReturn(status=JobStatus.FAILED, _return_value=RuntimeError("the model raised\nat line 3"))
+    assert tell(study, fourth, crashed, 1) == TrialState.FAIL  # a job that raised, not a marker
+    assert study.trials[-1].state == TrialState.FAIL and study.best_value == 0.7
+
+
+LR_WD = parse_search_space(["optimizer.lr=tag(log, interval(0.005, 0.3))", "optimizer.weight_decay=interval(0, 0.1)"])
+
+
+def stored_study(tmp_path, sampler, n=2, space=LR_WD):
+    """A journal-stored study with ``n`` finished trials, as an earlier sweep leaves it."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(str(tmp_path / "optuna.log"), "lr_wd", sampler, ["maximize"])
+    for _ in range(n):
+        study.tell(study.ask(fixed_distributions=space.distributions), 0.5)
+    return study
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "nsgaii", "grid"])
+def test_a_continued_study_draws_new_points_reproducibly(tmp_path, sampler):
+    space = parse_search_space(["optimizer.lr=0.01,0.02,0.03,0.04", "seed=range(0, 3)"]) if sampler == "grid" else LR_WD
+    target = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+    factory = functools.partial(
+        target.get(sampler) or {"nsgaii": optuna.samplers.NSGAIISampler, "grid": optuna.samplers.GridSampler}[sampler],
+        seed=0,
+    )
+    first = make_sampler(factory, space)
+    study = stored_study(tmp_path, first, n=3, space=space)
+    earlier = [t.params for t in study.trials]
+
+    def next_points():
+        again = open_study(str(tmp_path / "optuna.log"), "lr_wd", make_sampler(factory, space), ["maximize"])
+        again.sampler = continuing_sampler(factory, space, again.sampler, len(again.trials))
+        points = [again.ask(fixed_distributions=space.distributions) for _ in range(3)]
+        for trial in points:
+            again.tell(trial, state=TrialState.FAIL)  # leave the study as it was for the next process
+        return [t.params for t in points]
+
+    proposed = next_points()
+    assert not [p for p in proposed if p in earlier], (earlier, proposed)
+    # the same continuation again proposes the same points: reproducible, not random
+    study = optuna.load_study(study_name="lr_wd", storage=make_storage(str(tmp_path / "optuna.log")))
+    assert len(study.trials) == 6
+
+
+def test_a_continued_study_with_an_unseeded_sampler_keeps_its_sampler(tmp_path):
+    factory = functools.partial(optuna.samplers.TPESampler, seed=None)
+    sampler = make_sampler(factory, LR_WD)
+    assert continuing_sampler(factory, LR_WD, sampler, 5) is sampler
+
+
+@pytest.mark.parametrize(
+    "other, differs",
+    [
+        (
+            ["pruner.final_sparsity=interval(0.3, 0.9)", "optimizer.lr=tag(log, interval(0.005, 0.3))"],
+            "differs at optimizer.weight_decay, pruner.final_sparsity",
+        ),
+        (["optimizer.lr=interval(0.005, 0.3)", "optimizer.weight_decay=interval(0, 0.1)"], "differs at optimizer.lr"),
+    ],
+)
+def test_a_study_name_shared_by_another_search_space_is_refused(tmp_path, other, differs):
+    study = stored_study(tmp_path, optuna.samplers.RandomSampler(seed=0))
+    check_same_space(study, LR_WD, "optuna.log")  # the same space continues
+    wider = parse_search_space(
+        ["optimizer.lr=tag(log, interval(0.001, 0.5))", "optimizer.weight_decay=interval(0, 0.2)"]
+    )
+    check_same_space(study, wider, "optuna.log")  # and so do wider ranges
+    with pytest.raises(SweepSetupError) as info:
+        check_same_space(study, parse_search_space(other), "optuna.log")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(
+        "hydra.sweeper.study_name='lr_wd' in optuna.log holds trials over"
+    )
+    assert differs in message and "allowed: the same search space, or another study_name" in message
+
+
+def test_a_read_only_or_unreachable_storage_is_one_line_naming_the_reason(tmp_path):
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    db = tmp_path / "optuna.db"
+    sqlite3.connect(db).close()  # an empty database file, as an earlier run would leave one
+    # read-only: what a read-only folder does to SQLite (the tests run as root, for whom a folder's
+    # mode stops nothing); Optuna wraps the database's reason in one about "invalid data"
+    cases = {
+        f"sqlite:///file:{db}?mode=ro&uri=true": "OperationalError: attempt to write a readonly database",
+        f"sqlite:///{tmp_path}/missing/optuna.db": "OperationalError: unable to open database file",
+        "htp://host/db": "NoSuchModuleError: Can't load plugin: sqlalchemy.dialects:htp",
+    }
+    for url, reason in cases.items():
+        with pytest.raises(SweepSetupError) as info:
+            open_study(url, "lr_wd", optuna.samplers.RandomSampler(seed=0), ["maximize"])
+        message = str(info.value)
+        assert "\n" not in message and message.startswith(f"hydra.sweeper.storage={url!r} cannot be opened: {reason}")
+        assert "invalid data" not in message and "allowed: a storage this process can reach and write" in message

@@ -8,7 +8,7 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 from mlflow_server import MlflowServer
-from support import ROOT, cli_dirs, run_cli, store_overrides
+from support import HANG_S, ROOT, cli_dirs, run_cli, store_overrides
 
 
 @pytest.mark.slow
@@ -32,7 +32,7 @@ def test_two_independent_runs_started_together_on_a_fresh_store_both_finish(tmp_
         )
         for index, lr in enumerate(("0.05", "0.1"))
     ]
-    outputs = [p.communicate(timeout=300) for p in processes]
+    outputs = [p.communicate(timeout=HANG_S) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], [err[-2000:] for _, err in outputs]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     experiments = [e for e in client.search_experiments() if e.name == "secateurs"]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
+import time
 
 import pytest
 
@@ -144,3 +147,59 @@ def test_presets_pick_the_optuna_sweeper_and_the_slurm_launcher():
     assert list(cfg.optimized_metric) == ["val/top1", "sparsity/total"] and cfg.pruner.method == "agp"
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.max_num_timeout > 0
     assert "sweep" in cfg.hydra.callbacks
+
+
+def test_a_second_sweep_into_a_sweep_dir_in_use_is_one_line_and_exit_2(tmp_path, capsys):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from support import ROOT
+
+    from framework.sweeps.callback import SweepCallback, finish_sweep
+
+    sweep_dir = tmp_path / "multirun"
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose(
+                "config", overrides=["tracking=none", f"hydra.sweep.dir={sweep_dir}"], return_hydra_config=True
+            )
+    finally:
+        GlobalHydra.instance().clear()
+    sweep_dir.mkdir()
+    first = hold_sweep_dir_in_child(sweep_dir)  # the first sweep, still running
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            SweepCallback().on_multirun_start(cfg)
+    finally:
+        os.kill(first, signal.SIGKILL)
+        os.waitpid(first, 0)
+    assert stopped.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"error: hydra.sweep.dir={sweep_dir} is in use by another sweep (pid {first}); wait for it to end, "
+        "or give this sweep another hydra.sweep.dir"
+    ]
+    assert not (sweep_dir / "sweep.json").exists()  # the first sweep's record is left alone
+    # the first sweep is gone (even a SIGKILL frees the dir): the same sweep dir starts again
+    SweepCallback().on_multirun_start(cfg)
+    assert (sweep_dir / "sweep.json").exists()
+    finish_sweep(sweep_dir)
+
+
+def hold_sweep_dir_in_child(sweep_dir) -> int:
+    """A forked process that locks ``sweep_dir`` as a running sweep does, until it is killed."""
+    from framework.sweeps.callback import lock_sweep_dir
+
+    ready, told = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        try:
+            lock_sweep_dir(sweep_dir)
+            os.write(told, b"locked")
+            time.sleep(600)
+        finally:
+            os._exit(0)
+    os.close(told)
+    assert os.read(ready, 6) == b"locked"
+    os.close(ready)
+    return pid

@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from cli_in_process import run_main
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
-from support import ROOT, cli_dirs, run_cli
+from support import HANG_S, ROOT, cli_dirs
 
 FAST = ["epochs=1", "tracking.log_model=false"]
 
@@ -34,7 +35,7 @@ def failure_lines(stderr: str):
 def test_joblib_sweep_on_a_fresh_store_nests_every_job_under_one_parent_with_a_summary(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     assert not (tmp_path / "mlflow.db").exists()
-    result = run_cli(
+    result = run_main(
         [
             "-m",
             "hydra/launcher=joblib",
@@ -82,7 +83,7 @@ def test_joblib_sweep_on_a_fresh_store_nests_every_job_under_one_parent_with_a_s
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_S,
     )
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     again = (tmp_path / "again" / "sweep_summary.md").read_text()
@@ -96,7 +97,7 @@ def test_joblib_sweep_on_a_fresh_store_nests_every_job_under_one_parent_with_a_s
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_a_failed_job_makes_the_sweep_exit_non_zero_and_is_named(tmp_path, launcher):
-    result = run_cli(["-m", f"hydra/launcher={launcher}", "optimizer.lr=0.05,1e30", *FAST, *cli_dirs(tmp_path)])
+    result = run_main(["-m", f"hydra/launcher={launcher}", "optimizer.lr=0.05,1e30", *FAST, *cli_dirs(tmp_path)])
     assert result.returncode == 1, result.stderr[-3000:]
     lines = failure_lines(result.stderr)
     assert len(lines) == 1, result.stderr[-3000:]
@@ -108,7 +109,7 @@ def test_a_failed_job_makes_the_sweep_exit_non_zero_and_is_named(tmp_path, launc
 
 @pytest.mark.slow
 def test_optuna_preset_completes_its_trials_and_reports_the_best_value(tmp_path):
-    result = run_cli(["-m", "hparams_search=optuna_lr_wd", "hydra.sweeper.n_trials=3", *FAST, *cli_dirs(tmp_path)])
+    result = run_main(["-m", "hparams_search=optuna_lr_wd", "hydra.sweeper.n_trials=3", *FAST, *cli_dirs(tmp_path)])
     assert result.returncode == 0, result.stderr[-3000:]
     best = OmegaConf.load(tmp_path / "multirun" / "optimization_results.yaml")
     _, parent, children = sweep_runs(f"sqlite:///{tmp_path}/mlflow.db")
@@ -126,7 +127,9 @@ def test_optuna_preset_completes_its_trials_and_reports_the_best_value(tmp_path)
 
 @pytest.mark.slow
 def test_nsga2_preset_reports_the_pareto_front_of_accuracy_and_sparsity(tmp_path):
-    result = run_cli(["-m", "hparams_search=nsga2_sparsity_lr", "hydra.sweeper.n_trials=3", *FAST, *cli_dirs(tmp_path)])
+    result = run_main(
+        ["-m", "hparams_search=nsga2_sparsity_lr", "hydra.sweeper.n_trials=3", *FAST, *cli_dirs(tmp_path)]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     solutions = OmegaConf.load(tmp_path / "multirun" / "optimization_results.yaml").solutions
     _, _, children = sweep_runs(f"sqlite:///{tmp_path}/mlflow.db")
@@ -139,7 +142,7 @@ def test_nsga2_preset_reports_the_pareto_front_of_accuracy_and_sparsity(tmp_path
 
 @pytest.mark.slow
 def test_a_trial_whose_metric_is_missing_fails_and_is_never_a_number(tmp_path):
-    result = run_cli(
+    result = run_main(
         [
             "-m",
             "hparams_search=optuna_lr_wd",
@@ -160,11 +163,11 @@ def test_a_trial_whose_metric_is_missing_fails_and_is_never_a_number(tmp_path):
 @pytest.mark.slow
 def test_a_sweep_resumed_in_its_dir_continues_its_parent_and_each_jobs_own_child_run(tmp_path):
     args = ["-m", "optimizer.lr=0.05", "epochs=1", "tracking.log_model=false", *cli_dirs(tmp_path)]
-    first = run_cli(args)
+    first = run_main(args)
     assert first.returncode == 0, first.stderr[-3000:]
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     _, parent, children = sweep_runs(uri)
-    again = run_cli([*args, "resume=auto"])
+    again = run_main([*args, "resume=auto"])
     assert again.returncode == 0, again.stderr[-3000:]
     client, parent_again, children_again = sweep_runs(uri)  # still one parent, one child
     assert parent_again.info.run_id == parent.info.run_id and parent_again.info.status == "FINISHED"

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import pytest
+from cli_in_process import run_main
 from mlflow.tracking import MlflowClient
 from mlflow_server import MlflowServer
 from postgres_server import PostgresServer, PostgresUnavailable
-from support import cli_dirs, run_cli
+from support import cli_dirs
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def test_a_joblib_sweep_logs_to_a_postgres_backed_server_that_serves_its_artifac
 
     server = MlflowServer(tmp_path / "server", backend_store_uri=postgres.uri, serve_artifacts=True).start()
     try:
-        result = run_cli(
+        result = run_main(
             [
                 "-m",
                 "hydra/launcher=joblib",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -43,12 +41,12 @@ def make_tracker(uri, run_dir, **kw):
     )
 
 
-def test_unreachable_server_fails_fast_with_one_line(tmp_path):
+def test_unreachable_server_fails_fast_with_one_line(tmp_path, caplog):
     hook = make_tracker(f"http://127.0.0.1:{free_port()}", tmp_path)
-    start = time.monotonic()
     with pytest.raises(TrackingError) as error:
         hook.connect()
-    assert time.monotonic() - start < 30
+    # failed at the first call: MLflow's own retries (about 4 minutes) log one warning each
+    assert not [r for r in caplog.records if "Retrying" in r.getMessage()]
     message = str(error.value)
     assert "\n" not in message and "tracking.uri=" in message and "tracking=none" in message
 

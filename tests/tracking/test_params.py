@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from framework.config import project_root
 from framework.tracking.metrics_file import read_metrics
-from framework.tracking.params import flatten_config, git_commit, run_name
+from framework.tracking.params import flatten_config, git_commit, package_version, run_name
 
 
 def test_flatten_config_uses_dotted_keys_and_keeps_odd_mappings_whole():
@@ -34,6 +34,19 @@ def test_run_name_is_made_of_the_user_overrides():
         "pruner=agp,fold_batchnorm=true"
     )
     assert run_name([]) == "default"
+
+
+def test_an_evaluation_is_named_as_one_by_the_file_it_evaluates():
+    """Not ``task=eval,pretrained=/home/...`` cut off before the file (issue 29 item 13)."""
+    overrides = ["task=eval", "pretrained=/home/ana/outputs/runs/2026-11-30/02-29-52/checkpoints/best.pt", "debug=fast"]
+    assert run_name(overrides, task="eval") == "eval 02-29-52/checkpoints/best.pt debug=fast"
+    assert run_name(["task=sensitivity"], task="sensitivity") == "sensitivity"
+
+
+def test_the_package_version_is_recorded_for_runs_outside_a_checkout():
+    from importlib.metadata import version
+
+    assert package_version() == version("secateurs")
 
 
 def test_git_commit_of_this_checkout():

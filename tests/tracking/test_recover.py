@@ -11,7 +11,7 @@ import pytest
 import torch
 from lock_holder import hold_lock_in_child
 from mlflow.tracking import MlflowClient
-from support import ROOT, metrics_file, tracking_hook
+from support import HANG_S, ROOT, metrics_file, tracking_hook
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -165,7 +165,7 @@ def recover_cli(*args):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_S,
     )
 
 

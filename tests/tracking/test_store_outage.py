@@ -8,7 +8,7 @@ import os
 
 import pytest
 import torch
-from support import cli_dirs, metrics_file, tracking_hook
+from support import HANG_S, cli_dirs, metrics_file, tracking_hook
 from test_reliability import start_cli, wait_for_epochs
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -71,7 +71,7 @@ def test_cli_store_deleted_mid_run_gives_no_traceback_and_one_line_per_kind(tmp_
     process = start_cli([*CLI_OVERRIDES, *cli_dirs(tmp_path)])
     wait_for_epochs(tmp_path / "run" / "metrics.jsonl", 1, process)
     os.remove(tmp_path / "mlflow.db")
-    stdout, stderr = process.communicate(timeout=240)
+    stdout, stderr = process.communicate(timeout=HANG_S)
     assert process.returncode == 0, stderr[-2000:]
     assert "Traceback" not in stderr and "sqlalchemy" not in stderr.lower(), stderr[-3000:]
     output = (stdout + stderr).splitlines()

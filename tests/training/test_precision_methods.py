@@ -113,7 +113,7 @@ def test_a_bf16_run_with_distillation_and_taylor_prunes_to_its_target_with_exact
         "pruner.calibration_batches=2",
         "distill=kd",
         "epochs=2",
-        "schedule.starting_epoch=0",
+        "schedule.starting_epoch=1",  # a dense epoch first: the dense teacher has learnt
         "schedule.ending_epoch=2",
         "pruner.thin=never",
         "tracking=none",
@@ -126,7 +126,7 @@ def test_a_bf16_run_with_distillation_and_taylor_prunes_to_its_target_with_exact
     checkpoint, metrics = final_state(context.run_dir)
     assert checkpoint["precision"] == {"precision": "bf16-mixed", "scaler": None}
     # the teacher (the dense model copied before the first pruning step) taught every epoch
-    assert [epoch for epoch, m in metrics.items() if "distill/kd_loss" in m] == [0, 1]
+    assert [epoch for epoch, m in metrics.items() if "distill/kd_loss" in m] == [1]
     assert all(torch.isfinite(torch.tensor(m["distill/kd_loss"])) for m in metrics.values())
     # the masked weights (convolutions, their BatchNorms, the classifier's inputs) exactly zero in
     # float32, and half the filters of every convolution removed

@@ -16,7 +16,7 @@ import textwrap
 
 import pytest
 import torch
-from support import ROOT, cli_dirs, metrics_file, run_cli, tracking_hook
+from support import HANG_S, ROOT, cli_dirs, metrics_file, run_cli, tracking_hook
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -46,7 +46,7 @@ def run_limited(args, max_bytes, **kw):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_S,
         env=env,
         preexec_fn=limit_file_size(max_bytes),
         **kw,
