@@ -1,19 +1,19 @@
 """task=oneshot end to end: a causal LM calibrated, pruned and measured into a real MLflow store,
-its save_pretrained folder loaded back, SIGKILL during calibration + resume=auto exact, and bad
+its save_pretrained folder loaded back, SIGKILL during calibration (an exact kill point) + resume=auto exact, and bad
 input refused in one line before any text is read."""
 
 from __future__ import annotations
 
 import json
-import signal
-import time
 
 import pytest
 import torch
+from cli_in_process import run_main
+from kill_points import run_killed_at
 from llm_models import tiny_lm
 from mlflow.tracking import MlflowClient
 from support import cli_dirs, run_cli, store_overrides
-from test_reliability import runs_of, start_cli
+from test_reliability import runs_of
 
 from framework.data.text import ByteTokenizer
 from framework.errors import SecateursError
@@ -83,31 +83,25 @@ def test_heads_are_thinned_and_the_config_describes_the_smaller_model(run_experi
     assert final["params/total"] < dense["params/total"]
 
 
-@pytest.mark.slow
 def test_sigkill_during_calibration_then_resume_equals_an_uninterrupted_run(tmp_path):
     root = tmp_path / "lm"
     root.mkdir()
     (root / "text.txt").write_text(TEXT)
-    # 12 layers of SparseGPT: calibration lasts long enough to be killed between two layers
-    save_language_model(tiny_lm("llama", num_layers=12), root / "model", ByteTokenizer())
+    save_language_model(tiny_lm("llama", num_layers=4), root / "model", ByteTokenizer())
     common = lm_overrides(root, "pruner=sparsegpt", "pruner.calibration_batches=4")
-    straight = run_cli([*common, *cli_dirs(tmp_path / "straight", mlflow=False), "tracking=none"])
+    straight = run_main([*common, *cli_dirs(tmp_path / "straight", mlflow=False), "tracking=none"])
     assert straight.returncode == 0, straight.stderr[-2000:]
 
     crash_dir = tmp_path / "crash"
     args = [*common, *cli_dirs(crash_dir), "tracking.experiment=crash"]
-    process = start_cli(args)
+    # killed (tests/kill_points.py: exactly there, whatever the machine's load) as the third decoder
+    # layer starts gathering its calibration statistics: two layers pruned and checkpointed
+    run_killed_at("framework.pruning.llm.layerwise:Statistics", 3, lambda: run_main(args))
     checkpoint = crash_dir / "run" / "checkpoints" / "last.pt"
-    deadline = time.monotonic() + 240
-    while not checkpoint.is_file() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    done = torch.load(checkpoint, weights_only=True)["layers_done"]
-    assert 1 <= done < 12  # killed during calibration, with layers left to prune
-    resumed = run_cli([*args, "resume=auto"])
+    assert torch.load(checkpoint, weights_only=True)["layers_done"] == 2
+    resumed = run_main([*args, "resume=auto"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"resumed one-shot pruning at decoder layer {done}" in resumed.stdout
+    assert "resumed one-shot pruning at decoder layer 2" in resumed.stdout + resumed.stderr
 
     ends = [
         torch.load(d / "run" / "checkpoints" / "last.pt", weights_only=True) for d in (tmp_path / "straight", crash_dir)
