@@ -253,7 +253,16 @@ def params_in_use(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config without what this run does not use: the schedule of a dense run, an
     empty lr_scheduler node, and the settings that say where results go rather than what ran."""
     used = resolved(cfg)
-    for key in ("tracking", "progress", "resume", "resume_changed", "optimized_metric", "paths", "tags"):
+    for key in (
+        "tracking",
+        "progress",
+        "resume",
+        "resume_changed",
+        "optimized_metric",
+        "paths",
+        "tags",
+        "print_config",
+    ):
         used.pop(key, None)
     for key in ("limit_train_batches", "limit_val_batches"):  # params only when set (debug presets)
         if used["loader"].get(key) is None:
@@ -285,6 +294,8 @@ def params_in_use(cfg: DictConfig) -> dict[str, Any]:
         deploy.pop("max_int8_drop", None)
     if not (used.get("card") or {}).get("enabled"):  # a run outside a report card
         used.pop("card", None)
+    if not deploy.get("required"):  # what a failing deploy step does to the run, not what it learns
+        deploy.pop("required", None)
     if deploy.get("enabled") is False:
         used["deploy"] = {"enabled": False}
     return used

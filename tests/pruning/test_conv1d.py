@@ -135,8 +135,7 @@ def test_batchnorm1d_fuses_into_conv1d_and_the_1d_model_deploys_to_onnx_and_int8
         calibration_batches=[x for x, _ in data],
         quantize="int8",
         loader_batch=16,
-        warmup=1,
-        repeats=2,
+        timing=(1, 2),
     )
     assert [row["variant"] for row in result.rows] == ["dense_fp32", "fused_fp32", "fused_onnx_fp32", "int8_onnx"]
     assert result.metrics["deploy/fused_max_error"] <= 1e-5

@@ -94,7 +94,7 @@ def test_fold_batchnorm_and_task_values_are_checked(compose_config):
         "fold_batchnorm='maybe' is invalid; allowed: true | false | activation"
     ]
     assert config_problems(compose_config(["task=prune"])) == [
-        "task='prune' is invalid; allowed: train | sensitivity | eval"
+        "task='prune' is invalid; allowed: train | sensitivity | eval | oneshot"
     ]
 
 

@@ -10,7 +10,7 @@ import pytest
 from cli_in_process import run_main
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
-from support import HANG_S, ROOT, cli_dirs
+from support import HANG_S, ROOT, cli_dirs, run_cli
 
 FAST = ["epochs=1", "tracking.log_model=false"]
 
@@ -35,7 +35,9 @@ def failure_lines(stderr: str):
 def test_joblib_sweep_on_a_fresh_store_nests_every_job_under_one_parent_with_a_summary(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     assert not (tmp_path / "mlflow.db").exists()
-    result = run_main(
+    # a process of its own: joblib's worker processes outlive a run (loky reuses them), so in-process
+    # they would write to the output of whichever test started them, and the job lines are checked here
+    result = run_cli(
         [
             "-m",
             "hydra/launcher=joblib",

@@ -127,7 +127,7 @@ def test_a_bf16_run_with_distillation_and_taylor_prunes_to_its_target_with_exact
     assert checkpoint["precision"] == {"precision": "bf16-mixed", "scaler": None}
     # the teacher (the dense model copied before the first pruning step) taught every epoch
     assert [epoch for epoch, m in metrics.items() if "distill/kd_loss" in m] == [1]
-    assert all(torch.isfinite(torch.tensor(m["distill/kd_loss"])) for m in metrics.values())
+    assert all(torch.isfinite(torch.tensor(m["distill/kd_loss"])) for m in metrics.values() if "distill/kd_loss" in m)
     # the masked weights (convolutions, their BatchNorms, the classifier's inputs) exactly zero in
     # float32, and half the filters of every convolution removed
     target = final["pruning/target_sparsity"]
