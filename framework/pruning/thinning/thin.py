@@ -60,7 +60,7 @@ from framework.pruning.graph.channels import paused_gc
 from framework.pruning.graph.dependency import build_dependency_graph, infer_example_input
 from framework.pruning.graph.fx import CONVS, NORMS, is_window_attention
 from framework.pruning.graph.groups import IN, NORM, OUT, PARAM, ROLE_STRUCTURE, DependencyGraph
-from framework.pruning.structures import to_groups
+from framework.pruning.structures import any_along, any_per_group
 from framework.pruning.thinning.attention import thin_multihead, thin_window_attention
 from framework.pruning.thinning.recipe_check import check_recipe
 from framework.serialization import load_weights_only
@@ -104,10 +104,10 @@ def _role_flags(
     """Bool per channel of a layer role: True where its mask keeps some weight (None: no mask)."""
     if role == PARAM:
         mask, dim = masks.get(module), graph.param_dims[module]
-        return None if mask is None else mask.bool().movedim(dim, 0).reshape(mask.shape[dim], -1).any(1).cpu()
+        return None if mask is None else any_along(mask, dim).cpu()
     mask = masks.get(_weight_name(module))
     layer = graph.modules[module]
-    return None if mask is None else to_groups(mask.bool(), ROLE_STRUCTURE[role], layer).any(1).cpu()
+    return None if mask is None else any_per_group(mask, ROLE_STRUCTURE[role], layer).cpu()
 
 
 def _removed(graph: DependencyGraph, masks: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
