@@ -87,7 +87,7 @@ class MaskStore:
         mask = self._masks.get(name)
         if mask is not None:
             param = self.params[name]
-            param.mul_(mask.to(param.device))
+            param.mul_(_as_bytes(mask.to(param.device)))
 
     @torch.no_grad()
     def apply(self) -> None:
@@ -142,7 +142,7 @@ class MaskStore:
             cached = self._float_masks.get(name)
             if cached is None or cached.device != param.device or cached.dtype != param.dtype:
                 self._masks[name] = mask = mask.to(param.device)
-                self._float_masks[name] = mask.to(param.dtype)
+                self._float_masks[name] = _as_bytes(mask).to(param.dtype)
         self._apply_params = [self.params[name] for name in self._float_masks]
         self._apply_masks = list(self._float_masks.values())
         self._cache_valid = True
@@ -153,7 +153,7 @@ class MaskStore:
             bool_mask = self._masks.get(name)
             if bool_mask is None:
                 return None
-            mask = bool_mask.to(device=like.device, dtype=like.dtype)
+            mask = _as_bytes(bool_mask).to(device=like.device, dtype=like.dtype)
         return mask
 
     def _gradient_hook(self, name: str):
@@ -162,3 +162,9 @@ class MaskStore:
             return None if mask is None else grad * mask
 
         return zero_masked_gradient
+
+
+def _as_bytes(mask: torch.Tensor) -> torch.Tensor:
+    """A bool mask seen as its uint8 bytes (0/1, no copy): multiplying by it, or converting it to a
+    float mask, gives the same values at about twice the speed of the bool tensor on CPU."""
+    return mask.view(torch.uint8) if mask.dtype == torch.bool else mask
