@@ -237,10 +237,10 @@ def _copy_with(model: nn.Module, plans: Mapping[str, IndexPlan], masked: Mapping
     for name, plan in plans.items():
         old = params.get(name)
         if old is not None:
-            new = _slice(masked.get(name, old.detach()), plan).clone()
+            new = _sliced_copy(masked.get(name, old.detach()), plan)
             memo[id(old)] = nn.Parameter(new, requires_grad=old.requires_grad)
         elif name in buffers:
-            memo[id(buffers[name])] = _slice(buffers[name], plan).clone()
+            memo[id(buffers[name])] = _sliced_copy(buffers[name], plan)
     work = copy.deepcopy(model, memo)
     copies = dict(work.named_parameters())
     with torch.no_grad():
@@ -248,6 +248,11 @@ def _copy_with(model: nn.Module, plans: Mapping[str, IndexPlan], masked: Mapping
             if name not in plans:
                 copies[name].copy_(value)
     return work
+
+
+def _sliced_copy(tensor: torch.Tensor, plan: IndexPlan) -> torch.Tensor:
+    """``tensor`` sliced into a tensor of its own: index_select makes one already, so no second copy."""
+    return _slice(tensor, plan) if plan else tensor.clone()
 
 
 def _slice(tensor: torch.Tensor, plan: IndexPlan) -> torch.Tensor:
