@@ -56,15 +56,17 @@ def test_zeroing_multiplies_by_the_mask_bit_for_bit(dtype):
     values = torch.tensor([[-1.5, float("nan"), float("inf")], [-float("inf"), 2.0, -0.0]], dtype=dtype)
     keep = torch.tensor([[False, False, False], [True, False, True]])
     expected = values * keep.to(dtype)
-    for zero in ("zero_masked", "apply"):
-        layer = nn.Linear(3, 2, bias=False).to(dtype)
+    layer = nn.Linear(3, 2, bias=False).to(dtype)
+    store = MaskStore({"weight": layer.weight})
+    store.update("weight", keep)
+    # the first apply after a mask change multiplies by the bool mask, the next ones by cached float masks
+    for zero in ("zero_masked", "apply", "apply", "apply"):
         with torch.no_grad():
             layer.weight.copy_(values)
-        store = MaskStore({"weight": layer.weight})
-        store.update("weight", keep)
         store.zero_masked("weight") if zero == "zero_masked" else store.apply()
         assert layer.weight.dtype == dtype
         assert torch.equal(layer.weight.detach().view(torch.uint8), expected.view(torch.uint8)), zero
+    assert store._cache_valid  # the last applies went through the float cache
 
 
 def test_gradient_masking_zeroes_masked_gradients():
