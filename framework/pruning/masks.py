@@ -6,7 +6,8 @@ Invariants:
   one, so a pruned weight never regrows and sparsity never decreases.
 * :meth:`MaskStore.apply` runs after every optimizer step, so it is kept to a single
   ``torch._foreach_mul_`` over the masked parameters with float masks cached in each parameter's
-  dtype and device; the cache is rebuilt only when a mask changes or a parameter moves.
+  dtype and device; the cache is rebuilt only when a mask changes or a parameter moves, and
+  then only from the second apply on (a one-shot prune applies once: the bool masks do it cheaper).
 * With ``mask_gradients=True`` a hook on each parameter zeroes the gradient of masked weights,
   so optimizers with momentum or weight decay do not push them away from zero between steps.
 * :meth:`MaskStore.state_dict` holds only plain CPU bool tensors (loadable with
@@ -34,6 +35,7 @@ class MaskStore:
         self._apply_params: list[torch.Tensor] = []
         self._apply_masks: list[torch.Tensor] = []
         self._cache_valid = False
+        self._applied_uncached = False  # apply() ran once since the masks changed, without the cache
         self._hooks = []
         if self.mask_gradients:
             self._hooks = [param.register_hook(self._gradient_hook(name)) for name, param in self.params.items()]
@@ -77,7 +79,7 @@ class MaskStore:
         else:
             self._masks[name] = old.to(param.device) & keep
         self._float_masks.pop(name, None)  # only this mask's float copy needs rebuilding
-        self._cache_valid = False
+        self._cache_valid = self._applied_uncached = False
         return self._masks[name]
 
     @torch.no_grad()
@@ -87,16 +89,24 @@ class MaskStore:
         mask = self._masks.get(name)
         if mask is not None:
             param = self.params[name]
-            param.mul_(mask.to(param.device))
+            param.mul_(_as_bytes(mask.to(param.device)))
 
     @torch.no_grad()
     def apply(self) -> None:
         """Zero every masked weight in place."""
         if not self._masks:
             return
-        if not self._cache_valid or self._params_moved():
+        if self._cache_valid and not self._params_moved():
+            torch._foreach_mul_(self._apply_params, self._apply_masks)
+        elif self._applied_uncached:  # applied again with the same masks (a training loop): cache them
             self._rebuild_cache()
-        torch._foreach_mul_(self._apply_params, self._apply_masks)
+            torch._foreach_mul_(self._apply_params, self._apply_masks)
+        else:
+            # the first apply after a change multiplies by the bool masks' bytes (the same values):
+            # building a float copy of every mask costs more than it saves on a single apply
+            for name in self._masks:
+                self.zero_masked(name)
+            self._applied_uncached = True
 
     # ----------------------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -117,7 +127,7 @@ class MaskStore:
                 )
         self._masks = {name: mask.to(device=self.params[name].device, dtype=torch.bool) for name, mask in state.items()}
         self._float_masks = {}
-        self._cache_valid = False
+        self._cache_valid = self._applied_uncached = False
         self.apply()
 
     def remove_hooks(self) -> None:
@@ -142,7 +152,7 @@ class MaskStore:
             cached = self._float_masks.get(name)
             if cached is None or cached.device != param.device or cached.dtype != param.dtype:
                 self._masks[name] = mask = mask.to(param.device)
-                self._float_masks[name] = mask.to(param.dtype)
+                self._float_masks[name] = _as_bytes(mask).to(param.dtype)
         self._apply_params = [self.params[name] for name in self._float_masks]
         self._apply_masks = list(self._float_masks.values())
         self._cache_valid = True
@@ -153,7 +163,7 @@ class MaskStore:
             bool_mask = self._masks.get(name)
             if bool_mask is None:
                 return None
-            mask = bool_mask.to(device=like.device, dtype=like.dtype)
+            mask = _as_bytes(bool_mask).to(device=like.device, dtype=like.dtype)
         return mask
 
     def _gradient_hook(self, name: str):
@@ -162,3 +172,9 @@ class MaskStore:
             return None if mask is None else grad * mask
 
         return zero_masked_gradient
+
+
+def _as_bytes(mask: torch.Tensor) -> torch.Tensor:
+    """A bool mask seen as its uint8 bytes (0/1, no copy): multiplying by it, or converting it to a
+    float mask, gives the same values at about twice the speed of the bool tensor on CPU."""
+    return mask.view(torch.uint8) if mask.dtype == torch.bool else mask

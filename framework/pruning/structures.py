@@ -139,6 +139,28 @@ def to_groups(weight: torch.Tensor, structure: str, layer: nn.Module | None = No
     return weight.reshape(g, rows, cols, k).permute(0, 2, 1, 3).reshape(g * cols, rows * k)
 
 
+def any_per_group(mask: torch.Tensor, structure: str, layer: nn.Module | None = None) -> torch.Tensor:
+    """``to_groups(mask, structure, layer).any(1)`` for a keep-mask, without regrouping (copying)
+    it: a max over its bytes along contiguous axes (torch's bool ``any`` is some 40x slower on CPU)."""
+    if structure == FINE or mask.numel() == 0:  # (amax refuses empty reductions)
+        return to_groups(mask.bool(), structure, layer).any(1)
+    geometry = _check_geometry_inputs(structure, layer, mask.shape)
+    flags = mask.bool().contiguous().view(torch.uint8)
+    if structure == _grouped_axis_structure(geometry):
+        return flags.reshape(mask.shape[0], -1).amax(1).bool()
+    g, rows, cols, k = _split_groups(mask.shape, geometry)
+    return flags.reshape(g, rows, cols * k).amax(1).reshape(g * cols, k).amax(1).bool()
+
+
+def any_along(mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """``mask.movedim(dim, 0).reshape(mask.shape[dim], -1).any(1)`` for a keep-mask (see :func:`any_per_group`)."""
+    if mask.numel() == 0:
+        return mask.bool().movedim(dim, 0).reshape(mask.shape[dim], -1).any(1)
+    flags = mask.bool().contiguous().view(torch.uint8)
+    leading, width = prod(mask.shape[:dim]), mask.shape[dim]
+    return flags.reshape(leading, width, -1).amax(0).amax(1).bool()
+
+
 def expand_group_mask(
     group_keep: torch.Tensor,
     structure: str,

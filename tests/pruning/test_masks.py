@@ -49,6 +49,26 @@ def test_apply_follows_the_parameter_to_a_new_dtype():
     assert layer.weight.tolist() == [[0.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+def test_zeroing_multiplies_by_the_mask_bit_for_bit(dtype):
+    """zero_masked and apply (float cache) give exactly ``weight * mask``: -0.0 for negative
+    weights, NaN for masked NaN and inf, as a multiplication does."""
+    values = torch.tensor([[-1.5, float("nan"), float("inf")], [-float("inf"), 2.0, -0.0]], dtype=dtype)
+    keep = torch.tensor([[False, False, False], [True, False, True]])
+    expected = values * keep.to(dtype)
+    layer = nn.Linear(3, 2, bias=False).to(dtype)
+    store = MaskStore({"weight": layer.weight})
+    store.update("weight", keep)
+    # the first apply after a mask change multiplies by the bool mask, the next ones by cached float masks
+    for zero in ("zero_masked", "apply", "apply", "apply"):
+        with torch.no_grad():
+            layer.weight.copy_(values)
+        store.zero_masked("weight") if zero == "zero_masked" else store.apply()
+        assert layer.weight.dtype == dtype
+        assert torch.equal(layer.weight.detach().view(torch.uint8), expected.view(torch.uint8)), zero
+    assert store._cache_valid  # the last applies went through the float cache
+
+
 def test_gradient_masking_zeroes_masked_gradients():
     layer, store = make_store(mask_gradients=True)
     store.update("weight", torch.tensor([[True, False, True], [True, True, False]]))

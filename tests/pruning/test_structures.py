@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.structures import expand_group_mask, group_count, to_groups
+from framework.pruning.structures import any_along, any_per_group, expand_group_mask, group_count, to_groups
 
 
 def numbered(layer: nn.Module) -> torch.Tensor:
@@ -70,6 +70,29 @@ def test_expand_zeroes_exactly_the_dropped_groups(layer, structure):
         assert bool((reference != 0).all()) == bool(keep[index])
         assert bool((reference == 0).all()) == (not bool(keep[index]))
     assert int((~mask).sum()) == int((~keep).sum()) * weight.numel() // n
+
+
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: repr(layer))
+@pytest.mark.parametrize("structure", ["filter", "channel", "fine"])
+def test_any_per_group_is_any_over_each_group(layer, structure):
+    generator = torch.Generator().manual_seed(0)
+    for density in (0.0, 0.05, 0.5, 1.0):
+        mask = torch.rand(layer.weight.shape, generator=generator) < density
+        expected = to_groups(mask, structure, layer).any(1)
+        assert torch.equal(any_per_group(mask, structure, layer), expected)
+        # a non-contiguous mask (a transposed view) reads the same
+        flipped = mask.transpose(0, 1).contiguous().transpose(0, 1)
+        assert torch.equal(any_per_group(flipped, structure, layer), expected)
+
+
+@pytest.mark.parametrize("shape", [(5,), (1, 3, 4), (4, 2, 3), (2, 3, 1, 4)])
+def test_any_along_is_any_over_the_other_dims(shape):
+    generator = torch.Generator().manual_seed(0)
+    for dim in range(len(shape)):
+        for density in (0.0, 0.2, 1.0):
+            mask = torch.rand(shape, generator=generator) < density
+            expected = mask.movedim(dim, 0).reshape(shape[dim], -1).any(1)
+            assert torch.equal(any_along(mask, dim), expected)
 
 
 def test_linear_hand_computed():

@@ -2,7 +2,7 @@
 
 Removing output channel ``c`` of a convolution only yields a smaller network that computes the same
 function if everything else that touches channel ``c`` of that tensor goes with it. This module reads
-the model's ``torch.fx`` graph (shapes from :class:`torch.fx.passes.shape_prop.ShapeProp` on an
+the model's ``torch.fx`` graph (shapes from :class:`.shapes.ShapeRecorder`, a lighter ShapeProp, on an
 example input), walks it once with the handlers of the op tables (:mod:`.ops`) and returns those
 sets (:mod:`.groups`).
 
@@ -76,7 +76,6 @@ from collections import defaultdict
 import torch
 import torch.fx
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
 
 from framework.errors import PruningError, short_reason
 from framework.pruning.graph.channels import paused_gc
@@ -95,6 +94,7 @@ from framework.pruning.graph.groups import (
     ResizedAttribute,
 )
 from framework.pruning.graph.ops import walk
+from framework.pruning.graph.shapes import ShapeRecorder
 from framework.pruning.graph.state import BuilderState, FixReason
 
 
@@ -135,7 +135,7 @@ def propagate_shapes(
         except Exception as exc:  # fx raises many types (TraceError, TypeError, ...); all mean the same
             raise trace_failure(model, exc, needed_by, "use coupling=layer") from exc
         with torch.no_grad():
-            ShapeProp(traced).propagate(*inputs)
+            ShapeRecorder(traced).propagate(*inputs)
     except PruningError:
         raise
     except Exception as exc:

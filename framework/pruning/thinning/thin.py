@@ -60,7 +60,7 @@ from framework.pruning.graph.channels import paused_gc
 from framework.pruning.graph.dependency import build_dependency_graph, infer_example_input
 from framework.pruning.graph.fx import CONVS, NORMS, is_window_attention
 from framework.pruning.graph.groups import IN, NORM, OUT, PARAM, ROLE_STRUCTURE, DependencyGraph
-from framework.pruning.structures import to_groups
+from framework.pruning.structures import any_along, any_per_group
 from framework.pruning.thinning.attention import thin_multihead, thin_window_attention
 from framework.pruning.thinning.recipe_check import check_recipe
 from framework.serialization import load_weights_only
@@ -104,10 +104,10 @@ def _role_flags(
     """Bool per channel of a layer role: True where its mask keeps some weight (None: no mask)."""
     if role == PARAM:
         mask, dim = masks.get(module), graph.param_dims[module]
-        return None if mask is None else mask.bool().movedim(dim, 0).reshape(mask.shape[dim], -1).any(1).cpu()
+        return None if mask is None else any_along(mask, dim).cpu()
     mask = masks.get(_weight_name(module))
     layer = graph.modules[module]
-    return None if mask is None else to_groups(mask.bool(), ROLE_STRUCTURE[role], layer).any(1).cpu()
+    return None if mask is None else any_per_group(mask, ROLE_STRUCTURE[role], layer).cpu()
 
 
 def _removed(graph: DependencyGraph, masks: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
@@ -237,10 +237,10 @@ def _copy_with(model: nn.Module, plans: Mapping[str, IndexPlan], masked: Mapping
     for name, plan in plans.items():
         old = params.get(name)
         if old is not None:
-            new = _slice(masked.get(name, old.detach()), plan).clone()
+            new = _sliced_copy(masked.get(name, old.detach()), plan)
             memo[id(old)] = nn.Parameter(new, requires_grad=old.requires_grad)
         elif name in buffers:
-            memo[id(buffers[name])] = _slice(buffers[name], plan).clone()
+            memo[id(buffers[name])] = _sliced_copy(buffers[name], plan)
     work = copy.deepcopy(model, memo)
     copies = dict(work.named_parameters())
     with torch.no_grad():
@@ -248,6 +248,11 @@ def _copy_with(model: nn.Module, plans: Mapping[str, IndexPlan], masked: Mapping
             if name not in plans:
                 copies[name].copy_(value)
     return work
+
+
+def _sliced_copy(tensor: torch.Tensor, plan: IndexPlan) -> torch.Tensor:
+    """``tensor`` sliced into a tensor of its own: index_select makes one already, so no second copy."""
+    return _slice(tensor, plan) if plan else tensor.clone()
 
 
 def _slice(tensor: torch.Tensor, plan: IndexPlan) -> torch.Tensor:
