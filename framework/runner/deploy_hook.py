@@ -67,7 +67,7 @@ class DeployHook(Hook):
         self.max_int8_drop = max_int8_drop
 
     def after_epoch(self, trainer) -> None:
-        if trainer.epoch != trainer.epochs - 1:
+        if not trainer.is_last_epoch:
             return
         if self.nm is not None:
             from framework.pruning.nm import check_nm_pattern
