@@ -95,6 +95,8 @@ def test_a_disk_full_during_the_deploy_step_keeps_the_last_epoch_and_resume_fini
     assert len(errors) == 1 and errors[0].startswith("error: cannot write the checkpoint"), errors
     assert "previous checkpoint" in errors[0] and "resume=auto" in errors[0]
     _assert_nothing_lost(run_dir, 1)
+    log_text = (run_dir / "run.log").read_text()
+    assert f"the deploy step could not write to {run_dir / 'deploy'}: the disk is full ([Errno 27]" in log_text
 
     run_experiment([*run, "resume=auto"], run_dir=run_dir)
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == 2
