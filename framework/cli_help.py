@@ -247,12 +247,15 @@ def print_help(conf: Path, argv: Sequence[str]) -> None:
 # wins; {value} is the value the user gave.
 TEMPLATE_SPELLINGS: dict[str, str] = {
     "logger": "tracking=mlflow | none (tracking.uri=..., tracking.experiment=...); metrics.jsonl is always written",
-    "callbacks.early_stopping": "no early stopping: a run trains its epochs and best.pt keeps the best by optimized_metric",
+    "callbacks.early_stopping.patience": "early_stopping.patience={value}",
+    "callbacks.early_stopping.min_delta": "early_stopping.min_delta={value}",
+    "callbacks.early_stopping.monitor": "optimized_metric={value} (early stopping and best.pt follow it)",
+    "callbacks.early_stopping": "early_stopping.patience=N early_stopping.min_delta=D (on optimized_metric)",
     "callbacks.model_checkpoint": "checkpoints are always written: checkpoints/last.pt and best.pt (by optimized_metric)",
     "callbacks.rich_progress_bar": "progress=true | false",
     "callbacks": "checkpoints (last.pt, best.pt by optimized_metric) are always written; progress=false",
     "trainer.max_epochs": "epochs={value}",
-    "trainer.min_epochs": "epochs=N (every run trains all its epochs)",
+    "trainer.min_epochs": "epochs=N; early_stopping.patience=N counts a pruned run's epochs from its final sparsity",
     "trainer.accelerator": "device=auto | cpu | cuda",
     "trainer.devices": "device=... for one process; several GPUs: torchrun --nproc_per_node=N (docs/distributed.md)",
     "trainer.limit_train_batches": "loader.limit_train_batches={value}",

@@ -125,6 +125,15 @@ class DistributedConfig:
 
 
 @dataclass
+class EarlyStoppingConfig:
+    """End a training run once ``optimized_metric`` stops improving (framework/training/early_stopping.py);
+    typed ``Any`` so that a bad value gets our one line rather than Hydra's."""
+
+    patience: Any = None  # null: off; N >= 1: stop after N counted epochs without improvement
+    min_delta: Any = 0.0  # an improvement must be larger than this (in the metric's units)
+
+
+@dataclass
 class PathsConfig:
     """Where a run writes: run folders (``runs/``, ``multirun/``) and the default MLflow store
     (``mlflow.db``, ``mlartifacts/``) go under ``output_dir``."""
@@ -150,6 +159,7 @@ class Config:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     epochs: int = 20
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
@@ -253,6 +263,7 @@ def config_problems(cfg: Any) -> list[str]:
     names = list(metric) if OmegaConf.is_list(metric) or isinstance(metric, list) else [metric]
     if not names or not all(isinstance(n, str) and n.strip() for n in names):
         bad("optimized_metric", "a metric name such as val/top1, or a list of them for a multi-objective sweep")
+    _early_stopping_problems(cfg, bad)
     if cfg.resume not in (None, "auto") and not Path(cfg.resume).is_file():
         problems.append(f"resume={cfg.resume!r}: no such checkpoint file; allowed: auto | a path to last.pt")
     if cfg.pretrained is not None:
@@ -268,6 +279,14 @@ def config_problems(cfg: Any) -> list[str]:
     if _select(cfg, "card.enabled"):
         problems.extend(card_problems(cfg.card, cfg.pruner))
     return problems
+
+
+def _early_stopping_problems(cfg: Any, bad) -> None:
+    patience, min_delta = _select(cfg, "early_stopping.patience"), _select(cfg, "early_stopping.min_delta")
+    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
+        bad("early_stopping.patience", "null (no early stopping) or an integer >= 1 (epochs without improvement)")
+    if not (is_number(min_delta) and min_delta >= 0):
+        bad("early_stopping.min_delta", "a number >= 0 (the smallest change that counts as an improvement)")
 
 
 def _language_model_problems(cfg: Any) -> list[str]:

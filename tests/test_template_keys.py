@@ -20,7 +20,9 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
         ("+logger=csv", "tracking=mlflow | none"),  # Hydra's "+X=" hint, followed
         ("logger.mlflow.tracking_uri=http://x:5000", "tracking.uri="),
         ("callbacks=default", "checkpoints (last.pt, best.pt by optimized_metric)"),
-        ("callbacks.early_stopping.patience=3", "best.pt keeps the best by optimized_metric"),
+        ("callbacks.early_stopping.patience=3", "here: early_stopping.patience=3"),
+        ("callbacks.early_stopping=default", "early_stopping.patience=N early_stopping.min_delta=D"),
+        ("callbacks.early_stopping.monitor=val/loss", "here: optimized_metric=val/loss"),
         ("callbacks.model_checkpoint.save_top_k=2", "checkpoints are always written"),
         ("trainer=gpu", "device=auto | cpu | cuda"),
         ("trainer.max_epochs=3", "here: epochs=3"),

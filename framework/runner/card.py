@@ -160,5 +160,5 @@ class CardFiguresHook(Hook):
     """At the last epoch, the card's figures from every epoch of the run (``card/...``)."""
 
     def after_epoch(self, trainer) -> None:
-        if trainer.epoch == trainer.epochs - 1:
+        if trainer.is_last_epoch:
             trainer.epoch_metrics.update(selected_accuracy(trainer.history))

@@ -17,6 +17,7 @@ models. With ``pruner.structure=nm`` the final weights are checked to hold the N
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 from collections.abc import Iterator, Sequence
@@ -28,6 +29,9 @@ from framework.runner.thinning_hook import ThinnedModel
 from framework.training.hooks import Hook
 
 log = logging.getLogger(__name__)
+
+# a full disk, a file over the size limit, a full quota
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 # Latency in a run is a check, not a benchmark (bench/deploy.py does more): few repeats, so the
 # deploy step costs a fraction of an epoch.
@@ -67,7 +71,7 @@ class DeployHook(Hook):
         self.max_int8_drop = max_int8_drop
 
     def after_epoch(self, trainer) -> None:
-        if trainer.epoch != trainer.epochs - 1:
+        if not trainer.is_last_epoch:
             return
         if self.nm is not None:
             from framework.pruning.nm import check_nm_pattern
@@ -121,6 +125,11 @@ class DeployHook(Hook):
             f"{short_reason(error, 240)}); the trained model is saved (checkpoints/last.pt)"
         )
         trainer.epoch_metrics["deploy/skipped"] = 1.0
+        if isinstance(error, OSError) and error.errno in DISK_FULL:  # not the model's fault: say what to free
+            self.failure = (
+                f"the deploy step could not write to {self.out_dir}: the disk is full ([Errno {error.errno}] "
+                f"{error.strerror}); free disk space (the checkpoint and metrics are written next)"
+            )
         if not self.required:
             log.warning(
                 "%s; deploy step skipped (deploy.enabled=false leaves it out, deploy.required=true fails the run)",

@@ -28,6 +28,7 @@ from framework.runner.thinning_hook import ThinningHook
 from framework.tracking.hook import TrackingHook
 from framework.training import CheckpointHook
 from framework.training.distillation import DistillationHook
+from framework.training.early_stopping import EarlyStoppingHook
 from framework.training.hooks import Hook
 from framework.training.log_hook import EpochLogHook
 from framework.training.loss_terms import LossTermHook
@@ -74,6 +75,10 @@ def build_hooks(cfg: DictConfig, parts: Parts, ddp: DistContext) -> list[PlacedH
             "after pruning (several processes): each mask update heard at once, rank 0's masks on every rank",
         )
     place(
+        early_stopping_hook(cfg, pruned=pruner is not None),
+        "after the hooks that add metrics, before the last-epoch hooks: an epoch it stops after is the last one",
+    )
+    place(
         thinning_hook(cfg, parts, writes_files=main),
         "after pruning's metrics: the masked model is measured, then replaced by the thinned one",
     )
@@ -101,6 +106,20 @@ def build_hooks(cfg: DictConfig, parts: Parts, ddp: DistContext) -> list[PlacedH
 
         place(ProfilerHook(context.profile, cfg.profile_steps), "anywhere: it records steps, not epochs")
     return placed
+
+
+def early_stopping_hook(cfg: DictConfig, pruned: bool) -> EarlyStoppingHook | None:
+    """``early_stopping.patience``: on the first optimized metric, like best.pt, and counted from the
+    epoch that ends at the final sparsity (a pruned run never stops short of its target)."""
+    patience = cfg.early_stopping.patience
+    if patience is None:
+        return None
+    return EarlyStoppingHook(
+        _first_metric(cfg.optimized_metric),
+        int(patience),
+        float(cfg.early_stopping.min_delta),
+        count_from=_final_sparsity_epoch(cfg) if pruned else 0,
+    )
 
 
 def pruning_hook(parts: Parts, report: bool) -> PruningHook | None:

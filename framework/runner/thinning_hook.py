@@ -5,7 +5,7 @@ Thinning happens once, at the end of an epoch, after that epoch's evaluation:
 * ``pruner.thin=after_pruning``: at the last scheduled pruning epoch, so the remaining epochs
   fine-tune the small model. The optimizer's state (SGD momentum, Adam moments) is thinned with
   the weights; the lr scheduler keeps its state and now drives the new optimizer.
-* ``pruner.thin=end``: at the last epoch.
+* ``pruner.thin=end``: at the last epoch (the planned one, or the one early stopping ends the run at).
 
 The thinned model replaces the trainer's model (``trainer.replace_model``, with a
 :class:`ThinnedModel` as the report the pruning and deploy hooks read), so the checkpoint written
@@ -92,19 +92,19 @@ class ThinningHook(Hook):
         self.writes_files = writes_files
         self.thinned: ThinnedModel | None = None  # part of the state: a resumed run reports the same
 
-    def thin_epoch(self, trainer) -> int:
-        """The epoch after whose evaluation the model is thinned."""
-        last = trainer.epochs - 1
-        if self.when == "after_pruning":
-            return min(self.pruner.schedule.last_epoch, last)
-        return last
+    def is_thin_epoch(self, trainer) -> bool:
+        """Whether the model is thinned after this epoch's evaluation: the run's last epoch (the
+        planned one, or an early stop), or with ``after_pruning`` the schedule's last epoch."""
+        if self.when == "after_pruning" and trainer.epoch == self.pruner.schedule.last_epoch:
+            return True
+        return trainer.is_last_epoch
 
     def before_run(self, trainer) -> None:
         if self.thinned is not None:  # resumed after thinning: the model was rebuilt small already
             trainer.replacement = self.thinned
 
     def after_epoch(self, trainer) -> None:
-        if self.thinned is None and trainer.epoch == self.thin_epoch(trainer):
+        if self.thinned is None and self.is_thin_epoch(trainer):
             self.thin(trainer)
 
     def thin(self, trainer) -> None:

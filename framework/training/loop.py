@@ -96,6 +96,8 @@ class Trainer:
         self.step_in_epoch = 0  # optimizer steps taken so far in the epoch in progress
         self.epoch_metrics: dict[str, float] = {}
         self.history: list[dict[str, float]] = []  # epoch_metrics of every finished epoch
+        # Why a hook asked the run to end before ``epochs`` (early stopping); None: it runs them all.
+        self.stop_reason: str | None = None
 
     # -- running -----------------------------------------------------------------------------
 
@@ -108,6 +110,8 @@ class Trainer:
         try:
             self._call("before_run")
             for epoch in range(self.start_epoch, self.epochs):
+                if self.stop_reason is not None:  # a hook ended the run after the epoch before
+                    break
                 self.epoch = epoch
                 self.epoch_metrics = {}
                 self._call("before_epoch")
@@ -132,6 +136,12 @@ class Trainer:
                     print(f"warning: {type(hook).__name__}.on_failure failed: {hook_error}", file=sys.stderr)
             raise
         return self.history
+
+    @property
+    def is_last_epoch(self) -> bool:
+        """Whether the epoch in progress is the run's last: the planned last one, or one after
+        which a hook asked to stop (hooks placed after that hook see it in ``after_epoch``)."""
+        return self.epoch == self.epochs - 1 or self.stop_reason is not None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -221,6 +231,11 @@ class Trainer:
         self.replacement = report
         for hook in self.hooks:
             hook.after_model_replaced(self, previous)
+
+    def request_stop(self, reason: str) -> None:
+        """End the run once the epoch in progress is finished (every hook still completes it, and
+        ``after_run`` follows): the epoch becomes the last one (:attr:`is_last_epoch`)."""
+        self.stop_reason = reason
 
     def _call(self, method: str) -> None:
         for hook in self.hooks:
