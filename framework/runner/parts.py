@@ -285,6 +285,8 @@ def params_in_use(cfg: DictConfig) -> dict[str, Any]:
     for node in ("regularizer", "distill"):  # none: nothing to record
         if not cfg.get(node):
             used.pop(node, None)
+    if (used.get("early_stopping") or {}).get("patience") is None:  # off: every epoch trains
+        used.pop("early_stopping", None)
     distributed = used.pop("distributed", {}) or {}
     if distributed.get("sync_batchnorm"):  # timeout and backend change nothing that is learned
         used["distributed"] = {"sync_batchnorm": True}
