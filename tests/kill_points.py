@@ -46,25 +46,16 @@ def kill_at(target: str, call: int) -> None:
 def run_killed_at(target: str, call: int, run: Callable[[], Any]) -> None:
     """Run ``run()`` in a forked copy of this process that is SIGKILLed at ``target``'s ``call``-th
     call; fails when the run ended any other way (it never got there, or raised)."""
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into the test
-        code = 3  # the run finished without reaching the point
-        try:
-            kill_at(target, call)
-            run()
-        except SystemExit as exit:  # a command-line run (framework.app.main) ends this way
-            code = exit.code if isinstance(exit.code, int) else 4
-        except BaseException:
-            traceback.print_exc()
-            code = 4
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (
+
+    def trapped_run() -> None:
+        kill_at(target, call)
+        run()
+        raise SystemExit(3)  # the run finished without reaching the point
+
+    status = run_forked(trapped_run)
+    assert status == -signal.SIGKILL, (
         f"the run was to be killed at call {call} of {target}, but it ended with "
-        f"{'exit code ' + str(os.WEXITSTATUS(status)) if os.WIFEXITED(status) else 'signal ' + str(os.WTERMSIG(status))}"
+        f"{'exit code ' + str(status) if status >= 0 else 'signal ' + str(-status)}"
     )
 
 
