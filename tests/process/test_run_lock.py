@@ -73,11 +73,11 @@ def test_forked_children_do_not_keep_a_killed_runs_lock(tmp_path):
         import os, time
         from framework.process.run_lock import lock_run_dir
         lock = lock_run_dir({str(tmp_path)!r})
-        worker = os.fork()
-        if worker == 0:
+        if os.fork() == 0:
+            # Printed by the worker itself, so the fork hooks (which close the lock) have run.
+            print(os.getpid(), flush=True)
             time.sleep(600)
             os._exit(0)
-        print(worker, flush=True)
         time.sleep(600)
     """)
     holder = subprocess.Popen([sys.executable, "-c", child], cwd=ROOT, stdout=subprocess.PIPE, text=True)
