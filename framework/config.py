@@ -28,8 +28,13 @@ from omegaconf import MISSING, OmegaConf
 
 from framework.deploy.rules import DeployConfig, deploy_problems
 from framework.errors import ConfigError
+from framework.language_model_rules import (  # noqa: F401 (LM_MODELS, TEXT_DATASET: the tests' names)
+    LM_MODELS,
+    TEXT_DATASET,
+    language_model_problems,
+    trains_language_model,
+)
 from framework.pruning.llm.spec import TARGET as LLM_PRUNER
-from framework.pruning.llm.spec import node_problems as llm_pruner_problems
 from framework.pruning.spec import (
     GLOBAL,
     NONE,
@@ -91,10 +96,6 @@ class LoaderConfig:
 
 BUDGET_KINDS = ("sparsity", "params", "macs", "top1_drop")
 TASKS = ("train", "sensitivity", "eval", "oneshot")
-# task=oneshot's parts (docs/language_models.md): a causal LM, text, an LLM pruner
-LM_MODELS = ("framework.models.causal_lm.causal_lm", "framework.models.causal_lm.pretrained_causal_lm")
-TEXT_DATASET = "framework.data.text.Text"
-LLM_PRUNER_OPTIONS = "pruner=wanda | sparsegpt | llm_magnitude | llm_heads | llm_ffn | llm_experts"
 
 
 @dataclass
@@ -254,7 +255,8 @@ def config_problems(cfg: Any) -> list[str]:
             problems.append(f"{node}._target_ is missing; allowed: the import path of a class or function")
     problems.extend(_optimizer_problems(cfg, bad))
     problems.extend(_lr_scheduler_problems(cfg, bad))
-    problems.extend(deploy_problems(cfg.deploy))
+    if not trains_language_model(cfg):  # a language model's deploy step is save_pretrained (no ONNX)
+        problems.extend(deploy_problems(cfg.deploy))
     problems.extend(_precision_problems(cfg, bad))
     experiment = _select(cfg, "tracking.experiment")
     if experiment is not None and not (isinstance(experiment, str) and experiment.strip()):
@@ -272,7 +274,7 @@ def config_problems(cfg: Any) -> list[str]:
             problems.append(f"pretrained={cfg.pretrained!r} is a directory; allowed: a state_dict or checkpoint file")
         elif not path.is_file():
             problems.append(f"pretrained={cfg.pretrained!r}: no such file; allowed: a state_dict or checkpoint file")
-    problems.extend(_language_model_problems(cfg))
+    problems.extend(language_model_problems(cfg))
     if _select(cfg, "pruner._target_") != LLM_PRUNER and _select(cfg, "pruner.method") not in (None, NONE):
         problems.extend(_pruner_problems(cfg))
     problems.extend(p for p in [_untrained_teacher_problem(cfg)] if p)
@@ -287,47 +289,6 @@ def _early_stopping_problems(cfg: Any, bad) -> None:
         bad("early_stopping.patience", "null (no early stopping) or an integer >= 1 (epochs without improvement)")
     if not (is_number(min_delta) and min_delta >= 0):
         bad("early_stopping.min_delta", "a number >= 0 (the smallest change that counts as an improvement)")
-
-
-def _language_model_problems(cfg: Any) -> list[str]:
-    """task=oneshot takes a causal LM, text and an LLM pruner; the other tasks take none of them."""
-    model, dataset = _select(cfg, "model._target_"), _select(cfg, "dataset._target_")
-    llm_pruner = _select(cfg, "pruner._target_") == LLM_PRUNER
-    if cfg.task != "oneshot":
-        if llm_pruner:
-            return [
-                f"pruner.method={_select(cfg, 'pruner.method')} prunes a language model one-shot; allowed: task=oneshot"
-            ]
-        if model in LM_MODELS:
-            return [
-                f"model._target_={model} is a causal language model, which task={cfg.task} does not take; allowed: task=oneshot"
-            ]
-        if dataset == TEXT_DATASET:
-            return [f"dataset=text feeds language models, which task={cfg.task} does not take; allowed: task=oneshot"]
-        return []
-    problems = []
-    if not llm_pruner:
-        problems.append(
-            f"task=oneshot needs a language-model pruner; got pruner.method={_select(cfg, 'pruner.method')}; "
-            f"allowed: {LLM_PRUNER_OPTIONS}"
-        )
-    else:
-        problems.extend(llm_pruner_problems(OmegaConf.to_container(cfg.pruner, resolve=True)))  # type: ignore[arg-type]
-    if model not in LM_MODELS:
-        problems.append(
-            f"task=oneshot prunes a causal language model; got model._target_={model}; "
-            "allowed: model=causal_lm | qwen2_tiny | gpt2_tiny | mixtral_tiny | pretrained_lm"
-        )
-    if dataset != TEXT_DATASET:
-        problems.append(
-            f"task=oneshot calibrates and measures perplexity on text; got dataset._target_={dataset}; allowed: dataset=text"
-        )
-    if cfg.pretrained is not None:
-        problems.append(
-            "task=oneshot reads a language model with model=pretrained_lm model.name=<folder>; "
-            f"pretrained={cfg.pretrained} does not apply; allowed: pretrained=null"
-        )
-    return problems
 
 
 def _untrained_teacher_problem(cfg: Any) -> str | None:

@@ -19,7 +19,7 @@ BEST_CHECKPOINT = "best.pt"
 THINNED = "thinned"  # the thinned model (model.pt, model.onnx)
 DEPLOY = "deploy"  # the deployable model's ONNX files and variants.csv
 PRUNING = "pruning"  # per-layer sparsity tables, bar chart, BN-fold pairs
-LANGUAGE_MODEL = "language_model"  # task=oneshot: the pruned model's save_pretrained folder
+LANGUAGE_MODEL = "language_model"  # a language model run (oneshot, train): the final model's save_pretrained folder
 PROFILE = "profile"  # profile_steps: trace.json, ops.txt
 SENSITIVITY = "sensitivity"  # task=sensitivity: rows.csv, tables, curves, derived levels
 DERIVED_CONF = "conf"  # task=sensitivity: the derived pruner option (--config-dir <run dir>/conf)

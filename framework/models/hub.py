@@ -41,10 +41,13 @@ def offline() -> bool:
 
 
 def resolve_folder(name_or_path: str, key: str) -> Path:
-    """The local folder of ``name_or_path``: the folder itself, or the hub snapshot (cached, or
-    downloaded when the hub is not switched off)."""
+    """The local folder of ``name_or_path``: the folder itself (a run folder: its ``language_model/``),
+    or the hub snapshot (cached, or downloaded when the hub is not switched off)."""
     path = Path(os.path.expanduser(str(name_or_path)))
     if path.is_dir():
+        saved = path / "language_model"  # a run folder (task=oneshot or train): the model it saved
+        if not (path / "config.json").is_file() and (saved / "config.json").is_file():
+            return saved
         return path
     if path.exists():
         raise ConfigError(

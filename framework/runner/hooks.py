@@ -20,6 +20,7 @@ from framework.config import pruning_window
 from framework.process.distributed import DistContext
 from framework.runner.card import CardFiguresHook, TestSplitHook
 from framework.runner.deploy_hook import DeployHook
+from framework.runner.language_model_hook import LanguageModelSaveHook
 from framework.runner.parts import Parts, recorded_params
 from framework.runner.pruning_hook import PruningHook
 from framework.runner.resume_guard import ConfigRecordHook
@@ -29,9 +30,11 @@ from framework.tracking.hook import TrackingHook
 from framework.training import CheckpointHook
 from framework.training.distillation import DistillationHook
 from framework.training.early_stopping import EarlyStoppingHook
+from framework.training.fixed_zeros import FixedZerosHook
 from framework.training.hooks import Hook
 from framework.training.log_hook import EpochLogHook
 from framework.training.loss_terms import LossTermHook
+from framework.training.perplexity_hook import PerplexityHook
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,11 @@ def build_hooks(cfg: DictConfig, parts: Parts, ddp: DistContext) -> list[PlacedH
         LossTermHook(parts.regularizer.bind(parts.model, pruner)) if parts.regularizer is not None else None,
         "after distillation: the penalty is added to the loss distillation made, not scaled by its alpha",
     )
+    if parts.language is not None and parts.language.fixed_zeros:
+        place(
+            FixedZerosHook(parts.language.fixed_zeros),
+            "before pruning: the zeros the model came with are back before the pruner re-applies its own masks",
+        )
     place(
         pruning_hook(parts, report=main),
         "before the hooks that read the model: masks set when an epoch starts, re-applied after each step",
@@ -74,6 +82,8 @@ def build_hooks(cfg: DictConfig, parts: Parts, ddp: DistContext) -> list[PlacedH
             MaskSync(pruner, ddp, context.distributed_record if main else None),
             "after pruning (several processes): each mask update heard at once, rank 0's masks on every rank",
         )
+    if parts.language is not None:
+        place(PerplexityHook(), "before early stopping and best.pt: val/perplexity is the optimized metric")
     place(
         early_stopping_hook(cfg, pruned=pruner is not None),
         "after the hooks that add metrics, before the last-epoch hooks: an epoch it stops after is the last one",
@@ -82,15 +92,24 @@ def build_hooks(cfg: DictConfig, parts: Parts, ddp: DistContext) -> list[PlacedH
         thinning_hook(cfg, parts, writes_files=main),
         "after pruning's metrics: the masked model is measured, then replaced by the thinned one",
     )
-    place(deploy_hook(cfg, parts, builds=main), "after thinning: the deployable model is the final, thinned one")
+    if parts.language is None:
+        place(deploy_hook(cfg, parts, builds=main), "after thinning: the deployable model is the final, thinned one")
+    elif main:
+        place(
+            LanguageModelSaveHook(context.language_model, parts.language.tokenizer),
+            "a language model's deploy step: save_pretrained of the final model, before tracking logs the files",
+        )
     if cfg.card.enabled:  # every rank: the test split is evaluated like the validation split
         place(TestSplitHook(), "after deploy: the final model's test split, reported beside validation")
         place(CardFiguresHook(), "after the test split: the card's figures read every epoch's metrics")
     if not main:
         return placed
-    place(EpochLogHook(also_shown=PruningHook.SHOWN_IN_LOG), "after every hook that adds metrics: the epoch's line")
+    shown = (*PruningHook.SHOWN_IN_LOG, *(PerplexityHook.SHOWN_IN_LOG if parts.language is not None else ()))
+    place(EpochLogHook(also_shown=shown), "after every hook that adds metrics: the epoch's line")
     place(
-        TrackingHook(parts.trackers, training_files(context, pruned=pruner is not None)),
+        TrackingHook(
+            parts.trackers, training_files(context, pruned=pruner is not None, language=parts.language is not None)
+        ),
         "after every hook that adds metrics or files: the trackers get each epoch whole, and the files at the end",
     )
     place(

@@ -29,14 +29,14 @@ import torch
 from omegaconf import DictConfig
 
 from framework.analysis.perplexity import perplexity
-from framework.components import build_component
-from framework.data.text import Text, TextSplits, build_tokenizer, check_tokenizer_fits
+from framework.data.text import Text, TextSplits
 from framework.errors import ConfigError
 from framework.process.distributed import SINGLE, resolve_device
 from framework.pruning.llm import LLMPruningSpec, check_request, make_spec, prune_llm
 from framework.pruning.llm.layerwise import LayerReport, prune_oneshot
 from framework.pruning.llm.spec import DATA_METHODS, STRUCTURED
 from framework.run_context import RunContext
+from framework.runner.lm_parts import build_language_model
 from framework.runner.parts import build_trackers, params_in_use, recorded_params, resolved
 from framework.runner.resume_guard import config_changes
 from framework.runner.run_files import oneshot_files
@@ -45,7 +45,6 @@ from framework.serialization import load_weights_only
 from framework.tracking.description import RunDescription
 from framework.tracking.group import Trackers
 from framework.training.checkpoint import save_atomic
-from framework.training.rng import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -66,51 +65,19 @@ class OneshotParts:
 def build_oneshot_parts(cfg: DictConfig, context: RunContext) -> OneshotParts:
     """Text source (checked, unread), tokenizer, model, the pruning request checked against the
     model, the trackers connected: every refusal comes before any text is read."""
-    if not cfg.progress:  # transformers' own bars (loading and writing weights) follow progress=false too
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()
-    source = build_component("dataset", cfg.dataset)
-    source.check()
-    folder = _pretrained_folder(cfg)
+    source, _, model, folder = build_language_model(cfg)
     if folder is None:
         log.warning(
             "task=oneshot on model._target_=%s: a model built from a config is untrained, so its perplexity "
             "says little; prune a trained one with model=pretrained_lm model.name=<folder>",
             cfg.model._target_,
         )
-    model_tokenizer = str(folder) if folder is not None and _has_tokenizer(folder) else None
-    source.use_model_tokenizer(model_tokenizer)
-    tokenizer = build_tokenizer(source.tokenizer_name)
-    seed_everything(cfg.seed)
-    model = build_component("model", cfg.model, vocab_size=tokenizer.vocab_size)
-    from framework.models.causal_lm import is_causal_lm
-
-    if not is_causal_lm(model):
-        raise ConfigError(
-            f"model._target_={cfg.model._target_} returned a {type(model).__name__}; allowed: a transformers causal LM"
-        )
-    check_tokenizer_fits(source.tokenizer_name, tokenizer.vocab_size, int(model.config.vocab_size), model_tokenizer)
     spec = make_spec(resolved(cfg.pruner))
     check_request(model, spec)
     model.to(resolve_device(cfg.device, SINGLE))
     used = {key: value for key, value in params_in_use(cfg).items() if key not in NOT_USED}
     description = RunDescription(context, task=ONESHOT, params=used, tags=list(cfg.tags))
     return OneshotParts(source, model, spec, build_trackers(cfg, description), recorded_params(cfg))
-
-
-def _pretrained_folder(cfg: DictConfig) -> Path | None:
-    if "name" not in cfg.model:
-        return None
-    from framework.models.hub import resolve_folder
-
-    return resolve_folder(cfg.model.name, "model.name")
-
-
-def _has_tokenizer(folder: Path) -> bool:
-    from framework.models.hub import has_tokenizer
-
-    return has_tokenizer(folder)
 
 
 def oneshot(cfg: DictConfig, context: RunContext, resume_path: Path | None = None) -> dict[str, float]:

@@ -50,6 +50,8 @@ class Parts:
     changes: list[str] = field(default_factory=list)  # resume_changed=allow: what changed since the checkpoint
     distillation: KnowledgeDistillation | None = None  # distill=kd (training only)
     regularizer: Any | None = None  # regularizer=... (training only)
+    # a causal LM's run (framework.runner.lm_parts.LanguageModelPart): its tokenizer, the zeros held fixed
+    language: Any | None = None
 
 
 def build_parts(

@@ -20,6 +20,7 @@ from framework.components import build_component
 from framework.config import validate
 from framework.data import build_loaders, limit_batches, load_splits
 from framework.errors import ConfigError
+from framework.models.causal_lm import token_cross_entropy
 from framework.process.distributed import (
     SINGLE,
     DistContext,
@@ -35,6 +36,7 @@ from framework.run_context import BEST_CHECKPOINT, RunContext
 from framework.runner.card import card_dir, give_test_split, is_card_job, prepare_card_job
 from framework.runner.first_batch import check_first_batches
 from framework.runner.hooks import build_hooks
+from framework.runner.lm_parts import build_language_model_parts, is_language_model, token_blocks
 from framework.runner.methods import give_calibration_data
 from framework.runner.parts import Parts, build_parts, recorded_params, resolved
 from framework.runner.resume_guard import (
@@ -90,6 +92,8 @@ def run_checked(cfg: DictConfig, context: RunContext) -> dict[str, float]:
                 from framework.runner.oneshot_task import oneshot
 
                 return oneshot(cfg, context, resume_path)
+            if is_language_model(cfg) and ddp.enabled:
+                raise ConfigError("a language model trains in one process; allowed: python run.py task=train ...")
             if is_card_job(cfg):  # starts from its seed's dense model, trained once per sweep
                 cfg = prepare_card_job(cfg, card_dir(cfg, context), _dense_trainer(context))
             return train(cfg, context, ddp, resume_path)
@@ -140,9 +144,11 @@ def train(
         history = trainer.fit()
     final = history[-1] if history else {}
     if final:
+        headline = "val/perplexity" if "val/perplexity" in final else "val/top1"
         log.info(
-            "finished: val/top1=%.4f val/loss=%.4f%s",
-            final.get("val/top1", float("nan")),
+            "finished: %s=%.4f val/loss=%.4f%s",
+            headline,
+            final.get(headline, float("nan")),
             final.get("val/loss", float("nan")),
             f" sparsity/total={final['sparsity/total']:.4f}" if "sparsity/total" in final else "",
         )
@@ -157,8 +163,12 @@ def _set_up_training(
     """checkpoint -> parts -> hooks -> data -> trainer -> resume: a Trainer ready to fit, and the
     trackers its hooks drive."""
     checkpoint, changes = _checkpoint(cfg, resume_path)
-    parts = build_parts(cfg, context, ddp, changes=changes)
-    _rebuild_thinned_architecture(parts, checkpoint, changes)
+    language = is_language_model(cfg)
+    if language:
+        parts = build_language_model_parts(cfg, context, ddp, changes=changes)
+    else:
+        parts = build_parts(cfg, context, ddp, changes=changes)
+        _rebuild_thinned_architecture(parts, checkpoint, changes)
     hooks = [placed.hook for placed in build_hooks(cfg, parts, ddp)]
     # -- from here on, data is read ----------------------------------------------------------
     bundle, train_loader, val_loader = _training_data(cfg, parts, ddp)
@@ -184,6 +194,7 @@ def _set_up_training(
         progress=cfg.progress and ddp.is_main,  # one bar, rank 0's
         acceleration=acceleration,
         preprocessing=bundle.preprocessing,
+        loss_fn=token_cross_entropy if language else None,
     )
     if checkpoint is not None:
         assert resume_path is not None  # the checkpoint was read from it
@@ -215,8 +226,11 @@ def _rebuild_thinned_architecture(parts: Parts, checkpoint: dict[str, Any] | Non
 def _training_data(cfg: DictConfig, parts: Parts, ddp: DistContext):
     """The splits (their first batches checked), the loaders (a shard per rank), and the seeded
     calibration batches of a data-aware criterion."""
-    bundle = load_splits(parts.data_source, cfg.dataset._target_)
-    check_data(cfg, parts, bundle)
+    if parts.language is not None:  # token blocks: a model with vocabulary logits at every position
+        bundle = token_blocks(parts.data_source.load())
+    else:
+        bundle = load_splits(parts.data_source, cfg.dataset._target_)
+        check_data(cfg, parts, bundle)
     bundle = limit_batches(bundle, cfg.loader.batch_size, cfg.loader.limit_train_batches, cfg.loader.limit_val_batches)
     train_loader, val_loader = build_loaders(
         bundle,

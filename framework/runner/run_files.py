@@ -18,9 +18,9 @@ from framework.tracking.tracker import RunFile
 HYDRA = "hydra"  # the composed config and overrides (.hydra/), under this name
 
 
-def training_files(context: RunContext, pruned: bool) -> list[RunFile]:
+def training_files(context: RunContext, pruned: bool, language: bool = False) -> list[RunFile]:
     """The last checkpoint, the metrics, the deployable model's variants table, the config; a
-    pruned run's reports and thinned model."""
+    pruned run's reports and thinned model; a language model's save_pretrained folder."""
     from framework.deploy.variants import TABLE
 
     files = [
@@ -31,6 +31,8 @@ def training_files(context: RunContext, pruned: bool) -> list[RunFile]:
     ]
     if pruned:
         files += [RunFile(context.pruning, PRUNING), RunFile(context.thinned, THINNED)]
+    if language:
+        files.append(RunFile(context.language_model, LANGUAGE_MODEL))
     return files
 
 

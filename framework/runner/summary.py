@@ -15,7 +15,8 @@ def headline(history: Sequence[Mapping[str, float]]) -> str:
     final = history[-1] if history else {}
     # the thinning figures belong to the epoch that thinned; the last such epoch is the model kept
     thin = {k: v for epoch in history for k, v in epoch.items() if k.startswith("thin/")}
-    parts = [f"val/top1 {final['val/top1']:.4f}"] if "val/top1" in final else []
+    shown = "val/perplexity" if "val/perplexity" in final else "val/top1"  # a language model's headline
+    parts = [f"{shown} {final[shown]:.4f}"] if shown in final else []
     if "sparsity/total" in final:
         parts.append(f"sparsity {final['sparsity/total']:.3f}")
     if "thin/params/thinned" in thin:

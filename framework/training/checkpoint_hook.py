@@ -16,6 +16,7 @@ from pathlib import Path
 from framework.run_context import BEST_CHECKPOINT, LAST_CHECKPOINT
 from framework.training.checkpoint import remove_partial_files, save_atomic
 from framework.training.hooks import Hook
+from framework.training.metrics import lower_is_better
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class CheckpointHook(Hook):
         self.best_path = Path(directory) / BEST_CHECKPOINT
         # The best epoch is looked for among epochs >= best_from_epoch (for a pruned run: once the
         # final sparsity is reached, so that best.pt is not a dense epoch from before pruning).
-        # A metric named ...loss is minimised, any other maximised. Stateless: the trainer's
+        # A loss or a perplexity is minimised, any other metric maximised. Stateless: the trainer's
         # history (restored on resume) holds every earlier epoch's value.
         self.best_metric = best_metric
         self.best_from_epoch = best_from_epoch
@@ -62,6 +63,6 @@ class CheckpointHook(Hook):
         value = history[epoch].get(metric)
         if value is None or not math.isfinite(value):
             return False
-        sign = -1.0 if metric.endswith("loss") else 1.0
+        sign = -1.0 if lower_is_better(metric) else 1.0
         earlier = [m.get(metric) for m in history[self.best_from_epoch : epoch]]
         return all(sign * value > sign * e for e in earlier if e is not None and math.isfinite(e))

@@ -1,7 +1,7 @@
 """Early stopping: end a run once its metric has stopped improving (``early_stopping.patience``).
 
 The metric is the run's ``optimized_metric`` (the first of several), in the same direction as
-best.pt: a name ending in ``loss`` is minimised, any other maximised. Epochs are counted from
+best.pt: a loss or a perplexity is minimised, any other metric maximised. Epochs are counted from
 ``count_from``: for a pruned run the epoch that ends at the final sparsity (best.pt's first
 eligible epoch), so a run never stops at a sparsity below its target. After ``patience`` counted
 epochs without an improvement larger than ``min_delta`` over the best counted value, the hook asks
@@ -17,6 +17,7 @@ import math
 from typing import Any
 
 from framework.training.hooks import Hook
+from framework.training.metrics import lower_is_better
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class EarlyStoppingHook(Hook):
         self.patience = patience
         self.min_delta = min_delta
         self.count_from = count_from
-        self.sign = -1.0 if metric.endswith("loss") else 1.0
+        self.sign = -1.0 if lower_is_better(metric) else 1.0
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.epochs_without_improvement = 0

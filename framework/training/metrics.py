@@ -1,4 +1,6 @@
-"""Classification metrics accumulated over an epoch."""
+"""Classification metrics accumulated over an epoch: one class per sample (``logits [B, C]``,
+``targets [B]``) or one per position of a sequence (a language model's next token: ``logits
+[B, T, V]``, ``targets [B, T]``), where every position counts as a sample."""
 
 from __future__ import annotations
 
@@ -9,10 +11,17 @@ import torch
 
 def correct_topk(logits: torch.Tensor, targets: torch.Tensor, ks: Sequence[int]) -> dict[int, int]:
     """How many samples have their target among the k highest logits, for each k."""
+    logits, targets = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
     max_k = min(max(ks), logits.shape[1])
     top = logits.topk(max_k, dim=1).indices
     hits = top.eq(targets.unsqueeze(1))
     return {k: int(hits[:, : min(k, max_k)].any(dim=1).sum()) for k in ks}
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a metric is minimised (best.pt, early stopping): a loss or a perplexity; any other
+    (top-1, sparsity) is maximised."""
+    return metric.endswith(("loss", "perplexity"))
 
 
 class EpochAverages:
@@ -25,8 +34,8 @@ class EpochAverages:
         self.hits = {k: 0 for k in self.ks}
 
     def update(self, loss: float | torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        """``loss``: the batch's mean loss (a float, or a 0-d tensor)."""
-        batch = targets.shape[0]
+        """``loss``: the batch's mean loss (a float, or a 0-d tensor) over its ``targets.numel()`` samples."""
+        batch = targets.numel()
         self.loss_sum += float(loss) * batch
         self.count += batch
         for k, n in correct_topk(logits.detach(), targets, self.ks).items():
