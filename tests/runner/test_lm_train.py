@@ -83,17 +83,16 @@ def test_an_lm_train_run_logs_falling_perplexity_and_prunes_only_the_decoder_mat
 def test_finetuning_a_wanda_result_keeps_exactly_its_zeros_and_lowers_perplexity(
     run_experiment, language_model, tmp_path
 ):
-    oneshot = [
-        "task=oneshot",
-        "model=pretrained_lm",
-        f"model.name={language_model / 'model'}",
-        "pruner=wanda",
-        "pruner.calibration_batches=2",
-        "tracking=none",
-    ]
-    _, pruned_context, pruned = run_experiment(text_overrides(language_model, *oneshot), run_dir=tmp_path / "wanda")
-    finetune = ["model=pretrained_lm", f"model.name={pruned_context.run_dir}", "epochs=2", "tracking=none"]
-    _, context, final = run_experiment(text_overrides(language_model, *finetune), run_dir=tmp_path / "tuned")
+    # the presets of the row and its recovery (conf/experiment/), on the tiny model and text
+    output = tmp_path / "outputs"
+    oneshot = ["experiment=llm_wanda_50", f"model.name={language_model / 'model'}", "pruner.calibration_batches=2"]
+    oneshot_dir = output / "llm" / "llm_wanda_50"  # where the preset's hydra.run.dir puts it
+    _, pruned_context, pruned = run_experiment(
+        text_overrides(language_model, *oneshot, "tracking=none"), run_dir=oneshot_dir
+    )
+    finetune = ["experiment=llm_wanda_50_finetune", f"paths.output_dir={output}", "epochs=2", "tracking=none"]
+    cfg, context, final = run_experiment(text_overrides(language_model, *finetune), run_dir=tmp_path / "tuned")
+    assert cfg.task == "train" and cfg.model.name == str(oneshot_dir)
     assert final["val/perplexity"] < pruned["val/perplexity"]
 
     from transformers import AutoModelForCausalLM
