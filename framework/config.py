@@ -28,7 +28,7 @@ from omegaconf import MISSING, OmegaConf
 
 from framework.deploy.rules import DeployConfig, deploy_problems
 from framework.errors import ConfigError
-from framework.language_model_rules import (  # noqa: F401 (LM_MODELS, TEXT_DATASET: the tests' names)
+from framework.pruning.llm.run_rules import (  # noqa: F401 (LM_MODELS, TEXT_DATASET: the tests' names)
     LM_MODELS,
     TEXT_DATASET,
     language_model_problems,
@@ -274,13 +274,20 @@ def config_problems(cfg: Any) -> list[str]:
             problems.append(f"pretrained={cfg.pretrained!r} is a directory; allowed: a state_dict or checkpoint file")
         elif not path.is_file():
             problems.append(f"pretrained={cfg.pretrained!r}: no such file; allowed: a state_dict or checkpoint file")
-    problems.extend(language_model_problems(cfg))
+    problems.extend(language_model_problems(cfg, resolved_node(cfg, "pruner")))
     if _select(cfg, "pruner._target_") != LLM_PRUNER and _select(cfg, "pruner.method") not in (None, NONE):
         problems.extend(_pruner_problems(cfg))
     problems.extend(p for p in [_untrained_teacher_problem(cfg)] if p)
     if _select(cfg, "card.enabled"):
         problems.extend(card_problems(cfg.card, cfg.pruner))
     return problems
+
+
+def resolved_node(cfg: Any, key: str) -> dict[str, Any]:
+    """``cfg.<key>`` as plain, resolved data ({} when it is not a mapping)."""
+    node = _select(cfg, key)
+    container = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    return {str(k): v for k, v in container.items()} if isinstance(container, dict) else {}
 
 
 def _early_stopping_problems(cfg: Any, bad) -> None:

@@ -41,7 +41,7 @@ class LanguageModelPart:
     fixed_zeros: dict[str, torch.Tensor]  # parameter name (of the trained model) -> keep mask
 
 
-def build_language_model(cfg: DictConfig) -> tuple[Any, Any, torch.nn.Module, Path | None]:
+def build_language_model(cfg: DictConfig) -> tuple[Any, Any, Any, Path | None]:
     """The text source (checked, unread), its tokenizer, the transformers causal LM and the folder
     it was read from (None: built from a config), the tokenizer checked against the model."""
     from framework.data.text import build_tokenizer, check_tokenizer_fits
@@ -132,8 +132,9 @@ def build_language_model_parts(
     )
 
 
-def decoder_matrices(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
-    """``(name, weight)`` of every matrix (2-D or more) inside the decoder layers: attention, FFN,
+def decoder_matrices(model: Any) -> list[tuple[str, torch.Tensor]]:
+    """``(name, weight)`` of every matrix (2-D or more) inside the decoder layers of a
+    :class:`TokenLogits`: attention, FFN,
     fused experts and routers; embeddings, norms and ``lm_head`` are outside them."""
     from framework.pruning.llm.anatomy import decoder_layers
 
@@ -145,9 +146,9 @@ def decoder_matrices(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
     return found
 
 
-def default_selection(model: torch.nn.Module) -> list[str]:
-    """What ``pruner=agp`` prunes in a language model when ``pruner.weights`` is empty: the
-    ``nn.Linear`` matrices of the decoder layers (attention and FFN projections), routers left out."""
+def default_selection(model: Any) -> list[str]:
+    """What ``pruner=agp`` prunes in a language model (a :class:`TokenLogits`) when ``pruner.weights``
+    is empty: the ``nn.Linear`` matrices of the decoder layers (attention and FFN projections), routers left out."""
     from framework.pruning.llm.targets import is_router
 
     names = {id(w): n for n, w in decoder_matrices(model)}

@@ -1,5 +1,6 @@
 """What a language-model run takes (docs/language_models.md), checked before anything is built;
-each mistake is one line naming the key, the value and what is allowed. Imports no torch.
+each mistake is one line naming the key, the value and what is allowed. Imports no torch (and no
+OmegaConf: ``cfg`` is read through ``get``, ``framework.config`` passes the resolved pruner node).
 
 ``task=oneshot``: a causal LM, text and an LLM pruner (wanda, sparsegpt, llm_*). ``task=train``
 of a causal LM (fine-tuning, gradual pruning): text, and a pruner that ranks single weights
@@ -9,9 +10,8 @@ classifier recipe that have no meaning for a transformer are refused rather than
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
-
-from omegaconf import OmegaConf
 
 from framework.pruning.llm.spec import TARGET as LLM_PRUNER
 from framework.pruning.llm.spec import node_problems as llm_pruner_problems
@@ -30,17 +30,23 @@ WEIGHT_CRITERIA = (
 
 
 def _select(cfg: Any, dotted: str) -> Any:
-    return OmegaConf.select(cfg, dotted, default=None)
+    node = cfg
+    for key in dotted.split("."):
+        node = node.get(key) if hasattr(node, "get") else None
+        if node is None:
+            return None
+    return node
 
 
 def trains_language_model(cfg: Any) -> bool:
     return cfg.task == "train" and _select(cfg, "model._target_") in LM_MODELS
 
 
-def language_model_problems(cfg: Any) -> list[str]:
-    """The language-model rules of ``cfg``, one line each (none for a classifier's run)."""
+def language_model_problems(cfg: Any, pruner: Mapping[str, Any]) -> list[str]:
+    """The language-model rules of ``cfg`` (``pruner``: its pruner node, resolved), one line each
+    (none for a classifier's run)."""
     if cfg.task == "oneshot":
-        return _oneshot_problems(cfg)
+        return _oneshot_problems(cfg, pruner)
     if cfg.task == "train" and (
         _select(cfg, "model._target_") in LM_MODELS or _select(cfg, "dataset._target_") == TEXT_DATASET
     ):
@@ -66,7 +72,7 @@ def _other_task_problems(cfg: Any) -> list[str]:
     return []
 
 
-def _oneshot_problems(cfg: Any) -> list[str]:
+def _oneshot_problems(cfg: Any, pruner: Mapping[str, Any]) -> list[str]:
     problems = []
     if _select(cfg, "pruner._target_") != LLM_PRUNER:
         problems.append(
@@ -74,7 +80,7 @@ def _oneshot_problems(cfg: Any) -> list[str]:
             f"allowed: {LLM_PRUNER_OPTIONS}"
         )
     else:
-        problems.extend(llm_pruner_problems(OmegaConf.to_container(cfg.pruner, resolve=True)))  # type: ignore[arg-type]
+        problems.extend(llm_pruner_problems(pruner))
     model = _select(cfg, "model._target_")
     if model not in LM_MODELS:
         problems.append(
