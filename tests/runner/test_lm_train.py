@@ -156,3 +156,13 @@ def test_gpt2s_fused_matrices_are_refused_for_agp_before_any_text_is_read(run_ex
         run_experiment(["model=gpt2_tiny", "dataset=text", f"dataset.path={broken}", "pruner=agp", "tracking=none"])
     message = str(caught.value)
     assert "has none (fused Conv1D); allowed: llama | qwen2 | mixtral, or task=oneshot" in message, message
+
+
+def test_the_command_line_refuses_an_llm_pruner_in_a_training_run_with_exit_2(tmp_path):
+    result = run_main(
+        ["model=causal_lm", "dataset=text", "pruner=sparsegpt", *cli_dirs(tmp_path, mlflow=False), "tracking=none"]
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if "pruner.method=sparsegpt" in line]
+    assert len(lines) == 1 and "allowed: task=oneshot (then fine-tune its run folder" in lines[0], result.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()  # refused before anything ran
