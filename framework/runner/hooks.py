@@ -94,7 +94,7 @@ def build_hooks(cfg: DictConfig, parts: Parts, ddp: DistContext) -> list[PlacedH
     )
     if parts.language is None:
         place(deploy_hook(cfg, parts, builds=main), "after thinning: the deployable model is the final, thinned one")
-    elif main:
+    elif main and cfg.deploy.enabled:
         place(
             LanguageModelSaveHook(context.language_model, parts.language.tokenizer),
             "a language model's deploy step: save_pretrained of the final model, before tracking logs the files",
