@@ -96,3 +96,24 @@ def _keep(table: LatencyTable, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     table.save(folder / TABLE_FILE)
     plot_latency_table(table, folder / PLOT_FILE, title=f"latency against width ({table.runtime})")
+
+
+def reported_latency_table(
+    cfg: DictConfig, model: torch.nn.Module, input_shape: Sequence[int], cost_table: LatencyTable | None, thins: bool
+) -> LatencyTable | None:
+    """The latency table a thinned model's latency is predicted by at the end of a training run:
+    the run's own with ``budget=latency``; else, for a run that thins, one measured earlier for
+    this model, ``pruner.latency_runtime`` and thread count in the cache (never measured for it:
+    a run that asked for no table does not pay for one)."""
+    if cost_table is not None and cost_table.unit == "ms":
+        return cost_table
+    if cfg.task != "train" or not thins:
+        return None
+    from framework.deploy.latency_cache import existing_latency_table
+
+    cache = Path(cfg.paths.output_dir) / CACHE_FOLDER
+    runtime = cfg.pruner.get("latency_runtime", "eager")
+    table = existing_latency_table(model, input_shape, cache, type(model).__name__, runtime=runtime)
+    if table is not None:
+        log.info("latency table %s found in %s: the thinned model's latency is predicted by it", runtime, cache)
+    return table
