@@ -1,6 +1,6 @@
 """The cost table a ``pruner.budget`` allocates widths by, built before any data is read.
 
-``budget=macs``: counted from the layers' shapes. ``budget=latency``: read from
+``budget=macs|params``: counted from the layers' shapes. ``budget=latency``: read from
 ``pruner.latency_table`` when given (a table measured elsewhere, or a synthetic one), else measured
 on this machine for ``pruner.latency_runtime`` at the run's thread count and cached under
 ``<paths.output_dir>/latency_tables`` (a stale one is measured again, and the log says why). The
@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from framework.errors import ConfigError
 from framework.pruning.budget.latency_table import LatencyTable
-from framework.pruning.spec import LATENCY_BUDGET, MACS_BUDGET
+from framework.pruning.spec import LATENCY_BUDGET, MACS_BUDGET, PARAMS_BUDGET
 from framework.run_context import RunContext
 
 log = logging.getLogger(__name__)
@@ -33,12 +33,12 @@ def budget_cost_table(
     """The table of ``pruner.budget`` (None without a budget); with ``context``, saved and drawn
     into the run's pruning folder."""
     budget = cfg.pruner.get("budget")
-    if budget not in (MACS_BUDGET, LATENCY_BUDGET):
+    if budget not in (MACS_BUDGET, PARAMS_BUDGET, LATENCY_BUDGET):
         return None  # no budget, or a wrong one the pruner's rules answer
-    if budget == MACS_BUDGET:
-        from framework.deploy.mac_table import mac_table
+    if budget in (MACS_BUDGET, PARAMS_BUDGET):
+        from framework.deploy.mac_table import mac_table, params_table
 
-        return mac_table(model, input_shape)
+        return (mac_table if budget == MACS_BUDGET else params_table)(model, input_shape)
     path = cfg.pruner.get("latency_table")
     runtime = cfg.pruner.get("latency_runtime", "eager")
     table = _read_table(str(path), runtime) if path else _measured_table(cfg, model, input_shape, runtime)
