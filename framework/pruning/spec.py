@@ -265,9 +265,10 @@ def budget_problems(spec: PrunerSpec) -> list[str]:
         problems.append(
             f"pruner.latency_runtime={spec.latency_runtime!r} is invalid; allowed: {' | '.join(LATENCY_RUNTIMES)}"
         )
-    if spec.latency_table is not None and budget != LATENCY_BUDGET:
+    if spec.latency_table is not None and budget != LATENCY_BUDGET and spec.thin_when == THIN_NEVER:
         problems.append(
-            f"pruner.latency_table={spec.latency_table} needs pruner.budget=latency; got pruner.budget={budget}"
+            f"pruner.latency_table={spec.latency_table} has no use: pruner.budget={budget} and the pruner never thins; "
+            "allowed: pruner.budget=latency, or a pruner that thins (the table predicts the thinned model's latency)"
         )
     return problems
 

@@ -98,22 +98,42 @@ def _keep(table: LatencyTable, folder: Path) -> None:
     plot_latency_table(table, folder / PLOT_FILE, title=f"latency against width ({table.runtime})")
 
 
-def reported_latency_table(
+def run_latency_table(
     cfg: DictConfig, model: torch.nn.Module, input_shape: Sequence[int], cost_table: LatencyTable | None, thins: bool
 ) -> LatencyTable | None:
-    """The latency table a thinned model's latency is predicted by at the end of a training run:
-    the run's own with ``budget=latency``; else, for a run that thins, one measured earlier for
-    this model, ``pruner.latency_runtime`` and thread count in the cache (never measured for it:
-    a run that asked for no table does not pay for one)."""
+    """The latency table a run predicts by besides its budget: the run's own with
+    ``budget=latency``; else ``pruner.latency_table`` when given; else, for
+    ``sensitivity.budget_kind=latency_ms``, one measured here (cached); else, for a training run
+    that thins, one measured earlier for this model, ``pruner.latency_runtime`` and thread count
+    in the cache (never measured for it: a run that asked for no table does not pay for one)."""
     if cost_table is not None and cost_table.unit == "ms":
         return cost_table
+    runtime = cfg.pruner.get("latency_runtime", "eager")
+    path = cfg.pruner.get("latency_table")
+    latency_analysis = cfg.task == "sensitivity" and cfg.sensitivity.budget_kind == "latency_ms"
+    if latency_analysis and cfg.sensitivity.budget is not None:
+        table = _read_table(str(path), runtime) if path else _measured_table(cfg, model, input_shape, runtime)
+        _check_reach(table, float(cfg.sensitivity.budget))
+        return table
     if cfg.task != "train" or not thins:
         return None
+    if path:
+        return _read_table(str(path), runtime)
     from framework.deploy.latency_cache import existing_latency_table
 
     cache = Path(cfg.paths.output_dir) / CACHE_FOLDER
-    runtime = cfg.pruner.get("latency_runtime", "eager")
-    table = existing_latency_table(model, input_shape, cache, type(model).__name__, runtime=runtime)
-    if table is not None:
+    cached = existing_latency_table(model, input_shape, cache, type(model).__name__, runtime=runtime)
+    if cached is not None:
         log.info("latency table %s found in %s: the thinned model's latency is predicted by it", runtime, cache)
-    return table
+    return cached
+
+
+def _check_reach(table: LatencyTable, budget_ms: float) -> None:
+    """``sensitivity.budget`` in milliseconds within what the table's widths can reach."""
+    dense, smallest = table.predict(), table.smallest_ms()
+    if not smallest <= budget_ms < dense:
+        raise ConfigError(
+            f"sensitivity.budget={budget_ms:g} (latency_ms) is out of the latency table's reach: the dense model is "
+            f"predicted at {dense:.4g} ms, every group at its narrowest measured width at {smallest:.4g} ms; "
+            f"allowed: a budget in [{smallest:.4g}, {dense:.4g})"
+        )

@@ -22,7 +22,7 @@ from framework.process.distributed import SINGLE, DistContext, resolve_device
 from framework.pruning.budget.latency_table import LatencyTable
 from framework.pruning.scores.bn_fold import pairs_report
 from framework.run_context import RunContext
-from framework.runner.budget_table import budget_cost_table, reported_latency_table
+from framework.runner.budget_table import budget_cost_table, run_latency_table
 from framework.runner.card import card_dir, set_target_from_ratio
 from framework.runner.first_batch import check_output
 from framework.runner.methods import KnowledgeDistillation
@@ -87,7 +87,7 @@ def build_parts(
     cost_table = budget_cost_table(cfg, model, input_shape, context if ddp.is_main else None)
     pruner, fold_pairs = build_pruner_part(cfg, model, input_shape, schedule_window, cost_table)
     thins = pruner is not None and pruner.thin_when != "never"
-    latency_table = reported_latency_table(cfg, model, input_shape, cost_table, thins) if ddp.is_main else None
+    latency_table = run_latency_table(cfg, model, input_shape, cost_table, thins) if ddp.is_main else None
     training = cfg.task == "train"
     distillation = build_component("distill", cfg.distill) if training and cfg.get("distill") else None
     regularizer = build_component("regularizer", cfg.regularizer) if training and cfg.get("regularizer") else None
