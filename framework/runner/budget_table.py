@@ -112,13 +112,16 @@ def run_latency_table(
     path = cfg.pruner.get("latency_table")
     latency_analysis = cfg.task == "sensitivity" and cfg.sensitivity.budget_kind == "latency_ms"
     if latency_analysis and cfg.sensitivity.budget is not None:
-        table = _read_table(str(path), runtime) if path else _measured_table(cfg, model, input_shape, runtime)
+        if path:
+            table = _model_table(str(path), runtime, model, input_shape)
+        else:
+            table = _measured_table(cfg, model, input_shape, runtime)
         _check_reach(table, float(cfg.sensitivity.budget))
         return table
     if cfg.task != "train" or not thins:
         return None
     if path:
-        return _read_table(str(path), runtime)
+        return _model_table(str(path), runtime, model, input_shape)
     from framework.deploy.latency_cache import existing_latency_table
 
     cache = Path(cfg.paths.output_dir) / CACHE_FOLDER
@@ -126,6 +129,25 @@ def run_latency_table(
     if cached is not None:
         log.info("latency table %s found in %s: the thinned model's latency is predicted by it", runtime, cache)
     return cached
+
+
+def _model_table(path: str, runtime: str, model: torch.nn.Module, input_shape: Sequence[int]) -> LatencyTable:
+    """``pruner.latency_table`` read and checked to describe ``model`` (one line otherwise)."""
+    import copy
+
+    from framework.analysis.cost import example_input
+    from framework.errors import PruningError
+    from framework.pruning.budget.engine import check_table
+    from framework.pruning.graph.dependency import build_dependency_graph
+
+    table = _read_table(path, runtime)
+    work = copy.deepcopy(model).cpu().eval()
+    graph = build_dependency_graph(work, example_input(work, tuple(input_shape)), warn=False)
+    try:
+        check_table(table, graph, f"pruner.latency_table={path}")
+    except PruningError as error:
+        raise ConfigError(str(error)) from None
+    return table
 
 
 def _check_reach(table: LatencyTable, budget_ms: float) -> None:

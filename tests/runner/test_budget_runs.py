@@ -101,7 +101,7 @@ def test_a_latency_budget_run_reports_the_thinned_model_s_predicted_and_measured
 def test_a_run_that_thins_without_a_budget_is_checked_against_a_cached_table(run_experiment, compose_config, tmp_path):
     """A table measured earlier for this model and machine (here: written into the cache as the
     measurement would) predicts the thinned model of any run that thins; none is measured for it."""
-    from framework.deploy.latency_cache import table_path
+    from framework.deploy.latency_cache import existing_latency_table, table_path
     from framework.deploy.machine import machine_fingerprint
 
     threads = torch.get_num_threads()
@@ -118,10 +118,10 @@ def test_a_run_that_thins_without_a_budget_is_checked_against_a_cached_table(run
     _, context, final = run_experiment(overrides)
     assert final["latency/predicted_ms/thinned"] == pytest.approx(table.predict(_thinned_widths(context, table)))
     assert final["latency/measured_ms/thinned"] > 0
-    # without a table in the cache, nothing is predicted and nothing is measured for one
-    _, _, plain = run_experiment([*overrides, f"paths.output_dir={tmp_path / 'empty'}"], run_dir=tmp_path / "plain")
-    assert not any(key.startswith("latency/") for key in plain)
-    assert not (tmp_path / "empty" / "latency_tables").exists()
+    # without a table in the cache the lookup finds none, and measures none
+    empty = tmp_path / "empty"
+    assert existing_latency_table(SimpleCNN(10, in_channels=1), DIGITS, empty, "SimpleCNN", threads=threads) is None
+    assert not empty.exists()
 
 
 def _conv_linear_params(weights) -> int:
@@ -143,3 +143,13 @@ def test_a_params_budget_run_ends_with_the_share_of_parameters_it_asked_for(run_
     assert 0.3 * dense < thinned <= 0.4 * dense
     assert final["budget/predicted_mparams"] == pytest.approx(thinned / 1e6)
     assert final["budget/dense_mparams"] == pytest.approx(dense / 1e6)
+
+
+def test_a_latency_table_of_another_model_is_one_line_before_any_data(run_experiment, tmp_path):
+    """Without a budget the table only predicts the thinned model, and is still checked up front."""
+    other = dataclasses.replace(mac_table(SimpleCNN(10, 1, width=0.5), DIGITS), runtime="eager", unit="ms")
+    other.save(tmp_path / "other.json")
+    overrides = [*FAST, "pruner=agp_filter", "epochs=1", f"pruner.latency_table={tmp_path / 'other.json'}"]
+    with pytest.raises(ConfigError, match=r"describes another model: its group 'block1.0' has 16 channels"):
+        run_experiment(overrides)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
