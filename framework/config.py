@@ -94,7 +94,7 @@ class LoaderConfig:
     limit_val_batches: int | None = None
 
 
-BUDGET_KINDS = ("sparsity", "params", "macs", "top1_drop")
+BUDGET_KINDS = ("sparsity", "params", "macs", "top1_drop", "latency_ms")
 TASKS = ("train", "sensitivity", "eval", "oneshot")
 
 
@@ -106,8 +106,9 @@ class SensitivityConfig:
     levels: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
     workers: int = 1  # worker processes that evaluate (layer, level) pairs in parallel
     # the budget the derived levels must meet: a share of the pruned weights (sparsity), of the
-    # model's parameters (params) or MACs (macs) removed, or the largest top-1 drop per layer
-    budget_kind: str = "sparsity"  # sparsity | params | macs | top1_drop
+    # model's parameters (params) or MACs (macs) removed, the largest top-1 drop per layer, or the
+    # latency in milliseconds a latency table predicts (latency_ms; docs/latency.md)
+    budget_kind: str = "sparsity"  # sparsity | params | macs | top1_drop | latency_ms
     budget: float | None = None  # null: analysis only, no derived config
     name: str = "derived"  # the derived pruner config: conf/pruner/derived/<name>.yaml in the run dir
 
@@ -329,7 +330,16 @@ def _sensitivity_problems(cfg: Any, bad) -> list[str]:
     if settings.budget_kind not in BUDGET_KINDS:
         bad("sensitivity.budget_kind", " | ".join(BUDGET_KINDS))
     budget = settings.budget
-    if budget is not None and not (is_number(budget) and 0.0 < budget < 1.0):
+    if settings.budget_kind == "latency_ms":
+        if budget is not None and not (is_number(budget) and budget > 0):
+            bad("sensitivity.budget", "null or a number of milliseconds > 0 (sensitivity.budget_kind=latency_ms)")
+        structure, coupling = _select(cfg, "pruner.structure"), _select(cfg, "pruner.coupling")
+        if structure not in ("filter", "channel") or coupling == "layer":
+            problems.append(
+                "sensitivity.budget_kind=latency_ms predicts the latency of the widths the levels leave; it needs "
+                f"coupled filter or channel pruning; got pruner.structure={structure}, pruner.coupling={coupling}"
+            )
+    elif budget is not None and not (is_number(budget) and 0.0 < budget < 1.0):
         bad("sensitivity.budget", "null or a number in (0, 1) (a share, or a top-1 drop such as 0.02)")
     if not settings.name or not all(c.isalnum() or c in "_-" for c in settings.name):
         bad("sensitivity.name", "a name of letters, digits, '_' and '-'")

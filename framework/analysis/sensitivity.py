@@ -378,9 +378,13 @@ class Derived:
     budget: float
     measured: dict[str, float]  # share removed of weights / params / macs when all are pruned at once
     predicted_top1_drop: float  # sum of the units' one-at-a-time drops (an estimate, drops compound)
+    predicted_ms: float | None = None  # budget_kind=latency_ms: the latency table's prediction, all pruned
+    dense_ms: float | None = None  # and the table's dense model
 
 
-def _curves(rows: Sequence[Row], units: Sequence[Unit]):
+def drop_curves(rows: Sequence[Row], units: Sequence[Unit]):
+    """The dense row, and per unit its ``(level, top-1 drop, row)`` points, the drop made
+    non-decreasing over levels."""
     dense = next(r for r in rows if r.unit == DENSE)
     curves = {}
     for unit in units:
@@ -417,7 +421,7 @@ def derive_levels(
     masks of all chosen levels applied at once (``measure``), so coupled channels that share a
     layer are not counted twice; the greedy goes on until the measurement meets the budget.
     """
-    dense, curves = _curves(rows, units)
+    dense, curves = drop_curves(rows, units)
     current = {u.name: (0.0, 0.0, 0) for u in units}  # level, drop, cost
 
     def as_weights(unit_levels):

@@ -76,23 +76,54 @@ def cached_latency_table(
     if problem:
         raise DeployError(problem)
     shape = tuple(sample_shape)
-    work = copy.deepcopy(model).cpu().eval()
-    example = cost.example_input(work, shape, batch_size=max(batch, 1))
-    graph = build_dependency_graph(work, example, warn=False)
-    groups, layers = describe_layers(work, example, graph)
-    key = model_key(groups, layers, shape, batch)
+    work, graph, key = _described(model, shape, batch)
     path = table_path(cache_dir, name, runtime, threads, batch)
-    reason = None
-    if path.is_file():
-        try:
-            stored = LatencyTable.load(path)
-        except (ValueError, KeyError, TypeError) as error:
-            reason = f"it cannot be read ({error})"
-        else:
-            reason = stale_reason(stored, key, machine_fingerprint(runtime, threads, clock))
-            if reason is None:
-                return CachedTable(stored, path, "cached")
+    stored, reason = _stored(path, key, machine_fingerprint(runtime, threads, clock))
+    if stored is not None:
+        return CachedTable(stored, path, "cached")
+    if reason is not None:
         log.warning("latency table %s is stale: %s; measuring it again", path, reason)
     table = build_latency_table(work, shape, runtime, threads, batch, graph=graph, clock=clock, **measure)
     table.save(path)
     return CachedTable(table, path, "rebuilt" if reason else "measured", reason)
+
+
+def existing_latency_table(
+    model: nn.Module,
+    sample_shape: Sequence[int],
+    cache_dir: str | Path,
+    name: str,
+    runtime: str = "eager",
+    threads: int | None = None,
+    batch: int = 1,
+) -> LatencyTable | None:
+    """The table :func:`cached_latency_table` would read back, without measuring one: None when
+    there is none, or it is stale (nothing is logged: the caller did not ask for a table)."""
+    threads = threads or torch.get_num_threads()
+    path = table_path(cache_dir, name, runtime, threads, batch)
+    if not path.is_file():
+        return None  # the common case, answered without tracing the model
+    _, _, key = _described(model, tuple(sample_shape), batch)
+    stored, _ = _stored(path, key, machine_fingerprint(runtime, threads, "wall"))
+    return stored
+
+
+def _described(model: nn.Module, shape: tuple[int, ...], batch: int):
+    """An eval copy of ``model`` on the CPU, its dependency graph and its :func:`model_key`."""
+    work = copy.deepcopy(model).cpu().eval()
+    example = cost.example_input(work, shape, batch_size=max(batch, 1))
+    graph = build_dependency_graph(work, example, warn=False)
+    groups, layers = describe_layers(work, example, graph)
+    return work, graph, model_key(groups, layers, shape, batch)
+
+
+def _stored(path: Path, key: str, machine: Mapping[str, Any]) -> tuple[LatencyTable | None, str | None]:
+    """(the table at ``path`` when it describes this model and machine, why not otherwise)."""
+    if not path.is_file():
+        return None, None
+    try:
+        stored = LatencyTable.load(path)
+    except (ValueError, KeyError, TypeError) as error:
+        return None, f"it cannot be read ({error})"
+    reason = stale_reason(stored, key, machine)
+    return (stored, None) if reason is None else (None, reason)

@@ -274,7 +274,7 @@ def time_runners(
 
 
 # ----------------------------------------------------------------------------- the whole model
-def _model_runner(fused: nn.Module, sample_shape, runtime: str, threads: int, batch: int, scratch: Path):
+def model_runner(fused: nn.Module, sample_shape, runtime: str, threads: int, batch: int, scratch: Path):
     inputs = cost.example_input(fused, sample_shape, batch)
     if runtime in ("eager", "cuda"):
         device = torch.device("cuda" if runtime == "cuda" else "cpu")
@@ -392,7 +392,7 @@ def _measure_uniform(model, example, graph, groups, shape, timer: _Timer, batch,
         widths = {name: _nearest(group.widths, fraction * group.full) for name, group in groups.items()}
         chosen[fraction] = widths
         fused = fuse_batchnorm(model_at_widths(model, widths, example, graph) if fraction < 1 else model)
-        runners[fraction] = _model_runner(
+        runners[fraction] = model_runner(
             fused, shape, timer.runtime, timer.threads, batch, timer.scratch / f"m{fraction}"
         )
     times = time_runners(runners, warmup, repeats * 2, timer.clock)

@@ -51,8 +51,8 @@ THIN_WHEN = (THIN_END, THIN_AFTER_PRUNING, THIN_NEVER)
 ACTIVATION = "activation"
 FOLD_BATCHNORM = (True, False, ACTIVATION)
 # budget: what final_sparsity is a fraction of (null: each layer's or the global set's groups)
-MACS_BUDGET, LATENCY_BUDGET = "macs", "latency"
-BUDGETS = (MACS_BUDGET, LATENCY_BUDGET)
+MACS_BUDGET, PARAMS_BUDGET, LATENCY_BUDGET = "macs", "params", "latency"
+BUDGETS = (MACS_BUDGET, PARAMS_BUDGET, LATENCY_BUDGET)
 # the runtimes a latency table is measured for (framework.deploy.latency_measure)
 LATENCY_RUNTIMES = ("eager", "onnx_fp32", "onnx_int8", "cuda")
 
@@ -235,13 +235,11 @@ def scope_problem(scope: Any, method: str) -> str | None:
 
 
 def budget_problems(spec: PrunerSpec) -> list[str]:
-    """``budget=macs|latency`` allocates widths across the coupled groups of the whole model."""
+    """``budget=macs|params|latency`` allocates widths across the coupled groups of the whole model."""
     budget, target = spec.budget, spec.target_latency_ms
     problems: list[str] = []
     if budget is not None and budget not in BUDGETS:
         allowed = f"null | {' | '.join(BUDGETS)}"
-        if budget == "params":
-            return [f"pruner.budget=params is not supported yet; allowed: {allowed}"]
         return [f"pruner.budget={budget!r} is invalid; allowed: {allowed}"]
     coupled_widths = thinnable(spec.method, spec.effective_coupling) and spec.structure in STRUCTURED
     if budget is not None and not coupled_widths:
@@ -267,9 +265,10 @@ def budget_problems(spec: PrunerSpec) -> list[str]:
         problems.append(
             f"pruner.latency_runtime={spec.latency_runtime!r} is invalid; allowed: {' | '.join(LATENCY_RUNTIMES)}"
         )
-    if spec.latency_table is not None and budget != LATENCY_BUDGET:
+    if spec.latency_table is not None and budget != LATENCY_BUDGET and spec.thin_when == THIN_NEVER:
         problems.append(
-            f"pruner.latency_table={spec.latency_table} needs pruner.budget=latency; got pruner.budget={budget}"
+            f"pruner.latency_table={spec.latency_table} has no use: pruner.budget={budget} and the pruner never thins; "
+            "allowed: pruner.budget=latency, or a pruner that thins (the table predicts the thinned model's latency)"
         )
     return problems
 
@@ -399,8 +398,8 @@ class PrunerSpec:
     ``final_sparsity`` must be ``(m - n) / m`` (:attr:`nm`).
 
     ``budget`` (coupled, ``scope="global"``): null ranks groups, ``final_sparsity`` a share of them;
-    ``macs`` / ``latency`` allocate every group's width so that the model's MACs (counted) or
-    latency (a table measured on this machine for ``latency_runtime``, or read from
+    ``macs`` / ``params`` / ``latency`` allocate every group's width so that the model's
+    Conv/Linear MACs or parameters (counted) or its latency (a table measured on this machine for ``latency_runtime``, or read from
     ``latency_table``) fall by ``final_sparsity`` of the dense model's, or, for ``latency``, to
     ``target_latency_ms`` (:mod:`framework.pruning.budget`; docs/latency.md).
     """
@@ -434,7 +433,7 @@ class PrunerSpec:
     calibration_batches: int = 8  # batches a data-aware criterion sees per pruning moment
     n: int | None = None  # structure=nm: n of every m weights kept
     m: int | None = None
-    budget: str | None = None  # null: final_sparsity is a share of groups | macs | latency: a share of the cost
+    budget: str | None = None  # null: final_sparsity is a share of groups | macs | params | latency: of the cost
     target_latency_ms: float | None = None  # budget=latency: the final latency instead of final_sparsity
     latency_table: str | None = None  # budget=latency: a table file; null: measured here and cached
     latency_runtime: str = "eager"  # budget=latency: eager | onnx_fp32 | onnx_int8 | cuda

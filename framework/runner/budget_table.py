@@ -1,6 +1,6 @@
 """The cost table a ``pruner.budget`` allocates widths by, built before any data is read.
 
-``budget=macs``: counted from the layers' shapes. ``budget=latency``: read from
+``budget=macs|params``: counted from the layers' shapes. ``budget=latency``: read from
 ``pruner.latency_table`` when given (a table measured elsewhere, or a synthetic one), else measured
 on this machine for ``pruner.latency_runtime`` at the run's thread count and cached under
 ``<paths.output_dir>/latency_tables`` (a stale one is measured again, and the log says why). The
@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from framework.errors import ConfigError
 from framework.pruning.budget.latency_table import LatencyTable
-from framework.pruning.spec import LATENCY_BUDGET, MACS_BUDGET
+from framework.pruning.spec import LATENCY_BUDGET, MACS_BUDGET, PARAMS_BUDGET
 from framework.run_context import RunContext
 
 log = logging.getLogger(__name__)
@@ -33,12 +33,12 @@ def budget_cost_table(
     """The table of ``pruner.budget`` (None without a budget); with ``context``, saved and drawn
     into the run's pruning folder."""
     budget = cfg.pruner.get("budget")
-    if budget not in (MACS_BUDGET, LATENCY_BUDGET):
+    if budget not in (MACS_BUDGET, PARAMS_BUDGET, LATENCY_BUDGET):
         return None  # no budget, or a wrong one the pruner's rules answer
-    if budget == MACS_BUDGET:
-        from framework.deploy.mac_table import mac_table
+    if budget in (MACS_BUDGET, PARAMS_BUDGET):
+        from framework.deploy.mac_table import mac_table, params_table
 
-        return mac_table(model, input_shape)
+        return (mac_table if budget == MACS_BUDGET else params_table)(model, input_shape)
     path = cfg.pruner.get("latency_table")
     runtime = cfg.pruner.get("latency_runtime", "eager")
     table = _read_table(str(path), runtime) if path else _measured_table(cfg, model, input_shape, runtime)
@@ -96,3 +96,66 @@ def _keep(table: LatencyTable, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     table.save(folder / TABLE_FILE)
     plot_latency_table(table, folder / PLOT_FILE, title=f"latency against width ({table.runtime})")
+
+
+def run_latency_table(
+    cfg: DictConfig, model: torch.nn.Module, input_shape: Sequence[int], cost_table: LatencyTable | None, thins: bool
+) -> LatencyTable | None:
+    """The latency table a run predicts by besides its budget: the run's own with
+    ``budget=latency``; else ``pruner.latency_table`` when given; else, for
+    ``sensitivity.budget_kind=latency_ms``, one measured here (cached); else, for a training run
+    that thins, one measured earlier for this model, ``pruner.latency_runtime`` and thread count
+    in the cache (never measured for it: a run that asked for no table does not pay for one)."""
+    if cost_table is not None and cost_table.unit == "ms":
+        return cost_table
+    runtime = cfg.pruner.get("latency_runtime", "eager")
+    path = cfg.pruner.get("latency_table")
+    latency_analysis = cfg.task == "sensitivity" and cfg.sensitivity.budget_kind == "latency_ms"
+    if latency_analysis and cfg.sensitivity.budget is not None:
+        if path:
+            table = _model_table(str(path), runtime, model, input_shape)
+        else:
+            table = _measured_table(cfg, model, input_shape, runtime)
+        _check_reach(table, float(cfg.sensitivity.budget))
+        return table
+    if cfg.task != "train" or not thins:
+        return None
+    if path:
+        return _model_table(str(path), runtime, model, input_shape)
+    from framework.deploy.latency_cache import existing_latency_table
+
+    cache = Path(cfg.paths.output_dir) / CACHE_FOLDER
+    cached = existing_latency_table(model, input_shape, cache, type(model).__name__, runtime=runtime)
+    if cached is not None:
+        log.info("latency table %s found in %s: the thinned model's latency is predicted by it", runtime, cache)
+    return cached
+
+
+def _model_table(path: str, runtime: str, model: torch.nn.Module, input_shape: Sequence[int]) -> LatencyTable:
+    """``pruner.latency_table`` read and checked to describe ``model`` (one line otherwise)."""
+    import copy
+
+    from framework.analysis.cost import example_input
+    from framework.errors import PruningError
+    from framework.pruning.budget.engine import check_table
+    from framework.pruning.graph.dependency import build_dependency_graph
+
+    table = _read_table(path, runtime)
+    work = copy.deepcopy(model).cpu().eval()
+    graph = build_dependency_graph(work, example_input(work, tuple(input_shape)), warn=False)
+    try:
+        check_table(table, graph, f"pruner.latency_table={path}")
+    except PruningError as error:
+        raise ConfigError(str(error)) from None
+    return table
+
+
+def _check_reach(table: LatencyTable, budget_ms: float) -> None:
+    """``sensitivity.budget`` in milliseconds within what the table's widths can reach."""
+    dense, smallest = table.predict(), table.smallest_ms()
+    if not smallest <= budget_ms < dense:
+        raise ConfigError(
+            f"sensitivity.budget={budget_ms:g} (latency_ms) is out of the latency table's reach: the dense model is "
+            f"predicted at {dense:.4g} ms, every group at its narrowest measured width at {smallest:.4g} ms; "
+            f"allowed: a budget in [{smallest:.4g}, {dense:.4g})"
+        )

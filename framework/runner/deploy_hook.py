@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from framework.pruning.budget.latency_table import LatencyTable
 from framework.runner.thinning_hook import ThinnedModel
 from framework.training.hooks import Hook
 
@@ -36,6 +37,8 @@ DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 # Latency in a run is a check, not a benchmark (bench/deploy.py does more): few repeats, so the
 # deploy step costs a fraction of an epoch.
 RUN_LATENCY_REPEATS = 5
+# the deploy step times its variants on one thread (a served model's worker, and comparable across runs)
+DEPLOY_THREADS = 1
 
 
 class DeployHook(Hook):
@@ -52,11 +55,13 @@ class DeployHook(Hook):
         builds: bool = True,
         required: bool = False,
         max_int8_drop: float = 0.005,
+        latency_table: LatencyTable | None = None,
     ):
         """``builds``: deploy.enabled on rank 0 (false leaves only the N:M check); ``nm`` and
         ``parameter_names``: the N:M pattern the pruner promised on those weights; ``required``:
         a model the step cannot build fails the run (once the last epoch is saved) instead of
-        skipping the step."""
+        skipping the step; ``latency_table``: the table whose prediction for the thinned model is
+        logged beside the variant it describes (:func:`framework.deploy.latency_check.deploy_prediction`)."""
         self.quantize = quantize
         self.int8_calibration_batches = int8_calibration_batches
         self.input_shape = tuple(input_shape)
@@ -69,6 +74,7 @@ class DeployHook(Hook):
         self.required = required
         self.failure: str | None = None  # why the step could not build the model, for after_run
         self.max_int8_drop = max_int8_drop
+        self.latency_table = latency_table
 
     def after_epoch(self, trainer) -> None:
         if not trainer.is_last_epoch:
@@ -98,6 +104,7 @@ class DeployHook(Hook):
                 dense_measured=thinned.dense_measured if thinned is not None else None,
                 quantize=self.quantize,
                 loader_batch=self.batch_size,
+                threads=DEPLOY_THREADS,
                 timing=(1, RUN_LATENCY_REPEATS),
                 max_int8_drop=self.max_int8_drop,
             )
@@ -105,6 +112,10 @@ class DeployHook(Hook):
             self._skip(trainer, error)
             return
         trainer.epoch_metrics.update(result.metrics)
+        if self.latency_table is not None and thinned is not None and thinned.predicted_ms is not None:
+            from framework.deploy.latency_check import deploy_prediction
+
+            trainer.epoch_metrics.update(deploy_prediction(self.latency_table, thinned.predicted_ms, DEPLOY_THREADS))
         if result.int8 is not None and result.int8.kept_fp32:
             log.info("int8: %s kept in fp32 (they lose most when quantized)", ", ".join(result.int8.kept_fp32))
         for note in result.servable.notes if result.servable is not None else ():

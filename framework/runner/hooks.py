@@ -165,6 +165,7 @@ def thinning_hook(cfg: DictConfig, parts: Parts, writes_files: bool) -> Thinning
         parts.context.thinned,
         batch_size=cfg.loader.batch_size,
         writes_files=writes_files,
+        latency_table=parts.latency_table,
     )
 
 
@@ -193,6 +194,7 @@ def deploy_hook(cfg: DictConfig, parts: Parts, builds: bool) -> DeployHook | Non
         builds=enabled and builds,
         required=bool(cfg.deploy.required),
         max_int8_drop=cfg.deploy.max_int8_drop,
+        latency_table=parts.latency_table,
     )
 
 

@@ -19,9 +19,10 @@ from framework.components import build_component
 from framework.config import pruning_window
 from framework.errors import ConfigError, short_reason
 from framework.process.distributed import SINGLE, DistContext, resolve_device
+from framework.pruning.budget.latency_table import LatencyTable
 from framework.pruning.scores.bn_fold import pairs_report
 from framework.run_context import RunContext
-from framework.runner.budget_table import budget_cost_table
+from framework.runner.budget_table import budget_cost_table, run_latency_table
 from framework.runner.card import card_dir, set_target_from_ratio
 from framework.runner.first_batch import check_output
 from framework.runner.methods import KnowledgeDistillation
@@ -50,6 +51,7 @@ class Parts:
     changes: list[str] = field(default_factory=list)  # resume_changed=allow: what changed since the checkpoint
     distillation: KnowledgeDistillation | None = None  # distill=kd (training only)
     regularizer: Any | None = None  # regularizer=... (training only)
+    latency_table: LatencyTable | None = None  # the table the thinned model's latency is predicted by
     # a causal LM's run (framework.runner.lm_parts.LanguageModelPart): its tokenizer, the zeros held fixed
     language: Any | None = None
 
@@ -86,6 +88,8 @@ def build_parts(
     set_target_from_ratio(cfg, model, input_shape, card_dir(cfg, context))  # a card job: ratio -> final_sparsity
     cost_table = budget_cost_table(cfg, model, input_shape, context if ddp.is_main else None)
     pruner, fold_pairs = build_pruner_part(cfg, model, input_shape, schedule_window, cost_table)
+    thins = pruner is not None and pruner.thin_when != "never"
+    latency_table = run_latency_table(cfg, model, input_shape, cost_table, thins) if ddp.is_main else None
     training = cfg.task == "train"
     distillation = build_component("distill", cfg.distill) if training and cfg.get("distill") else None
     regularizer = build_component("regularizer", cfg.regularizer) if training and cfg.get("regularizer") else None
@@ -114,6 +118,7 @@ def build_parts(
         list(changes),
         distillation,
         regularizer,
+        latency_table,
     )
 
 

@@ -32,6 +32,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from framework.analysis import sensitivity as sens
+from framework.analysis.sensitivity_latency import LATENCY_MS, derive_latency_levels, unit_widths
 from framework.run_context import RunContext
 from framework.runner.parts import Parts, resolved
 from framework.runner.run_files import sensitivity_files
@@ -112,6 +113,14 @@ def derived_markdown(derived: sens.Derived, command: str) -> str:
         "Measured with every unit pruned at once (one-shot masks): "
         + ", ".join(f"{key} removed {value:.4f}" for key, value in derived.measured.items()),
         f"Sum of the units' one-at-a-time top-1 drops (an estimate): {derived.predicted_top1_drop:.4f}",
+        *(
+            [
+                f"Latency predicted by the table with every unit pruned at once: {derived.predicted_ms:.4g} ms "
+                f"(dense: {derived.dense_ms:.4g} ms)"
+            ]
+            if derived.predicted_ms is not None and derived.dense_ms is not None
+            else []
+        ),
         "",
         "Train with it:",
         "",
@@ -138,6 +147,21 @@ def analyse(cfg: DictConfig, parts: Parts, val_loader) -> dict[str, float]:
     trackers.finish()
     log.info(where_everything_is(context, [], trackers.where()))
     return result
+
+
+def _derive(cfg: DictConfig, parts: Parts, analysis: sens.Analysis, rows, levels) -> sens.Derived:
+    """The levels for ``sensitivity.budget``: by the latency table's prediction for ``latency_ms``."""
+    settings = cfg.sensitivity
+    if settings.budget_kind != LATENCY_MS:
+        return sens.derive_levels(
+            rows, analysis.units, settings.budget_kind, settings.budget, analysis.cost_of, analysis.totals
+        )
+    table = parts.latency_table
+    assert table is not None  # built with the parts for budget_kind=latency_ms
+    widths = unit_widths(analysis, analysis.units, levels)
+    return derive_latency_levels(
+        rows, analysis.units, float(settings.budget), table, widths, analysis.cost_of, analysis.totals
+    )
 
 
 def _analysis(cfg: DictConfig, parts: Parts, val_loader) -> tuple[dict[str, float], list[sens.Row], list[float]]:
@@ -182,13 +206,13 @@ def _analysis(cfg: DictConfig, parts: Parts, val_loader) -> tuple[dict[str, floa
     dense = next(r for r in rows if r.unit == sens.DENSE)
     result = {"sensitivity/dense_top1": dense.top1}
     if cfg.sensitivity.budget is not None:
-        derived = sens.derive_levels(
-            rows, analysis.units, cfg.sensitivity.budget_kind, cfg.sensitivity.budget, analysis.cost_of, analysis.totals
-        )
+        derived = _derive(cfg, parts, analysis, rows, levels)
         path, command = write_derived(cfg, context, derived)
         (folder / "derived.md").write_text(derived_markdown(derived, command))
         (folder / "derived_command.txt").write_text(command + "\n")
         log.info("sensitivity: derived levels in %s; train with:\n  %s", path, command)
         result.update({f"derived/{key}_removed": value for key, value in derived.measured.items()})
+        if derived.predicted_ms is not None and derived.dense_ms is not None:
+            result.update({"derived/predicted_ms": derived.predicted_ms, "derived/dense_ms": derived.dense_ms})
     log.info("sensitivity: %d units x %d levels in %s", len(analysis.units), len(levels), folder)
     return result, rows, levels

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from framework.errors import StorageError
+from framework.pruning.budget.latency_table import LatencyTable
 from framework.pruning.thinning.thin import CHECKPOINT_KEY
 from framework.training.checkpoint import storage_cause
 from framework.training.hooks import Hook
@@ -68,6 +69,7 @@ class ThinnedModel:
     recipe: dict[str, Any]
     epoch: int
     dense_measured: dict[str, float] | None = None
+    predicted_ms: float | None = None  # the latency table's prediction for the thinned model
 
 
 class ThinningHook(Hook):
@@ -81,15 +83,19 @@ class ThinningHook(Hook):
         out_dir: str | Path,
         batch_size: int = 32,
         writes_files: bool = True,
+        latency_table: LatencyTable | None = None,
     ):
         """``writes_files``: with several processes every rank thins (the masks are equal, so the
-        small models are too) and evaluates its shard; only rank 0 saves and measures the model."""
+        small models are too) and evaluates its shard; only rank 0 saves and measures the model.
+        ``latency_table``: the thinned model's latency is predicted by it and measured as it was
+        measured (:func:`framework.deploy.latency_check.prediction_check`)."""
         self.pruner = pruner
         self.when = when
         self.input_shape = tuple(input_shape)
         self.out_dir = Path(out_dir)
         self.batch_size = batch_size
         self.writes_files = writes_files
+        self.latency_table = latency_table
         self.thinned: ThinnedModel | None = None  # part of the state: a resumed run reports the same
 
     def is_thin_epoch(self, trainer) -> bool:
@@ -175,6 +181,8 @@ class ThinningHook(Hook):
             "ms_b1": float(report["thin/eager_ms_b1/dense"]),
             "ms_batch": float(report[f"thin/eager_ms_b{self.batch_size}/dense"]),
         }
+        if self.latency_table is not None:
+            self._check_prediction(metrics, masked, thinned_cpu)
         if onnx_dir is not None:
             (self.out_dir / "thinned.onnx").replace(self.out_dir / "model.onnx")
             (self.out_dir / "dense.onnx").unlink(missing_ok=True)
@@ -191,16 +199,47 @@ class ThinningHook(Hook):
             metrics["thin/val_top1"],
         )
 
+    def _check_prediction(self, metrics: dict[str, float], masked, thinned_cpu) -> None:
+        """The table's prediction for the thinned model beside its measurement (one log line)."""
+        from framework.deploy.latency_check import prediction_check
+
+        table = self.latency_table
+        assert table is not None and self.thinned is not None
+        check = prediction_check(table, _cpu_copy(masked), thinned_cpu, self.input_shape, repeats=RUN_LATENCY_REPEATS)
+        if not check:
+            log.warning("latency: the thinned model's groups are not the latency table's; no prediction to check")
+            return
+        metrics.update(check)
+        self.thinned.predicted_ms = check["latency/predicted_ms/thinned"]
+        log.info(
+            "latency of the thinned model (%s, %d thread(s), batch %d): predicted %.3g ms, measured %.3g ms (%+.1f %%)",
+            table.runtime,
+            table.threads,
+            table.batch,
+            check["latency/predicted_ms/thinned"],
+            check["latency/measured_ms/thinned"],
+            100 * check["latency/error/thinned"],
+        )
+
     def state_dict(self) -> dict[str, Any]:
         thinned = self.thinned
         if thinned is None:
-            return {"recipe": None, "thinned_at": None, "dense_measured": None}
-        return {"recipe": thinned.recipe, "thinned_at": thinned.epoch, "dense_measured": thinned.dense_measured}
+            return {"recipe": None, "thinned_at": None, "dense_measured": None, "predicted_ms": None}
+        return {
+            "recipe": thinned.recipe,
+            "thinned_at": thinned.epoch,
+            "dense_measured": thinned.dense_measured,
+            "predicted_ms": thinned.predicted_ms,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         recipe = state.get("recipe")
         self.thinned = (
-            None if recipe is None else ThinnedModel(recipe, state.get("thinned_at", 0), state.get("dense_measured"))
+            None
+            if recipe is None
+            else ThinnedModel(
+                recipe, state.get("thinned_at", 0), state.get("dense_measured"), state.get("predicted_ms")
+            )
         )
 
 

@@ -45,8 +45,8 @@ BUDGET = dict(method="agp", structure="filter", scope="global", budget="latency"
 @pytest.mark.parametrize(
     "fields, expected",
     [
-        (dict(budget="params"), "pruner.budget=params is not supported yet; allowed: null | macs | latency"),
-        (dict(budget="time"), "pruner.budget='time' is invalid; allowed: null | macs | latency"),
+        (dict(budget="time"), "pruner.budget='time' is invalid; allowed: null | macs | params | latency"),
+        (dict(budget="params", scope="layer"), "pruner.budget=params allocates widths across the whole model"),
         (dict(target_latency_ms=0), "pruner.target_latency_ms=0 is invalid; allowed: null or a number"),
         (dict(target_latency_ms=-2.0), "pruner.target_latency_ms=-2.0 is invalid"),
         (dict(scope="layer"), "pruner.budget=latency allocates widths across the whole model; it needs pruner.scope"),

@@ -155,3 +155,84 @@ def test_derived_config_meets_its_sparsity_budget_when_trained(
     final = run(cfg, RunContext(run_dir=tmp_path / "train", overrides=overrides))
     assert final["sparsity/total"] >= budget
     assert final["sparsity/total"] <= budget + 0.25  # the levels' grid (0.2 steps) bounds the overshoot
+
+
+def test_a_latency_budget_needs_coupled_widths_and_milliseconds(compose_config):
+    from framework.config import config_problems
+
+    base = ["task=sensitivity", "pruner=level", "sensitivity.budget_kind=latency_ms"]
+    assert config_problems(compose_config([*base, "pruner.structure=filter", "sensitivity.budget=0.5"])) == []
+    (problem,) = config_problems(compose_config([*base, "sensitivity.budget=0.5"]))
+    assert problem.startswith("sensitivity.budget_kind=latency_ms predicts the latency") and "structure=fine" in problem
+    (problem,) = config_problems(compose_config([*base, "pruner.structure=filter", "sensitivity.budget=-1"]))
+    assert "sensitivity.budget=-1.0 is invalid; allowed: null or a number of milliseconds > 0" in problem
+
+
+def test_levels_derived_for_a_budget_in_milliseconds_train_to_a_thinned_model_within_it(
+    run_experiment, compose_config, tmp_path
+):
+    """The analysis picks levels by top-1 per millisecond on a latency table (a synthetic one: the
+    model's MACs read as milliseconds); the derived config, trained, thins to a model the table
+    predicts within the budget, and that run reports the prediction beside its measurement."""
+    import dataclasses
+
+    from framework.deploy.mac_table import mac_table
+    from framework.models import SimpleCNN
+
+    table = dataclasses.replace(mac_table(SimpleCNN(10, 1, width=0.25), (1, 8, 8)), runtime="eager", unit="ms")
+    table.save(tmp_path / "table.json")
+    budget = 0.5 * table.predict()
+    sens_dir = tmp_path / "sens"
+    base = [
+        *SMALL,
+        "tracking=none",
+        "pruner=level",
+        "pruner.structure=filter",
+        f"pruner.latency_table={tmp_path / 'table.json'}",
+    ]
+    _, _, result = run_experiment(
+        [
+            *base,
+            "task=sensitivity",
+            "sensitivity.levels=[0.5,0.75]",
+            "sensitivity.budget_kind=latency_ms",
+            f"sensitivity.budget={budget}",
+            "sensitivity.name=fast",
+        ],
+        run_dir=sens_dir,
+    )
+    assert result["derived/dense_ms"] == pytest.approx(table.predict())
+    assert result["derived/predicted_ms"] <= budget
+    assert (
+        "Latency predicted by the table with every unit pruned at once"
+        in (sens_dir / "sensitivity" / "derived.md").read_text()
+    )
+    overrides = [
+        *SMALL,
+        "tracking=none",
+        f"hydra.searchpath=[file://{sens_dir / 'conf'}]",
+        "pruner=derived/fast",
+        "epochs=1",
+        "loader.limit_train_batches=2",
+        "loader.limit_val_batches=1",
+        "deploy.enabled=false",
+    ]
+    _, _, final = run_experiment(overrides, run_dir=tmp_path / "train")
+    assert final["latency/predicted_ms/thinned"] == pytest.approx(result["derived/predicted_ms"])
+    assert final["latency/measured_ms/thinned"] > 0
+
+
+def test_a_budget_in_milliseconds_out_of_the_table_s_reach_stops_before_any_data(run_experiment, tmp_path):
+    import dataclasses
+
+    from framework.deploy.mac_table import mac_table
+    from framework.errors import ConfigError
+    from framework.models import SimpleCNN
+
+    table = dataclasses.replace(mac_table(SimpleCNN(10, 1, width=0.25), (1, 8, 8)), runtime="eager", unit="ms")
+    table.save(tmp_path / "table.json")
+    overrides = [*SMALL, "tracking=none", "task=sensitivity", "pruner=level", "pruner.structure=filter"]
+    overrides += [f"pruner.latency_table={tmp_path / 'table.json'}", "sensitivity.budget_kind=latency_ms"]
+    with pytest.raises(ConfigError, match=r"sensitivity.budget=\S+ \(latency_ms\) is out of the latency table's reach"):
+        run_experiment([*overrides, f"sensitivity.budget={2 * table.predict()}"], run_dir=tmp_path / "sens")
+    assert not (tmp_path / "sens" / "sensitivity").exists()

@@ -1,14 +1,14 @@
-"""``budget=macs|latency``: one allocation of widths across dependency groups, counted in MACs or in
-measured milliseconds, instead of a share of the weights.
+"""``budget=macs|params|latency``: one allocation of widths across dependency groups, counted in MACs
+or parameters or in measured milliseconds, instead of a share of the weights.
 
 At each pruning moment the schedule gives a fraction ``s`` (AGP: rising to ``final_sparsity``;
 with ``target_latency_ms`` the final fraction is ``1 - target / predicted dense latency``). The
 budget is ``(1 - s)`` of the dense model's cost in the cost table (a latency table measured on the
-machine, or a MAC table counted from the layers' shapes). Every coupled channel is scored as
+machine, or a MAC or parameter table counted from the layers' shapes). Every coupled channel is scored as
 ``scope=global`` scores them (the criterion on the ranking view, normalised per layer, reduced over
 members), and :func:`~.allocation.allocate_widths` picks each group's width by importance per
 unit of cost, among the widths where latency actually drops (:meth:`~.latency_table.LatencyTable.latency_steps`;
-every width for MACs). Each group then keeps its highest-scored alive channels; masks never regrow,
+every width for MACs and parameters). Each group then keeps its highest-scored alive channels; masks never regrow,
 so an allocation starts from the current widths. The last prediction is kept as
 ``predicted_cost`` for the run's reports.
 

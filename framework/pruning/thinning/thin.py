@@ -110,7 +110,7 @@ def _role_flags(
     return None if mask is None else any_per_group(mask, ROLE_STRUCTURE[role], layer).cpu()
 
 
-def _removed(graph: DependencyGraph, masks: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
+def channels_removed(graph: DependencyGraph, masks: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
     """Per group, bool per channel: does it go? A channel goes when every reader's columns are
     masked (a channel nobody reads: every producer's rows); fixed channels never go, and every
     layer role keeps one channel (a width-0 layer is not a layer)."""
@@ -356,7 +356,7 @@ def thin(
     if unknown:
         raise PruningError(f"masks for {unknown[:3]} do not match any parameter of {type(model).__name__}")
     with paused_gc():
-        gone = _removed(graph, masks)
+        gone = channels_removed(graph, masks)
         kept = _kept_indices(graph, gone)
         plans, layer_widths = _plans(graph, dict(model.named_modules()), kept)
         # the masked values, unless the model holds them already (a masked copy of every weight

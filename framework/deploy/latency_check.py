@@ -1,0 +1,91 @@
+"""A latency table's prediction checked against the model it describes, measured here.
+
+After thinning, the run knows the thinned model's widths; the table predicts its latency, and this
+module measures it the way the table was measured (BatchNorm fused, in the table's runtime, thread
+count and batch), interleaved with the dense model, so a user sees at once how far the prediction
+the allocation trusted is from the time they will wait.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from framework.analysis import cost
+from framework.deploy.fuse import fuse_batchnorm
+from framework.deploy.latency_measure import model_runner, time_runners
+from framework.pruning.budget.latency_table import LatencyTable, named_groups
+from framework.pruning.graph.dependency import build_dependency_graph
+
+# which deploy variant a table's runtime describes: the model BatchNorm-fused, in that runtime
+DEPLOY_VARIANT = {"eager": "fused_fp32", "onnx_fp32": "fused_onnx_fp32", "onnx_int8": "int8_onnx"}
+
+
+def model_widths(table: LatencyTable, model: nn.Module, sample_shape: Sequence[int]) -> dict[str, int] | None:
+    """Each of the table's groups' prunable channels in ``model`` (a thinned copy of the model the
+    table was measured for: module names, hence group names, are kept); None when the model's
+    groups are not the table's (another architecture)."""
+    work = copy.deepcopy(model).cpu().eval()
+    graph = build_dependency_graph(work, cost.example_input(work, tuple(sample_shape)), warn=False)
+    named = named_groups(graph)
+    if not set(table.groups) <= set(named):
+        return None
+    widths = {name: len(named[name].prunable) for name in table.groups}
+    if any(width > table.groups[name].full for name, width in widths.items()):
+        return None
+    return widths
+
+
+def measure_models_ms(
+    models: Mapping[str, nn.Module], table: LatencyTable, warmup: int = 2, repeats: int = 10
+) -> dict[str, float]:
+    """Median milliseconds of each model as the table times a whole model: BatchNorm fused, in its
+    runtime at its thread count and batch, the models interleaved."""
+    with cost.torch_threads(table.threads), tempfile.TemporaryDirectory(prefix="secateurs-check-") as scratch:
+        runners = {}
+        for name, model in models.items():
+            fused = fuse_batchnorm(copy.deepcopy(model).cpu().eval())
+            runners[name] = model_runner(
+                fused, table.sample_shape, table.runtime, table.threads, table.batch, Path(scratch) / name
+            )
+        with torch.no_grad():
+            return time_runners(runners, warmup, repeats)
+
+
+def prediction_check(
+    table: LatencyTable,
+    dense: nn.Module,
+    thinned: nn.Module,
+    sample_shape: Sequence[int],
+    repeats: int = 10,
+) -> dict[str, float]:
+    """``latency/predicted_ms/<model>`` and ``latency/measured_ms/<model>`` for the dense
+    (masked) and the thinned model, and ``latency/error/thinned`` (measured over predicted,
+    minus one); {} when the thinned model's groups are not the table's."""
+    widths = model_widths(table, thinned, sample_shape)
+    if widths is None:
+        return {}
+    measured = measure_models_ms({"dense": dense, "thinned": thinned}, table, repeats=repeats)
+    predicted = {"dense": table.predict(), "thinned": table.predict(widths)}
+    metrics = {}
+    for name in ("dense", "thinned"):
+        metrics[f"latency/predicted_ms/{name}"] = float(predicted[name])
+        metrics[f"latency/measured_ms/{name}"] = float(measured[name])
+    metrics["latency/error/thinned"] = measured["thinned"] / predicted["thinned"] - 1.0
+    return metrics
+
+
+def deploy_prediction(table: LatencyTable, predicted_ms: float, deploy_threads: int) -> dict[str, float]:
+    """``deploy/predicted_ms_b1/<variant>``: the table's prediction beside the deploy step's
+    measurement of the variant it describes, when the deploy step times that variant as the table
+    was timed (batch 1, the same thread count); {} otherwise (a prediction for another thread
+    count is not comparable)."""
+    variant = DEPLOY_VARIANT.get(table.runtime)
+    if variant is None or table.batch != 1 or table.threads != deploy_threads:
+        return {}
+    return {f"deploy/predicted_ms_b1/{variant}": float(predicted_ms)}
