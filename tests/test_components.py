@@ -177,10 +177,9 @@ def test_every_preset_schedule_and_tracking_option_composes_validates_and_builds
     )
     OmegaConf.to_container(cfg, resolve=True)
     validate(cfg)
-    if (
-        cfg.model._target_ in LM_MODELS
-    ):  # a language model's preset: its model is a folder (tests/runner/test_lm_train.py)
-        assert cfg.model._target_ in LM_MODELS
+    if cfg.model._target_ in LM_MODELS:
+        # a language model preset reads its model from a folder: built in tests/runner/test_lm_train.py
+        assert cfg.dataset._target_ == "framework.data.text.Text", cfg.dataset
         return
     model = build_model(cfg)
     assert isinstance(model, torch.nn.Module)
