@@ -27,6 +27,28 @@ TORCHRUN = Path(sys.executable).with_name("torchrun")
 TESTS = ROOT / "tests"  # rank_models.py
 
 
+def wait_for_group_to_die(group: int) -> None:
+    """Until no process of ``group`` is alive. ``wait()`` reaps torchrun only; a killed rank is
+    re-parented and, on a loaded machine, can take a moment to finish dying, holding the run dir's
+    lock until its files close (a zombie holds none)."""
+    deadline = time.monotonic() + HANG_S
+    while _living_members(group):
+        assert time.monotonic() < deadline, f"processes of group {group} outlived SIGKILL: {_living_members(group)}"
+        time.sleep(0.05)
+
+
+def _living_members(group: int) -> list[int]:
+    living = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp, ...
+        except (OSError, IndexError):
+            continue  # it ended while we looked
+        if int(fields[2]) == group and fields[0] != "Z":
+            living.append(int(stat.parent.name))
+    return living
+
+
 def torchrun(
     args: Sequence[str],
     tmp_path: Path,
@@ -243,6 +265,7 @@ def test_sigkill_of_the_job_then_resume_auto_finishes_one_run(tmp_path):
     finally:
         os.killpg(job.pid, signal.SIGKILL)  # torchrun and both ranks, at once
         job.wait()
+        wait_for_group_to_die(job.pid)
     killed_at = len(read_metrics(metrics))
     assert killed_at < 6
 
