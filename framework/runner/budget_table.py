@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig
 
 from framework.errors import ConfigError
+from framework.process.distributed import DistContext
 from framework.pruning.budget.latency_table import LatencyTable
 from framework.pruning.spec import LATENCY_BUDGET, MACS_BUDGET, PARAMS_BUDGET
 from framework.run_context import RunContext
@@ -25,6 +26,18 @@ log = logging.getLogger(__name__)
 
 TABLE_FILE, PLOT_FILE = "latency_table.json", "latency_table.png"
 CACHE_FOLDER = "latency_tables"
+
+
+def check_budget_fits_the_job(cfg: DictConfig, ddp: DistContext) -> None:
+    """Under torchrun every rank would measure its own latency table (two processes timing the same
+    cores at once) and allocate other widths from it; the masks of the ranks must agree. One table
+    measured once, given to every rank as a file, is the same on all of them."""
+    if ddp.enabled and cfg.pruner.get("budget") == LATENCY_BUDGET and not cfg.pruner.get("latency_table"):
+        raise ConfigError(
+            f"pruner.budget=latency under torchrun needs pruner.latency_table=<file> (each of the "
+            f"{ddp.world_size} ranks would measure its own table and choose other widths); measure it once "
+            f"with python run.py (it is cached under <paths.output_dir>/{CACHE_FOLDER}/) and pass that file"
+        )
 
 
 def budget_cost_table(

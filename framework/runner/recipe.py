@@ -33,6 +33,7 @@ from framework.process.run_lock import lock_run_dir
 from framework.process.signals import sigterm_as_interrupt
 from framework.pruning.thinning.thin import apply_recipe, thinning_recipe
 from framework.run_context import BEST_CHECKPOINT, RunContext
+from framework.runner.budget_table import check_budget_fits_the_job
 from framework.runner.card import card_dir, give_test_split, is_card_job, prepare_card_job
 from framework.runner.first_batch import check_first_batches
 from framework.runner.hooks import build_hooks
@@ -94,6 +95,7 @@ def run_checked(cfg: DictConfig, context: RunContext) -> dict[str, float]:
                 return oneshot(cfg, context, resume_path)
             if is_language_model(cfg) and ddp.enabled:
                 raise ConfigError("a language model trains in one process; allowed: python run.py task=train ...")
+            check_budget_fits_the_job(cfg, ddp)
             if is_card_job(cfg):  # starts from its seed's dense model, trained once per sweep
                 cfg = prepare_card_job(cfg, card_dir(cfg, context), _dense_trainer(context))
             return train(cfg, context, ddp, resume_path)

@@ -153,3 +153,22 @@ def test_a_latency_table_of_another_model_is_one_line_before_any_data(run_experi
     with pytest.raises(ConfigError, match=r"describes another model: its group 'block1.0' has 16 channels"):
         run_experiment(overrides)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_a_latency_budget_under_torchrun_needs_one_table_for_every_rank(compose_config, tmp_path):
+    # Each rank measuring its own table would allocate its own widths; the ranks' masks must agree.
+    from framework.process.distributed import SINGLE, DistContext
+    from framework.runner.budget_table import check_budget_fits_the_job
+
+    cfg = compose_config(["pruner=agp_filter", "pruner.scope=global", "pruner.budget=latency"])
+    check_budget_fits_the_job(cfg, SINGLE)  # one process measures its own table
+    with pytest.raises(ConfigError) as info:
+        check_budget_fits_the_job(cfg, DistContext(rank=1, world_size=2))
+    assert str(info.value).startswith("pruner.budget=latency under torchrun needs pruner.latency_table=<file>")
+    assert "\n" not in str(info.value)
+    table = tmp_path / "table.json"
+    table.write_text("{}")
+    given = compose_config(
+        ["pruner=agp_filter", "pruner.scope=global", "pruner.budget=latency", f"pruner.latency_table={table}"]
+    )
+    check_budget_fits_the_job(given, DistContext(rank=1, world_size=2))  # one file: the same table on every rank
