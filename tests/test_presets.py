@@ -73,16 +73,29 @@ def test_an_inheriting_option_is_its_base_plus_only_what_differs(compose_config,
     assert composed_group(compose_config, group, option) == {**theirs, **mine}
 
 
+def group_choices(path: Path) -> dict:
+    """``group -> option`` of the dict entries of ``path``'s defaults list (``override /`` dropped)."""
+    entries = [e for e in defaults_of(path) if isinstance(e, dict)]
+    return {next(iter(e)).removeprefix("override /"): e[next(iter(e))] for e in entries}
+
+
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
 def test_an_experiment_preset_changes_only_what_config_yaml_does_not_say(compose_config, preset):
     path = CONF / "experiment" / f"{preset}.yaml"
-    defaults = {next(iter(e)): e[next(iter(e))] for e in defaults_of(CONF / "config.yaml") if isinstance(e, dict)}
-    choices = []
+    siblings = [e for e in defaults_of(path) if isinstance(e, str) and e != "_self_"]
+    for sibling in siblings:  # a preset may build on another experiment preset
+        assert (CONF / "experiment" / f"{sibling}.yaml").is_file(), f"{path}: no experiment preset {sibling}"
+    defaults = group_choices(CONF / "config.yaml")
+    for sibling in siblings:
+        defaults.update(group_choices(CONF / "experiment" / f"{sibling}.yaml"))
+    choices = [f"experiment={sibling}" for sibling in siblings]
     for entry in defaults_of(path):
+        if isinstance(entry, str):
+            continue
         ((key, option),) = entry.items()
         group = key.removeprefix("override /")
-        assert defaults.get(group) != option, f"{path}: {group}={option} is config.yaml's default already"
+        assert defaults.get(group) != option, f"{path}: {group}={option} is what it builds on already"
         choices.append(f"{group}={option}")
     before = dict(leaves(OmegaConf.to_container(compose_config(choices), resolve=False)))
     repeated = [key for key, value in leaves(own_keys(path)) if before.get(key) == value]
-    assert repeated == [], f"{path} sets what config.yaml already says: {repeated}"
+    assert repeated == [], f"{path} sets what config.yaml (or the preset it builds on) already says: {repeated}"
