@@ -46,6 +46,7 @@ def build_language_model(cfg: DictConfig) -> tuple[Any, Any, Any, Path | None]:
     it was read from (None: built from a config), the tokenizer checked against the model."""
     from framework.data.text import build_tokenizer, check_tokenizer_fits
     from framework.models.causal_lm import is_causal_lm
+    from framework.models.hub import has_tokenizer
 
     if not cfg.progress:  # transformers' own bars (loading and writing weights) follow progress=false too
         from transformers.utils import logging as transformers_logging
@@ -54,7 +55,7 @@ def build_language_model(cfg: DictConfig) -> tuple[Any, Any, Any, Path | None]:
     source = build_component("dataset", cfg.dataset)
     source.check()
     folder = pretrained_folder(cfg)
-    model_tokenizer = str(folder) if folder is not None and _has_tokenizer(folder) else None
+    model_tokenizer = str(folder) if folder is not None and has_tokenizer(folder) else None
     source.use_model_tokenizer(model_tokenizer)
     tokenizer = build_tokenizer(source.tokenizer_name)
     seed_everything(cfg.seed)
@@ -74,12 +75,6 @@ def pretrained_folder(cfg: DictConfig) -> Path | None:
     from framework.models.hub import resolve_folder
 
     return resolve_folder(cfg.model.name, "model.name")
-
-
-def _has_tokenizer(folder: Path) -> bool:
-    from framework.models.hub import has_tokenizer
-
-    return has_tokenizer(folder)
 
 
 def build_language_model_parts(
@@ -174,13 +169,6 @@ def _with_default_selection(cfg: DictConfig, model: torch.nn.Module) -> DictConf
     with open_dict(selected):
         selected.pruner.weights = chosen
     return selected
-
-
-def is_language_model(cfg: DictConfig) -> bool:
-    """Whether ``cfg`` trains a causal LM (``model=causal_lm | ... | pretrained_lm``)."""
-    from framework.config import LM_MODELS
-
-    return cfg.get("task", "train") == "train" and cfg.model.get("_target_") in LM_MODELS
 
 
 def token_blocks(splits: Any) -> Any:

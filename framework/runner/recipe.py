@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from framework.components import build_component
-from framework.config import validate
+from framework.config import trains_language_model, validate
 from framework.data import build_loaders, limit_batches, load_splits
 from framework.errors import ConfigError
 from framework.models.causal_lm import token_cross_entropy
@@ -37,7 +37,7 @@ from framework.runner.budget_table import check_budget_fits_the_job
 from framework.runner.card import card_dir, give_test_split, is_card_job, prepare_card_job
 from framework.runner.first_batch import check_first_batches
 from framework.runner.hooks import build_hooks
-from framework.runner.lm_parts import build_language_model_parts, is_language_model, token_blocks
+from framework.runner.lm_parts import build_language_model_parts, token_blocks
 from framework.runner.methods import give_calibration_data
 from framework.runner.parts import Parts, build_parts, recorded_params, resolved
 from framework.runner.resume_guard import (
@@ -46,7 +46,7 @@ from framework.runner.resume_guard import (
     config_changes,
     refuse_pruner_change_after_thinning,
 )
-from framework.runner.summary import where_everything_is
+from framework.runner.summary import headline_metric, where_everything_is
 from framework.tracking.group import Trackers
 from framework.training import Trainer, load_checkpoint
 from framework.training.checkpoint_checks import check_checkpoint_fields, check_checkpoint_fits
@@ -93,7 +93,7 @@ def run_checked(cfg: DictConfig, context: RunContext) -> dict[str, float]:
                 from framework.runner.oneshot_task import oneshot
 
                 return oneshot(cfg, context, resume_path)
-            if is_language_model(cfg) and ddp.enabled:
+            if trains_language_model(cfg) and ddp.enabled:
                 raise ConfigError("a language model trains in one process; allowed: python run.py task=train ...")
             check_budget_fits_the_job(cfg, ddp)
             if is_card_job(cfg):  # starts from its seed's dense model, trained once per sweep
@@ -146,11 +146,11 @@ def train(
         history = trainer.fit()
     final = history[-1] if history else {}
     if final:
-        headline = "val/perplexity" if "val/perplexity" in final else "val/top1"
+        shown = headline_metric(final)
         log.info(
             "finished: %s=%.4f val/loss=%.4f%s",
-            headline,
-            final.get(headline, float("nan")),
+            shown,
+            final.get(shown, float("nan")),
             final.get("val/loss", float("nan")),
             f" sparsity/total={final['sparsity/total']:.4f}" if "sparsity/total" in final else "",
         )
@@ -165,7 +165,7 @@ def _set_up_training(
     """checkpoint -> parts -> hooks -> data -> trainer -> resume: a Trainer ready to fit, and the
     trackers its hooks drive."""
     checkpoint, changes = _checkpoint(cfg, resume_path)
-    language = is_language_model(cfg)
+    language = trains_language_model(cfg)
     if language:
         parts = build_language_model_parts(cfg, context, ddp, changes=changes)
     else:

@@ -10,12 +10,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from framework.run_context import RunContext
 
 
+def headline_metric(final: Mapping[str, float]) -> str:
+    """The figure a run is judged by: a language model's perplexity, else top-1."""
+    return "val/perplexity" if "val/perplexity" in final else "val/top1"
+
+
 def headline(history: Sequence[Mapping[str, float]]) -> str:
     """``val/top1 0.9120  sparsity 0.700  params 11.2k -> 3.1k  MACs 1.2M -> 0.3M  speedup x2.10``."""
     final = history[-1] if history else {}
     # the thinning figures belong to the epoch that thinned; the last such epoch is the model kept
     thin = {k: v for epoch in history for k, v in epoch.items() if k.startswith("thin/")}
-    shown = "val/perplexity" if "val/perplexity" in final else "val/top1"  # a language model's headline
+    shown = headline_metric(final)
     parts = [f"{shown} {final[shown]:.4f}"] if shown in final else []
     if "sparsity/total" in final:
         parts.append(f"sparsity {final['sparsity/total']:.3f}")
