@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,8 +21,32 @@ ROOT = Path(__file__).resolve().parents[1]
 HANG_S = 1200.0
 
 
-def store_overrides(tmp_path: Path) -> list[str]:
-    """Send MLflow to a fresh SQLite file and artifact folder inside ``tmp_path``."""
+_EMPTY_STORE: list[Path] = []
+
+
+def empty_store_copy(db: Path) -> None:
+    """Place an empty MLflow SQLite store at ``db`` (unless one is there): a copy of one this process
+    created once. Creating MLflow's tables and running its migrations costs every new store about
+    1.5 s; a test about creating a store (two first connections racing) asks for a fresh one."""
+    if db.exists():
+        return
+    if not _EMPTY_STORE:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        folder = Path(tempfile.mkdtemp(prefix="empty-mlflow-store-"))
+        atexit.register(shutil.rmtree, folder, True)
+        template = folder / "mlflow.db"
+        SqlAlchemyStore(f"sqlite:///{template}", str(folder / "artifacts")).engine.dispose()
+        _EMPTY_STORE.append(template)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_EMPTY_STORE[0], db)
+
+
+def store_overrides(tmp_path: Path, fresh: bool = False) -> list[str]:
+    """Send MLflow to a SQLite file and artifact folder inside ``tmp_path``: an empty store made from
+    a template, or with ``fresh=True`` none at all, so that the run creates it."""
+    if not fresh:
+        empty_store_copy(tmp_path / "mlflow.db")
     return [
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
         f"tracking.artifact_location={tmp_path}/artifacts",
@@ -41,13 +68,14 @@ def run_cli(args: Sequence[str], cwd: Path = ROOT, timeout: float = HANG_S, env=
     )
 
 
-def cli_dirs(tmp_path: Path, store: Path | None = None, mlflow: bool = True) -> list[str]:
+def cli_dirs(tmp_path: Path, store: Path | None = None, mlflow: bool = True, fresh_store: bool = False) -> list[str]:
     """Keep a subprocess run's Hydra dirs and MLflow store inside ``tmp_path`` (or ``store``);
-    ``mlflow=False`` for a run with another tracking option (tracking=none has no store keys)."""
+    ``mlflow=False`` for a run with another tracking option (tracking=none has no store keys);
+    ``fresh_store=True`` leaves creating the store to the run."""
     return [
         f"hydra.run.dir={tmp_path}/run",
         f"hydra.sweep.dir={tmp_path}/multirun",
-        *(store_overrides(store or tmp_path) if mlflow else []),
+        *(store_overrides(store or tmp_path, fresh=fresh_store) if mlflow else []),
         "progress=false",
     ]
 

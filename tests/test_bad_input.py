@@ -63,7 +63,7 @@ def test_model_that_cannot_take_the_input_shape_is_one_line_before_training(tmp_
 
 
 def test_a_sweep_with_an_unknown_option_stops_before_its_parent_run_is_opened(tmp_path):
-    result = run_main(["-m", "pruner=agp,agp_fliter", "epochs=1", *cli_dirs(tmp_path)])
+    result = run_main(["-m", "pruner=agp,agp_fliter", "epochs=1", *cli_dirs(tmp_path, fresh_store=True)])
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert result.returncode == 2, result.stderr[-2000:]
     options = sorted(path.stem for path in (Path(__file__).resolve().parents[1] / "conf" / "pruner").glob("*.yaml"))

@@ -41,7 +41,7 @@ def test_multirun_logs_one_run_per_job_into_one_experiment(tmp_path):
 
 
 def test_missing_cifar10_is_one_clear_line_before_any_work(tmp_path):
-    result = run_main(["dataset=cifar10", f"dataset.root={tmp_path}/data", *cli_dirs(tmp_path)])
+    result = run_main(["dataset=cifar10", f"dataset.root={tmp_path}/data", *cli_dirs(tmp_path, fresh_store=True)])
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1, result.stderr
@@ -81,7 +81,7 @@ def test_unknown_key_fails_at_compose_with_hydras_short_message(tmp_path):
     ],
 )
 def test_bad_pruning_input_is_one_line_and_no_training(tmp_path, overrides, expected):
-    result = run_main([*overrides, *cli_dirs(tmp_path)])
+    result = run_main([*overrides, *cli_dirs(tmp_path, fresh_store=True)])
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1, result.stderr

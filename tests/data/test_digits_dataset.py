@@ -1,5 +1,10 @@
 """digits: the embedded default dataset (scikit-learn's 8x8 digits), its split and scaling."""
 
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +13,7 @@ from sklearn.datasets import load_digits
 from framework.data import Digits
 from framework.data.digits import stratified_split
 from framework.errors import ConfigError
+from tests.support import HANG_S, ROOT
 
 LABELS = load_digits().target
 
@@ -56,3 +62,20 @@ def test_bad_val_fraction(fraction):
         Digits(val_fraction=fraction).load()
     assert "val_fraction" in str(info.value) and str(fraction) in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_the_shipped_file_read_directly_equals_scikit_learns_loader_without_importing_it():
+    """The digits are read from scikit-learn's own file without importing scikit-learn (a second
+    of every run); the result must be exactly what its loader gives."""
+    code = (
+        "import sys; from framework.data.digits import read_digits; images, labels = read_digits(); "
+        "assert 'sklearn' not in sys.modules, 'scikit-learn was imported'; "
+        "import numpy as np; np.save(sys.argv[1], np.concatenate([images, labels[:, None]], axis=1))"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        saved = Path(folder) / "digits.npy"
+        subprocess.run([sys.executable, "-c", code, str(saved)], check=True, cwd=ROOT, timeout=HANG_S)
+        read = np.load(saved)
+    images, labels = load_digits(return_X_y=True)
+    assert read.shape == (1797, 65)
+    assert np.array_equal(read[:, :-1], images) and np.array_equal(read[:, -1].astype(int), labels)

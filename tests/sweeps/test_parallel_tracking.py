@@ -23,7 +23,7 @@ def test_two_independent_runs_started_together_on_a_fresh_store_both_finish(tmp_
                 "progress=false",
                 f"optimizer.lr={lr}",
                 f"hydra.run.dir={tmp_path}/run{index}",
-                *store_overrides(tmp_path),
+                *store_overrides(tmp_path, fresh=True),
             ],
             cwd=ROOT,
             stdout=subprocess.PIPE,

@@ -45,7 +45,7 @@ def test_joblib_sweep_on_a_fresh_store_nests_every_job_under_one_parent_with_a_s
             "pruner=agp,agp_filter",
             "fold_batchnorm=true",
             *FAST,
-            *cli_dirs(tmp_path),
+            *cli_dirs(tmp_path, fresh_store=True),
         ]
     )
     assert result.returncode == 0, result.stderr[-3000:]
