@@ -7,7 +7,8 @@ channels (:attr:`.channels.Channels.axes`), row-major. Attention itself is in :m
 
 Rules (each keeps the thinned model computing what the masked one computes)
 --------------------------------------------------------------------------
-* ``permute``/``transpose``/``swapaxes``/``movedim``: the channel dims move, ids reordered.
+* ``permute``/``transpose``/``swapaxes``/``movedim``: the channel dims move, ids reordered;
+  ``unsqueeze`` shifts the channel dims after the new one.
 * ``reshape``/``view``/``flatten``/``unflatten`` (and ``nn.Flatten``/``nn.Unflatten``): the ids are
   reshaped with the tensor; the result's channel dims are those along which ids vary. A reshape that
   interleaves channels with another dim so that the ids depend on it (a channel split across tokens)
@@ -38,7 +39,7 @@ from torch.fx.passes.shape_prop import TensorMetadata
 from framework.pruning.graph.channels import Channels, channels_from_full
 from framework.pruning.graph.elementwise import same_layout
 from framework.pruning.graph.groups import FIXED_SIZE_REASON, MIXING_REASON, NORMALISED_REASON
-from framework.pruning.graph.state import BuilderState, argument, op_name
+from framework.pruning.graph.state import BuilderState, argument, op_name, tensor_meta
 
 
 def _dims(value: Any, ndim: int) -> list[int] | None:
@@ -60,6 +61,20 @@ def permute(state: BuilderState, node: torch.fx.Node, first: Any, meta: Any) -> 
     grid = first.grid().permute(sorted(range(len(new_axes)), key=lambda k: new_axes[k]))
     axes = tuple(sorted(new_axes))
     state.values[node] = Channels(grid.flatten().tolist(), axes[0], tuple(meta.shape), axes)
+    return True
+
+
+def unsqueeze(state: BuilderState, node: torch.fx.Node, first: Any, meta: Any) -> bool:
+    """``unsqueeze(d)``: a new dim of size 1; the channel dims at or after ``d`` move one on."""
+    if not isinstance(first, Channels) or not isinstance(meta, TensorMetadata):
+        return False
+    dim = argument(node, 1, "dim")
+    ndim = len(meta.shape)
+    if not isinstance(dim, int) or ndim != len(first.shape) + 1:
+        return False
+    dim %= ndim
+    axes = tuple(a + 1 if a >= dim else a for a in first.axes)
+    state.values[node] = Channels(list(first.ids), axes[0], tuple(meta.shape), axes)
     return True
 
 
@@ -195,7 +210,7 @@ def index(state: BuilderState, node: torch.fx.Node, first: Any, meta: Any) -> bo
     if not isinstance(entries, tuple):
         entries = (entries,)
     if any(isinstance(i, torch.fx.Node) for i in entries):
-        return False
+        return _gather(state, node, first, meta, entries)
     ndim = len(first.shape)
     if Ellipsis in entries:
         at = entries.index(Ellipsis)
@@ -221,6 +236,25 @@ def index(state: BuilderState, node: torch.fx.Node, first: Any, meta: Any) -> bo
     if result is None:
         return False
     state.values[node] = result
+    return True
+
+
+def _gather(state: BuilderState, node: torch.fx.Node, first: Channels, meta: TensorMetadata, entries: tuple) -> bool:
+    """``table[index]`` with one integer tensor on a dim without channels (timm's Swin reads its
+    relative-position bias table so): the positions are gathered, each channel stays whole."""
+    tensors = [d for d, e in enumerate(entries) if isinstance(e, torch.fx.Node)]
+    if len(tensors) != 1 or any(e != slice(None) for e in entries if not isinstance(e, torch.fx.Node)):
+        return False
+    at = tensors[0]
+    index_meta = tensor_meta(entries[at])
+    if index_meta is None or index_meta.dtype not in (torch.long, torch.int) or at in first.axes:
+        return False
+    added = len(index_meta.shape) - 1
+    shape = tuple(meta.shape)
+    axes = tuple(a + added if a > at else a for a in first.axes)
+    if any(shape[a] != first.shape[b] for a, b in zip(axes, first.axes)):
+        return False
+    state.values[node] = Channels(list(first.ids), axes[0], shape, axes)
     return True
 
 
