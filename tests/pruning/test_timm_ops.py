@@ -12,6 +12,7 @@ import timm.layers
 import torch
 import torch.nn.functional as F
 from coupling_support import kept_parameter_count, one_thread, outputs, prune, relative_error  # noqa: F401
+from timm.models.swin_transformer import SwinTransformer
 from timm.models.vision_transformer import Attention, VisionTransformer
 from torch import nn
 
@@ -282,3 +283,15 @@ def test_a_tiny_timm_vision_transformer_loses_heads():
     model = randomised(vit)
     thinned = thin_exactly(model, torch.randn(2, 3, 8, 8, dtype=torch.float64), "head")
     assert [block.attn.num_heads for block in thinned.blocks] == [2, 2]
+
+
+def test_a_tiny_timm_swin_loses_heads_with_their_relative_position_bias_columns():
+    """swin_tiny_patch4_window7_224's layout at tiny sizes: a shifted block (its mask added per head,
+    ``view(-1, nW, self.num_heads, N, N)``) and the table gathered by ``relative_position_index``."""
+    swin = SwinTransformer(img_size=56, window_size=7, embed_dim=16, depths=(2, 2), num_heads=(2, 4), num_classes=3)
+    assert swin.layers[0].blocks[1].shift_size == (3, 3)
+    thinned = thin_exactly(randomised(swin), torch.randn(1, 3, 56, 56, dtype=torch.float64), "head")
+    attentions = [block.attn for layer in thinned.layers for block in layer.blocks]
+    assert [a.num_heads for a in attentions] == [1, 1, 2, 2]
+    assert [tuple(a.relative_position_bias_table.shape) for a in attentions] == [(169, 1)] * 2 + [(169, 2)] * 2
+    assert [a.qkv.out_features for a in attentions] == [24, 24, 48, 48]

@@ -8,7 +8,7 @@ channels (:attr:`.channels.Channels.axes`), row-major. Attention itself is in :m
 Rules (each keeps the thinned model computing what the masked one computes)
 --------------------------------------------------------------------------
 * ``permute``/``transpose``/``swapaxes``/``movedim``: the channel dims move, ids reordered;
-  ``unsqueeze`` shifts the channel dims after the new one.
+  ``unsqueeze`` shifts the channel dims after the new one; ``roll`` along other dims keeps them.
 * ``reshape``/``view``/``flatten``/``unflatten`` (and ``nn.Flatten``/``nn.Unflatten``): the ids are
   reshaped with the tensor; the result's channel dims are those along which ids vary. A reshape that
   interleaves channels with another dim so that the ids depend on it (a channel split across tokens)
@@ -75,6 +75,17 @@ def unsqueeze(state: BuilderState, node: torch.fx.Node, first: Any, meta: Any) -
     dim %= ndim
     axes = tuple(a + 1 if a >= dim else a for a in first.axes)
     state.values[node] = Channels(list(first.ids), axes[0], tuple(meta.shape), axes)
+    return True
+
+
+def roll(state: BuilderState, node: torch.fx.Node, first: Any, meta: Any) -> bool:
+    """``roll`` along dims without channels (Swin's shifted windows) moves positions, not channels."""
+    if not isinstance(first, Channels) or not isinstance(meta, TensorMetadata):
+        return False
+    dims = _dims(argument(node, 2, "dims"), len(first.shape))
+    if not dims or any(d in first.axes for d in dims):
+        return False
+    state.values[node] = first
     return True
 
 
