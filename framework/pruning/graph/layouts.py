@@ -30,6 +30,7 @@ Each handler returns True when it handled the node (see :mod:`.ops`).
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import torch.fx
@@ -148,7 +149,9 @@ def _sizes(
             sizes = (node.kwargs["shape"],)
         if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
             sizes = tuple(sizes[0])
-        return list(sizes) if len(sizes) == len(shape) else None
+        if len(sizes) == 1 and isinstance(sizes[0], torch.fx.Node):
+            sizes = _leading_shape_plus(sizes[0])
+        return list(sizes) if sizes is not None and len(sizes) == len(shape) else None
     if name == "unflatten":
         dim, sizes = argument(node, 1, "dim"), argument(node, 2, "sizes")
         if not isinstance(dim, int) or not isinstance(sizes, (tuple, list)):
@@ -156,6 +159,30 @@ def _sizes(
         dim %= len(old)
         return [CARRIED] * dim + list(sizes) + [CARRIED] * (len(old) - dim - 1)
     return [CARRIED] * len(shape)
+
+
+RUN_TIME = object()  # a size read at run time from a tensor's shape, not from channels: it stays
+
+
+def _leading_shape_plus(size: torch.fx.Node) -> tuple[Any, ...] | None:
+    """``x.shape[:k] + (sizes...)`` (timm's MaxViT restores its input's leading dims so): the
+    leading dims as run-time sizes, then the literal ones; None for anything else."""
+    if size.op != "call_function" or size.target is not operator.add or len(size.args) != 2:
+        return None
+    head, tail = size.args
+    if not isinstance(tail, tuple) or not all(isinstance(t, int) for t in tail):
+        return None
+    if not (isinstance(head, torch.fx.Node) and head.op == "call_function" and head.target is operator.getitem):
+        return None
+    shape, part = head.args
+    if not isinstance(part, slice) or part.step is not None or not isinstance(shape, torch.fx.Node):
+        return None
+    read_shape = shape.op == "call_function" and shape.target is getattr and shape.args[1:] == ("shape",)
+    read_size = shape.op == "call_method" and shape.target == "size" and len(shape.args) == 1
+    source = tensor_meta(shape.args[0]) if shape.args else None
+    if not (read_shape or read_size) or source is None:
+        return None
+    return (RUN_TIME,) * len(range(len(source.shape))[part]) + tail
 
 
 def _along(grid: torch.Tensor, k: int) -> list[int]:
