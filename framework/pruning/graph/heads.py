@@ -53,7 +53,7 @@ def scaled_dot_product(state: BuilderState, node: torch.fx.Node, first: Any, met
         return False
     hq, hk = q.shape[-3], k.shape[-3]
     mask_heads = _per_head_mask(state, argument(node, 3, "attn_mask"), hq)
-    if mask_heads is False:
+    if mask_heads is None:
         return False
     if v.shape[-3] != hk or hq % hk:
         return False
@@ -70,17 +70,17 @@ def scaled_dot_product(state: BuilderState, node: torch.fx.Node, first: Any, met
     return True
 
 
-def _per_head_mask(state: BuilderState, mask: Any, heads: int) -> list[int] | None | bool:
-    """The channel id of each head of an attention mask/bias: None for no mask or one shared by the
+def _per_head_mask(state: BuilderState, mask: Any, heads: int) -> list[int] | None:
+    """The channel id of each head of an attention mask/bias: an empty list for no mask or one shared by the
     heads (size 1 on the head dim), the ids when its channels are its head dim (a per-head bias
-    table, followed from the parameter), False otherwise (the head count is fixed in it)."""
+    table, followed from the parameter), None otherwise (the head count is fixed in it)."""
     meta = mask.meta.get("tensor_meta") if isinstance(mask, torch.fx.Node) else None
     if meta is None or len(meta.shape) < 3 or meta.shape[-3] == 1:
-        return None
+        return []
     channels = state.values.get(mask)
     head_dim = len(meta.shape) - 3
     if not isinstance(channels, Channels) or channels.axes != (head_dim,) or len(channels.ids) != heads:
-        return False
+        return None
     return list(channels.ids)
 
 
