@@ -22,7 +22,7 @@ from timm.models.vision_transformer import Attention, VisionTransformer
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.thinning.thin import thin
+from framework.pruning.thinning.thin import load_thinned, save_thinned, thin
 
 
 def randomised(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -290,16 +290,28 @@ def test_a_tiny_timm_vision_transformer_loses_heads():
     assert [block.attn.num_heads for block in thinned.blocks] == [2, 2]
 
 
-def test_a_tiny_timm_swin_loses_heads_with_their_relative_position_bias_columns():
+def test_a_tiny_timm_swin_loses_heads_with_their_relative_position_bias_columns(tmp_path):
     """swin_tiny_patch4_window7_224's layout at tiny sizes: a shifted block (its mask added per head,
-    ``view(-1, nW, self.num_heads, N, N)``) and the table gathered by ``relative_position_index``."""
-    swin = SwinTransformer(img_size=56, window_size=7, embed_dim=16, depths=(2, 2), num_heads=(2, 4), num_classes=3)
-    assert swin.layers[0].blocks[1].shift_size == (3, 3)
-    thinned = thin_exactly(randomised(swin), torch.randn(1, 3, 56, 56, dtype=torch.float64), "head")
-    attentions = [block.attn for layer in thinned.layers for block in layer.blocks]
+    ``view(-1, nW, self.num_heads, N, N)``) and the table gathered by ``relative_position_index``;
+    the saved recipe rebuilds the thinned model from a fresh one."""
+
+    def tiny_swin() -> SwinTransformer:
+        return SwinTransformer(img_size=56, window_size=7, embed_dim=16, depths=(2, 2), num_heads=(2, 4), num_classes=3)
+
+    model, x = randomised(tiny_swin()), torch.randn(1, 3, 56, 56, dtype=torch.float64)
+    assert model.layers[0].blocks[1].shift_size == (3, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pruner = prune(model, x, "head", 0.5)
+    result = thin(model, pruner.masks, x, graph=pruner.graph)
+    assert relative_error(outputs(model, x), outputs(result.model, x)) <= 1e-10
+    attentions = [block.attn for layer in result.model.layers for block in layer.blocks]
     assert [a.num_heads for a in attentions] == [1, 1, 2, 2]
     assert [tuple(a.relative_position_bias_table.shape) for a in attentions] == [(169, 1)] * 2 + [(169, 2)] * 2
     assert [a.qkv.out_features for a in attentions] == [24, 24, 48, 48]
+    save_thinned(tmp_path / "swin.pt", result.model, result.recipe)
+    rebuilt = load_thinned(tmp_path / "swin.pt", tiny_swin().double()).eval()
+    assert relative_error(outputs(result.model, x), outputs(rebuilt, x)) <= 1e-12
 
 
 def test_swin_with_fused_attention_passes_its_bias_as_a_per_head_mask_that_joins_the_heads():
