@@ -55,6 +55,7 @@ from torch import nn
 from framework.errors import PruningError
 from framework.pruning.engine import PruningEngine, RankingView
 from framework.pruning.graph.channels import paused_gc
+from framework.pruning.graph.fixed_heads import why_heads_stay
 from framework.pruning.graph.fx import weight_of
 from framework.pruning.graph.groups import (
     IN,
@@ -233,11 +234,13 @@ def _extra_parameters(graph: DependencyGraph, module: str, role: str) -> dict[st
 
 def _nothing_to_prune(graph: DependencyGraph, structure: str) -> PruningError:
     if structure == HEAD:
+        known = why_heads_stay(graph.modules)
         return PruningError(
-            "pruner.structure=head finds no attention head that can be removed (heads are found in "
-            "nn.MultiheadAttention, Swin v1 window attention, and scaled_dot_product_attention or matmul "
-            "attention on [B, H, L, E] views whose head count is not a constant); "
-            "use pruner.structure=filter or channel"
+            "pruner.structure=head finds no attention head that can be removed ("
+            + (f"{known}; " if known else "")
+            + "heads are found in nn.MultiheadAttention, Swin v1 window attention (torchvision, timm), "
+            "and scaled_dot_product_attention or matmul attention on [B, H, L, E] views whose head count "
+            "is not a constant); use pruner.structure=filter or channel"
         )
     why = "; ".join(f"{e.op}: {e.reason}" for e in graph.exclusions if e.warned) or "every channel is fixed"
     return PruningError(

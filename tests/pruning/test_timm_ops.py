@@ -5,6 +5,8 @@ the thinned model computes what the masked one does, and channels or heads are r
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import warnings
 
 import pytest
@@ -12,11 +14,15 @@ import timm.layers
 import torch
 import torch.nn.functional as F
 from coupling_support import kept_parameter_count, one_thread, outputs, prune, relative_error  # noqa: F401
+from timm.models.maxxvit import MaxxVit
+from timm.models.maxxvit import model_cfgs as maxxvit_cfgs
+from timm.models.swin_transformer import SwinTransformer
+from timm.models.swin_transformer_v2 import SwinTransformerV2
 from timm.models.vision_transformer import Attention, VisionTransformer
 from torch import nn
 
 from framework.errors import PruningError
-from framework.pruning.thinning.thin import thin
+from framework.pruning.thinning.thin import load_thinned, save_thinned, thin
 
 
 def randomised(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -282,3 +288,71 @@ def test_a_tiny_timm_vision_transformer_loses_heads():
     model = randomised(vit)
     thinned = thin_exactly(model, torch.randn(2, 3, 8, 8, dtype=torch.float64), "head")
     assert [block.attn.num_heads for block in thinned.blocks] == [2, 2]
+
+
+def test_a_tiny_timm_swin_loses_heads_with_their_relative_position_bias_columns(tmp_path):
+    """swin_tiny_patch4_window7_224's layout at tiny sizes: a shifted block (its mask added per head,
+    ``view(-1, nW, self.num_heads, N, N)``) and the table gathered by ``relative_position_index``;
+    the saved recipe rebuilds the thinned model from a fresh one."""
+
+    def tiny_swin() -> SwinTransformer:
+        return SwinTransformer(img_size=56, window_size=7, embed_dim=16, depths=(2, 2), num_heads=(2, 4), num_classes=3)
+
+    model, x = randomised(tiny_swin()), torch.randn(1, 3, 56, 56, dtype=torch.float64)
+    assert model.layers[0].blocks[1].shift_size == (3, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pruner = prune(model, x, "head", 0.5)
+    result = thin(model, pruner.masks, x, graph=pruner.graph)
+    assert relative_error(outputs(model, x), outputs(result.model, x)) <= 1e-10
+    attentions = [block.attn for layer in result.model.layers for block in layer.blocks]
+    assert [a.num_heads for a in attentions] == [1, 1, 2, 2]
+    assert [tuple(a.relative_position_bias_table.shape) for a in attentions] == [(169, 1)] * 2 + [(169, 2)] * 2
+    assert [a.qkv.out_features for a in attentions] == [24, 24, 48, 48]
+    save_thinned(tmp_path / "swin.pt", result.model, result.recipe)
+    rebuilt = load_thinned(tmp_path / "swin.pt", tiny_swin().double()).eval()
+    assert relative_error(outputs(result.model, x), outputs(rebuilt, x)) <= 1e-12
+
+
+def test_swin_with_fused_attention_passes_its_bias_as_a_per_head_mask_that_joins_the_heads():
+    swin = SwinTransformer(img_size=28, window_size=7, embed_dim=16, depths=(2,), num_heads=(4,), num_classes=3)
+    for block in swin.layers[0].blocks:
+        block.attn.fused_attn = True  # scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    thinned = thin_exactly(randomised(swin), torch.randn(1, 3, 28, 28, dtype=torch.float64), "head")
+    assert [b.attn.relative_position_bias_table.shape[1] for b in thinned.layers[0].blocks] == [2, 2]
+
+
+def _tiny_maxvit(rel_pos_type: str) -> MaxxVit:
+    """maxvit_tiny_tf's layout at tiny sizes (plain padding: Conv2dSame cannot be traced)."""
+    base = maxxvit_cfgs["maxvit_tiny_tf"]
+    transformer = dataclasses.replace(base.transformer_cfg, dim_head=8, rel_pos_type=rel_pos_type)
+    conv = dataclasses.replace(base.conv_cfg, padding="")
+    config = dataclasses.replace(
+        base, embed_dim=(16, 32), depths=(1, 1), stem_width=16, conv_cfg=conv, transformer_cfg=transformer
+    )
+    return MaxxVit(config, img_size=32, num_classes=3)
+
+
+@pytest.mark.parametrize(
+    ("build", "module", "why"),
+    [
+        (
+            lambda: SwinTransformerV2(img_size=16, window_size=4, embed_dim=16, depths=(1,), num_heads=(2,)),
+            "WindowAttention 'layers.0.blocks.0.attn'",
+            r"reshape\(B_, N, C\)",
+        ),
+        (lambda: _tiny_maxvit("bias"), "RelPosBias 'stages.0.blocks.0.attn_block.attn.rel_pos'", "bias_shape"),
+        (lambda: _tiny_maxvit("bias_tf"), "RelPosBiasTf 'stages.0.blocks.0.attn_block.attn.rel_pos'", "einsum"),
+    ],
+    ids=["swinv2", "maxvit_rw_bias", "maxvit_tf_bias"],
+)
+def test_swinv2_and_maxvit_heads_are_refused_naming_the_module_and_why(build, module, why):
+    model = randomised(build())
+    side = 32 if isinstance(model, MaxxVit) else 16
+    x = torch.randn(1, 3, side, side)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the ops that keep the heads are warned about as well
+        with pytest.raises(PruningError, match="structure=head finds no attention head") as refusal:
+            prune(model, x.double(), "head", 0.5)
+    message = str(refusal.value)
+    assert module in message and re.search(why, message) and "\n" not in message

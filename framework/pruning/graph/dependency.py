@@ -164,6 +164,7 @@ def build_dependency_graph(model: nn.Module, example_input=None, warn: bool = Tr
     with paused_gc():
         state = BuilderState(dict(inner.named_modules()), consumed)
         walk(state, traced.graph)
+        state.settle_parameter_reads()
         state.fix_sizes_read_as_numbers(traced.graph)
         resizes = _resolve_sites(state, traced.graph)
         return _assemble(state, prefix, model, warn, resizes)

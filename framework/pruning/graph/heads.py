@@ -5,7 +5,9 @@
   (a removable *head*; head_dim positions are not removed alone: the default scale reads E). With
   ``enable_gqa`` (fewer key/value heads), key/value head ``j`` and its query heads
   ``j·g .. j·g+g-1`` are one unit, so the grouping survives thinning. A per-head attention mask
-  keeps every head.
+  whose head dim carries channels (a relative-position bias gathered from a ``[positions, heads]``
+  parameter, timm's Swin and MaxViT) joins the heads: head ``h`` owns its column of the table;
+  any other per-head mask keeps every head.
 * ``q @ k.transpose(-2, -1)`` and ``scores @ v`` on such views: the same head units; a constant
   (a causal mask buffer) broadcast along the heads does not touch them.
 * ``nn.MultiheadAttention`` (self-attention with packed ``in_proj``): head ``h`` is one unit made of
@@ -49,11 +51,10 @@ def scaled_dot_product(state: BuilderState, node: torch.fx.Node, first: Any, met
         return False
     if len(q.shape) < 3 or any(t.axes != (len(t.shape) - 3, len(t.shape) - 1) for t in (q, k, v)):
         return False
-    mask = argument(node, 3, "attn_mask")
-    mask_meta = mask.meta.get("tensor_meta") if isinstance(mask, torch.fx.Node) else None
-    if mask_meta is not None and len(mask_meta.shape) >= 3 and mask_meta.shape[-3] != 1:
-        return False  # one mask per head: the head count is fixed in it
     hq, hk = q.shape[-3], k.shape[-3]
+    mask_heads = _per_head_mask(state, argument(node, 3, "attn_mask"), hq)
+    if mask_heads is None:
+        return False
     if v.shape[-3] != hk or hq % hk:
         return False
     if hq != hk and not argument(node, 7, "enable_gqa", False):
@@ -61,11 +62,26 @@ def scaled_dot_product(state: BuilderState, node: torch.fx.Node, first: Any, met
     group = hq // hk
     qg, kg, vg = q.grid(), k.grid(), v.grid()
     for h in range(hq):
-        _unite_head(state, qg[h].tolist() + kg[h // group].tolist() + vg[h // group].tolist())
+        bias = [mask_heads[h]] if mask_heads else []
+        _unite_head(state, qg[h].tolist() + kg[h // group].tolist() + vg[h // group].tolist() + bias)
     out = torch.stack([vg[h // group] for h in range(hq)])
     shape = tuple(meta.shape)
     state.values[node] = Channels(out.flatten().tolist(), len(shape) - 3, shape, (len(shape) - 3, len(shape) - 1))
     return True
+
+
+def _per_head_mask(state: BuilderState, mask: Any, heads: int) -> list[int] | None:
+    """The channel id of each head of an attention mask/bias: an empty list for no mask or one shared by the
+    heads (size 1 on the head dim), the ids when its channels are its head dim (a per-head bias
+    table, followed from the parameter), None otherwise (the head count is fixed in it)."""
+    meta = mask.meta.get("tensor_meta") if isinstance(mask, torch.fx.Node) else None
+    if meta is None or len(meta.shape) < 3 or meta.shape[-3] == 1:
+        return []
+    channels = state.values.get(mask)
+    head_dim = len(meta.shape) - 3
+    if not isinstance(channels, Channels) or channels.axes != (head_dim,) or len(channels.ids) != heads:
+        return None
+    return list(channels.ids)
 
 
 def matmul(state: BuilderState, node: torch.fx.Node, first: Any, meta: Any) -> bool:

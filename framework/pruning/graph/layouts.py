@@ -7,7 +7,8 @@ channels (:attr:`.channels.Channels.axes`), row-major. Attention itself is in :m
 
 Rules (each keeps the thinned model computing what the masked one computes)
 --------------------------------------------------------------------------
-* ``permute``/``transpose``/``swapaxes``/``movedim``: the channel dims move, ids reordered.
+* ``permute``/``transpose``/``swapaxes``/``movedim``: the channel dims move, ids reordered;
+  ``unsqueeze`` shifts the channel dims after the new one; ``roll`` along other dims keeps them.
 * ``reshape``/``view``/``flatten``/``unflatten`` (and ``nn.Flatten``/``nn.Unflatten``): the ids are
   reshaped with the tensor; the result's channel dims are those along which ids vary. A reshape that
   interleaves channels with another dim so that the ids depend on it (a channel split across tokens)
@@ -29,6 +30,7 @@ Each handler returns True when it handled the node (see :mod:`.ops`).
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import torch.fx
@@ -38,7 +40,7 @@ from torch.fx.passes.shape_prop import TensorMetadata
 from framework.pruning.graph.channels import Channels, channels_from_full
 from framework.pruning.graph.elementwise import same_layout
 from framework.pruning.graph.groups import FIXED_SIZE_REASON, MIXING_REASON, NORMALISED_REASON
-from framework.pruning.graph.state import BuilderState, argument, op_name
+from framework.pruning.graph.state import BuilderState, argument, op_name, tensor_meta
 
 
 def _dims(value: Any, ndim: int) -> list[int] | None:
@@ -60,6 +62,31 @@ def permute(state: BuilderState, node: torch.fx.Node, first: Any, meta: Any) -> 
     grid = first.grid().permute(sorted(range(len(new_axes)), key=lambda k: new_axes[k]))
     axes = tuple(sorted(new_axes))
     state.values[node] = Channels(grid.flatten().tolist(), axes[0], tuple(meta.shape), axes)
+    return True
+
+
+def unsqueeze(state: BuilderState, node: torch.fx.Node, first: Any, meta: Any) -> bool:
+    """``unsqueeze(d)``: a new dim of size 1; the channel dims at or after ``d`` move one on."""
+    if not isinstance(first, Channels) or not isinstance(meta, TensorMetadata):
+        return False
+    dim = argument(node, 1, "dim")
+    ndim = len(meta.shape)
+    if not isinstance(dim, int) or ndim != len(first.shape) + 1:
+        return False
+    dim %= ndim
+    axes = tuple(a + 1 if a >= dim else a for a in first.axes)
+    state.values[node] = Channels(list(first.ids), axes[0], tuple(meta.shape), axes)
+    return True
+
+
+def roll(state: BuilderState, node: torch.fx.Node, first: Any, meta: Any) -> bool:
+    """``roll`` along dims without channels (Swin's shifted windows) moves positions, not channels."""
+    if not isinstance(first, Channels) or not isinstance(meta, TensorMetadata):
+        return False
+    dims = _dims(argument(node, 2, "dims"), len(first.shape))
+    if not dims or any(d in first.axes for d in dims):
+        return False
+    state.values[node] = first
     return True
 
 
@@ -122,7 +149,9 @@ def _sizes(
             sizes = (node.kwargs["shape"],)
         if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
             sizes = tuple(sizes[0])
-        return list(sizes) if len(sizes) == len(shape) else None
+        if len(sizes) == 1 and isinstance(sizes[0], torch.fx.Node):
+            sizes = _leading_shape_plus(sizes[0])
+        return list(sizes) if sizes is not None and len(sizes) == len(shape) else None
     if name == "unflatten":
         dim, sizes = argument(node, 1, "dim"), argument(node, 2, "sizes")
         if not isinstance(dim, int) or not isinstance(sizes, (tuple, list)):
@@ -130,6 +159,30 @@ def _sizes(
         dim %= len(old)
         return [CARRIED] * dim + list(sizes) + [CARRIED] * (len(old) - dim - 1)
     return [CARRIED] * len(shape)
+
+
+RUN_TIME = object()  # a size read at run time from a tensor's shape, not from channels: it stays
+
+
+def _leading_shape_plus(size: torch.fx.Node) -> tuple[Any, ...] | None:
+    """``x.shape[:k] + (sizes...)`` (timm's MaxViT restores its input's leading dims so): the
+    leading dims as run-time sizes, then the literal ones; None for anything else."""
+    if size.op != "call_function" or size.target is not operator.add or len(size.args) != 2:
+        return None
+    head, tail = size.args
+    if not isinstance(tail, tuple) or not all(isinstance(t, int) for t in tail):
+        return None
+    if not (isinstance(head, torch.fx.Node) and head.op == "call_function" and head.target is operator.getitem):
+        return None
+    shape, part = head.args
+    if not isinstance(part, slice) or part.step is not None or not isinstance(shape, torch.fx.Node):
+        return None
+    read_shape = shape.op == "call_function" and shape.target is getattr and shape.args[1:] == ("shape",)
+    read_size = shape.op == "call_method" and shape.target == "size" and len(shape.args) == 1
+    source = tensor_meta(shape.args[0]) if shape.args else None
+    if not (read_shape or read_size) or source is None:
+        return None
+    return (RUN_TIME,) * len(range(len(source.shape))[part]) + tail
 
 
 def _along(grid: torch.Tensor, k: int) -> list[int]:
@@ -195,7 +248,7 @@ def index(state: BuilderState, node: torch.fx.Node, first: Any, meta: Any) -> bo
     if not isinstance(entries, tuple):
         entries = (entries,)
     if any(isinstance(i, torch.fx.Node) for i in entries):
-        return False
+        return _gather(state, node, first, meta, entries)
     ndim = len(first.shape)
     if Ellipsis in entries:
         at = entries.index(Ellipsis)
@@ -221,6 +274,25 @@ def index(state: BuilderState, node: torch.fx.Node, first: Any, meta: Any) -> bo
     if result is None:
         return False
     state.values[node] = result
+    return True
+
+
+def _gather(state: BuilderState, node: torch.fx.Node, first: Channels, meta: TensorMetadata, entries: tuple) -> bool:
+    """``table[index]`` with one integer tensor on a dim without channels (timm's Swin reads its
+    relative-position bias table so): the positions are gathered, each channel stays whole."""
+    tensors = [d for d, e in enumerate(entries) if isinstance(e, torch.fx.Node)]
+    if len(tensors) != 1 or any(e != slice(None) for e in entries if not isinstance(e, torch.fx.Node)):
+        return False
+    at = tensors[0]
+    index_meta = tensor_meta(entries[at])
+    if index_meta is None or index_meta.dtype not in (torch.long, torch.int) or at in first.axes:
+        return False
+    added = len(index_meta.shape) - 1
+    shape = tuple(meta.shape)
+    axes = tuple(a + added if a > at else a for a in first.axes)
+    if any(shape[a] != first.shape[b] for a, b in zip(axes, first.axes)):
+        return False
+    state.values[node] = Channels(list(first.ids), axes[0], shape, axes)
     return True
 
 

@@ -78,6 +78,7 @@ FLATTEN = CallOp((reshapes.flatten, layouts.reshape_call), (layouts.reshape_call
 RESHAPE = CallOp((reshapes.reshape, layouts.reshape_call), (layouts.reshape_call,))
 UNFLATTEN = CallOp((layouts.reshape_call,), (layouts.reshape_call,))
 PERMUTE = CallOp((layouts.permute,), (layouts.permute,))
+UNSQUEEZE = CallOp((layouts.unsqueeze,), (layouts.unsqueeze,))
 INDEX = CallOp(
     (reshapes.item_of_tuple, reshapes.item, reshapes.channel_slice, reshapes.item_of_untracked, layouts.index),
     (layouts.index,),
@@ -135,6 +136,8 @@ FUNCTIONS: dict[Any, CallOp] = {
     torch.unflatten: UNFLATTEN,
     **_entries((torch.permute, torch.transpose, torch.swapaxes, torch.swapdims, torch.movedim), PERMUTE),
     torch.moveaxis: PERMUTE,
+    torch.unsqueeze: UNSQUEEZE,
+    torch.roll: CallOp((layouts.roll,)),
     F.pad: CallOp((reshapes.pad,)),
     **_entries((torch.cat, torch.concat), CallOp((reshapes.cat,))),
     torch.chunk: CallOp((reshapes.chunk,)),
@@ -176,6 +179,8 @@ METHODS: dict[str, CallOp] = {
     **_entries(("view", "reshape"), RESHAPE),
     "unflatten": UNFLATTEN,
     **_entries(("permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis"), PERMUTE),
+    "unsqueeze": UNSQUEEZE,
+    "roll": CallOp((layouts.roll,)),
     "chunk": CallOp((reshapes.chunk,)),
     "split": SPLIT,
     "unbind": UNBIND,
@@ -217,13 +222,17 @@ def get_attr(state: BuilderState, node: torch.fx.Node) -> None:
     meta = node.meta.get("tensor_meta")
     if isinstance(meta, TensorMetadata):
         target = str(node.target)
-        channels = state.fresh(meta, 1 if len(meta.shape) >= 2 else 0)
-        state.fix(channels.ids, f"tensor attribute '{target}'", "a constant read in forward", False)
+        dim = 1 if len(meta.shape) >= 2 else 0
+        channels = state.fresh(meta, dim)
         state.values[node] = channels
         owner, _, attribute = target.rpartition(".")
         if isinstance(getattr(state.modules.get(owner), attribute, None), nn.Parameter):
-            # followed where it meets channels element-wise (layer scale, position embedding)
+            # followed where it meets channels element-wise (layer scale, position embedding); its
+            # slices may become part of attention heads (a per-head bias table): decided after the walk
             state.param_origin[node] = (target, tuple(meta.shape), None)
+            state.parameter_reads.append((target, dim, channels.ids))
+        else:
+            state.fix(channels.ids, f"tensor attribute '{target}'", "a constant read in forward", False)
 
 
 def output(state: BuilderState, node: torch.fx.Node) -> None:

@@ -95,8 +95,8 @@ def pad(state: BuilderState, node: torch.fx.Node, first: Any, meta: Any) -> bool
         return False
     pads = node.kwargs.get("pad", node.args[1] if len(node.args) > 1 else None)
     mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
-    if not isinstance(pads, (tuple, list)) or not all(isinstance(p, int) for p in pads):
-        return False
+    if not isinstance(pads, (tuple, list)):
+        return False  # the pads of other dims may be computed at run time (timm's Swin pads to its window)
     ndim = len(first.shape)
     k = ndim - 1 - first.dim  # pads are listed from the last dim backwards
     before, after = (pads[2 * k], pads[2 * k + 1]) if 2 * k + 1 < len(pads) else (0, 0)

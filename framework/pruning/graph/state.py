@@ -19,7 +19,7 @@ from torch.fx.passes.shape_prop import TensorMetadata
 
 from framework.pruning.graph.channels import Channels, UnionFind
 from framework.pruning.graph.constants import AttributeInt, Origin, Site
-from framework.pruning.graph.groups import SIZE_READ_REASON
+from framework.pruning.graph.groups import PARAM, SIZE_READ_REASON
 
 # What a node's value is to the walk: one tensor's channels, the channels of each tensor of a tuple
 # (None where an element carries none), or absent (no channels).
@@ -87,6 +87,8 @@ class BuilderState:
         # and the uses handlers understood (sites)
         self.consumed: set[Origin] = set(consumed)
         self.size_sites: dict[Origin, list[Site]] = defaultdict(list)
+        # parameters read in forward (get_attr): (name, dim, the ids of their slices along dim)
+        self.parameter_reads: list[tuple[str, int, list[int]]] = []
 
     # ----------------------------------------------------------------------------- ids
     def fresh(self, meta: TensorMetadata, dim: int) -> Channels:
@@ -185,6 +187,19 @@ class BuilderState:
             op = "channel count (.size() / .shape)"
             self.sites[op].append(node.name)
             self.fix(channels.ids, op, SIZE_READ_REASON, True)
+
+    def settle_parameter_reads(self) -> None:
+        """A parameter read in forward is a constant, except where every one of its slices went into
+        an attention head (a per-head relative-position bias table): the head then owns its slice."""
+        find = self.uf.find
+        heads = {find(h) for h in self.head_ids}
+        for name, dim, ids in self.parameter_reads:
+            roots = [find(i) for i in ids]
+            owned = bool(ids) and all(r in heads for r in roots) and len(set(roots)) == len(roots)
+            if owned and self.param_dims.setdefault(name, dim) == dim:
+                self.attach(ids, name, PARAM)
+            else:
+                self.fix(ids, f"tensor attribute '{name}'", "a constant read in forward", False)
 
     # ----------------------------------------------------------------------------- reading nodes
     def tensors_in(self, value: Any) -> list[Channels]:
