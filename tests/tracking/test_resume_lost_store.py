@@ -10,15 +10,19 @@ from support import cli_dirs, run_cli
 from framework.tracking.mlflow_tracker import LOST_RUN_TAG
 
 
+# what is tracked is the point, not the deploy step or the logged model (each costs seconds per run)
+QUIET = ["deploy.enabled=false", "tracking.log_model=false"]
+
+
 @pytest.mark.slow
 def test_resume_after_the_store_was_deleted_continues_with_every_epoch(tmp_path):
-    first = run_cli(["epochs=1", *cli_dirs(tmp_path)])
+    first = run_cli(["epochs=1", *QUIET, *cli_dirs(tmp_path)])
     assert first.returncode == 0, first.stderr[-2000:]
     # (not asked through MlflowClient here: it keeps its SQLite engine, on the deleted file, per URI)
     lost_id = (tmp_path / "run" / "mlflow_run_id").read_text().strip()
     (tmp_path / "mlflow.db").unlink()
 
-    resumed = run_cli(["epochs=2", "resume=auto", "resume_changed=allow", *cli_dirs(tmp_path)])
+    resumed = run_cli(["epochs=2", *QUIET, "resume=auto", "resume_changed=allow", *cli_dirs(tmp_path)])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Traceback" not in resumed.stderr
     assert f"MLflow run {lost_id} is not in the store" in resumed.stdout + resumed.stderr
