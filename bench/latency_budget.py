@@ -22,10 +22,15 @@ process, at 1 and at 2 threads (eager float32, BatchNorm fused as deployed):
    ``--epochs`` epochs per seed, thinned to each allocation (most important channels kept) and
    fine-tuned ``--finetune`` epochs; top-1 on the 360 validation images. Training at 224 pixels would
    cost about 50x more on a CPU; the widths being compared are the same at any resolution (every
-   model here ends in global average pooling), while latency is measured at the deployed size.
+   model here ends in global average pooling), while latency is measured at the deployed size;
+6. ``--part measure`` (after ``accuracy``): every seed's trained widths thinned, fused and timed
+   interleaved with the dense model (1 thread, ``--clock``), so the accuracy table states the
+   measured latency beside the predicted one.
 
     .venv/bin/python bench/latency_budget.py --write           # BENCHMARKS.md figures (about an hour)
     .venv/bin/python bench/latency_budget.py --quick           # smoke run: resnet56, 1 seed, few repeats
+    .venv/bin/python bench/latency_budget.py --part accuracy --models resnet56 mobilenet_v2 --clock cpu
+    .venv/bin/python bench/latency_budget.py --part measure --models resnet56 mobilenet_v2 --clock cpu
 """
 
 from __future__ import annotations
@@ -231,6 +236,41 @@ def accuracy_part(name: str, args, out: Path) -> None:
         print(name, seed, [(e["method"], round(e["top1"], 4)) for e in entries], flush=True)
 
 
+def measure_part(name: str, args, out: Path) -> None:
+    """The widths the accuracy part trained (every seed's allocations), thinned, fused and timed
+    interleaved with the dense model at 1 thread: "equal predicted" is not "equal measured" where
+    the table errs, so the accuracy table states both. Only widths matter here, not the weights."""
+    trained = [r for r in read_records(out / "results.jsonl") if r["part"] == "accuracy" and r["model"] == name]
+    if not trained:
+        raise SystemExit(f"no accuracy records for {name} in {out}; run --part accuracy first")
+    base, shape = build_model(name)
+    base.eval()
+    example = cost.example_input(base, shape, 1)
+    graph = build_dependency_graph(base, example, warn=False)
+    models = {
+        (r["seed"], r["method"]): model_at_widths(base, r["widths"], example, graph) if r["widths"] else base
+        for r in trained
+    }
+    fused = {key: fuse_batchnorm(model) for key, model in models.items()}
+    runners = {key: forward(model, cost.example_input(model, shape, 1)) for key, model in fused.items()}
+    with cost.torch_threads(1):
+        measured = time_runners(runners, 3, args.repeats, args.clock)
+    for (seed, method), ms in measured.items():
+        record(
+            out / "results.jsonl",
+            dict(
+                part="measure",
+                model=name,
+                seed=seed,
+                method=method,
+                clock=args.clock,
+                measured_ms=ms,
+                load=os.getloadavg()[0],
+            ),
+        )
+    print(name, {f"{m}/{s}": round(v, 3) for (s, m), v in measured.items()}, flush=True)
+
+
 def forward(model: nn.Module, inputs: torch.Tensor):
     return lambda: model(inputs)
 
@@ -320,25 +360,41 @@ def report(out: Path) -> None:
         )
     print("\n## Latency (eager fp32, batch 1, BatchNorm fused)\n")
     print(markdown_table(LATENCY_COLUMNS, rows))
-    accuracy: dict = {}
-    for (part, model, _, method), r in latest.items():
+    print("\n## Accuracy at equal predicted latency (digits), each seed's widths measured\n")
+    print(markdown_table(ACCURACY_COLUMNS, accuracy_rows(latest)))
+
+
+def accuracy_rows(latest: dict) -> list[list]:
+    """Per model and allocation over the seeds: top-1 mean ± standard deviation and range, the
+    predicted latency and, where ``--part measure`` ran, the measured one (means over the seeds)."""
+    top1s: dict = {}
+    for (part, model, seed, method), r in latest.items():
         if part == "accuracy":
-            accuracy.setdefault((model, method), []).append(r["top1"])
-    print("\n## Accuracy at equal predicted latency (digits)\n")
-    print(
-        markdown_table(
-            ACCURACY_COLUMNS,
+            top1s.setdefault((model, method), []).append((seed, r))
+    rows = []
+    for (model, method), runs in top1s.items():
+        values = [r["top1"] for _, r in runs]
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        measured = [latest[m]["measured_ms"] for seed, _ in runs if (m := ("measure", model, seed, method)) in latest]
+        dense = [latest[m]["measured_ms"] for seed, _ in runs if (m := ("measure", model, seed, "dense")) in latest]
+        rows.append(
             [
-                [model, method, f"{statistics.mean(v):.4f}", f"{min(v):.4f}-{max(v):.4f}", len(v)]
-                for (model, method), v in accuracy.items()
-            ],
+                model,
+                method,
+                f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f}",
+                f"{100 * min(values):.1f}-{100 * max(values):.1f}",
+                len(values),
+                f"{statistics.mean(r['predicted_ms'] for _, r in runs):.3f}",
+                f"{statistics.mean(measured):.3f}" if measured else "-",
+                f"{statistics.mean(dense) / statistics.mean(measured):.2f}x" if measured and dense else "-",
+            ]
         )
-    )
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["latency", "accuracy", "report"], default="latency")
+    parser.add_argument("--part", choices=["latency", "accuracy", "measure", "report"], default="latency")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latency_budget")
     parser.add_argument("--models", nargs="+", default=["resnet18", "mobilenet_v2", "resnet56"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
@@ -355,10 +411,11 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     print_header("Latency budgets vs MAC budgets and uniform widths (issue 28)", args.threads[0])
     for name in args.models if args.part != "report" else []:
-        (accuracy_part if args.part == "accuracy" else latency_part)(name, args, args.out)
+        PARTS[args.part](name, args, args.out)
     report(args.out)
 
 
+PARTS = {"latency": latency_part, "accuracy": accuracy_part, "measure": measure_part}
 LATENCY_COLUMNS = [
     "model",
     "threads",
@@ -373,7 +430,16 @@ LATENCY_COLUMNS = [
     "table s",
     "load",
 ]
-ACCURACY_COLUMNS = ["model", "widths", "top-1 mean", "range", "seeds"]
+ACCURACY_COLUMNS = [
+    "model",
+    "widths",
+    "top-1 % (mean ± std)",
+    "range",
+    "seeds",
+    "predicted ms",
+    "measured ms",
+    "measured speed-up",
+]
 
 if __name__ == "__main__":
     main()

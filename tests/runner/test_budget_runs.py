@@ -73,6 +73,34 @@ def _thinned_widths(context, table: LatencyTable) -> dict[str, int]:
     return {name: int(weights[f"{name}.weight"].shape[0]) for name in table.groups}
 
 
+@pytest.mark.parametrize(
+    "budget, ranked_by",
+    [("latency", ["pruner/criterion=taylor"]), ("macs", ["fold_batchnorm=true"])],
+    ids=["latency-taylor", "macs-fold_batchnorm"],
+)
+def test_a_budget_run_ranked_otherwise_than_by_l1_thins_within_its_target(run_experiment, tmp_path, budget, ranked_by):
+    """The allocation takes its importances from whatever the pruner ranks by: a data-aware criterion
+    (scored on calibration batches) or weights seen through their folded BatchNorm."""
+    table = synthetic_table(tmp_path / "table.json")  # for budget=macs it is the run's own MAC table
+    target = 0.5 * table.predict()
+    if budget == "latency":
+        overrides = budget_overrides(tmp_path / "table.json", target)
+    else:
+        overrides = [
+            *FAST,
+            "pruner=agp_filter",
+            "pruner.scope=global",
+            "pruner.budget=macs",
+            "pruner.final_sparsity=0.5",
+        ]
+    _, context, final = run_experiment([*overrides, *ranked_by, "epochs=2", "schedule.ending_epoch=2"])
+    widths = _thinned_widths(context, table)
+    assert widths != {n: g.full for n, g in table.groups.items()}
+    assert table.predict(widths) <= target + 1e-9
+    unit = "ms" if budget == "latency" else "mmac"
+    assert final[f"budget/predicted_{unit}"] == pytest.approx(table.predict(widths))
+
+
 def test_a_latency_budget_run_reports_the_thinned_model_s_predicted_and_measured_latency(
     run_experiment, tmp_path, caplog
 ):
