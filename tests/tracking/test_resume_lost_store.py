@@ -9,7 +9,6 @@ from support import cli_dirs, run_cli
 
 from framework.tracking.mlflow_tracker import LOST_RUN_TAG
 
-
 # what is tracked is the point, not the deploy step or the logged model (each costs seconds per run)
 QUIET = ["deploy.enabled=false", "tracking.log_model=false"]
 
