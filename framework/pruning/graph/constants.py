@@ -145,10 +145,9 @@ def size_attribute(module: nn.Module, name: str) -> int | None:
     if item is None:
         value = vars(module).get(name)
         return value if type(value) is int and not name.startswith("_") else None
-    values, index = vars(module).get(item["attribute"]), int(item["index"])
-    if not _is_size_list(values, item["attribute"]) or index >= len(values):
-        return None
-    return values[index]
+    values: Any = vars(module).get(item["attribute"])
+    index = int(item["index"])
+    return values[index] if _is_size_list(values, item["attribute"]) and index < len(values) else None
 
 
 def set_size_attribute(module: nn.Module, name: str, value: int) -> None:
