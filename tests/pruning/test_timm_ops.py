@@ -18,7 +18,7 @@ from timm.models.maxxvit import MaxxVit
 from timm.models.maxxvit import model_cfgs as maxxvit_cfgs
 from timm.models.swin_transformer import SwinTransformer
 from timm.models.swin_transformer_v2 import SwinTransformerV2
-from timm.models.vision_transformer import Attention, VisionTransformer
+from timm.models.vision_transformer import Attention, ParallelScalingBlock, VisionTransformer
 from torch import nn
 
 from framework.errors import PruningError
@@ -188,6 +188,18 @@ def test_mixed_conv_split_sizes_list_is_rewritten_chunk_by_chunk(tmp_path):
     save_thinned(tmp_path / "mixed.pt", thinned, thin(model, prune(model, x).masks, x).recipe)
     rebuilt = load_thinned(tmp_path / "mixed.pt", MixedConvs().double()).eval()
     assert rebuilt.mix_dw.splits == dw.splits and relative_error(outputs(thinned, x), outputs(rebuilt, x)) <= 1e-12
+
+
+def test_timm_parallel_scaling_block_prunes_its_mlp_through_the_in_split_list():
+    """``torch.split(self.in_proj(x), self.in_split, dim=-1)`` into MLP, q, k, v (a list attribute)."""
+    vit = VisionTransformer(img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2, num_classes=3)
+    vit.blocks[0] = ParallelScalingBlock(16, num_heads=2)
+    model, x = randomised(vit), torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    with pytest.warns(UserWarning, match=r"reshape\(\)"):  # its attention output is reshaped to (B, N, C)
+        pruner = prune(model, x, "filter", 0.5)
+    result = thin(model, pruner.masks, x, graph=pruner.graph)
+    assert relative_error(outputs(model, x), outputs(result.model, x)) <= 1e-10
+    assert result.model.blocks[0].in_split == [32, 16, 16, 16]  # the MLP's 64 hidden features halved
 
 
 def test_split_sizes_python_adds_up_keep_both_chunks_with_a_warning():
