@@ -53,6 +53,7 @@ CONVNETS = {
     "ghostnet_100": 64,
     "rexnet_100": 64,
     "mixnet_s": 64,
+    "mixnet_m": 64,
     "poolformer_s12": 64,
     "cspdarknet53": 64,
     "dpn68": 64,

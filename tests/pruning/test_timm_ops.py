@@ -18,7 +18,7 @@ from timm.models.maxxvit import MaxxVit
 from timm.models.maxxvit import model_cfgs as maxxvit_cfgs
 from timm.models.swin_transformer import SwinTransformer
 from timm.models.swin_transformer_v2 import SwinTransformerV2
-from timm.models.vision_transformer import Attention, VisionTransformer
+from timm.models.vision_transformer import Attention, ParallelScalingBlock, VisionTransformer
 from torch import nn
 
 from framework.errors import PruningError
@@ -145,6 +145,71 @@ def test_channel_slice_bound_written_as_an_attribute_is_rewritten():
     thinned = thin_exactly(model, torch.randn(2, 3, 6, 6, dtype=torch.float64), "filter")
     assert thinned.num_1x1_c == thinned.residual.in_channels < 6
     assert thinned.conv.out_channels == thinned.num_1x1_c + thinned.dense.in_channels < 10
+
+
+class MixedConvs(nn.Module):
+    """mixnet's convs at tiny sizes: timm's depthwise ``MixedConv2d`` (kernels 3 and 5 on 7 + 6
+    channels: ``torch.split(x, self.splits, 1)`` with splits [7, 6]), then a pointwise one whose
+    chunks map 7 -> 6 and 6 -> 5 channels (its ``out_splits``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.head = nn.Conv2d(3, 13, 3, padding=1), nn.Conv2d(11, 4, 1)
+        self.mix_dw = timm.layers.MixedConv2d(13, 13, [3, 5], depthwise=True)
+        self.mix_pw = timm.layers.MixedConv2d(13, 11, [1, 3])
+
+    def forward(self, x):
+        return self.head(F.relu(self.mix_pw(F.relu(self.mix_dw(self.stem(x))))))
+
+
+class SumsItsSplits(nn.Module):
+    """A list of split sizes that Python also adds up in forward: no entry can be rewritten."""
+
+    def __init__(self):
+        super().__init__()
+        self.splits = [4, 4]
+        self.stem, self.left, self.right = nn.Conv2d(3, 8, 1), nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 1)
+        self.head = nn.Conv2d(8, 3, 1)
+
+    def forward(self, x):
+        left, right = torch.split(self.stem(x), self.splits, 1)
+        return self.head(torch.cat([self.left(left), self.right(right)], 1)) / (self.splits[0] + self.splits[1])
+
+
+def test_mixed_conv_split_sizes_list_is_rewritten_chunk_by_chunk(tmp_path):
+    model, x = randomised(MixedConvs()), torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    thinned = thin_exactly(model, x, "filter")
+    dw, pw = thinned.mix_dw, thinned.mix_pw
+    assert dw.splits == [conv.in_channels for conv in dw.values()] == [conv.groups for conv in dw.values()]
+    assert sum(dw.splits) == thinned.stem.out_channels < 13 and all(0 < n < 7 for n in dw.splits)
+    assert pw.splits == [conv.in_channels for conv in pw.values()] == [conv.out_channels for conv in dw.values()]
+    assert sum(conv.out_channels for conv in pw.values()) == thinned.head.in_channels < 11
+    assert model.mix_dw.splits == [7, 6]  # the masked model is untouched
+    save_thinned(tmp_path / "mixed.pt", thinned, thin(model, prune(model, x).masks, x).recipe)
+    rebuilt = load_thinned(tmp_path / "mixed.pt", MixedConvs().double()).eval()
+    assert rebuilt.mix_dw.splits == dw.splits and relative_error(outputs(thinned, x), outputs(rebuilt, x)) <= 1e-12
+
+
+def test_timm_parallel_scaling_block_prunes_its_mlp_through_the_in_split_list():
+    """``torch.split(self.in_proj(x), self.in_split, dim=-1)`` into MLP, q, k, v (a list attribute)."""
+    vit = VisionTransformer(img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2, num_classes=3)
+    vit.blocks[0] = ParallelScalingBlock(16, num_heads=2)
+    model, x = randomised(vit), torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    with pytest.warns(UserWarning, match=r"reshape\(\)"):  # its attention output is reshaped to (B, N, C)
+        pruner = prune(model, x, "filter", 0.5)
+    result = thin(model, pruner.masks, x, graph=pruner.graph)
+    assert relative_error(outputs(model, x), outputs(result.model, x)) <= 1e-10
+    assert result.model.blocks[0].in_split == [32, 16, 16, 16]  # the MLP's 64 hidden features halved
+
+
+def test_split_sizes_python_adds_up_keep_both_chunks_with_a_warning():
+    model, x = randomised(SumsItsSplits()), torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    with pytest.warns(UserWarning, match=r"split\(\).*split sizes are fixed.*keep those channels: left, right, stem"):
+        pruner = prune(model, x, "filter", 0.5)
+    # both entries were read by Python (`a + b` records the right operand too), so neither chunk shrinks
+    thinned = thin(model, pruner.masks, x, graph=pruner.graph).model
+    assert thinned.splits == [4, 4] and thinned.stem.out_channels == 8
+    assert thinned.left.out_channels == thinned.right.out_channels == 2
 
 
 # ----------------------------------------------------------------------------- attention patterns

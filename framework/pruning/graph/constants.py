@@ -7,7 +7,10 @@ module that runs the code: a thinned copy whose ``num_heads`` says 4 instead of 
 
 While the dependency graph traces the model (:func:`trace_with_origins`), every int attribute of
 every traced (non-leaf) module is temporarily an :class:`AttributeInt`, an ``int`` that remembers
-its module and name. fx records it as an argument like any int, so the graph knows which size came
+its module and name, and so is every entry of a list attribute of ints (timm's ``MixedConv2d``
+splits its input with ``torch.split(x, self.splits, 1)``): entry ``i`` is the attribute
+``splits[i]``, rewritten on its own (each chunk keeps its own count). Tuples stay plain: they hold
+shapes (window sizes, bias shapes) far more often than sizes of channels. fx records it as an argument like any int, so the graph knows which size came
 from which attribute. An attribute may be rewritten only when every use of it is one the walk
 understands (a reshape size, a split size, a slice bound, a group count: a *site*, registered by
 the handler that reads it); one that Python itself consumed while tracing (a loop bound, a
@@ -24,6 +27,7 @@ on the thinned copy (and in the recipe, so a fresh model is rebuilt the same way
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +90,9 @@ class AttributeInt(int):
     def _plain(self, name: str, other: Any) -> Any:
         if isinstance(other, (int, float, complex)):
             _consumed(self)
+            if isinstance(other, AttributeInt):  # ``self.a + self.b``, ``sum(self.splits)``: both consumed
+                _consumed(other)
+                other = _raw(other)
             return getattr(_raw(self), name)(other)
         return NotImplemented  # a Proxy: the op becomes a graph node that holds this value
 
@@ -95,6 +102,9 @@ def _consuming(name: str) -> Any:
         if any(isinstance(a, torch.fx.Proxy) for a in args):
             return NotImplemented
         _consumed(self)
+        for a in args:
+            if isinstance(a, AttributeInt):
+                _consumed(a)
         return getattr(_raw(self), name)(*(_raw(a) if isinstance(a, AttributeInt) else a for a in args))
 
     method.__name__ = name
@@ -120,10 +130,47 @@ def _is_traced_through(module: nn.Module, tracer: torch.fx.Tracer, name: str) ->
     return not tracer.is_leaf_module(module, name)
 
 
+def item_name(attribute: str, index: int) -> str:
+    """How entry ``index`` of a list attribute is named: ``splits[1]``."""
+    return f"{attribute}[{index}]"
+
+
+_ITEM = re.compile(r"(?P<attribute>[A-Za-z_]\w*)\[(?P<index>\d+)\]")
+
+
+def size_attribute(module: nn.Module, name: str) -> int | None:
+    """The value of the size ``name`` of ``module`` (an int attribute, or ``splits[1]``: an entry of
+    a list attribute of ints); None where ``module`` holds no such size."""
+    item = _ITEM.fullmatch(name)
+    if item is None:
+        value = vars(module).get(name)
+        return value if type(value) is int and not name.startswith("_") else None
+    values: Any = vars(module).get(item["attribute"])
+    index = int(item["index"])
+    return values[index] if _is_size_list(values, item["attribute"]) and index < len(values) else None
+
+
+def set_size_attribute(module: nn.Module, name: str, value: int) -> None:
+    """Set the size ``name`` (see :func:`size_attribute`); a list attribute is replaced by a new
+    list with the entry changed (its old list may be shared)."""
+    item = _ITEM.fullmatch(name)
+    if item is None:
+        setattr(module, name, value)
+        return
+    values = list(getattr(module, item["attribute"]))
+    values[int(item["index"])] = value
+    setattr(module, item["attribute"], values)
+
+
+def _is_size_list(value: Any, attribute: str) -> bool:
+    return type(value) is list and bool(value) and all(type(v) is int for v in value) and not attribute.startswith("_")
+
+
 @contextlib.contextmanager
 def _attributes_as_origins(model: nn.Module, tracer: torch.fx.Tracer) -> Iterator[None]:
-    """Every int attribute of every traced module is an AttributeInt while the block runs."""
-    replaced: list[tuple[dict, str, int]] = []
+    """Every int attribute of every traced module, and every entry of a list attribute of ints, is
+    an AttributeInt while the block runs."""
+    replaced: list[tuple[dict, str, Any]] = []
     try:
         for name, module in model.named_modules():
             if name and not _is_traced_through(module, tracer, name):
@@ -132,6 +179,11 @@ def _attributes_as_origins(model: nn.Module, tracer: torch.fx.Tracer) -> Iterato
                 if type(value) is int and not attribute.startswith("_"):
                     replaced.append((vars(module), attribute, value))
                     vars(module)[attribute] = AttributeInt(value, (name, attribute))
+                elif _is_size_list(value, attribute):
+                    replaced.append((vars(module), attribute, value))
+                    vars(module)[attribute] = [
+                        AttributeInt(v, (name, item_name(attribute, i))) for i, v in enumerate(value)
+                    ]
         yield
     finally:
         for namespace, attribute, value in replaced:

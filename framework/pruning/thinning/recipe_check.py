@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from framework.errors import CheckpointError
+from framework.pruning.graph.constants import size_attribute
 from framework.pruning.graph.fx import CONVS, NORMS, is_window_attention
 
 # module types thinning resizes -> the only attributes a recipe may set on them
@@ -134,11 +135,12 @@ def _check_attributes(model: nn.Module, attributes: object, source: str) -> None
         where = f"{source}: attribute {name!r}"
         owner, _, attribute = name.rpartition(".") if isinstance(name, str) else ("", "", "")
         module = modules.get(owner)
-        current = vars(module).get(attribute) if module is not None else None
-        if type(current) is not int or attribute.startswith("_"):
+        current = size_attribute(module, attribute) if module is not None else None
+        if current is None:
             raise CheckpointError(
-                f"{where}: {type(model).__name__} has no whole-number attribute there; a recipe may only "
-                "rewrite the sizes its thinning rewrote (head counts, split sizes, slice bounds)"
+                f"{where}: {type(model).__name__} has no whole-number attribute there (nor an entry of a list "
+                "of them); a recipe may only rewrite the sizes its thinning rewrote (head counts, split sizes, "
+                "slice bounds)"
             )
         if type(value) is not int or not 0 <= value <= current:
             raise CheckpointError(

@@ -57,6 +57,7 @@ from torch.func import functional_call
 
 from framework.errors import CheckpointError, PruningError, short_reason
 from framework.pruning.graph.channels import paused_gc
+from framework.pruning.graph.constants import set_size_attribute
 from framework.pruning.graph.dependency import build_dependency_graph, infer_example_input
 from framework.pruning.graph.fx import CONVS, NORMS, is_window_attention
 from framework.pruning.graph.groups import IN, NORM, OUT, PARAM, ROLE_STRUCTURE, DependencyGraph
@@ -416,7 +417,7 @@ def _rewrite_attributes(
         value = attribute.resize.rewritten(surviving)
         if value != attribute.resize.value:
             owner, _, name = attribute.name.rpartition(".")
-            setattr(modules[owner], name, value)
+            set_size_attribute(modules[owner], name, value)
             changed[attribute.name] = value
     return changed
 
@@ -490,9 +491,9 @@ def apply_recipe(model: nn.Module, recipe: Mapping, state_dict: Mapping | None =
             tensor = getattr(module, attribute, None)
             if isinstance(tensor, torch.Tensor):
                 _replace_tensor(module, attribute, torch.empty(shape, dtype=tensor.dtype, device=tensor.device))
-    for name, value in recipe.get("attributes", {}).items():  # checked: whole-number attributes only
+    for name, value in recipe.get("attributes", {}).items():  # checked: whole-number sizes only
         owner, _, attribute = name.rpartition(".")
-        setattr(modules[owner], attribute, int(value))
+        set_size_attribute(modules[owner], attribute, int(value))
     for name, shape in recipe.get("parameters", {}).items():
         owner, _, attribute = name.rpartition(".")
         module = modules.get(owner)
