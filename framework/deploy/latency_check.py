@@ -18,7 +18,7 @@ from torch import nn
 
 from framework.analysis import cost
 from framework.deploy.fuse import fuse_batchnorm
-from framework.deploy.latency_measure import model_at_widths, model_runner, time_runners
+from framework.deploy.latency_measure import model_at_widths, model_runner, relative_times, time_runners
 from framework.pruning.budget.latency_table import LatencyTable, named_groups
 from framework.pruning.graph.dependency import build_dependency_graph
 
@@ -58,18 +58,35 @@ def measure_models_ms(
 
 
 def width_measurer(
-    table: LatencyTable, model: nn.Module, sample_shape: Sequence[int], repeats: int = 10
+    table: LatencyTable, model: nn.Module, sample_shape: Sequence[int], repeats: int = 15
 ) -> Callable[[Mapping[str, int]], float]:
     """``measure(widths)``: ``model`` thinned to ``widths`` (the table's group names -> kept
-    channels), timed whole as :func:`measure_models_ms` times it. ``model``'s architecture is copied
-    now (its weights do not matter to a time), so later masks or training do not change it."""
+    channels), timed whole as :func:`measure_models_ms` times it, interleaved with ``model`` at
+    full width, in the table's milliseconds: the table's dense prediction times the median ratio
+    thinned ÷ dense over the rounds (:func:`~.latency_measure.relative_times`), so a load that
+    changed since the table was measured moves neither. ``model``'s architecture is copied now
+    (its weights do not matter to a time), so later masks or training do not change it."""
     work = copy.deepcopy(model).cpu().eval()
     example = cost.example_input(work, tuple(sample_shape))
     graph = build_dependency_graph(work, example, warn=False)
+    clock = table.machine.get("clock", "wall")
 
     def measure(widths: Mapping[str, int]) -> float:
         thinned = model_at_widths(work, widths, example, graph)
-        return measure_models_ms({"thinned": thinned}, table, repeats=repeats)["thinned"]
+        with cost.torch_threads(table.threads), tempfile.TemporaryDirectory(prefix="secateurs-check-") as scratch:
+            runners = {
+                name: model_runner(
+                    fuse_batchnorm(copy.deepcopy(m)),
+                    table.sample_shape,
+                    table.runtime,
+                    table.threads,
+                    table.batch,
+                    Path(scratch) / name,
+                )
+                for name, m in (("dense", work), ("thinned", thinned))
+            }
+            ratios = relative_times(runners, "dense", 2, repeats, clock)
+        return table.predict() * ratios["thinned"]
 
     return measure
 
