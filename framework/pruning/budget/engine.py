@@ -10,7 +10,9 @@ members), and :func:`~.allocation.allocate_widths` picks each group's width by i
 unit of cost, among the widths where latency actually drops (:meth:`~.latency_table.LatencyTable.latency_steps`;
 every width for MACs and parameters). Each group then keeps its highest-scored alive channels; masks never regrow,
 so an allocation starts from the current widths. The last prediction is kept as
-``predicted_cost`` for the run's reports.
+``predicted_cost`` for the run's reports. With ``cost_measure`` (``budget=latency``, a table of
+this machine, one process) each allocation's widths are measured whole and the prediction corrected
+before they are accepted (:mod:`.remeasure`); the correction carries to the next pruning moment.
 
 Two choices, both measured in an earlier session (resnet18 on digits; not yet in BENCHMARKS.md): a channel's importance is its
 score times the number of layer slices it removes (a producer's row, a reader's column), since its
