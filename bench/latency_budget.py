@@ -28,9 +28,10 @@ process, at 1 and at 2 threads (eager float32, BatchNorm fused as deployed):
    and the same allocations for the same target checked by measuring the thinned model whole and
    re-solving on the corrected prediction (*after*: the latency allocation, the MAC allocation at
    the same latency and uniform widths; the MAC allocation at the same MACs keeps its widths and
-   is predicted with the latency allocation's correction); then all of them timed interleaved with
-   the dense model (``--repeats``, medians), a measurement independent of the ones the correction
-   used;
+   is predicted with the latency allocation's correction); then each width set timed as a run
+   checks its thinned model, interleaved with the dense model (``--repeats`` rounds, medians; the
+   dense row: the median of those pairs' dense medians), a measurement independent of the ones
+   the correction used; the error also as the ratio to the dense model of the same rounds;
 7. ``--part measure`` (after ``accuracy``): every seed's trained widths thinned, fused and timed
    interleaved with the dense model (1 thread, ``--clock``), so the accuracy table states the
    measured latency beside the predicted one.
@@ -383,18 +384,23 @@ def check_part(name: str, args, out: Path) -> None:
         chosen = {("dense", "-"): ({}, table.predict())}
         chosen.update({(m, "before"): (w, table.predict(w)) for m, w in before.items()})
         chosen.update({(m, "after"): v for m, v in after.items()})
-        runners = {}
-        for key, (widths, _) in chosen.items():
-            model = fuse_batchnorm(model_at_widths(base, widths, example, graph) if widths else base)
-            runners[key] = forward(model, example)
-        with cost.torch_threads(1):
-            samples = round_samples(runners, 3, args.repeats, args.clock)
-        measured = {key: 1e3 * statistics.median(values) for key, values in samples.items()}
-        # each model's time over the dense model's in the same round: the load level cancels
-        dense_key = ("dense", "-")
-        relative = {
-            key: statistics.median(t / d for t, d in zip(values, samples[dense_key])) for key, values in samples.items()
-        }
+        # each width set timed as a run checks a thinned model (latency_check.prediction_check):
+        # interleaved with the dense model alone, a before and its after one after the other
+        dense_runner = forward(fuse_batchnorm(base), example)
+        measured, relative, dense_ms = {}, {}, []
+        for key, (widths, _) in sorted(chosen.items(), key=lambda item: item[0][0]):
+            if not widths:
+                continue
+            model = fuse_batchnorm(model_at_widths(base, widths, example, graph))
+            with cost.torch_threads(1):
+                samples = round_samples(
+                    {"dense": dense_runner, "m": forward(model, example)}, 3, args.repeats, args.clock
+                )
+            measured[key] = 1e3 * statistics.median(samples["m"])
+            dense_ms.append(1e3 * statistics.median(samples["dense"]))
+            # its time over the dense model's in the same round: the load level cancels
+            relative[key] = statistics.median(t / d for t, d in zip(samples["m"], samples["dense"]))
+        measured[("dense", "-")], relative[("dense", "-")] = statistics.median(dense_ms), 1.0
         for (method, when), (widths, predicted) in chosen.items():
             rounds = checked[method].rounds if when == "after" and method in checked else []
             record(
