@@ -206,7 +206,7 @@ class ThinningHook(Hook):
         table = self.latency_table
         assert table is not None and self.thinned is not None
         # a latency allocation checked by measuring (budget/remeasure) predicts with its correction
-        correction = float(getattr(self.pruner, "latency_correction", 1.0))
+        correction = self.pruner.latency_correction()
         check = prediction_check(
             table, _cpu_copy(masked), thinned_cpu, self.input_shape, repeats=RUN_LATENCY_REPEATS, correction=correction
         )

@@ -172,7 +172,7 @@ class BudgetPruningEngine(GlobalCoupledPruningEngine):
         self.last_measured: MeasuredAllocation | None = None
         self._next_scale = 1.0
         # the factor the kept widths' prediction used: the thinned model is predicted with it
-        self.latency_correction = 1.0
+        self._prediction_correction = 1.0
 
     def budget_at(self, epoch: int, fractional: float | None = None) -> float:
         """The cost allowed at this pruning moment, in the table's unit."""
@@ -219,7 +219,7 @@ class BudgetPruningEngine(GlobalCoupledPruningEngine):
             checked = measured_allocation(solve, measure_shifted, budget, self._next_scale)
             log.info("latency allocation for %.4g ms (epoch %d): %s", budget, epoch, checked.describe())
             self.last_measured, self._next_scale = checked, checked.scale
-            self.latency_correction = checked.last.scale
+            self._prediction_correction = checked.last.scale
             allocation = checked.allocation
             self.predicted_cost = checked.last.predicted_ms
         self.last_allocation = allocation
@@ -244,6 +244,9 @@ class BudgetPruningEngine(GlobalCoupledPruningEngine):
         if self.last_measured is not None:  # the measured correction's rounds (the same predicted_ms)
             metrics.update(self.last_measured.metrics("budget"))
         return metrics
+
+    def latency_correction(self) -> float:
+        return self._prediction_correction
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "budget": self.budget}
