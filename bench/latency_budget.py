@@ -23,7 +23,16 @@ process, at 1 and at 2 threads (eager float32, BatchNorm fused as deployed):
    fine-tuned ``--finetune`` epochs; top-1 on the 360 validation images. Training at 224 pixels would
    cost about 50x more on a CPU; the widths being compared are the same at any resolution (every
    model here ends in global average pooling), while latency is measured at the deployed size;
-6. ``--part measure`` (after ``accuracy``): every seed's trained widths thinned, fused and timed
+6. ``--part check`` (the measured correction, :mod:`framework.pruning.budget.remeasure`): per
+   ``--trials``, a fresh table, the four allocations as above (*before*: the table's prediction)
+   and the same allocations for the same target checked by measuring the thinned model whole and
+   re-solving on the corrected prediction (*after*: the latency allocation, the MAC allocation at
+   the same latency and uniform widths; the MAC allocation at the same MACs keeps its widths and
+   is predicted with the latency allocation's correction); then each width set timed as a run
+   checks its thinned model, interleaved with the dense model (``--repeats`` rounds, medians; the
+   dense row: the median of those pairs' dense medians), a measurement independent of the ones
+   the correction used; the error also as the ratio to the dense model of the same rounds;
+7. ``--part measure`` (after ``accuracy``): every seed's trained widths thinned, fused and timed
    interleaved with the dense model (1 thread, ``--clock``), so the accuracy table states the
    measured latency beside the predicted one.
 
@@ -31,6 +40,7 @@ process, at 1 and at 2 threads (eager float32, BatchNorm fused as deployed):
     .venv/bin/python bench/latency_budget.py --quick           # smoke run: resnet56, 1 seed, few repeats
     .venv/bin/python bench/latency_budget.py --part accuracy --models resnet56 mobilenet_v2 --clock cpu
     .venv/bin/python bench/latency_budget.py --part measure --models resnet56 mobilenet_v2 --clock cpu
+    .venv/bin/python bench/latency_budget.py --part check --threads 1 --clock cpu --trials 2
 """
 
 from __future__ import annotations
@@ -56,11 +66,18 @@ from _common import markdown_table, print_header  # noqa: E402
 from framework.analysis import cost  # noqa: E402
 from framework.analysis.latency_plots import plot_latency_table  # noqa: E402
 from framework.deploy.fuse import fuse_batchnorm  # noqa: E402
-from framework.deploy.latency_measure import build_latency_table, model_at_widths, time_runners  # noqa: E402
+from framework.deploy.latency_check import width_measurer  # noqa: E402
+from framework.deploy.latency_measure import (  # noqa: E402
+    build_latency_table,
+    model_at_widths,
+    round_samples,
+    time_runners,
+)
 from framework.deploy.mac_table import mac_table  # noqa: E402
-from framework.pruning.budget.allocation import allocate_widths  # noqa: E402
+from framework.pruning.budget.allocation import Allocation, allocate_widths  # noqa: E402
 from framework.pruning.budget.engine import DEFAULT_MAX_GROUP_SPARSITY  # noqa: E402
 from framework.pruning.budget.latency_table import measured_widths, named_groups  # noqa: E402
+from framework.pruning.budget.remeasure import measured_allocation  # noqa: E402
 from framework.pruning.graph.dependency import build_dependency_graph  # noqa: E402
 from framework.pruning.graph.groups import IN, OUT  # noqa: E402
 
@@ -121,12 +138,11 @@ def bisect(widths_for, predicted, target: float, low: float, high: float, rounds
     return best
 
 
-def allocations(table, macs, importance, fraction: float) -> dict[str, dict[str, int]]:
-    target = fraction * table.predict()
+def solvers(table, macs, importance):
+    """Per allocation kind, ``solve(budget ms) -> widths`` whose table prediction is within the budget."""
     # the budget engine's default: no group gives up more than 75 % of its channels
     floors = {name: max(1, g.full - int(DEFAULT_MAX_GROUP_SPARSITY * g.full)) for name, g in table.groups.items()}
     lat_steps = {name: table.latency_steps(name) for name in table.groups}
-    latency = allocate_widths(importance, table, target, lat_steps, floors=floors).widths
     mac_steps = {name: measured_widths(g.full, 64) for name, g in macs.groups.items()}
 
     def by_macs(budget: float) -> dict[str, int]:
@@ -135,12 +151,22 @@ def allocations(table, macs, importance, fraction: float) -> dict[str, dict[str,
     def uniform(share: float) -> dict[str, int]:
         return {name: max(1, round(share * g.full)) for name, g in table.groups.items()}
 
+    return {
+        "latency": lambda ms: allocate_widths(importance, table, ms, lat_steps, floors=floors).widths,
+        "macs (same latency)": lambda ms: bisect(by_macs, table.predict, ms, macs.smallest_ms(), macs.predict()),
+        "uniform": lambda ms: bisect(uniform, table.predict, ms, 0.0, 1.0),
+    }, by_macs
+
+
+def allocations(table, macs, importance, fraction: float) -> dict[str, dict[str, int]]:
+    solve, by_macs = solvers(table, macs, importance)
+    latency = solve["latency"](fraction * table.predict())
     latency_ms = table.predict(latency)
     return {
         "latency": latency,
         "macs (same MACs)": by_macs(macs.predict(latency)),
-        "macs (same latency)": bisect(by_macs, table.predict, latency_ms, macs.smallest_ms(), macs.predict()),
-        "uniform": bisect(uniform, table.predict, latency_ms, 0.0, 1.0),
+        "macs (same latency)": solve["macs (same latency)"](latency_ms),
+        "uniform": solve["uniform"](latency_ms),
     }
 
 
@@ -329,6 +355,117 @@ def latency_part(name: str, args, out: Path) -> None:
         print(name, threads, {m: round(v, 3) for m, v in measured.items()}, f"table {seconds:.1f} s", flush=True)
 
 
+def check_part(name: str, args, out: Path) -> None:
+    """Before (the table's prediction) and after (checked by measuring, corrected) for each
+    allocation, then every width set timed interleaved with the dense model (1 thread)."""
+    base, shape = build_model(name)
+    base.eval()
+    example = cost.example_input(base, shape, 1)
+    graph = build_dependency_graph(base, example, warn=False)
+    importance = channel_importance(base, graph)
+    macs = mac_table(base, shape)
+    for trial in range(args.trials):
+        started = time.perf_counter()
+        table = build_latency_table(base, shape, threads=1, clock=args.clock)
+        seconds = time.perf_counter() - started
+        target = args.fraction * table.predict()
+        before = allocations(table, macs, importance, args.fraction)
+        solve, by_macs = solvers(table, macs, importance)
+
+        measure = width_measurer(table, base, shape)  # what a run checks its allocations with
+        checked = {
+            method: measured_allocation(as_allocation(solver, table), measure, target)
+            for method, solver in solve.items()
+        }
+        latency_scale = checked["latency"].last.scale
+        after = {method: (c.allocation.widths, c.last.predicted_ms) for method, c in checked.items()}
+        same_macs = by_macs(macs.predict(after["latency"][0]))
+        after["macs (same MACs)"] = (same_macs, latency_scale * table.predict(same_macs))
+        chosen = {("dense", "-"): ({}, table.predict())}
+        chosen.update({(m, "before"): (w, table.predict(w)) for m, w in before.items()})
+        chosen.update({(m, "after"): v for m, v in after.items()})
+        # each width set timed as a run checks a thinned model (latency_check.prediction_check):
+        # interleaved with the dense model alone, a before and its after one after the other
+        dense_runner = forward(fuse_batchnorm(base), example)
+        measured, relative, dense_ms = {}, {}, []
+        for key, (widths, _) in sorted(chosen.items(), key=lambda item: item[0][0]):
+            if not widths:
+                continue
+            model = fuse_batchnorm(model_at_widths(base, widths, example, graph))
+            with cost.torch_threads(1):
+                samples = round_samples(
+                    {"dense": dense_runner, "m": forward(model, example)}, 3, args.repeats, args.clock
+                )
+            measured[key] = 1e3 * statistics.median(samples["m"])
+            dense_ms.append(1e3 * statistics.median(samples["dense"]))
+            # its time over the dense model's in the same round: the load level cancels
+            relative[key] = statistics.median(t / d for t, d in zip(samples["m"], samples["dense"]))
+        measured[("dense", "-")], relative[("dense", "-")] = statistics.median(dense_ms), 1.0
+        for (method, when), (widths, predicted) in chosen.items():
+            rounds = checked[method].rounds if when == "after" and method in checked else []
+            record(
+                out / "results.jsonl",
+                dict(
+                    part="check",
+                    model=name,
+                    trial=trial,
+                    when=when,
+                    method=method,
+                    clock=args.clock,
+                    widths=widths,
+                    predicted_ms=predicted,
+                    measured_ms=measured[(method, when)],
+                    # predicted ÷ dense predicted against measured ÷ dense measured
+                    relative_error=(predicted / table.predict()) / relative[(method, when)] - 1,
+                    rounds=[[r.predicted_ms, r.measured_ms] for r in rounds],
+                    target_ms=target,
+                    table_seconds=seconds,
+                    mac_reduction=cost.count_macs(base, shape)
+                    / cost.count_macs(model_at_widths(base, widths, example, graph) if widths else base, shape),
+                    load=os.getloadavg()[0],
+                ),
+            )
+        errors = {f"{m}/{w}": f"{100 * (p / measured[(m, w)] - 1):+.1f}%" for (m, w), (_, p) in chosen.items()}
+        print(name, trial, f"table {seconds:.1f} s", errors, flush=True)
+
+
+def as_allocation(solver, table):
+    """``solver`` (budget -> widths) as the allocation :func:`measured_allocation` re-solves."""
+
+    def solve(budget: float) -> Allocation:
+        widths = solver(budget)
+        return Allocation(widths, table.predict(widths), 0.0, True)
+
+    return solve
+
+
+def check_rows(records: list[dict]) -> list[list]:
+    rows = []
+    for r in records:
+        if r["part"] != "check":
+            continue
+        error = 100 * (r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"]
+        rounds = " → ".join(f"{p:.2f}/{m:.2f}" for p, m in r["rounds"]) or "-"
+        rows.append(
+            [
+                r["model"],
+                r["trial"],
+                r["method"],
+                r["when"],
+                f"{r['target_ms']:.3f}",
+                f"{r['predicted_ms']:.3f}",
+                f"{r['measured_ms']:.3f}",
+                f"{error:+.1f}%",
+                f"{100 * r['relative_error']:+.1f}%",
+                rounds,
+                f"{r['mac_reduction']:.2f}x",
+                f"{r['table_seconds']:.1f}",
+                f"{r['load']:.1f}",
+            ]
+        )
+    return rows
+
+
 def report(out: Path) -> None:
     records = read_records(out / "results.jsonl")
     latest: dict = {}
@@ -360,6 +497,10 @@ def report(out: Path) -> None:
         )
     print("\n## Latency (eager fp32, batch 1, BatchNorm fused)\n")
     print(markdown_table(LATENCY_COLUMNS, rows))
+    checks = check_rows(records)
+    if checks:
+        print("\n## Predicted vs measured, before and after the measured correction (1 thread)\n")
+        print(markdown_table(CHECK_COLUMNS, checks))
     print("\n## Accuracy at equal predicted latency (digits), each seed's widths measured\n")
     print(markdown_table(ACCURACY_COLUMNS, accuracy_rows(latest)))
 
@@ -394,7 +535,7 @@ def accuracy_rows(latest: dict) -> list[list]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["latency", "accuracy", "measure", "report"], default="latency")
+    parser.add_argument("--part", choices=["latency", "accuracy", "measure", "check", "report"], default="latency")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latency_budget")
     parser.add_argument("--models", nargs="+", default=["resnet18", "mobilenet_v2", "resnet56"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
@@ -403,6 +544,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--finetune", type=int, default=2)
+    parser.add_argument("--trials", type=int, default=2, help="--part check: fresh tables, checked again")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--plots", type=Path, default=None, help="folder for each model's table plot (docs/)")
     args = parser.parse_args()
@@ -415,7 +557,22 @@ def main() -> None:
     report(args.out)
 
 
-PARTS = {"latency": latency_part, "accuracy": accuracy_part, "measure": measure_part}
+PARTS = {"latency": latency_part, "accuracy": accuracy_part, "measure": measure_part, "check": check_part}
+CHECK_COLUMNS = [
+    "model",
+    "trial",
+    "widths",
+    "prediction",
+    "target ms",
+    "predicted ms",
+    "measured ms",
+    "error",
+    "error of the ratio to dense",
+    "rounds (predicted/measured ms)",
+    "MAC reduction",
+    "table s",
+    "load",
+]
 LATENCY_COLUMNS = [
     "model",
     "threads",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -18,7 +18,7 @@ from torch import nn
 
 from framework.analysis import cost
 from framework.deploy.fuse import fuse_batchnorm
-from framework.deploy.latency_measure import model_runner, time_runners
+from framework.deploy.latency_measure import model_at_widths, model_runner, relative_times, time_runners
 from framework.pruning.budget.latency_table import LatencyTable, named_groups
 from framework.pruning.graph.dependency import build_dependency_graph
 
@@ -45,7 +45,7 @@ def measure_models_ms(
     models: Mapping[str, nn.Module], table: LatencyTable, warmup: int = 2, repeats: int = 10
 ) -> dict[str, float]:
     """Median milliseconds of each model as the table times a whole model: BatchNorm fused, in its
-    runtime at its thread count and batch, the models interleaved."""
+    runtime at its thread count and batch and on its clock, the models interleaved."""
     with cost.torch_threads(table.threads), tempfile.TemporaryDirectory(prefix="secateurs-check-") as scratch:
         runners = {}
         for name, model in models.items():
@@ -54,7 +54,41 @@ def measure_models_ms(
                 fused, table.sample_shape, table.runtime, table.threads, table.batch, Path(scratch) / name
             )
         with torch.no_grad():
-            return time_runners(runners, warmup, repeats)
+            return time_runners(runners, warmup, repeats, table.machine.get("clock", "wall"))
+
+
+def width_measurer(
+    table: LatencyTable, model: nn.Module, sample_shape: Sequence[int], repeats: int = 15
+) -> Callable[[Mapping[str, int]], float]:
+    """``measure(widths)``: ``model`` thinned to ``widths`` (the table's group names -> kept
+    channels), timed whole as :func:`measure_models_ms` times it, interleaved with ``model`` at
+    full width, in the table's milliseconds: the table's dense prediction times the median ratio
+    thinned ÷ dense over the rounds (:func:`~.latency_measure.relative_times`), so a load that
+    changed since the table was measured moves neither. ``model``'s architecture is copied now
+    (its weights do not matter to a time), so later masks or training do not change it."""
+    work = copy.deepcopy(model).cpu().eval()
+    example = cost.example_input(work, tuple(sample_shape))
+    graph = build_dependency_graph(work, example, warn=False)
+    clock = table.machine.get("clock", "wall")
+
+    def measure(widths: Mapping[str, int]) -> float:
+        thinned = model_at_widths(work, widths, example, graph)
+        with cost.torch_threads(table.threads), tempfile.TemporaryDirectory(prefix="secateurs-check-") as scratch:
+            runners = {
+                name: model_runner(
+                    fuse_batchnorm(copy.deepcopy(m)),
+                    table.sample_shape,
+                    table.runtime,
+                    table.threads,
+                    table.batch,
+                    Path(scratch) / name,
+                )
+                for name, m in (("dense", work), ("thinned", thinned))
+            }
+            ratios = relative_times(runners, "dense", 2, repeats, clock)
+        return table.predict() * ratios["thinned"]
+
+    return measure
 
 
 def prediction_check(
@@ -63,16 +97,20 @@ def prediction_check(
     thinned: nn.Module,
     sample_shape: Sequence[int],
     repeats: int = 10,
+    correction: float = 1.0,
 ) -> dict[str, float]:
     """``latency/predicted_ms/<model>`` and ``latency/measured_ms/<model>`` for the dense
     (masked) and the thinned model, and ``latency/error/thinned`` (measured over predicted,
-    minus one); {} when the thinned model's groups are not the table's."""
+    minus one); {} when the thinned model's groups are not the table's. ``correction``: the
+    factor the pruner's measured allocation (:mod:`framework.pruning.budget.remeasure`) last
+    applied to the table's prediction; the thinned model's prediction is the corrected one, and
+    ``latency/table_ms/thinned`` the table's own (only when there is a correction)."""
     widths = model_widths(table, thinned, sample_shape)
     if widths is None:
         return {}
     measured = measure_models_ms({"dense": dense, "thinned": thinned}, table, repeats=repeats)
-    predicted = {"dense": table.predict(), "thinned": table.predict(widths)}
-    metrics = {}
+    predicted = {"dense": table.predict(), "thinned": correction * table.predict(widths)}
+    metrics = {} if correction == 1.0 else {"latency/table_ms/thinned": table.predict(widths)}
     for name in ("dense", "thinned"):
         metrics[f"latency/predicted_ms/{name}"] = float(predicted[name])
         metrics[f"latency/measured_ms/{name}"] = float(measured[name])

@@ -257,6 +257,26 @@ def time_runners(
 ) -> dict[Any, float]:
     """Median milliseconds of each runner on ``clock``, timed interleaved: every round calls each
     once, the order rotating by one per round, so a slow spell hits every runner alike."""
+    samples = round_samples(runners, warmup, repeats, clock)
+    return {key: float(np.median(values)) * 1e3 for key, values in samples.items()}
+
+
+def relative_times(
+    runners: Mapping[Any, Callable[[], object]], reference: Any, warmup: int, repeats: int, clock: str = "wall"
+) -> dict[Any, float]:
+    """Each runner's time over ``reference``'s in the same round, median over the rounds: on a
+    machine shared with other work the level of every time moves with the load (two vCPUs of one
+    core: a busy sibling doubles a thread's CPU time), the ratio of two calls a few milliseconds
+    apart far less."""
+    samples = round_samples(runners, warmup, repeats, clock)
+    base = samples[reference]
+    return {key: float(np.median([t / b for t, b in zip(values, base)])) for key, values in samples.items()}
+
+
+def round_samples(
+    runners: Mapping[Any, Callable[[], object]], warmup: int, repeats: int, clock: str = "wall"
+) -> dict[Any, list[float]]:
+    """Seconds of every call of each runner, one per round (see :func:`time_runners`)."""
     read = CLOCKS[clock]
     keys = list(runners)
     samples: dict[Any, list[float]] = {key: [] for key in keys}
@@ -270,7 +290,7 @@ def time_runners(
                 start = read()
                 runners[key]()
                 samples[key].append(read() - start)
-    return {key: float(np.median(values)) * 1e3 for key, values in samples.items()}
+    return samples
 
 
 # ----------------------------------------------------------------------------- the whole model

@@ -13,7 +13,7 @@ import dataclasses
 import inspect
 import typing
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import torch
@@ -87,6 +87,7 @@ def build_pruner(
     example_input: torch.Tensor | None = None,
     ranking_view: RankingView | None = None,
     cost_table: LatencyTable | Callable[[], LatencyTable] | None = None,
+    cost_measure: Callable[[Mapping[str, int]], float] | None = None,
     **fields: Any,
 ) -> PruningEngine | NoOpPruner:
     """Check ``spec`` (:meth:`PrunerSpec.problems`) and return a ready pruner for ``model`` (a
@@ -102,7 +103,10 @@ def build_pruner(
     be combined with ``fold_batchnorm`` or a data-aware criterion); ``cost_table`` (``budget=macs``
     or ``latency``: the model's cost as a function of its group widths,
     :func:`framework.deploy.mac_table.mac_table` or a latency table; the runner builds it, and
-    passes it as a function that returns it, since Hydra would turn a dataclass argument into a config).
+    passes it as a function that returns it, since Hydra would turn a dataclass argument into a config);
+    ``cost_measure`` (``budget=latency``: the model thinned to a table's widths, timed whole in
+    milliseconds, :func:`framework.deploy.latency_check.width_measurer`): each allocation is then
+    measured and its prediction corrected before it is accepted (:mod:`.budget.remeasure`).
     """
     spec = PrunerSpec.of(spec, **fields)
     raise_first([method_problem(spec.method)])
@@ -133,7 +137,17 @@ def build_pruner(
         if spec.budget is not None and cost_table is not None:
             check_table(cost_table, graph, "the cost table")
             return BudgetPruningEngine(
-                model, spec, graph, selected, ranking, schedule, finals, view, fold_pairs, cost_table=cost_table
+                model,
+                spec,
+                graph,
+                selected,
+                ranking,
+                schedule,
+                finals,
+                view,
+                fold_pairs,
+                cost_table=cost_table,
+                cost_measure=cost_measure,
             )
         engine = COUPLED_ENGINES[spec.scope]
         return engine(model, spec, graph, selected, ranking, schedule, finals, ranking_view=view, fold_pairs=fold_pairs)

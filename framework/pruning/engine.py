@@ -104,6 +104,9 @@ class NoOpPruner:
     def cost_metrics(self, epoch: int) -> dict[str, float]:
         return {}
 
+    def latency_correction(self) -> float:
+        return 1.0
+
     def state_dict(self) -> dict[str, Any]:
         return {"method": NONE, "masks": {}}
 
@@ -312,6 +315,10 @@ class PruningEngine:
     def cost_metrics(self, epoch: int) -> dict[str, float]:
         """A budget's predicted cost and target (:class:`~.budget.engine.BudgetPruningEngine`); none here."""
         return {}
+
+    def latency_correction(self) -> float:
+        """No latency allocation measured here (:class:`~.budget.engine.BudgetPruningEngine` has them)."""
+        return 1.0
 
     @torch.no_grad()
     def sparsity(self) -> dict[str, float]:

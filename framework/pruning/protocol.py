@@ -99,6 +99,10 @@ class Pruner(Protocol):
     def cost_metrics(self, epoch: int) -> dict[str, float]:
         """A budget's predicted cost and its target at ``epoch``, by metric name ({} without a budget)."""
 
+    def latency_correction(self) -> float:
+        """The factor a latency allocation checked by measuring applied to the latency table's
+        prediction of the current widths (:mod:`.budget.remeasure`); 1.0 when none was."""
+
     def state_dict(self) -> dict[str, Any]:
         """Plain data (strings, bool/uint8 tensors) for a ``weights_only`` checkpoint."""
 

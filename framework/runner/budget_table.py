@@ -10,7 +10,7 @@ table and its plot go to the run's pruning folder, which the trackers keep.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -109,6 +109,30 @@ def _keep(table: LatencyTable, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     table.save(folder / TABLE_FILE)
     plot_latency_table(table, folder / PLOT_FILE, title=f"latency against width ({table.runtime})")
+
+
+def latency_measurer(
+    cfg: DictConfig,
+    model: torch.nn.Module,
+    input_shape: Sequence[int],
+    cost_table: LatencyTable | None,
+    ddp: DistContext,
+) -> Callable[[Mapping[str, int]], float] | None:
+    """With ``budget=latency`` and a table measured on this machine: the thinned model's measurement
+    the pruner checks each allocation with (:mod:`framework.pruning.budget.remeasure`). None under
+    torchrun (each rank would time its own and the ranks' masks differ) and for a table of another
+    machine (a table measured on the deployment machine is not corrected by this one's times)."""
+    if cfg.pruner.get("budget") != LATENCY_BUDGET or cost_table is None or cost_table.unit != "ms":
+        return None
+    from framework.deploy.latency_check import width_measurer
+    from framework.deploy.machine import machine_fingerprint
+
+    here = machine_fingerprint(cost_table.runtime, cost_table.threads, cost_table.machine.get("clock", "wall"))
+    if ddp.enabled or here != cost_table.machine:
+        why = "under torchrun" if ddp.enabled else "the table was measured on another machine or software"
+        log.info("latency allocation: the table's predictions are used as they are (%s; nothing measured here)", why)
+        return None
+    return width_measurer(cost_table, model, input_shape)
 
 
 def run_latency_table(

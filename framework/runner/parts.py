@@ -22,7 +22,7 @@ from framework.process.distributed import SINGLE, DistContext, resolve_device
 from framework.pruning.budget.latency_table import LatencyTable
 from framework.pruning.scores.bn_fold import pairs_report
 from framework.run_context import RunContext
-from framework.runner.budget_table import budget_cost_table, run_latency_table
+from framework.runner.budget_table import budget_cost_table, latency_measurer, run_latency_table
 from framework.runner.card import card_dir, set_target_from_ratio
 from framework.runner.first_batch import check_output
 from framework.runner.methods import KnowledgeDistillation
@@ -87,7 +87,8 @@ def build_parts(
     model.to(device)
     set_target_from_ratio(cfg, model, input_shape, card_dir(cfg, context))  # a card job: ratio -> final_sparsity
     cost_table = budget_cost_table(cfg, model, input_shape, context if ddp.is_main else None)
-    pruner, fold_pairs = build_pruner_part(cfg, model, input_shape, schedule_window, cost_table)
+    measure = latency_measurer(cfg, model, input_shape, cost_table, ddp)
+    pruner, fold_pairs = build_pruner_part(cfg, model, input_shape, schedule_window, cost_table, measure)
     thins = pruner is not None and pruner.thin_when != "never"
     latency_table = run_latency_table(cfg, model, input_shape, cost_table, thins) if ddp.is_main else None
     training = cfg.task == "train"
@@ -204,10 +205,16 @@ def _check_forward(model: torch.nn.Module, described: str, input_shape: Sequence
 
 
 def build_pruner_part(
-    cfg: DictConfig, model: torch.nn.Module, input_shape: Sequence[int], schedule_window=None, cost_table=None
+    cfg: DictConfig,
+    model: torch.nn.Module,
+    input_shape: Sequence[int],
+    schedule_window=None,
+    cost_table=None,
+    cost_measure=None,
 ) -> tuple[Any | None, list[dict[str, str]] | None]:
     """The pruner (built here, once) and, with fold_batchnorm, the layers it folds; (None, None)
-    for method=none. ``cost_table``: what ``pruner.budget`` counts (:mod:`.budget_table`)."""
+    for method=none. ``cost_table``: what ``pruner.budget`` counts (:mod:`.budget_table`);
+    ``cost_measure``: the thinned model's measurement a latency allocation is checked by."""
     if cfg.pruner.method == "none":
         if cfg.fold_batchnorm:
             log.warning("fold_batchnorm=true has no effect with pruner.method=none")
@@ -218,6 +225,8 @@ def build_pruner_part(
     starting_epoch, ending_epoch, frequency, step_frequency = schedule_window
     # a function that returns the table: Hydra would turn the dataclass itself into a config
     objects = {"cost_table": lambda: cost_table} if cost_table is not None else {}
+    if cost_measure is not None:
+        objects["cost_measure"] = cost_measure
     pruner = build_component(
         "pruner",
         cfg.pruner,

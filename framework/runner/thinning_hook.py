@@ -205,7 +205,11 @@ class ThinningHook(Hook):
 
         table = self.latency_table
         assert table is not None and self.thinned is not None
-        check = prediction_check(table, _cpu_copy(masked), thinned_cpu, self.input_shape, repeats=RUN_LATENCY_REPEATS)
+        # a latency allocation checked by measuring (budget/remeasure) predicts with its correction
+        correction = self.pruner.latency_correction()
+        check = prediction_check(
+            table, _cpu_copy(masked), thinned_cpu, self.input_shape, repeats=RUN_LATENCY_REPEATS, correction=correction
+        )
         if not check:
             log.warning("latency: the thinned model's groups are not the latency table's; no prediction to check")
             return

@@ -108,3 +108,35 @@ def test_a_table_of_another_model_is_refused():
     other.conv2 = nn.Conv2d(12, 24, 3, padding=1)
     with pytest.raises(PruningError, match=r"describes another model: its group 'conv1' has 16 channels"):
         build_pruner(other, cost_table=table, final_sparsity=0.3, input_shape=SHAPE, **BUDGET)
+
+
+def test_a_measured_latency_allocation_is_corrected_and_logs_both_predictions():
+    # the "whole model" runs 30 % slower than the table says once it is pruned at all: the first
+    # pruned allocation trusts the table, its measurement corrects it, the next one is kept
+    model = Net()
+    table = synthetic_latency(model)
+    target = 0.5 * table.predict()
+    measured_widths = []
+
+    def measure(widths):
+        measured_widths.append(dict(widths))
+        full = all(width == table.groups[name].full for name, width in widths.items())
+        return table.predict(widths) * (1.0 if full else 1.3)
+
+    pruner = build_pruner(
+        model, cost_table=table, cost_measure=measure, target_latency_ms=target, input_shape=SHAPE, **BUDGET
+    )
+    assert isinstance(pruner, BudgetPruningEngine)
+    for epoch in range(3):
+        pruner.on_epoch_start(epoch)
+    metrics = pruner.cost_metrics(2)
+    checked = pruner.last_measured
+    assert checked is not None and checked.accepted
+    # every measurement is of the table's full group widths (unselected channels counted)
+    assert all(set(w) == set(table.groups) for w in measured_widths)
+    kept = {name: int(pruner.store.get(f"{name}.weight").flatten(1).any(1).sum()) for name in ("conv1", "conv2")}
+    assert metrics["budget/measured_ms"] == pytest.approx(measure(kept))
+    assert abs(metrics["budget/error"]) <= 0.05 and metrics["budget/predicted_ms"] == pruner.predicted_cost
+    assert metrics["budget/correction"] == pytest.approx(pruner.latency_correction())
+    assert pruner.latency_correction() == pytest.approx(1.3)  # from the first pruned widths' measurement
+    assert metrics["budget/first_predicted_ms"] > 0 and metrics["budget/rounds"] >= 1

@@ -200,3 +200,24 @@ def test_a_latency_budget_under_torchrun_needs_one_table_for_every_rank(compose_
         ["pruner=agp_filter", "pruner.scope=global", "pruner.budget=latency", f"pruner.latency_table={table}"]
     )
     check_budget_fits_the_job(given, DistContext(rank=1, world_size=2))  # one file: the same table on every rank
+
+
+def test_only_a_table_of_this_machine_in_one_process_is_checked_by_measuring(compose_config, tmp_path):
+    """The run's allocations are measured (framework.pruning.budget.remeasure) with a table measured
+    on this machine; a table of another machine, or ranks under torchrun, use the table as it is."""
+    from framework.deploy.machine import machine_fingerprint
+    from framework.process.distributed import SINGLE, DistContext
+    from framework.runner.budget_table import latency_measurer
+
+    model = SimpleCNN(10, in_channels=1)
+    other = synthetic_table(tmp_path / "table.json")  # no machine recorded: another one
+    here = dataclasses.replace(other, machine=machine_fingerprint("eager", other.threads, "wall"))
+    cfg = compose_config(["pruner=agp_filter", "pruner.scope=global", "pruner.budget=latency"])
+    assert latency_measurer(cfg, model, DIGITS, other, SINGLE) is None
+    assert latency_measurer(cfg, model, DIGITS, here, DistContext(rank=0, world_size=2)) is None
+    measure = latency_measurer(cfg, model, DIGITS, here, SINGLE)
+    assert measure is not None
+    full = {name: group.full for name, group in here.groups.items()}
+    half = {name: max(1, width // 2) for name, width in full.items()}
+    # in the table's milliseconds (its dense prediction times the ratio measured), for any widths
+    assert measure(full) > 0 and measure(half) > 0

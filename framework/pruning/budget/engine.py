@@ -10,7 +10,9 @@ members), and :func:`~.allocation.allocate_widths` picks each group's width by i
 unit of cost, among the widths where latency actually drops (:meth:`~.latency_table.LatencyTable.latency_steps`;
 every width for MACs and parameters). Each group then keeps its highest-scored alive channels; masks never regrow,
 so an allocation starts from the current widths. The last prediction is kept as
-``predicted_cost`` for the run's reports.
+``predicted_cost`` for the run's reports. With ``cost_measure`` (``budget=latency``, a table of
+this machine, one process) each allocation's widths are measured whole and the prediction corrected
+before they are accepted (:mod:`.remeasure`); the correction carries to the next pruning moment.
 
 Two choices, both measured in an earlier session (resnet18 on digits; not yet in BENCHMARKS.md): a channel's importance is its
 score times the number of layer slices it removes (a producer's row, a reader's column), since its
@@ -25,7 +27,8 @@ free to take a group down to one channel makes that group the model's bottleneck
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -33,6 +36,7 @@ from torch import nn
 from framework.errors import PruningError
 from framework.pruning.budget.allocation import Allocation, allocate_widths
 from framework.pruning.budget.latency_table import LatencyTable, named_groups
+from framework.pruning.budget.remeasure import MeasuredAllocation, measured_allocation
 from framework.pruning.engine import RankingView
 from framework.pruning.global_scope import GlobalCoupledPruningEngine, kept_floor
 from framework.pruning.graph.groups import IN, OUT, DependencyGraph
@@ -41,6 +45,8 @@ from framework.pruning.schedules import EpochSchedule
 from framework.pruning.scores.bn_fold import FoldPair
 from framework.pruning.selection import SelectedParameter
 from framework.pruning.spec import LATENCY_BUDGET, PrunerSpec
+
+log = logging.getLogger(__name__)
 
 # the most of its channels a group gives up when max_layer_sparsity is not set (see the docstring)
 DEFAULT_MAX_GROUP_SPARSITY = 0.75
@@ -105,14 +111,15 @@ class _Shifted:
         self.table = table
         self.offsets = offsets
 
-    def _widths(self, widths: Mapping[str, int] | None) -> dict[str, int]:
+    def widths(self, widths: Mapping[str, int] | None) -> dict[str, int]:
+        """``widths`` in the table's coordinates."""
         return {name: width + self.offsets.get(name, 0) for name, width in (widths or {}).items()}
 
     def predict(self, widths: Mapping[str, int] | None = None) -> float:
-        return self.table.predict(self._widths(widths))
+        return self.table.predict(self.widths(widths))
 
     def change(self, widths: Mapping[str, int], name: str, to: int) -> float:
-        return self.table.change(self._widths(widths), name, to + self.offsets.get(name, 0))
+        return self.table.change(self.widths(widths), name, to + self.offsets.get(name, 0))
 
     def neighbours(self, name: str) -> set[str]:
         return self.table.neighbours(name)
@@ -135,6 +142,7 @@ class BudgetPruningEngine(GlobalCoupledPruningEngine):
         fold_pairs: Iterable[FoldPair] = (),
         *,
         cost_table: LatencyTable,
+        cost_measure: Callable[[Mapping[str, int]], float] | None = None,
     ):
         super().__init__(model, spec, graph, selected, rule, schedule, finals, ranking_view, fold_pairs)
         self.max_layer_sparsity = group_sparsity_limit(spec)
@@ -158,6 +166,13 @@ class BudgetPruningEngine(GlobalCoupledPruningEngine):
         self.dense_cost = cost_table.predict()
         self.predicted_cost: float | None = None
         self.last_allocation: Allocation | None = None
+        # budget=latency measured here: each allocation's widths timed whole and the prediction
+        # corrected before they are accepted (.remeasure); the correction carries to the next one
+        self.cost_measure = cost_measure if spec.budget == LATENCY_BUDGET else None
+        self.last_measured: MeasuredAllocation | None = None
+        self._next_scale = 1.0
+        # the factor the kept widths' prediction used: the thinned model is predicted with it
+        self._prediction_correction = 1.0
 
     def budget_at(self, epoch: int, fractional: float | None = None) -> float:
         """The cost allowed at this pruning moment, in the table's unit."""
@@ -186,11 +201,28 @@ class BudgetPruningEngine(GlobalCoupledPruningEngine):
             floors[name] = min(start[name], kept_floor(len(scores), self.max_layer_sparsity))
             steps[name] = self._steps(name, offset)
             offsets[name] = offset
-        allocation = allocate_widths(
-            importance, _Shifted(self.cost_table, offsets), self.budget_at(epoch, fractional), steps, start, floors
-        )
+        shifted = _Shifted(self.cost_table, offsets)
+        budget = self.budget_at(epoch, fractional)
+
+        def solve(limit: float) -> Allocation:
+            return allocate_widths(importance, shifted, limit, steps, start, floors)
+
+        if self.cost_measure is None:
+            allocation = solve(budget)
+            self.predicted_cost = allocation.cost
+        else:
+            measure = self.cost_measure
+
+            def measure_shifted(widths: Mapping[str, int]) -> float:
+                return measure({**{n: g.full for n, g in self.cost_table.groups.items()}, **shifted.widths(widths)})
+
+            checked = measured_allocation(solve, measure_shifted, budget, self._next_scale)
+            log.info("latency allocation for %.4g ms (epoch %d): %s", budget, epoch, checked.describe())
+            self.last_measured, self._next_scale = checked, checked.scale
+            self._prediction_correction = checked.last.scale
+            allocation = checked.allocation
+            self.predicted_cost = checked.last.predicted_ms
         self.last_allocation = allocation
-        self.predicted_cost = allocation.cost
         removed: list = []
         for plan, (name, _), (scores, alive) in zip(self.plans, self._plan_groups, scored):
             if name is None:
@@ -209,7 +241,12 @@ class BudgetPruningEngine(GlobalCoupledPruningEngine):
         metrics = {f"budget/target_{unit}": self.budget_at(epoch), f"budget/dense_{unit}": self.dense_cost}
         if self.predicted_cost is not None:
             metrics[f"budget/predicted_{unit}"] = self.predicted_cost
+        if self.last_measured is not None:  # the measured correction's rounds (the same predicted_ms)
+            metrics.update(self.last_measured.metrics("budget"))
         return metrics
+
+    def latency_correction(self) -> float:
+        return self._prediction_correction
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "budget": self.budget}

@@ -28,6 +28,9 @@ A layer between two groups shrinks along both axes; its time at input width ``a`
 proportional to ``a · b``), and it keeps each axis's measured steps (a width the kernels dislike
 costs on that axis whatever the other does). Between measured widths a curve is interpolated
 linearly; the allocation only ever picks measured widths, so its predictions are lookups.
+On a thinned model this is off by up to a quarter (the layers timed alone are not the model), most
+on the widths an allocation picks; a run therefore measures the widths it picks before accepting
+them (:mod:`.remeasure`).
 
 Steps
 -----
