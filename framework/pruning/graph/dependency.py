@@ -2,7 +2,7 @@
 
 Removing output channel ``c`` of a convolution only yields a smaller network that computes the same
 function if everything else that touches channel ``c`` of that tensor goes with it. This module reads
-the model's ``torch.fx`` graph (shapes from :class:`.shapes.ShapeRecorder`, a lighter ShapeProp, on an
+the model's ``torch.fx`` graph (shapes from :func:`.shapes.record_shapes`, a lighter ShapeProp, on an
 example input), walks it once with the handlers of the op tables (:mod:`.ops`) and returns those
 sets (:mod:`.groups`).
 
@@ -94,7 +94,7 @@ from framework.pruning.graph.groups import (
     ResizedAttribute,
 )
 from framework.pruning.graph.ops import walk
-from framework.pruning.graph.shapes import ShapeRecorder
+from framework.pruning.graph.shapes import record_shapes
 from framework.pruning.graph.state import BuilderState, FixReason
 
 
@@ -135,7 +135,7 @@ def propagate_shapes(
         except Exception as exc:  # fx raises many types (TraceError, TypeError, ...); all mean the same
             raise trace_failure(model, exc, needed_by, "use coupling=layer") from exc
         with torch.no_grad():
-            ShapeRecorder(traced).propagate(*inputs)
+            record_shapes(traced, *inputs)
     except PruningError:
         raise
     except Exception as exc:
