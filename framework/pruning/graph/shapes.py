@@ -29,9 +29,8 @@ from typing import Any
 import torch
 import torch.fx
 from torch.fx.node import map_aggregate
-from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata, _extract_tensor_metadata
+from torch.fx.passes.shape_prop import TensorMetadata, _extract_tensor_metadata
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_map
 
 _aten = torch.ops.aten
 # ops whose cost is arithmetic and whose outputs' shapes follow from their inputs' shapes alone
@@ -48,13 +47,18 @@ _VALUE_TAGS = (torch.Tag.dynamic_output_shape, torch.Tag.data_dependent_output)
 _VALUE_METHODS = {"tolist", "numpy", "__array__", "data_ptr", "untyped_storage"}
 
 
-class ShapeRecorder(ShapeProp):
-    """``ShapeRecorder(traced).propagate(*inputs)``: ShapeProp without the memory-format probes and
-    the strides (real tensors only: no fake mode). ``quiet``: no traceback printed for a failing node."""
+class ShapeRecorder(torch.fx.Interpreter):
+    """``ShapeRecorder(module).propagate(*inputs)``: ShapeProp without the memory-format probes and
+    the strides (real tensors only: no fake mode), on ``module``'s GraphModule or, given ``graph``,
+    on that graph with ``module`` holding its targets. ``quiet``: no traceback printed for a
+    failing node."""
 
-    def __init__(self, module: torch.fx.GraphModule, quiet: bool = False):
-        super().__init__(module)
+    def __init__(self, module: torch.nn.Module, graph: torch.fx.Graph | None = None, quiet: bool = False):
+        super().__init__(module, graph=graph)
         self.quiet = quiet
+
+    def propagate(self, *args: Any) -> Any:
+        return self.run(*args)
 
     def run_node(self, n: torch.fx.Node) -> Any:
         try:
@@ -89,25 +93,43 @@ class _StandIns(TorchDispatchMode):
         super().__init__()
         self.values_read = False
         self.held = {t.untyped_storage().data_ptr() for t in held}
+        self.kinds: dict[Any, str] = {}  # op -> "stand-in", "values", "mutable" or "plain"
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in _STAND_IN_OPS:
-            device = next(a.device for a in args if isinstance(a, torch.Tensor))
-            on_meta = tree_map(lambda a: a.to("meta") if isinstance(a, torch.Tensor) else a, (args, kwargs))
-            shaped = func(*on_meta[0], **on_meta[1])
-            zeros = tree_map(lambda t: torch.zeros(t.shape, dtype=t.dtype, device=device), shaped)
-            if func is _aten._native_multi_head_attention.default and not _needs_weights(args, kwargs):
-                zeros = (zeros[0], None)  # the real kernel returns no tensor for the weights; meta an empty one
-            return zeros
-        if any(tag in func.tags for tag in _VALUE_TAGS) and not _integer_index(func, args):
+        kind = self.kinds.get(func) or self.kinds.setdefault(func, _kind(func))
+        if kind == "stand-in":
+            return self._zeros(func, args, kwargs)
+        if kind == "values" and not _integer_index(func, args):
             self.values_read = True
-        if func._schema.is_mutable and any(self._writes_held(a) for a in (*args, *kwargs.values())):
+        elif kind == "mutable" and any(self._writes_held(a) for a in (*args, *kwargs.values())):
             self.values_read = True
         return func(*args, **kwargs)
 
+    def _zeros(self, func, args, kwargs):
+        device = next(a.device for a in args if isinstance(a, torch.Tensor))
+        shaped = func(*[_on_meta(a) for a in args], **{k: _on_meta(v) for k, v in kwargs.items()})
+        if isinstance(shaped, torch.Tensor):
+            return torch.zeros(shaped.shape, dtype=shaped.dtype, device=device)
+        zeros = tuple(torch.zeros(t.shape, dtype=t.dtype, device=device) for t in shaped)
+        if func is _aten._native_multi_head_attention.default and not _needs_weights(args, kwargs):
+            zeros = (zeros[0], None)  # the real kernel returns no tensor for the weights; meta an empty one
+        return zeros
+
     def _writes_held(self, value: Any) -> bool:
         return isinstance(value, torch.Tensor) and value.untyped_storage().data_ptr() in self.held
+
+
+def _kind(func) -> str:
+    if func in _STAND_IN_OPS:
+        return "stand-in"
+    if any(tag in func.tags for tag in _VALUE_TAGS):
+        return "values"
+    return "mutable" if func._schema.is_mutable else "plain"
+
+
+def _on_meta(value: Any) -> Any:
+    return value.to("meta") if isinstance(value, torch.Tensor) else value
 
 
 def _needs_weights(args, kwargs) -> bool:
@@ -133,19 +155,19 @@ def _quantized(meta: Any) -> bool:
     return bool(getattr(meta, "is_quantized", False))
 
 
-def record_shapes(traced: torch.fx.GraphModule, *inputs: Any) -> None:
-    """Every node's ``tensor_meta`` (and ``type``) on ``inputs``, as :class:`ShapeRecorder` records
-    them; without the arithmetic of the stand-in ops where that cannot change a shape (see the
-    module docstring). Call it under ``torch.no_grad()``."""
-    if not any(node.op == "call_method" and node.target in _VALUE_METHODS for node in traced.graph.nodes):
+def record_shapes(model: torch.nn.Module, graph: torch.fx.Graph, *inputs: Any) -> None:
+    """Every node's ``tensor_meta`` (and ``type``) of ``model``'s ``graph`` on ``inputs``, as
+    :class:`ShapeRecorder` records them; without the arithmetic of the stand-in ops where that
+    cannot change a shape (see the module docstring). Call it under ``torch.no_grad()``."""
+    if not any(node.op == "call_method" and node.target in _VALUE_METHODS for node in graph.nodes):
         try:
-            with _StandIns([*traced.parameters(), *traced.buffers()]) as stand_ins:
-                ShapeRecorder(traced, quiet=True).propagate(*inputs)
-            if not stand_ins.values_read and not any(_quantized(n.meta.get("tensor_meta")) for n in traced.graph.nodes):
+            with _StandIns([*model.parameters(), *model.buffers()]) as stand_ins:
+                ShapeRecorder(model, graph, quiet=True).propagate(*inputs)
+            if not stand_ins.values_read and not any(_quantized(n.meta.get("tensor_meta")) for n in graph.nodes):
                 return
         except Exception:  # the real pass below reports the failure as it is
             pass
-        for node in traced.graph.nodes:
+        for node in graph.nodes:
             node.meta.pop("tensor_meta", None)
             node.meta.pop("type", None)
-    ShapeRecorder(traced).propagate(*inputs)
+    ShapeRecorder(model, graph).propagate(*inputs)
