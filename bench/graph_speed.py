@@ -5,9 +5,11 @@ efficientnet_b0, mobilenet_v2 and vit_b_16, each variant on a fresh copy of the 
 variants interleaved in one process (so that the machine's load falls on all of them alike):
 
 * **secateurs** - ``build_pruner(method="level", structure="filter", final_sparsity=0.5,
-  example_input=x)`` (traces the model and runs it once for the shapes), ``on_epoch_start(0)`` and
-  ``apply_masks()`` (ranks, writes the masks), ``thin(..., masks_applied=True)`` (the smaller model,
-  checked equal to the masked one: two more forward passes).
+  example_input=x)`` (traces the model and runs it once for the shapes, without the arithmetic of
+  its convolutions and matrix products), ``on_epoch_start(0)`` (ranks, writes the masks and zeroes
+  the weights they mask), ``thin(..., masks_applied=True)`` (the smaller model, checked equal to the
+  masked one: two forward passes). ``apply_masks()``, the training loop's call after each optimizer
+  step, is left out: right after a mask update it would multiply the same weights by the same masks.
 * **secateurs, no check** - the same with ``thin(..., check=False)``: what Torch-Pruning does, which
   does not compare its pruned model with anything.
 * **Torch-Pruning 1.6.1** - ``MagnitudePruner(importance=MagnitudeImportance(p=1), pruning_ratio=0.5,
@@ -58,8 +60,7 @@ def ours(model: nn.Module, x: torch.Tensor, check: bool) -> float:
 
     begin = time.perf_counter()
     pruner = build_pruner(model, method="level", structure="filter", final_sparsity=0.5, example_input=x)
-    pruner.on_epoch_start(0)
-    pruner.apply_masks()
+    pruner.on_epoch_start(0)  # zeroes what the new masks mask: masks_applied holds
     thin(model, pruner.masks, x, graph=pruner.graph, check=check, masks_applied=True)
     return time.perf_counter() - begin
 

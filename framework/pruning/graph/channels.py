@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -117,3 +117,23 @@ class UnionFind:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[max(ra, rb)] = min(ra, rb)
+
+    def unite(self, firsts: Iterable[int], seconds: Iterable[int]) -> None:
+        """``union(a, b)`` for each pair of ``zip(firsts, seconds)``, in that order; one call for a
+        whole tensor's channels (the walk's hottest loop), with ``find`` inlined."""
+        parent = self.parent
+        for a, b in zip(firsts, seconds):
+            ra = a
+            while parent[ra] != ra:
+                ra = parent[ra]
+            while parent[a] != ra:
+                parent[a], a = ra, parent[a]
+            rb = b
+            while parent[rb] != rb:
+                rb = parent[rb]
+            while parent[b] != rb:
+                parent[b], b = rb, parent[b]
+            if ra < rb:
+                parent[rb] = ra
+            elif rb < ra:
+                parent[ra] = rb

@@ -190,9 +190,10 @@ def _attributes_as_origins(model: nn.Module, tracer: torch.fx.Tracer) -> Iterato
             namespace[attribute] = value
 
 
-def trace_with_origins(model: nn.Module) -> tuple[torch.fx.GraphModule, set[Origin]]:
-    """``symbolic_trace`` with attribute origins on the ints of the graph (see the module
-    docstring); also returns the attributes Python consumed while tracing."""
+def trace_with_origins(model: nn.Module) -> tuple[torch.fx.Graph, set[Origin]]:
+    """``model``'s fx graph, traced with attribute origins on its ints (see the module docstring);
+    also returns the attributes Python consumed while tracing. Its node targets name ``model``'s
+    own submodules and attributes (no GraphModule is built: nothing runs generated code)."""
     global _recording
     tracer = torch.fx.Tracer()
     consumed: set[Origin] = set()
@@ -202,8 +203,7 @@ def trace_with_origins(model: nn.Module) -> tuple[torch.fx.GraphModule, set[Orig
             graph = tracer.trace(model)
         finally:
             _recording = None
-    name = model.__class__.__name__
-    return torch.fx.GraphModule(tracer.root, graph, name), consumed
+    return graph, consumed
 
 
 def uses(graph: torch.fx.Graph) -> dict[Origin, int]:

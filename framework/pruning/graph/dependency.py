@@ -2,7 +2,7 @@
 
 Removing output channel ``c`` of a convolution only yields a smaller network that computes the same
 function if everything else that touches channel ``c`` of that tensor goes with it. This module reads
-the model's ``torch.fx`` graph (shapes from :class:`.shapes.ShapeRecorder`, a lighter ShapeProp, on an
+the model's ``torch.fx`` graph (shapes from :func:`.shapes.record_shapes`, a lighter ShapeProp, on an
 example input), walks it once with the handlers of the op tables (:mod:`.ops`) and returns those
 sets (:mod:`.groups`).
 
@@ -94,7 +94,7 @@ from framework.pruning.graph.groups import (
     ResizedAttribute,
 )
 from framework.pruning.graph.ops import walk
-from framework.pruning.graph.shapes import ShapeRecorder
+from framework.pruning.graph.shapes import record_shapes
 from framework.pruning.graph.state import BuilderState, FixReason
 
 
@@ -114,9 +114,7 @@ def infer_example_input(model: nn.Module) -> torch.Tensor:
     )
 
 
-def propagate_shapes(
-    model: nn.Module, example_input, needed_by: str
-) -> tuple[torch.fx.GraphModule, set[tuple[str, str]]]:
+def propagate_shapes(model: nn.Module, example_input, needed_by: str) -> tuple[torch.fx.Graph, set[tuple[str, str]]]:
     """Trace ``model`` in eval mode (sizes written as module attributes keep their origin, see
     :mod:`.constants`) and record every node's output shape, running it once; also returns the
     attributes Python consumed while tracing.
@@ -131,11 +129,11 @@ def propagate_shapes(
     try:
         model.eval()
         try:
-            traced, consumed = trace_with_origins(model)
+            graph, consumed = trace_with_origins(model)
         except Exception as exc:  # fx raises many types (TraceError, TypeError, ...); all mean the same
             raise trace_failure(model, exc, needed_by, "use coupling=layer") from exc
         with torch.no_grad():
-            ShapeRecorder(traced).propagate(*inputs)
+            record_shapes(model, graph, *inputs)
     except PruningError:
         raise
     except Exception as exc:
@@ -148,7 +146,7 @@ def propagate_shapes(
     finally:
         for module, mode in modes.items():
             module.training = mode
-    return traced, consumed
+    return graph, consumed
 
 
 def build_dependency_graph(model: nn.Module, example_input=None, warn: bool = True) -> DependencyGraph:
@@ -160,13 +158,13 @@ def build_dependency_graph(model: nn.Module, example_input=None, warn: bool = Tr
     inner, prefix = unwrap(model)
     if example_input is None:
         example_input = infer_example_input(inner)
-    traced, consumed = propagate_shapes(inner, example_input, needed_by="coupled structured pruning")
+    graph, consumed = propagate_shapes(inner, example_input, needed_by="coupled structured pruning")
     with paused_gc():
         state = BuilderState(dict(inner.named_modules()), consumed)
-        walk(state, traced.graph)
+        walk(state, graph)
         state.settle_parameter_reads()
-        state.fix_sizes_read_as_numbers(traced.graph)
-        resizes = _resolve_sites(state, traced.graph)
+        state.fix_sizes_read_as_numbers(graph)
+        resizes = _resolve_sites(state, graph)
         return _assemble(state, prefix, model, warn, resizes)
 
 

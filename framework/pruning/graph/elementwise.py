@@ -109,8 +109,7 @@ def _couple_operands(
     for value in full[1:]:
         if len(value.ids) != len(full[0].ids):
             return False
-        for a, b in zip(full[0].ids, value.ids):
-            state.uf.union(a, b)
+        state.uf.unite(full[0].ids, value.ids)
     for parameter in parameters:
         if attach_parameter(state, parameter, full[0], len(out_shape), channel_dim) is False:
             return False

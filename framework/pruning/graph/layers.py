@@ -84,17 +84,17 @@ def _layer(state: BuilderState, node: torch.fx.Node, name: str, module: nn.Modul
 def _couple_conv_groups(state: BuilderState, in_ids: list[int], out_ids: list[int], groups: int) -> None:
     per_in, per_out = len(in_ids) // groups, len(out_ids) // groups
     if per_in == 1:  # depthwise: input channel c flows into the filters of group c
-        for c in range(groups):
-            for q in range(per_out):
-                state.uf.union(in_ids[c], out_ids[c * per_out + q])
+        state.uf.unite((in_ids[c] for c in range(groups) for _ in range(per_out)), out_ids[: groups * per_out])
         return
     # each group must lose the same positions for `groups` to stay valid
-    for p in range(per_in):
-        for g in range(1, groups):
-            state.uf.union(in_ids[p], in_ids[g * per_in + p])
-    for q in range(per_out):
-        for g in range(1, groups):
-            state.uf.union(out_ids[q], out_ids[g * per_out + q])
+    state.uf.unite(
+        (in_ids[p] for p in range(per_in) for _ in range(1, groups)),
+        (in_ids[g * per_in + p] for p in range(per_in) for g in range(1, groups)),
+    )
+    state.uf.unite(
+        (out_ids[q] for q in range(per_out) for _ in range(1, groups)),
+        (out_ids[g * per_out + q] for q in range(per_out) for g in range(1, groups)),
+    )
 
 
 def refit(state: BuilderState, source: Channels, dim: int) -> Channels | None:
