@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
+import zygote
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = Path(__file__).parent / "data" / "behaviour_baseline.json"
@@ -34,7 +34,7 @@ _MEASURED = ("_ms_", "speedup", "bytes", "onnx_max_abs_error")
 def run(name: str, run_dir: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     command = [sys.executable, str(ROOT / "run.py"), *RUNS[name], *COMMON, f"hydra.run.dir={run_dir}"]
-    done = subprocess.run(command, cwd=run_dir.parent, env=env, capture_output=True, text=True, timeout=600)
+    done = zygote.run(command[1:], cwd=run_dir.parent, env=env, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr[-3000:]}")
 

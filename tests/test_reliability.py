@@ -1,6 +1,6 @@
 """Process-level reliability: exact resume after SIGKILL, signals, NaN, failing multirun jobs.
 
-Each test runs the app as a subprocess, as a user (or a cluster scheduler) would.
+Each test runs the app in a process of its own, as a user (or a cluster scheduler) would.
 """
 
 from __future__ import annotations
@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,26 +20,14 @@ from support import HANG_S, ROOT, cli_dirs, run_cli
 BASE = ["epochs=4", "tracking.log_model=false", "loader.batch_size=16", "deploy.enabled=false"]
 
 
-def ctrl_c_as_in_a_terminal():
-    """In the child: Ctrl-C handled by default, as in a terminal. A suite started in the
-    background (`make test &`, a CI job without job control) ignores SIGINT, and children inherit
-    that, so the run would never see the test's Ctrl-C and would finish with exit 0."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-
-
 def start_cli(args):
+    """``python run.py args`` started in a process of its own (forked by :mod:`zygote`: its pid, its
+    signals, Ctrl-C handled as in a terminal, stdout and stderr kept for ``communicate``)."""
+    import zygote
+
     env = dict(os.environ)
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=ctrl_c_as_in_a_terminal,
-    )
+    return zygote.ForkedRun([str(ROOT / "run.py"), *args], cwd=ROOT, env=env)
 
 
 def wait_for_epochs(metrics_file: Path, count: int, process, timeout=HANG_S):

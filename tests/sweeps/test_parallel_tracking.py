@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import os
 
 import pytest
+import zygote
 from mlflow.tracking import MlflowClient
 from mlflow_server import MlflowServer
 from support import HANG_S, ROOT, cli_dirs, run_cli, store_overrides
@@ -14,9 +14,8 @@ from support import HANG_S, ROOT, cli_dirs, run_cli, store_overrides
 @pytest.mark.slow
 def test_two_independent_runs_started_together_on_a_fresh_store_both_finish(tmp_path):
     processes = [
-        subprocess.Popen(
+        zygote.ForkedRun(
             [
-                sys.executable,
                 str(ROOT / "run.py"),
                 "epochs=1",
                 "tracking.log_model=false",
@@ -26,9 +25,7 @@ def test_two_independent_runs_started_together_on_a_fresh_store_both_finish(tmp_
                 *store_overrides(tmp_path, fresh=True),
             ],
             cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            env=dict(os.environ),
         )
         for index, lr in enumerate(("0.05", "0.1"))
     ]
