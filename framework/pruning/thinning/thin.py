@@ -47,7 +47,6 @@ import copy
 import inspect
 import os
 import tempfile
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +63,7 @@ from framework.pruning.graph.fx import CONVS, NORMS, is_window_attention
 from framework.pruning.graph.groups import IN, NORM, OUT, PARAM, ROLE_STRUCTURE, DependencyGraph
 from framework.pruning.structures import any_along, any_per_group
 from framework.pruning.thinning.attention import thin_multihead, thin_window_attention
+from framework.pruning.thinning.copy_memo import empty_containers_memo
 from framework.pruning.thinning.recipe_check import check_recipe
 from framework.serialization import load_weights_only
 
@@ -235,7 +235,7 @@ def _copy_with(model: nn.Module, plans: Mapping[str, IndexPlan], masked: Mapping
     never copied whole."""
     params = dict(model.named_parameters())
     buffers = dict(model.named_buffers())
-    memo = _empty_containers(model)
+    memo = empty_containers_memo(model)
     for name, plan in plans.items():
         old = params.get(name)
         if old is not None:
@@ -250,22 +250,6 @@ def _copy_with(model: nn.Module, plans: Mapping[str, IndexPlan], masked: Mapping
             if name not in plans:
                 copies[name].copy_(value)
     return work
-
-
-def _empty_containers(model: nn.Module) -> dict[int, Any]:
-    """A deepcopy memo that already holds a new empty container for each empty dict, OrderedDict
-    and set of every module (its hook tables, its ``_parameters`` or ``_modules`` when it has
-    none): what deepcopy would make of them, without its per-object reduce protocol (a third of
-    the copy of a model of many small layers)."""
-    memo: dict[int, Any] = {}
-    for module in model.modules():
-        for value in vars(module).values():
-            if type(value) in _PLAIN_CONTAINERS and not value:
-                memo[id(value)] = type(value)()
-    return memo
-
-
-_PLAIN_CONTAINERS = (dict, OrderedDict, set)
 
 
 def _sliced_copy(tensor: torch.Tensor, plan: IndexPlan) -> torch.Tensor:
