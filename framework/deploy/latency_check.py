@@ -47,14 +47,25 @@ def measure_models_ms(
     """Median milliseconds of each model as the table times a whole model: BatchNorm fused, in its
     runtime at its thread count and batch and on its clock, the models interleaved."""
     with cost.torch_threads(table.threads), tempfile.TemporaryDirectory(prefix="secateurs-check-") as scratch:
-        runners = {}
-        for name, model in models.items():
-            fused = fuse_batchnorm(copy.deepcopy(model).cpu().eval())
-            runners[name] = model_runner(
-                fused, table.sample_shape, table.runtime, table.threads, table.batch, Path(scratch) / name
-            )
+        runners = _table_runners(models, table, Path(scratch))
         with torch.no_grad():
             return time_runners(runners, warmup, repeats, table.machine.get("clock", "wall"))
+
+
+def _table_runners(models: Mapping[str, nn.Module], table: LatencyTable, scratch: Path) -> dict:
+    """Each model ready to be timed as the table times a whole model (BatchNorm fused, the table's
+    runtime, threads and batch), its files under ``scratch``."""
+    return {
+        name: model_runner(
+            fuse_batchnorm(copy.deepcopy(model).cpu().eval()),
+            table.sample_shape,
+            table.runtime,
+            table.threads,
+            table.batch,
+            scratch / name,
+        )
+        for name, model in models.items()
+    }
 
 
 def width_measurer(
@@ -74,18 +85,9 @@ def width_measurer(
     def measure(widths: Mapping[str, int]) -> float:
         thinned = model_at_widths(work, widths, example, graph)
         with cost.torch_threads(table.threads), tempfile.TemporaryDirectory(prefix="secateurs-check-") as scratch:
-            runners = {
-                name: model_runner(
-                    fuse_batchnorm(copy.deepcopy(m)),
-                    table.sample_shape,
-                    table.runtime,
-                    table.threads,
-                    table.batch,
-                    Path(scratch) / name,
-                )
-                for name, m in (("dense", work), ("thinned", thinned))
-            }
-            ratios = relative_times(runners, "dense", 2, repeats, clock)
+            runners = _table_runners({"dense": work, "thinned": thinned}, table, Path(scratch))
+            with torch.no_grad():
+                ratios = relative_times(runners, "dense", 2, repeats, clock)
         return table.predict() * ratios["thinned"]
 
     return measure

@@ -171,8 +171,6 @@ class BudgetPruningEngine(GlobalCoupledPruningEngine):
         self.cost_measure = cost_measure if spec.budget == LATENCY_BUDGET else None
         self.last_measured: MeasuredAllocation | None = None
         self._next_scale = 1.0
-        # the factor the kept widths' prediction used: the thinned model is predicted with it
-        self._prediction_correction = 1.0
 
     def budget_at(self, epoch: int, fractional: float | None = None) -> float:
         """The cost allowed at this pruning moment, in the table's unit."""
@@ -219,7 +217,6 @@ class BudgetPruningEngine(GlobalCoupledPruningEngine):
             checked = measured_allocation(solve, measure_shifted, budget, self._next_scale)
             log.info("latency allocation for %.4g ms (epoch %d): %s", budget, epoch, checked.describe())
             self.last_measured, self._next_scale = checked, checked.scale
-            self._prediction_correction = checked.last.scale
             allocation = checked.allocation
             self.predicted_cost = checked.last.predicted_ms
         self.last_allocation = allocation
@@ -246,7 +243,8 @@ class BudgetPruningEngine(GlobalCoupledPruningEngine):
         return metrics
 
     def latency_correction(self) -> float:
-        return self._prediction_correction
+        """The factor the kept widths' prediction used: the thinned model is predicted with it."""
+        return self.last_measured.last.scale if self.last_measured is not None else 1.0
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "budget": self.budget}
