@@ -6,7 +6,6 @@ import atexit
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,22 +52,17 @@ def store_overrides(tmp_path: Path, fresh: bool = False) -> list[str]:
     ]
 
 
-def run_cli(
-    args: Sequence[str], cwd: Path = ROOT, timeout: float = HANG_S, env=None, fresh_interpreter: bool = False
-) -> subprocess.CompletedProcess:
+def run_cli(args: Sequence[str], cwd: Path = ROOT, timeout: float = HANG_S, env=None) -> subprocess.CompletedProcess:
     """Run ``python run.py args`` as a user would, in a process of its own; returns the finished
     process (text output). The process is forked from an interpreter that has imported torch, MLflow
-    and Hydra already (:mod:`zygote`); ``fresh_interpreter=True`` starts a new one, for a test about
-    what an interpreter imports or reads at start-up (as does an ``env`` that sets ``PYTHONPATH``)."""
+    and Hydra already (:mod:`zygote`); a test about what an interpreter does at start-up (what it
+    imports, ``sys.path``, a variable read at import) starts ``sys.executable`` itself."""
+    import zygote
+
     full_env = dict(os.environ)
     full_env.pop("HYDRA_FULL_ERROR", None)
     full_env.update(env or {})
-    argv = [sys.executable, str(ROOT / "run.py"), *args]
-    if not fresh_interpreter and full_env.get("PYTHONPATH") == os.environ.get("PYTHONPATH"):
-        import zygote
-
-        return zygote.run(argv[1:], cwd=Path(cwd), env=full_env, timeout=timeout)
-    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+    return zygote.run([str(ROOT / "run.py"), *args], cwd=Path(cwd), env=full_env, timeout=timeout)
 
 
 def cli_dirs(tmp_path: Path, store: Path | None = None, mlflow: bool = True, fresh_store: bool = False) -> list[str]:

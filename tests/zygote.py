@@ -7,8 +7,8 @@ command run as ``python run.py args`` runs it (``runpy``, ``__main__``, ``sys.ar
 the script's folder, the working directory and environment given). What differs from a new
 interpreter is only what the imports did: modules already in ``sys.modules``. So a test about what a
 fresh interpreter imports, the console script, ``sys.path`` or a variable read at import time (the
-Hugging Face hub's offline switch) starts ``sys.executable`` itself (``support.run_cli(...,
-fresh_interpreter=True)``), and nothing here imports the hub, timm or transformers.
+Hugging Face hub's offline switch) starts ``sys.executable`` itself, and nothing here imports the
+hub, timm or transformers.
 
 One zygote per test process (an xdist worker), started on first use and ended with the process. The
 protocol is one message per datagram on a Unix socket pair: a request carries the command and the
